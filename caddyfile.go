@@ -1,0 +1,270 @@
+package mqttgateway
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
+
+	"github.com/caddy-mqtt/mqttgateway/session"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("mqtt_gateway", parseCaddyfile)
+	// After the auth handlers (basic_auth, forward_auth) so a site's own
+	// protection applies to the gateway too, before proxies and files
+	// because the gateway passes what it does not serve to them; before respond
+	// so a catch-all respond does not shadow it.
+	httpcaddyfile.RegisterDirectiveOrder("mqtt_gateway", httpcaddyfile.Before, "respond")
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	var m Handler
+	err := m.UnmarshalCaddyfile(h.Dispenser)
+	return &m, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
+//
+//	mqtt_gateway [<matcher>] {
+//		broker <name> <url>|embedded {
+//			username <user>
+//			password <password>
+//			client_id_prefix <prefix>
+//			keepalive <duration>
+//			connect_timeout <duration>
+//			listen <address>            # embedded brokers only
+//			tls {
+//				ca <pem file>
+//				cert <pem file>
+//				key <pem file>
+//				server_name <name>
+//				insecure_skip_verify
+//			}
+//		}
+//		allow_origins <origin...>
+//		max_message_size <size>
+//		session_timeout <duration>
+//		heartbeat <duration>
+//		max_clients_per_session <n>
+//		max_subscriptions_per_client <n>
+//		max_queued_frames <n>
+//		max_queued_bytes <size>
+//		replay_frames <n>
+//		replay_bytes <size>
+//	}
+//
+// Unknown options are errors.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "broker":
+			b, err := parseBroker(d)
+			if err != nil {
+				return err
+			}
+			for _, other := range h.Brokers {
+				if other.Name == b.Name {
+					return d.Errf("duplicate broker name %q", b.Name)
+				}
+			}
+			h.Brokers = append(h.Brokers, b)
+		case "allow_origins":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			h.AllowOrigins = append(h.AllowOrigins, args...)
+		case "max_message_size":
+			if err := parseSize(d, &h.MaxMessageSize); err != nil {
+				return err
+			}
+		case "max_queued_bytes":
+			if err := parseSize(d, &h.MaxQueuedBytes); err != nil {
+				return err
+			}
+		case "replay_bytes":
+			if err := parseSize(d, &h.ReplayBytes); err != nil {
+				return err
+			}
+		case "session_timeout":
+			if err := parseDuration(d, &h.SessionTimeout); err != nil {
+				return err
+			}
+		case "heartbeat":
+			if err := parseDuration(d, &h.Heartbeat); err != nil {
+				return err
+			}
+		case "max_clients_per_session":
+			if err := parseInt(d, &h.MaxClientsPerSession); err != nil {
+				return err
+			}
+		case "max_subscriptions_per_client":
+			if err := parseInt(d, &h.MaxSubscriptionsPerClient); err != nil {
+				return err
+			}
+		case "max_queued_frames":
+			if err := parseInt(d, &h.MaxQueuedFrames); err != nil {
+				return err
+			}
+		case "replay_frames":
+			if err := parseInt(d, &h.ReplayFrames); err != nil {
+				return err
+			}
+		default:
+			return d.Errf("unknown mqtt_gateway option %q", d.Val())
+		}
+	}
+	return nil
+}
+
+func parseBroker(d *caddyfile.Dispenser) (*session.BrokerConfig, error) {
+	args := d.RemainingArgs()
+	if len(args) != 2 {
+		return nil, d.Errf("broker needs a name and a url (or 'embedded'), got %d arguments", len(args))
+	}
+	b := &session.BrokerConfig{Name: args[0]}
+	if args[1] == "embedded" {
+		b.Embedded = &session.EmbeddedConfig{}
+	} else {
+		if _, err := session.ParseBrokerURL(args[1]); err != nil {
+			return nil, d.Errf("broker %q: %v", b.Name, err)
+		}
+		b.URL = args[1]
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		var err error
+		switch opt {
+		case "username":
+			err = parseString(d, &b.Username)
+		case "password":
+			err = parseString(d, &b.Password)
+		case "client_id_prefix":
+			err = parseString(d, &b.ClientIDPrefix)
+		case "keepalive":
+			err = parseDuration(d, &b.KeepAlive)
+		case "connect_timeout":
+			err = parseDuration(d, &b.ConnectTimeout)
+		case "listen":
+			if b.Embedded == nil {
+				return nil, d.Errf("listen applies to embedded brokers only")
+			}
+			err = parseString(d, &b.Embedded.Listen)
+		case "tls":
+			if b.Embedded != nil {
+				return nil, d.Errf("tls applies to external brokers only")
+			}
+			b.TLS, err = parseBrokerTLS(d)
+		default:
+			return nil, d.Errf("unknown broker option %q", opt)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+func parseBrokerTLS(d *caddyfile.Dispenser) (*session.BrokerTLS, error) {
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	t := &session.BrokerTLS{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "ca":
+			err = parseString(d, &t.CA)
+		case "cert":
+			err = parseString(d, &t.Cert)
+		case "key":
+			err = parseString(d, &t.Key)
+		case "server_name":
+			err = parseString(d, &t.ServerName)
+		case "insecure_skip_verify":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			t.InsecureSkipVerify = true
+		default:
+			return nil, d.Errf("unknown tls option %q", d.Val())
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+// oneArg reads the single argument of the current option.
+func oneArg(d *caddyfile.Dispenser) (string, error) {
+	opt := d.Val()
+	if !d.NextArg() {
+		return "", d.Errf("%s needs a value", opt)
+	}
+	v := d.Val()
+	if d.NextArg() {
+		return "", d.Errf("%s takes one value", opt)
+	}
+	return v, nil
+}
+
+func parseString(d *caddyfile.Dispenser, dst *string) error {
+	v, err := oneArg(d)
+	*dst = v
+	return err
+}
+
+func parseDuration(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	opt := d.Val()
+	v, err := oneArg(d)
+	if err != nil {
+		return err
+	}
+	dur, err := caddy.ParseDuration(v)
+	if err != nil || dur <= 0 {
+		return d.Errf("%s: invalid duration %q", opt, v)
+	}
+	*dst = caddy.Duration(dur)
+	return nil
+}
+
+func parseInt(d *caddyfile.Dispenser, dst *int) error {
+	opt := d.Val()
+	v, err := oneArg(d)
+	if err != nil {
+		return err
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		return d.Errf("%s: %q is not a positive integer", opt, v)
+	}
+	*dst = n
+	return nil
+}
+
+// parseSize accepts byte counts like 1048576, 64KiB or 1MB.
+func parseSize(d *caddyfile.Dispenser, dst *int64) error {
+	opt := d.Val()
+	v, err := oneArg(d)
+	if err != nil {
+		return err
+	}
+	n, err := humanize.ParseBytes(v)
+	if err != nil || n == 0 || n > 1<<40 {
+		return d.Errf("%s: invalid size %q", opt, v)
+	}
+	*dst = int64(n)
+	return nil
+}
+
+// Interface guards.
+var _ caddyfile.Unmarshaler = (*Handler)(nil)

@@ -1,0 +1,140 @@
+package mqttgateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddytest"
+
+	"github.com/caddy-mqtt/mqttgateway/session"
+)
+
+func parse(t *testing.T, input string) (*Handler, error) {
+	t.Helper()
+	var h Handler
+	err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input))
+	return &h, err
+}
+
+func TestCaddyfileFullBlock(t *testing.T) {
+	h, err := parse(t, `mqtt_gateway {
+		broker sensors mqtts://broker.internal {
+			username gw
+			password s3cret
+			client_id_prefix web-
+			keepalive 15s
+			connect_timeout 3s
+			tls {
+				ca /etc/ca.pem
+				server_name mqtt.internal
+			}
+		}
+		broker local embedded {
+			listen 127.0.0.1:1884
+		}
+		allow_origins https://app.example.com https://admin.example.com
+		max_message_size 64KiB
+		session_timeout 1m
+		heartbeat 10s
+		max_clients_per_session 4
+		max_subscriptions_per_client 32
+	}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h.Brokers) != 2 {
+		t.Fatalf("brokers: %+v", h.Brokers)
+	}
+	s := h.Brokers[0]
+	if s.Name != "sensors" || s.URL != "mqtts://broker.internal" || s.Username != "gw" || s.Password != "s3cret" ||
+		s.ClientIDPrefix != "web-" || s.TLS == nil || s.TLS.CA != "/etc/ca.pem" || s.TLS.ServerName != "mqtt.internal" {
+		t.Fatalf("sensors broker: %+v tls %+v", s, s.TLS)
+	}
+	if l := h.Brokers[1]; l.Embedded == nil || l.Embedded.Listen != "127.0.0.1:1884" {
+		t.Fatalf("embedded broker: %+v", l)
+	}
+	if h.MaxMessageSize != 64*1024 || len(h.AllowOrigins) != 2 || h.MaxClientsPerSession != 4 || h.MaxSubscriptionsPerClient != 32 {
+		t.Fatalf("options: %+v", h)
+	}
+}
+
+func TestCaddyfileErrorsNameTheLine(t *testing.T) {
+	cases := map[string]struct{ input, want string }{
+		"unknown option":        {"mqtt_gateway {\n broker a mqtt://h\n frobnicate 1\n}", "unknown mqtt_gateway option \"frobnicate\""},
+		"unknown broker option": {"mqtt_gateway {\n broker a mqtt://h {\n  colour blue\n }\n}", "unknown broker option \"colour\""},
+		"duplicate broker":      {"mqtt_gateway {\n broker a mqtt://h\n broker a mqtt://g\n}", "duplicate broker name \"a\""},
+		"bad scheme":            {"mqtt_gateway {\n broker a http://h\n}", "scheme must be mqtt, mqtts, ws or wss"},
+		"credentials in url":    {"mqtt_gateway {\n broker a mqtt://u:p@h\n}", "put credentials in username and password"},
+		"missing url":           {"mqtt_gateway {\n broker a\n}", "broker needs a name and a url"},
+		"bad size":              {"mqtt_gateway {\n broker a mqtt://h\n max_message_size lots\n}", "invalid size"},
+		"bad duration":          {"mqtt_gateway {\n broker a mqtt://h\n session_timeout soon\n}", "invalid duration"},
+		"listen on external":    {"mqtt_gateway {\n broker a mqtt://h {\n  listen :1883\n }\n}", "listen applies to embedded brokers only"},
+		"unknown tls option":    {"mqtt_gateway {\n broker a mqtts://h {\n  tls {\n   pinning yes\n  }\n }\n}", "unknown tls option"},
+		"argument on directive": {"mqtt_gateway extra {\n broker a mqtt://h\n}", "wrong argument count"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := parse(t, tc.input)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want it to contain %q", err, tc.want)
+			}
+			if !strings.Contains(err.Error(), "Testfile:") {
+				t.Fatalf("error %v does not name the line", err)
+			}
+		})
+	}
+}
+
+func TestValidateRejectsBadConfig(t *testing.T) {
+	for name, h := range map[string]*Handler{
+		"no broker":      {},
+		"bad origin":     {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, AllowOrigins: []string{"app.example.com"}},
+		"too large":      {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, MaxMessageSize: 1 << 30},
+		"duplicate name": {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}, {Name: "a", URL: "mqtt://g"}}},
+	} {
+		if err := h.Validate(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+var updateGolden = flag.Bool("update", false, "rewrite the JSON of testdata/adapt/*.txt from their Caddyfiles")
+
+// Golden tests: each testdata/adapt/*.txt holds a Caddyfile, a line of
+// dashes, and the JSON Caddy must produce from it.
+func TestCaddyfileAdaptGolden(t *testing.T) {
+	files, _ := filepath.Glob("testdata/adapt/*.txt")
+	if len(files) == 0 {
+		t.Fatal("no golden files")
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		parts := strings.SplitN(string(b), "\n----------\n", 2)
+		if len(parts) != 2 {
+			t.Fatalf("%s: no separator", f)
+		}
+		if *updateGolden {
+			js, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(parts[0]), map[string]any{"filename": "Caddyfile"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var pretty bytes.Buffer
+			json.Indent(&pretty, js, "", "\t")
+			os.WriteFile(f, []byte(parts[0]+"\n----------\n"+pretty.String()+"\n"), 0o644)
+			continue
+		}
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			caddytest.AssertAdapt(t, parts[0]+"\n", "caddyfile", strings.TrimRight(parts[1], "\n"))
+		})
+	}
+}

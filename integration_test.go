@@ -1,0 +1,267 @@
+package mqttgateway
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddy-mqtt/mqttgateway/session"
+	"github.com/caddy-mqtt/mqttgateway/transport"
+	"github.com/caddy-mqtt/mqttgateway/transport/gwclient"
+)
+
+func dial(t testing.TB, url string) *gwclient.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := gwclient.Dial(ctx, url, nil)
+	if err != nil {
+		t.Fatalf("dial %s: %v", url, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func ctx10(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func nextMessage(t testing.TB, c *gwclient.Client) transport.Frame {
+	t.Helper()
+	select {
+	case f, ok := <-c.Messages:
+		if !ok {
+			t.Fatal("connection closed while waiting for a message")
+		}
+		return f
+	case <-time.After(10 * time.Second):
+		t.Fatal("no message within 10s")
+	}
+	return transport.Frame{}
+}
+
+func allBytes() []byte {
+	b := make([]byte, 256)
+	for i := range b {
+		b[i] = byte(i) // includes NUL and bytes that are not UTF-8
+	}
+	return b
+}
+
+// A binary payload published with mosquitto_pub arrives byte-identical with
+// its topic, QoS and retain flag; a payload published through the gateway
+// reaches mosquitto_sub byte-identical.
+func TestBinaryPayloadsBothWays(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	c := dial(t, url)
+	ctx := ctx10(t)
+	h, stream, err := c.Connect(ctx, session.ConnectParams{Broker: "main"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, err := c.Subscribe(ctx, h, "sensors/+/temp", 1); err != nil || g != 1 {
+		t.Fatalf("subscribe: granted %d, %v", g, err)
+	}
+
+	payload := allBytes()
+	file := filepath.Join(t.TempDir(), "payload.bin")
+	os.WriteFile(file, payload, 0o600)
+	mosquittoPub(t, mq.port, "-t", "sensors/a/temp", "-q", "1", "-f", file)
+	f := nextMessage(t, c)
+	if f.Type != transport.TypeMessage || f.Publish.Topic != "sensors/a/temp" || f.Stream != stream {
+		t.Fatalf("unexpected frame %+v", f)
+	}
+	if !bytes.Equal(f.Publish.Payload, payload) || f.Publish.QoS != 1 || f.Publish.Retain {
+		t.Fatalf("payload/qos/retain changed: qos %d retain %v payload %x", f.Publish.QoS, f.Publish.Retain, f.Publish.Payload)
+	}
+
+	wait := mosquittoSub(t, mq.port, "-t", "x/y", "-C", "1", "-N")
+	time.Sleep(300 * time.Millisecond) // mosquitto_sub has no "subscribed" signal
+	if err := c.Publish(ctx, h, session.PublishParams{Topic: "x/y", QoS: 1, Payload: payload}); err != nil {
+		t.Fatal(err)
+	}
+	if got := wait(); !bytes.Equal(got, payload) {
+		t.Fatalf("mosquitto_sub got %x", got)
+	}
+}
+
+// 200 sessions on one filter make one SUBSCRIBE at the broker, and every
+// session receives every message.
+func TestFanOutOneBrokerSubscription(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	const sessions, messages = 200, 5
+	clients := make([]*gwclient.Client, sessions)
+	var wg sync.WaitGroup
+	errs := make(chan error, sessions)
+	for i := range clients {
+		clients[i] = dial(t, url)
+		wg.Add(1)
+		go func(c *gwclient.Client) {
+			defer wg.Done()
+			ctx := ctx10(t)
+			h, _, err := c.Connect(ctx, session.ConnectParams{Broker: "main"})
+			if err == nil {
+				_, err = c.Subscribe(ctx, h, "fan/#", 0)
+			}
+			if err != nil {
+				errs <- err
+			}
+		}(clients[i])
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for i := 0; i < messages; i++ {
+		mosquittoPub(t, mq.port, "-t", "fan/x", "-m", fmt.Sprint(i))
+	}
+	for i, c := range clients {
+		for j := 0; j < messages; j++ {
+			f := nextMessage(t, c)
+			if string(f.Publish.Payload) != fmt.Sprint(j) {
+				t.Fatalf("session %d message %d: got %q", i, j, f.Publish.Payload)
+			}
+		}
+	}
+	if n := mq.subscribeCount(t, "fan/#"); n != 1 {
+		t.Fatalf("broker saw %d SUBSCRIBEs for fan/#, want 1", n)
+	}
+}
+
+// Overlapping filters of one session deliver a message once.
+func TestOverlappingFiltersDeliverOnce(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	c := dial(t, url)
+	ctx := ctx10(t)
+	h, _, err := c.Connect(ctx, session.ConnectParams{Broker: "main"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"a/#", "a/+/c", "a/b/c"} {
+		if _, err := c.Subscribe(ctx, h, f, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mosquittoPub(t, mq.port, "-t", "a/b/c", "-m", "one")
+	mosquittoPub(t, mq.port, "-t", "a/z", "-m", "two")
+	if f := nextMessage(t, c); string(f.Publish.Payload) != "one" {
+		t.Fatalf("first message %q", f.Publish.Payload)
+	}
+	if f := nextMessage(t, c); string(f.Publish.Payload) != "two" {
+		t.Fatalf("second message %q: a/b/c was delivered more than once", f.Publish.Payload)
+	}
+}
+
+// Bad requests get their documented codes and leave the session usable.
+func TestBadRequestsGetCodes(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "max_message_size 1KiB")
+	c := dial(t, url)
+	ctx := ctx10(t)
+	code := func(err error) session.Code {
+		if e, ok := err.(*gwclient.Error); ok {
+			return e.Code
+		}
+		t.Fatalf("want a protocol error, got %v", err)
+		return 0
+	}
+	if _, _, err := c.Connect(ctx, session.ConnectParams{Broker: "nope"}); code(err) != session.CodeUnknownBroker {
+		t.Fatalf("unknown broker: %v", err)
+	}
+	h, _, err := c.Connect(ctx, session.ConnectParams{Broker: "main"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		err  error
+		want session.Code
+	}{
+		{"wildcard in publish topic", c.Publish(ctx, h, session.PublishParams{Topic: "a/+"}), session.CodeInvalidTopic},
+		{"empty topic", c.Publish(ctx, h, session.PublishParams{Topic: ""}), session.CodeInvalidTopic},
+		{"oversized payload", c.Publish(ctx, h, session.PublishParams{Topic: "a", Payload: make([]byte, 2048)}), session.CodeMessageTooLarge},
+		{"qos 3", c.Publish(ctx, h, session.PublishParams{Topic: "a", QoS: 3}), session.CodeInvalidQoS},
+	}
+	_, errFilter := c.Subscribe(ctx, h, "a/#/b", 0)
+	cases = append(cases, struct {
+		name string
+		err  error
+		want session.Code
+	}{"misplaced #", errFilter, session.CodeInvalidFilter})
+	_, errHandle := c.Subscribe(ctx, 99, "a", 0)
+	cases = append(cases, struct {
+		name string
+		err  error
+		want session.Code
+	}{"unknown handle", errHandle, session.CodeBadRequest})
+	for _, tc := range cases {
+		if got := code(tc.err); got != tc.want {
+			t.Errorf("%s: code %d, want %d (%v)", tc.name, got, tc.want, tc.err)
+		}
+	}
+	// The session still works after all that.
+	if _, err := c.Subscribe(ctx, h, "ok/#", 0); err != nil {
+		t.Fatalf("session unusable after bad requests: %v", err)
+	}
+}
+
+// A malformed frame ends that session with code 4000 and harms no other.
+func TestMalformedFrameEndsOnlyThatSession(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	bad, good := dial(t, url), dial(t, url)
+	ctx := ctx10(t)
+	h, _, err := good.Connect(ctx, session.ConnectParams{Broker: "main"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := good.Subscribe(ctx, h, "t", 0); err != nil {
+		t.Fatal(err)
+	}
+	bad.WriteRaw([]byte{5, transport.TypeSubscribe, 0xFF, 0xFF, 0xFF, 0xFF}) // truncated uvarint
+	select {
+	case f := <-bad.Ended:
+		if f.Code != session.CodeMalformed {
+			t.Fatalf("bad session ended with %d, want %d", f.Code, session.CodeMalformed)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("malformed frame did not end the session")
+	}
+	mosquittoPub(t, mq.port, "-t", "t", "-m", "still here")
+	if f := nextMessage(t, good); string(f.Publish.Payload) != "still here" {
+		t.Fatalf("other session got %q", f.Publish.Payload)
+	}
+}
+
+// A broker that is down gets code 4041 within the connect timeout.
+func TestBrokerDownIsReported(t *testing.T) {
+	port, httpPort := freePort(t), freePort(t) // nothing listens on port
+	startCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	mqtt_gateway /mqtt/* {
+		broker main mqtt://127.0.0.1:%d {
+			connect_timeout 1s
+		}
+	}
+}
+`, httpPort, port))
+	url := fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort)
+	c := dial(t, url)
+	start := time.Now()
+	_, _, err := c.Connect(ctx10(t), session.ConnectParams{Broker: "main"})
+	e, ok := err.(*gwclient.Error)
+	if !ok || e.Code != session.CodeBrokerUnavailable {
+		t.Fatalf("connect to a dead broker: %v", err)
+	}
+	t.Logf("reported after %s: %s", time.Since(start).Round(time.Millisecond), e.Message)
+}

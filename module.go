@@ -1,0 +1,241 @@
+// Package mqttgateway is a Caddy module that brings MQTT brokers to web
+// browsers and Node.js: the http.handlers.mqtt_gateway handler serves the
+// gateway's session protocol (transport/PROTOCOL.md) and its JavaScript
+// client, and bridges web sessions to MQTT brokers with fan-out.
+package mqttgateway
+
+import (
+	"fmt"
+	"net/http"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/caddy-mqtt/mqttgateway/session"
+	"github.com/caddy-mqtt/mqttgateway/transport"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Handler is the mqtt_gateway HTTP handler. Under its path it serves:
+//
+//   - `<path>/ws`: the WebSocket endpoint of the session protocol;
+//   - `<path>/client.js` and the other files of the JavaScript client,
+//     with `client.d.ts` for TypeScript users;
+//
+// and passes every other request to the next handler.
+type Handler struct {
+	// Brokers that web clients may use, each under a unique name.
+	Brokers []*session.BrokerConfig `json:"brokers,omitempty"`
+
+	// Origins (scheme://host[:port]) whose pages may open sessions. Pages
+	// of the gateway's own origin always may; "*" allows every origin.
+	// Requests without an Origin header (Node.js, native apps) are not
+	// browsers and are not checked.
+	AllowOrigins []string `json:"allow_origins,omitempty"`
+
+	// Largest message payload, in bytes, in either direction. Default:
+	// 1 MiB. At most 128 MiB.
+	MaxMessageSize int64 `json:"max_message_size,omitempty"`
+
+	// How long a session survives without a connection, so a client can
+	// resume it without loss. Default: 30s.
+	SessionTimeout caddy.Duration `json:"session_timeout,omitempty"`
+
+	// Interval of heartbeats on idle connections, which keeps proxies from
+	// cutting them and finds dead peers. Default: 20s (below the 30 s idle
+	// timeout common in proxies).
+	Heartbeat caddy.Duration `json:"heartbeat,omitempty"`
+
+	// Most broker clients one session may create. Default: 16.
+	MaxClientsPerSession int `json:"max_clients_per_session,omitempty"`
+
+	// Most subscriptions one broker client may hold. Default: 256.
+	MaxSubscriptionsPerClient int `json:"max_subscriptions_per_client,omitempty"`
+
+	// Most frames queued for a client that reads slowly before its
+	// session is ended with code 4050 (overflow). Default: 10000.
+	MaxQueuedFrames int `json:"max_queued_frames,omitempty"`
+
+	// Most bytes queued for a slow client. Default: 16 MiB.
+	MaxQueuedBytes int64 `json:"max_queued_bytes,omitempty"`
+
+	// Frames already written that a session keeps so a client that lost
+	// its connection can resume without loss. Default: 1000.
+	ReplayFrames int `json:"replay_frames,omitempty"`
+
+	// Bytes of written frames kept for resumption. Default: 4 MiB.
+	ReplayBytes int64 `json:"replay_bytes,omitempty"`
+
+	manager *session.Manager
+	server  *transport.Server
+	origins map[string]bool
+	anyOrig bool
+	logger  *zap.Logger
+}
+
+// Defaults of the handler's settings.
+const (
+	DefaultMaxMessageSize            = 1 << 20
+	MaxMaxMessageSize                = 128 << 20
+	DefaultSessionTimeout            = 30 * time.Second
+	DefaultHeartbeat                 = 20 * time.Second
+	DefaultMaxClientsPerSession      = 16
+	DefaultMaxSubscriptionsPerClient = 256
+	DefaultMaxQueuedFrames           = 10000
+	DefaultMaxQueuedBytes            = 16 << 20
+	DefaultReplayFrames              = 1000
+	DefaultReplayBytes               = 4 << 20
+)
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.mqtt_gateway",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+func orDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+// Provision applies defaults, starts embedded brokers and prepares the
+// session manager.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	orDefault(&h.MaxMessageSize, DefaultMaxMessageSize)
+	orDefault(&h.SessionTimeout, caddy.Duration(DefaultSessionTimeout))
+	orDefault(&h.Heartbeat, caddy.Duration(DefaultHeartbeat))
+	orDefault(&h.MaxClientsPerSession, DefaultMaxClientsPerSession)
+	orDefault(&h.MaxSubscriptionsPerClient, DefaultMaxSubscriptionsPerClient)
+	orDefault(&h.MaxQueuedFrames, DefaultMaxQueuedFrames)
+	orDefault(&h.MaxQueuedBytes, DefaultMaxQueuedBytes)
+	orDefault(&h.ReplayFrames, DefaultReplayFrames)
+	orDefault(&h.ReplayBytes, DefaultReplayBytes)
+	if err := h.validate(); err != nil {
+		return err
+	}
+	// Secrets usually come from the environment: {env.MQTT_PASS}.
+	repl := caddy.NewReplacer()
+	for _, b := range h.Brokers {
+		for _, field := range []*string{&b.URL, &b.Username, &b.Password, &b.ClientIDPrefix} {
+			*field = repl.ReplaceKnown(*field, "")
+		}
+	}
+	h.origins = map[string]bool{}
+	for _, o := range h.AllowOrigins {
+		if o == "*" {
+			h.anyOrig = true
+		}
+		h.origins[strings.ToLower(strings.TrimSuffix(o, "/"))] = true
+	}
+	m, err := session.NewManager(session.Config{
+		Brokers:                   h.Brokers,
+		SessionTimeout:            time.Duration(h.SessionTimeout),
+		Heartbeat:                 time.Duration(h.Heartbeat),
+		MaxMessageSize:            int(h.MaxMessageSize),
+		MaxClientsPerSession:      h.MaxClientsPerSession,
+		MaxSubscriptionsPerClient: h.MaxSubscriptionsPerClient,
+		MaxPendingFrames:          h.MaxQueuedFrames,
+		MaxPendingBytes:           int(h.MaxQueuedBytes),
+		ReplayFrames:              h.ReplayFrames,
+		ReplayBytes:               int(h.ReplayBytes),
+		Logger:                    h.logger,
+	})
+	if err != nil {
+		return err
+	}
+	h.manager = m
+	h.server = &transport.Server{Manager: m, Log: h.logger, CheckOrigin: h.originAllowed}
+	return nil
+}
+
+// validate checks settings that do not depend on the environment.
+func (h *Handler) validate() error {
+	if len(h.Brokers) == 0 {
+		return fmt.Errorf("mqtt_gateway: at least one broker is required")
+	}
+	seen := map[string]bool{}
+	for _, b := range h.Brokers {
+		if seen[b.Name] {
+			return fmt.Errorf("mqtt_gateway: duplicate broker name %q", b.Name)
+		}
+		seen[b.Name] = true
+	}
+	if h.MaxMessageSize < 0 || h.MaxMessageSize > MaxMaxMessageSize {
+		return fmt.Errorf("mqtt_gateway: max_message_size must be between 1 and %d bytes", MaxMaxMessageSize)
+	}
+	if h.SessionTimeout < 0 || h.Heartbeat < 0 {
+		return fmt.Errorf("mqtt_gateway: durations must be positive")
+	}
+	for _, o := range h.AllowOrigins {
+		if o != "*" && !strings.HasPrefix(o, "http://") && !strings.HasPrefix(o, "https://") {
+			return fmt.Errorf("mqtt_gateway: allow_origins: %q is not an origin like https://app.example.com", o)
+		}
+	}
+	return nil
+}
+
+// Validate implements caddy.Validator.
+func (h *Handler) Validate() error { return h.validate() }
+
+// Cleanup ends the gateway's sessions and broker connections.
+func (h *Handler) Cleanup() error {
+	if h.manager != nil {
+		h.manager.Close()
+	}
+	return nil
+}
+
+// originAllowed accepts the gateway's own origin and the configured ones.
+func (h *Handler) originAllowed(r *http.Request) bool {
+	origin := strings.ToLower(r.Header.Get("Origin"))
+	if h.anyOrig || h.origins[origin] {
+		return true
+	}
+	scheme := "http://"
+	if r.TLS != nil {
+		scheme = "https://"
+	}
+	return origin == scheme+strings.ToLower(r.Host)
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	name := path.Base(r.URL.Path)
+	switch {
+	case name == "ws":
+		if !transport.IsWebSocket(r) {
+			return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("websocket upgrade expected"))
+		}
+		if r.Header.Get("Origin") != "" && !h.originAllowed(r) {
+			return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("origin %q not allowed", r.Header.Get("Origin")))
+		}
+		return h.server.ServeWebSocket(w, r)
+	case serveClientFile(w, r, name):
+		return nil
+	}
+	return next.ServeHTTP(w, r)
+}
+
+// Manager exposes the gateway's session manager (brokers' state, embedded
+// brokers) to programs that embed the module, such as the demo.
+func (h *Handler) Manager() *session.Manager { return h.manager }
+
+// Interface guards.
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

@@ -1,0 +1,188 @@
+package session
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+)
+
+// BrokerConfig names an MQTT broker web clients may use.
+type BrokerConfig struct {
+	// Name that web clients use to pick this broker:
+	// `session.createClient("<name>")`. Required and unique per gateway.
+	Name string `json:"name"`
+
+	// URL of the broker: mqtt://host:port (TCP, default port 1883),
+	// mqtts://host:port (TLS, default port 8883), ws://host:port/path or
+	// wss://host:port/path (MQTT over WebSocket). Leave empty for an
+	// embedded broker.
+	URL string `json:"url,omitempty"`
+
+	// Username the gateway's shared connection presents to the broker.
+	// Clients may give their own credentials at connect; those get a
+	// shared connection of their own.
+	Username string `json:"username,omitempty"`
+
+	// Password the gateway's shared connection presents to the broker.
+	Password string `json:"password,omitempty"`
+
+	// Prefix of the MQTT client IDs of the gateway's shared connections (a
+	// random suffix follows). Default: "mqttgw-". Dedicated connections
+	// use the client ID the web client gives.
+	ClientIDPrefix string `json:"client_id_prefix,omitempty"`
+
+	// MQTT keepalive of the gateway's connections. Default: 30s.
+	KeepAlive caddy.Duration `json:"keepalive,omitempty"`
+
+	// How long to wait for the broker when connecting. Default: 10s.
+	ConnectTimeout caddy.Duration `json:"connect_timeout,omitempty"`
+
+	// TLS settings for mqtts:// and wss:// URLs. Certificates are verified
+	// against the system roots unless a CA is given.
+	TLS *BrokerTLS `json:"tls,omitempty"`
+
+	// Run an MQTT broker inside the gateway instead of connecting to an
+	// external one (mochi-mqtt). Useful for demos, tests and small
+	// deployments.
+	Embedded *EmbeddedConfig `json:"embedded,omitempty"`
+
+	serverURL *url.URL
+	tlsConfig *tls.Config
+}
+
+// BrokerTLS configures TLS towards a broker.
+type BrokerTLS struct {
+	// PEM file of the certificate authorities that sign the broker's
+	// certificate, instead of the system roots.
+	CA string `json:"ca,omitempty"`
+
+	// PEM files of a client certificate and its key, for brokers that
+	// authenticate clients by certificate.
+	Cert string `json:"cert,omitempty"`
+	Key  string `json:"key,omitempty"`
+
+	// Server name to verify the broker's certificate against, when it
+	// differs from the URL's host.
+	ServerName string `json:"server_name,omitempty"`
+
+	// Skip verification of the broker's certificate. Dangerous: only for
+	// testing.
+	InsecureSkipVerify bool `json:"insecure_skip_verify,omitempty"`
+}
+
+// EmbeddedConfig configures an embedded broker.
+type EmbeddedConfig struct {
+	// TCP address the embedded broker listens on, for devices and tools
+	// such as mosquitto_pub. Default: 127.0.0.1 on a free port, reachable
+	// only by the gateway and this host.
+	Listen string `json:"listen,omitempty"`
+}
+
+// Default values of broker settings.
+const (
+	DefaultClientIDPrefix = "mqttgw-"
+	DefaultKeepAlive      = 30 * time.Second
+	DefaultConnectTimeout = 10 * time.Second
+)
+
+// Prepare checks the configuration and fills in defaults. It reads TLS
+// files, so errors name the file and the cause.
+func (b *BrokerConfig) Prepare() error {
+	if b.Name == "" {
+		return fmt.Errorf("broker without a name")
+	}
+	if b.ClientIDPrefix == "" {
+		b.ClientIDPrefix = DefaultClientIDPrefix
+	}
+	if b.KeepAlive == 0 {
+		b.KeepAlive = caddy.Duration(DefaultKeepAlive)
+	}
+	if b.ConnectTimeout == 0 {
+		b.ConnectTimeout = caddy.Duration(DefaultConnectTimeout)
+	}
+	if b.Embedded != nil {
+		if b.URL != "" {
+			return fmt.Errorf("broker %q: url and embedded are exclusive", b.Name)
+		}
+		return nil
+	}
+	u, err := ParseBrokerURL(b.URL)
+	if err != nil {
+		return fmt.Errorf("broker %q: %w", b.Name, err)
+	}
+	b.serverURL = u
+	if u.Scheme == "mqtts" || u.Scheme == "wss" {
+		b.tlsConfig, err = b.TLS.build(u.Hostname())
+		if err != nil {
+			return fmt.Errorf("broker %q: %w", b.Name, err)
+		}
+	} else if b.TLS != nil {
+		return fmt.Errorf("broker %q: tls settings need an mqtts:// or wss:// url", b.Name)
+	}
+	return nil
+}
+
+// ParseBrokerURL parses and normalises a broker URL, adding default ports.
+func ParseBrokerURL(s string) (*url.URL, error) {
+	if s == "" {
+		return nil, fmt.Errorf("missing url")
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("invalid url %q: %v", s, err)
+	}
+	u.Scheme = strings.ToLower(u.Scheme)
+	defaultPort := map[string]string{"mqtt": "1883", "mqtts": "8883", "ws": "80", "wss": "443"}[u.Scheme]
+	if defaultPort == "" {
+		return nil, fmt.Errorf("url %q: scheme must be mqtt, mqtts, ws or wss", s)
+	}
+	if u.Hostname() == "" {
+		return nil, fmt.Errorf("url %q: missing host", s)
+	}
+	if u.User != nil {
+		return nil, fmt.Errorf("url %q: put credentials in username and password, not in the url", s)
+	}
+	if u.Port() == "" {
+		u.Host += ":" + defaultPort
+	}
+	return u, nil
+}
+
+func (t *BrokerTLS) build(host string) (*tls.Config, error) {
+	cfg := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+	if t == nil {
+		return cfg, nil
+	}
+	if t.ServerName != "" {
+		cfg.ServerName = t.ServerName
+	}
+	cfg.InsecureSkipVerify = t.InsecureSkipVerify
+	if t.CA != "" {
+		pem, err := os.ReadFile(t.CA)
+		if err != nil {
+			return nil, fmt.Errorf("reading tls ca: %v", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls ca %s: no PEM certificate found", t.CA)
+		}
+		cfg.RootCAs = pool
+	}
+	if (t.Cert == "") != (t.Key == "") {
+		return nil, fmt.Errorf("tls cert and key go together")
+	}
+	if t.Cert != "" {
+		pair, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+		if err != nil {
+			return nil, fmt.Errorf("loading tls client certificate: %v", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return cfg, nil
+}

@@ -1,0 +1,311 @@
+package session
+
+import (
+	"context"
+
+	"github.com/eclipse/paho.golang/paho"
+	"go.uber.org/zap"
+
+	"github.com/caddy-mqtt/mqttgateway/session/topic"
+)
+
+// ConnectParams is a web client's CONNECT request.
+type ConnectParams struct {
+	Broker        string
+	ClientID      string // empty: the broker's shared connection
+	CleanStart    bool
+	KeepAlive     uint16
+	SessionExpiry uint32
+	Username      string
+	Password      []byte
+	Will          *PublishParams
+}
+
+// PublishParams is a web client's PUBLISH request (or a will message).
+type PublishParams struct {
+	Topic   string
+	QoS     byte
+	Retain  bool
+	Props   *Props
+	Payload []byte
+}
+
+// Client is a broker client inside a session, named by the handle the web
+// client chose. Its requests run one at a time, in order, on a goroutine
+// that exists only while requests are waiting, so an idle client costs no
+// goroutine and a slow broker blocks only the client that waits for it.
+type Client struct {
+	sess   *Session
+	handle uint64
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// Guarded by sess.mu.
+	ops      []func()
+	running  bool
+	released bool
+	ackHub   *Hub // copy of hub for ACKs, which bypass the request queue
+
+	// Owned by the request goroutine.
+	hub  *Hub
+	subs map[string]byte // filter → QoS
+}
+
+// enqueue runs op after the client's earlier requests.
+func (c *Client) enqueue(op func()) {
+	c.sess.mu.Lock()
+	c.ops = append(c.ops, op)
+	start := !c.running
+	c.running = true
+	c.sess.mu.Unlock()
+	if start {
+		go c.work()
+	}
+}
+
+func (c *Client) work() {
+	for {
+		c.sess.mu.Lock()
+		if len(c.ops) == 0 {
+			c.running = false
+			c.sess.mu.Unlock()
+			return
+		}
+		op := c.ops[0]
+		c.ops[0] = nil
+		c.ops = c.ops[1:]
+		c.sess.mu.Unlock()
+		op()
+	}
+}
+
+// Connect attaches a new client to a broker.
+func (s *Session) Connect(req, handle uint64, p ConnectParams) {
+	br := s.mgr.brokers[p.Broker]
+	if br == nil {
+		s.result(req, Errorf(CodeUnknownBroker, "no broker named %q", p.Broker), 0)
+		return
+	}
+	if p.Will != nil {
+		if err := s.mgr.checkPublish(p.Will); err != nil {
+			s.result(req, err, 0)
+			return
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Client{sess: s, handle: handle, ctx: ctx, cancel: cancel, subs: map[string]byte{}}
+	s.mu.Lock()
+	if s.closed != nil {
+		s.mu.Unlock()
+		cancel()
+		return
+	}
+	if s.clients[handle] != nil {
+		s.mu.Unlock()
+		cancel()
+		s.result(req, Errorf(CodeClientConnected, "client handle %d is already connected", handle), 0)
+		return
+	}
+	if len(s.clients) >= s.mgr.cfg.MaxClientsPerSession {
+		s.mu.Unlock()
+		cancel()
+		s.result(req, Errorf(CodeTooManyClients, "at most %d clients per session", s.mgr.cfg.MaxClientsPerSession), 0)
+		return
+	}
+	s.clients[handle] = c
+	s.mu.Unlock()
+
+	c.enqueue(func() {
+		hub, err := s.mgr.acquireHub(c, br, p)
+		if err == nil {
+			err = hub.awaitUp(c.ctx)
+			if err != nil {
+				s.mgr.releaseHub(hub, c)
+			}
+		}
+		if err != nil {
+			s.dropClient(c)
+			s.result(req, err, 0)
+			return
+		}
+		c.hub = hub
+		s.mu.Lock()
+		c.ackHub = hub
+		s.mu.Unlock()
+		s.result(req, nil, hub.stream)
+	})
+}
+
+// client finds a connected client, or answers the request with an error.
+func (s *Session) client(req, handle uint64) *Client {
+	s.mu.Lock()
+	c := s.clients[handle]
+	s.mu.Unlock()
+	if c == nil {
+		s.result(req, Errorf(CodeBadRequest, "no client with handle %d", handle), 0)
+	}
+	return c
+}
+
+// Subscribe adds a subscription to a client.
+func (s *Session) Subscribe(req, handle uint64, filter string, qos byte) {
+	if err := topic.ValidateFilter(filter); err != nil {
+		s.result(req, Errorf(CodeInvalidFilter, "invalid filter %q: %v", filter, err), 0)
+		return
+	}
+	if qos > 2 {
+		s.result(req, Errorf(CodeInvalidQoS, "qos %d is not 0, 1 or 2", qos), 0)
+		return
+	}
+	c := s.client(req, handle)
+	if c == nil {
+		return
+	}
+	c.enqueue(func() {
+		if c.hub == nil {
+			s.result(req, Errorf(CodeBadRequest, "client %d is not connected", handle), 0)
+			return
+		}
+		old, had := c.subs[filter]
+		if !had && len(c.subs) >= s.mgr.cfg.MaxSubscriptionsPerClient {
+			s.result(req, Errorf(CodeTooManySubscriptions, "at most %d subscriptions per client", s.mgr.cfg.MaxSubscriptionsPerClient), 0)
+			return
+		}
+		granted, err := c.hub.subscribe(c.ctx, s, filter, qos)
+		if err != nil {
+			s.result(req, err, 0)
+			return
+		}
+		if had { // a repeated subscribe replaces the old one, as in MQTT
+			c.hub.unsubscribe(s, filter, old)
+		}
+		c.subs[filter] = qos
+		s.result(req, nil, uint64(granted))
+	})
+}
+
+// Unsubscribe removes a subscription of a client.
+func (s *Session) Unsubscribe(req, handle uint64, filter string) {
+	c := s.client(req, handle)
+	if c == nil {
+		return
+	}
+	c.enqueue(func() {
+		if c.hub == nil {
+			s.result(req, Errorf(CodeBadRequest, "client %d is not connected", handle), 0)
+			return
+		}
+		if qos, ok := c.subs[filter]; ok {
+			delete(c.subs, filter)
+			c.hub.unsubscribe(s, filter, qos)
+		}
+		s.result(req, nil, 0)
+	})
+}
+
+// Publish sends a message from a client to its broker.
+func (s *Session) Publish(req, handle uint64, p PublishParams) {
+	if err := s.mgr.checkPublish(&p); err != nil {
+		s.result(req, err, 0)
+		return
+	}
+	c := s.client(req, handle)
+	if c == nil {
+		return
+	}
+	c.enqueue(func() {
+		if c.hub == nil {
+			s.result(req, Errorf(CodeBadRequest, "client %d is not connected", handle), 0)
+			return
+		}
+		err := c.hub.publish(c.ctx, &paho.Publish{Topic: p.Topic, QoS: p.QoS, Retain: p.Retain,
+			Payload: p.Payload, Properties: p.Props.toPaho()})
+		s.result(req, err, 0)
+	})
+}
+
+// Disconnect detaches a client from its broker.
+func (s *Session) Disconnect(req, handle uint64) {
+	c := s.client(req, handle)
+	if c == nil {
+		return
+	}
+	c.enqueue(func() {
+		c.detach()
+		s.dropClient(c)
+		s.result(req, nil, 0)
+	})
+}
+
+// Ack acknowledges a QoS 1/2 message of a dedicated stream.
+func (s *Session) Ack(stream, packetID uint64) {
+	s.mu.Lock()
+	var hub *Hub
+	for _, c := range s.clients {
+		if h := c.hubRef(); h != nil && h.stream == stream && h.dedicated {
+			hub = h
+		}
+	}
+	s.mu.Unlock()
+	if hub != nil && packetID > 0 && packetID <= 0xFFFF {
+		hub.ack(uint16(packetID))
+	}
+}
+
+// hubRef reads the hub from outside the request goroutine; call it with
+// sess.mu held.
+func (c *Client) hubRef() *Hub { return c.ackHub }
+
+// lost tells the web client its broker connection is gone (dedicated
+// clients) and frees the handle.
+func (c *Client) lost(err *Error) {
+	c.enqueue(func() {
+		if c.hub == nil {
+			return
+		}
+		c.detach()
+		c.sess.dropClient(c)
+		c.sess.push(Event{Kind: EventLost, Handle: c.handle, Code: err.Code, Text: err.Message})
+	})
+}
+
+// detach releases the client's subscriptions and its hub. Runs on the
+// request goroutine.
+func (c *Client) detach() {
+	if c.hub == nil {
+		return
+	}
+	for f, q := range c.subs {
+		c.hub.unsubscribe(c.sess, f, q)
+	}
+	clear(c.subs)
+	c.sess.mgr.releaseHub(c.hub, c)
+	c.hub = nil
+	c.sess.mu.Lock()
+	c.ackHub = nil
+	c.sess.mu.Unlock()
+}
+
+// release ends a client whose session is over: blocked requests are
+// cancelled, and the detach runs after them.
+func (c *Client) release() {
+	c.sess.mu.Lock()
+	if c.released {
+		c.sess.mu.Unlock()
+		return
+	}
+	c.released = true
+	c.sess.mu.Unlock()
+	c.cancel()
+	c.enqueue(c.detach)
+}
+
+func (s *Session) dropClient(c *Client) {
+	s.mu.Lock()
+	if s.clients[c.handle] == c {
+		delete(s.clients, c.handle)
+	}
+	s.mu.Unlock()
+	c.cancel()
+	s.log.Debug("client dropped", zap.String("session", s.IDString()), zap.Uint64("handle", c.handle))
+}

@@ -1,0 +1,54 @@
+package session
+
+import (
+	"bytes"
+	"slices"
+
+	"github.com/eclipse/paho.golang/paho"
+)
+
+// A broker may send one copy of a message per matching subscription of a
+// connection (Mosquitto does, by default), and a shared connection holds the
+// overlapping filters of many sessions (a/# for one, a/+/c for another). The
+// hub matches each message against its own index, so a second copy would be
+// delivered twice.
+//
+// Each filter is subscribed with its own MQTT 5 subscription identifier. The
+// copies of one publication arrive back to back, carrying the identifiers of
+// different subscriptions; a second publication with the same content
+// repeats an identifier already seen. So a message whose topic, payload and
+// retain flag equal the previous one's, and whose identifier is new in that
+// run, is a copy and is dropped. A broker that sends one copy with all
+// identifiers never triggers the rule; one without subscription
+// identifiers (id 0) is never deduplicated.
+
+// maxSubID is the largest subscription identifier MQTT 5 allows.
+const maxSubID = 268435455
+
+type dupRun struct {
+	topic   string
+	payload []byte
+	retain  bool
+	ids     []int
+}
+
+func subID(p *paho.Publish) int {
+	if p.Properties == nil || p.Properties.SubscriptionIdentifier == nil {
+		return 0
+	}
+	return *p.Properties.SubscriptionIdentifier
+}
+
+// duplicate reports whether p is another copy of the previous message, and
+// records p otherwise.
+func (d *dupRun) duplicate(p *paho.Publish) bool {
+	id := subID(p)
+	if id != 0 && len(d.ids) > 0 && p.Topic == d.topic && p.Retain == d.retain &&
+		bytes.Equal(p.Payload, d.payload) && !slices.Contains(d.ids, id) {
+		d.ids = append(d.ids, id)
+		return true
+	}
+	d.topic, d.payload, d.retain = p.Topic, p.Payload, p.Retain
+	d.ids = append(d.ids[:0], id)
+	return false
+}

@@ -1,0 +1,502 @@
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/eclipse/paho.golang/autopaho"
+	"github.com/eclipse/paho.golang/paho"
+	"go.uber.org/zap"
+
+	"github.com/caddy-mqtt/mqttgateway/session/topic"
+)
+
+// Hub is one broker connection and the sessions receiving from it: the
+// fan-out point. A shared hub serves every client of a broker that gives no
+// client ID (per set of credentials); a dedicated hub serves exactly one
+// client with its own client ID.
+//
+// The broker sees one SUBSCRIBE per distinct filter, whatever the number of
+// sessions: sessions register filters in the hub's index, and the
+// reconciler (reconcile.go) keeps the broker's subscriptions equal to the
+// index's distinct filters at the highest QoS asked.
+type Hub struct {
+	key       string
+	broker    *brokerRuntime
+	stream    uint64
+	dedicated bool
+	log       *zap.Logger
+	cm        *autopaho.ConnectionManager
+	cancel    context.CancelFunc
+
+	mu      sync.RWMutex
+	index   topic.Index[*member]
+	members map[*Session]*member
+	filters map[string]*filterState
+	dirty   map[string]struct{}
+	clients map[*Client]struct{}
+	up      bool
+	since   time.Time // when up last changed
+	lastErr error     // last connection error, for clients that wait
+	closed  bool
+
+	wake   chan struct{} // reconciler has work
+	upCh   chan struct{} // closed while up; replaced when down
+	refErr chan *Error   // dedicated: first connect refused
+
+	// seq numbers deliveries so each session gets a message once even when
+	// several of its filters match; only the broker's receive goroutine
+	// touches it, the members' marks and the duplicate run below.
+	seq uint64
+	dups dupRun
+
+	nextSubID int // subscription identifier of the next new filter
+
+	// pendingAcks holds QoS 1/2 messages of a dedicated hub until the web
+	// client acknowledges them, so the broker redelivers what the client
+	// never saw.
+	ackMu       sync.Mutex
+	pendingAcks map[uint16]pendingAck
+}
+
+type pendingAck struct {
+	cli *paho.Client
+	p   *paho.Publish
+}
+
+// member is a session's presence in a hub: one entry in the index per
+// filter the session holds, however many of its clients share that filter.
+type member struct {
+	sess    *Session
+	mark    uint64
+	filters map[string]int // filter → number of the session's subscriptions to it
+}
+
+// filterState is the broker-side state of one distinct filter.
+type filterState struct {
+	subID   int    // MQTT 5 subscription identifier, unique in the hub
+	refs    [3]int // subscriptions wanting each QoS
+	asked   int8   // QoS the broker was last asked for; -1: not subscribed
+	granted byte
+	waiters []chan *Error
+}
+
+func (f *filterState) want() int8 {
+	for q := 2; q >= 0; q-- {
+		if f.refs[q] > 0 {
+			return int8(q)
+		}
+	}
+	return -1
+}
+
+// hubOptions are the broker-connection settings that make hubs distinct.
+type hubOptions struct {
+	clientID      string // empty: shared
+	username      string
+	password      []byte
+	cleanStart    bool
+	sessionExpiry uint32
+	keepAlive     uint16
+	will          *paho.WillMessage
+	willProps     *paho.WillProperties
+}
+
+func newClientID(prefix string) string {
+	var b [8]byte
+	rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])
+}
+
+func startHub(key string, br *brokerRuntime, stream uint64, o hubOptions, log *zap.Logger) (*Hub, error) {
+	h := &Hub{
+		key:         key,
+		broker:      br,
+		stream:      stream,
+		dedicated:   o.clientID != "",
+		log:         log,
+		members:     map[*Session]*member{},
+		filters:     map[string]*filterState{},
+		dirty:       map[string]struct{}{},
+		clients:     map[*Client]struct{}{},
+		wake:        make(chan struct{}, 1),
+		upCh:        make(chan struct{}),
+		refErr:      make(chan *Error, 1),
+		pendingAcks: map[uint16]pendingAck{},
+	}
+	clientID := o.clientID
+	if clientID == "" {
+		clientID = newClientID(br.cfg.ClientIDPrefix)
+	}
+	keepAlive := o.keepAlive
+	if keepAlive == 0 {
+		keepAlive = uint16(time.Duration(br.cfg.KeepAlive) / time.Second)
+	}
+	cfg := autopaho.ClientConfig{
+		ServerUrls:     []*url.URL{br.url},
+		TlsCfg:         br.cfg.tlsConfig,
+		KeepAlive:      keepAlive,
+		ConnectTimeout: time.Duration(br.cfg.ConnectTimeout),
+		ReconnectBackoff: reconnectBackoff,
+		CleanStartOnInitialConnection: o.cleanStart || !h.dedicated,
+		SessionExpiryInterval:         o.sessionExpiry,
+		ConnectUsername:               o.username,
+		ConnectPassword:               o.password,
+		WillMessage:                   o.will,
+		WillProperties:                o.willProps,
+		OnConnectionUp:                h.onUp,
+		OnConnectionDown:              h.onDown,
+		OnConnectError:                h.onConnectError,
+		ClientConfig: paho.ClientConfig{
+			ClientID:                   clientID,
+			OnPublishReceived:          []func(paho.PublishReceived) (bool, error){h.onPublish},
+			EnableManualAcknowledgment: h.dedicated,
+		},
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	cm, err := autopaho.NewConnection(ctx, cfg)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	h.cm = cm
+	go h.reconcile(ctx)
+	return h, nil
+}
+
+// exponential is the reconnect schedule: quick first retries so a broker
+// restart is bridged fast, capped so a long outage does not hammer it.
+var exponential = autopaho.NewExponentialBackoff(250*time.Millisecond, 10*time.Second, time.Second, 2)
+
+func reconnectBackoff(attempt int) time.Duration {
+	if attempt <= 0 {
+		return 0
+	}
+	return exponential(attempt)
+}
+
+func (h *Hub) onUp(cm *autopaho.ConnectionManager, _ *paho.Connack) {
+	h.mu.Lock()
+	h.up, h.since, h.lastErr = true, time.Now(), nil
+	close(h.upCh)
+	// The shared connection starts clean, so every filter must be
+	// subscribed again; the reconciler does it in the background (this
+	// callback must not block).
+	for f, fs := range h.filters {
+		fs.asked = -1
+		h.dirty[f] = struct{}{}
+	}
+	h.mu.Unlock()
+	h.log.Info("broker connected", zap.String("broker", h.broker.cfg.Name), zap.Uint64("stream", h.stream), zap.Bool("dedicated", h.dedicated))
+	h.poke()
+}
+
+func (h *Hub) onDown() bool {
+	h.mu.Lock()
+	h.up, h.since = false, time.Now()
+	h.upCh = make(chan struct{})
+	for _, fs := range h.filters {
+		fs.asked = -1
+	}
+	closed := h.closed
+	var lost []*Client
+	if h.dedicated {
+		for c := range h.clients {
+			lost = append(lost, c)
+		}
+	}
+	h.mu.Unlock()
+	if !closed {
+		h.log.Warn("broker connection lost", zap.String("broker", h.broker.cfg.Name), zap.Uint64("stream", h.stream))
+	}
+	h.ackMu.Lock()
+	clear(h.pendingAcks) // the broker redelivers them on the next connection
+	h.ackMu.Unlock()
+	// A dedicated connection belongs to one web client, which decides
+	// whether to reconnect (as with a direct MQTT connection), so it is not
+	// retried here.
+	for _, c := range lost {
+		c.lost(Errorf(CodeBrokerUnavailable, "connection to broker %q lost", h.broker.cfg.Name))
+	}
+	return !h.dedicated && !closed
+}
+
+func (h *Hub) onConnectError(err error) {
+	var e *Error
+	var ce *autopaho.ConnackError
+	if errors.As(err, &ce) {
+		e = Errorf(CodeBrokerRefused, "broker %q refused the connection: reason 0x%02x %s", h.broker.cfg.Name, ce.ReasonCode, ce.Reason)
+	} else {
+		e = Errorf(CodeBrokerUnavailable, "broker %q unavailable: %v", h.broker.cfg.Name, err)
+	}
+	h.mu.Lock()
+	h.lastErr = e
+	h.mu.Unlock()
+	h.log.Debug("broker connect failed", zap.String("broker", h.broker.cfg.Name), zap.Error(err))
+	if h.dedicated || ce != nil {
+		select {
+		case h.refErr <- e:
+		default:
+		}
+	}
+}
+
+// awaitUp waits until the broker connection is up. A refused connection
+// (bad credentials) fails at once; an unreachable broker fails when the
+// connect timeout passes.
+func (h *Hub) awaitUp(ctx context.Context) *Error {
+	h.mu.RLock()
+	up, ch := h.up, h.upCh
+	h.mu.RUnlock()
+	if up {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(h.broker.cfg.ConnectTimeout))
+	defer cancel()
+	select {
+	case <-ch:
+		return nil
+	case e := <-h.refErr:
+		return e
+	case <-ctx.Done():
+		h.mu.RLock()
+		defer h.mu.RUnlock()
+		if h.lastErr != nil {
+			if e, ok := h.lastErr.(*Error); ok {
+				return e
+			}
+		}
+		return Errorf(CodeBrokerUnavailable, "broker %q unavailable: no connection within %s", h.broker.cfg.Name, time.Duration(h.broker.cfg.ConnectTimeout))
+	}
+}
+
+// onPublish runs on the broker connection's receive goroutine for every
+// message. It encodes nothing and copies nothing per session: each matching
+// session gets the same *Message once.
+func (h *Hub) onPublish(pr paho.PublishReceived) (bool, error) {
+	p := pr.Packet
+	if h.dups.duplicate(p) {
+		if h.dedicated && p.QoS > 0 {
+			pr.Client.Ack(p) // the first copy carries the delivery
+		}
+		return true, nil
+	}
+	m := &Message{Stream: h.stream, Topic: p.Topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, Props: propsFromPaho(p.Properties)}
+	if h.dedicated && p.QoS > 0 {
+		m.PacketID = p.PacketID
+		h.ackMu.Lock()
+		h.pendingAcks[p.PacketID] = pendingAck{pr.Client, p}
+		h.ackMu.Unlock()
+	}
+	h.mu.RLock()
+	h.seq++
+	seq := h.seq
+	h.index.Match(p.Topic, func(_ string, mb *member) {
+		if mb.mark != seq {
+			mb.mark = seq
+			mb.sess.deliver(m)
+		}
+	})
+	h.mu.RUnlock()
+	return true, nil
+}
+
+// ack forwards the web client's acknowledgement of a QoS 1/2 message to the
+// broker (dedicated hubs only).
+func (h *Hub) ack(packetID uint16) {
+	h.ackMu.Lock()
+	pa, ok := h.pendingAcks[packetID]
+	delete(h.pendingAcks, packetID)
+	h.ackMu.Unlock()
+	if !ok {
+		return
+	}
+	if err := pa.cli.Ack(pa.p); err != nil {
+		h.log.Debug("ack to broker failed", zap.Error(err))
+	}
+}
+
+// subscribe registers filter for sess at qos and waits until the broker
+// holds it at that QoS or better. It returns the QoS the broker granted.
+func (h *Hub) subscribe(ctx context.Context, sess *Session, filter string, qos byte) (byte, *Error) {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return 0, Errorf(CodeBrokerUnavailable, "broker connection closed")
+	}
+	mb := h.members[sess]
+	if mb == nil {
+		mb = &member{sess: sess, filters: map[string]int{}}
+		h.members[sess] = mb
+	}
+	fs := h.filters[filter]
+	if fs == nil {
+		h.nextSubID = h.nextSubID%maxSubID + 1
+		fs = &filterState{asked: -1, subID: h.nextSubID}
+		h.filters[filter] = fs
+	}
+	fs.refs[qos]++
+	// Index before the broker subscribes: retained messages arrive right
+	// after the SUBACK and must find this session.
+	mb.filters[filter]++
+	if mb.filters[filter] == 1 {
+		h.index.Add(filter, mb)
+	}
+	if h.up && fs.asked >= int8(qos) && fs.waiters == nil {
+		granted := min(fs.granted, qos)
+		h.mu.Unlock()
+		return granted, nil
+	}
+	ch := make(chan *Error, 1)
+	fs.waiters = append(fs.waiters, ch)
+	h.dirty[filter] = struct{}{}
+	h.mu.Unlock()
+	h.poke()
+
+	timeout := time.NewTimer(time.Duration(h.broker.cfg.ConnectTimeout))
+	defer timeout.Stop()
+	var err *Error
+	select {
+	case err = <-ch:
+	case <-timeout.C:
+		err = Errorf(CodeBrokerTimeout, "broker %q did not confirm the subscription in time", h.broker.cfg.Name)
+	case <-ctx.Done():
+		err = Errorf(CodeBrokerUnavailable, "subscription cancelled")
+	}
+	if err != nil {
+		h.unsubscribe(sess, filter, qos)
+		return 0, err
+	}
+	h.mu.RLock()
+	granted := min(fs.granted, qos)
+	h.mu.RUnlock()
+	return granted, nil
+}
+
+// unsubscribe releases one subscription of sess to filter at qos.
+func (h *Hub) unsubscribe(sess *Session, filter string, qos byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	mb := h.members[sess]
+	fs := h.filters[filter]
+	if mb == nil || fs == nil || mb.filters[filter] == 0 {
+		return
+	}
+	fs.refs[qos]--
+	if mb.filters[filter]--; mb.filters[filter] == 0 {
+		delete(mb.filters, filter)
+		h.index.Remove(filter, mb)
+		if len(mb.filters) == 0 {
+			delete(h.members, sess)
+		}
+	}
+	if fs.want() < 0 {
+		h.dirty[filter] = struct{}{}
+		h.pokeLocked()
+	}
+}
+
+// publish sends a message to the broker and waits for the QoS flow to
+// complete.
+func (h *Hub) publish(ctx context.Context, p *paho.Publish) *Error {
+	h.mu.RLock()
+	up := h.up
+	h.mu.RUnlock()
+	if !up {
+		return Errorf(CodeBrokerUnavailable, "broker %q is not connected", h.broker.cfg.Name)
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(h.broker.cfg.ConnectTimeout))
+	defer cancel()
+	resp, err := h.cm.Publish(ctx, p)
+	if err != nil {
+		if resp != nil && resp.ReasonCode >= 0x80 {
+			return Errorf(CodeBrokerRejected, "broker rejected the publish: reason 0x%02x", resp.ReasonCode)
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			return Errorf(CodeBrokerTimeout, "broker did not acknowledge the publish in time")
+		}
+		return Errorf(CodeBrokerUnavailable, "publish failed: %v", err)
+	}
+	if resp != nil && resp.ReasonCode >= 0x80 {
+		return Errorf(CodeBrokerRejected, "broker rejected the publish: reason 0x%02x", resp.ReasonCode)
+	}
+	return nil
+}
+
+func (h *Hub) addClient(c *Client) {
+	h.mu.Lock()
+	h.clients[c] = struct{}{}
+	h.mu.Unlock()
+}
+
+// removeClient detaches c and reports how many clients remain.
+func (h *Hub) removeClient(c *Client) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.clients, c)
+	return len(h.clients)
+}
+
+// close disconnects from the broker (a clean DISCONNECT, so no will fires).
+func (h *Hub) close() {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return
+	}
+	h.closed = true
+	h.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := h.cm.Disconnect(ctx); err != nil {
+		h.log.Debug("broker disconnect", zap.Error(err))
+	}
+	h.cancel()
+}
+
+// HubStatus is a hub's state for operators.
+type HubStatus struct {
+	Broker        string    `json:"broker"`
+	Stream        uint64    `json:"stream"`
+	Dedicated     bool      `json:"dedicated"`
+	Connected     bool      `json:"connected"`
+	Since         time.Time `json:"since"`
+	Subscriptions int       `json:"subscriptions"`
+	Clients       int       `json:"clients"`
+}
+
+// Status reports the hub's connection state and the filters it holds.
+func (h *Hub) Status() HubStatus {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return HubStatus{Broker: h.broker.cfg.Name, Stream: h.stream, Dedicated: h.dedicated, Connected: h.up,
+		Since: h.since, Subscriptions: len(h.filters), Clients: len(h.clients)}
+}
+
+func (h *Hub) String() string { return fmt.Sprintf("hub %s stream %d", h.broker.cfg.Name, h.stream) }
+
+// takeOver ends a dedicated connection whose client ID a newer web client
+// claimed: its client is told why, then the connection closes cleanly.
+func (h *Hub) takeOver() {
+	h.mu.Lock()
+	h.closed = true
+	var clients []*Client
+	for c := range h.clients {
+		clients = append(clients, c)
+	}
+	h.mu.Unlock()
+	for _, c := range clients {
+		c.lost(Errorf(CodeClientConnected, "client id taken over by a newer connection"))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	h.cm.Disconnect(ctx)
+	h.cancel()
+}

@@ -1,0 +1,273 @@
+package session
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+	"go.uber.org/zap"
+
+	"github.com/caddy-mqtt/mqttgateway/session/topic"
+)
+
+// Config is what a Manager needs; the Caddy module fills it from its own
+// configuration and has already applied defaults.
+type Config struct {
+	Brokers                   []*BrokerConfig
+	SessionTimeout            time.Duration
+	Heartbeat                 time.Duration
+	MaxMessageSize            int
+	MaxClientsPerSession      int
+	MaxSubscriptionsPerClient int
+	// Outbox bounds per session: frames not yet written, and frames kept
+	// after writing so a rebinding connection can be replayed.
+	MaxPendingFrames int
+	MaxPendingBytes  int
+	ReplayFrames     int
+	ReplayBytes      int
+	Logger           *zap.Logger
+}
+
+type brokerRuntime struct {
+	cfg      *BrokerConfig
+	url      *url.URL
+	embedded *EmbeddedBroker
+}
+
+// Manager owns a gateway's sessions and broker connections.
+type Manager struct {
+	cfg     Config
+	log     *zap.Logger
+	brokers map[string]*brokerRuntime
+	streams atomic.Uint64
+
+	mu       sync.Mutex
+	sessions map[[16]byte]*Session
+	hubs     map[string]*Hub // shared hubs by broker and credentials, dedicated by broker and client ID
+	closed   bool
+}
+
+// NewManager prepares the brokers (starting embedded ones) for a gateway.
+func NewManager(cfg Config) (*Manager, error) {
+	m := &Manager{cfg: cfg, log: cfg.Logger, brokers: map[string]*brokerRuntime{},
+		sessions: map[[16]byte]*Session{}, hubs: map[string]*Hub{}}
+	if m.log == nil {
+		m.log = zap.NewNop()
+	}
+	for _, b := range cfg.Brokers {
+		if m.brokers[b.Name] != nil {
+			m.Close()
+			return nil, fmt.Errorf("duplicate broker name %q", b.Name)
+		}
+		if err := b.Prepare(); err != nil {
+			m.Close()
+			return nil, err
+		}
+		br := &brokerRuntime{cfg: b, url: b.serverURL}
+		if b.Embedded != nil {
+			e, err := StartEmbedded(b.Embedded.Listen, nil)
+			if err != nil {
+				m.Close()
+				return nil, fmt.Errorf("broker %q: %w", b.Name, err)
+			}
+			br.embedded, br.url = e, e.URL()
+			m.log.Info("embedded broker started", zap.String("broker", b.Name), zap.String("listen", e.addr.String()))
+		}
+		m.brokers[b.Name] = br
+	}
+	return m, nil
+}
+
+// Config returns the configuration the manager runs with.
+func (m *Manager) Config() Config { return m.cfg }
+
+// Embedded returns the embedded broker of that name, or nil.
+func (m *Manager) Embedded(name string) *EmbeddedBroker {
+	if br := m.brokers[name]; br != nil {
+		return br.embedded
+	}
+	return nil
+}
+
+// Open creates a session.
+func (m *Manager) Open(info OpenInfo) (*Session, *Error) {
+	s := &Session{mgr: m, info: info, created: time.Now(), log: m.log, clients: map[uint64]*Client{},
+		out: newOutbox(outboxLimits{pendingFrames: m.cfg.MaxPendingFrames, pendingBytes: m.cfg.MaxPendingBytes,
+			replayFrames: m.cfg.ReplayFrames, replayBytes: m.cfg.ReplayBytes})}
+	rand.Read(s.id[:])
+	rand.Read(s.secret[:])
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil, Errorf(CodeShuttingDown, "gateway is shutting down")
+	}
+	m.sessions[s.id] = s
+	m.mu.Unlock()
+	m.log.Info("session opened", zap.String("session", s.IDString()), zap.String("user", info.User),
+		zap.String("remote", info.RemoteAddr), zap.String("transport", info.Transport))
+	return s, nil
+}
+
+// Lookup finds a live session for a rebind, checking its secret in
+// constant time.
+func (m *Manager) Lookup(id, secret [16]byte) (*Session, *Error) {
+	m.mu.Lock()
+	s := m.sessions[id]
+	m.mu.Unlock()
+	if s == nil {
+		return nil, Errorf(CodeSessionUnknown, "unknown or expired session")
+	}
+	if subtle.ConstantTimeCompare(s.secret[:], secret[:]) != 1 {
+		return nil, Errorf(CodeSessionSecret, "wrong session secret")
+	}
+	return s, nil
+}
+
+// Sessions is the number of live sessions.
+func (m *Manager) Sessions() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.sessions)
+}
+
+func (m *Manager) forget(s *Session) {
+	m.mu.Lock()
+	delete(m.sessions, s.id)
+	m.mu.Unlock()
+}
+
+// Hubs reports every broker connection's state.
+func (m *Manager) Hubs() []HubStatus {
+	m.mu.Lock()
+	hubs := make([]*Hub, 0, len(m.hubs))
+	for _, h := range m.hubs {
+		hubs = append(hubs, h)
+	}
+	m.mu.Unlock()
+	out := make([]HubStatus, len(hubs))
+	for i, h := range hubs {
+		out[i] = h.Status()
+	}
+	return out
+}
+
+func hubKey(br *brokerRuntime, p ConnectParams) string {
+	if p.ClientID != "" {
+		return "dedicated\x00" + br.cfg.Name + "\x00" + p.ClientID
+	}
+	sum := sha256.Sum256(p.Password)
+	return "shared\x00" + br.cfg.Name + "\x00" + p.Username + "\x00" + hex.EncodeToString(sum[:])
+}
+
+// acquireHub finds or starts the broker connection a CONNECT asks for and
+// attaches c to it. A dedicated connection whose client ID is already in
+// use is taken over, as an MQTT broker does with a second connection of
+// the same client ID.
+func (m *Manager) acquireHub(c *Client, br *brokerRuntime, p ConnectParams) (*Hub, *Error) {
+	if p.ClientID == "" && p.Username == "" && p.Password == nil {
+		p.Username, p.Password = br.cfg.Username, []byte(br.cfg.Password)
+		if br.cfg.Password == "" {
+			p.Password = nil
+		}
+	}
+	key := hubKey(br, p)
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil, Errorf(CodeShuttingDown, "gateway is shutting down")
+	}
+	h := m.hubs[key]
+	var old *Hub
+	if h != nil && h.dedicated {
+		old, h = h, nil
+		delete(m.hubs, key)
+	}
+	if h == nil {
+		o := hubOptions{clientID: p.ClientID, username: p.Username, password: p.Password,
+			cleanStart: p.CleanStart, sessionExpiry: p.SessionExpiry, keepAlive: p.KeepAlive}
+		if p.Will != nil {
+			o.will = &paho.WillMessage{Topic: p.Will.Topic, QoS: p.Will.QoS, Retain: p.Will.Retain, Payload: p.Will.Payload}
+			o.willProps = p.Will.Props.willToPaho()
+		}
+		var err error
+		h, err = startHub(key, br, m.streams.Add(1), o, m.log)
+		if err != nil {
+			m.mu.Unlock()
+			return nil, Errorf(CodeBrokerUnavailable, "broker %q: %v", br.cfg.Name, err)
+		}
+		m.hubs[key] = h
+	}
+	h.addClient(c)
+	m.mu.Unlock()
+	if old != nil {
+		old.takeOver()
+	}
+	return h, nil
+}
+
+// releaseHub detaches c; the last client to leave closes the connection.
+func (m *Manager) releaseHub(h *Hub, c *Client) {
+	m.mu.Lock()
+	n := h.removeClient(c)
+	if n == 0 && m.hubs[h.key] == h {
+		delete(m.hubs, h.key)
+	}
+	m.mu.Unlock()
+	if n == 0 {
+		go h.close()
+	}
+}
+
+// checkPublish validates a publish (or will) before it reaches a broker.
+func (m *Manager) checkPublish(p *PublishParams) *Error {
+	if err := topic.ValidateName(p.Topic); err != nil {
+		return Errorf(CodeInvalidTopic, "invalid topic %q: %v", p.Topic, err)
+	}
+	if p.QoS > 2 {
+		return Errorf(CodeInvalidQoS, "qos %d is not 0, 1 or 2", p.QoS)
+	}
+	if len(p.Payload) > m.cfg.MaxMessageSize {
+		return Errorf(CodeMessageTooLarge, "payload of %d bytes exceeds max_message_size %d", len(p.Payload), m.cfg.MaxMessageSize)
+	}
+	return nil
+}
+
+// Close ends every session with code shutting_down, disconnects from
+// brokers cleanly and stops embedded brokers.
+func (m *Manager) Close() {
+	m.mu.Lock()
+	m.closed = true
+	sessions := make([]*Session, 0, len(m.sessions))
+	for _, s := range m.sessions {
+		sessions = append(sessions, s)
+	}
+	m.mu.Unlock()
+	for _, s := range sessions {
+		s.Close(Errorf(CodeShuttingDown, "gateway is shutting down"))
+	}
+	m.mu.Lock()
+	hubs := make([]*Hub, 0, len(m.hubs))
+	for _, h := range m.hubs {
+		hubs = append(hubs, h)
+	}
+	clear(m.hubs)
+	m.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, h := range hubs {
+		wg.Add(1)
+		go func() { defer wg.Done(); h.close() }()
+	}
+	wg.Wait()
+	for _, br := range m.brokers {
+		if br.embedded != nil {
+			br.embedded.Close()
+		}
+	}
+}

@@ -1,0 +1,91 @@
+package session
+
+import "sync/atomic"
+
+// Props are the MQTT 5 publish properties the gateway carries both ways.
+type Props struct {
+	PayloadFormat    byte
+	HasPayloadFormat bool
+	MessageExpiry    uint32
+	HasMessageExpiry bool
+	ContentType      string
+	ResponseTopic    string
+	CorrelationData  []byte
+	User             []UserProperty
+}
+
+// UserProperty is one MQTT 5 user property; keys may repeat.
+type UserProperty struct {
+	Key, Value string
+}
+
+// Empty reports whether no property is set, so encoders can skip them.
+func (p *Props) Empty() bool {
+	return p == nil || (!p.HasPayloadFormat && !p.HasMessageExpiry && p.ContentType == "" &&
+		p.ResponseTopic == "" && p.CorrelationData == nil && len(p.User) == 0)
+}
+
+// Message is a message received from a broker, on its way to web clients.
+//
+// It is immutable once handed to the hub: the same *Message is queued in
+// every subscribed session, and its wire encoding is computed once by the
+// first transport that writes it and then shared (see Encoded), which is
+// what makes fan-out cost a copy per session instead of an encode.
+type Message struct {
+	Stream   uint64 // the stream (broker connection) it arrived on
+	Topic    string
+	Payload  []byte
+	QoS      byte
+	Retain   bool
+	Dup      bool
+	PacketID uint16 // nonzero only on dedicated streams, where the client must ACK
+	Props    *Props
+
+	encoded atomic.Pointer[[]byte]
+}
+
+// Encoded returns the message's wire encoding, computing it with encode on
+// first use. Concurrent first calls may both encode; one result wins and both
+// are identical, which is cheaper than a lock on the hot path.
+func (m *Message) Encoded(encode func(*Message) []byte) []byte {
+	if p := m.encoded.Load(); p != nil {
+		return *p
+	}
+	b := encode(m)
+	m.encoded.CompareAndSwap(nil, &b)
+	return *m.encoded.Load()
+}
+
+// EventKind says what a data frame carries.
+type EventKind uint8
+
+// The data frames of the protocol: each is counted, buffered for replay and
+// written by the session's transport.
+const (
+	EventMessage EventKind = iota + 1
+	EventResult
+	EventLost
+	EventNotice
+)
+
+// Event is one data frame waiting in a session's outbox. It is a value type
+// so queueing it allocates nothing; a message event only points at the
+// shared Message.
+type Event struct {
+	Kind   EventKind
+	Msg    *Message // EventMessage
+	Req    uint64   // EventResult
+	Handle uint64   // EventLost
+	Code   Code     // EventResult, EventLost, EventNotice
+	Text   string   // EventResult, EventLost, EventNotice
+	Value  uint64   // EventResult, EventNotice
+}
+
+// size estimates the memory an event holds, for the outbox's byte bounds.
+func (e *Event) size() int {
+	n := 64 + len(e.Text)
+	if e.Msg != nil && e.Kind == EventMessage {
+		n += len(e.Msg.Topic) + len(e.Msg.Payload)
+	}
+	return n
+}

@@ -1,0 +1,80 @@
+package session
+
+import "testing"
+
+func testLimits() outboxLimits {
+	return outboxLimits{pendingFrames: 100, pendingBytes: 1 << 20, replayFrames: 10, replayBytes: 1 << 20}
+}
+
+func takeAll(o *outbox) []uint64 {
+	var vals []uint64
+	for _, e := range o.take(nil, 1<<30) {
+		vals = append(vals, e.Value)
+	}
+	return vals
+}
+
+func TestOutboxNumbersAndReplays(t *testing.T) {
+	o := newOutbox(testLimits())
+	for i := 1; i <= 40; i++ { // forces the ring to grow past its initial 16
+		if !o.push(Event{Kind: EventNotice, Value: uint64(i)}) {
+			t.Fatalf("push %d refused", i)
+		}
+		if i%7 == 0 {
+			takeAll(o)
+		}
+	}
+	got := takeAll(o)
+	if len(got) != 5 || got[0] != 36 || got[4] != 40 {
+		t.Fatalf("unexpected frames after the last take: %v", got)
+	}
+	// The replay window holds the last 10 written frames: 31..40.
+	if err := o.rewind(30); err != nil {
+		t.Fatalf("rewind within window: %v", err)
+	}
+	got = takeAll(o)
+	if len(got) != 10 || got[0] != 31 || got[9] != 40 {
+		t.Fatalf("replay = %v, want 31..40", got)
+	}
+	if err := o.rewind(29); err == nil || err.Code != CodeSessionGap {
+		t.Fatalf("rewind before window: got %v, want session_gap", err)
+	}
+	if err := o.rewind(41); err == nil || err.Code != CodeSessionCount {
+		t.Fatalf("rewind from the future: got %v, want session_count", err)
+	}
+	if err := o.rewind(40); err != nil || len(takeAll(o)) != 0 {
+		t.Fatalf("rewind to the end must replay nothing, err=%v", err)
+	}
+}
+
+func TestOutboxBoundsUnwrittenFrames(t *testing.T) {
+	l := testLimits()
+	l.pendingFrames = 3
+	o := newOutbox(l)
+	for i := 0; i < 3; i++ {
+		if !o.push(Event{Kind: EventNotice}) {
+			t.Fatalf("push %d refused below the bound", i)
+		}
+	}
+	if o.push(Event{Kind: EventNotice}) {
+		t.Fatal("push beyond the bound accepted")
+	}
+	takeAll(o)
+	if !o.push(Event{Kind: EventNotice}) {
+		t.Fatal("push refused after the frames were written")
+	}
+}
+
+func TestOutboxReplayBytesBound(t *testing.T) {
+	l := testLimits()
+	l.replayBytes = 3 * 1100
+	o := newOutbox(l)
+	m := &Message{Payload: make([]byte, 1000)}
+	for i := 0; i < 10; i++ {
+		o.push(Event{Kind: EventMessage, Msg: m})
+	}
+	takeAll(o)
+	if held := int(o.sent - o.base + 1); held != 3 {
+		t.Fatalf("replay window holds %d frames, want 3 by the byte bound", held)
+	}
+}

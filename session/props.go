@@ -1,0 +1,63 @@
+package session
+
+import "github.com/eclipse/paho.golang/paho"
+
+// propsFromPaho keeps the properties web clients care about; nil when there
+// are none, so the common case costs nothing.
+func propsFromPaho(p *paho.PublishProperties) *Props {
+	if p == nil {
+		return nil
+	}
+	out := &Props{ContentType: p.ContentType, ResponseTopic: p.ResponseTopic, CorrelationData: p.CorrelationData}
+	if p.PayloadFormat != nil {
+		out.PayloadFormat, out.HasPayloadFormat = *p.PayloadFormat, true
+	}
+	if p.MessageExpiry != nil {
+		out.MessageExpiry, out.HasMessageExpiry = *p.MessageExpiry, true
+	}
+	for _, u := range p.User {
+		out.User = append(out.User, UserProperty{Key: u.Key, Value: u.Value})
+	}
+	if out.Empty() {
+		return nil
+	}
+	return out
+}
+
+func (p *Props) toPaho() *paho.PublishProperties {
+	if p.Empty() {
+		return nil
+	}
+	out := &paho.PublishProperties{ContentType: p.ContentType, ResponseTopic: p.ResponseTopic, CorrelationData: p.CorrelationData}
+	if p.HasPayloadFormat {
+		v := p.PayloadFormat
+		out.PayloadFormat = &v
+	}
+	if p.HasMessageExpiry {
+		v := p.MessageExpiry
+		out.MessageExpiry = &v
+	}
+	for _, u := range p.User {
+		out.User = append(out.User, paho.UserProperty{Key: u.Key, Value: u.Value})
+	}
+	return out
+}
+
+func (p *Props) willToPaho() *paho.WillProperties {
+	if p.Empty() {
+		return nil
+	}
+	out := &paho.WillProperties{ContentType: p.ContentType, ResponseTopic: p.ResponseTopic, CorrelationData: p.CorrelationData}
+	if p.HasPayloadFormat {
+		v := p.PayloadFormat
+		out.PayloadFormat = &v
+	}
+	if p.HasMessageExpiry {
+		v := p.MessageExpiry
+		out.MessageExpiry = &v
+	}
+	for _, u := range p.User {
+		out.User = append(out.User, paho.UserProperty{Key: u.Key, Value: u.Value})
+	}
+	return out
+}

@@ -1,0 +1,203 @@
+package session
+
+import (
+	"encoding/hex"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Transport is what a session needs from the connection it is bound to.
+// The transport's writer pulls frames with Session.Take; the session only
+// signals.
+type Transport interface {
+	// Wake tells the writer there is something to write (frames, or the
+	// session's end). It must not block.
+	Wake()
+	// Close ends this connection after the CLOSE frame (when the session
+	// ended) has been written. It must not block.
+	Close(code Code, message string)
+}
+
+// OpenInfo is what the gateway knows of a session when it opens.
+type OpenInfo struct {
+	User       string
+	RemoteAddr string
+	Transport  string
+}
+
+// Session is one web client (a browser tab, a Node.js process). It outlives
+// its transport connection for the session timeout, and holds the numbered
+// stream of data frames that a rebinding connection resumes.
+type Session struct {
+	id, secret [16]byte
+	mgr        *Manager
+	info       OpenInfo
+	created    time.Time
+	log        *zap.Logger
+
+	mu      sync.Mutex
+	out     *outbox
+	conn    Transport
+	clients map[uint64]*Client
+	closed  *Error
+	expiry  *time.Timer
+}
+
+// ID is the session's 128-bit random identifier.
+func (s *Session) ID() [16]byte { return s.id }
+
+// Secret is the per-session secret a rebinding connection must present.
+func (s *Session) Secret() [16]byte { return s.secret }
+
+// IDString is the session id in hex, for logs.
+func (s *Session) IDString() string { return hex.EncodeToString(s.id[:]) }
+
+// Info is what the session was opened with.
+func (s *Session) Info() OpenInfo { return s.info }
+
+// Manager is the gateway the session belongs to.
+func (s *Session) Manager() *Manager { return s.mgr }
+
+// Attach binds a transport to the session. With resume, the transport
+// continues after data frame number received, and frames after it are
+// replayed. A transport already bound is closed: the newest connection wins,
+// so a client whose old connection is half-dead is not locked out.
+func (s *Session) Attach(t Transport, resume bool, received uint64) *Error {
+	s.mu.Lock()
+	if s.closed != nil {
+		s.mu.Unlock()
+		return Errorf(CodeSessionUnknown, "session has ended")
+	}
+	if resume {
+		if err := s.out.rewind(received); err != nil {
+			s.mu.Unlock()
+			return err
+		}
+	}
+	old := s.conn
+	s.conn = t
+	if s.expiry != nil {
+		s.expiry.Stop()
+		s.expiry = nil
+	}
+	s.mu.Unlock()
+	if old != nil && old != t {
+		old.Close(CodeBadRequest, "session resumed on another connection")
+	}
+	t.Wake()
+	return nil
+}
+
+// Detach unbinds a transport whose connection is gone. The session waits
+// for a rebind for the session timeout, then ends.
+func (s *Session) Detach(t Transport) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn != t || s.closed != nil {
+		return
+	}
+	s.conn = nil
+	s.expiry = time.AfterFunc(s.mgr.cfg.SessionTimeout, func() {
+		s.Close(Errorf(CodeSessionUnknown, "session expired"))
+	})
+}
+
+// Take appends up to max frames waiting to be written to dst. When the
+// session has ended and nothing is left, it returns the reason as well.
+func (s *Session) Take(dst []Event, max int) ([]Event, *Error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed != nil {
+		return dst, s.closed
+	}
+	return s.out.take(dst, max), nil
+}
+
+// Closed reports why the session ended, or nil while it is live.
+func (s *Session) Closed() *Error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// push queues a data frame. Called with s.mu held.
+func (s *Session) pushLocked(e Event) {
+	if s.closed != nil {
+		return
+	}
+	if !s.out.push(e) {
+		// The client cannot keep up and its queue is full. Ending the
+		// session with an explicit code is the only way that loses nothing
+		// silently; it runs asynchronously because the caller may hold a
+		// hub's lock.
+		s.closed = Errorf(CodeOverflow, "too many frames queued for a slow client")
+		go s.finish()
+		return
+	}
+	if s.conn != nil {
+		s.conn.Wake()
+	}
+}
+
+func (s *Session) push(e Event) {
+	s.mu.Lock()
+	s.pushLocked(e)
+	s.mu.Unlock()
+}
+
+// deliver queues a broker message. It is the fan-out hot path: no
+// allocation, one lock.
+func (s *Session) deliver(m *Message) {
+	s.mu.Lock()
+	s.pushLocked(Event{Kind: EventMessage, Msg: m})
+	s.mu.Unlock()
+}
+
+func (s *Session) result(req uint64, err *Error, value uint64) {
+	e := Event{Kind: EventResult, Req: req, Value: value}
+	if err != nil {
+		e.Code, e.Text = err.Code, err.Message
+	}
+	s.push(e)
+}
+
+// Close ends the session: its clients are disconnected, its subscriptions
+// released, and its transport (if any) told why.
+func (s *Session) Close(reason *Error) {
+	s.mu.Lock()
+	if s.closed != nil {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = reason
+	s.mu.Unlock()
+	s.finish()
+}
+
+// finish releases what a closed session holds.
+func (s *Session) finish() {
+	s.mu.Lock()
+	clients := make([]*Client, 0, len(s.clients))
+	for _, c := range s.clients {
+		clients = append(clients, c)
+	}
+	if s.expiry != nil {
+		s.expiry.Stop()
+	}
+	conn := s.conn
+	s.out.release()
+	reason := s.closed
+	s.mu.Unlock()
+	for _, c := range clients {
+		c.release()
+	}
+	s.mgr.forget(s)
+	if conn != nil {
+		conn.Wake()
+	}
+	s.log.Info("session closed", zap.String("session", s.IDString()), zap.String("user", s.info.User),
+		zap.String("remote", s.info.RemoteAddr), zap.Uint32("code", uint32(reason.Code)),
+		zap.String("reason", reason.Message), zap.Duration("duration", time.Since(s.created)))
+}

@@ -1,0 +1,132 @@
+package topic
+
+import (
+	"errors"
+	"strings"
+	"unicode/utf8"
+)
+
+// MaxLength is the longest topic name or filter in bytes: MQTT encodes
+// strings with a two-byte length prefix (section 1.5.4).
+const MaxLength = 65535
+
+// Validation errors. They are sentinels, returned as they are (never
+// wrapped), so that callers can map them to MQTT reason codes with
+// errors.Is: on a PUBLISH every one of them is 0x90 (Topic Name invalid);
+// on a SUBSCRIBE ErrSharedSubscription is 0x9E (Shared Subscriptions not
+// supported) and the others are 0x8F (Topic Filter invalid).
+var (
+	// ErrEmpty: names and filters must be at least one byte long
+	// [MQTT-4.7.3-1].
+	ErrEmpty = errors.New("topic: empty topic")
+	// ErrTooLong: longer than MaxLength bytes, so it cannot be encoded.
+	ErrTooLong = errors.New("topic: longer than 65535 bytes")
+	// ErrInvalidUTF8: not well-formed UTF-8, which includes the encodings of
+	// the surrogates U+D800..U+DFFF [MQTT-1.5.4-1].
+	ErrInvalidUTF8 = errors.New("topic: invalid utf-8")
+	// ErrNUL: holds U+0000 [MQTT-1.5.4-2] [MQTT-4.7.3-2].
+	ErrNUL = errors.New("topic: contains a nul character")
+	// ErrWildcardInName: a topic name holds '+' or '#' [MQTT-3.3.2-2].
+	ErrWildcardInName = errors.New("topic: wildcard '+' or '#' in a topic name")
+	// ErrWildcardPlacement: a filter has a wildcard that is not a whole level,
+	// or a '#' that is not the last level [MQTT-4.7.1-1] [MQTT-4.7.1-2].
+	ErrWildcardPlacement = errors.New("topic: a wildcard must be a whole level, and '#' only the last one")
+	// ErrSharedSubscription: the filter is a shared subscription
+	// ("$share/<group>/<filter>", section 4.8.2), which the gateway refuses.
+	ErrSharedSubscription = errors.New("topic: shared subscriptions ($share/...) are not supported")
+)
+
+// ValidateName reports whether name can be published to: non-empty, at most
+// MaxLength bytes, well-formed UTF-8, no U+0000 and no wildcard.
+//
+// The specification only lets receivers refuse the other control characters
+// and the Unicode non-characters (section 1.5.4: "MAY treat it as
+// malformed"); brokers accept them, so the gateway does too rather than
+// refuse topics that work with the broker directly. Neither is there a limit
+// on the number of levels: that is a broker's choice (Mosquitto's is 200), and
+// the broker enforces its own.
+func ValidateName(name string) error {
+	if err := checkString(name); err != nil {
+		return err
+	}
+	if strings.IndexByte(name, '+') >= 0 || strings.IndexByte(name, '#') >= 0 {
+		return ErrWildcardInName
+	}
+	return nil
+}
+
+// ValidateFilter reports whether filter can be subscribed to through the
+// gateway: non-empty, at most MaxLength bytes, well-formed UTF-8, no U+0000,
+// '+' only as a whole level and '#' only as the whole last level. Empty levels
+// are valid ("a//b", "/a", "a/").
+//
+// A shared subscription (see IsShared) is otherwise checked like any filter
+// and then refused with ErrSharedSubscription: behind the gateway's fan-out
+// one broker subscription serves many web clients, so the broker's
+// load-balancing between members of a share group would balance between
+// gateway connections, not between the web clients that asked for it.
+func ValidateFilter(filter string) error {
+	if err := checkFilter(filter); err != nil {
+		return err
+	}
+	if IsShared(filter) {
+		return ErrSharedSubscription
+	}
+	return nil
+}
+
+// IsShared reports whether filter is an MQTT 5 shared subscription, that is
+// whether its first level is "$share" (section 4.8.2). A filter such as
+// "$share/group" with no topic filter after the group is a malformed shared
+// subscription, not a plain filter, so it counts as shared too.
+//
+// Elsewhere in this package (Match, Contains, Index) a "$share/..." filter is
+// treated literally, as a filter whose first level is "$share". That never
+// widens what it matches: only a pattern that itself starts with "$share"
+// contains it.
+func IsShared(filter string) bool {
+	return strings.HasPrefix(filter, "$share") && (len(filter) == len("$share") || filter[len("$share")] == '/')
+}
+
+// checkFilter is ValidateFilter without the shared-subscription refusal: the
+// syntax rules that Contains and Index need for their own correctness.
+func checkFilter(filter string) error {
+	if err := checkString(filter); err != nil {
+		return err
+	}
+	// Find each wildcard with IndexAny, then look at its neighbours: a
+	// wildcard must be delimited by '/' or the ends of the filter, and '#'
+	// must be the last byte.
+	for i := 0; ; i++ {
+		j := strings.IndexAny(filter[i:], "+#")
+		if j < 0 {
+			return nil
+		}
+		i += j
+		if i > 0 && filter[i-1] != '/' {
+			return ErrWildcardPlacement
+		}
+		if filter[i] == '#' {
+			if i != len(filter)-1 {
+				return ErrWildcardPlacement
+			}
+		} else if i+1 < len(filter) && filter[i+1] != '/' {
+			return ErrWildcardPlacement
+		}
+	}
+}
+
+// checkString applies the rules that names and filters share.
+func checkString(s string) error {
+	switch {
+	case s == "":
+		return ErrEmpty
+	case len(s) > MaxLength:
+		return ErrTooLong
+	case !utf8.ValidString(s):
+		return ErrInvalidUTF8
+	case strings.IndexByte(s, 0) >= 0:
+		return ErrNUL
+	}
+	return nil
+}

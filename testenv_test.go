@@ -1,0 +1,180 @@
+package mqttgateway
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+)
+
+// Real parts for integration tests: a Mosquitto process on a loopback port
+// and an in-process Caddy loaded from a Caddyfile.
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func waitPort(t testing.TB, port int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("nothing listens on port %d", port)
+}
+
+// mosquitto is a broker process started for one test.
+type mosquitto struct {
+	port int
+	log  string
+	cmd  *exec.Cmd
+	conf string
+}
+
+// startMosquitto runs Debian's mosquitto on a free loopback port. It logs
+// every SUBSCRIBE to a file, so tests can observe what the broker saw.
+func startMosquitto(t testing.TB) *mosquitto {
+	t.Helper()
+	bin, err := exec.LookPath("mosquitto")
+	if err != nil {
+		bin = "/usr/sbin/mosquitto"
+		if _, err := os.Stat(bin); err != nil {
+			t.Fatal("mosquitto is required for integration tests: apt-get install mosquitto mosquitto-clients")
+		}
+	}
+	// mosquitto started as root drops to its own user, which must be able
+	// to write its log here (t.TempDir's parent is private).
+	dir, err := os.MkdirTemp("", "mosquitto-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o777)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	m := &mosquitto{port: freePort(t), log: filepath.Join(dir, "mosquitto.log"), conf: filepath.Join(dir, "mosquitto.conf")}
+	conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\nlog_dest file %s\nlog_type all\nconnection_messages true\npersistence false\n", m.port, m.log)
+	if err := os.WriteFile(m.conf, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m.start(t, bin)
+	t.Cleanup(m.stop)
+	return m
+}
+
+func (m *mosquitto) start(t testing.TB, bin string) {
+	m.cmd = exec.Command(bin, "-c", m.conf)
+	if err := m.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitPort(t, m.port)
+}
+
+func (m *mosquitto) stop() {
+	if m.cmd != nil && m.cmd.Process != nil {
+		m.cmd.Process.Kill()
+		m.cmd.Wait()
+	}
+}
+
+// subscribeCount counts the SUBSCRIBE packets for filter in the broker's log.
+func (m *mosquitto) subscribeCount(t testing.TB, filter string) int {
+	b, err := os.ReadFile(m.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		// mosquitto logs "<time>: <client id> <qos> <filter>" for each
+		// subscription of a SUBSCRIBE packet.
+		f := strings.Fields(line)
+		if len(f) == 4 && f[3] == filter && (f[2] == "0" || f[2] == "1" || f[2] == "2") {
+			n++
+		}
+	}
+	return n
+}
+
+// mosquittoPub publishes with Debian's mosquitto_pub.
+func mosquittoPub(t testing.TB, port int, args ...string) {
+	t.Helper()
+	out, err := exec.Command("mosquitto_pub", append([]string{"-h", "127.0.0.1", "-p", fmt.Sprint(port)}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("mosquitto_pub: %v: %s", err, out)
+	}
+}
+
+// mosquittoSub starts mosquitto_sub for count messages; wait returns its
+// output.
+func mosquittoSub(t testing.TB, port int, args ...string) (wait func() []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	cmd := exec.CommandContext(ctx, "mosquitto_sub", append([]string{"-h", "127.0.0.1", "-p", fmt.Sprint(port)}, args...)...)
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	return func() []byte {
+		defer cancel()
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("mosquitto_sub: %v", err)
+		}
+		return out.Bytes()
+	}
+}
+
+// startCaddy loads a Caddyfile into the in-process Caddy. Caddy has one
+// running config per process, so tests that use it do not run in parallel.
+func startCaddy(t testing.TB, body string) {
+	t.Helper()
+	cfg := string(caddyfile.Format([]byte("{\n\tadmin off\n\tpersist_config off\n\tauto_https off\n}\n" + body)))
+	adapter := caddyconfig.GetAdapter("caddyfile")
+	js, warnings, err := adapter.Adapt([]byte(cfg), nil)
+	if err != nil {
+		t.Fatalf("adapting Caddyfile: %v\n%s", err, cfg)
+	}
+	for _, w := range warnings {
+		t.Logf("caddyfile warning: %s", w)
+	}
+	if err := caddy.Load(js, true); err != nil {
+		t.Fatalf("loading config: %v", err)
+	}
+	t.Cleanup(func() { caddy.Stop() })
+}
+
+// gatewayWithBroker starts a Caddy whose gateway at /mqtt/ points at a
+// broker URL, and returns the WebSocket URL.
+func gatewayWithBroker(t testing.TB, brokerURL string, extra string) (wsURL string, httpPort int) {
+	t.Helper()
+	httpPort = freePort(t)
+	startCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	mqtt_gateway /mqtt/* {
+		broker main %s
+		%s
+	}
+	respond "not the gateway" 404
+}
+`, httpPort, brokerURL, extra))
+	return fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort), httpPort
+}

@@ -1,0 +1,234 @@
+package transport
+
+import "github.com/caddy-mqtt/mqttgateway/session"
+
+// Frames are appended to a buffer with their length prefix. The prefix is
+// reserved at its largest (4 bytes: frames stay below 256 MiB) and the body
+// moved back when it turns out shorter, so encoding needs no second buffer
+// and no size pre-computation.
+
+const lenReserve = 4
+
+// MaxFrame is the largest frame this package encodes or accepts.
+const MaxFrame = 1<<28 - 1
+
+func begin(b []byte, typ byte) ([]byte, int) {
+	start := len(b)
+	b = append(b, 0, 0, 0, 0, typ)
+	return b, start
+}
+
+func end(b []byte, start int) []byte {
+	n := len(b) - start - lenReserve
+	l := uvarintLen(uint64(n))
+	appendUvarint(b[start:start], uint64(n))
+	if l < lenReserve {
+		copy(b[start+l:], b[start+lenReserve:])
+		b = b[:len(b)-(lenReserve-l)]
+	}
+	return b
+}
+
+// AppendMessage appends a MESSAGE frame.
+func AppendMessage(b []byte, m *session.Message) []byte {
+	b, s := begin(b, TypeMessage)
+	b = appendUvarint(b, m.Stream)
+	flags := m.QoS & flagQoSMask
+	if m.Retain {
+		flags |= flagRetain
+	}
+	if m.Dup {
+		flags |= flagDup
+	}
+	b = append(b, flags)
+	b = appendUvarint(b, uint64(m.PacketID))
+	b = appendString(b, m.Topic)
+	b = appendProps(b, m.Props)
+	b = append(b, m.Payload...)
+	return end(b, s)
+}
+
+// EncodeMessage returns a MESSAGE frame in a buffer of its own, sized
+// exactly: this is the encoding shared by every session (Message.Encoded).
+func EncodeMessage(m *session.Message) []byte {
+	n := 1 + uvarintLen(m.Stream) + 1 + uvarintLen(uint64(m.PacketID)) + strLen(m.Topic) + propsLen(m.Props) + len(m.Payload)
+	return AppendMessage(make([]byte, 0, n+lenReserve), m)
+}
+
+// AppendEvent appends the frame of a session data event.
+func AppendEvent(b []byte, e *session.Event) []byte {
+	switch e.Kind {
+	case session.EventMessage:
+		return append(b, e.Msg.Encoded(EncodeMessage)...)
+	case session.EventResult:
+		return AppendResult(b, e.Req, e.Code, e.Text, e.Value)
+	case session.EventLost:
+		b, s := begin(b, TypeLost)
+		b = appendUvarint(b, e.Handle)
+		b = appendUvarint(b, uint64(e.Code))
+		b = appendString(b, e.Text)
+		return end(b, s)
+	case session.EventNotice:
+		b, s := begin(b, TypeNotice)
+		b = appendUvarint(b, uint64(e.Code))
+		b = appendString(b, e.Text)
+		b = appendUvarint(b, e.Value)
+		return end(b, s)
+	}
+	return b
+}
+
+// AppendResult appends a RESULT frame.
+func AppendResult(b []byte, req uint64, code session.Code, msg string, value uint64) []byte {
+	b, s := begin(b, TypeResult)
+	b = appendUvarint(b, req)
+	b = appendUvarint(b, uint64(code))
+	b = appendString(b, msg)
+	b = appendUvarint(b, value)
+	return end(b, s)
+}
+
+// AppendOpened appends an OPENED frame.
+func AppendOpened(b []byte, id, secret [16]byte, heartbeatMs, timeoutMs, maxFrame uint64, info []KV) []byte {
+	b, s := begin(b, TypeOpened)
+	b = append(b, id[:]...)
+	b = append(b, secret[:]...)
+	b = appendUvarint(b, heartbeatMs)
+	b = appendUvarint(b, timeoutMs)
+	b = appendUvarint(b, maxFrame)
+	b = appendKV(b, info)
+	return end(b, s)
+}
+
+// AppendBound appends a BOUND frame.
+func AppendBound(b []byte, replayFrom uint64) []byte {
+	b, s := begin(b, TypeBound)
+	b = appendUvarint(b, replayFrom)
+	return end(b, s)
+}
+
+// AppendEnd appends the server's CLOSE frame.
+func AppendEnd(b []byte, code session.Code, msg string) []byte {
+	b, s := begin(b, TypeEnd)
+	b = appendUvarint(b, uint64(code))
+	b = appendString(b, msg)
+	return end(b, s)
+}
+
+// AppendPing appends a PING frame (both directions).
+func AppendPing(b []byte) []byte { return append(b, 1, TypePing) }
+
+func appendKV(b []byte, kv []KV) []byte {
+	b = appendUvarint(b, uint64(len(kv)))
+	for _, e := range kv {
+		b = appendString(appendString(b, e.Key), e.Value)
+	}
+	return b
+}
+
+// Client-side encoders, used by Go clients of the gateway (tests,
+// benchmarks, tools).
+
+// AppendOpen appends an OPEN frame.
+func AppendOpen(b []byte, user string, password []byte, options []KV) []byte {
+	b, s := begin(b, TypeOpen)
+	b = appendUvarint(b, Version)
+	b = appendString(b, user)
+	b = appendBytes(b, password)
+	b = appendKV(b, options)
+	return end(b, s)
+}
+
+// AppendBind appends a BIND frame.
+func AppendBind(b []byte, id, secret [16]byte, received uint64) []byte {
+	b, s := begin(b, TypeBind)
+	b = append(b, id[:]...)
+	b = append(b, secret[:]...)
+	b = appendUvarint(b, received)
+	return end(b, s)
+}
+
+// AppendConnect appends a CONNECT frame.
+func AppendConnect(b []byte, req, handle uint64, c *session.ConnectParams) []byte {
+	b, s := begin(b, TypeConnect)
+	b = appendUvarint(b, req)
+	b = appendUvarint(b, handle)
+	b = appendString(b, c.Broker)
+	b = appendString(b, c.ClientID)
+	var flags byte
+	if c.CleanStart {
+		flags |= connectClean
+	}
+	if c.Will != nil {
+		flags |= connectWill | (c.Will.QoS<<2)&connectWillQoS
+		if c.Will.Retain {
+			flags |= connectWillRetain
+		}
+	}
+	b = append(b, flags)
+	b = appendUvarint(b, uint64(c.KeepAlive))
+	b = appendUvarint(b, uint64(c.SessionExpiry))
+	b = appendString(b, c.Username)
+	b = appendBytes(b, c.Password)
+	if c.Will != nil {
+		b = appendString(b, c.Will.Topic)
+		b = appendProps(b, c.Will.Props)
+		b = appendBytes(b, c.Will.Payload)
+	}
+	return end(b, s)
+}
+
+// AppendSubscribe appends a SUBSCRIBE frame.
+func AppendSubscribe(b []byte, req, handle uint64, filter string, qos byte, maxFrequency uint64) []byte {
+	b, s := begin(b, TypeSubscribe)
+	b = appendUvarint(b, req)
+	b = appendUvarint(b, handle)
+	b = appendString(b, filter)
+	b = append(b, qos)
+	b = appendUvarint(b, maxFrequency)
+	return end(b, s)
+}
+
+// AppendUnsubscribe appends an UNSUBSCRIBE frame.
+func AppendUnsubscribe(b []byte, req, handle uint64, filter string) []byte {
+	b, s := begin(b, TypeUnsubscribe)
+	b = appendUvarint(b, req)
+	b = appendUvarint(b, handle)
+	b = appendString(b, filter)
+	return end(b, s)
+}
+
+// AppendPublish appends a client PUBLISH frame.
+func AppendPublish(b []byte, req, handle uint64, p *session.PublishParams) []byte {
+	b, s := begin(b, TypePublish)
+	b = appendUvarint(b, req)
+	b = appendUvarint(b, handle)
+	b = appendString(b, p.Topic)
+	flags := p.QoS & flagQoSMask
+	if p.Retain {
+		flags |= flagRetain
+	}
+	b = append(b, flags)
+	b = appendProps(b, p.Props)
+	b = append(b, p.Payload...)
+	return end(b, s)
+}
+
+// AppendDisconnect appends a DISCONNECT frame.
+func AppendDisconnect(b []byte, req, handle uint64) []byte {
+	b, s := begin(b, TypeDisconnect)
+	b = appendUvarint(b, req)
+	b = appendUvarint(b, handle)
+	return end(b, s)
+}
+
+// AppendAck appends an ACK frame.
+func AppendAck(b []byte, stream, packetID uint64) []byte {
+	b, s := begin(b, TypeAck)
+	b = appendUvarint(b, stream)
+	b = appendUvarint(b, packetID)
+	return end(b, s)
+}
+
+// AppendClose appends the client's CLOSE frame.
+func AppendClose(b []byte) []byte { return append(b, 1, TypeClose) }

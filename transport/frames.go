@@ -1,0 +1,329 @@
+package transport
+
+import (
+	"fmt"
+
+	"github.com/caddy-mqtt/mqttgateway/session"
+)
+
+// Frame types of protocol version 1 (PROTOCOL.md).
+const (
+	TypeOpen        byte = 0x01
+	TypeBind        byte = 0x02
+	TypeConnect     byte = 0x03
+	TypeSubscribe   byte = 0x04
+	TypeUnsubscribe byte = 0x05
+	TypePublish     byte = 0x06
+	TypeDisconnect  byte = 0x07
+	TypeAck         byte = 0x08
+	TypePing        byte = 0x09
+	TypeClose       byte = 0x0A
+
+	TypeOpened  byte = 0x81
+	TypeBound   byte = 0x82
+	TypeResult  byte = 0x83
+	TypeMessage byte = 0x84
+	TypeLost    byte = 0x85
+	TypeNotice  byte = 0x86
+	TypeEnd     byte = 0x8A // CLOSE from the server
+)
+
+// Version is the protocol version this package speaks.
+const Version = 1
+
+// Subprotocol is the WebSocket subprotocol naming Version.
+const Subprotocol = "mqttgw.v1"
+
+// Flag bits.
+const (
+	flagQoSMask = 0x03
+	flagRetain  = 0x04
+	flagDup     = 0x08
+
+	connectClean      = 0x01
+	connectWill       = 0x02
+	connectWillQoS    = 0x0C
+	connectWillRetain = 0x10
+)
+
+// KV is one entry of a kv list.
+type KV struct{ Key, Value string }
+
+// Frame is any decoded frame; only the fields of its Type are set. One flat
+// struct keeps decoding free of interface allocations.
+type Frame struct {
+	Type byte
+
+	Req    uint64
+	Handle uint64
+
+	// OPEN
+	Version  uint64
+	User     string
+	Password []byte
+	Options  []KV
+
+	// BIND, OPENED
+	Session  [16]byte
+	Secret   [16]byte
+	Received uint64
+
+	// CONNECT
+	Connect session.ConnectParams
+
+	// SUBSCRIBE, UNSUBSCRIBE
+	Filter       string
+	QoS          byte
+	MaxFrequency uint64
+
+	// PUBLISH (client), MESSAGE (server)
+	Publish  session.PublishParams
+	Stream   uint64
+	PacketID uint64
+	Dup      bool
+
+	// OPENED
+	Heartbeat      uint64
+	SessionTimeout uint64
+	MaxFrame       uint64
+	Info           []KV
+
+	// RESULT, LOST, NOTICE, CLOSE
+	Code    session.Code
+	Message string
+	Value   uint64
+}
+
+// SplitUnit calls fn for each length-prefixed frame of a transport unit.
+// The slices passed to fn alias unit.
+func SplitUnit(unit []byte, fn func(frame []byte) error) error {
+	for len(unit) > 0 {
+		r := reader{b: unit}
+		n := r.uvarint()
+		if r.err != nil || n == 0 || n > uint64(len(r.b)) {
+			return ErrMalformed
+		}
+		if err := fn(r.b[:n]); err != nil {
+			return err
+		}
+		unit = r.b[n:]
+	}
+	return nil
+}
+
+// Decode decodes one frame (without its length prefix). Byte slices in the
+// result alias the input.
+func Decode(b []byte, f *Frame) error {
+	*f = Frame{}
+	r := reader{b: b}
+	f.Type = r.u8()
+	switch f.Type {
+	case TypeOpen:
+		f.Version = r.uvarint()
+		f.User = r.string()
+		f.Password = r.bytes()
+		f.Options = r.kv()
+	case TypeBind:
+		f.Session = r.id16()
+		f.Secret = r.id16()
+		f.Received = r.uvarint()
+	case TypeConnect:
+		f.Req, f.Handle = r.uvarint(), r.uvarint()
+		c := &f.Connect
+		c.Broker = r.string()
+		c.ClientID = r.string()
+		flags := r.u8()
+		c.CleanStart = flags&connectClean != 0
+		c.KeepAlive = uint16(min(r.uvarint(), 0xFFFF))
+		c.SessionExpiry = uint32(min(r.uvarint(), 0xFFFFFFFF))
+		c.Username = r.string()
+		c.Password = r.bytes()
+		if flags&connectWill != 0 {
+			w := &session.PublishParams{QoS: (flags & connectWillQoS) >> 2, Retain: flags&connectWillRetain != 0}
+			w.Topic = r.string()
+			w.Props = r.props()
+			w.Payload = r.bytes()
+			c.Will = w
+		}
+	case TypeSubscribe:
+		f.Req, f.Handle = r.uvarint(), r.uvarint()
+		f.Filter = r.string()
+		f.QoS = r.u8()
+		f.MaxFrequency = r.uvarint()
+	case TypeUnsubscribe:
+		f.Req, f.Handle = r.uvarint(), r.uvarint()
+		f.Filter = r.string()
+	case TypePublish:
+		f.Req, f.Handle = r.uvarint(), r.uvarint()
+		p := &f.Publish
+		p.Topic = r.string()
+		flags := r.u8()
+		p.QoS, p.Retain = flags&flagQoSMask, flags&flagRetain != 0
+		if flags&^(flagQoSMask|flagRetain) != 0 {
+			r.fail()
+		}
+		p.Props = r.props()
+		p.Payload = r.rest()
+	case TypeDisconnect:
+		f.Req, f.Handle = r.uvarint(), r.uvarint()
+	case TypeAck:
+		f.Stream, f.PacketID = r.uvarint(), r.uvarint()
+	case TypePing, TypeClose:
+	case TypeOpened:
+		f.Session, f.Secret = r.id16(), r.id16()
+		f.Heartbeat, f.SessionTimeout, f.MaxFrame = r.uvarint(), r.uvarint(), r.uvarint()
+		f.Info = r.kv()
+	case TypeBound:
+		f.Value = r.uvarint()
+	case TypeResult:
+		f.Req = r.uvarint()
+		f.Code = session.Code(r.uvarint())
+		f.Message = r.string()
+		f.Value = r.uvarint()
+	case TypeMessage:
+		f.Stream = r.uvarint()
+		flags := r.u8()
+		p := &f.Publish
+		p.QoS, p.Retain, f.Dup = flags&flagQoSMask, flags&flagRetain != 0, flags&flagDup != 0
+		f.PacketID = r.uvarint()
+		p.Topic = r.string()
+		p.Props = r.props()
+		p.Payload = r.rest()
+	case TypeLost:
+		f.Handle = r.uvarint()
+		f.Code = session.Code(r.uvarint())
+		f.Message = r.string()
+	case TypeNotice:
+		f.Code = session.Code(r.uvarint())
+		f.Message = r.string()
+		f.Value = r.uvarint()
+	case TypeEnd:
+		f.Code = session.Code(r.uvarint())
+		f.Message = r.string()
+	default:
+		if r.err == nil {
+			return fmt.Errorf("%w: unknown frame type 0x%02x", ErrMalformed, f.Type)
+		}
+	}
+	return r.done()
+}
+
+func (r *reader) kv() []KV {
+	n := r.uvarint()
+	if n > uint64(len(r.b))/2 { // each entry takes at least two bytes
+		r.fail()
+		return nil
+	}
+	var out []KV
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		out = append(out, KV{r.string(), r.string()})
+	}
+	return out
+}
+
+// Property ids of the props encoding.
+const (
+	propPayloadFormat   = 1
+	propMessageExpiry   = 2
+	propContentType     = 3
+	propResponseTopic   = 4
+	propCorrelationData = 5
+	propUser            = 6
+)
+
+func (r *reader) props() *session.Props {
+	n := r.uvarint()
+	if n == 0 {
+		return nil
+	}
+	if n > uint64(len(r.b))/2 {
+		r.fail()
+		return nil
+	}
+	p := &session.Props{}
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		switch r.u8() {
+		case propPayloadFormat:
+			p.PayloadFormat, p.HasPayloadFormat = byte(min(r.uvarint(), 255)), true
+		case propMessageExpiry:
+			p.MessageExpiry, p.HasMessageExpiry = uint32(min(r.uvarint(), 0xFFFFFFFF)), true
+		case propContentType:
+			p.ContentType = r.string()
+		case propResponseTopic:
+			p.ResponseTopic = r.string()
+		case propCorrelationData:
+			p.CorrelationData = r.bytes()
+		case propUser:
+			p.User = append(p.User, session.UserProperty{Key: r.string(), Value: r.string()})
+		default:
+			r.fail()
+		}
+	}
+	return p
+}
+
+func propsLen(p *session.Props) int {
+	if p.Empty() {
+		return 1
+	}
+	n, count := 0, 0
+	if p.HasPayloadFormat {
+		n += 1 + uvarintLen(uint64(p.PayloadFormat))
+		count++
+	}
+	if p.HasMessageExpiry {
+		n += 1 + uvarintLen(uint64(p.MessageExpiry))
+		count++
+	}
+	if p.ContentType != "" {
+		n += 1 + strLen(p.ContentType)
+		count++
+	}
+	if p.ResponseTopic != "" {
+		n += 1 + strLen(p.ResponseTopic)
+		count++
+	}
+	if p.CorrelationData != nil {
+		n += 1 + uvarintLen(uint64(len(p.CorrelationData))) + len(p.CorrelationData)
+		count++
+	}
+	for _, u := range p.User {
+		n += 1 + strLen(u.Key) + strLen(u.Value)
+		count++
+	}
+	return uvarintLen(uint64(count)) + n
+}
+
+func strLen(s string) int { return uvarintLen(uint64(len(s))) + len(s) }
+
+func appendProps(b []byte, p *session.Props) []byte {
+	if p.Empty() {
+		return append(b, 0)
+	}
+	count := len(p.User)
+	for _, set := range []bool{p.HasPayloadFormat, p.HasMessageExpiry, p.ContentType != "", p.ResponseTopic != "", p.CorrelationData != nil} {
+		if set {
+			count++
+		}
+	}
+	b = appendUvarint(b, uint64(count))
+	if p.HasPayloadFormat {
+		b = appendUvarint(append(b, propPayloadFormat), uint64(p.PayloadFormat))
+	}
+	if p.HasMessageExpiry {
+		b = appendUvarint(append(b, propMessageExpiry), uint64(p.MessageExpiry))
+	}
+	if p.ContentType != "" {
+		b = appendString(append(b, propContentType), p.ContentType)
+	}
+	if p.ResponseTopic != "" {
+		b = appendString(append(b, propResponseTopic), p.ResponseTopic)
+	}
+	if p.CorrelationData != nil {
+		b = appendBytes(append(b, propCorrelationData), p.CorrelationData)
+	}
+	for _, u := range p.User {
+		b = appendString(appendString(append(b, propUser), u.Key), u.Value)
+	}
+	return b
+}

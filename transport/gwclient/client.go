@@ -1,0 +1,190 @@
+// Package gwclient is a minimal Go client of the gateway's session protocol
+// over WebSocket. The gateway's tests and benchmarks use it; Go programs
+// that must reach MQTT through the gateway can too.
+package gwclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/caddy-mqtt/mqttgateway/session"
+	"github.com/caddy-mqtt/mqttgateway/transport"
+)
+
+// Client is one gateway session over one WebSocket connection.
+type Client struct {
+	ws      *websocket.Conn
+	Opened  transport.Frame // the OPENED frame
+	Ended   chan transport.Frame
+	wmu     sync.Mutex
+	req     atomic.Uint64
+	handle  atomic.Uint64
+	mu      sync.Mutex
+	pending map[uint64]chan transport.Frame
+	// Messages receives MESSAGE, LOST and NOTICE frames. The reader blocks
+	// when it is full, as a slow application would.
+	Messages chan transport.Frame
+	done     chan struct{}
+	err      error
+}
+
+// Dial opens a session at a gateway's WebSocket URL (ws://host/base/ws).
+func Dial(ctx context.Context, url string, header http.Header) (*Client, error) {
+	d := websocket.Dialer{Subprotocols: []string{transport.Subprotocol}}
+	ws, _, err := d.DialContext(ctx, url, header)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{ws: ws, pending: map[uint64]chan transport.Frame{}, Messages: make(chan transport.Frame, 4096),
+		Ended: make(chan transport.Frame, 1), done: make(chan struct{})}
+	if err := c.write(transport.AppendOpen(nil, "", nil, nil)); err != nil {
+		ws.Close()
+		return nil, err
+	}
+	_, unit, err := ws.ReadMessage()
+	if err != nil {
+		ws.Close()
+		return nil, err
+	}
+	err = transport.SplitUnit(unit, func(b []byte) error { return transport.Decode(b, &c.Opened) })
+	if err != nil || c.Opened.Type != transport.TypeOpened {
+		ws.Close()
+		return nil, fmt.Errorf("no OPENED: %v %+v", err, c.Opened)
+	}
+	go c.read()
+	return c, nil
+}
+
+func (c *Client) write(b []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.ws.WriteMessage(websocket.BinaryMessage, b)
+}
+
+// WriteRaw sends a transport unit as is (for tests of bad input).
+func (c *Client) WriteRaw(b []byte) error { return c.write(b) }
+
+func (c *Client) read() {
+	defer close(c.done)
+	defer close(c.Messages)
+	for {
+		_, unit, err := c.ws.ReadMessage()
+		if err != nil {
+			c.err = err
+			c.failPending(err)
+			return
+		}
+		err = transport.SplitUnit(unit, func(b []byte) error {
+			var f transport.Frame
+			if err := transport.Decode(b, &f); err != nil {
+				return err
+			}
+			switch f.Type {
+			case transport.TypeResult:
+				c.mu.Lock()
+				ch := c.pending[f.Req]
+				delete(c.pending, f.Req)
+				c.mu.Unlock()
+				if ch != nil {
+					ch <- f
+				}
+			case transport.TypeMessage, transport.TypeLost, transport.TypeNotice:
+				c.Messages <- f
+			case transport.TypeEnd:
+				c.Ended <- f
+			}
+			return nil
+		})
+		if err != nil {
+			c.err = err
+			c.failPending(err)
+			return
+		}
+	}
+}
+
+func (c *Client) failPending(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for req, ch := range c.pending {
+		ch <- transport.Frame{Type: transport.TypeResult, Req: req, Code: session.CodeInternal, Message: err.Error()}
+		delete(c.pending, req)
+	}
+}
+
+// Error is a failed request's code and message.
+type Error struct {
+	Code    session.Code
+	Message string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%s (%d)", e.Message, e.Code) }
+
+func (c *Client) request(ctx context.Context, build func(req uint64) []byte) (uint64, error) {
+	req := c.req.Add(1)
+	ch := make(chan transport.Frame, 1)
+	c.mu.Lock()
+	c.pending[req] = ch
+	c.mu.Unlock()
+	if err := c.write(build(req)); err != nil {
+		return 0, err
+	}
+	select {
+	case f := <-ch:
+		if f.Code != 0 {
+			return 0, &Error{f.Code, f.Message}
+		}
+		return f.Value, nil
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-c.done:
+		return 0, errors.New("connection closed")
+	}
+}
+
+// Connect attaches a broker client and returns its handle and stream.
+func (c *Client) Connect(ctx context.Context, p session.ConnectParams) (handle, stream uint64, err error) {
+	handle = c.handle.Add(1)
+	stream, err = c.request(ctx, func(req uint64) []byte { return transport.AppendConnect(nil, req, handle, &p) })
+	return handle, stream, err
+}
+
+// Subscribe subscribes a client and returns the granted QoS.
+func (c *Client) Subscribe(ctx context.Context, handle uint64, filter string, qos byte) (byte, error) {
+	g, err := c.request(ctx, func(req uint64) []byte { return transport.AppendSubscribe(nil, req, handle, filter, qos, 0) })
+	return byte(g), err
+}
+
+// Unsubscribe removes a subscription.
+func (c *Client) Unsubscribe(ctx context.Context, handle uint64, filter string) error {
+	_, err := c.request(ctx, func(req uint64) []byte { return transport.AppendUnsubscribe(nil, req, handle, filter) })
+	return err
+}
+
+// Publish publishes and waits for the broker flow to complete.
+func (c *Client) Publish(ctx context.Context, handle uint64, p session.PublishParams) error {
+	_, err := c.request(ctx, func(req uint64) []byte { return transport.AppendPublish(nil, req, handle, &p) })
+	return err
+}
+
+// Ack acknowledges a QoS 1/2 message of a dedicated stream.
+func (c *Client) Ack(stream, packetID uint64) error { return c.write(transport.AppendAck(nil, stream, packetID)) }
+
+// Close ends the session and the connection.
+func (c *Client) Close() error {
+	c.write(transport.AppendClose(nil))
+	return c.ws.Close()
+}
+
+// Drop closes the connection without ending the session, as a network
+// failure would.
+func (c *Client) Drop() error { return c.ws.Close() }
+
+// Done is closed when the connection has ended.
+func (c *Client) Done() <-chan struct{} { return c.done }
