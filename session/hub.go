@@ -53,7 +53,7 @@ type Hub struct {
 	// seq numbers deliveries so each session gets a message once even when
 	// several of its filters match; only the broker's receive goroutine
 	// touches it, the members' marks and the duplicate run below.
-	seq uint64
+	seq  uint64
 	dups dupRun
 
 	nextSubID int // subscription identifier of the next new filter
@@ -139,11 +139,11 @@ func startHub(key string, br *brokerRuntime, stream uint64, o hubOptions, log *z
 		keepAlive = uint16(time.Duration(br.cfg.KeepAlive) / time.Second)
 	}
 	cfg := autopaho.ClientConfig{
-		ServerUrls:     []*url.URL{br.url},
-		TlsCfg:         br.cfg.tlsConfig,
-		KeepAlive:      keepAlive,
-		ConnectTimeout: time.Duration(br.cfg.ConnectTimeout),
-		ReconnectBackoff: reconnectBackoff,
+		ServerUrls:                    []*url.URL{br.url},
+		TlsCfg:                        br.cfg.tlsConfig,
+		KeepAlive:                     keepAlive,
+		ConnectTimeout:                time.Duration(br.cfg.ConnectTimeout),
+		ReconnectBackoff:              reconnectBackoff,
 		CleanStartOnInitialConnection: o.cleanStart || !h.dedicated,
 		SessionExpiryInterval:         o.sessionExpiry,
 		ConnectUsername:               o.username,

@@ -174,7 +174,9 @@ func (c *Client) Publish(ctx context.Context, handle uint64, p session.PublishPa
 }
 
 // Ack acknowledges a QoS 1/2 message of a dedicated stream.
-func (c *Client) Ack(stream, packetID uint64) error { return c.write(transport.AppendAck(nil, stream, packetID)) }
+func (c *Client) Ack(stream, packetID uint64) error {
+	return c.write(transport.AppendAck(nil, stream, packetID))
+}
 
 // Close ends the session and the connection.
 func (c *Client) Close() error {
