@@ -114,12 +114,12 @@ func newClientID(prefix string) string {
 	return prefix + hex.EncodeToString(b[:])
 }
 
-func startHub(key string, br *brokerRuntime, stream uint64, o hubOptions, log *zap.Logger) (*Hub, error) {
-	h := &Hub{
+func newHub(key string, br *brokerRuntime, stream uint64, dedicated bool, log *zap.Logger) *Hub {
+	return &Hub{
 		key:         key,
 		broker:      br,
 		stream:      stream,
-		dedicated:   o.clientID != "",
+		dedicated:   dedicated,
 		log:         log,
 		members:     map[*Session]*member{},
 		filters:     map[string]*filterState{},
@@ -130,6 +130,10 @@ func startHub(key string, br *brokerRuntime, stream uint64, o hubOptions, log *z
 		refErr:      make(chan *Error, 1),
 		pendingAcks: map[uint16]pendingAck{},
 	}
+}
+
+func startHub(key string, br *brokerRuntime, stream uint64, o hubOptions, log *zap.Logger) (*Hub, error) {
+	h := newHub(key, br, stream, o.clientID != "", log)
 	clientID := o.clientID
 	if clientID == "" {
 		clientID = newClientID(br.cfg.ClientIDPrefix)

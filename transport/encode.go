@@ -32,6 +32,10 @@ func end(b []byte, start int) []byte {
 // AppendMessage appends a MESSAGE frame.
 func AppendMessage(b []byte, m *session.Message) []byte {
 	b, s := begin(b, TypeMessage)
+	return end(appendMessageBody(b, m), s)
+}
+
+func appendMessageBody(b []byte, m *session.Message) []byte {
 	b = appendUvarint(b, m.Stream)
 	flags := m.QoS & flagQoSMask
 	if m.Retain {
@@ -44,15 +48,15 @@ func AppendMessage(b []byte, m *session.Message) []byte {
 	b = appendUvarint(b, uint64(m.PacketID))
 	b = appendString(b, m.Topic)
 	b = appendProps(b, m.Props)
-	b = append(b, m.Payload...)
-	return end(b, s)
+	return append(b, m.Payload...)
 }
 
 // EncodeMessage returns a MESSAGE frame in a buffer of its own, sized
 // exactly: this is the encoding shared by every session (Message.Encoded).
 func EncodeMessage(m *session.Message) []byte {
 	n := 1 + uvarintLen(m.Stream) + 1 + uvarintLen(uint64(m.PacketID)) + strLen(m.Topic) + propsLen(m.Props) + len(m.Payload)
-	return AppendMessage(make([]byte, 0, n+lenReserve), m)
+	b := appendUvarint(make([]byte, 0, uvarintLen(uint64(n))+n), uint64(n))
+	return appendMessageBody(append(b, TypeMessage), m)
 }
 
 // AppendEvent appends the frame of a session data event.

@@ -1,0 +1,138 @@
+package transport
+
+import (
+	"bytes"
+	"reflect"
+	"testing"
+
+	"github.com/caddy-mqtt/mqttgateway/session"
+)
+
+func decodeOne(t *testing.T, unit []byte) Frame {
+	t.Helper()
+	var f Frame
+	n := 0
+	err := SplitUnit(unit, func(b []byte) error { n++; return Decode(b, &f) })
+	if err != nil || n != 1 {
+		t.Fatalf("decode: %v (%d frames) of %x", err, n, unit)
+	}
+	return f
+}
+
+func TestUvarintLimits(t *testing.T) {
+	for _, v := range []uint64{0, 1, 127, 128, 16383, 16384, 1<<32 - 1, maxUvarint} {
+		r := reader{b: appendUvarint(nil, v)}
+		if got := r.uvarint(); got != v || r.done() != nil {
+			t.Errorf("round trip of %d: got %d, %v", v, got, r.err)
+		}
+	}
+	bad := [][]byte{
+		{},     // empty
+		{0x80}, // truncated
+		{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, // 9 bytes
+		appendUvarint(nil, maxUvarint+1),                       // above 2^53-1
+	}
+	for _, b := range bad {
+		r := reader{b: b}
+		r.uvarint()
+		if r.err == nil {
+			t.Errorf("accepted %x", b)
+		}
+	}
+}
+
+func TestClientFramesRoundTrip(t *testing.T) {
+	props := &session.Props{PayloadFormat: 1, HasPayloadFormat: true, MessageExpiry: 60, HasMessageExpiry: true,
+		ContentType: "application/json", ResponseTopic: "re/ply", CorrelationData: []byte{0, 1, 2},
+		User: []session.UserProperty{{"k", "v"}, {"k", "w"}}}
+	payload := []byte{0, 0xff, 0xfe, 'x'}
+	conn := session.ConnectParams{Broker: "b", ClientID: "c", CleanStart: true, KeepAlive: 30, SessionExpiry: 3600,
+		Username: "u", Password: []byte("p"),
+		Will: &session.PublishParams{Topic: "will/t", QoS: 1, Retain: true, Props: props, Payload: payload}}
+	cases := []struct {
+		unit []byte
+		want Frame
+	}{
+		{AppendOpen(nil, "alice", []byte("pw"), []KV{{"max_bandwidth", "1000"}}),
+			Frame{Type: TypeOpen, Version: 1, User: "alice", Password: []byte("pw"), Options: []KV{{"max_bandwidth", "1000"}}}},
+		{AppendBind(nil, [16]byte{1}, [16]byte{2}, 77), Frame{Type: TypeBind, Session: [16]byte{1}, Secret: [16]byte{2}, Received: 77}},
+		{AppendConnect(nil, 5, 6, &conn), Frame{Type: TypeConnect, Req: 5, Handle: 6, Connect: conn}},
+		{AppendSubscribe(nil, 7, 8, "a/+/#", 2, 500), Frame{Type: TypeSubscribe, Req: 7, Handle: 8, Filter: "a/+/#", QoS: 2, MaxFrequency: 500}},
+		{AppendUnsubscribe(nil, 9, 8, "a/#"), Frame{Type: TypeUnsubscribe, Req: 9, Handle: 8, Filter: "a/#"}},
+		{AppendPublish(nil, 10, 8, &session.PublishParams{Topic: "t", QoS: 1, Retain: true, Props: props, Payload: payload}),
+			Frame{Type: TypePublish, Req: 10, Handle: 8, Publish: session.PublishParams{Topic: "t", QoS: 1, Retain: true, Props: props, Payload: payload}}},
+		{AppendDisconnect(nil, 11, 8), Frame{Type: TypeDisconnect, Req: 11, Handle: 8}},
+		{AppendAck(nil, 3, 65535), Frame{Type: TypeAck, Stream: 3, PacketID: 65535}},
+		{AppendPing(nil), Frame{Type: TypePing}},
+		{AppendClose(nil), Frame{Type: TypeClose}},
+	}
+	for _, tc := range cases {
+		got := decodeOne(t, tc.unit)
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("type 0x%02x:\n got %+v\nwant %+v", tc.want.Type, got, tc.want)
+		}
+	}
+}
+
+func TestServerFramesRoundTrip(t *testing.T) {
+	m := &session.Message{Stream: 9, Topic: "s/a/temp", Payload: []byte{0, 1, 2, 0xff}, QoS: 2, Retain: true, Dup: true, PacketID: 12,
+		Props: &session.Props{User: []session.UserProperty{{"unit", "C"}}}}
+	f := decodeOne(t, EncodeMessage(m))
+	if f.Type != TypeMessage || f.Stream != 9 || f.Publish.Topic != m.Topic || !bytes.Equal(f.Publish.Payload, m.Payload) ||
+		f.Publish.QoS != 2 || !f.Publish.Retain || !f.Dup || f.PacketID != 12 || f.Publish.Props.User[0].Value != "C" {
+		t.Fatalf("message: %+v", f)
+	}
+	if enc := EncodeMessage(m); len(enc) != cap(enc) {
+		t.Errorf("EncodeMessage sized %d for %d bytes", cap(enc), len(enc))
+	}
+	f = decodeOne(t, AppendResult(nil, 4, session.CodeInvalidFilter, "bad filter", 1))
+	if f.Type != TypeResult || f.Req != 4 || f.Code != session.CodeInvalidFilter || f.Message != "bad filter" || f.Value != 1 {
+		t.Fatalf("result: %+v", f)
+	}
+	f = decodeOne(t, AppendOpened(nil, [16]byte{7}, [16]byte{8}, 20000, 30000, 1<<20, []KV{{"a", "b"}}))
+	if f.Type != TypeOpened || f.Session[0] != 7 || f.Secret[0] != 8 || f.Heartbeat != 20000 || f.MaxFrame != 1<<20 {
+		t.Fatalf("opened: %+v", f)
+	}
+	f = decodeOne(t, AppendEnd(nil, session.CodeShuttingDown, "bye"))
+	if f.Type != TypeEnd || f.Code != session.CodeShuttingDown || f.Message != "bye" {
+		t.Fatalf("end: %+v", f)
+	}
+}
+
+// A long payload makes the length prefix longer than one byte; the
+// in-place prefix must still be right.
+func TestLengthPrefixSizes(t *testing.T) {
+	for _, n := range []int{0, 100, 200, 20000, 3 << 20} {
+		m := &session.Message{Topic: "t", Payload: bytes.Repeat([]byte{7}, n)}
+		unit := append(EncodeMessage(m), AppendPing(nil)...)
+		count := 0
+		if err := SplitUnit(unit, func(b []byte) error { count++; var f Frame; return Decode(b, &f) }); err != nil || count != 2 {
+			t.Fatalf("payload %d: %v, %d frames", n, err, count)
+		}
+	}
+}
+
+func TestMalformedFramesAreRejected(t *testing.T) {
+	bad := map[string][]byte{
+		"unknown type":        {0x7f},
+		"invalid utf-8 topic": {TypeUnsubscribe, 1, 1, 2, 0xc3, 0x28},
+		"trailing bytes":      append(AppendDisconnect(nil, 1, 1)[1:], 0),
+		"publish flag bits":   {TypePublish, 1, 1, 1, 't', 0x10, 0},
+		"unknown property":    {TypePublish, 1, 1, 1, 't', 0, 1, 99},
+		"string past the end": {TypeUnsubscribe, 1, 1, 50, 'a'},
+		"kv count too large":  {TypeOpen, 1, 0, 0, 100},
+		"truncated bind":      {TypeBind, 1, 2, 3},
+	}
+	for name, b := range bad {
+		var f Frame
+		if err := Decode(b, &f); err == nil {
+			t.Errorf("%s: accepted %x", name, b)
+		}
+	}
+	if err := SplitUnit([]byte{5, 1, 2}, func([]byte) error { return nil }); err == nil {
+		t.Error("unit with a frame longer than the unit accepted")
+	}
+	if err := SplitUnit([]byte{0}, func([]byte) error { return nil }); err == nil {
+		t.Error("empty frame accepted")
+	}
+}
