@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
@@ -28,6 +29,10 @@ func StartEmbedded(addr string, logger *slog.Logger) (*EmbeddedBroker, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("embedded broker: %v", err)
+	}
+	if logger == nil {
+		// mochi logs every client at info; the gateway logs what matters.
+		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	srv := mqtt.New(&mqtt.Options{InlineClient: true, Logger: logger})
 	// The broker is only reachable where its listen address says; access
