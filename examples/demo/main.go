@@ -85,17 +85,18 @@ http://%s {
 	<-ctx.Done()
 }
 
-// resolve turns port 0 into a free port, so the simulator knows where to
-// connect.
+// resolve picks the broker's address: the one asked for when it is free
+// (a Mosquitto already on 1883 is common), else a free port, so the
+// simulator knows where to connect.
 func resolve(addr string) (string, error) {
-	h, p, err := net.SplitHostPort(addr)
+	h, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return "", err
 	}
-	if p != "0" {
-		return addr, nil
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		ln, err = net.Listen("tcp", net.JoinHostPort(h, "0"))
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(h, "0"))
 	if err != nil {
 		return "", err
 	}
