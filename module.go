@@ -213,19 +213,60 @@ func (h *Handler) originAllowed(r *http.Request) bool {
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	name := path.Base(r.URL.Path)
-	switch {
-	case name == "ws":
+	switch name {
+	case "ws", "stream", "poll", "send":
+	default:
+		if serveClientFile(w, r, name) {
+			return nil
+		}
+		return next.ServeHTTP(w, r)
+	}
+	// Browsers send Origin on WebSocket upgrades and cross-origin POSTs;
+	// anything else without one is not a browser page.
+	if origin := r.Header.Get("Origin"); origin != "" {
+		if !h.originAllowed(r) {
+			return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("origin %q not allowed", origin))
+		}
+		if name != "ws" {
+			allowCORS(w, origin)
+		}
+	}
+	if name == "ws" {
 		if !transport.IsWebSocket(r) {
 			return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("websocket upgrade expected"))
 		}
-		if r.Header.Get("Origin") != "" && !h.originAllowed(r) {
-			return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("origin %q not allowed", r.Header.Get("Origin")))
-		}
 		return h.server.ServeWebSocket(w, r)
-	case serveClientFile(w, r, name):
-		return nil
 	}
-	return next.ServeHTTP(w, r)
+	switch r.Method {
+	case http.MethodOptions:
+		w.WriteHeader(http.StatusNoContent) // CORS preflight, answered above
+		return nil
+	case http.MethodPost:
+	default:
+		w.Header().Set("Allow", "POST, OPTIONS")
+		return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("%s takes POST", name))
+	}
+	switch name {
+	case "stream":
+		return h.server.ServeStream(w, r)
+	case "poll":
+		return h.server.ServePoll(w, r)
+	default:
+		return h.server.ServeSend(w, r)
+	}
+}
+
+// allowCORS answers an allowed cross-origin request. Credentials (cookies)
+// are allowed so the hooks can see them; the session secret travels in a
+// header a foreign page cannot know.
+func allowCORS(w http.ResponseWriter, origin string) {
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", origin)
+	h.Set("Access-Control-Allow-Credentials", "true")
+	h.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
+	h.Set("Access-Control-Allow-Headers", "Content-Type, "+transport.HeaderSession+", "+transport.HeaderSecret)
+	h.Set("Access-Control-Max-Age", "600")
+	h.Add("Vary", "Origin")
 }
 
 // Manager exposes the gateway's session manager (brokers' state, embedded

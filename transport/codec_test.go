@@ -44,7 +44,7 @@ func TestUvarintLimits(t *testing.T) {
 func TestClientFramesRoundTrip(t *testing.T) {
 	props := &session.Props{PayloadFormat: 1, HasPayloadFormat: true, MessageExpiry: 60, HasMessageExpiry: true,
 		ContentType: "application/json", ResponseTopic: "re/ply", CorrelationData: []byte{0, 1, 2},
-		User: []session.UserProperty{{"k", "v"}, {"k", "w"}}}
+		User: []session.UserProperty{{Key: "k", Value: "v"}, {Key: "k", Value: "w"}}}
 	payload := []byte{0, 0xff, 0xfe, 'x'}
 	conn := session.ConnectParams{Broker: "b", ClientID: "c", CleanStart: true, KeepAlive: 30, SessionExpiry: 3600,
 		Username: "u", Password: []byte("p"),
@@ -76,7 +76,7 @@ func TestClientFramesRoundTrip(t *testing.T) {
 
 func TestServerFramesRoundTrip(t *testing.T) {
 	m := &session.Message{Stream: 9, Topic: "s/a/temp", Payload: []byte{0, 1, 2, 0xff}, QoS: 2, Retain: true, Dup: true, PacketID: 12,
-		Props: &session.Props{User: []session.UserProperty{{"unit", "C"}}}}
+		Props: &session.Props{User: []session.UserProperty{{Key: "unit", Value: "C"}}}}
 	f := decodeOne(t, EncodeMessage(m))
 	if f.Type != TypeMessage || f.Stream != 9 || f.Publish.Topic != m.Topic || !bytes.Equal(f.Publish.Payload, m.Payload) ||
 		f.Publish.QoS != 2 || !f.Publish.Retain || !f.Dup || f.PacketID != 12 || f.Publish.Props.User[0].Value != "C" {

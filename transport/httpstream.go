@@ -1,0 +1,323 @@
+package transport
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/caddy-mqtt/mqttgateway/session"
+)
+
+// HTTP transports (PROTOCOL.md, "HTTP streaming" and "HTTP long polling"):
+// every request is a POST whose body is a transport unit. /stream and /poll
+// start with OPEN or BIND and answer with frames; /send carries the
+// client's requests for a session named in headers.
+
+// Headers that name the session of a /send request. They are headers, not
+// cookies, so a page of another site cannot make a browser send them.
+const (
+	HeaderSession = "X-Mqtt-Session"
+	HeaderSecret  = "X-Mqtt-Secret"
+)
+
+const (
+	// streamBytes ends a streaming response after this much, so proxies
+	// that hold whole responses in memory are not asked for too much; the
+	// client rebinds at once and nothing is lost.
+	streamBytes = 4 << 20
+	// pollWait is the longest a poll waits for something to send.
+	pollWait = 20 * time.Second
+)
+
+// httpConn is the session.Transport of one streaming or polling response.
+type httpConn struct {
+	wake chan struct{}
+	mu   sync.Mutex
+	code session.Code // set by Close
+	msg  string
+}
+
+func newHTTPConn() *httpConn { return &httpConn{wake: make(chan struct{}, 1)} }
+
+func (c *httpConn) Wake() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (c *httpConn) Close(code session.Code, msg string) {
+	c.mu.Lock()
+	if c.code == 0 {
+		c.code, c.msg = code, msg
+	}
+	c.mu.Unlock()
+	c.Wake()
+}
+
+func (c *httpConn) closed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.code != 0
+}
+
+// readUnit reads a request body of at most limit bytes.
+func readUnit(w http.ResponseWriter, r *http.Request, limit int) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(limit)))
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return nil, session.Errorf(session.CodeFrameTooLarge, "request body exceeds %d bytes", limit)
+	}
+	return body, err
+}
+
+// answerError ends an HTTP request with a CLOSE frame, so the client reads
+// the same code and message on every transport.
+func answerError(w http.ResponseWriter, status int, e *session.Error) {
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	w.Write(AppendEnd(nil, e.Code, e.Message))
+}
+
+func statusFor(code session.Code) int {
+	switch code {
+	case session.CodeSessionUnknown:
+		return http.StatusNotFound
+	case session.CodeSessionSecret, session.CodeNotAuthenticated:
+		return http.StatusForbidden
+	case session.CodeFrameTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case session.CodeTooManySessions, session.CodeShuttingDown:
+		return http.StatusServiceUnavailable
+	case session.CodeSessionGap, session.CodeSessionCount:
+		return http.StatusConflict
+	}
+	return http.StatusBadRequest
+}
+
+// begin reads the OPEN or BIND that starts a /stream or /poll request and
+// binds conn to its session. It returns the first frame to write (OPENED or
+// BOUND). On error it has answered the request.
+func (s *Server) beginHTTP(w http.ResponseWriter, r *http.Request, conn *httpConn, transport string) (*session.Session, []byte, bool) {
+	unit, err := readUnit(w, r, s.maxFrame())
+	if err != nil {
+		var e *session.Error
+		if !errors.As(err, &e) {
+			e = session.Errorf(session.CodeMalformed, "reading request: %v", err)
+		}
+		answerError(w, statusFor(e.Code), e)
+		return nil, nil, false
+	}
+	var f Frame
+	frames := 0
+	err = SplitUnit(unit, func(b []byte) error { frames++; return Decode(b, &f) })
+	if err != nil || frames != 1 {
+		answerError(w, http.StatusBadRequest, session.Errorf(session.CodeMalformed, "the body must be one OPEN or BIND frame"))
+		return nil, nil, false
+	}
+	mgr := s.Manager
+	switch f.Type {
+	case TypeOpen:
+		if f.Version != Version {
+			answerError(w, http.StatusBadRequest, session.Errorf(session.CodeUnsupportedVersion, "this gateway speaks protocol version 1"))
+			return nil, nil, false
+		}
+		sess, e := mgr.Open(session.OpenInfo{User: f.User, RemoteAddr: r.RemoteAddr, Transport: transport})
+		if e != nil {
+			answerError(w, statusFor(e.Code), e)
+			return nil, nil, false
+		}
+		cfg := mgr.Config()
+		id, secret := sess.ID(), sess.Secret()
+		first := AppendOpened(nil, id, secret, uint64(cfg.Heartbeat/time.Millisecond),
+			uint64(cfg.SessionTimeout/time.Millisecond), uint64(s.maxFrame()), nil)
+		sess.Attach(conn, false, 0)
+		return sess, first, true
+	case TypeBind:
+		sess, e := mgr.Lookup(f.Session, f.Secret)
+		if e == nil {
+			e = sess.Attach(conn, true, f.Received)
+		}
+		if e != nil {
+			answerError(w, statusFor(e.Code), e)
+			return nil, nil, false
+		}
+		return sess, AppendBound(nil, f.Received+1), true
+	}
+	answerError(w, http.StatusBadRequest, session.Errorf(session.CodeBadRequest, "the body must be one OPEN or BIND frame"))
+	return nil, nil, false
+}
+
+func startBinaryResponse(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Cache-Control", "no-store")
+	// Tell buffering proxies that understand it (nginx) not to buffer.
+	h.Set("X-Accel-Buffering", "no")
+}
+
+// ServeStream serves POST /stream: one long response carrying the
+// session's frames as they come.
+func (s *Server) ServeStream(w http.ResponseWriter, r *http.Request) error {
+	s.init()
+	conn := newHTTPConn()
+	sess, first, ok := s.beginHTTP(w, r, conn, "streaming")
+	if !ok {
+		return nil
+	}
+	defer sess.Detach(conn)
+	rc := http.NewResponseController(w)
+	startBinaryResponse(w)
+	w.WriteHeader(http.StatusOK)
+	buf := first
+	written := 0
+	hb := s.Manager.Config().Heartbeat
+	ticker := time.NewTicker(hb / 2)
+	defer ticker.Stop()
+	lastWrite := time.Time{}
+	events := make([]session.Event, 0, batchFrames)
+	for {
+		var ended *session.Error
+		buf, events, ended = fill(buf, sess, events)
+		if conn.closed() {
+			return nil // replaced by a newer connection of the session
+		}
+		if len(buf) == 0 && time.Since(lastWrite) >= hb {
+			buf = AppendPing(buf)
+		}
+		if len(buf) > 0 {
+			rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+			if _, err := w.Write(buf); err != nil {
+				return nil
+			}
+			if err := rc.Flush(); err != nil {
+				return nil
+			}
+			written += len(buf)
+			lastWrite = time.Now()
+			buf = buf[:0]
+		}
+		if ended != nil || written >= streamBytes {
+			return nil
+		}
+		select {
+		case <-conn.wake:
+		case <-ticker.C:
+		case <-r.Context().Done():
+			return nil
+		}
+	}
+}
+
+// fill appends what the session has to send; when the session is over and
+// nothing is left, it appends the CLOSE frame and returns the reason.
+func fill(buf []byte, sess *session.Session, events []session.Event) ([]byte, []session.Event, *session.Error) {
+	for {
+		var ended *session.Error
+		events, ended = sess.Take(events[:0], batchFrames)
+		for i := range events {
+			buf = AppendEvent(buf, &events[i])
+		}
+		n := len(events)
+		clear(events)
+		if n == 0 && ended != nil {
+			return AppendEnd(buf, ended.Code, ended.Message), events, ended
+		}
+		if n < batchFrames {
+			return buf, events, nil
+		}
+	}
+}
+
+// ServePoll serves POST /poll: it answers with everything pending, waiting
+// up to pollWait for something to send.
+func (s *Server) ServePoll(w http.ResponseWriter, r *http.Request) error {
+	s.init()
+	conn := newHTTPConn()
+	sess, first, ok := s.beginHTTP(w, r, conn, "polling")
+	if !ok {
+		return nil
+	}
+	defer sess.Detach(conn)
+	wait := min(pollWait, s.Manager.Config().Heartbeat)
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	buf := first
+	events := make([]session.Event, 0, batchFrames)
+	for {
+		var ended *session.Error
+		buf, events, ended = fill(buf, sess, events)
+		if len(buf) > len(first) || ended != nil || conn.closed() {
+			break
+		}
+		select {
+		case <-conn.wake:
+			continue
+		case <-timer.C:
+			buf = AppendPing(buf)
+		case <-r.Context().Done():
+			return nil
+		}
+		break
+	}
+	startBinaryResponse(w)
+	w.Header().Set("Content-Length", fmt.Sprint(len(buf)))
+	w.WriteHeader(http.StatusOK)
+	w.Write(buf)
+	return nil
+}
+
+// ServeSend serves POST /send: the client's frames for a session named by
+// the X-Mqtt-Session and X-Mqtt-Secret headers. Results arrive on the
+// session's stream or poll, as on WebSocket.
+func (s *Server) ServeSend(w http.ResponseWriter, r *http.Request) error {
+	s.init()
+	var id, secret [16]byte
+	if !decodeHex16(r.Header.Get(HeaderSession), &id) || !decodeHex16(r.Header.Get(HeaderSecret), &secret) {
+		answerError(w, http.StatusBadRequest, session.Errorf(session.CodeBadRequest, "missing or malformed %s/%s headers", HeaderSession, HeaderSecret))
+		return nil
+	}
+	sess, e := s.Manager.Lookup(id, secret)
+	if e != nil {
+		answerError(w, statusFor(e.Code), e)
+		return nil
+	}
+	unit, err := readUnit(w, r, s.maxFrame())
+	if err != nil {
+		if !errors.As(err, &e) {
+			e = session.Errorf(session.CodeMalformed, "reading request: %v", err)
+		}
+		sess.Close(e)
+		answerError(w, statusFor(e.Code), e)
+		return nil
+	}
+	var f Frame
+	err = SplitUnit(unit, func(b []byte) error {
+		if err := Decode(b, &f); err != nil {
+			return err
+		}
+		return dispatch(sess, &f)
+	})
+	if err != nil {
+		e := session.Errorf(session.CodeMalformed, "%v", err)
+		sess.Close(e)
+		answerError(w, http.StatusBadRequest, e)
+		return nil
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func decodeHex16(s string, dst *[16]byte) bool {
+	if len(s) != 32 {
+		return false
+	}
+	_, err := hex.Decode(dst[:], []byte(s))
+	return err == nil
+}
