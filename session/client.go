@@ -133,6 +133,7 @@ func (s *Session) Connect(req, handle uint64, p ConnectParams) {
 		c.ackHub = hub
 		s.mu.Unlock()
 		s.result(req, nil, hub.stream)
+		hub.ready(s)
 	})
 }
 
@@ -275,8 +276,13 @@ func (c *Client) detach() {
 	if c.hub == nil {
 		return
 	}
-	for f, q := range c.subs {
-		c.hub.unsubscribe(c.sess, f, q)
+	// A dedicated connection's subscriptions belong to its broker session,
+	// which may outlive the connection (session expiry): disconnecting
+	// must not unsubscribe, or the broker would keep nothing meanwhile.
+	if !c.hub.dedicated {
+		for f, q := range c.subs {
+			c.hub.unsubscribe(c.sess, f, q)
+		}
 	}
 	clear(c.subs)
 	c.sess.mgr.releaseHub(c.hub, c)

@@ -58,6 +58,13 @@ type Hub struct {
 
 	nextSubID int // subscription identifier of the next new filter
 
+	// A dedicated hub delivers everything its connection receives to its
+	// one session, including what a persistent broker session kept while
+	// the client was away, which arrives before any SUBSCRIBE. Messages
+	// that arrive before the client has its CONNECT result wait in early.
+	owner *Session
+	early []*Message
+
 	// pendingAcks holds QoS 1/2 messages of a dedicated hub until the web
 	// client acknowledges them, so the broker redelivers what the client
 	// never saw.
@@ -299,6 +306,16 @@ func (h *Hub) onPublish(pr paho.PublishReceived) (bool, error) {
 		h.pendingAcks[p.PacketID] = pendingAck{pr.Client, p}
 		h.ackMu.Unlock()
 	}
+	if h.dedicated {
+		h.mu.Lock()
+		if h.owner == nil {
+			h.early = append(h.early, m)
+		} else {
+			h.owner.deliver(m)
+		}
+		h.mu.Unlock()
+		return true, nil
+	}
 	h.mu.RLock()
 	h.seq++
 	seq := h.seq
@@ -432,6 +449,21 @@ func (h *Hub) publish(ctx context.Context, p *paho.Publish) *Error {
 		return Errorf(CodeBrokerRejected, "broker rejected the publish: reason 0x%02x", resp.ReasonCode)
 	}
 	return nil
+}
+
+// ready starts deliveries of a dedicated hub to sess, once the client's
+// CONNECT result is queued (so the client knows the stream).
+func (h *Hub) ready(sess *Session) {
+	if !h.dedicated {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.owner = sess
+	for _, m := range h.early {
+		sess.deliver(m)
+	}
+	h.early = nil
 }
 
 func (h *Hub) addClient(c *Client) {

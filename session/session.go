@@ -3,6 +3,7 @@ package session
 import (
 	"encoding/hex"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -43,7 +44,16 @@ type Session struct {
 	clients map[uint64]*Client
 	closed  *Error
 	expiry  *time.Timer
+
+	requests atomic.Uint64 // client requests received, reported in BOUND
 }
+
+// CountRequest counts a request frame received from the client.
+func (s *Session) CountRequest() { s.requests.Add(1) }
+
+// Requests is the number of request frames received from the client, so a
+// client resuming after a drop knows which of its requests to send again.
+func (s *Session) Requests() uint64 { return s.requests.Load() }
 
 // ID is the session's 128-bit random identifier.
 func (s *Session) ID() [16]byte { return s.id }

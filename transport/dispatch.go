@@ -10,6 +10,9 @@ import (
 // decoded from a buffer that is not reused, so the byte slices they carry
 // may be kept by the session.
 func dispatch(s *session.Session, f *Frame) error {
+	if f.Type >= TypeConnect && f.Type <= TypeDisconnect {
+		s.CountRequest()
+	}
 	switch f.Type {
 	case TypeConnect:
 		s.Connect(f.Req, f.Handle, f.Connect)

@@ -104,10 +104,13 @@ func AppendOpened(b []byte, id, secret [16]byte, heartbeatMs, timeoutMs, maxFram
 	return end(b, s)
 }
 
-// AppendBound appends a BOUND frame.
-func AppendBound(b []byte, replayFrom uint64) []byte {
+// AppendBound appends a BOUND frame: where the replay starts, and how many
+// requests of the client the session has received (so the client resends
+// the ones lost with the connection).
+func AppendBound(b []byte, replayFrom, requests uint64) []byte {
 	b, s := begin(b, TypeBound)
 	b = appendUvarint(b, replayFrom)
+	b = appendUvarint(b, requests)
 	return end(b, s)
 }
 

@@ -88,6 +88,9 @@ type Frame struct {
 	MaxFrame       uint64
 	Info           []KV
 
+	// BOUND: client requests the session has received
+	Requests uint64
+
 	// RESULT, LOST, NOTICE, CLOSE
 	Code    session.Code
 	Message string
@@ -175,6 +178,7 @@ func Decode(b []byte, f *Frame) error {
 		f.Info = r.kv()
 	case TypeBound:
 		f.Value = r.uvarint()
+		f.Requests = r.uvarint()
 	case TypeResult:
 		f.Req = r.uvarint()
 		f.Code = session.Code(r.uvarint())

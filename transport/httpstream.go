@@ -147,7 +147,7 @@ func (s *Server) beginHTTP(w http.ResponseWriter, r *http.Request, conn *httpCon
 			answerError(w, statusFor(e.Code), e)
 			return nil, nil, false
 		}
-		return sess, AppendBound(nil, f.Received+1), true
+		return sess, AppendBound(nil, f.Received+1, sess.Requests()), true
 	}
 	answerError(w, http.StatusBadRequest, session.Errorf(session.CodeBadRequest, "the body must be one OPEN or BIND frame"))
 	return nil, nil, false
@@ -249,10 +249,13 @@ func (s *Server) ServePoll(w http.ResponseWriter, r *http.Request) error {
 	defer timer.Stop()
 	buf := first
 	events := make([]session.Event, 0, batchFrames)
+	opened := first[lenOf(first)] == TypeOpened
 	for {
 		var ended *session.Error
 		buf, events, ended = fill(buf, sess, events)
-		if len(buf) > len(first) || ended != nil || conn.closed() {
+		// A new session's OPENED is an answer by itself: the client needs
+		// the session id before it can send anything.
+		if opened || len(buf) > len(first) || ended != nil || conn.closed() {
 			break
 		}
 		select {
@@ -312,6 +315,15 @@ func (s *Server) ServeSend(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// lenOf is the size of a frame's length prefix.
+func lenOf(frame []byte) int {
+	n := 0
+	for n < len(frame) && frame[n] >= 0x80 {
+		n++
+	}
+	return n + 1
 }
 
 func decodeHex16(s string, dst *[16]byte) bool {

@@ -188,12 +188,6 @@ func (c *wsConn) handshake() error {
 	case TypeBind:
 		sess, serr := mgr.Lookup(f.Session, f.Secret)
 		if serr == nil {
-			// BOUND must precede the replayed frames, and the writer
-			// starts only after the handshake, so the order holds.
-			c.ws.SetWriteDeadline(time.Now().Add(writeTimeout))
-			if err := c.ws.WriteMessage(websocket.BinaryMessage, AppendBound(nil, f.Received+1)); err != nil {
-				return err
-			}
 			serr = sess.Attach(c, true, f.Received)
 		}
 		if serr != nil {
@@ -201,6 +195,12 @@ func (c *wsConn) handshake() error {
 			return serr
 		}
 		c.sess = sess
+		// BOUND must precede the replayed frames; the writer starts only
+		// after the handshake, so the order holds.
+		c.ws.SetWriteDeadline(time.Now().Add(writeTimeout))
+		if err := c.ws.WriteMessage(websocket.BinaryMessage, AppendBound(nil, f.Received+1, sess.Requests())); err != nil {
+			return err
+		}
 	default:
 		c.fail(session.CodeBadRequest, "the first frame must be OPEN or BIND")
 		return errors.New("first frame not OPEN or BIND")

@@ -1,0 +1,456 @@
+// A broker client inside a session: Paho-like API (callbacks and Promises), its
+// subscriptions, and delivery of the MESSAGE frames of its stream.
+
+import { operation, safeCall } from "./callbacks.js";
+import { FrameType, toBytes } from "./codec.js";
+import { ErrorCode, MqttGatewayError } from "./errors.js";
+import { Message } from "./message.js";
+import { topicMatches } from "./topic.js";
+
+const State = Object.freeze({
+  DISCONNECTED: "disconnected",
+  CONNECTING: "connecting",
+  CONNECTED: "connected",
+  DISCONNECTING: "disconnecting",
+});
+
+const isQos = (q) => q === 0 || q === 1 || q === 2;
+const empty = new Uint8Array(0);
+
+/**
+ * A client of one broker of the gateway. Create it with session.createClient().
+ *
+ * Every operation returns a Promise and also calls the Paho-style callbacks given in
+ * its options. Failures are MqttGatewayError {errorCode, errorMessage}.
+ */
+export class BrokerClient {
+  /** @internal */
+  constructor(session, brokerName, clientId) {
+    this._session = session;
+    this._broker = brokerName;
+    this._clientId = clientId;
+    /** @type {string} one of State */
+    this._state = State.DISCONNECTED;
+    this._handle = null; // protocol handle of the current connection
+    this._stream = null; // stream id from the CONNECT result
+    this._connected = false; // CONNECT succeeded and the client has not been detached since
+    this._connectOptions = null;
+    this._connectOps = [];
+    this._disconnectOps = [];
+    /** @type {Map<string, {qos: number, maxFrequency: number, grantedQos: number | null, ops: object[]}>} */
+    this._subs = new Map();
+    this._recovering = false;
+    this._failedResubscriptions = [];
+
+    /** @type {((message: Message) => void) | null} */
+    this.onMessageArrived = null;
+    /** @type {((message: Message) => void) | null} */
+    this.onMessageDelivered = null;
+    /** @type {((error: {errorCode: number, errorMessage: string}) => void) | null} */
+    this.onConnectionLost = null;
+    /** @type {((message: Message, error: MqttGatewayError) => void) | null} */
+    this.onMessageNotAuthorized = null;
+    /** @type {(() => void) | null} */
+    this.onReconnectionStart = null;
+    /** @type {((info: {messagesMayHaveBeenLost: boolean}) => void) | null} */
+    this.onReconnectionComplete = null;
+  }
+
+  /** The broker name given to createClient. */
+  get brokerName() {
+    return this._broker;
+  }
+
+  /** The MQTT client id ("" for the shared connection). */
+  get clientId() {
+    return this._clientId;
+  }
+
+  /** True between a successful connect and a disconnect or connection loss. */
+  get isConnected() {
+    return this._state === State.CONNECTED;
+  }
+
+  /** "disconnected", "connecting", "connected" or "disconnecting". */
+  get state() {
+    return this._state;
+  }
+
+  /**
+   * Attaches this client to its broker.
+   * @param {object} [o]
+   * @returns {Promise<void>}
+   */
+  connect(o = {}) {
+    const op = operation(o);
+    if (this._state !== State.DISCONNECTED) {
+      op.fail(new MqttGatewayError(ErrorCode.bad_request, `client is ${this._state}`));
+      return op.promise;
+    }
+    const will = o.willMessage ?? null;
+    if (will !== null) {
+      if (typeof will.destinationName !== "string") throw new TypeError("willMessage.destinationName must be set");
+      if (!isQos(will.qos ?? 0)) {
+        op.fail(new MqttGatewayError(ErrorCode.invalid_qos, `will QoS ${will.qos}`));
+        return op.promise;
+      }
+    }
+    this._connectOptions = {
+      cleanStart: o.cleanSession ?? true,
+      keepAlive: o.keepAliveInterval ?? 0,
+      sessionExpiry: o.sessionExpiryInterval ?? 0,
+      username: o.userName ?? "",
+      password: o.password === undefined ? empty : toBytes(o.password),
+      will:
+        will === null
+          ? null
+          : {
+              topic: will.destinationName,
+              qos: will.qos ?? 0,
+              retain: !!will.retained,
+              props: typeof will._props === "function" ? will._props() : {},
+              payload: will.payloadBytes ?? empty,
+            },
+    };
+    this._state = State.CONNECTING;
+    this._connectOps.push(op);
+    this._sendConnect(false);
+    return op.promise;
+  }
+
+  /**
+   * Subscribes to a topic filter. Resolves with the granted QoS.
+   * @param {string} filter
+   * @param {object} [o]
+   * @returns {Promise<number>}
+   */
+  subscribe(filter, o = {}) {
+    if (typeof filter !== "string") throw new TypeError("filter must be a string");
+    const op = operation(o);
+    const qos = o.qos ?? 0;
+    if (!isQos(qos)) {
+      op.fail(new MqttGatewayError(ErrorCode.invalid_qos, `QoS ${qos}`));
+      return op.promise;
+    }
+    const mf = Number(o.maxFrequency ?? 0);
+    if (!(mf >= 0) || !Number.isFinite(mf)) throw new TypeError("maxFrequency must be a non-negative number (messages per second)");
+    if (!this._live()) {
+      op.fail(new MqttGatewayError(ErrorCode.bad_request, "client not connected"));
+      return op.promise;
+    }
+    // The wire counts messages per 1000 s so that fractional rates (one per minute)
+    // stay integers; a positive rate never rounds down to 0 (= unlimited).
+    const maxFrequency = mf === 0 ? 0 : Math.max(1, Math.round(mf * 1000));
+    // The subscription takes part in dispatch from now on: a retained message may
+    // overtake the RESULT on a shared stream, and it is this subscription's.
+    const entry = { qos, maxFrequency, grantedQos: null, ops: [op] };
+    this._subs.set(filter, entry);
+    this._sendSubscribe(filter, entry, false);
+    return op.promise;
+  }
+
+  /**
+   * Removes a subscription. Messages stop being delivered for it at once.
+   * @param {string} filter
+   * @param {object} [o]
+   * @returns {Promise<void>}
+   */
+  unsubscribe(filter, o = {}) {
+    if (typeof filter !== "string") throw new TypeError("filter must be a string");
+    const op = operation(o);
+    if (!this._live()) {
+      op.fail(new MqttGatewayError(ErrorCode.bad_request, "client not connected"));
+      return op.promise;
+    }
+    const entry = this._subs.get(filter);
+    this._subs.delete(filter);
+    this._session._request(
+      this,
+      (req, handle) => ({ type: FrameType.UNSUBSCRIBE, req, handle, filter }),
+      (code, message, _value, quiet) => {
+        if (code === 0) return op.ok(undefined);
+        // Still subscribed at the gateway: keep dispatching as it does.
+        if (entry && !this._subs.has(filter) && this._live()) this._subs.set(filter, entry);
+        op.fail(new MqttGatewayError(code, message), quiet);
+      },
+      () => op.ok(undefined), // a fresh session does not have the subscription
+    );
+    return op.promise;
+  }
+
+  /**
+   * Publishes a message. Resolves with the message once the gateway reports the broker
+   * flow complete (then onMessageDelivered fires). Also accepts Paho's
+   * `send(topic, payload, qos, retained)` form.
+   * @param {Message | string} message
+   * @returns {Promise<Message>}
+   */
+  send(message, payload, qos, retained) {
+    if (typeof message === "string") {
+      const m = new Message(payload ?? "");
+      m.destinationName = message;
+      if (qos !== undefined) m.qos = qos;
+      if (retained !== undefined) m.retained = !!retained;
+      message = m;
+    }
+    if (!(message instanceof Message)) throw new TypeError("send() takes a Message or (topic, payload, qos, retained)");
+    if (typeof message.destinationName !== "string") throw new TypeError("message.destinationName must be set");
+    return this._publish(message);
+  }
+
+  /**
+   * Publishes `payload` on `topic`. Same as send(topic, payload, qos, retained).
+   * @returns {Promise<Message>}
+   */
+  publish(topic, payload, qos = 0, retained = false) {
+    return this.send(topic, payload, qos, retained);
+  }
+
+  /**
+   * Detaches from the broker; subscriptions are released. onConnectionLost fires with
+   * errorCode 0 if the client was connected (as in Paho).
+   * @returns {Promise<void>}
+   */
+  disconnect() {
+    const op = operation({});
+    if (this._state === State.DISCONNECTED) {
+      op.ok(undefined);
+      return op.promise;
+    }
+    this._disconnectOps.push(op);
+    if (this._state === State.DISCONNECTING) return op.promise;
+    this._state = State.DISCONNECTING;
+    this._session._request(
+      this,
+      (req, handle) => ({ type: FrameType.DISCONNECT, req, handle }),
+      // Whatever the code (the handle may already be gone), the client is detached.
+      () => this._finishDisconnect(),
+      () => this._finishDisconnect(),
+    );
+    return op.promise;
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  _live() {
+    return this._state === State.CONNECTING || this._state === State.CONNECTED;
+  }
+
+  _sendConnect(recreating) {
+    const s = this._session;
+    this._handle = s._assignHandle(this);
+    this._stream = null;
+    const o = this._connectOptions;
+    if (recreating) s._recreating++;
+    s._request(
+      this,
+      (req, handle) => ({
+        type: FrameType.CONNECT,
+        req,
+        handle,
+        broker: this._broker,
+        clientId: this._clientId,
+        ...o,
+      }),
+      (code, message, value, quiet) => {
+        this._onConnectResult(code, message, value, quiet);
+        if (recreating) s._recreated();
+      },
+      // A fresh session re-creates the connection from _recreate(); nothing to do here.
+    );
+  }
+
+  _onConnectResult(code, message, value, quiet = false) {
+    const ops = this._connectOps.splice(0);
+    if (code === 0) {
+      this._stream = value;
+      this._connected = true;
+      if (this._state === State.CONNECTING) this._state = State.CONNECTED;
+      for (const op of ops) op.ok(undefined);
+      return;
+    }
+    const err = new MqttGatewayError(code, message);
+    const wasConnected = this._connected;
+    if (this._state !== State.DISCONNECTING) this._reset();
+    else this._connected = false;
+    for (const op of ops) op.fail(err, quiet);
+    // Only when re-creating after a lost session: the application had a connection.
+    if (wasConnected) {
+      this._recovering = false;
+      safeCall(this.onConnectionLost, this, { errorCode: code, errorMessage: message });
+    }
+  }
+
+  _sendSubscribe(filter, entry, recreating) {
+    const s = this._session;
+    if (recreating) s._recreating++;
+    s._request(
+      this,
+      (req, handle) => ({ type: FrameType.SUBSCRIBE, req, handle, filter, qos: entry.qos, maxFrequency: entry.maxFrequency }),
+      (code, message, value, quiet) => {
+        const current = this._subs.get(filter) === entry;
+        const ops = entry.ops.splice(0);
+        if (code === 0) {
+          if (current) entry.grantedQos = value;
+          for (const op of ops) op.ok(value, { grantedQos: value });
+        } else {
+          if (current) this._subs.delete(filter);
+          const err = new MqttGatewayError(code, message);
+          for (const op of ops) op.fail(err, quiet);
+          if (recreating && ops.length === 0 && current) {
+            this._failedResubscriptions.push({ filter, errorCode: code, errorMessage: message });
+          }
+        }
+        if (recreating) s._recreated();
+      },
+      () => {
+        // Lost with the session before its RESULT. If the filter is still wanted,
+        // _recreate() subscribes again and the waiting callers move with the entry;
+        // if it was replaced or unsubscribed meanwhile, that is this request's end.
+        if (this._subs.get(filter) !== entry) {
+          for (const op of entry.ops.splice(0)) op.ok(entry.qos, { grantedQos: entry.qos });
+        }
+      },
+    );
+  }
+
+  _publish(message) {
+    let resolve, reject;
+    const promise = new Promise((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    const fail = (code, text, quiet = false) => {
+      const err = new MqttGatewayError(code, text);
+      if (quiet) promise.catch(() => {});
+      if (code === ErrorCode.not_authorized && typeof this.onMessageNotAuthorized === "function") {
+        promise.catch(() => {});
+        safeCall(this.onMessageNotAuthorized, this, message, err);
+      }
+      reject(err);
+    };
+    if (!isQos(message.qos)) {
+      fail(ErrorCode.invalid_qos, `QoS ${message.qos}`);
+      return promise;
+    }
+    if (!this._live()) {
+      fail(ErrorCode.bad_request, "client not connected");
+      return promise;
+    }
+    const issue = () =>
+      this._session._request(
+        this,
+        (req, handle) => ({
+          type: FrameType.PUBLISH,
+          req,
+          handle,
+          topic: message.destinationName,
+          qos: message.qos,
+          retain: !!message.retained,
+          props: message._props(),
+          payload: message.payloadBytes,
+        }),
+        (code, text, _value, quiet) => {
+          if (code !== 0) return fail(code, text, quiet);
+          safeCall(this.onMessageDelivered, this, message);
+          resolve(message);
+        },
+        // The session was lost before the RESULT: the broker may or may not have the
+        // message. Publish it again in the new session (at least once), unless the
+        // client is going away.
+        () => (this._live() ? issue() : fail(ErrorCode.session_gap, "session lost before the publish was confirmed")),
+      );
+    issue();
+    return promise;
+  }
+
+  _finishDisconnect() {
+    const wasConnected = this._connected;
+    this._reset();
+    for (const op of this._disconnectOps.splice(0)) op.ok(undefined);
+    if (wasConnected) safeCall(this.onConnectionLost, this, { errorCode: 0, errorMessage: "disconnected" });
+  }
+
+  /** Back to disconnected: no handle, no stream, no subscriptions. */
+  _reset() {
+    this._session._releaseHandle(this);
+    this._state = State.DISCONNECTED;
+    this._handle = null;
+    this._stream = null;
+    this._connected = false;
+    this._subs.clear();
+    this._recovering = false;
+  }
+
+  /**
+   * Delivers a MESSAGE frame of this client's stream. Returns whether it reached the
+   * application (and so may be acknowledged).
+   * @internal
+   */
+  _deliver(f) {
+    if (this._state !== State.CONNECTED) return false;
+    let qos = f.qos;
+    // A shared stream carries every message the gateway's connection receives, for
+    // all sessions: keep those this client subscribed to, at the QoS it asked for.
+    // A dedicated stream only carries this client's messages, including those the
+    // broker kept for a persistent session from subscriptions made before this page
+    // loaded: filtering them by the current subscriptions would lose them.
+    if (this._clientId === "") {
+      let best = -1;
+      for (const [filter, e] of this._subs) {
+        if (topicMatches(filter, f.topic)) best = Math.max(best, e.grantedQos ?? e.qos);
+      }
+      if (best < 0) return false;
+      qos = Math.min(qos, best);
+    }
+    safeCall(this.onMessageArrived, this, Message._fromFrame(f, qos));
+    return true;
+  }
+
+  /** LOST: the gateway detached this client (its broker connection ended). @internal */
+  _onLost(code, message) {
+    if (this._state === State.DISCONNECTED) return;
+    const wasConnected = this._connected;
+    if (this._state === State.DISCONNECTING) {
+      this._connected = false; // the DISCONNECT result still completes the disconnect
+      this._stream = null;
+      return;
+    }
+    this._reset();
+    if (wasConnected) safeCall(this.onConnectionLost, this, { errorCode: code, errorMessage: message });
+  }
+
+  /** The session ended for good. @internal */
+  _onSessionEnd(code, message) {
+    if (this._state === State.DISCONNECTED) return;
+    const wasConnected = this._connected;
+    this._reset();
+    if (wasConnected) safeCall(this.onConnectionLost, this, { errorCode: code, errorMessage: message });
+  }
+
+  /** A fresh session replaced the lost one: connect and subscribe again. @internal */
+  _recreate() {
+    if (!this._live()) return;
+    this._failedResubscriptions = [];
+    this._sendConnect(true);
+    for (const [filter, entry] of this._subs) {
+      entry.grantedQos = null;
+      this._sendSubscribe(filter, entry, true);
+    }
+  }
+
+  /** @internal */
+  _onReconnectionStart() {
+    if (!this._live()) return;
+    this._recovering = true;
+    safeCall(this.onReconnectionStart, this);
+  }
+
+  /** @internal */
+  _onReconnectionComplete(info) {
+    if (!this._recovering) return;
+    this._recovering = false;
+    const failed = this._failedResubscriptions.splice(0);
+    safeCall(this.onReconnectionComplete, this, failed.length ? { ...info, failedSubscriptions: failed } : info);
+  }
+}

@@ -1,0 +1,266 @@
+// Type declarations of mqttgateway-client, the JavaScript client of mqtt_gateway.
+// The implementation is plain ES modules (client.js and the modules it imports).
+
+/** The error codes of the mqtt_gateway protocol (transport/PROTOCOL.md), by name. */
+export declare const ErrorCode: Readonly<{
+  ok: 0;
+  malformed: 4000;
+  unsupported_version: 4001;
+  frame_too_large: 4002;
+  bad_request: 4003;
+  heartbeat_timeout: 4004;
+  session_unknown: 4010;
+  session_secret: 4011;
+  session_gap: 4012;
+  too_many_sessions: 4013;
+  session_count: 4014;
+  not_authenticated: 4020;
+  not_authorized: 4021;
+  hook_unavailable: 4022;
+  invalid_topic: 4030;
+  invalid_filter: 4031;
+  message_too_large: 4032;
+  invalid_qos: 4033;
+  unknown_broker: 4040;
+  broker_unavailable: 4041;
+  broker_refused: 4042;
+  broker_rejected: 4043;
+  broker_timeout: 4044;
+  client_connected: 4045;
+  overflow: 4050;
+  rate_limited: 4051;
+  too_many_clients: 4052;
+  too_many_subscriptions: 4053;
+  shutting_down: 4090;
+  internal: 4091;
+}>;
+
+/**
+ * The code the client reports when the gateway cannot be reached (no transport could
+ * be opened, or it closed before the session was established). Not a protocol code:
+ * the gateway never sends it. Same number as WebSocket's abnormal closure.
+ */
+export declare const CONNECTION_FAILED: 1006;
+
+/** The protocol name of a code ("not_authorized" for 4021), or "unknown". */
+export declare function errorName(code: number): string;
+
+/** What failures report: the protocol's numeric code and a human-readable message. */
+export interface ErrorInfo {
+  errorCode: number;
+  errorMessage: string;
+}
+
+/** The error of every failed operation, to callbacks and as a Promise rejection. */
+export declare class MqttGatewayError extends Error implements ErrorInfo {
+  constructor(errorCode: number, errorMessage?: string);
+  readonly name: "MqttGatewayError";
+  errorCode: number;
+  errorMessage: string;
+  /** The invocationContext of the operation's options, when one was given. */
+  invocationContext?: unknown;
+}
+
+export type QoS = 0 | 1 | 2;
+
+/** An MQTT application message, as in Paho, with MQTT 5 publish properties. */
+export declare class Message {
+  /**
+   * @param payload a string (sent as UTF-8), or bytes (copied)
+   */
+  constructor(payload: string | ArrayBuffer | ArrayBufferView);
+  /** The topic the message is published on (required to send it). */
+  destinationName: string | undefined;
+  /** The payload decoded as UTF-8 (invalid sequences become U+FFFD). */
+  readonly payloadString: string;
+  /** The payload bytes, exactly as published. Treat as read-only. */
+  readonly payloadBytes: Uint8Array;
+  qos: QoS;
+  retained: boolean;
+  /** Set on received messages the broker may have delivered before. */
+  duplicate: boolean;
+  /** MQTT 5 payload format indicator: 1 when the payload is UTF-8 text. */
+  payloadFormatIndicator: 0 | 1 | undefined;
+  /** MQTT 5 message expiry interval, in seconds. */
+  messageExpiryInterval: number | undefined;
+  contentType: string | undefined;
+  responseTopic: string | undefined;
+  correlationData: Uint8Array | undefined;
+  /** MQTT 5 user properties, in order; keys may repeat. */
+  userProperties: Array<[string, string]> | undefined;
+}
+
+/** Paho-style callbacks accepted next to the returned Promise. */
+export interface CallbackOptions<S = {}> {
+  onSuccess?: (info: S & { invocationContext?: unknown }) => void;
+  /**
+   * When given, a failure is reported here and the returned Promise, though rejected,
+   * does not count as an unhandled rejection.
+   */
+  onFailure?: (error: MqttGatewayError) => void;
+  invocationContext?: unknown;
+}
+
+export interface ConnectOptions extends CallbackOptions {
+  /** MQTT clean start (default true). */
+  cleanSession?: boolean;
+  /** Published by the broker if this client's connection ends abnormally. */
+  willMessage?: Message;
+  /** Broker credentials (dedicated connections; the gateway may configure its own). */
+  userName?: string;
+  password?: string | ArrayBuffer | ArrayBufferView;
+  /** MQTT keep alive in seconds; 0 (default) lets the gateway choose. */
+  keepAliveInterval?: number;
+  /** MQTT 5 session expiry interval in seconds (dedicated connections). */
+  sessionExpiryInterval?: number;
+}
+
+export interface SubscribeOptions extends CallbackOptions<{ grantedQos: QoS }> {
+  /** Requested QoS (default 0). */
+  qos?: QoS;
+  /**
+   * At most this many messages per second for this subscription (fractions allowed,
+   * e.g. 0.1 = one per 10 s); the gateway conflates the rest. 0 (default): unlimited.
+   */
+  maxFrequency?: number;
+}
+
+export interface ReconnectionInfo {
+  /**
+   * False when the session resumed (every message was delivered); true when the
+   * gateway had lost it and a new session was opened, clients and subscriptions
+   * re-created: messages published meanwhile may not have been delivered.
+   */
+  messagesMayHaveBeenLost: boolean;
+  /** Subscriptions the new session refused (client events only; absent when none). */
+  failedSubscriptions?: Array<{ filter: string } & ErrorInfo>;
+}
+
+/** A client of one broker configured in the gateway. Create it with Session.createClient. */
+export declare class BrokerClient {
+  private constructor();
+  /** The broker name given to createClient. */
+  readonly brokerName: string;
+  /** The MQTT client id; "" for the gateway's shared connection. */
+  readonly clientId: string;
+  /** True between a successful connect and a disconnect or connection loss. */
+  readonly isConnected: boolean;
+  readonly state: "disconnected" | "connecting" | "connected" | "disconnecting";
+
+  /** Attaches to the broker. */
+  connect(options?: ConnectOptions): Promise<void>;
+  /** Subscribes; resolves with the granted QoS. */
+  subscribe(filter: string, options?: SubscribeOptions): Promise<QoS>;
+  /** Unsubscribes; messages for the filter stop being delivered at once. */
+  unsubscribe(filter: string, options?: CallbackOptions): Promise<void>;
+  /**
+   * Publishes; resolves with the message when the gateway reports the broker flow
+   * complete (PUBACK / PUBCOMP / written for QoS 0), after onMessageDelivered.
+   * A message not yet confirmed when a fresh session replaces a lost one is published
+   * again (at least once).
+   */
+  send(message: Message): Promise<Message>;
+  send(topic: string, payload: string | ArrayBuffer | ArrayBufferView, qos?: QoS, retained?: boolean): Promise<Message>;
+  /** Same as send(topic, payload, qos, retained). */
+  publish(topic: string, payload: string | ArrayBuffer | ArrayBufferView, qos?: QoS, retained?: boolean): Promise<Message>;
+  /** Detaches from the broker; onConnectionLost fires with errorCode 0 (as in Paho). */
+  disconnect(): Promise<void>;
+
+  /**
+   * A message for one of this client's subscriptions, at the lower of its QoS and the
+   * subscription's. On a dedicated connection (clientId given) every message of the
+   * connection arrives, including those a persistent session kept. QoS 1/2 messages of
+   * a dedicated connection are acknowledged to the broker when this callback returns.
+   */
+  onMessageArrived: ((message: Message) => void) | null;
+  /** A publish was confirmed. */
+  onMessageDelivered: ((message: Message) => void) | null;
+  /** The client was detached: errorCode 0 after disconnect(), else the reason. */
+  onConnectionLost: ((error: ErrorInfo) => void) | null;
+  /** A publish was refused by the authorize hook (4021). */
+  onMessageNotAuthorized: ((message: Message, error: MqttGatewayError) => void) | null;
+  /** The session lost its transport; requests are queued meanwhile. */
+  onReconnectionStart: (() => void) | null;
+  /** The session works again, and so does this client. */
+  onReconnectionComplete: ((info: ReconnectionInfo) => void) | null;
+}
+
+/**
+ * Opens a transport to a gateway base URL; resolves when it can send. For custom or
+ * future transports (HTTP streaming, long polling): see registerTransport.
+ */
+export type TransportFactory = ((base: string, options: { timeout?: number }) => Promise<Transport>) & {
+  transportName?: string;
+};
+
+/** A connected transport carrying protocol units (one or more length-prefixed frames). */
+export interface Transport {
+  readonly name: string;
+  send(unit: Uint8Array): void;
+  close(code?: number, reason?: string): void;
+  onunit: ((unit: Uint8Array) => void) | null;
+  /** Called once when the transport ends, whichever side ended it. */
+  onclose: ((event: { code: number; reason: string }) => void) | null;
+}
+
+/** Makes a transport available by name to openSession's `transport` option. */
+export declare function registerTransport(name: string, factory: TransportFactory): void;
+
+export interface SessionOptions {
+  /** User name for the gateway's authenticate hook. */
+  user?: string;
+  password?: string | ArrayBuffer | ArrayBufferView;
+  /** Transport name(s) to try in order (default "websocket"), or a factory. */
+  transport?: string | string[] | TransportFactory;
+  /** Bytes per second the gateway may send to this session. */
+  maxBandwidth?: number;
+  /** Milliseconds to wait for a transport to open (default 10000). */
+  connectTimeout?: number;
+  onReconnectionStart?: () => void;
+  onReconnectionComplete?: (info: ReconnectionInfo) => void;
+  /** The session ended for good: errorCode 0 after close(), else the reason. */
+  onClose?: (info: ErrorInfo) => void;
+  /** A NOTICE from the gateway (e.g. 4050 overflow, with a count in value). */
+  onNotice?: (info: ErrorInfo & { value: number }) => void;
+}
+
+/** A session with the gateway (one per page or process). */
+export declare class Session {
+  private constructor();
+  /** The session id (32 hex digits); changes when a fresh session replaces a lost one. */
+  readonly id: string;
+  /** The name of the transport in use, e.g. "websocket"; null while reconnecting. */
+  readonly transport: string | null;
+  readonly state: "opening" | "open" | "reconnecting" | "closed";
+  /** The gateway's info pairs from OPENED. */
+  readonly info: Readonly<Record<string, string>>;
+  /** The gateway's heartbeat period, ms. */
+  readonly heartbeat: number;
+  /** How long the gateway keeps the session after a drop, ms. */
+  readonly sessionTimeout: number;
+  /** The largest frame the gateway accepts, bytes. */
+  readonly maxFrame: number;
+
+  /**
+   * A client of a broker configured in the gateway. Without clientId it shares the
+   * gateway's connection to that broker; with one it gets a dedicated connection.
+   */
+  createClient(brokerName: string, clientId?: string): BrokerClient;
+  /** Ends the session (the gateway frees it at once). */
+  close(): Promise<void>;
+
+  onReconnectionStart: (() => void) | null;
+  onReconnectionComplete: ((info: ReconnectionInfo) => void) | null;
+  onClose: ((info: ErrorInfo) => void) | null;
+  onNotice: ((info: ErrorInfo & { value: number }) => void) | null;
+}
+
+/**
+ * Opens a session with the gateway at `url` (its base, e.g. "https://host/mqtt", or
+ * "/mqtt" in a page). Rejects with MqttGatewayError: 4020 when the authenticate hook
+ * refuses, 1006 when the gateway cannot be reached, ...
+ */
+export declare function openSession(url: string | URL, options?: SessionOptions): Promise<Session>;
+
+/** Whether an MQTT topic name matches a topic filter (MQTT 5 rules, $-topics included). */
+export declare function topicMatches(filter: string, topic: string): boolean;

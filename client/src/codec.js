@@ -1,0 +1,583 @@
+// Encoder and decoder of the mqtt_gateway session protocol, version 1
+// (transport/PROTOCOL.md). Pure functions over Uint8Array: no I/O, no state, so the
+// same code serves every transport and the tests.
+//
+// Frames are plain objects `{type, ...fields}` with camelCase field names taken from
+// PROTOCOL.md's tables (client_id → clientId, packet_id → packetId, ...). Decoding is
+// strict: anything PROTOCOL.md calls malformed throws an MqttGatewayError with code
+// 4000, and so do reserved flag bits and trailing bytes, so that a version mismatch or
+// a corrupted stream is caught at the first frame instead of being half-understood.
+
+import { ErrorCode, MqttGatewayError } from "./errors.js";
+
+/** The protocol version this codec speaks (OPEN's `version`). */
+export const PROTOCOL_VERSION = 1;
+
+/** Frame type numbers. 0x01-0x7F client→server, 0x80-0xFF server→client, PING both. */
+export const FrameType = Object.freeze({
+  OPEN: 0x01,
+  BIND: 0x02,
+  CONNECT: 0x03,
+  SUBSCRIBE: 0x04,
+  UNSUBSCRIBE: 0x05,
+  PUBLISH: 0x06,
+  DISCONNECT: 0x07,
+  ACK: 0x08,
+  PING: 0x09,
+  CLOSE: 0x0a,
+  OPENED: 0x81,
+  BOUND: 0x82,
+  RESULT: 0x83,
+  MESSAGE: 0x84,
+  LOST: 0x85,
+  NOTICE: 0x86,
+  SERVER_CLOSE: 0x8a,
+});
+
+/** MQTT 5 publish property ids as the protocol numbers them (not MQTT's own ids). */
+export const PropId = Object.freeze({
+  payloadFormatIndicator: 1,
+  messageExpiryInterval: 2,
+  contentType: 3,
+  responseTopic: 4,
+  correlationData: 5,
+  userProperty: 6,
+});
+
+/** Largest uvarint value: every protocol integer is exact in a JS number. */
+export const MAX_UVARINT = Number.MAX_SAFE_INTEGER;
+const MAX_UVARINT_BYTES = 8;
+
+const utf8Encoder = new TextEncoder();
+// fatal: invalid UTF-8 is malformed, not silently replaced.
+// ignoreBOM: a leading U+FEFF is data (a topic may start with it), not a marker to strip.
+const utf8Decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+const malformed = (why) => new MqttGatewayError(ErrorCode.malformed, why);
+
+// Lone surrogates cannot be encoded as UTF-8; TextEncoder would silently turn them into
+// U+FFFD and the gateway would act on a different topic than the caller named.
+const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const isWellFormed =
+  typeof String.prototype.isWellFormed === "function"
+    ? (s) => s.isWellFormed()
+    : (s) => !loneSurrogate.test(s);
+
+/** Encodes a JS string as UTF-8, rejecting lone surrogates. */
+export function encodeUtf8(s) {
+  if (typeof s !== "string") throw new TypeError(`expected a string, got ${typeof s}`);
+  if (!isWellFormed(s)) throw new TypeError("string contains a lone surrogate (not valid UTF-16)");
+  return utf8Encoder.encode(s);
+}
+
+/** Growable byte buffer with the protocol's primitive encoders. */
+export class Writer {
+  constructor(capacity = 64) {
+    this.buf = new Uint8Array(capacity);
+    this.length = 0;
+  }
+
+  reserve(n) {
+    const need = this.length + n;
+    if (need <= this.buf.length) return;
+    let cap = Math.max(this.buf.length * 2, 16);
+    while (cap < need) cap *= 2;
+    const next = new Uint8Array(cap);
+    next.set(this.buf.subarray(0, this.length));
+    this.buf = next;
+  }
+
+  u8(v) {
+    if (!Number.isInteger(v) || v < 0 || v > 255) throw new RangeError(`u8 out of range: ${v}`);
+    this.reserve(1);
+    this.buf[this.length++] = v;
+  }
+
+  uvarint(v) {
+    if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`uvarint out of range: ${v}`);
+    this.reserve(MAX_UVARINT_BYTES);
+    // Division, not bit shifts: JS shifts are 32-bit and values go up to 2^53-1.
+    while (v >= 0x80) {
+      this.buf[this.length++] = (v % 0x80) | 0x80;
+      v = Math.floor(v / 0x80);
+    }
+    this.buf[this.length++] = v;
+  }
+
+  raw(bytes) {
+    this.reserve(bytes.length);
+    this.buf.set(bytes, this.length);
+    this.length += bytes.length;
+  }
+
+  bytes(bytes) {
+    this.uvarint(bytes.length);
+    this.raw(bytes);
+  }
+
+  string(s) {
+    this.bytes(encodeUtf8(s));
+  }
+
+  id16(bytes) {
+    if (!(bytes instanceof Uint8Array) || bytes.length !== 16) throw new TypeError("id16 must be 16 bytes");
+    this.raw(bytes);
+  }
+
+  kv(pairs) {
+    this.uvarint(pairs.length);
+    for (const [k, v] of pairs) {
+      this.string(k);
+      this.string(v);
+    }
+  }
+
+  props(p = {}) {
+    const entries = [];
+    if (p.payloadFormatIndicator !== undefined && p.payloadFormatIndicator !== null)
+      entries.push(() => { this.u8(PropId.payloadFormatIndicator); this.uvarint(Number(p.payloadFormatIndicator)); });
+    if (p.messageExpiryInterval !== undefined && p.messageExpiryInterval !== null)
+      entries.push(() => { this.u8(PropId.messageExpiryInterval); this.uvarint(p.messageExpiryInterval); });
+    if (p.contentType !== undefined && p.contentType !== null)
+      entries.push(() => { this.u8(PropId.contentType); this.string(p.contentType); });
+    if (p.responseTopic !== undefined && p.responseTopic !== null)
+      entries.push(() => { this.u8(PropId.responseTopic); this.string(p.responseTopic); });
+    if (p.correlationData !== undefined && p.correlationData !== null)
+      entries.push(() => { this.u8(PropId.correlationData); this.bytes(toBytes(p.correlationData)); });
+    for (const [k, v] of p.userProperties ?? [])
+      entries.push(() => { this.u8(PropId.userProperty); this.string(k); this.string(v); });
+    this.uvarint(entries.length);
+    for (const write of entries) write();
+  }
+
+  /** The bytes written so far (a view, not a copy). */
+  finish() {
+    return this.buf.subarray(0, this.length);
+  }
+}
+
+/** Cursor over one frame (or unit) with the protocol's primitive decoders. */
+export class Reader {
+  constructor(bytes, start = 0, end = bytes.length) {
+    this.buf = bytes;
+    this.pos = start;
+    this.end = end;
+  }
+
+  get remaining() {
+    return this.end - this.pos;
+  }
+
+  u8() {
+    if (this.pos >= this.end) throw malformed("truncated frame");
+    return this.buf[this.pos++];
+  }
+
+  uvarint() {
+    let value = 0;
+    let scale = 1;
+    for (let i = 0; i < MAX_UVARINT_BYTES; i++) {
+      if (this.pos >= this.end) throw malformed("truncated uvarint");
+      const b = this.buf[this.pos++];
+      value += (b & 0x7f) * scale;
+      if (b < 0x80) {
+        // 8 groups of 7 bits hold up to 2^56-1; the protocol promises 2^53-1.
+        if (value > MAX_UVARINT) throw malformed("uvarint exceeds 2^53-1");
+        return value;
+      }
+      scale *= 0x80;
+    }
+    throw malformed("uvarint longer than 8 bytes");
+  }
+
+  raw(n) {
+    if (n > this.remaining) throw malformed("truncated frame");
+    const out = this.buf.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return out;
+  }
+
+  /**
+   * A length-prefixed byte field, copied (into a plain Uint8Array, even from a Node.js
+   * Buffer whose slice() is a view) so that it does not pin the unit buffer.
+   */
+  bytes() {
+    return new Uint8Array(this.raw(this.uvarint()));
+  }
+
+  string() {
+    const b = this.raw(this.uvarint());
+    try {
+      return utf8Decoder.decode(b);
+    } catch {
+      throw malformed("invalid UTF-8 in string");
+    }
+  }
+
+  id16() {
+    return new Uint8Array(this.raw(16));
+  }
+
+  kv() {
+    const n = this.uvarint();
+    const out = [];
+    for (let i = 0; i < n; i++) out.push([this.string(), this.string()]);
+    return out;
+  }
+
+  props() {
+    const n = this.uvarint();
+    const p = {};
+    for (let i = 0; i < n; i++) {
+      const id = this.u8();
+      switch (id) {
+        case PropId.payloadFormatIndicator: {
+          const v = this.uvarint();
+          if (v > 1) throw malformed(`payload format indicator ${v}`);
+          once(p, "payloadFormatIndicator", v);
+          break;
+        }
+        case PropId.messageExpiryInterval:
+          once(p, "messageExpiryInterval", this.uvarint());
+          break;
+        case PropId.contentType:
+          once(p, "contentType", this.string());
+          break;
+        case PropId.responseTopic:
+          once(p, "responseTopic", this.string());
+          break;
+        case PropId.correlationData:
+          once(p, "correlationData", this.bytes());
+          break;
+        case PropId.userProperty:
+          (p.userProperties ??= []).push([this.string(), this.string()]);
+          break;
+        default:
+          throw malformed(`unknown property id ${id}`);
+      }
+    }
+    return p;
+  }
+
+  /** Every remaining byte (payloads), copied for the same reason as bytes(). */
+  rest() {
+    return new Uint8Array(this.raw(this.remaining));
+  }
+
+  done() {
+    if (this.pos !== this.end) throw malformed("trailing bytes after frame body");
+  }
+}
+
+// MQTT allows each property but the user property at most once; a repeat means the
+// frame was built wrong, and taking either value would be a guess.
+function once(p, key, value) {
+  if (key in p) throw malformed(`duplicate property ${key}`);
+  p[key] = value;
+}
+
+/** Normalizes any binary input to a Uint8Array (a view, not a copy). */
+export function toBytes(data) {
+  if (data instanceof Uint8Array) return data;
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  if (typeof data === "string") return encodeUtf8(data);
+  throw new TypeError("expected a string, ArrayBuffer or ArrayBufferView");
+}
+
+function qosFlag(qos, name) {
+  if (!Number.isInteger(qos) || qos < 0 || qos > 3) throw new RangeError(`${name} out of range: ${qos}`);
+  return qos;
+}
+
+function checkReserved(flags, mask, what) {
+  if (flags & ~mask) throw malformed(`reserved bits set in ${what} flags`);
+}
+
+/**
+ * Encodes one frame (type byte and body, no length prefix).
+ * @param {object} f a frame object, `{type: FrameType.X, ...}`
+ * @returns {Uint8Array}
+ */
+export function encodeFrame(f) {
+  const w = new Writer(f.payload ? f.payload.length + 64 : 64);
+  w.u8(f.type);
+  switch (f.type) {
+    case FrameType.OPEN:
+      w.uvarint(f.version ?? PROTOCOL_VERSION);
+      w.string(f.user ?? "");
+      w.bytes(toBytes(f.password ?? new Uint8Array(0)));
+      w.kv(f.options ?? []);
+      break;
+    case FrameType.BIND:
+      w.id16(f.session);
+      w.id16(f.secret);
+      w.uvarint(f.received);
+      break;
+    case FrameType.CONNECT: {
+      const will = f.will ?? null;
+      let flags = f.cleanStart ? 0x01 : 0;
+      if (will) flags |= 0x02 | (qosFlag(will.qos ?? 0, "will qos") << 2) | (will.retain ? 0x10 : 0);
+      w.uvarint(f.req);
+      w.uvarint(f.handle);
+      w.string(f.broker);
+      w.string(f.clientId ?? "");
+      w.u8(flags);
+      w.uvarint(f.keepAlive ?? 0);
+      w.uvarint(f.sessionExpiry ?? 0);
+      w.string(f.username ?? "");
+      w.bytes(toBytes(f.password ?? new Uint8Array(0)));
+      if (will) {
+        w.string(will.topic);
+        w.props(will.props);
+        w.bytes(toBytes(will.payload ?? new Uint8Array(0)));
+      }
+      break;
+    }
+    case FrameType.SUBSCRIBE:
+      w.uvarint(f.req);
+      w.uvarint(f.handle);
+      w.string(f.filter);
+      w.u8(f.qos);
+      w.uvarint(f.maxFrequency ?? 0);
+      break;
+    case FrameType.UNSUBSCRIBE:
+      w.uvarint(f.req);
+      w.uvarint(f.handle);
+      w.string(f.filter);
+      break;
+    case FrameType.PUBLISH:
+      w.uvarint(f.req);
+      w.uvarint(f.handle);
+      w.string(f.topic);
+      w.u8(qosFlag(f.qos ?? 0, "qos") | (f.retain ? 0x04 : 0));
+      w.props(f.props);
+      w.raw(toBytes(f.payload ?? new Uint8Array(0)));
+      break;
+    case FrameType.DISCONNECT:
+      w.uvarint(f.req);
+      w.uvarint(f.handle);
+      break;
+    case FrameType.ACK:
+      w.uvarint(f.stream);
+      w.uvarint(f.packetId);
+      break;
+    case FrameType.PING:
+    case FrameType.CLOSE:
+      break;
+    case FrameType.OPENED:
+      w.id16(f.session);
+      w.id16(f.secret);
+      w.uvarint(f.heartbeat);
+      w.uvarint(f.sessionTimeout);
+      w.uvarint(f.maxFrame);
+      w.kv(f.info ?? []);
+      break;
+    case FrameType.BOUND:
+      w.uvarint(f.replayFrom);
+      w.uvarint(f.requests ?? 0);
+      break;
+    case FrameType.RESULT:
+      w.uvarint(f.req);
+      w.uvarint(f.code);
+      w.string(f.message ?? "");
+      w.uvarint(f.value ?? 0);
+      break;
+    case FrameType.MESSAGE:
+      w.uvarint(f.stream);
+      w.u8(qosFlag(f.qos ?? 0, "qos") | (f.retain ? 0x04 : 0) | (f.duplicate ? 0x08 : 0));
+      w.uvarint(f.packetId ?? 0);
+      w.string(f.topic);
+      w.props(f.props);
+      w.raw(toBytes(f.payload ?? new Uint8Array(0)));
+      break;
+    case FrameType.LOST:
+      w.uvarint(f.handle);
+      w.uvarint(f.code);
+      w.string(f.message ?? "");
+      break;
+    case FrameType.NOTICE:
+      w.uvarint(f.code);
+      w.string(f.message ?? "");
+      w.uvarint(f.value ?? 0);
+      break;
+    case FrameType.SERVER_CLOSE:
+      w.uvarint(f.code);
+      w.string(f.message ?? "");
+      break;
+    default:
+      throw new TypeError(`unknown frame type ${f.type}`);
+  }
+  return w.finish();
+}
+
+/**
+ * Decodes one frame (type byte and body, no length prefix). Decodes both directions,
+ * so tests and tools can read what the client sends.
+ * @param {Uint8Array} bytes
+ * @param {number} [start]
+ * @param {number} [end]
+ * @returns {object}
+ * @throws {MqttGatewayError} code 4000 when malformed
+ */
+export function decodeFrame(bytes, start = 0, end = bytes.length) {
+  const r = new Reader(bytes, start, end);
+  const type = r.u8();
+  /** @type {any} */
+  let f;
+  switch (type) {
+    case FrameType.OPEN:
+      f = { type, version: r.uvarint(), user: r.string(), password: r.bytes(), options: r.kv() };
+      break;
+    case FrameType.BIND:
+      f = { type, session: r.id16(), secret: r.id16(), received: r.uvarint() };
+      break;
+    case FrameType.CONNECT: {
+      f = { type, req: r.uvarint(), handle: r.uvarint(), broker: r.string(), clientId: r.string() };
+      const flags = r.u8();
+      checkReserved(flags, 0x1f, "CONNECT");
+      const hasWill = (flags & 0x02) !== 0;
+      if (!hasWill && flags & 0x1c) throw malformed("will qos or retain without a will");
+      f.cleanStart = (flags & 0x01) !== 0;
+      f.keepAlive = r.uvarint();
+      f.sessionExpiry = r.uvarint();
+      f.username = r.string();
+      f.password = r.bytes();
+      f.will = null;
+      if (hasWill) {
+        f.will = {
+          qos: (flags >> 2) & 0x03,
+          retain: (flags & 0x10) !== 0,
+          topic: r.string(),
+          props: r.props(),
+          payload: r.bytes(),
+        };
+      }
+      break;
+    }
+    case FrameType.SUBSCRIBE:
+      // qos is passed through unchecked: an out-of-range QoS is a request error
+      // (RESULT 4033), not a malformed frame.
+      f = { type, req: r.uvarint(), handle: r.uvarint(), filter: r.string(), qos: r.u8(), maxFrequency: r.uvarint() };
+      break;
+    case FrameType.UNSUBSCRIBE:
+      f = { type, req: r.uvarint(), handle: r.uvarint(), filter: r.string() };
+      break;
+    case FrameType.PUBLISH: {
+      f = { type, req: r.uvarint(), handle: r.uvarint(), topic: r.string() };
+      const flags = r.u8();
+      checkReserved(flags, 0x07, "PUBLISH");
+      f.qos = flags & 0x03; // 3 passes through, as for SUBSCRIBE: RESULT 4033
+      f.retain = (flags & 0x04) !== 0;
+      f.props = r.props();
+      f.payload = r.rest();
+      break;
+    }
+    case FrameType.DISCONNECT:
+      f = { type, req: r.uvarint(), handle: r.uvarint() };
+      break;
+    case FrameType.ACK:
+      f = { type, stream: r.uvarint(), packetId: r.uvarint() };
+      break;
+    case FrameType.PING:
+    case FrameType.CLOSE:
+      f = { type };
+      break;
+    case FrameType.OPENED:
+      f = {
+        type,
+        session: r.id16(),
+        secret: r.id16(),
+        heartbeat: r.uvarint(),
+        sessionTimeout: r.uvarint(),
+        maxFrame: r.uvarint(),
+        info: r.kv(),
+      };
+      break;
+    case FrameType.BOUND:
+      f = { type, replayFrom: r.uvarint(), requests: r.uvarint() };
+      break;
+    case FrameType.RESULT:
+      f = { type, req: r.uvarint(), code: r.uvarint(), message: r.string(), value: r.uvarint() };
+      break;
+    case FrameType.MESSAGE: {
+      f = { type, stream: r.uvarint() };
+      const flags = r.u8();
+      checkReserved(flags, 0x0f, "MESSAGE");
+      f.qos = flags & 0x03;
+      if (f.qos === 3) throw malformed("MESSAGE with QoS 3");
+      f.retain = (flags & 0x04) !== 0;
+      f.duplicate = (flags & 0x08) !== 0;
+      f.packetId = r.uvarint();
+      f.topic = r.string();
+      f.props = r.props();
+      f.payload = r.rest();
+      break;
+    }
+    case FrameType.LOST:
+      f = { type, handle: r.uvarint(), code: r.uvarint(), message: r.string() };
+      break;
+    case FrameType.NOTICE:
+      f = { type, code: r.uvarint(), message: r.string(), value: r.uvarint() };
+      break;
+    case FrameType.SERVER_CLOSE:
+      f = { type, code: r.uvarint(), message: r.string() };
+      break;
+    default:
+      throw malformed(`unknown frame type 0x${type.toString(16).padStart(2, "0")}`);
+  }
+  r.done();
+  return f;
+}
+
+/** True for the frames the server counts (RESULT, MESSAGE, LOST, NOTICE). */
+export function isDataFrame(type) {
+  return type === FrameType.RESULT || type === FrameType.MESSAGE || type === FrameType.LOST || type === FrameType.NOTICE;
+}
+
+/**
+ * Joins encoded frames into one transport unit, each preceded by its uvarint length.
+ * @param {Uint8Array[]} frames
+ * @returns {Uint8Array}
+ */
+export function encodeUnit(frames) {
+  let size = 0;
+  for (const f of frames) size += f.length + uvarintSize(f.length);
+  const w = new Writer(size);
+  for (const f of frames) {
+    w.uvarint(f.length);
+    w.raw(f);
+  }
+  return w.finish();
+}
+
+/** Bytes a uvarint of value v takes. */
+export function uvarintSize(v) {
+  let n = 1;
+  while (v >= 0x80) {
+    v = Math.floor(v / 0x80);
+    n++;
+  }
+  return n;
+}
+
+/**
+ * Splits a transport unit into its frames and decodes them lazily, so that a receiver
+ * acts on the good frames that precede a malformed one in the same unit.
+ * @param {Uint8Array} unit
+ * @param {number} [maxFrame] frames longer than this throw code 4002
+ * @returns {Generator<object>}
+ */
+export function* decodeUnit(unit, maxFrame = Infinity) {
+  const r = new Reader(unit);
+  if (r.remaining === 0) throw malformed("empty transport unit");
+  while (r.remaining > 0) {
+    const len = r.uvarint();
+    if (len === 0) throw malformed("empty frame");
+    if (len > maxFrame) throw new MqttGatewayError(ErrorCode.frame_too_large, `frame of ${len} bytes exceeds ${maxFrame}`);
+    if (len > r.remaining) throw malformed("frame length exceeds unit");
+    const start = r.pos;
+    r.pos += len;
+    yield decodeFrame(unit, start, start + len);
+  }
+}

@@ -1,0 +1,103 @@
+// The application-facing message, as Paho's and MQTT.Cool's Message, plus MQTT 5
+// publish properties as plain fields.
+
+import { toBytes } from "./codec.js";
+
+// Replacement (non-fatal) decoding for payloadString: a binary payload must not make
+// reading the string form throw; payloadBytes stays exact.
+const lenientUtf8 = new TextDecoder("utf-8", { ignoreBOM: true });
+const EMPTY = new Uint8Array(0);
+
+/**
+ * An MQTT application message.
+ *
+ * The payload is kept as bytes. A string payload is UTF-8 encoded; an ArrayBuffer or
+ * ArrayBufferView is copied, so changing the caller's buffer after `new Message()` does
+ * not change what is sent. `payloadString` decodes the bytes lazily as UTF-8 (invalid
+ * sequences become U+FFFD there; `payloadBytes` is always byte-exact).
+ */
+export class Message {
+  /** @type {Uint8Array} */
+  #bytes;
+  /** @type {string | undefined} */
+  #string;
+
+  /**
+   * @param {string | ArrayBuffer | ArrayBufferView} payload
+   */
+  constructor(payload) {
+    if (typeof payload === "string") {
+      this.#string = payload;
+      this.#bytes = toBytes(payload);
+    } else if (payload instanceof ArrayBuffer || ArrayBuffer.isView(payload)) {
+      // new Uint8Array(view) copies; Buffer#slice would not.
+      this.#bytes = new Uint8Array(toBytes(payload));
+    } else {
+      throw new TypeError("Message payload must be a string, ArrayBuffer or ArrayBufferView");
+    }
+    /** @type {string | undefined} topic the message is (to be) published on */
+    this.destinationName = undefined;
+    /** @type {0 | 1 | 2} */
+    this.qos = 0;
+    /** @type {boolean} */
+    this.retained = false;
+    /** @type {boolean} set on received messages that the broker may have sent before */
+    this.duplicate = false;
+    /** @type {0 | 1 | undefined} MQTT 5 payload format indicator (1: UTF-8) */
+    this.payloadFormatIndicator = undefined;
+    /** @type {number | undefined} MQTT 5 message expiry interval, seconds */
+    this.messageExpiryInterval = undefined;
+    /** @type {string | undefined} */
+    this.contentType = undefined;
+    /** @type {string | undefined} */
+    this.responseTopic = undefined;
+    /** @type {Uint8Array | undefined} */
+    this.correlationData = undefined;
+    /** @type {Array<[string, string]> | undefined} */
+    this.userProperties = undefined;
+  }
+
+  /** The payload as UTF-8 text (decoded on first access). */
+  get payloadString() {
+    this.#string ??= lenientUtf8.decode(this.#bytes);
+    return this.#string;
+  }
+
+  /** The payload bytes, exactly as published. */
+  get payloadBytes() {
+    return this.#bytes;
+  }
+
+  /** The MQTT 5 properties in the codec's shape. @internal */
+  _props() {
+    return {
+      payloadFormatIndicator: this.payloadFormatIndicator,
+      messageExpiryInterval: this.messageExpiryInterval,
+      contentType: this.contentType,
+      responseTopic: this.responseTopic,
+      correlationData: this.correlationData,
+      userProperties: this.userProperties,
+    };
+  }
+
+  /**
+   * Builds a received message from a decoded MESSAGE frame without copying the payload.
+   * @internal
+   */
+  static _fromFrame(frame, qos) {
+    const m = new Message(EMPTY);
+    m.#bytes = frame.payload;
+    m.destinationName = frame.topic;
+    m.qos = qos;
+    m.retained = frame.retain;
+    m.duplicate = frame.duplicate;
+    const p = frame.props;
+    m.payloadFormatIndicator = p.payloadFormatIndicator;
+    m.messageExpiryInterval = p.messageExpiryInterval;
+    m.contentType = p.contentType;
+    m.responseTopic = p.responseTopic;
+    m.correlationData = p.correlationData;
+    m.userProperties = p.userProperties;
+    return m;
+  }
+}

@@ -1,0 +1,672 @@
+// A gateway session (PROTOCOL.md, "Sessions" and "Recovery"): one transport at a time,
+// the count of received data frames, request/RESULT correlation, MESSAGE dispatch to
+// the broker clients, heartbeats, and reconnection that resumes the session (BIND) or,
+// when the gateway lost it, opens a new one and re-creates every client and
+// subscription so that the application keeps running.
+
+import { BrokerClient } from "./broker-client.js";
+import {
+  FrameType,
+  PROTOCOL_VERSION,
+  decodeUnit,
+  encodeFrame,
+  encodeUnit,
+  isDataFrame,
+  toBytes,
+  uvarintSize,
+} from "./codec.js";
+import { CONNECTION_FAILED, ErrorCode, MqttGatewayError } from "./errors.js";
+import { Heartbeat, backoffDelay } from "./timers.js";
+import { safeCall } from "./callbacks.js";
+import { resolveTransports } from "./transports.js";
+
+const PING = encodeFrame({ type: FrameType.PING });
+const CLOSE = encodeFrame({ type: FrameType.CLOSE });
+
+// Until OPENED says otherwise, assume the server's default heartbeat (PROTOCOL.md).
+const DEFAULT_HEARTBEAT = 20000;
+// A frame size every server accepts; only used before the first OPENED.
+const DEFAULT_MAX_FRAME = 64 * 1024;
+
+/** Server CLOSE codes after which the gateway no longer has our session. */
+const FRESH_SESSION_CODES = new Set([ErrorCode.session_unknown, ErrorCode.session_gap]);
+/**
+ * Server CLOSE codes that end the connection but are worth a BIND: the gateway asked
+ * us to come back (shutting down / reloading), closed an idle-looking connection, or
+ * hit an internal error. If the session did not survive, BIND gets 4010 and a fresh
+ * session follows, so trying costs nothing.
+ */
+const RETRY_CODES = new Set([ErrorCode.heartbeat_timeout, ErrorCode.shutting_down, ErrorCode.internal]);
+
+const State = Object.freeze({
+  OPENING: "opening", // first OPEN in flight (openSession not resolved yet)
+  OPEN: "open", // bound to a transport, requests flow
+  RECONNECTING: "reconnecting", // transport lost; requests are queued
+  CLOSED: "closed", // final
+});
+
+const hex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+
+/**
+ * A session with the gateway. Create it with openSession().
+ */
+export class Session {
+  /**
+   * @param {string} url gateway base URL
+   * @param {object} options see openSession
+   * @internal
+   */
+  constructor(url, options = {}) {
+    this._base = String(url);
+    this._user = options.user ?? "";
+    this._password = options.password === undefined ? new Uint8Array(0) : toBytes(options.password);
+    this._openOptions = [];
+    if (options.maxBandwidth !== undefined && options.maxBandwidth !== null) {
+      const bw = Number(options.maxBandwidth);
+      if (!Number.isFinite(bw) || bw < 0) throw new TypeError("maxBandwidth must be a non-negative number (bytes/s)");
+      this._openOptions.push(["max_bandwidth", String(Math.floor(bw))]);
+    }
+    this._transports = resolveTransports(options.transport);
+    this._connectTimeout = options.connectTimeout ?? 10000;
+
+    /** Called when the transport dropped and the session starts recovering. */
+    this.onReconnectionStart = options.onReconnectionStart ?? null;
+    /** Called with {messagesMayHaveBeenLost} when the session works again. */
+    this.onReconnectionComplete = options.onReconnectionComplete ?? null;
+    /** Called once with {errorCode, errorMessage} when the session ends for good. */
+    this.onClose = options.onClose ?? null;
+    /** Called with {errorCode, errorMessage, value} for a NOTICE from the gateway. */
+    this.onNotice = options.onNotice ?? null;
+
+    /** @type {string} one of State */
+    this._state = State.OPENING;
+    this._transport = null;
+    this._transportName = null;
+    this._sessionId = null; // Uint8Array(16)
+    this._secret = null;
+    this._heartbeatMs = DEFAULT_HEARTBEAT;
+    this._sessionTimeout = 0;
+    this._maxFrame = DEFAULT_MAX_FRAME;
+    this._info = {};
+
+    // Data frame counting (PROTOCOL.md "Data frames"): _received is the count we
+    // acknowledge in BIND; _next is the number the next data frame carries.
+    this._received = 0;
+    this._next = 1;
+
+    this._nextReq = 1;
+    this._nextHandle = 1;
+    /** @type {Map<number, object>} requests awaiting their RESULT, in req order */
+    this._pending = new Map();
+    /** @type {Set<BrokerClient>} */
+    this._clients = new Set();
+    /** @type {Map<number, BrokerClient>} handle → client, current session only */
+    this._handles = new Map();
+
+    // Outgoing frames not yet handed to a transport. They survive a drop (and go out
+    // after BOUND); a fresh session discards them and re-issues what still matters.
+    /** @type {Uint8Array[]} */
+    this._out = [];
+    this._flushScheduled = false;
+
+    this._handshake = null; // {resolve} while OPEN/BIND awaits its answer
+    this._bound = false; // OPENED/BOUND seen on the current transport
+    this._recovering = false; // between onReconnectionStart and onReconnectionComplete
+    this._mayHaveLost = false;
+    this._sessionIdWasLost = false; // the gateway lost our session: next handshake is OPEN
+    this._recreating = 0; // re-creation requests still unanswered after a fresh session
+    this._sleep = null; // {timer, resolve} while waiting to retry
+
+    this._heartbeat = new Heartbeat({
+      ping: () => this._enqueue(PING),
+      dead: () => this._transportDead(),
+    });
+  }
+
+  /** The session id, as 32 hex digits (changes when a fresh session replaces a lost one). */
+  get id() {
+    return this._sessionId ? hex(this._sessionId) : null;
+  }
+
+  /** The name of the transport in use ("websocket"), or null between transports. */
+  get transport() {
+    return this._transport ? this._transportName : null;
+  }
+
+  /** "opening", "open", "reconnecting" or "closed". */
+  get state() {
+    return this._state;
+  }
+
+  /** The server's `info` pairs from OPENED, as an object. */
+  get info() {
+    return this._info;
+  }
+
+  /** The heartbeat period the gateway asked for (ms). */
+  get heartbeat() {
+    return this._heartbeatMs;
+  }
+
+  /** How long the gateway keeps this session after a drop (ms). */
+  get sessionTimeout() {
+    return this._sessionTimeout;
+  }
+
+  /** The largest frame the gateway accepts (bytes). */
+  get maxFrame() {
+    return this._maxFrame;
+  }
+
+  /**
+   * Creates a client of the named broker (as configured in the gateway). Without
+   * clientId it shares the gateway's connection to that broker; with one it gets a
+   * dedicated broker connection with that MQTT client id.
+   * @param {string} brokerName
+   * @param {string} [clientId]
+   * @returns {BrokerClient}
+   */
+  createClient(brokerName, clientId = "") {
+    if (typeof brokerName !== "string") throw new TypeError("brokerName must be a string");
+    if (typeof clientId !== "string") throw new TypeError("clientId must be a string");
+    if (this._state === State.CLOSED) throw new MqttGatewayError(ErrorCode.bad_request, "session closed");
+    const client = new BrokerClient(this, brokerName, clientId);
+    this._clients.add(client);
+    return client;
+  }
+
+  /**
+   * Ends the session: sends CLOSE (the gateway frees it at once) and closes the
+   * transport. Pending requests fail; connected clients get onConnectionLost with
+   * errorCode 0.
+   * @returns {Promise<void>}
+   */
+  async close() {
+    if (this._state === State.CLOSED) return;
+    const t = this._transport;
+    if (t && this._bound) {
+      this._out.push(CLOSE);
+      this._flush();
+    }
+    this._terminate(0, "session closed");
+  }
+
+  // ---------------------------------------------------------------- opening
+
+  /** First OPEN: resolves when OPENED arrives, rejects on any failure (no retry). @internal */
+  async _open() {
+    const t = await this._connectAny().catch((err) => {
+      this._terminate(CONNECTION_FAILED, err.message, { silent: true });
+      throw new MqttGatewayError(CONNECTION_FAILED, err.message);
+    });
+    const outcome = await this._shake(t, this._openFrame());
+    if (outcome.kind === "opened") return;
+    const err =
+      outcome.kind === "close"
+        ? new MqttGatewayError(outcome.code, outcome.message)
+        : new MqttGatewayError(CONNECTION_FAILED, outcome.message);
+    this._terminate(err.errorCode, err.errorMessage, { silent: true });
+    throw err;
+  }
+
+  _openFrame() {
+    return encodeFrame({
+      type: FrameType.OPEN,
+      version: PROTOCOL_VERSION,
+      user: this._user,
+      password: this._password,
+      options: this._openOptions,
+    });
+  }
+
+  _bindFrame() {
+    return encodeFrame({ type: FrameType.BIND, session: this._sessionId, secret: this._secret, received: this._received });
+  }
+
+  /** Tries the transports in order; the first that connects wins. */
+  async _connectAny() {
+    const errors = [];
+    for (const [name, factory] of this._transports) {
+      try {
+        const t = await factory(this._base, { timeout: this._connectTimeout });
+        this._transportName = name;
+        return t;
+      } catch (err) {
+        errors.push(`${name}: ${err?.message ?? err}`);
+      }
+    }
+    throw new Error(`cannot reach the gateway (${errors.join("; ")})`);
+  }
+
+  /**
+   * Makes `t` the current transport, sends OPEN or BIND and waits for the answer.
+   * Resolves with {kind: "opened" | "bound" | "close" | "dropped" | "fresh", ...}; the
+   * state changes for OPENED/BOUND are made synchronously in _onFrame, because the
+   * data frames that follow them in the same unit must already be counted right.
+   */
+  _shake(t, frame) {
+    this._attach(t);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        if (this._transport === t) this._detach();
+        settle({ kind: "dropped", message: "no answer to OPEN/BIND" });
+        t.close(ErrorCode.heartbeat_timeout, "");
+      }, 2 * this._heartbeatMs + 5000);
+      const settle = (outcome) => {
+        if (this._handshake !== handshake) return;
+        this._handshake = null;
+        clearTimeout(timer);
+        resolve(outcome);
+      };
+      const handshake = { settle };
+      this._handshake = handshake;
+      this._sendNow(t, [frame]);
+    });
+  }
+
+  _attach(t) {
+    this._transport = t;
+    this._bound = false;
+    t.onunit = (unit) => this._onUnit(t, unit);
+    t.onclose = (ev) => this._onTransportClose(t, ev);
+  }
+
+  _detach() {
+    const t = this._transport;
+    this._transport = null;
+    this._bound = false;
+    this._heartbeat.stop();
+    if (t) {
+      t.onunit = null;
+      t.onclose = null;
+    }
+    return t;
+  }
+
+  // ---------------------------------------------------------------- incoming
+
+  _onUnit(t, unit) {
+    if (t !== this._transport) return;
+    this._heartbeat.received();
+    try {
+      for (const frame of decodeUnit(unit)) {
+        this._onFrame(frame);
+        // A frame handler may have ended this transport (CLOSE, fatal error).
+        if (t !== this._transport) return;
+      }
+    } catch (err) {
+      if (!(err instanceof MqttGatewayError)) throw err;
+      // Undecodable input: this client and the gateway disagree on the protocol. A
+      // BIND would replay the same bytes, so retrying cannot help.
+      this._fatal(err.errorCode, `bad frame from the gateway: ${err.errorMessage}`);
+    }
+  }
+
+  _onFrame(f) {
+    if (f.type === FrameType.PING) return;
+    if (f.type === FrameType.SERVER_CLOSE) {
+      this._onServerClose(f.code, f.message);
+      return;
+    }
+    if (!this._bound) {
+      if (f.type === FrameType.OPENED) return this._onOpened(f);
+      if (f.type === FrameType.BOUND) return this._onBound(f);
+      throw new MqttGatewayError(ErrorCode.malformed, `frame 0x${f.type.toString(16)} before OPENED/BOUND`);
+    }
+    if (!isDataFrame(f.type)) {
+      throw new MqttGatewayError(ErrorCode.malformed, `unexpected frame 0x${f.type.toString(16)}`);
+    }
+    // Every data frame counts, even one no client wants, so that BIND's count matches
+    // the server's. Frames the server replays that we already had are dropped here.
+    const n = this._next++;
+    if (n <= this._received) return;
+    this._received = n;
+    switch (f.type) {
+      case FrameType.RESULT:
+        return this._onResult(f);
+      case FrameType.MESSAGE:
+        return this._onMessage(f);
+      case FrameType.LOST:
+        return this._handles.get(f.handle)?._onLost(f.code, f.message);
+      case FrameType.NOTICE:
+        return safeCall(this.onNotice, this, { errorCode: f.code, errorMessage: f.message, value: f.value });
+    }
+  }
+
+  _onOpened(f) {
+    const fresh = this._sessionId !== null; // a replacement for a session the gateway lost
+    this._sessionId = f.session;
+    this._secret = f.secret;
+    this._heartbeatMs = f.heartbeat || DEFAULT_HEARTBEAT;
+    this._sessionTimeout = f.sessionTimeout;
+    this._maxFrame = f.maxFrame || DEFAULT_MAX_FRAME;
+    this._info = Object.fromEntries(f.info);
+    this._received = 0;
+    this._next = 1;
+    this._bound = true;
+    this._state = State.OPEN;
+    this._heartbeat.start(this._heartbeatMs);
+    if (fresh) this._recreate();
+    this._flush();
+    this._handshake?.settle({ kind: "opened" });
+  }
+
+  _onBound(f) {
+    if (f.replayFrom < 1 || f.replayFrom > this._received + 1) {
+      // The server would skip frames we never saw: that is a gap, whatever it says.
+      // Give the server its session back and start anew.
+      const t = this._detach();
+      this._sendNow(t, [CLOSE]);
+      t.close(1000, "session gap");
+      this._handshake?.settle({ kind: "fresh" });
+      return;
+    }
+    this._next = f.replayFrom;
+    this._bound = true;
+    this._state = State.OPEN;
+    this._heartbeat.start(this._heartbeatMs);
+    this._flush();
+    this._handshake?.settle({ kind: "bound" });
+  }
+
+  _onResult(f) {
+    const rec = this._pending.get(f.req);
+    if (!rec) return; // not ours (any more): e.g. superseded by a fresh session
+    this._pending.delete(f.req);
+    rec.onResult(f.code, f.message, f.value);
+  }
+
+  _onMessage(f) {
+    let delivered = false;
+    for (const client of this._clients) {
+      if (client._stream !== f.stream) continue;
+      if (client._deliver(f)) delivered = true;
+    }
+    // Acknowledge only what an application callback has seen: an ACK for a message
+    // nobody got would tell the broker it was delivered.
+    if (f.packetId !== 0 && delivered) {
+      this._enqueue(encodeFrame({ type: FrameType.ACK, stream: f.stream, packetId: f.packetId }));
+    }
+  }
+
+  _onServerClose(code, message) {
+    if (this._handshake) {
+      this._detach()?.close(1000, "");
+      this._handshake.settle({ kind: "close", code, message });
+      return;
+    }
+    if (FRESH_SESSION_CODES.has(code)) {
+      this._mayHaveLost = true;
+      this._sessionIdWasLost = true; // the next handshake must be OPEN, not BIND
+      this._reconnect({ immediate: true });
+    } else if (RETRY_CODES.has(code)) {
+      this._reconnect();
+    } else {
+      this._terminate(code, message);
+    }
+  }
+
+  _onTransportClose(t, ev) {
+    if (t !== this._transport) return;
+    if (this._handshake) {
+      this._detach();
+      this._handshake.settle({ kind: "dropped", message: `transport closed (${ev.code})` });
+      return;
+    }
+    // A close code in the protocol's range without a CLOSE frame: the server's intent
+    // is the same as with the frame.
+    if (ev.code >= 4000 && ev.code <= 4999) {
+      this._onServerClose(ev.code, ev.reason || "connection closed by the gateway");
+      return;
+    }
+    this._reconnect();
+  }
+
+  /** The heartbeat deadline passed: drop this transport and recover. */
+  _transportDead() {
+    if (this._transport) this._reconnect({ code: ErrorCode.heartbeat_timeout });
+  }
+
+  // ---------------------------------------------------------------- outgoing
+
+  /**
+   * Registers a request and sends it (now, or when the session is back).
+   * @param {BrokerClient} client
+   * @param {(req: number, handle: number) => object} build makes the frame object
+   * @param {(code: number, message: string, value: number, quiet?: boolean) => void} onResult
+   *   quiet: the failure comes from the application's own session.close()
+   * @param {() => void} [onFresh] what to do if a fresh session replaces this one
+   *   before the RESULT arrives (the request is dropped from the pending set first)
+   * @returns {boolean} false if the request could not be issued (error already reported)
+   * @internal
+   */
+  _request(client, build, onResult, onFresh) {
+    if (this._state === State.CLOSED) {
+      onResult(ErrorCode.bad_request, "session closed", 0, false);
+      return false;
+    }
+    const req = this._nextReq++;
+    const bytes = encodeFrame(build(req, client._handle ?? 0));
+    if (bytes.length > this._maxFrame) {
+      onResult(ErrorCode.frame_too_large, `frame of ${bytes.length} bytes exceeds the gateway's ${this._maxFrame}`, 0);
+      return false;
+    }
+    this._pending.set(req, { req, client, onResult, onFresh });
+    this._enqueue(bytes);
+    return true;
+  }
+
+  /** Allocates a handle for a client's CONNECT. @internal */
+  _assignHandle(client) {
+    if (client._handle !== null) this._handles.delete(client._handle);
+    const h = this._nextHandle++;
+    this._handles.set(h, client);
+    return h;
+  }
+
+  /** @internal */
+  _releaseHandle(client) {
+    if (client._handle !== null && this._handles.get(client._handle) === client) this._handles.delete(client._handle);
+  }
+
+  _enqueue(bytes) {
+    this._out.push(bytes);
+    if (this._flushScheduled) return;
+    this._flushScheduled = true;
+    // Everything queued in this tick goes out as one unit (fewer WebSocket messages
+    // and syscalls when an application subscribes to 50 filters in a loop).
+    queueMicrotask(() => {
+      this._flushScheduled = false;
+      this._flush();
+    });
+  }
+
+  _flush() {
+    if (this._out.length === 0 || !this._transport || !this._bound) return;
+    const frames = this._out;
+    this._out = [];
+    this._sendNow(this._transport, frames);
+  }
+
+  /** Sends frames on t, as few units as the gateway's max_frame allows. */
+  _sendNow(t, frames) {
+    let batch = [];
+    let size = 0;
+    const emit = () => {
+      if (batch.length === 0) return;
+      t.send(encodeUnit(batch));
+      batch = [];
+      size = 0;
+    };
+    for (const f of frames) {
+      const n = f.length + uvarintSize(f.length);
+      // PROTOCOL.md bounds frames, not units; keeping units within max_frame keeps
+      // them within whatever message limit the server derives from it.
+      if (size > 0 && size + n > this._maxFrame) emit();
+      batch.push(f);
+      size += n;
+    }
+    emit();
+    this._heartbeat.sent();
+  }
+
+  // ---------------------------------------------------------------- recovery
+
+  /** Starts (or continues) recovery after the current transport is gone. */
+  _reconnect({ immediate = false, code = 1000 } = {}) {
+    // While opening, the handshake reports failures to openSession instead.
+    if (this._state === State.CLOSED || this._state === State.OPENING) return;
+    const t = this._detach();
+    t?.close(code, "");
+    // Frames not yet sent stay queued for the resumed session; PINGs are pointless.
+    this._out = this._out.filter((b) => b !== PING);
+    this._beginRecovery();
+    if (this._state === State.RECONNECTING) return; // a loop is already running
+    this._state = State.RECONNECTING;
+    this._reconnectLoop(immediate).catch((err) => this._terminate(ErrorCode.internal, String(err?.message ?? err)));
+  }
+
+  _beginRecovery() {
+    if (this._recovering) return;
+    this._recovering = true;
+    safeCall(this.onReconnectionStart, this);
+    for (const c of this._clients) c._onReconnectionStart();
+  }
+
+  async _reconnectLoop(immediate) {
+    let attempt = 0;
+    let wait = !immediate;
+    while (this._state === State.RECONNECTING) {
+      if (wait) {
+        await this._pause(backoffDelay(attempt++));
+        if (this._state !== State.RECONNECTING) return;
+      }
+      wait = true;
+      let t;
+      try {
+        t = await this._connectAny();
+      } catch {
+        continue;
+      }
+      if (this._state !== State.RECONNECTING) {
+        t.close(1000, "session closed");
+        return;
+      }
+      const fresh = this._sessionIdWasLost || this._sessionId === null;
+      const outcome = await this._shake(t, fresh ? this._openFrame() : this._bindFrame());
+      if (this._state === State.CLOSED) return;
+      switch (outcome.kind) {
+        case "opened":
+          this._sessionIdWasLost = false;
+          this._maybeCompleteRecovery();
+          return;
+        case "bound":
+          this._maybeCompleteRecovery();
+          return;
+        case "fresh": // BOUND announced a gap (_onBound closed that transport)
+          this._mayHaveLost = true;
+          this._sessionIdWasLost = true;
+          wait = false;
+          attempt = 0;
+          break;
+        case "close":
+          this._detach();
+          if (FRESH_SESSION_CODES.has(outcome.code)) {
+            this._mayHaveLost = true;
+            this._sessionIdWasLost = true;
+            wait = false;
+            attempt = 0;
+          } else if (!RETRY_CODES.has(outcome.code) && outcome.code !== ErrorCode.too_many_sessions) {
+            this._terminate(outcome.code, outcome.message);
+            return;
+          }
+          break;
+        default: // dropped: try again after the backoff
+          this._detach();
+          t.close(1000, "retrying");
+      }
+    }
+  }
+
+  _pause(ms) {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this._sleep = null;
+        resolve();
+      }, ms);
+      this._sleep = { timer, resolve };
+    });
+  }
+
+  /**
+   * After OPENED of a fresh session: every request of the lost session is dropped
+   * (its RESULT will never come), every client that was connected or connecting
+   * sends CONNECT again with its subscriptions, and each dropped request decides
+   * what it means now (a PUBLISH is sent again, an UNSUBSCRIBE is simply done...).
+   */
+  _recreate() {
+    this._mayHaveLost = true;
+    const old = [...this._pending.values()];
+    this._pending.clear();
+    this._handles.clear();
+    this._out = [];
+    this._recreating = 0;
+    for (const c of this._clients) c._recreate();
+    for (const rec of old) rec.onFresh?.();
+  }
+
+  /** Counts one answered re-creation request. @internal */
+  _recreated() {
+    this._recreating--;
+    this._maybeCompleteRecovery();
+  }
+
+  _maybeCompleteRecovery() {
+    if (!this._recovering || this._state !== State.OPEN || this._recreating > 0) return;
+    const info = { messagesMayHaveBeenLost: this._mayHaveLost };
+    this._recovering = false; // between onReconnectionStart and onReconnectionComplete
+    this._mayHaveLost = false;
+    this._sessionIdWasLost = false; // the gateway lost our session: next handshake is OPEN
+    safeCall(this.onReconnectionComplete, this, info);
+    for (const c of this._clients) c._onReconnectionComplete(info);
+  }
+
+  // ---------------------------------------------------------------- ending
+
+  /** A protocol violation: tell the gateway we are gone, then end. */
+  _fatal(code, message) {
+    const t = this._transport;
+    if (t && this._bound) this._sendNow(t, [CLOSE]);
+    this._terminate(code, message);
+  }
+
+  /**
+   * Ends the session for good.
+   * @param {number} code 0 when the application closed it
+   * @param {string} message
+   * @param {{silent?: boolean}} [o] silent: openSession is rejecting instead of onClose
+   */
+  _terminate(code, message, { silent = false } = {}) {
+    if (this._state === State.CLOSED) return;
+    const wasOpened = this._sessionId !== null;
+    this._state = State.CLOSED;
+    const t = this._detach();
+    t?.close(code >= 4000 && code <= 4999 ? code : 1000, "");
+    if (this._sleep) {
+      clearTimeout(this._sleep.timer);
+      this._sleep.resolve();
+      this._sleep = null;
+    }
+    this._handshake?.settle({ kind: "close", code, message });
+    this._out = [];
+    // Requests fail with the session's end code; with 4003 when the application
+    // closed it (0 would read as success).
+    const reqCode = code === 0 ? ErrorCode.bad_request : code;
+    const pending = [...this._pending.values()];
+    this._pending.clear();
+    for (const rec of pending) rec.onResult(reqCode, message, 0, code === 0);
+    for (const c of this._clients) c._onSessionEnd(code, message);
+    this._handles.clear();
+    if (!silent && wasOpened) safeCall(this.onClose, this, { errorCode: code, errorMessage: message });
+  }
+}

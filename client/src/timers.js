@@ -1,0 +1,91 @@
+// Liveness and retry timing: the heartbeat monitor and the reconnection backoff.
+
+/**
+ * Sends PING when nothing was sent for `heartbeat` ms and declares the connection dead
+ * when nothing was received for 2 × heartbeat + 5000 ms (PROTOCOL.md, Heartbeats).
+ *
+ * Browsers throttle timers in background tabs (to one run per second, or per minute
+ * after a while), and laptops sleep. So instead of trusting one long timeout, a short
+ * interval compares Date.now() deltas on every tick. A tick that comes much later than
+ * scheduled means this page (not the network) was asleep: the receive deadline is then
+ * pushed so the server gets one heartbeat period to show it is still there, rather than
+ * declaring a healthy connection dead because our own clock jumped.
+ */
+export class Heartbeat {
+  /**
+   * @param {object} o
+   * @param {() => void} o.ping sends a PING
+   * @param {() => void} o.dead called once when the receive deadline passes
+   * @param {() => number} [o.now] clock, for tests
+   */
+  constructor({ ping, dead, now = Date.now }) {
+    this.ping = ping;
+    this.dead = dead;
+    this.now = now;
+    this.timer = null;
+    this.heartbeat = 0;
+  }
+
+  /** Starts (or restarts) monitoring with the server's heartbeat period. */
+  start(heartbeat) {
+    this.stop();
+    this.heartbeat = heartbeat;
+    const t = this.now();
+    this.lastSent = t;
+    this.lastReceived = t;
+    this.lastTick = t;
+    this.tickMs = Math.min(1000, Math.max(25, Math.floor(heartbeat / 4)));
+    this.timer = setInterval(() => this.tick(), this.tickMs);
+    // Node.js: the transport keeps the process alive while it is open; this timer
+    // must not keep it alive on its own.
+    this.timer.unref?.();
+  }
+
+  stop() {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  sent() {
+    this.lastSent = this.now();
+  }
+
+  received() {
+    this.lastReceived = this.now();
+  }
+
+  /** The receive deadline: 2 × heartbeat + 5000 ms. */
+  get deadAfter() {
+    return 2 * this.heartbeat + 5000;
+  }
+
+  tick() {
+    const t = this.now();
+    if (t - this.lastTick > 3 * this.tickMs + 1000) {
+      // We were asleep: give the peer a full heartbeat (+ slack) from now.
+      this.lastReceived = Math.max(this.lastReceived, t - this.deadAfter + this.heartbeat + 5000);
+    }
+    this.lastTick = t;
+    if (t - this.lastReceived >= this.deadAfter) {
+      this.stop();
+      this.dead();
+      return;
+    }
+    if (t - this.lastSent >= this.heartbeat) {
+      this.lastSent = t;
+      this.ping();
+    }
+  }
+}
+
+/**
+ * Reconnection delay for the n-th consecutive attempt (0-based): exponential from
+ * ~250 ms, capped at 5 s, with jitter (50-100 % of the step) so that thousands of tabs
+ * cut off by the same gateway restart do not come back in lock-step.
+ * @param {number} attempt
+ * @param {() => number} [random]
+ */
+export function backoffDelay(attempt, random = Math.random) {
+  const step = Math.min(5000, 250 * 2 ** Math.min(attempt, 10));
+  return Math.round(step * (0.5 + random() * 0.5));
+}

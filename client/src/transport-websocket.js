@@ -1,0 +1,120 @@
+// The WebSocket transport (PROTOCOL.md, Transports/WebSocket): `GET <base>/ws` with
+// subprotocol "mqttgw.v1"; each binary WebSocket message is one transport unit.
+
+/** The WebSocket subprotocol of protocol version 1. */
+export const SUBPROTOCOL = "mqttgw.v1";
+
+/**
+ * The WebSocket endpoint for a gateway base URL: http→ws, https→wss, path + "/ws".
+ * A relative base ("/mqtt") resolves against the page's location in a browser.
+ * @param {string | URL} base
+ * @returns {string}
+ */
+export function webSocketUrl(base) {
+  const u = new URL(base, globalThis.location?.href);
+  switch (u.protocol) {
+    case "http:":
+      u.protocol = "ws:";
+      break;
+    case "https:":
+      u.protocol = "wss:";
+      break;
+    case "ws:":
+    case "wss:":
+      break;
+    default:
+      throw new TypeError(`unsupported gateway URL scheme ${u.protocol}`);
+  }
+  u.pathname = u.pathname.replace(/\/+$/, "") + "/ws";
+  u.hash = "";
+  return u.href;
+}
+
+let wsClass;
+
+// Browsers and Node.js 22+ have a global WebSocket. Node.js 20 does not: there the
+// "ws" package is loaded, with a dynamic import so that a browser never requests it.
+async function webSocketClass() {
+  if (globalThis.WebSocket) return globalThis.WebSocket;
+  wsClass ??= import("ws").then((m) => m.WebSocket ?? m.default);
+  return wsClass;
+}
+
+/**
+ * Opens a WebSocket transport. Resolves once the connection is open and the server has
+ * accepted the subprotocol; rejects if it fails or takes longer than `timeout` ms (a
+ * proxy that swallows the upgrade would otherwise hang the session forever).
+ *
+ * @param {string | URL} base gateway base URL
+ * @param {{timeout?: number}} [options]
+ * @returns {Promise<import("./transports.js").Transport>}
+ */
+export async function connectWebSocket(base, { timeout = 10000 } = {}) {
+  const url = webSocketUrl(base);
+  const WS = await webSocketClass();
+  return new Promise((resolve, reject) => {
+    const ws = new WS(url, SUBPROTOCOL);
+    ws.binaryType = "arraybuffer";
+    let open = false;
+    let closed = false;
+
+    const transport = {
+      name: "websocket",
+      /** @type {((unit: Uint8Array) => void) | null} */
+      onunit: null,
+      /** @type {((ev: {code: number, reason: string}) => void) | null} */
+      onclose: null,
+      send(unit) {
+        // A closing socket drops the data: its close event follows and the session
+        // takes it from there, as for any other drop.
+        if (ws.readyState === 1) ws.send(unit);
+      },
+      close(code = 1000, reason = "") {
+        finish({ code, reason });
+        try {
+          ws.close(code, reason);
+        } catch {
+          ws.close();
+        }
+      },
+    };
+
+    // Reports the end of the transport exactly once, whoever noticed first.
+    function finish(ev) {
+      if (closed) return;
+      closed = true;
+      clearTimeout(timer);
+      if (!open) {
+        reject(new Error(`websocket ${url} failed (${ev.code}${ev.reason ? ` ${ev.reason}` : ""})`));
+        return;
+      }
+      const cb = transport.onclose;
+      transport.onclose = null;
+      transport.onunit = null;
+      cb?.(ev);
+    }
+
+    const timer = setTimeout(() => transport.close(4004, "open timed out"), timeout);
+
+    ws.onopen = () => {
+      if (ws.protocol !== SUBPROTOCOL) {
+        transport.close(1002, "subprotocol not accepted");
+        return;
+      }
+      open = true;
+      clearTimeout(timer);
+      resolve(transport);
+    };
+    ws.onmessage = (ev) => {
+      if (closed) return;
+      if (typeof ev.data === "string") {
+        // Version 1 speaks binary messages only on WebSocket.
+        transport.close(4000, "text message");
+        return;
+      }
+      transport.onunit?.(new Uint8Array(ev.data));
+    };
+    ws.onerror = () => {}; // a close event always follows; it carries the code
+    ws.onclose = (ev) => finish({ code: ev.code, reason: ev.reason });
+  });
+}

@@ -1,0 +1,364 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+
+import {
+  FrameType,
+  MAX_UVARINT,
+  Reader,
+  Writer,
+  decodeFrame,
+  decodeUnit,
+  encodeFrame,
+  encodeUnit,
+  uvarintSize,
+} from "../src/codec.js";
+import { ErrorCode, MqttGatewayError } from "../src/errors.js";
+
+const bytes = (...b) => new Uint8Array(b);
+const id16 = (seed) => Uint8Array.from({ length: 16 }, (_, i) => (seed * 31 + i) & 0xff);
+
+function encodeUvarint(v) {
+  const w = new Writer();
+  w.uvarint(v);
+  return w.finish().slice();
+}
+const decodeUvarint = (b) => new Reader(b).uvarint();
+
+function assertMalformed(fn, code = ErrorCode.malformed) {
+  assert.throws(fn, (err) => err instanceof MqttGatewayError && err.errorCode === code);
+}
+
+describe("uvarint", () => {
+  test("known encodings", () => {
+    assert.deepEqual(encodeUvarint(0), bytes(0));
+    assert.deepEqual(encodeUvarint(1), bytes(1));
+    assert.deepEqual(encodeUvarint(127), bytes(0x7f));
+    assert.deepEqual(encodeUvarint(128), bytes(0x80, 0x01));
+    assert.deepEqual(encodeUvarint(300), bytes(0xac, 0x02));
+    assert.deepEqual(encodeUvarint(16383), bytes(0xff, 0x7f));
+    assert.deepEqual(encodeUvarint(16384), bytes(0x80, 0x80, 0x01));
+    assert.deepEqual(encodeUvarint(MAX_UVARINT), bytes(0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f));
+  });
+
+  test("round trips at every byte-length boundary and 2^53-1", () => {
+    const values = [0, 1, 2 ** 32 - 1, 2 ** 32, 2 ** 49, MAX_UVARINT - 1, MAX_UVARINT];
+    for (let bits = 7; bits <= 56; bits += 7) {
+      values.push(Math.min(2 ** bits - 1, MAX_UVARINT), Math.min(2 ** bits, MAX_UVARINT));
+    }
+    for (const v of values) {
+      const enc = encodeUvarint(v);
+      assert.equal(enc.length, uvarintSize(v), `size of ${v}`);
+      assert.ok(enc.length <= 8);
+      assert.equal(decodeUvarint(enc), v, `round trip of ${v}`);
+    }
+  });
+
+  test("encoder rejects values it cannot represent", () => {
+    for (const v of [-1, 1.5, MAX_UVARINT + 1, 2 ** 60, NaN, Infinity]) {
+      assert.throws(() => encodeUvarint(v), RangeError, String(v));
+    }
+  });
+
+  test("truncated uvarint is malformed", () => {
+    assertMalformed(() => decodeUvarint(bytes()));
+    assertMalformed(() => decodeUvarint(bytes(0x80)));
+    assertMalformed(() => decodeUvarint(bytes(0xff, 0xff, 0xff)));
+  });
+
+  test("uvarint longer than 8 bytes is malformed", () => {
+    assertMalformed(() => decodeUvarint(bytes(0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00)));
+    assertMalformed(() => decodeUvarint(bytes(0x81, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01)));
+  });
+
+  test("8-byte values above 2^53-1 are malformed", () => {
+    // 2^53 exactly, and 2^56-1 (the largest 8-byte value)
+    assertMalformed(() => decodeUvarint(bytes(0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10)));
+    assertMalformed(() => decodeUvarint(bytes(0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f)));
+  });
+
+  test("non-minimal encodings within 8 bytes are accepted (as Go's binary.Uvarint does)", () => {
+    assert.equal(decodeUvarint(bytes(0x80, 0x00)), 0);
+    assert.equal(decodeUvarint(bytes(0x81, 0x80, 0x00)), 1);
+  });
+});
+
+describe("strings, bytes, kv, props", () => {
+  const roundString = (s) => {
+    const w = new Writer();
+    w.string(s);
+    return new Reader(w.finish()).string();
+  };
+
+  test("UTF-8 strings round trip, BOM and NUL included", () => {
+    for (const s of ["", "a", "sensors/é/temp", "日本語", "😀/+", "\uFEFFbom", "nul\u0000inside"]) {
+      assert.equal(roundString(s), s);
+    }
+  });
+
+  test("invalid UTF-8 in a string is malformed", () => {
+    const cases = [
+      bytes(0xff),
+      bytes(0xc0, 0x80), // overlong NUL
+      bytes(0xed, 0xa0, 0x80), // UTF-16 surrogate
+      bytes(0xe2, 0x82), // truncated sequence
+      bytes(0xf4, 0x90, 0x80, 0x80), // beyond U+10FFFF
+    ];
+    for (const c of cases) {
+      const w = new Writer();
+      w.bytes(c);
+      assertMalformed(() => new Reader(w.finish()).string());
+    }
+  });
+
+  test("strings with lone surrogates cannot be encoded", () => {
+    assert.throws(() => new Writer().string("a\uD800b"), TypeError);
+    assert.throws(() => new Writer().string("\uDC00"), TypeError);
+  });
+
+  test("string length beyond the frame is malformed", () => {
+    assertMalformed(() => new Reader(bytes(5, 0x61, 0x62)).string());
+  });
+
+  test("kv round trip", () => {
+    const w = new Writer();
+    const pairs = [["max_bandwidth", "65536"], ["", ""], ["k", "v"], ["k", "again"]];
+    w.kv(pairs);
+    assert.deepEqual(new Reader(w.finish()).kv(), pairs);
+  });
+
+  test("props round trip with every property", () => {
+    const p = {
+      payloadFormatIndicator: 1,
+      messageExpiryInterval: 3600,
+      contentType: "application/json",
+      responseTopic: "replies/42",
+      correlationData: bytes(0, 1, 2, 255),
+      userProperties: [["a", "1"], ["a", "2"], ["b", ""]],
+    };
+    const w = new Writer();
+    w.props(p);
+    const enc = w.finish();
+    assert.equal(enc[0], 8, "count: 5 single properties + 3 user properties");
+    assert.deepEqual(new Reader(enc).props(), p);
+  });
+
+  test("empty props", () => {
+    const w = new Writer();
+    w.props({});
+    assert.deepEqual(w.finish(), bytes(0));
+    assert.deepEqual(new Reader(bytes(0)).props(), {});
+  });
+
+  test("unknown property id is malformed", () => {
+    assertMalformed(() => new Reader(bytes(1, 7, 0)).props());
+    assertMalformed(() => new Reader(bytes(1, 0, 0)).props());
+  });
+
+  test("repeated single-valued property is malformed", () => {
+    assertMalformed(() => new Reader(bytes(2, 2, 5, 2, 6)).props());
+  });
+
+  test("payload format indicator above 1 is malformed", () => {
+    assertMalformed(() => new Reader(bytes(1, 1, 2)).props());
+  });
+
+  test("truncated props are malformed", () => {
+    assertMalformed(() => new Reader(bytes(2, 2, 5)).props());
+  });
+});
+
+describe("frames", () => {
+  const all = [
+    { type: FrameType.OPEN, version: 1, user: "alice", password: bytes(0, 255, 10), options: [["max_bandwidth", "1024"]] },
+    { type: FrameType.BIND, session: id16(1), secret: id16(2), received: MAX_UVARINT },
+    {
+      type: FrameType.CONNECT,
+      req: 1,
+      handle: 2,
+      broker: "main",
+      clientId: "",
+      cleanStart: true,
+      keepAlive: 0,
+      sessionExpiry: 0,
+      username: "",
+      password: bytes(),
+      will: null,
+    },
+    {
+      type: FrameType.CONNECT,
+      req: 300,
+      handle: 7,
+      broker: "sensors",
+      clientId: "dev-1",
+      cleanStart: false,
+      keepAlive: 60,
+      sessionExpiry: 86400,
+      username: "u",
+      password: bytes(1, 2, 3),
+      will: { qos: 2, retain: true, topic: "dev/1/status", props: { contentType: "text/plain" }, payload: bytes(0x6f, 0x66, 0x66) },
+    },
+    { type: FrameType.SUBSCRIBE, req: 3, handle: 2, filter: "sensors/+/temp", qos: 1, maxFrequency: 2500 },
+    { type: FrameType.UNSUBSCRIBE, req: 4, handle: 2, filter: "a/#" },
+    {
+      type: FrameType.PUBLISH,
+      req: 5,
+      handle: 2,
+      topic: "x/y",
+      qos: 2,
+      retain: true,
+      props: { userProperties: [["k", "v"]] },
+      payload: Uint8Array.from({ length: 256 }, (_, i) => i),
+    },
+    { type: FrameType.PUBLISH, req: 6, handle: 2, topic: "x", qos: 0, retain: false, props: {}, payload: bytes() },
+    { type: FrameType.DISCONNECT, req: 7, handle: 2 },
+    { type: FrameType.ACK, stream: 9, packetId: 65535 },
+    { type: FrameType.PING },
+    { type: FrameType.CLOSE },
+    {
+      type: FrameType.OPENED,
+      session: id16(3),
+      secret: id16(4),
+      heartbeat: 20000,
+      sessionTimeout: 30000,
+      maxFrame: 1 << 20,
+      info: [["server", "mqtt_gateway"]],
+    },
+    { type: FrameType.BOUND, replayFrom: 42, requests: 7 },
+    { type: FrameType.RESULT, req: 5, code: 0, message: "", value: 3 },
+    { type: FrameType.RESULT, req: 6, code: 4021, message: "not allowed: é", value: 0 },
+    {
+      type: FrameType.MESSAGE,
+      stream: 1,
+      qos: 1,
+      retain: true,
+      duplicate: true,
+      packetId: 12,
+      topic: "sensors/a/temp",
+      props: { payloadFormatIndicator: 0, correlationData: bytes(9) },
+      payload: bytes(0xff, 0xfe, 0x00),
+    },
+    { type: FrameType.LOST, handle: 2, code: 4041, message: "broker down" },
+    { type: FrameType.NOTICE, code: 4050, message: "overflow", value: 17 },
+    { type: FrameType.SERVER_CLOSE, code: 4012, message: "gap" },
+  ];
+
+  test("every frame type round trips", () => {
+    const seen = new Set();
+    for (const f of all) {
+      const enc = encodeFrame(f);
+      assert.equal(enc[0], f.type);
+      assert.deepEqual(decodeFrame(enc), f);
+      seen.add(f.type);
+    }
+    assert.deepEqual([...seen].sort(), Object.values(FrameType).sort(), "a sample of every type");
+  });
+
+  test("wire layout of a SUBSCRIBE matches PROTOCOL.md field by field", () => {
+    const enc = encodeFrame({ type: FrameType.SUBSCRIBE, req: 1, handle: 2, filter: "a/+", qos: 1, maxFrequency: 1000 });
+    assert.deepEqual(enc, bytes(0x04, 1, 2, 3, 0x61, 0x2f, 0x2b, 1, 0xe8, 0x07));
+  });
+
+  test("wire layout of CONNECT flags", () => {
+    const base = { type: FrameType.CONNECT, req: 1, handle: 1, broker: "b", clientId: "", keepAlive: 0, sessionExpiry: 0, username: "", password: bytes() };
+    const flagsOf = (f) => encodeFrame({ ...base, ...f })[6];
+    assert.equal(flagsOf({ cleanStart: true }), 0x01);
+    assert.equal(flagsOf({ cleanStart: false, will: { topic: "t", qos: 1, retain: true, props: {}, payload: bytes() } }), 0x02 | 0x04 | 0x10);
+    assert.equal(flagsOf({ cleanStart: true, will: { topic: "t", qos: 2, retain: false, props: {}, payload: bytes() } }), 0x01 | 0x02 | 0x08);
+  });
+
+  test("wire layout of MESSAGE flags", () => {
+    const enc = encodeFrame({ type: FrameType.MESSAGE, stream: 1, qos: 2, retain: true, duplicate: true, packetId: 0, topic: "t", props: {}, payload: bytes(7) });
+    assert.deepEqual(enc, bytes(0x84, 1, 0x0e, 0, 1, 0x74, 0, 7));
+  });
+
+  test("unknown frame type is malformed", () => {
+    assertMalformed(() => decodeFrame(bytes(0x0b)));
+    assertMalformed(() => decodeFrame(bytes(0x80)));
+    assertMalformed(() => decodeFrame(bytes(0xff)));
+  });
+
+  test("trailing bytes after a fixed body are malformed", () => {
+    assertMalformed(() => decodeFrame(bytes(FrameType.PING, 0)));
+    assertMalformed(() => decodeFrame(bytes(FrameType.BOUND, 1, 0, 0)));
+  });
+
+  test("truncated bodies are malformed", () => {
+    for (const f of all) {
+      const enc = encodeFrame(f);
+      // Frames ending in `rest` accept any cut inside the payload, not before it.
+      const minimum = f.type === FrameType.PUBLISH || f.type === FrameType.MESSAGE ? enc.length - f.payload.length : enc.length;
+      for (let n = 1; n < minimum; n++) {
+        assertMalformed(() => decodeFrame(enc.subarray(0, n)), undefined, `type ${f.type} cut at ${n}`);
+      }
+    }
+  });
+
+  test("reserved flag bits are malformed", () => {
+    const msg = encodeFrame({ type: FrameType.MESSAGE, stream: 1, qos: 0, packetId: 0, topic: "t", props: {}, payload: bytes() });
+    msg[2] |= 0x10;
+    assertMalformed(() => decodeFrame(msg));
+    const pub = encodeFrame({ type: FrameType.PUBLISH, req: 1, handle: 1, topic: "t", qos: 0, props: {}, payload: bytes() });
+    pub[5] |= 0x08;
+    assertMalformed(() => decodeFrame(pub));
+  });
+
+  test("MESSAGE with QoS 3 is malformed; PUBLISH with QoS 3 is left to the server (4033)", () => {
+    const msg = encodeFrame({ type: FrameType.MESSAGE, stream: 1, qos: 3, packetId: 0, topic: "t", props: {}, payload: bytes() });
+    assertMalformed(() => decodeFrame(msg));
+    const pub = encodeFrame({ type: FrameType.PUBLISH, req: 1, handle: 1, topic: "t", qos: 3, props: {}, payload: bytes() });
+    assert.equal(decodeFrame(pub).qos, 3);
+  });
+
+  test("will QoS without will flag is malformed", () => {
+    const enc = encodeFrame({ type: FrameType.CONNECT, req: 1, handle: 1, broker: "b", clientId: "", cleanStart: true, keepAlive: 0, sessionExpiry: 0, username: "", password: bytes() });
+    enc[6] |= 0x04;
+    assertMalformed(() => decodeFrame(enc));
+  });
+
+  test("invalid UTF-8 in a topic is malformed", () => {
+    const enc = encodeFrame({ type: FrameType.MESSAGE, stream: 1, qos: 0, packetId: 0, topic: "ab", props: {}, payload: bytes() });
+    enc[5] = 0xff; // first topic byte
+    assertMalformed(() => decodeFrame(enc));
+  });
+
+  test("payloads are byte-exact, invalid UTF-8 included", () => {
+    const payload = Uint8Array.from({ length: 256 }, (_, i) => 255 - i);
+    const f = decodeFrame(encodeFrame({ type: FrameType.MESSAGE, stream: 3, qos: 0, packetId: 0, topic: "t", props: {}, payload }));
+    assert.deepEqual(f.payload, payload);
+  });
+});
+
+describe("units", () => {
+  test("a unit carries several length-prefixed frames", () => {
+    const frames = [
+      { type: FrameType.RESULT, req: 1, code: 0, message: "", value: 5 },
+      { type: FrameType.PING },
+      { type: FrameType.MESSAGE, stream: 5, qos: 0, retain: false, duplicate: false, packetId: 0, topic: "a", props: {}, payload: new Uint8Array(300) },
+    ];
+    const unit = encodeUnit(frames.map(encodeFrame));
+    assert.equal(unit[0], encodeFrame(frames[0]).length);
+    assert.deepEqual([...decodeUnit(unit)], frames);
+  });
+
+  test("empty unit, empty frame, and a frame longer than the unit are malformed", () => {
+    assertMalformed(() => [...decodeUnit(bytes())]);
+    assertMalformed(() => [...decodeUnit(bytes(0))]);
+    assertMalformed(() => [...decodeUnit(bytes(3, FrameType.PING))]);
+    assertMalformed(() => [...decodeUnit(bytes(0x80))]);
+  });
+
+  test("frames over the limit are 4002", () => {
+    const unit = encodeUnit([encodeFrame({ type: FrameType.NOTICE, code: 1, message: "x".repeat(100), value: 0 })]);
+    assertMalformed(() => [...decodeUnit(unit, 50)], ErrorCode.frame_too_large);
+  });
+
+  test("frames before a malformed one are decoded", () => {
+    const good = encodeFrame({ type: FrameType.PING });
+    const unit = encodeUnit([good, good, bytes(0x7f)]);
+    const got = [];
+    assertMalformed(() => {
+      for (const f of decodeUnit(unit)) got.push(f);
+    });
+    assert.equal(got.length, 2);
+  });
+});

@@ -1,0 +1,598 @@
+// Session logic against an in-memory peer (see support/fake-gateway.js).
+
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+
+import { ErrorCode, Message, MqttGatewayError, openSession } from "../src/client.js";
+import { FrameType as F } from "../src/codec.js";
+import { Heartbeat, backoffDelay } from "../src/timers.js";
+import { FakeGateway } from "./support/fake-gateway.js";
+import { waitFor } from "./support/wait.js";
+
+const SID = Uint8Array.from({ length: 16 }, (_, i) => i);
+const SECRET = Uint8Array.from({ length: 16 }, (_, i) => 100 + i);
+const SID2 = Uint8Array.from({ length: 16 }, (_, i) => 200 + i);
+
+const opened = (o = {}) => ({
+  type: F.OPENED,
+  session: SID,
+  secret: SECRET,
+  heartbeat: 20000,
+  sessionTimeout: 30000,
+  maxFrame: 65536,
+  info: [["server", "fake"]],
+  ...o,
+});
+const result = (req, value = 0, code = 0, message = "") => ({ type: F.RESULT, req, code, message, value });
+const message = (o) => ({ type: F.MESSAGE, stream: 1, qos: 0, retain: false, duplicate: false, packetId: 0, topic: "t", props: {}, payload: new Uint8Array([1]), ...o });
+
+/** Opens a session on a fake gateway; returns the pieces a test needs. */
+async function open(options = {}) {
+  const gw = new FakeGateway();
+  const pending = openSession("http://127.0.0.1:1/mqtt", { transport: gw.factory, ...options });
+  const conn = await gw.connection(0);
+  const openFrame = await conn.take(F.OPEN);
+  conn.send(opened());
+  const session = await pending;
+  return { gw, conn, session, openFrame };
+}
+
+/** A connected client on a shared (or dedicated) stream. */
+async function connected(session, conn, { stream = 1, clientId = "" } = {}) {
+  const client = session.createClient("main", clientId);
+  const p = client.connect();
+  const c = await conn.take(F.CONNECT);
+  conn.send(result(c.req, stream));
+  await p;
+  return { client, connect: c };
+}
+
+async function subscribed(client, conn, filter, qos = 0, granted = qos) {
+  const p = client.subscribe(filter, { qos });
+  const s = await conn.take(F.SUBSCRIBE);
+  conn.send(result(s.req, granted));
+  await p;
+  return s;
+}
+
+describe("opening", () => {
+  test("OPEN carries credentials and options; OPENED gives the session", async () => {
+    const { session, openFrame } = await open({ user: "alice", password: "pw", maxBandwidth: 65536.7 });
+    assert.equal(openFrame.version, 1);
+    assert.equal(openFrame.user, "alice");
+    assert.deepEqual(openFrame.password, new TextEncoder().encode("pw"));
+    assert.deepEqual(openFrame.options, [["max_bandwidth", "65536"]]);
+    assert.equal(session.id, "000102030405060708090a0b0c0d0e0f");
+    assert.equal(session.transport, "fake");
+    assert.equal(session.state, "open");
+    assert.deepEqual(session.info, { server: "fake" });
+    assert.equal(session.heartbeat, 20000);
+    await session.close();
+  });
+
+  test("a CLOSE instead of OPENED rejects with its code", async () => {
+    const gw = new FakeGateway();
+    const pending = openSession("http://127.0.0.1:1/mqtt", { transport: gw.factory });
+    const conn = await gw.connection(0);
+    await conn.take(F.OPEN);
+    conn.send({ type: F.SERVER_CLOSE, code: 4020, message: "who are you" });
+    await assert.rejects(pending, (e) => e instanceof MqttGatewayError && e.errorCode === 4020 && e.errorMessage === "who are you");
+  });
+
+  test("an unreachable gateway rejects with 1006", async () => {
+    const gw = new FakeGateway();
+    gw.refuse = true;
+    await assert.rejects(openSession("http://127.0.0.1:1/mqtt", { transport: gw.factory }), (e) => e.errorCode === 1006);
+  });
+
+  test("a real WebSocket to a closed port rejects with 1006", async () => {
+    await assert.rejects(openSession("http://127.0.0.1:9/mqtt", { connectTimeout: 2000 }), (e) => e.errorCode === 1006);
+  });
+});
+
+describe("requests", () => {
+  test("frames queued in the same tick go out as one unit", async () => {
+    const { session, conn } = await open();
+    const client = session.createClient("main");
+    const before = conn.units.length;
+    client.connect();
+    client.subscribe("a/#");
+    client.subscribe("b/+", { qos: 2, maxFrequency: 2.5 });
+    await conn.take(F.SUBSCRIBE);
+    assert.equal(conn.units.length, before + 1);
+    const unit = conn.units.at(-1);
+    assert.deepEqual(unit.map((f) => f.type), [F.CONNECT, F.SUBSCRIBE, F.SUBSCRIBE]);
+    assert.equal(unit[0].handle, unit[1].handle);
+    assert.equal(unit[2].qos, 2);
+    assert.equal(unit[2].maxFrequency, 2500, "messages per 1000 s");
+    assert.equal(new Set(unit.map((f) => f.req)).size, 3, "distinct request ids");
+    await session.close();
+  });
+
+  test("CONNECT carries the connect options and the will", async () => {
+    const { session, conn } = await open();
+    const client = session.createClient("sensors", "dev-1");
+    const will = new Message("offline");
+    will.destinationName = "dev/1/status";
+    will.qos = 1;
+    will.retained = true;
+    will.contentType = "text/plain";
+    client.connect({ cleanSession: false, userName: "u", password: "p", keepAliveInterval: 30, sessionExpiryInterval: 600, willMessage: will });
+    const c = await conn.take(F.CONNECT);
+    assert.equal(c.broker, "sensors");
+    assert.equal(c.clientId, "dev-1");
+    assert.equal(c.cleanStart, false);
+    assert.equal(c.username, "u");
+    assert.deepEqual(c.password, new TextEncoder().encode("p"));
+    assert.equal(c.keepAlive, 30);
+    assert.equal(c.sessionExpiry, 600);
+    assert.deepEqual(c.will, { qos: 1, retain: true, topic: "dev/1/status", props: { contentType: "text/plain" }, payload: will.payloadBytes });
+    await session.close();
+  });
+
+  test("results reach promises and callbacks; failures are MqttGatewayError", async () => {
+    const { session, conn } = await open();
+    const client = session.createClient("main");
+    const calls = [];
+    const p = client.connect({ onSuccess: (o) => calls.push(["connected", o.invocationContext]), invocationContext: 7 });
+    conn.send(result((await conn.take(F.CONNECT)).req, 3));
+    await p;
+    assert.deepEqual(calls, [["connected", 7]]);
+    assert.equal(client.isConnected, true);
+
+    const s = client.subscribe("a/b", { qos: 2, onSuccess: (o) => calls.push(["granted", o.grantedQos]) });
+    conn.send(result((await conn.take(F.SUBSCRIBE)).req, 1));
+    assert.equal(await s, 1);
+    assert.deepEqual(calls.at(-1), ["granted", 1]);
+
+    // With onFailure the promise rejects but does not count as unhandled.
+    const bad = client.subscribe("a/#/b", { onFailure: (e) => calls.push(["failed", e.errorCode, e.errorMessage]) });
+    conn.send(result((await conn.take(F.SUBSCRIBE)).req, 0, 4031, "bad filter"));
+    await assert.rejects(bad, (e) => e instanceof MqttGatewayError && e.errorCode === ErrorCode.invalid_filter);
+    assert.deepEqual(calls.at(-1), ["failed", 4031, "bad filter"]);
+
+    const u = client.unsubscribe("a/b");
+    conn.send(result((await conn.take(F.UNSUBSCRIBE)).req));
+    await u;
+    await session.close();
+  });
+
+  test("publish resolves after RESULT and fires onMessageDelivered; 4021 fires onMessageNotAuthorized", async () => {
+    const { session, conn } = await open();
+    const { client } = await connected(session, conn);
+    const delivered = [];
+    const denied = [];
+    client.onMessageDelivered = (m) => delivered.push(m);
+    client.onMessageNotAuthorized = (m, e) => denied.push([m, e.errorCode]);
+
+    const m = new Message(new Uint8Array([0, 255]));
+    m.destinationName = "x/y";
+    m.qos = 1;
+    m.userProperties = [["k", "v"]];
+    const p = client.send(m);
+    const pub = await conn.take(F.PUBLISH);
+    assert.equal(pub.topic, "x/y");
+    assert.equal(pub.qos, 1);
+    assert.equal(pub.retain, false);
+    assert.deepEqual(pub.payload, new Uint8Array([0, 255]));
+    assert.deepEqual(pub.props, { userProperties: [["k", "v"]] });
+    assert.equal(delivered.length, 0, "not before the RESULT");
+    conn.send(result(pub.req));
+    assert.equal(await p, m);
+    assert.deepEqual(delivered, [m]);
+
+    const q = client.publish("secret/x", "s", 0, true);
+    const pub2 = await conn.take(F.PUBLISH);
+    assert.equal(pub2.retain, true);
+    conn.send(result(pub2.req, 0, 4021, "no"));
+    await assert.rejects(q, (e) => e.errorCode === 4021);
+    assert.equal(denied.length, 1);
+    assert.equal(denied[0][0].destinationName, "secret/x");
+    assert.equal(delivered.length, 1);
+    await session.close();
+  });
+
+  test("local refusals: bad QoS (4033), not connected (4003), frame over max_frame (4002)", async () => {
+    const { session, conn } = await open();
+    const client = session.createClient("main");
+    await assert.rejects(client.subscribe("a", { qos: 0 }), (e) => e.errorCode === 4003);
+    await assert.rejects(client.publish("a", "x"), (e) => e.errorCode === 4003);
+    await connected(session, conn).then(({ client: c }) => Promise.all([
+      assert.rejects(c.subscribe("a", { qos: 3 }), (e) => e.errorCode === 4033),
+      assert.rejects(c.publish("a", "x", 5), (e) => e.errorCode === 4033),
+      assert.rejects(c.publish("a", new Uint8Array(70000)), (e) => e.errorCode === 4002),
+    ]));
+    await session.close();
+  });
+});
+
+describe("dispatch", () => {
+  test("a shared-stream MESSAGE reaches each matching client once, at the lower QoS", async () => {
+    const { session, conn } = await open();
+    const a = await connected(session, conn, { stream: 7 });
+    const b = await connected(session, conn, { stream: 7 });
+    const c = await connected(session, conn, { stream: 7 });
+    const other = await connected(session, conn, { stream: 8 });
+    await subscribed(a.client, conn, "s/+/temp", 1);
+    await subscribed(b.client, conn, "x/#", 2);
+    await subscribed(c.client, conn, "s/#", 0);
+    await subscribed(c.client, conn, "s/a/temp", 2, 1); // granted 1: that is what counts
+    await subscribed(other.client, conn, "#", 2);
+    const got = { a: [], b: [], c: [], other: [] };
+    for (const [k, v] of Object.entries({ a, b, c, other })) v.client.onMessageArrived = (m) => got[k].push(m);
+
+    conn.send(message({ stream: 7, qos: 2, topic: "s/a/temp", retain: true, payload: new Uint8Array([9]) }));
+    assert.equal(got.a.length, 1);
+    assert.equal(got.a[0].qos, 1);
+    assert.equal(got.a[0].retained, true);
+    assert.deepEqual(got.a[0].payloadBytes, new Uint8Array([9]));
+    assert.equal(got.b.length, 0);
+    assert.equal(got.c.length, 1, "two matching subscriptions, one delivery");
+    assert.equal(got.c[0].qos, 1);
+    assert.equal(got.other.length, 0, "another stream");
+
+    conn.send(message({ stream: 7, qos: 0, topic: "s/b/temp" }));
+    assert.equal(got.a.at(-1).qos, 0);
+    assert.equal(got.c.length, 2);
+    assert.equal(got.c.at(-1).qos, 0);
+    await session.close();
+  });
+
+  test("a subscription receives retained messages that overtake its RESULT", async () => {
+    const { session, conn } = await open();
+    const { client } = await connected(session, conn);
+    const got = [];
+    client.onMessageArrived = (m) => got.push(m.destinationName);
+    const p = client.subscribe("r/#", { qos: 1 });
+    const s = await conn.take(F.SUBSCRIBE);
+    conn.send(message({ topic: "r/1", retain: true, qos: 1 }), result(s.req, 1));
+    await p;
+    assert.deepEqual(got, ["r/1"]);
+    await session.close();
+  });
+
+  test("after unsubscribe, messages for that filter stop at once", async () => {
+    const { session, conn } = await open();
+    const { client } = await connected(session, conn);
+    await subscribed(client, conn, "u/#");
+    const got = [];
+    client.onMessageArrived = (m) => got.push(m);
+    client.unsubscribe("u/#");
+    conn.send(message({ topic: "u/1" }));
+    assert.equal(got.length, 0);
+    await session.close();
+  });
+
+  test("dedicated stream: ACK after onMessageArrived returns, only for packet ids", async () => {
+    const { session, conn } = await open();
+    const { client } = await connected(session, conn, { stream: 5, clientId: "dev" });
+    const acksSeenInCallback = [];
+    const got = [];
+    client.onMessageArrived = (m) => {
+      got.push(m);
+      acksSeenInCallback.push(conn.all(F.ACK).length);
+    };
+    // No subscription made in this page: a persistent session's messages still arrive.
+    conn.send(message({ stream: 5, qos: 1, packetId: 42, topic: "queued/while/offline" }));
+    conn.send(message({ stream: 5, qos: 0, packetId: 0, topic: "q0" }));
+    const ack = await conn.take(F.ACK);
+    assert.deepEqual(ack, { type: F.ACK, stream: 5, packetId: 42 });
+    assert.deepEqual(acksSeenInCallback, [0, 0]);
+    assert.equal(got[0].qos, 1);
+    await new Promise((r) => setTimeout(r, 10));
+    assert.equal(conn.all(F.ACK).length, 1);
+    await session.close();
+  });
+
+  test("a throwing onMessageArrived does not stop other clients nor the ACK", async () => {
+    const { session, conn } = await open();
+    const a = await connected(session, conn, { stream: 5, clientId: "dev" });
+    const errors = [];
+    globalThis.reportError = (e) => errors.push(e); // as in browsers
+    try {
+      a.client.onMessageArrived = () => {
+        throw new Error("app bug");
+      };
+      conn.send(message({ stream: 5, qos: 1, packetId: 1 }));
+      await conn.take(F.ACK);
+      await waitFor(() => errors.length === 1, { what: "the rethrown error" });
+      assert.equal(errors[0].message, "app bug");
+    } finally {
+      delete globalThis.reportError;
+    }
+    await session.close();
+  });
+
+  test("LOST detaches the client with its code", async () => {
+    const { session, conn } = await open();
+    const { client, connect } = await connected(session, conn);
+    const lost = [];
+    client.onConnectionLost = (e) => lost.push(e);
+    conn.send({ type: F.LOST, handle: connect.handle, code: 4041, message: "broker gone" });
+    assert.deepEqual(lost, [{ errorCode: 4041, errorMessage: "broker gone" }]);
+    assert.equal(client.isConnected, false);
+    await session.close();
+  });
+
+  test("NOTICE reaches session.onNotice", async () => {
+    const notices = [];
+    const { session, conn } = await open({ onNotice: (n) => notices.push(n) });
+    conn.send({ type: F.NOTICE, code: 4050, message: "overflow", value: 3 });
+    assert.deepEqual(notices, [{ errorCode: 4050, errorMessage: "overflow", value: 3 }]);
+    await session.close();
+  });
+});
+
+describe("recovery", () => {
+  test("a drop resumes with BIND; replayed duplicates are dropped by count; queued requests follow", async () => {
+    const events = [];
+    const { gw, conn, session } = await open({
+      onReconnectionStart: () => events.push("start"),
+      onReconnectionComplete: (i) => events.push(["complete", i.messagesMayHaveBeenLost]),
+    });
+    const { client } = await connected(session, conn); // data frame 1
+    await subscribed(client, conn, "t/#"); // 2
+    const got = [];
+    client.onMessageArrived = (m) => got.push(m.payloadBytes[0]);
+    client.onReconnectionStart = () => events.push("client start");
+    client.onReconnectionComplete = (i) => events.push(["client complete", i.messagesMayHaveBeenLost]);
+    conn.send(message({ topic: "t/1", payload: new Uint8Array([3]) })); // 3
+    assert.deepEqual(got, [3]);
+
+    conn.drop();
+    const conn2 = await gw.connection(1);
+    assert.deepEqual(events, ["start", "client start"]);
+    const bind = await conn2.take(F.BIND);
+    assert.deepEqual(bind.session, SID);
+    assert.deepEqual(bind.secret, SECRET);
+    assert.equal(bind.received, 3);
+
+    // Issued while reconnecting: must wait for BOUND, then go out.
+    const pub = client.publish("t/out", "x");
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(conn2.all(F.PUBLISH).length, 0);
+
+    // The server replays from 3 (one we already have), then 4.
+    conn2.send(
+      { type: F.BOUND, replayFrom: 3 },
+      message({ topic: "t/1", payload: new Uint8Array([3]) }),
+      message({ topic: "t/1", payload: new Uint8Array([4]) }),
+    );
+    assert.deepEqual(got, [3, 4]);
+    const p = await conn2.take(F.PUBLISH);
+    conn2.send(result(p.req));
+    await pub;
+    await waitFor(() => events.length === 4, { what: "completion events" });
+    assert.deepEqual(events.slice(2), [["complete", false], ["client complete", false]]);
+    assert.equal(session.id, "000102030405060708090a0b0c0d0e0f");
+
+    // And the count keeps going: PUBLISH's RESULT was 5, this is 6.
+    conn2.send(message({ topic: "t/2" }));
+    conn2.drop();
+    const conn3 = await gw.connection(2);
+    assert.equal((await conn3.take(F.BIND)).received, 6);
+    await session.close();
+  });
+
+  test("a request whose RESULT was sent before the drop resolves from the replay", async () => {
+    const { gw, conn, session } = await open();
+    const { client } = await connected(session, conn);
+    const p = client.subscribe("a", { qos: 1 });
+    const s = await conn.take(F.SUBSCRIBE);
+    conn.drop(); // the RESULT is lost in transit
+    const conn2 = await gw.connection(1);
+    assert.equal((await conn2.take(F.BIND)).received, 1);
+    conn2.send({ type: F.BOUND, replayFrom: 2 }, result(s.req, 1));
+    assert.equal(await p, 1);
+    assert.equal(conn2.all(F.SUBSCRIBE).length, 0, "not sent twice");
+    await session.close();
+  });
+
+  test("CLOSE 4010 on BIND: a fresh session re-creates clients and subscriptions", async () => {
+    const events = [];
+    const { gw, conn, session } = await open({ onReconnectionComplete: (i) => events.push(["complete", i.messagesMayHaveBeenLost]) });
+    const { client } = await connected(session, conn, { stream: 1 });
+    await subscribed(client, conn, "a/+", 1);
+    await subscribed(client, conn, "b/#", 2);
+    client.onReconnectionComplete = (i) => events.push(["client complete", i.messagesMayHaveBeenLost]);
+    const got = [];
+    client.onMessageArrived = (m) => got.push(m.destinationName);
+
+    conn.drop();
+    const conn2 = await gw.connection(1);
+    await conn2.take(F.BIND);
+    // A publish issued meanwhile must survive the change of session.
+    const pub = client.publish("c/1", "x", 1);
+    conn2.send({ type: F.SERVER_CLOSE, code: 4010, message: "unknown session" });
+
+    const conn3 = await gw.connection(2);
+    await conn3.take(F.OPEN);
+    conn3.send(opened({ session: SID2 }));
+    const c = await conn3.take(F.CONNECT);
+    const s1 = await conn3.take(F.SUBSCRIBE);
+    const s2 = await conn3.take(F.SUBSCRIBE);
+    const p = await conn3.take(F.PUBLISH);
+    assert.equal(conn3.units.length, 2, "OPEN, then everything else in one unit");
+    assert.deepEqual([s1.filter, s1.qos, s2.filter, s2.qos], ["a/+", 1, "b/#", 2]);
+    assert.equal(s1.handle, c.handle);
+    assert.equal(p.handle, c.handle);
+    assert.equal(session.id, "c8c9cacbcccdcecfd0d1d2d3d4d5d6d7");
+    assert.deepEqual(events, []);
+
+    conn3.send(result(c.req, 9), result(s1.req, 1), result(s2.req, 2), result(p.req));
+    await pub;
+    await waitFor(() => events.length === 2, { what: "completion" });
+    assert.deepEqual(events, [["complete", true], ["client complete", true]]);
+    // The new stream id is used for dispatch; the old one is forgotten.
+    conn3.send(message({ stream: 1, topic: "a/x" }), message({ stream: 9, topic: "a/y" }));
+    assert.deepEqual(got, ["a/y"]);
+    await session.close();
+  });
+
+  test("a failed re-CONNECT in the fresh session reports onConnectionLost", async () => {
+    const { gw, conn, session } = await open();
+    const { client } = await connected(session, conn);
+    const lost = [];
+    client.onConnectionLost = (e) => lost.push(e.errorCode);
+    conn.send({ type: F.SERVER_CLOSE, code: 4012, message: "gap" });
+    const conn2 = await gw.connection(1);
+    await conn2.take(F.OPEN);
+    conn2.send(opened({ session: SID2 }));
+    const c = await conn2.take(F.CONNECT);
+    conn2.send(result(c.req, 0, 4041, "broker down"));
+    assert.deepEqual(lost, [4041]);
+    assert.equal(client.isConnected, false);
+    await session.close();
+  });
+
+  test("BOUND that skips frames is treated as a gap", async () => {
+    const { gw, conn, session } = await open();
+    await connected(session, conn);
+    conn.drop();
+    const conn2 = await gw.connection(1);
+    await conn2.take(F.BIND);
+    conn2.send({ type: F.BOUND, replayFrom: 5 }); // we have 1
+    await conn2.take(F.CLOSE);
+    const conn3 = await gw.connection(2);
+    await conn3.take(F.OPEN);
+    await session.close();
+  });
+
+  test("connection attempts back off while the gateway is unreachable", async () => {
+    const { gw, conn, session } = await open();
+    gw.refuse = true;
+    conn.drop();
+    await new Promise((r) => setTimeout(r, 400));
+    gw.refuse = false;
+    const conn2 = await gw.connection(1);
+    await conn2.take(F.BIND);
+    assert.equal(session.state, "reconnecting");
+    await session.close();
+    assert.equal(session.state, "closed");
+  });
+
+  test("backoff: jittered, exponential, capped", () => {
+    assert.equal(backoffDelay(0, () => 1), 250);
+    assert.equal(backoffDelay(0, () => 0), 125);
+    assert.equal(backoffDelay(3, () => 1), 2000);
+    assert.equal(backoffDelay(10, () => 1), 5000);
+    assert.equal(backoffDelay(1000, () => 0), 2500);
+  });
+});
+
+describe("ending", () => {
+  test("session.close() sends CLOSE, fails pending requests, reports errorCode 0", async () => {
+    const closes = [];
+    const { conn, session } = await open({ onClose: (e) => closes.push(e) });
+    const { client } = await connected(session, conn);
+    const lost = [];
+    client.onConnectionLost = (e) => lost.push(e);
+    const pending = client.subscribe("a");
+    await session.close();
+    await conn.take(F.CLOSE);
+    assert.ok(conn.closed);
+    await assert.rejects(pending, (e) => e.errorCode === 4003);
+    assert.deepEqual(lost, [{ errorCode: 0, errorMessage: "session closed" }]);
+    assert.deepEqual(closes, [{ errorCode: 0, errorMessage: "session closed" }]);
+    await assert.rejects(client.publish("a", "b"), (e) => e.errorCode === 4003);
+    assert.throws(() => session.createClient("main"), (e) => e.errorCode === 4003);
+  });
+
+  test("a final server CLOSE ends the session without reconnecting", async () => {
+    const closes = [];
+    const { gw, conn, session } = await open({ onClose: (e) => closes.push(e) });
+    const { client } = await connected(session, conn);
+    const lost = [];
+    client.onConnectionLost = (e) => lost.push(e.errorCode);
+    conn.send({ type: F.SERVER_CLOSE, code: 4011, message: "bad secret" });
+    assert.deepEqual(closes, [{ errorCode: 4011, errorMessage: "bad secret" }]);
+    assert.deepEqual(lost, [4011]);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(gw.connections.length, 1);
+  });
+
+  test("client.disconnect() fires onConnectionLost with 0, as Paho does", async () => {
+    const { conn, session } = await open();
+    const { client } = await connected(session, conn);
+    const lost = [];
+    client.onConnectionLost = (e) => lost.push(e.errorCode);
+    const p = client.disconnect();
+    conn.send(result((await conn.take(F.DISCONNECT)).req));
+    await p;
+    assert.deepEqual(lost, [0]);
+    assert.equal(client.state, "disconnected");
+    // It can connect again, with a new handle.
+    const c2 = client.connect();
+    conn.send(result((await conn.take(F.CONNECT)).req, 4));
+    await c2;
+    await session.close();
+  });
+
+  test("a malformed frame from the gateway ends the session with 4000", async () => {
+    const closes = [];
+    const { conn, session } = await open({ onClose: (e) => closes.push(e.errorCode) });
+    conn.transport.onunit(new Uint8Array([2, 0x7f, 0]));
+    assert.deepEqual(closes, [4000]);
+    await conn.take(F.CLOSE);
+    assert.equal(session.state, "closed");
+  });
+});
+
+describe("heartbeat", () => {
+  function clocked(heartbeat) {
+    let now = 1_000_000;
+    const log = [];
+    const hb = new Heartbeat({ ping: () => log.push(["ping", now]), dead: () => log.push(["dead", now]), now: () => now });
+    hb.start(heartbeat);
+    hb.stop(); // ticks are driven by hand below
+    const advance = (ms, step = hb.tickMs) => {
+      for (let left = ms; left > 0; left -= step) {
+        now += Math.min(step, left);
+        hb.tick();
+      }
+    };
+    return { hb, log, advance, setNow: (n) => (now = n), get now() { return now; } };
+  }
+
+  test("PING when nothing was sent for a heartbeat period", () => {
+    const c = clocked(1000);
+    c.advance(900);
+    assert.deepEqual(c.log, []);
+    c.advance(100);
+    assert.equal(c.log.length, 1);
+    assert.equal(c.log[0][0], "ping");
+    c.hb.sent();
+    c.advance(500);
+    assert.equal(c.log.length, 1);
+  });
+
+  test("dead after 2 × heartbeat + 5000 ms without receiving", () => {
+    const c = clocked(1000);
+    c.advance(6750);
+    assert.ok(!c.log.some(([k]) => k === "dead"));
+    c.advance(250);
+    assert.ok(c.log.some(([k]) => k === "dead"));
+  });
+
+  test("receiving keeps it alive", () => {
+    const c = clocked(1000);
+    for (let i = 0; i < 20; i++) {
+      c.advance(1000);
+      c.hb.received();
+    }
+    assert.ok(!c.log.some(([k]) => k === "dead"));
+  });
+
+  test("a late tick (throttled tab, sleeping laptop) gives the peer a grace period", () => {
+    const c = clocked(1000);
+    c.advance(500);
+    c.setNow(c.now + 60_000); // the page slept a minute
+    c.hb.tick();
+    assert.ok(!c.log.some(([k]) => k === "dead"), "not dead on wake-up");
+    assert.equal(c.log.at(-1)[0], "ping", "probes at once");
+    c.advance(5750);
+    assert.ok(!c.log.some(([k]) => k === "dead"));
+    c.advance(500);
+    assert.ok(c.log.some(([k]) => k === "dead"), "dead if nothing comes after the grace period");
+  });
+});

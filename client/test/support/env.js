@@ -1,0 +1,389 @@
+// The real parts the integration tests run against: a Mosquitto broker, a Caddy with
+// the mqtt_gateway module, and a TCP proxy that can cut connections. Everything
+// listens on 127.0.0.1 on free ports; every child process is killed when its test
+// file ends (stop() in after() hooks, and a last-resort kill on process exit).
+
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import fs from "node:fs/promises";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+import { waitFor } from "./wait.js";
+
+/** The repository root (client/..). */
+export const REPO_ROOT = fileURLToPath(new URL("../../../", import.meta.url));
+
+const children = new Set();
+process.on("exit", () => {
+  for (const c of children) {
+    try {
+      c.kill("SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+});
+
+/** A free TCP port on 127.0.0.1 (listen on port 0, note the port, close). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function canConnect(port) {
+  return new Promise((resolve) => {
+    const s = net.connect({ port, host: "127.0.0.1" });
+    s.once("connect", () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once("error", () => resolve(false));
+  });
+}
+
+/** Finds a program in PATH (and in the sbin directories, where Debian puts mosquitto). */
+export function findProgram(name, envVar) {
+  if (envVar && process.env[envVar]) return process.env[envVar];
+  const dirs = (process.env.PATH ?? "").split(path.delimiter).concat(["/usr/sbin", "/usr/local/sbin", "/sbin"]);
+  for (const d of dirs) {
+    const p = path.join(d, name);
+    if (d && existsSync(p)) return p;
+  }
+  throw new Error(`${name} not found in PATH${envVar ? ` (or set ${envVar})` : ""}`);
+}
+
+/**
+ * Spawns a child whose output is kept (the last 64 KiB) for error messages.
+ * @returns {import("node:child_process").ChildProcess & {output: () => string, exited: Promise<number | null>}}
+ */
+function spawnChild(cmd, args, options = {}) {
+  const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], ...options });
+  let out = "";
+  const keep = (chunk) => {
+    out += chunk.toString();
+    if (out.length > 65536) out = out.slice(-65536);
+  };
+  child.stdout.on("data", keep);
+  child.stderr.on("data", keep);
+  children.add(child);
+  child.exited = new Promise((resolve) => {
+    child.once("exit", (code, signal) => {
+      children.delete(child);
+      resolve(code ?? signal);
+    });
+    child.once("error", (err) => {
+      children.delete(child);
+      keep(`spawn error: ${err.message}\n`);
+      resolve(null);
+    });
+  });
+  child.output = () => out;
+  return child;
+}
+
+/** Stops a child: SIGTERM (or `signal`), then SIGKILL if it lingers. */
+async function stopChild(child, signal = "SIGTERM", grace = 5000) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill(signal);
+  const timer = setTimeout(() => child.kill("SIGKILL"), grace);
+  await child.exited;
+  clearTimeout(timer);
+}
+
+/** Waits until `port` accepts TCP connections, failing early if the child died. */
+async function waitForListen(port, child, what, timeout = 20000) {
+  let dead = false;
+  child.exited.then(() => (dead = true));
+  await waitFor(
+    async () => {
+      if (dead) throw new Error(`${what} exited before listening:\n${child.output()}`);
+      return canConnect(port);
+    },
+    { timeout, interval: 20, what: `${what} on port ${port}` },
+  ).catch((err) => {
+    throw new Error(`${err.message}\n${child.output()}`);
+  });
+}
+
+/**
+ * Starts Mosquitto on a free loopback port, anonymous access allowed.
+ * @returns {Promise<{port: number, stop: () => Promise<void>, output: () => string}>}
+ */
+export async function startMosquitto() {
+  const bin = findProgram("mosquitto", "MQTTGW_MOSQUITTO_BIN");
+  const port = await freePort();
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), "mqttgw-mosquitto-"));
+  const conf = path.join(dir, "mosquitto.conf");
+  await fs.writeFile(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n`);
+  const child = spawnChild(bin, ["-c", conf]);
+  try {
+    await waitForListen(port, child, "mosquitto");
+  } catch (err) {
+    await stopChild(child, "SIGKILL");
+    await fs.rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+  return {
+    port,
+    output: child.output,
+    async stop() {
+      await stopChild(child);
+      await fs.rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+// ------------------------------------------------------------------ caddy
+
+let caddyBin;
+
+/**
+ * The Caddy binary with the module: $MQTTGW_CADDY_BIN, or one built once per test run
+ * from ./examples/caddy. `node --test` runs each file in its own process, all children
+ * of the runner, so the build lives in a directory named after the runner's pid and a
+ * lock directory makes the other files wait for the first build instead of repeating
+ * it. Directories of runs that have ended are removed.
+ * @returns {Promise<string>}
+ */
+export function caddyBinary() {
+  if (process.env.MQTTGW_CADDY_BIN) return Promise.resolve(process.env.MQTTGW_CADDY_BIN);
+  caddyBin ??= buildCaddy();
+  return caddyBin;
+}
+
+const BUILD_PREFIX = "mqttgw-client-caddy-";
+
+async function removeStaleBuilds() {
+  for (const name of await fs.readdir(os.tmpdir()).catch(() => [])) {
+    if (!name.startsWith(BUILD_PREFIX)) continue;
+    const pid = Number(name.slice(BUILD_PREFIX.length));
+    if (!Number.isInteger(pid) || pid === process.ppid || isAlive(pid)) continue;
+    await fs.rm(path.join(os.tmpdir(), name), { recursive: true, force: true });
+  }
+}
+
+function isAlive(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return err.code === "EPERM";
+  }
+}
+
+async function buildCaddy() {
+  await removeStaleBuilds();
+  const dir = path.join(os.tmpdir(), `${BUILD_PREFIX}${process.ppid}`);
+  const bin = path.join(dir, "caddy");
+  const lock = path.join(dir, "lock");
+  await fs.mkdir(dir, { recursive: true });
+  for (;;) {
+    if (existsSync(bin)) return bin;
+    try {
+      await fs.mkdir(lock);
+      break; // ours to build
+    } catch (err) {
+      if (err.code !== "EEXIST") throw err;
+      // Another test file is building: wait for it (a cold build of Caddy takes minutes).
+      await waitFor(() => existsSync(bin) || !existsSync(lock), { timeout: 15 * 60_000, interval: 200, what: "the caddy build of another test file" });
+    }
+  }
+  try {
+    const go = findGo();
+    const tmp = `${bin}.${process.pid}.tmp`;
+    const child = spawnChild(go, ["build", "-o", tmp, "./examples/caddy"], { cwd: REPO_ROOT });
+    const code = await child.exited;
+    if (code !== 0) throw new Error(`go build ./examples/caddy failed (${code}):\n${child.output()}`);
+    await fs.rename(tmp, bin); // atomic: other files never see a half-written binary
+    return bin;
+  } finally {
+    await fs.rm(lock, { recursive: true, force: true });
+  }
+}
+
+function findGo() {
+  try {
+    return findProgram("go", "MQTTGW_GO_BIN");
+  } catch {
+    if (existsSync("/usr/local/go/bin/go")) return "/usr/local/go/bin/go";
+    throw new Error("go not found: set MQTTGW_CADDY_BIN to a caddy binary with the mqtt_gateway module");
+  }
+}
+
+/**
+ * Starts Caddy with mqtt_gateway at /mqtt/*, its broker "main" pointing at
+ * 127.0.0.1:brokerPort.
+ * @param {object} o
+ * @param {number} o.brokerPort
+ * @param {string} [o.extra] more lines inside the mqtt_gateway block
+ * @param {number} [o.port] the HTTP port (default: a free one)
+ * @returns {Promise<{base: string, port: number, stop: (signal?: string) => Promise<void>, output: () => string}>}
+ */
+export async function startGateway({ brokerPort, extra = "", port } = {}) {
+  if (!brokerPort) throw new TypeError("startGateway needs brokerPort");
+  const bin = await caddyBinary();
+  port ??= await freePort();
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), "mqttgw-gateway-"));
+  const file = path.join(dir, "Caddyfile");
+  await fs.writeFile(
+    file,
+    `{
+	admin off
+	auto_https off
+}
+http://127.0.0.1:${port} {
+	mqtt_gateway /mqtt/* {
+		broker main mqtt://127.0.0.1:${brokerPort}
+${extra
+  .split("\n")
+  .filter((l) => l.trim())
+  .map((l) => `\t\t${l.trim()}`)
+  .join("\n")}
+	}
+}
+`,
+  );
+  // Caddy keeps data and autosaved config under XDG dirs; keep them out of $HOME.
+  const env = { ...process.env, XDG_DATA_HOME: dir, XDG_CONFIG_HOME: dir, HOME: dir };
+  const child = spawnChild(bin, ["run", "--config", file, "--adapter", "caddyfile"], { env, cwd: dir });
+  const base = `http://127.0.0.1:${port}/mqtt`;
+  const stop = async (signal = "SIGTERM") => {
+    await stopChild(child, signal);
+    await fs.rm(dir, { recursive: true, force: true });
+  };
+  try {
+    await waitForListen(port, child, "caddy");
+    // Listening is not serving yet: wait for an HTTP answer, whatever its status.
+    await waitFor(
+      () => fetch(`${base}/client.js`, { signal: AbortSignal.timeout(1000) }).then((r) => r.arrayBuffer().then(() => true), () => false),
+      { timeout: 20000, interval: 20, what: "caddy to answer HTTP" },
+    );
+  } catch (err) {
+    await stop("SIGKILL");
+    throw new Error(`${err.message}\n${child.output()}`);
+  }
+  return { base, port, stop, output: child.output };
+}
+
+// ------------------------------------------------------------------ proxy
+
+/**
+ * A TCP proxy on a free loopback port, to cut connections the way networks do.
+ * `cut()` destroys every proxied connection abruptly (RST); while `blocked` is true,
+ * new connections are refused the same way; while `blackhole` is true, bytes from the
+ * target are counted in `discarded` and dropped (the sender believes they were
+ * delivered); `target` can be changed to point at another gateway (a restart).
+ * @param {number} target
+ */
+export async function startProxy(target) {
+  const pairs = new Set();
+  const proxy = {
+    port: 0,
+    target,
+    blocked: false,
+    blackhole: false,
+    discarded: 0,
+    connections: 0,
+    cut() {
+      for (const [a, b] of pairs) {
+        reset(a);
+        reset(b);
+      }
+      pairs.clear();
+    },
+    stop() {
+      proxy.cut();
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
+  };
+  const server = net.createServer((client) => {
+    if (proxy.blocked) {
+      reset(client);
+      return;
+    }
+    proxy.connections++;
+    const upstream = net.connect({ port: proxy.target, host: "127.0.0.1" });
+    const pair = [client, upstream];
+    pairs.add(pair);
+    const end = () => {
+      pairs.delete(pair);
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on("error", end).on("close", end);
+    upstream.on("error", end).on("close", end);
+    client.pipe(upstream);
+    upstream.on("data", (chunk) => {
+      if (proxy.blackhole) proxy.discarded += chunk.length;
+      else client.write(chunk);
+    });
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  proxy.port = server.address().port;
+  return proxy;
+}
+
+function reset(socket) {
+  if (typeof socket.resetAndDestroy === "function" && socket.readyState !== "opening") socket.resetAndDestroy();
+  else socket.destroy();
+}
+
+// ------------------------------------------------------------------ mosquitto tools
+
+/**
+ * Runs a program to completion; resolves with {code, stdout (Buffer), stderr}.
+ * @param {string} cmd
+ * @param {string[]} args
+ * @param {{timeout?: number}} [o]
+ */
+export function run(cmd, args, { timeout = 10000 } = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
+    children.add(child);
+    const out = [];
+    let err = "";
+    child.stdout.on("data", (c) => out.push(c));
+    child.stderr.on("data", (c) => (err += c));
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeout);
+    child.once("error", (e) => {
+      clearTimeout(timer);
+      children.delete(child);
+      reject(e);
+    });
+    child.once("close", (code, signal) => {
+      clearTimeout(timer);
+      children.delete(child);
+      resolve({ code: code ?? signal, stdout: Buffer.concat(out), stderr: err });
+    });
+  });
+}
+
+/**
+ * Starts a long-running program (mosquitto_sub); returns it with `done`, which
+ * resolves like run() when it exits, and `kill()`.
+ */
+export function start(cmd, args) {
+  const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
+  children.add(child);
+  const out = [];
+  let err = "";
+  child.stdout.on("data", (c) => out.push(c));
+  child.stderr.on("data", (c) => (err += c));
+  const done = new Promise((resolve) => {
+    child.once("close", (code, signal) => {
+      children.delete(child);
+      resolve({ code: code ?? signal, stdout: Buffer.concat(out), stderr: err });
+    });
+  });
+  return { child, done, exited: () => child.exitCode !== null || child.signalCode !== null, kill: () => child.kill("SIGKILL") };
+}

@@ -1,0 +1,295 @@
+package mqttgateway
+
+import (
+	"bytes"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/caddy-mqtt/mqttgateway/session"
+	"github.com/caddy-mqtt/mqttgateway/transport"
+)
+
+// httpSession drives the HTTP transports with plain net/http, frame by
+// frame, as a client without WebSocket would.
+type httpSession struct {
+	t        *testing.T
+	base     string
+	id       [16]byte
+	secret   [16]byte
+	received uint64
+}
+
+func post(t *testing.T, url string, body []byte, header map[string]string) (int, []transport.Frame) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/octet-stream")
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var frames []transport.Frame
+	if err := transport.SplitUnit(b, func(fb []byte) error {
+		var f transport.Frame
+		if err := transport.Decode(fb, &f); err != nil {
+			return err
+		}
+		frames = append(frames, f)
+		return nil
+	}); err != nil {
+		t.Fatalf("response of %s does not decode: %v (%x)", url, err, b)
+	}
+	return resp.StatusCode, frames
+}
+
+func openPolling(t *testing.T, base string) *httpSession {
+	status, frames := post(t, base+"/poll", transport.AppendOpen(nil, "", nil, nil), nil)
+	if status != 200 || len(frames) == 0 || frames[0].Type != transport.TypeOpened {
+		t.Fatalf("open by poll: %d %+v", status, frames)
+	}
+	return &httpSession{t: t, base: base, id: frames[0].Session, secret: frames[0].Secret}
+}
+
+func (s *httpSession) send(unit []byte) {
+	s.t.Helper()
+	status, frames := post(s.t, s.base+"/send", unit, map[string]string{
+		transport.HeaderSession: hex.EncodeToString(s.id[:]), transport.HeaderSecret: hex.EncodeToString(s.secret[:])})
+	if status != http.StatusNoContent {
+		s.t.Fatalf("send: %d %+v", status, frames)
+	}
+}
+
+// poll returns the data frames of one poll and counts them.
+func (s *httpSession) poll() []transport.Frame {
+	defer func(t0 time.Time) { s.t.Logf("poll took %s", time.Since(t0)) }(time.Now())
+	s.t.Helper()
+	status, frames := post(s.t, s.base+"/poll", transport.AppendBind(nil, s.id, s.secret, s.received), nil)
+	if status != 200 || len(frames) == 0 || frames[0].Type != transport.TypeBound || frames[0].Value != s.received+1 {
+		s.t.Fatalf("poll: %d %+v", status, frames)
+	}
+	var data []transport.Frame
+	for _, f := range frames[1:] {
+		if f.Type != transport.TypePing {
+			data = append(data, f)
+		}
+	}
+	s.received += uint64(len(data))
+	return data
+}
+
+// pollUntil polls until n data frames arrived.
+func (s *httpSession) pollUntil(n int) []transport.Frame {
+	var all []transport.Frame
+	deadline := time.Now().Add(10 * time.Second)
+	for len(all) < n && time.Now().Before(deadline) {
+		all = append(all, s.poll()...)
+	}
+	if len(all) < n {
+		s.t.Fatalf("got %d frames, want %d: %+v", len(all), n, all)
+	}
+	return all
+}
+
+func TestLongPollingEndToEnd(t *testing.T) {
+	mq := startMosquitto(t)
+	_, httpPort := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "heartbeat 2s")
+	base := fmt.Sprintf("http://127.0.0.1:%d/mqtt", httpPort)
+	s := openPolling(t, base)
+
+	s.send(append(transport.AppendConnect(nil, 1, 1, &session.ConnectParams{Broker: "main"}),
+		transport.AppendSubscribe(nil, 2, 1, "poll/#", 1, 0)...))
+	results := s.pollUntil(2)
+	if results[0].Req != 1 || results[0].Code != 0 || results[1].Req != 2 || results[1].Code != 0 {
+		t.Fatalf("results: %+v", results)
+	}
+	mosquittoPub(t, mq.port, "-t", "poll/a", "-m", "one")
+	mosquittoPub(t, mq.port, "-t", "poll/b", "-m", "two")
+	msgs := s.pollUntil(2)
+	if string(msgs[0].Publish.Payload) != "one" || string(msgs[1].Publish.Payload) != "two" {
+		t.Fatalf("messages: %+v", msgs)
+	}
+
+	// A lost poll response: the client polls again with its old count and
+	// the server replays.
+	mosquittoPub(t, mq.port, "-t", "poll/c", "-m", "three")
+	before := s.received
+	if got := s.pollUntil(1); string(got[0].Publish.Payload) != "three" {
+		t.Fatalf("third: %+v", got)
+	}
+	s.received = before // pretend that response never arrived
+	if got := s.pollUntil(1); string(got[0].Publish.Payload) != "three" {
+		t.Fatalf("replay: %+v", got)
+	}
+
+	// Publish through /send, receive through the broker.
+	wait := mosquittoSub(t, mq.port, "-t", "up/x", "-C", "1")
+	time.Sleep(300 * time.Millisecond)
+	s.send(transport.AppendPublish(nil, 3, 1, &session.PublishParams{Topic: "up/x", QoS: 1, Payload: []byte("from poll")}))
+	if r := s.pollUntil(1); r[0].Req != 3 || r[0].Code != 0 {
+		t.Fatalf("publish result %+v", r)
+	}
+	if got := wait(); string(bytes.TrimSpace(got)) != "from poll" {
+		t.Fatalf("mosquitto_sub got %q", got)
+	}
+}
+
+func TestStreamingDeliversAsFramesCome(t *testing.T) {
+	mq := startMosquitto(t)
+	_, httpPort := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	base := fmt.Sprintf("http://127.0.0.1:%d/mqtt", httpPort)
+	resp, err := http.Post(base+"/stream", "application/octet-stream", bytes.NewReader(transport.AppendOpen(nil, "", nil, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	frames := make(chan transport.Frame, 100)
+	go func() {
+		defer close(frames)
+		var pending []byte
+		buf := make([]byte, 4096)
+		for {
+			n, err := resp.Body.Read(buf)
+			pending = append(pending, buf[:n]...)
+			// Reassemble whole frames across chunks.
+			for {
+				size, used := uvarint(pending)
+				if used == 0 || len(pending) < used+int(size) {
+					break
+				}
+				var f transport.Frame
+				if transport.Decode(pending[used:used+int(size)], &f) == nil {
+					frames <- f
+				}
+				pending = pending[used+int(size):]
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	next := func() transport.Frame {
+		select {
+		case f := <-frames:
+			return f
+		case <-time.After(10 * time.Second):
+			t.Fatal("stream delivered nothing")
+		}
+		return transport.Frame{}
+	}
+	opened := next()
+	if opened.Type != transport.TypeOpened {
+		t.Fatalf("first frame %+v", opened)
+	}
+	s := &httpSession{t: t, base: base, id: opened.Session, secret: opened.Secret}
+	s.send(append(transport.AppendConnect(nil, 1, 1, &session.ConnectParams{Broker: "main"}),
+		transport.AppendSubscribe(nil, 2, 1, "stream/#", 0, 0)...))
+	if r := next(); r.Req != 1 || r.Code != 0 {
+		t.Fatalf("connect: %+v", r)
+	}
+	if r := next(); r.Req != 2 || r.Code != 0 {
+		t.Fatalf("subscribe: %+v", r)
+	}
+	mosquittoPub(t, mq.port, "-t", "stream/x", "-m", "live")
+	if m := next(); m.Type != transport.TypeMessage || string(m.Publish.Payload) != "live" {
+		t.Fatalf("message: %+v", m)
+	}
+}
+
+func uvarint(b []byte) (uint64, int) {
+	var v uint64
+	for i := 0; i < len(b) && i < 8; i++ {
+		v |= uint64(b[i]&0x7f) << (7 * i)
+		if b[i] < 0x80 {
+			return v, i + 1
+		}
+	}
+	return 0, 0
+}
+
+// Rebinding with a wrong secret, an unknown session, or a count from the
+// future gets a clear error, and the real session is unharmed.
+func TestBindErrors(t *testing.T) {
+	mq := startMosquitto(t)
+	_, httpPort := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "replay_frames 2")
+	base := fmt.Sprintf("http://127.0.0.1:%d/mqtt", httpPort)
+	s := openPolling(t, base)
+
+	wrong := s.secret
+	wrong[0] ^= 1
+	cases := []struct {
+		name   string
+		body   []byte
+		status int
+		code   session.Code
+	}{
+		{"wrong secret", transport.AppendBind(nil, s.id, wrong, 0), 403, session.CodeSessionSecret},
+		{"unknown session", transport.AppendBind(nil, [16]byte{1, 2, 3}, s.secret, 0), 404, session.CodeSessionUnknown},
+		{"count from the future", transport.AppendBind(nil, s.id, s.secret, 99), 409, session.CodeSessionCount},
+		{"not a frame", []byte{7, 1, 2}, 400, session.CodeMalformed},
+	}
+	for _, tc := range cases {
+		status, frames := post(t, base+"/poll", tc.body, nil)
+		if status != tc.status || len(frames) != 1 || frames[0].Type != transport.TypeEnd || frames[0].Code != tc.code {
+			t.Errorf("%s: status %d frames %+v, want %d and CLOSE %d", tc.name, status, frames, tc.status, tc.code)
+		}
+	}
+	status, _ := post(t, base+"/send", transport.AppendPing(nil), map[string]string{
+		transport.HeaderSession: hex.EncodeToString(s.id[:]), transport.HeaderSecret: hex.EncodeToString(wrong[:])})
+	if status != 403 {
+		t.Errorf("send with a wrong secret: %d", status)
+	}
+
+	// The session itself still works; then a gap beyond the replay window
+	// (2 frames) is reported as such.
+	s.send(append(transport.AppendConnect(nil, 1, 1, &session.ConnectParams{Broker: "main"}),
+		transport.AppendSubscribe(nil, 2, 1, "gap/#", 0, 0)...))
+	s.pollUntil(2)
+	for i := 0; i < 4; i++ {
+		mosquittoPub(t, mq.port, "-t", "gap/x", "-m", fmt.Sprint(i))
+	}
+	s.pollUntil(4)
+	status, frames := post(t, base+"/poll", transport.AppendBind(nil, s.id, s.secret, 1), nil)
+	if status != 409 || len(frames) != 1 || frames[0].Code != session.CodeSessionGap {
+		t.Fatalf("gap: %d %+v", status, frames)
+	}
+}
+
+// A WebSocket client that loses its connection rebinds and receives what
+// was published meanwhile.
+func TestWebSocketResumeReplaysMissedMessages(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	c := dial(t, url)
+	ctx := ctx10(t)
+	h, _, err := c.Connect(ctx, session.ConnectParams{Broker: "main"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Subscribe(ctx, h, "resume/#", 0); err != nil {
+		t.Fatal(err)
+	}
+	mosquittoPub(t, mq.port, "-t", "resume/a", "-m", "before")
+	nextMessage(t, c)
+	id, secret := c.Opened.Session, c.Opened.Secret
+	c.Drop()
+	for i := 0; i < 3; i++ {
+		mosquittoPub(t, mq.port, "-t", "resume/a", "-m", fmt.Sprint("during ", i))
+	}
+	// Data frames so far: CONNECT and SUBSCRIBE results, one message.
+	s := &httpSession{t: t, base: url[:len(url)-3], id: id, secret: secret, received: 3}
+	s.base = "http" + s.base[2:]
+	got := s.pollUntil(3)
+	for i, f := range got {
+		if string(f.Publish.Payload) != fmt.Sprint("during ", i) {
+			t.Fatalf("replayed %d: %q", i, f.Publish.Payload)
+		}
+	}
+}
