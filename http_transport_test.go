@@ -69,7 +69,6 @@ func (s *httpSession) send(unit []byte) {
 
 // poll returns the data frames of one poll and counts them.
 func (s *httpSession) poll() []transport.Frame {
-	defer func(t0 time.Time) { s.t.Logf("poll took %s", time.Since(t0)) }(time.Now())
 	s.t.Helper()
 	status, frames := post(s.t, s.base+"/poll", transport.AppendBind(nil, s.id, s.secret, s.received), nil)
 	if status != 200 || len(frames) == 0 || frames[0].Type != transport.TypeBound || frames[0].Value != s.received+1 {
