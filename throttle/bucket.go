@@ -1,0 +1,65 @@
+package throttle
+
+import "time"
+
+// Bucket is a token bucket of bytes: it refills at Rate bytes per second up
+// to Burst. A rate of zero means unlimited.
+type Bucket struct {
+	Rate   float64 // bytes per second; 0: unlimited
+	Burst  float64 // bytes; at least one large frame
+	tokens float64
+	last   time.Time
+}
+
+// NewBucket returns a full bucket. The burst is a quarter second of rate,
+// at least 4 KiB, so a slow client still receives whole frames and a fast
+// one is smoothed over short windows.
+func NewBucket(rate float64, now time.Time) *Bucket {
+	b := &Bucket{}
+	b.SetRate(rate, now)
+	b.tokens = b.Burst
+	return b
+}
+
+// SetRate changes the rate at run time.
+func (b *Bucket) SetRate(rate float64, now time.Time) {
+	b.refill(now)
+	b.Rate = rate
+	b.Burst = max(rate/4, 4096)
+	b.tokens = min(b.tokens, b.Burst)
+}
+
+func (b *Bucket) refill(now time.Time) {
+	if !b.last.IsZero() && now.After(b.last) {
+		b.tokens = min(b.Burst, b.tokens+now.Sub(b.last).Seconds()*b.Rate)
+	}
+	b.last = now
+}
+
+// Allow reports whether n bytes may be sent now, and takes them if so. A
+// frame larger than the burst is allowed once the bucket is full, so it is
+// never stuck; the debt is paid before the next frame.
+func (b *Bucket) Allow(n int, now time.Time) bool {
+	if b == nil || b.Rate <= 0 {
+		return true
+	}
+	b.refill(now)
+	if b.tokens >= float64(n) || b.tokens >= b.Burst {
+		b.tokens -= float64(n)
+		return true
+	}
+	return false
+}
+
+// Wait is how long until n bytes would be allowed.
+func (b *Bucket) Wait(n int, now time.Time) time.Duration {
+	if b == nil || b.Rate <= 0 {
+		return 0
+	}
+	b.refill(now)
+	need := min(float64(n), b.Burst) - b.tokens
+	if need <= 0 {
+		return 0
+	}
+	return time.Duration(need / b.Rate * float64(time.Second))
+}

@@ -1,0 +1,110 @@
+package throttle
+
+import (
+	"container/heap"
+	"time"
+)
+
+// Gate spaces deliveries per key (a topic, or a topic of one subscription)
+// to at most one per interval, keeping only the latest value offered while a
+// key waits. Its zero value is not usable; use NewGate.
+type Gate[K comparable, T any] struct {
+	slots map[K]*slot[K, T]
+	due   dueHeap[K, T]
+}
+
+type slot[K comparable, T any] struct {
+	key      K
+	next     time.Time // earliest time of the next delivery
+	interval time.Duration
+	pending  T
+	waiting  bool // pending holds a value
+	index    int  // position in the due heap, -1 when not in it
+}
+
+// NewGate returns an empty gate.
+func NewGate[K comparable, T any]() *Gate[K, T] {
+	return &Gate[K, T]{slots: map[K]*slot[K, T]{}}
+}
+
+// Offer presents v for key at time now. It returns true when v may be
+// delivered at once. Otherwise v replaces any value already waiting for key
+// (the replaced one is conflated: it reports true in replaced) and is
+// released by Due when its time comes.
+func (g *Gate[K, T]) Offer(key K, interval time.Duration, v T, now time.Time) (deliver, replaced bool) {
+	s := g.slots[key]
+	if s == nil {
+		s = &slot[K, T]{key: key, index: -1}
+		g.slots[key] = s
+	}
+	s.interval = interval
+	if !s.waiting && !now.Before(s.next) {
+		s.next = now.Add(interval)
+		return true, false
+	}
+	replaced = s.waiting
+	s.pending, s.waiting = v, true
+	if s.index < 0 {
+		heap.Push(&g.due, s)
+	}
+	return false, replaced
+}
+
+// Due appends to dst the waiting values whose time has come, oldest
+// deadline first, and starts their next interval.
+func (g *Gate[K, T]) Due(dst []T, now time.Time) []T {
+	for len(g.due) > 0 && !now.Before(g.due[0].next) {
+		s := heap.Pop(&g.due).(*slot[K, T])
+		dst = append(dst, s.pending)
+		var zero T
+		s.pending, s.waiting = zero, false
+		s.next = now.Add(s.interval)
+	}
+	return dst
+}
+
+// Next reports when the earliest waiting value is due.
+func (g *Gate[K, T]) Next() (time.Time, bool) {
+	if len(g.due) == 0 {
+		return time.Time{}, false
+	}
+	return g.due[0].next, true
+}
+
+// Waiting is the number of keys holding a value.
+func (g *Gate[K, T]) Waiting() int { return len(g.due) }
+
+// Prune forgets keys with nothing waiting whose interval has passed, so a
+// stream of ever-new topics does not grow the gate without bound.
+func (g *Gate[K, T]) Prune(now time.Time) {
+	for k, s := range g.slots {
+		if !s.waiting && !now.Before(s.next) {
+			delete(g.slots, k)
+		}
+	}
+}
+
+// Keys is the number of keys the gate remembers.
+func (g *Gate[K, T]) Keys() int { return len(g.slots) }
+
+type dueHeap[K comparable, T any] []*slot[K, T]
+
+func (h dueHeap[K, T]) Len() int           { return len(h) }
+func (h dueHeap[K, T]) Less(i, j int) bool { return h[i].next.Before(h[j].next) }
+func (h dueHeap[K, T]) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *dueHeap[K, T]) Push(x any) {
+	s := x.(*slot[K, T])
+	s.index = len(*h)
+	*h = append(*h, s)
+}
+func (h *dueHeap[K, T]) Pop() any {
+	old := *h
+	s := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	s.index = -1
+	return s
+}

@@ -1,0 +1,132 @@
+package throttle
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// A topic offered at 100/s through a 2/s gate for 10 s: at most 2
+// deliveries in every one-second window, and the last value offered is the
+// last delivered.
+func TestGateRateAndLatestValue(t *testing.T) {
+	g := NewGate[string, int]()
+	var deliveries []time.Time
+	var last int
+	interval := 500 * time.Millisecond
+	for i := 0; i < 1000; i++ {
+		now := t0.Add(time.Duration(i) * 10 * time.Millisecond)
+		for _, v := range g.Due(nil, now) {
+			deliveries, last = append(deliveries, now), v
+		}
+		if ok, _ := g.Offer("t", interval, i, now); ok {
+			deliveries, last = append(deliveries, now), i
+		}
+	}
+	end := t0.Add(10 * time.Second)
+	for {
+		next, ok := g.Next()
+		if !ok {
+			break
+		}
+		for _, v := range g.Due(nil, next) {
+			deliveries, last = append(deliveries, next), v
+		}
+		end = next
+	}
+	if last != 999 {
+		t.Fatalf("last delivered %d, want 999", last)
+	}
+	for w := t0; w.Before(end); w = w.Add(100 * time.Millisecond) {
+		n := 0
+		for _, d := range deliveries {
+			if !d.Before(w) && d.Before(w.Add(time.Second)) {
+				n++
+			}
+		}
+		if n > 2 {
+			t.Fatalf("%d deliveries in the second from %s", n, w.Sub(t0))
+		}
+	}
+	if len(deliveries) < 19 {
+		t.Fatalf("only %d deliveries in 10 s at 2/s", len(deliveries))
+	}
+}
+
+// Conflation is per key: every topic's latest value comes out.
+func TestGateConflatesPerKey(t *testing.T) {
+	g := NewGate[string, string]()
+	for i := 0; i < 50; i++ {
+		for k := 0; k < 5; k++ {
+			g.Offer(fmt.Sprint(k), time.Second, fmt.Sprintf("%d:%d", k, i), t0.Add(time.Duration(i)*time.Millisecond))
+		}
+	}
+	got := g.Due(nil, t0.Add(2*time.Second))
+	if len(got) != 5 {
+		t.Fatalf("due %v, want one per key", got)
+	}
+	seen := map[string]bool{}
+	for _, v := range got {
+		seen[v] = true
+	}
+	for k := 0; k < 5; k++ {
+		if !seen[fmt.Sprintf("%d:49", k)] {
+			t.Fatalf("key %d did not end on its latest value: %v", k, got)
+		}
+	}
+	g.Prune(t0.Add(10 * time.Second))
+	if g.Keys() != 0 {
+		t.Fatalf("%d keys remain after prune", g.Keys())
+	}
+}
+
+func TestBucketRate(t *testing.T) {
+	b := NewBucket(1250, t0) // 10 kbit/s
+	sent := 0
+	for ms := 0; ms < 10000; ms++ {
+		now := t0.Add(time.Duration(ms) * time.Millisecond)
+		for b.Allow(100, now) {
+			sent += 100
+		}
+	}
+	// 10 s at 1250 B/s plus the initial burst.
+	if want := 12500 + int(b.Burst); sent > want+100 || sent < 12500 {
+		t.Fatalf("sent %d bytes, want about %d", sent, want)
+	}
+	if w := b.Wait(100, t0.Add(10*time.Second)); w <= 0 || w > 100*time.Millisecond {
+		t.Fatalf("wait %s", w)
+	}
+	var unlimited *Bucket
+	if !unlimited.Allow(1<<30, t0) {
+		t.Fatal("nil bucket limits")
+	}
+}
+
+func BenchmarkGateOffer(b *testing.B) {
+	g := NewGate[string, int]()
+	keys := make([]string, 100)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("sensors/%d/temp", i)
+	}
+	b.ReportAllocs()
+	now := t0
+	for i := 0; i < b.N; i++ {
+		now = now.Add(time.Millisecond)
+		g.Offer(keys[i%len(keys)], 500*time.Millisecond, i, now)
+		if i%64 == 0 {
+			g.Due(nil, now)
+		}
+	}
+}
+
+func BenchmarkBucketAllow(b *testing.B) {
+	bk := NewBucket(1<<20, t0)
+	b.ReportAllocs()
+	now := t0
+	for i := 0; i < b.N; i++ {
+		now = now.Add(time.Microsecond)
+		bk.Allow(100, now)
+	}
+}
