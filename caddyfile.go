@@ -2,6 +2,7 @@ package mqttgateway
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -55,6 +56,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		max_queued_bytes <size>
 //		replay_frames <n>
 //		replay_bytes <size>
+//		max_frequency <messages per second>
+//		max_bandwidth <size per second, e.g. 64KiB or 512kbit>
+//		conflate_after <n>
+//		overflow notify|close
 //	}
 //
 // Unknown options are errors.
@@ -118,6 +123,33 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := parseInt(d, &h.ReplayFrames); err != nil {
 				return err
 			}
+		case "conflate_after":
+			if err := parseInt(d, &h.ConflateAfter); err != nil {
+				return err
+			}
+		case "max_frequency":
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil || f <= 0 {
+				return d.Errf("max_frequency: %q is not a positive number of messages per second", v)
+			}
+			h.MaxFrequency = f
+		case "max_bandwidth":
+			if err := parseBandwidth(d, &h.MaxBandwidth); err != nil {
+				return err
+			}
+		case "overflow":
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			if v != "notify" && v != "close" {
+				return d.Errf("overflow: %q is not notify or close", v)
+			}
+			h.Overflow = v
 		default:
 			return d.Errf("unknown mqtt_gateway option %q", d.Val())
 		}
@@ -268,3 +300,28 @@ func parseSize(d *caddyfile.Dispenser, dst *int64) error {
 
 // Interface guards.
 var _ caddyfile.Unmarshaler = (*Handler)(nil)
+
+// parseBandwidth accepts bytes per second as a size (64KiB, 1MB) or bits per
+// second with a "bit" suffix (512kbit, 2Mbit).
+func parseBandwidth(d *caddyfile.Dispenser, dst *int64) error {
+	opt := d.Val()
+	v, err := oneArg(d)
+	if err != nil {
+		return err
+	}
+	s := strings.TrimSuffix(strings.TrimSuffix(v, "/s"), "ps")
+	bits := strings.HasSuffix(strings.ToLower(s), "bit")
+	if bits {
+		s = s[:len(s)-3]
+	}
+	n, err := humanize.ParseBytes(s)
+	if err != nil || n == 0 {
+		return d.Errf("%s: invalid bandwidth %q (use bytes like 64KiB or bits like 512kbit)", opt, v)
+	}
+	if bits {
+		// humanize reads "k" as 1000 and "Ki" as 1024, as networks count.
+		n /= 8
+	}
+	*dst = int64(n)
+	return nil
+}

@@ -73,6 +73,27 @@ type Handler struct {
 	// Bytes of written frames kept for resumption. Default: 4 MiB.
 	ReplayBytes int64 `json:"replay_bytes,omitempty"`
 
+	// Highest frequency, in messages per second per topic, a subscription
+	// may ask for; QoS 0 values beyond it are conflated (the latest value
+	// of each topic is always delivered). Default: no cap.
+	MaxFrequency float64 `json:"max_frequency,omitempty"`
+
+	// Highest bandwidth, in bytes per second, a session may receive;
+	// waiting QoS 0 values are conflated per topic to respect it. Default:
+	// no cap.
+	MaxBandwidth int64 `json:"max_bandwidth,omitempty"`
+
+	// Frames waiting for a client past which QoS 0 messages replace the
+	// waiting value of their topic instead of queuing (adaptive
+	// throttling of slow clients). Default: 64.
+	ConflateAfter int `json:"conflate_after,omitempty"`
+
+	// What happens when a slow client's queue is full and a QoS 1/2
+	// message arrives: "notify" (default) drops it and tells the client
+	// with an overflow notice (code 4050) counting the dropped messages;
+	// "close" ends the session with code 4050.
+	Overflow string `json:"overflow,omitempty"`
+
 	manager *session.Manager
 	server  *transport.Server
 	origins map[string]bool
@@ -150,6 +171,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		MaxPendingBytes:           int(h.MaxQueuedBytes),
 		ReplayFrames:              h.ReplayFrames,
 		ReplayBytes:               int(h.ReplayBytes),
+		ConflateAfter:             h.ConflateAfter,
+		OverflowClose:             h.Overflow == "close",
+		MaxFrequency:              h.MaxFrequency,
+		MaxBandwidth:              h.MaxBandwidth,
 		Logger:                    h.logger,
 	})
 	if err != nil {
@@ -174,6 +199,12 @@ func (h *Handler) validate() error {
 	}
 	if h.MaxMessageSize < 0 || h.MaxMessageSize > MaxMaxMessageSize {
 		return fmt.Errorf("mqtt_gateway: max_message_size must be between 1 and %d bytes", MaxMaxMessageSize)
+	}
+	if h.Overflow != "" && h.Overflow != "notify" && h.Overflow != "close" {
+		return fmt.Errorf("mqtt_gateway: overflow must be notify or close, not %q", h.Overflow)
+	}
+	if h.MaxFrequency < 0 || h.MaxBandwidth < 0 || h.ConflateAfter < 0 {
+		return fmt.Errorf("mqtt_gateway: limits must be positive")
 	}
 	if h.SessionTimeout < 0 || h.Heartbeat < 0 {
 		return fmt.Errorf("mqtt_gateway: durations must be positive")

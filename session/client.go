@@ -148,8 +148,9 @@ func (s *Session) client(req, handle uint64) *Client {
 	return c
 }
 
-// Subscribe adds a subscription to a client.
-func (s *Session) Subscribe(req, handle uint64, filter string, qos byte) {
+// Subscribe adds a subscription to a client. maxFrequency is in messages per
+// second, 0 for unlimited.
+func (s *Session) Subscribe(req, handle uint64, filter string, qos byte, maxFrequency float64) {
 	if err := topic.ValidateFilter(filter); err != nil {
 		s.result(req, Errorf(CodeInvalidFilter, "invalid filter %q: %v", filter, err), 0)
 		return
@@ -181,7 +182,29 @@ func (s *Session) Subscribe(req, handle uint64, filter string, qos byte) {
 			c.hub.unsubscribe(s, filter, old)
 		}
 		c.subs[filter] = qos
+		s.mu.Lock()
+		s.setFrequency(c, c.hub.stream, filter, s.mgr.Interval(maxFrequency))
+		s.mu.Unlock()
 		s.result(req, nil, uint64(granted))
+	})
+}
+
+// SetFrequency changes the frequency limit of a client's subscription
+// without resubscribing.
+func (s *Session) SetFrequency(req, handle uint64, filter string, maxFrequency float64) {
+	c := s.client(req, handle)
+	if c == nil {
+		return
+	}
+	c.enqueue(func() {
+		if _, ok := c.subs[filter]; !ok || c.hub == nil {
+			s.result(req, Errorf(CodeBadRequest, "client %d has no subscription to %q", handle, filter), 0)
+			return
+		}
+		s.mu.Lock()
+		s.setFrequency(c, c.hub.stream, filter, s.mgr.Interval(maxFrequency))
+		s.mu.Unlock()
+		s.result(req, nil, 0)
 	})
 }
 
@@ -199,6 +222,9 @@ func (s *Session) Unsubscribe(req, handle uint64, filter string) {
 		if qos, ok := c.subs[filter]; ok {
 			delete(c.subs, filter)
 			c.hub.unsubscribe(s, filter, qos)
+			s.mu.Lock()
+			s.clearFrequency(c, c.hub.stream, filter)
+			s.mu.Unlock()
 		}
 		s.result(req, nil, 0)
 	})
@@ -284,6 +310,11 @@ func (c *Client) detach() {
 			c.hub.unsubscribe(c.sess, f, q)
 		}
 	}
+	c.sess.mu.Lock()
+	for f := range c.subs {
+		c.sess.clearFrequency(c, c.hub.stream, f)
+	}
+	c.sess.mu.Unlock()
 	clear(c.subs)
 	c.sess.mgr.releaseHub(c.hub, c)
 	c.hub = nil

@@ -46,7 +46,7 @@ func BenchmarkHubFanOut(b *testing.B) {
 		pub.Packet.Payload[0] = byte(i) // a new message each time, not a copy
 		h.onPublish(pub)
 		for _, s := range sessions {
-			events, _ = s.Take(events[:0], 16)
+			events, _, _ = s.Take(events[:0], 16)
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/delivery")

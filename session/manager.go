@@ -32,7 +32,16 @@ type Config struct {
 	MaxPendingBytes  int
 	ReplayFrames     int
 	ReplayBytes      int
-	Logger           *zap.Logger
+	// Waiting frames past which QoS 0 messages are conflated per topic.
+	ConflateAfter int
+	// End a session whose queue is full when a QoS 1/2 message arrives,
+	// instead of dropping it with an overflow notice.
+	OverflowClose bool
+	// Caps on what clients may ask: messages per second per topic of a
+	// subscription, and bytes per second per session (0: no cap).
+	MaxFrequency float64
+	MaxBandwidth int64
+	Logger       *zap.Logger
 }
 
 type brokerRuntime struct {
@@ -60,6 +69,9 @@ func NewManager(cfg Config) (*Manager, error) {
 		sessions: map[[16]byte]*Session{}, hubs: map[string]*Hub{}}
 	if m.log == nil {
 		m.log = zap.NewNop()
+	}
+	if m.cfg.ConflateAfter <= 0 {
+		m.cfg.ConflateAfter = 64
 	}
 	for _, b := range cfg.Brokers {
 		if m.brokers[b.Name] != nil {
@@ -100,7 +112,7 @@ func (m *Manager) Embedded(name string) *EmbeddedBroker {
 func (m *Manager) Open(info OpenInfo) (*Session, *Error) {
 	s := &Session{mgr: m, info: info, created: time.Now(), log: m.log, clients: map[uint64]*Client{},
 		out: newOutbox(outboxLimits{pendingFrames: m.cfg.MaxPendingFrames, pendingBytes: m.cfg.MaxPendingBytes,
-			replayFrames: m.cfg.ReplayFrames, replayBytes: m.cfg.ReplayBytes})}
+			replayFrames: m.cfg.ReplayFrames, replayBytes: m.cfg.ReplayBytes, conflateAfter: m.cfg.ConflateAfter})}
 	rand.Read(s.id[:])
 	rand.Read(s.secret[:])
 	m.mu.Lock()

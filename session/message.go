@@ -81,6 +81,19 @@ type Event struct {
 	Value  uint64   // EventResult, EventNotice
 }
 
+// wireSize estimates the bytes an event takes on the wire, for bandwidth
+// budgets.
+func (e *Event) wireSize() int {
+	if e.Kind == EventMessage {
+		n := len(e.Msg.Topic) + len(e.Msg.Payload) + 8
+		if e.Msg.Props != nil {
+			n += 32
+		}
+		return n
+	}
+	return len(e.Text) + 12
+}
+
 // size estimates the memory an event holds, for the outbox's byte bounds.
 func (e *Event) size() int {
 	n := 64 + len(e.Text)

@@ -17,12 +17,26 @@ type outbox struct {
 	sentBytes    int // bytes held by written frames (replay window)
 	pendingBytes int // bytes held by unwritten frames
 
+	// latest maps a topic to its unwritten QoS 0 message while the outbox
+	// conflates, so a newer value replaces it in place.
+	latest map[conflationKey]uint64
+
+	// notice is the number of the unwritten overflow NOTICE, 0 if none:
+	// further drops add to its count instead of queueing more notices.
+	notice uint64
+
 	limits outboxLimits
+}
+
+type conflationKey struct {
+	stream uint64
+	topic  string
 }
 
 type outboxLimits struct {
 	pendingFrames int // unwritten frames before the session overflows
 	pendingBytes  int
+	conflateAfter int // unwritten frames past which QoS 0 is conflated
 	replayFrames  int // written frames kept for replay
 	replayBytes   int
 }
@@ -34,11 +48,43 @@ func newOutbox(l outboxLimits) *outbox {
 // pending is the number of frames queued and not yet written.
 func (o *outbox) pending() int { return int(o.next - 1 - o.sent) }
 
-// push queues a frame. It reports false, queuing nothing, when the unwritten
-// frames are at their bound: the caller decides what overflow means.
-func (o *outbox) push(e Event) bool {
-	if o.pending() >= o.limits.pendingFrames || o.pendingBytes+e.size() > o.limits.pendingBytes {
+// full reports whether e would exceed the bounds on unwritten frames.
+func (o *outbox) full(e *Event) bool {
+	return o.pending() >= o.limits.pendingFrames || o.pendingBytes+e.size() > o.limits.pendingBytes
+}
+
+// conflating reports whether QoS 0 messages should replace older unwritten
+// values of their topic: when the client is behind, or when asked (a
+// bandwidth cap).
+func (o *outbox) conflating(always bool) bool {
+	return always || o.pending() >= o.limits.conflateAfter
+}
+
+// conflate replaces the unwritten QoS 0 message of e's topic with e, if
+// there is one. The frame keeps its number and place: the client sees the
+// newer value where the older would have been.
+func (o *outbox) conflate(e Event) bool {
+	if e.Kind != EventMessage || e.Msg.QoS != 0 || o.latest == nil {
 		return false
+	}
+	n, ok := o.latest[conflationKey{e.Msg.Stream, e.Msg.Topic}]
+	if !ok || n <= o.sent {
+		return false
+	}
+	old := &o.ring[(o.head+int(n-o.base))%len(o.ring)]
+	o.pendingBytes += e.size() - old.size()
+	*old = e
+	return true
+}
+
+// push queues a frame. Callers check full first: push itself never
+// refuses, because control frames (results, notices) must always get out.
+func (o *outbox) push(e Event, track bool) {
+	if track && e.Kind == EventMessage && e.Msg.QoS == 0 {
+		if o.latest == nil {
+			o.latest = map[conflationKey]uint64{}
+		}
+		o.latest[conflationKey{e.Msg.Stream, e.Msg.Topic}] = o.next
 	}
 	n := int(o.next - o.base)
 	if n == len(o.ring) {
@@ -47,7 +93,18 @@ func (o *outbox) push(e Event) bool {
 	o.ring[(o.head+n)%len(o.ring)] = e
 	o.next++
 	o.pendingBytes += e.size()
-	return true
+}
+
+// overflow records a message dropped for a full outbox: the client is told
+// with a NOTICE (code 4050) whose value counts the drops since the last
+// notice it received.
+func (o *outbox) overflow() {
+	if o.notice > o.sent {
+		o.ring[(o.head+int(o.notice-o.base))%len(o.ring)].Value++
+		return
+	}
+	o.notice = o.next
+	o.push(Event{Kind: EventNotice, Code: CodeOverflow, Text: "messages dropped: the client cannot keep up", Value: 1}, false)
 }
 
 func (o *outbox) grow() {
@@ -60,12 +117,22 @@ func (o *outbox) grow() {
 }
 
 // take appends up to max unwritten frames to dst, marks them written, and
-// trims the replay window to its bounds.
-func (o *outbox) take(dst []Event, max int) []Event {
+// trims the replay window to its bounds. allow, when set, may stop the take
+// before a frame (a bandwidth budget).
+func (o *outbox) take(dst []Event, max int, allow func(*Event) bool) []Event {
 	for o.sent+1 < o.next && max > 0 {
 		e := o.ring[(o.head+int(o.sent+1-o.base))%len(o.ring)]
+		if allow != nil && !allow(&e) {
+			break
+		}
 		dst = append(dst, e)
 		o.sent++
+		if o.latest != nil && e.Kind == EventMessage && e.Msg.QoS == 0 {
+			k := conflationKey{e.Msg.Stream, e.Msg.Topic}
+			if o.latest[k] == o.sent {
+				delete(o.latest, k)
+			}
+		}
 		o.pendingBytes -= e.size()
 		o.sentBytes += e.size()
 		max--
@@ -82,6 +149,14 @@ func (o *outbox) dropOldest() {
 	*e = Event{} // release the message for the garbage collector
 	o.head = (o.head + 1) % len(o.ring)
 	o.base++
+}
+
+// peek returns the next unwritten frame, if any.
+func (o *outbox) peek() *Event {
+	if o.sent+1 >= o.next {
+		return nil
+	}
+	return &o.ring[(o.head+int(o.sent+1-o.base))%len(o.ring)]
 }
 
 // rewind prepares a replay for a client that has received frames up to and
@@ -105,6 +180,7 @@ func (o *outbox) rewind(received uint64) *Error {
 // release drops every frame, for a session that is over.
 func (o *outbox) release() {
 	clear(o.ring)
+	o.latest = nil
 	o.base, o.sent, o.sentBytes, o.pendingBytes = o.next, o.next-1, 0, 0
 	o.head = 0
 }

@@ -8,7 +8,7 @@ func testLimits() outboxLimits {
 
 func takeAll(o *outbox) []uint64 {
 	var vals []uint64
-	for _, e := range o.take(nil, 1<<30) {
+	for _, e := range o.take(nil, 1<<30, nil) {
 		vals = append(vals, e.Value)
 	}
 	return vals
@@ -17,9 +17,7 @@ func takeAll(o *outbox) []uint64 {
 func TestOutboxNumbersAndReplays(t *testing.T) {
 	o := newOutbox(testLimits())
 	for i := 1; i <= 40; i++ { // forces the ring to grow past its initial 16
-		if !o.push(Event{Kind: EventNotice, Value: uint64(i)}) {
-			t.Fatalf("push %d refused", i)
-		}
+		o.push(Event{Kind: EventNotice, Value: uint64(i)}, false)
 		if i%7 == 0 {
 			takeAll(o)
 		}
@@ -51,17 +49,19 @@ func TestOutboxBoundsUnwrittenFrames(t *testing.T) {
 	l := testLimits()
 	l.pendingFrames = 3
 	o := newOutbox(l)
+	e := Event{Kind: EventNotice}
 	for i := 0; i < 3; i++ {
-		if !o.push(Event{Kind: EventNotice}) {
-			t.Fatalf("push %d refused below the bound", i)
+		if o.full(&e) {
+			t.Fatalf("full at %d, below the bound", i)
 		}
+		o.push(e, false)
 	}
-	if o.push(Event{Kind: EventNotice}) {
-		t.Fatal("push beyond the bound accepted")
+	if !o.full(&e) {
+		t.Fatal("not full at the bound")
 	}
 	takeAll(o)
-	if !o.push(Event{Kind: EventNotice}) {
-		t.Fatal("push refused after the frames were written")
+	if o.full(&e) {
+		t.Fatal("still full after the frames were written")
 	}
 }
 
@@ -71,10 +71,51 @@ func TestOutboxReplayBytesBound(t *testing.T) {
 	o := newOutbox(l)
 	m := &Message{Payload: make([]byte, 1000)}
 	for i := 0; i < 10; i++ {
-		o.push(Event{Kind: EventMessage, Msg: m})
+		o.push(Event{Kind: EventMessage, Msg: m}, false)
 	}
 	takeAll(o)
 	if held := int(o.sent - o.base + 1); held != 3 {
 		t.Fatalf("replay window holds %d frames, want 3 by the byte bound", held)
+	}
+}
+
+func TestOutboxConflatesUnwrittenQoS0PerTopic(t *testing.T) {
+	o := newOutbox(testLimits())
+	for i := 0; i < 10; i++ {
+		for _, topic := range []string{"a", "b"} {
+			e := Event{Kind: EventMessage, Msg: &Message{Topic: topic, Payload: []byte{byte(i)}}}
+			if !o.conflate(e) {
+				o.push(e, true)
+			}
+		}
+	}
+	got := o.take(nil, 100, nil)
+	if len(got) != 2 || got[0].Msg.Payload[0] != 9 || got[1].Msg.Payload[0] != 9 {
+		t.Fatalf("want the latest value of a and b, got %d frames", len(got))
+	}
+	// Once written, a topic's next value is queued, not conflated.
+	e := Event{Kind: EventMessage, Msg: &Message{Topic: "a", Payload: []byte{10}}}
+	if o.conflate(e) {
+		t.Fatal("conflated into a frame already written")
+	}
+	q1 := Event{Kind: EventMessage, Msg: &Message{Topic: "a", QoS: 1}}
+	o.push(q1, true)
+	if o.conflate(Event{Kind: EventMessage, Msg: &Message{Topic: "a", QoS: 1}}) {
+		t.Fatal("QoS 1 conflated")
+	}
+}
+
+func TestOutboxOverflowNoticeCounts(t *testing.T) {
+	o := newOutbox(testLimits())
+	for i := 0; i < 5; i++ {
+		o.overflow()
+	}
+	got := o.take(nil, 100, nil)
+	if len(got) != 1 || got[0].Code != CodeOverflow || got[0].Value != 5 {
+		t.Fatalf("want one notice counting 5, got %+v", got)
+	}
+	o.overflow()
+	if got := o.take(nil, 100, nil); len(got) != 1 || got[0].Value != 1 {
+		t.Fatalf("a drop after the notice was written needs a new notice: %+v", got)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/caddy-mqtt/mqttgateway/throttle"
 )
 
 // Transport is what a session needs from the connection it is bound to.
@@ -46,6 +48,23 @@ type Session struct {
 	expiry  *time.Timer
 
 	requests atomic.Uint64 // client requests received, reported in BOUND
+
+	// Throttling (throttle.go): per-topic frequency gates of throttled
+	// subscriptions, the bandwidth bucket, and counters.
+	freqs     map[uint64]map[string]map[*Client]time.Duration
+	throttled int // subscriptions with a frequency limit
+	gate      *throttle.Gate[conflationKey, *Message]
+	gateTimer *time.Timer
+	gateAt    time.Time
+	gateBuf   []*Message
+	bucket    *throttle.Bucket
+	Stats     Stats
+}
+
+// Stats counts what happened to a session's messages.
+type Stats struct {
+	Conflated uint64 // QoS 0 values replaced by newer ones before being sent
+	Dropped   uint64 // messages dropped for a full queue (each one notified)
 }
 
 // CountRequest counts a request frame received from the client.
@@ -115,14 +134,26 @@ func (s *Session) Detach(t Transport) {
 }
 
 // Take appends up to max frames waiting to be written to dst. When the
-// session has ended and nothing is left, it returns the reason as well.
-func (s *Session) Take(dst []Event, max int) ([]Event, *Error) {
+// session's bandwidth budget holds frames back, wait says when to try
+// again. When the session has ended, it returns the reason.
+func (s *Session) Take(dst []Event, limit int) (_ []Event, wait time.Duration, _ *Error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed != nil {
-		return dst, s.closed
+		return dst, 0, s.closed
 	}
-	return s.out.take(dst, max), nil
+	if s.bucket == nil {
+		return s.out.take(dst, limit, nil), 0, nil
+	}
+	now := time.Now()
+	n := len(dst)
+	dst = s.out.take(dst, limit, func(e *Event) bool { return s.bucket.Allow(e.wireSize(), now) })
+	if len(dst) == n {
+		if e := s.out.peek(); e != nil {
+			wait = max(s.bucket.Wait(e.wireSize(), now), time.Millisecond)
+		}
+	}
+	return dst, wait, nil
 }
 
 // Closed reports why the session ended, or nil while it is live.
@@ -132,19 +163,38 @@ func (s *Session) Closed() *Error {
 	return s.closed
 }
 
-// push queues a data frame. Called with s.mu held.
+// pushLocked queues a data frame. Called with s.mu held.
+//
+// A client that cannot keep up (its writes block, or its bandwidth cap
+// holds frames back) makes frames wait here. Past conflate_after waiting
+// frames, or always under a bandwidth cap, a QoS 0 message replaces the
+// waiting value of its topic instead of queuing behind it: the client gets
+// the current state, in bounded memory. At the queue's bounds a message is
+// dropped and counted in an overflow NOTICE, or, with overflow close, a
+// QoS 1/2 message ends the session with code 4050: never silently.
 func (s *Session) pushLocked(e Event) {
 	if s.closed != nil {
 		return
 	}
-	if !s.out.push(e) {
-		// The client cannot keep up and its queue is full. Ending the
-		// session with an explicit code is the only way that loses nothing
-		// silently; it runs asynchronously because the caller may hold a
-		// hub's lock.
-		s.closed = Errorf(CodeOverflow, "too many frames queued for a slow client")
-		go s.finish()
-		return
+	o := s.out
+	if e.Kind == EventMessage {
+		conflate := o.conflating(s.bucket != nil)
+		switch {
+		case conflate && o.conflate(e):
+			s.Stats.Conflated++
+		case o.full(&e) && e.Msg.QoS > 0 && s.mgr.cfg.OverflowClose:
+			// Runs asynchronously: the caller may hold a hub's lock.
+			s.closed = Errorf(CodeOverflow, "too many messages queued for a slow client")
+			go s.finish()
+			return
+		case o.full(&e):
+			s.Stats.Dropped++
+			o.overflow()
+		default:
+			o.push(e, conflate)
+		}
+	} else {
+		o.push(e, false)
 	}
 	if s.conn != nil {
 		s.conn.Wake()
@@ -158,9 +208,13 @@ func (s *Session) push(e Event) {
 }
 
 // deliver queues a broker message. It is the fan-out hot path: no
-// allocation, one lock.
+// allocation, one lock; throttled subscriptions go through the gate.
 func (s *Session) deliver(m *Message) {
 	s.mu.Lock()
+	if s.throttled > 0 && m.QoS == 0 && !s.admit(m) {
+		s.mu.Unlock()
+		return
+	}
 	s.pushLocked(Event{Kind: EventMessage, Msg: m})
 	s.mu.Unlock()
 }
@@ -198,6 +252,10 @@ func (s *Session) finish() {
 	}
 	conn := s.conn
 	s.out.release()
+	if s.gateTimer != nil {
+		s.gateTimer.Stop()
+	}
+	s.gate = nil
 	reason := s.closed
 	s.mu.Unlock()
 	for _, c := range clients {

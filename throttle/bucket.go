@@ -12,8 +12,8 @@ type Bucket struct {
 }
 
 // NewBucket returns a full bucket. The burst is a quarter second of rate,
-// at least 4 KiB, so a slow client still receives whole frames and a fast
-// one is smoothed over short windows.
+// at least 256 bytes: small enough that a capped client stays near its cap
+// over any few seconds; frames larger than the burst still pass (see Allow).
 func NewBucket(rate float64, now time.Time) *Bucket {
 	b := &Bucket{}
 	b.SetRate(rate, now)
@@ -25,7 +25,7 @@ func NewBucket(rate float64, now time.Time) *Bucket {
 func (b *Bucket) SetRate(rate float64, now time.Time) {
 	b.refill(now)
 	b.Rate = rate
-	b.Burst = max(rate/4, 4096)
+	b.Burst = max(rate/4, 256)
 	b.tokens = min(b.tokens, b.Burst)
 }
 

@@ -239,3 +239,23 @@ func AppendAck(b []byte, stream, packetID uint64) []byte {
 
 // AppendClose appends the client's CLOSE frame.
 func AppendClose(b []byte) []byte { return append(b, 1, TypeClose) }
+
+// AppendFrequency appends a FREQUENCY frame (messages per 1000 s; 0:
+// unlimited).
+func AppendFrequency(b []byte, req, handle uint64, filter string, maxFrequency uint64) []byte {
+	b, s := begin(b, TypeFrequency)
+	b = appendUvarint(b, req)
+	b = appendUvarint(b, handle)
+	b = appendString(b, filter)
+	b = appendUvarint(b, maxFrequency)
+	return end(b, s)
+}
+
+// AppendBandwidth appends a BANDWIDTH frame (bytes per second; 0: no limit
+// of the client's own).
+func AppendBandwidth(b []byte, req, bytesPerSecond uint64) []byte {
+	b, s := begin(b, TypeBandwidth)
+	b = appendUvarint(b, req)
+	b = appendUvarint(b, bytesPerSecond)
+	return end(b, s)
+}

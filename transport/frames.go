@@ -18,6 +18,8 @@ const (
 	TypeAck         byte = 0x08
 	TypePing        byte = 0x09
 	TypeClose       byte = 0x0A
+	TypeFrequency   byte = 0x0B
+	TypeBandwidth   byte = 0x0C
 
 	TypeOpened  byte = 0x81
 	TypeBound   byte = 0x82
@@ -169,6 +171,13 @@ func Decode(b []byte, f *Frame) error {
 		p.Payload = r.rest()
 	case TypeDisconnect:
 		f.Req, f.Handle = r.uvarint(), r.uvarint()
+	case TypeFrequency:
+		f.Req, f.Handle = r.uvarint(), r.uvarint()
+		f.Filter = r.string()
+		f.MaxFrequency = r.uvarint()
+	case TypeBandwidth:
+		f.Req = r.uvarint()
+		f.Value = r.uvarint()
 	case TypeAck:
 		f.Stream, f.PacketID = r.uvarint(), r.uvarint()
 	case TypePing, TypeClose:

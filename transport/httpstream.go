@@ -136,6 +136,7 @@ func (s *Server) beginHTTP(w http.ResponseWriter, r *http.Request, conn *httpCon
 		id, secret := sess.ID(), sess.Secret()
 		first := AppendOpened(nil, id, secret, uint64(cfg.Heartbeat/time.Millisecond),
 			uint64(cfg.SessionTimeout/time.Millisecond), uint64(s.maxFrame()), nil)
+		applyOpenOptions(sess, f.Options)
 		sess.Attach(conn, false, 0)
 		return sess, first, true
 	case TypeBind:
@@ -183,7 +184,7 @@ func (s *Server) ServeStream(w http.ResponseWriter, r *http.Request) error {
 	events := make([]session.Event, 0, batchFrames)
 	for {
 		var ended *session.Error
-		buf, events, ended = fill(buf, sess, events)
+		buf, events, ended = fill(buf, sess, events, conn)
 		if conn.closed() {
 			return nil // replaced by a newer connection of the session
 		}
@@ -215,11 +216,17 @@ func (s *Server) ServeStream(w http.ResponseWriter, r *http.Request) error {
 }
 
 // fill appends what the session has to send; when the session is over and
-// nothing is left, it appends the CLOSE frame and returns the reason.
-func fill(buf []byte, sess *session.Session, events []session.Event) ([]byte, []session.Event, *session.Error) {
+// nothing is left, it appends the CLOSE frame and returns the reason. When a
+// bandwidth budget holds frames back, the connection is woken when they may
+// go.
+func fill(buf []byte, sess *session.Session, events []session.Event, conn session.Transport) ([]byte, []session.Event, *session.Error) {
 	for {
 		var ended *session.Error
-		events, ended = sess.Take(events[:0], batchFrames)
+		var wait time.Duration
+		events, wait, ended = sess.Take(events[:0], batchFrames)
+		if wait > 0 {
+			time.AfterFunc(wait, conn.Wake)
+		}
 		for i := range events {
 			buf = AppendEvent(buf, &events[i])
 		}
@@ -252,7 +259,7 @@ func (s *Server) ServePoll(w http.ResponseWriter, r *http.Request) error {
 	opened := first[lenOf(first)] == TypeOpened
 	for {
 		var ended *session.Error
-		buf, events, ended = fill(buf, sess, events)
+		buf, events, ended = fill(buf, sess, events, conn)
 		// A new session's OPENED is an answer by itself: the client needs
 		// the session id before it can send anything.
 		if opened || len(buf) > len(first) || ended != nil || conn.closed() {

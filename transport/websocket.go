@@ -184,6 +184,7 @@ func (c *wsConn) handshake() error {
 			return err
 		}
 		c.sess = sess
+		applyOpenOptions(sess, f.Options)
 		sess.Attach(c, false, 0)
 	case TypeBind:
 		sess, serr := mgr.Lookup(f.Session, f.Secret)
@@ -241,6 +242,9 @@ func (c *wsConn) writeLoop() {
 	hb := c.heartbeat()
 	ticker := time.NewTicker(hb / 2)
 	defer ticker.Stop()
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
 	events := make([]session.Event, 0, batchFrames)
 	var buf []byte
 	lastWrite := time.Now()
@@ -257,6 +261,7 @@ func (c *wsConn) writeLoop() {
 		select {
 		case <-c.wake:
 		case <-ticker.C:
+		case <-retry.C:
 		case <-c.stop:
 			return
 		}
@@ -270,7 +275,11 @@ func (c *wsConn) writeLoop() {
 				return
 			}
 			var ended *session.Error
-			events, ended = c.sess.Take(events[:0], batchFrames)
+			var wait time.Duration
+			events, wait, ended = c.sess.Take(events[:0], batchFrames)
+			if wait > 0 {
+				retry.Reset(wait) // the bandwidth budget holds frames back
+			}
 			if len(events) == 0 && ended != nil {
 				wsCode := int(ended.Code)
 				if ended.Code == session.CodeOK {

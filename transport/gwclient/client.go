@@ -32,18 +32,26 @@ type Client struct {
 	Messages chan transport.Frame
 	done     chan struct{}
 	err      error
+	// BytesIn counts the bytes of the WebSocket messages received.
+	BytesIn atomic.Int64
 }
 
 // Dial opens a session at a gateway's WebSocket URL (ws://host/base/ws).
 func Dial(ctx context.Context, url string, header http.Header) (*Client, error) {
-	d := websocket.Dialer{Subprotocols: []string{transport.Subprotocol}}
+	return DialWith(ctx, &websocket.Dialer{}, url, header, nil)
+}
+
+// DialWith opens a session with a dialer of the caller's and OPEN options
+// (such as max_bandwidth).
+func DialWith(ctx context.Context, d *websocket.Dialer, url string, header http.Header, options []transport.KV) (*Client, error) {
+	d.Subprotocols = []string{transport.Subprotocol}
 	ws, _, err := d.DialContext(ctx, url, header)
 	if err != nil {
 		return nil, err
 	}
 	c := &Client{ws: ws, pending: map[uint64]chan transport.Frame{}, Messages: make(chan transport.Frame, 4096),
 		Ended: make(chan transport.Frame, 1), done: make(chan struct{})}
-	if err := c.write(transport.AppendOpen(nil, "", nil, nil)); err != nil {
+	if err := c.write(transport.AppendOpen(nil, "", nil, options)); err != nil {
 		ws.Close()
 		return nil, err
 	}
@@ -75,6 +83,7 @@ func (c *Client) read() {
 	defer close(c.Messages)
 	for {
 		_, unit, err := c.ws.ReadMessage()
+		c.BytesIn.Add(int64(len(unit)))
 		if err != nil {
 			c.err = err
 			c.failPending(err)
@@ -159,6 +168,27 @@ func (c *Client) Connect(ctx context.Context, p session.ConnectParams) (handle, 
 func (c *Client) Subscribe(ctx context.Context, handle uint64, filter string, qos byte) (byte, error) {
 	g, err := c.request(ctx, func(req uint64) []byte { return transport.AppendSubscribe(nil, req, handle, filter, qos, 0) })
 	return byte(g), err
+}
+
+// SubscribeLimited subscribes with a frequency limit in messages per second.
+func (c *Client) SubscribeLimited(ctx context.Context, handle uint64, filter string, qos byte, perSecond float64) (byte, error) {
+	g, err := c.request(ctx, func(req uint64) []byte {
+		return transport.AppendSubscribe(nil, req, handle, filter, qos, uint64(perSecond*1000))
+	})
+	return byte(g), err
+}
+
+// SetFrequency changes a subscription's frequency limit.
+func (c *Client) SetFrequency(ctx context.Context, handle uint64, filter string, perSecond float64) error {
+	_, err := c.request(ctx, func(req uint64) []byte {
+		return transport.AppendFrequency(nil, req, handle, filter, uint64(perSecond*1000))
+	})
+	return err
+}
+
+// SetBandwidth caps the session's bandwidth and returns the cap in force.
+func (c *Client) SetBandwidth(ctx context.Context, bytesPerSecond uint64) (uint64, error) {
+	return c.request(ctx, func(req uint64) []byte { return transport.AppendBandwidth(nil, req, bytesPerSecond) })
 }
 
 // Unsubscribe removes a subscription.

@@ -1,0 +1,167 @@
+package session
+
+import (
+	"time"
+
+	"github.com/caddy-mqtt/mqttgateway/session/topic"
+	"github.com/caddy-mqtt/mqttgateway/throttle"
+)
+
+// Frequency limits: a subscription may ask for at most f messages per second
+// (the server caps it with max_frequency). The limit applies to each topic
+// the subscription matches, and only to QoS 0: a wildcard subscription
+// keeps the latest value of every topic, and the latest value of every topic
+// is always delivered in the end. QoS 1/2 messages are never held back.
+//
+// When several subscriptions of a session match a topic, the least
+// restrictive wins, since the session receives a message once.
+
+// Interval turns messages per second into the spacing between deliveries,
+// applying the server's cap; 0 means unlimited.
+func (m *Manager) Interval(perSecond float64) time.Duration {
+	if cap := m.cfg.MaxFrequency; cap > 0 && (perSecond <= 0 || perSecond > cap) {
+		perSecond = cap
+	}
+	if perSecond <= 0 {
+		return 0
+	}
+	// A 2% margin (at most 20 ms) keeps deliveries under the rate as the
+	// client measures it, whatever the network's jitter.
+	iv := time.Duration(float64(time.Second) / perSecond)
+	return iv + min(iv/50, 20*time.Millisecond)
+}
+
+// setFrequency records a client's subscription limit. Called with s.mu held.
+func (s *Session) setFrequency(c *Client, stream uint64, filter string, interval time.Duration) {
+	s.clearFrequency(c, stream, filter)
+	if s.freqs == nil {
+		s.freqs = map[uint64]map[string]map[*Client]time.Duration{}
+	}
+	byFilter := s.freqs[stream]
+	if byFilter == nil {
+		byFilter = map[string]map[*Client]time.Duration{}
+		s.freqs[stream] = byFilter
+	}
+	byClient := byFilter[filter]
+	if byClient == nil {
+		byClient = map[*Client]time.Duration{}
+		byFilter[filter] = byClient
+	}
+	byClient[c] = interval
+	if interval > 0 {
+		s.throttled++
+		if s.gate == nil {
+			s.gate = throttle.NewGate[conflationKey, *Message]()
+		}
+	}
+}
+
+// clearFrequency forgets a client's subscription limit. Called with s.mu
+// held.
+func (s *Session) clearFrequency(c *Client, stream uint64, filter string) {
+	byClient := s.freqs[stream][filter]
+	iv, ok := byClient[c]
+	if !ok {
+		return
+	}
+	delete(byClient, c)
+	if iv > 0 {
+		s.throttled--
+	}
+	if len(byClient) == 0 {
+		delete(s.freqs[stream], filter)
+	}
+}
+
+// admit passes a QoS 0 message through the frequency gate, or holds it as
+// its topic's latest value. Called with s.mu held.
+func (s *Session) admit(m *Message) bool {
+	interval, matched := time.Duration(-1), false
+	for filter, byClient := range s.freqs[m.Stream] {
+		if !topic.Match(filter, m.Topic) {
+			continue
+		}
+		for _, iv := range byClient {
+			if !matched || iv < interval {
+				interval, matched = iv, true
+			}
+		}
+	}
+	if !matched || interval <= 0 {
+		return true
+	}
+	now := time.Now()
+	ok, replaced := s.gate.Offer(conflationKey{m.Stream, m.Topic}, interval, m, now)
+	if replaced {
+		s.Stats.Conflated++
+	}
+	if !ok {
+		s.armGate(now)
+	}
+	return ok
+}
+
+// armGate makes sure the session's one gate timer fires when the earliest
+// held value is due. Called with s.mu held.
+func (s *Session) armGate(now time.Time) {
+	next, ok := s.gate.Next()
+	if !ok || (!s.gateAt.IsZero() && !next.Before(s.gateAt)) {
+		return
+	}
+	s.gateAt = next
+	if s.gateTimer == nil {
+		s.gateTimer = time.AfterFunc(next.Sub(now), s.flushGate)
+	} else {
+		s.gateTimer.Reset(next.Sub(now))
+	}
+}
+
+func (s *Session) flushGate() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gate == nil || s.closed != nil {
+		return
+	}
+	now := time.Now()
+	s.gateAt = time.Time{}
+	s.gateBuf = s.gate.Due(s.gateBuf[:0], now)
+	for i, m := range s.gateBuf {
+		s.pushLocked(Event{Kind: EventMessage, Msg: m})
+		s.gateBuf[i] = nil
+	}
+	if s.gate.Keys() > 4*s.gate.Waiting()+1024 {
+		s.gate.Prune(now)
+	}
+	s.armGate(now)
+}
+
+// SetMaxBandwidth caps the bytes per second sent to the client (0: no
+// limit of its own); the server's max_bandwidth caps it in turn. It returns
+// the cap in force.
+func (s *Session) SetMaxBandwidth(bytesPerSecond uint64) uint64 {
+	rate := float64(bytesPerSecond)
+	if cap := float64(s.mgr.cfg.MaxBandwidth); cap > 0 && (rate <= 0 || rate > cap) {
+		rate = cap
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	switch {
+	case rate <= 0:
+		s.bucket = nil
+	case s.bucket == nil:
+		s.bucket = throttle.NewBucket(rate, now)
+	default:
+		s.bucket.SetRate(rate, now)
+	}
+	if s.conn != nil {
+		s.conn.Wake()
+	}
+	return uint64(rate)
+}
+
+// Bandwidth answers a BANDWIDTH request: the RESULT's value is the cap in
+// force.
+func (s *Session) Bandwidth(req, bytesPerSecond uint64) {
+	s.result(req, nil, s.SetMaxBandwidth(bytesPerSecond))
+}

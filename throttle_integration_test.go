@@ -1,0 +1,324 @@
+package mqttgateway
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"net/url"
+	"runtime"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/autopaho"
+	"github.com/eclipse/paho.golang/paho"
+	"github.com/gorilla/websocket"
+
+	"github.com/caddy-mqtt/mqttgateway/session"
+	"github.com/caddy-mqtt/mqttgateway/transport"
+	"github.com/caddy-mqtt/mqttgateway/transport/gwclient"
+)
+
+// mqttPublisher connects a Go MQTT client to the broker, for publishing at
+// rates mosquitto_pub cannot reach.
+func mqttPublisher(t testing.TB, port int) *autopaho.ConnectionManager {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	u, _ := url.Parse(fmt.Sprintf("mqtt://127.0.0.1:%d", port))
+	cm, err := autopaho.NewConnection(ctx, autopaho.ClientConfig{ServerUrls: []*url.URL{u}, KeepAlive: 30,
+		ClientConfig: paho.ClientConfig{ClientID: fmt.Sprintf("test-pub-%d", time.Now().UnixNano())}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cm.Disconnect(context.Background()); cancel() })
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	if err := cm.AwaitConnection(wctx); err != nil {
+		t.Fatal(err)
+	}
+	return cm
+}
+
+// publishAt publishes n messages round-robin over topics at rate per
+// second; each payload is the message number, padded to size bytes.
+func publishAt(t testing.TB, cm *autopaho.ConnectionManager, topics []string, n int, rate float64, size int, qos byte) {
+	t.Helper()
+	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
+	defer tick.Stop()
+	for i := 0; i < n; i++ {
+		<-tick.C
+		payload := make([]byte, max(size, 8))
+		binary.BigEndian.PutUint64(payload, uint64(i))
+		if _, err := cm.Publish(context.Background(), &paho.Publish{Topic: topics[i%len(topics)], QoS: qos, Payload: payload}); err != nil {
+			t.Fatalf("publish %d: %v", i, err)
+		}
+	}
+}
+
+type arrival struct {
+	at    time.Time
+	topic string
+	seq   uint64
+}
+
+func collect(c *gwclient.Client, until time.Time) []arrival {
+	var got []arrival
+	for {
+		select {
+		case f, ok := <-c.Messages:
+			if !ok {
+				return got
+			}
+			if f.Type == transport.TypeMessage {
+				got = append(got, arrival{time.Now(), f.Publish.Topic, binary.BigEndian.Uint64(f.Publish.Payload)})
+			}
+		case <-time.After(time.Until(until)):
+			return got
+		}
+	}
+}
+
+// A topic published at 100 msg/s to a subscription limited to 2/s: at most
+// 2 deliveries in any one-second window for 10 s, and the last value
+// delivered is the last published. With a wildcard over 5 topics, every
+// topic's last value arrives.
+func TestMaxFrequencyAccuracy(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	one, five := dial(t, url), dial(t, url)
+	ctx := ctx10(t)
+	h1, _, err := one.Connect(ctx, session.ConnectParams{Broker: "main"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := one.SubscribeLimited(ctx, h1, "freq/single", 0, 2); err != nil {
+		t.Fatal(err)
+	}
+	h5, _, err := five.Connect(ctx, session.ConnectParams{Broker: "main"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := five.SubscribeLimited(ctx, h5, "freq/many/+", 0, 2); err != nil {
+		t.Fatal(err)
+	}
+	pub := mqttPublisher(t, mq.port)
+	manyTopics := []string{"freq/many/0", "freq/many/1", "freq/many/2", "freq/many/3", "freq/many/4"}
+	// Arrival times are taken as frames arrive, by collectors running
+	// through the whole publication and 2 s more for the last held values.
+	end := time.Now().Add(12 * time.Second)
+	singleCh, manyCh := make(chan []arrival), make(chan []arrival)
+	go func() { singleCh <- collect(one, end) }()
+	go func() { manyCh <- collect(five, end) }()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		publishAt(t, pub, manyTopics, 500, 50, 8, 0) // 10 msg/s per topic
+	}()
+	publishAt(t, pub, []string{"freq/single"}, 1000, 100, 8, 0) // 10 s
+	<-done
+	single, many := <-singleCh, <-manyCh
+
+	if len(single) < 15 || len(single) > 22 {
+		t.Fatalf("%d deliveries in ~10 s at 2/s", len(single))
+	}
+	for i := range single {
+		n := 0
+		for j := i; j < len(single) && single[j].at.Sub(single[i].at) < time.Second; j++ {
+			n++
+		}
+		if n > 2 {
+			t.Fatalf("%d deliveries within one second starting at delivery %d", n, i)
+		}
+	}
+	if last := single[len(single)-1].seq; last != 999 {
+		t.Fatalf("last delivered value %d, want 999 (the last published)", last)
+	}
+	lastOf := map[string]uint64{}
+	for _, a := range many {
+		lastOf[a.topic] = a.seq
+	}
+	for i, topic := range manyTopics {
+		if want := uint64(495 + i); lastOf[topic] != want {
+			t.Errorf("%s: last value %d, want %d", topic, lastOf[topic], want)
+		}
+	}
+	t.Logf("single topic: %d deliveries; wildcard over 5 topics: %d deliveries", len(single), len(many))
+}
+
+// A session capped at 10 kbit/s receiving a 100 kbit/s stream stays within
+// 10% of the cap over 10 s, and ends on the latest values.
+func TestMaxBandwidthCap(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	ctx := ctx10(t)
+	c, err := gwclient.DialWith(ctx, &websocket.Dialer{}, url, nil, []transport.KV{{Key: "max_bandwidth", Value: "1250"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	h, _, err := c.Connect(ctx, session.ConnectParams{Broker: "main"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Subscribe(ctx, h, "bw/+", 0); err != nil {
+		t.Fatal(err)
+	}
+	topics := []string{"bw/0", "bw/1", "bw/2", "bw/3", "bw/4"}
+	pub := mqttPublisher(t, mq.port)
+	start := c.BytesIn.Load()
+	t0 := time.Now()
+	publishAt(t, pub, topics, 1250, 125, 100, 0) // 125 msg/s × 100 B = 100 kbit/s, 10 s
+	elapsed := time.Since(t0)
+	got := c.BytesIn.Load() - start
+	rate := float64(got) / elapsed.Seconds()
+	t.Logf("received %d bytes in %s: %.0f B/s against a cap of 1250 B/s", got, elapsed.Round(time.Millisecond), rate)
+	if rate < 1250*0.9 || rate > 1250*1.1 {
+		t.Fatalf("rate %.0f B/s is not within 10%% of 1250 B/s", rate)
+	}
+	last := map[string]uint64{}
+	for _, a := range collect(c, time.Now().Add(2*time.Second)) {
+		last[a.topic] = a.seq
+	}
+	for i, topic := range topics {
+		if want := uint64(1245 + i); last[topic] != want {
+			t.Errorf("%s ended on %d, want the latest value %d", topic, last[topic], want)
+		}
+	}
+}
+
+// A client that stops reading while 1,000 msg/s flow: the gateway's heap
+// stays bounded, another session keeps receiving everything, and when the
+// slow client reads again it finds conflated QoS 0 values (the latest of
+// each topic) and an overflow notice counting the QoS 1 messages dropped.
+func TestSlowClientBoundedAndNotified(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port),
+		"max_queued_frames 200\n\t\tmax_queued_bytes 512KiB")
+	ctx := ctx10(t)
+
+	// The slow client: a tiny receive buffer, so its socket fills at once.
+	dialer := &websocket.Dialer{NetDialContext: (&net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}).DialContext}
+	slow := rawSession(t, ctx, dialer, url)
+	fast := dial(t, url)
+	hf, _, err := fast.Connect(ctx, session.ConnectParams{Broker: "main"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fast.Subscribe(ctx, hf, "slow/#", 1)
+
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+
+	pub := mqttPublisher(t, mq.port)
+	qos0 := []string{"slow/a", "slow/b", "slow/c", "slow/d"}
+	const n = 4000 // 4 s at 1,000 msg/s, 1 KiB each
+	done := make(chan struct{})
+	go func() { defer close(done); publishAt(t, pub, qos0, n, 1000, 1024, 0) }()
+	fastGot := 0
+	for fastGot < n {
+		select {
+		case f := <-fast.Messages:
+			if f.Type == transport.TypeMessage {
+				fastGot++
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the fast session stalled at %d of %d messages", fastGot, n)
+		}
+	}
+	<-done
+	publishAt(t, pub, []string{"slow/q1"}, 300, 1000, 1024, 1)
+	for i := 0; i < 300; i++ {
+		<-fast.Messages
+	}
+	var after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	growth := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("heap growth during the flood: %d KiB (%d MiB of messages offered)", growth>>10, (n+300)>>10)
+	if growth > 32<<20 {
+		t.Fatalf("heap grew by %d MiB with a slow client", growth>>20)
+	}
+
+	// Now the slow client reads what was kept for it.
+	last := map[string]uint64{}
+	var notice *transport.Frame
+	messages := 0
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) && (notice == nil || len(last) < 4) {
+		f, ok := slow.next(time.Until(deadline))
+		if !ok {
+			break
+		}
+		switch f.Type {
+		case transport.TypeMessage:
+			messages++
+			last[f.Publish.Topic] = binary.BigEndian.Uint64(f.Publish.Payload)
+		case transport.TypeNotice:
+			notice = &f
+		}
+	}
+	if notice == nil || notice.Code != session.CodeOverflow || notice.Value == 0 {
+		t.Fatalf("no overflow notice for the QoS 1 messages dropped: %+v", notice)
+	}
+	for i, topic := range qos0 {
+		if want := uint64(n - 4 + i); last[topic] != want {
+			t.Errorf("%s: slow client's latest value %d, want %d", topic, last[topic], want)
+		}
+	}
+	t.Logf("slow client: %d messages read of %d offered, notice counts %d dropped", messages, n+300, notice.Value)
+}
+
+// rawSession is a client that reads only when asked.
+type rawConn struct {
+	ws      *websocket.Conn
+	pending []transport.Frame
+}
+
+func rawSession(t *testing.T, ctx context.Context, d *websocket.Dialer, url string) *rawConn {
+	t.Helper()
+	d.Subprotocols = []string{transport.Subprotocol}
+	ws, _, err := d.DialContext(ctx, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.Close() })
+	c := &rawConn{ws: ws}
+	ws.WriteMessage(websocket.BinaryMessage, transport.AppendOpen(nil, "", nil, nil))
+	if f, _ := c.next(5 * time.Second); f.Type != transport.TypeOpened {
+		t.Fatalf("no OPENED: %+v", f)
+	}
+	unit := transport.AppendConnect(nil, 1, 1, &session.ConnectParams{Broker: "main"})
+	unit = transport.AppendSubscribe(unit, 2, 1, "slow/#", 1, 0)
+	ws.WriteMessage(websocket.BinaryMessage, unit)
+	for req := uint64(1); req <= 2; req++ {
+		if f, _ := c.next(5 * time.Second); f.Type != transport.TypeResult || f.Code != 0 {
+			t.Fatalf("request %d: %+v", req, f)
+		}
+	}
+	return c
+}
+
+func (c *rawConn) next(timeout time.Duration) (transport.Frame, bool) {
+	for len(c.pending) == 0 {
+		c.ws.SetReadDeadline(time.Now().Add(timeout))
+		_, unit, err := c.ws.ReadMessage()
+		if err != nil {
+			return transport.Frame{}, false
+		}
+		transport.SplitUnit(unit, func(b []byte) error {
+			var f transport.Frame
+			if transport.Decode(b, &f) == nil && f.Type != transport.TypePing {
+				c.pending = append(c.pending, f)
+			}
+			return nil
+		})
+	}
+	f := c.pending[0]
+	c.pending = c.pending[1:]
+	return f, true
+}
+
