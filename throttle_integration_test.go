@@ -321,4 +321,3 @@ func (c *rawConn) next(timeout time.Duration) (transport.Frame, bool) {
 	c.pending = c.pending[1:]
 	return f, true
 }
-
