@@ -265,3 +265,56 @@ func TestBrokerDownIsReported(t *testing.T) {
 	}
 	t.Logf("reported after %s: %s", time.Since(start).Round(time.Millisecond), e.Message)
 }
+
+// A message retained before any session exists reaches the first
+// subscriber and a second one that joins later on the same shared
+// connection, flagged retained; the first does not see it again, and live
+// publishes reach both without the flag.
+func TestRetainedForLateSubscribers(t *testing.T) {
+	mq := startMosquitto(t)
+	mosquittoPub(t, mq.port, "-t", "ret/a", "-m", "kept", "-r", "-q", "1")
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	ctx := ctx10(t)
+	first, second := dial(t, url), dial(t, url)
+	h1, _, err := first.Connect(ctx, session.ConnectParams{Broker: "main"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.Subscribe(ctx, h1, "ret/#", 1); err != nil {
+		t.Fatal(err)
+	}
+	if f := nextMessage(t, first); string(f.Publish.Payload) != "kept" || !f.Publish.Retain {
+		t.Fatalf("first subscriber: %+v", f)
+	}
+	h2, _, err := second.Connect(ctx, session.ConnectParams{Broker: "main"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := second.Subscribe(ctx, h2, "ret/#", 1); err != nil {
+		t.Fatal(err)
+	}
+	if f := nextMessage(t, second); string(f.Publish.Payload) != "kept" || !f.Publish.Retain {
+		t.Fatalf("late subscriber: %+v", f)
+	}
+	time.Sleep(retainedSettle)
+	mosquittoPub(t, mq.port, "-t", "ret/a", "-m", "live", "-r")
+	for _, c := range []*gwclient.Client{first, second} {
+		if f := nextMessage(t, c); string(f.Publish.Payload) != "live" || f.Publish.Retain {
+			t.Fatalf("live publish: %+v (the first subscriber must not see the old value again)", f)
+		}
+	}
+	// A third subscriber gets the new retained value.
+	third := dial(t, url)
+	h3, _, _ := third.Connect(ctx, session.ConnectParams{Broker: "main"})
+	third.Subscribe(ctx, h3, "ret/+", 0)
+	if f := nextMessage(t, third); string(f.Publish.Payload) != "live" || !f.Publish.Retain {
+		t.Fatalf("third subscriber: %+v", f)
+	}
+	if n := mq.subscribeCount(t, "ret/#"); n != 1 {
+		t.Fatalf("broker saw %d SUBSCRIBEs for ret/#, want 1", n)
+	}
+}
+
+// retainedSettle lets the window in which retained messages answer a
+// SUBSCRIBE pass, so the next retained publish counts as live.
+const retainedSettle = 2100 * time.Millisecond

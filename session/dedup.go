@@ -30,6 +30,7 @@ type dupRun struct {
 	payload []byte
 	retain  bool
 	ids     []int
+	epoch   uint64
 }
 
 func subID(p *paho.Publish) int {
@@ -40,15 +41,17 @@ func subID(p *paho.Publish) int {
 }
 
 // duplicate reports whether p is another copy of the previous message, and
-// records p otherwise.
-func (d *dupRun) duplicate(p *paho.Publish) bool {
+// records p otherwise. epoch counts the hub's SUBSCRIBEs: the broker's
+// answer to a new SUBSCRIBE (its retained messages) may repeat the previous
+// message under a new identifier without being a copy of it.
+func (d *dupRun) duplicate(p *paho.Publish, epoch uint64) bool {
 	id := subID(p)
-	if id != 0 && len(d.ids) > 0 && p.Topic == d.topic && p.Retain == d.retain &&
+	if id != 0 && len(d.ids) > 0 && epoch == d.epoch && p.Topic == d.topic && p.Retain == d.retain &&
 		bytes.Equal(p.Payload, d.payload) && !slices.Contains(d.ids, id) {
 		d.ids = append(d.ids, id)
 		return true
 	}
-	d.topic, d.payload, d.retain = p.Topic, p.Payload, p.Retain
+	d.topic, d.payload, d.retain, d.epoch = p.Topic, p.Payload, p.Retain, epoch
 	d.ids = append(d.ids[:0], id)
 	return false
 }

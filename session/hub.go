@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/eclipse/paho.golang/autopaho"
@@ -53,8 +54,14 @@ type Hub struct {
 	// seq numbers deliveries so each session gets a message once even when
 	// several of its filters match; only the broker's receive goroutine
 	// touches it, the members' marks and the duplicate run below.
-	seq  uint64
-	dups dupRun
+	seq      uint64
+	dups     dupRun
+	subEpoch atomic.Uint64 // SUBSCRIBEs sent, for dups
+
+	// retained is the hub's copy of the retained message of every topic
+	// its filters cover (shared hubs), so a late subscriber gets them
+	// without a broker SUBSCRIBE that would repeat them to everyone.
+	retained map[string]*Message
 
 	nextSubID int // subscription identifier of the next new filter
 
@@ -83,6 +90,10 @@ type member struct {
 	sess    *Session
 	mark    uint64
 	filters map[string]int // filter → number of the session's subscriptions to it
+	// awaiting holds, per filter, until when messages with the retain flag
+	// are the broker's answer to this session's SUBSCRIBE and keep the
+	// flag (retained.go).
+	awaiting map[string]time.Time
 }
 
 // filterState is the broker-side state of one distinct filter.
@@ -136,6 +147,7 @@ func newHub(key string, br *brokerRuntime, stream uint64, dedicated bool, log *z
 		upCh:        make(chan struct{}),
 		refErr:      make(chan *Error, 1),
 		pendingAcks: map[uint16]pendingAck{},
+		retained:    map[string]*Message{},
 	}
 }
 
@@ -203,6 +215,16 @@ func (h *Hub) onUp(cm *autopaho.ConnectionManager, _ *paho.Connack) {
 	for f, fs := range h.filters {
 		fs.asked = -1
 		h.dirty[f] = struct{}{}
+	}
+	// Every session gets the current retained messages again, as a direct
+	// client reconnecting would: they may have changed during the outage.
+	if !h.dedicated {
+		until := time.Now().Add(time.Duration(h.broker.cfg.ConnectTimeout) + retainedWindow)
+		for _, mb := range h.members {
+			for f := range mb.filters {
+				h.await(mb, f, until)
+			}
+		}
 	}
 	h.mu.Unlock()
 	h.log.Info("broker connected", zap.String("broker", h.broker.cfg.Name), zap.Uint64("stream", h.stream), zap.Bool("dedicated", h.dedicated))
@@ -293,7 +315,7 @@ func (h *Hub) awaitUp(ctx context.Context) *Error {
 // session gets the same *Message once.
 func (h *Hub) onPublish(pr paho.PublishReceived) (bool, error) {
 	p := pr.Packet
-	if h.dups.duplicate(p) {
+	if h.dups.duplicate(p, h.subEpoch.Load()) {
 		if h.dedicated && p.QoS > 0 {
 			pr.Client.Ack(p) // the first copy carries the delivery
 		}
@@ -314,6 +336,10 @@ func (h *Hub) onPublish(pr paho.PublishReceived) (bool, error) {
 			h.owner.deliver(m)
 		}
 		h.mu.Unlock()
+		return true, nil
+	}
+	if p.Retain {
+		h.onRetained(m)
 		return true, nil
 	}
 	h.mu.RLock()
@@ -367,13 +393,22 @@ func (h *Hub) subscribe(ctx context.Context, sess *Session, filter string, qos b
 	// Index before the broker subscribes: retained messages arrive right
 	// after the SUBACK and must find this session.
 	mb.filters[filter]++
-	if mb.filters[filter] == 1 {
+	first := mb.filters[filter] == 1
+	if first {
 		h.index.Add(filter, mb)
 	}
 	if h.up && fs.asked >= int8(qos) && fs.waiters == nil {
+		// The broker holds the filter already: this session's retained
+		// messages come from the hub's copy, and nobody else sees them.
+		if first && !h.dedicated {
+			h.sendRetained(mb, filter)
+		}
 		granted := min(fs.granted, qos)
 		h.mu.Unlock()
 		return granted, nil
+	}
+	if !h.dedicated {
+		h.await(mb, filter, time.Now().Add(time.Duration(h.broker.cfg.ConnectTimeout)))
 	}
 	ch := make(chan *Error, 1)
 	fs.waiters = append(fs.waiters, ch)
@@ -395,9 +430,13 @@ func (h *Hub) subscribe(ctx context.Context, sess *Session, filter string, qos b
 		h.unsubscribe(sess, filter, qos)
 		return 0, err
 	}
-	h.mu.RLock()
+	h.mu.Lock()
 	granted := min(fs.granted, qos)
-	h.mu.RUnlock()
+	if !h.dedicated {
+		// The broker sends retained messages right after the SUBACK.
+		h.await(mb, filter, time.Now().Add(retainedWindow))
+	}
+	h.mu.Unlock()
 	return granted, nil
 }
 
@@ -413,6 +452,7 @@ func (h *Hub) unsubscribe(sess *Session, filter string, qos byte) {
 	fs.refs[qos]--
 	if mb.filters[filter]--; mb.filters[filter] == 0 {
 		delete(mb.filters, filter)
+		delete(mb.awaiting, filter)
 		h.index.Remove(filter, mb)
 		if len(mb.filters) == 0 {
 			delete(h.members, sess)
@@ -421,6 +461,7 @@ func (h *Hub) unsubscribe(sess *Session, filter string, qos byte) {
 	if fs.want() < 0 {
 		h.dirty[filter] = struct{}{}
 		h.pokeLocked()
+		h.pruneRetained(filter)
 	}
 }
 

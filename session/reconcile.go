@@ -71,7 +71,10 @@ func (h *Hub) reconcileOnce(ctx context.Context) bool {
 		switch {
 		case want >= 0 && want > fs.asked:
 			fs.asked = want
-			subs = append(subs, subscribeOp{paho.SubscribeOptions{Topic: f, QoS: byte(want)}, fs.subID})
+			// Retain As Published on shared connections: the hub must see
+			// which live messages are retained to keep its copy current
+			// (retained.go); it clears the flag for web clients itself.
+			subs = append(subs, subscribeOp{paho.SubscribeOptions{Topic: f, QoS: byte(want), RetainAsPublished: !h.dedicated}, fs.subID})
 		case want >= 0:
 			h.notify(fs, nil) // already held at a sufficient QoS
 		case fs.asked >= 0:
@@ -120,6 +123,7 @@ func (h *Hub) subscribeOne(ctx context.Context, s subscribeOp) bool {
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(h.broker.cfg.ConnectTimeout))
 	defer cancel()
 	id := s.subID
+	h.subEpoch.Add(1)
 	suback, err := h.cm.Subscribe(ctx, &paho.Subscribe{
 		Properties:    &paho.SubscribeProperties{SubscriptionIdentifier: &id},
 		Subscriptions: []paho.SubscribeOptions{s.opts},

@@ -1,0 +1,106 @@
+package session
+
+import (
+	"time"
+
+	"github.com/caddy-mqtt/mqttgateway/session/topic"
+)
+
+// Retained messages on a shared connection.
+//
+// A late subscriber must see the retained messages of its filter, but the
+// broker sends them only in answer to a SUBSCRIBE, and a second SUBSCRIBE on
+// the shared connection would send them to every session again. So the hub
+// keeps its own copy: it subscribes with Retain As Published, so every
+// message published with the retain flag arrives flagged, and it tracks the
+// latest retained message of each topic its filters cover.
+//
+// Web clients see standard MQTT semantics (Retain As Published off): a
+// message carries the retain flag only when it is sent because the client
+// subscribed. A late subscriber gets the hub's copy with the flag, at once;
+// the first subscribers of a filter get the broker's answer to the
+// SUBSCRIBE, which arrives within retainedWindow of the SUBACK, with the
+// flag; everyone else gets live retained publishes without it.
+
+// retainedWindow is how long after a SUBACK messages with the retain flag
+// count as the broker's answer to it.
+const retainedWindow = 2 * time.Second
+
+// await marks mb as expecting the broker's retained messages for filter
+// until the given time. Called with h.mu held.
+func (h *Hub) await(mb *member, filter string, until time.Time) {
+	if mb.awaiting == nil {
+		mb.awaiting = map[string]time.Time{}
+	}
+	mb.awaiting[filter] = until
+}
+
+// awaits reports whether mb expects retained messages of topic now.
+func (mb *member) awaits(name string, now time.Time) bool {
+	for f, until := range mb.awaiting {
+		if now.After(until) {
+			delete(mb.awaiting, f)
+			continue
+		}
+		if topic.Match(f, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// onRetained handles a message that arrived with the retain flag: it
+// updates the hub's copy and delivers the message, flagged only to the
+// sessions that await their subscription's retained messages.
+func (h *Hub) onRetained(m *Message) {
+	flagged := &Message{Stream: m.Stream, Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: true, Props: m.Props}
+	live := m // not shared yet
+	live.Retain = false
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(m.Payload) == 0 {
+		delete(h.retained, m.Topic) // an empty retained message clears the topic
+	} else {
+		h.retained[m.Topic] = flagged
+	}
+	now := time.Now()
+	h.seq++
+	seq := h.seq
+	h.index.Match(m.Topic, func(_ string, mb *member) {
+		if mb.mark == seq {
+			return
+		}
+		mb.mark = seq
+		if mb.awaits(m.Topic, now) {
+			mb.sess.deliver(flagged)
+		} else {
+			mb.sess.deliver(live)
+		}
+	})
+}
+
+// sendRetained delivers the hub's retained messages matching filter to a
+// session that just subscribed to a filter the broker already holds.
+// Called with h.mu held, so no live update can overtake them.
+func (h *Hub) sendRetained(mb *member, filter string) {
+	for name, m := range h.retained {
+		if topic.Match(filter, name) {
+			mb.sess.deliver(m)
+		}
+	}
+}
+
+// pruneRetained forgets retained messages no filter covers any more, after
+// filter lost its last subscriber. Called with h.mu held.
+func (h *Hub) pruneRetained(filter string) {
+	for name := range h.retained {
+		if !topic.Match(filter, name) {
+			continue
+		}
+		covered := false
+		h.index.Match(name, func(string, *member) { covered = true })
+		if !covered {
+			delete(h.retained, name)
+		}
+	}
+}
