@@ -153,6 +153,12 @@ func newHub(key string, br *brokerRuntime, stream uint64, dedicated bool, log *z
 
 func startHub(key string, br *brokerRuntime, stream uint64, o hubOptions, log *zap.Logger) (*Hub, error) {
 	h := newHub(key, br, stream, o.clientID != "", log)
+	if !h.dedicated {
+		// The shared connection starts clean, then keeps its broker session
+		// across reconnects for a minute: QoS 1/2 flows interrupted by a cut
+		// complete exactly once, and messages queued meanwhile arrive.
+		o.sessionExpiry = sharedSessionExpiry
+	}
 	clientID := o.clientID
 	if clientID == "" {
 		clientID = newClientID(br.cfg.ClientIDPrefix)
@@ -194,6 +200,10 @@ func startHub(key string, br *brokerRuntime, stream uint64, o hubOptions, log *z
 	return h, nil
 }
 
+// sharedSessionExpiry is how long the broker keeps a shared connection's
+// session after the connection drops, in seconds.
+const sharedSessionExpiry = 60
+
 // exponential is the reconnect schedule: quick first retries so a broker
 // restart is bridged fast, capped so a long outage does not hammer it.
 var exponential = autopaho.NewExponentialBackoff(250*time.Millisecond, 10*time.Second, time.Second, 2)
@@ -207,8 +217,12 @@ func reconnectBackoff(attempt int) time.Duration {
 
 func (h *Hub) onUp(cm *autopaho.ConnectionManager, _ *paho.Connack) {
 	h.mu.Lock()
+	wasDown := !h.since.IsZero()
 	h.up, h.since, h.lastErr = true, time.Now(), nil
 	close(h.upCh)
+	if wasDown && !h.dedicated {
+		h.noticeClients(&Error{Code: CodeOK, Message: fmt.Sprintf("broker %q available again", h.broker.cfg.Name)})
+	}
 	// The shared connection starts clean, so every filter must be
 	// subscribed again; the reconciler does it in the background (this
 	// callback must not block).
@@ -244,6 +258,8 @@ func (h *Hub) onDown() bool {
 		for c := range h.clients {
 			lost = append(lost, c)
 		}
+	} else if !closed {
+		h.noticeClients(Errorf(CodeBrokerUnavailable, "broker %q unavailable; subscriptions come back when it returns", h.broker.cfg.Name))
 	}
 	h.mu.Unlock()
 	if !closed {
@@ -467,29 +483,40 @@ func (h *Hub) unsubscribe(sess *Session, filter string, qos byte) {
 
 // publish sends a message to the broker and waits for the QoS flow to
 // complete.
+//
+// While the connection is down it waits for it (up to the connect timeout)
+// rather than failing at once: a short outage costs a client latency, not a
+// failed publish. A QoS 1/2 publish interrupted by a cut is completed by
+// paho's session state after the reconnect, and this call waits for that.
 func (h *Hub) publish(ctx context.Context, p *paho.Publish) *Error {
-	h.mu.RLock()
-	up := h.up
-	h.mu.RUnlock()
-	if !up {
-		return Errorf(CodeBrokerUnavailable, "broker %q is not connected", h.broker.cfg.Name)
+	if err := h.awaitUp(ctx); err != nil {
+		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(h.broker.cfg.ConnectTimeout))
-	defer cancel()
-	resp, err := h.cm.Publish(ctx, p)
-	if err != nil {
-		if resp != nil && resp.ReasonCode >= 0x80 {
-			return Errorf(CodeBrokerRejected, "broker rejected the publish: reason 0x%02x", resp.ReasonCode)
+	timeout := time.Duration(h.broker.cfg.ConnectTimeout)
+	for attempt := 0; ; attempt++ {
+		pctx, cancel := context.WithTimeout(ctx, timeout)
+		resp, err := h.cm.Publish(pctx, p)
+		cancel()
+		if err == nil || (resp != nil && resp.ReasonCode >= 0x80) {
+			if resp != nil && resp.ReasonCode >= 0x80 {
+				return Errorf(CodeBrokerRejected, "broker rejected the publish: reason 0x%02x", resp.ReasonCode)
+			}
+			return nil
 		}
-		if errors.Is(err, context.DeadlineExceeded) {
-			return Errorf(CodeBrokerTimeout, "broker did not acknowledge the publish in time")
+		switch {
+		case errors.Is(err, context.DeadlineExceeded):
+			return Errorf(CodeBrokerTimeout, "broker did not acknowledge the publish in time; it may still be delivered")
+		case p.QoS == 0 && attempt == 0:
+			// Lost with the connection before it was written: a QoS 0
+			// message has no session state, so send it again once the
+			// connection is back.
+			if e := h.awaitUp(ctx); e != nil {
+				return e
+			}
+			continue
 		}
 		return Errorf(CodeBrokerUnavailable, "publish failed: %v", err)
 	}
-	if resp != nil && resp.ReasonCode >= 0x80 {
-		return Errorf(CodeBrokerRejected, "broker rejected the publish: reason 0x%02x", resp.ReasonCode)
-	}
-	return nil
 }
 
 // ready starts deliveries of a dedicated hub to sess, once the client's
@@ -505,6 +532,19 @@ func (h *Hub) ready(sess *Session) {
 		sess.deliver(m)
 	}
 	h.early = nil
+}
+
+// noticeClients tells every session with a client on this shared hub that
+// the broker went away or came back: a NOTICE whose value is the stream.
+// Called with h.mu held.
+func (h *Hub) noticeClients(e *Error) {
+	told := map[*Session]bool{}
+	for c := range h.clients {
+		if !told[c.sess] {
+			told[c.sess] = true
+			c.sess.push(Event{Kind: EventNotice, Code: e.Code, Text: e.Message, Value: h.stream})
+		}
+	}
 }
 
 func (h *Hub) addClient(c *Client) {

@@ -1,0 +1,221 @@
+package mqttgateway
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddy-mqtt/mqttgateway/session"
+	"github.com/caddy-mqtt/mqttgateway/transport"
+	"github.com/caddy-mqtt/mqttgateway/transport/gwclient"
+)
+
+// 1,000 QoS 2 publishes from a web client while the gateway's link to the
+// broker is cut and restored twice: mosquitto_sub sees each exactly once.
+func TestExactlyOnceAcrossBrokerLinkCuts(t *testing.T) {
+	mq := startMosquitto(t)
+	proxy := startProxy(t, fmt.Sprintf("127.0.0.1:%d", mq.port))
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", proxy.port()), "")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	sub := exec.CommandContext(ctx, "mosquitto_sub", "-h", "127.0.0.1", "-p", fmt.Sprint(mq.port), "-t", "eo/#", "-q", "2", "-C", "1000", "-W", "50")
+	out, _ := sub.StdoutPipe()
+	if err := sub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+
+	c := dial(t, url)
+	h, _, err := c.Connect(ctx, session.ConnectParams{Broker: "main"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 1000
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			if err := c.Publish(ctx, h, session.PublishParams{Topic: "eo/x", QoS: 2, Payload: []byte(fmt.Sprint(i))}); err != nil {
+				errs <- fmt.Errorf("publish %d: %w", i, err)
+			}
+		}(i)
+		if i == 300 || i == 650 {
+			proxy.cut()
+		}
+		if i%50 == 0 {
+			time.Sleep(20 * time.Millisecond) // spread the publishes over the cuts
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	seen := map[string]int{}
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		seen[sc.Text()]++
+	}
+	sub.Wait()
+	for i := 0; i < n; i++ {
+		if seen[fmt.Sprint(i)] != 1 {
+			t.Errorf("message %d seen %d times", i, seen[fmt.Sprint(i)])
+		}
+	}
+	// The cuts did happen: mosquitto_sub connected once, the gateway three
+	// times.
+	log, _ := os.ReadFile(mq.log)
+	if n := bytes.Count(log, []byte("New client connected from 127.0.0.1")); n < 4 {
+		t.Fatalf("the broker saw %d connections, want at least 4: the cuts did not hit", n)
+	}
+}
+
+// Mosquitto killed and restarted while 100 sessions hold a subscription on
+// the shared connection: all 100 receive what is published after the
+// restart, with no action of theirs, and were told of the outage.
+func TestBrokerRestartRestoresSubscriptions(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	ctx := ctx10(t)
+	const sessions = 100
+	clients := make([]*gwclient.Client, sessions)
+	for i := range clients {
+		clients[i] = dial(t, url)
+		h, _, err := clients[i].Connect(ctx, session.ConnectParams{Broker: "main"})
+		if err == nil {
+			_, err = clients[i].Subscribe(ctx, h, "restart/#", 0)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	mq.stop()
+	bin, _ := exec.LookPath("mosquitto")
+	if bin == "" {
+		bin = "/usr/sbin/mosquitto"
+	}
+	mq.start(t, bin)
+	// Each session hears that the broker went away and came back.
+	for i, c := range clients {
+		for _, want := range []session.Code{session.CodeBrokerUnavailable, session.CodeOK} {
+			f := nextMessage(t, c)
+			if f.Type != transport.TypeNotice || f.Code != want {
+				t.Fatalf("session %d: %+v, want a NOTICE %d", i, f, want)
+			}
+		}
+	}
+	// The broker has the subscription again once the gateway resubscribed;
+	// publish until the first session sees it, then check everyone.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mosquittoPub(t, mq.port, "-t", "restart/x", "-m", "after")
+		select {
+		case f := <-clients[0].Messages:
+			if string(f.Publish.Payload) != "after" {
+				t.Fatalf("unexpected %+v", f)
+			}
+		case <-time.After(200 * time.Millisecond):
+			if time.Now().After(deadline) {
+				t.Fatal("no message after the restart")
+			}
+			continue
+		}
+		break
+	}
+	for i, c := range clients[1:] {
+		if f := nextMessage(t, c); string(f.Publish.Payload) != "after" {
+			t.Fatalf("session %d: %+v", i+1, f)
+		}
+	}
+}
+
+// Payloads of 0 bytes, 1 MiB and invalid UTF-8, and MQTT 5 user
+// properties, both ways, compared with mosquitto_pub and mosquitto_sub.
+func TestInteropPayloadsAndProperties(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "max_message_size 2MiB")
+	c := dial(t, url)
+	ctx := ctx10(t)
+	h, _, err := c.Connect(ctx, session.ConnectParams{Broker: "main"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Subscribe(ctx, h, "interop/in/#", 1); err != nil {
+		t.Fatal(err)
+	}
+	big := bytes.Repeat([]byte{0xde, 0xad, 0xbe, 0xef}, 1<<18) // 1 MiB
+	cases := map[string][]byte{"empty": {}, "big": big, "invalid-utf8": {0xff, 0xfe, 0xc3, 0x28, 0}}
+	dir := t.TempDir()
+	for name, payload := range cases {
+		file := filepath.Join(dir, name)
+		os.WriteFile(file, payload, 0o600)
+		// Inbound: mosquitto_pub (MQTT 5, with a user property) → gateway → web client.
+		mosquittoPub(t, mq.port, "-V", "mqttv5", "-t", "interop/in/"+name, "-q", "1", "-f", file, "-D", "publish", "user-property", "origin", "mosquitto")
+		f := nextMessage(t, c)
+		if f.Publish.Topic != "interop/in/"+name || !bytes.Equal(f.Publish.Payload, payload) {
+			t.Fatalf("%s inbound: topic %s, %d bytes", name, f.Publish.Topic, len(f.Publish.Payload))
+		}
+		if p := f.Publish.Props; p == nil || len(p.User) != 1 || p.User[0] != (session.UserProperty{Key: "origin", Value: "mosquitto"}) {
+			t.Fatalf("%s inbound: user properties %+v", name, f.Publish.Props)
+		}
+		// Outbound: web client → gateway → mosquitto_sub (-F %p prints the
+		// payload raw, %P the user properties).
+		wait := mosquittoSub(t, mq.port, "-V", "mqttv5", "-t", "interop/out/"+name, "-C", "1", "-F", "%P|%p")
+		time.Sleep(300 * time.Millisecond)
+		err := c.Publish(ctx, h, session.PublishParams{Topic: "interop/out/" + name, QoS: 1, Payload: payload,
+			Props: &session.Props{User: []session.UserProperty{{Key: "origin", Value: "web"}}}})
+		if err != nil {
+			t.Fatalf("%s outbound: %v", name, err)
+		}
+		got := wait()
+		want := append([]byte("origin:web|"), payload...)
+		if !bytes.Equal(bytes.TrimSuffix(got, []byte("\n")), want) {
+			t.Fatalf("%s outbound: mosquitto_sub printed %d bytes, want %d (%q...)", name, len(got), len(want), got[:min(len(got), 40)])
+		}
+	}
+}
+
+// Two brokers over one web session: createClient("a") and ("b") on the
+// same connection, each receiving its own broker's messages.
+func TestSeveralBrokersOneSession(t *testing.T) {
+	a, b := startMosquitto(t), startMosquitto(t)
+	httpPort := freePort(t)
+	startCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	mqtt_gateway /mqtt/* {
+		broker sensors mqtt://127.0.0.1:%d
+		broker cloud mqtt://127.0.0.1:%d
+	}
+}
+`, httpPort, a.port, b.port))
+	c := dial(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort))
+	ctx := ctx10(t)
+	ha, sa, err := c.Connect(ctx, session.ConnectParams{Broker: "sensors"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hb, sb, err := c.Connect(ctx, session.ConnectParams{Broker: "cloud"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Subscribe(ctx, ha, "t", 0)
+	c.Subscribe(ctx, hb, "t", 0)
+	mosquittoPub(t, a.port, "-t", "t", "-m", "from a")
+	mosquittoPub(t, b.port, "-t", "t", "-m", "from b")
+	got := map[uint64]string{}
+	for i := 0; i < 2; i++ {
+		f := nextMessage(t, c)
+		got[f.Stream] = string(f.Publish.Payload)
+	}
+	if got[sa] != "from a" || got[sb] != "from b" {
+		t.Fatalf("streams %d/%d got %v", sa, sb, got)
+	}
+}
