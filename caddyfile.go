@@ -31,6 +31,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
 //
 //	mqtt_gateway [<matcher>] {
+//		name <gateway name>
 //		broker <name> <url>|embedded {
 //			username <user>
 //			password <password>
@@ -81,6 +82,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 			h.Brokers = append(h.Brokers, b)
+		case "name":
+			if err := parseString(d, &h.Name); err != nil {
+				return err
+			}
 		case "allow_origins":
 			args := d.RemainingArgs()
 			if len(args) == 0 {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,6 +32,12 @@ func init() {
 //
 // and passes every other request to the next handler.
 type Handler struct {
+	// Name of this gateway. A gateway keeps its sessions and broker
+	// connections across config reloads as long as its name stays the
+	// same; handlers with the same name share them. Default: derived from
+	// the broker names.
+	Name string `json:"name,omitempty"`
+
 	// Brokers that web clients may use, each under a unique name.
 	Brokers []*session.BrokerConfig `json:"brokers,omitempty"`
 
@@ -95,6 +102,7 @@ type Handler struct {
 	Overflow string `json:"overflow,omitempty"`
 
 	manager *session.Manager
+	poolKey string
 	server  *transport.Server
 	origins map[string]bool
 	anyOrig bool
@@ -160,7 +168,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 		h.origins[strings.ToLower(strings.TrimSuffix(o, "/"))] = true
 	}
-	m, err := session.NewManager(session.Config{
+	cfg := session.Config{
 		Brokers:                   h.Brokers,
 		SessionTimeout:            time.Duration(h.SessionTimeout),
 		Heartbeat:                 time.Duration(h.Heartbeat),
@@ -176,9 +184,28 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		MaxFrequency:              h.MaxFrequency,
 		MaxBandwidth:              h.MaxBandwidth,
 		Logger:                    h.logger,
+	}
+	// One manager per gateway name, kept across reloads: Caddy provisions
+	// the new config before it cleans up the old one, so an unchanged
+	// gateway's use count never drops to zero and its sessions live on.
+	h.poolKey = h.gatewayKey()
+	val, loaded, err := gateways.LoadOrNew(h.poolKey, func() (caddy.Destructor, error) {
+		m, err := session.NewManager(cfg)
+		if err != nil {
+			return nil, err
+		}
+		return &gateway{m}, nil
 	})
 	if err != nil {
 		return err
+	}
+	m := val.(*gateway).Manager
+	if loaded {
+		if err := m.Reconfigure(cfg); err != nil {
+			gateways.Delete(h.poolKey)
+			return err
+		}
+		h.logger.Info("gateway reconfigured", zap.String("gateway", h.poolKey), zap.Int("sessions", m.Sessions()))
 	}
 	h.manager = m
 	h.server = &transport.Server{Manager: m, Log: h.logger, CheckOrigin: h.originAllowed}
@@ -220,12 +247,38 @@ func (h *Handler) validate() error {
 // Validate implements caddy.Validator.
 func (h *Handler) Validate() error { return h.validate() }
 
-// Cleanup ends the gateway's sessions and broker connections.
+// Cleanup releases the gateway: when no config uses it any more (it was
+// removed, or Caddy stops), its sessions end with code 4090 (clients
+// reconnect by themselves) and its broker connections close cleanly.
 func (h *Handler) Cleanup() error {
-	if h.manager != nil {
-		h.manager.Close()
+	if h.poolKey != "" {
+		_, err := gateways.Delete(h.poolKey)
+		return err
 	}
 	return nil
+}
+
+// gateways holds each gateway's session manager across config reloads.
+var gateways = caddy.NewUsagePool()
+
+// gateway adapts a Manager to the usage pool.
+type gateway struct{ *session.Manager }
+
+func (g *gateway) Destruct() error {
+	g.Close()
+	return nil
+}
+
+func (h *Handler) gatewayKey() string {
+	if h.Name != "" {
+		return "mqtt_gateway:" + h.Name
+	}
+	names := make([]string, len(h.Brokers))
+	for i, b := range h.Brokers {
+		names[i] = b.Name
+	}
+	slices.Sort(names)
+	return "mqtt_gateway:brokers=" + strings.Join(names, ",")
 }
 
 // originAllowed accepts the gateway's own origin and the configured ones.

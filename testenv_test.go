@@ -230,3 +230,5 @@ func (p *tcpProxy) cut() {
 	}
 	p.conns = nil
 }
+
+func caddyfileAdapter() caddyconfig.Adapter { return caddyconfig.GetAdapter("caddyfile") }

@@ -81,7 +81,7 @@ func (c *Client) work() {
 
 // Connect attaches a new client to a broker.
 func (s *Session) Connect(req, handle uint64, p ConnectParams) {
-	br := s.mgr.brokers[p.Broker]
+	br := s.mgr.broker(p.Broker)
 	if br == nil {
 		s.result(req, Errorf(CodeUnknownBroker, "no broker named %q", p.Broker), 0)
 		return
@@ -106,10 +106,10 @@ func (s *Session) Connect(req, handle uint64, p ConnectParams) {
 		s.result(req, Errorf(CodeClientConnected, "client handle %d is already connected", handle), 0)
 		return
 	}
-	if len(s.clients) >= s.mgr.cfg.MaxClientsPerSession {
+	if len(s.clients) >= s.mgr.config().MaxClientsPerSession {
 		s.mu.Unlock()
 		cancel()
-		s.result(req, Errorf(CodeTooManyClients, "at most %d clients per session", s.mgr.cfg.MaxClientsPerSession), 0)
+		s.result(req, Errorf(CodeTooManyClients, "at most %d clients per session", s.mgr.config().MaxClientsPerSession), 0)
 		return
 	}
 	s.clients[handle] = c
@@ -169,8 +169,8 @@ func (s *Session) Subscribe(req, handle uint64, filter string, qos byte, maxFreq
 			return
 		}
 		old, had := c.subs[filter]
-		if !had && len(c.subs) >= s.mgr.cfg.MaxSubscriptionsPerClient {
-			s.result(req, Errorf(CodeTooManySubscriptions, "at most %d subscriptions per client", s.mgr.cfg.MaxSubscriptionsPerClient), 0)
+		if !had && len(c.subs) >= s.mgr.config().MaxSubscriptionsPerClient {
+			s.result(req, Errorf(CodeTooManySubscriptions, "at most %d subscriptions per client", s.mgr.config().MaxSubscriptionsPerClient), 0)
 			return
 		}
 		granted, err := c.hub.subscribe(c.ctx, s, filter, qos)

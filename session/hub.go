@@ -29,12 +29,14 @@ import (
 // index's distinct filters at the highest QoS asked.
 type Hub struct {
 	key       string
-	broker    *brokerRuntime
+	broker    atomic.Pointer[brokerRuntime] // replaced when a reload changes the broker
 	stream    uint64
 	dedicated bool
 	log       *zap.Logger
-	cm        *autopaho.ConnectionManager
-	cancel    context.CancelFunc
+	cm        atomic.Pointer[autopaho.ConnectionManager]
+	cmCancel  context.CancelFunc // stops the current connection manager
+	cancel    context.CancelFunc // stops the hub
+	opts      hubOptions
 
 	mu      sync.RWMutex
 	index   topic.Index[*member]
@@ -132,10 +134,12 @@ func newClientID(prefix string) string {
 	return prefix + hex.EncodeToString(b[:])
 }
 
+func (h *Hub) br() *brokerRuntime                { return h.broker.Load() }
+func (h *Hub) conn() *autopaho.ConnectionManager { return h.cm.Load() }
+
 func newHub(key string, br *brokerRuntime, stream uint64, dedicated bool, log *zap.Logger) *Hub {
-	return &Hub{
+	h := &Hub{
 		key:         key,
-		broker:      br,
 		stream:      stream,
 		dedicated:   dedicated,
 		log:         log,
@@ -149,6 +153,8 @@ func newHub(key string, br *brokerRuntime, stream uint64, dedicated bool, log *z
 		pendingAcks: map[uint16]pendingAck{},
 		retained:    map[string]*Message{},
 	}
+	h.broker.Store(br)
+	return h
 }
 
 func startHub(key string, br *brokerRuntime, stream uint64, o hubOptions, log *zap.Logger) (*Hub, error) {
@@ -159,10 +165,23 @@ func startHub(key string, br *brokerRuntime, stream uint64, o hubOptions, log *z
 		// complete exactly once, and messages queued meanwhile arrive.
 		o.sessionExpiry = sharedSessionExpiry
 	}
-	clientID := o.clientID
-	if clientID == "" {
-		clientID = newClientID(br.cfg.ClientIDPrefix)
+	if o.clientID == "" {
+		o.clientID = newClientID(br.cfg.ClientIDPrefix)
 	}
+	h.opts = o
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	if err := h.connect(); err != nil {
+		cancel()
+		return nil, err
+	}
+	go h.reconcile(ctx)
+	return h, nil
+}
+
+// connect starts a connection manager for the hub's current broker.
+func (h *Hub) connect() error {
+	br, o := h.br(), h.opts
 	keepAlive := o.keepAlive
 	if keepAlive == 0 {
 		keepAlive = uint16(time.Duration(br.cfg.KeepAlive) / time.Second)
@@ -183,21 +202,44 @@ func startHub(key string, br *brokerRuntime, stream uint64, o hubOptions, log *z
 		OnConnectionDown:              h.onDown,
 		OnConnectError:                h.onConnectError,
 		ClientConfig: paho.ClientConfig{
-			ClientID:                   clientID,
+			ClientID:                   o.clientID,
 			OnPublishReceived:          []func(paho.PublishReceived) (bool, error){h.onPublish},
 			EnableManualAcknowledgment: h.dedicated,
 		},
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	h.cancel = cancel
 	cm, err := autopaho.NewConnection(ctx, cfg)
 	if err != nil {
 		cancel()
-		return nil, err
+		return err
 	}
-	h.cm = cm
-	go h.reconcile(ctx)
-	return h, nil
+	h.mu.Lock()
+	h.cmCancel = cancel
+	h.mu.Unlock()
+	h.cm.Store(cm)
+	return nil
+}
+
+// restart moves a shared hub to a changed broker configuration (a reload):
+// its sessions and subscriptions stay, its clients see the broker go and
+// come back, as in an outage, and everything is subscribed again.
+func (h *Hub) restart(br *brokerRuntime) error {
+	old := h.conn()
+	h.mu.Lock()
+	oldCancel := h.cmCancel
+	h.broker.Store(br)
+	h.up, h.since = false, time.Now()
+	h.upCh = make(chan struct{})
+	for _, fs := range h.filters {
+		fs.asked = -1
+	}
+	h.noticeClients(Errorf(CodeBrokerUnavailable, "broker %q reconfigured; subscriptions come back when it is connected", br.cfg.Name))
+	h.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	old.Disconnect(ctx)
+	cancel()
+	oldCancel()
+	return h.connect()
 }
 
 // sharedSessionExpiry is how long the broker keeps a shared connection's
@@ -221,7 +263,7 @@ func (h *Hub) onUp(cm *autopaho.ConnectionManager, _ *paho.Connack) {
 	h.up, h.since, h.lastErr = true, time.Now(), nil
 	close(h.upCh)
 	if wasDown && !h.dedicated {
-		h.noticeClients(&Error{Code: CodeOK, Message: fmt.Sprintf("broker %q available again", h.broker.cfg.Name)})
+		h.noticeClients(&Error{Code: CodeOK, Message: fmt.Sprintf("broker %q available again", h.br().cfg.Name)})
 	}
 	// The shared connection starts clean, so every filter must be
 	// subscribed again; the reconciler does it in the background (this
@@ -233,7 +275,7 @@ func (h *Hub) onUp(cm *autopaho.ConnectionManager, _ *paho.Connack) {
 	// Every session gets the current retained messages again, as a direct
 	// client reconnecting would: they may have changed during the outage.
 	if !h.dedicated {
-		until := time.Now().Add(time.Duration(h.broker.cfg.ConnectTimeout) + retainedWindow)
+		until := time.Now().Add(time.Duration(h.br().cfg.ConnectTimeout) + retainedWindow)
 		for _, mb := range h.members {
 			for f := range mb.filters {
 				h.await(mb, f, until)
@@ -241,7 +283,7 @@ func (h *Hub) onUp(cm *autopaho.ConnectionManager, _ *paho.Connack) {
 		}
 	}
 	h.mu.Unlock()
-	h.log.Info("broker connected", zap.String("broker", h.broker.cfg.Name), zap.Uint64("stream", h.stream), zap.Bool("dedicated", h.dedicated))
+	h.log.Info("broker connected", zap.String("broker", h.br().cfg.Name), zap.Uint64("stream", h.stream), zap.Bool("dedicated", h.dedicated))
 	h.poke()
 }
 
@@ -259,11 +301,11 @@ func (h *Hub) onDown() bool {
 			lost = append(lost, c)
 		}
 	} else if !closed {
-		h.noticeClients(Errorf(CodeBrokerUnavailable, "broker %q unavailable; subscriptions come back when it returns", h.broker.cfg.Name))
+		h.noticeClients(Errorf(CodeBrokerUnavailable, "broker %q unavailable; subscriptions come back when it returns", h.br().cfg.Name))
 	}
 	h.mu.Unlock()
 	if !closed {
-		h.log.Warn("broker connection lost", zap.String("broker", h.broker.cfg.Name), zap.Uint64("stream", h.stream))
+		h.log.Warn("broker connection lost", zap.String("broker", h.br().cfg.Name), zap.Uint64("stream", h.stream))
 	}
 	h.ackMu.Lock()
 	clear(h.pendingAcks) // the broker redelivers them on the next connection
@@ -272,7 +314,7 @@ func (h *Hub) onDown() bool {
 	// whether to reconnect (as with a direct MQTT connection), so it is not
 	// retried here.
 	for _, c := range lost {
-		c.lost(Errorf(CodeBrokerUnavailable, "connection to broker %q lost", h.broker.cfg.Name))
+		c.lost(Errorf(CodeBrokerUnavailable, "connection to broker %q lost", h.br().cfg.Name))
 	}
 	return !h.dedicated && !closed
 }
@@ -281,14 +323,14 @@ func (h *Hub) onConnectError(err error) {
 	var e *Error
 	var ce *autopaho.ConnackError
 	if errors.As(err, &ce) {
-		e = Errorf(CodeBrokerRefused, "broker %q refused the connection: reason 0x%02x %s", h.broker.cfg.Name, ce.ReasonCode, ce.Reason)
+		e = Errorf(CodeBrokerRefused, "broker %q refused the connection: reason 0x%02x %s", h.br().cfg.Name, ce.ReasonCode, ce.Reason)
 	} else {
-		e = Errorf(CodeBrokerUnavailable, "broker %q unavailable: %v", h.broker.cfg.Name, err)
+		e = Errorf(CodeBrokerUnavailable, "broker %q unavailable: %v", h.br().cfg.Name, err)
 	}
 	h.mu.Lock()
 	h.lastErr = e
 	h.mu.Unlock()
-	h.log.Debug("broker connect failed", zap.String("broker", h.broker.cfg.Name), zap.Error(err))
+	h.log.Debug("broker connect failed", zap.String("broker", h.br().cfg.Name), zap.Error(err))
 	if h.dedicated || ce != nil {
 		select {
 		case h.refErr <- e:
@@ -307,7 +349,7 @@ func (h *Hub) awaitUp(ctx context.Context) *Error {
 	if up {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(h.broker.cfg.ConnectTimeout))
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(h.br().cfg.ConnectTimeout))
 	defer cancel()
 	select {
 	case <-ch:
@@ -322,7 +364,7 @@ func (h *Hub) awaitUp(ctx context.Context) *Error {
 				return e
 			}
 		}
-		return Errorf(CodeBrokerUnavailable, "broker %q unavailable: no connection within %s", h.broker.cfg.Name, time.Duration(h.broker.cfg.ConnectTimeout))
+		return Errorf(CodeBrokerUnavailable, "broker %q unavailable: no connection within %s", h.br().cfg.Name, time.Duration(h.br().cfg.ConnectTimeout))
 	}
 }
 
@@ -424,7 +466,7 @@ func (h *Hub) subscribe(ctx context.Context, sess *Session, filter string, qos b
 		return granted, nil
 	}
 	if !h.dedicated {
-		h.await(mb, filter, time.Now().Add(time.Duration(h.broker.cfg.ConnectTimeout)))
+		h.await(mb, filter, time.Now().Add(time.Duration(h.br().cfg.ConnectTimeout)))
 	}
 	ch := make(chan *Error, 1)
 	fs.waiters = append(fs.waiters, ch)
@@ -432,13 +474,13 @@ func (h *Hub) subscribe(ctx context.Context, sess *Session, filter string, qos b
 	h.mu.Unlock()
 	h.poke()
 
-	timeout := time.NewTimer(time.Duration(h.broker.cfg.ConnectTimeout))
+	timeout := time.NewTimer(time.Duration(h.br().cfg.ConnectTimeout))
 	defer timeout.Stop()
 	var err *Error
 	select {
 	case err = <-ch:
 	case <-timeout.C:
-		err = Errorf(CodeBrokerTimeout, "broker %q did not confirm the subscription in time", h.broker.cfg.Name)
+		err = Errorf(CodeBrokerTimeout, "broker %q did not confirm the subscription in time", h.br().cfg.Name)
 	case <-ctx.Done():
 		err = Errorf(CodeBrokerUnavailable, "subscription cancelled")
 	}
@@ -492,10 +534,10 @@ func (h *Hub) publish(ctx context.Context, p *paho.Publish) *Error {
 	if err := h.awaitUp(ctx); err != nil {
 		return err
 	}
-	timeout := time.Duration(h.broker.cfg.ConnectTimeout)
+	timeout := time.Duration(h.br().cfg.ConnectTimeout)
 	for attempt := 0; ; attempt++ {
 		pctx, cancel := context.WithTimeout(ctx, timeout)
-		resp, err := h.cm.Publish(pctx, p)
+		resp, err := h.conn().Publish(pctx, p)
 		cancel()
 		if err == nil || (resp != nil && resp.ReasonCode >= 0x80) {
 			if resp != nil && resp.ReasonCode >= 0x80 {
@@ -572,9 +614,13 @@ func (h *Hub) close() {
 	h.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := h.cm.Disconnect(ctx); err != nil {
+	if err := h.conn().Disconnect(ctx); err != nil {
 		h.log.Debug("broker disconnect", zap.Error(err))
 	}
+	h.mu.Lock()
+	cmCancel := h.cmCancel
+	h.mu.Unlock()
+	cmCancel()
 	h.cancel()
 }
 
@@ -593,15 +639,20 @@ type HubStatus struct {
 func (h *Hub) Status() HubStatus {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	return HubStatus{Broker: h.broker.cfg.Name, Stream: h.stream, Dedicated: h.dedicated, Connected: h.up,
+	return HubStatus{Broker: h.br().cfg.Name, Stream: h.stream, Dedicated: h.dedicated, Connected: h.up,
 		Since: h.since, Subscriptions: len(h.filters), Clients: len(h.clients)}
 }
 
-func (h *Hub) String() string { return fmt.Sprintf("hub %s stream %d", h.broker.cfg.Name, h.stream) }
+func (h *Hub) String() string { return fmt.Sprintf("hub %s stream %d", h.br().cfg.Name, h.stream) }
 
 // takeOver ends a dedicated connection whose client ID a newer web client
 // claimed: its client is told why, then the connection closes cleanly.
 func (h *Hub) takeOver() {
+	h.takeOverWith(Errorf(CodeClientConnected, "client id taken over by a newer connection"))
+}
+
+// takeOverWith ends the hub's connection, telling each client why with LOST.
+func (h *Hub) takeOverWith(reason *Error) {
 	h.mu.Lock()
 	h.closed = true
 	var clients []*Client
@@ -610,10 +661,14 @@ func (h *Hub) takeOver() {
 	}
 	h.mu.Unlock()
 	for _, c := range clients {
-		c.lost(Errorf(CodeClientConnected, "client id taken over by a newer connection"))
+		c.lost(reason)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	h.cm.Disconnect(ctx)
+	h.conn().Disconnect(ctx)
+	h.mu.Lock()
+	cmCancel := h.cmCancel
+	h.mu.Unlock()
+	cmCancel()
 	h.cancel()
 }

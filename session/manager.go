@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
-	"fmt"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -52,10 +51,12 @@ type brokerRuntime struct {
 
 // Manager owns a gateway's sessions and broker connections.
 type Manager struct {
-	cfg     Config
+	cfg     atomic.Pointer[Config] // replaced by Reconfigure
 	log     *zap.Logger
-	brokers map[string]*brokerRuntime
 	streams atomic.Uint64
+
+	brokersMu sync.RWMutex
+	brokers   map[string]*brokerRuntime
 
 	mu       sync.Mutex
 	sessions map[[16]byte]*Session
@@ -65,44 +66,33 @@ type Manager struct {
 
 // NewManager prepares the brokers (starting embedded ones) for a gateway.
 func NewManager(cfg Config) (*Manager, error) {
-	m := &Manager{cfg: cfg, log: cfg.Logger, brokers: map[string]*brokerRuntime{},
+	m := &Manager{log: cfg.Logger, brokers: map[string]*brokerRuntime{},
 		sessions: map[[16]byte]*Session{}, hubs: map[string]*Hub{}}
 	if m.log == nil {
 		m.log = zap.NewNop()
 	}
-	if m.cfg.ConflateAfter <= 0 {
-		m.cfg.ConflateAfter = 64
-	}
-	for _, b := range cfg.Brokers {
-		if m.brokers[b.Name] != nil {
-			m.Close()
-			return nil, fmt.Errorf("duplicate broker name %q", b.Name)
-		}
-		if err := b.Prepare(); err != nil {
-			m.Close()
-			return nil, err
-		}
-		br := &brokerRuntime{cfg: b, url: b.serverURL}
-		if b.Embedded != nil {
-			e, err := StartEmbedded(b.Embedded.Listen, nil)
-			if err != nil {
-				m.Close()
-				return nil, fmt.Errorf("broker %q: %w", b.Name, err)
-			}
-			br.embedded, br.url = e, e.URL()
-			m.log.Info("embedded broker started", zap.String("broker", b.Name), zap.String("listen", e.addr.String()))
-		}
-		m.brokers[b.Name] = br
+	if err := m.Reconfigure(cfg); err != nil {
+		m.Close()
+		return nil, err
 	}
 	return m, nil
 }
 
 // Config returns the configuration the manager runs with.
-func (m *Manager) Config() Config { return m.cfg }
+func (m *Manager) Config() Config { return *m.cfg.Load() }
+
+func (m *Manager) config() *Config { return m.cfg.Load() }
+
+// broker finds a configured broker by name.
+func (m *Manager) broker(name string) *brokerRuntime {
+	m.brokersMu.RLock()
+	defer m.brokersMu.RUnlock()
+	return m.brokers[name]
+}
 
 // Embedded returns the embedded broker of that name, or nil.
 func (m *Manager) Embedded(name string) *EmbeddedBroker {
-	if br := m.brokers[name]; br != nil {
+	if br := m.broker(name); br != nil {
 		return br.embedded
 	}
 	return nil
@@ -111,8 +101,7 @@ func (m *Manager) Embedded(name string) *EmbeddedBroker {
 // Open creates a session.
 func (m *Manager) Open(info OpenInfo) (*Session, *Error) {
 	s := &Session{mgr: m, info: info, created: time.Now(), log: m.log, clients: map[uint64]*Client{},
-		out: newOutbox(outboxLimits{pendingFrames: m.cfg.MaxPendingFrames, pendingBytes: m.cfg.MaxPendingBytes,
-			replayFrames: m.cfg.ReplayFrames, replayBytes: m.cfg.ReplayBytes, conflateAfter: m.cfg.ConflateAfter})}
+		out: newOutbox(m.outboxLimits())}
 	rand.Read(s.id[:])
 	rand.Read(s.secret[:])
 	m.mu.Lock()
@@ -245,8 +234,8 @@ func (m *Manager) checkPublish(p *PublishParams) *Error {
 	if p.QoS > 2 {
 		return Errorf(CodeInvalidQoS, "qos %d is not 0, 1 or 2", p.QoS)
 	}
-	if len(p.Payload) > m.cfg.MaxMessageSize {
-		return Errorf(CodeMessageTooLarge, "payload of %d bytes exceeds max_message_size %d", len(p.Payload), m.cfg.MaxMessageSize)
+	if max := m.config().MaxMessageSize; len(p.Payload) > max {
+		return Errorf(CodeMessageTooLarge, "payload of %d bytes exceeds max_message_size %d", len(p.Payload), max)
 	}
 	return nil
 }
@@ -277,9 +266,11 @@ func (m *Manager) Close() {
 		go func() { defer wg.Done(); h.close() }()
 	}
 	wg.Wait()
+	m.brokersMu.Lock()
 	for _, br := range m.brokers {
 		if br.embedded != nil {
 			br.embedded.Close()
 		}
 	}
+	m.brokersMu.Unlock()
 }

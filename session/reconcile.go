@@ -120,11 +120,11 @@ func (h *Hub) sendSubscribe(ctx context.Context, subs []subscribeOp) bool {
 }
 
 func (h *Hub) subscribeOne(ctx context.Context, s subscribeOp) bool {
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(h.broker.cfg.ConnectTimeout))
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(h.br().cfg.ConnectTimeout))
 	defer cancel()
 	id := s.subID
 	h.subEpoch.Add(1)
-	suback, err := h.cm.Subscribe(ctx, &paho.Subscribe{
+	suback, err := h.conn().Subscribe(ctx, &paho.Subscribe{
 		Properties:    &paho.SubscribeProperties{SubscriptionIdentifier: &id},
 		Subscriptions: []paho.SubscribeOptions{s.opts},
 	})
@@ -154,9 +154,9 @@ func (h *Hub) subscribeOne(ctx context.Context, s subscribeOp) bool {
 }
 
 func (h *Hub) sendUnsubscribe(ctx context.Context, filters []string) {
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(h.broker.cfg.ConnectTimeout))
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(h.br().cfg.ConnectTimeout))
 	defer cancel()
-	_, err := h.cm.Unsubscribe(ctx, &paho.Unsubscribe{Topics: filters})
+	_, err := h.conn().Unsubscribe(ctx, &paho.Unsubscribe{Topics: filters})
 	if err != nil {
 		h.log.Debug("unsubscribe failed", zap.Strings("filters", filters), zap.Error(err))
 	}

@@ -128,7 +128,7 @@ func (s *Session) Detach(t Transport) {
 		return
 	}
 	s.conn = nil
-	s.expiry = time.AfterFunc(s.mgr.cfg.SessionTimeout, func() {
+	s.expiry = time.AfterFunc(s.mgr.config().SessionTimeout, func() {
 		s.Close(Errorf(CodeSessionUnknown, "session expired"))
 	})
 }
@@ -182,7 +182,7 @@ func (s *Session) pushLocked(e Event) {
 		switch {
 		case conflate && o.conflate(e):
 			s.Stats.Conflated++
-		case o.full(&e) && e.Msg.QoS > 0 && s.mgr.cfg.OverflowClose:
+		case o.full(&e) && e.Msg.QoS > 0 && s.mgr.config().OverflowClose:
 			// Runs asynchronously: the caller may hold a hub's lock.
 			s.closed = Errorf(CodeOverflow, "too many messages queued for a slow client")
 			go s.finish()

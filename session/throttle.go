@@ -19,7 +19,7 @@ import (
 // Interval turns messages per second into the spacing between deliveries,
 // applying the server's cap; 0 means unlimited.
 func (m *Manager) Interval(perSecond float64) time.Duration {
-	if cap := m.cfg.MaxFrequency; cap > 0 && (perSecond <= 0 || perSecond > cap) {
+	if cap := m.config().MaxFrequency; cap > 0 && (perSecond <= 0 || perSecond > cap) {
 		perSecond = cap
 	}
 	if perSecond <= 0 {
@@ -140,7 +140,7 @@ func (s *Session) flushGate() {
 // the cap in force.
 func (s *Session) SetMaxBandwidth(bytesPerSecond uint64) uint64 {
 	rate := float64(bytesPerSecond)
-	if cap := float64(s.mgr.cfg.MaxBandwidth); cap > 0 && (rate <= 0 || rate > cap) {
+	if cap := float64(s.mgr.config().MaxBandwidth); cap > 0 && (rate <= 0 || rate > cap) {
 		rate = cap
 	}
 	s.mu.Lock()

@@ -1,0 +1,137 @@
+package session
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"go.uber.org/zap"
+)
+
+// Reloads. Caddy provisions a new configuration before it stops the old
+// one; the Caddy module keeps one Manager per gateway across reloads (a
+// caddy.UsagePool) and hands it the new configuration here, so live
+// sessions and broker connections survive a reload. A broker whose settings
+// changed is reconnected, and only its clients notice; a removed broker's
+// clients are told their broker is gone.
+
+func (m *Manager) outboxLimits() outboxLimits {
+	c := m.config()
+	return outboxLimits{pendingFrames: c.MaxPendingFrames, pendingBytes: c.MaxPendingBytes,
+		replayFrames: c.ReplayFrames, replayBytes: c.ReplayBytes, conflateAfter: c.ConflateAfter}
+}
+
+// sameBroker reports whether two broker configurations are equal.
+func sameBroker(a, b *BrokerConfig) bool {
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return string(ja) == string(jb)
+}
+
+// Reconfigure applies a (new) configuration. New limits apply to sessions
+// opened from now on.
+func (m *Manager) Reconfigure(cfg Config) error {
+	if cfg.ConflateAfter <= 0 {
+		cfg.ConflateAfter = 64
+	}
+	seen := map[string]bool{}
+	for _, b := range cfg.Brokers {
+		if seen[b.Name] {
+			return fmt.Errorf("duplicate broker name %q", b.Name)
+		}
+		seen[b.Name] = true
+		if err := b.Prepare(); err != nil {
+			return err
+		}
+	}
+
+	m.brokersMu.Lock()
+	next := map[string]*brokerRuntime{}
+	var changed, removed []*brokerRuntime
+	var started []*EmbeddedBroker
+	fail := func(err error) error {
+		m.brokersMu.Unlock()
+		for _, e := range started {
+			e.Close()
+		}
+		return err
+	}
+	for _, b := range cfg.Brokers {
+		old := m.brokers[b.Name]
+		if old != nil && sameBroker(old.cfg, b) {
+			next[b.Name] = old
+			continue
+		}
+		br := &brokerRuntime{cfg: b, url: b.serverURL}
+		if b.Embedded != nil {
+			if old != nil && old.embedded != nil && old.cfg.Embedded != nil && old.cfg.Embedded.Listen == b.Embedded.Listen {
+				br.embedded, br.url = old.embedded, old.url // same broker, other settings
+			} else {
+				if old != nil && old.embedded != nil {
+					old.embedded.Close() // frees its address for the new one
+				}
+				e, err := StartEmbedded(b.Embedded.Listen, nil)
+				if err != nil {
+					return fail(fmt.Errorf("broker %q: %w", b.Name, err))
+				}
+				started = append(started, e)
+				br.embedded, br.url = e, e.URL()
+				m.log.Info("embedded broker started", zap.String("broker", b.Name), zap.String("listen", e.addr.String()))
+			}
+		}
+		next[b.Name] = br
+		if old != nil {
+			changed = append(changed, br)
+		}
+	}
+	for name, old := range m.brokers {
+		if next[name] == nil {
+			removed = append(removed, old)
+		}
+	}
+	m.brokers = next
+	m.cfg.Store(&cfg)
+	m.brokersMu.Unlock()
+
+	for _, br := range changed {
+		m.log.Info("broker reconfigured", zap.String("broker", br.cfg.Name))
+		for _, h := range m.hubsOf(br.cfg.Name) {
+			if h.dedicated {
+				h.takeOverWith(Errorf(CodeBrokerUnavailable, "broker %q was reconfigured", br.cfg.Name))
+				m.dropHub(h)
+			} else if err := h.restart(br); err != nil {
+				m.log.Error("reconnecting reconfigured broker", zap.String("broker", br.cfg.Name), zap.Error(err))
+			}
+		}
+	}
+	for _, br := range removed {
+		m.log.Info("broker removed", zap.String("broker", br.cfg.Name))
+		for _, h := range m.hubsOf(br.cfg.Name) {
+			h.takeOverWith(Errorf(CodeUnknownBroker, "broker %q was removed from the gateway", br.cfg.Name))
+			m.dropHub(h)
+		}
+		if br.embedded != nil {
+			br.embedded.Close()
+		}
+	}
+	return nil
+}
+
+func (m *Manager) hubsOf(broker string) []*Hub {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []*Hub
+	for _, h := range m.hubs {
+		if h.br().cfg.Name == broker {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+func (m *Manager) dropHub(h *Hub) {
+	m.mu.Lock()
+	if m.hubs[h.key] == h {
+		delete(m.hubs, h.key)
+	}
+	m.mu.Unlock()
+}
