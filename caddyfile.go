@@ -10,6 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
 
+	"github.com/caddy-mqtt/mqttgateway/hookapi"
 	"github.com/caddy-mqtt/mqttgateway/session"
 )
 
@@ -24,7 +25,7 @@ func init() {
 
 func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	var m Handler
-	err := m.UnmarshalCaddyfile(h.Dispenser)
+	err := m.unmarshal(h.Dispenser, &h)
 	return &m, err
 }
 
@@ -32,6 +33,16 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //
 //	mqtt_gateway [<matcher>] {
 //		name <gateway name>
+//		authenticate {
+//			<handler directives, as in a route block>
+//		}
+//		authorize {
+//			<handler directives, as in a route block>
+//		}
+//		hook_timeout <duration>
+//		max_sessions <n>
+//		max_sessions_per_ip <n>
+//		max_publish_rate <publishes per second>
 //		broker <name> <url>|embedded {
 //			username <user>
 //			password <password>
@@ -64,7 +75,11 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	}
 //
 // Unknown options are errors.
-func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error { return h.unmarshal(d, nil) }
+
+// unmarshal parses the directive; the adapter's helper is needed for the
+// hook blocks, which hold handler directives.
+func (h *Handler) unmarshal(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper) error {
 	d.Next() // directive name
 	if d.NextArg() {
 		return d.ArgErr()
@@ -86,6 +101,45 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := parseString(d, &h.Name); err != nil {
 				return err
 			}
+		case "authenticate", "authorize":
+			opt := d.Val()
+			if helper == nil {
+				return d.Errf("%s needs the Caddyfile adapter", opt)
+			}
+			dst := &h.Authenticate
+			if opt == "authorize" {
+				dst = &h.Authorize
+			}
+			if *dst != nil {
+				return d.Errf("%s given twice", opt)
+			}
+			c, err := hookapi.ParseChain(helper.WithDispenser(d))
+			if err != nil {
+				return err
+			}
+			*dst = c
+		case "hook_timeout":
+			if err := parseDuration(d, &h.HookTimeout); err != nil {
+				return err
+			}
+		case "max_sessions":
+			if err := parseInt(d, &h.MaxSessions); err != nil {
+				return err
+			}
+		case "max_sessions_per_ip":
+			if err := parseInt(d, &h.MaxSessionsPerIP); err != nil {
+				return err
+			}
+		case "max_publish_rate":
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil || f <= 0 {
+				return d.Errf("max_publish_rate: %q is not a positive number of publishes per second", v)
+			}
+			h.MaxPublishRate = f
 		case "allow_origins":
 			args := d.RemainingArgs()
 			if len(args) == 0 {

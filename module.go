@@ -16,6 +16,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/caddy-mqtt/mqttgateway/hookapi"
 	"github.com/caddy-mqtt/mqttgateway/session"
 	"github.com/caddy-mqtt/mqttgateway/transport"
 )
@@ -40,6 +41,30 @@ type Handler struct {
 
 	// Brokers that web clients may use, each under a unique name.
 	Brokers []*session.BrokerConfig `json:"brokers,omitempty"`
+
+	// The hook that decides whether a page may open a session, and who its
+	// user is: a Caddy handler chain run on a synthetic request (see
+	// hookapi/README.md). Without it sessions are anonymous.
+	Authenticate *hookapi.Chain `json:"authenticate,omitempty"`
+
+	// The hook that decides connect, subscribe and publish, and hears
+	// unsubscribe, disconnect and close. Without it every action is
+	// allowed.
+	Authorize *hookapi.Chain `json:"authorize,omitempty"`
+
+	// How long a hook may take before the action is denied with code 4022
+	// (fail closed). Default: 1s.
+	HookTimeout caddy.Duration `json:"hook_timeout,omitempty"`
+
+	// Most live sessions of this gateway, and per client IP (as Caddy's
+	// trusted_proxies resolves it); more are refused with code 4013.
+	// Default: no limit.
+	MaxSessions      int `json:"max_sessions,omitempty"`
+	MaxSessionsPerIP int `json:"max_sessions_per_ip,omitempty"`
+
+	// Most publishes per second one session may make; more are answered
+	// with code 4051. Default: no limit.
+	MaxPublishRate float64 `json:"max_publish_rate,omitempty"`
 
 	// Origins (scheme://host[:port]) whose pages may open sessions. Pages
 	// of the gateway's own origin always may; "*" allows every origin.
@@ -168,7 +193,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 		h.origins[strings.ToLower(strings.TrimSuffix(o, "/"))] = true
 	}
+	h.poolKey = h.gatewayKey()
 	cfg := session.Config{
+		Name:                      strings.TrimPrefix(h.poolKey, "mqtt_gateway:"),
 		Brokers:                   h.Brokers,
 		SessionTimeout:            time.Duration(h.SessionTimeout),
 		Heartbeat:                 time.Duration(h.Heartbeat),
@@ -183,12 +210,21 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		OverflowClose:             h.Overflow == "close",
 		MaxFrequency:              h.MaxFrequency,
 		MaxBandwidth:              h.MaxBandwidth,
+		MaxPublishRate:            h.MaxPublishRate,
+		MaxSessions:               h.MaxSessions,
+		MaxSessionsPerIP:          h.MaxSessionsPerIP,
 		Logger:                    h.logger,
+	}
+	policy, err := h.provisionHooks(ctx)
+	if err != nil {
+		return err
+	}
+	if policy.authz != nil {
+		cfg.Policy = policy
 	}
 	// One manager per gateway name, kept across reloads: Caddy provisions
 	// the new config before it cleans up the old one, so an unchanged
 	// gateway's use count never drops to zero and its sessions live on.
-	h.poolKey = h.gatewayKey()
 	val, loaded, err := gateways.LoadOrNew(h.poolKey, func() (caddy.Destructor, error) {
 		m, err := session.NewManager(cfg)
 		if err != nil {
@@ -208,7 +244,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.logger.Info("gateway reconfigured", zap.String("gateway", h.poolKey), zap.Int("sessions", m.Sessions()))
 	}
 	h.manager = m
-	h.server = &transport.Server{Manager: m, Log: h.logger, CheckOrigin: h.originAllowed}
+	if reg := ctx.GetMetricsRegistry(); reg != nil {
+		if err := m.Metrics().Register(reg); err != nil {
+			return fmt.Errorf("mqtt_gateway: metrics: %v", err)
+		}
+	}
+	policy.metrics = m.Metrics()
+	h.server = &transport.Server{Manager: m, Log: h.logger, CheckOrigin: h.originAllowed, Origin: origin}
+	if policy.authn != nil {
+		h.server.Authenticate = policy.authenticate
+	}
 	return nil
 }
 
@@ -230,7 +275,8 @@ func (h *Handler) validate() error {
 	if h.Overflow != "" && h.Overflow != "notify" && h.Overflow != "close" {
 		return fmt.Errorf("mqtt_gateway: overflow must be notify or close, not %q", h.Overflow)
 	}
-	if h.MaxFrequency < 0 || h.MaxBandwidth < 0 || h.ConflateAfter < 0 {
+	if h.MaxFrequency < 0 || h.MaxBandwidth < 0 || h.ConflateAfter < 0 || h.MaxSessions < 0 ||
+		h.MaxSessionsPerIP < 0 || h.MaxPublishRate < 0 || h.HookTimeout < 0 {
 		return fmt.Errorf("mqtt_gateway: limits must be positive")
 	}
 	if h.SessionTimeout < 0 || h.Heartbeat < 0 {
@@ -356,6 +402,30 @@ func allowCORS(w http.ResponseWriter, origin string) {
 // Manager exposes the gateway's session manager (brokers' state, embedded
 // brokers) to programs that embed the module, such as the demo.
 func (h *Handler) Manager() *session.Manager { return h.manager }
+
+// provisionHooks prepares the authenticate and authorize chains. The
+// decision cache belongs to this config: a reload may change the policy.
+func (h *Handler) provisionHooks(ctx caddy.Context) (*hookPolicy, error) {
+	p := &hookPolicy{cache: hookapi.NewCache(0)}
+	timeout := time.Duration(h.HookTimeout)
+	if timeout == 0 {
+		timeout = hookapi.DefaultTimeout
+	}
+	for _, c := range []*hookapi.Chain{h.Authenticate, h.Authorize} {
+		if c != nil {
+			if err := c.Provision(ctx); err != nil {
+				return nil, fmt.Errorf("mqtt_gateway: %v", err)
+			}
+		}
+	}
+	if h.Authenticate != nil {
+		p.authn = &hookapi.Runner{Chain: h.Authenticate, Timeout: timeout, Logger: h.logger.Named("authenticate"), Cache: p.cache}
+	}
+	if h.Authorize != nil {
+		p.authz = &hookapi.Runner{Chain: h.Authorize, Timeout: timeout, Logger: h.logger.Named("authorize"), Cache: p.cache}
+	}
+	return p, nil
+}
 
 // Interface guards.
 var (

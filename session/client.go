@@ -35,10 +35,11 @@ type PublishParams struct {
 // that exists only while requests are waiting, so an idle client costs no
 // goroutine and a slow broker blocks only the client that waits for it.
 type Client struct {
-	sess   *Session
-	handle uint64
-	ctx    context.Context
-	cancel context.CancelFunc
+	sess     *Session
+	handle   uint64
+	clientID string // empty on the shared connection
+	ctx      context.Context
+	cancel   context.CancelFunc
 
 	// Guarded by sess.mu.
 	ops      []func()
@@ -93,7 +94,7 @@ func (s *Session) Connect(req, handle uint64, p ConnectParams) {
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &Client{sess: s, handle: handle, ctx: ctx, cancel: cancel, subs: map[string]byte{}}
+	c := &Client{sess: s, handle: handle, ctx: ctx, cancel: cancel, subs: map[string]byte{}, clientID: p.ClientID}
 	s.mu.Lock()
 	if s.closed != nil {
 		s.mu.Unlock()
@@ -116,6 +117,18 @@ func (s *Session) Connect(req, handle uint64, p ConnectParams) {
 	s.mu.Unlock()
 
 	c.enqueue(func() {
+		err := s.authorize(c.ctx, Action{Kind: "connect", Broker: p.Broker, ClientID: p.ClientID, Username: p.Username, Password: p.Password})
+		if err == nil && p.Will != nil {
+			// A will is a publish the broker makes later on the client's
+			// behalf: it needs the same permission now.
+			err = s.authorize(c.ctx, Action{Kind: "publish", Broker: p.Broker, ClientID: p.ClientID, Topic: p.Will.Topic,
+				QoS: p.Will.QoS, Retain: p.Will.Retain, Size: len(p.Will.Payload)})
+		}
+		if err != nil {
+			s.dropClient(c)
+			s.result(req, err, 0)
+			return
+		}
 		hub, err := s.mgr.acquireHub(c, br, p)
 		if err == nil {
 			err = hub.awaitUp(c.ctx)
@@ -168,6 +181,10 @@ func (s *Session) Subscribe(req, handle uint64, filter string, qos byte, maxFreq
 			s.result(req, Errorf(CodeBadRequest, "client %d is not connected", handle), 0)
 			return
 		}
+		if err := s.authorize(c.ctx, Action{Kind: "subscribe", Broker: c.hub.br().cfg.Name, ClientID: c.clientID, Topic: filter, QoS: qos}); err != nil {
+			s.result(req, err, 0)
+			return
+		}
 		old, had := c.subs[filter]
 		if !had && len(c.subs) >= s.mgr.config().MaxSubscriptionsPerClient {
 			s.result(req, Errorf(CodeTooManySubscriptions, "at most %d subscriptions per client", s.mgr.config().MaxSubscriptionsPerClient), 0)
@@ -183,7 +200,7 @@ func (s *Session) Subscribe(req, handle uint64, filter string, qos byte, maxFreq
 		}
 		c.subs[filter] = qos
 		s.mu.Lock()
-		s.setFrequency(c, c.hub.stream, filter, s.mgr.Interval(maxFrequency))
+		s.setFrequency(c, c.hub.stream, filter, s.mgr.interval(maxFrequency, s.capFrequency))
 		s.mu.Unlock()
 		s.result(req, nil, uint64(granted))
 	})
@@ -202,7 +219,7 @@ func (s *Session) SetFrequency(req, handle uint64, filter string, maxFrequency f
 			return
 		}
 		s.mu.Lock()
-		s.setFrequency(c, c.hub.stream, filter, s.mgr.Interval(maxFrequency))
+		s.setFrequency(c, c.hub.stream, filter, s.mgr.interval(maxFrequency, s.capFrequency))
 		s.mu.Unlock()
 		s.result(req, nil, 0)
 	})
@@ -220,6 +237,7 @@ func (s *Session) Unsubscribe(req, handle uint64, filter string) {
 			return
 		}
 		if qos, ok := c.subs[filter]; ok {
+			s.notify(Action{Kind: "unsubscribe", Broker: c.hub.br().cfg.Name, ClientID: c.clientID, Topic: filter, QoS: qos})
 			delete(c.subs, filter)
 			c.hub.unsubscribe(s, filter, qos)
 			s.mu.Lock()
@@ -236,6 +254,10 @@ func (s *Session) Publish(req, handle uint64, p PublishParams) {
 		s.result(req, err, 0)
 		return
 	}
+	if !s.allowPublish() {
+		s.result(req, Errorf(CodeRateLimited, "more than max_publish_rate publishes per second"), 0)
+		return
+	}
 	c := s.client(req, handle)
 	if c == nil {
 		return
@@ -245,8 +267,18 @@ func (s *Session) Publish(req, handle uint64, p PublishParams) {
 			s.result(req, Errorf(CodeBadRequest, "client %d is not connected", handle), 0)
 			return
 		}
+		if err := s.authorize(c.ctx, Action{Kind: "publish", Broker: c.hub.br().cfg.Name, ClientID: c.clientID, Topic: p.Topic,
+			QoS: p.QoS, Retain: p.Retain, Size: len(p.Payload)}); err != nil {
+			s.result(req, err, 0)
+			return
+		}
 		err := c.hub.publish(c.ctx, &paho.Publish{Topic: p.Topic, QoS: p.QoS, Retain: p.Retain,
 			Payload: p.Payload, Properties: p.Props.toPaho()})
+		result := "ok"
+		if err != nil {
+			result = "error"
+		}
+		s.mgr.metrics.Publishes.WithLabelValues(result).Inc()
 		s.result(req, err, 0)
 	})
 }
@@ -258,6 +290,9 @@ func (s *Session) Disconnect(req, handle uint64) {
 		return
 	}
 	c.enqueue(func() {
+		if c.hub != nil {
+			s.notify(Action{Kind: "disconnect", Broker: c.hub.br().cfg.Name, ClientID: c.clientID})
+		}
 		c.detach()
 		s.dropClient(c)
 		s.result(req, nil, 0)

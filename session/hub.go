@@ -74,6 +74,8 @@ type Hub struct {
 	owner *Session
 	early []*Message
 
+	metrics *Metrics
+
 	// pendingAcks holds QoS 1/2 messages of a dedicated hub until the web
 	// client acknowledges them, so the broker redelivers what the client
 	// never saw.
@@ -152,13 +154,15 @@ func newHub(key string, br *brokerRuntime, stream uint64, dedicated bool, log *z
 		refErr:      make(chan *Error, 1),
 		pendingAcks: map[uint16]pendingAck{},
 		retained:    map[string]*Message{},
+		metrics:     newMetrics(""),
 	}
 	h.broker.Store(br)
 	return h
 }
 
-func startHub(key string, br *brokerRuntime, stream uint64, o hubOptions, log *zap.Logger) (*Hub, error) {
+func startHub(key string, br *brokerRuntime, stream uint64, o hubOptions, log *zap.Logger, metrics *Metrics) (*Hub, error) {
 	h := newHub(key, br, stream, o.clientID != "", log)
+	h.metrics = metrics
 	if !h.dedicated {
 		// The shared connection starts clean, then keeps its broker session
 		// across reconnects for a minute: QoS 1/2 flows interrupted by a cut
@@ -227,6 +231,9 @@ func (h *Hub) restart(br *brokerRuntime) error {
 	old := h.conn()
 	h.mu.Lock()
 	oldCancel := h.cmCancel
+	if h.up {
+		h.metrics.BrokerUp.WithLabelValues(h.br().cfg.Name).Dec()
+	}
 	h.broker.Store(br)
 	h.up, h.since = false, time.Now()
 	h.upCh = make(chan struct{})
@@ -257,7 +264,16 @@ func reconnectBackoff(attempt int) time.Duration {
 	return exponential(attempt)
 }
 
+// mode names the hub's kind for metrics.
+func (h *Hub) mode() string {
+	if h.dedicated {
+		return "dedicated"
+	}
+	return "shared"
+}
+
 func (h *Hub) onUp(cm *autopaho.ConnectionManager, _ *paho.Connack) {
+	h.metrics.BrokerUp.WithLabelValues(h.br().cfg.Name).Inc()
 	h.mu.Lock()
 	wasDown := !h.since.IsZero()
 	h.up, h.since, h.lastErr = true, time.Now(), nil
@@ -288,6 +304,7 @@ func (h *Hub) onUp(cm *autopaho.ConnectionManager, _ *paho.Connack) {
 }
 
 func (h *Hub) onDown() bool {
+	h.metrics.BrokerUp.WithLabelValues(h.br().cfg.Name).Dec()
 	h.mu.Lock()
 	h.up, h.since = false, time.Now()
 	h.upCh = make(chan struct{})
@@ -379,6 +396,7 @@ func (h *Hub) onPublish(pr paho.PublishReceived) (bool, error) {
 		}
 		return true, nil
 	}
+	h.metrics.MessagesIn.WithLabelValues(h.br().cfg.Name).Inc()
 	m := &Message{Stream: h.stream, Topic: p.Topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, Props: propsFromPaho(p.Properties)}
 	if h.dedicated && p.QoS > 0 {
 		m.PacketID = p.PacketID
@@ -403,13 +421,16 @@ func (h *Hub) onPublish(pr paho.PublishReceived) (bool, error) {
 	h.mu.RLock()
 	h.seq++
 	seq := h.seq
+	delivered := 0
 	h.index.Match(p.Topic, func(_ string, mb *member) {
 		if mb.mark != seq {
 			mb.mark = seq
 			mb.sess.deliver(m)
+			delivered++
 		}
 	})
 	h.mu.RUnlock()
+	h.metrics.MessagesOut.Add(float64(delivered))
 	return true, nil
 }
 
@@ -446,6 +467,7 @@ func (h *Hub) subscribe(ctx context.Context, sess *Session, filter string, qos b
 		h.nextSubID = h.nextSubID%maxSubID + 1
 		fs = &filterState{asked: -1, subID: h.nextSubID}
 		h.filters[filter] = fs
+		h.metrics.Subscriptions.WithLabelValues(h.br().cfg.Name).Inc()
 	}
 	fs.refs[qos]++
 	// Index before the broker subscribes: retained messages arrive right
@@ -611,6 +633,7 @@ func (h *Hub) close() {
 		return
 	}
 	h.closed = true
+	h.retireLocked()
 	h.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -622,6 +645,16 @@ func (h *Hub) close() {
 	h.mu.Unlock()
 	cmCancel()
 	h.cancel()
+}
+
+// retireLocked takes a closing hub out of the gauges. Called with h.mu held.
+func (h *Hub) retireLocked() {
+	name := h.br().cfg.Name
+	if h.up {
+		h.metrics.BrokerUp.WithLabelValues(name).Dec()
+		h.up = false
+	}
+	h.metrics.Subscriptions.WithLabelValues(name).Sub(float64(len(h.filters)))
 }
 
 // HubStatus is a hub's state for operators.
@@ -654,6 +687,9 @@ func (h *Hub) takeOver() {
 // takeOverWith ends the hub's connection, telling each client why with LOST.
 func (h *Hub) takeOverWith(reason *Error) {
 	h.mu.Lock()
+	if !h.closed {
+		h.retireLocked()
+	}
 	h.closed = true
 	var clients []*Client
 	for c := range h.clients {

@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"net/url"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +20,8 @@ import (
 // Config is what a Manager needs; the Caddy module fills it from its own
 // configuration and has already applied defaults.
 type Config struct {
+	// Name of the gateway, as a label of its metrics.
+	Name                      string
 	Brokers                   []*BrokerConfig
 	SessionTimeout            time.Duration
 	Heartbeat                 time.Duration
@@ -40,7 +43,14 @@ type Config struct {
 	// subscription, and bytes per second per session (0: no cap).
 	MaxFrequency float64
 	MaxBandwidth int64
-	Logger       *zap.Logger
+	// Most publishes per second per session (0: no limit); more get 4051.
+	MaxPublishRate float64
+	// Most live sessions in all, and per client IP (0: no limit).
+	MaxSessions      int
+	MaxSessionsPerIP int
+	// Policy decides actions (the authorize hook); nil allows everything.
+	Policy Policy
+	Logger *zap.Logger
 }
 
 type brokerRuntime struct {
@@ -53,6 +63,7 @@ type brokerRuntime struct {
 type Manager struct {
 	cfg     atomic.Pointer[Config] // replaced by Reconfigure
 	log     *zap.Logger
+	metrics *Metrics
 	streams atomic.Uint64
 
 	brokersMu sync.RWMutex
@@ -60,6 +71,7 @@ type Manager struct {
 
 	mu       sync.Mutex
 	sessions map[[16]byte]*Session
+	perIP    map[string]int
 	hubs     map[string]*Hub // shared hubs by broker and credentials, dedicated by broker and client ID
 	closed   bool
 }
@@ -67,7 +79,7 @@ type Manager struct {
 // NewManager prepares the brokers (starting embedded ones) for a gateway.
 func NewManager(cfg Config) (*Manager, error) {
 	m := &Manager{log: cfg.Logger, brokers: map[string]*brokerRuntime{},
-		sessions: map[[16]byte]*Session{}, hubs: map[string]*Hub{}}
+		sessions: map[[16]byte]*Session{}, hubs: map[string]*Hub{}, metrics: newMetrics(cfg.Name)}
 	if m.log == nil {
 		m.log = zap.NewNop()
 	}
@@ -77,6 +89,9 @@ func NewManager(cfg Config) (*Manager, error) {
 	}
 	return m, nil
 }
+
+// Metrics are the gateway's Prometheus collectors.
+func (m *Manager) Metrics() *Metrics { return m.metrics }
 
 // Config returns the configuration the manager runs with.
 func (m *Manager) Config() Config { return *m.cfg.Load() }
@@ -104,13 +119,33 @@ func (m *Manager) Open(info OpenInfo) (*Session, *Error) {
 		out: newOutbox(m.outboxLimits())}
 	rand.Read(s.id[:])
 	rand.Read(s.secret[:])
+	cfg := m.config()
+	ip := info.ClientIP
+	if ip == "" {
+		ip = clientIP(info.RemoteAddr)
+	}
+	s.ip = ip
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
 		return nil, Errorf(CodeShuttingDown, "gateway is shutting down")
 	}
+	if cfg.MaxSessions > 0 && len(m.sessions) >= cfg.MaxSessions {
+		m.mu.Unlock()
+		return nil, Errorf(CodeTooManySessions, "the gateway has reached max_sessions (%d)", cfg.MaxSessions)
+	}
+	if cfg.MaxSessionsPerIP > 0 && m.perIP[ip] >= cfg.MaxSessionsPerIP {
+		m.mu.Unlock()
+		return nil, Errorf(CodeTooManySessions, "too many sessions from %s (max_sessions_per_ip %d)", ip, cfg.MaxSessionsPerIP)
+	}
 	m.sessions[s.id] = s
+	if m.perIP == nil {
+		m.perIP = map[string]int{}
+	}
+	m.perIP[ip]++
 	m.mu.Unlock()
+	m.metrics.Sessions.Inc()
+	m.metrics.SessionsOpened.WithLabelValues(info.Transport).Inc()
 	m.log.Info("session opened", zap.String("session", s.IDString()), zap.String("user", info.User),
 		zap.String("remote", info.RemoteAddr), zap.String("transport", info.Transport))
 	return s, nil
@@ -138,10 +173,20 @@ func (m *Manager) Sessions() int {
 	return len(m.sessions)
 }
 
-func (m *Manager) forget(s *Session) {
+func (m *Manager) forget(s *Session, reason *Error) {
 	m.mu.Lock()
+	_, ok := m.sessions[s.id]
 	delete(m.sessions, s.id)
+	if ok {
+		if m.perIP[s.ip]--; m.perIP[s.ip] <= 0 {
+			delete(m.perIP, s.ip)
+		}
+	}
 	m.mu.Unlock()
+	if ok {
+		m.metrics.Sessions.Dec()
+		m.metrics.SessionsClosed.WithLabelValues(strconv.Itoa(int(reason.Code))).Inc()
+	}
 }
 
 // Hubs reports every broker connection's state.
@@ -198,7 +243,7 @@ func (m *Manager) acquireHub(c *Client, br *brokerRuntime, p ConnectParams) (*Hu
 			o.willProps = p.Will.Props.willToPaho()
 		}
 		var err error
-		h, err = startHub(key, br, m.streams.Add(1), o, m.log)
+		h, err = startHub(key, br, m.streams.Add(1), o, m.log, m.metrics)
 		if err != nil {
 			m.mu.Unlock()
 			return nil, Errorf(CodeBrokerUnavailable, "broker %q: %v", br.cfg.Name, err)
@@ -207,6 +252,7 @@ func (m *Manager) acquireHub(c *Client, br *brokerRuntime, p ConnectParams) (*Hu
 	}
 	h.addClient(c)
 	m.mu.Unlock()
+	m.metrics.BrokerClients.WithLabelValues(br.cfg.Name, h.mode()).Inc()
 	if old != nil {
 		old.takeOver()
 	}
@@ -215,6 +261,7 @@ func (m *Manager) acquireHub(c *Client, br *brokerRuntime, p ConnectParams) (*Hu
 
 // releaseHub detaches c; the last client to leave closes the connection.
 func (m *Manager) releaseHub(h *Hub, c *Client) {
+	m.metrics.BrokerClients.WithLabelValues(h.br().cfg.Name, h.mode()).Dec()
 	m.mu.Lock()
 	n := h.removeClient(c)
 	if n == 0 && m.hubs[h.key] == h {

@@ -81,6 +81,7 @@ func (h *Hub) reconcileOnce(ctx context.Context) bool {
 			unsubs = append(unsubs, f)
 		default:
 			delete(h.filters, f)
+			h.metrics.Subscriptions.WithLabelValues(h.br().cfg.Name).Dec()
 		}
 	}
 	more := len(h.dirty) > 0
@@ -172,6 +173,7 @@ func (h *Hub) sendUnsubscribe(ctx context.Context, filters []string) {
 			h.dirty[f] = struct{}{}
 		} else {
 			delete(h.filters, f)
+			h.metrics.Subscriptions.WithLabelValues(h.br().cfg.Name).Dec()
 		}
 	}
 	if len(h.dirty) > 0 {

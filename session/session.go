@@ -27,6 +27,7 @@ type Transport interface {
 type OpenInfo struct {
 	User       string
 	RemoteAddr string
+	ClientIP   string // as Caddy's trusted_proxies resolved it; RemoteAddr's host if empty
 	Transport  string
 }
 
@@ -37,6 +38,7 @@ type Session struct {
 	id, secret [16]byte
 	mgr        *Manager
 	info       OpenInfo
+	ip         string
 	created    time.Time
 	log        *zap.Logger
 
@@ -59,6 +61,12 @@ type Session struct {
 	gateBuf   []*Message
 	bucket    *throttle.Bucket
 	Stats     Stats
+
+	// Set at open by the authenticate hook and the transport.
+	origin       any
+	capFrequency float64 // per-user cap on max_frequency, 0: none
+	capBandwidth uint64  // per-user cap on max_bandwidth, 0: none
+	publishes    *throttle.Bucket
 }
 
 // Stats counts what happened to a session's messages.
@@ -182,6 +190,7 @@ func (s *Session) pushLocked(e Event) {
 		switch {
 		case conflate && o.conflate(e):
 			s.Stats.Conflated++
+			s.mgr.metrics.Conflated.Inc()
 		case o.full(&e) && e.Msg.QoS > 0 && s.mgr.config().OverflowClose:
 			// Runs asynchronously: the caller may hold a hub's lock.
 			s.closed = Errorf(CodeOverflow, "too many messages queued for a slow client")
@@ -189,6 +198,7 @@ func (s *Session) pushLocked(e Event) {
 			return
 		case o.full(&e):
 			s.Stats.Dropped++
+			s.mgr.metrics.Dropped.Inc()
 			o.overflow()
 		default:
 			o.push(e, conflate)
@@ -261,10 +271,11 @@ func (s *Session) finish() {
 	for _, c := range clients {
 		c.release()
 	}
-	s.mgr.forget(s)
+	s.mgr.forget(s, reason)
 	if conn != nil {
 		conn.Wake()
 	}
+	s.notify(Action{Kind: "close"})
 	s.log.Info("session closed", zap.String("session", s.IDString()), zap.String("user", s.info.User),
 		zap.String("remote", s.info.RemoteAddr), zap.Uint32("code", uint32(reason.Code)),
 		zap.String("reason", reason.Message), zap.Duration("duration", time.Since(s.created)))

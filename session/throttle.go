@@ -19,8 +19,15 @@ import (
 // Interval turns messages per second into the spacing between deliveries,
 // applying the server's cap; 0 means unlimited.
 func (m *Manager) Interval(perSecond float64) time.Duration {
-	if cap := m.config().MaxFrequency; cap > 0 && (perSecond <= 0 || perSecond > cap) {
-		perSecond = cap
+	return m.interval(perSecond, 0)
+}
+
+// interval also applies a per-session cap (0: none).
+func (m *Manager) interval(perSecond, sessionCap float64) time.Duration {
+	for _, cap := range []float64{m.config().MaxFrequency, sessionCap} {
+		if cap > 0 && (perSecond <= 0 || perSecond > cap) {
+			perSecond = cap
+		}
 	}
 	if perSecond <= 0 {
 		return 0
@@ -94,6 +101,7 @@ func (s *Session) admit(m *Message) bool {
 	ok, replaced := s.gate.Offer(conflationKey{m.Stream, m.Topic}, interval, m, now)
 	if replaced {
 		s.Stats.Conflated++
+		s.mgr.metrics.Conflated.Inc()
 	}
 	if !ok {
 		s.armGate(now)
@@ -139,12 +147,14 @@ func (s *Session) flushGate() {
 // limit of its own); the server's max_bandwidth caps it in turn. It returns
 // the cap in force.
 func (s *Session) SetMaxBandwidth(bytesPerSecond uint64) uint64 {
-	rate := float64(bytesPerSecond)
-	if cap := float64(s.mgr.config().MaxBandwidth); cap > 0 && (rate <= 0 || rate > cap) {
-		rate = cap
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	rate := float64(bytesPerSecond)
+	for _, cap := range []float64{float64(s.mgr.config().MaxBandwidth), float64(s.capBandwidth)} {
+		if cap > 0 && (rate <= 0 || rate > cap) {
+			rate = cap
+		}
+	}
 	now := time.Now()
 	switch {
 	case rate <= 0:

@@ -21,6 +21,14 @@ func NewBucket(rate float64, now time.Time) *Bucket {
 	return b
 }
 
+// NewCounter returns a full bucket that counts events rather than bytes:
+// rate per second, with a second's worth of burst.
+func NewCounter(rate float64, now time.Time) *Bucket {
+	b := &Bucket{Rate: rate, Burst: max(rate, 1), last: now}
+	b.tokens = b.Burst
+	return b
+}
+
 // SetRate changes the rate at run time.
 func (b *Bucket) SetRate(rate float64, now time.Time) {
 	b.refill(now)

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"fmt"
+	"net/http"
 	"strconv"
 
 	"github.com/caddy-mqtt/mqttgateway/session"
@@ -40,6 +41,15 @@ func dispatch(s *session.Session, f *Frame) error {
 	return nil
 }
 
+// recovered counts a rebind by its result.
+func recovered(m *session.Manager, err *session.Error) {
+	result := "ok"
+	if err != nil {
+		result = strconv.Itoa(int(err.Code))
+	}
+	m.Metrics().Recoveries.WithLabelValues(result).Inc()
+}
+
 // perSecond converts the wire's messages per 1000 s.
 func perSecond(milli uint64) float64 { return float64(milli) / 1000 }
 
@@ -51,5 +61,46 @@ func applyOpenOptions(s *session.Session, opts []KV) {
 				s.SetMaxBandwidth(v)
 			}
 		}
+	}
+}
+
+// OpenResult is what the authenticate hook decided for an OPEN.
+type OpenResult struct {
+	User   string            // the session's user; empty: anonymous
+	Limits map[string]string // per-session caps (max_bandwidth, max_frequency)
+}
+
+// open authenticates an OPEN and creates its session.
+func (s *Server) open(r *http.Request, f *Frame, transport string) (*session.Session, *session.Error) {
+	var res OpenResult
+	if s.Authenticate != nil {
+		var err *session.Error
+		res, err = s.Authenticate(r, f.User, f.Password)
+		if err != nil {
+			return nil, err
+		}
+	}
+	info := session.OpenInfo{User: res.User, RemoteAddr: r.RemoteAddr, Transport: transport}
+	var origin any
+	if s.Origin != nil {
+		origin, info.ClientIP = s.Origin(r)
+	}
+	sess, err := s.Manager.Open(info)
+	if err != nil {
+		return nil, err
+	}
+	sess.SetOrigin(origin)
+	if len(res.Limits) > 0 {
+		sess.ApplyLimits(res.Limits)
+	}
+	return sess, nil
+}
+
+// refreshOrigin keeps the policy's view of the client current after a
+// rebind (a new address, new cookies).
+func (s *Server) refreshOrigin(sess *session.Session, r *http.Request) {
+	if s.Origin != nil {
+		o, _ := s.Origin(r)
+		sess.SetOrigin(o)
 	}
 }

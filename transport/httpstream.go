@@ -127,7 +127,7 @@ func (s *Server) beginHTTP(w http.ResponseWriter, r *http.Request, conn *httpCon
 			answerError(w, http.StatusBadRequest, session.Errorf(session.CodeUnsupportedVersion, "this gateway speaks protocol version 1"))
 			return nil, nil, false
 		}
-		sess, e := mgr.Open(session.OpenInfo{User: f.User, RemoteAddr: r.RemoteAddr, Transport: transport})
+		sess, e := s.open(r, &f, transport)
 		if e != nil {
 			answerError(w, statusFor(e.Code), e)
 			return nil, nil, false
@@ -143,6 +143,12 @@ func (s *Server) beginHTTP(w http.ResponseWriter, r *http.Request, conn *httpCon
 		sess, e := mgr.Lookup(f.Session, f.Secret)
 		if e == nil {
 			e = sess.Attach(conn, true, f.Received)
+		}
+		if transport == "streaming" { // every poll rebinds: count streams only
+			recovered(mgr, e)
+		}
+		if e == nil {
+			s.refreshOrigin(sess, r)
 		}
 		if e != nil {
 			answerError(w, statusFor(e.Code), e)
@@ -172,6 +178,10 @@ func (s *Server) ServeStream(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	defer sess.Detach(conn)
+	m := s.Manager.Metrics()
+	m.Connections.WithLabelValues("streaming").Inc()
+	defer m.Connections.WithLabelValues("streaming").Dec()
+	bytesOut := m.BytesOut.WithLabelValues("streaming")
 	rc := http.NewResponseController(w)
 	startBinaryResponse(w)
 	w.WriteHeader(http.StatusOK)
@@ -199,6 +209,7 @@ func (s *Server) ServeStream(w http.ResponseWriter, r *http.Request) error {
 			if err := rc.Flush(); err != nil {
 				return nil
 			}
+			bytesOut.Add(float64(len(buf)))
 			written += len(buf)
 			lastWrite = time.Now()
 			buf = buf[:0]
@@ -279,6 +290,7 @@ func (s *Server) ServePoll(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Length", fmt.Sprint(len(buf)))
 	w.WriteHeader(http.StatusOK)
 	w.Write(buf)
+	s.Manager.Metrics().BytesOut.WithLabelValues("polling").Add(float64(len(buf)))
 	return nil
 }
 

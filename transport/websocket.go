@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/caddy-mqtt/mqttgateway/session"
@@ -21,6 +22,12 @@ type Server struct {
 	// CheckOrigin accepts or refuses a browser's Origin; requests without
 	// an Origin header are not from browsers and are not passed to it.
 	CheckOrigin func(r *http.Request) bool
+	// Authenticate decides a session's OPEN (the authenticate hook) and
+	// returns who the user is; nil lets everyone in, with no user.
+	Authenticate func(r *http.Request, user string, password []byte) (OpenResult, *session.Error)
+	// Origin snapshots the web request for the policy, at open and at
+	// every rebind; nil keeps nothing.
+	Origin func(r *http.Request) (origin any, clientIP string)
 
 	once     sync.Once
 	upgrader websocket.Upgrader
@@ -74,7 +81,7 @@ func (s *Server) ServeWebSocket(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return nil // the upgrader has answered
 	}
-	c := &wsConn{srv: s, ws: ws, remote: r.RemoteAddr, wake: make(chan struct{}, 1), stop: make(chan struct{}),
+	c := &wsConn{srv: s, ws: ws, remote: r.RemoteAddr, req: r, wake: make(chan struct{}, 1), stop: make(chan struct{}),
 		maxFrame: s.maxFrame()}
 	c.run()
 	return nil
@@ -86,8 +93,10 @@ type wsConn struct {
 	srv      *Server
 	ws       *websocket.Conn
 	remote   string
+	req      *http.Request // the upgrade request, for hooks
 	sess     *session.Session
 	maxFrame int
+	bytesOut prometheus.Counter
 
 	wake chan struct{}
 	stop chan struct{} // closed when the reader is done
@@ -124,6 +133,10 @@ func (c *wsConn) run() {
 		c.srv.Log.Debug("websocket handshake failed", zap.String("remote", c.remote), zap.Error(err))
 		return
 	}
+	conns := c.srv.Manager.Metrics().Connections.WithLabelValues("websocket")
+	conns.Inc()
+	defer conns.Dec()
+	c.bytesOut = c.srv.Manager.Metrics().BytesOut.WithLabelValues("websocket")
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -169,7 +182,7 @@ func (c *wsConn) handshake() error {
 			c.fail(session.CodeUnsupportedVersion, "this gateway speaks protocol version 1")
 			return errors.New("unsupported version")
 		}
-		sess, serr := mgr.Open(session.OpenInfo{User: f.User, RemoteAddr: c.remote, Transport: "websocket"})
+		sess, serr := c.srv.open(c.req, &f, "websocket")
 		if serr != nil {
 			c.fail(serr.Code, serr.Message)
 			return serr
@@ -191,10 +204,12 @@ func (c *wsConn) handshake() error {
 		if serr == nil {
 			serr = sess.Attach(c, true, f.Received)
 		}
+		recovered(mgr, serr)
 		if serr != nil {
 			c.fail(serr.Code, serr.Message)
 			return serr
 		}
+		c.srv.refreshOrigin(sess, c.req)
 		c.sess = sess
 		// BOUND must precede the replayed frames; the writer starts only
 		// after the handshake, so the order holds.
@@ -254,6 +269,7 @@ func (c *wsConn) writeLoop() {
 			c.ws.Close() // unblocks the reader
 			return false
 		}
+		c.bytesOut.Add(float64(len(b)))
 		lastWrite = time.Now()
 		return true
 	}

@@ -44,6 +44,11 @@ func Dial(ctx context.Context, url string, header http.Header) (*Client, error) 
 // DialWith opens a session with a dialer of the caller's and OPEN options
 // (such as max_bandwidth).
 func DialWith(ctx context.Context, d *websocket.Dialer, url string, header http.Header, options []transport.KV) (*Client, error) {
+	return DialAs(ctx, d, url, header, "", nil, options)
+}
+
+// DialAs opens a session with credentials for the authenticate hook.
+func DialAs(ctx context.Context, d *websocket.Dialer, url string, header http.Header, user string, password []byte, options []transport.KV) (*Client, error) {
 	d.Subprotocols = []string{transport.Subprotocol}
 	ws, _, err := d.DialContext(ctx, url, header)
 	if err != nil {
@@ -51,7 +56,7 @@ func DialWith(ctx context.Context, d *websocket.Dialer, url string, header http.
 	}
 	c := &Client{ws: ws, pending: map[uint64]chan transport.Frame{}, Messages: make(chan transport.Frame, 4096),
 		Ended: make(chan transport.Frame, 1), done: make(chan struct{})}
-	if err := c.write(transport.AppendOpen(nil, "", nil, options)); err != nil {
+	if err := c.write(transport.AppendOpen(nil, user, password, options)); err != nil {
 		ws.Close()
 		return nil, err
 	}
@@ -61,6 +66,10 @@ func DialWith(ctx context.Context, d *websocket.Dialer, url string, header http.
 		return nil, err
 	}
 	err = transport.SplitUnit(unit, func(b []byte) error { return transport.Decode(b, &c.Opened) })
+	if err == nil && c.Opened.Type == transport.TypeEnd {
+		ws.Close()
+		return nil, &Error{c.Opened.Code, c.Opened.Message}
+	}
 	if err != nil || c.Opened.Type != transport.TypeOpened {
 		ws.Close()
 		return nil, fmt.Errorf("no OPENED: %v %+v", err, c.Opened)

@@ -1,0 +1,181 @@
+package hookapi
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"reflect"
+	"strings"
+
+	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common/types/ref"
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddy-mqtt/mqttgateway/session/topic"
+)
+
+func init() {
+	caddy.RegisterModule(MatchTopic{})
+}
+
+// MatchTopic matches the synthetic requests of hook chains whose topic (a
+// publish's topic name, an (un)subscribe's topic filter) is contained in
+// one of its patterns, with MQTT's rules: a pattern admits a filter only
+// if it admits every topic that filter can match. So `a/+` admits `a/b`
+// and `a/+` but not `a/#`, `#` admits nothing under `$SYS`, and `$SYS/#`
+// admits `$SYS`. Any other request, and an invalid topic, never matches.
+//
+// Patterns may hold placeholders, expanded per request:
+// `users/{http.mqtt_gateway.user}/#`. A placeholder must stand for text
+// within one level: if its value is empty, unknown, holds '/', '+', '#'
+// or NUL, or starts with '$', the pattern does not match, so that a user
+// named `bob/#` or `+` cannot widen a rule.
+//
+// In a Caddyfile, quote a pattern that starts with '#', which would
+// otherwise begin a comment: `mqtt_topic "#"`.
+//
+// In CEL expressions: `mqtt_topic('public/#', 'news/+')`. Caddy's CEL
+// rewrites placeholders even inside string literals, so patterns with
+// placeholders are for the matcher form above.
+type MatchTopic []string
+
+// CaddyModule returns the Caddy module information.
+func (MatchTopic) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.matchers.mqtt_topic",
+		New: func() caddy.Module { return new(MatchTopic) },
+	}
+}
+
+// errPlaceholder refuses a placeholder value; it never leaves the package.
+var errPlaceholder = errors.New("placeholder value would change the pattern's levels")
+
+// Provision checks the patterns: each must be a valid topic filter once
+// its placeholders stand for a plain level.
+func (m MatchTopic) Provision(caddy.Context) error {
+	if len(m) == 0 {
+		return fmt.Errorf("mqtt_topic: at least one pattern is required")
+	}
+	sample := caddy.NewEmptyReplacer()
+	for _, p := range m {
+		probe, err := sample.ReplaceFunc(p, func(string, any) (any, error) { return "x", nil })
+		if err != nil {
+			return fmt.Errorf("mqtt_topic: pattern %q: %v", p, err)
+		}
+		if err := topic.ValidateFilter(probe); err != nil && !errors.Is(err, topic.ErrSharedSubscription) {
+			return fmt.Errorf("mqtt_topic: pattern %q: %v", p, err)
+		}
+	}
+	return nil
+}
+
+// MatchWithError implements caddyhttp.RequestMatcherWithError.
+func (m MatchTopic) MatchWithError(r *http.Request) (bool, error) {
+	f, ok := r.Context().Value(factsKey{}).(*Facts)
+	if !ok || !validTopic(f) {
+		return false, nil
+	}
+	var repl *caddy.Replacer
+	for _, p := range m {
+		if strings.IndexByte(p, '{') < 0 {
+			if topic.Contains(p, f.Topic) {
+				return true, nil
+			}
+			continue
+		}
+		if repl == nil {
+			repl, ok = r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+			if !ok {
+				return false, nil
+			}
+		}
+		expanded, err := repl.ReplaceFunc(p, guardLevel)
+		if err == nil && topic.Contains(expanded, f.Topic) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// Match implements caddyhttp.RequestMatcher.
+func (m MatchTopic) Match(r *http.Request) bool {
+	ok, _ := m.MatchWithError(r)
+	return ok
+}
+
+// validTopic reports whether the request's topic is one the action could
+// carry: a topic name for a publish, a filter (not a shared subscription)
+// otherwise. The gateway checks this before asking; the matcher checks it
+// again because it fails closed.
+func validTopic(f *Facts) bool {
+	if f.Topic == "" {
+		return false
+	}
+	if f.Action == ActionPublish {
+		return topic.ValidateName(f.Topic) == nil
+	}
+	return topic.ValidateFilter(f.Topic) == nil
+}
+
+// guardLevel refuses placeholder values that could change the structure
+// of a pattern (the injection guard).
+func guardLevel(_ string, val any) (any, error) {
+	if val == nil {
+		return nil, errPlaceholder // unknown placeholder
+	}
+	s := caddy.ToString(val)
+	if s == "" || s[0] == '$' || strings.ContainsAny(s, "/+#\x00") {
+		return nil, errPlaceholder
+	}
+	return s, nil
+}
+
+// UnmarshalCaddyfile sets up the matcher from Caddyfile tokens:
+//
+//	mqtt_topic <pattern...>
+//
+// Several mqtt_topic lines in one named matcher add patterns.
+func (m *MatchTopic) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	for d.Next() {
+		args := d.RemainingArgs()
+		if len(args) == 0 {
+			return d.ArgErr()
+		}
+		*m = append(*m, args...)
+		if d.NextBlock(0) {
+			return d.Err("malformed mqtt_topic matcher: blocks are not supported")
+		}
+	}
+	return nil
+}
+
+// CELLibrary makes the matcher available to CEL expressions as
+// mqtt_topic('pattern', …).
+func (MatchTopic) CELLibrary(ctx caddy.Context) (cel.Library, error) {
+	return caddyhttp.CELMatcherImpl(
+		"mqtt_topic",
+		"mqtt_topic_match_request_list",
+		[]*cel.Type{cel.ListType(cel.StringType)},
+		func(data ref.Val) (caddyhttp.RequestMatcherWithError, error) {
+			list, err := data.ConvertToNative(stringSlice)
+			if err != nil {
+				return nil, err
+			}
+			m := MatchTopic(list.([]string))
+			return m, m.Provision(ctx)
+		},
+	)
+}
+
+var stringSlice = reflect.TypeFor[[]string]()
+
+// Interface guards.
+var (
+	_ caddy.Provisioner                 = (*MatchTopic)(nil)
+	_ caddyhttp.RequestMatcherWithError = (*MatchTopic)(nil)
+	_ caddyhttp.RequestMatcher          = (*MatchTopic)(nil)
+	_ caddyfile.Unmarshaler             = (*MatchTopic)(nil)
+	_ caddyhttp.CELLibraryProducer      = (*MatchTopic)(nil)
+)

@@ -1,0 +1,153 @@
+package hookapi
+
+import (
+	"bytes"
+	"context"
+	"runtime/debug"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// DefaultTimeout is how long a Runner waits for a chain by default.
+const DefaultTimeout = time.Second
+
+// Runner asks a Chain for decisions. Its fields are set before the first
+// Decide and not changed after; Decide is safe for concurrent use.
+type Runner struct {
+	// Chain is the hook. A nil or unprovisioned chain denies everything
+	// with 4022: leaving authorization out is the caller's decision.
+	Chain *Chain
+	// Timeout bounds each decision; past it the decision is a 4022
+	// denial. Default: DefaultTimeout.
+	Timeout time.Duration
+	// Logger gets decisions at debug level, denials at info and failures
+	// at warn. Never passwords, cookies or Authorization headers.
+	// Default: no logging.
+	Logger *zap.Logger
+	// Cache, if set, keeps decisions whose answer had a max-age.
+	Cache *Cache
+}
+
+// Decide runs the chain for f on behalf of the web request o (nil for
+// none) and returns the decision. It returns by the timeout even if a
+// handler ignores its context: the chain then finishes in the
+// background and its answer is dropped. For notifications (unsubscribe,
+// disconnect, close) the caller ignores the decision.
+func (r *Runner) Decide(ctx context.Context, o *Origin, f Facts) Decision {
+	start := time.Now()
+	d, cached, reason := r.decide(ctx, o, &f)
+	r.log(&f, d, cached, reason, time.Since(start))
+	return d
+}
+
+func (r *Runner) decide(ctx context.Context, o *Origin, f *Facts) (d Decision, cached bool, reason string) {
+	if !f.Action.Valid() {
+		return unavailable(), false, "invalid action"
+	}
+	if r.Chain == nil || r.Chain.handler == nil {
+		return unavailable(), false, "no provisioned hook chain"
+	}
+	// Decisions are cached per session: one without a session (an open
+	// before the session exists) could be about anyone's cookies.
+	// Notifications always run, since telling is their point.
+	cacheable := r.Cache != nil && f.SessionID != "" && !f.Action.IsNotification()
+	if cacheable {
+		if d, ok := r.Cache.get(f, time.Now()); ok {
+			return d, true, ""
+		}
+	}
+	d, reason = r.run(ctx, o, f)
+	if cacheable && d.MaxAge > 0 && reason == "" {
+		r.Cache.put(f, d, time.Now())
+	}
+	return d, false, reason
+}
+
+// run runs the chain in its own goroutine, so that the timeout holds even
+// for a handler that ignores its context.
+func (r *Runner) run(ctx context.Context, o *Origin, f *Facts) (Decision, string) {
+	timeout := r.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if o == nil {
+		o = &Origin{}
+	}
+	// The chain may hold on to the facts past the timeout, when the
+	// caller may reuse them: give it a copy.
+	fc := *f
+	fc.Password = bytes.Clone(f.Password)
+	s := newSubrequest(ctx, o, &fc)
+	done := make(chan outcome, 1)
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				done <- outcome{panic: p, stack: debug.Stack()}
+			}
+		}()
+		done <- outcome{err: r.Chain.handler.ServeHTTP(s.rec, s.req)}
+	}()
+	select {
+	case out := <-done:
+		if out.panic != nil && r.Logger != nil {
+			r.Logger.Error("hook chain panicked",
+				zap.String("action", string(f.Action)),
+				zap.Any("panic", out.panic),
+				zap.ByteString("stack", out.stack))
+		}
+		return result(f.Action, s, out)
+	case <-ctx.Done():
+		if ctx.Err() == context.DeadlineExceeded {
+			return unavailable(), "hook timed out after " + timeout.String()
+		}
+		return unavailable(), reasonCanceled
+	}
+}
+
+// reasonCanceled is the reason of decisions whose caller gave up (the
+// session ended): not the hook's fault, so not worth a warning.
+const reasonCanceled = "decision canceled"
+
+// log writes one line per decision. Fields are the facts a reader needs to
+// follow a denial, never credentials.
+func (r *Runner) log(f *Facts, d Decision, cached bool, reason string, took time.Duration) {
+	if r.Logger == nil {
+		return
+	}
+	level, msg := zapcore.DebugLevel, "hook decision"
+	switch {
+	case reason == reasonCanceled:
+	case reason != "":
+		level, msg = zapcore.WarnLevel, "hook failed"
+	case !d.Allow && !f.Action.IsNotification():
+		level, msg = zapcore.InfoLevel, "hook denied"
+	}
+	ce := r.Logger.Check(level, msg)
+	if ce == nil {
+		return
+	}
+	user := f.User
+	if f.Action == ActionOpen {
+		user = d.User // who the session will be, if allowed
+	}
+	fields := []zap.Field{
+		zap.String("action", string(f.Action)),
+		zap.String("user", user),
+		zap.String("broker", f.Broker),
+		zap.String("topic", f.Topic),
+		zap.Bool("allow", d.Allow),
+		zap.Bool("cached", cached),
+		zap.Duration("duration", took),
+	}
+	if !d.Allow {
+		fields = append(fields, zap.Int("code", d.Code), zap.String("message", d.Message))
+	}
+	if reason != "" {
+		fields = append(fields, zap.String("reason", reason))
+	}
+	ce.Write(fields...)
+}

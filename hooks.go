@@ -1,0 +1,88 @@
+package mqttgateway
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/caddy-mqtt/mqttgateway/hookapi"
+	"github.com/caddy-mqtt/mqttgateway/session"
+	"github.com/caddy-mqtt/mqttgateway/transport"
+)
+
+// hookPolicy runs the authenticate and authorize hooks (hookapi) for the
+// gateway's sessions and transports. It belongs to one provisioned config;
+// sessions that outlive a reload ask the newest one (the manager's config
+// holds it).
+type hookPolicy struct {
+	authn   *hookapi.Runner // nil: no authentication, sessions are anonymous
+	authz   *hookapi.Runner // nil: every action allowed
+	cache   *hookapi.Cache
+	metrics *session.Metrics
+}
+
+func (p *hookPolicy) decide(ctx context.Context, r *hookapi.Runner, o *hookapi.Origin, f hookapi.Facts) hookapi.Decision {
+	start := time.Now()
+	d := r.Decide(ctx, o, f)
+	result := "allow"
+	if !d.Allow {
+		result = strconv.Itoa(d.Code)
+	}
+	p.metrics.HookCalls.WithLabelValues(string(f.Action), result).Inc()
+	p.metrics.HookDuration.WithLabelValues(string(f.Action)).Observe(time.Since(start).Seconds())
+	return d
+}
+
+// authenticate implements transport.Server.Authenticate.
+func (p *hookPolicy) authenticate(r *http.Request, user string, password []byte) (transport.OpenResult, *session.Error) {
+	if p.authn == nil {
+		return transport.OpenResult{}, nil
+	}
+	d := p.decide(r.Context(), p.authn, hookapi.Snapshot(r), hookapi.Facts{Action: hookapi.ActionOpen, Username: user, Password: password})
+	if !d.Allow {
+		return transport.OpenResult{}, &session.Error{Code: session.Code(d.Code), Message: d.Message}
+	}
+	return transport.OpenResult{User: d.User, Limits: d.Limits}, nil
+}
+
+// origin implements transport.Server.Origin.
+func origin(r *http.Request) (any, string) {
+	o := hookapi.Snapshot(r)
+	return o, o.ClientIP
+}
+
+func (p *hookPolicy) facts(s *session.Session, a session.Action) (*hookapi.Origin, hookapi.Facts) {
+	o, _ := s.Origin().(*hookapi.Origin)
+	return o, hookapi.Facts{Action: hookapi.Action(a.Kind), User: s.Info().User, SessionID: s.IDString(),
+		Broker: a.Broker, ClientID: a.ClientID, Topic: a.Topic, QoS: a.QoS, Retain: a.Retain, Size: a.Size,
+		Username: a.Username, Password: a.Password}
+}
+
+// Authorize implements session.Policy.
+func (p *hookPolicy) Authorize(ctx context.Context, s *session.Session, a session.Action) *session.Error {
+	if p.authz == nil {
+		return nil
+	}
+	o, f := p.facts(s, a)
+	d := p.decide(ctx, p.authz, o, f)
+	if d.Allow {
+		return nil
+	}
+	return &session.Error{Code: session.Code(d.Code), Message: d.Message}
+}
+
+// Notify implements session.Policy: the hook hears it, its answer is
+// ignored, and nobody waits for it.
+func (p *hookPolicy) Notify(s *session.Session, a session.Action) {
+	if a.Kind == "close" && p.cache != nil {
+		p.cache.Forget(s.IDString())
+	}
+	if p.authz == nil {
+		return
+	}
+	o, f := p.facts(s, a)
+	go p.decide(context.Background(), p.authz, o, f)
+}
+
+var _ session.Policy = (*hookPolicy)(nil)

@@ -1,0 +1,253 @@
+package mqttgateway
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/caddy-mqtt/mqttgateway/hookapi"
+	"github.com/caddy-mqtt/mqttgateway/session"
+	"github.com/caddy-mqtt/mqttgateway/transport"
+	"github.com/caddy-mqtt/mqttgateway/transport/gwclient"
+)
+
+// hookService is an external auth service on loopback, built on the hookapi
+// helpers: alice/alice-pw may open sessions and use users/alice/#; bob and
+// everyone else are told why not. slow makes it answer after 3 s.
+func hookService(t *testing.T, slow *atomic.Bool) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if slow != nil && slow.Load() {
+			time.Sleep(3 * time.Second)
+		}
+		f, err := hookapi.ParseRequest(r)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		switch f.Action {
+		case hookapi.ActionOpen:
+			if f.Username != "alice" || string(f.Password) != "alice-pw" {
+				hookapi.Deny(w, 4020, "unknown user or wrong password")
+				return
+			}
+			hookapi.Allow(w, hookapi.WithUser("alice"))
+		case hookapi.ActionSubscribe, hookapi.ActionPublish:
+			if !strings.HasPrefix(f.Topic, "users/"+f.User+"/") {
+				hookapi.Deny(w, 4021, "not your topic: "+f.Topic)
+				return
+			}
+			hookapi.Allow(w)
+		default:
+			hookapi.Allow(w)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func gatewayWithHooks(t *testing.T, brokerPort int, hookAddr string, extra string) string {
+	httpPort := freePort(t)
+	startCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	mqtt_gateway /mqtt/* {
+		broker main mqtt://127.0.0.1:%d
+		authenticate {
+			reverse_proxy %s
+		}
+		authorize {
+			reverse_proxy %s
+		}
+		%s
+	}
+}
+`, httpPort, brokerPort, hookAddr, hookAddr, extra))
+	return fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort)
+}
+
+func dialAs(ctx context.Context, url, user, password string) (*gwclient.Client, error) {
+	return gwclient.DialAs(ctx, &websocket.Dialer{}, url, nil, user, []byte(password), nil)
+}
+
+func errCode(err error) session.Code {
+	if e, ok := err.(*gwclient.Error); ok {
+		return e.Code
+	}
+	return 0
+}
+
+// With a real hook service behind reverse_proxy: alice receives her own
+// messages, is refused users/bob/# and # with the service's code and
+// message, and cannot publish outside her tree; a wrong password cannot
+// open a session.
+func TestHooksAuthorizeEveryAction(t *testing.T) {
+	mq := startMosquitto(t)
+	hooks := hookService(t, nil)
+	url := gatewayWithHooks(t, mq.port, strings.TrimPrefix(hooks.URL, "http://"), "")
+	ctx := ctx10(t)
+
+	if _, err := dialAs(ctx, url, "alice", "wrong"); err == nil || !strings.Contains(err.Error(), "4020") {
+		t.Fatalf("wrong password: %v", err)
+	}
+	c, err := dialAs(ctx, url, "alice", "alice-pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	h, _, err := c.Connect(ctx, session.ConnectParams{Broker: "main"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Subscribe(ctx, h, "users/alice/#", 1); err != nil {
+		t.Fatalf("own tree: %v", err)
+	}
+	for _, f := range []string{"users/bob/#", "#"} {
+		_, err := c.Subscribe(ctx, h, f, 0)
+		if errCode(err) != session.CodeNotAuthorized || !strings.Contains(err.Error(), "not your topic: "+f) {
+			t.Fatalf("subscribe %s: %v", f, err)
+		}
+	}
+	err = c.Publish(ctx, h, session.PublishParams{Topic: "users/bob/inbox", Payload: []byte("x")})
+	if errCode(err) != session.CodeNotAuthorized {
+		t.Fatalf("publish outside the tree: %v", err)
+	}
+	if err := c.Publish(ctx, h, session.PublishParams{Topic: "users/alice/notes", QoS: 1, Payload: []byte("mine")}); err != nil {
+		t.Fatal(err)
+	}
+	if f := nextMessage(t, c); string(f.Publish.Payload) != "mine" {
+		t.Fatalf("own message: %+v", f)
+	}
+}
+
+// The hook service stopped or slow: every action is denied with 4022 within
+// hook_timeout, and sessions that are already in keep working.
+func TestHooksFailClosed(t *testing.T) {
+	mq := startMosquitto(t)
+	var slow atomic.Bool
+	hooks := hookService(t, &slow)
+	url := gatewayWithHooks(t, mq.port, strings.TrimPrefix(hooks.URL, "http://"), "hook_timeout 500ms")
+	ctx := ctx10(t)
+	c, err := dialAs(ctx, url, "alice", "alice-pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	h, _, err := c.Connect(ctx, session.ConnectParams{Broker: "main"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Subscribe(ctx, h, "users/alice/#", 0); err != nil {
+		t.Fatal(err)
+	}
+
+	slow.Store(true)
+	if _, err := c.Subscribe(ctx, h, "users/alice/more", 0); errCode(err) != session.CodeHookUnavailable {
+		t.Fatalf("subscribe with a slow hook: %v", err)
+	}
+	if _, err := dialAs(ctx, url, "alice", "alice-pw"); err == nil || !strings.Contains(err.Error(), "4022") {
+		t.Fatalf("open with a slow hook: %v", err)
+	}
+	hooks.Close() // and now stopped
+	if err := c.Publish(ctx, h, session.PublishParams{Topic: "users/alice/x"}); errCode(err) != session.CodeHookUnavailable {
+		t.Fatalf("publish with the hook down: %v", err)
+	}
+	// The existing subscription still delivers.
+	mosquittoPub(t, mq.port, "-t", "users/alice/news", "-m", "still flowing")
+	if f := nextMessage(t, c); string(f.Publish.Payload) != "still flowing" {
+		t.Fatalf("existing session: %+v", f)
+	}
+}
+
+// A page of another origin can neither upgrade to WebSocket nor drive the
+// HTTP transports; the gateway's own origin and listed ones can.
+func TestOriginsAreChecked(t *testing.T) {
+	mq := startMosquitto(t)
+	_, httpPort := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "allow_origins http://app.example.test")
+	base := fmt.Sprintf("127.0.0.1:%d/mqtt", httpPort)
+	ctx := ctx10(t)
+	for origin, want := range map[string]int{"http://evil.example.test": 403, "http://app.example.test": 101, "http://" + fmt.Sprintf("127.0.0.1:%d", httpPort): 101} {
+		d := websocket.Dialer{Subprotocols: []string{transport.Subprotocol}}
+		ws, resp, err := d.DialContext(ctx, "ws://"+base+"/ws", http.Header{"Origin": {origin}})
+		if ws != nil {
+			ws.Close()
+		}
+		if resp == nil || resp.StatusCode != want {
+			t.Errorf("websocket from %s: %v %v, want %d", origin, resp, err, want)
+		}
+		for _, path := range []string{"/stream", "/poll", "/send"} {
+			for _, method := range []string{http.MethodOptions, http.MethodPost} {
+				req, _ := http.NewRequest(method, "http://"+base+path, strings.NewReader(string(transport.AppendOpen(nil, "", nil, nil))))
+				req.Header.Set("Origin", origin)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				allowed := resp.Header.Get("Access-Control-Allow-Origin") == origin
+				if (want == 403) != (resp.StatusCode == 403) || (want != 403) != allowed {
+					t.Errorf("%s %s from %s: %d, CORS %q", method, path, origin, resp.StatusCode, resp.Header.Get("Access-Control-Allow-Origin"))
+				}
+			}
+		}
+	}
+}
+
+// A flood of session opens from one IP is refused past max_sessions_per_ip
+// while another IP still gets in.
+func TestSessionLimitPerIP(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "max_sessions_per_ip 20")
+	ctx := ctx10(t)
+	from := func(ip string) *websocket.Dialer {
+		return &websocket.Dialer{NetDialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}).DialContext}
+	}
+	refused := 0
+	for i := 0; i < 50; i++ {
+		c, err := gwclient.DialWith(ctx, from("127.0.0.1"), url, nil, nil)
+		if err != nil {
+			if !strings.Contains(err.Error(), "4013") {
+				t.Fatalf("open %d: %v", i, err)
+			}
+			refused++
+			continue
+		}
+		t.Cleanup(func() { c.Close() })
+	}
+	if refused != 30 {
+		t.Fatalf("%d of 50 opens refused, want 30 past the limit of 20", refused)
+	}
+	other, err := gwclient.DialWith(ctx, from("127.0.0.2"), url, nil, nil)
+	if err != nil {
+		t.Fatalf("another IP is refused too: %v", err)
+	}
+	other.Close()
+}
+
+// Publishes beyond max_publish_rate are answered with 4051.
+func TestPublishRateLimit(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "max_publish_rate 10")
+	c := dial(t, url)
+	ctx := ctx10(t)
+	h, _, err := c.Connect(ctx, session.ConnectParams{Broker: "main"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	limited := 0
+	for i := 0; i < 30; i++ {
+		if err := c.Publish(ctx, h, session.PublishParams{Topic: "rate/x"}); errCode(err) == session.CodeRateLimited {
+			limited++
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if limited == 0 {
+		t.Fatal("30 quick publishes with max_publish_rate 10 were all accepted")
+	}
+}

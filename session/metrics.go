@@ -1,0 +1,80 @@
+package session
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are a gateway's Prometheus collectors. They belong to the
+// Manager, so counts survive config reloads, and are registered in each new
+// config's registry (Caddy's, served by its metrics handler and admin
+// endpoint). Labels are few and bounded: transport, broker, mode, result,
+// code; never topics or client IDs.
+type Metrics struct {
+	Sessions       prometheus.Gauge
+	SessionsOpened *prometheus.CounterVec // transport
+	SessionsClosed *prometheus.CounterVec // code
+	Connections    *prometheus.GaugeVec   // transport
+	BrokerClients  *prometheus.GaugeVec   // broker, mode
+	BrokerUp       *prometheus.GaugeVec   // broker
+	Subscriptions  *prometheus.GaugeVec   // broker: distinct filters held at brokers
+	MessagesIn     *prometheus.CounterVec // broker: messages from brokers
+	MessagesOut    prometheus.Counter     // deliveries queued to sessions
+	Conflated      prometheus.Counter
+	Dropped        prometheus.Counter
+	BytesOut       *prometheus.CounterVec // transport
+	Publishes      *prometheus.CounterVec // result: web client publishes to brokers
+	Recoveries     *prometheus.CounterVec // result: ok, gap, unknown, ...
+	HookCalls      *prometheus.CounterVec // action, result
+	HookDuration   *prometheus.HistogramVec
+}
+
+func newMetrics(gateway string) *Metrics {
+	labels := prometheus.Labels{"gateway": gateway}
+	opts := func(name, help string) prometheus.Opts {
+		return prometheus.Opts{Namespace: "mqtt_gateway", Name: name, Help: help, ConstLabels: labels}
+	}
+	counter := func(name, help string, l ...string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts(opts(name, help)), l)
+	}
+	gauge := func(name, help string, l ...string) *prometheus.GaugeVec {
+		return prometheus.NewGaugeVec(prometheus.GaugeOpts(opts(name, help)), l)
+	}
+	return &Metrics{
+		Sessions:       prometheus.NewGauge(prometheus.GaugeOpts(opts("sessions", "Live sessions, with or without a connection."))),
+		SessionsOpened: counter("sessions_opened_total", "Sessions opened, by the transport that opened them.", "transport"),
+		SessionsClosed: counter("sessions_closed_total", "Sessions ended, by close code (0: by the client).", "code"),
+		Connections:    gauge("connections", "Transport connections bound to sessions.", "transport"),
+		BrokerClients:  gauge("broker_clients", "Web clients attached to brokers.", "broker", "mode"),
+		BrokerUp:       gauge("broker_connections_up", "Broker connections that are up.", "broker"),
+		Subscriptions:  gauge("broker_subscriptions", "Distinct filters the gateway holds at brokers (shared connections).", "broker"),
+		MessagesIn:     counter("messages_in_total", "Messages received from brokers.", "broker"),
+		MessagesOut:    prometheus.NewCounter(prometheus.CounterOpts(opts("messages_out_total", "Message deliveries queued for sessions."))),
+		Conflated:      prometheus.NewCounter(prometheus.CounterOpts(opts("messages_conflated_total", "QoS 0 values replaced by newer ones before being sent."))),
+		Dropped:        prometheus.NewCounter(prometheus.CounterOpts(opts("messages_dropped_total", "Messages dropped for slow clients (each one notified)."))),
+		BytesOut:       counter("bytes_out_total", "Bytes written to clients.", "transport"),
+		Publishes:      counter("publishes_total", "Publishes of web clients, by result.", "result"),
+		Recoveries:     counter("recoveries_total", "Session rebinds, by result.", "result"),
+		HookCalls:      counter("hook_calls_total", "Authentication and authorization decisions, by action and result.", "action", "result"),
+		HookDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "mqtt_gateway", Name: "hook_duration_seconds",
+			Help: "Time to a hook decision.", ConstLabels: labels, Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}},
+			[]string{"action"}),
+	}
+}
+
+// Register adds the collectors to a registry; collectors already there
+// (the same config registering twice) are fine.
+func (m *Metrics) Register(r prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{m.Sessions, m.SessionsOpened, m.SessionsClosed, m.Connections,
+		m.BrokerClients, m.BrokerUp, m.Subscriptions, m.MessagesIn, m.MessagesOut, m.Conflated, m.Dropped,
+		m.BytesOut, m.Publishes, m.Recoveries, m.HookCalls, m.HookDuration} {
+		if err := r.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return err
+			}
+		}
+	}
+	return nil
+}

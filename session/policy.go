@@ -1,0 +1,105 @@
+package session
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/caddy-mqtt/mqttgateway/throttle"
+)
+
+// Policy decides what a session may do: the authorize hook. The Caddy
+// module implements it over hookapi; the session package only asks, so it
+// knows nothing of Caddy's handler chains.
+type Policy interface {
+	// Authorize decides an action; nil allows.
+	Authorize(ctx context.Context, s *Session, a Action) *Error
+	// Notify reports an action whose outcome does not depend on the hook
+	// (unsubscribe, disconnect, close); it must not block.
+	Notify(s *Session, a Action)
+}
+
+// Action is what a client wants to do, with the facts a policy decides on.
+type Action struct {
+	Kind     string // connect, subscribe, publish, unsubscribe, disconnect, close
+	Broker   string
+	ClientID string
+	Topic    string // topic name (publish) or filter (subscribe, unsubscribe)
+	QoS      byte
+	Retain   bool
+	Size     int
+	Username string // MQTT credentials the client gave at connect
+	Password []byte
+}
+
+// authorize asks the current policy, if any. The policy comes from the
+// config in force, so sessions that outlive a reload follow the new rules.
+func (s *Session) authorize(ctx context.Context, a Action) *Error {
+	p := s.mgr.config().Policy
+	if p == nil {
+		return nil
+	}
+	return p.Authorize(ctx, s, a)
+}
+
+func (s *Session) notify(a Action) {
+	if p := s.mgr.config().Policy; p != nil {
+		p.Notify(s, a)
+	}
+}
+
+// SetOrigin keeps what the policy needs to know of the web request that
+// opened or rebound the session (hookapi's snapshot).
+func (s *Session) SetOrigin(o any) {
+	s.mu.Lock()
+	s.origin = o
+	s.mu.Unlock()
+}
+
+// Origin returns what SetOrigin kept.
+func (s *Session) Origin() any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.origin
+}
+
+// ApplyLimits applies per-session caps from the authenticate hook:
+// max_bandwidth (bytes per second) and max_frequency (messages per
+// second). They can only lower the server's caps.
+func (s *Session) ApplyLimits(limits map[string]string) {
+	s.mu.Lock()
+	if v, err := strconv.ParseFloat(limits["max_frequency"], 64); err == nil && v > 0 {
+		s.capFrequency = v
+	}
+	if v, err := strconv.ParseUint(limits["max_bandwidth"], 10, 64); err == nil && v > 0 {
+		s.capBandwidth = v
+	}
+	s.mu.Unlock()
+	if s.capBandwidth > 0 {
+		s.SetMaxBandwidth(0)
+	}
+}
+
+// allowPublish applies max_publish_rate.
+func (s *Session) allowPublish() bool {
+	rate := s.mgr.config().MaxPublishRate
+	if rate <= 0 {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	if s.publishes == nil {
+		s.publishes = throttle.NewCounter(rate, now)
+	}
+	return s.publishes.Allow(1, now)
+}
+
+// clientIP is the host part of a remote address.
+func clientIP(remote string) string {
+	if host, _, err := net.SplitHostPort(remote); err == nil {
+		return host
+	}
+	return remote
+}
