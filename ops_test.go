@@ -1,0 +1,204 @@
+package mqttgateway
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddy-mqtt/mqttgateway/session"
+	"github.com/caddy-mqtt/mqttgateway/transport/gwclient"
+)
+
+// The metrics endpoint, after a scripted scenario, shows the expected
+// counts: sessions, broker clients, subscriptions, messages in and out,
+// publishes, hook-free decisions.
+func TestMetricsAfterScenario(t *testing.T) {
+	mq := startMosquitto(t)
+	httpPort, metricsPort := freePort(t), freePort(t)
+	startCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	mqtt_gateway /mqtt/* {
+		name metrics-test
+		broker main mqtt://127.0.0.1:%d
+	}
+}
+http://127.0.0.1:%d {
+	metrics
+}
+`, httpPort, mq.port, metricsPort))
+	url := fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort)
+	ctx := ctx10(t)
+	clients := []*gwclient.Client{dial(t, url), dial(t, url), dial(t, url)}
+	for _, c := range clients {
+		h, _, err := c.Connect(ctx, session.ConnectParams{Broker: "main"})
+		if err == nil {
+			_, err = c.Subscribe(ctx, h, "m/#", 0)
+		}
+		if err == nil {
+			_, err = c.Subscribe(ctx, h, "m/+/x", 0)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 4; i++ {
+		mosquittoPub(t, mq.port, "-t", "m/a/x", "-m", "v")
+	}
+	for _, c := range clients {
+		for i := 0; i < 4; i++ {
+			nextMessage(t, c)
+		}
+	}
+	if err := clients[0].Publish(ctx, 1, session.PublishParams{Topic: "m/up", QoS: 1}); err != nil {
+		t.Fatal(err)
+	}
+	nextMessage(t, clients[0]) // its own publish comes back (m/#), to all three sessions
+	clients[2].Close()
+	time.Sleep(200 * time.Millisecond)
+
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	metrics := string(body)
+	want := []string{
+		`mqtt_gateway_sessions{gateway="metrics-test"} 2`,
+		`mqtt_gateway_sessions_opened_total{gateway="metrics-test",transport="websocket"} 3`,
+		`mqtt_gateway_sessions_closed_total{code="0",gateway="metrics-test"} 1`,
+		`mqtt_gateway_connections{gateway="metrics-test",transport="websocket"} 2`,
+		`mqtt_gateway_broker_clients{broker="main",gateway="metrics-test",mode="shared"} 2`,
+		`mqtt_gateway_broker_connections_up{broker="main",gateway="metrics-test"} 1`,
+		`mqtt_gateway_broker_subscriptions{broker="main",gateway="metrics-test"} 2`,
+		`mqtt_gateway_messages_in_total{broker="main",gateway="metrics-test"} 5`,
+		`mqtt_gateway_messages_out_total{gateway="metrics-test"} 15`,
+		`mqtt_gateway_publishes_total{gateway="metrics-test",result="ok"} 1`,
+	}
+	for _, w := range want {
+		if !strings.Contains(metrics, w+"\n") {
+			t.Errorf("metrics lack %s", w)
+		}
+	}
+	if t.Failed() {
+		for _, line := range strings.Split(metrics, "\n") {
+			if strings.HasPrefix(line, "mqtt_gateway_") {
+				t.Log(line)
+			}
+		}
+	}
+}
+
+// testPKI writes a CA and a broker certificate for the given names to dir.
+func testPKI(t *testing.T, dir string, names ...string) (caFile, certFile, keyFile string) {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mqtt_gateway test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
+	caDER, _ := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	ca, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: names[0]},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	for _, n := range names {
+		if ip := net.ParseIP(n); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, n)
+		}
+	}
+	der, _ := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	keyDER, _ := x509.MarshalECPrivateKey(key)
+	write := func(name, typ string, b []byte) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), 0o644)
+		return p
+	}
+	return write("ca.pem", "CERTIFICATE", caDER), write("broker.pem", "CERTIFICATE", der), write("broker.key", "EC PRIVATE KEY", keyDER)
+}
+
+// startTLSMosquitto runs mosquitto with one TLS listener.
+func startTLSMosquitto(t *testing.T, dir, cert, key string) int {
+	t.Helper()
+	port := freePort(t)
+	conf := filepath.Join(dir, "tls.conf")
+	os.WriteFile(conf, []byte(fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\ncertfile %s\nkeyfile %s\n", port, cert, key)), 0o644)
+	os.Chmod(key, 0o644) // mosquitto drops to its own user
+	cmd := exec.Command("/usr/sbin/mosquitto", "-c", conf)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitPort(t, port)
+	return port
+}
+
+// mqtts:// to a Mosquitto whose certificate a custom CA signs: verification
+// on, messages flow; a certificate for another host is refused with an
+// error that says so.
+func TestBrokerTLS(t *testing.T) {
+	dir, err := os.MkdirTemp("", "mqttgw-tls-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o755)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	good, wrong := filepath.Join(dir, "good"), filepath.Join(dir, "wrong")
+	os.Mkdir(good, 0o755)
+	os.Mkdir(wrong, 0o755)
+	ca, cert, key := testPKI(t, good, "127.0.0.1")
+	wrongCA, wrongCert, wrongKey := testPKI(t, wrong, "broker.elsewhere.test")
+	goodPort := startTLSMosquitto(t, good, cert, key)
+	wrongPort := startTLSMosquitto(t, wrong, wrongCert, wrongKey)
+
+	httpPort := freePort(t)
+	startCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	mqtt_gateway /mqtt/* {
+		broker secure mqtts://127.0.0.1:%d {
+			tls {
+				ca %s
+			}
+		}
+		broker misnamed mqtts://127.0.0.1:%d {
+			connect_timeout 2s
+			tls {
+				ca %s
+			}
+		}
+	}
+}
+`, httpPort, goodPort, ca, wrongPort, wrongCA))
+	c := dial(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort))
+	ctx := ctx10(t)
+	h, _, err := c.Connect(ctx, session.ConnectParams{Broker: "secure"})
+	if err != nil {
+		t.Fatalf("mqtts with a custom CA: %v", err)
+	}
+	c.Subscribe(ctx, h, "tls/#", 1)
+	if err := c.Publish(ctx, h, session.PublishParams{Topic: "tls/x", QoS: 1, Payload: []byte("over tls")}); err != nil {
+		t.Fatal(err)
+	}
+	if f := nextMessage(t, c); string(f.Publish.Payload) != "over tls" {
+		t.Fatalf("%+v", f)
+	}
+	_, _, err = c.Connect(ctx, session.ConnectParams{Broker: "misnamed"})
+	if errCode(err) != session.CodeBrokerUnavailable || !strings.Contains(err.Error(), "certificate") || !strings.Contains(err.Error(), "127.0.0.1") {
+		t.Fatalf("a certificate for another host: %v", err)
+	}
+	t.Logf("refused with: %v", err)
+}
