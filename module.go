@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyevents"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
@@ -214,6 +215,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		MaxSessions:               h.MaxSessions,
 		MaxSessionsPerIP:          h.MaxSessionsPerIP,
 		Logger:                    h.logger,
+	}
+	eventsApp, err := ctx.App("events")
+	if err != nil {
+		return fmt.Errorf("mqtt_gateway: events: %v", err)
+	}
+	events := eventsApp.(*caddyevents.App)
+	cfg.Emit = func(event string, data map[string]any) {
+		// Handlers may be slow; sessions and brokers must not wait.
+		go events.Emit(ctx, event, data)
 	}
 	policy, err := h.provisionHooks(ctx)
 	if err != nil {

@@ -1,11 +1,13 @@
 package mqttgateway
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -18,6 +20,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddy-mqtt/mqttgateway/session"
 	"github.com/caddy-mqtt/mqttgateway/transport/gwclient"
@@ -201,4 +205,59 @@ func TestBrokerTLS(t *testing.T) {
 		t.Fatalf("a certificate for another host: %v", err)
 	}
 	t.Logf("refused with: %v", err)
+}
+
+// eventRecorder is a Caddy event handler for tests: it keeps the names of
+// the events it sees.
+type eventRecorder struct{}
+
+var recordedEvents = make(chan string, 100)
+
+func (eventRecorder) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "events.handlers.mqttgw_test_recorder", New: func() caddy.Module { return eventRecorder{} }}
+}
+
+func (eventRecorder) Handle(_ context.Context, e caddy.Event) error {
+	recordedEvents <- e.Name()
+	return nil
+}
+
+func init() { caddy.RegisterModule(eventRecorder{}) }
+
+// The gateway emits Caddy events when sessions open and close and when
+// brokers come up and go down.
+func TestCaddyEvents(t *testing.T) {
+	mq := startMosquitto(t)
+	httpPort := freePort(t)
+	js, _, err := caddyfileAdapter().Adapt([]byte(fmt.Sprintf("{\n\tadmin off\n\tpersist_config off\n}\nhttp://127.0.0.1:%d {\n\tmqtt_gateway /mqtt/* {\n\t\tbroker main mqtt://127.0.0.1:%d\n\t}\n}\n", httpPort, mq.port)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	json.Unmarshal(js, &cfg)
+	cfg["apps"].(map[string]any)["events"] = map[string]any{"subscriptions": []any{map[string]any{
+		"events":   []string{"session_opened", "session_closed", "broker_up", "broker_down"},
+		"handlers": []any{map[string]any{"handler": "mqttgw_test_recorder"}},
+	}}}
+	js, _ = json.Marshal(cfg)
+	if err := caddy.Load(js, true); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { caddy.Stop() })
+	c := dial(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort))
+	if _, _, err := c.Connect(ctx10(t), session.ConnectParams{Broker: "main"}); err != nil {
+		t.Fatal(err)
+	}
+	mq.stop()
+	c.Close()
+	seen := map[string]bool{}
+	deadline := time.After(10 * time.Second)
+	for len(seen) < 4 {
+		select {
+		case e := <-recordedEvents:
+			seen[e] = true
+		case <-deadline:
+			t.Fatalf("events seen: %v", seen)
+		}
+	}
 }

@@ -75,6 +75,7 @@ type Hub struct {
 	early []*Message
 
 	metrics *Metrics
+	emit    func(string, map[string]any)
 
 	// pendingAcks holds QoS 1/2 messages of a dedicated hub until the web
 	// client acknowledges them, so the broker redelivers what the client
@@ -155,6 +156,7 @@ func newHub(key string, br *brokerRuntime, stream uint64, dedicated bool, log *z
 		pendingAcks: map[uint16]pendingAck{},
 		retained:    map[string]*Message{},
 		metrics:     newMetrics(""),
+		emit:        func(string, map[string]any) {},
 	}
 	h.broker.Store(br)
 	return h
@@ -300,6 +302,7 @@ func (h *Hub) onUp(cm *autopaho.ConnectionManager, _ *paho.Connack) {
 	}
 	h.mu.Unlock()
 	h.log.Info("broker connected", zap.String("broker", h.br().cfg.Name), zap.Uint64("stream", h.stream), zap.Bool("dedicated", h.dedicated))
+	h.emit("broker_up", map[string]any{"broker": h.br().cfg.Name, "mode": h.mode()})
 	h.poke()
 }
 
@@ -323,6 +326,7 @@ func (h *Hub) onDown() bool {
 	h.mu.Unlock()
 	if !closed {
 		h.log.Warn("broker connection lost", zap.String("broker", h.br().cfg.Name), zap.Uint64("stream", h.stream))
+		h.emit("broker_down", map[string]any{"broker": h.br().cfg.Name, "mode": h.mode()})
 	}
 	h.ackMu.Lock()
 	clear(h.pendingAcks) // the broker redelivers them on the next connection

@@ -50,6 +50,9 @@ type Config struct {
 	MaxSessionsPerIP int
 	// Policy decides actions (the authorize hook); nil allows everything.
 	Policy Policy
+	// Emit publishes a Caddy event (session_opened, session_closed,
+	// broker_up, broker_down); nil emits nothing. It must not block.
+	Emit   func(event string, data map[string]any)
 	Logger *zap.Logger
 }
 
@@ -88,6 +91,12 @@ func NewManager(cfg Config) (*Manager, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+func (m *Manager) emit(event string, data map[string]any) {
+	if emit := m.config().Emit; emit != nil {
+		emit(event, data)
+	}
 }
 
 // Metrics are the gateway's Prometheus collectors.
@@ -146,6 +155,7 @@ func (m *Manager) Open(info OpenInfo) (*Session, *Error) {
 	m.mu.Unlock()
 	m.metrics.Sessions.Inc()
 	m.metrics.SessionsOpened.WithLabelValues(info.Transport).Inc()
+	m.emit("session_opened", map[string]any{"session": s.IDString(), "user": info.User, "remote": info.RemoteAddr, "transport": info.Transport})
 	m.log.Info("session opened", zap.String("session", s.IDString()), zap.String("user", info.User),
 		zap.String("remote", info.RemoteAddr), zap.String("transport", info.Transport))
 	return s, nil
@@ -184,6 +194,7 @@ func (m *Manager) forget(s *Session, reason *Error) {
 	}
 	m.mu.Unlock()
 	if ok {
+		m.emit("session_closed", map[string]any{"session": s.IDString(), "user": s.info.User, "code": int(reason.Code), "reason": reason.Message})
 		m.metrics.Sessions.Dec()
 		m.metrics.SessionsClosed.WithLabelValues(strconv.Itoa(int(reason.Code))).Inc()
 	}
@@ -244,6 +255,9 @@ func (m *Manager) acquireHub(c *Client, br *brokerRuntime, p ConnectParams) (*Hu
 		}
 		var err error
 		h, err = startHub(key, br, m.streams.Add(1), o, m.log, m.metrics)
+		if err == nil {
+			h.emit = m.emit
+		}
 		if err != nil {
 			m.mu.Unlock()
 			return nil, Errorf(CodeBrokerUnavailable, "broker %q: %v", br.cfg.Name, err)
