@@ -152,6 +152,7 @@ func simulate(ctx context.Context, brokerAddr string, rate float64) {
 	if err := cm.AwaitConnection(ctx); err != nil {
 		return
 	}
+	go fastSignal(ctx, cm)
 	sensors := []string{"kitchen", "garden", "server-room"}
 	base := map[string]float64{"kitchen": 21, "garden": 12, "server-room": 27}
 	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
@@ -168,6 +169,25 @@ func simulate(ctx context.Context, brokerAddr string, rate float64) {
 				cm.Publish(ctx, &paho.Publish{Topic: "demo/sensors/" + s + "/temperature",
 					Payload: []byte(strconv.FormatFloat(v, 'f', 2, 64))})
 			}
+		}
+	}
+}
+
+// fastSignal publishes a 50 Hz signal to demo/fast/signal for the page's
+// throttling view: the same stream shown raw and throttled side by side.
+func fastSignal(ctx context.Context, cm *autopaho.ConnectionManager) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	start := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			t := now.Sub(start).Seconds()
+			v := math.Sin(2*math.Pi*t/4) + 0.3*math.Sin(2*math.Pi*t*1.3) + rand.NormFloat64()*0.03
+			cm.Publish(ctx, &paho.Publish{Topic: "demo/fast/signal",
+				Payload: []byte(strconv.FormatFloat(v, 'f', 4, 64))})
 		}
 	}
 }
