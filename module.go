@@ -100,7 +100,7 @@ type Handler struct {
 	MaxQueuedBytes int64 `json:"max_queued_bytes,omitempty"`
 
 	// Frames already written that a session keeps so a client that lost
-	// its connection can resume without loss. Default: 1000.
+	// its connection can resume without loss. Default: 256.
 	ReplayFrames int `json:"replay_frames,omitempty"`
 
 	// Bytes of written frames kept for resumption. Default: 4 MiB.
@@ -145,7 +145,7 @@ const (
 	DefaultMaxSubscriptionsPerClient = 256
 	DefaultMaxQueuedFrames           = 10000
 	DefaultMaxQueuedBytes            = 16 << 20
-	DefaultReplayFrames              = 1000
+	DefaultReplayFrames              = 256
 	DefaultReplayBytes               = 4 << 20
 )
 

@@ -244,20 +244,28 @@ func TestCaddyEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { caddy.Stop() })
+	wait := func(name string) {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		for {
+			select {
+			case e := <-recordedEvents:
+				if e == name {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("no %s event", name)
+			}
+		}
+	}
 	c := dial(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort))
+	wait("session_opened")
 	if _, _, err := c.Connect(ctx10(t), session.ConnectParams{Broker: "main"}); err != nil {
 		t.Fatal(err)
 	}
+	wait("broker_up")
 	mq.stop()
+	wait("broker_down")
 	c.Close()
-	seen := map[string]bool{}
-	deadline := time.After(10 * time.Second)
-	for len(seen) < 4 {
-		select {
-		case e := <-recordedEvents:
-			seen[e] = true
-		case <-deadline:
-			t.Fatalf("events seen: %v", seen)
-		}
-	}
+	wait("session_closed")
 }

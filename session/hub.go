@@ -162,9 +162,9 @@ func newHub(key string, br *brokerRuntime, stream uint64, dedicated bool, log *z
 	return h
 }
 
-func startHub(key string, br *brokerRuntime, stream uint64, o hubOptions, log *zap.Logger, metrics *Metrics) (*Hub, error) {
+func startHub(key string, br *brokerRuntime, stream uint64, o hubOptions, log *zap.Logger, metrics *Metrics, emit func(string, map[string]any)) (*Hub, error) {
 	h := newHub(key, br, stream, o.clientID != "", log)
-	h.metrics = metrics
+	h.metrics, h.emit = metrics, emit
 	if !h.dedicated {
 		// The shared connection starts clean, then keeps its broker session
 		// across reconnects for a minute: QoS 1/2 flows interrupted by a cut

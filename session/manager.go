@@ -254,10 +254,7 @@ func (m *Manager) acquireHub(c *Client, br *brokerRuntime, p ConnectParams) (*Hu
 			o.willProps = p.Will.Props.willToPaho()
 		}
 		var err error
-		h, err = startHub(key, br, m.streams.Add(1), o, m.log, m.metrics)
-		if err == nil {
-			h.emit = m.emit
-		}
+		h, err = startHub(key, br, m.streams.Add(1), o, m.log, m.metrics, m.emit)
 		if err != nil {
 			m.mu.Unlock()
 			return nil, Errorf(CodeBrokerUnavailable, "broker %q: %v", br.cfg.Name, err)

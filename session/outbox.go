@@ -56,8 +56,8 @@ func (o *outbox) full(e *Event) bool {
 // conflating reports whether QoS 0 messages should replace older unwritten
 // values of their topic: when the client is behind, or when asked (a
 // bandwidth cap).
-func (o *outbox) conflating(always bool) bool {
-	return always || o.pending() >= o.limits.conflateAfter
+func (o *outbox) conflating(always, attached bool) bool {
+	return always || (attached && o.pending() >= o.limits.conflateAfter)
 }
 
 // conflate replaces the unwritten QoS 0 message of e's topic with e, if

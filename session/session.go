@@ -186,7 +186,10 @@ func (s *Session) pushLocked(e Event) {
 	}
 	o := s.out
 	if e.Kind == EventMessage {
-		conflate := o.conflating(s.bucket != nil)
+		// While no connection is bound the client is not slow, it is
+		// away: frames wait unconflated (up to the queue's bounds) so a
+		// resuming client loses nothing.
+		conflate := o.conflating(s.bucket != nil, s.conn != nil)
 		switch {
 		case conflate && o.conflate(e):
 			s.Stats.Conflated++

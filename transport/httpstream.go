@@ -263,6 +263,11 @@ func (s *Server) ServePoll(w http.ResponseWriter, r *http.Request) error {
 	}
 	defer sess.Detach(conn)
 	wait := min(pollWait, s.Manager.Config().Heartbeat)
+	if r.URL.Query().Get("wait") == "0" {
+		// A client resuming after a drop needs BOUND now, to resend what
+		// was lost, not when the next message comes.
+		wait = 0
+	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	buf := first
@@ -274,6 +279,9 @@ func (s *Server) ServePoll(w http.ResponseWriter, r *http.Request) error {
 		// A new session's OPENED is an answer by itself: the client needs
 		// the session id before it can send anything.
 		if opened || len(buf) > len(first) || ended != nil || conn.closed() {
+			break
+		}
+		if wait == 0 {
 			break
 		}
 		select {
@@ -311,11 +319,15 @@ func (s *Server) ServeSend(w http.ResponseWriter, r *http.Request) error {
 	}
 	unit, err := readUnit(w, r, s.maxFrame())
 	if err != nil {
-		if !errors.As(err, &e) {
-			e = session.Errorf(session.CodeMalformed, "reading request: %v", err)
+		if errors.As(err, &e) { // too large: the client broke the protocol
+			sess.Close(e)
+			answerError(w, statusFor(e.Code), e)
+			return nil
 		}
-		sess.Close(e)
-		answerError(w, statusFor(e.Code), e)
+		// The body was cut (a network failure): nothing of it is dispatched,
+		// and the client, rebinding, learns from BOUND which requests to
+		// send again.
+		answerError(w, http.StatusBadRequest, session.Errorf(session.CodeBadRequest, "reading request: %v", err))
 		return nil
 	}
 	var f Frame

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -81,9 +82,20 @@ func (s *Server) ServeWebSocket(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return nil // the upgrader has answered
 	}
-	c := &wsConn{srv: s, ws: ws, remote: r.RemoteAddr, req: r, wake: make(chan struct{}, 1), stop: make(chan struct{}),
-		maxFrame: s.maxFrame()}
-	c.run()
+	c := &wsConn{srv: s, ws: ws, remote: r.RemoteAddr, req: r, maxFrame: s.maxFrame()}
+	c.ws.SetReadLimit(int64(c.maxFrame))
+	// The handshake runs here, where the request's context (which the
+	// authenticate hook uses) is alive. The connection then lives on a
+	// goroutine of its own and the handler returns: a long-lived session
+	// does not keep net/http's and Caddy's per-request state, nor the deep
+	// stack of the middleware chain.
+	if err := c.handshake(); err != nil {
+		c.srv.Log.Debug("websocket handshake failed", zap.String("remote", c.remote), zap.Error(err))
+		ws.Close()
+		return nil
+	}
+	c.req = nil
+	go c.run()
 	return nil
 }
 
@@ -98,21 +110,24 @@ type wsConn struct {
 	maxFrame int
 	bytesOut prometheus.Counter
 
-	wake chan struct{}
-	stop chan struct{} // closed when the reader is done
-
 	mu        sync.Mutex
+	ready     bool // handshake done: the writer may run
+	writing   bool // a writer goroutine is running
+	again     bool // woken while writing: look again before exiting
+	stopped   bool // the connection is over
+	pingDue   bool
+	beatTimer *time.Timer
 	closeCode session.Code // set by Close: the writer ends the connection
 	closeMsg  string
+
+	// Owned by the writer goroutine.
+	events        []session.Event
+	buf           []byte
+	lastWriteNano atomic.Int64
 }
 
 // Wake implements session.Transport.
-func (c *wsConn) Wake() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
-}
+func (c *wsConn) Wake() { c.startWriter() }
 
 // Close implements session.Transport.
 func (c *wsConn) Close(code session.Code, msg string) {
@@ -121,31 +136,56 @@ func (c *wsConn) Close(code session.Code, msg string) {
 		c.closeCode, c.closeMsg = code, msg
 	}
 	c.mu.Unlock()
-	c.Wake()
+	c.startWriter()
 }
 
 func (c *wsConn) heartbeat() time.Duration { return c.srv.Manager.Config().Heartbeat }
 
 func (c *wsConn) run() {
 	defer c.ws.Close()
-	c.ws.SetReadLimit(int64(c.maxFrame))
-	if err := c.handshake(); err != nil {
-		c.srv.Log.Debug("websocket handshake failed", zap.String("remote", c.remote), zap.Error(err))
-		return
-	}
 	conns := c.srv.Manager.Metrics().Connections.WithLabelValues("websocket")
 	conns.Inc()
 	defer conns.Dec()
 	c.bytesOut = c.srv.Manager.Metrics().BytesOut.WithLabelValues("websocket")
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		c.writeLoop()
-	}()
+	c.lastWriteNano.Store(time.Now().UnixNano())
+	c.mu.Lock()
+	c.ready = true
+	c.beatTimer = time.AfterFunc(c.heartbeat()/2, c.beat)
+	c.mu.Unlock()
+	c.startWriter() // what the session queued meanwhile (a replay)
 	c.readLoop()
-	close(c.stop)
+	c.mu.Lock()
+	c.beatTimer.Stop()
+	c.mu.Unlock()
+	if c.sess.Closed() != nil && c.claimWriter() {
+		// The session ended while reading (a malformed frame, the client's
+		// CLOSE): its CLOSE frame must still go out.
+		c.writePending()
+	}
+	c.mu.Lock()
+	c.stopped = true
+	c.mu.Unlock()
 	c.sess.Detach(c)
-	<-done
+}
+
+// claimWriter waits for a running writer to finish and takes its role, so
+// the reader can write the last frames itself. It gives up after a second.
+func (c *wsConn) claimWriter() bool {
+	for i := 0; i < 1000; i++ {
+		c.mu.Lock()
+		if c.stopped {
+			c.mu.Unlock()
+			return false
+		}
+		if !c.writing {
+			c.writing = true
+			c.mu.Unlock()
+			return true
+		}
+		c.mu.Unlock()
+		time.Sleep(time.Millisecond)
+	}
+	return false
 }
 
 // fail ends a connection that never got a session.
@@ -253,81 +293,145 @@ func (c *wsConn) readLoop() {
 	}
 }
 
-func (c *wsConn) writeLoop() {
-	hb := c.heartbeat()
-	ticker := time.NewTicker(hb / 2)
-	defer ticker.Stop()
-	retry := time.NewTimer(time.Hour)
-	retry.Stop()
-	defer retry.Stop()
-	events := make([]session.Event, 0, batchFrames)
-	var buf []byte
-	lastWrite := time.Now()
-	write := func(b []byte) bool {
-		c.ws.SetWriteDeadline(time.Now().Add(writeTimeout))
-		if err := c.ws.WriteMessage(websocket.BinaryMessage, b); err != nil {
-			c.ws.Close() // unblocks the reader
-			return false
-		}
-		c.bytesOut.Add(float64(len(b)))
-		lastWrite = time.Now()
-		return true
+// The writer runs only while there is something to write: Wake starts it
+// when it is not running, and it exits once the outbox is empty. An idle
+// connection costs its reader goroutine and a heartbeat timer, nothing
+// more; pooled write buffers go back to the pool between writes.
+
+// startWriter is Wake's other half: it starts the writer, or tells the
+// running one to look again.
+func (c *wsConn) startWriter() {
+	c.mu.Lock()
+	if !c.ready || c.stopped {
+		c.mu.Unlock()
+		return
 	}
+	if c.writing {
+		c.again = true
+		c.mu.Unlock()
+		return
+	}
+	c.writing = true
+	c.mu.Unlock()
+	go c.flush()
+}
+
+// flush writes until nothing is left, then exits.
+func (c *wsConn) flush() {
 	for {
-		select {
-		case <-c.wake:
-		case <-ticker.C:
-		case <-retry.C:
-		case <-c.stop:
+		c.mu.Lock()
+		c.again = false
+		code, msg, stopped := c.closeCode, c.closeMsg, c.stopped
+		c.mu.Unlock()
+		if stopped {
+			c.writerDone()
 			return
 		}
-		for {
-			c.mu.Lock()
-			code, msg := c.closeCode, c.closeMsg
+		if code != 0 { // the session moved to another connection
+			c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(int(code), msg), time.Now().Add(time.Second))
+			c.ws.Close()
+			c.writerDone()
+			return
+		}
+		if !c.writePending() {
+			c.writerDone()
+			return
+		}
+		c.mu.Lock()
+		if !c.again {
+			c.writing = false
 			c.mu.Unlock()
-			if code != 0 {
-				c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(int(code), msg), time.Now().Add(time.Second))
-				c.ws.Close()
-				return
-			}
-			var ended *session.Error
-			var wait time.Duration
-			events, wait, ended = c.sess.Take(events[:0], batchFrames)
-			if wait > 0 {
-				retry.Reset(wait) // the bandwidth budget holds frames back
-			}
-			if len(events) == 0 && ended != nil {
-				wsCode := int(ended.Code)
-				if ended.Code == session.CodeOK {
-					wsCode = websocket.CloseNormalClosure
-				}
-				write(AppendEnd(buf[:0], ended.Code, ended.Message))
-				c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(wsCode, ended.Message), time.Now().Add(time.Second))
-				c.ws.Close()
-				return
-			}
-			if len(events) == 0 {
-				break
-			}
-			// Everything pending goes out in one WebSocket message: under
-			// load, many frames per syscall.
-			buf = buf[:0]
-			for i := range events {
-				buf = AppendEvent(buf, &events[i])
-			}
-			clear(events) // drop message references
-			if !write(buf) {
-				return
-			}
-			if cap(buf) > 1<<20 {
-				buf = nil // do not pin a large buffer on an idle connection
-			}
+			return
 		}
-		if time.Since(lastWrite) >= hb {
-			if !write(AppendPing(buf[:0])) {
-				return
-			}
+		c.mu.Unlock()
+	}
+}
+
+// writerDone marks the writer stopped for good.
+func (c *wsConn) writerDone() {
+	c.mu.Lock()
+	c.writing = false
+	c.stopped = true
+	c.mu.Unlock()
+}
+
+// writePending writes what the session has, and a PING when the heartbeat
+// is due. It reports false when the connection is finished.
+func (c *wsConn) writePending() bool {
+	for {
+		var ended *session.Error
+		var wait time.Duration
+		c.events, wait, ended = c.sess.Take(c.events[:0], batchFrames)
+		if wait > 0 {
+			time.AfterFunc(wait, c.Wake) // the bandwidth budget holds frames back
 		}
+		if len(c.events) == 0 && ended != nil {
+			wsCode := int(ended.Code)
+			if ended.Code == session.CodeOK {
+				wsCode = websocket.CloseNormalClosure
+			}
+			c.write(AppendEnd(nil, ended.Code, ended.Message))
+			c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(wsCode, ended.Message), time.Now().Add(time.Second))
+			c.ws.Close()
+			return false
+		}
+		if len(c.events) == 0 {
+			break
+		}
+		// Everything pending goes out in one WebSocket message: under
+		// load, many frames per syscall.
+		buf := c.buf[:0]
+		for i := range c.events {
+			buf = AppendEvent(buf, &c.events[i])
+		}
+		clear(c.events) // drop message references
+		if !c.write(buf) {
+			return false
+		}
+		c.buf = buf[:0]
+		if cap(buf) > 64<<10 {
+			c.buf = nil // do not pin a large buffer on an idle connection
+		}
+	}
+	c.mu.Lock()
+	ping := c.pingDue
+	c.pingDue = false
+	c.mu.Unlock()
+	if ping && time.Since(c.lastWrite()) >= c.heartbeat()/2 {
+		return c.write(AppendPing(nil))
+	}
+	return true
+}
+
+func (c *wsConn) write(b []byte) bool {
+	c.ws.SetWriteDeadline(time.Now().Add(writeTimeout))
+	if err := c.ws.WriteMessage(websocket.BinaryMessage, b); err != nil {
+		c.ws.Close() // unblocks the reader
+		return false
+	}
+	c.bytesOut.Add(float64(len(b)))
+	c.lastWriteNano.Store(time.Now().UnixNano())
+	return true
+}
+
+func (c *wsConn) lastWrite() time.Time { return time.Unix(0, c.lastWriteNano.Load()) }
+
+// beat runs every half heartbeat on a timer: a connection that has sent
+// nothing for a heartbeat gets a PING, from the writer.
+func (c *wsConn) beat() {
+	c.mu.Lock()
+	if c.stopped {
+		c.mu.Unlock()
+		return
+	}
+	if time.Since(c.lastWrite()) >= c.heartbeat() {
+		c.pingDue = true
+	}
+	due := c.pingDue
+	c.beatTimer.Reset(c.heartbeat() / 2)
+	c.mu.Unlock()
+	if due {
+		c.startWriter()
 	}
 }
 

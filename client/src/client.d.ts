@@ -185,22 +185,48 @@ export declare class BrokerClient {
   onReconnectionComplete: ((info: ReconnectionInfo) => void) | null;
 }
 
+/** The transports built in, in the order "auto" tries them. */
+export type TransportName = "websocket" | "streaming" | "polling";
+
 /**
- * Opens a transport to a gateway base URL; resolves when it can send. For custom or
- * future transports (HTTP streaming, long polling): see registerTransport.
+ * What the session gives transports that rebind on their own (the HTTP ones: every
+ * poll, and a stream the gateway ended after ~4 MiB, start with BIND).
  */
-export type TransportFactory = ((base: string, options: { timeout?: number }) => Promise<Transport>) & {
+export interface SessionLink {
+  /** A unit with one BIND frame carrying the current count of received data frames. */
+  bindUnit(): Uint8Array;
+  /** The session id and secret (32 hex digits each), for /send headers; null before OPENED. */
+  credentials(): { session: string; secret: string } | null;
+  /** The largest unit the gateway accepts, bytes. */
+  maxFrame(): number;
+  /** The gateway's heartbeat period, ms. */
+  heartbeat(): number;
+}
+
+/**
+ * Opens a transport to a gateway base URL; resolves when it can send. `timeout` bounds
+ * the connection step (ms). See registerTransport.
+ */
+export type TransportFactory = ((base: string, options: { timeout?: number; link?: SessionLink }) => Promise<Transport>) & {
   transportName?: string;
 };
 
 /** A connected transport carrying protocol units (one or more length-prefixed frames). */
 export interface Transport {
   readonly name: string;
+  /** Sends a unit; the session's first one is OPEN or BIND. */
   send(unit: Uint8Array): void;
-  close(code?: number, reason?: string): void;
+  /**
+   * Closes the transport. flush: the session is ending (its CLOSE is queued) and units
+   * already handed over should still go out; without it they are dropped (the session
+   * sends its requests again after BIND).
+   */
+  close(code?: number, reason?: string, options?: { flush?: boolean }): void;
   onunit: ((unit: Uint8Array) => void) | null;
   /** Called once when the transport ends, whichever side ended it. */
   onclose: ((event: { code: number; reason: string }) => void) | null;
+  /** Ms the server may take by design to answer BIND (a long poll), added to the deadline. */
+  readonly bindHold?: number;
 }
 
 /** Makes a transport available by name to openSession's `transport` option. */
@@ -210,18 +236,35 @@ export interface SessionOptions {
   /** User name for the gateway's authenticate hook. */
   user?: string;
   password?: string | ArrayBuffer | ArrayBufferView;
-  /** Transport name(s) to try in order (default "websocket"), or a factory. */
-  transport?: string | string[] | TransportFactory;
+  /**
+   * "auto" (default): WebSocket, then HTTP streaming, then HTTP long polling, falling
+   * back when one does not complete its handshake within probeTimeout, starting with
+   * the one that last worked for this gateway URL. A name (or factory) forces that
+   * transport; a list is tried in its order.
+   */
+  transport?: "auto" | TransportName | (string & {}) | TransportFactory | Array<TransportName | (string & {}) | TransportFactory>;
   /** Bytes per second the gateway may send to this session. */
   maxBandwidth?: number;
-  /** Milliseconds to wait for a transport to open (default 10000). */
+  /** Milliseconds to wait for the last (or only) transport to open (default 10000). */
   connectTimeout?: number;
+  /**
+   * Milliseconds a transport that is not the last choice gets to connect and answer
+   * OPEN or BIND before the next is tried (default 3000).
+   */
+  probeTimeout?: number;
   onReconnectionStart?: () => void;
   onReconnectionComplete?: (info: ReconnectionInfo) => void;
   /** The session ended for good: errorCode 0 after close(), else the reason. */
   onClose?: (info: ErrorInfo) => void;
   /** A NOTICE from the gateway (e.g. 4050 overflow, with a count in value). */
   onNotice?: (info: ErrorInfo & { value: number }) => void;
+  /** The session moved to another transport (after a reconnection). */
+  onTransportChange?: (info: TransportChange) => void;
+}
+
+export interface TransportChange {
+  transport: string;
+  previous: string;
 }
 
 /** A session with the gateway (one per page or process). */
@@ -229,8 +272,11 @@ export declare class Session {
   private constructor();
   /** The session id (32 hex digits); changes when a fresh session replaces a lost one. */
   readonly id: string;
-  /** The name of the transport in use, e.g. "websocket"; null while reconnecting. */
-  readonly transport: string | null;
+  /**
+   * The transport in use: "websocket", "streaming", "polling" (or a custom one's
+   * name); null while reconnecting.
+   */
+  readonly transport: TransportName | (string & {}) | null;
   readonly state: "opening" | "open" | "reconnecting" | "closed";
   /** The gateway's info pairs from OPENED. */
   readonly info: Readonly<Record<string, string>>;
@@ -253,6 +299,7 @@ export declare class Session {
   onReconnectionComplete: ((info: ReconnectionInfo) => void) | null;
   onClose: ((info: ErrorInfo) => void) | null;
   onNotice: ((info: ErrorInfo & { value: number }) => void) | null;
+  onTransportChange: ((info: TransportChange) => void) | null;
 }
 
 /**

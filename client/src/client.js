@@ -27,14 +27,20 @@ export { registerTransport } from "./transports.js";
  * @param {object} [options]
  * @param {string} [options.user] user name for the gateway's authenticate hook
  * @param {string | ArrayBuffer | ArrayBufferView} [options.password]
- * @param {string | string[] | Function} [options.transport] transport name(s) to try in
- *   order (default "websocket"), or a transport factory
+ * @param {string | Function | Array<string | Function>} [options.transport] "auto"
+ *   (default: "websocket", then "streaming", then "polling", starting with the one that
+ *   last worked for this URL), one transport name or factory to force it, or a list to
+ *   try in order
  * @param {number} [options.maxBandwidth] bytes per second the gateway may send
- * @param {number} [options.connectTimeout] ms to wait for a transport to open (10000)
+ * @param {number} [options.connectTimeout] ms to wait for the last (or only) transport
+ *   to open (10000)
+ * @param {number} [options.probeTimeout] ms a transport that is not the last choice
+ *   gets to connect and answer OPEN/BIND before the next is tried (3000)
  * @param {() => void} [options.onReconnectionStart]
  * @param {(info: {messagesMayHaveBeenLost: boolean}) => void} [options.onReconnectionComplete]
  * @param {(info: {errorCode: number, errorMessage: string}) => void} [options.onClose]
  * @param {(info: {errorCode: number, errorMessage: string, value: number}) => void} [options.onNotice]
+ * @param {(info: {transport: string, previous: string}) => void} [options.onTransportChange]
  * @returns {Promise<Session>} rejects with an MqttGatewayError (e.g. 4020 when the
  *   authenticate hook says no, 1006 when the gateway cannot be reached)
  */

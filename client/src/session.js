@@ -16,9 +16,10 @@ import {
   uvarintSize,
 } from "./codec.js";
 import { CONNECTION_FAILED, ErrorCode, MqttGatewayError } from "./errors.js";
-import { Heartbeat, backoffDelay } from "./timers.js";
+import { Heartbeat, backoffDelay, deadline } from "./timers.js";
 import { safeCall } from "./callbacks.js";
-import { resolveTransports } from "./transports.js";
+import { recallTransport, rememberTransport } from "./transport-memory.js";
+import { resolveTransports, startingAt } from "./transports.js";
 
 const PING = encodeFrame({ type: FrameType.PING });
 const CLOSE = encodeFrame({ type: FrameType.CLOSE });
@@ -27,6 +28,10 @@ const CLOSE = encodeFrame({ type: FrameType.CLOSE });
 const DEFAULT_HEARTBEAT = 20000;
 // A frame size every server accepts; only used before the first OPENED.
 const DEFAULT_MAX_FRAME = 64 * 1024;
+// How long a transport that is not the last candidate gets to complete OPEN/BIND before
+// the next one is tried: long enough for a slow network, short enough that a page
+// behind a proxy that blocks WebSocket or buffers responses is not left waiting.
+const DEFAULT_PROBE_TIMEOUT = 3000;
 
 /** Server CLOSE codes after which the gateway no longer has our session. */
 const FRESH_SESSION_CODES = new Set([ErrorCode.session_unknown, ErrorCode.session_gap]);
@@ -68,6 +73,7 @@ export class Session {
     }
     this._transports = resolveTransports(options.transport);
     this._connectTimeout = options.connectTimeout ?? 10000;
+    this._probeTimeout = options.probeTimeout ?? DEFAULT_PROBE_TIMEOUT;
 
     /** Called when the transport dropped and the session starts recovering. */
     this.onReconnectionStart = options.onReconnectionStart ?? null;
@@ -77,11 +83,14 @@ export class Session {
     this.onClose = options.onClose ?? null;
     /** Called with {errorCode, errorMessage, value} for a NOTICE from the gateway. */
     this.onNotice = options.onNotice ?? null;
+    /** Called with {transport, previous} when the session moves to another transport. */
+    this.onTransportChange = options.onTransportChange ?? null;
 
     /** @type {string} one of State */
     this._state = State.OPENING;
     this._transport = null;
     this._transportName = null;
+    this._lastWorked = null; // the transport of the last completed handshake
     this._sessionId = null; // Uint8Array(16)
     this._secret = null;
     this._heartbeatMs = DEFAULT_HEARTBEAT;
@@ -98,14 +107,21 @@ export class Session {
     this._nextHandle = 1;
     /** @type {Map<number, object>} requests awaiting their RESULT, in req order */
     this._pending = new Map();
+    // Request frames are numbered in the order they are sent within a session, as the
+    // gateway counts them for BOUND's `requests` (PROTOCOL.md, Recovery): those handed
+    // to a transport (up to _sentSeq) but not counted by the gateway were lost with
+    // the connection and are sent again.
+    this._nextSeq = 1;
+    this._sentSeq = 0;
     /** @type {Set<BrokerClient>} */
     this._clients = new Set();
     /** @type {Map<number, BrokerClient>} handle → client, current session only */
     this._handles = new Map();
 
-    // Outgoing frames not yet handed to a transport. They survive a drop (and go out
-    // after BOUND); a fresh session discards them and re-issues what still matters.
-    /** @type {Uint8Array[]} */
+    // Outgoing frames not yet handed to a transport, with their request number (0 for
+    // frames that are not requests). They survive a drop (and go out after BOUND); a
+    // fresh session discards them and re-issues what still matters.
+    /** @type {Array<{bytes: Uint8Array, seq: number}>} */
     this._out = [];
     this._flushScheduled = false;
 
@@ -121,6 +137,14 @@ export class Session {
       ping: () => this._enqueue(PING),
       dead: () => this._transportDead(),
     });
+
+    /** What HTTP transports need from the session (transport-http.js, SessionLink). */
+    this._link = {
+      bindUnit: () => encodeUnit([this._bindFrame()]),
+      credentials: () => (this._sessionId ? { session: hex(this._sessionId), secret: hex(this._secret) } : null),
+      maxFrame: () => this._maxFrame,
+      heartbeat: () => this._heartbeatMs,
+    };
   }
 
   /** The session id, as 32 hex digits (changes when a fresh session replaces a lost one). */
@@ -128,7 +152,10 @@ export class Session {
     return this._sessionId ? hex(this._sessionId) : null;
   }
 
-  /** The name of the transport in use ("websocket"), or null between transports. */
+  /**
+   * The name of the transport in use ("websocket", "streaming", "polling"), or null
+   * between transports.
+   */
   get transport() {
     return this._transport ? this._transportName : null;
   }
@@ -185,7 +212,7 @@ export class Session {
     if (this._state === State.CLOSED) return;
     const t = this._transport;
     if (t && this._bound) {
-      this._out.push(CLOSE);
+      this._out.push({ bytes: CLOSE, seq: 0 });
       this._flush();
     }
     this._terminate(0, "session closed");
@@ -195,11 +222,7 @@ export class Session {
 
   /** First OPEN: resolves when OPENED arrives, rejects on any failure (no retry). @internal */
   async _open() {
-    const t = await this._connectAny().catch((err) => {
-      this._terminate(CONNECTION_FAILED, err.message, { silent: true });
-      throw new MqttGatewayError(CONNECTION_FAILED, err.message);
-    });
-    const outcome = await this._shake(t, this._openFrame());
+    const outcome = await this._establish(true);
     if (outcome.kind === "opened") return;
     const err =
       outcome.kind === "close"
@@ -223,19 +246,71 @@ export class Session {
     return encodeFrame({ type: FrameType.BIND, session: this._sessionId, secret: this._secret, received: this._received });
   }
 
-  /** Tries the transports in order; the first that connects wins. */
-  async _connectAny() {
+  /**
+   * Connects a transport and completes the handshake: OPEN when `fresh`, else BIND.
+   * Candidates are tried in order; each but the last gets the probe deadline for the
+   * whole attempt (connect + answer), since a WebSocket upgrade that a proxy swallows
+   * and a stream that a proxy buffers both look like silence. The first answer wins:
+   * a CLOSE is the gateway speaking, so it is not a reason to try another transport.
+   * A timed-out attempt may have opened a session on the gateway; it expires there
+   * by itself (session_timeout), and its transport is closed here.
+   * @param {boolean} fresh
+   * @returns {Promise<{kind: string, code?: number, message?: string}>} the outcome of
+   *   the handshake (see _shake), or {kind: "dropped"} when no transport answered
+   */
+  async _establish(fresh) {
+    const candidates = this._candidates(fresh);
     const errors = [];
-    for (const [name, factory] of this._transports) {
+    for (let i = 0; i < candidates.length; i++) {
+      const [name, factory] = candidates[i];
+      const probe = i < candidates.length - 1 ? this._probeTimeout : null;
+      const started = Date.now();
+      let t;
       try {
-        const t = await factory(this._base, { timeout: this._connectTimeout });
-        this._transportName = name;
-        return t;
+        t = await factory(this._base, { timeout: probe ?? this._connectTimeout, link: this._link });
       } catch (err) {
         errors.push(`${name}: ${err?.message ?? err}`);
+        continue;
       }
+      if (this._state === State.CLOSED) {
+        t.close(1000, "session closed");
+        return { kind: "close", code: 0, message: "session closed" };
+      }
+      this._transportName = name;
+      // What is left of the probe deadline, but never so little that a transport that
+      // connected in time cannot answer.
+      const wait = probe === null ? null : Math.max(probe - (Date.now() - started), Math.min(probe, 1000));
+      const outcome = await this._shake(t, fresh ? this._openFrame() : this._bindFrame(), wait);
+      if (outcome.kind === "dropped") {
+        errors.push(`${name}: ${outcome.message}`);
+        if (this._state === State.CLOSED) return { kind: "close", code: 0, message: "session closed" };
+        continue;
+      }
+      if (outcome.kind === "opened" || outcome.kind === "bound") this._transportWorked(name);
+      return outcome;
     }
-    throw new Error(`cannot reach the gateway (${errors.join("; ")})`);
+    return { kind: "dropped", message: `cannot reach the gateway (${errors.join("; ")})` };
+  }
+
+  /**
+   * The transports to try, in order. The first session of a page starts with what
+   * worked last time for this gateway (transport-memory.js), a resumed session with
+   * the transport it was using, and a fresh session that replaces a lost one probes
+   * from the top: a better transport may work now (the user changed networks).
+   */
+  _candidates(fresh) {
+    const list = this._transports;
+    if (list.length < 2) return list;
+    if (this._sessionId === null) return startingAt(list, recallTransport(this._base));
+    if (fresh) return list;
+    return startingAt(list, this._lastWorked);
+  }
+
+  _transportWorked(name) {
+    if (this._transports.length > 1) rememberTransport(this._base, name);
+    const previous = this._lastWorked;
+    this._lastWorked = name;
+    if (previous !== null && previous !== name) safeCall(this.onTransportChange, this, { transport: name, previous });
   }
 
   /**
@@ -244,18 +319,21 @@ export class Session {
    * state changes for OPENED/BOUND are made synchronously in _onFrame, because the
    * data frames that follow them in the same unit must already be counted right.
    */
-  _shake(t, frame) {
+  _shake(t, frame, wait = null) {
     this._attach(t);
+    // A long poll may hold its answer to BIND until it has something to send
+    // (PROTOCOL.md, HTTP long polling): that is the transport working, not silence.
+    const hold = frame[0] === FrameType.BIND ? (t.bindHold ?? 0) : 0;
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
+      const cancel = deadline((wait ?? 2 * this._heartbeatMs + 5000) + hold, () => {
         if (this._transport === t) this._detach();
-        settle({ kind: "dropped", message: "no answer to OPEN/BIND" });
+        settle({ kind: "dropped", message: `no answer to ${frame[0] === FrameType.OPEN ? "OPEN" : "BIND"}` });
         t.close(ErrorCode.heartbeat_timeout, "");
-      }, 2 * this._heartbeatMs + 5000);
+      });
       const settle = (outcome) => {
         if (this._handshake !== handshake) return;
         this._handshake = null;
-        clearTimeout(timer);
+        cancel();
         resolve(outcome);
       };
       const handshake = { settle };
@@ -308,9 +386,11 @@ export class Session {
       this._onServerClose(f.code, f.message);
       return;
     }
+    // Every poll's answer starts with BOUND, and so does a stream renewed after the
+    // gateway ended one: a BOUND on a bound transport continues it.
+    if (f.type === FrameType.BOUND) return this._onBound(f);
     if (!this._bound) {
       if (f.type === FrameType.OPENED) return this._onOpened(f);
-      if (f.type === FrameType.BOUND) return this._onBound(f);
       throw new MqttGatewayError(ErrorCode.malformed, `frame 0x${f.type.toString(16)} before OPENED/BOUND`);
     }
     if (!isDataFrame(f.type)) {
@@ -343,6 +423,8 @@ export class Session {
     this._info = Object.fromEntries(f.info);
     this._received = 0;
     this._next = 1;
+    this._nextSeq = 1;
+    this._sentSeq = 0;
     this._bound = true;
     this._state = State.OPEN;
     this._heartbeat.start(this._heartbeatMs);
@@ -352,21 +434,48 @@ export class Session {
   }
 
   _onBound(f) {
+    const continuing = this._bound;
     if (f.replayFrom < 1 || f.replayFrom > this._received + 1) {
       // The server would skip frames we never saw: that is a gap, whatever it says.
       // Give the server its session back and start anew.
       const t = this._detach();
       this._sendNow(t, [CLOSE]);
-      t.close(1000, "session gap");
-      this._handshake?.settle({ kind: "fresh" });
+      t.close(1000, "session gap", { flush: true });
+      if (this._handshake) {
+        this._handshake.settle({ kind: "fresh" });
+      } else {
+        this._mayHaveLost = true;
+        this._sessionIdWasLost = true;
+        this._reconnect({ immediate: true });
+      }
       return;
     }
     this._next = f.replayFrom;
+    // A continuing BOUND (a poll, a renewed stream) says nothing about requests: those
+    // go by /send, and one in flight may not be counted yet. Sending it again would
+    // duplicate it; a /send that failed ends the transport and leads here through BIND.
+    if (continuing) return;
     this._bound = true;
     this._state = State.OPEN;
     this._heartbeat.start(this._heartbeatMs);
+    this._resendLost(f.requests);
     this._flush();
     this._handshake?.settle({ kind: "bound" });
+  }
+
+  /**
+   * After BOUND on a new connection: the requests handed to the old one that the
+   * gateway did not count were lost with it. They go again, in their order, ahead of
+   * everything queued since (which was numbered after them).
+   */
+  _resendLost(requests) {
+    const lost = [];
+    for (const rec of this._pending.values()) {
+      if (rec.seq > requests && rec.seq <= this._sentSeq) lost.push(rec);
+    }
+    if (lost.length === 0) return;
+    lost.sort((a, b) => a.seq - b.seq);
+    this._out = lost.map((rec) => ({ bytes: rec.bytes, seq: rec.seq })).concat(this._out);
   }
 
   _onResult(f) {
@@ -451,8 +560,9 @@ export class Session {
       onResult(ErrorCode.frame_too_large, `frame of ${bytes.length} bytes exceeds the gateway's ${this._maxFrame}`, 0);
       return false;
     }
-    this._pending.set(req, { req, client, onResult, onFresh });
-    this._enqueue(bytes);
+    const seq = this._nextSeq++;
+    this._pending.set(req, { req, seq, bytes, client, onResult, onFresh });
+    this._enqueue(bytes, seq);
     return true;
   }
 
@@ -469,8 +579,8 @@ export class Session {
     if (client._handle !== null && this._handles.get(client._handle) === client) this._handles.delete(client._handle);
   }
 
-  _enqueue(bytes) {
-    this._out.push(bytes);
+  _enqueue(bytes, seq = 0) {
+    this._out.push({ bytes, seq });
     if (this._flushScheduled) return;
     this._flushScheduled = true;
     // Everything queued in this tick goes out as one unit (fewer WebSocket messages
@@ -483,9 +593,10 @@ export class Session {
 
   _flush() {
     if (this._out.length === 0 || !this._transport || !this._bound) return;
-    const frames = this._out;
+    const entries = this._out;
     this._out = [];
-    this._sendNow(this._transport, frames);
+    for (const e of entries) if (e.seq > this._sentSeq) this._sentSeq = e.seq;
+    this._sendNow(this._transport, entries.map((e) => e.bytes));
   }
 
   /** Sends frames on t, as few units as the gateway's max_frame allows. */
@@ -519,7 +630,7 @@ export class Session {
     const t = this._detach();
     t?.close(code, "");
     // Frames not yet sent stay queued for the resumed session; PINGs are pointless.
-    this._out = this._out.filter((b) => b !== PING);
+    this._out = this._out.filter((e) => e.bytes !== PING);
     this._beginRecovery();
     if (this._state === State.RECONNECTING) return; // a loop is already running
     this._state = State.RECONNECTING;
@@ -542,18 +653,8 @@ export class Session {
         if (this._state !== State.RECONNECTING) return;
       }
       wait = true;
-      let t;
-      try {
-        t = await this._connectAny();
-      } catch {
-        continue;
-      }
-      if (this._state !== State.RECONNECTING) {
-        t.close(1000, "session closed");
-        return;
-      }
       const fresh = this._sessionIdWasLost || this._sessionId === null;
-      const outcome = await this._shake(t, fresh ? this._openFrame() : this._bindFrame());
+      const outcome = await this._establish(fresh);
       if (this._state === State.CLOSED) return;
       switch (outcome.kind) {
         case "opened":
@@ -581,9 +682,7 @@ export class Session {
             return;
           }
           break;
-        default: // dropped: try again after the backoff
-          this._detach();
-          t.close(1000, "retrying");
+        default: // dropped (every transport was closed by _establish): try again after the backoff
       }
     }
   }
@@ -651,7 +750,8 @@ export class Session {
     const wasOpened = this._sessionId !== null;
     this._state = State.CLOSED;
     const t = this._detach();
-    t?.close(code >= 4000 && code <= 4999 ? code : 1000, "");
+    // flush: a CLOSE queued by close() or _fatal still goes out on HTTP transports.
+    t?.close(code >= 4000 && code <= 4999 ? code : 1000, "", { flush: true });
     if (this._sleep) {
       clearTimeout(this._sleep.timer);
       this._sleep.resolve();

@@ -89,3 +89,39 @@ export function backoffDelay(attempt, random = Math.random) {
   const step = Math.min(5000, 250 * 2 ** Math.min(attempt, 10));
   return Math.round(step * (0.5 + random() * 0.5));
 }
+
+/**
+ * Calls `fn` once `ms` have passed, unless cancelled; returns the cancel function.
+ *
+ * Used for the deadlines of handshakes and requests, where firing too early would
+ * abandon a transport that works. A timer that fires much later than due means the page
+ * (or the laptop) was asleep, not that the peer was slow: the replies may be waiting
+ * in the queue behind this very callback. So a late timer grants the full time once
+ * more, from now. Only once: a hidden tab whose timers run once a minute must still
+ * give up eventually.
+ * @param {number} ms
+ * @param {() => void} fn
+ * @param {() => number} [now] clock, for tests
+ * @returns {() => void}
+ */
+export function deadline(ms, fn, now = Date.now) {
+  let timer = null;
+  let extended = false;
+  const arm = (wait) => {
+    const due = now() + wait;
+    timer = setTimeout(() => {
+      if (!extended && now() - due > 1000 + wait / 2) {
+        extended = true;
+        arm(ms);
+        return;
+      }
+      timer = null;
+      fn();
+    }, wait);
+  };
+  arm(ms);
+  return () => {
+    if (timer !== null) clearTimeout(timer);
+    timer = null;
+  };
+}

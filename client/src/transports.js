@@ -1,31 +1,48 @@
 // The pluggable transport layer. A transport carries transport units (one or more
-// length-prefixed frames) both ways; the session does not care how. HTTP streaming and
-// long polling will register here with the same contract.
+// length-prefixed frames) both ways; the session does not care how. WebSocket, HTTP
+// streaming and HTTP long polling register here; so can an application's own.
 
+import { connectPolling } from "./transport-polling.js";
+import { connectStreaming } from "./transport-streaming.js";
 import { connectWebSocket } from "./transport-websocket.js";
 
 /**
  * A connected transport.
  * @typedef {object} Transport
  * @property {string} name
- * @property {(unit: Uint8Array) => void} send sends one unit
- * @property {(code?: number, reason?: string) => void} close closes it; onclose is
- *   still called once
+ * @property {(unit: Uint8Array) => void} send sends one unit; the first one the session
+ *   sends is OPEN or BIND
+ * @property {(code?: number, reason?: string, o?: {flush?: boolean}) => void} close
+ *   closes it; onclose is still called once. flush: the session is ending, units
+ *   already handed over should still go out (transports that send asynchronously);
+ *   without it the connection is suspect and they are dropped
  * @property {((unit: Uint8Array) => void) | null} onunit set by the session
  * @property {((ev: {code: number, reason: string}) => void) | null} onclose set by the
  *   session; called once when the transport ends, whichever side ended it
+ * @property {number} [bindHold] ms the server may take by design to answer BIND (a long
+ *   poll waits for something to send), added to the session's handshake deadline
  */
 
 /**
  * Opens a transport to a gateway base URL; resolves when units can be sent.
- * @typedef {(base: string, options: {timeout?: number}) => Promise<Transport>} TransportFactory
+ * `timeout` bounds the connection step (ms); `link` gives transports that rebind on
+ * their own (HTTP) what they need from the session.
+ * @typedef {(base: string, options: {timeout?: number, link?: import("./transport-http.js").SessionLink}) => Promise<Transport>} TransportFactory
  */
 
 /** @type {Map<string, TransportFactory>} */
-const registry = new Map([["websocket", connectWebSocket]]);
+const registry = new Map([
+  ["websocket", connectWebSocket],
+  ["streaming", connectStreaming],
+  ["polling", connectPolling],
+]);
 
-/** The order tried when the application does not choose. */
-const DEFAULT_ORDER = ["websocket"];
+/**
+ * The order tried when the application does not choose: the fastest first, then what
+ * gets through proxies that block WebSocket, then what gets through proxies that also
+ * hold responses until they end.
+ */
+export const AUTO_ORDER = Object.freeze(["websocket", "streaming", "polling"]);
 
 /**
  * Registers (or replaces) a transport under a name usable in openSession's `transport`.
@@ -39,16 +56,32 @@ export function registerTransport(name, factory) {
 
 /**
  * Resolves openSession's `transport` option to an ordered list of [name, factory].
- * @param {string | string[] | TransportFactory | undefined} choice
+ * @param {string | TransportFactory | Array<string | TransportFactory> | undefined} choice
+ *   undefined or "auto": every built-in transport, in AUTO_ORDER; a name or a factory:
+ *   that one only; a list: those, in that order
  * @returns {Array<[string, TransportFactory]>}
  */
 export function resolveTransports(choice) {
-  if (typeof choice === "function") return [[choice.transportName ?? choice.name ?? "custom", choice]];
-  const names = choice === undefined ? DEFAULT_ORDER : Array.isArray(choice) ? choice : [choice];
-  if (names.length === 0) throw new TypeError("no transport given");
-  return names.map((n) => {
+  const items = choice === undefined || choice === "auto" ? AUTO_ORDER : Array.isArray(choice) ? choice : [choice];
+  if (items.length === 0) throw new TypeError("no transport given");
+  return items.map((n) => {
+    if (typeof n === "function") return [n.transportName ?? n.name ?? "custom", n];
     const f = registry.get(n);
-    if (!f) throw new TypeError(`unknown transport ${JSON.stringify(n)} (known: ${[...registry.keys()].join(", ")})`);
+    if (!f) throw new TypeError(`unknown transport ${JSON.stringify(n)} (known: auto, ${[...registry.keys()].join(", ")})`);
     return [n, f];
   });
+}
+
+/**
+ * The list rotated to start at `first` (when it is in the list): what worked last is
+ * tried first, then the transports after it in preference order, then those before it,
+ * which failed then but may work now.
+ * @template T
+ * @param {Array<[string, T]>} list
+ * @param {string | null} first
+ * @returns {Array<[string, T]>}
+ */
+export function startingAt(list, first) {
+  const i = first === null ? -1 : list.findIndex(([n]) => n === first);
+  return i <= 0 ? list : [...list.slice(i), ...list.slice(0, i)];
 }

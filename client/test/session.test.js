@@ -6,6 +6,7 @@ import { describe, test } from "node:test";
 import { ErrorCode, Message, MqttGatewayError, openSession } from "../src/client.js";
 import { FrameType as F } from "../src/codec.js";
 import { Heartbeat, backoffDelay } from "../src/timers.js";
+import { forgetTransport } from "../src/transport-memory.js";
 import { FakeGateway } from "./support/fake-gateway.js";
 import { waitFor } from "./support/wait.js";
 
@@ -354,7 +355,7 @@ describe("recovery", () => {
 
     // The server replays from 3 (one we already have), then 4.
     conn2.send(
-      { type: F.BOUND, replayFrom: 3 },
+      { type: F.BOUND, replayFrom: 3, requests: 2 },
       message({ topic: "t/1", payload: new Uint8Array([3]) }),
       message({ topic: "t/1", payload: new Uint8Array([4]) }),
     );
@@ -382,7 +383,7 @@ describe("recovery", () => {
     conn.drop(); // the RESULT is lost in transit
     const conn2 = await gw.connection(1);
     assert.equal((await conn2.take(F.BIND)).received, 1);
-    conn2.send({ type: F.BOUND, replayFrom: 2 }, result(s.req, 1));
+    conn2.send({ type: F.BOUND, replayFrom: 2, requests: 2 }, result(s.req, 1));
     assert.equal(await p, 1);
     assert.equal(conn2.all(F.SUBSCRIBE).length, 0, "not sent twice");
     await session.close();
@@ -477,6 +478,172 @@ describe("recovery", () => {
     assert.equal(backoffDelay(3, () => 1), 2000);
     assert.equal(backoffDelay(10, () => 1), 5000);
     assert.equal(backoffDelay(1000, () => 0), 2500);
+  });
+});
+
+describe("requests lost with a connection (BOUND's requests)", () => {
+  test("after BOUND, requests the gateway did not count go again, in order, before newer ones", async () => {
+    const { gw, conn, session } = await open();
+    const { client } = await connected(session, conn); // request 1, data frame 1
+    const sub = client.subscribe("a", { qos: 1 }); // request 2
+    const pub = client.publish("t/x", "payload", 1); // request 3
+    const s = await conn.take(F.SUBSCRIBE);
+    const p = await conn.take(F.PUBLISH);
+    conn.drop();
+    const conn2 = await gw.connection(1);
+    await conn2.take(F.BIND);
+    const later = client.subscribe("b"); // request 4, queued while reconnecting
+    // The gateway got CONNECT and SUBSCRIBE; the PUBLISH was lost with the connection.
+    conn2.send({ type: F.BOUND, replayFrom: 2, requests: 2 });
+    const again = await conn2.take(F.PUBLISH);
+    assert.equal(again.req, p.req);
+    assert.deepEqual(again.payload, p.payload);
+    const s2 = await conn2.take(F.SUBSCRIBE);
+    assert.equal(s2.filter, "b");
+    assert.deepEqual(
+      conn2.frames.filter((f) => f.type === F.PUBLISH || f.type === F.SUBSCRIBE).map((f) => f.req),
+      [p.req, s2.req],
+      "the counted SUBSCRIBE is not sent again; the lost PUBLISH goes before the newer SUBSCRIBE",
+    );
+    conn2.send(result(s.req, 1), result(p.req), result(s2.req, 0));
+    assert.equal(await sub, 1);
+    await pub;
+    await later;
+    await session.close();
+  });
+
+  test("a BOUND on a bound transport (a poll's answer, a renewed stream) continues it", async () => {
+    const { gw, conn, session } = await open();
+    const { client } = await connected(session, conn); // data frame 1
+    await subscribed(client, conn, "t/#"); // 2
+    const got = [];
+    client.onMessageArrived = (m) => got.push(m.payloadBytes[0]);
+    const pub = client.publish("t/x", "y", 1);
+    const p = await conn.take(F.PUBLISH);
+    // The PUBLISH may still be on its way (a /send in flight): requests: 2 is no loss.
+    conn.send({ type: F.BOUND, replayFrom: 3, requests: 2 }, message({ topic: "t/1", payload: new Uint8Array([1]) }));
+    conn.send(
+      { type: F.BOUND, replayFrom: 3, requests: 2 }, // the previous answer "was lost": replayed
+      message({ topic: "t/1", payload: new Uint8Array([1]) }),
+      message({ topic: "t/2", payload: new Uint8Array([2]) }),
+    );
+    assert.deepEqual(got, [1, 2], "the replayed frame is dropped by its number");
+    await new Promise((r) => setTimeout(r, 10));
+    assert.equal(conn.all(F.PUBLISH).length, 1, "not sent again");
+    conn.send({ type: F.BOUND, replayFrom: 5, requests: 3 }, result(p.req));
+    await pub;
+    assert.equal(session.state, "open");
+    assert.equal(gw.connections.length, 1);
+
+    // Skipping frames is a gap on a continuing transport too.
+    conn.send({ type: F.BOUND, replayFrom: 9, requests: 3 });
+    await conn.take(F.CLOSE);
+    const conn2 = await gw.connection(1);
+    await conn2.take(F.OPEN);
+    await session.close();
+  });
+
+  test("numbering starts again in a fresh session", async () => {
+    const { gw, conn, session } = await open();
+    const { client } = await connected(session, conn);
+    await subscribed(client, conn, "a/#");
+    await subscribed(client, conn, "b/#"); // requests 1-3 of the first session
+    conn.send({ type: F.SERVER_CLOSE, code: 4010, message: "unknown session" });
+    const conn2 = await gw.connection(1);
+    await conn2.take(F.OPEN);
+    conn2.send(opened({ session: SID2 }));
+    const c = await conn2.take(F.CONNECT); // request 1 of the fresh session
+    await conn2.take(F.SUBSCRIBE); // 2
+    const sb = await conn2.take(F.SUBSCRIBE); // 3
+    conn2.drop();
+    const conn3 = await gw.connection(2);
+    await conn3.take(F.BIND);
+    conn3.send({ type: F.BOUND, replayFrom: 1, requests: 2 }, result(c.req, 1));
+    const again = await conn3.take(F.SUBSCRIBE);
+    assert.equal(again.req, sb.req);
+    assert.equal(again.filter, "b/#");
+    assert.equal(conn3.all(F.CONNECT).length, 0);
+    await session.close();
+  });
+});
+
+describe("transport choice", () => {
+  let n = 0;
+  const uniqueBase = () => `http://127.0.0.1:1/choice-${process.pid}-${n++}`;
+
+  test("a transport that does not answer within probeTimeout gives way to the next, which is remembered", async () => {
+    const base = uniqueBase();
+    const a = new FakeGateway("a");
+    const b = new FakeGateway("b");
+    const pending = openSession(base, { transport: [a.factory, b.factory], probeTimeout: 150 });
+    const ca = await a.connection(0);
+    await ca.take(F.OPEN); // and never answers (a proxy that holds the response)
+    const cb = await b.connection(0);
+    assert.equal(ca.closed?.code, 4004, "the silent attempt is closed, not leaked");
+    await cb.take(F.OPEN);
+    cb.send(opened());
+    const session = await pending;
+    assert.equal(session.transport, "b");
+    await session.close();
+
+    // The next session on this gateway starts where the last one succeeded.
+    const next = openSession(base, { transport: [a.factory, b.factory], probeTimeout: 150 });
+    const cb2 = await b.connection(1);
+    await cb2.take(F.OPEN);
+    cb2.send(opened());
+    const s2 = await next;
+    assert.equal(a.connections.length, 1, "the failing transport is not tried first again");
+    assert.equal(s2.transport, "b");
+    await s2.close();
+    forgetTransport(base);
+  });
+
+  test("a CLOSE is the gateway's answer: no other transport is tried", async () => {
+    const a = new FakeGateway("a");
+    const b = new FakeGateway("b");
+    const pending = openSession(uniqueBase(), { transport: [a.factory, b.factory], probeTimeout: 150 });
+    const ca = await a.connection(0);
+    await ca.take(F.OPEN);
+    ca.send({ type: F.SERVER_CLOSE, code: 4020, message: "no" });
+    await assert.rejects(pending, (e) => e.errorCode === 4020);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(b.connections.length, 0);
+  });
+
+  test("a resumed session starts with its transport; a fresh one probes from the top", async () => {
+    const base = uniqueBase();
+    const a = new FakeGateway("a");
+    const b = new FakeGateway("b");
+    const changes = [];
+    a.refuse = true; // e.g. a WebSocket upgrade refused by a proxy
+    const pending = openSession(base, {
+      transport: [a.factory, b.factory],
+      probeTimeout: 150,
+      onTransportChange: (c) => changes.push(c),
+    });
+    const cb = await b.connection(0);
+    await cb.take(F.OPEN);
+    cb.send(opened());
+    const session = await pending;
+    assert.equal(session.transport, "b");
+    a.refuse = false;
+
+    cb.drop();
+    const cb2 = await b.connection(1);
+    await cb2.take(F.BIND);
+    assert.equal(a.connections.length, 0, "resuming goes straight to the transport that works");
+    cb2.send({ type: F.BOUND, replayFrom: 1, requests: 0 });
+    await waitFor(() => session.state === "open", { what: "the resumed session" });
+
+    // The gateway lost the session: the fresh one tries the best transport again.
+    cb2.send({ type: F.SERVER_CLOSE, code: 4010, message: "unknown session" });
+    const ca = await a.connection(0);
+    await ca.take(F.OPEN);
+    ca.send(opened({ session: SID2 }));
+    await waitFor(() => session.transport === "a", { what: "the move to a" });
+    assert.deepEqual(changes, [{ transport: "a", previous: "b" }]);
+    await session.close();
+    forgetTransport(base);
   });
 });
 

@@ -6,6 +6,7 @@
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import fs from "node:fs/promises";
+import http from "node:http";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -18,14 +19,21 @@ export const REPO_ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 
 const children = new Set();
 process.on("exit", () => {
-  for (const c of children) {
-    try {
-      c.kill("SIGKILL");
-    } catch {
-      // already gone
-    }
-  }
+  for (const c of children) kill(c, "SIGKILL");
 });
+
+/**
+ * Kills a child, and its whole process group when it leads one (`go run` starts the
+ * program as its own child, which a signal to `go run` alone would leave running).
+ */
+function kill(child, signal) {
+  try {
+    if (child.group) process.kill(-child.pid, signal);
+    else child.kill(signal);
+  } catch {
+    // already gone
+  }
+}
 
 /** A free TCP port on 127.0.0.1 (listen on port 0, note the port, close). */
 export function freePort() {
@@ -221,6 +229,42 @@ function findGo() {
 }
 
 /**
+ * Starts a Caddy (the one with the module) with the given Caddyfile site blocks, under
+ * global options that keep it off the admin port and away from HTTPS. Resolves once
+ * `port` answers HTTP.
+ * @param {string} sites Caddyfile site blocks
+ * @param {object} o
+ * @param {number} o.port the port the sites listen on (to wait for)
+ * @param {string} [o.probe] a path to fetch to see it serving (any status will do)
+ * @returns {Promise<{port: number, stop: (signal?: string) => Promise<void>, output: () => string}>}
+ */
+export async function startCaddy(sites, { port, probe = "/" }) {
+  const bin = await caddyBinary();
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), "mqttgw-caddy-"));
+  const file = path.join(dir, "Caddyfile");
+  await fs.writeFile(file, `{\n\tadmin off\n\tauto_https off\n}\n${sites}\n`);
+  // Caddy keeps data and autosaved config under XDG dirs; keep them out of $HOME.
+  const env = { ...process.env, XDG_DATA_HOME: dir, XDG_CONFIG_HOME: dir, HOME: dir };
+  const child = spawnChild(bin, ["run", "--config", file, "--adapter", "caddyfile"], { env, cwd: dir });
+  const stop = async (signal = "SIGTERM") => {
+    await stopChild(child, signal);
+    await fs.rm(dir, { recursive: true, force: true });
+  };
+  try {
+    await waitForListen(port, child, "caddy");
+    // Listening is not serving yet: wait for an HTTP answer, whatever its status.
+    await waitFor(
+      () => fetch(`http://127.0.0.1:${port}${probe}`, { signal: AbortSignal.timeout(1000) }).then((r) => r.arrayBuffer().then(() => true), () => false),
+      { timeout: 20000, interval: 20, what: "caddy to answer HTTP" },
+    );
+  } catch (err) {
+    await stop("SIGKILL");
+    throw new Error(`${err.message}\n${child.output()}`);
+  }
+  return { port, stop, output: child.output };
+}
+
+/**
  * Starts Caddy with mqtt_gateway at /mqtt/*, its broker "main" pointing at
  * 127.0.0.1:brokerPort.
  * @param {object} o
@@ -231,48 +275,98 @@ function findGo() {
  */
 export async function startGateway({ brokerPort, extra = "", port } = {}) {
   if (!brokerPort) throw new TypeError("startGateway needs brokerPort");
-  const bin = await caddyBinary();
   port ??= await freePort();
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), "mqttgw-gateway-"));
-  const file = path.join(dir, "Caddyfile");
-  await fs.writeFile(
-    file,
-    `{
-	admin off
-	auto_https off
-}
-http://127.0.0.1:${port} {
-	mqtt_gateway /mqtt/* {
-		broker main mqtt://127.0.0.1:${brokerPort}
-${extra
-  .split("\n")
-  .filter((l) => l.trim())
-  .map((l) => `\t\t${l.trim()}`)
-  .join("\n")}
-	}
-}
-`,
+  const lines = extra
+    .split("\n")
+    .filter((l) => l.trim())
+    .map((l) => `\t\t${l.trim()}\n`)
+    .join("");
+  const caddy = await startCaddy(
+    `http://127.0.0.1:${port} {
+\tmqtt_gateway /mqtt/* {
+\t\tbroker main mqtt://127.0.0.1:${brokerPort}
+${lines}\t}
+}`,
+    { port, probe: "/mqtt/client.js" },
   );
-  // Caddy keeps data and autosaved config under XDG dirs; keep them out of $HOME.
-  const env = { ...process.env, XDG_DATA_HOME: dir, XDG_CONFIG_HOME: dir, HOME: dir };
-  const child = spawnChild(bin, ["run", "--config", file, "--adapter", "caddyfile"], { env, cwd: dir });
-  const base = `http://127.0.0.1:${port}/mqtt`;
-  const stop = async (signal = "SIGTERM") => {
-    await stopChild(child, signal);
-    await fs.rm(dir, { recursive: true, force: true });
+  return { ...caddy, base: `http://127.0.0.1:${port}/mqtt` };
+}
+
+/**
+ * A Caddy in front of a gateway that refuses WebSocket upgrades (as some corporate
+ * proxies do) and passes everything else on, flushing responses as they come.
+ * @param {number} target the gateway's port
+ * @returns {Promise<{base: string, port: number, stop: () => Promise<void>}>}
+ */
+export async function startWebSocketBlocker(target) {
+  const port = await freePort();
+  const caddy = await startCaddy(
+    `http://127.0.0.1:${port} {
+\t@ws header Connection *Upgrade*
+\trespond @ws 403
+\treverse_proxy 127.0.0.1:${target} {
+\t\tflush_interval -1
+\t}
+}`,
+    { port },
+  );
+  return { ...caddy, base: `http://127.0.0.1:${port}/mqtt` };
+}
+
+/**
+ * An HTTP proxy that holds every response until it has all of it, as some antivirus
+ * and corporate proxies do, and refuses WebSocket upgrades: HTTP streaming cannot get
+ * through it (its responses never end), long polling can. `held` counts the requests
+ * it is holding (waiting for their upstream response to end).
+ * @param {number} target the gateway's port
+ * @returns {Promise<{base: string, port: number, held: number, stop: () => Promise<void>}>}
+ */
+export async function startBufferingProxy(target) {
+  const agent = new http.Agent({ keepAlive: false });
+  const server = http.createServer((req, res) => {
+    proxy.held++;
+    res.on("close", () => proxy.held--);
+    const body = [];
+    req.on("data", (c) => body.push(c));
+    req.on("end", () => {
+      const headers = { ...req.headers, host: `127.0.0.1:${target}` };
+      delete headers.connection;
+      const up = http.request({ host: "127.0.0.1", port: target, method: req.method, path: req.url, headers, agent }, (upRes) => {
+        const chunks = [];
+        upRes.on("data", (c) => chunks.push(c));
+        upRes.on("end", () => {
+          const all = Buffer.concat(chunks);
+          const h = { ...upRes.headers, "content-length": String(all.length) };
+          delete h["transfer-encoding"];
+          delete h.connection;
+          res.writeHead(upRes.statusCode, h);
+          res.end(all);
+        });
+        upRes.on("error", () => res.destroy());
+      });
+      up.on("error", () => res.destroy());
+      // The client gave up: so does the proxy, as real ones do.
+      res.on("close", () => up.destroy());
+      up.end(Buffer.concat(body));
+    });
+  });
+  server.on("upgrade", (req, socket) => {
+    socket.end("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+  });
+  const proxy = {
+    port: 0,
+    base: "",
+    held: 0,
+    stop() {
+      server.closeAllConnections();
+      agent.destroy();
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
   };
-  try {
-    await waitForListen(port, child, "caddy");
-    // Listening is not serving yet: wait for an HTTP answer, whatever its status.
-    await waitFor(
-      () => fetch(`${base}/client.js`, { signal: AbortSignal.timeout(1000) }).then((r) => r.arrayBuffer().then(() => true), () => false),
-      { timeout: 20000, interval: 20, what: "caddy to answer HTTP" },
-    );
-  } catch (err) {
-    await stop("SIGKILL");
-    throw new Error(`${err.message}\n${child.output()}`);
-  }
-  return { base, port, stop, output: child.output };
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  proxy.port = server.address().port;
+  proxy.base = `http://127.0.0.1:${proxy.port}/mqtt`;
+  return proxy;
 }
 
 // ------------------------------------------------------------------ proxy
@@ -369,11 +463,16 @@ export function run(cmd, args, { timeout = 10000 } = {}) {
 }
 
 /**
- * Starts a long-running program (mosquitto_sub); returns it with `done`, which
- * resolves like run() when it exits, and `kill()`.
+ * Starts a long-running program (mosquitto_sub, `mosquitto_pub -l`, `go run`) in its
+ * own process group; returns it with `done`, which resolves like run() when it exits,
+ * and `kill()`, which kills the group.
+ * @param {string} cmd
+ * @param {string[]} args
+ * @param {{stdin?: boolean}} [o] stdin: a pipe to write to (child.stdin), else ignored
  */
-export function start(cmd, args) {
-  const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
+export function start(cmd, args, { stdin = false } = {}) {
+  const child = spawn(cmd, args, { stdio: [stdin ? "pipe" : "ignore", "pipe", "pipe"], detached: true });
+  child.group = true;
   children.add(child);
   const out = [];
   let err = "";
@@ -385,5 +484,5 @@ export function start(cmd, args) {
       resolve({ code: code ?? signal, stdout: Buffer.concat(out), stderr: err });
     });
   });
-  return { child, done, exited: () => child.exitCode !== null || child.signalCode !== null, kill: () => child.kill("SIGKILL") };
+  return { child, done, exited: () => child.exitCode !== null || child.signalCode !== null, kill: () => kill(child, "SIGKILL") };
 }

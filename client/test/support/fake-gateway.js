@@ -74,17 +74,19 @@ export class FakeConnection {
 }
 
 export class FakeGateway {
-  constructor() {
+  /** @param {string} [name] the transport name the session reports */
+  constructor(name = "fake") {
     /** @type {FakeConnection[]} */
     this.connections = [];
     this.refuse = false;
     this.factory = async () => {
       if (this.refuse) throw new Error("connection refused");
       const c = new FakeConnection(this);
+      c.transport.name = name;
       this.connections.push(c);
       return c.transport;
     };
-    this.factory.transportName = "fake";
+    this.factory.transportName = name;
   }
 
   /** The n-th connection (0-based), once the client has opened it. */

@@ -1,16 +1,22 @@
-// A transport factory wrapping the real WebSocket transport that records every frame
-// both ways, so integration tests can check what went over the wire.
+// Transport factories wrapping the real ones that record every frame both ways, so
+// integration tests can check what went over the wire.
 
 import { decodeUnit } from "../../src/codec.js";
+import { connectPolling } from "../../src/transport-polling.js";
+import { connectStreaming } from "../../src/transport-streaming.js";
 import { connectWebSocket } from "../../src/transport-websocket.js";
 
+const CONNECT = { websocket: connectWebSocket, streaming: connectStreaming, polling: connectPolling };
+
 /**
+ * @param {"websocket" | "streaming" | "polling"} name
  * @returns {{factory: Function, sent: object[], received: object[], units: {sent: number, received: number}}}
  */
-export function tappedWebSocket() {
+export function tapped(name) {
+  const connect = CONNECT[name];
   const tap = { sent: [], received: [], units: { sent: 0, received: 0 } };
   tap.factory = async (base, options) => {
-    const inner = await connectWebSocket(base, options);
+    const inner = await connect(base, options);
     const outer = {
       name: inner.name,
       onunit: null,
@@ -20,8 +26,8 @@ export function tappedWebSocket() {
         tap.sent.push(...decodeUnit(unit));
         inner.send(unit);
       },
-      close(code, reason) {
-        inner.close(code, reason);
+      close(code, reason, o) {
+        inner.close(code, reason, o);
       },
     };
     inner.onunit = (unit) => {
@@ -32,6 +38,11 @@ export function tappedWebSocket() {
     inner.onclose = (ev) => outer.onclose?.(ev);
     return outer;
   };
-  tap.factory.transportName = "websocket";
+  tap.factory.transportName = name;
   return tap;
+}
+
+/** The WebSocket transport, tapped. */
+export function tappedWebSocket() {
+  return tapped("websocket");
 }

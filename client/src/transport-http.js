@@ -1,0 +1,280 @@
+// What HTTP streaming and long polling share (PROTOCOL.md, Transports): the endpoint
+// URLs, fetch options, the ordered /send queue, and how HTTP error answers become the
+// server's CLOSE. Each transport adds its own way of receiving (transport-streaming.js,
+// transport-polling.js).
+
+import { decodeUnit, FrameType } from "./codec.js";
+import { deadline } from "./timers.js";
+
+/** Most bytes of a /send body sent with `keepalive` (browsers cap those at 64 KiB). */
+const KEEPALIVE_MAX = 60 * 1024;
+
+/**
+ * How long one /send may take before the connection is considered broken. Long, as a
+ * slow upload is not a dead one; the request is small in the common case.
+ */
+const SEND_TIMEOUT = 30000;
+
+/**
+ * The session side of an HTTP transport: what it needs to rebind on its own (polls, a
+ * stream the server ended) and to name the session in /send requests.
+ * @typedef {object} SessionLink
+ * @property {() => Uint8Array} bindUnit a unit with one BIND frame carrying the current
+ *   count of received data frames
+ * @property {() => {session: string, secret: string} | null} credentials the session id
+ *   and secret as hex, once OPENED or BIND has named them
+ * @property {() => number} maxFrame the largest unit the gateway accepts
+ * @property {() => number} heartbeat the gateway's heartbeat period (ms)
+ */
+
+/**
+ * The URL of an HTTP endpoint (`stream`, `poll`, `send`) under a gateway base URL.
+ * A relative base ("/mqtt") resolves against the page's location in a browser; ws(s)
+ * bases are accepted for symmetry with the WebSocket transport.
+ * @param {string | URL} base
+ * @param {string} name
+ */
+export function endpoint(base, name) {
+  const u = new URL(base, globalThis.location?.href);
+  if (u.protocol === "ws:") u.protocol = "http:";
+  else if (u.protocol === "wss:") u.protocol = "https:";
+  else if (u.protocol !== "http:" && u.protocol !== "https:") throw new TypeError(`unsupported gateway URL scheme ${u.protocol}`);
+  u.pathname = u.pathname.replace(/\/+$/, "") + "/" + name;
+  u.hash = "";
+  return u.href;
+}
+
+/**
+ * Cookies go with cross-origin requests too: the gateway's hooks may authenticate with
+ * them, and load balancers keep a session on one instance with them (PROTOCOL.md, Load
+ * balancers). The session secret is never a cookie, so this gives a foreign page
+ * nothing (PROTOCOL.md, Origins and CORS).
+ * @param {string} url
+ * @returns {"include" | "same-origin"}
+ */
+export function credentialsMode(url) {
+  const here = globalThis.location?.origin;
+  return here && here !== "null" && new URL(url).origin !== here ? "include" : "same-origin";
+}
+
+/** True when a response carries the protocol's bytes (not a proxy's HTML page). */
+export function isProtocolResponse(res) {
+  return (res.headers.get("content-type") ?? "").toLowerCase().startsWith("application/octet-stream");
+}
+
+/**
+ * Reads an HTTP error answer: the gateway puts a CLOSE frame in its body (PROTOCOL.md,
+ * Errors on HTTP transports). Returns that unit and its code, or null when the body is
+ * something else (a proxy's error page).
+ * @param {Response} res
+ * @returns {Promise<{unit: Uint8Array, code: number, message: string} | null>}
+ */
+export async function closeFromErrorAnswer(res) {
+  let body;
+  try {
+    body = new Uint8Array(await res.arrayBuffer());
+  } catch {
+    return null;
+  }
+  if (!isProtocolResponse(res) || body.length === 0) return null;
+  try {
+    for (const f of decodeUnit(body)) {
+      if (f.type === FrameType.SERVER_CLOSE) return { unit: body, code: f.code, message: f.message };
+    }
+  } catch {
+    // not the protocol's bytes after all
+  }
+  return null;
+}
+
+/** Discards a response body so the connection can be reused. */
+function discard(res) {
+  res.body?.cancel().catch(() => {});
+}
+
+/**
+ * The common part of the HTTP transports. The first unit the session sends (OPEN or
+ * BIND) starts the receiving side, which subclasses implement in `_receive(firstUnit)`;
+ * every later unit goes out by `POST <base>/send`, one request at a time so that the
+ * gateway processes frames in order (PROTOCOL.md: "in order only when the client waits
+ * for each /send to be answered before the next"); units queued meanwhile go together
+ * in the next request.
+ */
+export class HttpTransport {
+  /**
+   * @param {string} name
+   * @param {string | URL} base
+   * @param {{link?: SessionLink}} options
+   */
+  constructor(name, base, { link } = {}) {
+    if (!link) throw new TypeError(`the ${name} transport needs a session link`);
+    this.name = name;
+    /** @type {((unit: Uint8Array) => void) | null} */
+    this.onunit = null;
+    /** @type {((ev: {code: number, reason: string}) => void) | null} */
+    this.onclose = null;
+    this._link = link;
+    this._sendUrl = endpoint(base, "send");
+    this._credentials = credentialsMode(this._sendUrl);
+    this._started = false;
+    this._closed = false; // nothing more is delivered or reported
+    this._flushing = false; // closed, but units accepted before close() still go out
+    /** @type {Uint8Array[]} */
+    this._queue = [];
+    this._sending = false;
+    /** @type {AbortController | null} the receiving request in flight */
+    this._receiving = null;
+    /** @type {AbortController | null} the /send in flight */
+    this._sendAbort = null;
+  }
+
+  /** @param {Uint8Array} unit */
+  send(unit) {
+    if (this._closed) return;
+    if (!this._started) {
+      this._started = true;
+      this._receive(unit);
+      return;
+    }
+    this._queue.push(unit);
+    this._pump();
+  }
+
+  /**
+   * Ends the transport. With `flush` (the session is ending and has queued its CLOSE),
+   * units already accepted are still sent; otherwise the connection is suspect and they
+   * are dropped: the session sends its requests again after BIND, as BOUND's `requests`
+   * says, and an old /send arriving late would duplicate them.
+   * @param {number} [code]
+   * @param {string} [reason]
+   * @param {{flush?: boolean}} [o]
+   */
+  close(code = 1000, reason = "", { flush = false } = {}) {
+    if (this._closed) return;
+    this._closed = true;
+    this._receiving?.abort();
+    if (flush && (this._queue.length > 0 || this._sending)) {
+      this._flushing = true;
+      this._pump();
+    } else {
+      this._queue = [];
+      this._sendAbort?.abort();
+    }
+    const cb = this.onclose;
+    this.onclose = null;
+    this.onunit = null;
+    cb?.({ code, reason });
+  }
+
+  /** Reports the end of the transport, whoever noticed first. @protected */
+  _fail(code, reason) {
+    this.close(code, reason);
+  }
+
+  /** Hands a unit of whole frames to the session. @protected */
+  _deliver(unit) {
+    if (!this._closed) this.onunit?.(unit);
+  }
+
+  /**
+   * Ends the transport after an HTTP error answer: its CLOSE frame goes to the session
+   * like any CLOSE of the server; a foreign error page is a broken connection.
+   * @protected
+   */
+  async _failWithAnswer(res, what) {
+    const close = await closeFromErrorAnswer(res);
+    if (this._closed) return;
+    if (close) {
+      this._deliver(close.unit);
+      this._fail(close.code, close.message);
+    } else {
+      this._fail(1006, `${what}: HTTP ${res.status}`);
+    }
+  }
+
+  /**
+   * POSTs a unit.
+   * @protected
+   * @param {string} url
+   * @param {Uint8Array} body
+   * @param {AbortSignal} signal
+   * @param {Record<string, string>} [headers]
+   * @param {boolean} [keepalive]
+   */
+  _post(url, body, signal, headers = {}, keepalive = false) {
+    return fetch(url, {
+      method: "POST",
+      body,
+      headers: { "Content-Type": "application/octet-stream", ...headers },
+      credentials: this._credentials,
+      cache: "no-store",
+      keepalive,
+      signal,
+    });
+  }
+
+  /** The next /send body: queued units, joined while they fit in max_frame. */
+  _nextBatch() {
+    const limit = this._link.maxFrame();
+    let n = 1;
+    let size = this._queue[0].length;
+    while (n < this._queue.length && size + this._queue[n].length <= limit) size += this._queue[n++].length;
+    const units = this._queue.splice(0, n);
+    if (units.length === 1) return units[0];
+    const body = new Uint8Array(size);
+    let at = 0;
+    for (const u of units) {
+      body.set(u, at);
+      at += u.length;
+    }
+    return body;
+  }
+
+  async _pump() {
+    if (this._sending) return;
+    this._sending = true;
+    try {
+      while (this._queue.length > 0 && (!this._closed || this._flushing)) {
+        const cred = this._link.credentials();
+        if (!cred) {
+          this._fail(4003, "no session to send for");
+          return;
+        }
+        const body = this._nextBatch();
+        const ac = new AbortController();
+        this._sendAbort = ac;
+        const cancel = deadline(SEND_TIMEOUT, () => ac.abort());
+        let res;
+        try {
+          res = await this._post(
+            this._sendUrl,
+            body,
+            ac.signal,
+            { "X-Mqtt-Session": cred.session, "X-Mqtt-Secret": cred.secret },
+            // A page being closed still gets its CLOSE out.
+            this._flushing && body.length <= KEEPALIVE_MAX,
+          );
+        } catch (err) {
+          // The frames may or may not have arrived: the connection is suspect. The
+          // session rebinds and BOUND tells it which requests to send again.
+          this._fail(1006, `send failed: ${err?.message ?? err}`);
+          return;
+        } finally {
+          cancel();
+          this._sendAbort = null;
+        }
+        if (!res.ok) {
+          await this._failWithAnswer(res, "send refused");
+          return;
+        }
+        discard(res);
+      }
+    } finally {
+      this._sending = false;
+      if (this._closed) {
+        this._flushing = false;
+        this._queue = [];
+      }
+    }
+  }
+}

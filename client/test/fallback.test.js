@@ -1,0 +1,121 @@
+// Automatic transport choice through real proxies: a Caddy in front of the gateway that
+// refuses WebSocket upgrades (the client ends up on HTTP streaming, in Node.js and in
+// Chromium), and a proxy that holds responses until they end (long polling).
+
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { after, before, test } from "node:test";
+
+import { openSession } from "../src/client.js";
+import { findProgram, start, startBufferingProxy, startGateway, startMosquitto, startWebSocketBlocker } from "./support/env.js";
+import { listeningClient, mosquittoPub, publishUntilSeen, unique } from "./support/mqtt.js";
+import { waitFor } from "./support/wait.js";
+
+const CHROMIUM = process.env.MQTTGW_CHROMIUM_BIN ?? "/usr/bin/chromium";
+
+let mosquitto;
+let gateway;
+let blocker;
+let buffering;
+let browser;
+const cleanups = [];
+
+before(async () => {
+  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: install Debian's chromium or set MQTTGW_CHROMIUM_BIN`);
+  const { chromium } = await import("playwright-core");
+  mosquitto = await startMosquitto();
+  gateway = await startGateway({ brokerPort: mosquitto.port });
+  [blocker, buffering, browser] = await Promise.all([
+    startWebSocketBlocker(gateway.port),
+    startBufferingProxy(gateway.port),
+    chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] }),
+  ]);
+});
+
+after(async () => {
+  for (const fn of cleanups.reverse()) await fn().catch(() => {});
+  await browser?.close().catch(() => {});
+  await buffering?.stop().catch(() => {});
+  await blocker?.stop().catch(() => {});
+  await gateway?.stop().catch(() => {});
+  await mosquitto?.stop().catch(() => {});
+});
+
+async function session(base, options) {
+  const s = await openSession(base, options);
+  cleanups.push(() => s.close());
+  return s;
+}
+
+/** Messages both ways: mosquitto_pub → client, client → mosquitto_sub. */
+async function roundTrip(s) {
+  const c = await listeningClient(s);
+  const topic = unique("fallback");
+  await c.subscribe(`${topic}/#`, { qos: 1 });
+  await mosquittoPub(mosquitto.port, `${topic}/in`, ["-q", "1", "-m", "down"]);
+  const m = await waitFor(() => c.received[0], { what: "the message from mosquitto_pub" });
+  assert.equal(m.payloadString, "down");
+  const seen = await publishUntilSeen(c, mosquitto.port, `${topic}/out`, "up");
+  assert.equal(seen.toString(), "up");
+}
+
+test("WebSocket refused by a proxy: Node.js ends up on HTTP streaming", async () => {
+  const s = await session(blocker.base);
+  assert.equal(s.transport, "streaming");
+  await roundTrip(s);
+});
+
+test("WebSocket refused by a proxy: a page in Chromium ends up on HTTP streaming", async () => {
+  const page = await browser.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e));
+  await page.goto(`http://127.0.0.1:${blocker.port}/`);
+  const topic = unique("browser-fallback");
+  const opened = await page.evaluate(async (topic) => {
+    const { openSession } = await import("/mqtt/client.js");
+    const s = await openSession("/mqtt");
+    const c = s.createClient("main");
+    window.got = [];
+    c.onMessageArrived = (m) => window.got.push(m.payloadString);
+    await c.connect();
+    await c.subscribe(`${topic}/#`, { qos: 1 });
+    window.mqtt = { s, c };
+    return { transport: s.transport, remembered: localStorage.getItem(`mqttgw.transport:${location.origin}/mqtt`) };
+  }, topic);
+  assert.equal(opened.transport, "streaming");
+  assert.equal(JSON.parse(opened.remembered).name, "streaming", "remembered for the next page");
+
+  await mosquittoPub(mosquitto.port, `${topic}/in`, ["-q", "1", "-m", "to the page"]);
+  await page.waitForFunction(() => window.got.length > 0, null, { timeout: 5000 });
+  assert.deepEqual(await page.evaluate(() => window.got), ["to the page"]);
+
+  // mosquitto_sub cannot say when it has subscribed: the page publishes until it has one.
+  const sub = start(findProgram("mosquitto_sub"), ["-h", "127.0.0.1", "-p", String(mosquitto.port), "-t", `${topic}/out`, "-C", "1"]);
+  cleanups.push(async () => sub.kill());
+  await page.evaluate((topic) => {
+    window.pub = setInterval(() => window.mqtt.c.publish(`${topic}/out`, "from the page", 1), 100);
+  }, topic);
+  const r = await Promise.race([sub.done, new Promise((_, reject) => setTimeout(() => reject(new Error("mosquitto_sub got nothing")), 10000))]);
+  assert.equal(r.stdout.toString().trim(), "from the page");
+  await page.evaluate(async () => {
+    clearInterval(window.pub);
+    await window.mqtt.s.close();
+  });
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test("a proxy that holds responses until they end: long polling, remembered for the next session", async () => {
+  const t0 = Date.now();
+  const s = await session(buffering.base);
+  assert.equal(s.transport, "polling");
+  assert.ok(Date.now() - t0 >= 3000, "after the stream's first-byte deadline");
+  await roundTrip(s);
+  // The abandoned stream is not left hanging in the proxy: only the current poll is.
+  await waitFor(() => buffering.held === 1, { what: "one request held by the proxy" });
+
+  const t1 = Date.now();
+  const again = await session(buffering.base);
+  assert.equal(again.transport, "polling");
+  assert.ok(Date.now() - t1 < 2000, "starts with what worked");
+});

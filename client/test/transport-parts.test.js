@@ -1,0 +1,119 @@
+// The pieces of the transport layer that need no network: frame reassembly, the
+// transport memory, the order of attempts, sleep-tolerant deadlines, HTTP error bodies.
+
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+
+import { FrameType as F, decodeUnit, encodeFrame, encodeUnit } from "../src/codec.js";
+import { FrameReader } from "../src/frame-reader.js";
+import { deadline } from "../src/timers.js";
+import { closeFromErrorAnswer, credentialsMode, endpoint } from "../src/transport-http.js";
+import { forgetTransport, recallTransport, rememberTransport } from "../src/transport-memory.js";
+import { AUTO_ORDER, resolveTransports, startingAt } from "../src/transports.js";
+
+const msg = (n, size) =>
+  encodeFrame({ type: F.MESSAGE, stream: 1, qos: 0, packetId: 0, topic: `t/${n}`, props: {}, payload: new Uint8Array(size).fill(n) });
+
+describe("FrameReader", () => {
+  // Frames of 1 byte to 300 KB, so that length prefixes take 1 to 3 bytes.
+  const frames = [msg(1, 0), msg(2, 100), msg(3, 200), msg(4, 20000), msg(5, 300000), encodeFrame({ type: F.PING })];
+  const stream = encodeUnit(frames);
+  const topics = (units) => units.flatMap((u) => [...decodeUnit(u)]).map((f) => f.topic ?? "ping");
+  const want = ["t/1", "t/2", "t/3", "t/4", "t/5", "ping"];
+
+  test("reassembles frames split at every possible place, including inside length prefixes", () => {
+    for (const size of [1, 2, 3, 7, 64, 1000, 16384, stream.length]) {
+      const r = new FrameReader();
+      const units = [];
+      for (let at = 0; at < stream.length; at += size) {
+        const u = r.push(stream.slice(at, at + size));
+        if (u) units.push(u.slice());
+      }
+      assert.deepEqual(topics(units), want, `chunks of ${size}`);
+      assert.equal(r.pending, 0);
+    }
+  });
+
+  test("emits only whole frames and keeps the rest", () => {
+    const r = new FrameReader();
+    const first = encodeUnit([frames[0]]);
+    const u = r.push(stream.subarray(0, first.length + 2));
+    assert.deepEqual(u, first);
+    assert.equal(r.pending, 2);
+    assert.equal(r.push(new Uint8Array(0)), null);
+  });
+
+  test("a malformed length prefix is code 4000", () => {
+    const r = new FrameReader();
+    assert.throws(() => r.push(new Uint8Array(9).fill(0xff)), (e) => e.errorCode === 4000);
+    assert.throws(() => new FrameReader().push(new Uint8Array([0])), (e) => e.errorCode === 4000);
+  });
+});
+
+describe("transport memory and order", () => {
+  test("remembers per base URL, for a day", () => {
+    const base = `http://127.0.0.1:1/memory-${process.pid}`;
+    assert.equal(recallTransport(base), null);
+    rememberTransport(base, "polling", () => 1000);
+    assert.equal(recallTransport(base, () => 2000), "polling");
+    assert.equal(recallTransport(`${base}/other`, () => 2000), null);
+    assert.equal(recallTransport(base, () => 1000 + 25 * 3600 * 1000), null, "expired");
+    forgetTransport(base);
+    assert.equal(recallTransport(base), null);
+  });
+
+  test("auto is WebSocket, then streaming, then long polling; attempts start at what worked", () => {
+    assert.deepEqual(AUTO_ORDER, ["websocket", "streaming", "polling"]);
+    assert.deepEqual(resolveTransports(undefined).map(([n]) => n), AUTO_ORDER);
+    assert.deepEqual(resolveTransports("auto").map(([n]) => n), AUTO_ORDER);
+    assert.deepEqual(resolveTransports("polling").map(([n]) => n), ["polling"]);
+    assert.throws(() => resolveTransports("carrier-pigeon"), TypeError);
+    const list = resolveTransports(undefined);
+    assert.deepEqual(startingAt(list, "streaming").map(([n]) => n), ["streaming", "polling", "websocket"]);
+    assert.deepEqual(startingAt(list, null).map(([n]) => n), AUTO_ORDER);
+    assert.deepEqual(startingAt(list, "gone").map(([n]) => n), AUTO_ORDER);
+  });
+});
+
+describe("deadline", () => {
+  test("fires after its time, unless cancelled", async () => {
+    let fired = 0;
+    deadline(20, () => fired++);
+    const cancel = deadline(20, () => fired++);
+    cancel();
+    await new Promise((r) => setTimeout(r, 60));
+    assert.equal(fired, 1);
+  });
+
+  test("a timer that fires late (the page slept) grants the full time once more", async () => {
+    let now = 0;
+    let fired = 0;
+    deadline(30, () => fired++, () => now);
+    now = 60_000; // the clock jumped while the timer waited: asleep
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(fired, 0, "not at wake-up");
+    now = 120_000; // and again: a hidden tab, throttled for good
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(fired, 1, "only one extension");
+  });
+});
+
+describe("HTTP helpers", () => {
+  test("endpoints under the base URL", () => {
+    assert.equal(endpoint("http://h:1/mqtt", "stream"), "http://h:1/mqtt/stream");
+    assert.equal(endpoint("https://h/mqtt/", "send"), "https://h/mqtt/send");
+    assert.equal(endpoint("wss://h/mqtt", "poll"), "https://h/mqtt/poll");
+    assert.throws(() => endpoint("ftp://h/mqtt", "poll"), TypeError);
+    assert.equal(credentialsMode("http://h/mqtt/send"), "same-origin", "Node.js: no page origin");
+  });
+
+  test("an HTTP error answer's CLOSE frame is the server's CLOSE; a proxy's page is not", async () => {
+    const body = encodeUnit([encodeFrame({ type: F.SERVER_CLOSE, code: 4011, message: "wrong secret" })]);
+    const close = await closeFromErrorAnswer(new Response(body, { status: 403, headers: { "Content-Type": "application/octet-stream" } }));
+    assert.equal(close.code, 4011);
+    assert.equal(close.message, "wrong secret");
+    assert.deepEqual(close.unit, body);
+    assert.equal(await closeFromErrorAnswer(new Response("<html>denied</html>", { status: 403, headers: { "Content-Type": "text/html" } })), null);
+    assert.equal(await closeFromErrorAnswer(new Response(new Uint8Array([5, 1, 2]), { status: 502, headers: { "Content-Type": "application/octet-stream" } })), null);
+  });
+});
