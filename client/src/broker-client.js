@@ -54,6 +54,14 @@ export class BrokerClient {
     this.onReconnectionStart = null;
     /** @type {((info: {messagesMayHaveBeenLost: boolean}) => void) | null} */
     this.onReconnectionComplete = null;
+    /**
+     * The gateway lost its shared connection to this client's broker; the client
+     * stays connected and its subscriptions come back with the broker.
+     * @type {((error: {errorCode: number, errorMessage: string}) => void) | null}
+     */
+    this.onBrokerUnavailable = null;
+    /** The broker is back and the subscriptions are restored. @type {(() => void) | null} */
+    this.onBrokerAvailable = null;
   }
 
   /** The broker name given to createClient. */
@@ -146,6 +154,35 @@ export class BrokerClient {
     const entry = { qos, maxFrequency, grantedQos: null, ops: [op] };
     this._subs.set(filter, entry);
     this._sendSubscribe(filter, entry, false);
+    return op.promise;
+  }
+
+  /**
+   * Changes a subscription's maximum frequency (messages per second per topic, 0 for
+   * unlimited) without resubscribing. The gateway conflates QoS 0 values in between:
+   * the latest value of every topic always arrives.
+   * @param {string} filter
+   * @param {number} maxFrequency
+   * @param {object} [o] `onSuccess`, `onFailure`
+   * @returns {Promise<void>}
+   */
+  setMaxFrequency(filter, maxFrequency, o = {}) {
+    const mf = Number(maxFrequency);
+    if (!(mf >= 0) || !Number.isFinite(mf)) throw new TypeError("maxFrequency must be a non-negative number (messages per second)");
+    const op = operation(o);
+    const entry = this._subs.get(filter);
+    if (!this._live() || !entry) {
+      op.fail(new MqttGatewayError(ErrorCode.bad_request, entry ? "client not connected" : `not subscribed to ${filter}`));
+      return op.promise;
+    }
+    // Kept in the entry, so a resubscription after a fresh session asks for it.
+    entry.maxFrequency = mf === 0 ? 0 : Math.max(1, Math.round(mf * 1000));
+    this._session._request(
+      this,
+      (req, handle) => ({ type: FrameType.FREQUENCY, req, handle, filter, maxFrequency: entry.maxFrequency }),
+      (code, message, _value, quiet) => (code === 0 ? op.ok(undefined) : op.fail(new MqttGatewayError(code, message), quiet)),
+      () => op.ok(undefined), // the fresh session resubscribes with it
+    );
     return op.promise;
   }
 

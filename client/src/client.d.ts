@@ -154,6 +154,12 @@ export declare class BrokerClient {
   /** Unsubscribes; messages for the filter stop being delivered at once. */
   unsubscribe(filter: string, options?: CallbackOptions): Promise<void>;
   /**
+   * Changes a subscription's maximum frequency (messages per second per topic, 0 for
+   * unlimited) without resubscribing; QoS 0 values in between are conflated and the
+   * latest value of every topic always arrives.
+   */
+  setMaxFrequency(filter: string, maxFrequency: number, options?: CallbackOptions): Promise<void>;
+  /**
    * Publishes; resolves with the message when the gateway reports the broker flow
    * complete (PUBACK / PUBCOMP / written for QoS 0), after onMessageDelivered.
    * A message not yet confirmed when a fresh session replaces a lost one is published
@@ -183,6 +189,10 @@ export declare class BrokerClient {
   onReconnectionStart: (() => void) | null;
   /** The session works again, and so does this client. */
   onReconnectionComplete: ((info: ReconnectionInfo) => void) | null;
+  /** The gateway lost its shared connection to this client's broker (4041); subscriptions come back with it. */
+  onBrokerUnavailable: ((error: ErrorInfo) => void) | null;
+  /** The broker is back and this client's subscriptions are restored. */
+  onBrokerAvailable: (() => void) | null;
 }
 
 /** The transports built in, in the order "auto" tries them. */
@@ -258,8 +268,15 @@ export interface SessionOptions {
   onClose?: (info: ErrorInfo) => void;
   /** A NOTICE from the gateway (e.g. 4050 overflow, with a count in value). */
   onNotice?: (info: ErrorInfo & { value: number }) => void;
+  /** The gateway dropped messages this session could not take in time (4050). */
+  onOverflow?: (info: OverflowInfo) => void;
   /** The session moved to another transport (after a reconnection). */
   onTransportChange?: (info: TransportChange) => void;
+}
+
+export interface OverflowInfo extends ErrorInfo {
+  /** Messages dropped since the previous overflow notice. */
+  dropped: number;
 }
 
 export interface TransportChange {
@@ -294,6 +311,13 @@ export declare class Session {
   createClient(brokerName: string, clientId?: string): BrokerClient;
   /** Ends the session (the gateway frees it at once). */
   close(): Promise<void>;
+  /**
+   * Caps the bytes per second the gateway sends this session (0: no cap of its own;
+   * the gateway's configuration may cap it further). Waiting QoS 0 values are
+   * conflated per topic to respect it. Resolves with the cap in force.
+   */
+  setMaxBandwidth(bytesPerSecond: number): Promise<number>;
+  onOverflow: ((info: OverflowInfo) => void) | null;
 
   onReconnectionStart: (() => void) | null;
   onReconnectionComplete: ((info: ReconnectionInfo) => void) | null;

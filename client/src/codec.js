@@ -25,6 +25,8 @@ export const FrameType = Object.freeze({
   ACK: 0x08,
   PING: 0x09,
   CLOSE: 0x0a,
+  FREQUENCY: 0x0b,
+  BANDWIDTH: 0x0c,
   OPENED: 0x81,
   BOUND: 0x82,
   RESULT: 0x83,
@@ -346,6 +348,16 @@ export function encodeFrame(f) {
       w.uvarint(f.handle);
       w.string(f.filter);
       break;
+    case FrameType.FREQUENCY:
+      w.uvarint(f.req);
+      w.uvarint(f.handle);
+      w.string(f.filter);
+      w.uvarint(f.maxFrequency ?? 0);
+      break;
+    case FrameType.BANDWIDTH:
+      w.uvarint(f.req);
+      w.uvarint(f.value ?? 0);
+      break;
     case FrameType.PUBLISH:
       w.uvarint(f.req);
       w.uvarint(f.handle);
@@ -462,6 +474,12 @@ export function decodeFrame(bytes, start = 0, end = bytes.length) {
       break;
     case FrameType.UNSUBSCRIBE:
       f = { type, req: r.uvarint(), handle: r.uvarint(), filter: r.string() };
+      break;
+    case FrameType.FREQUENCY:
+      f = { type, req: r.uvarint(), handle: r.uvarint(), filter: r.string(), maxFrequency: r.uvarint() };
+      break;
+    case FrameType.BANDWIDTH:
+      f = { type, req: r.uvarint(), value: r.uvarint() };
       break;
     case FrameType.PUBLISH: {
       f = { type, req: r.uvarint(), handle: r.uvarint(), topic: r.string() };

@@ -71,6 +71,8 @@ export class Session {
       if (!Number.isFinite(bw) || bw < 0) throw new TypeError("maxBandwidth must be a non-negative number (bytes/s)");
       this._openOptions.push(["max_bandwidth", String(Math.floor(bw))]);
     }
+    /** Called with {dropped} when the gateway dropped messages this session could not take in time (code 4050). */
+    this.onOverflow = options.onOverflow ?? null;
     this._transports = resolveTransports(options.transport);
     this._connectTimeout = options.connectTimeout ?? 10000;
     this._probeTimeout = options.probeTimeout ?? DEFAULT_PROBE_TIMEOUT;
@@ -409,8 +411,53 @@ export class Session {
       case FrameType.LOST:
         return this._handles.get(f.handle)?._onLost(f.code, f.message);
       case FrameType.NOTICE:
-        return safeCall(this.onNotice, this, { errorCode: f.code, errorMessage: f.message, value: f.value });
+        return this._onNotice(f);
     }
+  }
+
+  /**
+   * NOTICE: overflow (4050) goes to onOverflow; a shared broker connection going
+   * (4041) or coming back (0) goes to the clients on that stream; everything also
+   * goes to onNotice.
+   */
+  _onNotice(f) {
+    const notice = { errorCode: f.code, errorMessage: f.message, value: f.value };
+    if (f.code === ErrorCode.overflow) {
+      this._mayHaveLost = true; // reported by the next onReconnectionComplete, if one is under way
+      safeCall(this.onOverflow, this, { dropped: f.value, errorCode: f.code, errorMessage: f.message });
+    } else if (f.code === ErrorCode.broker_unavailable || f.code === 0) {
+      for (const client of this._handles.values()) {
+        if (client._stream !== f.value) continue;
+        if (f.code === 0) safeCall(client.onBrokerAvailable, client);
+        else safeCall(client.onBrokerUnavailable, client, { errorCode: f.code, errorMessage: f.message });
+      }
+    }
+    safeCall(this.onNotice, this, notice);
+  }
+
+  /**
+   * Caps the bandwidth the gateway uses for this session, in bytes per second (0: no
+   * cap of the session's own; the gateway's configuration may still cap it). Waiting
+   * QoS 0 values are conflated per topic to respect it. Resolves with the cap in
+   * force.
+   * @param {number} bytesPerSecond
+   * @returns {Promise<number>}
+   */
+  setMaxBandwidth(bytesPerSecond) {
+    const bw = Number(bytesPerSecond);
+    if (!Number.isFinite(bw) || bw < 0) throw new TypeError("bytesPerSecond must be a non-negative number");
+    const value = Math.floor(bw);
+    // A fresh session after a loss opens with the new value.
+    this._openOptions = this._openOptions.filter(([k]) => k !== "max_bandwidth");
+    if (value > 0) this._openOptions.push(["max_bandwidth", String(value)]);
+    return new Promise((resolve, reject) => {
+      this._request(
+        { _handle: 0 },
+        (req) => ({ type: FrameType.BANDWIDTH, req, value }),
+        (code, message, inForce) => (code === 0 ? resolve(inForce) : reject(new MqttGatewayError(code, message))),
+        () => resolve(value), // a fresh session opened with it
+      );
+    });
   }
 
   _onOpened(f) {

@@ -6,7 +6,6 @@
 
 import { HttpTransport, endpoint, isProtocolResponse } from "./transport-http.js";
 
-
 class PollingTransport extends HttpTransport {
   constructor(base, options) {
     super("polling", base, options);
