@@ -199,6 +199,8 @@ describe("frames", () => {
     },
     { type: FrameType.SUBSCRIBE, req: 3, handle: 2, filter: "sensors/+/temp", qos: 1, maxFrequency: 2500 },
     { type: FrameType.UNSUBSCRIBE, req: 4, handle: 2, filter: "a/#" },
+    { type: FrameType.FREQUENCY, req: 9, handle: 2, filter: "a/+", maxFrequency: 2500 },
+    { type: FrameType.BANDWIDTH, req: 10, value: 65536 },
     {
       type: FrameType.PUBLISH,
       req: 5,
