@@ -42,7 +42,7 @@ type outboxLimits struct {
 }
 
 func newOutbox(l outboxLimits) *outbox {
-	return &outbox{ring: make([]Event, 16), base: 1, next: 1, limits: l}
+	return &outbox{ring: make([]Event, 4), base: 1, next: 1, limits: l} // grows on demand; idle sessions stay small
 }
 
 // pending is the number of frames queued and not yet written.
@@ -121,10 +121,13 @@ func (o *outbox) grow() {
 // before a frame (a bandwidth budget).
 func (o *outbox) take(dst []Event, max int, allow func(*Event) bool) []Event {
 	for o.sent+1 < o.next && max > 0 {
-		e := o.ring[(o.head+int(o.sent+1-o.base))%len(o.ring)]
-		if allow != nil && !allow(&e) {
+		// allow gets a pointer into the ring, not to a local copy, which
+		// would escape to the heap: one allocation per frame.
+		slot := &o.ring[(o.head+int(o.sent+1-o.base))%len(o.ring)]
+		if allow != nil && !allow(slot) {
 			break
 		}
+		e := *slot
 		dst = append(dst, e)
 		o.sent++
 		if o.latest != nil && e.Kind == EventMessage && e.Msg.QoS == 0 {

@@ -51,7 +51,7 @@ func (s *Server) maxFrame() int {
 func (s *Server) init() {
 	s.once.Do(func() {
 		s.upgrader = websocket.Upgrader{
-			ReadBufferSize:  1024,
+			ReadBufferSize:  512, // clients send little; idle sessions hold this
 			WriteBufferSize: 4096,
 			WriteBufferPool: &sync.Pool{},
 			Subprotocols:    []string{Subprotocol},
