@@ -267,14 +267,7 @@ func TestWebSocketResumeReplaysMissedMessages(t *testing.T) {
 	mq := startMosquitto(t)
 	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
 	c := dial(t, url)
-	ctx := ctx10(t)
-	h, _, err := c.Connect(ctx, session.ConnectParams{Broker: "main"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Subscribe(ctx, h, "resume/#", 0); err != nil {
-		t.Fatal(err)
-	}
+	connectSubscribe(t, c, "resume/#", 0)
 	mosquittoPub(t, mq.port, "-t", "resume/a", "-m", "before")
 	nextMessage(t, c)
 	id, secret := c.Opened.Session, c.Opened.Secret

@@ -33,6 +33,21 @@ func ctx10(t testing.TB) context.Context {
 	return ctx
 }
 
+// connectSubscribe attaches a client to broker "main" and subscribes it,
+// failing the test on any error; it returns the client's handle.
+func connectSubscribe(t testing.TB, c *gwclient.Client, filter string, qos byte) uint64 {
+	t.Helper()
+	ctx := ctx10(t)
+	h, _, err := c.Connect(ctx, session.ConnectParams{Broker: "main"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Subscribe(ctx, h, filter, qos); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
 func nextMessage(t testing.TB, c *gwclient.Client) transport.Frame {
 	t.Helper()
 	select {
@@ -221,14 +236,7 @@ func TestMalformedFrameEndsOnlyThatSession(t *testing.T) {
 	mq := startMosquitto(t)
 	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
 	bad, good := dial(t, url), dial(t, url)
-	ctx := ctx10(t)
-	h, _, err := good.Connect(ctx, session.ConnectParams{Broker: "main"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := good.Subscribe(ctx, h, "t", 0); err != nil {
-		t.Fatal(err)
-	}
+	connectSubscribe(t, good, "t", 0)
 	bad.WriteRaw([]byte{5, transport.TypeSubscribe, 0xFF, 0xFF, 0xFF, 0xFF}) // truncated uvarint
 	select {
 	case f := <-bad.Ended:
@@ -276,23 +284,11 @@ func TestRetainedForLateSubscribers(t *testing.T) {
 	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
 	ctx := ctx10(t)
 	first, second := dial(t, url), dial(t, url)
-	h1, _, err := first.Connect(ctx, session.ConnectParams{Broker: "main"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := first.Subscribe(ctx, h1, "ret/#", 1); err != nil {
-		t.Fatal(err)
-	}
+	connectSubscribe(t, first, "ret/#", 1)
 	if f := nextMessage(t, first); string(f.Publish.Payload) != "kept" || !f.Publish.Retain {
 		t.Fatalf("first subscriber: %+v", f)
 	}
-	h2, _, err := second.Connect(ctx, session.ConnectParams{Broker: "main"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := second.Subscribe(ctx, h2, "ret/#", 1); err != nil {
-		t.Fatal(err)
-	}
+	connectSubscribe(t, second, "ret/#", 1)
 	if f := nextMessage(t, second); string(f.Publish.Payload) != "kept" || !f.Publish.Retain {
 		t.Fatalf("late subscriber: %+v", f)
 	}

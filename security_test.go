@@ -138,13 +138,7 @@ func TestHooksFailClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	h, _, err := c.Connect(ctx, session.ConnectParams{Broker: "main"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Subscribe(ctx, h, "users/alice/#", 0); err != nil {
-		t.Fatal(err)
-	}
+	h := connectSubscribe(t, c, "users/alice/#", 0)
 
 	slow.Store(true)
 	if _, err := c.Subscribe(ctx, h, "users/alice/more", 0); errCode(err) != session.CodeHookUnavailable {

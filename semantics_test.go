@@ -145,13 +145,7 @@ func TestInteropPayloadsAndProperties(t *testing.T) {
 	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "max_message_size 2MiB")
 	c := dial(t, url)
 	ctx := ctx10(t)
-	h, _, err := c.Connect(ctx, session.ConnectParams{Broker: "main"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Subscribe(ctx, h, "interop/in/#", 1); err != nil {
-		t.Fatal(err)
-	}
+	h := connectSubscribe(t, c, "interop/in/#", 1)
 	big := bytes.Repeat([]byte{0xde, 0xad, 0xbe, 0xef}, 1<<18) // 1 MiB
 	cases := map[string][]byte{"empty": {}, "big": big, "invalid-utf8": {0xff, 0xfe, 0xc3, 0x28, 0}}
 	dir := t.TempDir()

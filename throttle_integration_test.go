@@ -157,13 +157,7 @@ func TestMaxBandwidthCap(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	h, _, err := c.Connect(ctx, session.ConnectParams{Broker: "main"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Subscribe(ctx, h, "bw/+", 0); err != nil {
-		t.Fatal(err)
-	}
+	connectSubscribe(t, c, "bw/+", 0)
 	topics := []string{"bw/0", "bw/1", "bw/2", "bw/3", "bw/4"}
 	pub := mqttPublisher(t, mq.port)
 	start := c.BytesIn.Load()
