@@ -213,3 +213,42 @@ func TestSeveralBrokersOneSession(t *testing.T) {
 		t.Fatalf("streams %d/%d got %v", sa, sb, got)
 	}
 }
+
+// A dedicated client subscribes at QoS 1 with a persistent session, goes
+// away, 50 messages are published, and when it comes back with the same
+// client ID it receives all 50: the broker kept them, and the gateway
+// acknowledged none that the web client had not.
+func TestPersistentDedicatedSessionGetsWhatWasQueued(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	ctx := ctx10(t)
+	params := session.ConnectParams{Broker: "main", ClientID: "persistent-web-client", CleanStart: true, SessionExpiry: 300}
+	first := dial(t, url)
+	h, _, err := first.Connect(ctx, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.Subscribe(ctx, h, "kept/#", 1); err != nil {
+		t.Fatal(err)
+	}
+	first.Close() // the web client goes away; the broker session stays
+
+	time.Sleep(200 * time.Millisecond)
+	for i := 0; i < 50; i++ {
+		mosquittoPub(t, mq.port, "-q", "1", "-t", "kept/x", "-m", fmt.Sprint(i))
+	}
+
+	second := dial(t, url)
+	params.CleanStart = false
+	_, stream, err := second.Connect(ctx, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 50; i++ {
+		f := nextMessage(t, second)
+		if f.Stream != stream || f.Publish.QoS != 1 || string(f.Publish.Payload) != fmt.Sprint(i) {
+			t.Fatalf("message %d: %+v", i, f)
+		}
+		second.Ack(f.Stream, f.PacketID)
+	}
+}
