@@ -129,3 +129,107 @@ for (const transport of ["streaming", "polling"]) {
     await page.close();
   });
 }
+
+// The same page of another origin against a gateway that does not list it: no
+// transport gets through (the WebSocket upgrade and the HTTP requests are refused).
+test("a page of another origin not allowed by the gateway can neither open a WebSocket nor drive the HTTP transports", async () => {
+  const page = await browser.newPage();
+  await page.goto(`${site.origin}/`);
+  const results = await page.evaluate(async (base) => {
+    const { openSession } = await import("/client/client.js");
+    const out = {};
+    for (const transport of ["websocket", "streaming", "polling"]) {
+      try {
+        const s = await openSession(base, { transport, connectTimeout: 3000 });
+        out[transport] = `opened ${s.id}`;
+        await s.close();
+      } catch (err) {
+        out[transport] = `refused ${err.errorCode ?? err.message}`;
+      }
+    }
+    // And the raw endpoints, as a hostile page would call them.
+    const ws = await new Promise((resolve) => {
+      const w = new WebSocket(`${base.replace("http", "ws")}/ws`, "mqttgw.v1");
+      w.onopen = () => resolve("open");
+      w.onerror = () => resolve("error");
+    });
+    const post = await fetch(`${base}/poll`, { method: "POST", body: new Uint8Array([2, 1, 1]) }).then(
+      (r) => `status ${r.status}`,
+      () => "blocked",
+    );
+    return { ...out, ws, post };
+  }, gateway.base);
+  for (const transport of ["websocket", "streaming", "polling"]) {
+    assert.match(results[transport], /^refused/, `${transport}: ${results[transport]}`);
+  }
+  assert.equal(results.ws, "error");
+  assert.equal(results.post, "blocked"); // 403 without CORS headers: the page cannot read it
+  await page.close();
+});
+
+// Authorization decided by an external hook service (a real HTTP server behind
+// reverse_proxy): its code and message reach the page's callbacks.
+test("a hook service's denial reaches the page's onFailure with its code and message", async () => {
+  const hookPort = await freePort();
+  const hooks = http.createServer(async (req, res) => {
+    const chunks = [];
+    for await (const c of req) chunks.push(c);
+    const facts = JSON.parse(Buffer.concat(chunks).toString() || "{}");
+    const action = req.url.slice(1);
+    if (action === "open") {
+      if (facts.username === "alice" && facts.password === "alice-pw") {
+        res.writeHead(204, { "X-Mqtt-User": "alice" }).end();
+      } else {
+        res.writeHead(403, { "X-Mqtt-Error-Message": "who are you?" }).end();
+      }
+      return;
+    }
+    if ((action === "subscribe" || action === "publish") && !facts.topic.startsWith(`users/${facts.user}/`)) {
+      res.writeHead(403, { "X-Mqtt-Error-Code": "4021", "X-Mqtt-Error-Message": `not your topic: ${facts.topic}` }).end();
+      return;
+    }
+    res.writeHead(204).end();
+  });
+  await new Promise((resolve) => hooks.listen(hookPort, "127.0.0.1", resolve));
+  const guarded = await startGateway({
+    brokerPort: mosquitto.port,
+    extra: `authenticate {\n reverse_proxy 127.0.0.1:${hookPort}\n}\nauthorize {\n reverse_proxy 127.0.0.1:${hookPort}\n}`,
+  });
+  try {
+    const page = await browser.newPage();
+    await page.goto(`http://127.0.0.1:${guarded.port}/`);
+    const r = await page.evaluate(async () => {
+      const { openSession } = await import("/mqtt/client.js");
+      const out = {};
+      try {
+        await openSession("/mqtt", { user: "mallory", password: "x" });
+        out.open = "opened";
+      } catch (err) {
+        out.open = { errorCode: err.errorCode, errorMessage: err.errorMessage };
+      }
+      const s = await openSession("/mqtt", { user: "alice", password: "alice-pw" });
+      const c = s.createClient("main");
+      await c.connect();
+      out.own = await c.subscribe("users/alice/#", { qos: 1 }).then(() => "granted", (e) => e.errorCode);
+      out.other = await new Promise((resolve) =>
+        c.subscribe("users/bob/#", { onSuccess: () => resolve("granted"), onFailure: (e) => resolve({ errorCode: e.errorCode, errorMessage: e.errorMessage }) }),
+      );
+      out.all = await c.subscribe("#").then(() => "granted", (e) => ({ errorCode: e.errorCode, errorMessage: e.errorMessage }));
+      out.notAuthorized = await new Promise((resolve) => {
+        c.onMessageNotAuthorized = (m, e) => resolve({ topic: m.destinationName, errorCode: e.errorCode });
+        c.publish("users/bob/inbox", "hi", 1).catch(() => {});
+      });
+      await s.close();
+      return out;
+    });
+    assert.deepEqual(r.open, { errorCode: 4020, errorMessage: "who are you?" });
+    assert.equal(r.own, "granted");
+    assert.deepEqual(r.other, { errorCode: 4021, errorMessage: "not your topic: users/bob/#" });
+    assert.deepEqual(r.all, { errorCode: 4021, errorMessage: "not your topic: #" });
+    assert.deepEqual(r.notAuthorized, { topic: "users/bob/inbox", errorCode: 4021 });
+    await page.close();
+  } finally {
+    await guarded.stop().catch(() => {});
+    await new Promise((resolve) => hooks.close(resolve));
+  }
+});
