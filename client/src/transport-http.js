@@ -5,6 +5,7 @@
 
 import { decodeUnit, FrameType } from "./codec.js";
 import { deadline } from "./timers.js";
+import { cookieHeader, storeCookies } from "./cookie-jar.js";
 
 /** Most bytes of a /send body sent with `keepalive` (browsers cap those at 64 KiB). */
 const KEEPALIVE_MAX = 60 * 1024;
@@ -201,16 +202,18 @@ export class HttpTransport {
    * @param {Record<string, string>} [headers]
    * @param {boolean} [keepalive]
    */
-  _post(url, body, signal, headers = {}, keepalive = false) {
-    return fetch(url, {
+  async _post(url, body, signal, headers = {}, keepalive = false) {
+    const res = await fetch(url, {
       method: "POST",
       body,
-      headers: { "Content-Type": "application/octet-stream", ...headers },
+      headers: { "Content-Type": "application/octet-stream", ...cookieHeader(url), ...headers },
       credentials: this._credentials,
       cache: "no-store",
       keepalive,
       signal,
     });
+    storeCookies(url, res); // load balancer affinity outside browsers
+    return res;
   }
 
   /** The next /send body: queued units, joined while they fit in max_frame. */
