@@ -40,6 +40,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			<handler directives, as in a route block>
 //		}
 //		hook_timeout <duration>
+//		wills_on_shutdown
 //		max_sessions <n>
 //		max_sessions_per_ip <n>
 //		max_publish_rate <publishes per second>
@@ -118,6 +119,11 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper
 				return err
 			}
 			*dst = c
+		case "wills_on_shutdown":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.WillsOnShutdown = true
 		case "hook_timeout":
 			if err := parseDuration(d, &h.HookTimeout); err != nil {
 				return err

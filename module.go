@@ -63,6 +63,11 @@ type Handler struct {
 	MaxSessions      int `json:"max_sessions,omitempty"`
 	MaxSessionsPerIP int `json:"max_sessions_per_ip,omitempty"`
 
+	// Fire dedicated clients' will messages when the gateway shuts down
+	// (or is removed from the config). By default a shutdown disconnects
+	// cleanly and wills do not fire, since the clients did nothing wrong.
+	WillsOnShutdown bool `json:"wills_on_shutdown,omitempty"`
+
 	// Most publishes per second one session may make; more are answered
 	// with code 4051. Default: no limit.
 	MaxPublishRate float64 `json:"max_publish_rate,omitempty"`
@@ -214,6 +219,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		MaxPublishRate:            h.MaxPublishRate,
 		MaxSessions:               h.MaxSessions,
 		MaxSessionsPerIP:          h.MaxSessionsPerIP,
+		WillsOnShutdown:           h.WillsOnShutdown,
 		Logger:                    h.logger,
 	}
 	eventsApp, err := ctx.App("events")

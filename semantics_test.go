@@ -8,9 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/caddy-mqtt/mqttgateway/session"
 	"github.com/caddy-mqtt/mqttgateway/transport"
@@ -252,3 +256,39 @@ func TestPersistentDedicatedSessionGetsWhatWasQueued(t *testing.T) {
 		second.Ack(f.Stream, f.PacketID)
 	}
 }
+
+// A clean shutdown does not fire a dedicated client's will; with
+// wills_on_shutdown it does.
+func TestWillsOnShutdown(t *testing.T) {
+	for _, fire := range []bool{false, true} {
+		t.Run(fmt.Sprint("wills_on_shutdown=", fire), func(t *testing.T) {
+			mq := startMosquitto(t)
+			extra := ""
+			if fire {
+				extra = "wills_on_shutdown"
+			}
+			httpPort := freePort(t)
+			startCaddyRaw(t, string(caddyfileFormat(fmt.Sprintf("{\n\tadmin off\n\tpersist_config off\n}\nhttp://127.0.0.1:%d {\n\tmqtt_gateway /mqtt/* {\n\t\tbroker main mqtt://127.0.0.1:%d\n\t\t%s\n\t}\n}\n", httpPort, mq.port, extra))))
+			c := dial(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort))
+			_, _, err := c.Connect(ctx10(t), session.ConnectParams{Broker: "main", ClientID: "will-client", CleanStart: true,
+				Will: &session.PublishParams{Topic: "wills/will-client", QoS: 1, Payload: []byte("gone")}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			sub := exec.CommandContext(ctx, "mosquitto_sub", "-h", "127.0.0.1", "-p", fmt.Sprint(mq.port), "-t", "wills/#", "-C", "1", "-W", "2")
+			var out bytes.Buffer
+			sub.Stdout = &out
+			sub.Start()
+			time.Sleep(300 * time.Millisecond)
+			caddy.Stop() // the gateway shuts down
+			sub.Wait()
+			if got := strings.TrimSpace(out.String()) == "gone"; got != fire {
+				t.Fatalf("will delivered: %v, want %v (mosquitto_sub printed %q)", got, fire, out.String())
+			}
+		})
+	}
+}
+
+func caddyfileFormat(s string) []byte { return caddyfile.Format([]byte(s)) }

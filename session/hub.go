@@ -77,6 +77,10 @@ type Hub struct {
 	metrics *Metrics
 	emit    func(string, map[string]any)
 
+	// fireWill makes the closing DISCONNECT ask the broker to publish the
+	// will (reason 0x04), for a shutdown configured to do so.
+	fireWill atomic.Bool
+
 	// pendingAcks holds QoS 1/2 messages of a dedicated hub until the web
 	// client acknowledges them, so the broker redelivers what the client
 	// never saw.
@@ -207,6 +211,12 @@ func (h *Hub) connect() error {
 		OnConnectionUp:                h.onUp,
 		OnConnectionDown:              h.onDown,
 		OnConnectError:                h.onConnectError,
+		DisconnectPacketBuilder: func() *paho.Disconnect {
+			if h.fireWill.Load() {
+				return &paho.Disconnect{ReasonCode: 0x04} // disconnect with will message
+			}
+			return &paho.Disconnect{ReasonCode: 0}
+		},
 		ClientConfig: paho.ClientConfig{
 			ClientID:                   o.clientID,
 			OnPublishReceived:          []func(paho.PublishReceived) (bool, error){h.onPublish},

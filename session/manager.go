@@ -50,6 +50,10 @@ type Config struct {
 	MaxSessionsPerIP int
 	// Policy decides actions (the authorize hook); nil allows everything.
 	Policy Policy
+	// WillsOnShutdown makes a gateway shutdown fire the wills of dedicated
+	// clients, as if their connections had failed; by default a shutdown is
+	// a clean disconnect and wills do not fire.
+	WillsOnShutdown bool
 	// Emit publishes a Caddy event (session_opened, session_closed,
 	// broker_up, broker_down); nil emits nothing. It must not block.
 	Emit   func(event string, data map[string]any)
@@ -303,6 +307,13 @@ func (m *Manager) checkPublish(p *PublishParams) *Error {
 func (m *Manager) Close() {
 	m.mu.Lock()
 	m.closed = true
+	if m.config() != nil && m.config().WillsOnShutdown {
+		for _, h := range m.hubs {
+			if h.dedicated {
+				h.fireWill.Store(true)
+			}
+		}
+	}
 	sessions := make([]*Session, 0, len(m.sessions))
 	for _, s := range m.sessions {
 		sessions = append(sessions, s)
