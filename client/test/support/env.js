@@ -74,7 +74,7 @@ export function findProgram(name, envVar) {
  * Spawns a child whose output is kept (the last 64 KiB) for error messages.
  * @returns {import("node:child_process").ChildProcess & {output: () => string, exited: Promise<number | null>}}
  */
-function spawnChild(cmd, args, options = {}) {
+export function spawnChild(cmd, args, options = {}) {
   const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], ...options });
   let out = "";
   const keep = (chunk) => {
@@ -100,7 +100,7 @@ function spawnChild(cmd, args, options = {}) {
 }
 
 /** Stops a child: SIGTERM (or `signal`), then SIGKILL if it lingers. */
-async function stopChild(child, signal = "SIGTERM", grace = 5000) {
+export async function stopChild(child, signal = "SIGTERM", grace = 5000) {
   if (child.exitCode !== null || child.signalCode !== null) return;
   child.kill(signal);
   const timer = setTimeout(() => child.kill("SIGKILL"), grace);
@@ -109,7 +109,7 @@ async function stopChild(child, signal = "SIGTERM", grace = 5000) {
 }
 
 /** Waits until `port` accepts TCP connections, failing early if the child died. */
-async function waitForListen(port, child, what, timeout = 20000) {
+export async function waitForListen(port, child, what, timeout = 20000) {
   let dead = false;
   child.exited.then(() => (dead = true));
   await waitFor(
@@ -440,9 +440,9 @@ function reset(socket) {
  * @param {string[]} args
  * @param {{timeout?: number}} [o]
  */
-export function run(cmd, args, { timeout = 10000 } = {}) {
+export function run(cmd, args, { timeout = 10000, env } = {}) {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], ...(env ? { env } : {}) });
     children.add(child);
     const out = [];
     let err = "";
