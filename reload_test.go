@@ -160,3 +160,29 @@ func TestReloadChangingOneBroker(t *testing.T) {
 		t.Fatalf("client of a saw %+v first: it should have noticed nothing", f)
 	}
 }
+
+// A reload that removes the gateway ends its sessions with 4090, the code
+// that tells clients to reconnect.
+func TestReloadRemovingTheGateway(t *testing.T) {
+	mq := startMosquitto(t)
+	httpPort := freePort(t)
+	withGateway := true
+	reload := adminCaddy(t, func() string {
+		if !withGateway {
+			return fmt.Sprintf("http://127.0.0.1:%d {\n respond \"gone\"\n}\n", httpPort)
+		}
+		return fmt.Sprintf("http://127.0.0.1:%d {\n mqtt_gateway /mqtt/* {\n broker main mqtt://127.0.0.1:%d\n }\n}\n", httpPort, mq.port)
+	})
+	c := dial(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort))
+	connectSubscribe(t, c, "x", 0)
+	withGateway = false
+	reload()
+	select {
+	case f := <-c.Ended:
+		if f.Code != session.CodeShuttingDown {
+			t.Fatalf("session ended with %d, want %d", f.Code, session.CodeShuttingDown)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the session outlived its gateway")
+	}
+}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
+	pahosession "github.com/eclipse/paho.golang/paho/session"
 	"go.uber.org/zap"
 
 	"github.com/caddy-mqtt/mqttgateway/session/topic"
@@ -259,6 +260,12 @@ func (h *Hub) restart(br *brokerRuntime) error {
 	cancel()
 	oldCancel()
 	return h.connect()
+}
+
+// notSent reports whether a publish failed before paho stored or wrote the
+// message, so sending it again cannot duplicate it.
+func notSent(err error) bool {
+	return errors.Is(err, autopaho.ConnectionDownError) || errors.Is(err, pahosession.ErrNoConnection)
 }
 
 // sharedSessionExpiry is how long the broker keeps a shared connection's
@@ -575,19 +582,25 @@ func (h *Hub) publish(ctx context.Context, p *paho.Publish) *Error {
 		pctx, cancel := context.WithTimeout(ctx, timeout)
 		resp, err := h.conn().Publish(pctx, p)
 		cancel()
-		if err == nil || (resp != nil && resp.ReasonCode >= 0x80) {
-			if resp != nil && resp.ReasonCode >= 0x80 {
-				return Errorf(CodeBrokerRejected, "broker rejected the publish: reason 0x%02x", resp.ReasonCode)
-			}
+		if resp != nil && resp.ReasonCode >= 0x80 {
+			return Errorf(CodeBrokerRejected, "broker rejected the publish: reason 0x%02x", resp.ReasonCode)
+		}
+		if err == nil {
 			return nil
 		}
 		switch {
 		case errors.Is(err, context.DeadlineExceeded):
 			return Errorf(CodeBrokerTimeout, "broker did not acknowledge the publish in time; it may still be delivered")
-		case p.QoS == 0 && attempt == 0:
-			// Lost with the connection before it was written: a QoS 0
-			// message has no session state, so send it again once the
-			// connection is back.
+		case attempt < 10 && (notSent(err) || p.QoS == 0):
+			// The connection went down before the message was stored or
+			// written (a QoS 0 message has no session state either): send it
+			// again once the connection is back. The pause lets the hub see
+			// the connection go down before awaitUp looks.
+			select {
+			case <-ctx.Done():
+				return Errorf(CodeBrokerUnavailable, "publish cancelled")
+			case <-time.After(50 * time.Millisecond):
+			}
 			if e := h.awaitUp(ctx); e != nil {
 				return e
 			}

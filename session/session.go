@@ -280,6 +280,6 @@ func (s *Session) finish() {
 	}
 	s.notify(Action{Kind: "close"})
 	s.log.Info("session closed", zap.String("session", s.IDString()), zap.String("user", s.info.User),
-		zap.String("remote", s.info.RemoteAddr), zap.Uint32("code", uint32(reason.Code)),
+		zap.String("remote", s.info.RemoteAddr), zap.String("transport", s.info.Transport), zap.Uint32("code", uint32(reason.Code)),
 		zap.String("reason", reason.Message), zap.Duration("duration", time.Since(s.created)))
 }
