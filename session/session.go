@@ -50,6 +50,10 @@ type Session struct {
 	expiry  *time.Timer
 
 	requests atomic.Uint64 // client requests received, reported in BOUND
+	// dispatching is held while a connection hands a unit of requests to
+	// the session, and while a rebind reads the count for BOUND: a unit is
+	// counted wholly before or wholly after, never across, BOUND.
+	dispatching sync.Mutex
 
 	// Throttling (throttle.go): per-topic frequency gates of throttled
 	// subscriptions, the bandwidth bucket, and counters.
@@ -73,6 +77,30 @@ type Session struct {
 type Stats struct {
 	Conflated uint64 // QoS 0 values replaced by newer ones before being sent
 	Dropped   uint64 // messages dropped for a full queue (each one notified)
+}
+
+// Dispatch runs fn, which hands one unit of client frames to the session,
+// unless the connection has been replaced (stale reports that): the frames
+// of a connection that lost the session to a newer one are dropped, since
+// the client resends what BOUND did not count.
+func (s *Session) Dispatch(stale func() bool, fn func() error) error {
+	s.dispatching.Lock()
+	defer s.dispatching.Unlock()
+	if stale() {
+		return nil
+	}
+	return fn()
+}
+
+// Rebind attaches a resuming transport and returns the request count for
+// its BOUND, with no unit of requests dispatched in between.
+func (s *Session) Rebind(t Transport, received uint64) (uint64, *Error) {
+	s.dispatching.Lock()
+	defer s.dispatching.Unlock()
+	if err := s.Attach(t, true, received); err != nil {
+		return 0, err
+	}
+	return s.requests.Load(), nil
 }
 
 // CountRequest counts a request frame received from the client.

@@ -141,8 +141,9 @@ func (s *Server) beginHTTP(w http.ResponseWriter, r *http.Request, conn *httpCon
 		return sess, first, true
 	case TypeBind:
 		sess, e := mgr.Lookup(f.Session, f.Secret)
+		var requests uint64
 		if e == nil {
-			e = sess.Attach(conn, true, f.Received)
+			requests, e = sess.Rebind(conn, f.Received)
 		}
 		if transport == "streaming" { // every poll rebinds: count streams only
 			recovered(mgr, e)
@@ -154,7 +155,7 @@ func (s *Server) beginHTTP(w http.ResponseWriter, r *http.Request, conn *httpCon
 			answerError(w, statusFor(e.Code), e)
 			return nil, nil, false
 		}
-		return sess, AppendBound(nil, f.Received+1, sess.Requests()), true
+		return sess, AppendBound(nil, f.Received+1, requests), true
 	}
 	answerError(w, http.StatusBadRequest, session.Errorf(session.CodeBadRequest, "the body must be one OPEN or BIND frame"))
 	return nil, nil, false
@@ -331,11 +332,13 @@ func (s *Server) ServeSend(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	var f Frame
-	err = SplitUnit(unit, func(b []byte) error {
-		if err := Decode(b, &f); err != nil {
-			return err
-		}
-		return dispatch(sess, &f)
+	err = sess.Dispatch(func() bool { return false }, func() error {
+		return SplitUnit(unit, func(b []byte) error {
+			if err := Decode(b, &f); err != nil {
+				return err
+			}
+			return dispatch(sess, &f)
+		})
 	})
 	if err != nil {
 		e := session.Errorf(session.CodeMalformed, "%v", err)

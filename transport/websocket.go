@@ -139,6 +139,13 @@ func (c *wsConn) Close(code session.Code, msg string) {
 	c.startWriter()
 }
 
+// replaced reports whether the session moved to a newer connection.
+func (c *wsConn) replaced() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closeCode != 0
+}
+
 func (c *wsConn) heartbeat() time.Duration { return c.srv.Manager.Config().Heartbeat }
 
 func (c *wsConn) run() {
@@ -241,8 +248,9 @@ func (c *wsConn) handshake() error {
 		sess.Attach(c, false, 0)
 	case TypeBind:
 		sess, serr := mgr.Lookup(f.Session, f.Secret)
+		var requests uint64
 		if serr == nil {
-			serr = sess.Attach(c, true, f.Received)
+			requests, serr = sess.Rebind(c, f.Received)
 		}
 		recovered(mgr, serr)
 		if serr != nil {
@@ -254,7 +262,7 @@ func (c *wsConn) handshake() error {
 		// BOUND must precede the replayed frames; the writer starts only
 		// after the handshake, so the order holds.
 		c.ws.SetWriteDeadline(time.Now().Add(writeTimeout))
-		if err := c.ws.WriteMessage(websocket.BinaryMessage, AppendBound(nil, f.Received+1, sess.Requests())); err != nil {
+		if err := c.ws.WriteMessage(websocket.BinaryMessage, AppendBound(nil, f.Received+1, requests)); err != nil {
 			return err
 		}
 	default:
@@ -280,11 +288,13 @@ func (c *wsConn) readLoop() {
 			c.sess.Close(session.Errorf(session.CodeMalformed, "text messages are not part of the protocol"))
 			return
 		}
-		err = SplitUnit(unit, func(b []byte) error {
-			if err := Decode(b, &f); err != nil {
-				return err
-			}
-			return dispatch(c.sess, &f)
+		err = c.sess.Dispatch(c.replaced, func() error {
+			return SplitUnit(unit, func(b []byte) error {
+				if err := Decode(b, &f); err != nil {
+					return err
+				}
+				return dispatch(c.sess, &f)
+			})
 		})
 		if err != nil {
 			c.sess.Close(session.Errorf(session.CodeMalformed, "%v", err))
