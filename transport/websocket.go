@@ -123,6 +123,7 @@ type wsConn struct {
 	// Owned by the writer goroutine.
 	events        []session.Event
 	buf           []byte
+	deadlineSet   time.Time
 	lastWriteNano atomic.Int64
 }
 
@@ -414,7 +415,12 @@ func (c *wsConn) writePending() bool {
 }
 
 func (c *wsConn) write(b []byte) bool {
-	c.ws.SetWriteDeadline(time.Now().Add(writeTimeout))
+	// Moving the deadline costs a timer update; once a second is plenty
+	// for a 30 s timeout, and it is a measurable share of a small write.
+	if now := time.Now(); now.Sub(c.deadlineSet) > time.Second {
+		c.ws.SetWriteDeadline(now.Add(writeTimeout))
+		c.deadlineSet = now
+	}
 	if err := c.ws.WriteMessage(websocket.BinaryMessage, b); err != nil {
 		c.ws.Close() // unblocks the reader
 		return false
