@@ -2,6 +2,7 @@ package mqttgateway
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -159,8 +160,8 @@ func TestStreamingDeliversAsFramesCome(t *testing.T) {
 			pending = append(pending, buf[:n]...)
 			// Reassemble whole frames across chunks.
 			for {
-				size, used := uvarint(pending)
-				if used == 0 || len(pending) < used+int(size) {
+				size, used := binary.Uvarint(pending)
+				if used <= 0 || len(pending) < used+int(size) {
 					break
 				}
 				var f transport.Frame
@@ -200,17 +201,6 @@ func TestStreamingDeliversAsFramesCome(t *testing.T) {
 	if m := next(); m.Type != transport.TypeMessage || string(m.Publish.Payload) != "live" {
 		t.Fatalf("message: %+v", m)
 	}
-}
-
-func uvarint(b []byte) (uint64, int) {
-	var v uint64
-	for i := 0; i < len(b) && i < 8; i++ {
-		v |= uint64(b[i]&0x7f) << (7 * i)
-		if b[i] < 0x80 {
-			return v, i + 1
-		}
-	}
-	return 0, 0
 }
 
 // Rebinding with a wrong secret, an unknown session, or a count from the

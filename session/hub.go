@@ -14,6 +14,7 @@ import (
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 	pahosession "github.com/eclipse/paho.golang/paho/session"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/caddy-mqtt/mqttgateway/session/topic"
@@ -75,8 +76,9 @@ type Hub struct {
 	owner *Session
 	early []*Message
 
-	metrics *Metrics
-	emit    func(string, map[string]any)
+	metrics    *Metrics
+	messagesIn prometheus.Counter // this hub's broker's series, resolved once: it counts every message
+	emit       func(string, map[string]any)
 
 	// fireWill makes the closing DISCONNECT ask the broker to publish the
 	// will (reason 0x04), for a shutdown configured to do so.
@@ -161,6 +163,7 @@ func newHub(key string, br *brokerRuntime, stream uint64, dedicated bool, log *z
 		pendingAcks: map[uint16]pendingAck{},
 		retained:    map[string]*Message{},
 		metrics:     newMetrics(""),
+		messagesIn:  prometheus.NewCounter(prometheus.CounterOpts{Name: "unused"}),
 		emit:        func(string, map[string]any) {},
 	}
 	h.broker.Store(br)
@@ -170,6 +173,7 @@ func newHub(key string, br *brokerRuntime, stream uint64, dedicated bool, log *z
 func startHub(key string, br *brokerRuntime, stream uint64, o hubOptions, log *zap.Logger, metrics *Metrics, emit func(string, map[string]any)) (*Hub, error) {
 	h := newHub(key, br, stream, o.clientID != "", log)
 	h.metrics, h.emit = metrics, emit
+	h.messagesIn = metrics.MessagesIn.WithLabelValues(br.cfg.Name)
 	if !h.dedicated {
 		// The shared connection starts clean, then keeps its broker session
 		// across reconnects for a minute: QoS 1/2 flows interrupted by a cut
@@ -417,7 +421,7 @@ func (h *Hub) onPublish(pr paho.PublishReceived) (bool, error) {
 		}
 		return true, nil
 	}
-	h.metrics.MessagesIn.WithLabelValues(h.br().cfg.Name).Inc()
+	h.messagesIn.Inc()
 	m := &Message{Stream: h.stream, Topic: p.Topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, Props: propsFromPaho(p.Properties)}
 	if h.dedicated && p.QoS > 0 {
 		m.PacketID = p.PacketID
@@ -561,7 +565,7 @@ func (h *Hub) unsubscribe(sess *Session, filter string, qos byte) {
 	}
 	if fs.want() < 0 {
 		h.dirty[filter] = struct{}{}
-		h.pokeLocked()
+		h.poke()
 		h.pruneRetained(filter)
 	}
 }
@@ -702,8 +706,6 @@ func (h *Hub) Status() HubStatus {
 	return HubStatus{Broker: h.br().cfg.Name, Stream: h.stream, Dedicated: h.dedicated, Connected: h.up,
 		Since: h.since, Subscriptions: len(h.filters), Clients: len(h.clients)}
 }
-
-func (h *Hub) String() string { return fmt.Sprintf("hub %s stream %d", h.br().cfg.Name, h.stream) }
 
 // takeOver ends a dedicated connection whose client ID a newer web client
 // claimed: its client is told why, then the connection closes cleanly.

@@ -44,20 +44,10 @@ func (p *Props) toPaho() *paho.PublishProperties {
 }
 
 func (p *Props) willToPaho() *paho.WillProperties {
-	if p.Empty() {
+	pp := p.toPaho()
+	if pp == nil {
 		return nil
 	}
-	out := &paho.WillProperties{ContentType: p.ContentType, ResponseTopic: p.ResponseTopic, CorrelationData: p.CorrelationData}
-	if p.HasPayloadFormat {
-		v := p.PayloadFormat
-		out.PayloadFormat = &v
-	}
-	if p.HasMessageExpiry {
-		v := p.MessageExpiry
-		out.MessageExpiry = &v
-	}
-	for _, u := range p.User {
-		out.User = append(out.User, paho.UserProperty{Key: u.Key, Value: u.Value})
-	}
-	return out
+	return &paho.WillProperties{ContentType: pp.ContentType, ResponseTopic: pp.ResponseTopic, CorrelationData: pp.CorrelationData,
+		PayloadFormat: pp.PayloadFormat, MessageExpiry: pp.MessageExpiry, User: pp.User}
 }

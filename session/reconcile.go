@@ -26,8 +26,6 @@ func (h *Hub) poke() {
 	}
 }
 
-func (h *Hub) pokeLocked() { h.poke() }
-
 func (h *Hub) reconcile(ctx context.Context) {
 	for {
 		select {

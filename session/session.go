@@ -169,7 +169,7 @@ func (s *Session) Detach(t Transport) {
 	})
 }
 
-// Take appends up to max frames waiting to be written to dst. When the
+// Take appends up to limit frames waiting to be written to dst. When the
 // session's bandwidth budget holds frames back, wait says when to try
 // again. When the session has ended, it returns the reason.
 func (s *Session) Take(dst []Event, limit int) (_ []Event, wait time.Duration, _ *Error) {
@@ -184,10 +184,9 @@ func (s *Session) Take(dst []Event, limit int) (_ []Event, wait time.Duration, _
 	now := time.Now()
 	n := len(dst)
 	dst = s.out.take(dst, limit, func(e *Event) bool { return s.bucket.Allow(e.wireSize(), now) })
-	if len(dst) == n {
-		if e := s.out.peek(); e != nil {
-			wait = max(s.bucket.Wait(e.wireSize(), now), time.Millisecond)
-		}
+	if e := s.out.peek(); e != nil && len(dst)-n < limit {
+		// The budget stopped the take: say when the next frame may go.
+		wait = max(s.bucket.Wait(e.wireSize(), now), time.Millisecond)
 	}
 	return dst, wait, nil
 }

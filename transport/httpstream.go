@@ -227,32 +227,6 @@ func (s *Server) ServeStream(w http.ResponseWriter, r *http.Request) error {
 	}
 }
 
-// fill appends what the session has to send; when the session is over and
-// nothing is left, it appends the CLOSE frame and returns the reason. When a
-// bandwidth budget holds frames back, the connection is woken when they may
-// go.
-func fill(buf []byte, sess *session.Session, events []session.Event, conn session.Transport) ([]byte, []session.Event, *session.Error) {
-	for {
-		var ended *session.Error
-		var wait time.Duration
-		events, wait, ended = sess.Take(events[:0], batchFrames)
-		if wait > 0 {
-			time.AfterFunc(wait, conn.Wake)
-		}
-		for i := range events {
-			buf = AppendEvent(buf, &events[i])
-		}
-		n := len(events)
-		clear(events)
-		if n == 0 && ended != nil {
-			return AppendEnd(buf, ended.Code, ended.Message), events, ended
-		}
-		if n < batchFrames {
-			return buf, events, nil
-		}
-	}
-}
-
 // ServePoll serves POST /poll: it answers with everything pending, waiting
 // up to pollWait for something to send.
 func (s *Server) ServePoll(w http.ResponseWriter, r *http.Request) error {

@@ -369,40 +369,25 @@ func (c *wsConn) writerDone() {
 // writePending writes what the session has, and a PING when the heartbeat
 // is due. It reports false when the connection is finished.
 func (c *wsConn) writePending() bool {
-	for {
-		var ended *session.Error
-		var wait time.Duration
-		c.events, wait, ended = c.sess.Take(c.events[:0], batchFrames)
-		if wait > 0 {
-			time.AfterFunc(wait, c.Wake) // the bandwidth budget holds frames back
+	// Everything pending goes out in one WebSocket message: under load,
+	// many frames per syscall.
+	buf, events, ended := fill(c.buf[:0], c.sess, c.events, c)
+	c.events = events
+	if len(buf) > 0 && !c.write(buf) {
+		return false
+	}
+	c.buf = buf[:0]
+	if cap(buf) > 64<<10 {
+		c.buf = nil // do not pin a large buffer on an idle connection
+	}
+	if ended != nil { // fill wrote the CLOSE frame; the WebSocket close follows
+		wsCode := int(ended.Code)
+		if ended.Code == session.CodeOK {
+			wsCode = websocket.CloseNormalClosure
 		}
-		if len(c.events) == 0 && ended != nil {
-			wsCode := int(ended.Code)
-			if ended.Code == session.CodeOK {
-				wsCode = websocket.CloseNormalClosure
-			}
-			c.write(AppendEnd(nil, ended.Code, ended.Message))
-			c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(wsCode, ended.Message), time.Now().Add(time.Second))
-			c.ws.Close()
-			return false
-		}
-		if len(c.events) == 0 {
-			break
-		}
-		// Everything pending goes out in one WebSocket message: under
-		// load, many frames per syscall.
-		buf := c.buf[:0]
-		for i := range c.events {
-			buf = AppendEvent(buf, &c.events[i])
-		}
-		clear(c.events) // drop message references
-		if !c.write(buf) {
-			return false
-		}
-		c.buf = buf[:0]
-		if cap(buf) > 64<<10 {
-			c.buf = nil // do not pin a large buffer on an idle connection
-		}
+		c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(wsCode, ended.Message), time.Now().Add(time.Second))
+		c.ws.Close()
+		return false
 	}
 	c.mu.Lock()
 	ping := c.pingDue

@@ -152,31 +152,27 @@ func simulate(ctx context.Context, brokerAddr string, rate float64) {
 	if err := cm.AwaitConnection(ctx); err != nil {
 		return
 	}
-	go fastSignal(ctx, cm)
 	sensors := []string{"kitchen", "garden", "server-room"}
 	base := map[string]float64{"kitchen": 21, "garden": 12, "server-room": 27}
-	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
-	defer tick.Stop()
-	start := time.Now()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-tick.C:
-			t := now.Sub(start).Seconds()
-			for i, s := range sensors {
-				v := base[s] + 3*math.Sin(t/5+float64(i)) + rand.NormFloat64()*0.1
-				cm.Publish(ctx, &paho.Publish{Topic: "demo/sensors/" + s + "/temperature",
-					Payload: []byte(strconv.FormatFloat(v, 'f', 2, 64))})
-			}
+	// The fast signal feeds the page's throttling view: the same stream shown
+	// raw and throttled side by side.
+	go every(ctx, 20*time.Millisecond, func(t float64) {
+		v := math.Sin(2*math.Pi*t/4) + 0.3*math.Sin(2*math.Pi*t*1.3) + rand.NormFloat64()*0.03
+		cm.Publish(ctx, &paho.Publish{Topic: "demo/fast/signal", Payload: []byte(strconv.FormatFloat(v, 'f', 4, 64))})
+	})
+	every(ctx, time.Duration(float64(time.Second)/rate), func(t float64) {
+		for i, s := range sensors {
+			v := base[s] + 3*math.Sin(t/5+float64(i)) + rand.NormFloat64()*0.1
+			cm.Publish(ctx, &paho.Publish{Topic: "demo/sensors/" + s + "/temperature",
+				Payload: []byte(strconv.FormatFloat(v, 'f', 2, 64))})
 		}
-	}
+	})
 }
 
-// fastSignal publishes a 50 Hz signal to demo/fast/signal for the page's
-// throttling view: the same stream shown raw and throttled side by side.
-func fastSignal(ctx context.Context, cm *autopaho.ConnectionManager) {
-	tick := time.NewTicker(20 * time.Millisecond)
+// every calls fn with the seconds elapsed, once per interval, until ctx
+// ends.
+func every(ctx context.Context, interval time.Duration, fn func(t float64)) {
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	start := time.Now()
 	for {
@@ -184,10 +180,7 @@ func fastSignal(ctx context.Context, cm *autopaho.ConnectionManager) {
 		case <-ctx.Done():
 			return
 		case now := <-tick.C:
-			t := now.Sub(start).Seconds()
-			v := math.Sin(2*math.Pi*t/4) + 0.3*math.Sin(2*math.Pi*t*1.3) + rand.NormFloat64()*0.03
-			cm.Publish(ctx, &paho.Publish{Topic: "demo/fast/signal",
-				Payload: []byte(strconv.FormatFloat(v, 'f', 4, 64))})
+			fn(now.Sub(start).Seconds())
 		}
 	}
 }
