@@ -128,20 +128,34 @@ func testPKI(t *testing.T, dir string, names ...string) (caFile, certFile, keyFi
 	}
 	der, _ := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	keyDER, _ := x509.MarshalECPrivateKey(key)
+	// A client certificate from the same CA, for brokers that ask for one.
+	clientKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	clientTmpl := &x509.Certificate{SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "mqtt_gateway"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	clientDER, _ := x509.CreateCertificate(rand.Reader, clientTmpl, ca, &clientKey.PublicKey, caKey)
+	clientKeyDER, _ := x509.MarshalECPrivateKey(clientKey)
 	write := func(name, typ string, b []byte) string {
 		p := filepath.Join(dir, name)
 		os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), 0o644)
 		return p
 	}
+	write("client.pem", "CERTIFICATE", clientDER)
+	write("client.key", "EC PRIVATE KEY", clientKeyDER)
 	return write("ca.pem", "CERTIFICATE", caDER), write("broker.pem", "CERTIFICATE", der), write("broker.key", "EC PRIVATE KEY", keyDER)
 }
 
-// startTLSMosquitto runs mosquitto with one TLS listener.
-func startTLSMosquitto(t *testing.T, dir, cert, key string) int {
+// startTLSMosquitto runs mosquitto with one TLS listener; with clientCA it
+// requires client certificates signed by that CA.
+func startTLSMosquitto(t *testing.T, dir, cert, key, clientCA string) int {
 	t.Helper()
 	port := freePort(t)
 	conf := filepath.Join(dir, "tls.conf")
-	os.WriteFile(conf, []byte(fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\ncertfile %s\nkeyfile %s\n", port, cert, key)), 0o644)
+	text := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\ncertfile %s\nkeyfile %s\n", port, cert, key)
+	if clientCA != "" {
+		text += fmt.Sprintf("cafile %s\nrequire_certificate true\n", clientCA)
+	}
+	os.WriteFile(conf, []byte(text), 0o644)
 	os.Chmod(key, 0o644) // mosquitto drops to its own user
 	cmd := exec.Command("/usr/sbin/mosquitto", "-c", conf)
 	if err := cmd.Start(); err != nil {
@@ -167,8 +181,10 @@ func TestBrokerTLS(t *testing.T) {
 	os.Mkdir(wrong, 0o755)
 	ca, cert, key := testPKI(t, good, "127.0.0.1")
 	wrongCA, wrongCert, wrongKey := testPKI(t, wrong, "broker.elsewhere.test")
-	goodPort := startTLSMosquitto(t, good, cert, key)
-	wrongPort := startTLSMosquitto(t, wrong, wrongCert, wrongKey)
+	goodPort := startTLSMosquitto(t, good, cert, key, "")
+	wrongPort := startTLSMosquitto(t, wrong, wrongCert, wrongKey, "")
+	mutualPort := startTLSMosquitto(t, good, cert, key, ca) // wants a client certificate
+	clientCert, clientKey := filepath.Join(good, "client.pem"), filepath.Join(good, "client.key")
 
 	httpPort := freePort(t)
 	startCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
@@ -184,9 +200,22 @@ func TestBrokerTLS(t *testing.T) {
 				ca %s
 			}
 		}
+		broker mutual mqtts://127.0.0.1:%d {
+			tls {
+				ca %s
+				cert %s
+				key %s
+			}
+		}
+		broker anonymous mqtts://127.0.0.1:%d {
+			connect_timeout 2s
+			tls {
+				ca %s
+			}
+		}
 	}
 }
-`, httpPort, goodPort, ca, wrongPort, wrongCA))
+`, httpPort, goodPort, ca, wrongPort, wrongCA, mutualPort, ca, clientCert, clientKey, mutualPort, ca))
 	c := dial(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort))
 	ctx := ctx10(t)
 	h, _, err := c.Connect(ctx, session.ConnectParams{Broker: "secure"})
@@ -205,6 +234,19 @@ func TestBrokerTLS(t *testing.T) {
 		t.Fatalf("a certificate for another host: %v", err)
 	}
 	t.Logf("refused with: %v", err)
+
+	// A broker that wants a client certificate gets the configured one; a
+	// connection without it is refused.
+	hm, _, err := c.Connect(ctx, session.ConnectParams{Broker: "mutual"})
+	if err != nil {
+		t.Fatalf("mqtts with a client certificate: %v", err)
+	}
+	if err := c.Publish(ctx, hm, session.PublishParams{Topic: "tls/mutual", QoS: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Connect(ctx, session.ConnectParams{Broker: "anonymous"}); errCode(err) != session.CodeBrokerUnavailable {
+		t.Fatalf("no client certificate for a broker that requires one: %v", err)
+	}
 }
 
 // eventRecorder is a Caddy event handler for tests: it keeps the names of

@@ -38,7 +38,7 @@ func hookService(t *testing.T, slow *atomic.Bool) *httptest.Server {
 				hookapi.Deny(w, 4020, "unknown user or wrong password")
 				return
 			}
-			hookapi.Allow(w, hookapi.WithUser("alice"))
+			hookapi.Allow(w, hookapi.WithUser("alice"), hookapi.WithLimit("max_bandwidth", "2048"), hookapi.WithLimit("max_frequency", "5"))
 		case hookapi.ActionSubscribe, hookapi.ActionPublish:
 			if !strings.HasPrefix(f.Topic, "users/"+f.User+"/") {
 				hookapi.Deny(w, 4021, "not your topic: "+f.Topic)
@@ -122,6 +122,48 @@ func TestHooksAuthorizeEveryAction(t *testing.T) {
 	}
 	if f := nextMessage(t, c); string(f.Publish.Payload) != "mine" {
 		t.Fatalf("own message: %+v", f)
+	}
+	// The limits authenticate gave this user cap what the client asks for.
+	for _, asked := range []uint64{0, 1 << 20} {
+		if got, err := c.SetBandwidth(ctx, asked); err != nil || got != 2048 {
+			t.Fatalf("bandwidth asked %d: in force %d, %v; want the user's cap 2048", asked, got, err)
+		}
+	}
+	if got, err := c.SetBandwidth(ctx, 1000); err != nil || got != 1000 {
+		t.Fatalf("bandwidth under the cap: %d, %v", got, err)
+	}
+	c.SetBandwidth(ctx, 0)
+	// max_frequency 5 per user: an unlimited subscription gets at most ~5/s.
+	if _, err := c.SubscribeLimited(ctx, h, "users/alice/fast", 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	pub := mqttPublisher(t, mq.port)
+	done := make(chan []arrival)
+	go func() { done <- collect(c, time.Now().Add(2500*time.Millisecond)) }()
+	publishAt(t, pub, []string{"users/alice/fast"}, 100, 50, 8, 0) // 2 s at 50/s
+	if got := <-done; len(got) < 6 || len(got) > 14 {
+		t.Fatalf("%d messages in ~2 s at the user's max_frequency 5", len(got))
+	}
+}
+
+// Broker clients and subscriptions per session are bounded, with codes.
+func TestClientAndSubscriptionLimits(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "max_clients_per_session 1\n\t\tmax_subscriptions_per_client 2")
+	c := dial(t, url)
+	ctx := ctx10(t)
+	h := connectSubscribe(t, c, "a", 0)
+	if _, err := c.Subscribe(ctx, h, "b", 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Subscribe(ctx, h, "c", 0); errCode(err) != session.CodeTooManySubscriptions {
+		t.Fatalf("third subscription: %v", err)
+	}
+	if _, err := c.Subscribe(ctx, h, "a", 1); err != nil {
+		t.Fatalf("subscribing again to a held filter is no new subscription: %v", err)
+	}
+	if _, _, err := c.Connect(ctx, session.ConnectParams{Broker: "main"}); errCode(err) != session.CodeTooManyClients {
+		t.Fatalf("second client: %v", err)
 	}
 }
 

@@ -292,3 +292,41 @@ func TestWillsOnShutdown(t *testing.T) {
 }
 
 func caddyfileFormat(s string) []byte { return caddyfile.Format([]byte(s)) }
+
+// Every MQTT 5 property the gateway carries survives the trip web client →
+// gateway → Mosquitto → gateway → web client.
+func TestAllPropertiesRoundTrip(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	c := dial(t, url)
+	h := connectSubscribe(t, c, "props/#", 1)
+	props := &session.Props{PayloadFormat: 1, HasPayloadFormat: true, MessageExpiry: 300, HasMessageExpiry: true,
+		ContentType: "application/json", ResponseTopic: "props/reply", CorrelationData: []byte{0, 1, 2, 0xff},
+		User: []session.UserProperty{{Key: "a", Value: "1"}, {Key: "a", Value: "2"}}}
+	if err := c.Publish(ctx10(t), h, session.PublishParams{Topic: "props/x", QoS: 1, Props: props, Payload: []byte("{}")}); err != nil {
+		t.Fatal(err)
+	}
+	got := nextMessage(t, c).Publish.Props
+	if got == nil || got.PayloadFormat != 1 || !got.HasPayloadFormat || !got.HasMessageExpiry || got.MessageExpiry == 0 ||
+		got.MessageExpiry > 300 || got.ContentType != props.ContentType || got.ResponseTopic != props.ResponseTopic ||
+		!bytes.Equal(got.CorrelationData, props.CorrelationData) || len(got.User) != 2 || got.User[1] != props.User[1] {
+		t.Fatalf("properties came back as %+v", got)
+	}
+}
+
+// A dedicated client whose broker goes away gets LOST with the broker code,
+// as a direct MQTT client would lose its connection.
+func TestDedicatedClientLostOnBrokerOutage(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	c := dial(t, url)
+	h, _, err := c.Connect(ctx10(t), session.ConnectParams{Broker: "main", ClientID: "dedicated-outage"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mq.stop()
+	f := nextMessage(t, c)
+	if f.Type != transport.TypeLost || f.Handle != h || f.Code != session.CodeBrokerUnavailable {
+		t.Fatalf("%+v, want LOST for handle %d with code %d", f, h, session.CodeBrokerUnavailable)
+	}
+}
