@@ -270,6 +270,7 @@ func TestSlowClientBoundedAndNotified(t *testing.T) {
 type rawConn struct {
 	ws      *websocket.Conn
 	pending []transport.Frame
+	err     error // why next failed
 }
 
 func rawSession(t *testing.T, ctx context.Context, d *websocket.Dialer, url string) *rawConn {
@@ -301,6 +302,7 @@ func (c *rawConn) next(timeout time.Duration) (transport.Frame, bool) {
 		c.ws.SetReadDeadline(time.Now().Add(timeout))
 		_, unit, err := c.ws.ReadMessage()
 		if err != nil {
+			c.err = err
 			return transport.Frame{}, false
 		}
 		transport.SplitUnit(unit, func(b []byte) error {

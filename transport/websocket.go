@@ -78,12 +78,14 @@ func (s *Server) ServeWebSocket(w http.ResponseWriter, r *http.Request) error {
 		http.Error(w, "unsupported protocol version: offer subprotocol "+Subprotocol, http.StatusBadRequest)
 		return nil
 	}
-	ws, err := s.upgrader.Upgrade(hijacker(w), r, nil)
+	hj := &sharingHijacker{ResponseWriter: hijacker(w)}
+	ws, err := s.upgrader.Upgrade(hj, r, nil)
 	if err != nil {
 		return nil // the upgrader has answered
 	}
-	c := &wsConn{srv: s, ws: ws, remote: r.RemoteAddr, req: r, maxFrame: s.maxFrame()}
+	c := &wsConn{srv: s, ws: ws, conn: hj.conn, remote: r.RemoteAddr, req: r, maxFrame: s.maxFrame()}
 	c.ws.SetReadLimit(int64(c.maxFrame))
+	ws.SetPingHandler(c.onPing)
 	// The handshake runs here, where the request's context (which the
 	// authenticate hook uses) is alive. The connection then lives on a
 	// goroutine of its own and the handler returns: a long-lived session
@@ -99,11 +101,13 @@ func (s *Server) ServeWebSocket(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// wsConn is one WebSocket connection: the reader runs on the HTTP
-// handler's goroutine, the writer on its own.
+// wsConn is one WebSocket connection: the reader runs on a goroutine of
+// its own, the writer on the writer pool or a goroutine of its own, only
+// while there is something to write.
 type wsConn struct {
 	srv      *Server
 	ws       *websocket.Conn
+	conn     *sharedConn // the socket under ws, which the writer writes to
 	remote   string
 	req      *http.Request // the upgrade request, for hooks
 	sess     *session.Session
@@ -116,14 +120,18 @@ type wsConn struct {
 	again     bool // woken while writing: look again before exiting
 	stopped   bool // the connection is over
 	pingDue   bool
+	pongDue   bool
+	pong      []byte // the latest WebSocket ping's data, for the pong
 	beatTimer *time.Timer
 	closeCode session.Code // set by Close: the writer ends the connection
 	closeMsg  string
 
-	// Owned by the writer goroutine.
-	events        []session.Event
-	buf           []byte
-	deadlineSet   time.Time
+	// Owned by the writer.
+	events []session.Event
+	buf    []byte // wsHeaderRoom bytes for the header, then frames
+	rest   []byte // the part of a message a pooled write could not write
+	ended  *session.Error
+
 	lastWriteNano atomic.Int64
 }
 
@@ -307,7 +315,15 @@ func (c *wsConn) readLoop() {
 // The writer runs only while there is something to write: Wake starts it
 // when it is not running, and it exits once the outbox is empty. An idle
 // connection costs its reader goroutine and a heartbeat timer, nothing
-// more; pooled write buffers go back to the pool between writes.
+// more. On a plain TCP connection the writer runs on the writer pool with
+// writes that never block, and moves to a goroutine of its own only when the
+// socket is full or the connection must close; a TLS connection's writer
+// always has a goroutine of its own, since crypto/tls writes block.
+
+// pooledRounds is how many times a pool worker fills and writes for one
+// connection before putting it at the back of the queue, so one busy
+// connection does not hold a worker from the others.
+const pooledRounds = 4
 
 // startWriter is Wake's other half: it starts the writer, or tells the
 // running one to look again.
@@ -324,11 +340,82 @@ func (c *wsConn) startWriter() {
 	}
 	c.writing = true
 	c.mu.Unlock()
-	go c.flush()
+	if c.conn.raw != nil {
+		pool.submit(c)
+	} else {
+		go c.flush()
+	}
 }
 
-// flush writes until nothing is left, then exits.
+// flushPooled is the writer on a pool worker: it writes what the socket
+// takes without waiting, and hands anything else (a full socket, a
+// heartbeat PING, the end of the connection) to flush on a goroutine.
+func (c *wsConn) flushPooled() {
+	for round := 0; ; round++ {
+		c.mu.Lock()
+		switch {
+		case c.stopped:
+			c.writing = false
+			c.mu.Unlock()
+			return
+		case c.closeCode != 0 || c.pingDue || c.pongDue:
+			c.mu.Unlock()
+			go c.flush()
+			return
+		case round == pooledRounds:
+			c.mu.Unlock()
+			pool.submit(c)
+			return
+		}
+		c.again = false
+		c.mu.Unlock()
+		buf, events, ended := fill(c.frameBuf(), c.sess, c.events, c)
+		c.events, c.buf = events, buf[:0]
+		if ended != nil { // buf ends with the CLOSE frame
+			c.rest, c.ended = wsMessage(buf), ended
+			go c.flush()
+			return
+		}
+		if len(buf) > wsHeaderRoom {
+			msg := wsMessage(buf)
+			now := time.Now()
+			n, err := c.conn.tryWrite(msg, now)
+			if err != nil {
+				c.ws.Close() // unblocks the reader
+				c.writerDone()
+				return
+			}
+			c.wrote(n, now)
+			if n < len(msg) {
+				c.rest = msg[n:]
+				go c.flush()
+				return
+			}
+		}
+		c.trimBuf()
+		c.mu.Lock()
+		if !c.again {
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+	}
+}
+
+// flush is the writer on a goroutine of its own: it writes until nothing is
+// left, blocking as long as the write deadline allows, then exits.
 func (c *wsConn) flush() {
+	if c.rest != nil {
+		// The rest of a message a pooled write began goes first: nothing
+		// else may be written on the socket before it.
+		rest := c.rest
+		c.rest = nil
+		if !c.write(rest) {
+			c.writerDone()
+			return
+		}
+	}
 	for {
 		c.mu.Lock()
 		c.again = false
@@ -366,21 +453,23 @@ func (c *wsConn) writerDone() {
 	c.mu.Unlock()
 }
 
-// writePending writes what the session has, and a PING when the heartbeat
-// is due. It reports false when the connection is finished.
+// writePending writes what the session has (or what a pooled writer left
+// when the session ended), and a PING when the heartbeat is due. It reports
+// false when the connection is finished.
 func (c *wsConn) writePending() bool {
-	// Everything pending goes out in one WebSocket message: under load,
-	// many frames per syscall.
-	buf, events, ended := fill(c.buf[:0], c.sess, c.events, c)
-	c.events = events
-	if len(buf) > 0 && !c.write(buf) {
-		return false
+	ended := c.ended
+	if ended == nil {
+		// Everything pending goes out in one WebSocket message: under
+		// load, many frames per syscall.
+		var buf []byte
+		buf, c.events, ended = fill(c.frameBuf(), c.sess, c.events, c)
+		c.buf = buf[:0]
+		if len(buf) > wsHeaderRoom && !c.write(wsMessage(buf)) {
+			return false
+		}
+		c.trimBuf()
 	}
-	c.buf = buf[:0]
-	if cap(buf) > 64<<10 {
-		c.buf = nil // do not pin a large buffer on an idle connection
-	}
-	if ended != nil { // fill wrote the CLOSE frame; the WebSocket close follows
+	if ended != nil { // the CLOSE frame is written; the WebSocket close follows
 		wsCode := int(ended.Code)
 		if ended.Code == session.CodeOK {
 			wsCode = websocket.CloseNormalClosure
@@ -390,32 +479,65 @@ func (c *wsConn) writePending() bool {
 		return false
 	}
 	c.mu.Lock()
-	ping := c.pingDue
-	c.pingDue = false
+	ping, pongDue, pong := c.pingDue, c.pongDue, c.pong
+	c.pingDue, c.pongDue = false, false
 	c.mu.Unlock()
+	if pongDue && !c.write(wsPong(pong)) {
+		return false
+	}
 	if ping && time.Since(c.lastWrite()) >= c.heartbeat()/2 {
-		return c.write(AppendPing(nil))
+		return c.write(wsMessage(AppendPing(make([]byte, wsHeaderRoom, wsHeaderRoom+2))))
 	}
 	return true
 }
 
-func (c *wsConn) write(b []byte) bool {
-	// Moving the deadline costs a timer update; once a second is plenty
-	// for a 30 s timeout, and it is a measurable share of a small write.
-	if now := time.Now(); now.Sub(c.deadlineSet) > time.Second {
-		c.ws.SetWriteDeadline(now.Add(writeTimeout))
-		c.deadlineSet = now
-	}
-	if err := c.ws.WriteMessage(websocket.BinaryMessage, b); err != nil {
+// write writes a whole WebSocket message, blocking up to the deadline.
+func (c *wsConn) write(msg []byte) bool {
+	now := time.Now()
+	if err := c.conn.writeAll(msg, now); err != nil {
 		c.ws.Close() // unblocks the reader
 		return false
 	}
-	c.bytesOut.Add(float64(len(b)))
-	c.lastWriteNano.Store(time.Now().UnixNano())
+	c.wrote(len(msg), now)
 	return true
 }
 
+func (c *wsConn) wrote(n int, now time.Time) {
+	if n > 0 {
+		c.bytesOut.Add(float64(n))
+		c.lastWriteNano.Store(now.UnixNano())
+	}
+}
+
+// frameBuf is the write buffer, with room for the WebSocket header.
+func (c *wsConn) frameBuf() []byte {
+	if cap(c.buf) < wsHeaderRoom {
+		c.buf = make([]byte, 0, 512)
+	}
+	return c.buf[:wsHeaderRoom]
+}
+
+// trimBuf drops a large buffer, so an idle connection does not pin it.
+func (c *wsConn) trimBuf() {
+	if cap(c.buf) > 64<<10 {
+		c.buf = nil
+	}
+}
+
 func (c *wsConn) lastWrite() time.Time { return time.Unix(0, c.lastWriteNano.Load()) }
+
+// onPing answers a WebSocket ping (the protocol has its own PING frames,
+// but clients and proxies may send WebSocket ones) from the writer:
+// gorilla's own handler would write from the reader, waiting behind a
+// message in progress with a deadline already running. Only the latest
+// ping is answered, as RFC 6455 allows.
+func (c *wsConn) onPing(data string) error {
+	c.mu.Lock()
+	c.pong, c.pongDue = []byte(data), true
+	c.mu.Unlock()
+	c.startWriter()
+	return nil
+}
 
 // beat runs every half heartbeat on a timer: a connection that has sent
 // nothing for a heartbeat gets a PING, from the writer.

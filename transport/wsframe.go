@@ -1,0 +1,190 @@
+package transport
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// The WebSocket writer builds its data messages itself rather than through
+// gorilla/websocket's WriteMessage: the frame header goes into room kept at
+// the front of the buffer the frames were encoded into, and the whole
+// message leaves in one write, with no copy, no pooled buffer handed back
+// and forth, and no write deadline moved per message (gorilla moves it on
+// every write; a timer update is a measurable share of a small write), and
+// on a plain TCP connection the write does not block (tryWrite).
+// Gorilla still reads, and writes the rare control frames (pongs, close
+// frames, protocol errors): every write to the socket, ours and gorilla's,
+// goes through sharedConn's mutex, so frames never interleave.
+
+// wsHeaderRoom is the largest header of an unmasked server frame: 2 bytes,
+// then a 64-bit length.
+const wsHeaderRoom = 10
+
+// wsMessage puts a final binary frame's header in front of the payload that
+// follows buf's first wsHeaderRoom bytes, and returns the frame.
+func wsMessage(buf []byte) []byte {
+	n := len(buf) - wsHeaderRoom
+	var h int
+	switch {
+	case n < 126:
+		h = 2
+		buf[wsHeaderRoom-1] = byte(n)
+	case n <= 0xffff:
+		h = 4
+		buf[wsHeaderRoom-3] = 126
+		binary.BigEndian.PutUint16(buf[wsHeaderRoom-2:], uint16(n))
+	default:
+		h = 10
+		buf[wsHeaderRoom-9] = 127
+		binary.BigEndian.PutUint64(buf[wsHeaderRoom-8:], uint64(n))
+	}
+	buf[wsHeaderRoom-h] = 0x80 | 0x2 // FIN, binary
+	return buf[wsHeaderRoom-h:]
+}
+
+// wsPong is a pong frame carrying a ping's data (at most 125 bytes, which
+// gorilla enforces for control frames it reads).
+func wsPong(data []byte) []byte {
+	return append([]byte{0x80 | 0xA, byte(len(data))}, data...)
+}
+
+// sharedConn is the hijacked connection as gorilla/websocket sees it: its
+// writes take the connection's write lock, and it knows the write deadline
+// in place, whoever set it (gorilla sets short ones for control frames).
+type sharedConn struct {
+	net.Conn
+	raw syscall.RawConn
+
+	mu       sync.Mutex // held for every write to the socket
+	deadline time.Time  // the write deadline in place
+	// partial is set while a message is half written (tryWrite wrote what
+	// the socket took): only its rest (writeAll) may go next.
+	partial bool
+	whole   sync.Cond // signalled when partial clears
+}
+
+// Write is gorilla's: it waits for a half-written message to be finished.
+func (s *sharedConn) Write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.partial {
+		s.whole.Wait()
+	}
+	return s.Conn.Write(b)
+}
+
+func (s *sharedConn) SetWriteDeadline(t time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.deadline = t
+	return s.Conn.SetWriteDeadline(t)
+}
+
+func (s *sharedConn) SetDeadline(t time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.deadline = t
+	return s.Conn.SetDeadline(t)
+}
+
+// newSharedConn wraps a hijacked connection. A plain TCP connection also
+// offers non-blocking writes (tryWrite); a TLS one writes only through
+// crypto/tls, which blocks.
+func newSharedConn(c net.Conn) *sharedConn {
+	s := &sharedConn{Conn: c}
+	s.whole.L = &s.mu
+	if tc, ok := c.(*net.TCPConn); ok {
+		if raw, err := tc.SyscallConn(); err == nil {
+			s.raw = raw
+		}
+	}
+	return s
+}
+
+// armLocked makes sure a write has at least half of writeTimeout before its
+// deadline: a deadline is moved every writeTimeout/2 at most, not on every
+// write. Called with mu held.
+func (s *sharedConn) armLocked(now time.Time) error {
+	if s.deadline.Sub(now) >= writeTimeout/2 {
+		return nil
+	}
+	s.deadline = now.Add(writeTimeout)
+	return s.Conn.SetWriteDeadline(s.deadline)
+}
+
+// writeAll writes b, blocking up to the write deadline. After a partial
+// tryWrite, b must be the rest of that message; failed or not, the
+// connection is free for other writes afterwards.
+func (s *sharedConn) writeAll(b []byte, now time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.partial {
+		s.partial = false
+		defer s.whole.Broadcast()
+	}
+	if err := s.armLocked(now); err != nil {
+		return err
+	}
+	_, err := s.Conn.Write(b)
+	return err
+}
+
+// tryWrite writes what the socket takes at once, without waiting: n <
+// len(b) with a nil error means the socket buffer is full and the rest must
+// be written, next and by a goroutine that may block, with writeAll. Only
+// for plain TCP connections (s.raw set).
+func (s *sharedConn) tryWrite(b []byte, now time.Time) (n int, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.armLocked(now); err != nil {
+		return 0, err
+	}
+	rerr := s.raw.Write(func(fd uintptr) bool {
+		for {
+			n, err = syscall.Write(int(fd), b)
+			if err != syscall.EINTR {
+				break
+			}
+		}
+		return true // never wait for writability here
+	})
+	if n < 0 {
+		n = 0
+	}
+	switch {
+	case rerr != nil:
+		return 0, rerr
+	case err == syscall.EAGAIN:
+		err = nil
+	}
+	if err == nil && n < len(b) {
+		s.partial = n > 0
+	}
+	return n, err
+}
+
+// sharingHijacker hands gorilla/websocket the hijacked connection wrapped
+// in a sharedConn, and keeps it for the writer.
+type sharingHijacker struct {
+	http.ResponseWriter
+	conn *sharedConn
+}
+
+func (h *sharingHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := h.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("the response cannot be hijacked for a WebSocket")
+	}
+	c, brw, err := hj.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	h.conn = newSharedConn(c)
+	return h.conn, brw, nil
+}

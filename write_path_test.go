@@ -1,0 +1,105 @@
+package mqttgateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/autopaho"
+	"github.com/eclipse/paho.golang/paho"
+	"github.com/gorilla/websocket"
+
+	"github.com/caddy-mqtt/mqttgateway/transport"
+)
+
+// The WebSocket writer writes data messages itself, without blocking, and
+// leaves the rest of a message the socket could not take to a goroutine,
+// which must write it before anything else; pongs to the client's pings go
+// between messages. A client with a tiny receive buffer that does not read
+// during a flood, then reads while pinging every millisecond, makes all of
+// it happen: every message must arrive whole and in order.
+func TestWebSocketMessagesStayWholeAcrossPartialWritesAndPongs(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	ctx := ctx10(t)
+
+	dialer := &websocket.Dialer{NetDialContext: (&net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}).DialContext}
+	c := rawSession(t, ctx, dialer, url) // subscribed to slow/# at QoS 1
+	// QoS 1, so the gateway neither conflates nor drops: every message
+	// must come through. 8 MiB published while the client does not read
+	// (more than the socket buffers hold, so writes stop part way), then 4
+	// MiB more while it reads.
+	const before, n, size = 2000, 3000, 4096
+	pub := mqttPublisher(t, mq.port)
+	publishAt(t, pub, []string{"slow/whole"}, before, 5000, size, 1)
+	time.Sleep(time.Second)
+	go publishFrom(t, pub, "slow/whole", before, n, 2000, size)
+
+	// While the client reads, it pings every millisecond.
+	var pongs atomic.Int64
+	c.ws.SetPongHandler(func(string) error { pongs.Add(1); return nil })
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+			if c.ws.WriteControl(websocket.PingMessage, []byte("are you there"), time.Now().Add(time.Second)) != nil {
+				return
+			}
+		}
+	}()
+
+	for i := 0; i < n; i++ {
+		if i%50 == 0 { // slowly enough for pings to come in between
+			time.Sleep(2 * time.Millisecond)
+		}
+		f, ok := c.next(5 * time.Second)
+		if !ok {
+			t.Fatalf("the connection failed after %d of %d messages (a broken frame ends it): %v", i, n, c.err)
+		}
+		if f.Type != transport.TypeMessage {
+			t.Fatalf("message %d: got frame type %d", i, f.Type)
+		}
+		want := numbered(i, size)
+		if !bytes.Equal(f.Publish.Payload, want) {
+			t.Fatalf("message %d: payload differs (seq %d, %d bytes)", i, binary.BigEndian.Uint64(f.Publish.Payload), len(f.Publish.Payload))
+		}
+	}
+	if pongs.Load() == 0 {
+		t.Fatal("no pong came back: the pings never met a write in progress")
+	}
+	t.Logf("%d messages whole and in order, %d pongs between them", n, pongs.Load())
+}
+
+// publishFrom publishes messages numbered from to to-1 at QoS 1 and rate
+// per second, each numbered(i, size).
+func publishFrom(t *testing.T, pub *autopaho.ConnectionManager, topic string, from, to int, rate float64, size int) {
+	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
+	defer tick.Stop()
+	for i := from; i < to; i++ {
+		<-tick.C
+		if _, err := pub.Publish(context.Background(), &paho.Publish{Topic: topic, QoS: 1, Payload: numbered(i, size)}); err != nil {
+			t.Errorf("publish %d: %v", i, err)
+			return
+		}
+	}
+}
+
+// numbered is publishAt's payload: the number, then zeros.
+func numbered(i, size int) []byte {
+	p := make([]byte, size)
+	binary.BigEndian.PutUint64(p, uint64(i))
+	return p
+}
