@@ -1,11 +1,19 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
+	"io"
 	"math"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
+	"testing/iotest"
 
 	"github.com/eclipse/paho.golang/packets"
+	"github.com/gorilla/websocket"
 
 	"github.com/caddy-mqtt/mqttgateway/session"
 	"github.com/caddy-mqtt/mqttgateway/transport"
@@ -93,5 +101,86 @@ func TestHistogramQuantiles(t *testing.T) {
 		if got := histValue(i); math.Abs(got-float64(v)) > float64(v)/60+1 {
 			t.Fatalf("bucket of %d is worth %v", v, got)
 		}
+	}
+}
+
+// Setup F's frame must be byte for byte what a setup A subscriber reads
+// per delivery: the gateway's MESSAGE frame in one final, unmasked, binary
+// WebSocket frame (RFC 6455), here as gorilla/websocket's server side puts
+// it on the socket, captured raw; and setup A's reader must count it as one
+// delivery.
+func TestFloorFrameIsGatewayMessage(t *testing.T) {
+	for _, size := range []int{100, 200, 70000} { // 2-, 4- and 10-byte WebSocket headers
+		frame := floorFrame(size, "bench/fanout")
+		payload := make([]byte, size)
+		fillPayload(payload, 0, 0, kindMeasured)
+		msg := transport.EncodeMessage(&session.Message{Stream: 1, Topic: "bench/fanout", Payload: payload})
+		if got := wireMessage(t, msg); !bytes.Equal(got, frame) {
+			t.Fatalf("size %d: floor frame is %d bytes, the WebSocket message on the wire %d", size, len(frame), len(got))
+		}
+		rec := &recorder{}
+		s := &gwSub{rec: rec}
+		if err := transport.SplitUnit(frame[len(frame)-len(msg):], s.frame); err != nil || rec.delivered.Load() != 1 {
+			t.Fatalf("size %d: setup A's reader counted %d deliveries (%v)", size, rec.delivered.Load(), err)
+		}
+	}
+	if n := len(floorFrame(100, "bench/fanout")); n < 100+2+len("bench/fanout") || n > 130 {
+		t.Fatalf("frame of a 100-byte payload is %d bytes", n)
+	}
+}
+
+// wireMessage returns the bytes a gorilla/websocket server puts on the
+// socket for one binary message b.
+func wireMessage(t *testing.T, b []byte) []byte {
+	up := websocket.Upgrader{WriteBufferSize: 4096}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		ws.WriteMessage(websocket.BinaryMessage, b)
+		ws.Close() // closes the socket without a close frame
+	}))
+	defer srv.Close()
+	c, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	req, _ := http.NewRequest("GET", srv.URL, nil)
+	req.Header.Set("Upgrade", "websocket")
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+	req.Header.Set("Sec-WebSocket-Version", "13")
+	if err := req.Write(c); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, req)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("handshake: %v %v", err, resp)
+	}
+	got, err := io.ReadAll(br)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// Setup F's receivers count every byte, however the reads split the
+// stream, and allocate nothing per read.
+func TestCountBytes(t *testing.T) {
+	stream := bytes.Repeat(floorFrame(100, "bench/fanout"), 50)
+	var own, total atomic.Int64
+	buf := make([]byte, 64) // smaller than a frame: reads split frames
+	if err := countBytes(iotest.HalfReader(bytes.NewReader(stream)), buf, &own, &total); err != io.EOF {
+		t.Fatalf("countBytes: %v, want EOF", err)
+	}
+	if own.Load() != int64(len(stream)) || total.Load() != int64(len(stream)) {
+		t.Fatalf("counted %d / %d of %d bytes", own.Load(), total.Load(), len(stream))
+	}
+	r := bytes.NewReader(stream)
+	if a := testing.AllocsPerRun(20, func() { r.Reset(stream); countBytes(r, buf, &own, &total) }); a != 0 {
+		t.Fatalf("%v allocations per stream", a)
 	}
 }

@@ -3,12 +3,14 @@
 //
 //	A: N web clients ── WebSocket ──▶ gateway (Caddy) ── 1 MQTT conn ──▶ Mosquitto ◀── publisher
 //	B: N MQTT clients ── WebSocket ──────────────────────────────────▶ Mosquitto ◀── publisher
+//	F: N TCP readers ◀── one prebuilt frame per write ── floor child (the floor: see floor.go)
 //
 // For each setup it reports deliveries and loss, delivered messages per
 // second, latency, the CPU time and peak memory of each serving process
 // (from /proc), the CPU per delivery of the serving side, memory per idle
 // session, and the load generator's own CPU; then the ratios A/B and the
-// targets of the issue. See README.md.
+// targets of the issue, and (rate modes) how far A and B are above the
+// floor F of one loopback write per delivery. See README.md.
 //
 //	go run ./examples/benchmark -mode rate -n 1000 -rate 80 -duration 10s
 package main
@@ -49,8 +51,12 @@ type options struct {
 }
 
 func main() {
-	if os.Getenv(envChild) == "gateway" {
+	switch os.Getenv(envChild) {
+	case "gateway":
 		runGatewayChild()
+		return
+	case "floor":
+		runFloorChild()
 		return
 	}
 	var o options
@@ -61,7 +67,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "publishing time of each measured window")
 	flag.IntVar(&o.size, "size", 100, "payload bytes (at least 17: send time, sequence number, kind)")
 	flag.IntVar(&o.window, "window", 200, "saturate: messages the publisher may be ahead of the average subscriber")
-	flag.StringVar(&setups, "setups", "a,b", "setups to run, in this order: a (through the gateway), b (Mosquitto's WebSocket listener)")
+	flag.StringVar(&setups, "setups", "", "setups to run, in this order: a (through the gateway), b (Mosquitto's WebSocket listener), f (the floor: one loopback write per delivery; rate and sweep only) (default a,b,f in rate and sweep, a,b in saturate and idle)")
 	flag.BoolVar(&o.pin, "pin", false, "pin the servers (gateway, Mosquitto) to CPU 0 and this load generator to CPU 1")
 	flag.BoolVar(&o.json, "json", false, "write the results as JSON on stdout (the table goes to stderr)")
 	flag.IntVar(&o.dialers, "dialers", 32, "subscribers connecting at once")
@@ -101,10 +107,21 @@ func main() {
 	default:
 		fatalf("-mode: %q is not rate, saturate, sweep or idle", o.mode)
 	}
+	if setups == "" {
+		// F, the floor, only means something next to a rate: it writes on
+		// the publisher's schedule (see floor.go).
+		setups = "a,b"
+		if o.mode == "rate" || o.mode == "sweep" {
+			setups = "a,b,f"
+		}
+	}
 	for _, s := range strings.Split(setups, ",") {
 		s = strings.ToLower(strings.TrimSpace(s))
-		if s != "a" && s != "b" {
-			fatalf("-setups: %q is not a or b", s)
+		if s != "a" && s != "b" && s != "f" {
+			fatalf("-setups: %q is not a, b or f", s)
+		}
+		if s == "f" && o.mode != "rate" && o.mode != "sweep" {
+			fatalf("-setups: f (the floor) runs in rate and sweep modes only, not %s", o.mode)
 		}
 		o.setups = append(o.setups, s)
 	}
@@ -157,7 +174,13 @@ func main() {
 			rr.Rate = 0
 		}
 		for _, s := range o.setups {
-			res, err := runSetup(ctx, &o, s, n, o.rates[i])
+			var res *setupResult
+			var err error
+			if s == "f" {
+				res, err = runFloor(ctx, &o, n, o.rates[i])
+			} else {
+				res, err = runSetup(ctx, &o, s, n, o.rates[i])
+			}
 			if err != nil {
 				if ctx.Err() != nil {
 					fatalf("interrupted")
@@ -165,13 +188,17 @@ func main() {
 				logf("setup %s, n=%d: %v", strings.ToUpper(s), n, err)
 				res = &setupResult{Setup: strings.ToUpper(s), N: n, Error: err.Error()}
 			}
-			if s == "a" {
+			switch s {
+			case "a":
 				rr.A = res
-			} else {
+			case "b":
 				rr.B = res
+			case "f":
+				rr.F = res
 			}
 		}
 		rr.compare(o.mode)
+		rr.compareFloor()
 		rep.Runs = append(rep.Runs, rr)
 	}
 	rep.Host.LoadEnd = loadAvg()

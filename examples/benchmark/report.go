@@ -50,8 +50,8 @@ func mosquittoVersion() string {
 // setupResult is one setup at one n. Times are seconds, latencies
 // milliseconds, memory bytes, unless the name says otherwise.
 type setupResult struct {
-	Setup string  `json:"setup"` // A or B
-	Name  string  `json:"name"`  // gateway or mosquitto-ws
+	Setup string  `json:"setup"` // A, B or F
+	Name  string  `json:"name"`  // gateway, mosquitto-ws or floor
 	N     int     `json:"n"`
 	Rate  float64 `json:"rate,omitempty"` // messages per second asked (rate mode)
 	Error string  `json:"error,omitempty"`
@@ -109,6 +109,16 @@ type setupResult struct {
 	BrokerRSSPeak         int64   `json:"broker_rss_peak"`
 	BrokerRSSPerSession   float64 `json:"broker_rss_per_idle_session"`
 	GeneratorRSSPeak      int64   `json:"generator_rss_peak"`
+
+	// Setup F only (floor.go). Its serving CPU is the floor child's, and
+	// its deliveries are bytes received / FrameBytes.
+	FrameBytes         int     `json:"floor_frame_bytes,omitempty"` // bytes per write: A's WebSocket message per delivery
+	BytesExpected      int64   `json:"floor_bytes_expected,omitempty"`
+	BytesReceived      int64   `json:"floor_bytes_received,omitempty"`
+	FloorCPU           float64 `json:"floor_cpu_sec,omitempty"`
+	FloorCPUStat       float64 `json:"floor_cpu_sec_proc_stat,omitempty"`
+	FloorIdleCPUPerSec float64 `json:"floor_idle_cpu_per_sec,omitempty"`
+	FloorRSSPeak       int64   `json:"floor_rss_peak,omitempty"`
 
 	ProfilePath     string   `json:"gateway_profile,omitempty"`
 	HeapProfilePath string   `json:"gateway_heap_profile_idle,omitempty"`
@@ -176,14 +186,16 @@ var numCPU = runtime.NumCPU()
 
 func hostCPUs() int { return numCPU }
 
-// runPair is both setups at one n, and how they compare.
+// runPair is the setups at one n, and how they compare.
 type runPair struct {
 	N      int            `json:"n"`
 	Rate   float64        `json:"rate,omitempty"`
 	A      *setupResult   `json:"a,omitempty"`
 	B      *setupResult   `json:"b,omitempty"`
+	F      *setupResult   `json:"f,omitempty"`
 	Ratios map[string]any `json:"ratios_a_over_b,omitempty"`
 	Checks []target       `json:"targets,omitempty"`
+	Floor  *floorNote     `json:"floor,omitempty"`
 }
 
 type target struct {
@@ -250,6 +262,58 @@ func (p *runPair) compare(mode string) {
 		Pass: b.BrokerCPU > 0 && rb <= 0.05, Detail: fmt.Sprintf("%.3f vs %.2f s", a.BrokerCPU, b.BrokerCPU)})
 }
 
+// floorNote relates A and B to the floor F (floor.go): what one loopback
+// TCP write per delivery costs, and so the least A/B can be while the
+// gateway makes one write per delivery.
+type floorNote struct {
+	FloorUs    float64 `json:"floor_us_per_delivery"`
+	BAboveUs   float64 `json:"b_above_floor_us,omitempty"`       // B − F
+	AAboveUs   float64 `json:"a_above_floor_us,omitempty"`       // A − F
+	MinAOverB  float64 `json:"min_a_over_b_one_write,omitempty"` // F / B
+	hasA, hasB bool
+}
+
+// compareFloor fills the floor note when F ran.
+func (p *runPair) compareFloor() {
+	f := p.F
+	if !ok(f) || f.ServingUsPerDelivery <= 0 {
+		return
+	}
+	n := &floorNote{FloorUs: f.ServingUsPerDelivery}
+	if ok(p.B) && p.B.ServingUsPerDelivery > 0 {
+		n.hasB = true
+		n.BAboveUs = p.B.ServingUsPerDelivery - n.FloorUs
+		n.MinAOverB = n.FloorUs / p.B.ServingUsPerDelivery
+	}
+	if ok(p.A) && p.A.ServingUsPerDelivery > 0 {
+		n.hasA = true
+		n.AAboveUs = p.A.ServingUsPerDelivery - n.FloorUs
+	}
+	p.Floor = n
+}
+
+// line is the floor note as the table prints it.
+func (n *floorNote) line() string {
+	above := func(who string, d float64) string {
+		if d < 0 {
+			return fmt.Sprintf("%s is %.2f µs below it", who, -d)
+		}
+		return fmt.Sprintf("%s is %.2f µs above it", who, d)
+	}
+	s := fmt.Sprintf("floor: one loopback TCP write per delivery costs %.2f µs (F)", n.FloorUs)
+	if n.hasB {
+		s += "; " + above("B", n.BAboveUs)
+	}
+	if n.hasA {
+		s += "; " + above("A", n.AAboveUs)
+	}
+	if n.hasB {
+		s += fmt.Sprintf("; with one write per delivery A/B cannot go below F/B = %.2f / %.2f = %.2f",
+			n.FloorUs, n.FloorUs+n.BAboveUs, n.MinAOverB)
+	}
+	return s
+}
+
 type report struct {
 	Mode        string    `json:"mode"`
 	DurationSec float64   `json:"duration_sec"`
@@ -278,6 +342,12 @@ func (rep *report) print(o *options) {
 	w("host: %d CPUs, %s, %s, code %s; load average %s at start, %s at end\n", rep.Host.CPUs, rep.Host.GoVersion,
 		rep.Host.Mosquitto, rep.Host.Revision, rep.Host.LoadStart, rep.Host.LoadEnd)
 	w("A = N web clients → gateway (Caddy, separate process) → 1 MQTT connection → Mosquitto 2.0; B = N MQTT clients → Mosquitto's WebSocket listener\n")
+	for _, p := range rep.Runs {
+		if p.F != nil {
+			w("F = the floor: a minimal server writing, on the publisher's schedule, one prebuilt frame of A's size to each of N plain TCP connections, one write per delivery\n")
+			break
+		}
+	}
 
 	for _, p := range rep.Runs {
 		w("\n")
@@ -293,13 +363,18 @@ func (rep *report) print(o *options) {
 		}
 		w("── %s ──\n", head)
 		cols := []*setupResult{p.A, p.B}
-		row := func(label string, f func(r *setupResult) string, ratio string) {
+		if p.F != nil {
+			cols = append(cols, p.F)
+		}
+		// F's column shows only the rows that mean something for a bare
+		// TCP writer (rowF); the others print "-" there.
+		line := func(label string, f func(r *setupResult) string, ratio string, forF bool) {
 			w("%-40s", label)
 			for _, r := range cols {
 				v := "-"
-				if r != nil && r.Error == "" {
+				if r != nil && r.Error == "" && (r.Setup != "F" || forF) {
 					v = f(r)
-				} else if r != nil {
+				} else if r != nil && r.Error != "" {
 					v = "error"
 				}
 				w("%22s", v)
@@ -309,7 +384,14 @@ func (rep *report) print(o *options) {
 			}
 			w("\n")
 		}
-		w("%-40s%22s%22s%12s\n", "", "A: gateway", "B: mosquitto WS", "A/B")
+		row := func(label string, f func(r *setupResult) string, ratio string) { line(label, f, ratio, false) }
+		rowF := func(label string, f func(r *setupResult) string, ratio string) { line(label, f, ratio, true) }
+		isF := func(r *setupResult) bool { return r.Setup == "F" }
+		w("%-40s%22s%22s", "", "A: gateway", "B: mosquitto WS")
+		if p.F != nil {
+			w("%22s", "F: floor, 1 write")
+		}
+		w("%12s\n", "A/B")
 		rt := func(k string) string {
 			if v, ok := p.Ratios[k].(float64); ok && v > 0 {
 				return fmt.Sprintf("%.2f", v)
@@ -318,18 +400,32 @@ func (rep *report) print(o *options) {
 		}
 		isA := func(r *setupResult) bool { return r.Setup == "A" }
 		mb := func(b int64) string { return fmt.Sprintf("%.1f", float64(b)/(1<<20)) }
-		row("connect + subscribe N (s)", func(r *setupResult) string { return fmt.Sprintf("%.1f", r.ConnectSec) }, "")
+		rowF("connect + subscribe N (s)", func(r *setupResult) string { return fmt.Sprintf("%.1f", r.ConnectSec) }, "")
 		if rep.Mode != "idle" {
-			row("published (msgs)", func(r *setupResult) string { return fmt.Sprint(r.Published) }, "")
-			row("deliveries expected", func(r *setupResult) string { return fmt.Sprint(r.Expected) }, "")
-			row("deliveries received", func(r *setupResult) string { return fmt.Sprint(r.Received) }, "")
-			row("lost", func(r *setupResult) string {
+			rowF("published (msgs)", func(r *setupResult) string { return fmt.Sprint(r.Published) }, "")
+			rowF("deliveries expected", func(r *setupResult) string { return fmt.Sprint(r.Expected) }, "")
+			rowF("deliveries received", func(r *setupResult) string { return fmt.Sprint(r.Received) }, "")
+			rowF("lost", func(r *setupResult) string {
 				if r.Lost != 0 {
 					return fmt.Sprintf("%d !!!", r.Lost)
 				}
 				return "0"
 			}, "")
-			row("delivered msgs/s", func(r *setupResult) string { return fmt.Sprintf("%.0f", r.DeliveredPerSec) }, rt("delivered_per_sec"))
+			if p.F != nil {
+				rowF("F: bytes per delivery (A's WS message)", func(r *setupResult) string {
+					if !isF(r) {
+						return "-"
+					}
+					return fmt.Sprint(r.FrameBytes)
+				}, "")
+				rowF("F: bytes expected / received", func(r *setupResult) string {
+					if !isF(r) {
+						return "-"
+					}
+					return fmt.Sprintf("%d / %d", r.BytesExpected, r.BytesReceived)
+				}, "")
+			}
+			rowF("delivered msgs/s", func(r *setupResult) string { return fmt.Sprintf("%.0f", r.DeliveredPerSec) }, rt("delivered_per_sec"))
 			latLabel := "latency p50 (ms)"
 			if rep.Mode == "saturate" {
 				latLabel = "latency p50 (ms, queueing at window)"
@@ -337,7 +433,7 @@ func (rep *report) print(o *options) {
 			row(latLabel, func(r *setupResult) string { return fmt.Sprintf("%.2f", r.LatP50) }, rt("latency_p50"))
 			row("latency p99 (ms)", func(r *setupResult) string { return fmt.Sprintf("%.2f", r.LatP99) }, rt("latency_p99"))
 			row("latency p99.9 / max (ms)", func(r *setupResult) string { return fmt.Sprintf("%.1f / %.1f", r.LatP999, r.LatMax) }, "")
-			row("window: first publish → last delivery (s)", func(r *setupResult) string { return fmt.Sprintf("%.2f", r.WindowSec) }, "")
+			rowF("window: first publish → last delivery (s)", func(r *setupResult) string { return fmt.Sprintf("%.2f", r.WindowSec) }, "")
 			row("gateway CPU (s)", func(r *setupResult) string {
 				if !isA(r) {
 					return "-"
@@ -347,21 +443,29 @@ func (rep *report) print(o *options) {
 			row("Mosquitto CPU (s)", func(r *setupResult) string {
 				return fmt.Sprintf("%.2f (%.0f%%)", r.BrokerCPU, 100*r.BrokerCPU/r.CPUWindowSec)
 			}, rt("broker_cpu"))
+			if p.F != nil {
+				rowF("floor child CPU (s)", func(r *setupResult) string {
+					if !isF(r) {
+						return "-"
+					}
+					return fmt.Sprintf("%.2f (%.0f%%)", r.FloorCPU, 100*r.FloorCPU/r.CPUWindowSec)
+				}, "")
+			}
 			row("idle CPU, gateway / Mosquitto (ms/s)", func(r *setupResult) string {
 				if !isA(r) {
 					return fmt.Sprintf("- / %.1f", r.BrokerIdleCPUPerSec*1e3)
 				}
 				return fmt.Sprintf("%.1f / %.1f", r.GatewayIdleCPUPerSec*1e3, r.BrokerIdleCPUPerSec*1e3)
 			}, "")
-			row("serving CPU per delivery (µs)", func(r *setupResult) string { return fmt.Sprintf("%.2f", r.ServingUsPerDelivery) }, rt("serving_cpu_per_delivery"))
+			rowF("serving CPU per delivery (µs)", func(r *setupResult) string { return fmt.Sprintf("%.2f", r.ServingUsPerDelivery) }, rt("serving_cpu_per_delivery"))
 			row("  of which gateway / Mosquitto (µs)", func(r *setupResult) string {
 				return fmt.Sprintf("%.2f / %.3f", r.GatewayUsPerDelivery, r.BrokerUsPerDelivery)
 			}, "")
-			row("generator CPU (s, % of a core)", func(r *setupResult) string {
+			rowF("generator CPU (s, % of a core)", func(r *setupResult) string {
 				return fmt.Sprintf("%.2f (%.0f%%)", r.GeneratorCPU, 100*r.GeneratorCPU/r.CPUWindowSec)
 			}, "")
-			row("generator CPU per delivery (µs)", func(r *setupResult) string { return fmt.Sprintf("%.2f", r.GeneratorUsPerDelivery) }, "")
-			row("other processes' CPU (cores)", func(r *setupResult) string { return fmt.Sprintf("%.2f", r.OtherCPU/r.CPUWindowSec) }, "")
+			rowF("generator CPU per delivery (µs)", func(r *setupResult) string { return fmt.Sprintf("%.2f", r.GeneratorUsPerDelivery) }, "")
+			rowF("other processes' CPU (cores)", func(r *setupResult) string { return fmt.Sprintf("%.2f", r.OtherCPU/r.CPUWindowSec) }, "")
 		}
 		row("gateway peak RSS (MB)", func(r *setupResult) string {
 			if !isA(r) {
@@ -394,7 +498,7 @@ func (rep *report) print(o *options) {
 				return fmt.Sprintf("%s + %s", mb(r.GatewayHeapAfter), mb(r.GatewayStackAfter))
 			}, "")
 		}
-		row("generator peak RSS (MB)", func(r *setupResult) string { return mb(r.GeneratorRSSPeak) }, "")
+		rowF("generator peak RSS (MB)", func(r *setupResult) string { return mb(r.GeneratorRSSPeak) }, "")
 
 		for _, r := range cols {
 			if r == nil {
@@ -406,6 +510,9 @@ func (rep *report) print(o *options) {
 			for _, x := range r.Warnings {
 				w("%s: WARNING: %s\n", r.Setup, x)
 			}
+		}
+		if p.Floor != nil {
+			w("%s\n", p.Floor.line())
 		}
 		if len(p.Checks) > 0 {
 			w("targets (issue):\n")
