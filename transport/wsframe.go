@@ -67,6 +67,25 @@ type sharedConn struct {
 	// the socket took): only its rest (writeAll) may go next.
 	partial bool
 	whole   sync.Cond // signalled when partial clears
+	try     rawWrite  // tryWrite's state, reused: a closure would be allocated per write
+	tryFn   func(fd uintptr) bool
+}
+
+// rawWrite is one non-blocking write(2) on the socket's descriptor.
+type rawWrite struct {
+	b   []byte
+	n   int
+	err error
+}
+
+func (w *rawWrite) do(fd uintptr) bool {
+	for {
+		w.n, w.err = syscall.Write(int(fd), w.b)
+		if w.err != syscall.EINTR {
+			break
+		}
+	}
+	return true // never wait for writability here
 }
 
 // Write is gorilla's: it waits for a half-written message to be finished.
@@ -102,6 +121,7 @@ func newSharedConn(c net.Conn) *sharedConn {
 	if tc, ok := c.(*net.TCPConn); ok {
 		if raw, err := tc.SyscallConn(); err == nil {
 			s.raw = raw
+			s.tryFn = s.try.do
 		}
 	}
 	return s
@@ -145,15 +165,10 @@ func (s *sharedConn) tryWrite(b []byte, now time.Time) (n int, err error) {
 	if err := s.armLocked(now); err != nil {
 		return 0, err
 	}
-	rerr := s.raw.Write(func(fd uintptr) bool {
-		for {
-			n, err = syscall.Write(int(fd), b)
-			if err != syscall.EINTR {
-				break
-			}
-		}
-		return true // never wait for writability here
-	})
+	s.try.b = b
+	rerr := s.raw.Write(s.tryFn)
+	n, err = s.try.n, s.try.err
+	s.try = rawWrite{}
 	if n < 0 {
 		n = 0
 	}

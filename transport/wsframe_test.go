@@ -1,0 +1,93 @@
+package transport
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// wsPair upgrades a loopback connection the way ServeWebSocket does and
+// returns the server's shared socket and a gorilla client.
+func wsPair(t *testing.T) (*sharedConn, *websocket.Conn) {
+	t.Helper()
+	got := make(chan *sharedConn, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hj := &sharingHijacker{ResponseWriter: w}
+		if _, err := (&websocket.Upgrader{}).Upgrade(hj, r, nil); err != nil {
+			t.Error(err)
+			return
+		}
+		got <- hj.conn
+	}))
+	t.Cleanup(srv.Close)
+	client, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	sc := <-got
+	t.Cleanup(func() { sc.Close() })
+	if sc.raw == nil {
+		t.Fatal("a plain TCP connection has no raw descriptor for non-blocking writes")
+	}
+	return sc, client
+}
+
+// Messages framed in place by wsMessage read back through a WebSocket
+// client as the same payloads, for every header size, through both the
+// blocking and the non-blocking write.
+func TestWSMessageFraming(t *testing.T) {
+	sc, client := wsPair(t)
+	for _, n := range []int{0, 1, 125, 126, 65535, 65536, 300000} {
+		for _, try := range []bool{false, true} {
+			payload := bytes.Repeat([]byte{byte(n), byte(n >> 8)}, n/2)
+			buf := append(make([]byte, wsHeaderRoom), payload...)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				msg := wsMessage(buf)
+				if try {
+					w, err := sc.tryWrite(msg, time.Now())
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					msg = msg[w:] // the socket was full: the rest blocks
+				}
+				if len(msg) == 0 {
+					return
+				}
+				if err := sc.writeAll(msg, time.Now()); err != nil {
+					t.Error(err)
+				}
+			}()
+			typ, got, err := client.ReadMessage()
+			if err != nil || typ != websocket.BinaryMessage || !bytes.Equal(got, payload) {
+				t.Fatalf("%d bytes (non-blocking %v): type %d, %d bytes back, %v", n, try, typ, len(got), err)
+			}
+			<-done
+		}
+	}
+}
+
+// The non-blocking write of a delivery allocates nothing.
+func TestTryWriteAllocatesNothing(t *testing.T) {
+	sc, client := wsPair(t)
+	go io.Copy(io.Discard, client.NetConn())
+	msg := wsMessage(append(make([]byte, wsHeaderRoom), bytes.Repeat([]byte("x"), 120)...))
+	now := time.Now()
+	allocs := testing.AllocsPerRun(1000, func() {
+		if n, err := sc.tryWrite(msg, now); err != nil || n != len(msg) {
+			t.Fatalf("wrote %d of %d: %v", n, len(msg), err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%.1f allocations per write", allocs)
+	}
+}
