@@ -78,12 +78,12 @@ func (s *Server) ServeWebSocket(w http.ResponseWriter, r *http.Request) error {
 		http.Error(w, "unsupported protocol version: offer subprotocol "+Subprotocol, http.StatusBadRequest)
 		return nil
 	}
-	hj := &sharingHijacker{ResponseWriter: hijacker(w)}
-	ws, err := s.upgrader.Upgrade(hj, r, nil)
+	c := &wsConn{srv: s, remote: r.RemoteAddr, req: r, maxFrame: s.maxFrame()}
+	ws, err := s.upgrader.Upgrade(&sharingHijacker{ResponseWriter: hijacker(w), conn: &c.conn}, r, nil)
 	if err != nil {
 		return nil // the upgrader has answered
 	}
-	c := &wsConn{srv: s, ws: ws, conn: hj.conn, remote: r.RemoteAddr, req: r, maxFrame: s.maxFrame()}
+	c.ws = ws
 	c.ws.SetReadLimit(int64(c.maxFrame))
 	ws.SetPingHandler(c.onPing)
 	// The handshake runs here, where the request's context (which the
@@ -107,7 +107,7 @@ func (s *Server) ServeWebSocket(w http.ResponseWriter, r *http.Request) error {
 type wsConn struct {
 	srv      *Server
 	ws       *websocket.Conn
-	conn     *sharedConn // the socket under ws, which the writer writes to
+	conn     sharedConn // the socket under ws, which the writer writes to
 	remote   string
 	req      *http.Request // the upgrade request, for hooks
 	sess     *session.Session
@@ -126,11 +126,10 @@ type wsConn struct {
 	closeCode session.Code // set by Close: the writer ends the connection
 	closeMsg  string
 
-	// Owned by the writer.
-	events []session.Event
-	buf    []byte // wsHeaderRoom bytes for the header, then frames
-	rest   []byte // the part of a message a pooled write could not write
-	ended  *session.Error
+	// Owned by the writer, which borrows its buffers (poolWorker) only
+	// while it writes: a connection keeps none.
+	rest  []byte // the part of a message a pooled write could not write
+	ended *session.Error
 
 	lastWriteNano atomic.Int64
 }
@@ -176,7 +175,9 @@ func (c *wsConn) run() {
 	if c.sess.Closed() != nil && c.claimWriter() {
 		// The session ended while reading (a malformed frame, the client's
 		// CLOSE): its CLOSE frame must still go out.
-		c.writePending()
+		w := getWorker()
+		c.writePending(w)
+		putWorker(w)
 	}
 	c.mu.Lock()
 	c.stopped = true
@@ -350,7 +351,7 @@ func (c *wsConn) startWriter() {
 // flushPooled is the writer on a pool worker: it writes what the socket
 // takes without waiting, and hands anything else (a full socket, a
 // heartbeat PING, the end of the connection) to flush on a goroutine.
-func (c *wsConn) flushPooled() {
+func (c *wsConn) flushPooled(w *poolWorker) {
 	for round := 0; ; round++ {
 		c.mu.Lock()
 		switch {
@@ -369,17 +370,18 @@ func (c *wsConn) flushPooled() {
 		}
 		c.again = false
 		c.mu.Unlock()
-		buf, events, ended := fill(c.frameBuf(), c.sess, c.events, c)
-		c.events, c.buf = events, buf[:0]
+		buf, events, ended := fill(w.frameBuf(), c.sess, w.events, c)
+		w.events, w.buf = events, buf[:0]
 		if ended != nil { // buf ends with the CLOSE frame
 			c.rest, c.ended = wsMessage(buf), ended
+			w.buf = nil // now c.rest's
 			go c.flush()
 			return
 		}
 		if len(buf) > wsHeaderRoom {
 			msg := wsMessage(buf)
 			now := time.Now()
-			n, err := c.conn.tryWrite(msg, now)
+			n, err := c.conn.tryWrite(msg, now, w.raw)
 			if err != nil {
 				c.ws.Close() // unblocks the reader
 				c.writerDone()
@@ -388,11 +390,12 @@ func (c *wsConn) flushPooled() {
 			c.wrote(n, now)
 			if n < len(msg) {
 				c.rest = msg[n:]
+				w.buf = nil // now c.rest's
 				go c.flush()
 				return
 			}
 		}
-		c.trimBuf()
+		w.trim()
 		c.mu.Lock()
 		if !c.again {
 			c.writing = false
@@ -416,6 +419,8 @@ func (c *wsConn) flush() {
 			return
 		}
 	}
+	w := getWorker()
+	defer putWorker(w)
 	for {
 		c.mu.Lock()
 		c.again = false
@@ -431,7 +436,7 @@ func (c *wsConn) flush() {
 			c.writerDone()
 			return
 		}
-		if !c.writePending() {
+		if !c.writePending(w) {
 			c.writerDone()
 			return
 		}
@@ -456,18 +461,18 @@ func (c *wsConn) writerDone() {
 // writePending writes what the session has (or what a pooled writer left
 // when the session ended), and a PING when the heartbeat is due. It reports
 // false when the connection is finished.
-func (c *wsConn) writePending() bool {
+func (c *wsConn) writePending(w *poolWorker) bool {
 	ended := c.ended
 	if ended == nil {
 		// Everything pending goes out in one WebSocket message: under
 		// load, many frames per syscall.
 		var buf []byte
-		buf, c.events, ended = fill(c.frameBuf(), c.sess, c.events, c)
-		c.buf = buf[:0]
+		buf, w.events, ended = fill(w.frameBuf(), c.sess, w.events, c)
+		w.buf = buf[:0]
 		if len(buf) > wsHeaderRoom && !c.write(wsMessage(buf)) {
 			return false
 		}
-		c.trimBuf()
+		w.trim()
 	}
 	if ended != nil { // the CLOSE frame is written; the WebSocket close follows
 		wsCode := int(ended.Code)
@@ -506,21 +511,6 @@ func (c *wsConn) wrote(n int, now time.Time) {
 	if n > 0 {
 		c.bytesOut.Add(float64(n))
 		c.lastWriteNano.Store(now.UnixNano())
-	}
-}
-
-// frameBuf is the write buffer, with room for the WebSocket header.
-func (c *wsConn) frameBuf() []byte {
-	if cap(c.buf) < wsHeaderRoom {
-		c.buf = make([]byte, 0, 512)
-	}
-	return c.buf[:wsHeaderRoom]
-}
-
-// trimBuf drops a large buffer, so an idle connection does not pin it.
-func (c *wsConn) trimBuf() {
-	if cap(c.buf) > 64<<10 {
-		c.buf = nil
 	}
 }
 

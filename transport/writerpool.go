@@ -3,6 +3,8 @@ package transport
 import (
 	"runtime"
 	"sync"
+
+	"github.com/caddy-mqtt/mqttgateway/session"
 )
 
 // writerPool runs the writers of plain-TCP WebSocket connections on at most
@@ -18,8 +20,23 @@ type writerPool struct {
 	ring    []*wsConn // FIFO of connections waiting for a worker
 	head, n int
 	workers int
-	limit   int // GOMAXPROCS, read when a burst starts (reading it takes a global lock)
+	limit   int           // GOMAXPROCS, read when a burst starts (reading it takes a global lock)
+	spare   []*poolWorker // workers' buffers, kept between bursts
 }
+
+// poolWorker is what one worker writes with: the frames taken from a
+// session, the buffer they are encoded into, and the raw write. A
+// connection borrows them only while the worker serves it, so sessions
+// keep no write buffers of their own (after a burst, each would keep its
+// largest).
+type poolWorker struct {
+	events []session.Event
+	buf    []byte
+	raw    *rawWrite
+}
+
+// maxWorkerBuf is the largest buffer a worker keeps after a write.
+const maxWorkerBuf = 1 << 20
 
 var pool writerPool
 
@@ -54,6 +71,14 @@ func (p *writerPool) grow() {
 }
 
 func (p *writerPool) work() {
+	p.mu.Lock()
+	var w *poolWorker
+	if n := len(p.spare); n > 0 {
+		w, p.spare = p.spare[n-1], p.spare[:n-1]
+	} else {
+		w = &poolWorker{raw: newRawWrite()}
+	}
+	p.mu.Unlock()
 	for {
 		p.mu.Lock()
 		if p.n == 0 {
@@ -61,6 +86,7 @@ func (p *writerPool) work() {
 			if p.workers == 0 && len(p.ring) > 4096 {
 				p.ring, p.head = nil, 0 // after a burst, do not pin a large queue
 			}
+			p.spare = append(p.spare, w)
 			p.mu.Unlock()
 			return
 		}
@@ -69,6 +95,31 @@ func (p *writerPool) work() {
 		p.head = (p.head + 1) % len(p.ring)
 		p.n--
 		p.mu.Unlock()
-		c.flushPooled()
+		c.flushPooled(w)
 	}
+}
+
+// spareWorkers lends buffers to writers on goroutines of their own (TLS
+// connections, full sockets), like the pool does to its workers.
+var spareWorkers = sync.Pool{New: func() any { return &poolWorker{raw: newRawWrite()} }}
+
+func getWorker() *poolWorker  { return spareWorkers.Get().(*poolWorker) }
+func putWorker(w *poolWorker) { spareWorkers.Put(w) }
+
+// trim drops a buffer grown past maxWorkerBuf by a large message.
+func (w *poolWorker) trim() {
+	if cap(w.buf) > maxWorkerBuf {
+		w.buf = nil
+	}
+	if cap(w.events) > 4*batchFrames {
+		w.events = nil
+	}
+}
+
+// frameBuf is the worker's buffer with room for the WebSocket header.
+func (w *poolWorker) frameBuf() []byte {
+	if cap(w.buf) < wsHeaderRoom {
+		w.buf = make([]byte, 0, 4096)
+	}
+	return w.buf[:wsHeaderRoom]
 }

@@ -62,20 +62,26 @@ type sharedConn struct {
 	raw syscall.RawConn
 
 	mu       sync.Mutex // held for every write to the socket
-	deadline time.Time  // the write deadline in place
+	deadline int64      // the write deadline in place, Unix ns (0: none)
 	// partial is set while a message is half written (tryWrite wrote what
 	// the socket took): only its rest (writeAll) may go next.
 	partial bool
-	whole   sync.Cond // signalled when partial clears
-	try     rawWrite  // tryWrite's state, reused: a closure would be allocated per write
-	tryFn   func(fd uintptr) bool
 }
 
-// rawWrite is one non-blocking write(2) on the socket's descriptor.
+// rawWrite is one non-blocking write(2) on a socket's descriptor. Each
+// pool worker has one, with its method value bound once: a closure passed
+// to RawConn.Write would be allocated per write.
 type rawWrite struct {
 	b   []byte
 	n   int
 	err error
+	fn  func(fd uintptr) bool // w.do
+}
+
+func newRawWrite() *rawWrite {
+	w := &rawWrite{}
+	w.fn = w.do
+	return w
 }
 
 func (w *rawWrite) do(fd uintptr) bool {
@@ -89,53 +95,63 @@ func (w *rawWrite) do(fd uintptr) bool {
 }
 
 // Write is gorilla's: it waits for a half-written message to be finished.
+// Gorilla writes only when a connection ends (a close frame), so waiting
+// by polling costs nothing that matters, and no idle connection carries a
+// condition variable.
 func (s *sharedConn) Write(b []byte) (int, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for s.partial {
-		s.whole.Wait()
+		s.mu.Unlock()
+		time.Sleep(time.Millisecond)
+		s.mu.Lock()
 	}
+	defer s.mu.Unlock()
 	return s.Conn.Write(b)
 }
 
 func (s *sharedConn) SetWriteDeadline(t time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.deadline = t
+	s.deadline = unixNano(t)
 	return s.Conn.SetWriteDeadline(t)
 }
 
 func (s *sharedConn) SetDeadline(t time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.deadline = t
+	s.deadline = unixNano(t)
 	return s.Conn.SetDeadline(t)
 }
 
-// newSharedConn wraps a hijacked connection. A plain TCP connection also
-// offers non-blocking writes (tryWrite); a TLS one writes only through
+// init wraps a hijacked connection. A plain TCP connection also offers
+// non-blocking writes (tryWrite); a TLS one writes only through
 // crypto/tls, which blocks.
-func newSharedConn(c net.Conn) *sharedConn {
-	s := &sharedConn{Conn: c}
-	s.whole.L = &s.mu
+func (s *sharedConn) init(c net.Conn) {
+	s.Conn = c
 	if tc, ok := c.(*net.TCPConn); ok {
 		if raw, err := tc.SyscallConn(); err == nil {
 			s.raw = raw
-			s.tryFn = s.try.do
 		}
 	}
-	return s
 }
 
 // armLocked makes sure a write has at least half of writeTimeout before its
 // deadline: a deadline is moved every writeTimeout/2 at most, not on every
 // write. Called with mu held.
 func (s *sharedConn) armLocked(now time.Time) error {
-	if s.deadline.Sub(now) >= writeTimeout/2 {
+	if time.Duration(s.deadline-now.UnixNano()) >= writeTimeout/2 {
 		return nil
 	}
-	s.deadline = now.Add(writeTimeout)
-	return s.Conn.SetWriteDeadline(s.deadline)
+	d := now.Add(writeTimeout)
+	s.deadline = d.UnixNano()
+	return s.Conn.SetWriteDeadline(d)
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
 }
 
 // writeAll writes b, blocking up to the write deadline. After a partial
@@ -144,10 +160,7 @@ func (s *sharedConn) armLocked(now time.Time) error {
 func (s *sharedConn) writeAll(b []byte, now time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.partial {
-		s.partial = false
-		defer s.whole.Broadcast()
-	}
+	s.partial = false
 	if err := s.armLocked(now); err != nil {
 		return err
 	}
@@ -158,17 +171,17 @@ func (s *sharedConn) writeAll(b []byte, now time.Time) error {
 // tryWrite writes what the socket takes at once, without waiting: n <
 // len(b) with a nil error means the socket buffer is full and the rest must
 // be written, next and by a goroutine that may block, with writeAll. Only
-// for plain TCP connections (s.raw set).
-func (s *sharedConn) tryWrite(b []byte, now time.Time) (n int, err error) {
+// for plain TCP connections (s.raw set); w is the caller's, not shared.
+func (s *sharedConn) tryWrite(b []byte, now time.Time, w *rawWrite) (n int, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.armLocked(now); err != nil {
 		return 0, err
 	}
-	s.try.b = b
-	rerr := s.raw.Write(s.tryFn)
-	n, err = s.try.n, s.try.err
-	s.try = rawWrite{}
+	w.b = b
+	rerr := s.raw.Write(w.fn)
+	n, err = w.n, w.err
+	w.b, w.err = nil, nil
 	if n < 0 {
 		n = 0
 	}
@@ -185,7 +198,7 @@ func (s *sharedConn) tryWrite(b []byte, now time.Time) (n int, err error) {
 }
 
 // sharingHijacker hands gorilla/websocket the hijacked connection wrapped
-// in a sharedConn, and keeps it for the writer.
+// in conn, which the writer uses too.
 type sharingHijacker struct {
 	http.ResponseWriter
 	conn *sharedConn
@@ -200,6 +213,6 @@ func (h *sharingHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	h.conn = newSharedConn(c)
+	h.conn.init(c)
 	return h.conn, brw, nil
 }

@@ -18,7 +18,7 @@ func wsPair(t *testing.T) (*sharedConn, *websocket.Conn) {
 	t.Helper()
 	got := make(chan *sharedConn, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hj := &sharingHijacker{ResponseWriter: w}
+		hj := &sharingHijacker{ResponseWriter: w, conn: &sharedConn{}}
 		if _, err := (&websocket.Upgrader{}).Upgrade(hj, r, nil); err != nil {
 			t.Error(err)
 			return
@@ -53,7 +53,7 @@ func TestWSMessageFraming(t *testing.T) {
 				defer close(done)
 				msg := wsMessage(buf)
 				if try {
-					w, err := sc.tryWrite(msg, time.Now())
+					w, err := sc.tryWrite(msg, time.Now(), newRawWrite())
 					if err != nil {
 						t.Error(err)
 						return
@@ -81,9 +81,9 @@ func TestTryWriteAllocatesNothing(t *testing.T) {
 	sc, client := wsPair(t)
 	go io.Copy(io.Discard, client.NetConn())
 	msg := wsMessage(append(make([]byte, wsHeaderRoom), bytes.Repeat([]byte("x"), 120)...))
-	now := time.Now()
+	now, w := time.Now(), newRawWrite()
 	allocs := testing.AllocsPerRun(1000, func() {
-		if n, err := sc.tryWrite(msg, now); err != nil || n != len(msg) {
+		if n, err := sc.tryWrite(msg, now, w); err != nil || n != len(msg) {
 			t.Fatalf("wrote %d of %d: %v", n, len(msg), err)
 		}
 	})
