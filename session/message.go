@@ -85,20 +85,25 @@ type Event struct {
 // budgets.
 func (e *Event) wireSize() int {
 	if e.Kind == EventMessage {
-		n := len(e.Msg.Topic) + len(e.Msg.Payload) + 8
-		if e.Msg.Props != nil {
-			n += 32
-		}
-		return n
+		return messageWireSize(e.Msg)
 	}
 	return len(e.Text) + 12
 }
 
-// size estimates the memory an event holds, for the outbox's byte bounds.
-func (e *Event) size() int {
-	n := 64 + len(e.Text)
-	if e.Msg != nil && e.Kind == EventMessage {
-		n += len(e.Msg.Topic) + len(e.Msg.Payload)
+func messageWireSize(m *Message) int {
+	n := len(m.Topic) + len(m.Payload) + 8
+	if m.Props != nil {
+		n += 32
 	}
 	return n
 }
+
+// size estimates the memory an event holds, for the outbox's byte bounds.
+func (e *Event) size() int {
+	if e.Kind == EventMessage && e.Msg != nil {
+		return messageSize(e.Msg)
+	}
+	return 64 + len(e.Text)
+}
+
+func messageSize(m *Message) int { return 64 + len(m.Topic) + len(m.Payload) }

@@ -183,10 +183,10 @@ func (s *Session) Take(dst []Event, limit int) (_ []Event, wait time.Duration, _
 	}
 	now := time.Now()
 	n := len(dst)
-	dst = s.out.take(dst, limit, func(e *Event) bool { return s.bucket.Allow(e.wireSize(), now) })
-	if e := s.out.peek(); e != nil && len(dst)-n < limit {
+	dst = s.out.take(dst, limit, func(size int) bool { return s.bucket.Allow(size, now) })
+	if size, ok := s.out.peek(); ok && len(dst)-n < limit {
 		// The budget stopped the take: say when the next frame may go.
-		wait = max(s.bucket.Wait(e.wireSize(), now), time.Millisecond)
+		wait = max(s.bucket.Wait(size, now), time.Millisecond)
 	}
 	return dst, wait, nil
 }
