@@ -219,8 +219,11 @@ func ratio(a, b float64) float64 {
 func (p *runPair) compare(mode string) {
 	a, b := p.A, p.B
 	if ok(a) && a.N > 0 {
-		if a.GoHeapStackPerSession > 0 {
-			p.Checks = append(p.Checks, target{Name: "gateway Go heap+stacks per idle session ≤ 10 KB (issue: at N=10,000)",
+		// The issue sets this target at N = 10,000; below that the
+		// gateway's fixed memory, spread over fewer sessions, weighs in
+		// (the table still shows the figure).
+		if a.GoHeapStackPerSession > 0 && a.N >= 10000 {
+			p.Checks = append(p.Checks, target{Name: "gateway Go heap+stacks per idle session ≤ 10 KB at N ≥ 10,000",
 				Value: a.GoHeapStackPerSession / 1024, Limit: 10, Pass: a.GoHeapStackPerSession <= 10*1024,
 				Detail: fmt.Sprintf("%.1f KB at N=%d", a.GoHeapStackPerSession/1024, a.N)})
 		}
@@ -257,9 +260,18 @@ func (p *runPair) compare(mode string) {
 			target{Name: "latency p99 A ≤ ½ B", Value: r99, Limit: 0.5, Pass: r99 > 0 && r99 <= 0.5,
 				Detail: fmt.Sprintf("%.2f vs %.2f ms", a.LatP99, b.LatP99)})
 	}
-	rb := ratio(a.BrokerCPU, b.BrokerCPU)
-	p.Checks = append(p.Checks, target{Name: "Mosquitto CPU with the gateway ≤ 5% of direct", Value: rb * 100, Limit: 5,
-		Pass: b.BrokerCPU > 0 && rb <= 0.05, Detail: fmt.Sprintf("%.3f vs %.2f s", a.BrokerCPU, b.BrokerCPU)})
+	if mode != "saturate" {
+		rb := ratio(a.BrokerCPU, b.BrokerCPU)
+		p.Checks = append(p.Checks, target{Name: "Mosquitto CPU with the gateway ≤ 5% of direct", Value: rb * 100, Limit: 5,
+			Pass: b.BrokerCPU > 0 && rb <= 0.05, Detail: fmt.Sprintf("%.3f vs %.2f s", a.BrokerCPU, b.BrokerCPU)})
+	} else if a.Published > 0 && b.Published > 0 {
+		// At saturation each setup publishes as much as it delivers, so
+		// the same work is Mosquitto's CPU per message published.
+		pa, pb := a.BrokerCPU/float64(a.Published)*1e6, b.BrokerCPU/float64(b.Published)*1e6
+		rb := ratio(pa, pb)
+		p.Checks = append(p.Checks, target{Name: "Mosquitto CPU per message with the gateway ≤ 5% of direct", Value: rb * 100, Limit: 5,
+			Pass: pb > 0 && rb <= 0.05, Detail: fmt.Sprintf("%.1f vs %.1f µs", pa, pb)})
+	}
 }
 
 // floorNote relates A and B to the floor F (floor.go): what one loopback
