@@ -396,13 +396,9 @@ func (c *wsConn) flushPooled(w *poolWorker) {
 			}
 		}
 		w.trim()
-		c.mu.Lock()
-		if !c.again {
-			c.writing = false
-			c.mu.Unlock()
+		if c.idle() {
 			return
 		}
-		c.mu.Unlock()
 	}
 }
 
@@ -440,14 +436,22 @@ func (c *wsConn) flush() {
 			c.writerDone()
 			return
 		}
-		c.mu.Lock()
-		if !c.again {
-			c.writing = false
-			c.mu.Unlock()
+		if c.idle() {
 			return
 		}
-		c.mu.Unlock()
 	}
+}
+
+// idle ends the writer's turn unless it was woken while writing; then it
+// reports false and the writer looks again.
+func (c *wsConn) idle() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.again {
+		return false
+	}
+	c.writing = false
+	return true
 }
 
 // writerDone marks the writer stopped for good.
