@@ -495,7 +495,7 @@ func (c *wsConn) writePending(w *poolWorker) bool {
 		return false
 	}
 	if ping && time.Since(c.lastWrite()) >= c.heartbeat()/2 {
-		return c.write(wsMessage(AppendPing(make([]byte, wsHeaderRoom, wsHeaderRoom+2))))
+		return c.write(wsMessage(AppendPing(w.frameBuf())))
 	}
 	return true
 }

@@ -20,15 +20,15 @@ type writerPool struct {
 	ring    []*wsConn // FIFO of connections waiting for a worker
 	head, n int
 	workers int
-	limit   int           // GOMAXPROCS, read when a burst starts (reading it takes a global lock)
-	spare   []*poolWorker // workers' buffers, kept between bursts
+	limit   int // GOMAXPROCS, read when a burst starts (reading it takes a global lock)
 }
 
-// poolWorker is what one worker writes with: the frames taken from a
-// session, the buffer they are encoded into, and the raw write. A
-// connection borrows them only while the worker serves it, so sessions
-// keep no write buffers of their own (after a burst, each would keep its
-// largest).
+// poolWorker is what a writer writes with: the frames taken from a
+// session, the buffer they are encoded into, and the raw write. Pool
+// workers and writers on goroutines of their own (TLS connections, full
+// sockets) borrow one from spareWorkers for as long as they write, so
+// sessions keep no write buffers of their own (after a burst, each would
+// keep its largest).
 type poolWorker struct {
 	events []session.Event
 	buf    []byte
@@ -71,14 +71,8 @@ func (p *writerPool) grow() {
 }
 
 func (p *writerPool) work() {
-	p.mu.Lock()
-	var w *poolWorker
-	if n := len(p.spare); n > 0 {
-		w, p.spare = p.spare[n-1], p.spare[:n-1]
-	} else {
-		w = &poolWorker{raw: newRawWrite()}
-	}
-	p.mu.Unlock()
+	w := getWorker()
+	defer putWorker(w)
 	for {
 		p.mu.Lock()
 		if p.n == 0 {
@@ -86,7 +80,6 @@ func (p *writerPool) work() {
 			if p.workers == 0 && len(p.ring) > 4096 {
 				p.ring, p.head = nil, 0 // after a burst, do not pin a large queue
 			}
-			p.spare = append(p.spare, w)
 			p.mu.Unlock()
 			return
 		}
@@ -99,20 +92,16 @@ func (p *writerPool) work() {
 	}
 }
 
-// spareWorkers lends buffers to writers on goroutines of their own (TLS
-// connections, full sockets), like the pool does to its workers.
 var spareWorkers = sync.Pool{New: func() any { return &poolWorker{raw: newRawWrite()} }}
 
 func getWorker() *poolWorker  { return spareWorkers.Get().(*poolWorker) }
 func putWorker(w *poolWorker) { spareWorkers.Put(w) }
 
-// trim drops a buffer grown past maxWorkerBuf by a large message.
+// trim drops a buffer grown past maxWorkerBuf by a large message. (The
+// frame list needs no trimming: fill takes at most batchFrames at a time.)
 func (w *poolWorker) trim() {
 	if cap(w.buf) > maxWorkerBuf {
 		w.buf = nil
-	}
-	if cap(w.events) > 4*batchFrames {
-		w.events = nil
 	}
 }
 

@@ -18,9 +18,10 @@ import (
 // and forth, and no write deadline moved per message (gorilla moves it on
 // every write; a timer update is a measurable share of a small write), and
 // on a plain TCP connection the write does not block (tryWrite).
-// Gorilla still reads, and writes the rare control frames (pongs, close
-// frames, protocol errors): every write to the socket, ours and gorilla's,
-// goes through sharedConn's mutex, so frames never interleave.
+// Gorilla still reads, and writes the rare frames of a connection's end
+// (close frames, protocol errors); pongs are ours (wsConn.onPing). Every
+// write to the socket, ours and gorilla's, goes through sharedConn's mutex,
+// so frames never interleave.
 
 // wsHeaderRoom is the largest header of an unmasked server frame: 2 bytes,
 // then a 64-bit length.
