@@ -81,6 +81,11 @@ type outboxLimits struct {
 	replayBytes   int
 }
 
+// at is the slot of frame number n, which the ring holds.
+func (o *outbox) at(n uint64) *slot {
+	return &o.ring[(o.head+int(n-o.base))%len(o.ring)]
+}
+
 func newOutbox(l outboxLimits) *outbox {
 	return &outbox{ring: make([]slot, 4), base: 1, next: 1, limits: l} // grows on demand; idle sessions stay small
 }
@@ -111,7 +116,7 @@ func (o *outbox) conflate(e Event) bool {
 	if !ok || n <= o.sent {
 		return false
 	}
-	old := &o.ring[(o.head+int(n-o.base))%len(o.ring)]
+	old := o.at(n)
 	o.pendingBytes += e.size() - old.size()
 	*old = slotOf(e)
 	return true
@@ -140,7 +145,7 @@ func (o *outbox) push(e Event, track bool) {
 // notice it received.
 func (o *outbox) overflow() {
 	if o.notice > o.sent {
-		o.ring[(o.head+int(o.notice-o.base))%len(o.ring)].ctl.Value++
+		o.at(o.notice).ctl.Value++
 		return
 	}
 	o.notice = o.next
@@ -161,7 +166,7 @@ func (o *outbox) grow() {
 // before a frame, given its size on the wire (a bandwidth budget).
 func (o *outbox) take(dst []Event, max int, allow func(wireSize int) bool) []Event {
 	for o.sent+1 < o.next && max > 0 {
-		s := &o.ring[(o.head+int(o.sent+1-o.base))%len(o.ring)]
+		s := o.at(o.sent + 1)
 		if allow != nil && !allow(s.wireSize()) {
 			break
 		}
@@ -198,7 +203,7 @@ func (o *outbox) peek() (wireSize int, ok bool) {
 	if o.sent+1 >= o.next {
 		return 0, false
 	}
-	return o.ring[(o.head+int(o.sent+1-o.base))%len(o.ring)].wireSize(), true
+	return o.at(o.sent + 1).wireSize(), true
 }
 
 // rewind prepares a replay for a client that has received frames up to and
@@ -211,7 +216,7 @@ func (o *outbox) rewind(received uint64) *Error {
 		return Errorf(CodeSessionGap, "frames %d to %d are no longer buffered", received+1, o.base-1)
 	}
 	for n := o.sent; n > received; n-- {
-		size := o.ring[(o.head+int(n-o.base))%len(o.ring)].size()
+		size := o.at(n).size()
 		o.sentBytes -= size
 		o.pendingBytes += size
 	}
