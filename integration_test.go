@@ -33,6 +33,20 @@ func ctx10(t testing.TB) context.Context {
 	return ctx
 }
 
+// expectEnd waits for c's session to end with code, which what (the cause
+// under test) must bring about within d.
+func expectEnd(t testing.TB, c *gwclient.Client, code session.Code, d time.Duration, what string) {
+	t.Helper()
+	select {
+	case f := <-c.Ended:
+		if f.Code != code {
+			t.Fatalf("after %s the session ended with %d (%s), want %d", what, f.Code, f.Message, code)
+		}
+	case <-time.After(d):
+		t.Fatalf("%s did not end the session within %s", what, d)
+	}
+}
+
 // connectSubscribe attaches a client to broker "main" and subscribes it,
 // failing the test on any error; it returns the client's handle.
 func connectSubscribe(t testing.TB, c *gwclient.Client, filter string, qos byte) uint64 {
@@ -238,14 +252,7 @@ func TestMalformedFrameEndsOnlyThatSession(t *testing.T) {
 	bad, good := dial(t, url), dial(t, url)
 	connectSubscribe(t, good, "t", 0)
 	bad.WriteRaw([]byte{5, transport.TypeSubscribe, 0xFF, 0xFF, 0xFF, 0xFF}) // truncated uvarint
-	select {
-	case f := <-bad.Ended:
-		if f.Code != session.CodeMalformed {
-			t.Fatalf("bad session ended with %d, want %d", f.Code, session.CodeMalformed)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("malformed frame did not end the session")
-	}
+	expectEnd(t, bad, session.CodeMalformed, 5*time.Second, "the malformed frame")
 	mosquittoPub(t, mq.port, "-t", "t", "-m", "still here")
 	if f := nextMessage(t, good); string(f.Publish.Payload) != "still here" {
 		t.Fatalf("other session got %q", f.Publish.Payload)

@@ -177,12 +177,5 @@ func TestReloadRemovingTheGateway(t *testing.T) {
 	connectSubscribe(t, c, "x", 0)
 	withGateway = false
 	reload()
-	select {
-	case f := <-c.Ended:
-		if f.Code != session.CodeShuttingDown {
-			t.Fatalf("session ended with %d, want %d", f.Code, session.CodeShuttingDown)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the session outlived its gateway")
-	}
+	expectEnd(t, c, session.CodeShuttingDown, 10*time.Second, "removing its gateway")
 }
