@@ -47,14 +47,8 @@ http://127.0.0.1:%d {
 	ctx := ctx10(t)
 	clients := []*gwclient.Client{dial(t, url), dial(t, url), dial(t, url)}
 	for _, c := range clients {
-		h, _, err := c.Connect(ctx, session.ConnectParams{Broker: "main"})
-		if err == nil {
-			_, err = c.Subscribe(ctx, h, "m/#", 0)
-		}
-		if err == nil {
-			_, err = c.Subscribe(ctx, h, "m/+/x", 0)
-		}
-		if err != nil {
+		h := connectSubscribe(t, c, "m/#", 0)
+		if _, err := c.Subscribe(ctx, h, "m/+/x", 0); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -64,18 +64,11 @@ func TestReloadKeepsSessions(t *testing.T) {
 		return fmt.Sprintf("http://127.0.0.1:%d {\n mqtt_gateway /mqtt/* {\n broker main mqtt://127.0.0.1:%d\n heartbeat %ds\n }\n}\n", httpPort, mq.port, heartbeat)
 	})
 	url := fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort)
-	ctx := ctx10(t)
 	const sessions, messages = 50, 300
 	clients := make([]*gwclient.Client, sessions)
 	for i := range clients {
 		clients[i] = dial(t, url)
-		h, _, err := clients[i].Connect(ctx, session.ConnectParams{Broker: "main"})
-		if err == nil {
-			_, err = clients[i].Subscribe(ctx, h, "reload/#", 1)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+		connectSubscribe(t, clients[i], "reload/#", 1)
 	}
 	pub := mqttPublisher(t, mq.port)
 	var wg sync.WaitGroup

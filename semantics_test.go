@@ -89,18 +89,11 @@ func TestExactlyOnceAcrossBrokerLinkCuts(t *testing.T) {
 func TestBrokerRestartRestoresSubscriptions(t *testing.T) {
 	mq := startMosquitto(t)
 	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
-	ctx := ctx10(t)
 	const sessions = 100
 	clients := make([]*gwclient.Client, sessions)
 	for i := range clients {
 		clients[i] = dial(t, url)
-		h, _, err := clients[i].Connect(ctx, session.ConnectParams{Broker: "main"})
-		if err == nil {
-			_, err = clients[i].Subscribe(ctx, h, "restart/#", 0)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+		connectSubscribe(t, clients[i], "restart/#", 0)
 	}
 	mq.stop()
 	bin, _ := exec.LookPath("mosquitto")

@@ -41,19 +41,33 @@ func mqttPublisher(t testing.TB, port int) *autopaho.ConnectionManager {
 }
 
 // publishAt publishes n messages round-robin over topics at rate per
-// second; each payload is the message number, padded to size bytes.
+// second; each payload is numbered(i, size).
 func publishAt(t testing.TB, cm *autopaho.ConnectionManager, topics []string, n int, rate float64, size int, qos byte) {
+	t.Helper()
+	publishRange(t, cm, topics, 0, n, rate, size, qos)
+}
+
+// publishRange publishes messages from to to-1 like publishAt. It may run
+// on a goroutine of its own: a failure is reported with Errorf, not Fatal.
+func publishRange(t testing.TB, cm *autopaho.ConnectionManager, topics []string, from, to int, rate float64, size int, qos byte) {
 	t.Helper()
 	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
 	defer tick.Stop()
-	for i := 0; i < n; i++ {
+	for i := from; i < to; i++ {
 		<-tick.C
-		payload := make([]byte, max(size, 8))
-		binary.BigEndian.PutUint64(payload, uint64(i))
-		if _, err := cm.Publish(context.Background(), &paho.Publish{Topic: topics[i%len(topics)], QoS: qos, Payload: payload}); err != nil {
-			t.Fatalf("publish %d: %v", i, err)
+		if _, err := cm.Publish(context.Background(), &paho.Publish{Topic: topics[i%len(topics)], QoS: qos, Payload: numbered(i, size)}); err != nil {
+			t.Errorf("publish %d: %v", i, err)
+			return
 		}
 	}
+}
+
+// numbered is a test payload: the number i, then zeros up to size bytes
+// (at least 8).
+func numbered(i, size int) []byte {
+	p := make([]byte, max(size, 8))
+	binary.BigEndian.PutUint64(p, uint64(i))
+	return p
 }
 
 type arrival struct {
@@ -192,16 +206,9 @@ func TestSlowClientBoundedAndNotified(t *testing.T) {
 	ctx := ctx10(t)
 
 	// The slow client: a tiny receive buffer, so its socket fills at once.
-	dialer := &websocket.Dialer{NetDialContext: (&net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-	}}).DialContext}
-	slow := rawSession(t, ctx, dialer, url)
+	slow := rawSession(t, ctx, tinyReceiveBuffer(), url)
 	fast := dial(t, url)
-	hf, _, err := fast.Connect(ctx, session.ConnectParams{Broker: "main"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fast.Subscribe(ctx, hf, "slow/#", 1)
+	connectSubscribe(t, fast, "slow/#", 1)
 
 	var before runtime.MemStats
 	runtime.GC()
@@ -264,6 +271,14 @@ func TestSlowClientBoundedAndNotified(t *testing.T) {
 		}
 	}
 	t.Logf("slow client: %d messages read of %d offered, notice counts %d dropped", messages, n+300, notice.Value)
+}
+
+// tinyReceiveBuffer dials with a 4 KiB socket receive buffer, so the
+// gateway's writes to a client that does not read stop at once.
+func tinyReceiveBuffer() *websocket.Dialer {
+	return &websocket.Dialer{NetDialContext: (&net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}).DialContext}
 }
 
 // rawSession is a client that reads only when asked.

@@ -2,17 +2,12 @@ package mqttgateway
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"fmt"
-	"net"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/eclipse/paho.golang/autopaho"
-	"github.com/eclipse/paho.golang/paho"
 	"github.com/gorilla/websocket"
 
 	"github.com/caddy-mqtt/mqttgateway/transport"
@@ -29,10 +24,7 @@ func TestWebSocketMessagesStayWholeAcrossPartialWritesAndPongs(t *testing.T) {
 	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
 	ctx := ctx10(t)
 
-	dialer := &websocket.Dialer{NetDialContext: (&net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-	}}).DialContext}
-	c := rawSession(t, ctx, dialer, url) // subscribed to slow/# at QoS 1
+	c := rawSession(t, ctx, tinyReceiveBuffer(), url) // subscribed to slow/# at QoS 1
 	// QoS 1, so the gateway neither conflates nor drops: every message
 	// must come through. 8 MiB published while the client does not read
 	// (more than the socket buffers hold, so writes stop part way), then 4
@@ -41,7 +33,7 @@ func TestWebSocketMessagesStayWholeAcrossPartialWritesAndPongs(t *testing.T) {
 	pub := mqttPublisher(t, mq.port)
 	publishAt(t, pub, []string{"slow/whole"}, before, 5000, size, 1)
 	time.Sleep(time.Second)
-	go publishFrom(t, pub, "slow/whole", before, n, 2000, size)
+	go publishRange(t, pub, []string{"slow/whole"}, before, n, 2000, size, 1)
 
 	// While the client reads, it pings every millisecond.
 	var pongs atomic.Int64
@@ -81,25 +73,4 @@ func TestWebSocketMessagesStayWholeAcrossPartialWritesAndPongs(t *testing.T) {
 		t.Fatal("no pong came back: the pings never met a write in progress")
 	}
 	t.Logf("%d messages whole and in order, %d pongs between them", n, pongs.Load())
-}
-
-// publishFrom publishes messages numbered from to to-1 at QoS 1 and rate
-// per second, each numbered(i, size).
-func publishFrom(t *testing.T, pub *autopaho.ConnectionManager, topic string, from, to int, rate float64, size int) {
-	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
-	defer tick.Stop()
-	for i := from; i < to; i++ {
-		<-tick.C
-		if _, err := pub.Publish(context.Background(), &paho.Publish{Topic: topic, QoS: 1, Payload: numbered(i, size)}); err != nil {
-			t.Errorf("publish %d: %v", i, err)
-			return
-		}
-	}
-}
-
-// numbered is publishAt's payload: the number, then zeros.
-func numbered(i, size int) []byte {
-	p := make([]byte, size)
-	binary.BigEndian.PutUint64(p, uint64(i))
-	return p
 }
