@@ -48,7 +48,7 @@ type Hub struct {
 	clients map[*Client]struct{}
 	up      bool
 	since   time.Time // when up last changed
-	lastErr error     // last connection error, for clients that wait
+	lastErr *Error    // last connection error, for clients that wait
 	closed  bool
 
 	wake   chan struct{} // reconciler has work
@@ -147,7 +147,7 @@ func newClientID(prefix string) string {
 func (h *Hub) br() *brokerRuntime                { return h.broker.Load() }
 func (h *Hub) conn() *autopaho.ConnectionManager { return h.cm.Load() }
 
-func newHub(key string, br *brokerRuntime, stream uint64, dedicated bool, log *zap.Logger) *Hub {
+func newHub(key string, br *brokerRuntime, stream uint64, dedicated bool, log *zap.Logger, metrics *Metrics, emit func(string, map[string]any)) *Hub {
 	h := &Hub{
 		key:         key,
 		stream:      stream,
@@ -162,18 +162,16 @@ func newHub(key string, br *brokerRuntime, stream uint64, dedicated bool, log *z
 		refErr:      make(chan *Error, 1),
 		pendingAcks: map[uint16]pendingAck{},
 		retained:    map[string]*Message{},
-		metrics:     newMetrics(""),
-		messagesIn:  prometheus.NewCounter(prometheus.CounterOpts{Name: "unused"}),
-		emit:        func(string, map[string]any) {},
+		metrics:     metrics,
+		messagesIn:  metrics.MessagesIn.WithLabelValues(br.cfg.Name),
+		emit:        emit,
 	}
 	h.broker.Store(br)
 	return h
 }
 
 func startHub(key string, br *brokerRuntime, stream uint64, o hubOptions, log *zap.Logger, metrics *Metrics, emit func(string, map[string]any)) (*Hub, error) {
-	h := newHub(key, br, stream, o.clientID != "", log)
-	h.metrics, h.emit = metrics, emit
-	h.messagesIn = metrics.MessagesIn.WithLabelValues(br.cfg.Name)
+	h := newHub(key, br, stream, o.clientID != "", log, metrics, emit)
 	if !h.dedicated {
 		// The shared connection starts clean, then keeps its broker session
 		// across reconnects for a minute: QoS 1/2 flows interrupted by a cut
@@ -259,9 +257,7 @@ func (h *Hub) restart(br *brokerRuntime) error {
 	}
 	h.noticeClients(Errorf(CodeBrokerUnavailable, "broker %q reconfigured; subscriptions come back when it is connected", br.cfg.Name))
 	h.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	old.Disconnect(ctx)
-	cancel()
+	h.disconnect(old)
 	oldCancel()
 	return h.connect()
 }
@@ -402,9 +398,7 @@ func (h *Hub) awaitUp(ctx context.Context) *Error {
 		h.mu.RLock()
 		defer h.mu.RUnlock()
 		if h.lastErr != nil {
-			if e, ok := h.lastErr.(*Error); ok {
-				return e
-			}
+			return h.lastErr
 		}
 		return Errorf(CodeBrokerUnavailable, "broker %q unavailable: no connection within %s", h.br().cfg.Name, time.Duration(h.br().cfg.ConnectTimeout))
 	}
@@ -666,16 +660,27 @@ func (h *Hub) close() {
 	h.closed = true
 	h.retireLocked()
 	h.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := h.conn().Disconnect(ctx); err != nil {
-		h.log.Debug("broker disconnect", zap.Error(err))
-	}
+	h.stop()
+}
+
+// stop ends the hub's broker connection (a clean DISCONNECT, for at most
+// 2 s) and its goroutines.
+func (h *Hub) stop() {
+	h.disconnect(h.conn())
 	h.mu.Lock()
 	cmCancel := h.cmCancel
 	h.mu.Unlock()
 	cmCancel()
 	h.cancel()
+}
+
+// disconnect sends cm's broker a clean DISCONNECT, waiting at most 2 s.
+func (h *Hub) disconnect(cm *autopaho.ConnectionManager) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := cm.Disconnect(ctx); err != nil {
+		h.log.Debug("broker disconnect", zap.Error(err))
+	}
 }
 
 // retireLocked takes a closing hub out of the gauges. Called with h.mu held.
@@ -728,12 +733,5 @@ func (h *Hub) takeOverWith(reason *Error) {
 	for _, c := range clients {
 		c.lost(reason)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	h.conn().Disconnect(ctx)
-	h.mu.Lock()
-	cmCancel := h.cmCancel
-	h.mu.Unlock()
-	cmCancel()
-	h.cancel()
+	h.stop()
 }

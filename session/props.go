@@ -3,9 +3,12 @@ package session
 import "github.com/eclipse/paho.golang/paho"
 
 // propsFromPaho keeps the properties web clients care about; nil when there
-// are none, so the common case costs nothing.
+// are none, so the common case costs nothing. (paho hands every received
+// PUBLISH a non-nil, usually empty, properties struct: the test is on its
+// fields, before anything is allocated.)
 func propsFromPaho(p *paho.PublishProperties) *Props {
-	if p == nil {
+	if p == nil || (p.PayloadFormat == nil && p.MessageExpiry == nil && p.ContentType == "" &&
+		p.ResponseTopic == "" && p.CorrelationData == nil && len(p.User) == 0) {
 		return nil
 	}
 	out := &Props{ContentType: p.ContentType, ResponseTopic: p.ResponseTopic, CorrelationData: p.CorrelationData}
@@ -17,9 +20,6 @@ func propsFromPaho(p *paho.PublishProperties) *Props {
 	}
 	for _, u := range p.User {
 		out.User = append(out.User, UserProperty{Key: u.Key, Value: u.Value})
-	}
-	if out.Empty() {
-		return nil
 	}
 	return out
 }

@@ -64,19 +64,15 @@ type Session struct {
 	gateAt    time.Time
 	gateBuf   []*Message
 	bucket    *throttle.Bucket
-	Stats     Stats
+	// The bandwidth budget's wake-up (Take): when, and its timer.
+	budgetAt    time.Time
+	budgetTimer *time.Timer
 
 	// Set at open by the authenticate hook and the transport.
 	origin       any
 	capFrequency float64 // per-user cap on max_frequency, 0: none
 	capBandwidth uint64  // per-user cap on max_bandwidth, 0: none
 	publishes    *throttle.Bucket
-}
-
-// Stats counts what happened to a session's messages.
-type Stats struct {
-	Conflated uint64 // QoS 0 values replaced by newer ones before being sent
-	Dropped   uint64 // messages dropped for a full queue (each one notified)
 }
 
 // Dispatch runs fn, which hands one unit of client frames to the session,
@@ -105,10 +101,6 @@ func (s *Session) Rebind(t Transport, received uint64) (uint64, *Error) {
 
 // CountRequest counts a request frame received from the client.
 func (s *Session) CountRequest() { s.requests.Add(1) }
-
-// Requests is the number of request frames received from the client, so a
-// client resuming after a drop knows which of its requests to send again.
-func (s *Session) Requests() uint64 { return s.requests.Load() }
 
 // ID is the session's 128-bit random identifier.
 func (s *Session) ID() [16]byte { return s.id }
@@ -170,25 +162,51 @@ func (s *Session) Detach(t Transport) {
 }
 
 // Take appends up to limit frames waiting to be written to dst. When the
-// session's bandwidth budget holds frames back, wait says when to try
-// again. When the session has ended, it returns the reason.
-func (s *Session) Take(dst []Event, limit int) (_ []Event, wait time.Duration, _ *Error) {
+// session's bandwidth budget holds frames back, the transport is woken
+// when they may go. When the session has ended, it returns the reason.
+func (s *Session) Take(dst []Event, limit int) ([]Event, *Error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed != nil {
-		return dst, 0, s.closed
+		return dst, s.closed
 	}
 	if s.bucket == nil {
-		return s.out.take(dst, limit, nil), 0, nil
+		return s.out.take(dst, limit, nil), nil
 	}
 	now := time.Now()
 	n := len(dst)
 	dst = s.out.take(dst, limit, func(size int) bool { return s.bucket.Allow(size, now) })
 	if size, ok := s.out.peek(); ok && len(dst)-n < limit {
-		// The budget stopped the take: say when the next frame may go.
-		wait = max(s.bucket.Wait(size, now), time.Millisecond)
+		// The budget stopped the take.
+		s.wakeAtLocked(now.Add(max(s.bucket.Wait(size, now), time.Millisecond)))
 	}
-	return dst, wait, nil
+	return dst, nil
+}
+
+// wakeAtLocked wakes the transport at t, when the bandwidth budget lets
+// the next frame go. One timer per session: a capped session's writer is
+// woken by every message, and each would otherwise start a timer of its
+// own. Called with s.mu held.
+func (s *Session) wakeAtLocked(t time.Time) {
+	if !s.budgetAt.IsZero() && !t.Before(s.budgetAt) {
+		return // an earlier wake is set
+	}
+	s.budgetAt = t
+	if s.budgetTimer == nil {
+		s.budgetTimer = time.AfterFunc(time.Until(t), s.budgetWake)
+	} else {
+		s.budgetTimer.Reset(time.Until(t))
+	}
+}
+
+func (s *Session) budgetWake() {
+	s.mu.Lock()
+	s.budgetAt = time.Time{}
+	conn := s.conn
+	s.mu.Unlock()
+	if conn != nil {
+		conn.Wake()
+	}
 }
 
 // Closed reports why the session ended, or nil while it is live.
@@ -219,15 +237,14 @@ func (s *Session) pushLocked(e Event) {
 		conflate := o.conflating(s.bucket != nil, s.conn != nil)
 		switch {
 		case conflate && o.conflate(e):
-			s.Stats.Conflated++
 			s.mgr.metrics.Conflated.Inc()
-		case o.full(&e) && e.Msg.QoS > 0 && s.mgr.config().OverflowClose:
-			// Runs asynchronously: the caller may hold a hub's lock.
-			s.closed = Errorf(CodeOverflow, "too many messages queued for a slow client")
-			go s.finish()
-			return
 		case o.full(&e):
-			s.Stats.Dropped++
+			if e.Msg.QoS > 0 && s.mgr.config().OverflowClose {
+				// Runs asynchronously: the caller may hold a hub's lock.
+				s.closed = Errorf(CodeOverflow, "too many messages queued for a slow client")
+				go s.finish()
+				return
+			}
 			s.mgr.metrics.Dropped.Inc()
 			o.overflow()
 		default:
@@ -294,6 +311,9 @@ func (s *Session) finish() {
 	s.out.release()
 	if s.gateTimer != nil {
 		s.gateTimer.Stop()
+	}
+	if s.budgetTimer != nil {
+		s.budgetTimer.Stop()
 	}
 	s.gate = nil
 	reason := s.closed

@@ -16,19 +16,21 @@ import (
 // When several subscriptions of a session match a topic, the least
 // restrictive wins, since the session receives a message once.
 
-// Interval turns messages per second into the spacing between deliveries,
-// applying the server's cap; 0 means unlimited.
-func (m *Manager) Interval(perSecond float64) time.Duration {
-	return m.interval(perSecond, 0)
-}
-
-// interval also applies a per-session cap (0: none).
-func (m *Manager) interval(perSecond, sessionCap float64) time.Duration {
-	for _, cap := range []float64{m.config().MaxFrequency, sessionCap} {
-		if cap > 0 && (perSecond <= 0 || perSecond > cap) {
-			perSecond = cap
+// capped applies caps (0: none) to a rate (0: unlimited): the lowest wins.
+func capped(rate float64, caps ...float64) float64 {
+	for _, c := range caps {
+		if c > 0 && (rate <= 0 || rate > c) {
+			rate = c
 		}
 	}
+	return rate
+}
+
+// interval turns messages per second into the spacing between deliveries,
+// applying the server's cap and a per-session one (0: none); 0 means
+// unlimited.
+func (m *Manager) interval(perSecond, sessionCap float64) time.Duration {
+	perSecond = capped(perSecond, m.config().MaxFrequency, sessionCap)
 	if perSecond <= 0 {
 		return 0
 	}
@@ -100,7 +102,6 @@ func (s *Session) admit(m *Message) bool {
 	now := time.Now()
 	ok, replaced := s.gate.Offer(conflationKey{m.Stream, m.Topic}, interval, m, now)
 	if replaced {
-		s.Stats.Conflated++
 		s.mgr.metrics.Conflated.Inc()
 	}
 	if !ok {
@@ -149,12 +150,7 @@ func (s *Session) flushGate() {
 func (s *Session) SetMaxBandwidth(bytesPerSecond uint64) uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rate := float64(bytesPerSecond)
-	for _, cap := range []float64{float64(s.mgr.config().MaxBandwidth), float64(s.capBandwidth)} {
-		if cap > 0 && (rate <= 0 || rate > cap) {
-			rate = cap
-		}
-	}
+	rate := capped(float64(bytesPerSecond), float64(s.mgr.config().MaxBandwidth), float64(s.capBandwidth))
 	now := time.Now()
 	switch {
 	case rate <= 0:

@@ -1,27 +1,19 @@
 package transport
 
-import (
-	"time"
-
-	"github.com/caddy-mqtt/mqttgateway/session"
-)
+import "github.com/caddy-mqtt/mqttgateway/session"
 
 // Every transport writes a session's frames the same way: whatever is
 // pending, encoded into one buffer (one WebSocket message, one chunk of a
 // stream, one poll answer).
 
 // fill appends what the session has to send; when the session is over and
-// nothing is left, it appends the CLOSE frame and returns the reason. When a
-// bandwidth budget holds frames back, the connection is woken when they may
-// go.
-func fill(buf []byte, sess *session.Session, events []session.Event, conn session.Transport) ([]byte, []session.Event, *session.Error) {
+// nothing is left, it appends the CLOSE frame and returns the reason. (When
+// a bandwidth budget holds frames back, the session wakes the connection
+// when they may go.)
+func fill(buf []byte, sess *session.Session, events []session.Event) ([]byte, []session.Event, *session.Error) {
 	for {
 		var ended *session.Error
-		var wait time.Duration
-		events, wait, ended = sess.Take(events[:0], batchFrames)
-		if wait > 0 {
-			time.AfterFunc(wait, conn.Wake)
-		}
+		events, ended = sess.Take(events[:0], batchFrames)
 		for i := range events {
 			buf = AppendEvent(buf, &events[i])
 		}

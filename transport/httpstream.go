@@ -195,7 +195,7 @@ func (s *Server) ServeStream(w http.ResponseWriter, r *http.Request) error {
 	events := make([]session.Event, 0, batchFrames)
 	for {
 		var ended *session.Error
-		buf, events, ended = fill(buf, sess, events, conn)
+		buf, events, ended = fill(buf, sess, events)
 		if conn.closed() {
 			return nil // replaced by a newer connection of the session
 		}
@@ -250,7 +250,7 @@ func (s *Server) ServePoll(w http.ResponseWriter, r *http.Request) error {
 	opened := first[lenOf(first)] == TypeOpened
 	for {
 		var ended *session.Error
-		buf, events, ended = fill(buf, sess, events, conn)
+		buf, events, ended = fill(buf, sess, events)
 		// A new session's OPENED is an answer by itself: the client needs
 		// the session id before it can send anything.
 		if opened || len(buf) > len(first) || ended != nil || conn.closed() {

@@ -370,7 +370,7 @@ func (c *wsConn) flushPooled(w *poolWorker) {
 		}
 		c.again = false
 		c.mu.Unlock()
-		buf, events, ended := fill(w.frameBuf(), c.sess, w.events, c)
+		buf, events, ended := fill(w.frameBuf(), c.sess, w.events)
 		w.events, w.buf = events, buf[:0]
 		if ended != nil { // buf ends with the CLOSE frame
 			c.rest, c.ended = wsMessage(buf), ended
@@ -471,7 +471,7 @@ func (c *wsConn) writePending(w *poolWorker) bool {
 		// Everything pending goes out in one WebSocket message: under
 		// load, many frames per syscall.
 		var buf []byte
-		buf, w.events, ended = fill(w.frameBuf(), c.sess, w.events, c)
+		buf, w.events, ended = fill(w.frameBuf(), c.sess, w.events)
 		w.buf = buf[:0]
 		if len(buf) > wsHeaderRoom && !c.write(wsMessage(buf)) {
 			return false
