@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/caddy-mqtt/mqttgateway/session"
 )
@@ -39,6 +40,69 @@ func dispatch(s *session.Session, f *Frame) error {
 		return fmt.Errorf("%w: frame type 0x%02x not expected from a client", ErrMalformed, f.Type)
 	}
 	return nil
+}
+
+// dispatchUnit hands a unit of client frames to the session, unless the
+// connection has lost the session to a newer one (stale).
+func dispatchUnit(sess *session.Session, unit []byte, stale func() bool) *session.Error {
+	var f Frame
+	err := sess.Dispatch(stale, func() error {
+		return SplitUnit(unit, func(b []byte) error {
+			if err := Decode(b, &f); err != nil {
+				return err
+			}
+			return dispatch(sess, &f)
+		})
+	})
+	if err != nil {
+		return session.Errorf(session.CodeMalformed, "%v", err)
+	}
+	return nil
+}
+
+// start handles the unit that begins a connection of any transport: one
+// OPEN, which opens a session, or one BIND, which resumes one. It binds
+// conn to the session and returns the frame to answer with: OPENED (opened
+// is true) or BOUND, which must go out before anything the session queues.
+// Rebinds are counted in the recovery metric when countRebind is set.
+func (s *Server) start(r *http.Request, unit []byte, conn session.Transport, transport string, countRebind bool) (sess *session.Session, first []byte, opened bool, _ *session.Error) {
+	var f Frame
+	frames := 0
+	if err := SplitUnit(unit, func(b []byte) error { frames++; return Decode(b, &f) }); err != nil || frames != 1 {
+		return nil, nil, false, session.Errorf(session.CodeMalformed, "the first unit must be one OPEN or BIND frame")
+	}
+	switch f.Type {
+	case TypeOpen:
+		if f.Version != Version {
+			return nil, nil, false, session.Errorf(session.CodeUnsupportedVersion, "this gateway speaks protocol version 1")
+		}
+		sess, e := s.open(r, &f, transport)
+		if e != nil {
+			return nil, nil, false, e
+		}
+		cfg := s.Manager.Config()
+		id, secret := sess.ID(), sess.Secret()
+		first = AppendOpened(nil, id, secret, uint64(cfg.Heartbeat/time.Millisecond),
+			uint64(cfg.SessionTimeout/time.Millisecond), uint64(s.maxFrame()), nil)
+		applyOpenOptions(sess, f.Options)
+		sess.Attach(conn, false, 0)
+		return sess, first, true, nil
+	case TypeBind:
+		sess, e := s.Manager.Lookup(f.Session, f.Secret)
+		var requests uint64
+		if e == nil {
+			requests, e = sess.Rebind(conn, f.Received)
+		}
+		if countRebind {
+			recovered(s.Manager, e)
+		}
+		if e != nil {
+			return nil, nil, false, e
+		}
+		s.refreshOrigin(sess, r)
+		return sess, AppendBound(nil, f.Received+1, requests), false, nil
+	}
+	return nil, nil, false, session.Errorf(session.CodeBadRequest, "the first frame must be OPEN or BIND")
 }
 
 // recovered counts a rebind by its result.

@@ -100,10 +100,10 @@ func statusFor(code session.Code) int {
 	return http.StatusBadRequest
 }
 
-// begin reads the OPEN or BIND that starts a /stream or /poll request and
-// binds conn to its session. It returns the first frame to write (OPENED or
-// BOUND). On error it has answered the request.
-func (s *Server) beginHTTP(w http.ResponseWriter, r *http.Request, conn *httpConn, transport string) (*session.Session, []byte, bool) {
+// beginHTTP reads the OPEN or BIND that starts a /stream or /poll request
+// and binds conn to its session. It returns the first frame to write
+// (OPENED, with opened set, or BOUND). On error it has answered the request.
+func (s *Server) beginHTTP(w http.ResponseWriter, r *http.Request, conn *httpConn, transport string) (_ *session.Session, first []byte, opened, ok bool) {
 	unit, err := readUnit(w, r, s.maxFrame())
 	if err != nil {
 		var e *session.Error
@@ -111,54 +111,15 @@ func (s *Server) beginHTTP(w http.ResponseWriter, r *http.Request, conn *httpCon
 			e = session.Errorf(session.CodeMalformed, "reading request: %v", err)
 		}
 		answerError(w, statusFor(e.Code), e)
-		return nil, nil, false
+		return nil, nil, false, false
 	}
-	var f Frame
-	frames := 0
-	err = SplitUnit(unit, func(b []byte) error { frames++; return Decode(b, &f) })
-	if err != nil || frames != 1 {
-		answerError(w, http.StatusBadRequest, session.Errorf(session.CodeMalformed, "the body must be one OPEN or BIND frame"))
-		return nil, nil, false
+	// Every poll rebinds: count streams only.
+	sess, first, opened, e := s.start(r, unit, conn, transport, transport == "streaming")
+	if e != nil {
+		answerError(w, statusFor(e.Code), e)
+		return nil, nil, false, false
 	}
-	mgr := s.Manager
-	switch f.Type {
-	case TypeOpen:
-		if f.Version != Version {
-			answerError(w, http.StatusBadRequest, session.Errorf(session.CodeUnsupportedVersion, "this gateway speaks protocol version 1"))
-			return nil, nil, false
-		}
-		sess, e := s.open(r, &f, transport)
-		if e != nil {
-			answerError(w, statusFor(e.Code), e)
-			return nil, nil, false
-		}
-		cfg := mgr.Config()
-		id, secret := sess.ID(), sess.Secret()
-		first := AppendOpened(nil, id, secret, uint64(cfg.Heartbeat/time.Millisecond),
-			uint64(cfg.SessionTimeout/time.Millisecond), uint64(s.maxFrame()), nil)
-		applyOpenOptions(sess, f.Options)
-		sess.Attach(conn, false, 0)
-		return sess, first, true
-	case TypeBind:
-		sess, e := mgr.Lookup(f.Session, f.Secret)
-		var requests uint64
-		if e == nil {
-			requests, e = sess.Rebind(conn, f.Received)
-		}
-		if transport == "streaming" { // every poll rebinds: count streams only
-			recovered(mgr, e)
-		}
-		if e == nil {
-			s.refreshOrigin(sess, r)
-		}
-		if e != nil {
-			answerError(w, statusFor(e.Code), e)
-			return nil, nil, false
-		}
-		return sess, AppendBound(nil, f.Received+1, requests), true
-	}
-	answerError(w, http.StatusBadRequest, session.Errorf(session.CodeBadRequest, "the body must be one OPEN or BIND frame"))
-	return nil, nil, false
+	return sess, first, opened, true
 }
 
 func startBinaryResponse(w http.ResponseWriter) {
@@ -174,7 +135,7 @@ func startBinaryResponse(w http.ResponseWriter) {
 func (s *Server) ServeStream(w http.ResponseWriter, r *http.Request) error {
 	s.init()
 	conn := newHTTPConn()
-	sess, first, ok := s.beginHTTP(w, r, conn, "streaming")
+	sess, first, _, ok := s.beginHTTP(w, r, conn, "streaming")
 	if !ok {
 		return nil
 	}
@@ -232,7 +193,7 @@ func (s *Server) ServeStream(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) ServePoll(w http.ResponseWriter, r *http.Request) error {
 	s.init()
 	conn := newHTTPConn()
-	sess, first, ok := s.beginHTTP(w, r, conn, "polling")
+	sess, first, opened, ok := s.beginHTTP(w, r, conn, "polling")
 	if !ok {
 		return nil
 	}
@@ -247,7 +208,6 @@ func (s *Server) ServePoll(w http.ResponseWriter, r *http.Request) error {
 	defer timer.Stop()
 	buf := first
 	events := make([]session.Event, 0, batchFrames)
-	opened := first[lenOf(first)] == TypeOpened
 	for {
 		var ended *session.Error
 		buf, events, ended = fill(buf, sess, events)
@@ -305,17 +265,7 @@ func (s *Server) ServeSend(w http.ResponseWriter, r *http.Request) error {
 		answerError(w, http.StatusBadRequest, session.Errorf(session.CodeBadRequest, "reading request: %v", err))
 		return nil
 	}
-	var f Frame
-	err = sess.Dispatch(func() bool { return false }, func() error {
-		return SplitUnit(unit, func(b []byte) error {
-			if err := Decode(b, &f); err != nil {
-				return err
-			}
-			return dispatch(sess, &f)
-		})
-	})
-	if err != nil {
-		e := session.Errorf(session.CodeMalformed, "%v", err)
+	if e := dispatchUnit(sess, unit, func() bool { return false }); e != nil {
 		sess.Close(e)
 		answerError(w, http.StatusBadRequest, e)
 		return nil
@@ -323,15 +273,6 @@ func (s *Server) ServeSend(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusNoContent)
 	return nil
-}
-
-// lenOf is the size of a frame's length prefix.
-func lenOf(frame []byte) int {
-	n := 0
-	for n < len(frame) && frame[n] >= 0x80 {
-		n++
-	}
-	return n + 1
 }
 
 func decodeHex16(s string, dst *[16]byte) bool {

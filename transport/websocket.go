@@ -209,82 +209,43 @@ func (c *wsConn) claimWriter() bool {
 func (c *wsConn) fail(code session.Code, msg string) {
 	c.ws.SetWriteDeadline(time.Now().Add(time.Second))
 	c.ws.WriteMessage(websocket.BinaryMessage, AppendEnd(nil, code, msg))
-	c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(int(code), msg), time.Now().Add(time.Second))
+	c.closeWith(int(code), msg)
 }
 
-// handshake reads OPEN or BIND and answers OPENED or BOUND.
+// closeWith sends the WebSocket close frame, waiting at most a second.
+func (c *wsConn) closeWith(code int, msg string) {
+	c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, msg), time.Now().Add(time.Second))
+}
+
+// handshake reads OPEN or BIND and answers OPENED or BOUND. The session is
+// bound to c before the answer is written, but c's writer cannot run until
+// run starts it, so the answer precedes every frame the session queues.
 func (c *wsConn) handshake() error {
 	c.ws.SetReadDeadline(time.Now().Add(handshakeTimeout))
 	_, unit, err := c.ws.ReadMessage()
 	if err != nil {
 		return err
 	}
-	var f Frame
-	first := true
-	err = SplitUnit(unit, func(b []byte) error {
-		if !first {
-			return errors.New("frames after OPEN or BIND before the answer")
-		}
-		first = false
-		return Decode(b, &f)
-	})
-	if err != nil {
-		c.fail(session.CodeMalformed, err.Error())
-		return err
+	sess, first, opened, serr := c.srv.start(c.req, unit, c, "websocket", true)
+	if serr != nil {
+		c.fail(serr.Code, serr.Message)
+		return serr
 	}
-	mgr := c.srv.Manager
-	switch f.Type {
-	case TypeOpen:
-		if f.Version != Version {
-			c.fail(session.CodeUnsupportedVersion, "this gateway speaks protocol version 1")
-			return errors.New("unsupported version")
-		}
-		sess, serr := c.srv.open(c.req, &f, "websocket")
-		if serr != nil {
-			c.fail(serr.Code, serr.Message)
-			return serr
-		}
-		cfg := mgr.Config()
-		id, secret := sess.ID(), sess.Secret()
-		opened := AppendOpened(nil, id, secret, uint64(cfg.Heartbeat/time.Millisecond),
-			uint64(cfg.SessionTimeout/time.Millisecond), uint64(c.maxFrame), nil)
-		c.ws.SetWriteDeadline(time.Now().Add(writeTimeout))
-		if err := c.ws.WriteMessage(websocket.BinaryMessage, opened); err != nil {
+	c.sess = sess
+	c.ws.SetWriteDeadline(time.Now().Add(writeTimeout))
+	if err := c.ws.WriteMessage(websocket.BinaryMessage, first); err != nil {
+		if opened {
 			sess.Close(session.Errorf(session.CodeSessionUnknown, "connection lost during open"))
-			return err
+		} else {
+			sess.Detach(c) // the session waits for another rebind, as for any lost connection
 		}
-		c.sess = sess
-		applyOpenOptions(sess, f.Options)
-		sess.Attach(c, false, 0)
-	case TypeBind:
-		sess, serr := mgr.Lookup(f.Session, f.Secret)
-		var requests uint64
-		if serr == nil {
-			requests, serr = sess.Rebind(c, f.Received)
-		}
-		recovered(mgr, serr)
-		if serr != nil {
-			c.fail(serr.Code, serr.Message)
-			return serr
-		}
-		c.srv.refreshOrigin(sess, c.req)
-		c.sess = sess
-		// BOUND must precede the replayed frames; the writer starts only
-		// after the handshake, so the order holds.
-		c.ws.SetWriteDeadline(time.Now().Add(writeTimeout))
-		if err := c.ws.WriteMessage(websocket.BinaryMessage, AppendBound(nil, f.Received+1, requests)); err != nil {
-			return err
-		}
-	default:
-		c.fail(session.CodeBadRequest, "the first frame must be OPEN or BIND")
-		return errors.New("first frame not OPEN or BIND")
+		return err
 	}
 	return nil
 }
 
 func (c *wsConn) readLoop() {
 	dead := 2*c.heartbeat() + deadGrace
-	var f Frame
 	for {
 		c.ws.SetReadDeadline(time.Now().Add(dead))
 		typ, unit, err := c.ws.ReadMessage()
@@ -298,16 +259,8 @@ func (c *wsConn) readLoop() {
 			c.sess.Close(session.Errorf(session.CodeMalformed, "text messages are not part of the protocol"))
 			return
 		}
-		err = c.sess.Dispatch(c.replaced, func() error {
-			return SplitUnit(unit, func(b []byte) error {
-				if err := Decode(b, &f); err != nil {
-					return err
-				}
-				return dispatch(c.sess, &f)
-			})
-		})
-		if err != nil {
-			c.sess.Close(session.Errorf(session.CodeMalformed, "%v", err))
+		if e := dispatchUnit(c.sess, unit, c.replaced); e != nil {
+			c.sess.Close(e)
 			return
 		}
 	}
@@ -349,8 +302,8 @@ func (c *wsConn) startWriter() {
 }
 
 // flushPooled is the writer on a pool worker: it writes what the socket
-// takes without waiting, and hands anything else (a full socket, a
-// heartbeat PING, the end of the connection) to flush on a goroutine.
+// takes without waiting, and hands anything else (a full socket, a pong,
+// the end of the connection) to flush on a goroutine.
 func (c *wsConn) flushPooled(w *poolWorker) {
 	for round := 0; ; round++ {
 		c.mu.Lock()
@@ -359,7 +312,7 @@ func (c *wsConn) flushPooled(w *poolWorker) {
 			c.writing = false
 			c.mu.Unlock()
 			return
-		case c.closeCode != 0 || c.pingDue || c.pongDue:
+		case c.closeCode != 0 || c.pongDue:
 			c.mu.Unlock()
 			go c.flush()
 			return
@@ -369,8 +322,13 @@ func (c *wsConn) flushPooled(w *poolWorker) {
 			return
 		}
 		c.again = false
+		ping := c.pingDue
+		c.pingDue = false
 		c.mu.Unlock()
 		buf, events, ended := fill(w.frameBuf(), c.sess, w.events)
+		if ping && len(buf) == wsHeaderRoom && time.Since(c.lastWrite()) >= c.heartbeat()/2 {
+			buf = AppendPing(buf) // the heartbeat, when nothing else went out
+		}
 		w.events, w.buf = events, buf[:0]
 		if ended != nil { // buf ends with the CLOSE frame
 			c.rest, c.ended = wsMessage(buf), ended
@@ -427,7 +385,7 @@ func (c *wsConn) flush() {
 			return
 		}
 		if code != 0 { // the session moved to another connection
-			c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(int(code), msg), time.Now().Add(time.Second))
+			c.closeWith(int(code), msg)
 			c.ws.Close()
 			c.writerDone()
 			return
@@ -483,7 +441,7 @@ func (c *wsConn) writePending(w *poolWorker) bool {
 		if ended.Code == session.CodeOK {
 			wsCode = websocket.CloseNormalClosure
 		}
-		c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(wsCode, ended.Message), time.Now().Add(time.Second))
+		c.closeWith(wsCode, ended.Message)
 		c.ws.Close()
 		return false
 	}

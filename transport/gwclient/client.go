@@ -31,7 +31,6 @@ type Client struct {
 	// when it is full, as a slow application would.
 	Messages chan transport.Frame
 	done     chan struct{}
-	err      error
 	// BytesIn counts the bytes of the WebSocket messages received.
 	BytesIn atomic.Int64
 }
@@ -94,7 +93,6 @@ func (c *Client) read() {
 		_, unit, err := c.ws.ReadMessage()
 		c.BytesIn.Add(int64(len(unit)))
 		if err != nil {
-			c.err = err
 			c.failPending(err)
 			return
 		}
@@ -120,7 +118,6 @@ func (c *Client) read() {
 			return nil
 		})
 		if err != nil {
-			c.err = err
 			c.failPending(err)
 			return
 		}
