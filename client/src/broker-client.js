@@ -5,7 +5,7 @@ import { operation, safeCall } from "./callbacks.js";
 import { FrameType, toBytes } from "./codec.js";
 import { ErrorCode, MqttGatewayError } from "./errors.js";
 import { Message } from "./message.js";
-import { topicMatches } from "./topic.js";
+import { filterLevels, levelsMatch } from "./topic.js";
 
 const State = Object.freeze({
   DISCONNECTED: "disconnected",
@@ -37,7 +37,7 @@ export class BrokerClient {
     this._connectOptions = null;
     this._connectOps = [];
     this._disconnectOps = [];
-    /** @type {Map<string, {qos: number, maxFrequency: number, grantedQos: number | null, ops: object[]}>} */
+    /** @type {Map<string, {qos: number, maxFrequency: number, grantedQos: number | null, ops: object[], levels: string[] | null}>} */
     this._subs = new Map();
     this._recovering = false;
     this._failedResubscriptions = [];
@@ -151,7 +151,8 @@ export class BrokerClient {
     const maxFrequency = mf === 0 ? 0 : Math.max(1, Math.round(mf * 1000));
     // The subscription takes part in dispatch from now on: a retained message may
     // overtake the RESULT on a shared stream, and it is this subscription's.
-    const entry = { qos, maxFrequency, grantedQos: null, ops: [op] };
+    // levels: the filter split once here for dispatch (null: matches nothing).
+    const entry = { qos, maxFrequency, grantedQos: null, ops: [op], levels: filterLevels(filter) };
     this._subs.set(filter, entry);
     this._sendSubscribe(filter, entry, false);
     return op.promise;
@@ -434,8 +435,9 @@ export class BrokerClient {
     // loaded: filtering them by the current subscriptions would lose them.
     if (this._clientId === "") {
       let best = -1;
-      for (const [filter, e] of this._subs) {
-        if (topicMatches(filter, f.topic)) best = Math.max(best, e.grantedQos ?? e.qos);
+      const topic = f.topic.split("/");
+      for (const e of this._subs.values()) {
+        if (e.levels !== null && levelsMatch(e.levels, topic)) best = Math.max(best, e.grantedQos ?? e.qos);
       }
       if (best < 0) return false;
       qos = Math.min(qos, best);

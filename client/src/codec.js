@@ -296,13 +296,30 @@ function checkReserved(flags, mask, what) {
   if (flags & ~mask) throw malformed(`reserved bits set in ${what} flags`);
 }
 
+// At most this many UTF-8 bytes for a JS string (3 per UTF-16 code unit); 0 for a
+// non-string, which the encoder itself rejects.
+const utf8Bound = (s) => (typeof s === "string" ? 3 * s.length : 0);
+
+// The initial capacity of encodeFrame's Writer: the payload, the topic and the string
+// properties at their worst case, and room for the fixed fields (Writer reserves
+// MAX_UVARINT_BYTES per uvarint). A PUBLISH with a long topic then does not grow, and so
+// copy, a payload-sized buffer; rarer fields (user properties, correlation data, the
+// CONNECT strings) may still make it grow.
+function frameCapacity(f) {
+  let n = 64 + utf8Bound(f.topic);
+  if (f.payload) n += f.payload.length;
+  const p = f.props;
+  if (p) n += 4 * (1 + MAX_UVARINT_BYTES) + utf8Bound(p.contentType) + utf8Bound(p.responseTopic);
+  return n;
+}
+
 /**
  * Encodes one frame (type byte and body, no length prefix).
  * @param {object} f a frame object, `{type: FrameType.X, ...}`
  * @returns {Uint8Array}
  */
 export function encodeFrame(f) {
-  const w = new Writer(f.payload ? f.payload.length + 64 : 64);
+  const w = new Writer(frameCapacity(f));
   w.u8(f.type);
   switch (f.type) {
     case FrameType.OPEN:
@@ -561,7 +578,9 @@ export function isDataFrame(type) {
 export function encodeUnit(frames) {
   let size = 0;
   for (const f of frames) size += f.length + uvarintSize(f.length);
-  const w = new Writer(size);
+  // Writer.uvarint reserves MAX_UVARINT_BYTES whatever the value: the slack keeps a
+  // small last frame (a PING, an ACK) from growing an exactly sized buffer.
+  const w = new Writer(size + MAX_UVARINT_BYTES);
   for (const f of frames) {
     w.uvarint(f.length);
     w.raw(f);

@@ -80,7 +80,13 @@ export class FrameReader {
   }
 }
 
-function concat(parts, size) {
+/**
+ * Joins `parts` (`size` bytes in all) into one new array.
+ * @param {Uint8Array[]} parts
+ * @param {number} size
+ * @returns {Uint8Array}
+ */
+export function concat(parts, size) {
   const out = new Uint8Array(size);
   let at = 0;
   for (const p of parts) {

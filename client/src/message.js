@@ -29,6 +29,9 @@ export class Message {
     if (typeof payload === "string") {
       this.#string = payload;
       this.#bytes = toBytes(payload);
+    } else if (payload === EMPTY) {
+      // _fromFrame: the frame's payload replaces it at once, so no copy to throw away.
+      this.#bytes = EMPTY;
     } else if (payload instanceof ArrayBuffer || ArrayBuffer.isView(payload)) {
       // new Uint8Array(view) copies; Buffer#slice would not.
       this.#bytes = new Uint8Array(toBytes(payload));

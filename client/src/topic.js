@@ -19,14 +19,39 @@ const SHARE_PREFIX = "$share/";
  * @returns {boolean}
  */
 export function topicMatches(filter, topic) {
+  const f = filterLevels(filter);
+  return f !== null && levelsMatch(f, topic.split("/"));
+}
+
+/**
+ * The levels of `filter` as levelsMatch() takes them, without a `$share/<group>/`
+ * prefix; null for a `$share/<group>` without a filter, which matches nothing.
+ * Dispatch splits each filter once, when subscribing, rather than per message.
+ * @internal
+ * @param {string} filter
+ * @returns {string[] | null}
+ */
+export function filterLevels(filter) {
   if (filter.startsWith(SHARE_PREFIX)) {
     const groupEnd = filter.indexOf("/", SHARE_PREFIX.length);
-    if (groupEnd < 0) return false;
+    if (groupEnd < 0) return null;
     filter = filter.slice(groupEnd + 1);
   }
-  if (topic.startsWith("$") && (filter.startsWith("+") || filter.startsWith("#"))) return false;
-  const f = filter.split("/");
-  const t = topic.split("/");
+  return filter.split("/");
+}
+
+/**
+ * Whether a topic split into levels (`topic.split("/")`) matches filter levels from
+ * filterLevels().
+ * @internal
+ * @param {string[]} f
+ * @param {string[]} t
+ * @returns {boolean}
+ */
+export function levelsMatch(f, t) {
+  // §4.7.2. Only a first level of exactly "+" or "#" can match a "$" level: any other
+  // first level is compared literally below and differs from it.
+  if (t[0].startsWith("$") && (f[0] === "+" || f[0] === "#")) return false;
   for (let i = 0; i < f.length; i++) {
     if (f[i] === "#") return true;
     if (i >= t.length) return false;

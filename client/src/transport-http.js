@@ -4,6 +4,8 @@
 // transport-polling.js).
 
 import { decodeUnit, FrameType } from "./codec.js";
+import { concat } from "./frame-reader.js";
+import { gatewayUrl } from "./gateway-url.js";
 import { deadline } from "./timers.js";
 import { cookieHeader, storeCookies } from "./cookie-jar.js";
 
@@ -28,6 +30,13 @@ const SEND_TIMEOUT = 30000;
  * @property {() => number} heartbeat the gateway's heartbeat period (ms)
  */
 
+const HTTP_SCHEMES = new Map([
+  ["http:", "http:"],
+  ["https:", "https:"],
+  ["ws:", "http:"],
+  ["wss:", "https:"],
+]);
+
 /**
  * The URL of an HTTP endpoint (`stream`, `poll`, `send`) under a gateway base URL.
  * A relative base ("/mqtt") resolves against the page's location in a browser; ws(s)
@@ -36,13 +45,7 @@ const SEND_TIMEOUT = 30000;
  * @param {string} name
  */
 export function endpoint(base, name) {
-  const u = new URL(base, globalThis.location?.href);
-  if (u.protocol === "ws:") u.protocol = "http:";
-  else if (u.protocol === "wss:") u.protocol = "https:";
-  else if (u.protocol !== "http:" && u.protocol !== "https:") throw new TypeError(`unsupported gateway URL scheme ${u.protocol}`);
-  u.pathname = u.pathname.replace(/\/+$/, "") + "/" + name;
-  u.hash = "";
-  return u.href;
+  return gatewayUrl(base, name, HTTP_SCHEMES);
 }
 
 /**
@@ -223,14 +226,7 @@ export class HttpTransport {
     let size = this._queue[0].length;
     while (n < this._queue.length && size + this._queue[n].length <= limit) size += this._queue[n++].length;
     const units = this._queue.splice(0, n);
-    if (units.length === 1) return units[0];
-    const body = new Uint8Array(size);
-    let at = 0;
-    for (const u of units) {
-      body.set(u, at);
-      at += u.length;
-    }
-    return body;
+    return units.length === 1 ? units[0] : concat(units, size);
   }
 
   async _pump() {

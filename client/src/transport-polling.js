@@ -12,20 +12,12 @@ class PollingTransport extends HttpTransport {
     this._pollUrl = endpoint(base, "poll");
   }
 
-  /**
-   * How long the gateway may hold the answer to a BIND poll when it has nothing to
-   * send: the session waits that much longer for BOUND before it calls this
-   * transport silent.
-   */
-  get bindHold() {
-    // The first poll of a transport asks for an answer at once (?wait=0), so
-    // a resuming session gets BOUND without waiting for the next message.
-    return 0;
-  }
-
   /** Polls until the transport ends: first with `unit`, then with BIND. */
   async _receive(unit) {
     let body = unit;
+    // The first poll of a transport asks for an answer at once (?wait=0), so a
+    // resuming session gets BOUND without waiting for the next message (and this
+    // transport needs no bindHold).
     let url = `${this._pollUrl}?wait=0`;
     while (!this._closed) {
       if (!(await this._poll(body, url)) || this._closed) return;

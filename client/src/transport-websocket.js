@@ -1,8 +1,17 @@
 // The WebSocket transport (PROTOCOL.md, Transports/WebSocket): `GET <base>/ws` with
 // subprotocol "mqttgw.v1"; each binary WebSocket message is one transport unit.
 
+import { gatewayUrl } from "./gateway-url.js";
+
 /** The WebSocket subprotocol of protocol version 1. */
 export const SUBPROTOCOL = "mqttgw.v1";
+
+const WS_SCHEMES = new Map([
+  ["http:", "ws:"],
+  ["https:", "wss:"],
+  ["ws:", "ws:"],
+  ["wss:", "wss:"],
+]);
 
 /**
  * The WebSocket endpoint for a gateway base URL: http→ws, https→wss, path + "/ws".
@@ -11,23 +20,7 @@ export const SUBPROTOCOL = "mqttgw.v1";
  * @returns {string}
  */
 export function webSocketUrl(base) {
-  const u = new URL(base, globalThis.location?.href);
-  switch (u.protocol) {
-    case "http:":
-      u.protocol = "ws:";
-      break;
-    case "https:":
-      u.protocol = "wss:";
-      break;
-    case "ws:":
-    case "wss:":
-      break;
-    default:
-      throw new TypeError(`unsupported gateway URL scheme ${u.protocol}`);
-  }
-  u.pathname = u.pathname.replace(/\/+$/, "") + "/ws";
-  u.hash = "";
-  return u.href;
+  return gatewayUrl(base, "ws", WS_SCHEMES);
 }
 
 let wsClass;
