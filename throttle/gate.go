@@ -9,22 +9,23 @@ import (
 // to at most one per interval, keeping only the latest value offered while a
 // key waits. Its zero value is not usable; use NewGate.
 type Gate[K comparable, T any] struct {
-	slots map[K]*slot[K, T]
-	due   dueHeap[K, T]
+	slots map[K]*slot[T]
+	due   dueHeap[T]
 }
 
-type slot[K comparable, T any] struct {
-	key      K
+// slot is one key's state. It is in the due heap exactly while waiting:
+// Offer pushes it when it starts waiting and only Due takes it out (Pop,
+// then waiting is cleared), so no heap position needs tracking.
+type slot[T any] struct {
 	next     time.Time // earliest time of the next delivery
 	interval time.Duration
 	pending  T
-	waiting  bool // pending holds a value
-	index    int  // position in the due heap, -1 when not in it
+	waiting  bool // pending holds a value, and the slot is in the due heap
 }
 
 // NewGate returns an empty gate.
 func NewGate[K comparable, T any]() *Gate[K, T] {
-	return &Gate[K, T]{slots: map[K]*slot[K, T]{}}
+	return &Gate[K, T]{slots: map[K]*slot[T]{}}
 }
 
 // Offer presents v for key at time now. It returns true when v may be
@@ -34,7 +35,7 @@ func NewGate[K comparable, T any]() *Gate[K, T] {
 func (g *Gate[K, T]) Offer(key K, interval time.Duration, v T, now time.Time) (deliver, replaced bool) {
 	s := g.slots[key]
 	if s == nil {
-		s = &slot[K, T]{key: key, index: -1}
+		s = &slot[T]{}
 		g.slots[key] = s
 	}
 	s.interval = interval
@@ -44,7 +45,7 @@ func (g *Gate[K, T]) Offer(key K, interval time.Duration, v T, now time.Time) (d
 	}
 	replaced = s.waiting
 	s.pending, s.waiting = v, true
-	if s.index < 0 {
+	if !replaced {
 		heap.Push(&g.due, s)
 	}
 	return false, replaced
@@ -54,7 +55,7 @@ func (g *Gate[K, T]) Offer(key K, interval time.Duration, v T, now time.Time) (d
 // deadline first, and starts their next interval.
 func (g *Gate[K, T]) Due(dst []T, now time.Time) []T {
 	for len(g.due) > 0 && !now.Before(g.due[0].next) {
-		s := heap.Pop(&g.due).(*slot[K, T])
+		s := heap.Pop(&g.due).(*slot[T])
 		dst = append(dst, s.pending)
 		var zero T
 		s.pending, s.waiting = zero, false
@@ -87,24 +88,16 @@ func (g *Gate[K, T]) Prune(now time.Time) {
 // Keys is the number of keys the gate remembers.
 func (g *Gate[K, T]) Keys() int { return len(g.slots) }
 
-type dueHeap[K comparable, T any] []*slot[K, T]
+type dueHeap[T any] []*slot[T]
 
-func (h dueHeap[K, T]) Len() int           { return len(h) }
-func (h dueHeap[K, T]) Less(i, j int) bool { return h[i].next.Before(h[j].next) }
-func (h dueHeap[K, T]) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].index, h[j].index = i, j
-}
-func (h *dueHeap[K, T]) Push(x any) {
-	s := x.(*slot[K, T])
-	s.index = len(*h)
-	*h = append(*h, s)
-}
-func (h *dueHeap[K, T]) Pop() any {
+func (h dueHeap[T]) Len() int           { return len(h) }
+func (h dueHeap[T]) Less(i, j int) bool { return h[i].next.Before(h[j].next) }
+func (h dueHeap[T]) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *dueHeap[T]) Push(x any)        { *h = append(*h, x.(*slot[T])) }
+func (h *dueHeap[T]) Pop() any {
 	old := *h
 	s := old[len(old)-1]
-	old[len(old)-1] = nil
+	old[len(old)-1] = nil // Prune may drop the slot: the array must not keep it
 	*h = old[:len(old)-1]
-	s.index = -1
 	return s
 }
