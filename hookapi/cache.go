@@ -51,11 +51,8 @@ type cacheEntry struct {
 // size <= 0).
 // A zero Cache works too, with DefaultCacheSize.
 func NewCache(size int) *Cache {
-	if size <= 0 {
-		size = DefaultCacheSize
-	}
 	c := &Cache{size: size}
-	c.init()
+	c.init() // applies the default, as for a zero Cache
 	return c
 }
 
@@ -72,9 +69,10 @@ func (c *Cache) init() {
 	_, _ = rand.Read(c.salt[:]) // never fails (crypto/rand panics instead)
 }
 
-// key is f's cache key. c.mu is held (the salt is set under it).
-func (c *Cache) key(f *Facts) cacheKey {
-	k := cacheKey{
+// key sets *k to f's cache key (in place: see lookup). c.mu is held (the
+// salt is set under it).
+func (c *Cache) key(f *Facts, k *cacheKey) {
+	*k = cacheKey{
 		action: f.Action, session: f.SessionID, user: f.User, broker: f.Broker,
 		clientID: f.ClientID, topic: f.Topic, uname: f.Username,
 		qos: f.QoS, retain: f.Retain,
@@ -85,15 +83,24 @@ func (c *Cache) key(f *Facts) cacheKey {
 		h.Write(f.Password)
 		h.Sum(k.password[:0])
 	}
-	return k
 }
 
 // get returns the live decision for f, if any.
 func (c *Cache) get(f *Facts, now time.Time) (Decision, bool) {
+	var k cacheKey
+	return c.lookup(f, now, &k)
+}
+
+// lookup is get that also sets *k to f's key, so that a miss can be
+// filled by putKey without hashing the facts (and password) again. The
+// key goes out through k rather than as a result so that a hit, the path
+// the cache is for, does not pay for copying it.
+func (c *Cache) lookup(f *Facts, now time.Time, k *cacheKey) (Decision, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.init()
-	e, ok := c.entries[c.key(f)]
+	c.key(f, k)
+	e, ok := c.entries[*k]
 	if !ok {
 		return Decision{}, false
 	}
@@ -114,7 +121,25 @@ func (c *Cache) put(f *Facts, d Decision, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.init()
-	k := c.key(f)
+	var k cacheKey
+	c.key(f, &k)
+	c.store(k, d, now)
+}
+
+// putKey is put with the key lookup set for the same facts. That key is
+// still valid: the salt it was hashed with is set once, by the first init,
+// which lookup ran.
+func (c *Cache) putKey(k cacheKey, d Decision, now time.Time) {
+	if d.MaxAge <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.store(k, d, now)
+}
+
+// store keeps d under k. c.mu is held and c is initialized.
+func (c *Cache) store(k cacheKey, d Decision, now time.Time) {
 	if e, ok := c.entries[k]; ok {
 		c.remove(e)
 	}

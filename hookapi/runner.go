@@ -53,14 +53,15 @@ func (r *Runner) decide(ctx context.Context, o *Origin, f *Facts) (d Decision, c
 	// before the session exists) could be about anyone's cookies.
 	// Notifications always run, since telling is their point.
 	cacheable := r.Cache != nil && f.SessionID != "" && !f.Action.IsNotification()
+	var key cacheKey // set by lookup, so that a miss is stored without hashing f again
 	if cacheable {
-		if d, ok := r.Cache.get(f, time.Now()); ok {
+		if d, ok := r.Cache.lookup(f, time.Now(), &key); ok {
 			return d, true, ""
 		}
 	}
 	d, reason = r.run(ctx, o, f)
-	if cacheable && d.MaxAge > 0 && reason == "" {
-		r.Cache.put(f, d, time.Now())
+	if cacheable && reason == "" {
+		r.Cache.putKey(key, d, time.Now()) // keeps only a decision with a max-age
 	}
 	return d, false, reason
 }
