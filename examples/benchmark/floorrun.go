@@ -23,19 +23,17 @@ import (
 // alike and never torn by the sender, so bytes / frame size is the number
 // of deliveries; there is nothing else to decode.
 type floorSub struct {
-	st    subState // for the subscriber interface; F counts bytes instead
-	conn  net.Conn
-	bytes atomic.Int64 // this connection's
-	total *atomic.Int64
-	ended atomic.Pointer[string]
-	done  chan struct{}
+	subBase // its subState stays empty: F counts bytes instead
+	conn    net.Conn
+	bytes   atomic.Int64 // this connection's
+	total   *atomic.Int64
+	done    chan struct{}
 }
 
 func (s *floorSub) run() {
 	defer close(s.done)
 	if err := countBytes(s.conn, make([]byte, 2048), &s.bytes, s.total); err != nil {
-		msg := err.Error()
-		s.ended.Store(&msg)
+		s.end(err.Error())
 	}
 }
 
@@ -53,15 +51,6 @@ func countBytes(r io.Reader, buf []byte, own, total *atomic.Int64) error {
 			return err
 		}
 	}
-}
-
-func (s *floorSub) state() *subState { return &s.st }
-
-func (s *floorSub) endedWith() string {
-	if p := s.ended.Load(); p != nil {
-		return *p
-	}
-	return ""
 }
 
 func (s *floorSub) close() {

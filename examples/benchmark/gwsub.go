@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -22,14 +21,13 @@ import (
 // message into a reused buffer, walks its frames with transport.SplitUnit
 // and decodes MESSAGE frames by hand, allocating nothing per message.
 type gwSub struct {
-	st      subState
+	subBase
 	rec     *recorder
 	ws      *websocket.Conn
 	buf     []byte
 	now     int64
 	onFrame func([]byte) error // bound once: passing it allocates nothing
 	lastOut time.Time          // our last write, for heartbeats
-	ended   atomic.Pointer[string]
 	done    chan struct{}
 }
 
@@ -136,7 +134,7 @@ func (s *gwSub) run() {
 	for {
 		_, r, err := s.ws.NextReader()
 		if err != nil {
-			s.end(err)
+			s.end(err.Error())
 			return
 		}
 		n := 0
@@ -150,20 +148,20 @@ func (s *gwSub) run() {
 				break
 			}
 			if err != nil {
-				s.end(err)
+				s.end(err.Error())
 				return
 			}
 		}
 		now := time.Now()
 		s.now = now.UnixNano() // one clock read per WebSocket message
 		if err := transport.SplitUnit(s.buf[:n], s.onFrame); err != nil {
-			s.end(err)
+			s.end(err.Error())
 			return
 		}
 		if now.Sub(s.lastOut) >= heartbeatEvery {
 			s.lastOut = now
 			if err := s.ws.WriteMessage(websocket.BinaryMessage, transport.AppendPing(nil)); err != nil {
-				s.end(err)
+				s.end(err.Error())
 				return
 			}
 		}
@@ -235,23 +233,6 @@ func messagePayload(b []byte) ([]byte, bool) {
 		return nil, false
 	}
 	return b[1:], true
-}
-
-func (s *gwSub) end(err error) {
-	if s.ended.Load() == nil {
-		msg := err.Error()
-		s.ended.Store(&msg)
-	}
-}
-
-func (s *gwSub) state() *subState { return &s.st }
-
-// endedWith is why the connection ended early, or "".
-func (s *gwSub) endedWith() string {
-	if p := s.ended.Load(); p != nil {
-		return *p
-	}
-	return ""
 }
 
 func (s *gwSub) close() {

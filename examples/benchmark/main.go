@@ -212,6 +212,29 @@ type subscriber interface {
 	close()
 }
 
+// subBase is embedded by every subscriber kind: its account, which the
+// recorder writes, and why its connection ended early. It provides state
+// and endedWith of the subscriber interface, the same for every kind.
+type subBase struct {
+	st    subState
+	ended atomic.Pointer[string]
+}
+
+func (b *subBase) state() *subState { return &b.st }
+
+// end records why the connection ended. The first reason is kept: what
+// follows it (reads on a closed connection, our own close) is a
+// consequence.
+func (b *subBase) end(msg string) { b.ended.CompareAndSwap(nil, &msg) }
+
+// endedWith is why the connection ended early, or "".
+func (b *subBase) endedWith() string {
+	if p := b.ended.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
 // runSetup runs one setup at one n: fresh servers, n subscribers, the
 // measured window, and the numbers.
 func runSetup(ctx context.Context, o *options, setup string, n int, rate float64) (*setupResult, error) {

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"sync/atomic"
 	"time"
 
 	"github.com/eclipse/paho.golang/packets"
@@ -25,13 +24,12 @@ import (
 // up with Mosquitto and B's latency would include the generator's backlog,
 // which would flatter the gateway.
 type rawMQTTSub struct {
-	st    subState
-	rec   *recorder
-	ws    *websocket.Conn
-	buf   []byte // stream bytes not yet parsed are buf[:n]
-	n     int
-	ended atomic.Pointer[string]
-	done  chan struct{}
+	subBase
+	rec  *recorder
+	ws   *websocket.Conn
+	buf  []byte // stream bytes not yet parsed are buf[:n]
+	n    int
+	done chan struct{}
 }
 
 func dialMosquittoRaw(ctx context.Context, url, topic string, id int, rec *recorder) (*rawMQTTSub, error) {
@@ -216,21 +214,6 @@ func mqttVBI(b []byte) (int, int) {
 		}
 	}
 	return 0, 0
-}
-
-func (s *rawMQTTSub) end(msg string) {
-	if s.ended.Load() == nil {
-		s.ended.Store(&msg)
-	}
-}
-
-func (s *rawMQTTSub) state() *subState { return &s.st }
-
-func (s *rawMQTTSub) endedWith() string {
-	if p := s.ended.Load(); p != nil {
-		return *p
-	}
-	return ""
 }
 
 func (s *rawMQTTSub) close() {

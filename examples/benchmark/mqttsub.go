@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
@@ -18,11 +17,10 @@ import (
 // subscribed to the topic at QoS 0. paho allocates per received packet;
 // that costs the load generator, not the server being measured.
 type mqttSub struct {
-	st    subState
-	rec   *recorder
-	c     *paho.Client
-	conn  *wsNetConn
-	ended atomic.Pointer[string]
+	subBase
+	rec  *recorder
+	c    *paho.Client
+	conn *wsNetConn
 }
 
 var mqttDialer = websocket.Dialer{
@@ -76,21 +74,6 @@ func dialMosquitto(ctx context.Context, url, topic string, id int, rec *recorder
 		return nil, fmt.Errorf("suback: %v", sa.Reasons)
 	}
 	return s, nil
-}
-
-func (s *mqttSub) end(msg string) {
-	if s.ended.Load() == nil {
-		s.ended.Store(&msg)
-	}
-}
-
-func (s *mqttSub) state() *subState { return &s.st }
-
-func (s *mqttSub) endedWith() string {
-	if p := s.ended.Load(); p != nil {
-		return *p
-	}
-	return ""
 }
 
 func (s *mqttSub) close() {

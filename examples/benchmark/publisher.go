@@ -76,7 +76,7 @@ func (p *publisher) close() {
 // runRate publishes rate messages per second for d. A late tick is made up
 // at once, so the average rate is exact even when a sleep overshoots.
 func (p *publisher) runRate(ctx context.Context, rate float64, d time.Duration) (uint64, error) {
-	total := uint64(rate*d.Seconds() + 0.5)
+	total := floorMessages(rate, d) // setup F sends the same count
 	interval := time.Duration(float64(time.Second) / rate)
 	start := time.Now()
 	for i := uint64(1); i <= total; i++ {
