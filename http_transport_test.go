@@ -255,7 +255,7 @@ func TestBindErrors(t *testing.T) {
 // was published meanwhile.
 func TestWebSocketResumeReplaysMissedMessages(t *testing.T) {
 	mq := startMosquitto(t)
-	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	url, httpPort := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
 	c := dial(t, url)
 	connectSubscribe(t, c, "resume/#", 0)
 	mosquittoPub(t, mq.port, "-t", "resume/a", "-m", "before")
@@ -266,8 +266,8 @@ func TestWebSocketResumeReplaysMissedMessages(t *testing.T) {
 		mosquittoPub(t, mq.port, "-t", "resume/a", "-m", fmt.Sprint("during ", i))
 	}
 	// Data frames so far: CONNECT and SUBSCRIBE results, one message.
-	s := &httpSession{t: t, base: url[:len(url)-3], id: id, secret: secret, received: 3}
-	s.base = "http" + s.base[2:]
+	base := fmt.Sprintf("http://127.0.0.1:%d/mqtt", httpPort)
+	s := &httpSession{t: t, base: base, id: id, secret: secret, received: 3}
 	got := s.pollUntil(3)
 	for i, f := range got {
 		if string(f.Publish.Payload) != fmt.Sprint("during ", i) {

@@ -198,14 +198,7 @@ func TestBadRequestsGetCodes(t *testing.T) {
 	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "max_message_size 1KiB")
 	c := dial(t, url)
 	ctx := ctx10(t)
-	code := func(err error) session.Code {
-		if e, ok := err.(*gwclient.Error); ok {
-			return e.Code
-		}
-		t.Fatalf("want a protocol error, got %v", err)
-		return 0
-	}
-	if _, _, err := c.Connect(ctx, session.ConnectParams{Broker: "nope"}); code(err) != session.CodeUnknownBroker {
+	if _, _, err := c.Connect(ctx, session.ConnectParams{Broker: "nope"}); errCode(err) != session.CodeUnknownBroker {
 		t.Fatalf("unknown broker: %v", err)
 	}
 	h, _, err := c.Connect(ctx, session.ConnectParams{Broker: "main"})
@@ -235,7 +228,7 @@ func TestBadRequestsGetCodes(t *testing.T) {
 		want session.Code
 	}{"unknown handle", errHandle, session.CodeBadRequest})
 	for _, tc := range cases {
-		if got := code(tc.err); got != tc.want {
+		if got := errCode(tc.err); got != tc.want {
 			t.Errorf("%s: code %d, want %d (%v)", tc.name, got, tc.want, tc.err)
 		}
 	}

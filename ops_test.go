@@ -15,7 +15,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -143,21 +142,16 @@ func testPKI(t *testing.T, dir string, names ...string) (caFile, certFile, keyFi
 // requires client certificates signed by that CA.
 func startTLSMosquitto(t *testing.T, dir, cert, key, clientCA string) int {
 	t.Helper()
-	port := freePort(t)
-	conf := filepath.Join(dir, "tls.conf")
-	text := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\ncertfile %s\nkeyfile %s\n", port, cert, key)
+	m := &mosquitto{bin: mosquittoBin(t), port: freePort(t), conf: filepath.Join(dir, "tls.conf")}
+	text := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\ncertfile %s\nkeyfile %s\n", m.port, cert, key)
 	if clientCA != "" {
 		text += fmt.Sprintf("cafile %s\nrequire_certificate true\n", clientCA)
 	}
-	os.WriteFile(conf, []byte(text), 0o644)
+	os.WriteFile(m.conf, []byte(text), 0o644)
 	os.Chmod(key, 0o644) // mosquitto drops to its own user
-	cmd := exec.Command("/usr/sbin/mosquitto", "-c", conf)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	waitPort(t, port)
-	return port
+	m.start(t)
+	t.Cleanup(m.stop)
+	return m.port
 }
 
 // mqtts:// to a Mosquitto whose certificate a custom CA signs: verification
@@ -265,10 +259,7 @@ func init() { caddy.RegisterModule(eventRecorder{}) }
 func TestCaddyEvents(t *testing.T) {
 	mq := startMosquitto(t)
 	httpPort := freePort(t)
-	js, _, err := caddyfileAdapter().Adapt([]byte(fmt.Sprintf("{\n\tadmin off\n\tpersist_config off\n}\nhttp://127.0.0.1:%d {\n\tmqtt_gateway /mqtt/* {\n\t\tbroker main mqtt://127.0.0.1:%d\n\t}\n}\n", httpPort, mq.port)), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := adaptCaddyfile(t, testGlobals+fmt.Sprintf("http://127.0.0.1:%d {\n\tmqtt_gateway /mqtt/* {\n\t\tbroker main mqtt://127.0.0.1:%d\n\t}\n}\n", httpPort, mq.port))
 	var cfg map[string]any
 	json.Unmarshal(js, &cfg)
 	cfg["apps"].(map[string]any)["events"] = map[string]any{"subscriptions": []any{map[string]any{
@@ -276,10 +267,7 @@ func TestCaddyEvents(t *testing.T) {
 		"handlers": []any{map[string]any{"handler": "mqttgw_test_recorder"}},
 	}}}
 	js, _ = json.Marshal(cfg)
-	if err := caddy.Load(js, true); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { caddy.Stop() })
+	loadCaddy(t, js)
 	wait := func(name string) {
 		t.Helper()
 		deadline := time.After(10 * time.Second)

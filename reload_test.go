@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/caddy-mqtt/mqttgateway/session"
@@ -26,7 +25,7 @@ func adminCaddy(t *testing.T, site func() string) (reload func()) {
 	cfg := func() string {
 		return string(caddyfile.Format([]byte(fmt.Sprintf("{\n\tadmin 127.0.0.1:%d\n\tpersist_config off\n\tauto_https off\n}\n%s", adminPort, site()))))
 	}
-	startCaddyRaw(t, cfg())
+	loadCaddy(t, adaptCaddyfile(t, cfg()))
 	return func() {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/load", adminPort), strings.NewReader(cfg()))
@@ -40,18 +39,6 @@ func adminCaddy(t *testing.T, site func() string) (reload func()) {
 			t.Fatalf("reload: %s", resp.Status)
 		}
 	}
-}
-
-func startCaddyRaw(t *testing.T, cfg string) {
-	t.Helper()
-	js, _, err := caddyfileAdapter().Adapt([]byte(cfg), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := caddy.Load(js, true); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { caddy.Stop() })
 }
 
 // Reloads through the admin API while 50 sessions stream: no session
@@ -127,27 +114,8 @@ func TestReloadChangingOneBroker(t *testing.T) {
 
 	bPort = b2.port
 	reload()
-	for _, want := range []session.Code{session.CodeBrokerUnavailable, session.CodeOK} {
-		if f := nextMessage(t, cb); f.Type != transport.TypeNotice || f.Code != want {
-			t.Fatalf("client of b: %+v, want NOTICE %d", f, want)
-		}
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		mosquittoPub(t, b2.port, "-t", "t", "-m", "new b")
-		select {
-		case f := <-cb.Messages:
-			if string(f.Publish.Payload) != "new b" {
-				t.Fatalf("client of b: %+v", f)
-			}
-		case <-time.After(200 * time.Millisecond):
-			if time.Now().After(deadline) {
-				t.Fatal("client of b receives nothing from the new address")
-			}
-			continue
-		}
-		break
-	}
+	expectOutageNotices(t, cb, "client of b")
+	publishUntilReceived(t, b2.port, cb, "t", "new b", "client of b")
 	mosquittoPub(t, a.port, "-t", "t", "-m", "a still")
 	if f := nextMessage(t, ca); f.Type != transport.TypeMessage || string(f.Publish.Payload) != "a still" {
 		t.Fatalf("client of a saw %+v first: it should have noticed nothing", f)

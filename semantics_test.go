@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/caddy-mqtt/mqttgateway/session"
 	"github.com/caddy-mqtt/mqttgateway/transport"
@@ -96,38 +95,14 @@ func TestBrokerRestartRestoresSubscriptions(t *testing.T) {
 		connectSubscribe(t, clients[i], "restart/#", 0)
 	}
 	mq.stop()
-	bin, _ := exec.LookPath("mosquitto")
-	if bin == "" {
-		bin = "/usr/sbin/mosquitto"
-	}
-	mq.start(t, bin)
+	mq.start(t)
 	// Each session hears that the broker went away and came back.
 	for i, c := range clients {
-		for _, want := range []session.Code{session.CodeBrokerUnavailable, session.CodeOK} {
-			f := nextMessage(t, c)
-			if f.Type != transport.TypeNotice || f.Code != want {
-				t.Fatalf("session %d: %+v, want a NOTICE %d", i, f, want)
-			}
-		}
+		expectOutageNotices(t, c, fmt.Sprintf("session %d", i))
 	}
 	// The broker has the subscription again once the gateway resubscribed;
 	// publish until the first session sees it, then check everyone.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		mosquittoPub(t, mq.port, "-t", "restart/x", "-m", "after")
-		select {
-		case f := <-clients[0].Messages:
-			if string(f.Publish.Payload) != "after" {
-				t.Fatalf("unexpected %+v", f)
-			}
-		case <-time.After(200 * time.Millisecond):
-			if time.Now().After(deadline) {
-				t.Fatal("no message after the restart")
-			}
-			continue
-		}
-		break
-	}
+	publishUntilReceived(t, mq.port, clients[0], "restart/x", "after", "session 0")
 	for i, c := range clients[1:] {
 		if f := nextMessage(t, c); string(f.Publish.Payload) != "after" {
 			t.Fatalf("session %d: %+v", i+1, f)
@@ -260,9 +235,8 @@ func TestWillsOnShutdown(t *testing.T) {
 			if fire {
 				extra = "wills_on_shutdown"
 			}
-			httpPort := freePort(t)
-			startCaddyRaw(t, string(caddyfileFormat(fmt.Sprintf("{\n\tadmin off\n\tpersist_config off\n}\nhttp://127.0.0.1:%d {\n\tmqtt_gateway /mqtt/* {\n\t\tbroker main mqtt://127.0.0.1:%d\n\t\t%s\n\t}\n}\n", httpPort, mq.port, extra))))
-			c := dial(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort))
+			url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), extra)
+			c := dial(t, url)
 			_, _, err := c.Connect(ctx10(t), session.ConnectParams{Broker: "main", ClientID: "will-client", CleanStart: true,
 				Will: &session.PublishParams{Topic: "wills/will-client", QoS: 1, Payload: []byte("gone")}})
 			if err != nil {
@@ -283,8 +257,6 @@ func TestWillsOnShutdown(t *testing.T) {
 		})
 	}
 }
-
-func caddyfileFormat(s string) []byte { return caddyfile.Format([]byte(s)) }
 
 // Every MQTT 5 property the gateway carries survives the trip web client →
 // gateway → Mosquitto → gateway → web client.

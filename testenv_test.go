@@ -17,6 +17,10 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/caddy-mqtt/mqttgateway/session"
+	"github.com/caddy-mqtt/mqttgateway/transport"
+	"github.com/caddy-mqtt/mqttgateway/transport/gwclient"
 )
 
 // Real parts for integration tests: a Mosquitto process on a loopback port
@@ -46,10 +50,25 @@ func waitPort(t testing.TB, port int) {
 	t.Fatalf("nothing listens on port %d", port)
 }
 
+// mosquittoBin finds the broker binary: Debian installs it in /usr/sbin,
+// which an ordinary user's PATH lacks.
+func mosquittoBin(t testing.TB) string {
+	t.Helper()
+	if bin, err := exec.LookPath("mosquitto"); err == nil {
+		return bin
+	}
+	bin := "/usr/sbin/mosquitto"
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatal("mosquitto is required for integration tests: apt-get install mosquitto mosquitto-clients")
+	}
+	return bin
+}
+
 // mosquitto is a broker process started for one test.
 type mosquitto struct {
+	bin  string
 	port int
-	log  string
+	log  string // empty unless conf logs to a file
 	cmd  *exec.Cmd
 	conf string
 }
@@ -58,13 +77,7 @@ type mosquitto struct {
 // every SUBSCRIBE to a file, so tests can observe what the broker saw.
 func startMosquitto(t testing.TB) *mosquitto {
 	t.Helper()
-	bin, err := exec.LookPath("mosquitto")
-	if err != nil {
-		bin = "/usr/sbin/mosquitto"
-		if _, err := os.Stat(bin); err != nil {
-			t.Fatal("mosquitto is required for integration tests: apt-get install mosquitto mosquitto-clients")
-		}
-	}
+	bin := mosquittoBin(t)
 	// mosquitto started as root drops to its own user, which must be able
 	// to write its log here (t.TempDir's parent is private).
 	dir, err := os.MkdirTemp("", "mosquitto-")
@@ -73,18 +86,21 @@ func startMosquitto(t testing.TB) *mosquitto {
 	}
 	os.Chmod(dir, 0o777)
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	m := &mosquitto{port: freePort(t), log: filepath.Join(dir, "mosquitto.log"), conf: filepath.Join(dir, "mosquitto.conf")}
+	m := &mosquitto{bin: bin, port: freePort(t), log: filepath.Join(dir, "mosquitto.log"), conf: filepath.Join(dir, "mosquitto.conf")}
 	conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\nlog_dest file %s\nlog_type all\nconnection_messages true\npersistence false\n", m.port, m.log)
 	if err := os.WriteFile(m.conf, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	m.start(t, bin)
+	m.start(t)
 	t.Cleanup(m.stop)
 	return m
 }
 
-func (m *mosquitto) start(t testing.TB, bin string) {
-	m.cmd = exec.Command(bin, "-c", m.conf)
+// start runs the broker on m.conf, again after stop for a restart, and
+// returns once it listens.
+func (m *mosquitto) start(t testing.TB) {
+	t.Helper()
+	m.cmd = exec.Command(m.bin, "-c", m.conf)
 	if err := m.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -146,23 +162,74 @@ func mosquittoSub(t testing.TB, port int, args ...string) (wait func() []byte) {
 	}
 }
 
-// startCaddy loads a Caddyfile into the in-process Caddy. Caddy has one
-// running config per process, so tests that use it do not run in parallel.
+// testGlobals are the global options of test Caddyfiles: nothing is left
+// behind (no admin socket, no autosaved config, no certificates).
+const testGlobals = "{\n\tadmin off\n\tpersist_config off\n\tauto_https off\n}\n"
+
+// startCaddy loads site blocks, under testGlobals, into the in-process
+// Caddy. Caddy has one running config per process, so tests that use it
+// do not run in parallel.
 func startCaddy(t testing.TB, body string) {
 	t.Helper()
-	cfg := string(caddyfile.Format([]byte("{\n\tadmin off\n\tpersist_config off\n\tauto_https off\n}\n" + body)))
-	adapter := caddyconfig.GetAdapter("caddyfile")
-	js, warnings, err := adapter.Adapt([]byte(cfg), nil)
+	loadCaddy(t, adaptCaddyfile(t, testGlobals+body))
+}
+
+// adaptCaddyfile turns a whole Caddyfile into JSON config. It is formatted
+// first, so that the adapter's warnings are only about what matters.
+func adaptCaddyfile(t testing.TB, text string) []byte {
+	t.Helper()
+	cfg := caddyfile.Format([]byte(text))
+	js, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt(cfg, nil)
 	if err != nil {
 		t.Fatalf("adapting Caddyfile: %v\n%s", err, cfg)
 	}
 	for _, w := range warnings {
 		t.Logf("caddyfile warning: %s", w)
 	}
+	return js
+}
+
+// loadCaddy runs the JSON config js, and stops Caddy when the test ends.
+func loadCaddy(t testing.TB, js []byte) {
+	t.Helper()
 	if err := caddy.Load(js, true); err != nil {
 		t.Fatalf("loading config: %v", err)
 	}
 	t.Cleanup(func() { caddy.Stop() })
+}
+
+// expectOutageNotices reads the two NOTICEs that tell c its broker went
+// away and is back; who names c in a failure.
+func expectOutageNotices(t testing.TB, c *gwclient.Client, who string) {
+	t.Helper()
+	for _, want := range []session.Code{session.CodeBrokerUnavailable, session.CodeOK} {
+		if f := nextMessage(t, c); f.Type != transport.TypeNotice || f.Code != want {
+			t.Fatalf("%s: %+v, want a NOTICE %d", who, f, want)
+		}
+	}
+}
+
+// publishUntilReceived publishes payload to topic with mosquitto_pub until
+// c receives a message, which must be that payload: after a reconnect the
+// OK NOTICE comes as soon as the link is up, and the gateway resubscribes
+// in the background, so the first publishes may reach no subscription.
+func publishUntilReceived(t testing.TB, port int, c *gwclient.Client, topic, payload, who string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mosquittoPub(t, port, "-t", topic, "-m", payload)
+		select {
+		case f := <-c.Messages:
+			if string(f.Publish.Payload) != payload {
+				t.Fatalf("%s: unexpected %+v", who, f)
+			}
+			return
+		case <-time.After(200 * time.Millisecond):
+			if time.Now().After(deadline) {
+				t.Fatalf("%s receives nothing on %s", who, topic)
+			}
+		}
+	}
 }
 
 // gatewayWithBroker starts a Caddy whose gateway at /mqtt/ points at a
@@ -230,5 +297,3 @@ func (p *tcpProxy) cut() {
 	}
 	p.conns = nil
 }
-
-func caddyfileAdapter() caddyconfig.Adapter { return caddyconfig.GetAdapter("caddyfile") }
