@@ -73,6 +73,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		max_bandwidth <size per second, e.g. 64KiB or 512kbit>
 //		conflate_after <n>
 //		overflow notify|close
+//		write_delay <duration>
 //	}
 //
 // Unknown options are errors.
@@ -170,6 +171,10 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper
 			}
 		case "heartbeat":
 			if err := parseDuration(d, &h.Heartbeat); err != nil {
+				return err
+			}
+		case "write_delay":
+			if err := parseDuration(d, &h.WriteDelay); err != nil {
 				return err
 			}
 		case "max_clients_per_session":

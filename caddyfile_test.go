@@ -8,7 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddytest"
@@ -45,6 +47,7 @@ func TestCaddyfileFullBlock(t *testing.T) {
 		heartbeat 10s
 		max_clients_per_session 4
 		max_subscriptions_per_client 32
+		write_delay 50ms
 	}`)
 	if err != nil {
 		t.Fatal(err)
@@ -60,7 +63,8 @@ func TestCaddyfileFullBlock(t *testing.T) {
 	if l := h.Brokers[1]; l.Embedded == nil || l.Embedded.Listen != "127.0.0.1:1884" {
 		t.Fatalf("embedded broker: %+v", l)
 	}
-	if h.MaxMessageSize != 64*1024 || len(h.AllowOrigins) != 2 || h.MaxClientsPerSession != 4 || h.MaxSubscriptionsPerClient != 32 {
+	if h.MaxMessageSize != 64*1024 || len(h.AllowOrigins) != 2 || h.MaxClientsPerSession != 4 || h.MaxSubscriptionsPerClient != 32 ||
+		time.Duration(h.WriteDelay) != 50*time.Millisecond {
 		t.Fatalf("options: %+v", h)
 	}
 }
@@ -98,10 +102,20 @@ func TestValidateRejectsBadConfig(t *testing.T) {
 		"bad origin":     {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, AllowOrigins: []string{"app.example.com"}},
 		"too large":      {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, MaxMessageSize: 1 << 30},
 		"duplicate name": {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}, {Name: "a", URL: "mqtt://g"}}},
+		"negative write delay": {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, WriteDelay: -1},
+		// A delay as long as the heartbeat (default 20s) would hold
+		// messages until a silent connection counts as dead.
+		"write delay past heartbeat": {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, WriteDelay: caddy.Duration(20 * time.Second)},
+		"write delay past set heartbeat": {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, Heartbeat: caddy.Duration(time.Second),
+			WriteDelay: caddy.Duration(time.Second)},
 	} {
 		if err := h.Validate(); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+	h := &Handler{Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, WriteDelay: caddy.Duration(30 * time.Second)}
+	if err := h.Validate(); err == nil || !strings.Contains(err.Error(), "write_delay (30s) must be shorter than heartbeat (20s)") {
+		t.Errorf("write delay past the default heartbeat: %v", err)
 	}
 }
 

@@ -70,6 +70,9 @@ func numbered(i, size int) []byte {
 	return p
 }
 
+// seqOf is the number numbered wrote into p.
+func seqOf(p []byte) int { return int(binary.BigEndian.Uint64(p)) }
+
 type arrival struct {
 	at    time.Time
 	topic string

@@ -45,6 +45,9 @@ type Config struct {
 	MaxBandwidth int64
 	// Most publishes per second per session (0: no limit); more get 4051.
 	MaxPublishRate float64
+	// How long a broker message may wait for others to share its write
+	// (0: none, every message is written at once); see writedelay.go.
+	WriteDelay time.Duration
 	// Most live sessions in all, and per client IP (0: no limit).
 	MaxSessions      int
 	MaxSessionsPerIP int
@@ -81,6 +84,8 @@ type Manager struct {
 	perIP    map[string]int
 	hubs     map[string]*Hub // shared hubs by broker and credentials, dedicated by broker and client ID
 	closed   bool
+
+	wakes wakeQueue // sessions whose write waits for the write delay
 }
 
 // NewManager prepares the brokers (starting embedded ones) for a gateway.

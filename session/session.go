@@ -67,6 +67,8 @@ type Session struct {
 	// The bandwidth budget's wake-up (Take): when, and its timer.
 	budgetAt    time.Time
 	budgetTimer *time.Timer
+	// A wake put off by the write delay is queued (writedelay.go).
+	wakeQueued bool
 
 	// Set at open by the authenticate hook and the transport.
 	origin       any
@@ -253,9 +255,17 @@ func (s *Session) pushLocked(e Event) {
 	} else {
 		o.push(e, false)
 	}
-	if s.conn != nil {
-		s.conn.Wake()
+	if s.conn == nil {
+		return
 	}
+	if d := s.mgr.config().WriteDelay; d > 0 && e.Kind == EventMessage {
+		if !s.wakeQueued {
+			s.wakeQueued = true
+			s.mgr.wakes.add(s, d)
+		}
+		return
+	}
+	s.conn.Wake()
 }
 
 func (s *Session) push(e Event) {
