@@ -98,10 +98,10 @@ func TestCaddyfileErrorsNameTheLine(t *testing.T) {
 
 func TestValidateRejectsBadConfig(t *testing.T) {
 	for name, h := range map[string]*Handler{
-		"no broker":      {},
-		"bad origin":     {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, AllowOrigins: []string{"app.example.com"}},
-		"too large":      {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, MaxMessageSize: 1 << 30},
-		"duplicate name": {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}, {Name: "a", URL: "mqtt://g"}}},
+		"no broker":            {},
+		"bad origin":           {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, AllowOrigins: []string{"app.example.com"}},
+		"too large":            {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, MaxMessageSize: 1 << 30},
+		"duplicate name":       {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}, {Name: "a", URL: "mqtt://g"}}},
 		"negative write delay": {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, WriteDelay: -1},
 		// A delay as long as the heartbeat (default 20s) would hold
 		// messages until a silent connection counts as dead.
