@@ -174,7 +174,7 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper
 				return err
 			}
 		case "write_delay":
-			if err := parseDuration(d, &h.WriteDelay); err != nil {
+			if err := parseDelay(d, &h.WriteDelay); err != nil {
 				return err
 			}
 		case "max_clients_per_session":
@@ -325,14 +325,27 @@ func parseString(d *caddyfile.Dispenser, dst *string) error {
 	return err
 }
 
+// parseDuration parses a positive duration.
 func parseDuration(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	opt := d.Val()
+	if err := parseDelay(d, dst); err != nil {
+		return err
+	}
+	if *dst == 0 {
+		return d.Errf("%s: invalid duration %q", opt, d.Val())
+	}
+	return nil
+}
+
+// parseDelay parses a duration that may be 0 (none).
+func parseDelay(d *caddyfile.Dispenser, dst *caddy.Duration) error {
 	opt := d.Val()
 	v, err := oneArg(d)
 	if err != nil {
 		return err
 	}
 	dur, err := caddy.ParseDuration(v)
-	if err != nil || dur <= 0 {
+	if err != nil || dur < 0 {
 		return d.Errf("%s: invalid duration %q", opt, v)
 	}
 	*dst = caddy.Duration(dur)

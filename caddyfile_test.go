@@ -52,6 +52,10 @@ func TestCaddyfileFullBlock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// 0 is a valid write delay: none.
+	if h, err := parse(t, "mqtt_gateway {\n broker a mqtt://h\n write_delay 0\n}"); err != nil || h.WriteDelay != 0 {
+		t.Fatalf("write_delay 0: %v %v", err, h.WriteDelay)
+	}
 	if len(h.Brokers) != 2 {
 		t.Fatalf("brokers: %+v", h.Brokers)
 	}
@@ -79,6 +83,8 @@ func TestCaddyfileErrorsNameTheLine(t *testing.T) {
 		"missing url":           {"mqtt_gateway {\n broker a\n}", "broker needs a name and a url"},
 		"bad size":              {"mqtt_gateway {\n broker a mqtt://h\n max_message_size lots\n}", "invalid size"},
 		"bad duration":          {"mqtt_gateway {\n broker a mqtt://h\n session_timeout soon\n}", "invalid duration"},
+		"zero duration":         {"mqtt_gateway {\n broker a mqtt://h\n session_timeout 0\n}", "session_timeout: invalid duration \"0\""},
+		"negative write delay":  {"mqtt_gateway {\n broker a mqtt://h\n write_delay -1s\n}", "write_delay: invalid duration \"-1s\""},
 		"listen on external":    {"mqtt_gateway {\n broker a mqtt://h {\n  listen :1883\n }\n}", "listen applies to embedded brokers only"},
 		"unknown tls option":    {"mqtt_gateway {\n broker a mqtts://h {\n  tls {\n   pinning yes\n  }\n }\n}", "unknown tls option"},
 		"argument on directive": {"mqtt_gateway extra {\n broker a mqtt://h\n}", "wrong argument count"},
