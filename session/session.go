@@ -104,6 +104,9 @@ func (s *Session) Rebind(t Transport, received uint64) (uint64, *Error) {
 // CountRequest counts a request frame received from the client.
 func (s *Session) CountRequest() { s.requests.Add(1) }
 
+// Requests is the number of request frames received from the client.
+func (s *Session) Requests() uint64 { return s.requests.Load() }
+
 // ID is the session's 128-bit random identifier.
 func (s *Session) ID() [16]byte { return s.id }
 

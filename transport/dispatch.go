@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -13,7 +14,7 @@ import (
 // decoded from a buffer that is not reused, so the byte slices they carry
 // may be kept by the session.
 func dispatch(s *session.Session, f *Frame) error {
-	if (f.Type >= TypeConnect && f.Type <= TypeDisconnect) || f.Type == TypeFrequency || f.Type == TypeBandwidth {
+	if isRequest(f.Type) {
 		s.CountRequest()
 	}
 	switch f.Type {
@@ -42,6 +43,13 @@ func dispatch(s *session.Session, f *Frame) error {
 	return nil
 }
 
+// isRequest reports whether frames of type t are requests: numbered by the
+// client in the order it sends them, and counted by the session (BOUND's
+// requests).
+func isRequest(t byte) bool {
+	return (t >= TypeConnect && t <= TypeDisconnect) || t == TypeFrequency || t == TypeBandwidth
+}
+
 // dispatchUnit hands a unit of client frames to the session, unless the
 // connection has lost the session to a newer one (stale).
 func dispatchUnit(sess *session.Session, unit []byte, stale func() bool) *session.Error {
@@ -55,6 +63,47 @@ func dispatchUnit(sess *session.Session, unit []byte, stale func() bool) *sessio
 		})
 	})
 	if err != nil {
+		return session.Errorf(session.CodeMalformed, "%v", err)
+	}
+	return nil
+}
+
+// errRequestGap refuses a /send whose requests follow some the session has
+// not received.
+var errRequestGap = errors.New("requests missing before this unit")
+
+// dispatchCounted is dispatchUnit for a unit whose sender says how many
+// requests it sent before the unit's first (HTTP's /send, HeaderRequests).
+// Requests the session already has are skipped: the unit is a resend of
+// requests that arrived after all, or a late copy of a /send whose
+// requests were resent, and no request is processed twice. A unit that
+// follows requests the session has not received (an earlier /send still on
+// its way) is refused whole with errRequestGap, and nothing of it runs.
+func dispatchCounted(sess *session.Session, unit []byte, before uint64) error {
+	var f Frame
+	gap := false
+	err := sess.Dispatch(func() bool { return false }, func() error {
+		received := sess.Requests()
+		if before > received {
+			gap = true
+			return nil
+		}
+		skip := received - before
+		return SplitUnit(unit, func(b []byte) error {
+			if err := Decode(b, &f); err != nil {
+				return err
+			}
+			if skip > 0 && isRequest(f.Type) {
+				skip--
+				return nil
+			}
+			return dispatch(sess, &f)
+		})
+	})
+	switch {
+	case gap:
+		return errRequestGap
+	case err != nil:
 		return session.Errorf(session.CodeMalformed, "%v", err)
 	}
 	return nil

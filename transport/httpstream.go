@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -22,6 +23,10 @@ import (
 const (
 	HeaderSession = "X-Mqtt-Session"
 	HeaderSecret  = "X-Mqtt-Secret"
+	// HeaderRequests, on a /send, is the number of requests the client
+	// sent before the body's first: with it a /send can be sent again
+	// safely (PROTOCOL.md, HTTP streaming).
+	HeaderRequests = "X-Mqtt-Requests"
 )
 
 const (
@@ -252,6 +257,15 @@ func (s *Server) ServeSend(w http.ResponseWriter, r *http.Request) error {
 		answerError(w, statusFor(e.Code), e)
 		return nil
 	}
+	before, counted := uint64(0), false
+	if v := r.Header.Get(HeaderRequests); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			answerError(w, http.StatusBadRequest, session.Errorf(session.CodeBadRequest, "malformed %s header %q", HeaderRequests, v))
+			return nil
+		}
+		before, counted = n, true
+	}
 	unit, err := readUnit(w, r, s.maxFrame())
 	if err != nil {
 		if errors.As(err, &e) { // too large: the client broke the protocol
@@ -265,7 +279,22 @@ func (s *Server) ServeSend(w http.ResponseWriter, r *http.Request) error {
 		answerError(w, http.StatusBadRequest, session.Errorf(session.CodeBadRequest, "reading request: %v", err))
 		return nil
 	}
-	if e := dispatchUnit(sess, unit, func() bool { return false }); e != nil {
+	err = nil
+	if counted {
+		err = dispatchCounted(sess, unit, before)
+	} else if e := dispatchUnit(sess, unit, func() bool { return false }); e != nil {
+		err = e
+	}
+	switch {
+	case err == errRequestGap:
+		// Not a CLOSE: the session is fine. The client takes the answer for
+		// a broken connection, rebinds, and sends again from BOUND's count.
+		w.Header().Set("Cache-Control", "no-store")
+		http.Error(w, fmt.Sprintf("this /send follows request %d but the gateway has received %d: an earlier /send has not arrived",
+			before, sess.Requests()), http.StatusConflict)
+		return nil
+	case err != nil:
+		e := err.(*session.Error)
 		sess.Close(e)
 		answerError(w, http.StatusBadRequest, e)
 		return nil

@@ -1,0 +1,111 @@
+package mqttgateway
+
+import (
+	"bytes"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/caddy-mqtt/mqttgateway/session"
+	"github.com/caddy-mqtt/mqttgateway/transport"
+)
+
+// sendCounted posts a /send that says how many requests came before it,
+// and returns the answer's status and body.
+func (s *httpSession) sendCounted(before int, unit []byte) (int, string) {
+	s.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, s.base+"/send", bytes.NewReader(unit))
+	req.Header.Set(transport.HeaderSession, hex.EncodeToString(s.id[:]))
+	req.Header.Set(transport.HeaderSecret, hex.EncodeToString(s.secret[:]))
+	req.Header.Set(transport.HeaderRequests, strconv.Itoa(before))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func publishReq(req uint64) []byte {
+	return transport.AppendPublish(nil, req, 1, &session.PublishParams{Topic: "dup/x", QoS: 1, Payload: []byte(fmt.Sprint(req))})
+}
+
+// A /send may reach the gateway after the client gave up on it and sent
+// its requests again (an aborted fetch is not a recalled one): with the
+// count of requests before it, the gateway runs every request once, however
+// many copies arrive, and refuses a /send that would skip some.
+func TestResentSendsRunEachRequestOnce(t *testing.T) {
+	mq := startMosquitto(t)
+	_, httpPort := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "heartbeat 1s")
+	s := openPolling(t, fmt.Sprintf("http://127.0.0.1:%d/mqtt", httpPort))
+	expect := func(status int, body string, want int) {
+		t.Helper()
+		if status != want {
+			t.Fatalf("send answered %d %q, want %d", status, body, want)
+		}
+	}
+
+	st, body := s.sendCounted(0, append(transport.AppendConnect(nil, 1, 1, &session.ConnectParams{Broker: "main"}),
+		transport.AppendSubscribe(nil, 2, 1, "dup/#", 1, 0)...))
+	expect(st, body, http.StatusNoContent)
+	if r := s.pollUntil(2); r[0].Req != 1 || r[1].Req != 2 || r[0].Code != 0 || r[1].Code != 0 {
+		t.Fatalf("connect/subscribe: %+v", r)
+	}
+
+	st, body = s.sendCounted(2, publishReq(3))
+	expect(st, body, http.StatusNoContent)
+	st, body = s.sendCounted(2, publishReq(3)) // the same /send, again
+	expect(st, body, http.StatusNoContent)
+
+	// Requests 6 and on cannot run before 4 and 5: refused whole, and not
+	// with a CLOSE (the session is fine; the client rebinds and resends).
+	st, body = s.sendCounted(5, publishReq(6))
+	expect(st, body, http.StatusConflict)
+	if !strings.Contains(body, "an earlier /send has not arrived") {
+		t.Fatalf("gap answer %q does not say why", body)
+	}
+
+	st, body = s.sendCounted(3, append(publishReq(4), publishReq(5)...))
+	expect(st, body, http.StatusNoContent)
+	st, body = s.sendCounted(3, append(publishReq(4), publishReq(5)...)) // a late copy
+	expect(st, body, http.StatusNoContent)
+	st, body = s.sendCounted(4, append(publishReq(5), publishReq(6)...)) // overlapping: only 6 is new
+	expect(st, body, http.StatusNoContent)
+
+	results, messages := map[uint64]int{}, map[string]int{}
+	for len(results) < 4 || len(messages) < 4 {
+		for _, f := range s.pollUntil(1) {
+			switch f.Type {
+			case transport.TypeResult:
+				if f.Code != 0 {
+					t.Fatalf("request %d failed: %d %s", f.Req, f.Code, f.Message)
+				}
+				results[f.Req]++
+			case transport.TypeMessage:
+				messages[string(f.Publish.Payload)]++
+			}
+		}
+	}
+	// One more poll (the heartbeat ends it): nothing else may come.
+	for _, f := range s.poll() {
+		if f.Type == transport.TypeResult {
+			results[f.Req]++
+		} else if f.Type == transport.TypeMessage {
+			messages[string(f.Publish.Payload)]++
+		}
+	}
+	for req := uint64(3); req <= 6; req++ {
+		if results[req] != 1 || messages[fmt.Sprint(req)] != 1 {
+			t.Fatalf("request %d: %d results and %d messages, want one of each (results %v, messages %v)",
+				req, results[req], messages[fmt.Sprint(req)], results, messages)
+		}
+	}
+	if len(results) != 4 || len(messages) != 4 {
+		t.Fatalf("unexpected results %v or messages %v", results, messages)
+	}
+}
