@@ -435,7 +435,7 @@ func allowCORS(w http.ResponseWriter, origin string) {
 	h.Set("Access-Control-Allow-Origin", origin)
 	h.Set("Access-Control-Allow-Credentials", "true")
 	h.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
-	h.Set("Access-Control-Allow-Headers", "Content-Type, "+transport.HeaderSession+", "+transport.HeaderSecret)
+	h.Set("Access-Control-Allow-Headers", "Content-Type, "+transport.HeaderSession+", "+transport.HeaderSecret+", "+transport.HeaderRequests)
 	h.Set("Access-Control-Max-Age", "600")
 	h.Add("Vary", "Origin")
 }

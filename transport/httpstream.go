@@ -243,7 +243,8 @@ func (s *Server) ServePoll(w http.ResponseWriter, r *http.Request) error {
 }
 
 // ServeSend serves POST /send: the client's frames for a session named by
-// the X-Mqtt-Session and X-Mqtt-Secret headers. Results arrive on the
+// the X-Mqtt-Session and X-Mqtt-Secret headers (and X-Mqtt-Requests, which
+// makes repeating a /send safe). Results arrive on the
 // session's stream or poll, as on WebSocket.
 func (s *Server) ServeSend(w http.ResponseWriter, r *http.Request) error {
 	s.init()

@@ -224,8 +224,12 @@ export type TransportFactory = ((base: string, options: { timeout?: number; link
 /** A connected transport carrying protocol units (one or more length-prefixed frames). */
 export interface Transport {
   readonly name: string;
-  /** Sends a unit; the session's first one is OPEN or BIND. */
-  send(unit: Uint8Array): void;
+  /**
+   * Sends a unit; the session's first one is OPEN or BIND. requestsBefore is the number
+   * of requests the session sent before the unit's first (undefined when the unit has
+   * none): HTTP transports send it with each /send so that a repeated /send is safe.
+   */
+  send(unit: Uint8Array, requestsBefore?: number): void;
   /**
    * Closes the transport. flush: the session is ending (its CLOSE is queued) and units
    * already handed over should still go out; without it they are dropped (the session

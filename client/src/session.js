@@ -340,7 +340,7 @@ export class Session {
       };
       const handshake = { settle };
       this._handshake = handshake;
-      this._sendNow(t, [frame]);
+      this._sendNow(t, [{ bytes: frame, seq: 0 }]);
     });
   }
 
@@ -486,7 +486,7 @@ export class Session {
       // The server would skip frames we never saw: that is a gap, whatever it says.
       // Give the server its session back and start anew.
       const t = this._detach();
-      this._sendNow(t, [CLOSE]);
+      this._sendNow(t, [{ bytes: CLOSE, seq: 0 }]);
       t.close(1000, "session gap", { flush: true });
       if (this._handshake) {
         this._handshake.settle({ kind: "fresh" });
@@ -643,25 +643,34 @@ export class Session {
     const entries = this._out;
     this._out = [];
     for (const e of entries) if (e.seq > this._sentSeq) this._sentSeq = e.seq;
-    this._sendNow(this._transport, entries.map((e) => e.bytes));
+    this._sendNow(this._transport, entries);
   }
 
-  /** Sends frames on t, as few units as the gateway's max_frame allows. */
-  _sendNow(t, frames) {
+  /**
+   * Sends entries ({bytes, seq}; seq 0 for frames that are not requests) on t, as few
+   * units as the gateway's max_frame allows. Each unit goes with the number of requests
+   * sent before its first one, which lets HTTP transports repeat a /send safely
+   * (PROTOCOL.md, X-Mqtt-Requests).
+   */
+  _sendNow(t, entries) {
     let batch = [];
     let size = 0;
+    /** @type {number | undefined} */
+    let before;
     const emit = () => {
       if (batch.length === 0) return;
-      t.send(encodeUnit(batch));
+      t.send(encodeUnit(batch), before);
       batch = [];
       size = 0;
+      before = undefined;
     };
-    for (const f of frames) {
-      const n = f.length + uvarintSize(f.length);
+    for (const e of entries) {
+      const n = e.bytes.length + uvarintSize(e.bytes.length);
       // PROTOCOL.md bounds frames, not units; keeping units within max_frame keeps
       // them within whatever message limit the server derives from it.
       if (size > 0 && size + n > this._maxFrame) emit();
-      batch.push(f);
+      batch.push(e.bytes);
+      if (before === undefined && e.seq > 0) before = e.seq - 1;
       size += n;
     }
     emit();
@@ -782,7 +791,7 @@ export class Session {
   /** A protocol violation: tell the gateway we are gone, then end. */
   _fatal(code, message) {
     const t = this._transport;
-    if (t && this._bound) this._sendNow(t, [CLOSE]);
+    if (t && this._bound) this._sendNow(t, [{ bytes: CLOSE, seq: 0 }]);
     this._terminate(code, message);
   }
 

@@ -132,15 +132,18 @@ export class HttpTransport {
     this._sendAbort = null;
   }
 
-  /** @param {Uint8Array} unit */
-  send(unit) {
+  /**
+   * @param {Uint8Array} unit
+   * @param {number} [requestsBefore] requests the session sent before the unit's first
+   */
+  send(unit, requestsBefore) {
     if (this._closed) return;
     if (!this._started) {
       this._started = true;
       this._receive(unit);
       return;
     }
-    this._queue.push(unit);
+    this._queue.push({ unit, before: requestsBefore });
     this._pump();
   }
 
@@ -219,14 +222,20 @@ export class HttpTransport {
     return res;
   }
 
-  /** The next /send body: queued units, joined while they fit in max_frame. */
+  /**
+   * The next /send: queued units, joined while they fit in max_frame, and the number of
+   * requests sent before its first (the first unit's that has requests).
+   * @returns {{body: Uint8Array, before: number | undefined}}
+   */
   _nextBatch() {
     const limit = this._link.maxFrame();
     let n = 1;
-    let size = this._queue[0].length;
-    while (n < this._queue.length && size + this._queue[n].length <= limit) size += this._queue[n++].length;
-    const units = this._queue.splice(0, n);
-    return units.length === 1 ? units[0] : concat(units, size);
+    let size = this._queue[0].unit.length;
+    while (n < this._queue.length && size + this._queue[n].unit.length <= limit) size += this._queue[n++].unit.length;
+    const queued = this._queue.splice(0, n);
+    const before = queued.find((q) => q.before !== undefined)?.before;
+    const body = queued.length === 1 ? queued[0].unit : concat(queued.map((q) => q.unit), size);
+    return { body, before };
   }
 
   async _pump() {
@@ -239,7 +248,12 @@ export class HttpTransport {
           this._fail(4003, "no session to send for");
           return;
         }
-        const body = this._nextBatch();
+        const { body, before } = this._nextBatch();
+        /** @type {Record<string, string>} */
+        const headers = { "X-Mqtt-Session": cred.session, "X-Mqtt-Secret": cred.secret };
+        // With the count, a /send that arrives after the session resent its requests
+        // (an aborted fetch may still arrive) is not run twice (PROTOCOL.md).
+        if (before !== undefined) headers["X-Mqtt-Requests"] = String(before);
         const ac = new AbortController();
         this._sendAbort = ac;
         const cancel = deadline(SEND_TIMEOUT, () => ac.abort());
@@ -249,7 +263,7 @@ export class HttpTransport {
             this._sendUrl,
             body,
             ac.signal,
-            { "X-Mqtt-Session": cred.session, "X-Mqtt-Secret": cred.secret },
+            headers,
             // A page being closed still gets its CLOSE out.
             this._flushing && body.length <= KEEPALIVE_MAX,
           );

@@ -130,6 +130,37 @@ for (const transport of ["streaming", "polling"]) {
       assert.ok(events.filter((e) => e !== "start").every((e) => e.messagesMayHaveBeenLost === false));
       assert.equal(fetches.calls.filter(hasPublish).length, 3, "a once, b twice");
     });
+
+    test("a /send that arrives after the session sent its requests again: each runs once", async (t) => {
+      const fetches = spy(t);
+      const s = await session(quick.base, { transport });
+      const c = await listeningClient(s);
+      const topic = unique("late-send");
+      await c.subscribe(`${topic}/#`, { qos: 1 });
+      const hasPublish = (call) => call.endpoint === "send" && call.frames.some((f) => f.type === FrameType.PUBLISH);
+
+      // The client gives up on the /send at once (as after a timeout), but the request
+      // is still on its way: it reaches the gateway only after the session has rebound
+      // and sent the PUBLISH again. An aborted fetch is not a recalled one.
+      let release;
+      const held = new Promise((resolve) => (release = resolve));
+      let late;
+      fetches.intercept = (call, _go, sent) => {
+        if (!hasPublish(call)) return null;
+        fetches.intercept = null;
+        late = held.then(sent);
+        return Promise.reject(new TypeError("fetch failed (timed out)"));
+      };
+      await c.publish(`${topic}/a`, "a", 1);
+      assert.equal(fetches.calls.filter(hasPublish).length, 2, "sent again after the rebind");
+      release();
+      const answer = await late;
+      assert.equal(answer.status, 204, "the late copy is answered, its PUBLISH skipped");
+
+      await mosquittoPub(mosquitto.port, `${topic}/end`, ["-q", "1", "-m", "end"]);
+      await waitFor(() => c.received.some((m) => m.payloadString === "end"), { what: "the closing message" });
+      assert.deepEqual(c.received.map((m) => m.payloadString), ["a", "end"], "a exactly once");
+    });
   });
 }
 
