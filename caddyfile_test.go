@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -156,5 +157,24 @@ func TestCaddyfileAdaptGolden(t *testing.T) {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			caddytest.AssertAdapt(t, parts[0]+"\n", "caddyfile", strings.TrimRight(parts[1], "\n"))
 		})
+	}
+}
+
+// The production example in examples/ adapts cleanly, with its commented
+// options uncommented too: what the README points people to must work.
+func TestExampleCaddyfileAdapts(t *testing.T) {
+	b, err := os.ReadFile("examples/Caddyfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uncommented := regexp.MustCompile(`(?m)^(\t+)# ([a-z]+_[a-z_]+ \S+)$`).ReplaceAllString(string(b), "$1$2")
+	for name, src := range map[string]string{"as shipped": string(b), "options uncommented": uncommented} {
+		js, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(src), map[string]any{"filename": "Caddyfile"})
+		if err != nil || len(warnings) > 0 {
+			t.Fatalf("%s: %v %v", name, err, warnings)
+		}
+		if name == "options uncommented" && !bytes.Contains(js, []byte(`"write_delay":50000000`)) {
+			t.Fatalf("%s: write_delay not in the JSON: %s", name, js)
+		}
 	}
 }
