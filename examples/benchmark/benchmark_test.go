@@ -8,9 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"sync/atomic"
 	"testing"
-	"testing/iotest"
 
 	"github.com/eclipse/paho.golang/packets"
 	"github.com/gorilla/websocket"
@@ -165,22 +163,4 @@ func wireMessage(t *testing.T, b []byte) []byte {
 		t.Fatal(err)
 	}
 	return got
-}
-
-// Setup F's receivers count every byte, however the reads split the
-// stream, and allocate nothing per read.
-func TestCountBytes(t *testing.T) {
-	stream := bytes.Repeat(floorFrame(100, "bench/fanout"), 50)
-	var own, total atomic.Int64
-	buf := make([]byte, 64) // smaller than a frame: reads split frames
-	if err := countBytes(iotest.HalfReader(bytes.NewReader(stream)), buf, &own, &total); err != io.EOF {
-		t.Fatalf("countBytes: %v, want EOF", err)
-	}
-	if own.Load() != int64(len(stream)) || total.Load() != int64(len(stream)) {
-		t.Fatalf("counted %d / %d of %d bytes", own.Load(), total.Load(), len(stream))
-	}
-	r := bytes.NewReader(stream)
-	if a := testing.AllocsPerRun(20, func() { r.Reset(stream); countBytes(r, buf, &own, &total) }); a != 0 {
-		t.Fatalf("%v allocations per stream", a)
-	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"time"
 
 	"github.com/caddy-mqtt/mqttgateway/session"
@@ -130,6 +131,10 @@ func runFloorChild() {
 		floorFatal("report: %v", err)
 	}
 	io.Copy(io.Discard, ctl) // until the parent closes it
+	// Until here: once unreachable, the connections would be closed by
+	// the net package's finalizers at the next GC, and the parent, still
+	// counting its receivers, would see them end.
+	runtime.KeepAlive(conns)
 }
 
 func floorSignal(ctl net.Conn, b byte) {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -18,44 +19,67 @@ import (
 // exactly like runSetup (idle second, CPU samples around the schedule,
 // drain) and fill a setupResult whose serving CPU is the floor child's.
 
-// floorSub is one of setup F's receivers: one goroutine reads the
-// connection into a reused buffer and counts the bytes. The frames are all
-// alike and never torn by the sender, so bytes / frame size is the number
-// of deliveries; there is nothing else to decode.
+// floorSub is one of setup F's receivers: a socket served by a reactor
+// (reactor.go), like the subscribers of A and B, which reads it into a
+// reused buffer and counts the bytes. The frames are all alike and never
+// torn by the sender, so bytes / frame size is the number of deliveries;
+// there is nothing else to decode.
 type floorSub struct {
 	subBase // its subState stays empty: F counts bytes instead
-	conn    net.Conn
-	bytes   atomic.Int64 // this connection's
-	total   *atomic.Int64
-	done    chan struct{}
+	sock
+	buf   []byte
+	bytes atomic.Int64 // this connection's
+	total *atomic.Int64
 }
 
-func (s *floorSub) run() {
-	defer close(s.done)
-	if err := countBytes(s.conn, make([]byte, 2048), &s.bytes, s.total); err != nil {
-		s.end(err.Error())
+// floorReadBuffer is a receiver's buffer, as A's and B's (wsReadBuffer).
+const floorReadBuffer = 2048
+
+// dialFloor connects a receiver to the floor child at addr and hands it to
+// a reactor.
+func dialFloor(ctx context.Context, addr string, id int, total *atomic.Int64) (*floorSub, error) {
+	fd, err := dialLoopback(ctx, addr)
+	if err != nil {
+		return nil, err
 	}
+	s := &floorSub{buf: make([]byte, floorReadBuffer), total: total}
+	s.fd = fd
+	s.st.id = id
+	if err := register(s); err != nil {
+		syscall.Close(fd)
+		return nil, err
+	}
+	return s, nil
 }
 
-// countBytes reads r until it fails, adding what it reads to own and
-// total. It allocates nothing per read. A clean end of stream (io.EOF) is
-// still an error here: the floor child never closes a data connection.
-func countBytes(r io.Reader, buf []byte, own, total *atomic.Int64) error {
+// The reactor's side (pollee).
+
+func (s *floorSub) start() error     { return nil } // the child writes nothing before 'G'
+func (s *floorSub) tick(int64) error { return nil }
+func (s *floorSub) close()           { unregister(s) }
+
+// readable reads until the socket is drained (a short read), counting. It
+// allocates nothing. A clean end of stream is still an error here: the
+// floor child never closes a data connection.
+func (s *floorSub) readable() error {
 	for {
-		n, err := r.Read(buf)
-		if n > 0 {
-			own.Add(int64(n))
-			total.Add(int64(n))
+		n, e := readNB(s.fd, s.buf)
+		switch {
+		case e == syscall.EAGAIN:
+			return nil
+		case e == syscall.EINTR:
+			continue
+		case e != 0:
+			return os.NewSyscallError("read", e)
+		case n == 0:
+			return io.EOF
 		}
-		if err != nil {
-			return err
+		s.bytes.Add(int64(n))
+		s.total.Add(int64(n))
+		if n < len(s.buf) {
+			return nil
 		}
 	}
-}
-
-func (s *floorSub) close() {
-	s.conn.Close()
-	<-s.done
 }
 
 // startFloor starts the floor child and returns it with the control
@@ -130,15 +154,7 @@ func runFloor(ctx context.Context, o *options, n int, rate float64) (*setupResul
 	logf("F: connecting %d receivers", n)
 	t0 := time.Now()
 	if err := connectAll(ctx, o.dialers, n, func(ctx context.Context, i int) (subscriber, error) {
-		var d net.Dialer
-		c, err := d.DialContext(ctx, "tcp", addr)
-		if err != nil {
-			return nil, err
-		}
-		s := &floorSub{conn: c, total: &total, done: make(chan struct{})}
-		s.st.id = i
-		go s.run()
-		return s, nil
+		return dialFloor(ctx, addr, i, &total)
 	}, subs); err != nil {
 		closeAll(subs)
 		return nil, err

@@ -5,30 +5,28 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
+	"syscall"
 	"time"
-
-	"github.com/gorilla/websocket"
 
 	"github.com/caddy-mqtt/mqttgateway/session"
 	"github.com/caddy-mqtt/mqttgateway/transport"
 )
 
-// gwSub is a setup A subscriber: a raw WebSocket speaking the gateway's
+// gwSub is a setup A subscriber: a WebSocket speaking the gateway's
 // protocol (PROTOCOL.md) directly. transport/gwclient would decode every
 // frame into a fresh Frame (copying the topic) and pass it through a
-// channel; here one goroutine per connection reads each WebSocket
-// message into a reused buffer, walks its frames with transport.SplitUnit
-// and decodes MESSAGE frames by hand, allocating nothing per message.
+// channel; here a reactor (reactor.go) reads the socket, and each binary
+// message, parsed in place in the receive buffer, has its frames walked
+// with transport.SplitUnit and MESSAGE frames decoded by hand, allocating
+// nothing per message.
 type gwSub struct {
 	subBase
+	wsConn
 	rec     *recorder
-	ws      *websocket.Conn
-	buf     []byte
 	now     int64
 	onFrame func([]byte) error // bound once: passing it allocates nothing
-	lastOut time.Time          // our last write, for heartbeats
-	done    chan struct{}
+	lastOut int64              // UnixNano of our last write, for heartbeats
+	ping    []byte             // the heartbeat PING in a masked frame, built once
 }
 
 // heartbeatEvery is how often a subscriber sends PING: the gateway drops a
@@ -36,34 +34,23 @@ type gwSub struct {
 // default), and a subscriber that only receives never writes otherwise.
 const heartbeatEvery = 10 * time.Second
 
-var gwDialer = websocket.Dialer{
-	Subprotocols:     []string{transport.Subprotocol},
-	ReadBufferSize:   4096,
-	WriteBufferSize:  512,
-	HandshakeTimeout: 30 * time.Second,
-}
-
 // dialGateway opens a session, attaches a client to the shared connection
 // of broker "main" (empty client id) and subscribes it to topic at QoS 0;
-// it returns once both requests have succeeded.
+// once both requests have succeeded it hands the connection to a reactor
+// and returns.
 func dialGateway(ctx context.Context, url, topic string, id int, rec *recorder) (*gwSub, error) {
-	ws, _, err := gwDialer.DialContext(ctx, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	s := &gwSub{rec: rec, ws: ws, buf: make([]byte, 2048), done: make(chan struct{})}
+	s := &gwSub{rec: rec}
 	s.st.id = id
 	s.onFrame = s.frame
-	fail := func(err error) (*gwSub, error) { ws.Close(); return nil, err }
-	if dl, ok := ctx.Deadline(); ok {
-		ws.SetReadDeadline(dl)
-		ws.SetWriteDeadline(dl)
+	if err := s.dial(ctx, url, transport.Subprotocol); err != nil {
+		return nil, err
 	}
-	if err := ws.WriteMessage(websocket.BinaryMessage, transport.AppendOpen(nil, "", nil, nil)); err != nil {
+	fail := func(err error) (*gwSub, error) { syscall.Close(s.fd); return nil, err }
+	if err := s.writeMessage(transport.AppendOpen(nil, "", nil, nil)); err != nil {
 		return fail(err)
 	}
 	var f transport.Frame
-	if err := s.readFrames(func(b []byte) (bool, error) {
+	if err := s.setupUnits(func(b []byte) (bool, error) {
 		if err := transport.Decode(b, &f); err != nil {
 			return false, err
 		}
@@ -81,11 +68,11 @@ func dialGateway(ctx context.Context, url, topic string, id int, rec *recorder) 
 	// processed in order, so the subscription follows the connect.
 	b := transport.AppendConnect(nil, 1, 1, &session.ConnectParams{Broker: "main", CleanStart: true})
 	b = transport.AppendSubscribe(b, 2, 1, topic, 0, 0)
-	if err := ws.WriteMessage(websocket.BinaryMessage, b); err != nil {
+	if err := s.writeMessage(b); err != nil {
 		return fail(err)
 	}
 	ok := 0
-	if err := s.readFrames(func(b []byte) (bool, error) {
+	if err := s.setupUnits(func(b []byte) (bool, error) {
 		if err := transport.Decode(b, &f); err != nil {
 			return false, err
 		}
@@ -103,23 +90,34 @@ func dialGateway(ctx context.Context, url, topic string, id int, rec *recorder) 
 	}); err != nil {
 		return fail(fmt.Errorf("connect/subscribe: %w", err))
 	}
-	ws.SetReadDeadline(time.Time{})
-	ws.SetWriteDeadline(time.Time{})
-	s.lastOut = time.Now()
+	s.ping = appendClientFrame(nil, wsOpBinary, transport.AppendPing(nil), s.key)
+	s.lastOut = time.Now().UnixNano()
+	if err := register(s); err != nil {
+		return fail(err)
+	}
 	return s, nil
 }
 
-// readFrames reads units until fn says done (set-up only).
-func (s *gwSub) readFrames(fn func([]byte) (bool, error)) error {
+// setupUnits reads units (one per binary message) until fn says the
+// set-up is done (set-up only). Frames after that one in the same unit
+// are handled as in the run, so none is lost.
+func (s *gwSub) setupUnits(fn func([]byte) (bool, error)) error {
 	for {
-		_, unit, err := s.ws.ReadMessage()
+		m, err := s.setupFrame()
 		if err != nil {
 			return err
 		}
+		if m.op != wsOpBinary || !m.fin {
+			return errDataFrame(m)
+		}
+		s.now = time.Now().UnixNano()
 		done := false
-		err = transport.SplitUnit(unit, func(b []byte) error {
+		err = transport.SplitUnit(m.payload, func(b []byte) error {
+			if done {
+				return s.frame(b)
+			}
 			d, err := fn(b)
-			done = done || d
+			done = d
 			return err
 		})
 		if err != nil || done {
@@ -128,44 +126,35 @@ func (s *gwSub) readFrames(fn func([]byte) (bool, error)) error {
 	}
 }
 
-// run is the subscriber's read loop, until the connection ends.
-func (s *gwSub) run() {
-	defer close(s.done)
-	for {
-		_, r, err := s.ws.NextReader()
-		if err != nil {
-			s.end(err.Error())
-			return
-		}
-		n := 0
-		for {
-			if n == len(s.buf) {
-				s.buf = append(s.buf, make([]byte, len(s.buf))...)
-			}
-			m, err := r.Read(s.buf[n:])
-			n += m
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				s.end(err.Error())
-				return
-			}
-		}
-		now := time.Now()
-		s.now = now.UnixNano() // one clock read per WebSocket message
-		if err := transport.SplitUnit(s.buf[:n], s.onFrame); err != nil {
-			s.end(err.Error())
-			return
-		}
-		if now.Sub(s.lastOut) >= heartbeatEvery {
-			s.lastOut = now
-			if err := s.ws.WriteMessage(websocket.BinaryMessage, transport.AppendPing(nil)); err != nil {
-				s.end(err.Error())
-				return
-			}
-		}
+// The reactor's side (pollee).
+
+func (s *gwSub) start() error    { return s.frames(time.Now().UnixNano(), s) }
+func (s *gwSub) readable() error { return s.pump(s) }
+
+// wsData takes one WebSocket message: a unit of frames.
+func (s *gwSub) wsData(m wsFrame, now int64) error {
+	if m.op != wsOpBinary || !m.fin {
+		return errDataFrame(m)
 	}
+	s.now = now
+	return transport.SplitUnit(m.payload, s.onFrame)
+}
+
+// tick sends the heartbeat when the next tick would be too late for it.
+// A full send buffer (never, for a subscriber that sends a few bytes every
+// 10 s) postpones it to the next tick.
+func (s *gwSub) tick(now int64) error {
+	if now-s.lastOut < int64(heartbeatEvery-tickEvery) {
+		return nil
+	}
+	if err := s.write(s.ping); err != nil {
+		if errors.Is(err, syscall.EAGAIN) {
+			return nil
+		}
+		return err
+	}
+	s.lastOut = now
+	return nil
 }
 
 var errClosedByGateway = errors.New("session closed by the gateway")
@@ -235,7 +224,4 @@ func messagePayload(b []byte) ([]byte, bool) {
 	return b[1:], true
 }
 
-func (s *gwSub) close() {
-	s.ws.Close()
-	<-s.done
-}
+func (s *gwSub) close() { unregister(s) }

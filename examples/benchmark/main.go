@@ -47,6 +47,8 @@ type options struct {
 	keep     bool
 	drain    time.Duration
 	bclient  string
+	readers  int
+	coalesce time.Duration
 	dir      string
 }
 
@@ -75,6 +77,8 @@ func main() {
 	flag.BoolVar(&o.profile, "profile", false, "record a CPU profile of the gateway during setup A's measured window and print its top functions (kept in the work dir)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work dir (server configs and logs)")
 	flag.DurationVar(&o.drain, "drain", 5*time.Second, "after publishing, how long deliveries may stall before the rest counts as lost")
+	flag.IntVar(&o.readers, "readers", 0, "reactor threads reading the subscribers' sockets (epoll, one OS thread each; default GOMAXPROCS, so 1 with -pin)")
+	flag.DurationVar(&o.coalesce, "coalesce", 100*time.Microsecond, "reactors pause this long after each batch of reads, so a server's write seldom has to wake them (it pays that wake-up on loopback); up to this much (plus 50 µs timer slack) is added to some latencies; 0: no pause")
 	flag.StringVar(&o.bclient, "bclient", "raw", "setup B's subscribers: raw (minimal MQTT 5 reader, allocation-free like A's) or paho (paho.golang's Client; about 3× Mosquitto's CPU per delivery in the generator)")
 	flag.Parse()
 
@@ -148,6 +152,13 @@ func main() {
 		}
 		pinSelf(1) // threads started meanwhile
 		pinNote = "servers on CPU 0, generator on CPU 1"
+	}
+	pinCPU := -1
+	if o.pin {
+		pinCPU = 1
+	}
+	if err := startReactors(o.readers, pinCPU, o.coalesce); err != nil {
+		fatalf("readers: %v", err)
 	}
 
 	o.dir, err = os.MkdirTemp("", "mqttgw-bench-")
@@ -286,12 +297,7 @@ func runSetup(ctx context.Context, o *options, setup string, n int, rate float64
 	t0 := time.Now()
 	if err := connectAll(ctx, o.dialers, n, func(ctx context.Context, i int) (subscriber, error) {
 		if setup == "a" {
-			s, err := dialGateway(ctx, gw.wsURL(), o.topic, i, rec)
-			if err != nil {
-				return nil, err
-			}
-			go s.run()
-			return s, nil
+			return dialGateway(ctx, gw.wsURL(), o.topic, i, rec)
 		}
 		url := fmt.Sprintf("ws://127.0.0.1:%d/", mq.wsPort)
 		if o.bclient == "paho" {

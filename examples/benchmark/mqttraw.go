@@ -5,18 +5,17 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"io"
+	"syscall"
 	"time"
 
 	"github.com/eclipse/paho.golang/packets"
-	"github.com/gorilla/websocket"
 )
 
 // rawMQTTSub is the default setup B subscriber: the same shape as setup A's
-// (one goroutine per connection, a reused buffer, nothing allocated per
-// message), speaking MQTT 5 over the WebSocket. paho's packets package
-// encodes CONNECT and SUBSCRIBE and decodes their answers; only PUBLISH,
-// on the hot path, is decoded by hand.
+// (served by a reactor, parsed in place, nothing allocated per message),
+// speaking MQTT 5 over the WebSocket. paho's packets package encodes
+// CONNECT and SUBSCRIBE and decodes their answers; only PUBLISH, on the hot
+// path, is decoded by hand.
 //
 // Why not paho.Client (-bclient paho): it costs the load generator about
 // 15 µs per delivery here (a goroutine hop per packet, allocations), three
@@ -25,25 +24,24 @@ import (
 // which would flatter the gateway.
 type rawMQTTSub struct {
 	subBase
-	rec  *recorder
-	ws   *websocket.Conn
-	buf  []byte // stream bytes not yet parsed are buf[:n]
-	n    int
-	done chan struct{}
+	wsConn
+	rec *recorder
+	// MQTT over WebSocket is a byte stream: a packet may span messages.
+	// The bytes of one not yet complete wait here; packets whole within
+	// a message (all of them, from Mosquitto) are parsed in place.
+	stream []byte
 }
 
+// mqttMaxPacket bounds what stream may hold.
+const mqttMaxPacket = wsMaxFrame
+
 func dialMosquittoRaw(ctx context.Context, url, topic string, id int, rec *recorder) (*rawMQTTSub, error) {
-	ws, _, err := mqttDialer.DialContext(ctx, url, nil)
-	if err != nil {
+	s := &rawMQTTSub{rec: rec}
+	s.st.id = id
+	if err := s.dial(ctx, url, "mqtt"); err != nil {
 		return nil, err
 	}
-	s := &rawMQTTSub{rec: rec, ws: ws, buf: make([]byte, 2048), done: make(chan struct{})}
-	s.st.id = id
-	fail := func(err error) (*rawMQTTSub, error) { ws.Close(); return nil, err }
-	if dl, ok := ctx.Deadline(); ok {
-		ws.SetReadDeadline(dl)
-		ws.SetWriteDeadline(dl)
-	}
+	fail := func(err error) (*rawMQTTSub, error) { syscall.Close(s.fd); return nil, err }
 
 	// Keepalive 0: Mosquitto never disconnects the client for silence (a
 	// subscriber that only receives sends nothing), whatever the run's
@@ -76,9 +74,9 @@ func dialMosquittoRaw(ctx context.Context, url, topic string, id int, rec *recor
 	if sa, ok := p.Content.(*packets.Suback); !ok || len(sa.Reasons) != 1 || sa.Reasons[0] >= 0x80 {
 		return fail(fmt.Errorf("subscribe refused: %v", p))
 	}
-	ws.SetReadDeadline(time.Time{})
-	ws.SetWriteDeadline(time.Time{})
-	go s.run()
+	if err := register(s); err != nil {
+		return fail(err)
+	}
 	return s, nil
 }
 
@@ -87,46 +85,81 @@ func (s *rawMQTTSub) writePacket(cp *packets.ControlPacket) error {
 	if _, err := cp.WriteTo(&b); err != nil {
 		return err
 	}
-	return s.ws.WriteMessage(websocket.BinaryMessage, b.Bytes())
+	return s.writeMessage(b.Bytes())
 }
 
-// readSetupPacket reads the next whole packet during set-up.
+// readSetupPacket reads the next whole packet during set-up. What follows
+// it stays in stream and in the frame reader, for the reactor.
 func (s *rawMQTTSub) readSetupPacket() (*packets.ControlPacket, error) {
 	for {
-		if l, ok := packetLen(s.buf[:s.n]); ok {
-			p, err := packets.ReadPacket(bytes.NewReader(s.buf[:l]))
-			s.consume(l)
+		if l, ok := packetLen(s.stream); ok {
+			p, err := packets.ReadPacket(bytes.NewReader(s.stream[:l]))
+			s.stream = s.stream[:copy(s.stream, s.stream[l:])]
 			return p, err
 		}
-		if err := s.readMessage(); err != nil {
+		f, err := s.setupFrame()
+		if err != nil {
 			return nil, err
 		}
+		if f.op == wsOpText {
+			return nil, errDataFrame(f)
+		}
+		if len(s.stream)+len(f.payload) > mqttMaxPacket {
+			return nil, fmt.Errorf("mqtt: packet of more than %d bytes", mqttMaxPacket)
+		}
+		s.stream = append(s.stream, f.payload...)
 	}
 }
 
-// readMessage appends the next WebSocket message to the stream buffer.
-func (s *rawMQTTSub) readMessage() error {
-	_, r, err := s.ws.NextReader()
-	if err != nil {
+// The reactor's side (pollee).
+
+func (s *rawMQTTSub) start() error {
+	now := time.Now().UnixNano()
+	if err := s.data(nil, now); err != nil {
 		return err
 	}
-	for {
-		if s.n == len(s.buf) {
-			s.buf = append(s.buf, make([]byte, len(s.buf))...)
-		}
-		m, err := r.Read(s.buf[s.n:])
-		s.n += m
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-	}
+	return s.frames(now, s)
 }
 
-func (s *rawMQTTSub) consume(l int) {
-	s.n = copy(s.buf, s.buf[l:s.n])
+func (s *rawMQTTSub) readable() error  { return s.pump(s) }
+func (s *rawMQTTSub) tick(int64) error { return nil }
+func (s *rawMQTTSub) close()           { unregister(s) }
+func (s *rawMQTTSub) wsData(f wsFrame, now int64) error {
+	if f.op == wsOpText {
+		return errDataFrame(f)
+	}
+	// Binary and continuation frames alike: stream bytes.
+	return s.data(f.payload, now)
+}
+
+// data takes the next bytes of the MQTT stream.
+func (s *rawMQTTSub) data(p []byte, now int64) error {
+	if len(s.stream) == 0 {
+		off := s.packets(p, now)
+		s.stream = append(s.stream, p[off:]...) // nothing, usually
+	} else {
+		s.stream = append(s.stream, p...)
+		off := s.packets(s.stream, now)
+		s.stream = s.stream[:copy(s.stream, s.stream[off:])]
+	}
+	if len(s.stream) > mqttMaxPacket {
+		return fmt.Errorf("mqtt: packet of more than %d bytes", mqttMaxPacket)
+	}
+	return nil
+}
+
+// packets handles the whole packets at the start of b and returns their
+// length.
+func (s *rawMQTTSub) packets(b []byte, now int64) int {
+	off := 0
+	for {
+		l, ok := packetLen(b[off:])
+		if !ok {
+			return off
+		}
+		s.packet(b[off:off+l], now)
+		off += l
+	}
 }
 
 // packetLen is the length of the whole packet at the start of b, if b
@@ -145,29 +178,6 @@ func packetLen(b []byte) (int, bool) {
 		}
 	}
 	return 0, false
-}
-
-func (s *rawMQTTSub) run() {
-	defer close(s.done)
-	for {
-		if err := s.readMessage(); err != nil {
-			s.end(err.Error())
-			return
-		}
-		now := time.Now().UnixNano() // one clock read per WebSocket message
-		off := 0
-		for {
-			l, ok := packetLen(s.buf[off:s.n])
-			if !ok {
-				break
-			}
-			s.packet(s.buf[off:off+l], now)
-			off += l
-		}
-		if off > 0 {
-			s.consume(off)
-		}
-	}
 }
 
 // packet handles one MQTT packet; only PUBLISH matters.
@@ -214,9 +224,4 @@ func mqttVBI(b []byte) (int, int) {
 		}
 	}
 	return 0, 0
-}
-
-func (s *rawMQTTSub) close() {
-	s.ws.Close()
-	<-s.done
 }

@@ -408,8 +408,6 @@ func raiseNoFile() uint64 {
 // pinSelf moves every thread of this process to cpu (threads created later
 // inherit the mask from their creator) and sizes GOMAXPROCS to match.
 func pinSelf(cpu int) error {
-	var mask [16]uint64
-	mask[cpu/64] |= 1 << (cpu % 64)
 	tasks, err := os.ReadDir("/proc/self/task")
 	if err != nil {
 		return err
@@ -419,11 +417,22 @@ func pinSelf(cpu int) error {
 		if err != nil {
 			continue
 		}
-		_, _, e := syscall.RawSyscall(syscall.SYS_SCHED_SETAFFINITY, uintptr(tid), unsafe.Sizeof(mask), uintptr(unsafe.Pointer(&mask)))
-		if e != 0 {
-			return fmt.Errorf("sched_setaffinity(%d): %v", tid, e)
+		if err := pinThread(tid, cpu); err != nil {
+			return err
 		}
 	}
 	runtime.GOMAXPROCS(1)
+	return nil
+}
+
+// pinThread sets the CPU affinity of thread tid (0: the calling thread) to
+// cpu alone.
+func pinThread(tid, cpu int) error {
+	var mask [16]uint64
+	mask[cpu/64] |= 1 << (cpu % 64)
+	_, _, e := syscall.RawSyscall(syscall.SYS_SCHED_SETAFFINITY, uintptr(tid), unsafe.Sizeof(mask), uintptr(unsafe.Pointer(&mask)))
+	if e != 0 {
+		return fmt.Errorf("sched_setaffinity(%d): %v", tid, e)
+	}
 	return nil
 }
