@@ -49,6 +49,7 @@ type options struct {
 	bclient  string
 	readers  int
 	coalesce time.Duration
+	wdelay   time.Duration
 	dir      string
 }
 
@@ -79,6 +80,7 @@ func main() {
 	flag.DurationVar(&o.drain, "drain", 5*time.Second, "after publishing, how long deliveries may stall before the rest counts as lost")
 	flag.IntVar(&o.readers, "readers", 0, "reactor threads reading the subscribers' sockets (epoll, one OS thread each; default GOMAXPROCS, so 1 with -pin)")
 	flag.DurationVar(&o.coalesce, "coalesce", 100*time.Microsecond, "reactors pause this long after each batch of reads, so a server's write seldom has to wake them (it pays that wake-up on loopback); up to this much (plus 50 µs timer slack) is added to some latencies; 0: no pause")
+	flag.DurationVar(&o.wdelay, "write-delay", 0, "the gateway's write_delay (setup A): how long a message may wait for others to share its write; 0: none")
 	flag.StringVar(&o.bclient, "bclient", "raw", "setup B's subscribers: raw (minimal MQTT 5 reader, allocation-free like A's) or paho (paho.golang's Client; about 3× Mosquitto's CPU per delivery in the generator)")
 	flag.Parse()
 
@@ -176,6 +178,7 @@ func main() {
 
 	rep := &report{
 		Mode: o.mode, DurationSec: o.duration.Seconds(), Size: o.size, Window: o.window, Pin: o.pin, PinNote: pinNote,
+		WriteDelayMs: float64(o.wdelay) / 1e6,
 		Host: hostInfo{CPUs: runtime.NumCPU(), LoadStart: loadAvg(), GoVersion: runtime.Version(), NoFile: nofile,
 			Revision: revision(), Mosquitto: mosquittoVersion()},
 	}
@@ -267,7 +270,7 @@ func runSetup(ctx context.Context, o *options, setup string, n int, rate float64
 	defer mq.stop()
 	var gw *gateway
 	if setup == "a" {
-		if gw, err = startGateway(o.dir, o.pin, mq.tcpPort); err != nil {
+		if gw, err = startGateway(o.dir, o.pin, mq.tcpPort, o.wdelay); err != nil {
 			return nil, fmt.Errorf("gateway: %w", err)
 		}
 		defer gw.stop()

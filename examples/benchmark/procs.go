@@ -173,7 +173,7 @@ type gateway struct {
 	debugAddr string
 }
 
-func startGateway(dir string, pin bool, brokerPort int) (*gateway, error) {
+func startGateway(dir string, pin bool, brokerPort int, writeDelay time.Duration) (*gateway, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -205,9 +205,10 @@ http://127.0.0.1:%d {
 		max_queued_frames 1000000
 		max_queued_bytes 4GiB
 		conflate_after 1000000
+		write_delay %s
 	}
 }
-`, logPath, port, brokerPort)
+`, logPath, port, brokerPort, writeDelay)
 	cfgPath := filepath.Join(dir, fmt.Sprintf("Caddyfile-%d", port))
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return nil, err

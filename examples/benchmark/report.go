@@ -327,14 +327,16 @@ func (n *floorNote) line() string {
 }
 
 type report struct {
-	Mode        string    `json:"mode"`
-	DurationSec float64   `json:"duration_sec"`
-	Size        int       `json:"size"`
-	Window      int       `json:"window,omitempty"`
-	Pin         bool      `json:"pin"`
-	PinNote     string    `json:"pin_note,omitempty"`
-	Host        hostInfo  `json:"host"`
-	Runs        []runPair `json:"runs"`
+	Mode        string  `json:"mode"`
+	DurationSec float64 `json:"duration_sec"`
+	Size        int     `json:"size"`
+	Window      int     `json:"window,omitempty"`
+	Pin         bool    `json:"pin"`
+	PinNote     string  `json:"pin_note,omitempty"`
+	// The gateway's write_delay in setup A, ms (0: none).
+	WriteDelayMs float64   `json:"write_delay_ms,omitempty"`
+	Host         hostInfo  `json:"host"`
+	Runs         []runPair `json:"runs"`
 }
 
 func (rep *report) print(o *options) {
@@ -351,6 +353,9 @@ func (rep *report) print(o *options) {
 		pin = "yes: " + rep.PinNote
 	}
 	w("\nmqtt_gateway fan-out benchmark: mode %s, payload %d B, duration %s, pin %s\n", rep.Mode, rep.Size, o.duration, pin)
+	if o.wdelay > 0 {
+		w("gateway write_delay %s: A's messages wait up to that long to share writes (less CPU, more latency)\n", o.wdelay)
+	}
 	w("host: %d CPUs, %s, %s, code %s; load average %s at start, %s at end\n", rep.Host.CPUs, rep.Host.GoVersion,
 		rep.Host.Mosquitto, rep.Host.Revision, rep.Host.LoadStart, rep.Host.LoadEnd)
 	w("A = N web clients → gateway (Caddy, separate process) → 1 MQTT connection → Mosquitto 2.0; B = N MQTT clients → Mosquitto's WebSocket listener\n")
