@@ -63,16 +63,9 @@ func (s *floorSub) close()           { unregister(s) }
 // floor child never closes a data connection.
 func (s *floorSub) readable() error {
 	for {
-		n, e := readNB(s.fd, s.buf)
-		switch {
-		case e == syscall.EAGAIN:
-			return nil
-		case e == syscall.EINTR:
-			continue
-		case e != 0:
-			return os.NewSyscallError("read", e)
-		case n == 0:
-			return io.EOF
+		n, err := readReady(s.fd, s.buf)
+		if err != nil || n == 0 {
+			return err
 		}
 		s.bytes.Add(int64(n))
 		s.total.Add(int64(n))

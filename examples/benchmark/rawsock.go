@@ -133,6 +133,26 @@ func readNB(fd int, p []byte) (int, syscall.Errno) {
 	return int(n), e
 }
 
+// readReady is one read of a readable non-blocking socket, retried on
+// EINTR: n > 0 bytes; 0 and nil when it is drained (EAGAIN); io.EOF at the
+// end of the stream.
+func readReady(fd int, p []byte) (int, error) {
+	for {
+		n, e := readNB(fd, p)
+		switch {
+		case e == syscall.EAGAIN:
+			return 0, nil
+		case e == syscall.EINTR:
+			continue
+		case e != 0:
+			return 0, os.NewSyscallError("read", e)
+		case n == 0:
+			return 0, io.EOF
+		}
+		return n, nil
+	}
+}
+
 func writeNB(fd int, p []byte) (int, syscall.Errno) {
 	if len(p) == 0 {
 		return 0, 0

@@ -175,16 +175,12 @@ func (c *wsConn) setupFrame() (wsFrame, error) {
 func (c *wsConn) pump(h wsDataHandler) error {
 	for {
 		sp := c.in.space()
-		n, e := readNB(c.fd, sp)
+		n, err := readReady(c.fd, sp)
 		switch {
-		case e == syscall.EAGAIN:
-			return nil
-		case e == syscall.EINTR:
-			continue
-		case e != 0:
-			return os.NewSyscallError("read", e)
-		case n == 0:
+		case err == io.EOF:
 			return wsEOF
+		case err != nil || n == 0:
+			return err
 		}
 		c.in.wrote(n)
 		if err := c.frames(time.Now().UnixNano(), h); err != nil {
