@@ -294,7 +294,7 @@ func (c *wsConn) startWriter() {
 	}
 	c.writing = true
 	c.mu.Unlock()
-	if c.conn.raw != nil {
+	if c.conn.direct {
 		pool.submit(c)
 	} else {
 		go c.flush()
@@ -339,7 +339,7 @@ func (c *wsConn) flushPooled(w *poolWorker) {
 		if len(buf) > wsHeaderRoom {
 			msg := wsMessage(buf)
 			now := time.Now()
-			n, err := c.conn.tryWrite(msg, now, w.raw)
+			n, err := c.conn.tryWrite(msg, now)
 			if err != nil {
 				c.ws.Close() // unblocks the reader
 				c.writerDone()

@@ -24,7 +24,7 @@ type writerPool struct {
 }
 
 // poolWorker is what a writer writes with: the frames taken from a
-// session, the buffer they are encoded into, and the raw write. Pool
+// session and the buffer they are encoded into. Pool
 // workers and writers on goroutines of their own (TLS connections, full
 // sockets) borrow one from spareWorkers for as long as they write, so
 // sessions keep no write buffers of their own (after a burst, each would
@@ -32,7 +32,6 @@ type writerPool struct {
 type poolWorker struct {
 	events []session.Event
 	buf    []byte
-	raw    *rawWrite
 }
 
 // maxWorkerBuf is the largest buffer a worker keeps after a write.
@@ -92,7 +91,7 @@ func (p *writerPool) work() {
 	}
 }
 
-var spareWorkers = sync.Pool{New: func() any { return &poolWorker{raw: newRawWrite()} }}
+var spareWorkers = sync.Pool{New: func() any { return &poolWorker{} }}
 
 func getWorker() *poolWorker  { return spareWorkers.Get().(*poolWorker) }
 func putWorker(w *poolWorker) { spareWorkers.Put(w) }

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -60,7 +62,16 @@ func wsPong(data []byte) []byte {
 // in place, whoever set it (gorilla sets short ones for control frames).
 type sharedConn struct {
 	net.Conn
-	raw syscall.RawConn
+	// direct: a plain TCP connection, which tryWrite writes with write(2)
+	// on fd itself. Going through the net package (RawConn.Write) would
+	// touch its descriptor lock and poller state, two more cache lines per
+	// write that are cold when a message fans out to thousands of
+	// connections; rawState does their one job here instead, keeping Close
+	// from closing fd (whose number the kernel reuses at once) during such
+	// a write.
+	direct   bool
+	fd       int
+	rawState atomic.Int32 // rawIdle, rawWriting or rawClosed
 
 	mu       sync.Mutex // held for every write to the socket
 	deadline int64      // the write deadline in place, Unix ns (0: none)
@@ -69,30 +80,20 @@ type sharedConn struct {
 	partial bool
 }
 
-// rawWrite is one non-blocking write(2) on a socket's descriptor. Each
-// pool worker has one, with its method value bound once: a closure passed
-// to RawConn.Write would be allocated per write.
-type rawWrite struct {
-	b   []byte
-	n   int
-	err error
-	fn  func(fd uintptr) bool // w.do
-}
+const (
+	rawIdle = iota
+	rawWriting
+	rawClosed
+)
 
-func newRawWrite() *rawWrite {
-	w := &rawWrite{}
-	w.fn = w.do
-	return w
-}
-
-func (w *rawWrite) do(fd uintptr) bool {
-	for {
-		w.n, w.err = syscall.Write(int(fd), w.b)
-		if w.err != syscall.EINTR {
-			break
-		}
+// Close closes the connection, after a direct write in progress (it does
+// not block: microseconds). Writes through the net package need no such
+// care: it keeps the descriptor open until they return.
+func (s *sharedConn) Close() error {
+	for !s.rawState.CompareAndSwap(rawIdle, rawClosed) && s.rawState.Load() != rawClosed {
+		runtime.Gosched()
 	}
-	return true // never wait for writability here
+	return s.Conn.Close()
 }
 
 // Write is gorilla's: it waits for a half-written message to be finished.
@@ -129,10 +130,18 @@ func (s *sharedConn) SetDeadline(t time.Time) error {
 // crypto/tls, which blocks.
 func (s *sharedConn) init(c net.Conn) {
 	s.Conn = c
-	if tc, ok := c.(*net.TCPConn); ok {
-		if raw, err := tc.SyscallConn(); err == nil {
-			s.raw = raw
-		}
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return
+	}
+	raw, err := tc.SyscallConn()
+	if err != nil {
+		return
+	}
+	// The net package has put the descriptor in non-blocking mode, which
+	// tryWrite relies on.
+	if raw.Control(func(fd uintptr) { s.fd = int(fd) }) == nil {
+		s.direct = true
 	}
 }
 
@@ -172,24 +181,27 @@ func (s *sharedConn) writeAll(b []byte, now time.Time) error {
 // tryWrite writes what the socket takes at once, without waiting: n <
 // len(b) with a nil error means the socket buffer is full and the rest must
 // be written, next and by a goroutine that may block, with writeAll. Only
-// for plain TCP connections (s.raw set); w is the caller's, not shared.
-func (s *sharedConn) tryWrite(b []byte, now time.Time, w *rawWrite) (n int, err error) {
+// for plain TCP connections (s.direct).
+func (s *sharedConn) tryWrite(b []byte, now time.Time) (n int, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.armLocked(now); err != nil {
 		return 0, err
 	}
-	w.b = b
-	rerr := s.raw.Write(w.fn)
-	n, err = w.n, w.err
-	w.b, w.err = nil, nil
+	if !s.rawState.CompareAndSwap(rawIdle, rawWriting) {
+		return 0, net.ErrClosed
+	}
+	for {
+		n, err = syscall.Write(s.fd, b)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	s.rawState.Store(rawIdle)
 	if n < 0 {
 		n = 0
 	}
-	switch {
-	case rerr != nil:
-		return 0, rerr
-	case err == syscall.EAGAIN:
+	if err == syscall.EAGAIN {
 		err = nil
 	}
 	if err == nil && n < len(b) {

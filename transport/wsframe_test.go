@@ -3,9 +3,11 @@ package transport
 import (
 	"bytes"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -33,8 +35,8 @@ func wsPair(t *testing.T) (*sharedConn, *websocket.Conn) {
 	t.Cleanup(func() { client.Close() })
 	sc := <-got
 	t.Cleanup(func() { sc.Close() })
-	if sc.raw == nil {
-		t.Fatal("a plain TCP connection has no raw descriptor for non-blocking writes")
+	if !sc.direct {
+		t.Fatal("a plain TCP connection has no descriptor for non-blocking writes")
 	}
 	return sc, client
 }
@@ -53,7 +55,7 @@ func TestWSMessageFraming(t *testing.T) {
 				defer close(done)
 				msg := wsMessage(buf)
 				if try {
-					w, err := sc.tryWrite(msg, time.Now(), newRawWrite())
+					w, err := sc.tryWrite(msg, time.Now())
 					if err != nil {
 						t.Error(err)
 						return
@@ -81,13 +83,86 @@ func TestTryWriteAllocatesNothing(t *testing.T) {
 	sc, client := wsPair(t)
 	go io.Copy(io.Discard, client.NetConn())
 	msg := wsMessage(append(make([]byte, wsHeaderRoom), bytes.Repeat([]byte("x"), 120)...))
-	now, w := time.Now(), newRawWrite()
+	now := time.Now()
 	allocs := testing.AllocsPerRun(1000, func() {
-		if n, err := sc.tryWrite(msg, now, w); err != nil || n != len(msg) {
+		if n, err := sc.tryWrite(msg, now); err != nil || n != len(msg) {
 			t.Fatalf("wrote %d of %d: %v", n, len(msg), err)
 		}
 	})
 	if allocs != 0 {
 		t.Fatalf("%.1f allocations per write", allocs)
 	}
+}
+
+// The writer writes on the descriptor itself, and the kernel gives a closed
+// descriptor's number to the next socket at once: a write after Close must
+// fail, not reach whoever has the number now; a Close during writes waits
+// for the one in progress.
+func TestDirectWriteNeverOutlivesClose(t *testing.T) {
+	sc, client := wsPair(t)
+	msg := wsMessage(append(make([]byte, wsHeaderRoom), []byte("for the closed connection only")...))
+	// One write first: the write deadline is then set, and the write after
+	// Close goes straight to the descriptor.
+	if _, err := sc.tryWrite(msg, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, got, err := client.ReadMessage(); err != nil || !bytes.Equal(got, msg[2:]) {
+		t.Fatalf("first message: %q %v", got, err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	fd := sc.fd
+	sc.Close()
+
+	// A new connection, which the kernel numbers like the closed one (the
+	// lowest free number).
+	dialed, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dialed.Close()
+	accepted, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer accepted.Close()
+	reused := false
+	for _, c := range []net.Conn{dialed, accepted} {
+		raw, _ := c.(*net.TCPConn).SyscallConn()
+		raw.Control(func(f uintptr) { reused = reused || int(f) == fd })
+	}
+
+	if n, err := sc.tryWrite(msg, time.Now()); err == nil || n != 0 {
+		t.Fatalf("write after Close: %d bytes, error %v", n, err)
+	}
+	for _, c := range []net.Conn{dialed, accepted} {
+		c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		if n, _ := c.Read(make([]byte, 64)); n > 0 {
+			t.Fatalf("another socket (descriptor number reused: %v) received %d bytes of the closed connection's write", reused, n)
+		}
+	}
+	if !reused {
+		t.Logf("descriptor %d was not reused by the new connection: the check above is weaker", fd)
+	}
+
+	// Close while another goroutine writes: every write either succeeds
+	// before the close or fails after it (the race detector watches).
+	sc2, client2 := wsPair(t)
+	go io.Copy(io.Discard, client2.NetConn())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			if _, err := sc2.tryWrite(msg, time.Now()); err != nil {
+				return
+			}
+		}
+	}()
+	time.Sleep(10 * time.Millisecond)
+	sc2.Close()
+	wg.Wait()
 }
