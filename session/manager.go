@@ -134,7 +134,7 @@ func (m *Manager) Embedded(name string) *EmbeddedBroker {
 // Open creates a session.
 func (m *Manager) Open(info OpenInfo) (*Session, *Error) {
 	s := &Session{mgr: m, info: info, created: time.Now(), log: m.log, clients: map[uint64]*Client{},
-		out: newOutbox(m.outboxLimits())}
+		out: *newOutbox(m.outboxLimits())}
 	rand.Read(s.id[:])
 	rand.Read(s.secret[:])
 	cfg := m.config()

@@ -35,19 +35,27 @@ type OpenInfo struct {
 // its transport connection for the session timeout, and holds the numbered
 // stream of data frames that a rebinding connection resumes.
 type Session struct {
+	// What fanning a message out reads and writes (deliver, Take), first
+	// and together: with thousands of sessions each delivery finds its
+	// session out of the CPU's cache, and every cache line it touches
+	// costs a miss.
+	mu        sync.Mutex
+	throttled int // subscriptions with a frequency limit (throttle.go)
+	conn      Transport
+	closed    *Error
+	mgr       *Manager
+	bucket    *throttle.Bucket // the bandwidth cap (throttle.go), nil: none
+	// A wake put off by the write delay is queued (writedelay.go).
+	wakeQueued bool
+	out        outbox // in the session, not behind a pointer: one object less per delivery
+
 	id, secret [16]byte
-	mgr        *Manager
 	info       OpenInfo
 	ip         string
 	created    time.Time
 	log        *zap.Logger
-
-	mu      sync.Mutex
-	out     *outbox
-	conn    Transport
-	clients map[uint64]*Client
-	closed  *Error
-	expiry  *time.Timer
+	clients    map[uint64]*Client
+	expiry     *time.Timer
 
 	requests atomic.Uint64 // client requests received, reported in BOUND
 	// dispatching is held while a connection hands a unit of requests to
@@ -56,19 +64,15 @@ type Session struct {
 	dispatching sync.Mutex
 
 	// Throttling (throttle.go): per-topic frequency gates of throttled
-	// subscriptions, the bandwidth bucket, and counters.
+	// subscriptions, and the bandwidth budget's wake-up.
 	freqs     map[uint64]map[string]map[*Client]time.Duration
-	throttled int // subscriptions with a frequency limit
 	gate      *throttle.Gate[conflationKey, *Message]
 	gateTimer *time.Timer
 	gateAt    time.Time
 	gateBuf   []*Message
-	bucket    *throttle.Bucket
 	// The bandwidth budget's wake-up (Take): when, and its timer.
 	budgetAt    time.Time
 	budgetTimer *time.Timer
-	// A wake put off by the write delay is queued (writedelay.go).
-	wakeQueued bool
 
 	// Set at open by the authenticate hook and the transport.
 	origin       any
@@ -234,7 +238,7 @@ func (s *Session) pushLocked(e Event) {
 	if s.closed != nil {
 		return
 	}
-	o := s.out
+	o := &s.out
 	if e.Kind == EventMessage {
 		// While no connection is bound the client is not slow, it is
 		// away: frames wait unconflated (up to the queue's bounds) so a
