@@ -127,8 +127,11 @@ type Handler struct {
 	// gateway's CPU per message (mostly the kernel's cost of each write)
 	// by about k, at the price of up to this much latency. Worth it for a
 	// high fan-out of frequent messages (dashboards of many sensors).
-	// Results, notices and the session's end are never delayed. Default:
-	// 0, every message is written at once. Must be shorter than heartbeat.
+	// Results, notices and the session's end are never delayed. Messages
+	// waiting for the delay count towards max_queued_frames and
+	// max_queued_bytes (not towards conflate_after), which must hold what a
+	// session receives within it. Default: 0, every message is written at
+	// once. Must be shorter than heartbeat.
 	WriteDelay caddy.Duration `json:"write_delay,omitempty"`
 
 	// Frames waiting for a client past which QoS 0 messages replace the

@@ -100,9 +100,10 @@ func (o *outbox) full(e *Event) bool {
 
 // conflating reports whether QoS 0 messages should replace older unwritten
 // values of their topic: when the client is behind, or when asked (a
-// bandwidth cap).
-func (o *outbox) conflating(always, attached bool) bool {
-	return always || (attached && o.pending() >= o.limits.conflateAfter)
+// bandwidth cap). held unwritten frames are only waiting for the write
+// delay, which says nothing about the client.
+func (o *outbox) conflating(always, attached bool, held int) bool {
+	return always || (attached && o.pending()-held >= o.limits.conflateAfter)
 }
 
 // conflate replaces the unwritten QoS 0 message of e's topic with e, if

@@ -45,8 +45,10 @@ type Session struct {
 	closed    *Error
 	mgr       *Manager
 	bucket    *throttle.Bucket // the bandwidth cap (throttle.go), nil: none
-	// A wake put off by the write delay is queued (writedelay.go).
+	// A wake put off by the write delay is queued (writedelay.go), for
+	// held messages queued since.
 	wakeQueued bool
+	held       int
 	out        outbox // in the session, not behind a pointer: one object less per delivery
 
 	id, secret [16]byte
@@ -239,11 +241,14 @@ func (s *Session) pushLocked(e Event) {
 		return
 	}
 	o := &s.out
+	delay := s.mgr.config().WriteDelay
+	wakeNow := e.Kind != EventMessage || delay == 0
 	if e.Kind == EventMessage {
 		// While no connection is bound the client is not slow, it is
 		// away: frames wait unconflated (up to the queue's bounds) so a
-		// resuming client loses nothing.
-		conflate := o.conflating(s.bucket != nil, s.conn != nil)
+		// resuming client loses nothing. Frames held by the write delay
+		// (held) do not make a client slow either.
+		conflate := o.conflating(s.bucket != nil, s.conn != nil, s.held)
 		switch {
 		case conflate && o.conflate(e):
 			s.mgr.metrics.Conflated.Inc()
@@ -256,8 +261,12 @@ func (s *Session) pushLocked(e Event) {
 			}
 			s.mgr.metrics.Dropped.Inc()
 			o.overflow()
+			wakeNow = true // the overflow notice does not wait
 		default:
 			o.push(e, conflate)
+			if !wakeNow {
+				s.held++
+			}
 		}
 	} else {
 		o.push(e, false)
@@ -265,10 +274,10 @@ func (s *Session) pushLocked(e Event) {
 	if s.conn == nil {
 		return
 	}
-	if d := s.mgr.config().WriteDelay; d > 0 && e.Kind == EventMessage {
+	if !wakeNow {
 		if !s.wakeQueued {
 			s.wakeQueued = true
-			s.mgr.wakes.add(s, d)
+			s.mgr.wakes.add(s, delay)
 		}
 		return
 	}

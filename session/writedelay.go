@@ -15,8 +15,11 @@ import (
 // message fans out to thousands of clients, those writes are most of the
 // gateway's CPU. Batching k messages per write divides that cost by k, at
 // the price of up to the delay in latency. Control frames (results,
-// notices, the session's end) still wake the writer at once, and take the
-// waiting messages with them.
+// notices, the session's end, an overflow notice) still wake the writer at
+// once, and take the waiting messages with them. Messages held by the delay
+// do not count as a slow client's backlog (conflate_after), but they do
+// count towards the queue's bounds (max_queued_frames and _bytes), which
+// must hold what a session receives within the delay.
 //
 // Every session of a manager waits the same delay, so wakes fall due in the
 // order they were queued: a FIFO and one timer do the scheduling, with no
@@ -72,7 +75,9 @@ func (q *wakeQueue) grow() {
 const wakeChunk = 64
 
 // fire wakes the sessions that are due, then sets the timer for the next
-// one. Only one fire runs at a time: armed stays set until it returns.
+// one. It takes due sessions from the queue only while armed is set, so
+// no two fires take the same ones; a new fire may start while this one
+// wakes its last chunk, which is harmless.
 func (q *wakeQueue) fire() {
 	var due [wakeChunk]*Session // woken with the queue unlocked: Wake takes the transport's locks
 	for {
@@ -112,7 +117,7 @@ func (q *wakeQueue) fire() {
 // transport the session has now.
 func (s *Session) delayedWake() {
 	s.mu.Lock()
-	s.wakeQueued = false
+	s.wakeQueued, s.held = false, 0
 	conn := s.conn
 	s.mu.Unlock()
 	if conn != nil {

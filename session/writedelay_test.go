@@ -76,3 +76,59 @@ func TestWriteDelayWakesEachSessionOnceAfterTheDelay(t *testing.T) {
 		t.Fatalf("a result woke the transport %d times at once, want 1", len(wakes))
 	}
 }
+
+// Messages held by the write delay are not a slow client's backlog: past
+// conflate_after of them, a QoS 0 message still queues behind the others
+// instead of replacing the waiting value of its topic. Once the wake has
+// come and the client has not taken them, the client is behind, and the
+// next value is conflated. An overflow notice does not wait for the delay.
+func TestWriteDelayHeldMessagesAreNotABacklog(t *testing.T) {
+	const delay = 100 * time.Millisecond
+	m, err := NewManager(Config{SessionTimeout: time.Minute, Heartbeat: time.Minute, MaxMessageSize: 1 << 20,
+		MaxPendingFrames: 60, MaxPendingBytes: 1 << 20, ReplayFrames: 16, ReplayBytes: 1 << 20, ConflateAfter: 8, WriteDelay: delay})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	s, _ := m.Open(OpenInfo{})
+	rec := &wakeRecorder{}
+	if err := s.Attach(rec, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	rec.taken()
+	for i := 0; i < 50; i++ {
+		s.deliver(&Message{Topic: "t", Payload: []byte{byte(i)}})
+	}
+	time.Sleep(3 * delay)
+	if wakes := rec.taken(); len(wakes) != 1 {
+		t.Fatalf("%d wakes, want 1", len(wakes))
+	}
+	// Not taken: now the client is behind. From here on values of the
+	// topic are conflated: the 52nd replaces the 51st (the first queued
+	// while conflating) in its place.
+	s.deliver(&Message{Topic: "t", Payload: []byte{50}})
+	s.deliver(&Message{Topic: "t", Payload: []byte{51}})
+	got, _ := s.Take(nil, 100)
+	if len(got) != 51 {
+		t.Fatalf("%d messages waiting, want 51 (the 50 held ones, then the 52nd in the 51st's place)", len(got))
+	}
+	for i, e := range got[:50] {
+		if e.Msg.Payload[0] != byte(i) {
+			t.Fatalf("message %d is %d: a held message was conflated", i, e.Msg.Payload[0])
+		}
+	}
+	if last := got[50].Msg.Payload[0]; last != 51 {
+		t.Fatalf("the last waiting value is %d, want 51 (conflated)", last)
+	}
+	time.Sleep(3 * delay)
+	rec.taken()
+
+	// Fill the queue (60 frames) with QoS 1, then one more: dropped, and
+	// the overflow notice wakes the transport at once.
+	for i := 0; i < 61; i++ {
+		s.deliver(&Message{Topic: "q", QoS: 1, Payload: []byte{byte(i)}})
+	}
+	if wakes := rec.taken(); len(wakes) != 1 {
+		t.Fatalf("%d wakes right after the overflow, want 1 (the notice does not wait)", len(wakes))
+	}
+}
