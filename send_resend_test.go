@@ -9,6 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/caddy-mqtt/mqttgateway/session"
 	"github.com/caddy-mqtt/mqttgateway/transport"
@@ -107,5 +110,60 @@ func TestResentSendsRunEachRequestOnce(t *testing.T) {
 	}
 	if len(results) != 4 || len(messages) != 4 {
 		t.Fatalf("unexpected results %v or messages %v", results, messages)
+	}
+}
+
+// A session bound to a WebSocket takes its requests from there: a /send
+// can only be a late copy of one its client gave up on before moving, and
+// runs none of its requests (409, not a CLOSE). A malformed count is a
+// protocol error that ends the session.
+func TestSendToAWebSocketSessionOrWithABadCountRunsNothing(t *testing.T) {
+	mq := startMosquitto(t)
+	wsURL, httpPort := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	base := fmt.Sprintf("http://127.0.0.1:%d/mqtt", httpPort)
+
+	ws, _, err := (&websocket.Dialer{Subprotocols: []string{transport.Subprotocol}}).DialContext(ctx10(t), wsURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	c := &rawConn{ws: ws}
+	ws.WriteMessage(websocket.BinaryMessage, transport.AppendOpen(nil, "", nil, nil))
+	opened, _ := c.next(5 * time.Second)
+	if opened.Type != transport.TypeOpened {
+		t.Fatalf("no OPENED: %+v", opened)
+	}
+	ws.WriteMessage(websocket.BinaryMessage, transport.AppendConnect(nil, 1, 1, &session.ConnectParams{Broker: "main"}))
+	if f, _ := c.next(5 * time.Second); f.Type != transport.TypeResult || f.Req != 1 || f.Code != 0 {
+		t.Fatalf("connect: %+v", f)
+	}
+
+	s := &httpSession{t: t, base: base, id: opened.Session, secret: opened.Secret}
+	st, body := s.sendCounted(1, publishReq(2))
+	if st != http.StatusConflict || !strings.Contains(body, "moved to a WebSocket") {
+		t.Fatalf("/send to a WebSocket session: %d %q", st, body)
+	}
+	// Requests of a handle run in order: had the /send's PUBLISH (request
+	// 2) run, its RESULT would come before that of request 3.
+	ws.WriteMessage(websocket.BinaryMessage, publishReq(3))
+	if f, _ := c.next(5 * time.Second); f.Type != transport.TypeResult || f.Req != 3 {
+		t.Fatalf("after the refused /send: %+v, want the RESULT of request 3 alone", f)
+	}
+
+	// A count that is not a number.
+	req, _ := http.NewRequest(http.MethodPost, base+"/send", bytes.NewReader(publishReq(4)))
+	req.Header.Set(transport.HeaderSession, hex.EncodeToString(s.id[:]))
+	req.Header.Set(transport.HeaderSecret, hex.EncodeToString(s.secret[:]))
+	req.Header.Set(transport.HeaderRequests, "three")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("malformed %s: %d", transport.HeaderRequests, resp.StatusCode)
+	}
+	if f, _ := c.next(5 * time.Second); f.Type != transport.TypeEnd || f.Code != session.CodeBadRequest {
+		t.Fatalf("after a malformed count the session must end with %d: %+v", session.CodeBadRequest, f)
 	}
 }

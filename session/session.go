@@ -110,6 +110,13 @@ func (s *Session) Rebind(t Transport, received uint64) (uint64, *Error) {
 // CountRequest counts a request frame received from the client.
 func (s *Session) CountRequest() { s.requests.Add(1) }
 
+// Bound is the transport the session is bound to, nil between two.
+func (s *Session) Bound() Transport {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conn
+}
+
 // Requests is the number of request frames received from the client.
 func (s *Session) Requests() uint64 { return s.requests.Load() }
 

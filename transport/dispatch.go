@@ -1,7 +1,6 @@
 package transport
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -68,45 +67,62 @@ func dispatchUnit(sess *session.Session, unit []byte, stale func() bool) *sessio
 	return nil
 }
 
-// errRequestGap refuses a /send whose requests follow some the session has
-// not received.
-var errRequestGap = errors.New("requests missing before this unit")
+// sendRefusal says why a /send's requests were not run (dispatchSend).
+type sendRefusal int
 
-// dispatchCounted is dispatchUnit for a unit whose sender says how many
-// requests it sent before the unit's first (HTTP's /send, HeaderRequests).
-// Requests the session already has are skipped: the unit is a resend of
-// requests that arrived after all, or a late copy of a /send whose
-// requests were resent, and no request is processed twice. A unit that
+const (
+	sendRun   sendRefusal = iota // run (those the session did not have)
+	sendGap                      // they follow requests the session has not received
+	sendStale                    // the session has moved to a WebSocket
+)
+
+// dispatchSend hands the unit of a /send to the session. With counted, the
+// client says how many requests it sent before the unit's first
+// (HeaderRequests): requests the session already has are skipped (the unit
+// is a resend of requests that arrived after all, or a late copy of a
+// /send whose requests were resent), so none runs twice; a unit that
 // follows requests the session has not received (an earlier /send still on
-// its way) is refused whole with errRequestGap, and nothing of it runs.
-func dispatchCounted(sess *session.Session, unit []byte, before uint64) error {
+// its way) runs none of its requests (sendGap). A session bound to a
+// WebSocket takes its client's requests from there: a /send can only be a
+// late copy, and runs none of them either (sendStale). Frames that are not
+// requests (ACK above all: the client does not send those again) are
+// processed in every case.
+func dispatchSend(sess *session.Session, unit []byte, before uint64, counted bool) (sendRefusal, *session.Error) {
 	var f Frame
-	gap := false
+	refusal := sendRun
 	err := sess.Dispatch(func() bool { return false }, func() error {
 		received := sess.Requests()
-		if before > received {
-			gap = true
-			return nil
+		skip := uint64(0)
+		switch {
+		case isWebSocket(sess.Bound()):
+			refusal = sendStale
+		case counted && before > received:
+			refusal = sendGap
+		case counted:
+			skip = received - before
 		}
-		skip := received - before
 		return SplitUnit(unit, func(b []byte) error {
 			if err := Decode(b, &f); err != nil {
 				return err
 			}
-			if skip > 0 && isRequest(f.Type) {
-				skip--
+			if isRequest(f.Type) && (refusal != sendRun || skip > 0) {
+				if skip > 0 {
+					skip--
+				}
 				return nil
 			}
 			return dispatch(sess, &f)
 		})
 	})
-	switch {
-	case gap:
-		return errRequestGap
-	case err != nil:
-		return session.Errorf(session.CodeMalformed, "%v", err)
+	if err != nil {
+		return refusal, session.Errorf(session.CodeMalformed, "%v", err)
 	}
-	return nil
+	return refusal, nil
+}
+
+func isWebSocket(t session.Transport) bool {
+	_, ok := t.(*wsConn)
+	return ok
 }
 
 // start handles the unit that begins a connection of any transport: one

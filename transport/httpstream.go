@@ -262,7 +262,10 @@ func (s *Server) ServeSend(w http.ResponseWriter, r *http.Request) error {
 	if v := r.Header.Get(HeaderRequests); v != "" {
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
-			answerError(w, http.StatusBadRequest, session.Errorf(session.CodeBadRequest, "malformed %s header %q", HeaderRequests, v))
+			// The client broke the protocol, as with a malformed frame.
+			e := session.Errorf(session.CodeBadRequest, "malformed %s header %q", HeaderRequests, v)
+			sess.Close(e)
+			answerError(w, http.StatusBadRequest, e)
 			return nil
 		}
 		before, counted = n, true
@@ -280,24 +283,22 @@ func (s *Server) ServeSend(w http.ResponseWriter, r *http.Request) error {
 		answerError(w, http.StatusBadRequest, session.Errorf(session.CodeBadRequest, "reading request: %v", err))
 		return nil
 	}
-	err = nil
-	if counted {
-		err = dispatchCounted(sess, unit, before)
-	} else if e := dispatchUnit(sess, unit, func() bool { return false }); e != nil {
-		err = e
-	}
-	switch {
-	case err == errRequestGap:
-		// Not a CLOSE: the session is fine. The client takes the answer for
-		// a broken connection, rebinds, and sends again from BOUND's count.
-		w.Header().Set("Cache-Control", "no-store")
-		http.Error(w, fmt.Sprintf("this /send follows request %d but the gateway has received %d: an earlier /send has not arrived",
-			before, sess.Requests()), http.StatusConflict)
-		return nil
-	case err != nil:
-		e := err.(*session.Error)
+	refusal, e := dispatchSend(sess, unit, before, counted)
+	if e != nil {
 		sess.Close(e)
 		answerError(w, http.StatusBadRequest, e)
+		return nil
+	}
+	if refusal != sendRun {
+		// Not a CLOSE: the session is fine. The client takes the answer for
+		// a broken connection, rebinds, and sends again from BOUND's count.
+		why := "the session has moved to a WebSocket: this /send is a late copy"
+		if refusal == sendGap {
+			why = fmt.Sprintf("this /send follows request %d but the gateway has received %d: an earlier /send has not arrived",
+				before, sess.Requests())
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		http.Error(w, why, http.StatusConflict)
 		return nil
 	}
 	w.Header().Set("Cache-Control", "no-store")

@@ -499,8 +499,8 @@ export class Session {
     }
     this._next = f.replayFrom;
     // A continuing BOUND (a poll, a renewed stream) says nothing about requests: those
-    // go by /send, and one in flight may not be counted yet. Sending it again would
-    // duplicate it; a /send that failed ends the transport and leads here through BIND.
+    // go by /send, and one in flight may not be counted yet, so nothing is sent again
+    // here; a /send that failed ends the transport and leads here through BIND.
     if (continuing) return;
     this._bound = true;
     this._state = State.OPEN;
