@@ -66,14 +66,7 @@ http://127.0.0.1:%d {
 	clients[2].Close()
 	time.Sleep(200 * time.Millisecond)
 
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	metrics := string(body)
-	want := []string{
+	expectMetrics(t, metricsPort, []string{
 		`mqtt_gateway_sessions{gateway="metrics-test"} 2`,
 		`mqtt_gateway_sessions_opened_total{gateway="metrics-test",transport="websocket"} 3`,
 		`mqtt_gateway_sessions_closed_total{code="0",gateway="metrics-test"} 1`,
@@ -84,7 +77,20 @@ http://127.0.0.1:%d {
 		`mqtt_gateway_messages_in_total{broker="main",gateway="metrics-test"} 5`,
 		`mqtt_gateway_messages_out_total{gateway="metrics-test"} 15`,
 		`mqtt_gateway_publishes_total{gateway="metrics-test",result="ok"} 1`,
+	})
+}
+
+// expectMetrics fails the test unless Caddy's metrics endpoint on port
+// shows every line of want; then it logs the gateway's metrics.
+func expectMetrics(t *testing.T, port int, want []string) {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+	if err != nil {
+		t.Fatal(err)
 	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	metrics := string(body)
 	for _, w := range want {
 		if !strings.Contains(metrics, w+"\n") {
 			t.Errorf("metrics lack %s", w)
@@ -292,4 +298,48 @@ func TestCaddyEvents(t *testing.T) {
 	wait("broker_down")
 	c.Close()
 	wait("session_closed")
+}
+
+// Hook decisions are counted by action and result, and timed: one connect
+// and two subscribes allowed, one subscribe denied (4021), one publish
+// allowed, as the authorize chain decides them.
+func TestHookMetricsCountDecisions(t *testing.T) {
+	mq := startMosquitto(t)
+	httpPort, metricsPort := freePort(t), freePort(t)
+	startCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	mqtt_gateway /mqtt/* {
+		name hook-metrics
+		broker main mqtt://127.0.0.1:%d
+		authorize {
+			@open mqtt_topic open/#
+			respond @open 204
+			respond /connect 204
+			respond 403
+		}
+	}
+}
+http://127.0.0.1:%d {
+	metrics
+}
+`, httpPort, mq.port, metricsPort))
+	c := dial(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort))
+	ctx := ctx10(t)
+	h := connectSubscribe(t, c, "open/a", 0)
+	if _, err := c.Subscribe(ctx, h, "open/b", 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Subscribe(ctx, h, "secret/x", 0); err == nil {
+		t.Fatal("subscribe to secret/x allowed")
+	}
+	if err := c.Publish(ctx, h, session.PublishParams{Topic: "open/a", QoS: 1}); err != nil {
+		t.Fatal(err)
+	}
+
+	expectMetrics(t, metricsPort, []string{
+		`mqtt_gateway_hook_calls_total{action="connect",gateway="hook-metrics",result="allow"} 1`,
+		`mqtt_gateway_hook_calls_total{action="subscribe",gateway="hook-metrics",result="allow"} 2`,
+		`mqtt_gateway_hook_calls_total{action="subscribe",gateway="hook-metrics",result="4021"} 1`,
+		`mqtt_gateway_hook_calls_total{action="publish",gateway="hook-metrics",result="allow"} 1`,
+		`mqtt_gateway_hook_duration_seconds_count{action="subscribe",gateway="hook-metrics"} 3`,
+	})
 }
