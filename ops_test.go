@@ -31,18 +31,7 @@ import (
 // publishes, hook-free decisions.
 func TestMetricsAfterScenario(t *testing.T) {
 	mq := startMosquitto(t)
-	httpPort, metricsPort := freePort(t), freePort(t)
-	startCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
-	mqtt_gateway /mqtt/* {
-		name metrics-test
-		broker main mqtt://127.0.0.1:%d
-	}
-}
-http://127.0.0.1:%d {
-	metrics
-}
-`, httpPort, mq.port, metricsPort))
-	url := fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort)
+	url, metricsPort := gatewayWithMetrics(t, "metrics-test", mq.port, "")
 	ctx := ctx10(t)
 	clients := []*gwclient.Client{dial(t, url), dial(t, url), dial(t, url)}
 	for _, c := range clients {
@@ -78,6 +67,26 @@ http://127.0.0.1:%d {
 		`mqtt_gateway_messages_out_total{gateway="metrics-test"} 15`,
 		`mqtt_gateway_publishes_total{gateway="metrics-test",result="ok"} 1`,
 	})
+}
+
+// gatewayWithMetrics starts Caddy with a gateway named name (broker
+// "main" on brokerPort, extra options) and Caddy's metrics endpoint on a
+// port of its own.
+func gatewayWithMetrics(t *testing.T, name string, brokerPort int, extra string) (wsURL string, metricsPort int) {
+	t.Helper()
+	httpPort, metricsPort := freePort(t), freePort(t)
+	startCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	mqtt_gateway /mqtt/* {
+		name %s
+		broker main mqtt://127.0.0.1:%d
+		%s
+	}
+}
+http://127.0.0.1:%d {
+	metrics
+}
+`, httpPort, name, brokerPort, extra, metricsPort))
+	return fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort), metricsPort
 }
 
 // expectMetrics fails the test unless Caddy's metrics endpoint on port
@@ -305,24 +314,13 @@ func TestCaddyEvents(t *testing.T) {
 // allowed, as the authorize chain decides them.
 func TestHookMetricsCountDecisions(t *testing.T) {
 	mq := startMosquitto(t)
-	httpPort, metricsPort := freePort(t), freePort(t)
-	startCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
-	mqtt_gateway /mqtt/* {
-		name hook-metrics
-		broker main mqtt://127.0.0.1:%d
-		authorize {
+	url, metricsPort := gatewayWithMetrics(t, "hook-metrics", mq.port, `authorize {
 			@open mqtt_topic open/#
 			respond @open 204
 			respond /connect 204
 			respond 403
-		}
-	}
-}
-http://127.0.0.1:%d {
-	metrics
-}
-`, httpPort, mq.port, metricsPort))
-	c := dial(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort))
+		}`)
+	c := dial(t, url)
 	ctx := ctx10(t)
 	h := connectSubscribe(t, c, "open/a", 0)
 	if _, err := c.Subscribe(ctx, h, "open/b", 0); err != nil {
