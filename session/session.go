@@ -69,12 +69,10 @@ type Session struct {
 	// subscriptions, and the bandwidth budget's wake-up.
 	freqs     map[uint64]map[string]map[*Client]time.Duration
 	gate      *throttle.Gate[conflationKey, *Message]
-	gateTimer *time.Timer
-	gateAt    time.Time
+	gateTimer sessionTimer
 	gateBuf   []*Message
-	// The bandwidth budget's wake-up (Take): when, and its timer.
-	budgetAt    time.Time
-	budgetTimer *time.Timer
+	// The bandwidth budget's wake-up (Take).
+	budgetTimer sessionTimer
 
 	// Set at open by the authenticate hook and the transport.
 	origin       any
@@ -196,30 +194,16 @@ func (s *Session) Take(dst []Event, limit int) ([]Event, *Error) {
 	dst = s.out.take(dst, limit, func(size int) bool { return s.bucket.Allow(size, now) })
 	if size, ok := s.out.peek(); ok && len(dst)-n < limit {
 		// The budget stopped the take.
-		s.wakeAtLocked(now.Add(max(s.bucket.Wait(size, now), time.Millisecond)))
+		s.budgetTimer.arm(now.Add(max(s.bucket.Wait(size, now), time.Millisecond)), now, s.budgetWake)
 	}
 	return dst, nil
 }
 
-// wakeAtLocked wakes the transport at t, when the bandwidth budget lets
-// the next frame go. One timer per session: a capped session's writer is
-// woken by every message, and each would otherwise start a timer of its
-// own. Called with s.mu held.
-func (s *Session) wakeAtLocked(t time.Time) {
-	if !s.budgetAt.IsZero() && !t.Before(s.budgetAt) {
-		return // an earlier wake is set
-	}
-	s.budgetAt = t
-	if s.budgetTimer == nil {
-		s.budgetTimer = time.AfterFunc(time.Until(t), s.budgetWake)
-	} else {
-		s.budgetTimer.Reset(time.Until(t))
-	}
-}
-
+// budgetWake wakes the transport when the bandwidth budget lets the next
+// frame go (budgetTimer, armed by Take).
 func (s *Session) budgetWake() {
 	s.mu.Lock()
-	s.budgetAt = time.Time{}
+	s.budgetTimer.fired()
 	conn := s.conn
 	s.mu.Unlock()
 	if conn != nil {
@@ -342,12 +326,8 @@ func (s *Session) finish() {
 	}
 	conn := s.conn
 	s.out.release()
-	if s.gateTimer != nil {
-		s.gateTimer.Stop()
-	}
-	if s.budgetTimer != nil {
-		s.budgetTimer.Stop()
-	}
+	s.gateTimer.stop()
+	s.budgetTimer.stop()
 	s.gate = nil
 	reason := s.closed
 	s.mu.Unlock()

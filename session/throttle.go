@@ -114,14 +114,8 @@ func (s *Session) admit(m *Message) bool {
 // held value is due. Called with s.mu held.
 func (s *Session) armGate(now time.Time) {
 	next, ok := s.gate.Next()
-	if !ok || (!s.gateAt.IsZero() && !next.Before(s.gateAt)) {
-		return
-	}
-	s.gateAt = next
-	if s.gateTimer == nil {
-		s.gateTimer = time.AfterFunc(next.Sub(now), s.flushGate)
-	} else {
-		s.gateTimer.Reset(next.Sub(now))
+	if ok {
+		s.gateTimer.arm(next, now, s.flushGate)
 	}
 }
 
@@ -132,7 +126,7 @@ func (s *Session) flushGate() {
 		return
 	}
 	now := time.Now()
-	s.gateAt = time.Time{}
+	s.gateTimer.fired()
 	s.gateBuf = s.gate.Due(s.gateBuf[:0], now)
 	for i, m := range s.gateBuf {
 		s.pushLocked(Event{Kind: EventMessage, Msg: m})
