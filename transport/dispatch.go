@@ -52,19 +52,27 @@ func isRequest(t byte) bool {
 // dispatchUnit hands a unit of client frames to the session, unless the
 // connection has lost the session to a newer one (stale).
 func dispatchUnit(sess *session.Session, unit []byte, stale func() bool) *session.Error {
-	var f Frame
-	err := sess.Dispatch(stale, func() error {
-		return SplitUnit(unit, func(b []byte) error {
-			if err := Decode(b, &f); err != nil {
-				return err
-			}
-			return dispatch(sess, &f)
-		})
-	})
+	err := sess.Dispatch(stale, func() error { return dispatchFrames(sess, unit, nil) })
 	if err != nil {
 		return session.Errorf(session.CodeMalformed, "%v", err)
 	}
 	return nil
+}
+
+// dispatchFrames decodes the frames of unit and hands them to the session
+// in order, except those skip (when set) passes over. It runs inside
+// Session.Dispatch.
+func dispatchFrames(sess *session.Session, unit []byte, skip func(*Frame) bool) error {
+	var f Frame
+	return SplitUnit(unit, func(b []byte) error {
+		if err := Decode(b, &f); err != nil {
+			return err
+		}
+		if skip != nil && skip(&f) {
+			return nil
+		}
+		return dispatch(sess, &f)
+	})
 }
 
 // sendRefusal says why a /send's requests were not run (dispatchSend).
@@ -88,7 +96,6 @@ const (
 // requests (ACK above all: the client does not send those again) are
 // processed in every case.
 func dispatchSend(sess *session.Session, unit []byte, before uint64, counted bool) (sendRefusal, *session.Error) {
-	var f Frame
 	refusal := sendRun
 	err := sess.Dispatch(func() bool { return false }, func() error {
 		received := sess.Requests()
@@ -101,17 +108,14 @@ func dispatchSend(sess *session.Session, unit []byte, before uint64, counted boo
 		case counted:
 			skip = received - before
 		}
-		return SplitUnit(unit, func(b []byte) error {
-			if err := Decode(b, &f); err != nil {
-				return err
+		return dispatchFrames(sess, unit, func(f *Frame) bool {
+			if !isRequest(f.Type) || (refusal == sendRun && skip == 0) {
+				return false
 			}
-			if isRequest(f.Type) && (refusal != sendRun || skip > 0) {
-				if skip > 0 {
-					skip--
-				}
-				return nil
+			if skip > 0 {
+				skip--
 			}
-			return dispatch(sess, &f)
+			return true
 		})
 	})
 	if err != nil {
