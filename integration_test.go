@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -232,6 +233,13 @@ func TestBadRequestsGetCodes(t *testing.T) {
 			t.Errorf("%s: code %d, want %d (%v)", tc.name, got, tc.want, tc.err)
 		}
 	}
+	// An error about a huge input says what is wrong without echoing all of
+	// it back.
+	long := strings.Repeat("t", 70000)
+	if err := c.Publish(ctx, h, session.PublishParams{Topic: long}); errCode(err) != session.CodeInvalidTopic ||
+		len(err.Error()) > 400 || !strings.Contains(err.Error(), "long") {
+		t.Errorf("70,000-byte topic: code %d, %d bytes of message: %.300s", errCode(err), len(err.Error()), err)
+	}
 	// The session still works after all that.
 	if _, err := c.Subscribe(ctx, h, "ok/#", 0); err != nil {
 		t.Fatalf("session unusable after bad requests: %v", err)
@@ -270,6 +278,10 @@ func TestBrokerDownIsReported(t *testing.T) {
 	e, ok := err.(*gwclient.Error)
 	if !ok || e.Code != session.CodeBrokerUnavailable {
 		t.Fatalf("connect to a dead broker: %v", err)
+	}
+	// The cause, but not the broker's address: it stays private.
+	if !strings.Contains(e.Message, "connection refused") || strings.Contains(e.Message, "127.0.0.1") || strings.Contains(e.Message, fmt.Sprint(port)) {
+		t.Fatalf("the web client was told %q; want the cause without the address", e.Message)
 	}
 	t.Logf("reported after %s: %s", time.Since(start).Round(time.Millisecond), e.Message)
 }

@@ -361,14 +361,21 @@ func (h *Hub) onConnectError(err error) {
 	var e *Error
 	var ce *autopaho.ConnackError
 	if errors.As(err, &ce) {
-		e = Errorf(CodeBrokerRefused, "broker %q refused the connection: reason 0x%02x %s", h.br().cfg.Name, ce.ReasonCode, ce.Reason)
+		e = Errorf(CodeBrokerRefused, "broker %q refused the connection: %s", h.br().cfg.Name, reason(ce.ReasonCode, ce.Reason))
 	} else {
-		e = Errorf(CodeBrokerUnavailable, "broker %q unavailable: %v", h.br().cfg.Name, err)
+		e = Errorf(CodeBrokerUnavailable, "broker %q unavailable: %s", h.br().cfg.Name, dialCause(err))
 	}
 	h.mu.Lock()
+	repeated := h.lastErr != nil && h.lastErr.Message == e.Message
 	h.lastErr = e
 	h.mu.Unlock()
-	h.log.Debug("broker connect failed", zap.String("broker", h.br().cfg.Name), zap.Error(err))
+	// Operators see why a broker cannot be reached, with its address;
+	// while it stays down for the same reason, the retries log at debug.
+	log := h.log.Warn
+	if repeated {
+		log = h.log.Debug
+	}
+	log("broker connect failed", zap.String("broker", h.br().cfg.Name), zap.String("url", h.br().cfg.URL), zap.Error(err))
 	if h.dedicated || ce != nil {
 		select {
 		case h.refErr <- e:
@@ -581,7 +588,11 @@ func (h *Hub) publish(ctx context.Context, p *paho.Publish) *Error {
 		resp, err := h.conn().Publish(pctx, p)
 		cancel()
 		if resp != nil && resp.ReasonCode >= 0x80 {
-			return Errorf(CodeBrokerRejected, "broker rejected the publish: reason 0x%02x", resp.ReasonCode)
+			text := ""
+			if resp.Properties != nil {
+				text = resp.Properties.ReasonString
+			}
+			return Errorf(CodeBrokerRejected, "broker rejected the publish: %s", reason(resp.ReasonCode, text))
 		}
 		if err == nil {
 			return nil

@@ -1,0 +1,35 @@
+package session
+
+import (
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+func TestReasonNamesTheCode(t *testing.T) {
+	for _, tc := range []struct {
+		code byte
+		text string
+		want string
+	}{
+		{0x87, "", "0x87 not authorized"},
+		{0x86, "", "0x86 bad user name or password"},
+		{0x97, "too many", "0x97 quota exceeded: too many"},
+		{0xfe, "", "0xfe"},
+	} {
+		if got := reason(tc.code, tc.text); got != tc.want {
+			t.Errorf("reason(0x%02x, %q) = %q, want %q", tc.code, tc.text, got, tc.want)
+		}
+	}
+}
+
+func TestTrimTextKeepsValidUTF8(t *testing.T) {
+	if got := trimText("short"); got != "short" {
+		t.Fatalf("trimmed a short text: %q", got)
+	}
+	long := strings.Repeat("é", maxEchoed) // 2 bytes each: the cut falls inside one
+	got := trimText("x" + long)
+	if !utf8.ValidString(got) || !strings.HasSuffix(got, "…") || len(got) > maxEchoed+len("…") {
+		t.Fatalf("trimText gave %d bytes, valid UTF-8 %v: %q", len(got), utf8.ValidString(got), got)
+	}
+}
