@@ -77,6 +77,14 @@ type mosquitto struct {
 // every SUBSCRIBE to a file, so tests can observe what the broker saw.
 func startMosquitto(t testing.TB) *mosquitto {
 	t.Helper()
+	return startMosquittoWith(t, func(string) string { return "allow_anonymous true\n" })
+}
+
+// startMosquittoWith is startMosquitto with the listener's settings from
+// conf, which may first write files they name into dir (the broker's
+// directory, readable by the user it runs as).
+func startMosquittoWith(t testing.TB, conf func(dir string) string) *mosquitto {
+	t.Helper()
 	bin := mosquittoBin(t)
 	// mosquitto started as root drops to its own user, which must be able
 	// to write its log here (t.TempDir's parent is private).
@@ -87,8 +95,8 @@ func startMosquitto(t testing.TB) *mosquitto {
 	os.Chmod(dir, 0o777)
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	m := &mosquitto{bin: bin, port: freePort(t), log: filepath.Join(dir, "mosquitto.log"), conf: filepath.Join(dir, "mosquitto.conf")}
-	conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\nlog_dest file %s\nlog_type all\nconnection_messages true\npersistence false\n", m.port, m.log)
-	if err := os.WriteFile(m.conf, []byte(conf), 0o600); err != nil {
+	settings := fmt.Sprintf("listener %d 127.0.0.1\n%slog_dest file %s\nlog_type all\nconnection_messages true\npersistence false\n", m.port, conf(dir), m.log)
+	if err := os.WriteFile(m.conf, []byte(settings), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	m.start(t)

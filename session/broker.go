@@ -24,12 +24,15 @@ type BrokerConfig struct {
 	// embedded broker.
 	URL string `json:"url,omitempty"`
 
-	// Username the gateway's shared connection presents to the broker.
-	// Clients may give their own credentials at connect; those get a
-	// shared connection of their own.
+	// Username the gateway presents to the broker for web clients that
+	// give no credentials of their own at connect, on shared and
+	// dedicated connections alike, so the broker's password never has to
+	// reach a page. Clients that give their own credentials use those (and
+	// get a shared connection of their own).
 	Username string `json:"username,omitempty"`
 
-	// Password the gateway's shared connection presents to the broker.
+	// Password that goes with username (or alone: MQTT 5 allows a password
+	// without a username).
 	Password string `json:"password,omitempty"`
 
 	// Prefix of the MQTT client IDs of the gateway's shared connections (a

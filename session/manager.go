@@ -236,11 +236,20 @@ func hubKey(br *brokerRuntime, p ConnectParams) string {
 // attaches c to it. A dedicated connection whose client ID is already in
 // use is taken over, as an MQTT broker does with a second connection of
 // the same client ID.
+//
+// A client that gives no credentials of its own connects with the
+// broker's configured ones, on a shared or a dedicated connection alike:
+// the broker's password stays in the gateway, never in a page. The wire
+// cannot tell an empty password from none (PROTOCOL.md), so an empty one
+// counts as none.
 func (m *Manager) acquireHub(c *Client, br *brokerRuntime, p ConnectParams) (*Hub, *Error) {
-	if p.ClientID == "" && p.Username == "" && p.Password == nil {
-		p.Username, p.Password = br.cfg.Username, []byte(br.cfg.Password)
-		if br.cfg.Password == "" {
-			p.Password = nil
+	if len(p.Password) == 0 {
+		p.Password = nil
+	}
+	if p.Username == "" && p.Password == nil {
+		p.Username = br.cfg.Username
+		if br.cfg.Password != "" {
+			p.Password = []byte(br.cfg.Password)
 		}
 	}
 	key := hubKey(br, p)
