@@ -258,6 +258,32 @@ func TestWillsOnShutdown(t *testing.T) {
 	}
 }
 
+// A web client that vanishes is a connection lost without DISCONNECT: when
+// its session expires, the broker publishes its dedicated client's will.
+// One whose session the client closed leaves cleanly, without its will;
+// it closes first, so its will, if sent, would be the first to arrive.
+func TestWillWhenTheSessionExpires(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "session_timeout 1s")
+	connectWithWill := func(id string) *gwclient.Client {
+		c := dial(t, url)
+		_, _, err := c.Connect(ctx10(t), session.ConnectParams{Broker: "main", ClientID: id, CleanStart: true,
+			Will: &session.PublishParams{Topic: "wills/" + id, QoS: 1, Payload: []byte(id + " gone")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	clean, vanishing := connectWithWill("clean"), connectWithWill("vanishing")
+	wait := mosquittoSub(t, mq.port, "-t", "wills/#", "-C", "1", "-W", "15", "-v")
+	time.Sleep(300 * time.Millisecond) // mosquitto_sub has subscribed
+	clean.Close()
+	vanishing.Drop() // the connection breaks; the session waits for a rebind, then expires
+	if got := strings.TrimSpace(string(wait())); got != "wills/vanishing vanishing gone" {
+		t.Fatalf("first will published: %q, want the vanished client's alone", got)
+	}
+}
+
 // Every MQTT 5 property the gateway carries survives the trip web client →
 // gateway → Mosquitto → gateway → web client.
 func TestAllPropertiesRoundTrip(t *testing.T) {

@@ -45,6 +45,7 @@ type Client struct {
 	ops      []func()
 	running  bool
 	released bool
+	fireWill bool // the session ended abnormally: the broker publishes the will
 	ackHub   *Hub // copy of hub for ACKs, which bypass the request queue
 
 	// Owned by the request goroutine.
@@ -351,6 +352,12 @@ func (c *Client) detach() {
 	}
 	c.sess.mu.Unlock()
 	clear(c.subs)
+	c.sess.mu.Lock()
+	fireWill := c.fireWill
+	c.sess.mu.Unlock()
+	if fireWill && c.hub.dedicated {
+		c.hub.fireWill.Store(true)
+	}
 	c.sess.mgr.releaseHub(c.hub, c)
 	c.hub = nil
 	c.sess.mu.Lock()
@@ -359,14 +366,17 @@ func (c *Client) detach() {
 }
 
 // release ends a client whose session is over: blocked requests are
-// cancelled, and the detach runs after them.
-func (c *Client) release() {
+// cancelled, and the detach runs after them. fireWill asks the broker to
+// publish the client's will, as it would for a connection that ended
+// without a DISCONNECT.
+func (c *Client) release(fireWill bool) {
 	c.sess.mu.Lock()
 	if c.released {
 		c.sess.mu.Unlock()
 		return
 	}
 	c.released = true
+	c.fireWill = fireWill
 	c.sess.mu.Unlock()
 	c.cancel()
 	c.enqueue(c.detach)

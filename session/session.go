@@ -331,8 +331,13 @@ func (s *Session) finish() {
 	s.gate = nil
 	reason := s.closed
 	s.mu.Unlock()
+	// A will is for a client that vanished: the session expired, broke the
+	// protocol or was ended by the gateway. A session the web client
+	// closed is a clean DISCONNECT, and so is a shutdown (4090) unless
+	// wills_on_shutdown says otherwise (Manager.Close).
+	fireWill := reason.Code != CodeOK && reason.Code != CodeShuttingDown
 	for _, c := range clients {
-		c.release()
+		c.release(fireWill)
 	}
 	s.mgr.forget(s, reason)
 	if conn != nil {
