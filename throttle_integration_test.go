@@ -198,6 +198,41 @@ func TestMaxBandwidthCap(t *testing.T) {
 	}
 }
 
+// The server's max_bandwidth caps every session, asked or not; and a
+// capped session's own RESULTs do not wait behind its backlog of messages.
+func TestServerBandwidthCapAndResultsFirst(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "max_bandwidth 4KiB")
+	c := dial(t, url) // asks for no cap of its own
+	h := connectSubscribe(t, c, "cap/+", 0)
+	pub := mqttPublisher(t, mq.port)
+	topics := make([]string, 8) // one message per topic: nothing to conflate
+	for i := range topics {
+		topics[i] = fmt.Sprint("cap/", i)
+	}
+	publishAt(t, pub, topics, len(topics), 1000, 1000, 0) // 8 KB at once, 2 s at 4 KiB/s
+	first := nextMessage(t, c)
+	t0 := time.Now()
+	if err := c.Publish(ctx10(t), h, session.PublishParams{Topic: "elsewhere", QoS: 1, Payload: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	confirmed := time.Since(t0)
+	for range len(topics) - 1 {
+		nextMessage(t, c)
+	}
+	drained := time.Since(t0)
+	t.Logf("first message %s; publish confirmed after %s; the other %d messages after %s", first.Publish.Topic,
+		confirmed.Round(time.Millisecond), len(topics)-1, drained.Round(time.Millisecond))
+	// About 7 KB at 4 KiB/s after the quarter-second burst: 1.7 s. Without
+	// the cap they all arrive within milliseconds.
+	if drained < time.Second {
+		t.Fatalf("the backlog drained in %s: the server's max_bandwidth did not hold", drained)
+	}
+	if confirmed > drained/2 {
+		t.Fatalf("the publish was confirmed after %s, behind the backlog (drained after %s)", confirmed, drained)
+	}
+}
+
 // A client that stops reading while 1,000 msg/s flow: the gateway's heap
 // stays bounded, another session keeps receiving everything, and when the
 // slow client reads again it finds conflated QoS 0 values (the latest of

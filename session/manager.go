@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-mqtt/mqttgateway/session/topic"
+	"github.com/caddy-mqtt/mqttgateway/throttle"
 )
 
 // Config is what a Manager needs; the Caddy module fills it from its own
@@ -155,6 +156,10 @@ func (m *Manager) Open(info OpenInfo) (*Session, *Error) {
 	if cfg.MaxSessionsPerIP > 0 && m.perIP[ip] >= cfg.MaxSessionsPerIP {
 		m.mu.Unlock()
 		return nil, Errorf(CodeTooManySessions, "too many sessions from %s (max_sessions_per_ip %d)", ip, cfg.MaxSessionsPerIP)
+	}
+	if cfg.MaxBandwidth > 0 {
+		// The server's cap holds whether or not the client asks for one.
+		s.bucket = throttle.NewBucket(float64(cfg.MaxBandwidth), s.created)
 	}
 	m.sessions[s.id] = s
 	if m.perIP == nil {

@@ -141,6 +141,28 @@ func (o *outbox) push(e Event, track bool) {
 	o.pendingBytes += e.size()
 }
 
+// pushFirst queues e ahead of every unwritten frame: a RESULT does not
+// wait behind a backlog of broker messages (a slow client's, or a
+// bandwidth cap's), so a capped dashboard's commands are confirmed at
+// once. The client has seen none of the frames it overtakes, so their
+// numbers may shift by one; the indexes into them follow.
+func (o *outbox) pushFirst(e Event) {
+	o.push(e, false)
+	first, pushed := o.sent+1, *o.at(o.next - 1)
+	for n := o.next - 1; n > first; n-- {
+		*o.at(n) = *o.at(n - 1)
+	}
+	*o.at(first) = pushed
+	for k, n := range o.latest {
+		if n >= first {
+			o.latest[k] = n + 1
+		}
+	}
+	if o.notice >= first {
+		o.notice++
+	}
+}
+
 // overflow records a message dropped for a full outbox: the client is told
 // with a NOTICE (code 4050) whose value counts the drops since the last
 // notice it received.

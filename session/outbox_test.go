@@ -1,6 +1,10 @@
 package session
 
-import "testing"
+import (
+	"fmt"
+	"slices"
+	"testing"
+)
 
 func testLimits() outboxLimits {
 	return outboxLimits{pendingFrames: 100, pendingBytes: 1 << 20, replayFrames: 10, replayBytes: 1 << 20}
@@ -117,5 +121,41 @@ func TestOutboxOverflowNoticeCounts(t *testing.T) {
 	o.overflow()
 	if got := o.take(nil, 100, nil); len(got) != 1 || got[0].Value != 1 {
 		t.Fatalf("a drop after the notice was written needs a new notice: %+v", got)
+	}
+}
+
+// A RESULT goes ahead of the unwritten frames, which keep their order;
+// the conflation index and the pending overflow notice follow them.
+func TestOutboxResultOvertakesBacklog(t *testing.T) {
+	o := newOutbox(testLimits())
+	msg := func(topic string) Event {
+		return Event{Kind: EventMessage, Msg: &Message{Stream: 1, Topic: topic, Payload: []byte(topic)}}
+	}
+	o.push(msg("written"), true)
+	takeAll(o)
+	o.push(msg("a"), true)
+	o.overflow() // a notice waits after "a"
+	o.push(msg("b"), true)
+	o.pushFirst(Event{Kind: EventResult, Req: 7})
+	if !o.conflate(msg("b")) || !o.conflate(msg("a")) {
+		t.Fatal("the conflation index lost the waiting messages")
+	}
+	o.overflow() // counted in the waiting notice, not a new one
+	var got []string
+	for _, e := range o.take(nil, 100, nil) {
+		switch e.Kind {
+		case EventResult:
+			got = append(got, fmt.Sprint("result ", e.Req))
+		case EventNotice:
+			got = append(got, fmt.Sprint("notice ", e.Value))
+		default:
+			got = append(got, e.Msg.Topic)
+		}
+	}
+	if want := []string{"result 7", "a", "notice 2", "b"}; !slices.Equal(got, want) {
+		t.Fatalf("frames %q, want %q", got, want)
+	}
+	if o.next != 6 {
+		t.Fatalf("next frame number %d, want 6 (five queued)", o.next)
 	}
 }

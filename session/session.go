@@ -259,6 +259,8 @@ func (s *Session) pushLocked(e Event) {
 				s.held++
 			}
 		}
+	} else if e.Kind == EventResult {
+		o.pushFirst(e)
 	} else {
 		o.push(e, false)
 	}
