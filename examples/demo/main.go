@@ -4,7 +4,9 @@
 //
 //	go run ./examples/demo
 //
-// then open the printed URL.
+// then open the printed URL. By default it listens on loopback only, since
+// anyone who reaches it can publish into its broker; -listen :8080 (or
+// 0.0.0.0:8080) serves every interface.
 package main
 
 import (
@@ -40,7 +42,7 @@ import (
 var www embed.FS
 
 func main() {
-	listen := flag.String("listen", "127.0.0.1:8080", "address of the demo web server")
+	listen := flag.String("listen", "127.0.0.1:8080", "address of the demo web server: it listens on that host only, on every interface for :8080 or 0.0.0.0:8080")
 	mqttListen := flag.String("mqtt", "127.0.0.1:1883", "address of the embedded MQTT broker (for devices and mosquitto_pub); port 0 picks a free one")
 	rate := flag.Float64("rate", 20, "sensor messages per second, per sensor")
 	flag.Parse()
@@ -48,6 +50,10 @@ func main() {
 	brokerAddr, err := resolve(*mqttListen)
 	if err != nil {
 		log.Fatalf("demo: mqtt address: %v", err)
+	}
+	site, bind, open, err := siteOf(*listen)
+	if err != nil {
+		log.Fatalf("demo: listen address: %v", err)
 	}
 	root, err := extractPages()
 	if err != nil {
@@ -61,7 +67,7 @@ func main() {
 	auto_https off
 }
 
-http://%s {
+%s {%s
 	mqtt_gateway /mqtt/* {
 		broker demo embedded {
 			listen %s
@@ -70,7 +76,7 @@ http://%s {
 	root * %s
 	file_server
 }
-`, *listen, brokerAddr, root)
+`, site, bind, brokerAddr, root)
 	if err := load(cfg); err != nil {
 		log.Fatalf("demo: starting caddy: %v", err)
 	}
@@ -80,9 +86,25 @@ http://%s {
 	defer stop()
 	go simulate(ctx, brokerAddr, *rate)
 
-	fmt.Printf("\nmqtt_gateway demo\n\n  open  http://%s/\n  MQTT  mqtt://%s  (try: mosquitto_pub -h %s -p %s -t demo/chat -m hello)\n\nCtrl-C to stop.\n\n",
-		*listen, brokerAddr, host(brokerAddr), port(brokerAddr))
+	fmt.Printf("\nmqtt_gateway demo\n\n  open  %s/\n  MQTT  mqtt://%s  (try: mosquitto_pub -h %s -p %s -t demo/chat -m hello)\n\nCtrl-C to stop.\n\n",
+		open, brokerAddr, host(brokerAddr), port(brokerAddr))
 	<-ctx.Done()
+}
+
+// siteOf turns -listen into the site address, its bind line and the URL to
+// open. Caddy listens on every interface unless told otherwise, whatever
+// the site address says, so a host gets a bind of its own; no host (or
+// 0.0.0.0, ::) means every interface, and then any Host header.
+func siteOf(listen string) (site, bind, open string, err error) {
+	h, p, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", "", "", err
+	}
+	if ip := net.ParseIP(h); h == "" || ip != nil && ip.IsUnspecified() {
+		return "http://:" + p, "", "http://127.0.0.1:" + p, nil
+	}
+	site = "http://" + net.JoinHostPort(h, p)
+	return site, "\n\tbind " + h, site, nil
 }
 
 // resolve picks the broker's address: the one asked for when it is free
