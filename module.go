@@ -5,6 +5,7 @@
 package mqttgateway
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"path"
@@ -213,6 +214,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.origins[strings.ToLower(strings.TrimSuffix(o, "/"))] = true
 	}
 	h.poolKey = h.gatewayKey()
+	// Before the hooks load: loading a module clears its raw JSON.
+	settings, err := json.Marshal(h)
+	if err != nil {
+		return fmt.Errorf("mqtt_gateway: %v", err)
+	}
 	cfg := session.Config{
 		Name:                      strings.TrimPrefix(h.poolKey, "mqtt_gateway:"),
 		Brokers:                   h.Brokers,
@@ -255,24 +261,37 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	// One manager per gateway name, kept across reloads: Caddy provisions
 	// the new config before it cleans up the old one, so an unchanged
 	// gateway's use count never drops to zero and its sessions live on.
+	// (If Provision fails from here on, Caddy calls Cleanup, which gives
+	// the pool's reference back.)
 	val, loaded, err := gateways.LoadOrNew(h.poolKey, func() (caddy.Destructor, error) {
 		m, err := session.NewManager(cfg)
 		if err != nil {
 			return nil, err
 		}
-		return &gateway{m}, nil
+		return &gateway{Manager: m, load: events, settings: string(settings)}, nil
 	})
 	if err != nil {
 		return err
 	}
-	m := val.(*gateway).Manager
-	if loaded {
-		if err := m.Reconfigure(cfg); err != nil {
-			gateways.Delete(h.poolKey)
+	g := val.(*gateway)
+	switch {
+	case !loaded:
+	case g.load == events:
+		// Two blocks of one config are one gateway (several sites may share
+		// its sessions), but only with the same settings: otherwise the
+		// last would silently configure both, brokers included.
+		if g.settings != string(settings) {
+			return fmt.Errorf("mqtt_gateway: two mqtt_gateway blocks with different settings are both gateway %q "+
+				"(a gateway is named after its brokers unless it has a name): give each its own name", cfg.Name)
+		}
+	default: // a reload
+		if err := g.Reconfigure(cfg); err != nil {
 			return err
 		}
-		h.logger.Info("gateway reconfigured", zap.String("gateway", h.poolKey), zap.Int("sessions", m.Sessions()))
+		g.load, g.settings = events, string(settings)
+		h.logger.Info("gateway reconfigured", zap.String("gateway", h.poolKey), zap.Int("sessions", g.Sessions()))
 	}
+	m := g.Manager
 	h.manager = m
 	if reg := ctx.GetMetricsRegistry(); reg != nil {
 		if err := m.Metrics().Register(reg); err != nil {
@@ -352,7 +371,14 @@ func (h *Handler) Cleanup() error {
 var gateways = caddy.NewUsagePool()
 
 // gateway adapts a Manager to the usage pool.
-type gateway struct{ *session.Manager }
+type gateway struct {
+	*session.Manager
+	// The config that last provisioned the gateway (known by its events
+	// app: each config has its own) and its settings as JSON, for blocks
+	// of one config that share the gateway.
+	load     *caddyevents.App
+	settings string
+}
 
 func (g *gateway) Destruct() error {
 	g.Close()

@@ -1,0 +1,59 @@
+package mqttgateway
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+)
+
+// Two mqtt_gateway blocks named alike (here after their brokers, both
+// "main") but set up differently are refused at load: otherwise one block's
+// broker would silently serve the other's clients. Named apart, each
+// serves its own broker; alike in everything, they share one gateway.
+func TestGatewayBlocksNamedAlike(t *testing.T) {
+	a, b := startMosquitto(t), startMosquitto(t)
+	siteA, siteB := freePort(t), freePort(t)
+	config := func(nameA, nameB string, portB int) string {
+		block := func(site int, name string, broker int) string {
+			if name != "" {
+				name = "name " + name
+			}
+			return fmt.Sprintf("http://127.0.0.1:%d {\n\tmqtt_gateway /mqtt/* {\n\t\t%s\n\t\tbroker main mqtt://127.0.0.1:%d\n\t}\n}\n", site, name, broker)
+		}
+		return testGlobals + block(siteA, nameA, a.port) + block(siteB, nameB, portB)
+	}
+
+	err := caddy.Load(adaptCaddyfile(t, config("", "", b.port)), true)
+	if err == nil {
+		caddy.Stop()
+		t.Fatal("two blocks with different brokers, both gateway \"brokers=main\", were accepted")
+	}
+	if !strings.Contains(err.Error(), "give each its own name") {
+		t.Fatalf("the error does not say what to do: %v", err)
+	}
+
+	loadCaddy(t, adaptCaddyfile(t, config("a", "b", b.port)))
+	for _, tc := range []struct {
+		site int
+		mq   *mosquitto
+	}{{siteA, a}, {siteB, b}} {
+		c := dial(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", tc.site))
+		connectSubscribe(t, c, "which", 0)
+		mosquittoPub(t, tc.mq.port, "-t", "which", "-m", fmt.Sprint(tc.mq.port))
+		if got := string(nextMessage(t, c).Publish.Payload); got != fmt.Sprint(tc.mq.port) {
+			t.Fatalf("site %d got a message from the broker on port %s, want %d", tc.site, got, tc.mq.port)
+		}
+	}
+	caddy.Stop()
+
+	// Alike in everything: one gateway, whichever site a client uses.
+	loadCaddy(t, adaptCaddyfile(t, config("", "", a.port)))
+	viaB := dial(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", siteB))
+	connectSubscribe(t, viaB, "shared", 0)
+	mosquittoPub(t, a.port, "-t", "shared", "-m", "x")
+	if got := nextMessage(t, viaB).Publish.Topic; got != "shared" {
+		t.Fatalf("got %q", got)
+	}
+}
