@@ -141,14 +141,18 @@ func (o *outbox) push(e Event, track bool) {
 	o.pendingBytes += e.size()
 }
 
-// pushFirst queues e ahead of every unwritten frame: a RESULT does not
-// wait behind a backlog of broker messages (a slow client's, or a
-// bandwidth cap's), so a capped dashboard's commands are confirmed at
-// once. The client has seen none of the frames it overtakes, so their
-// numbers may shift by one; the indexes into them follow.
-func (o *outbox) pushFirst(e Event) {
+// pushResult queues a RESULT behind the unwritten RESULTs but ahead of
+// every other unwritten frame: results do not wait behind a backlog of
+// broker messages (a slow client's, or a bandwidth cap's), so a capped
+// dashboard's commands are confirmed at once, and they stay in order. The
+// client has seen none of the frames they overtake, so their numbers may
+// shift by one; the indexes into them follow.
+func (o *outbox) pushResult(e Event) {
 	o.push(e, false)
 	first, pushed := o.sent+1, *o.at(o.next - 1)
+	for first < o.next-1 && o.at(first).ctl != nil && o.at(first).ctl.Kind == EventResult {
+		first++
+	}
 	for n := o.next - 1; n > first; n-- {
 		*o.at(n) = *o.at(n - 1)
 	}

@@ -124,8 +124,9 @@ func TestOutboxOverflowNoticeCounts(t *testing.T) {
 	}
 }
 
-// A RESULT goes ahead of the unwritten frames, which keep their order;
-// the conflation index and the pending overflow notice follow them.
+// A RESULT goes ahead of the unwritten frames but behind earlier RESULTs;
+// the others keep their order, and the conflation index and the pending
+// overflow notice follow them.
 func TestOutboxResultOvertakesBacklog(t *testing.T) {
 	o := newOutbox(testLimits())
 	msg := func(topic string) Event {
@@ -136,7 +137,8 @@ func TestOutboxResultOvertakesBacklog(t *testing.T) {
 	o.push(msg("a"), true)
 	o.overflow() // a notice waits after "a"
 	o.push(msg("b"), true)
-	o.pushFirst(Event{Kind: EventResult, Req: 7})
+	o.pushResult(Event{Kind: EventResult, Req: 7})
+	o.pushResult(Event{Kind: EventResult, Req: 8})
 	if !o.conflate(msg("b")) || !o.conflate(msg("a")) {
 		t.Fatal("the conflation index lost the waiting messages")
 	}
@@ -152,10 +154,10 @@ func TestOutboxResultOvertakesBacklog(t *testing.T) {
 			got = append(got, e.Msg.Topic)
 		}
 	}
-	if want := []string{"result 7", "a", "notice 2", "b"}; !slices.Equal(got, want) {
+	if want := []string{"result 7", "result 8", "a", "notice 2", "b"}; !slices.Equal(got, want) {
 		t.Fatalf("frames %q, want %q", got, want)
 	}
-	if o.next != 6 {
-		t.Fatalf("next frame number %d, want 6 (five queued)", o.next)
+	if o.next != 7 {
+		t.Fatalf("next frame number %d, want 7 (six queued)", o.next)
 	}
 }

@@ -260,7 +260,7 @@ func (s *Session) pushLocked(e Event) {
 			}
 		}
 	} else if e.Kind == EventResult {
-		o.pushFirst(e)
+		o.pushResult(e)
 	} else {
 		o.push(e, false)
 	}
