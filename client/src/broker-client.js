@@ -3,7 +3,7 @@
 
 import { operation, safeCall } from "./callbacks.js";
 import { FrameType, toBytes } from "./codec.js";
-import { ErrorCode, MqttGatewayError } from "./errors.js";
+import { ErrorCode, MqttGatewayError, describeValue, echo } from "./errors.js";
 import { Message } from "./message.js";
 import { filterLevels, levelsMatch } from "./topic.js";
 
@@ -15,6 +15,11 @@ const State = Object.freeze({
 });
 
 const isQos = (q) => q === 0 || q === 1 || q === 2;
+/**
+ * Why a QoS that is not the number 0, 1 or 2 (a common mistake is the string "1") is
+ * refused, locally and with nothing sent, under the code the gateway would use (4033).
+ */
+const badQos = (name, q) => `${name} must be 0, 1 or 2, got ${describeValue(q)}`;
 const empty = new Uint8Array(0);
 
 /**
@@ -99,7 +104,7 @@ export class BrokerClient {
     if (will !== null) {
       if (typeof will.destinationName !== "string") throw new TypeError("willMessage.destinationName must be set");
       if (!isQos(will.qos ?? 0)) {
-        op.fail(new MqttGatewayError(ErrorCode.invalid_qos, `will QoS ${will.qos}`));
+        op.fail(new MqttGatewayError(ErrorCode.invalid_qos, badQos("willMessage.qos", will.qos)));
         return op.promise;
       }
     }
@@ -137,7 +142,7 @@ export class BrokerClient {
     const op = operation(o);
     const qos = o.qos ?? 0;
     if (!isQos(qos)) {
-      op.fail(new MqttGatewayError(ErrorCode.invalid_qos, `QoS ${qos}`));
+      op.fail(new MqttGatewayError(ErrorCode.invalid_qos, badQos("qos", qos)));
       return op.promise;
     }
     const mf = Number(o.maxFrequency ?? 0);
@@ -173,7 +178,7 @@ export class BrokerClient {
     const op = operation(o);
     const entry = this._subs.get(filter);
     if (!this._live() || !entry) {
-      op.fail(new MqttGatewayError(ErrorCode.bad_request, entry ? "client not connected" : `not subscribed to ${filter}`));
+      op.fail(new MqttGatewayError(ErrorCode.bad_request, entry ? "client not connected" : `not subscribed to ${echo(filter)}`));
       return op.promise;
     }
     // Kept in the entry, so a resubscription after a fresh session asks for it.
@@ -368,7 +373,7 @@ export class BrokerClient {
       reject(err);
     };
     if (!isQos(message.qos)) {
-      fail(ErrorCode.invalid_qos, `QoS ${message.qos}`);
+      fail(ErrorCode.invalid_qos, badQos("qos", message.qos));
       return promise;
     }
     if (!this._live()) {

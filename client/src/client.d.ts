@@ -221,6 +221,17 @@ export type TransportFactory = ((base: string, options: { timeout?: number; link
   transportName?: string;
 };
 
+/**
+ * An HTTP answer that is not the gateway's (a 404 for a wrong base path, a proxy's
+ * error page), reported by a transport with its end, or as an `http` property of the
+ * error its factory rejects with.
+ */
+export interface HttpAnswer {
+  status: number;
+  statusText?: string;
+  contentType?: string | null;
+}
+
 /** A connected transport carrying protocol units (one or more length-prefixed frames). */
 export interface Transport {
   readonly name: string;
@@ -237,8 +248,11 @@ export interface Transport {
    */
   close(code?: number, reason?: string, options?: { flush?: boolean }): void;
   onunit: ((unit: Uint8Array) => void) | null;
-  /** Called once when the transport ends, whichever side ended it. */
-  onclose: ((event: { code: number; reason: string }) => void) | null;
+  /**
+   * Called once when the transport ends, whichever side ended it. `http`: what ended
+   * it was an HTTP answer that is not the gateway's (openSession's error reports it).
+   */
+  onclose: ((event: { code: number; reason: string; http?: HttpAnswer }) => void) | null;
   /** Ms the server may take by design to answer BIND (a long poll), added to the deadline. */
   readonly bindHold?: number;
 }

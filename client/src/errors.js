@@ -56,6 +56,41 @@ export function errorName(code) {
   return names.get(code) ?? "unknown";
 }
 
+/** Most characters of an application's input that the client's own messages repeat. */
+const ECHO_MAX = 200;
+
+/**
+ * Application input (a topic, a filter, a URL) as the client's own error messages
+ * repeat it: cut to `max` characters with "…" after, so that a 70,000-character topic
+ * does not make a 70 KB message. Never cuts a surrogate pair in two.
+ * @param {unknown} input
+ * @param {number} [max]
+ * @returns {string}
+ */
+export function echo(input, max = ECHO_MAX) {
+  const s = String(input);
+  if (s.length <= max) return s;
+  const last = s.charCodeAt(max - 1);
+  const cut = last >= 0xd800 && last <= 0xdbff ? max - 1 : max; // a high surrogate
+  return `${s.slice(0, cut)}…`;
+}
+
+/**
+ * A value the application gave, for a message saying it is not what was expected:
+ * `"1" (string)`, `3 (number)`, `null`, `an object`. Strings are quoted (and cut, see
+ * echo).
+ * @param {unknown} value
+ * @returns {string}
+ */
+export function describeValue(value) {
+  if (value === null || value === undefined) return String(value);
+  if (typeof value === "string") return `${JSON.stringify(echo(value))} (string)`;
+  if (typeof value === "bigint") return `${value}n (bigint)`;
+  if (typeof value === "function") return "a function";
+  if (typeof value === "object") return Array.isArray(value) ? "an array" : "an object";
+  return `${echo(String(value))} (${typeof value})`;
+}
+
 /**
  * The error every failed operation reports, to callbacks and as a Promise rejection.
  * `errorCode` is the protocol's numeric code, `errorMessage` the human text (from the

@@ -1,6 +1,8 @@
 // The URL of a gateway endpoint under a base URL, shared by the transports
 // (transport-http.js, transport-websocket.js); only the scheme mapping differs.
 
+import { echo } from "./errors.js";
+
 /**
  * `<base>/<name>` as an absolute URL: a relative base ("/mqtt") resolves against the
  * page's location in a browser, the scheme is mapped through `schemes`, trailing
@@ -14,7 +16,7 @@
 export function gatewayUrl(base, name, schemes) {
   const u = new URL(base, globalThis.location?.href);
   const scheme = schemes.get(u.protocol);
-  if (scheme === undefined) throw new TypeError(`unsupported gateway URL scheme ${u.protocol}`);
+  if (scheme === undefined) throw new TypeError(`unsupported gateway URL scheme ${echo(u.protocol)}`);
   if (scheme !== u.protocol) u.protocol = scheme;
   u.pathname = u.pathname.replace(/\/+$/, "") + "/" + name;
   u.hash = "";

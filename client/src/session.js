@@ -15,9 +15,10 @@ import {
   toBytes,
   uvarintSize,
 } from "./codec.js";
-import { CONNECTION_FAILED, ErrorCode, MqttGatewayError } from "./errors.js";
+import { CONNECTION_FAILED, ErrorCode, MqttGatewayError, echo } from "./errors.js";
 import { Heartbeat, backoffDelay, deadline } from "./timers.js";
 import { safeCall } from "./callbacks.js";
+import { describeAnswer } from "./transport-http.js";
 import { recallTransport, rememberTransport } from "./transport-memory.js";
 import { resolveTransports, startingAt } from "./transports.js";
 
@@ -51,6 +52,45 @@ const State = Object.freeze({
 });
 
 const hex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+
+/**
+ * The message when no transport could reach the gateway: where, and what was learned.
+ * An HTTP answer that is not the gateway's (a 404 for a wrong base path, a proxy's
+ * error page) says the most, so when a transport got one it is the message; a browser's
+ * WebSocket never tells its status, but the HTTP transports see it. Otherwise, each
+ * transport's reason.
+ * @param {string} base
+ * @param {Array<{name: string, detail: string, http?: import("./transport-http.js").HttpAnswer}>} failures
+ * @returns {string}
+ */
+function unreachableMessage(base, failures) {
+  let where = base;
+  try {
+    where = new URL(base, globalThis.location?.href).href;
+  } catch {
+    // not a URL: the transports said so
+  }
+  const head = `cannot reach the gateway at ${echo(where)}`;
+  const answered = failures.filter((f) => Number.isInteger(f.http?.status));
+  if (answered.length === 0) return `${head} (${failures.map((f) => `${f.name}: ${f.detail}`).join("; ")})`;
+  // Per status, what any transport knew of it: the HTTP transports have the reason
+  // phrase and content type, a WebSocket in Node.js only the status.
+  const known = new Map();
+  for (const { http } of answered) {
+    const k = known.get(http.status) ?? { status: http.status };
+    k.statusText ||= http.statusText;
+    if (k.contentType === undefined) k.contentType = http.contentType;
+    known.set(http.status, k);
+  }
+  const describe = (status) => {
+    const text = describeAnswer(known.get(status));
+    return status >= 200 && status <= 299 ? `${text}, not the gateway's answer` : text;
+  };
+  const summary =
+    known.size === 1 ? describe(answered[0].http.status) : answered.map((f) => `${f.name}: ${describe(f.http.status)}`).join("; ");
+  const wrongPlace = [...known.keys()].some((s) => s === 404 || (s >= 200 && s <= 299));
+  return `${head}: ${summary}${wrongPlace ? " (is the base path right?)" : ""}`;
+}
 
 /**
  * A session with the gateway. Create it with openSession().
@@ -262,7 +302,8 @@ export class Session {
    */
   async _establish(fresh) {
     const candidates = this._candidates(fresh);
-    const errors = [];
+    /** @type {Array<{name: string, detail: string, http?: import("./transport-http.js").HttpAnswer}>} */
+    const failures = [];
     for (let i = 0; i < candidates.length; i++) {
       const [name, factory] = candidates[i];
       const probe = i < candidates.length - 1 ? this._probeTimeout : null;
@@ -271,7 +312,7 @@ export class Session {
       try {
         t = await factory(this._base, { timeout: probe ?? this._connectTimeout, link: this._link });
       } catch (err) {
-        errors.push(`${name}: ${err?.message ?? err}`);
+        failures.push({ name, detail: String(err?.message ?? err), http: err?.http });
         continue;
       }
       if (this._state === State.CLOSED) {
@@ -284,14 +325,14 @@ export class Session {
       const wait = probe === null ? null : Math.max(probe - (Date.now() - started), Math.min(probe, 1000));
       const outcome = await this._shake(t, fresh ? this._openFrame() : this._bindFrame(), wait);
       if (outcome.kind === "dropped") {
-        errors.push(`${name}: ${outcome.message}`);
+        failures.push({ name, detail: outcome.message, http: outcome.http });
         if (this._state === State.CLOSED) return { kind: "close", code: 0, message: "session closed" };
         continue;
       }
       if (outcome.kind === "opened" || outcome.kind === "bound") this._transportWorked(name);
       return outcome;
     }
-    return { kind: "dropped", message: `cannot reach the gateway (${errors.join("; ")})` };
+    return { kind: "dropped", message: unreachableMessage(this._base, failures) };
   }
 
   /**
@@ -566,7 +607,10 @@ export class Session {
     if (t !== this._transport) return;
     if (this._handshake) {
       this._detach();
-      this._handshake.settle({ kind: "dropped", message: `transport closed (${ev.code})` });
+      // The transport's reason ("stream request failed: fetch failed (ECONNREFUSED)"), and
+      // the HTTP answer that ended it when it was not the gateway's.
+      const message = !ev.reason ? `transport closed (${ev.code})` : ev.code === 1006 ? ev.reason : `${ev.reason} (${ev.code})`;
+      this._handshake.settle({ kind: "dropped", message, http: ev.http });
       return;
     }
     // A close code in the protocol's range without a CLOSE frame: the server's intent

@@ -8,6 +8,7 @@ import { concat } from "./frame-reader.js";
 import { gatewayUrl } from "./gateway-url.js";
 import { deadline } from "./timers.js";
 import { cookieHeader, storeCookies } from "./cookie-jar.js";
+import { echo } from "./errors.js";
 
 /** Most bytes of a /send body sent with `keepalive` (browsers cap those at 64 KiB). */
 const KEEPALIVE_MAX = 60 * 1024;
@@ -64,6 +65,49 @@ export function credentialsMode(url) {
 /** True when a response carries the protocol's bytes (not a proxy's HTML page). */
 export function isProtocolResponse(res) {
   return (res.headers.get("content-type") ?? "").toLowerCase().startsWith("application/octet-stream");
+}
+
+/**
+ * An HTTP answer that is not the gateway's (a server or proxy at that URL answered
+ * something else: a 404 page for a wrong base path, a proxy's 502), as a transport
+ * reports it to the session with its end (Transport#onclose's `http`).
+ * @typedef {object} HttpAnswer
+ * @property {number} status
+ * @property {string} [statusText] the reason phrase (none over HTTP/2)
+ * @property {string | null} [contentType]
+ */
+
+/**
+ * The HttpAnswer of a response that is not the gateway's.
+ * @param {Response} res
+ * @returns {HttpAnswer}
+ */
+export function httpAnswer(res) {
+  return { status: res.status, statusText: res.statusText, contentType: res.headers.get("content-type") };
+}
+
+/**
+ * "HTTP 404 Not Found", and for a success that is not the protocol's what it was
+ * ("HTTP 200 OK with text/html").
+ * @param {HttpAnswer} a
+ * @returns {string}
+ */
+export function describeAnswer(a) {
+  const head = `HTTP ${a.status}${a.statusText ? ` ${a.statusText}` : ""}`;
+  if (a.status < 200 || a.status > 299 || a.contentType === undefined) return head;
+  return `${head} with ${a.contentType ? echo(a.contentType, 60) : "no content type"}`;
+}
+
+/**
+ * The message of a failed fetch, with its cause when Node.js gives one ("fetch failed
+ * (ECONNREFUSED)", "fetch failed (bad port)"); browsers give none.
+ * @param {unknown} err
+ * @returns {string}
+ */
+export function fetchError(err) {
+  const text = String(err?.message ?? err);
+  const cause = err?.cause?.code ?? err?.cause?.message;
+  return typeof cause === "string" && cause ? `${text} (${cause})` : text;
 }
 
 /**
@@ -157,6 +201,15 @@ export class HttpTransport {
    * @param {{flush?: boolean}} [o]
    */
   close(code = 1000, reason = "", { flush = false } = {}) {
+    this._end({ code, reason }, flush);
+  }
+
+  /**
+   * Ends the transport and reports `ev` to the session (once).
+   * @param {{code: number, reason: string, http?: HttpAnswer}} ev
+   * @param {boolean} flush
+   */
+  _end(ev, flush) {
     if (this._closed) return;
     this._closed = true;
     this._receiving?.abort();
@@ -170,12 +223,18 @@ export class HttpTransport {
     const cb = this.onclose;
     this.onclose = null;
     this.onunit = null;
-    cb?.({ code, reason });
+    cb?.(ev);
   }
 
-  /** Reports the end of the transport, whoever noticed first. @protected */
-  _fail(code, reason) {
-    this.close(code, reason);
+  /**
+   * Reports the end of the transport, whoever noticed first; `http` when what ended it
+   * is an HTTP answer that is not the gateway's. @protected
+   * @param {number} code
+   * @param {string} reason
+   * @param {HttpAnswer} [http]
+   */
+  _fail(code, reason, http) {
+    this._end(http ? { code, reason, http } : { code, reason }, false);
   }
 
   /** Hands a unit of whole frames to the session. @protected */
@@ -195,7 +254,8 @@ export class HttpTransport {
       this._deliver(close.unit);
       this._fail(close.code, close.message);
     } else {
-      this._fail(1006, `${what}: HTTP ${res.status}`);
+      const http = httpAnswer(res);
+      this._fail(1006, `${what}: ${describeAnswer(http)}`, http);
     }
   }
 
@@ -270,7 +330,7 @@ export class HttpTransport {
         } catch (err) {
           // The frames may or may not have arrived: the connection is suspect. The
           // session rebinds and BOUND tells it which requests to send again.
-          this._fail(1006, `send failed: ${err?.message ?? err}`);
+          this._fail(1006, `send failed: ${fetchError(err)}`);
           return;
         } finally {
           cancel();

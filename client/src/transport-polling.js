@@ -4,7 +4,7 @@
 // heartbeat); the next poll goes at once with BIND and the new count, which doubles as
 // the acknowledgement of what arrived. Requests go by `POST <base>/send`.
 
-import { HttpTransport, endpoint, isProtocolResponse } from "./transport-http.js";
+import { HttpTransport, describeAnswer, endpoint, fetchError, httpAnswer, isProtocolResponse } from "./transport-http.js";
 
 class PollingTransport extends HttpTransport {
   constructor(base, options) {
@@ -43,12 +43,14 @@ class PollingTransport extends HttpTransport {
       }
       if (!isProtocolResponse(res)) {
         ac.abort();
-        this._fail(1006, `poll answered with ${res.headers.get("content-type") ?? "no content type"}`);
+        // Something at that URL answered, but not the gateway (a wrong base path).
+        const http = httpAnswer(res);
+        this._fail(1006, `poll answered ${describeAnswer(http)}`, http);
         return false;
       }
       answer = new Uint8Array(await res.arrayBuffer());
     } catch (err) {
-      this._fail(1006, `poll failed: ${err?.message ?? err}`);
+      this._fail(1006, `poll failed: ${fetchError(err)}`);
       return false;
     }
     if (this._closed) return false;

@@ -4,7 +4,7 @@
 
 import { MqttGatewayError } from "./errors.js";
 import { FrameReader } from "./frame-reader.js";
-import { HttpTransport, endpoint, isProtocolResponse } from "./transport-http.js";
+import { HttpTransport, describeAnswer, endpoint, fetchError, httpAnswer, isProtocolResponse } from "./transport-http.js";
 
 // The gateway ends a stream after about 4 MiB so that proxies holding whole responses
 // are not asked to hold more; a proxy may also end long responses after a while. Such a
@@ -43,7 +43,7 @@ class StreamingTransport extends HttpTransport {
     try {
       res = await this._post(this._streamUrl, body, ac.signal);
     } catch (err) {
-      this._fail(1006, `stream request failed: ${err?.message ?? err}`);
+      this._fail(1006, `stream request failed: ${fetchError(err)}`);
       return false;
     }
     if (this._closed) {
@@ -54,9 +54,16 @@ class StreamingTransport extends HttpTransport {
       await this._failWithAnswer(res, "stream refused");
       return false;
     }
-    if (!isProtocolResponse(res) || !res.body) {
+    if (!isProtocolResponse(res)) {
       ac.abort();
-      this._fail(1006, `stream answered with ${res.headers.get("content-type") ?? "no content type"}`);
+      // Something at that URL answered, but not the gateway (a wrong base path).
+      const http = httpAnswer(res);
+      this._fail(1006, `stream answered ${describeAnswer(http)}`, http);
+      return false;
+    }
+    if (!res.body) {
+      ac.abort();
+      this._fail(1006, "stream answered without a body");
       return false;
     }
     const reader = res.body.getReader();

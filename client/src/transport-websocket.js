@@ -1,6 +1,7 @@
 // The WebSocket transport (PROTOCOL.md, Transports/WebSocket): `GET <base>/ws` with
 // subprotocol "mqttgw.v1"; each binary WebSocket message is one transport unit.
 
+import { echo } from "./errors.js";
 import { gatewayUrl } from "./gateway-url.js";
 
 /** The WebSocket subprotocol of protocol version 1. */
@@ -50,6 +51,10 @@ export async function connectWebSocket(base, { timeout = 10000 } = {}) {
     ws.binaryType = "arraybuffer";
     let open = false;
     let closed = false;
+    // What the error event said, when it says anything: browsers say nothing, the "ws"
+    // package of Node.js says why ("Unexpected server response: 404", "connect
+    // ECONNREFUSED ...").
+    let problem = "";
 
     const transport = {
       name: "websocket",
@@ -78,7 +83,12 @@ export async function connectWebSocket(base, { timeout = 10000 } = {}) {
       closed = true;
       clearTimeout(timer);
       if (!open) {
-        reject(new Error(`websocket ${url} failed (${ev.code}${ev.reason ? ` ${ev.reason}` : ""})`));
+        const why = ev.reason || problem;
+        const err = new Error(`websocket ${echo(url)} failed (${ev.code}${why ? ` ${why}` : ""})`);
+        // A server answered the upgrade with a plain HTTP answer: not the gateway.
+        const status = /^Unexpected server response: (\d{3})$/.exec(problem)?.[1];
+        if (status) err.http = { status: Number(status) };
+        reject(err);
         return;
       }
       const cb = transport.onclose;
@@ -107,7 +117,10 @@ export async function connectWebSocket(base, { timeout = 10000 } = {}) {
       }
       transport.onunit?.(new Uint8Array(ev.data));
     };
-    ws.onerror = () => {}; // a close event always follows; it carries the code
+    // A close event always follows; it carries the code.
+    ws.onerror = (ev) => {
+      problem = String(ev?.message || ev?.error?.message || "");
+    };
     ws.onclose = (ev) => finish({ code: ev.code, reason: ev.reason });
   });
 }

@@ -2,9 +2,18 @@
 // length-prefixed frames) both ways; the session does not care how. WebSocket, HTTP
 // streaming and HTTP long polling register here; so can an application's own.
 
+import { echo } from "./errors.js";
 import { connectPolling } from "./transport-polling.js";
 import { connectStreaming } from "./transport-streaming.js";
 import { connectWebSocket } from "./transport-websocket.js";
+
+/**
+ * An HTTP answer that is not the gateway's, which a transport reports with its end or
+ * its failure to open (Transport#onclose's `http`, or an `http` property of the
+ * factory's rejection): the session puts it in openSession's error, as a wrong base
+ * path shows as a 404 (or a 200 that is some other page).
+ * @typedef {import("./transport-http.js").HttpAnswer} HttpAnswer
+ */
 
 /**
  * A connected transport.
@@ -17,8 +26,8 @@ import { connectWebSocket } from "./transport-websocket.js";
  *   already handed over should still go out (transports that send asynchronously);
  *   without it the connection is suspect and they are dropped
  * @property {((unit: Uint8Array) => void) | null} onunit set by the session
- * @property {((ev: {code: number, reason: string}) => void) | null} onclose set by the
- *   session; called once when the transport ends, whichever side ended it
+ * @property {((ev: {code: number, reason: string, http?: HttpAnswer}) => void) | null} onclose
+ *   set by the session; called once when the transport ends, whichever side ended it
  * @property {number} [bindHold] ms the server may take by design to answer BIND (a long
  *   poll waits for something to send), added to the session's handshake deadline
  */
@@ -26,7 +35,8 @@ import { connectWebSocket } from "./transport-websocket.js";
 /**
  * Opens a transport to a gateway base URL; resolves when units can be sent.
  * `timeout` bounds the connection step (ms); `link` gives transports that rebind on
- * their own (HTTP) what they need from the session.
+ * their own (HTTP) what they need from the session. A rejection may carry `http`
+ * (HttpAnswer).
  * @typedef {(base: string, options: {timeout?: number, link?: import("./transport-http.js").SessionLink}) => Promise<Transport>} TransportFactory
  */
 
@@ -67,7 +77,7 @@ export function resolveTransports(choice) {
   return items.map((n) => {
     if (typeof n === "function") return [n.transportName ?? n.name ?? "custom", n];
     const f = registry.get(n);
-    if (!f) throw new TypeError(`unknown transport ${JSON.stringify(n)} (known: auto, ${[...registry.keys()].join(", ")})`);
+    if (!f) throw new TypeError(`unknown transport ${JSON.stringify(typeof n === "string" ? echo(n) : n)} (known: auto, ${[...registry.keys()].join(", ")})`);
     return [n, f];
   });
 }

@@ -134,6 +134,32 @@ for (const transport of ["streaming", "polling"]) {
 
 // The same page of another origin against a gateway that does not list it: no
 // transport gets through (the WebSocket upgrade and the HTTP requests are refused).
+test("a page given a wrong base path is told the HTTP answer, which the HTTP transports see where WebSocket cannot", async () => {
+  const page = await browser.newPage();
+  const wrongPath = async (client) => {
+    const { openSession } = await import(client);
+    try {
+      await openSession("/wrongpath");
+      return "opened";
+    } catch (err) {
+      return `${err.errorCode} ${err.errorMessage}`;
+    }
+  };
+  // A site that answers 404 for what it does not have (the client is served from it).
+  await page.goto(`${site.origin}/`);
+  assert.equal(
+    await page.evaluate(wrongPath, "/client/client.js"),
+    `1006 cannot reach the gateway at ${site.origin}/wrongpath: HTTP 404 Not Found (is the base path right?)`,
+  );
+  // The gateway's own site answers other paths with an empty 200.
+  await page.goto(`http://127.0.0.1:${gateway.port}/`);
+  assert.equal(
+    await page.evaluate(wrongPath, "/mqtt/client.js"),
+    `1006 cannot reach the gateway at http://127.0.0.1:${gateway.port}/wrongpath: HTTP 200 OK with no content type, not the gateway's answer (is the base path right?)`,
+  );
+  await page.close();
+});
+
 test("a page of another origin not allowed by the gateway can neither open a WebSocket nor drive the HTTP transports", async () => {
   const page = await browser.newPage();
   await page.goto(`${site.origin}/`);

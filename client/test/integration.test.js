@@ -11,7 +11,7 @@ import { after, before, describe, test } from "node:test";
 import { ErrorCode, Message, openSession } from "../src/client.js";
 import { FrameType } from "../src/codec.js";
 import { tappedWebSocket } from "./support/tap.js";
-import { findProgram, run, start, startGateway, startMosquitto, startProxy } from "./support/env.js";
+import { findProgram, freePort, run, start, startCaddy, startGateway, startMosquitto, startProxy } from "./support/env.js";
 import { waitFor } from "./support/wait.js";
 
 const ALL_BYTES = Uint8Array.from({ length: 256 }, (_, i) => i); // incl. invalid UTF-8
@@ -163,6 +163,28 @@ describe("with a real gateway and mosquitto", () => {
     await assert.rejects(c.publish("a/+", "x"), (e) => e.errorCode === ErrorCode.invalid_topic);
     await assert.rejects(c.publish("a/#", "x", 1), (e) => e.errorCode === ErrorCode.invalid_topic);
     assert.equal(notAuthorized, 0);
+  });
+
+  test("a QoS given as a string is refused by the client (4033, saying so); nothing reaches the gateway", async () => {
+    const tap = tappedWebSocket();
+    const s = await session(gateway.base, { transport: tap.factory });
+    const c = await client(s);
+    const failures = [];
+    await assert.rejects(
+      c.subscribe("a/#", { qos: "1", onFailure: (e) => failures.push(e) }),
+      (e) => e.errorCode === ErrorCode.invalid_qos && e.errorMessage === 'qos must be 0, 1 or 2, got "1" (string)',
+    );
+    await assert.rejects(
+      c.publish("a/b", "x", "1"),
+      (e) => e.errorCode === ErrorCode.invalid_qos && e.errorMessage === 'qos must be 0, 1 or 2, got "1" (string)',
+    );
+    assert.equal(failures.length, 1);
+    // A request that does reach the gateway after them: nothing was sent before it.
+    await c.publish("a/b", "x", 1);
+    assert.deepEqual(
+      tap.sent.filter((f) => f.type === FrameType.PUBLISH || f.type === FrameType.SUBSCRIBE).map((f) => f.qos),
+      [1],
+    );
   });
 
   test("an unknown broker name fails with 4040", async () => {
@@ -351,4 +373,61 @@ describe("with a real gateway and mosquitto", () => {
       await cleaner.disconnect();
     },
   );
+});
+
+describe("when the gateway cannot be reached, openSession's error (1006) says what was learned", () => {
+  const failure = (base, options) =>
+    openSession(base, options).then(
+      () => assert.fail(`opened a session at ${base}`),
+      (e) => {
+        assert.equal(e.errorCode, 1006);
+        return e.errorMessage;
+      },
+    );
+
+  test("a wrong base path on a site that answers 404: HTTP 404 Not Found", async () => {
+    const port = await freePort();
+    const site = await startCaddy(
+      `http://127.0.0.1:${port} {
+\troot * ${tmp}
+\tmqtt_gateway /mqtt/* {
+\t\tbroker main mqtt://127.0.0.1:${mosquitto.port}
+\t}
+\tfile_server
+}`,
+      { port },
+    );
+    cleanups.push(() => site.stop());
+    const base = `http://127.0.0.1:${port}/wrongpath`;
+    const expected = `cannot reach the gateway at ${base}: HTTP 404 Not Found (is the base path right?)`;
+    assert.equal(await failure(base), expected);
+    assert.equal(await failure(base, { transport: "streaming" }), expected);
+    assert.equal(await failure(base, { transport: "polling" }), expected);
+    // The "ws" package (Node.js 20) says the status; a global WebSocket (Node.js 22+,
+    // browsers) does not, as the WebSocket API hides it.
+    const ws = await failure(base, { transport: "websocket" });
+    if (!globalThis.WebSocket) assert.equal(ws, `cannot reach the gateway at ${base}: HTTP 404 (is the base path right?)`);
+    // The right path works.
+    const s = await session(`http://127.0.0.1:${port}/mqtt`);
+    assert.equal(s.state, "open");
+  });
+
+  test("a wrong base path on the gateway's site, which answers 200 with nothing: not the gateway's answer", async () => {
+    const base = `http://127.0.0.1:${gateway.port}/wrongpath`;
+    assert.equal(
+      await failure(base),
+      `cannot reach the gateway at ${base}: HTTP 200 OK with no content type, not the gateway's answer (is the base path right?)`,
+    );
+  });
+
+  test("nothing listening: each transport's reason, not a bare 1006", async () => {
+    const port = await freePort();
+    const base = `http://127.0.0.1:${port}/mqtt`;
+    const message = await failure(base);
+    assert.ok(message.startsWith(`cannot reach the gateway at ${base} (websocket: `), message);
+    assert.ok(
+      message.endsWith("; streaming: stream request failed: fetch failed (ECONNREFUSED); polling: poll failed: fetch failed (ECONNREFUSED))"),
+      message,
+    );
+  });
 });

@@ -205,6 +205,57 @@ describe("requests", () => {
     ]));
     await session.close();
   });
+
+  test("a QoS that is not the number 0, 1 or 2 (the string \"1\") is refused locally, saying what it got", async () => {
+    const { session, conn } = await open();
+    const { client } = await connected(session, conn);
+    const refused = (name, got) => (e) =>
+      e instanceof MqttGatewayError && e.errorCode === ErrorCode.invalid_qos && e.errorMessage === `${name} must be 0, 1 or 2, got ${got}`;
+    await assert.rejects(client.publish("a", "x", "1"), refused("qos", '"1" (string)'));
+    await assert.rejects(client.send("a", "x", 1.5), refused("qos", "1.5 (number)"));
+    const m = new Message("x");
+    m.destinationName = "a";
+    m.qos = "2";
+    await assert.rejects(client.send(m), refused("qos", '"2" (string)'));
+    const failures = [];
+    await assert.rejects(client.subscribe("a", { qos: "1", onFailure: (e) => failures.push(e) }), refused("qos", '"1" (string)'));
+    assert.equal(failures.length, 1);
+    await assert.rejects(client.subscribe("a", { qos: [1] }), refused("qos", "an array"));
+    const will = new Message("bye");
+    will.destinationName = "w";
+    will.qos = "1";
+    const other = session.createClient("main");
+    await assert.rejects(other.connect({ willMessage: will }), refused("willMessage.qos", '"1" (string)'));
+    assert.equal(other.state, "disconnected");
+    await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(
+      [F.PUBLISH, F.SUBSCRIBE, F.CONNECT].map((t) => conn.all(t).length),
+      [0, 0, 1],
+      "nothing sent but the first client's CONNECT",
+    );
+    await session.close();
+  });
+
+  test("the client's own messages repeat at most 200 characters of a topic, filter, value or URL", async () => {
+    const { session, conn } = await open();
+    const { client } = await connected(session, conn);
+    // 70,001 UTF-16 code units; the 200th is the first half of an emoji, which is not cut in two.
+    const filter = `a${"\u{1F600}".repeat(35000)}`;
+    await assert.rejects(client.setMaxFrequency(filter, 1), (e) => e.errorCode === 4003 && e.errorMessage === `not subscribed to ${filter.slice(0, 199)}…`);
+    await assert.rejects(
+      client.publish("t", "x", "1".repeat(70000)),
+      (e) => e.errorCode === 4033 && e.errorMessage === `qos must be 0, 1 or 2, got "${"1".repeat(200)}…" (string)`,
+    );
+    await session.close();
+
+    const gw = new FakeGateway();
+    gw.refuse = true;
+    const base = `http://127.0.0.1:1/${"p".repeat(70000)}`;
+    await assert.rejects(
+      openSession(base, { transport: gw.factory }),
+      (e) => e.errorCode === 1006 && e.errorMessage === `cannot reach the gateway at ${base.slice(0, 200)}… (fake: connection refused)`,
+    );
+  });
 });
 
 describe("dispatch", () => {
@@ -644,6 +695,83 @@ describe("transport choice", () => {
     assert.deepEqual(changes, [{ transport: "a", previous: "b" }]);
     await session.close();
     forgetTransport(base);
+  });
+});
+
+describe("when no transport gets through", () => {
+  const BASE = "http://127.0.0.1:1/wrongpath";
+  const AT = `cannot reach the gateway at ${BASE}`;
+  /** A transport that fails to open, as a WebSocket does (`http` from Node.js's "ws" only). */
+  const refusing = (name, message, http) =>
+    Object.assign(
+      async () => {
+        throw Object.assign(new Error(message), http ? { http } : {});
+      },
+      { transportName: name },
+    );
+  /** A transport that opens, then ends on OPEN, as the HTTP transports do on an error answer. */
+  const ending = (name, ev) => {
+    const gw = new FakeGateway(name);
+    return Object.assign(
+      async (...args) => {
+        const t = await gw.factory(...args);
+        const conn = gw.connections.at(-1);
+        t.send = () => conn.end(ev);
+        return t;
+      },
+      { transportName: name },
+    );
+  };
+  const failure = (transports) =>
+    openSession(BASE, { transport: transports }).then(
+      () => assert.fail("opened"),
+      (e) => {
+        assert.equal(e.errorCode, 1006);
+        return e.errorMessage;
+      },
+    );
+  const answer = (status, statusText, contentType = null) => ({
+    code: 1006,
+    reason: `stream refused: HTTP ${status} ${statusText}`,
+    http: { status, statusText, contentType },
+  });
+
+  test("an HTTP answer that is not the gateway's is the message: a 404 asks about the base path", async () => {
+    // A WebSocket in Node.js knows the status only; the HTTP transports know the rest.
+    assert.equal(
+      await failure([
+        refusing("websocket", "websocket ws://127.0.0.1:1/wrongpath/ws failed (1006 Unexpected server response: 404)", { status: 404 }),
+        ending("streaming", answer(404, "Not Found", "text/html")),
+        ending("polling", answer(404, "Not Found", "text/html")),
+      ]),
+      `${AT}: HTTP 404 Not Found (is the base path right?)`,
+    );
+    // A browser's WebSocket tells nothing; a server without that path may answer 200.
+    assert.equal(
+      await failure([refusing("websocket", "websocket ws://127.0.0.1:1/wrongpath/ws failed (1006)"), ending("streaming", answer(200, "OK"))]),
+      `${AT}: HTTP 200 OK with no content type, not the gateway's answer (is the base path right?)`,
+    );
+    assert.equal(
+      await failure([ending("streaming", answer(200, "OK", "text/html; charset=utf-8"))]),
+      `${AT}: HTTP 200 OK with text/html; charset=utf-8, not the gateway's answer (is the base path right?)`,
+    );
+    // Different answers: each transport's.
+    assert.equal(
+      await failure([refusing("websocket", "refused", { status: 403 }), ending("streaming", answer(502, "Bad Gateway"))]),
+      `${AT}: websocket: HTTP 403; streaming: HTTP 502 Bad Gateway`,
+    );
+  });
+
+  test("without an HTTP answer, each transport's reason", async () => {
+    assert.equal(
+      await failure([
+        refusing("websocket", "websocket ws://127.0.0.1:1/wrongpath/ws failed (1006)"),
+        ending("streaming", { code: 1006, reason: "stream request failed: fetch failed (ECONNREFUSED)" }),
+        ending("polling", { code: 1006, reason: "" }),
+        ending("custom", { code: 4004, reason: "open timed out" }),
+      ]),
+      `${AT} (websocket: websocket ws://127.0.0.1:1/wrongpath/ws failed (1006); streaming: stream request failed: fetch failed (ECONNREFUSED); polling: transport closed (1006); custom: open timed out (4004))`,
+    );
   });
 });
 

@@ -138,8 +138,9 @@ for (const transport of ["websocket", "streaming"]) {
 test("a broker certificate for another host is refused with a clear error", async () => {
   const r = await inNode("websocket", "misnamed");
   assert.equal(r.error?.errorCode, 4041);
-  assert.match(r.error.errorMessage, /certificate/);
-  assert.match(r.error.errorMessage, /127\.0\.0\.1/);
+  assert.match(r.error.errorMessage, /certificate not valid for the broker's name/);
+  // Why, not where: the gateway keeps the broker's address to its log.
+  assert.doesNotMatch(r.error.errorMessage, /127\.0\.0\.1/);
 });
 
 test("Chromium over wss:// and HTTPS streaming, trusting Caddy's CA by its key", async () => {
