@@ -1,13 +1,14 @@
 package mqttgateway
 
 import (
+	"encoding/json"
 	"strconv"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
 	"github.com/dustin/go-humanize"
 
 	"github.com/caddy-mqtt/mqttgateway/hookapi"
@@ -15,7 +16,7 @@ import (
 )
 
 func init() {
-	httpcaddyfile.RegisterHandlerDirective("mqtt_gateway", parseCaddyfile)
+	httpcaddyfile.RegisterDirective("mqtt_gateway", parseDirective)
 	// After the auth handlers (basic_auth, forward_auth) so a site's own
 	// protection applies to the gateway too, before proxies and files
 	// because the gateway passes what it does not serve to them; before respond
@@ -23,16 +24,50 @@ func init() {
 	httpcaddyfile.RegisterDirectiveOrder("mqtt_gateway", httpcaddyfile.Before, "respond")
 }
 
-func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+// parseDirective is what RegisterHandlerDirective would do, and it takes
+// the gateway's base path from the directive's matcher: mqtt_gateway
+// /mqtt/* serves /mqtt/ws, /mqtt/client.js… and nothing else.
+func parseDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
+	if !h.Next() {
+		return nil, h.ArgErr()
+	}
+	matcherSet, err := h.ExtractMatcherSet()
+	if err != nil {
+		return nil, err
+	}
 	var m Handler
-	err := m.unmarshal(h.Dispenser, &h)
-	return &m, err
+	if err := m.unmarshal(h.Dispenser, &h); err != nil {
+		return nil, err
+	}
+	if m.BasePath == "" {
+		m.BasePath = basePathOf(matcherSet)
+	}
+	return h.NewRoute(matcherSet, &m), nil
+}
+
+// basePathOf is "/mqtt" for a matcher of the one path /mqtt/* (or "/"
+// for /*), else "" (a named matcher, several paths, other patterns: the
+// base_path option says it then).
+func basePathOf(matcherSet caddy.ModuleMap) string {
+	var paths []string
+	if len(matcherSet) != 1 || json.Unmarshal(matcherSet["path"], &paths) != nil || len(paths) != 1 {
+		return ""
+	}
+	prefix, ok := strings.CutSuffix(paths[0], "/*")
+	if !ok || strings.ContainsAny(prefix, "*?[%{") {
+		return ""
+	}
+	if prefix == "" {
+		return "/"
+	}
+	return prefix
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
 //
 //	mqtt_gateway [<matcher>] {
 //		name <gateway name>
+//		base_path <path>             # default: from a /path/* matcher
 //		authenticate {
 //			<handler directives, as in a route block>
 //		}
@@ -102,6 +137,13 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper
 		case "name":
 			if err := parseString(d, &h.Name); err != nil {
 				return err
+			}
+		case "base_path":
+			if err := parseString(d, &h.BasePath); err != nil {
+				return err
+			}
+			if !strings.HasPrefix(h.BasePath, "/") {
+				return d.Errf("base_path %q must begin with /", h.BasePath)
 			}
 		case "authenticate", "authorize":
 			opt := d.Val()

@@ -27,14 +27,24 @@ func init() {
 	caddy.RegisterModule(Handler{})
 }
 
-// Handler is the mqtt_gateway HTTP handler. Under its path it serves:
+// Handler is the mqtt_gateway HTTP handler. Under its base path it serves:
 //
-//   - `<path>/ws`: the WebSocket endpoint of the session protocol;
-//   - `<path>/client.js` and the other files of the JavaScript client,
+//   - `<base>/ws`: the WebSocket endpoint of the session protocol;
+//   - `<base>/stream`, `<base>/poll`, `<base>/send`: its HTTP transports;
+//   - `<base>/client.js` and the other files of the JavaScript client,
 //     with `client.d.ts` for TypeScript users;
 //
 // and passes every other request to the next handler.
 type Handler struct {
+	// Path under which the gateway serves its endpoints and the client
+	// library, such as "/mqtt" (pages then call openSession("/mqtt")).
+	// Requests for other paths pass to the next handler, even when they
+	// end in ws, send or client.js. The Caddyfile sets it from the
+	// directive's path matcher (mqtt_gateway /mqtt/* gives /mqtt). Empty:
+	// the endpoints are known by their last path element, under whatever
+	// paths the handler's route lets through.
+	BasePath string `json:"base_path,omitempty"`
+
 	// Name of this gateway. A gateway keeps its sessions and broker
 	// connections across config reloads as long as its name stays the
 	// same; handlers with the same name share them. Default: derived from
@@ -146,6 +156,7 @@ type Handler struct {
 	// "close" ends the session with code 4050.
 	Overflow string `json:"overflow,omitempty"`
 
+	base    string // BasePath, cleaned
 	manager *session.Manager
 	poolKey string
 	server  *transport.Server
@@ -198,6 +209,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	orDefault(&h.ReplayBytes, DefaultReplayBytes)
 	if err := h.validate(); err != nil {
 		return err
+	}
+	if h.BasePath != "" {
+		h.base = path.Clean(h.BasePath)
+	} else {
+		h.logger.Warn("mqtt_gateway has no base path: it answers every request whose path ends in ws, stream, poll, send or a client file name " +
+			"(client.js, session.js…) that its route lets through; give it a path matcher (mqtt_gateway /mqtt/*) or base_path")
 	}
 	// Secrets usually come from the environment: {env.MQTT_PASS}.
 	repl := caddy.NewReplacer()
@@ -311,6 +328,9 @@ func (h *Handler) validate() error {
 	if len(h.Brokers) == 0 {
 		return fmt.Errorf("mqtt_gateway: at least one broker is required")
 	}
+	if h.BasePath != "" && (!strings.HasPrefix(h.BasePath, "/") || strings.ContainsAny(h.BasePath, "*?[")) {
+		return fmt.Errorf("mqtt_gateway: base_path %q must be a path such as /mqtt", h.BasePath)
+	}
 	seen := map[string]bool{}
 	for _, b := range h.Brokers {
 		if seen[b.Name] {
@@ -416,10 +436,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	switch name {
 	case "ws", "stream", "poll", "send":
 	default:
-		if serveClientFile(w, r, name) {
+		if (h.BasePath == "" || path.Dir(r.URL.Path) == h.base) && serveClientFile(w, r, name) {
 			return nil
 		}
 		return next.ServeHTTP(w, r)
+	}
+	if h.BasePath != "" && path.Dir(r.URL.Path) != h.base {
+		return next.ServeHTTP(w, r) // not under the base path: not the gateway's
 	}
 	// Browsers send Origin on WebSocket upgrades and cross-origin POSTs;
 	// anything else without one is not a browser page.
