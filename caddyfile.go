@@ -434,10 +434,15 @@ func parseBandwidth(d *caddyfile.Dispenser, dst *int64) error {
 	if err != nil {
 		return err
 	}
+	// As networks write it: a lowercase b is a bit (512kbit, 512kbps,
+	// 1Mb/s), an uppercase B a byte (64KiB, 100kB/s, 1MBps).
 	s := strings.TrimSuffix(strings.TrimSuffix(v, "/s"), "ps")
-	bits := strings.HasSuffix(strings.ToLower(s), "bit")
-	if bits {
-		s = s[:len(s)-3]
+	bits := false
+	switch {
+	case strings.HasSuffix(strings.ToLower(s), "bit"):
+		bits, s = true, s[:len(s)-3]
+	case strings.HasSuffix(s, "b"):
+		bits, s = true, s[:len(s)-1]
 	}
 	n, err := humanize.ParseBytes(s)
 	if err != nil || n == 0 {

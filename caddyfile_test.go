@@ -53,6 +53,14 @@ func TestCaddyfileFullBlock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Bandwidths as networks write them: b is a bit, B a byte.
+	for v, want := range map[string]int64{"64KiB": 65536, "100kB/s": 100000, "1MBps": 1000000, "2000": 2000,
+		"512kbit": 64000, "512kbps": 64000, "1Mb/s": 125000, "1Gbps": 125000000, "8kbit/s": 1000} {
+		h, err := parse(t, "mqtt_gateway {\n broker a mqtt://h\n max_bandwidth "+v+"\n}")
+		if err != nil || h.MaxBandwidth != want {
+			t.Errorf("max_bandwidth %s: %d bytes/s (%v), want %d", v, h.MaxBandwidth, err, want)
+		}
+	}
 	// 0 is a valid write delay: none.
 	if h, err := parse(t, "mqtt_gateway {\n broker a mqtt://h\n write_delay 0\n}"); err != nil || h.WriteDelay != 0 {
 		t.Fatalf("write_delay 0: %v %v", err, h.WriteDelay)
