@@ -14,6 +14,7 @@ import (
 )
 
 // A broker that requires a login: the gateway's configured credentials
+// (here, like its URL, from the environment)
 // serve every web client that brings none (the JavaScript client sends an
 // empty password then, as gwclient does), on the shared connection and on
 // a dedicated one; a client that brings wrong ones of its own is refused
@@ -28,16 +29,19 @@ func TestConfiguredBrokerCredentials(t *testing.T) {
 		return "allow_anonymous false\npassword_file " + pw + "\n"
 	})
 
+	// The URL and the password from the environment, as the README shows.
+	t.Setenv("MQTTGW_TEST_BROKER", fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port))
+	t.Setenv("MQTTGW_TEST_PASS", "s3cret")
 	httpPort := freePort(t)
 	startCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
 	mqtt_gateway /mqtt/* {
-		broker main mqtt://127.0.0.1:%d {
+		broker main {env.MQTTGW_TEST_BROKER} {
 			username gw
-			password s3cret
+			password {env.MQTTGW_TEST_PASS}
 		}
 	}
 }
-`, httpPort, mq.port))
+`, httpPort))
 	url := fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort)
 
 	shared := dial(t, url)

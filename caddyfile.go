@@ -278,8 +278,12 @@ func parseBroker(d *caddyfile.Dispenser) (*session.BrokerConfig, error) {
 	if args[1] == "embedded" {
 		b.Embedded = &session.EmbeddedConfig{}
 	} else {
-		if _, err := session.ParseBrokerURL(args[1]); err != nil {
-			return nil, d.Errf("broker %q: %v", b.Name, err)
+		// A URL with placeholders ({env.MQTT_URL}) is checked once they are
+		// replaced, when the config loads.
+		if !strings.Contains(args[1], "{") {
+			if _, err := session.ParseBrokerURL(args[1]); err != nil {
+				return nil, d.Errf("broker %q: %v", b.Name, err)
+			}
 		}
 		b.URL = args[1]
 	}

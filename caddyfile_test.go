@@ -61,6 +61,11 @@ func TestCaddyfileFullBlock(t *testing.T) {
 			t.Errorf("max_bandwidth %s: %d bytes/s (%v), want %d", v, h.MaxBandwidth, err, want)
 		}
 	}
+	// Placeholders in a broker URL are replaced (and the URL checked) when
+	// the config loads.
+	if h, err := parse(t, "mqtt_gateway {\n broker a {env.MQTT_URL}\n}"); err != nil || h.Brokers[0].URL != "{env.MQTT_URL}" {
+		t.Errorf("broker URL from the environment: %v", err)
+	}
 	// 0 is a valid write delay: none.
 	if h, err := parse(t, "mqtt_gateway {\n broker a mqtt://h\n write_delay 0\n}"); err != nil || h.WriteDelay != 0 {
 		t.Fatalf("write_delay 0: %v %v", err, h.WriteDelay)
