@@ -108,8 +108,8 @@ type Handler struct {
 	// Most subscriptions one broker client may hold. Default: 256.
 	MaxSubscriptionsPerClient int `json:"max_subscriptions_per_client,omitempty"`
 
-	// Most frames queued for a client that reads slowly before its
-	// session is ended with code 4050 (overflow). Default: 10000.
+	// Most frames queued for a client that reads slowly; past it, overflow
+	// decides (code 4050). Default: 10000.
 	MaxQueuedFrames int `json:"max_queued_frames,omitempty"`
 
 	// Most bytes queued for a slow client. Default: 16 MiB.
