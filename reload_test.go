@@ -140,3 +140,36 @@ func TestReloadRemovingTheGateway(t *testing.T) {
 	reload()
 	expectEnd(t, c, session.CodeShuttingDown, 10*time.Second, "removing its gateway")
 }
+
+// A reload that makes a new gateway of an old one (here: a broker added to
+// a gateway without a name, which is named after its brokers) keeps its
+// embedded broker at a fixed address running, retained messages and all:
+// the new gateway cannot bind the address while the old one holds it, so
+// it takes the running broker over.
+func TestReloadNewGatewayKeepsEmbeddedBroker(t *testing.T) {
+	mq := startMosquitto(t)
+	httpPort, brokerPort := freePort(t), freePort(t)
+	second := ""
+	reload := adminCaddy(t, func() string {
+		return fmt.Sprintf("http://127.0.0.1:%d {\n mqtt_gateway /mqtt/* {\n broker local embedded {\n listen 127.0.0.1:%d\n }\n %s\n }\n}\n",
+			httpPort, brokerPort, second)
+	})
+	mosquittoPub(t, brokerPort, "-t", "kept", "-m", "retained before", "-r", "-q", "1")
+	second = fmt.Sprintf("broker other mqtt://127.0.0.1:%d", mq.port)
+	reload()
+
+	c := dial(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort))
+	h, _, err := c.Connect(ctx10(t), session.ConnectParams{Broker: "local"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Subscribe(ctx10(t), h, "kept", 0); err != nil {
+		t.Fatal(err)
+	}
+	if f := nextMessage(t, c); string(f.Publish.Payload) != "retained before" {
+		t.Fatalf("after the reload the embedded broker gave %+v", f.Publish)
+	}
+	if _, _, err := c.Connect(ctx10(t), session.ConnectParams{Broker: "other"}); err != nil {
+		t.Fatalf("the added broker: %v", err)
+	}
+}

@@ -357,8 +357,9 @@ func (m *Manager) Close() {
 	m.brokersMu.Lock()
 	for _, br := range m.brokers {
 		if br.embedded != nil {
-			br.embedded.Close()
+			br.embedded.release()
 		}
 	}
+	clear(m.brokers) // released once, however often Close is called
 	m.brokersMu.Unlock()
 }

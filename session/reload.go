@@ -51,7 +51,7 @@ func (m *Manager) Reconfigure(cfg Config) error {
 	fail := func(err error) error {
 		m.brokersMu.Unlock()
 		for _, e := range started {
-			e.Close()
+			e.release()
 		}
 		return err
 	}
@@ -67,15 +67,15 @@ func (m *Manager) Reconfigure(cfg Config) error {
 				br.embedded, br.url = old.embedded, old.url // same broker, other settings
 			} else {
 				if old != nil && old.embedded != nil {
-					old.embedded.Close() // frees its address for the new one
+					old.embedded.release() // frees its address for the new one
 				}
-				e, err := StartEmbedded(b.Embedded.Listen, nil)
+				e, err := acquireEmbedded(b.Embedded.Listen)
 				if err != nil {
 					return fail(fmt.Errorf("broker %q: %w", b.Name, err))
 				}
 				started = append(started, e)
 				br.embedded, br.url = e, e.URL()
-				m.log.Info("embedded broker started", zap.String("broker", b.Name), zap.String("listen", e.addr.String()))
+				m.log.Info("embedded broker ready", zap.String("broker", b.Name), zap.String("listen", e.addr.String()))
 			}
 		}
 		next[b.Name] = br
@@ -110,7 +110,7 @@ func (m *Manager) Reconfigure(cfg Config) error {
 			m.dropHub(h)
 		}
 		if br.embedded != nil {
-			br.embedded.Close()
+			br.embedded.release()
 		}
 	}
 	return nil
