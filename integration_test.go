@@ -260,6 +260,22 @@ func TestMalformedFrameEndsOnlyThatSession(t *testing.T) {
 	}
 }
 
+// A WebSocket message larger than max_frame ends that session with a CLOSE
+// frame 4002 (not a bare WebSocket close that a client would take for a
+// dropped connection), and harms no other.
+func TestOversizedMessageEndsOnlyThatSession(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "max_message_size 1KiB")
+	bad, good := dial(t, url), dial(t, url)
+	connectSubscribe(t, good, "t", 0)
+	bad.WriteRaw(make([]byte, int(bad.Opened.MaxFrame)+1))
+	expectEnd(t, bad, session.CodeFrameTooLarge, 5*time.Second, "the oversized message")
+	mosquittoPub(t, mq.port, "-t", "t", "-m", "still here")
+	if f := nextMessage(t, good); string(f.Publish.Payload) != "still here" {
+		t.Fatalf("other session got %q", f.Publish.Payload)
+	}
+}
+
 // A broker that is down gets code 4041 within the connect timeout.
 func TestBrokerDownIsReported(t *testing.T) {
 	port, httpPort := freePort(t), freePort(t) // nothing listens on port

@@ -1,7 +1,7 @@
 package transport
 
 import (
-	"errors"
+	"io"
 	"net/http"
 	"slices"
 	"sync"
@@ -84,7 +84,6 @@ func (s *Server) ServeWebSocket(w http.ResponseWriter, r *http.Request) error {
 		return nil // the upgrader has answered
 	}
 	c.ws = ws
-	c.ws.SetReadLimit(int64(c.maxFrame))
 	ws.SetPingHandler(c.onPing)
 	// The handshake runs here, where the request's context (which the
 	// authenticate hook uses) is alive. The connection then lives on a
@@ -245,15 +244,29 @@ func (c *wsConn) handshake() error {
 	return nil
 }
 
+// readUnit reads one WebSocket message, or the first max_frame + 1 bytes
+// of a longer one, which ends the session with a CLOSE frame 4002. (With
+// gorilla's read limit, gorilla would answer a close frame 1009 first,
+// and the client would take its session for merely disconnected.)
+func (c *wsConn) readUnit() (int, []byte, error) {
+	typ, r, err := c.ws.NextReader()
+	if err != nil {
+		return 0, nil, err
+	}
+	unit, err := io.ReadAll(io.LimitReader(r, int64(c.maxFrame)+1))
+	return typ, unit, err
+}
+
 func (c *wsConn) readLoop() {
 	dead := 2*c.heartbeat() + deadGrace
 	for {
 		c.ws.SetReadDeadline(time.Now().Add(dead))
-		typ, unit, err := c.ws.ReadMessage()
+		typ, unit, err := c.readUnit()
 		if err != nil {
-			if errors.Is(err, websocket.ErrReadLimit) {
-				c.sess.Close(session.Errorf(session.CodeFrameTooLarge, "frame exceeds %d bytes", c.maxFrame))
-			}
+			return
+		}
+		if len(unit) > c.maxFrame {
+			c.sess.Close(session.Errorf(session.CodeFrameTooLarge, "message exceeds max_frame (%d bytes)", c.maxFrame))
 			return
 		}
 		if typ != websocket.BinaryMessage {
