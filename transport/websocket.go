@@ -283,10 +283,12 @@ func (c *wsConn) readLoop() {
 // The writer runs only while there is something to write: Wake starts it
 // when it is not running, and it exits once the outbox is empty. An idle
 // connection costs its reader goroutine and a heartbeat timer, nothing
-// more. On a plain TCP connection the writer runs on the writer pool with
-// writes that never block, and moves to a goroutine of its own only when the
-// socket is full or the connection must close; a TLS connection's writer
-// always has a goroutine of its own, since crypto/tls writes block.
+// more. The writer runs on the writer pool with writes that never block,
+// and moves to a goroutine of its own only when the socket is full or the
+// connection must close. Writes through crypto/tls block, so a TLS
+// connection's pooled writes are small ones the socket has room for
+// (tlsroom_linux.go); larger ones, and every write where the kernel cannot
+// say, have a goroutine of their own.
 
 // pooledRounds is how many times a pool worker fills and writes for one
 // connection before putting it at the back of the queue, so one busy
@@ -308,7 +310,7 @@ func (c *wsConn) startWriter() {
 	}
 	c.writing = true
 	c.mu.Unlock()
-	if c.conn.direct {
+	if c.conn.pooled() {
 		pool.submit(c)
 	} else {
 		go c.flush()

@@ -25,8 +25,8 @@ type writerPool struct {
 
 // poolWorker is what a writer writes with: the frames taken from a
 // session and the buffer they are encoded into. Pool
-// workers and writers on goroutines of their own (TLS connections, full
-// sockets) borrow one from spareWorkers for as long as they write, so
+// workers and writers on goroutines of their own (full sockets, large TLS
+// writes) borrow one from spareWorkers for as long as they write, so
 // sessions keep no write buffers of their own (after a burst, each would
 // keep its largest).
 type poolWorker struct {

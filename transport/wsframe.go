@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bufio"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"net"
@@ -9,7 +10,6 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -62,6 +62,9 @@ func wsPong(data []byte) []byte {
 // in place, whoever set it (gorilla sets short ones for control frames).
 type sharedConn struct {
 	net.Conn
+	// tls: a TLS connection over plain TCP, which tryWrite writes through
+	// crypto/tls when fd's send buffer has room (tlsroom_linux.go).
+	//
 	// direct: a plain TCP connection, which tryWrite writes with write(2)
 	// on fd itself. Going through the net package (RawConn.Write) would
 	// touch its descriptor lock and poller state, two more cache lines per
@@ -69,6 +72,7 @@ type sharedConn struct {
 	// connections; rawState does their one job here instead, keeping Close
 	// from closing fd (whose number the kernel reuses at once) during such
 	// a write.
+	tls      bool
 	direct   bool
 	fd       int
 	rawState atomic.Int32 // rawIdle, rawWriting or rawClosed
@@ -126,24 +130,35 @@ func (s *sharedConn) SetDeadline(t time.Time) error {
 }
 
 // init wraps a hijacked connection. A plain TCP connection also offers
-// non-blocking writes (tryWrite); a TLS one writes only through
-// crypto/tls, which blocks.
+// non-blocking writes (tryWrite), and so does a TLS one over plain TCP,
+// for small records (tlsroom_linux.go).
 func (s *sharedConn) init(c net.Conn) {
 	s.Conn = c
-	tc, ok := c.(*net.TCPConn)
+	under := c
+	tc, isTLS := c.(*tls.Conn)
+	switch {
+	case isTLS && tlsPooling:
+		under = tc.NetConn()
+	case isTLS || !rawWrites:
+		return
+	}
+	tcp, ok := under.(*net.TCPConn)
 	if !ok {
 		return
 	}
-	raw, err := tc.SyscallConn()
+	raw, err := tcp.SyscallConn()
 	if err != nil {
 		return
 	}
 	// The net package has put the descriptor in non-blocking mode, which
 	// tryWrite relies on.
 	if raw.Control(func(fd uintptr) { s.fd = int(fd) }) == nil {
-		s.direct = true
+		s.direct, s.tls = !isTLS, isTLS
 	}
 }
+
+// pooled reports whether tryWrite can write the connection.
+func (s *sharedConn) pooled() bool { return s.direct || s.tls }
 
 // armLocked makes sure a write has at least half of writeTimeout before its
 // deadline: a deadline is moved every writeTimeout/2 at most, not on every
@@ -180,8 +195,8 @@ func (s *sharedConn) writeAll(b []byte, now time.Time) error {
 
 // tryWrite writes what the socket takes at once, without waiting: n <
 // len(b) with a nil error means the socket buffer is full and the rest must
-// be written, next and by a goroutine that may block, with writeAll. Only
-// for plain TCP connections (s.direct).
+// be written, next and by a goroutine that may block, with writeAll. A TLS
+// connection's write is all or nothing. Only for pooled connections.
 func (s *sharedConn) tryWrite(b []byte, now time.Time) (n int, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -191,19 +206,16 @@ func (s *sharedConn) tryWrite(b []byte, now time.Time) (n int, err error) {
 	if !s.rawState.CompareAndSwap(rawIdle, rawWriting) {
 		return 0, net.ErrClosed
 	}
-	for {
-		n, err = syscall.Write(s.fd, b)
-		if err != syscall.EINTR {
-			break
+	if s.tls {
+		room := sendRoom(s.fd, len(b))
+		s.rawState.Store(rawIdle)
+		if !room {
+			return 0, nil
 		}
+		return s.Conn.Write(b) // through crypto/tls, which the room lets finish at once
 	}
+	n, err = rawWrite(s.fd, b)
 	s.rawState.Store(rawIdle)
-	if n < 0 {
-		n = 0
-	}
-	if err == syscall.EAGAIN {
-		err = nil
-	}
 	if err == nil && n < len(b) {
 		s.partial = n > 0
 	}

@@ -2,6 +2,8 @@ package transport
 
 import (
 	"bytes"
+	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -15,27 +17,40 @@ import (
 
 // wsPair upgrades a loopback connection the way ServeWebSocket does and
 // returns the server's shared socket and a gorilla client.
-func wsPair(t *testing.T) (*sharedConn, *websocket.Conn) {
+func wsPair(t *testing.T) (*sharedConn, *websocket.Conn) { return wsPairOver(t, false) }
+
+// wsPairOver is wsPair over plain TCP or TLS.
+func wsPairOver(t *testing.T, overTLS bool) (*sharedConn, *websocket.Conn) {
 	t.Helper()
 	got := make(chan *sharedConn, 1)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hj := &sharingHijacker{ResponseWriter: w, conn: &sharedConn{}}
 		if _, err := (&websocket.Upgrader{}).Upgrade(hj, r, nil); err != nil {
 			t.Error(err)
 			return
 		}
 		got <- hj.conn
-	}))
+	})
+	srv := httptest.NewUnstartedServer(handler)
+	dialer := *websocket.DefaultDialer
+	scheme := "ws"
+	if overTLS {
+		srv.StartTLS()
+		dialer.TLSClientConfig = srv.Client().Transport.(*http.Transport).TLSClientConfig
+		scheme = "wss"
+	} else {
+		srv.Start()
+	}
 	t.Cleanup(srv.Close)
-	client, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	client, _, err := dialer.Dial(scheme+strings.TrimPrefix(srv.URL, "https"[:len(scheme)+2]), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { client.Close() })
 	sc := <-got
 	t.Cleanup(func() { sc.Close() })
-	if !sc.direct {
-		t.Fatal("a plain TCP connection has no descriptor for non-blocking writes")
+	if !sc.pooled() || sc.tls != overTLS {
+		t.Fatalf("TLS %v: the writer pool cannot write the connection (direct %v, tls %v)", overTLS, sc.direct, sc.tls)
 	}
 	return sc, client
 }
@@ -44,8 +59,14 @@ func wsPair(t *testing.T) (*sharedConn, *websocket.Conn) {
 // client as the same payloads, for every header size, through both the
 // blocking and the non-blocking write.
 func TestWSMessageFraming(t *testing.T) {
-	sc, client := wsPair(t)
-	for _, n := range []int{0, 1, 125, 126, 65535, 65536, 300000} {
+	for _, overTLS := range []bool{false, true} {
+		t.Run(fmt.Sprint("tls=", overTLS), func(t *testing.T) { testWSMessageFraming(t, overTLS) })
+	}
+}
+
+func testWSMessageFraming(t *testing.T, overTLS bool) {
+	sc, client := wsPairOver(t, overTLS)
+	for _, n := range []int{0, 1, 125, 126, 1000, 65535, 65536, 300000} {
 		for _, try := range []bool{false, true} {
 			payload := bytes.Repeat([]byte{byte(n), byte(n >> 8)}, n/2)
 			buf := append(make([]byte, wsHeaderRoom), payload...)
@@ -75,6 +96,45 @@ func TestWSMessageFraming(t *testing.T) {
 			<-done
 		}
 	}
+}
+
+// A pool worker's write to a TLS connection never waits: when the client
+// stops reading, tryWrite soon writes nothing (its message goes to a
+// goroutine that may wait), and what it did write arrives whole and in
+// order when the client reads again.
+func TestTLSTryWriteNeverWaits(t *testing.T) {
+	sc, client := wsPairOver(t, true)
+	payload := bytes.Repeat([]byte("m"), 200)
+	written := make(chan int, 1)
+	go func() {
+		for i := 0; ; i++ {
+			binary.BigEndian.PutUint32(payload, uint32(i))
+			n, err := sc.tryWrite(wsMessage(append(make([]byte, wsHeaderRoom), payload...)), time.Now())
+			if err != nil {
+				t.Error(err)
+			}
+			if n == 0 || err != nil {
+				written <- i
+				return
+			}
+		}
+	}()
+	var n int
+	select {
+	case n = <-written:
+	case <-time.After(20 * time.Second):
+		t.Fatal("tryWrite did not stop writing to a client that reads nothing: it waited for the socket")
+	}
+	if n == 0 {
+		t.Fatal("tryWrite wrote nothing to an idle connection")
+	}
+	for i := 0; i < n; i++ {
+		_, got, err := client.ReadMessage()
+		if err != nil || len(got) != len(payload) || binary.BigEndian.Uint32(got) != uint32(i) {
+			t.Fatalf("message %d of %d: %d bytes, number %d, %v", i, n, len(got), binary.BigEndian.Uint32(got), err)
+		}
+	}
+	t.Logf("%d messages of %d bytes written before the socket had no room", n, len(payload))
 }
 
 // The non-blocking write of a delivery allocates nothing.

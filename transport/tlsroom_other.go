@@ -1,0 +1,9 @@
+//go:build !linux
+
+package transport
+
+// Elsewhere a TLS connection's writer always has a goroutine of its own
+// (see tlsroom_linux.go).
+const tlsPooling = false
+
+func sendRoom(int, int) bool { return false }
