@@ -50,6 +50,7 @@ type options struct {
 	readers  int
 	coalesce time.Duration
 	wdelay   time.Duration
+	tls      bool
 	dir      string
 }
 
@@ -80,6 +81,7 @@ func main() {
 	flag.DurationVar(&o.drain, "drain", 5*time.Second, "after publishing, how long deliveries may stall before the rest counts as lost")
 	flag.IntVar(&o.readers, "readers", 0, "reactor threads reading the subscribers' sockets (epoll, one OS thread each; default GOMAXPROCS, so 1 with -pin)")
 	flag.DurationVar(&o.coalesce, "coalesce", 100*time.Microsecond, "reactors pause this long after each batch of reads, so a server's write seldom has to wake them (it pays that wake-up on loopback); up to this much (plus 50 µs timer slack) is added to some latencies; 0: no pause")
+	flag.BoolVar(&o.tls, "tls", false, "setup A over TLS (wss://, Caddy's internal CA), as with Caddy's automatic HTTPS; its subscribers are gorilla/websocket clients, a goroutine each (-setups a only)")
 	flag.DurationVar(&o.wdelay, "write-delay", 0, "the gateway's write_delay (setup A): how long a message may wait for others to share its write; 0: none")
 	flag.StringVar(&o.bclient, "bclient", "raw", "setup B's subscribers: raw (minimal MQTT 5 reader, allocation-free like A's) or paho (paho.golang's Client; about 3× Mosquitto's CPU per delivery in the generator)")
 	flag.Parse()
@@ -133,6 +135,9 @@ func main() {
 	}
 	if o.bclient != "raw" && o.bclient != "paho" {
 		fatalf("-bclient: %q is not raw or paho", o.bclient)
+	}
+	if o.tls && (len(o.setups) != 1 || o.setups[0] != "a") {
+		fatalf("-tls measures setup A alone (-setups a): B and F have no TLS to compare with")
 	}
 	if o.size < payloadHeader {
 		fatalf("-size must be at least %d", payloadHeader)
@@ -270,7 +275,7 @@ func runSetup(ctx context.Context, o *options, setup string, n int, rate float64
 	defer mq.stop()
 	var gw *gateway
 	if setup == "a" {
-		if gw, err = startGateway(o.dir, o.pin, mq.tcpPort, o.wdelay); err != nil {
+		if gw, err = startGateway(o.dir, o.pin, mq.tcpPort, o.wdelay, o.tls); err != nil {
 			return nil, fmt.Errorf("gateway: %w", err)
 		}
 		defer gw.stop()
@@ -299,7 +304,10 @@ func runSetup(ctx context.Context, o *options, setup string, n int, rate float64
 	logf("%s: connecting %d subscribers", label, n)
 	t0 := time.Now()
 	if err := connectAll(ctx, o.dialers, n, func(ctx context.Context, i int) (subscriber, error) {
-		if setup == "a" {
+		switch {
+		case setup == "a" && o.tls:
+			return dialGatewayTLS(ctx, gw.wsURL(), o.topic, i, rec)
+		case setup == "a":
 			return dialGateway(ctx, gw.wsURL(), o.topic, i, rec)
 		}
 		url := fmt.Sprintf("ws://127.0.0.1:%d/", mq.wsPort)

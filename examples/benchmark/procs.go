@@ -171,9 +171,10 @@ type gateway struct {
 	*server
 	port      int
 	debugAddr string
+	tls       bool
 }
 
-func startGateway(dir string, pin bool, brokerPort int, writeDelay time.Duration) (*gateway, error) {
+func startGateway(dir string, pin bool, brokerPort int, writeDelay time.Duration, overTLS bool) (*gateway, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -189,17 +190,25 @@ func startGateway(dir string, pin bool, brokerPort int, writeDelay time.Duration
 	// defaults (conflate_after 64) would replace waiting QoS 0 values of the
 	// one topic by newer ones under a burst, which is the gateway's
 	// intended behaviour for slow clients but would count as loss here.
+	site, global := fmt.Sprintf("http://127.0.0.1:%d", port), "auto_https off"
+	if overTLS {
+		// Caddy's own CA, its certificates kept in the work dir.
+		site = fmt.Sprintf("https://127.0.0.1:%d", port)
+		global = fmt.Sprintf("auto_https disable_redirects\n\tlocal_certs\n\tskip_install_trust\n\tstorage file_system %s",
+			filepath.Join(dir, "caddy-data"))
+	}
 	cfg := fmt.Sprintf(`{
 	admin off
 	persist_config off
-	auto_https off
+	%s
 	log {
 		output file %s
 		level WARN
 	}
 }
 
-http://127.0.0.1:%d {
+%s {
+	bind 127.0.0.1
 	mqtt_gateway /mqtt/* {
 		broker main mqtt://127.0.0.1:%d
 		max_queued_frames 1000000
@@ -208,7 +217,7 @@ http://127.0.0.1:%d {
 		write_delay %s
 	}
 }
-`, logPath, port, brokerPort, writeDelay)
+`, global, logPath, site, brokerPort, writeDelay)
 	cfgPath := filepath.Join(dir, fmt.Sprintf("Caddyfile-%d", port))
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return nil, err
@@ -223,7 +232,7 @@ http://127.0.0.1:%d {
 	if err != nil {
 		return nil, err
 	}
-	g := &gateway{server: s, port: port, debugAddr: debugAddr}
+	g := &gateway{server: s, port: port, debugAddr: debugAddr, tls: overTLS}
 	for _, a := range []string{fmt.Sprintf("127.0.0.1:%d", port), debugAddr} {
 		if err := waitListening(a, 30*time.Second, s); err != nil {
 			s.stop()
@@ -233,7 +242,12 @@ http://127.0.0.1:%d {
 	return g, nil
 }
 
-func (g *gateway) wsURL() string { return fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", g.port) }
+func (g *gateway) wsURL() string {
+	if g.tls {
+		return fmt.Sprintf("wss://127.0.0.1:%d/mqtt/ws", g.port)
+	}
+	return fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", g.port)
+}
 
 // memStats asks the gateway for its Go memory statistics (after a GC).
 func (g *gateway) memStats() (memStats, error) {

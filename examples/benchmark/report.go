@@ -358,7 +358,11 @@ func (rep *report) print(o *options) {
 	}
 	w("host: %d CPUs, %s, %s, code %s; load average %s at start, %s at end\n", rep.Host.CPUs, rep.Host.GoVersion,
 		rep.Host.Mosquitto, rep.Host.Revision, rep.Host.LoadStart, rep.Host.LoadEnd)
-	w("A = N web clients → gateway (Caddy, separate process) → 1 MQTT connection → Mosquitto 2.0; B = N MQTT clients → Mosquitto's WebSocket listener\n")
+	over := ""
+	if o.tls {
+		over = " over TLS (wss://)"
+	}
+	w("A = N web clients%s → gateway (Caddy, separate process) → 1 MQTT connection → Mosquitto 2.0; B = N MQTT clients → Mosquitto's WebSocket listener\n", over)
 	for _, p := range rep.Runs {
 		if p.F != nil {
 			w("F = the floor: a minimal server writing, on the publisher's schedule, one prebuilt frame of A's size to each of N plain TCP connections, one write per delivery\n")
