@@ -1,7 +1,9 @@
 package mqttgateway
 
 import (
+	"encoding/json"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 
@@ -55,5 +57,34 @@ func TestGatewayBlocksNamedAlike(t *testing.T) {
 	mosquittoPub(t, a.port, "-t", "shared", "-m", "x")
 	if got := nextMessage(t, viaB).Publish.Topic; got != "shared" {
 		t.Fatalf("got %q", got)
+	}
+}
+
+// An embedded broker listens once Caddy starts the config, not when the
+// config is provisioned: `caddy validate` of a config whose broker address
+// is taken (by the running gateway itself, typically) passes, and loading
+// it fails, naming the broker.
+func TestEmbeddedBrokerListensFromStart(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	js := adaptCaddyfile(t, testGlobals+fmt.Sprintf("http://127.0.0.1:%d {\n\tmqtt_gateway /mqtt/* {\n\t\tbroker local embedded {\n\t\t\tlisten %s\n\t\t}\n\t}\n}\n",
+		freePort(t), taken.Addr()))
+	var cfg caddy.Config
+	if err := json.Unmarshal(js, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := caddy.Validate(&cfg); err != nil {
+		t.Fatalf("validating took the broker's address: %v", err)
+	}
+	err = caddy.Load(js, true)
+	if err == nil {
+		caddy.Stop()
+		t.Fatal("loaded a config whose embedded broker cannot listen")
+	}
+	if !strings.Contains(err.Error(), `broker "local"`) || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("the error does not say which broker and why: %v", err)
 	}
 }

@@ -258,6 +258,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		WillsOnShutdown:           h.WillsOnShutdown,
 		WriteDelay:                time.Duration(h.WriteDelay),
 		Logger:                    h.logger,
+		DeferEmbedded:             true, // brokersApp starts them
 	}
 	eventsApp, err := ctx.App("events")
 	if err != nil {
@@ -310,6 +311,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	m := g.Manager
 	h.manager = m
+	brokers, err := ctx.App("mqtt_gateway_brokers")
+	if err != nil {
+		return fmt.Errorf("mqtt_gateway: %v", err)
+	}
+	brokers.(*brokersApp).add(m)
 	if reg := ctx.GetMetricsRegistry(); reg != nil {
 		if err := m.Metrics().Register(reg); err != nil {
 			return fmt.Errorf("mqtt_gateway: metrics: %v", err)

@@ -16,73 +16,46 @@ import (
 // EmbeddedBroker is a mochi-mqtt broker running inside the gateway. The
 // gateway reaches it over loopback TCP like any other broker, so embedded and
 // external brokers share every code path that matters.
+//
+// It is created when a config is provisioned and listens from Start on,
+// as Caddy's own servers do: `caddy validate` (which provisions a config
+// without starting it) must not take the address of a running gateway.
 type EmbeddedBroker struct {
-	server *mqtt.Server
-	addr   net.Addr
-	listen string // the configured address, if a fixed one (the key in shared)
+	listen string // as configured ("" for 127.0.0.1 on a free port)
+	shared bool   // listen is a fixed address, the key in sharedBrokers
 	refs   int    // gateways using it (guarded by sharedMu)
-}
 
-// Embedded brokers at a fixed address are shared by the gateways of a
-// process. A reload that makes a new gateway of an old one (its name or
-// its brokers changed) provisions the new before it stops the old; with
-// the address taken, the new could not start its broker, and the reload
-// would fail. So the new takes the running broker, retained messages and
-// all, and the last gateway to let go stops it.
-var (
-	sharedMu sync.Mutex
-	shared   = map[string]*EmbeddedBroker{}
-)
-
-// acquireEmbedded returns the broker listening on listen, starting it
-// unless a gateway of this process already runs it. Each acquire is paired
-// with a release.
-func acquireEmbedded(listen string) (*EmbeddedBroker, error) {
-	_, port, _ := net.SplitHostPort(listen)
-	if listen == "" || port == "0" { // a free port: nothing to share
-		return StartEmbedded(listen, nil)
-	}
-	sharedMu.Lock()
-	defer sharedMu.Unlock()
-	if e := shared[listen]; e != nil {
-		e.refs++
-		return e, nil
-	}
-	e, err := StartEmbedded(listen, nil)
-	if err != nil {
-		return nil, err
-	}
-	e.listen, e.refs = listen, 1
-	shared[listen] = e
-	return e, nil
-}
-
-// release gives back what acquireEmbedded gave; the last user stops it.
-func (e *EmbeddedBroker) release() {
-	if e.listen != "" {
-		sharedMu.Lock()
-		e.refs--
-		last := e.refs == 0
-		if last {
-			delete(shared, e.listen)
-		}
-		sharedMu.Unlock()
-		if !last {
-			return
-		}
-	}
-	e.Close()
+	mu     sync.Mutex
+	server *mqtt.Server
+	addr   net.Addr // nil until started
 }
 
 // StartEmbedded starts a broker listening on addr ("" for 127.0.0.1 on a
 // free port).
 func StartEmbedded(addr string, logger *slog.Logger) (*EmbeddedBroker, error) {
+	e := &EmbeddedBroker{listen: addr}
+	if err := e.start(logger); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// Start makes the broker listen, unless it does already.
+func (e *EmbeddedBroker) Start() error { return e.start(nil) }
+
+func (e *EmbeddedBroker) start(logger *slog.Logger) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.server != nil {
+		return nil
+	}
+	addr := e.listen
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("embedded broker: %v", err)
+		return fmt.Errorf("embedded broker: %v", err)
 	}
 	if logger == nil {
 		// mochi logs every client at info; the gateway logs what matters.
@@ -93,26 +66,98 @@ func StartEmbedded(addr string, logger *slog.Logger) (*EmbeddedBroker, error) {
 	// control for web clients is the gateway's job (authorize hooks).
 	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
 		ln.Close()
-		return nil, err
+		return err
 	}
 	if err := srv.AddListener(listeners.NewNet("gateway", ln)); err != nil {
 		ln.Close()
-		return nil, err
+		return err
 	}
 	if err := srv.Serve(); err != nil {
 		srv.Close()
-		return nil, err
+		return err
 	}
-	return &EmbeddedBroker{server: srv, addr: ln.Addr()}, nil
+	e.server, e.addr = srv, ln.Addr()
+	return nil
 }
 
-// URL is the mqtt:// URL the gateway's connections use.
+// URL is the mqtt:// URL the gateway's connections use; nil before Start.
 func (e *EmbeddedBroker) URL() *url.URL {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.addr == nil {
+		return nil
+	}
 	return &url.URL{Scheme: "mqtt", Host: e.addr.String()}
 }
 
-// Server exposes the mochi server, e.g. for in-process publishing.
-func (e *EmbeddedBroker) Server() *mqtt.Server { return e.server }
+// Server exposes the mochi server, e.g. for in-process publishing; nil
+// before Start.
+func (e *EmbeddedBroker) Server() *mqtt.Server {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.server
+}
 
 // Close stops the broker and disconnects its clients.
-func (e *EmbeddedBroker) Close() error { return e.server.Close() }
+func (e *EmbeddedBroker) Close() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.server == nil {
+		return nil
+	}
+	return e.server.Close()
+}
+
+// Embedded brokers at a fixed address are shared by the gateways of a
+// process. A reload that makes a new gateway of an old one (its name or
+// its brokers changed) provisions the new before it stops the old; with
+// the address taken, the new could not start its broker, and the reload
+// would fail. So the new takes the running broker, retained messages and
+// all, and the last gateway to let go stops it.
+var (
+	sharedMu      sync.Mutex
+	sharedBrokers = map[string]*EmbeddedBroker{}
+)
+
+// acquireEmbedded returns the broker for listen, the one a gateway of this
+// process already has, or a new one, started now unless deferred. Each
+// acquire is paired with a release.
+func acquireEmbedded(listen string, deferStart bool) (*EmbeddedBroker, error) {
+	_, port, _ := net.SplitHostPort(listen)
+	e := &EmbeddedBroker{listen: listen}
+	if listen != "" && port != "0" { // a fixed address: shared
+		sharedMu.Lock()
+		if running := sharedBrokers[listen]; running != nil {
+			running.refs++
+			sharedMu.Unlock()
+			return running, nil
+		}
+		e.shared, e.refs = true, 1
+		sharedBrokers[listen] = e
+		sharedMu.Unlock()
+	}
+	if !deferStart {
+		if err := e.Start(); err != nil {
+			e.release()
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+// release gives back what acquireEmbedded gave; the last user stops it.
+func (e *EmbeddedBroker) release() {
+	if e.shared {
+		sharedMu.Lock()
+		e.refs--
+		last := e.refs == 0
+		if last {
+			delete(sharedBrokers, e.listen)
+		}
+		sharedMu.Unlock()
+		if !last {
+			return
+		}
+	}
+	e.Close()
+}

@@ -195,12 +195,16 @@ func startHub(key string, br *brokerRuntime, stream uint64, o hubOptions, log *z
 // connect starts a connection manager for the hub's current broker.
 func (h *Hub) connect() error {
 	br, o := h.br(), h.opts
+	server := br.serverURL()
+	if server == nil {
+		return fmt.Errorf("embedded broker %q is not listening yet", br.cfg.Name)
+	}
 	keepAlive := o.keepAlive
 	if keepAlive == 0 {
 		keepAlive = uint16(time.Duration(br.cfg.KeepAlive) / time.Second)
 	}
 	cfg := autopaho.ClientConfig{
-		ServerUrls:                    []*url.URL{br.url},
+		ServerUrls:                    []*url.URL{server},
 		TlsCfg:                        br.cfg.tlsConfig,
 		KeepAlive:                     keepAlive,
 		ConnectTimeout:                time.Duration(br.cfg.ConnectTimeout),

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"fmt"
 	"net/url"
 	"strconv"
 	"sync"
@@ -62,12 +63,41 @@ type Config struct {
 	// broker_up, broker_down); nil emits nothing. It must not block.
 	Emit   func(event string, data map[string]any)
 	Logger *zap.Logger
+	// DeferEmbedded: embedded brokers listen from StartEmbedded on, not
+	// as soon as they are configured (Caddy starts them with its apps).
+	DeferEmbedded bool
 }
 
 type brokerRuntime struct {
 	cfg      *BrokerConfig
-	url      *url.URL
+	url      *url.URL // an external broker's
 	embedded *EmbeddedBroker
+}
+
+// serverURL is where the broker listens; nil for an embedded broker not
+// started yet.
+func (br *brokerRuntime) serverURL() *url.URL {
+	if br.embedded != nil {
+		return br.embedded.URL()
+	}
+	return br.url
+}
+
+// StartEmbedded makes the embedded brokers listen (those that do already
+// are left alone).
+func (m *Manager) StartEmbedded() error {
+	m.brokersMu.RLock()
+	defer m.brokersMu.RUnlock()
+	for name, br := range m.brokers {
+		if br.embedded == nil {
+			continue
+		}
+		if err := br.embedded.Start(); err != nil {
+			return fmt.Errorf("broker %q: %w", name, err)
+		}
+		m.log.Info("embedded broker listening", zap.String("broker", name), zap.String("url", br.embedded.URL().String()))
+	}
+	return nil
 }
 
 // Manager owns a gateway's sessions and broker connections.

@@ -64,18 +64,17 @@ func (m *Manager) Reconfigure(cfg Config) error {
 		br := &brokerRuntime{cfg: b, url: b.serverURL}
 		if b.Embedded != nil {
 			if old != nil && old.embedded != nil && old.cfg.Embedded != nil && old.cfg.Embedded.Listen == b.Embedded.Listen {
-				br.embedded, br.url = old.embedded, old.url // same broker, other settings
+				br.embedded = old.embedded // same broker, other settings
 			} else {
 				if old != nil && old.embedded != nil {
 					old.embedded.release() // frees its address for the new one
 				}
-				e, err := acquireEmbedded(b.Embedded.Listen)
+				e, err := acquireEmbedded(b.Embedded.Listen, cfg.DeferEmbedded)
 				if err != nil {
 					return fail(fmt.Errorf("broker %q: %w", b.Name, err))
 				}
 				started = append(started, e)
-				br.embedded, br.url = e, e.URL()
-				m.log.Info("embedded broker ready", zap.String("broker", b.Name), zap.String("listen", e.addr.String()))
+				br.embedded = e
 			}
 		}
 		next[b.Name] = br
