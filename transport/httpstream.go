@@ -159,6 +159,7 @@ func (s *Server) ServeStream(w http.ResponseWriter, r *http.Request) error {
 	defer ticker.Stop()
 	lastWrite := time.Time{}
 	events := make([]session.Event, 0, batchFrames)
+	stopping := s.stops.stopping(r)
 	for {
 		var ended *session.Error
 		buf, events, ended = fill(buf, sess, events)
@@ -189,6 +190,8 @@ func (s *Server) ServeStream(w http.ResponseWriter, r *http.Request) error {
 		case <-ticker.C:
 		case <-r.Context().Done():
 			return nil
+		case <-stopping:
+			return nil // see shutdown.go
 		}
 	}
 }
@@ -213,6 +216,7 @@ func (s *Server) ServePoll(w http.ResponseWriter, r *http.Request) error {
 	defer timer.Stop()
 	buf := first
 	events := make([]session.Event, 0, batchFrames)
+	stopping := s.stops.stopping(r)
 	for {
 		var ended *session.Error
 		buf, events, ended = fill(buf, sess, events)
@@ -228,6 +232,8 @@ func (s *Server) ServePoll(w http.ResponseWriter, r *http.Request) error {
 		case <-conn.wake:
 			continue
 		case <-timer.C:
+			buf = AppendPing(buf)
+		case <-stopping: // see shutdown.go
 			buf = AppendPing(buf)
 		case <-r.Context().Done():
 			return nil

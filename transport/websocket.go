@@ -32,6 +32,7 @@ type Server struct {
 
 	once     sync.Once
 	upgrader websocket.Upgrader
+	stops    serverStops
 }
 
 // Timeouts of the transport layer.
