@@ -82,7 +82,19 @@ type sharedConn struct {
 	// partial is set while a message is half written (tryWrite wrote what
 	// the socket took): only its rest (writeAll) may go next.
 	partial bool
+	// closeSent: a close frame went out, ours or gorilla's answer to the
+	// client's; RFC 6455 allows no data frame after it.
+	closeSent bool
 }
+
+// errCloseSent refuses a data frame after the close frame.
+var errCloseSent = errors.New("websocket: close frame sent")
+
+// isCloseFrame reports whether b starts a WebSocket close frame (FIN and
+// opcode 8: control frames are never fragmented). Gorilla writes the
+// upgrade's HTTP response through the same Write, so the whole first byte
+// counts ("H" has opcode bits 8 too).
+func isCloseFrame(b []byte) bool { return len(b) > 0 && b[0] == 0x88 }
 
 const (
 	rawIdle = iota
@@ -112,7 +124,14 @@ func (s *sharedConn) Write(b []byte) (int, error) {
 		s.mu.Lock()
 	}
 	defer s.mu.Unlock()
-	return s.Conn.Write(b)
+	if s.closeSent {
+		return 0, errCloseSent
+	}
+	n, err := s.Conn.Write(b)
+	if isCloseFrame(b) {
+		s.closeSent = true
+	}
+	return n, err
 }
 
 func (s *sharedConn) SetWriteDeadline(t time.Time) error {
@@ -186,6 +205,9 @@ func (s *sharedConn) writeAll(b []byte, now time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.partial = false
+	if s.closeSent {
+		return errCloseSent
+	}
 	if err := s.armLocked(now); err != nil {
 		return err
 	}
@@ -200,6 +222,9 @@ func (s *sharedConn) writeAll(b []byte, now time.Time) error {
 func (s *sharedConn) tryWrite(b []byte, now time.Time) (n int, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closeSent {
+		return 0, errCloseSent
+	}
 	if err := s.armLocked(now); err != nil {
 		return 0, err
 	}

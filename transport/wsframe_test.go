@@ -206,3 +206,26 @@ func TestDirectWriteNeverOutlivesClose(t *testing.T) {
 		t.Logf("descriptor %d was not reused by the new connection: the check above is weaker", fd)
 	}
 }
+
+// Once a close frame is out (gorilla's answer to the client's close, or
+// ours), no data frame follows it (RFC 6455 §5.5.1): browsers report
+// "Data frame received after close".
+func TestNoDataFrameAfterCloseFrame(t *testing.T) {
+	for _, overTLS := range []bool{false, true} {
+		sc, client := wsPairOver(t, overTLS)
+		if _, err := sc.Write([]byte{0x88, 2, 0x03, 0xe8}); err != nil { // close 1000, as gorilla writes it
+			t.Fatal(err)
+		}
+		msg := wsMessage(append(make([]byte, wsHeaderRoom), "too late"...))
+		if n, err := sc.tryWrite(msg, time.Now()); err == nil || n != 0 {
+			t.Fatalf("TLS %v: a pooled write after the close frame: %d bytes, %v", overTLS, n, err)
+		}
+		if err := sc.writeAll(msg, time.Now()); err == nil {
+			t.Fatalf("TLS %v: a blocking write after the close frame went out", overTLS)
+		}
+		_, _, err := client.ReadMessage()
+		if !websocket.IsCloseError(err, websocket.CloseNormalClosure) {
+			t.Fatalf("TLS %v: the client read %v, want the close frame and nothing before it", overTLS, err)
+		}
+	}
+}
