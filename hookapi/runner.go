@@ -146,6 +146,11 @@ func (r *Runner) log(f *Facts, d Decision, cached bool, reason string, took time
 	}
 	if !d.Allow {
 		fields = append(fields, zap.Int("code", d.Code), zap.String("message", d.Message))
+		if f.Action == ActionOpen {
+			// No session user for a refused open: the name it gave is what
+			// an operator (or fail2ban) looks for.
+			fields = append(fields, zap.String("username", f.Username))
+		}
 	}
 	if reason != "" {
 		fields = append(fields, zap.String("reason", reason))

@@ -502,3 +502,15 @@ func TestRunnerLogsNoSecrets(t *testing.T) {
 		t.Errorf("log levels = %v, want open debug, connect info, publish warn", levels)
 	}
 }
+
+// A refused open logs the user name it gave (there is no session user).
+func TestRunnerLogsTheNameOfARefusedOpen(t *testing.T) {
+	core, logs := observer.New(zap.DebugLevel)
+	r := authorizeRunner(t, `respond /open 403`)
+	r.Logger = zap.New(core)
+	r.Decide(context.Background(), webOrigin(), Facts{Action: ActionOpen, Username: "mallory", Password: []byte("guess")})
+	denied := logs.FilterMessage("hook denied").All()
+	if len(denied) != 1 || denied[0].ContextMap()["username"] != "mallory" {
+		t.Fatalf("refused open logged as %v", logs.All())
+	}
+}
