@@ -118,11 +118,14 @@ func TestCaddyfileErrorsNameTheLine(t *testing.T) {
 
 func TestValidateRejectsBadConfig(t *testing.T) {
 	for name, h := range map[string]*Handler{
-		"no broker":            {},
-		"bad origin":           {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, AllowOrigins: []string{"app.example.com"}},
-		"too large":            {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, MaxMessageSize: 1 << 30},
-		"duplicate name":       {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}, {Name: "a", URL: "mqtt://g"}}},
-		"negative write delay": {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, WriteDelay: -1},
+		"no broker":  {},
+		"bad origin": {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, AllowOrigins: []string{"app.example.com"}},
+		// Browsers never send a path, nor a star inside a host.
+		"origin with a path":    {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, AllowOrigins: []string{"https://app.example.com/app"}},
+		"star inside an origin": {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, AllowOrigins: []string{"https://app.*.com"}},
+		"too large":             {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, MaxMessageSize: 1 << 30},
+		"duplicate name":        {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}, {Name: "a", URL: "mqtt://g"}}},
+		"negative write delay":  {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, WriteDelay: -1},
 		// A delay as long as the heartbeat (default 20s) would hold
 		// messages until a silent connection counts as dead.
 		"write delay past heartbeat": {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, WriteDelay: caddy.Duration(20 * time.Second)},

@@ -52,6 +52,11 @@ func serveClientFile(w http.ResponseWriter, r *http.Request, name string) bool {
 	}
 	w.Header().Set("Content-Type", f.ctype)
 	w.Header().Set("ETag", f.etag)
+	// Module scripts are fetched with CORS: a page of another origin
+	// (allowed in allow_origins, or hosting its own copy) imports the
+	// client from the gateway only with this. The files are public code;
+	// using a session is what allow_origins guards.
+	w.Header().Set("Access-Control-Allow-Origin", "*")
 	// Revalidate every time: the files change with the gateway's version
 	// and the ETag makes revalidation nearly free.
 	w.Header().Set("Cache-Control", "no-cache")

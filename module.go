@@ -83,8 +83,10 @@ type Handler struct {
 	// with code 4051. Default: no limit.
 	MaxPublishRate float64 `json:"max_publish_rate,omitempty"`
 
-	// Origins (scheme://host[:port]) whose pages may open sessions. Pages
-	// of the gateway's own origin always may; "*" allows every origin.
+	// Origins (scheme://host[:port], as browsers send them) whose pages
+	// may open sessions; https://*.example.com admits every subdomain of
+	// example.com. Pages of the gateway's own origin always may; "*"
+	// allows every origin.
 	// Requests without an Origin header (Node.js, native apps) are not
 	// browsers and are not checked.
 	AllowOrigins []string `json:"allow_origins,omitempty"`
@@ -160,8 +162,8 @@ type Handler struct {
 	manager *session.Manager
 	poolKey string
 	server  *transport.Server
-	origins map[string]bool
-	anyOrig bool
+	origins *originSet
+	refused *refusedOrigins
 	logger  *zap.Logger
 }
 
@@ -223,13 +225,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			*field = repl.ReplaceKnown(*field, "")
 		}
 	}
-	h.origins = map[string]bool{}
-	for _, o := range h.AllowOrigins {
-		if o == "*" {
-			h.anyOrig = true
-		}
-		h.origins[strings.ToLower(strings.TrimSuffix(o, "/"))] = true
+	origins, err := parseOrigins(h.AllowOrigins)
+	if err != nil {
+		return fmt.Errorf("mqtt_gateway: %v", err)
 	}
+	h.origins, h.refused = origins, &refusedOrigins{}
 	h.poolKey = h.gatewayKey()
 	// Before the hooks load: loading a module clears its raw JSON.
 	settings, err := json.Marshal(h)
@@ -364,10 +364,8 @@ func (h *Handler) validate() error {
 		return fmt.Errorf("mqtt_gateway: write_delay (%v) must be shorter than heartbeat (%v)",
 			time.Duration(h.WriteDelay), time.Duration(heartbeatOrDefault(h.Heartbeat)))
 	}
-	for _, o := range h.AllowOrigins {
-		if o != "*" && !strings.HasPrefix(o, "http://") && !strings.HasPrefix(o, "https://") {
-			return fmt.Errorf("mqtt_gateway: allow_origins: %q is not an origin like https://app.example.com", o)
-		}
+	if _, err := parseOrigins(h.AllowOrigins); err != nil {
+		return fmt.Errorf("mqtt_gateway: %v", err)
 	}
 	return nil
 }
@@ -426,7 +424,7 @@ func (h *Handler) gatewayKey() string {
 // originAllowed accepts the gateway's own origin and the configured ones.
 func (h *Handler) originAllowed(r *http.Request) bool {
 	origin := strings.ToLower(r.Header.Get("Origin"))
-	if h.anyOrig || h.origins[origin] {
+	if h.origins.allows(origin) {
 		return true
 	}
 	scheme := "http://"
@@ -454,7 +452,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// anything else without one is not a browser page.
 	if origin := r.Header.Get("Origin"); origin != "" {
 		if !h.originAllowed(r) {
-			return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("origin %q not allowed", origin))
+			h.refuseOrigin(w, r, origin, name)
+			return nil
 		}
 		if name != "ws" {
 			allowCORS(w, origin)

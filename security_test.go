@@ -3,6 +3,7 @@ package mqttgateway
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -201,19 +202,28 @@ func TestHooksFailClosed(t *testing.T) {
 }
 
 // A page of another origin can neither upgrade to WebSocket nor drive the
-// HTTP transports; the gateway's own origin and listed ones can.
+// HTTP transports; the gateway's own origin and listed ones can, a listed
+// default port and subdomain wildcards included. A refused page can read
+// why over HTTP (403, CORS headers, a CLOSE frame 4021 naming its origin),
+// and may load the client library.
 func TestOriginsAreChecked(t *testing.T) {
 	mq := startMosquitto(t)
-	_, httpPort := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "allow_origins http://app.example.test")
+	_, httpPort := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port),
+		"allow_origins http://app.example.test:80 https://*.example.org")
 	base := fmt.Sprintf("127.0.0.1:%d/mqtt", httpPort)
 	ctx := ctx10(t)
-	for origin, want := range map[string]int{"http://evil.example.test": 403, "http://app.example.test": 101, "http://" + fmt.Sprintf("127.0.0.1:%d", httpPort): 101} {
+	origins := map[string]bool{
+		"http://evil.example.test": false, "http://app.example.test": true, "http://" + fmt.Sprintf("127.0.0.1:%d", httpPort): true,
+		"https://a.example.org": true, "https://b.a.example.org": true, "https://example.org": false,
+		"http://a.example.org": false, "https://a.example.org.evil.test": false, "https://aexample.org": false,
+	}
+	for origin, allowed := range origins {
 		d := websocket.Dialer{Subprotocols: []string{transport.Subprotocol}}
 		ws, resp, err := d.DialContext(ctx, "ws://"+base+"/ws", http.Header{"Origin": {origin}})
 		if ws != nil {
 			ws.Close()
 		}
-		if resp == nil || resp.StatusCode != want {
+		if want := map[bool]int{true: 101, false: 403}[allowed]; resp == nil || resp.StatusCode != want {
 			t.Errorf("websocket from %s: %v %v, want %d", origin, resp, err, want)
 		}
 		for _, path := range []string{"/stream", "/poll", "/send"} {
@@ -224,13 +234,43 @@ func TestOriginsAreChecked(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				var body []byte
+				if resp.StatusCode == http.StatusForbidden {
+					body, _ = io.ReadAll(resp.Body) // (an allowed /stream never ends)
+				}
 				resp.Body.Close()
-				allowed := resp.Header.Get("Access-Control-Allow-Origin") == origin
-				if (want == 403) != (resp.StatusCode == 403) || (want != 403) != allowed {
-					t.Errorf("%s %s from %s: %d, CORS %q", method, path, origin, resp.StatusCode, resp.Header.Get("Access-Control-Allow-Origin"))
+				if cors := resp.Header.Get("Access-Control-Allow-Origin"); cors != origin {
+					t.Errorf("%s %s from %s: CORS %q, want the origin (a refusal is readable too)", method, path, origin, cors)
+				}
+				refused := resp.StatusCode == http.StatusForbidden
+				if method == http.MethodOptions {
+					if resp.StatusCode != http.StatusNoContent {
+						t.Errorf("preflight of %s from %s: %d", path, origin, resp.StatusCode)
+					}
+					continue
+				}
+				if refused == allowed {
+					t.Errorf("%s %s from %s: %d, allowed %v", method, path, origin, resp.StatusCode, allowed)
+				}
+				if refused {
+					var end transport.Frame
+					err := transport.SplitUnit(body, func(b []byte) error { return transport.Decode(b, &end) })
+					if err != nil || end.Type != transport.TypeEnd || end.Code != session.CodeNotAuthorized || !strings.Contains(end.Message, origin) {
+						t.Errorf("%s %s from %s: body %+v (%v), want a CLOSE 4021 naming the origin", method, path, origin, end, err)
+					}
 				}
 			}
 		}
+	}
+	req, _ := http.NewRequest(http.MethodGet, "http://"+base+"/client.js", nil)
+	req.Header.Set("Origin", "http://evil.example.test")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+		t.Errorf("client.js for a page of another origin: %d, CORS %q", resp.StatusCode, resp.Header.Get("Access-Control-Allow-Origin"))
 	}
 }
 
