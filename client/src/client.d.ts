@@ -244,9 +244,11 @@ export interface Transport {
   /**
    * Closes the transport. flush: the session is ending (its CLOSE is queued) and units
    * already handed over should still go out; without it they are dropped (the session
-   * sends its requests again after BIND).
+   * sends its requests again after BIND). unloading (with flush): the page is being
+   * unloaded, so they must go out now, before anything asynchronous (HTTP transports
+   * send them in one `keepalive` request without waiting for a request in flight).
    */
-  close(code?: number, reason?: string, options?: { flush?: boolean }): void;
+  close(code?: number, reason?: string, options?: { flush?: boolean; unloading?: boolean }): void;
   onunit: ((unit: Uint8Array) => void) | null;
   /**
    * Called once when the transport ends, whichever side ended it. `http`: what ended
@@ -290,6 +292,15 @@ export interface SessionOptions {
   onOverflow?: (info: OverflowInfo) => void;
   /** The session moved to another transport (after a reconnection). */
   onTransportChange?: (info: TransportChange) => void;
+  /**
+   * In a browser, close the session as close() does when the page is unloaded for good
+   * (closed, reloaded or left: `pagehide` with `persisted` false), so that the gateway
+   * frees it at once; dedicated clients then disconnect cleanly and their wills do not
+   * fire. Default true. With false, the session of a closed page stays on the gateway
+   * for its session_timeout, waiting for a client that will not come back, and then
+   * expires like a lost connection (wills fire). No effect in Node.js.
+   */
+  closeOnPageHide?: boolean;
 }
 
 export interface OverflowInfo extends ErrorInfo {

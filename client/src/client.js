@@ -41,6 +41,9 @@ export { registerTransport } from "./transports.js";
  * @param {(info: {errorCode: number, errorMessage: string}) => void} [options.onClose]
  * @param {(info: {errorCode: number, errorMessage: string, value: number}) => void} [options.onNotice]
  * @param {(info: {transport: string, previous: string}) => void} [options.onTransportChange]
+ * @param {boolean} [options.closeOnPageHide] in a browser, close the session as close()
+ *   does when the page is unloaded for good (`pagehide` not persisted), so the gateway
+ *   frees it at once (default true); false leaves it to expire after session_timeout
  * @returns {Promise<Session>} rejects with an MqttGatewayError (e.g. 4020 when the
  *   authenticate hook says no, 1006 when the gateway cannot be reached)
  */

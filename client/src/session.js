@@ -18,7 +18,7 @@ import {
 import { CONNECTION_FAILED, ErrorCode, MqttGatewayError, echo } from "./errors.js";
 import { Heartbeat, backoffDelay, deadline } from "./timers.js";
 import { safeCall } from "./callbacks.js";
-import { describeAnswer } from "./transport-http.js";
+import { describeAnswer, endpoint, sendAsPageGoes } from "./transport-http.js";
 import { recallTransport, rememberTransport } from "./transport-memory.js";
 import { resolveTransports, startingAt } from "./transports.js";
 
@@ -180,6 +180,10 @@ export class Session {
       dead: () => this._transportDead(),
     });
 
+    /** @type {{target: EventTarget, listener: (ev: Event) => void} | null} see _watchPageHide */
+    this._pageHide = null;
+    if (options.closeOnPageHide ?? true) this._watchPageHide();
+
     /** What HTTP transports need from the session (transport-http.js, SessionLink). */
     this._link = {
       bindUnit: () => encodeUnit([this._bindFrame()]),
@@ -251,13 +255,67 @@ export class Session {
    * @returns {Promise<void>}
    */
   async close() {
+    this._close(false);
+  }
+
+  /**
+   * close(), and the page's unload (`unloading`): then nothing asynchronous will run
+   * any more, so the transport sends what it holds at once (an HTTP transport does
+   * not wait for a /send in flight).
+   * @param {boolean} unloading
+   */
+  _close(unloading) {
     if (this._state === State.CLOSED) return;
     const t = this._transport;
     if (t && this._bound) {
       this._out.push({ bytes: CLOSE, seq: 0 });
       this._flush();
+    } else if (unloading && this._sessionId !== null) {
+      this._closeWithoutTransport();
     }
-    this._terminate(0, "session closed");
+    this._terminate(0, unloading ? "session closed: the page was unloaded" : "session closed", { unloading });
+  }
+
+  /**
+   * The page is being unloaded with no transport bound: the browser may already have
+   * cancelled the page's requests (an HTTP transport can fail just before pagehide,
+   * taking a /send with it) and the session is reconnecting. The gateway still has
+   * it: CLOSE goes by a /send of its own (sendAsPageGoes), after the requests whose
+   * fate is unknown and those queued since. Requests are processed in order, so one
+   * answered means every one before it arrived: the unknown ones are the unanswered
+   * run that ends with the last one handed to a transport, and X-Mqtt-Requests lets
+   * the gateway skip those it has.
+   */
+  _closeWithoutTransport() {
+    const bySeq = new Map();
+    for (const rec of this._pending.values()) bySeq.set(rec.seq, rec);
+    let first = this._sentSeq + 1;
+    while (bySeq.has(first - 1)) first--;
+    const entries = [];
+    for (let seq = first; seq <= this._sentSeq; seq++) entries.push({ bytes: bySeq.get(seq).bytes, seq });
+    const queued = this._out.filter((e) => e.bytes !== PING && !(e.seq > 0 && e.seq <= this._sentSeq));
+    entries.push(...queued, { bytes: CLOSE, seq: 0 });
+    const units = entries.map((e) => ({ unit: encodeUnit([e.bytes]), before: e.seq > 0 ? e.seq - 1 : undefined }));
+    sendAsPageGoes(endpoint(this._base, "send"), this._link.credentials(), units, this._maxFrame);
+  }
+
+  /**
+   * In a browser, closes the session when the page is unloaded for good (closed,
+   * reloaded, navigated away from: `pagehide` with `persisted` false), as close()
+   * does: without CLOSE the gateway would keep it for session_timeout, waiting for a
+   * client that will not come back, and count it against max_sessions(_per_ip).
+   * A page put in the back/forward cache (`persisted` true) may come back: its
+   * session is left alone, and if the gateway dropped it meanwhile the client opens
+   * a fresh one and re-creates its clients, as after any loss. Nothing in Node.js.
+   */
+  _watchPageHide() {
+    const target = globalThis.window;
+    if (typeof target?.addEventListener !== "function") return;
+    const listener = (ev) => {
+      if (!ev.persisted) this._close(true);
+    };
+    target.addEventListener("pagehide", listener);
+    this._pageHide = { target, listener };
   }
 
   // ---------------------------------------------------------------- opening
@@ -843,15 +901,20 @@ export class Session {
    * Ends the session for good.
    * @param {number} code 0 when the application closed it
    * @param {string} message
-   * @param {{silent?: boolean}} [o] silent: openSession is rejecting instead of onClose
+   * @param {{silent?: boolean, unloading?: boolean}} [o] silent: openSession is rejecting
+   *   instead of onClose; unloading: the page is being unloaded (see _close)
    */
-  _terminate(code, message, { silent = false } = {}) {
+  _terminate(code, message, { silent = false, unloading = false } = {}) {
     if (this._state === State.CLOSED) return;
     const wasOpened = this._sessionId !== null;
     this._state = State.CLOSED;
+    if (this._pageHide) {
+      this._pageHide.target.removeEventListener("pagehide", this._pageHide.listener);
+      this._pageHide = null;
+    }
     const t = this._detach();
     // flush: a CLOSE queued by close() or _fatal still goes out on HTTP transports.
-    t?.close(code >= 4000 && code <= 4999 ? code : 1000, "", { flush: true });
+    t?.close(code >= 4000 && code <= 4999 ? code : 1000, "", unloading ? { flush: true, unloading: true } : { flush: true });
     if (this._sleep) {
       clearTimeout(this._sleep.timer);
       this._sleep.resolve();

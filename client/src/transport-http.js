@@ -3,7 +3,7 @@
 // server's CLOSE. Each transport adds its own way of receiving (transport-streaming.js,
 // transport-polling.js).
 
-import { decodeUnit, FrameType } from "./codec.js";
+import { decodeUnit, encodeFrame, encodeUnit, FrameType } from "./codec.js";
 import { concat } from "./frame-reader.js";
 import { gatewayUrl } from "./gateway-url.js";
 import { deadline } from "./timers.js";
@@ -12,6 +12,9 @@ import { echo } from "./errors.js";
 
 /** Most bytes of a /send body sent with `keepalive` (browsers cap those at 64 KiB). */
 const KEEPALIVE_MAX = 60 * 1024;
+
+/** A unit with a CLOSE frame alone: what a page being unloaded sends at least. */
+const CLOSE_UNIT = encodeUnit([encodeFrame({ type: FrameType.CLOSE })]);
 
 /**
  * How long one /send may take before the connection is considered broken. Long, as a
@@ -135,6 +138,34 @@ export async function closeFromErrorAnswer(res) {
   return null;
 }
 
+/**
+ * Sends a session's last units (ending with its CLOSE) as the page is unloaded: one
+ * `POST <base>/send` with `keepalive`, which the browser completes after the page is
+ * gone (it cancels other requests; sendBeacon cannot set the session's headers). The
+ * units may repeat requests that already arrived: X-Mqtt-Requests makes the gateway
+ * skip those (PROTOCOL.md), and if earlier ones are missing it runs none of them but
+ * still takes the CLOSE. When the units are more than a keepalive request may carry,
+ * the CLOSE goes alone. Best effort: nothing reports the outcome.
+ * @param {string} url the /send endpoint
+ * @param {{session: string, secret: string} | null} cred
+ * @param {{unit: Uint8Array, before: number | undefined}[]} units
+ * @param {number} maxFrame the gateway's limit for a /send body
+ */
+export function sendAsPageGoes(url, cred, units, maxFrame) {
+  if (!cred) return;
+  const size = units.reduce((n, u) => n + u.unit.length, 0);
+  let body = CLOSE_UNIT;
+  let before;
+  if (size <= Math.min(KEEPALIVE_MAX, maxFrame)) {
+    body = units.length === 1 ? units[0].unit : concat(units.map((u) => u.unit), size);
+    before = units.find((u) => u.before !== undefined)?.before;
+  }
+  /** @type {Record<string, string>} */
+  const headers = { "Content-Type": "application/octet-stream", "X-Mqtt-Session": cred.session, "X-Mqtt-Secret": cred.secret };
+  if (before !== undefined) headers["X-Mqtt-Requests"] = String(before);
+  fetch(url, { method: "POST", body, headers, credentials: credentialsMode(url), cache: "no-store", keepalive: true }).then(discard, () => {});
+}
+
 /** Discards a response body so the connection can be reused. */
 function discard(res) {
   res.body?.cancel().catch(() => {});
@@ -174,6 +205,8 @@ export class HttpTransport {
     this._receiving = null;
     /** @type {AbortController | null} the /send in flight */
     this._sendAbort = null;
+    /** @type {{unit: Uint8Array, before: number | undefined} | null} what the /send in flight carries */
+    this._inFlight = null;
   }
 
   /**
@@ -196,12 +229,32 @@ export class HttpTransport {
    * units already accepted are still sent; otherwise the connection is suspect and they
    * are dropped: the session sends its requests again after BIND, as BOUND's `requests`
    * says (an old /send arriving late is not run twice: X-Mqtt-Requests).
+   * With `unloading` too (the page is being unloaded: no promise will be
+   * settled any more, so a /send cannot wait for the one before it), they go at once
+   * (see _sendAtOnce).
    * @param {number} [code]
    * @param {string} [reason]
-   * @param {{flush?: boolean}} [o]
+   * @param {{flush?: boolean, unloading?: boolean}} [o]
    */
-  close(code = 1000, reason = "", { flush = false } = {}) {
+  close(code = 1000, reason = "", { flush = false, unloading = false } = {}) {
+    if (flush && unloading) {
+      this._sendAtOnce();
+      flush = false;
+    }
     this._end({ code, reason }, flush);
+  }
+
+  /**
+   * The page is being unloaded and the session has queued its CLOSE: what the /send in
+   * flight carries (the browser cancels that request with the page; it may or may not
+   * have arrived) and the queued units go now, in one /send that outlives the page
+   * (sendAsPageGoes).
+   */
+  _sendAtOnce() {
+    if (this._closed || !this._started) return;
+    const units = this._inFlight ? [this._inFlight, ...this._queue] : this._queue.slice();
+    if (units.length === 0) return;
+    sendAsPageGoes(this._sendUrl, this._link.credentials(), units, this._link.maxFrame());
   }
 
   /**
@@ -316,6 +369,7 @@ export class HttpTransport {
         if (before !== undefined) headers["X-Mqtt-Requests"] = String(before);
         const ac = new AbortController();
         this._sendAbort = ac;
+        this._inFlight = { unit: body, before };
         const cancel = deadline(SEND_TIMEOUT, () => ac.abort());
         let res;
         try {
@@ -335,6 +389,7 @@ export class HttpTransport {
         } finally {
           cancel();
           this._sendAbort = null;
+          this._inFlight = null;
         }
         if (!res.ok) {
           await this._failWithAnswer(res, "send refused");

@@ -21,10 +21,11 @@ import { connectWebSocket } from "./transport-websocket.js";
  * @property {string} name
  * @property {(unit: Uint8Array) => void} send sends one unit; the first one the session
  *   sends is OPEN or BIND
- * @property {(code?: number, reason?: string, o?: {flush?: boolean}) => void} close
+ * @property {(code?: number, reason?: string, o?: {flush?: boolean, unloading?: boolean}) => void} close
  *   closes it; onclose is still called once. flush: the session is ending, units
  *   already handed over should still go out (transports that send asynchronously);
- *   without it the connection is suspect and they are dropped
+ *   without it the connection is suspect and they are dropped. unloading (with
+ *   flush): the page is being unloaded, they must go out before anything asynchronous
  * @property {((unit: Uint8Array) => void) | null} onunit set by the session
  * @property {((ev: {code: number, reason: string, http?: HttpAnswer}) => void) | null} onclose
  *   set by the session; called once when the transport ends, whichever side ended it

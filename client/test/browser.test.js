@@ -9,6 +9,7 @@ import http from "node:http";
 import { after, before, test } from "node:test";
 
 import { freePort, run, start, startGateway, startMosquitto } from "./support/env.js";
+import { waitFor } from "./support/wait.js";
 import os from "node:os";
 import path from "node:path";
 
@@ -190,8 +191,12 @@ test("a page of another origin not allowed by the gateway can neither open a Web
   for (const transport of ["websocket", "streaming", "polling"]) {
     assert.match(results[transport], /^refused/, `${transport}: ${results[transport]}`);
   }
+  // The page may read why it was refused (PROTOCOL.md, Origins and CORS): its HTTP
+  // transports get 4021, a raw request a 403; a refused WebSocket says nothing.
+  assert.equal(results.streaming, "refused 4021");
+  assert.equal(results.polling, "refused 4021");
   assert.equal(results.ws, "error");
-  assert.equal(results.post, "blocked"); // 403 without CORS headers: the page cannot read it
+  assert.equal(results.post, "status 403");
   await page.close();
 });
 
@@ -293,4 +298,137 @@ test("binary payloads between mosquitto_pub/mosquitto_sub and a page are byte-id
   assert.ok(Buffer.compare(out.stdout, bytes) === 0, `mosquitto_sub got ${out.stdout.length} bytes`);
   await fs.rm(path.dirname(file), { recursive: true, force: true });
   await page.close();
+});
+
+// A page that is closed, reloaded or left closes its session (on pagehide), so the
+// gateway frees it at once instead of keeping it for session_timeout, waiting for a
+// client that will not come back, while it counts against max_sessions_per_ip: with a
+// limit of 1, each new page gets the place at once. Leaving is the user's choice: its
+// dedicated client disconnects cleanly (no will), and what the page published in its
+// own pagehide listener still goes out. closeOnPageHide: false leaves the session to
+// expire, and the will fires then.
+test("a page that is reloaded, left or closed closes its session at once, on every transport", async () => {
+  const limited = await startGateway({ brokerPort: mosquitto.port, extra: "max_sessions_per_ip 1\nsession_timeout 5s" });
+  const topic = `pagehide/${process.pid}-${Date.now()}`;
+  const sub = start("mosquitto_sub", ["-h", "127.0.0.1", "-p", String(mosquitto.port), "-t", `${topic}/#`, "-v", "-q", "1"]);
+  const seen = [];
+  let partial = "";
+  sub.child.stdout.on("data", (chunk) => {
+    const lines = (partial + chunk).split("\n");
+    partial = lines.pop();
+    seen.push(...lines);
+  });
+  // Opens a session and a dedicated client with a will; the page's own pagehide
+  // listener, added first, publishes a goodbye. A session that is still on the gateway
+  // holds the one place for 127.0.0.1 (4013): tried for 1.5 s, far less than the
+  // 5 s session_timeout.
+  const openTab = async ({ transport, topic, closeOnPageHide }) => {
+    const { openSession, Message } = await import("/mqtt/client.js");
+    addEventListener("pagehide", () => window.tabClient?.publish(`${topic}/bye`, transport, 1).catch(() => {}));
+    const deadline = Date.now() + 1500;
+    for (;;) {
+      try {
+        const s = await openSession("/mqtt", { transport, closeOnPageHide });
+        const c = s.createClient("main", `tab-${transport}`);
+        const will = new Message(transport);
+        will.destinationName = `${topic}/will`;
+        will.qos = 1;
+        await c.connect({ willMessage: will });
+        window.tabClient = c;
+        return `opened ${s.transport}`;
+      } catch (err) {
+        if (err.errorCode !== 4013 || Date.now() > deadline) return `${err.errorCode} ${err.errorMessage}`;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  };
+  try {
+    await new Promise((r) => setTimeout(r, 300)); // mosquitto_sub has no "subscribed" signal
+    const origin = `http://127.0.0.1:${limited.port}`;
+    let page = await browser.newPage();
+    const byes = [];
+    for (const transport of ["websocket", "streaming", "polling"]) {
+      await page.goto(`${origin}/`);
+      assert.equal(await page.evaluate(openTab, { transport, topic }), `opened ${transport}`, `${transport}, first page`);
+      await page.reload();
+      assert.equal(await page.evaluate(openTab, { transport, topic }), `opened ${transport}`, `${transport}, after a reload`);
+      await page.goto(`${origin}/elsewhere`); // the next round's first page finds the place free
+      byes.push(`${topic}/bye ${transport}`, `${topic}/bye ${transport}`);
+    }
+    // A closed tab.
+    await page.goto(`${origin}/`);
+    assert.equal(await page.evaluate(openTab, { transport: "websocket", topic }), "opened websocket");
+    await page.close({ runBeforeUnload: true });
+    byes.push(`${topic}/bye websocket`);
+    page = await browser.newPage();
+    await page.goto(`${origin}/`);
+    assert.equal(await page.evaluate(openTab, { transport: "streaming", topic }), "opened streaming", "after a closed tab");
+    await page.goto(`${origin}/elsewhere`);
+    byes.push(`${topic}/bye streaming`);
+    await waitFor(() => seen.length >= byes.length, { timeout: 5000, what: "the goodbyes" }).catch(() => {});
+    assert.deepEqual(seen.toSorted(), byes.toSorted(), "goodbyes, and no will");
+
+    // Opted out: the reloaded page's session waits for its client until it expires,
+    // and its will fires then.
+    await page.goto(`${origin}/`);
+    assert.equal(await page.evaluate(openTab, { transport: "websocket", topic, closeOnPageHide: false }), "opened websocket");
+    seen.length = 0;
+    await page.reload();
+    assert.match(await page.evaluate(openTab, { transport: "websocket", topic }), /^4013 too many sessions/);
+    await waitFor(() => seen.includes(`${topic}/will websocket`), { timeout: 10000, what: "the will of the expired session" });
+    await page.close();
+  } finally {
+    sub.kill();
+    await limited.stop().catch(() => {});
+  }
+});
+
+// A page put in the back/forward cache (pagehide with persisted true) may come back:
+// its session is left alone. When the gateway dropped it meanwhile (long polling: it
+// expires session_timeout after the last poll), the page that comes back recovers with
+// a fresh session, its subscriptions re-created. Playwright turns the cache off; this
+// test's own browser turns it back on.
+test("a page kept in the back/forward cache keeps its session, or gets a fresh one when it expired meanwhile", async (t) => {
+  const { chromium } = await import("playwright-core");
+  const cached = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"], ignoreDefaultArgs: ["--disable-back-forward-cache"] });
+  const short = await startGateway({ brokerPort: mosquitto.port, extra: "heartbeat 1s\nsession_timeout 1s" });
+  try {
+    const page = await cached.newPage();
+    const origin = `http://127.0.0.1:${short.port}`;
+    await page.goto(`${origin}/a`);
+    const topic = `bfcache/${process.pid}-${Date.now()}`;
+    await page.evaluate(async (topic) => {
+      window.events = [];
+      addEventListener("pagehide", (e) => window.events.push(`pagehide ${e.persisted}`));
+      addEventListener("pageshow", (e) => window.events.push(`pageshow ${e.persisted}`));
+      const { openSession } = await import("/mqtt/client.js");
+      window.session = await openSession("/mqtt", {
+        transport: "polling",
+        onReconnectionComplete: (i) => window.events.push(`recovered ${i.messagesMayHaveBeenLost}`),
+      });
+      window.firstId = window.session.id;
+      const c = window.session.createClient("main");
+      window.got = [];
+      c.onMessageArrived = (m) => window.got.push(m.payloadString);
+      await c.connect();
+      await c.subscribe(topic, { qos: 1 });
+    }, topic);
+    await page.goto(`${origin}/b`);
+    await new Promise((r) => setTimeout(r, 3500)); // the session expires on the gateway
+    await page.goBack({ waitUntil: "commit" }); // no load event for a page from the cache
+    if (!(await page.evaluate(() => window.session !== undefined))) {
+      t.skip("Chromium did not keep the page in its back/forward cache");
+      return;
+    }
+    await page.waitForFunction(() => window.session.state === "open" && window.events.some((e) => e.startsWith("recovered")), null, { timeout: 10000 });
+    const r = await page.evaluate(() => ({ events: window.events, fresh: window.session.id !== window.firstId }));
+    assert.deepEqual(r, { events: ["pagehide true", "pageshow true", "recovered true"], fresh: true });
+    // The subscription is back (recovery completes once it is re-created).
+    const pub = await run("mosquitto_pub", ["-h", "127.0.0.1", "-p", String(mosquitto.port), "-t", topic, "-q", "1", "-m", "back"]);
+    assert.equal(pub.code, 0, pub.stderr);
+    await page.waitForFunction(() => window.got.includes("back"), null, { timeout: 5000 });
+  } finally {
+    await cached.close().catch(() => {});
+    await short.stop().catch(() => {});
+  }
 });

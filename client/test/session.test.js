@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 
 import { ErrorCode, Message, MqttGatewayError, openSession } from "../src/client.js";
-import { FrameType as F } from "../src/codec.js";
+import { FrameType as F, decodeUnit } from "../src/codec.js";
 import { Heartbeat, backoffDelay } from "../src/timers.js";
 import { forgetTransport } from "../src/transport-memory.js";
 import { FakeGateway } from "./support/fake-gateway.js";
@@ -830,6 +830,149 @@ describe("ending", () => {
     assert.deepEqual(closes, [4000]);
     await conn.take(F.CLOSE);
     assert.equal(session.state, "closed");
+  });
+});
+
+// A page's unload, with a stand-in for the browser's window (Node.js has none, and
+// the session then registers nothing) and for fetch.
+describe("page unload (pagehide)", () => {
+  /** Installs a window that counts pagehide listeners; returns it and a restore(). */
+  function fakeWindow() {
+    const win = new EventTarget();
+    win.listeners = 0;
+    const add = win.addEventListener.bind(win);
+    const remove = win.removeEventListener.bind(win);
+    win.addEventListener = (type, l) => {
+      if (type === "pagehide") win.listeners++;
+      add(type, l);
+    };
+    win.removeEventListener = (type, l) => {
+      if (type === "pagehide") win.listeners--;
+      remove(type, l);
+    };
+    win.hide = (persisted) => win.dispatchEvent(Object.assign(new Event("pagehide"), { persisted }));
+    globalThis.window = win;
+    return win;
+  }
+
+  /** Records fetch calls instead of making them. */
+  function fakeFetch() {
+    const original = globalThis.fetch;
+    const calls = [];
+    globalThis.fetch = (url, init) => {
+      calls.push({ url: String(url), init, frames: [...decodeUnit(init.body)] });
+      return new Promise(() => {});
+    };
+    calls.restore = () => (globalThis.fetch = original);
+    return calls;
+  }
+
+  test("a page unloaded for good closes its session as close() does, at once", async () => {
+    const win = fakeWindow();
+    try {
+      const closes = [];
+      const { conn, session } = await open({ onClose: (e) => closes.push(e) });
+      const { client } = await connected(session, conn);
+      assert.equal(win.listeners, 1, "one listener per session");
+      client.publish("a", "bye", 1).catch(() => {});
+      win.hide(false);
+      // Synchronously: nothing asynchronous runs once the page is gone.
+      assert.equal(session.state, "closed");
+      assert.deepEqual(conn.frames.slice(-2).map((f) => f.type), [F.PUBLISH, F.CLOSE], "what was queued, then CLOSE");
+      assert.ok(conn.closed);
+      assert.deepEqual(closes, [{ errorCode: 0, errorMessage: "session closed: the page was unloaded" }]);
+      assert.equal(win.listeners, 0, "removed with the session");
+    } finally {
+      delete globalThis.window;
+    }
+  });
+
+  test("a page put in the back/forward cache keeps its session; close() removes the listener", async () => {
+    const win = fakeWindow();
+    try {
+      const { conn, session } = await open();
+      win.hide(true);
+      assert.equal(session.state, "open");
+      assert.equal(conn.all(F.CLOSE).length, 0);
+      await session.close();
+      assert.equal(win.listeners, 0);
+    } finally {
+      delete globalThis.window;
+    }
+  });
+
+  test("closeOnPageHide: false registers nothing", async () => {
+    const win = fakeWindow();
+    try {
+      const { conn, session } = await open({ closeOnPageHide: false });
+      assert.equal(win.listeners, 0);
+      win.hide(false);
+      assert.equal(session.state, "open");
+      assert.equal(conn.all(F.CLOSE).length, 0);
+      await session.close();
+    } finally {
+      delete globalThis.window;
+    }
+  });
+
+  test("while reconnecting, CLOSE and the requests queued since go by a keepalive /send", async () => {
+    const win = fakeWindow();
+    const calls = fakeFetch();
+    try {
+      const { gw, conn, session } = await open();
+      const { client } = await connected(session, conn);
+      gw.refuse = true;
+      conn.drop();
+      await waitFor(() => session.state === "reconnecting");
+      client.publish("a", "bye", 1).catch(() => {});
+      await new Promise((r) => setTimeout(r, 0));
+      win.hide(false);
+      assert.equal(session.state, "closed");
+      assert.equal(calls.length, 1);
+      const [{ url, init, frames }] = calls;
+      assert.equal(url, "http://127.0.0.1:1/mqtt/send");
+      assert.equal(init.keepalive, true);
+      assert.equal(init.headers["X-Mqtt-Session"], "000102030405060708090a0b0c0d0e0f");
+      assert.equal(init.headers["X-Mqtt-Secret"], "6465666768696a6b6c6d6e6f70717273");
+      assert.equal(init.headers["X-Mqtt-Requests"], "1", "the CONNECT came before");
+      assert.deepEqual(frames.map((f) => f.type), [F.PUBLISH, F.CLOSE]);
+    } finally {
+      calls.restore();
+      delete globalThis.window;
+    }
+  });
+
+  test("requests lost with the connection go again with the CLOSE, from the first unanswered one", async () => {
+    const win = fakeWindow();
+    const calls = fakeFetch();
+    try {
+      const { gw, conn, session } = await open();
+      const { client } = await connected(session, conn); // request 1, answered
+      const p2 = client.subscribe("a").catch(() => {}); // 2: answered
+      const p3 = client.subscribe("b").catch(() => {}); // 3: arrived, not answered yet
+      client.publish("a", "x", 1).catch(() => {}); // 4: fate unknown
+      conn.send(result((await conn.take(F.SUBSCRIBE)).req));
+      await p2;
+      await conn.take(F.PUBLISH);
+      gw.refuse = true;
+      conn.drop();
+      await waitFor(() => session.state === "reconnecting");
+      client.publish("a", "y", 1).catch(() => {}); // 5: queued since
+      await new Promise((r) => setTimeout(r, 0));
+      win.hide(false);
+      assert.equal(calls.length, 1);
+      const [{ init, frames }] = calls;
+      // 3 and 4 are sent again (the gateway skips what it has, by X-Mqtt-Requests).
+      assert.equal(init.headers["X-Mqtt-Requests"], "2");
+      assert.deepEqual(
+        frames.map((f) => [f.type, f.filter ?? f.payload?.[0]]),
+        [[F.SUBSCRIBE, "b"], [F.PUBLISH, 120], [F.PUBLISH, 121], [F.CLOSE, undefined]],
+      );
+      await p3;
+    } finally {
+      calls.restore();
+      delete globalThis.window;
+    }
   });
 });
 

@@ -8,6 +8,7 @@ import { FrameType as F, decodeUnit, encodeFrame, encodeUnit } from "../src/code
 import { FrameReader } from "../src/frame-reader.js";
 import { deadline } from "../src/timers.js";
 import { closeFromErrorAnswer, credentialsMode, endpoint } from "../src/transport-http.js";
+import { connectPolling } from "../src/transport-polling.js";
 import { forgetTransport, recallTransport, rememberTransport } from "../src/transport-memory.js";
 import { AUTO_ORDER, resolveTransports, startingAt } from "../src/transports.js";
 
@@ -115,5 +116,40 @@ describe("HTTP helpers", () => {
     assert.deepEqual(close.unit, body);
     assert.equal(await closeFromErrorAnswer(new Response("<html>denied</html>", { status: 403, headers: { "Content-Type": "text/html" } })), null);
     assert.equal(await closeFromErrorAnswer(new Response(new Uint8Array([5, 1, 2]), { status: 502, headers: { "Content-Type": "application/octet-stream" } })), null);
+  });
+});
+
+describe("a page being unloaded", () => {
+  test("an HTTP transport sends the /send in flight, the queue and the CLOSE at once, in one keepalive request", async () => {
+    const original = globalThis.fetch;
+    const calls = [];
+    globalThis.fetch = (url, init) => {
+      calls.push({ endpoint: new URL(url).pathname.split("/").pop(), init, frames: [...decodeUnit(init.body)] });
+      return new Promise(() => {}); // nothing is answered: the page is going
+    };
+    try {
+      const link = {
+        bindUnit: () => encodeUnit([encodeFrame({ type: F.PING })]),
+        credentials: () => ({ session: "0".repeat(32), secret: "1".repeat(32) }),
+        maxFrame: () => 65536,
+        heartbeat: () => 20000,
+      };
+      const t = await connectPolling("http://127.0.0.1:1/mqtt", { link });
+      t.send(encodeUnit([encodeFrame({ type: F.OPEN, version: 1, user: "", password: new Uint8Array(0), options: [] })]));
+      const pub = (n) => encodeFrame({ type: F.PUBLISH, req: n, handle: 1, topic: "t", qos: 1, retain: false, props: {}, payload: new Uint8Array([n]) });
+      t.send(encodeUnit([pub(3)]), 2); // in flight
+      t.send(encodeUnit([pub(4)]), 3); // waits for it
+      t.send(encodeUnit([encodeFrame({ type: F.CLOSE })]));
+      assert.deepEqual(calls.map((c) => c.endpoint), ["poll", "send"]);
+      t.close(1000, "", { flush: true, unloading: true });
+      assert.equal(calls.length, 3);
+      const last = calls[2];
+      assert.equal(last.endpoint, "send");
+      assert.equal(last.init.keepalive, true);
+      assert.equal(last.init.headers["X-Mqtt-Requests"], "2");
+      assert.deepEqual(last.frames.map((f) => [f.type, f.req]), [[F.PUBLISH, 3], [F.PUBLISH, 4], [F.CLOSE, undefined]]);
+    } finally {
+      globalThis.fetch = original;
+    }
   });
 });

@@ -95,7 +95,14 @@ func runExample(t *testing.T, file, hookAddr string) (authn, authz *hookapi.Runn
 	l.Close()
 	s := strings.ReplaceAll(string(text), "127.0.0.1:9000", hookAddr)
 	s = strings.Replace(s, "localhost:8443", site, 1)
-	s = "{\n\tadmin off\n\tpersist_config off\n\tlog {\n\t\toutput discard\n\t}\n}\n" + s
+	// The test's global options go into the example's global options block
+	// (a Caddyfile has one, first), or make one.
+	opts := "\tadmin off\n\tpersist_config off\n\tlog {\n\t\toutput discard\n\t}\n"
+	if i := strings.Index(s, "\n{\n"); i >= 0 {
+		s = s[:i+3] + opts + s[i+3:]
+	} else {
+		s = "{\n" + opts + "}\n" + s
+	}
 	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(s), nil)
 	if err != nil {
 		t.Fatalf("adapting %s: %v", file, err)
