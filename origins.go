@@ -19,8 +19,12 @@ import (
 type originSet struct {
 	any   bool
 	exact map[string]bool
-	wild  []string // "https://" + ".example.com" (+ ":port"), split at the star
+	wild  []wildOrigin
 }
+
+// wildOrigin is https://*.example.com: the scheme, and what the host
+// (with its port) must end with.
+type wildOrigin struct{ scheme, suffix string }
 
 // parseOrigins checks and normalizes allow_origins. An origin is what a
 // browser sends: scheme://host[:port], no path, no default port; written
@@ -37,8 +41,9 @@ func parseOrigins(list []string) (*originSet, error) {
 		if err != nil {
 			return nil, fmt.Errorf("allow_origins: %q %v; write an origin like https://app.example.com or https://*.example.com", raw, err)
 		}
-		if rest, ok := strings.CutPrefix(o[strings.Index(o, "//")+2:], "*."); ok {
-			set.wild = append(set.wild, o[:strings.Index(o, "//")+2]+"."+rest)
+		scheme, host, _ := strings.Cut(o, "//")
+		if rest, ok := strings.CutPrefix(host, "*."); ok {
+			set.wild = append(set.wild, wildOrigin{scheme: scheme + "//", suffix: "." + rest})
 			continue
 		}
 		if strings.Contains(o, "*") {
@@ -75,9 +80,8 @@ func (s *originSet) allows(origin string) bool {
 	if s.any || s.exact[origin] {
 		return true
 	}
-	for _, w := range s.wild { // "https://.example.com": origin ends so after its scheme
-		scheme, suffix := w[:strings.Index(w, "//")+2], w[strings.Index(w, "//")+2:]
-		if host, ok := strings.CutPrefix(origin, scheme); ok && strings.HasSuffix(host, suffix) && len(host) > len(suffix) {
+	for _, w := range s.wild {
+		if host, ok := strings.CutPrefix(origin, w.scheme); ok && strings.HasSuffix(host, w.suffix) && len(host) > len(w.suffix) {
 			return true
 		}
 	}
@@ -127,16 +131,9 @@ func (h *Handler) refuseOrigin(w http.ResponseWriter, r *http.Request, origin, e
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	e := session.Errorf(session.CodeNotAuthorized, "origin %s is not allowed (allow_origins)", trimOrigin(origin))
+	e := session.Errorf(session.CodeNotAuthorized, "origin %s is not allowed (allow_origins)", session.TrimText(origin))
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusForbidden)
 	w.Write(transport.AppendEnd(nil, e.Code, e.Message))
-}
-
-func trimOrigin(o string) string {
-	if len(o) > 200 {
-		return o[:200] + "…"
-	}
-	return o
 }

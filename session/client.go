@@ -85,7 +85,7 @@ func (c *Client) work() {
 func (s *Session) Connect(req, handle uint64, p ConnectParams) {
 	br := s.mgr.broker(p.Broker)
 	if br == nil {
-		s.result(req, Errorf(CodeUnknownBroker, "no broker named %q", trimText(p.Broker)), 0)
+		s.result(req, Errorf(CodeUnknownBroker, "no broker named %q", TrimText(p.Broker)), 0)
 		return
 	}
 	if p.Will != nil {
@@ -166,7 +166,7 @@ func (s *Session) client(req, handle uint64) *Client {
 // second, 0 for unlimited.
 func (s *Session) Subscribe(req, handle uint64, filter string, qos byte, maxFrequency float64) {
 	if err := topic.ValidateFilter(filter); err != nil {
-		s.result(req, Errorf(CodeInvalidFilter, "invalid filter %q: %v", trimText(filter), err), 0)
+		s.result(req, Errorf(CodeInvalidFilter, "invalid filter %q: %v", TrimText(filter), err), 0)
 		return
 	}
 	if qos > 2 {
@@ -216,7 +216,7 @@ func (s *Session) SetFrequency(req, handle uint64, filter string, maxFrequency f
 	}
 	c.enqueue(func() {
 		if _, ok := c.subs[filter]; !ok || c.hub == nil {
-			s.result(req, Errorf(CodeBadRequest, "client %d has no subscription to %q", handle, trimText(filter)), 0)
+			s.result(req, Errorf(CodeBadRequest, "client %d has no subscription to %q", handle, TrimText(filter)), 0)
 			return
 		}
 		s.mu.Lock()

@@ -340,7 +340,7 @@ func (m *Manager) releaseHub(h *Hub, c *Client) {
 // checkPublish validates a publish (or will) before it reaches a broker.
 func (m *Manager) checkPublish(p *PublishParams) *Error {
 	if err := topic.ValidateName(p.Topic); err != nil {
-		return Errorf(CodeInvalidTopic, "invalid topic %q: %v", trimText(p.Topic), err)
+		return Errorf(CodeInvalidTopic, "invalid topic %q: %v", TrimText(p.Topic), err)
 	}
 	if p.QoS > 2 {
 		return Errorf(CodeInvalidQoS, "qos %d is not 0, 1 or 2", p.QoS)

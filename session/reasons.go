@@ -55,7 +55,7 @@ func reason(code byte, text string) string {
 		s += " " + name
 	}
 	if text != "" {
-		s += ": " + trimText(text)
+		s += ": " + TrimText(text)
 	}
 	return s
 }
@@ -100,9 +100,9 @@ func dialCause(err error) string {
 // topic need not carry it back.
 const maxEchoed = 200
 
-// trimText cuts s to maxEchoed bytes (at a character boundary) and marks
+// TrimText cuts s to maxEchoed bytes (at a character boundary) and marks
 // the cut.
-func trimText(s string) string {
+func TrimText(s string) string {
 	if len(s) <= maxEchoed {
 		return s
 	}

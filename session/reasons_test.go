@@ -24,12 +24,12 @@ func TestReasonNamesTheCode(t *testing.T) {
 }
 
 func TestTrimTextKeepsValidUTF8(t *testing.T) {
-	if got := trimText("short"); got != "short" {
+	if got := TrimText("short"); got != "short" {
 		t.Fatalf("trimmed a short text: %q", got)
 	}
 	long := strings.Repeat("é", maxEchoed) // 2 bytes each: the cut falls inside one
-	got := trimText("x" + long)
+	got := TrimText("x" + long)
 	if !utf8.ValidString(got) || !strings.HasSuffix(got, "…") || len(got) > maxEchoed+len("…") {
-		t.Fatalf("trimText gave %d bytes, valid UTF-8 %v: %q", len(got), utf8.ValidString(got), got)
+		t.Fatalf("TrimText gave %d bytes, valid UTF-8 %v: %q", len(got), utf8.ValidString(got), got)
 	}
 }

@@ -140,7 +140,7 @@ func (h *Hub) subscribeOne(ctx context.Context, s subscribeOp) bool {
 		h.notify(fs, nil)
 	case suback != nil && len(suback.Reasons) == 1:
 		fs.asked = -1
-		h.notify(fs, Errorf(CodeBrokerRejected, "broker rejected the subscription to %q: %s", trimText(f), reason(suback.Reasons[0], "")))
+		h.notify(fs, Errorf(CodeBrokerRejected, "broker rejected the subscription to %q: %s", TrimText(f), reason(suback.Reasons[0], "")))
 	default:
 		// No answer: the connection dropped or timed out. Waiters keep
 		// waiting (until their own deadline) and the filter is retried.
