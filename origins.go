@@ -131,9 +131,6 @@ func (h *Handler) refuseOrigin(w http.ResponseWriter, r *http.Request, origin, e
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	e := session.Errorf(session.CodeNotAuthorized, "origin %s is not allowed (allow_origins)", session.TrimText(origin))
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusForbidden)
-	w.Write(transport.AppendEnd(nil, e.Code, e.Message))
+	transport.AnswerError(w, http.StatusForbidden,
+		session.Errorf(session.CodeNotAuthorized, "origin %s is not allowed (allow_origins)", session.TrimText(origin)))
 }

@@ -80,9 +80,9 @@ func readUnit(w http.ResponseWriter, r *http.Request, limit int) ([]byte, error)
 	return body, err
 }
 
-// answerError ends an HTTP request with a CLOSE frame, so the client reads
+// AnswerError ends an HTTP request with a CLOSE frame, so the client reads
 // the same code and message on every transport.
-func answerError(w http.ResponseWriter, status int, e *session.Error) {
+func AnswerError(w http.ResponseWriter, status int, e *session.Error) {
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
@@ -115,13 +115,13 @@ func (s *Server) beginHTTP(w http.ResponseWriter, r *http.Request, conn *httpCon
 		if !errors.As(err, &e) {
 			e = session.Errorf(session.CodeMalformed, "reading request: %v", err)
 		}
-		answerError(w, statusFor(e.Code), e)
+		AnswerError(w, statusFor(e.Code), e)
 		return nil, nil, false, false
 	}
 	// Every poll rebinds: count streams only.
 	sess, first, opened, e := s.start(r, unit, conn, transport, transport == "streaming")
 	if e != nil {
-		answerError(w, statusFor(e.Code), e)
+		AnswerError(w, statusFor(e.Code), e)
 		return nil, nil, false, false
 	}
 	return sess, first, opened, true
@@ -256,12 +256,12 @@ func (s *Server) ServeSend(w http.ResponseWriter, r *http.Request) error {
 	s.init()
 	var id, secret [16]byte
 	if !decodeHex16(r.Header.Get(HeaderSession), &id) || !decodeHex16(r.Header.Get(HeaderSecret), &secret) {
-		answerError(w, http.StatusBadRequest, session.Errorf(session.CodeBadRequest, "missing or malformed %s/%s headers", HeaderSession, HeaderSecret))
+		AnswerError(w, http.StatusBadRequest, session.Errorf(session.CodeBadRequest, "missing or malformed %s/%s headers", HeaderSession, HeaderSecret))
 		return nil
 	}
 	sess, e := s.Manager.Lookup(id, secret)
 	if e != nil {
-		answerError(w, statusFor(e.Code), e)
+		AnswerError(w, statusFor(e.Code), e)
 		return nil
 	}
 	before, counted := uint64(0), false
@@ -271,7 +271,7 @@ func (s *Server) ServeSend(w http.ResponseWriter, r *http.Request) error {
 			// The client broke the protocol, as with a malformed frame.
 			e := session.Errorf(session.CodeBadRequest, "malformed %s header %q", HeaderRequests, v)
 			sess.Close(e)
-			answerError(w, http.StatusBadRequest, e)
+			AnswerError(w, http.StatusBadRequest, e)
 			return nil
 		}
 		before, counted = n, true
@@ -280,19 +280,19 @@ func (s *Server) ServeSend(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		if errors.As(err, &e) { // too large: the client broke the protocol
 			sess.Close(e)
-			answerError(w, statusFor(e.Code), e)
+			AnswerError(w, statusFor(e.Code), e)
 			return nil
 		}
 		// The body was cut (a network failure): nothing of it is dispatched,
 		// and the client, rebinding, learns from BOUND which requests to
 		// send again.
-		answerError(w, http.StatusBadRequest, session.Errorf(session.CodeBadRequest, "reading request: %v", err))
+		AnswerError(w, http.StatusBadRequest, session.Errorf(session.CodeBadRequest, "reading request: %v", err))
 		return nil
 	}
 	refusal, e := dispatchSend(sess, unit, before, counted)
 	if e != nil {
 		sess.Close(e)
-		answerError(w, http.StatusBadRequest, e)
+		AnswerError(w, http.StatusBadRequest, e)
 		return nil
 	}
 	if refusal != sendRun {
