@@ -141,15 +141,15 @@ func TestLongPollingEndToEnd(t *testing.T) {
 	}
 }
 
-func TestStreamingDeliversAsFramesCome(t *testing.T) {
-	mq := startMosquitto(t)
-	_, httpPort := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
-	base := fmt.Sprintf("http://127.0.0.1:%d/mqtt", httpPort)
-	resp, err := http.Post(base+"/stream", "application/octet-stream", bytes.NewReader(transport.AppendOpen(nil, "", nil, nil)))
+// openStream posts body to /stream and returns the response's frames as
+// they come; the channel closes when the response ends.
+func openStream(t *testing.T, base string, body []byte) <-chan transport.Frame {
+	t.Helper()
+	resp, err := http.Post(base+"/stream", "application/octet-stream", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	t.Cleanup(func() { resp.Body.Close() })
 	frames := make(chan transport.Frame, 100)
 	go func() {
 		defer close(frames)
@@ -175,6 +175,14 @@ func TestStreamingDeliversAsFramesCome(t *testing.T) {
 			}
 		}
 	}()
+	return frames
+}
+
+func TestStreamingDeliversAsFramesCome(t *testing.T) {
+	mq := startMosquitto(t)
+	_, httpPort := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	base := fmt.Sprintf("http://127.0.0.1:%d/mqtt", httpPort)
+	frames := openStream(t, base, transport.AppendOpen(nil, "", nil, nil))
 	next := func() transport.Frame {
 		select {
 		case f := <-frames:
@@ -273,5 +281,78 @@ func TestWebSocketResumeReplaysMissedMessages(t *testing.T) {
 		if string(f.Publish.Payload) != fmt.Sprint("during ", i) {
 			t.Fatalf("replayed %d: %q", i, f.Publish.Payload)
 		}
+	}
+}
+
+// A stream's client is heard by its /send requests, PINGs included. One
+// that sends nothing for 2 × heartbeat + 5 s is gone (a frozen page, a
+// machine off the network, while the kernel still takes the writes): its
+// response ends, as a silent WebSocket's connection does, and the session
+// waits for a rebind. A client that keeps pinging keeps its stream.
+func TestStreamingEndsForASilentClient(t *testing.T) {
+	mq := startMosquitto(t)
+	_, httpPort := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "heartbeat 500ms")
+	base := fmt.Sprintf("http://127.0.0.1:%d/mqtt", httpPort)
+	const dead = 2*500*time.Millisecond + 5*time.Second
+
+	open := func() (*httpSession, <-chan transport.Frame) {
+		frames := openStream(t, base, transport.AppendOpen(nil, "", nil, nil))
+		f := <-frames
+		if f.Type != transport.TypeOpened {
+			t.Fatalf("first frame %+v", f)
+		}
+		return &httpSession{t: t, base: base, id: f.Session, secret: f.Secret}, frames
+	}
+	// ended waits for the end of a stream and says when it came.
+	ended := func(frames <-chan transport.Frame) <-chan time.Time {
+		at := make(chan time.Time, 1)
+		go func() {
+			for range frames {
+			}
+			at <- time.Now()
+		}()
+		return at
+	}
+	start := time.Now()
+	silent, silentFrames := open()
+	pinging, pingingFrames := open()
+	silentEnd, pingingEnd := ended(silentFrames), ended(pingingFrames)
+
+	stopPinging := make(chan struct{})
+	pinged := make(chan struct{})
+	go func() {
+		defer close(pinged)
+		for {
+			select {
+			case <-stopPinging:
+				return
+			case <-time.After(400 * time.Millisecond):
+				pinging.send(transport.AppendPing(nil))
+			}
+		}
+	}()
+
+	select {
+	case at := <-silentEnd:
+		if took := at.Sub(start); took < dead {
+			t.Fatalf("the silent client's stream ended after %v, before the deadline of %v", took, dead)
+		}
+	case <-time.After(dead + 10*time.Second):
+		t.Fatalf("the silent client's stream still runs %v after the deadline", 10*time.Second)
+	}
+	// The pinging client has been heard all along.
+	select {
+	case <-pingingEnd:
+		t.Fatal("the stream of a client that sends its PINGs ended")
+	case <-time.After(time.Second):
+	}
+	close(stopPinging)
+	<-pinged
+
+	// The silent client's session is alive: it rebinds (on a poll, which
+	// answers at once with wait=0) and finds it.
+	status, frames := post(t, base+"/poll?wait=0", transport.AppendBind(nil, silent.id, silent.secret, 0), nil)
+	if status != http.StatusOK || len(frames) == 0 || frames[0].Type != transport.TypeBound {
+		t.Fatalf("rebind after the stream ended: %d %+v", status, frames)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddy-mqtt/mqttgateway/session"
@@ -44,9 +45,24 @@ type httpConn struct {
 	mu   sync.Mutex
 	code session.Code // set by Close
 	msg  string
+	// heard is when the client last sent something (UnixNano): the
+	// response's start, then every /send. A stream's client sends its
+	// frames, PINGs included, by /send, so /send is how a stream hears it.
+	heard atomic.Int64
 }
 
-func newHTTPConn() *httpConn { return &httpConn{wake: make(chan struct{}, 1)} }
+func newHTTPConn() *httpConn {
+	c := &httpConn{wake: make(chan struct{}, 1)}
+	c.hear()
+	return c
+}
+
+func (c *httpConn) hear() { c.heard.Store(time.Now().UnixNano()) }
+
+// silentFor is how long the client has sent nothing.
+func (c *httpConn) silentFor() time.Duration {
+	return time.Duration(time.Now().UnixNano() - c.heard.Load())
+}
 
 func (c *httpConn) Wake() {
 	select {
@@ -155,6 +171,12 @@ func (s *Server) ServeStream(w http.ResponseWriter, r *http.Request) error {
 	buf := first
 	written := 0
 	hb := s.Manager.Config().Heartbeat
+	// A client that sends nothing, not even its PINGs, for this long is
+	// gone (a frozen page, a machine off the network) even though the
+	// kernel still takes writes for it: the response ends, as a WebSocket
+	// read deadline would, and the session waits session_timeout for a
+	// rebind (PROTOCOL.md, Heartbeats).
+	dead := 2*hb + deadGrace
 	ticker := time.NewTicker(hb / 2)
 	defer ticker.Stop()
 	lastWrite := time.Time{}
@@ -188,6 +210,9 @@ func (s *Server) ServeStream(w http.ResponseWriter, r *http.Request) error {
 		select {
 		case <-conn.wake:
 		case <-ticker.C:
+			if conn.silentFor() > dead {
+				return nil
+			}
 		case <-r.Context().Done():
 			return nil
 		case <-stopping:
@@ -263,6 +288,9 @@ func (s *Server) ServeSend(w http.ResponseWriter, r *http.Request) error {
 	if e != nil {
 		AnswerError(w, statusFor(e.Code), e)
 		return nil
+	}
+	if c, ok := sess.Bound().(*httpConn); ok {
+		c.hear()
 	}
 	before, counted := uint64(0), false
 	if v := r.Header.Get(HeaderRequests); v != "" {

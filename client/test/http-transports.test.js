@@ -90,7 +90,15 @@ for (const transport of ["streaming", "polling"]) {
       assert.equal(s.heartbeat, 100);
       const pings = (frames) => frames.filter((f) => f.type === FrameType.PING).length;
       const sentPings = () => fetches.calls.filter((c) => c.endpoint === "send" && c.frames.some((f) => f.type === FrameType.PING)).length;
+      const opened = Date.now();
       await waitFor(() => pings(tap.received) >= 5 && sentPings() >= 5, { timeout: 5000, what: "5 PINGs each way" });
+      if (transport === "streaming") {
+        // The gateway ends a stream whose client it has not heard (by /send) for
+        // 2 × heartbeat + 5 s: the client's PINGs keep an idle stream, the same one.
+        const before = fetches.count("stream");
+        await new Promise((r) => setTimeout(r, opened + 2 * 100 + 5000 + 1000 - Date.now()));
+        assert.equal(fetches.count("stream"), before, "no new /stream: the first one was kept");
+      }
       assert.equal(s.state, "open");
       assert.deepEqual(restarts, []);
     });
