@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -96,6 +97,11 @@ func startMosquittoWith(t testing.TB, conf func(dir string) string) *mosquitto {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	m := &mosquitto{bin: bin, port: freePort(t), log: filepath.Join(dir, "mosquitto.log"), conf: filepath.Join(dir, "mosquitto.conf")}
 	settings := fmt.Sprintf("listener %d 127.0.0.1\n%slog_dest file %s\nlog_type all\nconnection_messages true\npersistence false\n", m.port, conf(dir), m.log)
+	if os.Geteuid() == 0 {
+		// Dropping to its own user would clear the broker's death signal
+		// (start), so a test killed by -timeout would leave it running.
+		settings += "user root\n"
+	}
 	if err := os.WriteFile(m.conf, []byte(settings), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -109,6 +115,9 @@ func startMosquittoWith(t testing.TB, conf func(dir string) string) *mosquitto {
 func (m *mosquitto) start(t testing.TB) {
 	t.Helper()
 	m.cmd = exec.Command(m.bin, "-c", m.conf)
+	// A test binary killed by -timeout runs no Cleanup: without this the
+	// broker outlives it, with every file descriptor it inherited.
+	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := m.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
