@@ -173,7 +173,7 @@ func mosquittoSub(t testing.TB, port int, args ...string) (wait func() []byte) {
 	return func() []byte {
 		defer cancel()
 		if err := cmd.Wait(); err != nil {
-			t.Fatalf("mosquitto_sub: %v", err)
+			t.Fatalf("mosquitto_sub %s: %v (27: -W timed out), having received %q", strings.Join(args, " "), err, out.Bytes())
 		}
 		return out.Bytes()
 	}

@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"time"
 
 	"github.com/eclipse/paho.golang/paho"
 	"go.uber.org/zap"
@@ -365,11 +366,19 @@ func (c *Client) detach() {
 	c.sess.mu.Unlock()
 }
 
-// release ends a client whose session is over: blocked requests are
-// cancelled, and the detach runs after them. fireWill asks the broker to
-// publish the client's will, as it would for a connection that ended
-// without a DISCONNECT.
-func (c *Client) release(fireWill bool) {
+// closeGrace bounds how long the requests a web client sent before its
+// CLOSE may still take (an authorize hook, the broker's PUBACK) before they
+// are cancelled.
+const closeGrace = 10 * time.Second
+
+// release ends a client whose session is over, and the detach runs after
+// its queued requests. fireWill asks the broker to publish the client's
+// will, as it would for a connection that ended without a DISCONNECT.
+// finishQueued is for a session the web client closed: as MQTT carries out
+// a PUBLISH sent before DISCONNECT, the requests it sent before CLOSE (a
+// page's last publish as it goes) are carried out, for up to closeGrace.
+// Otherwise blocked requests are cancelled at once.
+func (c *Client) release(fireWill, finishQueued bool) {
 	c.sess.mu.Lock()
 	if c.released {
 		c.sess.mu.Unlock()
@@ -378,8 +387,17 @@ func (c *Client) release(fireWill bool) {
 	c.released = true
 	c.fireWill = fireWill
 	c.sess.mu.Unlock()
-	c.cancel()
-	c.enqueue(c.detach)
+	if !finishQueued {
+		c.cancel()
+		c.enqueue(c.detach)
+		return
+	}
+	grace := time.AfterFunc(closeGrace, c.cancel)
+	c.enqueue(func() {
+		grace.Stop()
+		c.cancel()
+		c.detach()
+	})
 }
 
 func (s *Session) dropClient(c *Client) {

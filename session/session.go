@@ -339,7 +339,7 @@ func (s *Session) finish() {
 	// wills_on_shutdown says otherwise (Manager.Close).
 	fireWill := reason.Code != CodeOK && reason.Code != CodeShuttingDown
 	for _, c := range clients {
-		c.release(fireWill)
+		c.release(fireWill, reason.Code == CodeOK)
 	}
 	s.mgr.forget(s, reason)
 	if conn != nil {

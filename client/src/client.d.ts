@@ -338,7 +338,11 @@ export declare class Session {
    * gateway's connection to that broker; with one it gets a dedicated connection.
    */
   createClient(brokerName: string, clientId?: string): BrokerClient;
-  /** Ends the session (the gateway frees it at once). */
+  /**
+   * Ends the session (the gateway frees it at once). The gateway still carries out the
+   * requests sent before (a publish reaches the broker), but their results never come
+   * back: requests still pending here fail with 4003 "session closed".
+   */
   close(): Promise<void>;
   /**
    * Caps the bytes per second the gateway sends this session (0: no cap of its own;

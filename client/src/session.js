@@ -250,8 +250,9 @@ export class Session {
 
   /**
    * Ends the session: sends CLOSE (the gateway frees it at once) and closes the
-   * transport. Pending requests fail; connected clients get onConnectionLost with
-   * errorCode 0.
+   * transport. The gateway still carries out the requests sent before CLOSE, but their
+   * results never come back: pending requests fail here with 4003; connected clients
+   * get onConnectionLost with errorCode 0.
    * @returns {Promise<void>}
    */
   async close() {
