@@ -45,7 +45,10 @@ function showChat(text) {
   document.getElementById("chat").prepend(li);
 }
 
-const session = await openSession("/mqtt", {
+// One session for the page (throttling.js uses it too): a session carries any
+// number of clients, and over HTTP/1.1 streaming each session holds one of the six
+// connections a browser opens to a host.
+export const session = await openSession("/mqtt", {
   onReconnectionStart: () => setStatus("reconnecting…", false),
   onReconnectionComplete: () => setStatus("connected", true),
 });

@@ -1,7 +1,9 @@
-// The throttling view: one session takes demo/fast/signal as published,
-// another asks the gateway for a maximum frequency and a bandwidth cap,
-// changeable while it runs.
+// The throttling view: a client of the page's session (app.js) takes
+// demo/fast/signal as published; a session of its own asks the gateway for a
+// maximum frequency and a bandwidth cap, changeable while it runs (the cap is
+// per session, so it must not slow the page's other messages).
 import { openSession } from "/mqtt/client.js";
+import { session } from "./app.js";
 
 const TOPIC = "demo/fast/signal";
 const WINDOW_MS = 10_000;
@@ -48,8 +50,7 @@ function frame() {
 const frequencyInput = document.getElementById("frequency");
 const bandwidthInput = document.getElementById("bandwidth");
 
-const rawSession = await openSession("/mqtt");
-const rawClient = rawSession.createClient("demo");
+const rawClient = session.createClient("demo");
 rawClient.onMessageArrived = (m) => record(raw, m);
 await rawClient.connect();
 await rawClient.subscribe(TOPIC, { qos: 0 });
