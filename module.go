@@ -160,6 +160,8 @@ type Handler struct {
 
 	base    string // BasePath, cleaned
 	manager *session.Manager
+	gw      *gateway
+	events  *caddyevents.App // its config's: tells configs apart
 	poolKey string
 	server  *transport.Server
 	origins *originSet
@@ -303,14 +305,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 				"(a gateway is named after its brokers unless it has a name): give each its own name", cfg.Name)
 		}
 	default: // a reload
+		before := &applied{cfg: g.Config(), load: g.load, settings: g.settings}
 		if err := g.Reconfigure(cfg); err != nil {
 			return err
 		}
-		g.load, g.settings = events, string(settings)
+		g.load, g.settings, g.undo = events, string(settings), before
 		h.logger.Info("gateway reconfigured", zap.String("gateway", h.poolKey), zap.Int("sessions", g.Sessions()))
 	}
 	m := g.Manager
-	h.manager = m
+	h.manager, h.gw, h.events = m, g, events
 	brokers, err := ctx.App("mqtt_gateway_brokers")
 	if err != nil {
 		return fmt.Errorf("mqtt_gateway: %v", err)
@@ -384,11 +387,38 @@ func (h *Handler) Validate() error { return h.validate() }
 // removed, or Caddy stops), its sessions end with code 4090 (clients
 // reconnect by themselves) and its broker connections close cleanly.
 func (h *Handler) Cleanup() error {
-	if h.poolKey != "" {
-		_, err := gateways.Delete(h.poolKey)
-		return err
+	if h.poolKey == "" {
+		return nil
 	}
-	return nil
+	h.undoFailedReload()
+	_, err := gateways.Delete(h.poolKey)
+	return err
+}
+
+// undoFailedReload gives the gateway back the settings it had before this
+// handler's config reconfigured it, when that config failed to load (a
+// later module's provisioning, a port taken at start): Caddy keeps the old
+// config running, and a failed reload must change nothing. It knows the
+// case by its config having reconfigured the gateway last while another
+// config runs; after a stop none runs, and after a successful reload the
+// old config's handlers did not reconfigure it last.
+func (h *Handler) undoFailedReload() {
+	g := h.gw
+	if g == nil || g.undo == nil || g.load != h.events {
+		return
+	}
+	running, err := caddy.ActiveContext().AppIfConfigured("events")
+	if err != nil || running == nil || running == any(h.events) {
+		return
+	}
+	undo := g.undo
+	g.undo = nil
+	if err := g.Reconfigure(undo.cfg); err != nil {
+		h.logger.Error("restoring the gateway's settings after a failed reload", zap.String("gateway", h.poolKey), zap.Error(err))
+		return
+	}
+	g.load, g.settings = undo.load, undo.settings
+	h.logger.Info("gateway settings restored after a failed reload", zap.String("gateway", h.poolKey))
 }
 
 // gateways holds each gateway's session manager across config reloads.
@@ -400,6 +430,16 @@ type gateway struct {
 	// The config that last provisioned the gateway (known by its events
 	// app: each config has its own) and its settings as JSON, for blocks
 	// of one config that share the gateway.
+	load     *caddyevents.App
+	settings string
+	// What the last reload replaced, until the config it loaded is known
+	// to run (undoFailedReload).
+	undo *applied
+}
+
+// applied is a gateway's settings and the config that gave them.
+type applied struct {
+	cfg      session.Config
 	load     *caddyevents.App
 	settings string
 }

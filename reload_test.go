@@ -3,6 +3,8 @@ package mqttgateway
 import (
 	"encoding/binary"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -21,12 +23,25 @@ import (
 // does.
 func adminCaddy(t *testing.T, site func() string) (reload func()) {
 	t.Helper()
+	try := adminCaddyTry(t, site)
+	return func() {
+		t.Helper()
+		if status, body := try(); status != http.StatusOK {
+			t.Fatalf("reload: %d %s", status, body)
+		}
+	}
+}
+
+// adminCaddyTry is adminCaddy for reloads that may fail: it returns the
+// admin API's status and answer.
+func adminCaddyTry(t *testing.T, site func() string) (tryReload func() (int, string)) {
+	t.Helper()
 	adminPort := freePort(t)
 	cfg := func() string {
-		return string(caddyfile.Format([]byte(fmt.Sprintf("{\n\tadmin 127.0.0.1:%d\n\tpersist_config off\n\tauto_https off\n}\n%s", adminPort, site()))))
+		return string(caddyfile.Format([]byte(fmt.Sprintf("{\n\tadmin 127.0.0.1:%d\n\tpersist_config off\n\tauto_https off\n\tdefault_bind 127.0.0.1\n}\n%s", adminPort, site()))))
 	}
 	loadCaddy(t, adaptCaddyfile(t, cfg()))
-	return func() {
+	return func() (int, string) {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/load", adminPort), strings.NewReader(cfg()))
 		req.Header.Set("Content-Type", "text/caddyfile")
@@ -34,10 +49,9 @@ func adminCaddy(t *testing.T, site func() string) (reload func()) {
 		if err != nil {
 			t.Fatalf("reload: %v", err)
 		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			t.Fatalf("reload: %s", resp.Status)
-		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
 	}
 }
 
@@ -171,5 +185,53 @@ func TestReloadNewGatewayKeepsEmbeddedBroker(t *testing.T) {
 	}
 	if _, _, err := c.Connect(ctx10(t), session.ConnectParams{Broker: "other"}); err != nil {
 		t.Fatalf("the added broker: %v", err)
+	}
+}
+
+// A reload that fails (here: a new site's port is taken, so the new config
+// cannot start) changes nothing, as Caddy promises: the running gateway
+// keeps its broker and settings, although the failed config had already
+// applied its own to the gateway they share.
+func TestFailedReloadChangesNothing(t *testing.T) {
+	b1, b2 := startMosquitto(t), startMosquitto(t)
+	httpPort := freePort(t)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	brokerPort, heartbeat, extraSite := b1.port, 20, ""
+	tryReload := adminCaddyTry(t, func() string {
+		return fmt.Sprintf("http://127.0.0.1:%d {\n mqtt_gateway /mqtt/* {\n broker main mqtt://127.0.0.1:%d\n heartbeat %ds\n }\n}\n%s",
+			httpPort, brokerPort, heartbeat, extraSite)
+	})
+	url := fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort)
+	c := dial(t, url)
+	connectSubscribe(t, c, "t", 0)
+
+	brokerPort, heartbeat = b2.port, 7
+	extraSite = fmt.Sprintf("http://%s {\n respond \"never\"\n}\n", taken.Addr())
+	if status, body := tryReload(); status == http.StatusOK || !strings.Contains(body, "address already in use") {
+		t.Fatalf("the reload should fail, its port being taken: %d %s", status, body)
+	}
+
+	// The running client still gets b1's messages (the failed config's
+	// broker change may have come and gone meanwhile: notices are fine).
+	deadline := time.Now().Add(10 * time.Second)
+	for got := false; !got; {
+		if time.Now().After(deadline) {
+			t.Fatal("after the failed reload the client receives nothing from the broker of the running config")
+		}
+		mosquittoPub(t, b1.port, "-t", "t", "-m", "from b1")
+		select {
+		case f := <-c.Messages:
+			got = f.Type == transport.TypeMessage && string(f.Publish.Payload) == "from b1"
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	// A new session gets the running config's heartbeat, not the failed one's.
+	c2 := dial(t, url)
+	if hb := c2.Opened.Heartbeat; hb != 20000 {
+		t.Fatalf("a session opened after the failed reload has heartbeat %d ms, want the running config's 20000", hb)
 	}
 }

@@ -181,7 +181,7 @@ func mosquittoSub(t testing.TB, port int, args ...string) (wait func() []byte) {
 
 // testGlobals are the global options of test Caddyfiles: nothing is left
 // behind (no admin socket, no autosaved config, no certificates).
-const testGlobals = "{\n\tadmin off\n\tpersist_config off\n\tauto_https off\n}\n"
+const testGlobals = "{\n\tadmin off\n\tpersist_config off\n\tauto_https off\n\tdefault_bind 127.0.0.1\n}\n"
 
 // startCaddy loads site blocks, under testGlobals, into the in-process
 // Caddy. Caddy has one running config per process, so tests that use it

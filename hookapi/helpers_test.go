@@ -188,6 +188,7 @@ func startGateway(t testing.TB, block string) (*testGateway, string) {
 	admin off
 	persist_config off
 	auto_https off
+	default_bind 127.0.0.1
 	log {
 		output discard
 	}

@@ -31,7 +31,7 @@ async function gatewayProcess() {
   const file = path.join(dir, "Caddyfile");
   await fs.writeFile(
     file,
-    `{\n\tadmin off\n\tauto_https off\n}\nhttp://127.0.0.1:${port} {\n\tmqtt_gateway /mqtt/* {\n\t\tbroker main mqtt://127.0.0.1:${mosquitto.port}\n\t\theartbeat 60s\n\t}\n}\n`,
+    `{\n\tadmin off\n\tauto_https off\n\tdefault_bind 127.0.0.1\n}\nhttp://127.0.0.1:${port} {\n\tmqtt_gateway /mqtt/* {\n\t\tbroker main mqtt://127.0.0.1:${mosquitto.port}\n\t\theartbeat 60s\n\t}\n}\n`,
   );
   const env = { ...process.env, XDG_DATA_HOME: dir, XDG_CONFIG_HOME: dir, HOME: dir };
   const child = spawnChild(await caddyBinary(), ["run", "--config", file, "--adapter", "caddyfile"], { env, cwd: dir });

@@ -242,7 +242,7 @@ export async function startCaddy(sites, { port, probe = "/" }) {
   const bin = await caddyBinary();
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), "mqttgw-caddy-"));
   const file = path.join(dir, "Caddyfile");
-  await fs.writeFile(file, `{\n\tadmin off\n\tauto_https off\n}\n${sites}\n`);
+  await fs.writeFile(file, `{\n\tadmin off\n\tauto_https off\n\tdefault_bind 127.0.0.1\n}\n${sites}\n`);
   // Caddy keeps data and autosaved config under XDG dirs; keep them out of $HOME.
   const env = { ...process.env, XDG_DATA_HOME: dir, XDG_CONFIG_HOME: dir, HOME: dir };
   const child = spawnChild(bin, ["run", "--config", file, "--adapter", "caddyfile"], { env, cwd: dir });
