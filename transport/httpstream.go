@@ -125,7 +125,7 @@ func statusFor(code session.Code) int {
 // and binds conn to its session. It returns the first frame to write
 // (OPENED, with opened set, or BOUND). On error it has answered the request.
 func (s *Server) beginHTTP(w http.ResponseWriter, r *http.Request, conn *httpConn, transport string) (_ *session.Session, first []byte, opened, ok bool) {
-	unit, err := readUnit(w, r, s.maxFrame())
+	unit, err := readUnit(w, r, s.maxFirstUnit())
 	if err != nil {
 		var e *session.Error
 		if !errors.As(err, &e) {

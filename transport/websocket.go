@@ -49,6 +49,13 @@ func (s *Server) maxFrame() int {
 	return min(s.Manager.Config().MaxMessageSize+128<<10, MaxFrame)
 }
 
+// MaxFirstUnit bounds the unit that starts a connection, one OPEN or BIND:
+// it comes before any authentication, so anyone can send it, and a user
+// name, password (a token) and options are far smaller.
+const MaxFirstUnit = 64 << 10
+
+func (s *Server) maxFirstUnit() int { return min(MaxFirstUnit, s.maxFrame()) }
+
 func (s *Server) init() {
 	s.once.Do(func() {
 		s.upgrader = websocket.Upgrader{
@@ -223,9 +230,24 @@ func (c *wsConn) closeWith(code int, msg string) {
 // run starts it, so the answer precedes every frame the session queues.
 func (c *wsConn) handshake() error {
 	c.ws.SetReadDeadline(time.Now().Add(handshakeTimeout))
-	_, unit, err := c.ws.ReadMessage()
+	typ, r, err := c.ws.NextReader()
 	if err != nil {
 		return err
+	}
+	limit := c.srv.maxFirstUnit()
+	unit, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
+	if err != nil {
+		return err
+	}
+	if len(unit) > limit {
+		e := session.Errorf(session.CodeFrameTooLarge, "the first message (OPEN or BIND) exceeds %d bytes", limit)
+		c.fail(e.Code, e.Message)
+		return e
+	}
+	if typ != websocket.BinaryMessage {
+		e := session.Errorf(session.CodeMalformed, "text messages are not part of the protocol")
+		c.fail(e.Code, e.Message)
+		return e
 	}
 	sess, first, opened, serr := c.srv.start(c.req, unit, c, "websocket", true)
 	if serr != nil {

@@ -1,0 +1,61 @@
+package mqttgateway
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/caddy-mqtt/mqttgateway/session"
+	"github.com/caddy-mqtt/mqttgateway/transport"
+)
+
+// The message that starts a connection (OPEN or BIND) comes before any
+// authentication: a larger one than transport.MaxFirstUnit is refused with
+// CLOSE 4002 as soon as that many bytes came, instead of being read whole
+// into memory (one connection sending 300 MB took 700 MB of the gateway).
+func TestOversizedFirstMessageIsRefusedEarly(t *testing.T) {
+	mq := startMosquitto(t)
+	url, httpPort := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+
+	d := websocket.Dialer{Subprotocols: []string{transport.Subprotocol}}
+	ws, _, err := d.Dial(url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	const total = 64 << 20
+	wrote := make(chan int, 1)
+	go func() {
+		w, err := ws.NextWriter(websocket.BinaryMessage)
+		n := 0
+		for chunk := make([]byte, 64<<10); err == nil && n < total; n += len(chunk) {
+			_, err = w.Write(chunk)
+		}
+		wrote <- n
+	}()
+	ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, unit, err := ws.ReadMessage()
+	if err != nil {
+		t.Fatalf("no CLOSE frame: %v", err)
+	}
+	var f transport.Frame
+	if err := transport.SplitUnit(unit, func(b []byte) error { return transport.Decode(b, &f) }); err != nil ||
+		f.Type != transport.TypeEnd || f.Code != session.CodeFrameTooLarge {
+		t.Fatalf("answer %+v (%v), want CLOSE 4002", f, err)
+	}
+	if n := <-wrote; n >= total {
+		t.Fatalf("the gateway read all %d bytes of the first message", n)
+	}
+
+	// HTTP transports: the same bound on the body of /stream and /poll.
+	for _, endpoint := range []string{"stream", "poll"} {
+		status, frames := post(t, fmt.Sprintf("http://127.0.0.1:%d/mqtt/%s", httpPort, endpoint), bytes.Repeat([]byte{1}, transport.MaxFirstUnit+1), nil)
+		if status != http.StatusRequestEntityTooLarge || len(frames) != 1 || frames[0].Code != session.CodeFrameTooLarge {
+			t.Errorf("%s with an oversized first unit: %d %+v, want 413 and CLOSE 4002", endpoint, status, frames)
+		}
+	}
+}
