@@ -7,7 +7,9 @@
 // Its policy, over a small user table:
 //
 //   - open: alice and bob, with their passwords, may open sessions;
-//   - connect: any broker;
+//   - connect: any broker; a dedicated connection's client ID must begin
+//     with "<user>/" (a client ID names a broker session, and whoever
+//     connects with it takes over its subscriptions and kept messages);
 //   - subscribe: under users/<user>/#, and public/# for everyone;
 //   - publish: under users/<user>/# only;
 //   - unsubscribe, disconnect, close: logged.
@@ -79,6 +81,10 @@ func (s *service) hook(w http.ResponseWriter, r *http.Request) {
 		}
 		hookapi.Allow(w, hookapi.WithUser(f.Username), hookapi.WithLimit("max_bandwidth", "65536"))
 	case hookapi.ActionConnect:
+		if f.ClientID != "" && !ownClientID(f.User, f.ClientID) {
+			hookapi.Deny(w, 0, "a client ID must begin with your user name and /")
+			return
+		}
 		hookapi.Allow(w, hookapi.WithMaxAge(time.Minute))
 	case hookapi.ActionSubscribe:
 		if own(f.User, f.Topic) || topic.Contains("public/#", f.Topic) {
@@ -111,6 +117,13 @@ func (s *service) checkPassword(user string, password []byte) bool {
 // own reports whether filter lies under users/<user>/. A user name that is
 // not a plain topic level (empty, with '/', '+', '#', or starting with
 // '$') owns nothing: it would change the rule.
+// ownClientID reports whether a dedicated connection's client ID is the
+// user's: it begins with "<user>/". A user name with "/" has none: "al"
+// could otherwise take "al/ice"'s.
+func ownClientID(user, clientID string) bool {
+	return !strings.Contains(user, "/") && strings.HasPrefix(clientID, user+"/")
+}
+
 func own(user, filter string) bool {
 	if user == "" || user[0] == '$' || strings.ContainsAny(user, "/+#\x00") {
 		return false

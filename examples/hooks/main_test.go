@@ -169,6 +169,30 @@ func checkPolicy(t *testing.T, authn, authz *hookapi.Runner) {
 			t.Errorf("%s %q as %q: denied with %d %q", tt.action, tt.topic, tt.user, d.Code, d.Message)
 		}
 	}
+	// Client IDs: a dedicated connection may only take up a broker session
+	// of the user's own.
+	for _, tt := range []struct {
+		user, clientID string
+		allow          bool
+	}{
+		{"alice", "", true},
+		{"alice", "alice/phone", true},
+		{"bob", "alice/phone", false},
+		{"bob", "alice", false},
+		{"bob", "bob", false},
+		{"al", "al/ice/phone", true},
+		{"al/ice", "al/ice/phone", false},
+		{"", "alice/phone", false},
+	} {
+		f := hookapi.Facts{Action: hookapi.ActionConnect, User: tt.user, SessionID: "s1", Broker: "local", ClientID: tt.clientID}
+		d := authz.Decide(ctx, origin, f)
+		if d.Allow != tt.allow {
+			t.Errorf("connect with client ID %q as %q: %+v, want allow=%v", tt.clientID, tt.user, d, tt.allow)
+		}
+		if !d.Allow && (d.Code != hookapi.CodeNotAuthorized || !strings.Contains(d.Message, "client ID")) {
+			t.Errorf("connect with client ID %q as %q: denied with %d %q", tt.clientID, tt.user, d.Code, d.Message)
+		}
+	}
 	// Notifications are answered too (and ignored by the gateway).
 	for _, a := range []hookapi.Action{hookapi.ActionUnsubscribe, hookapi.ActionDisconnect, hookapi.ActionClose} {
 		if d := authz.Decide(ctx, origin, hookapi.Facts{Action: a, User: "alice", SessionID: "s1"}); !d.Allow {
