@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/caddy-mqtt/mqttgateway/session"
+	"github.com/caddy-mqtt/mqttgateway/transport"
 	"github.com/caddy-mqtt/mqttgateway/transport/gwclient"
 )
 
@@ -67,5 +68,60 @@ func TestConfiguredBrokerCredentials(t *testing.T) {
 		if f := nextMessage(t, c); f.Publish.Topic != "cred/a" || string(f.Publish.Payload) != "hello" {
 			t.Fatalf("%s client got %+v", name, f.Publish)
 		}
+	}
+}
+
+// A CONNECT that claims a client ID in use takes the connection over only
+// once the broker accepted it, as the broker itself does: a newcomer with
+// a wrong password is refused (4042) and the client holding the ID goes on
+// receiving; one the broker accepts takes over, and the holder gets LOST
+// 4045.
+func TestClientIDTakenOverOnlyByAcceptedConnection(t *testing.T) {
+	mq := startMosquittoWith(t, func(dir string) string {
+		pw := filepath.Join(dir, "passwords")
+		for i, user := range []string{"alice", "bob"} {
+			args := []string{"-b", pw, user, user + "-pw"}
+			if i == 0 {
+				args = append([]string{"-c"}, args...)
+			}
+			if out, err := exec.Command("mosquitto_passwd", args...).CombinedOutput(); err != nil {
+				t.Fatalf("mosquitto_passwd: %v: %s", err, out)
+			}
+		}
+		os.Chmod(pw, 0o644)
+		return "allow_anonymous false\npassword_file " + pw + "\n"
+	})
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	connect := func(c *gwclient.Client, user, password string) (uint64, error) {
+		h, _, err := c.Connect(ctx10(t), session.ConnectParams{Broker: "main", ClientID: "phone", CleanStart: true,
+			Username: user, Password: []byte(password)})
+		return h, err
+	}
+	holder := dial(t, url)
+	h, err := connect(holder, "alice", "alice-pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := holder.Subscribe(ctx10(t), h, "t/#", 0); err != nil {
+		t.Fatal(err)
+	}
+
+	refused := dial(t, url)
+	_, err = connect(refused, "bob", "wrong")
+	var e *gwclient.Error
+	if !errors.As(err, &e) || e.Code != session.CodeBrokerRefused {
+		t.Fatalf("a newcomer with a wrong password: %v, want %d", err, session.CodeBrokerRefused)
+	}
+	mosquittoPub(t, mq.port, "-u", "alice", "-P", "alice-pw", "-t", "t/a", "-m", "still yours")
+	if f := nextMessage(t, holder); f.Type != transport.TypeMessage || string(f.Publish.Payload) != "still yours" {
+		t.Fatalf("after a refused newcomer the holder got %+v, want its message", f)
+	}
+
+	accepted := dial(t, url)
+	if _, err := connect(accepted, "bob", "bob-pw"); err != nil {
+		t.Fatalf("a newcomer the broker accepts: %v", err)
+	}
+	if f := nextMessage(t, holder); f.Type != transport.TypeLost || f.Code != session.CodeClientConnected {
+		t.Fatalf("after an accepted newcomer the holder got %+v, want LOST %d", f, session.CodeClientConnected)
 	}
 }

@@ -131,11 +131,18 @@ func (s *Session) Connect(req, handle uint64, p ConnectParams) {
 			s.result(req, err, 0)
 			return
 		}
-		hub, err := s.mgr.acquireHub(c, br, p)
+		hub, old, err := s.mgr.acquireHub(c, br, p)
 		if err == nil {
 			err = hub.awaitUp(c.ctx)
 			if err != nil {
 				s.mgr.releaseHub(hub, c)
+			}
+			switch {
+			case old == nil:
+			case err == nil:
+				old.takeOver()
+			default:
+				s.mgr.keepHub(old)
 			}
 		}
 		if err != nil {

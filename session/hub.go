@@ -84,6 +84,13 @@ type Hub struct {
 	// will (reason 0x04), for a shutdown configured to do so.
 	fireWill atomic.Bool
 
+	// A dedicated hub yields while a newer CONNECT with its client ID is
+	// on its way to the broker (acquireHub), and is taken over only once
+	// the broker accepted that one. Meanwhile a loss of its connection
+	// (the broker handing the session to the newcomer) is kept in kicked,
+	// not reported: the takeover or the yield's end reports it. Under mu.
+	yielding, kicked bool
+
 	// pendingAcks holds QoS 1/2 messages of a dedicated hub until the web
 	// client acknowledges them, so the broker redelivers what the client
 	// never saw.
@@ -337,7 +344,9 @@ func (h *Hub) onDown() bool {
 	}
 	closed := h.closed
 	var lost []*Client
-	if h.dedicated {
+	if h.dedicated && h.yielding {
+		h.kicked = true
+	} else if h.dedicated {
 		for c := range h.clients {
 			lost = append(lost, c)
 		}
@@ -725,6 +734,34 @@ func (h *Hub) Status() HubStatus {
 	defer h.mu.RUnlock()
 	return HubStatus{Broker: h.br().cfg.Name, Stream: h.stream, Dedicated: h.dedicated, Connected: h.up,
 		Since: h.since, Subscriptions: len(h.filters), Clients: len(h.clients)}
+}
+
+// yield marks a dedicated hub whose client ID a newer CONNECT claims; see
+// yielding.
+func (h *Hub) yield() {
+	h.mu.Lock()
+	h.yielding = true
+	h.mu.Unlock()
+}
+
+// keep ends a yield whose newcomer the broker did not accept: the hub
+// goes on, unless it lost its connection meanwhile, which its clients now
+// hear of as they would have.
+func (h *Hub) keep() {
+	h.mu.Lock()
+	h.yielding = false
+	kicked := h.kicked
+	h.kicked = false
+	var lost []*Client
+	if kicked && !h.closed {
+		for c := range h.clients {
+			lost = append(lost, c)
+		}
+	}
+	h.mu.Unlock()
+	for _, c := range lost {
+		c.lost(Errorf(CodeBrokerUnavailable, "connection to broker %q lost", h.br().cfg.Name))
+	}
 }
 
 // takeOver ends a dedicated connection whose client ID a newer web client

@@ -269,15 +269,18 @@ func hubKey(br *brokerRuntime, p ConnectParams) string {
 
 // acquireHub finds or starts the broker connection a CONNECT asks for and
 // attaches c to it. A dedicated connection whose client ID is already in
-// use is taken over, as an MQTT broker does with a second connection of
-// the same client ID.
+// use (old) yields to it: the caller takes old over once the broker has
+// accepted the new connection, as an MQTT broker does with a second
+// connection of the same client ID, or gives it back (keepHub) if not. A
+// newcomer the broker refuses (a wrong password) must not end the client
+// that holds the ID.
 //
 // A client that gives no credentials of its own connects with the
 // broker's configured ones, on a shared or a dedicated connection alike:
 // the broker's password stays in the gateway, never in a page. The wire
 // cannot tell an empty password from none (PROTOCOL.md), so an empty one
 // counts as none.
-func (m *Manager) acquireHub(c *Client, br *brokerRuntime, p ConnectParams) (*Hub, *Error) {
+func (m *Manager) acquireHub(c *Client, br *brokerRuntime, p ConnectParams) (h, old *Hub, _ *Error) {
 	if len(p.Password) == 0 {
 		p.Password = nil
 	}
@@ -291,13 +294,13 @@ func (m *Manager) acquireHub(c *Client, br *brokerRuntime, p ConnectParams) (*Hu
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
-		return nil, Errorf(CodeShuttingDown, "gateway is shutting down")
+		return nil, nil, Errorf(CodeShuttingDown, "gateway is shutting down")
 	}
-	h := m.hubs[key]
-	var old *Hub
+	h = m.hubs[key]
 	if h != nil && h.dedicated {
 		old, h = h, nil
 		delete(m.hubs, key)
+		old.yield()
 	}
 	if h == nil {
 		o := hubOptions{clientID: p.ClientID, username: p.Username, password: p.Password,
@@ -310,17 +313,33 @@ func (m *Manager) acquireHub(c *Client, br *brokerRuntime, p ConnectParams) (*Hu
 		h, err = startHub(key, br, m.streams.Add(1), o, m.log, m.metrics, m.emit)
 		if err != nil {
 			m.mu.Unlock()
-			return nil, Errorf(CodeBrokerUnavailable, "broker %q: %v", br.cfg.Name, err)
+			if old != nil {
+				m.keepHub(old)
+			}
+			return nil, nil, Errorf(CodeBrokerUnavailable, "broker %q: %v", br.cfg.Name, err)
 		}
 		m.hubs[key] = h
 	}
 	h.addClient(c)
 	m.mu.Unlock()
 	m.metrics.BrokerClients.WithLabelValues(br.cfg.Name, h.mode()).Inc()
-	if old != nil {
+	return h, old, nil
+}
+
+// keepHub gives a yielding hub its client ID back after the newcomer
+// failed, unless yet another CONNECT has taken the ID meanwhile.
+func (m *Manager) keepHub(old *Hub) {
+	m.mu.Lock()
+	free := m.hubs[old.key] == nil && !m.closed
+	if free {
+		m.hubs[old.key] = old
+	}
+	m.mu.Unlock()
+	if free {
+		old.keep()
+	} else {
 		old.takeOver()
 	}
-	return h, nil
 }
 
 // releaseHub detaches c; the last client to leave closes the connection.
