@@ -327,3 +327,43 @@ func TestPublishRateLimit(t *testing.T) {
 		t.Fatal("30 quick publishes with max_publish_rate 10 were all accepted")
 	}
 }
+
+// Opens past max_sessions_per_ip are refused before the authenticate hook
+// runs: a refused open costs no hook call (with basic_auth, a second of CPU
+// for each unknown user).
+func TestSessionLimitComesBeforeTheHook(t *testing.T) {
+	mq := startMosquitto(t)
+	var calls atomic.Int32
+	hooks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		hookapi.Allow(w)
+	}))
+	t.Cleanup(hooks.Close)
+	httpPort := freePort(t)
+	startCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	mqtt_gateway /mqtt/* {
+		broker main mqtt://127.0.0.1:%d
+		max_sessions_per_ip 3
+		authenticate {
+			reverse_proxy %s
+		}
+	}
+}
+`, httpPort, mq.port, strings.TrimPrefix(hooks.URL, "http://")))
+	url := fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort)
+	refused := 0
+	for i := 0; i < 10; i++ {
+		c, err := gwclient.Dial(ctx10(t), url, nil)
+		if err != nil {
+			if errCode(err) != session.CodeTooManySessions {
+				t.Fatalf("open %d: %v", i, err)
+			}
+			refused++
+			continue
+		}
+		t.Cleanup(func() { c.Close() })
+	}
+	if refused != 7 || calls.Load() != 3 {
+		t.Fatalf("%d of 10 opens refused with %d hook calls, want 7 refused and 3 calls", refused, calls.Load())
+	}
+}

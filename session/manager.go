@@ -169,23 +169,12 @@ func (m *Manager) Open(info OpenInfo) (*Session, *Error) {
 	rand.Read(s.id[:])
 	rand.Read(s.secret[:])
 	cfg := m.config()
-	ip := info.ClientIP
-	if ip == "" {
-		ip = clientIP(info.RemoteAddr)
-	}
+	ip := info.ip()
 	s.ip = ip
 	m.mu.Lock()
-	if m.closed {
+	if err := m.refuseOpenLocked(cfg, ip); err != nil {
 		m.mu.Unlock()
-		return nil, Errorf(CodeShuttingDown, "gateway is shutting down")
-	}
-	if cfg.MaxSessions > 0 && len(m.sessions) >= cfg.MaxSessions {
-		m.mu.Unlock()
-		return nil, Errorf(CodeTooManySessions, "the gateway has reached max_sessions (%d)", cfg.MaxSessions)
-	}
-	if cfg.MaxSessionsPerIP > 0 && m.perIP[ip] >= cfg.MaxSessionsPerIP {
-		m.mu.Unlock()
-		return nil, Errorf(CodeTooManySessions, "too many sessions from %s (max_sessions_per_ip %d)", ip, cfg.MaxSessionsPerIP)
+		return nil, err
 	}
 	if cfg.MaxBandwidth > 0 {
 		// The server's cap holds whether or not the client asks for one.
@@ -203,6 +192,37 @@ func (m *Manager) Open(info OpenInfo) (*Session, *Error) {
 	m.log.Info("session opened", zap.String("session", s.IDString()), zap.String("user", info.User),
 		zap.String("remote", info.RemoteAddr), zap.String("transport", info.Transport))
 	return s, nil
+}
+
+// CanOpen reports why a session for info would be refused now (shutting
+// down, max_sessions, max_sessions_per_ip), if it would: the transport
+// asks before it runs the authenticate hook.
+func (m *Manager) CanOpen(info OpenInfo) *Error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.refuseOpenLocked(m.config(), info.ip())
+}
+
+func (m *Manager) refuseOpenLocked(cfg *Config, ip string) *Error {
+	if m.closed {
+		return Errorf(CodeShuttingDown, "gateway is shutting down")
+	}
+	if cfg.MaxSessions > 0 && len(m.sessions) >= cfg.MaxSessions {
+		return Errorf(CodeTooManySessions, "the gateway has reached max_sessions (%d)", cfg.MaxSessions)
+	}
+	if cfg.MaxSessionsPerIP > 0 && m.perIP[ip] >= cfg.MaxSessionsPerIP {
+		return Errorf(CodeTooManySessions, "too many sessions from %s (max_sessions_per_ip %d)", ip, cfg.MaxSessionsPerIP)
+	}
+	return nil
+}
+
+// ip is the address the session limits count: Caddy's client IP, else the
+// connection's.
+func (info OpenInfo) ip() string {
+	if info.ClientIP != "" {
+		return info.ClientIP
+	}
+	return clientIP(info.RemoteAddr)
 }
 
 // Lookup finds a live session for a rebind, checking its secret in

@@ -205,6 +205,17 @@ type OpenResult struct {
 
 // open authenticates an OPEN and creates its session.
 func (s *Server) open(r *http.Request, f *Frame, transport string) (*session.Session, *session.Error) {
+	info := session.OpenInfo{RemoteAddr: r.RemoteAddr, Transport: transport}
+	var origin any
+	if s.Origin != nil {
+		origin, info.ClientIP = s.Origin(r)
+	}
+	// The session limits first: an OPEN that would be refused anyway must
+	// not cost a hook call (a basic_auth check of an unknown user takes a
+	// second of CPU). Manager.Open checks them again, for opens in between.
+	if err := s.Manager.CanOpen(info); err != nil {
+		return nil, err
+	}
 	var res OpenResult
 	if s.Authenticate != nil {
 		var err *session.Error
@@ -213,11 +224,7 @@ func (s *Server) open(r *http.Request, f *Frame, transport string) (*session.Ses
 			return nil, err
 		}
 	}
-	info := session.OpenInfo{User: res.User, RemoteAddr: r.RemoteAddr, Transport: transport}
-	var origin any
-	if s.Origin != nil {
-		origin, info.ClientIP = s.Origin(r)
-	}
+	info.User = res.User
 	sess, err := s.Manager.Open(info)
 	if err != nil {
 		return nil, err
