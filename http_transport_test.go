@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -61,8 +63,7 @@ func openPolling(t *testing.T, base string) *httpSession {
 
 func (s *httpSession) send(unit []byte) {
 	s.t.Helper()
-	status, frames := post(s.t, s.base+"/send", unit, map[string]string{
-		transport.HeaderSession: hex.EncodeToString(s.id[:]), transport.HeaderSecret: hex.EncodeToString(s.secret[:])})
+	status, frames := post(s.t, s.base+"/send", append(transport.AppendSend(nil, s.id, s.secret, 0, false), unit...), nil)
 	if status != http.StatusNoContent {
 		s.t.Fatalf("send: %d %+v", status, frames)
 	}
@@ -238,8 +239,7 @@ func TestBindErrors(t *testing.T) {
 			t.Errorf("%s: status %d frames %+v, want %d and CLOSE %d", tc.name, status, frames, tc.status, tc.code)
 		}
 	}
-	status, _ := post(t, base+"/send", transport.AppendPing(nil), map[string]string{
-		transport.HeaderSession: hex.EncodeToString(s.id[:]), transport.HeaderSecret: hex.EncodeToString(wrong[:])})
+	status, _ := post(t, base+"/send", append(transport.AppendSend(nil, s.id, wrong, 0, false), transport.AppendPing(nil)...), nil)
 	if status != 403 {
 		t.Errorf("send with a wrong secret: %d", status)
 	}
@@ -354,5 +354,39 @@ func TestStreamingEndsForASilentClient(t *testing.T) {
 	status, frames := post(t, base+"/poll?wait=0", transport.AppendBind(nil, silent.id, silent.secret, 0), nil)
 	if status != http.StatusOK || len(frames) == 0 || frames[0].Type != transport.TypeBound {
 		t.Fatalf("rebind after the stream ended: %d %+v", status, frames)
+	}
+}
+
+// The session secret never reaches an access log: Caddy's record every
+// request header and URL, so it travels in the body of /send (its SEND
+// frame) and of BIND, nowhere else.
+func TestSecretStaysOutOfAccessLogs(t *testing.T) {
+	mq := startMosquitto(t)
+	logFile := filepath.Join(t.TempDir(), "access.log")
+	httpPort := freePort(t)
+	startCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	log {
+		output file %s
+	}
+	mqtt_gateway /mqtt/* {
+		broker main mqtt://127.0.0.1:%d
+		heartbeat 1s
+	}
+}
+`, httpPort, logFile, mq.port))
+	s := openPolling(t, fmt.Sprintf("http://127.0.0.1:%d/mqtt", httpPort))
+	s.send(transport.AppendConnect(nil, 1, 1, &session.ConnectParams{Broker: "main"}))
+	s.pollUntil(1)
+	var log []byte
+	deadline := time.Now().Add(5 * time.Second)
+	for !bytes.Contains(log, []byte("/mqtt/send")) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the access log has no /send: %s", log)
+		}
+		time.Sleep(50 * time.Millisecond)
+		log, _ = os.ReadFile(logFile)
+	}
+	if secret := hex.EncodeToString(s.secret[:]); bytes.Contains(bytes.ToLower(log), []byte(secret)) {
+		t.Fatalf("the access log has the session secret %s:\n%s", secret, log)
 	}
 }

@@ -2,11 +2,9 @@ package mqttgateway
 
 import (
 	"bytes"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -21,11 +19,8 @@ import (
 // and returns the answer's status and body.
 func (s *httpSession) sendCounted(before int, unit []byte) (int, string) {
 	s.t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, s.base+"/send", bytes.NewReader(unit))
-	req.Header.Set(transport.HeaderSession, hex.EncodeToString(s.id[:]))
-	req.Header.Set(transport.HeaderSecret, hex.EncodeToString(s.secret[:]))
-	req.Header.Set(transport.HeaderRequests, strconv.Itoa(before))
-	resp, err := http.DefaultClient.Do(req)
+	body := append(transport.AppendSend(nil, s.id, s.secret, uint64(before), true), unit...)
+	resp, err := http.Post(s.base+"/send", "application/octet-stream", bytes.NewReader(body))
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -150,20 +145,19 @@ func TestSendToAWebSocketSessionOrWithABadCountRunsNothing(t *testing.T) {
 		t.Fatalf("after the refused /send: %+v, want the RESULT of request 3 alone", f)
 	}
 
-	// A count that is not a number.
-	req, _ := http.NewRequest(http.MethodPost, base+"/send", bytes.NewReader(publishReq(4)))
-	req.Header.Set(transport.HeaderSession, hex.EncodeToString(s.id[:]))
-	req.Header.Set(transport.HeaderSecret, hex.EncodeToString(s.secret[:]))
-	req.Header.Set(transport.HeaderRequests, "three")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	// A body that does not begin with a SEND frame names no session: it is
+	// refused with CLOSE 4003 and runs nothing.
+	for name, body := range map[string][]byte{
+		"no SEND":        publishReq(4),
+		"truncated SEND": transport.AppendSend(nil, s.id, s.secret, 3, true)[:20],
+	} {
+		status, frames := post(t, base+"/send", body, nil)
+		if status != http.StatusBadRequest || len(frames) != 1 || frames[0].Type != transport.TypeEnd || frames[0].Code != session.CodeBadRequest {
+			t.Fatalf("%s: %d %+v, want 400 and CLOSE %d", name, status, frames, session.CodeBadRequest)
+		}
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusBadRequest {
-		t.Fatalf("malformed %s: %d", transport.HeaderRequests, resp.StatusCode)
-	}
-	if f, _ := c.next(5 * time.Second); f.Type != transport.TypeEnd || f.Code != session.CodeBadRequest {
-		t.Fatalf("after a malformed count the session must end with %d: %+v", session.CodeBadRequest, f)
+	ws.WriteMessage(websocket.BinaryMessage, publishReq(4))
+	if f, _ := c.next(5 * time.Second); f.Type != transport.TypeResult || f.Req != 4 {
+		t.Fatalf("after the refused bodies: %+v, want the RESULT of request 4 alone", f)
 	}
 }

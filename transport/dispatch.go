@@ -85,8 +85,8 @@ const (
 )
 
 // dispatchSend hands the unit of a /send to the session. With counted, the
-// client says how many requests it sent before the unit's first
-// (HeaderRequests): requests the session already has are skipped (the unit
+// client says how many requests it sent before the unit's first (in the
+// body's SEND frame): requests the session already has are skipped (the unit
 // is a resend of requests that arrived after all, or a late copy of a
 // /send whose requests were resent), so none runs twice; a unit that
 // follows requests the session has not received (an earlier /send still on

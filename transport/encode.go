@@ -155,6 +155,22 @@ func AppendBind(b []byte, id, secret [16]byte, received uint64) []byte {
 	return end(b, s)
 }
 
+// AppendSend appends the SEND frame that begins a /send body: the session,
+// its secret, and (counted) the number of requests the client sent before
+// the body's first.
+func AppendSend(b []byte, id, secret [16]byte, requests uint64, counted bool) []byte {
+	b, s := begin(b, TypeSend)
+	b = append(b, id[:]...)
+	b = append(b, secret[:]...)
+	if counted {
+		b = append(b, sendCounted)
+		b = appendUvarint(b, requests)
+	} else {
+		b = append(b, 0)
+	}
+	return end(b, s)
+}
+
 // AppendConnect appends a CONNECT frame.
 func AppendConnect(b []byte, req, handle uint64, c *session.ConnectParams) []byte {
 	b, s := begin(b, TypeConnect)

@@ -20,6 +20,7 @@ const (
 	TypeClose       byte = 0x0A
 	TypeFrequency   byte = 0x0B
 	TypeBandwidth   byte = 0x0C
+	TypeSend        byte = 0x0D // names the session of a /send body
 
 	TypeOpened  byte = 0x81
 	TypeBound   byte = 0x82
@@ -41,6 +42,8 @@ const (
 	flagQoSMask = 0x03
 	flagRetain  = 0x04
 	flagDup     = 0x08
+
+	sendCounted = 0x01 // SEND: requests is given
 
 	connectClean      = 0x01
 	connectWill       = 0x02
@@ -90,8 +93,10 @@ type Frame struct {
 	MaxFrame       uint64
 	Info           []KV
 
-	// BOUND: client requests the session has received
+	// BOUND: client requests the session has received; SEND (with
+	// Counted): requests the client sent before the body's first
 	Requests uint64
+	Counted  bool
 
 	// RESULT, LOST, NOTICE, CLOSE
 	Code    session.Code
@@ -132,6 +137,16 @@ func Decode(b []byte, f *Frame) error {
 		f.Session = r.id16()
 		f.Secret = r.id16()
 		f.Received = r.uvarint()
+	case TypeSend:
+		f.Session = r.id16()
+		f.Secret = r.id16()
+		flags := r.u8()
+		if flags&^sendCounted != 0 {
+			return fmt.Errorf("%w: reserved SEND flags set", ErrMalformed)
+		}
+		if f.Counted = flags&sendCounted != 0; f.Counted {
+			f.Requests = r.uvarint()
+		}
 	case TypeConnect:
 		f.Req, f.Handle = r.uvarint(), r.uvarint()
 		c := &f.Connect

@@ -17,6 +17,7 @@ func FuzzDecodeUnit(f *testing.F) {
 	f.Add(AppendSubscribe(AppendPing(nil), 3, 2, "a/#", 1, 0))
 	f.Add(AppendPublish(nil, 4, 2, &session.PublishParams{Topic: "t", QoS: 2, Props: &session.Props{ContentType: "x"}, Payload: []byte{0, 1}}))
 	f.Add(EncodeMessage(&session.Message{Topic: "t", Payload: []byte("v")}))
+	f.Add(AppendSend(AppendPing(nil), [16]byte{1}, [16]byte{2}, 7, true))
 	f.Add([]byte{0x80})
 	f.Fuzz(func(t *testing.T, unit []byte) {
 		SplitUnit(unit, func(b []byte) error {
@@ -32,6 +33,8 @@ func FuzzDecodeUnit(f *testing.F) {
 				again = AppendPublish(nil, fr.Req, fr.Handle, &fr.Publish)
 			case TypeUnsubscribe:
 				again = AppendUnsubscribe(nil, fr.Req, fr.Handle, fr.Filter)
+			case TypeSend:
+				again = AppendSend(nil, fr.Session, fr.Secret, fr.Requests, fr.Counted)
 			default:
 				return nil
 			}
@@ -39,7 +42,8 @@ func FuzzDecodeUnit(f *testing.F) {
 			if err := Decode(again[uvarintLen(uint64(len(again)-1)):], &fr2); err != nil {
 				t.Fatalf("re-encoded frame does not decode: %v", err)
 			}
-			if fr2.Filter != fr.Filter || fr2.Publish.Topic != fr.Publish.Topic || !bytes.Equal(fr2.Publish.Payload, fr.Publish.Payload) {
+			if fr2.Filter != fr.Filter || fr2.Publish.Topic != fr.Publish.Topic || !bytes.Equal(fr2.Publish.Payload, fr.Publish.Payload) ||
+				fr2.Session != fr.Session || fr2.Secret != fr.Secret || fr2.Requests != fr.Requests || fr2.Counted != fr.Counted {
 				t.Fatalf("round trip changed the frame: %+v vs %+v", fr, fr2)
 			}
 			return nil

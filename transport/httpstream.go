@@ -1,12 +1,11 @@
 package transport
 
 import (
-	"encoding/hex"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,18 +16,7 @@ import (
 // HTTP transports (PROTOCOL.md, "HTTP streaming" and "HTTP long polling"):
 // every request is a POST whose body is a transport unit. /stream and /poll
 // start with OPEN or BIND and answer with frames; /send carries the
-// client's requests for a session named in headers.
-
-// Headers that name the session of a /send request. They are headers, not
-// cookies, so a page of another site cannot make a browser send them.
-const (
-	HeaderSession = "X-Mqtt-Session"
-	HeaderSecret  = "X-Mqtt-Secret"
-	// HeaderRequests, on a /send, is the number of requests the client
-	// sent before the body's first: with it a /send can be sent again
-	// safely (PROTOCOL.md, HTTP streaming).
-	HeaderRequests = "X-Mqtt-Requests"
-)
+// client's requests for a session named by its first frame, SEND.
 
 const (
 	// streamBytes ends a streaming response after this much, so proxies
@@ -274,17 +262,32 @@ func (s *Server) ServePoll(w http.ResponseWriter, r *http.Request) error {
 }
 
 // ServeSend serves POST /send: the client's frames for a session named by
-// the X-Mqtt-Session and X-Mqtt-Secret headers (and X-Mqtt-Requests, which
-// makes repeating a /send safe). Results arrive on the
-// session's stream or poll, as on WebSocket.
+// the body's first frame, SEND, with the session's secret (and the count
+// of requests sent before, which makes repeating a /send safe). The secret
+// travels in the body, not in a header: Caddy's access logs record request
+// headers. Results arrive on the session's stream or poll, as on
+// WebSocket.
 func (s *Server) ServeSend(w http.ResponseWriter, r *http.Request) error {
 	s.init()
-	var id, secret [16]byte
-	if !decodeHex16(r.Header.Get(HeaderSession), &id) || !decodeHex16(r.Header.Get(HeaderSecret), &secret) {
-		AnswerError(w, http.StatusBadRequest, session.Errorf(session.CodeBadRequest, "missing or malformed %s/%s headers", HeaderSession, HeaderSecret))
+	unit, err := readUnit(w, r, s.maxFrame()+sendFrameRoom)
+	if err != nil {
+		var e *session.Error
+		if !errors.As(err, &e) {
+			// The body was cut (a network failure): nothing of it is
+			// dispatched, and the client, rebinding, learns from BOUND which
+			// requests to send again.
+			e = session.Errorf(session.CodeBadRequest, "reading request: %v", err)
+		}
+		AnswerError(w, statusFor(e.Code), e)
 		return nil
 	}
-	sess, e := s.Manager.Lookup(id, secret)
+	var head Frame
+	rest, ok := firstFrame(unit, &head)
+	if !ok || head.Type != TypeSend {
+		AnswerError(w, http.StatusBadRequest, session.Errorf(session.CodeBadRequest, "a /send body begins with a SEND frame naming the session"))
+		return nil
+	}
+	sess, e := s.Manager.Lookup(head.Session, head.Secret)
 	if e != nil {
 		AnswerError(w, statusFor(e.Code), e)
 		return nil
@@ -292,32 +295,13 @@ func (s *Server) ServeSend(w http.ResponseWriter, r *http.Request) error {
 	if c, ok := sess.Bound().(*httpConn); ok {
 		c.hear()
 	}
-	before, counted := uint64(0), false
-	if v := r.Header.Get(HeaderRequests); v != "" {
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			// The client broke the protocol, as with a malformed frame.
-			e := session.Errorf(session.CodeBadRequest, "malformed %s header %q", HeaderRequests, v)
-			sess.Close(e)
-			AnswerError(w, http.StatusBadRequest, e)
-			return nil
-		}
-		before, counted = n, true
-	}
-	unit, err := readUnit(w, r, s.maxFrame())
-	if err != nil {
-		if errors.As(err, &e) { // too large: the client broke the protocol
-			sess.Close(e)
-			AnswerError(w, statusFor(e.Code), e)
-			return nil
-		}
-		// The body was cut (a network failure): nothing of it is dispatched,
-		// and the client, rebinding, learns from BOUND which requests to
-		// send again.
-		AnswerError(w, http.StatusBadRequest, session.Errorf(session.CodeBadRequest, "reading request: %v", err))
+	if len(rest) > s.maxFrame() { // the client broke the protocol
+		e := session.Errorf(session.CodeFrameTooLarge, "request body exceeds %d bytes", s.maxFrame()+sendFrameRoom)
+		sess.Close(e)
+		AnswerError(w, statusFor(e.Code), e)
 		return nil
 	}
-	refusal, e := dispatchSend(sess, unit, before, counted)
+	refusal, e := dispatchSend(sess, rest, head.Requests, head.Counted)
 	if e != nil {
 		sess.Close(e)
 		AnswerError(w, http.StatusBadRequest, e)
@@ -329,7 +313,7 @@ func (s *Server) ServeSend(w http.ResponseWriter, r *http.Request) error {
 		why := "the session has moved to a WebSocket: this /send is a late copy"
 		if refusal == sendGap {
 			why = fmt.Sprintf("this /send follows request %d but the gateway has received %d: an earlier /send has not arrived",
-				before, sess.Requests())
+				head.Requests, sess.Requests())
 		}
 		w.Header().Set("Cache-Control", "no-store")
 		http.Error(w, why, http.StatusConflict)
@@ -340,10 +324,19 @@ func (s *Server) ServeSend(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func decodeHex16(s string, dst *[16]byte) bool {
-	if len(s) != 32 {
-		return false
+// sendFrameRoom is the most a SEND frame takes, beside the frames a /send
+// carries (which max_frame bounds, as a WebSocket message).
+const sendFrameRoom = 64
+
+// firstFrame decodes unit's first frame into f and returns the frames
+// after it.
+func firstFrame(unit []byte, f *Frame) (rest []byte, ok bool) {
+	n, used := binary.Uvarint(unit)
+	if used <= 0 || n == 0 || n > uint64(len(unit)-used) {
+		return nil, false
 	}
-	_, err := hex.Decode(dst[:], []byte(s))
-	return err == nil
+	if Decode(unit[used:used+int(n)], f) != nil {
+		return nil, false
+	}
+	return unit[used+int(n):], true
 }

@@ -27,6 +27,7 @@ export const FrameType = Object.freeze({
   CLOSE: 0x0a,
   FREQUENCY: 0x0b,
   BANDWIDTH: 0x0c,
+  SEND: 0x0d,
   OPENED: 0x81,
   BOUND: 0x82,
   RESULT: 0x83,
@@ -333,6 +334,16 @@ export function encodeFrame(f) {
       w.id16(f.secret);
       w.uvarint(f.received);
       break;
+    case FrameType.SEND:
+      w.id16(f.session);
+      w.id16(f.secret);
+      if (f.requests === undefined) {
+        w.u8(0);
+      } else {
+        w.u8(0x01);
+        w.uvarint(f.requests);
+      }
+      break;
     case FrameType.CONNECT: {
       const will = f.will ?? null;
       let flags = f.cleanStart ? 0x01 : 0;
@@ -461,6 +472,13 @@ export function decodeFrame(bytes, start = 0, end = bytes.length) {
     case FrameType.BIND:
       f = { type, session: r.id16(), secret: r.id16(), received: r.uvarint() };
       break;
+    case FrameType.SEND: {
+      f = { type, session: r.id16(), secret: r.id16() };
+      const flags = r.u8();
+      checkReserved(flags, 0x01, "SEND");
+      if (flags & 0x01) f.requests = r.uvarint();
+      break;
+    }
     case FrameType.CONNECT: {
       f = { type, req: r.uvarint(), handle: r.uvarint(), broker: r.string(), clientId: r.string() };
       const flags = r.u8();

@@ -187,7 +187,7 @@ export class Session {
     /** What HTTP transports need from the session (transport-http.js, SessionLink). */
     this._link = {
       bindUnit: () => encodeUnit([this._bindFrame()]),
-      credentials: () => (this._sessionId ? { session: hex(this._sessionId), secret: hex(this._secret) } : null),
+      credentials: () => (this._sessionId ? { session: this._sessionId, secret: this._secret } : null),
       maxFrame: () => this._maxFrame,
       heartbeat: () => this._heartbeatMs,
     };
@@ -284,8 +284,8 @@ export class Session {
    * it: CLOSE goes by a /send of its own (sendAsPageGoes), after the requests whose
    * fate is unknown and those queued since. Requests are processed in order, so one
    * answered means every one before it arrived: the unknown ones are the unanswered
-   * run that ends with the last one handed to a transport, and X-Mqtt-Requests lets
-   * the gateway skip those it has.
+   * run that ends with the last one handed to a transport, and SEND's count lets the
+   * gateway skip those it has.
    */
   _closeWithoutTransport() {
     const bySeq = new Map();
@@ -753,7 +753,7 @@ export class Session {
    * Sends entries ({bytes, seq}; seq 0 for frames that are not requests) on t, as few
    * units as the gateway's max_frame allows. Each unit goes with the number of requests
    * sent before its first one, which lets HTTP transports repeat a /send safely
-   * (PROTOCOL.md, X-Mqtt-Requests).
+   * (PROTOCOL.md, HTTP streaming: SEND).
    */
   _sendNow(t, entries) {
     let batch = [];

@@ -28,8 +28,8 @@ const SEND_TIMEOUT = 30000;
  * @typedef {object} SessionLink
  * @property {() => Uint8Array} bindUnit a unit with one BIND frame carrying the current
  *   count of received data frames
- * @property {() => {session: string, secret: string} | null} credentials the session id
- *   and secret as hex, once OPENED or BIND has named them
+ * @property {() => {session: Uint8Array, secret: Uint8Array} | null} credentials the
+ *   session id and secret, once OPENED or BIND has named them
  * @property {() => number} maxFrame the largest unit the gateway accepts
  * @property {() => number} heartbeat the gateway's heartbeat period (ms)
  */
@@ -139,30 +139,39 @@ export async function closeFromErrorAnswer(res) {
 }
 
 /**
+ * A /send body: the SEND frame that names the session (with its secret, in the body
+ * and not in a header, as access logs record headers) and the count of requests sent
+ * before the first of these units, then the units.
+ * @param {{session: Uint8Array, secret: Uint8Array}} cred
+ * @param {Uint8Array[]} units
+ * @param {number | undefined} before
+ */
+export function sendBody(cred, units, before) {
+  const head = encodeUnit([encodeFrame({ type: FrameType.SEND, session: cred.session, secret: cred.secret, requests: before })]);
+  return concat([head, ...units], units.reduce((n, u) => n + u.length, head.length));
+}
+
+/**
  * Sends a session's last units (ending with its CLOSE) as the page is unloaded: one
  * `POST <base>/send` with `keepalive`, which the browser completes after the page is
- * gone (it cancels other requests; sendBeacon cannot set the session's headers). The
- * units may repeat requests that already arrived: X-Mqtt-Requests makes the gateway
- * skip those (PROTOCOL.md), and if earlier ones are missing it runs none of them but
- * still takes the CLOSE. When the units are more than a keepalive request may carry,
- * the CLOSE goes alone. Best effort: nothing reports the outcome.
+ * gone (it cancels other requests). The units may repeat requests that already
+ * arrived: SEND's count makes the gateway skip those (PROTOCOL.md), and if earlier
+ * ones are missing it runs none of them but still takes the CLOSE. When the units are
+ * more than a keepalive request may carry, the CLOSE goes alone. Best effort: nothing
+ * reports the outcome.
  * @param {string} url the /send endpoint
- * @param {{session: string, secret: string} | null} cred
+ * @param {{session: Uint8Array, secret: Uint8Array} | null} cred
  * @param {{unit: Uint8Array, before: number | undefined}[]} units
  * @param {number} maxFrame the gateway's limit for a /send body
  */
 export function sendAsPageGoes(url, cred, units, maxFrame) {
   if (!cred) return;
   const size = units.reduce((n, u) => n + u.unit.length, 0);
-  let body = CLOSE_UNIT;
-  let before;
+  let body = sendBody(cred, [CLOSE_UNIT], undefined);
   if (size <= Math.min(KEEPALIVE_MAX, maxFrame)) {
-    body = units.length === 1 ? units[0].unit : concat(units.map((u) => u.unit), size);
-    before = units.find((u) => u.before !== undefined)?.before;
+    body = sendBody(cred, units.map((u) => u.unit), units.find((u) => u.before !== undefined)?.before);
   }
-  /** @type {Record<string, string>} */
-  const headers = { "Content-Type": "application/octet-stream", "X-Mqtt-Session": cred.session, "X-Mqtt-Secret": cred.secret };
-  if (before !== undefined) headers["X-Mqtt-Requests"] = String(before);
+  const headers = { "Content-Type": "application/octet-stream" };
   fetch(url, { method: "POST", body, headers, credentials: credentialsMode(url), cache: "no-store", keepalive: true }).then(discard, () => {});
 }
 
@@ -228,7 +237,7 @@ export class HttpTransport {
    * Ends the transport. With `flush` (the session is ending and has queued its CLOSE),
    * units already accepted are still sent; otherwise the connection is suspect and they
    * are dropped: the session sends its requests again after BIND, as BOUND's `requests`
-   * says (an old /send arriving late is not run twice: X-Mqtt-Requests).
+   * says (an old /send arriving late is not run twice: SEND's count).
    * With `unloading` too (the page is being unloaded: no promise will be
    * settled any more, so a /send cannot wait for the one before it), they go at once
    * (see _sendAtOnce).
@@ -338,7 +347,7 @@ export class HttpTransport {
   /**
    * The next /send: queued units, joined while they fit in max_frame, and the number of
    * requests sent before its first (the first unit's that has requests).
-   * @returns {{body: Uint8Array, before: number | undefined}}
+   * @returns {{unit: Uint8Array, before: number | undefined}}
    */
   _nextBatch() {
     const limit = this._link.maxFrame();
@@ -347,8 +356,8 @@ export class HttpTransport {
     while (n < this._queue.length && size + this._queue[n].unit.length <= limit) size += this._queue[n++].unit.length;
     const queued = this._queue.splice(0, n);
     const before = queued.find((q) => q.before !== undefined)?.before;
-    const body = queued.length === 1 ? queued[0].unit : concat(queued.map((q) => q.unit), size);
-    return { body, before };
+    const unit = queued.length === 1 ? queued[0].unit : concat(queued.map((q) => q.unit), size);
+    return { unit, before };
   }
 
   async _pump() {
@@ -361,15 +370,13 @@ export class HttpTransport {
           this._fail(4003, "no session to send for");
           return;
         }
-        const { body, before } = this._nextBatch();
-        /** @type {Record<string, string>} */
-        const headers = { "X-Mqtt-Session": cred.session, "X-Mqtt-Secret": cred.secret };
+        const { unit, before } = this._nextBatch();
         // With the count, a /send that arrives after the session resent its requests
         // (an aborted fetch may still arrive) is not run twice (PROTOCOL.md).
-        if (before !== undefined) headers["X-Mqtt-Requests"] = String(before);
+        const body = sendBody(cred, [unit], before);
         const ac = new AbortController();
         this._sendAbort = ac;
-        this._inFlight = { unit: body, before };
+        this._inFlight = { unit, before };
         const cancel = deadline(SEND_TIMEOUT, () => ac.abort());
         let res;
         try {
@@ -377,7 +384,7 @@ export class HttpTransport {
             this._sendUrl,
             body,
             ac.signal,
-            headers,
+            {},
             // A page being closed still gets its CLOSE out.
             this._flushing && body.length <= KEEPALIVE_MAX,
           );

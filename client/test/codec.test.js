@@ -201,6 +201,8 @@ describe("frames", () => {
     { type: FrameType.UNSUBSCRIBE, req: 4, handle: 2, filter: "a/#" },
     { type: FrameType.FREQUENCY, req: 9, handle: 2, filter: "a/+", maxFrequency: 2500 },
     { type: FrameType.BANDWIDTH, req: 10, value: 65536 },
+    { type: FrameType.SEND, session: bytes(...Array(16).keys()), secret: bytes(...Array(16).fill(7)), requests: 300 },
+    { type: FrameType.SEND, session: bytes(...Array(16).fill(1)), secret: bytes(...Array(16).fill(2)) },
     {
       type: FrameType.PUBLISH,
       req: 5,

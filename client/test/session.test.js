@@ -932,10 +932,15 @@ describe("page unload (pagehide)", () => {
       const [{ url, init, frames }] = calls;
       assert.equal(url, "http://127.0.0.1:1/mqtt/send");
       assert.equal(init.keepalive, true);
-      assert.equal(init.headers["X-Mqtt-Session"], "000102030405060708090a0b0c0d0e0f");
-      assert.equal(init.headers["X-Mqtt-Secret"], "6465666768696a6b6c6d6e6f70717273");
-      assert.equal(init.headers["X-Mqtt-Requests"], "1", "the CONNECT came before");
-      assert.deepEqual(frames.map((f) => f.type), [F.PUBLISH, F.CLOSE]);
+      // The session and its secret travel in the body's SEND frame, never in a header
+      // (access logs record headers).
+      assert.deepEqual(Object.keys(init.headers), ["Content-Type"]);
+      const [send, ...rest] = frames;
+      assert.equal(send.type, F.SEND);
+      assert.deepEqual([...send.session], [...Array(16).keys()]);
+      assert.deepEqual([...send.secret], Array.from({ length: 16 }, (_, i) => 100 + i));
+      assert.equal(send.requests, 1, "the CONNECT came before");
+      assert.deepEqual(rest.map((f) => f.type), [F.PUBLISH, F.CLOSE]);
     } finally {
       calls.restore();
       delete globalThis.window;
@@ -961,11 +966,12 @@ describe("page unload (pagehide)", () => {
       await new Promise((r) => setTimeout(r, 0));
       win.hide(false);
       assert.equal(calls.length, 1);
-      const [{ init, frames }] = calls;
-      // 3 and 4 are sent again (the gateway skips what it has, by X-Mqtt-Requests).
-      assert.equal(init.headers["X-Mqtt-Requests"], "2");
+      const [{ frames }] = calls;
+      // 3 and 4 are sent again (the gateway skips what it has, by SEND's count).
+      assert.equal(frames[0].type, F.SEND);
+      assert.equal(frames[0].requests, 2);
       assert.deepEqual(
-        frames.map((f) => [f.type, f.filter ?? f.payload?.[0]]),
+        frames.slice(1).map((f) => [f.type, f.filter ?? f.payload?.[0]]),
         [[F.SUBSCRIBE, "b"], [F.PUBLISH, 120], [F.PUBLISH, 121], [F.CLOSE, undefined]],
       );
       await p3;
