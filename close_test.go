@@ -1,9 +1,7 @@
 package mqttgateway
 
 import (
-	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +18,7 @@ import (
 // connections alike.
 func TestCloseCarriesOutRequestsSentBeforeIt(t *testing.T) {
 	mq := startMosquitto(t)
-	hooks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	url := gatewayWithHook(t, mq.port, "authorize", "", func(w http.ResponseWriter, r *http.Request) {
 		f, err := hookapi.ParseRequest(r)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
@@ -30,20 +28,8 @@ func TestCloseCarriesOutRequestsSentBeforeIt(t *testing.T) {
 			time.Sleep(500 * time.Millisecond)
 		}
 		hookapi.Allow(w)
-	}))
-	t.Cleanup(hooks.Close)
-	httpPort := freePort(t)
-	startCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
-	mqtt_gateway /mqtt/* {
-		broker main mqtt://127.0.0.1:%d
-		authorize {
-			reverse_proxy %s
-		}
-	}
-}
-`, httpPort, mq.port, strings.TrimPrefix(hooks.URL, "http://")))
-
-	c := dial(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort))
+	})
+	c := dial(t, url)
 	ctx := ctx10(t)
 	shared, _, err := c.Connect(ctx, session.ConnectParams{Broker: "main"})
 	if err != nil {

@@ -334,23 +334,10 @@ func TestPublishRateLimit(t *testing.T) {
 func TestSessionLimitComesBeforeTheHook(t *testing.T) {
 	mq := startMosquitto(t)
 	var calls atomic.Int32
-	hooks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	url := gatewayWithHook(t, mq.port, "authenticate", "max_sessions_per_ip 3", func(w http.ResponseWriter, r *http.Request) {
 		calls.Add(1)
 		hookapi.Allow(w)
-	}))
-	t.Cleanup(hooks.Close)
-	httpPort := freePort(t)
-	startCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
-	mqtt_gateway /mqtt/* {
-		broker main mqtt://127.0.0.1:%d
-		max_sessions_per_ip 3
-		authenticate {
-			reverse_proxy %s
-		}
-	}
-}
-`, httpPort, mq.port, strings.TrimPrefix(hooks.URL, "http://")))
-	url := fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort)
+	})
 	refused := 0
 	for i := 0; i < 10; i++ {
 		c, err := gwclient.Dial(ctx10(t), url, nil)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -263,6 +265,27 @@ func gatewayWithBroker(t testing.TB, brokerURL string, extra string) (wsURL stri
 }
 `, httpPort, brokerURL, extra))
 	return fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort), httpPort
+}
+
+// gatewayWithHook starts a hook service on loopback and a gateway whose
+// hook (authenticate or authorize) is reverse_proxy to it, with extra
+// options, and returns the gateway's WebSocket URL.
+func gatewayWithHook(t testing.TB, brokerPort int, hook, extra string, service http.HandlerFunc) string {
+	t.Helper()
+	hooks := httptest.NewServer(service)
+	t.Cleanup(hooks.Close)
+	httpPort := freePort(t)
+	startCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	mqtt_gateway /mqtt/* {
+		broker main mqtt://127.0.0.1:%d
+		%s
+		%s {
+			reverse_proxy %s
+		}
+	}
+}
+`, httpPort, brokerPort, extra, hook, hooks.Listener.Addr()))
+	return fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort)
 }
 
 // tcpProxy forwards loopback TCP connections to a target and can cut them
