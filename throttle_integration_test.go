@@ -370,3 +370,102 @@ func (c *rawConn) next(timeout time.Duration) (transport.Frame, bool) {
 	c.pending = c.pending[1:]
 	return f, true
 }
+
+// Throttling holds QoS 0 values back, but never so that an older value
+// arrives after a newer one: a client must end on its topic's latest
+// value. The ways an older value could overtake: a QoS 1 message, never
+// held, going past a held QoS 0 one; a limit lifted while a value is held;
+// and, under a bandwidth cap, a newer QoS 0 value taking the queue place
+// of an older one that waits ahead of a QoS 1 message.
+func TestThrottledValuesNeverArriveOutOfOrder(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	pub := mqttPublisher(t, mq.port)
+	publish := func(topic string, seq int, qos byte, size int) {
+		t.Helper()
+		if _, err := pub.Publish(context.Background(), &paho.Publish{Topic: topic, QoS: qos, Payload: numbered(seq, size)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seqs := func(as []arrival, topic string) (out []uint64) {
+		for _, a := range as {
+			if a.topic == topic {
+				out = append(out, a.seq)
+			}
+		}
+		return out
+	}
+	ordered := func(got []uint64) bool {
+		for i := 1; i < len(got); i++ {
+			if got[i] <= got[i-1] {
+				return false
+			}
+		}
+		return true
+	}
+
+	t.Run("a QoS 1 message past a held QoS 0 value", func(t *testing.T) {
+		c := dial(t, url)
+		h, _, err := c.Connect(ctx10(t), session.ConnectParams{Broker: "main"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.SubscribeLimited(ctx10(t), h, "mix/a", 1, 0.5); err != nil {
+			t.Fatal(err)
+		}
+		publish("mix/a", 1, 0, 8) // delivered
+		publish("mix/a", 2, 0, 8) // held for 2 s
+		publish("mix/a", 3, 1, 8) // never held
+		got := seqs(collect(c, time.Now().Add(3*time.Second)), "mix/a")
+		if !ordered(got) || len(got) == 0 || got[len(got)-1] != 3 {
+			t.Fatalf("received %v: the latest value, 3, must come last", got)
+		}
+	})
+
+	t.Run("a limit lifted while a value is held", func(t *testing.T) {
+		c := dial(t, url)
+		h, _, err := c.Connect(ctx10(t), session.ConnectParams{Broker: "main"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.SubscribeLimited(ctx10(t), h, "lift/a", 0, 0.2); err != nil {
+			t.Fatal(err)
+		}
+		publish("lift/a", 1, 0, 8) // delivered
+		publish("lift/a", 2, 0, 8) // held for 5 s
+		time.Sleep(200 * time.Millisecond)
+		if err := c.SetFrequency(ctx10(t), h, "lift/a", 0); err != nil {
+			t.Fatal(err)
+		}
+		publish("lift/a", 3, 0, 8)
+		publish("lift/a", 4, 0, 8)
+		// Well before the 5 s the old limit would hold 2.
+		got := seqs(collect(c, time.Now().Add(2*time.Second)), "lift/a")
+		if fmt.Sprint(got) != "[1 2 3 4]" {
+			t.Fatalf("received %v, want [1 2 3 4]: the held value goes when the limit is lifted, before the newer ones", got)
+		}
+	})
+
+	t.Run("a bandwidth cap's conflation past a QoS 1 message", func(t *testing.T) {
+		c := dial(t, url)
+		h, _, err := c.Connect(ctx10(t), session.ConnectParams{Broker: "main"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Subscribe(ctx10(t), h, "bw/#", 1); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.SetBandwidth(ctx10(t), 300); err != nil {
+			t.Fatal(err)
+		}
+		publish("bw/filler", 100, 0, 250) // the backlog the cap makes
+		publish("bw/filler", 101, 0, 250)
+		publish("bw/a", 1, 0, 8)
+		publish("bw/a", 2, 1, 8)
+		publish("bw/a", 3, 0, 8)
+		got := seqs(collect(c, time.Now().Add(5*time.Second)), "bw/a")
+		if !ordered(got) || len(got) == 0 || got[len(got)-1] != 3 {
+			t.Fatalf("received %v: the latest value, 3, must come last", got)
+		}
+	})
+}

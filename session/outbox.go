@@ -131,6 +131,11 @@ func (o *outbox) push(e Event, track bool) {
 			o.latest = map[conflationKey]uint64{}
 		}
 		o.latest[conflationKey{e.Msg.Stream, e.Msg.Topic}] = o.next
+	} else if e.Kind == EventMessage && o.latest != nil {
+		// A QoS 1/2 message (or an untracked one) of a topic whose older
+		// value waits: a newer QoS 0 value must not take that older one's
+		// place, ahead of this message, but come after it.
+		delete(o.latest, conflationKey{e.Msg.Stream, e.Msg.Topic})
 	}
 	n := int(o.next - o.base)
 	if n == len(o.ring) {

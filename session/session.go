@@ -287,7 +287,7 @@ func (s *Session) push(e Event) {
 // allocation, one lock; throttled subscriptions go through the gate.
 func (s *Session) deliver(m *Message) {
 	s.mu.Lock()
-	if s.throttled > 0 && m.QoS == 0 && !s.admit(m) {
+	if s.gate != nil && !s.admit(m) {
 		s.mu.Unlock()
 		return
 	}

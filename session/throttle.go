@@ -11,7 +11,8 @@ import (
 // (the server caps it with max_frequency). The limit applies to each topic
 // the subscription matches, and only to QoS 0: a wildcard subscription
 // keeps the latest value of every topic, and the latest value of every topic
-// is always delivered in the end. QoS 1/2 messages are never held back.
+// is always delivered in the end, and last. QoS 1/2 messages are never held
+// back, and a value held for their topic, being older, is dropped.
 //
 // When several subscriptions of a session match a topic, the least
 // restrictive wins, since the session receives a message once.
@@ -63,6 +64,13 @@ func (s *Session) setFrequency(c *Client, stream uint64, filter string, interval
 			s.gate = throttle.NewGate[conflationKey, *Message]()
 		}
 	}
+	// Values held under the old limits go now: under the new ones they may
+	// be due already (a limit raised or lifted), and the client asked for
+	// the change to take effect.
+	if s.gate != nil && s.gate.Waiting() > 0 {
+		s.gateBuf = s.gate.Drain(s.gateBuf[:0], time.Now())
+		s.pushHeld()
+	}
 }
 
 // clearFrequency forgets a client's subscription limit. Called with s.mu
@@ -83,8 +91,14 @@ func (s *Session) clearFrequency(c *Client, stream uint64, filter string) {
 }
 
 // admit passes a QoS 0 message through the frequency gate, or holds it as
-// its topic's latest value. Called with s.mu held.
+// its topic's latest value. A message that goes past the gate (QoS 1/2, a
+// topic without a limit now) drops the value held for its topic: that one
+// is older and must not arrive after it. Called with s.mu held.
 func (s *Session) admit(m *Message) bool {
+	if m.QoS > 0 || s.throttled == 0 {
+		s.dropHeld(m)
+		return true
+	}
 	interval, matched := time.Duration(-1), false
 	for filter, byClient := range s.freqs[m.Stream] {
 		if !topic.Match(filter, m.Topic) {
@@ -97,6 +111,7 @@ func (s *Session) admit(m *Message) bool {
 		}
 	}
 	if !matched || interval <= 0 {
+		s.dropHeld(m)
 		return true
 	}
 	now := time.Now()
@@ -119,6 +134,23 @@ func (s *Session) armGate(now time.Time) {
 	}
 }
 
+// dropHeld discards the value held for m's topic, which m supersedes.
+// Called with s.mu held.
+func (s *Session) dropHeld(m *Message) {
+	if s.gate.Waiting() > 0 && s.gate.Drop(conflationKey{m.Stream, m.Topic}) {
+		s.mgr.metrics.Conflated.Inc()
+	}
+}
+
+// pushHeld queues the values in gateBuf, released by the gate. Called with
+// s.mu held.
+func (s *Session) pushHeld() {
+	for i, m := range s.gateBuf {
+		s.pushLocked(Event{Kind: EventMessage, Msg: m})
+		s.gateBuf[i] = nil
+	}
+}
+
 func (s *Session) flushGate() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -128,10 +160,7 @@ func (s *Session) flushGate() {
 	now := time.Now()
 	s.gateTimer.fired()
 	s.gateBuf = s.gate.Due(s.gateBuf[:0], now)
-	for i, m := range s.gateBuf {
-		s.pushLocked(Event{Kind: EventMessage, Msg: m})
-		s.gateBuf[i] = nil
-	}
+	s.pushHeld()
 	if s.gate.Keys() > 4*s.gate.Waiting()+1024 {
 		s.gate.Prune(now)
 	}

@@ -14,13 +14,13 @@ type Gate[K comparable, T any] struct {
 }
 
 // slot is one key's state. It is in the due heap exactly while waiting:
-// Offer pushes it when it starts waiting and only Due takes it out (Pop,
-// then waiting is cleared), so no heap position needs tracking.
+// Offer pushes it when it starts waiting, and Due or Drop take it out.
 type slot[T any] struct {
 	next     time.Time // earliest time of the next delivery
 	interval time.Duration
 	pending  T
 	waiting  bool // pending holds a value, and the slot is in the due heap
+	index    int  // its place in the due heap while waiting
 }
 
 // NewGate returns an empty gate.
@@ -64,6 +64,33 @@ func (g *Gate[K, T]) Due(dst []T, now time.Time) []T {
 	return dst
 }
 
+// Drop discards the value waiting for key, if any: a newer one went out
+// past the gate (a QoS 1/2 message, a topic no longer limited), and the
+// older must not follow it.
+func (g *Gate[K, T]) Drop(key K) (dropped bool) {
+	s := g.slots[key]
+	if s == nil || !s.waiting {
+		return false
+	}
+	heap.Remove(&g.due, s.index)
+	var zero T
+	s.pending, s.waiting = zero, false
+	return true
+}
+
+// Drain appends every waiting value to dst, due or not, oldest deadline
+// first (the limits changed), and starts their next interval.
+func (g *Gate[K, T]) Drain(dst []T, now time.Time) []T {
+	for len(g.due) > 0 {
+		s := heap.Pop(&g.due).(*slot[T])
+		dst = append(dst, s.pending)
+		var zero T
+		s.pending, s.waiting = zero, false
+		s.next = now.Add(s.interval)
+	}
+	return dst
+}
+
 // Next reports when the earliest waiting value is due.
 func (g *Gate[K, T]) Next() (time.Time, bool) {
 	if len(g.due) == 0 {
@@ -92,8 +119,15 @@ type dueHeap[T any] []*slot[T]
 
 func (h dueHeap[T]) Len() int           { return len(h) }
 func (h dueHeap[T]) Less(i, j int) bool { return h[i].next.Before(h[j].next) }
-func (h dueHeap[T]) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *dueHeap[T]) Push(x any)        { *h = append(*h, x.(*slot[T])) }
+func (h dueHeap[T]) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *dueHeap[T]) Push(x any) {
+	s := x.(*slot[T])
+	s.index = len(*h)
+	*h = append(*h, s)
+}
 func (h *dueHeap[T]) Pop() any {
 	old := *h
 	s := old[len(old)-1]

@@ -82,6 +82,36 @@ func TestGateConflatesPerKey(t *testing.T) {
 	}
 }
 
+// Drop discards a key's waiting value and leaves the other keys' in order;
+// Drain releases every waiting value at once.
+func TestGateDropAndDrain(t *testing.T) {
+	g := NewGate[string, string]()
+	iv := time.Second
+	for _, k := range []string{"a", "b", "c", "d"} {
+		g.Offer(k, iv, k+"0", t0) // delivered
+	}
+	for i, k := range []string{"a", "b", "c", "d"} {
+		g.Offer(k, iv, k+"1", t0.Add(time.Duration(i+1)*time.Millisecond)) // held
+	}
+	g.Drop("b")
+	g.Drop("x") // unknown: nothing happens
+	if g.Waiting() != 3 {
+		t.Fatalf("%d waiting after a drop, want 3", g.Waiting())
+	}
+	if got := fmt.Sprint(g.Due(nil, t0.Add(time.Second))); got != "[a1 c1 d1]" {
+		t.Fatalf("due after dropping b: %s", got)
+	}
+	g.Offer("a", iv, "a2", t0.Add(1100*time.Millisecond))
+	g.Offer("b", iv, "b2", t0.Add(1100*time.Millisecond)) // b's interval has passed: at once
+	g.Offer("c", iv, "c2", t0.Add(1100*time.Millisecond))
+	if got := fmt.Sprint(g.Drain(nil, t0.Add(1200*time.Millisecond))); got != "[a2 c2]" || g.Waiting() != 0 {
+		t.Fatalf("drained %s, %d left waiting", got, g.Waiting())
+	}
+	if ok, _ := g.Offer("a", iv, "a3", t0.Add(1300*time.Millisecond)); ok {
+		t.Fatal("a drained value starts an interval like a delivered one")
+	}
+}
+
 func TestBucketRate(t *testing.T) {
 	b := NewBucket(1250, t0) // 10 kbit/s
 	sent := 0
