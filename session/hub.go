@@ -51,8 +51,16 @@ type Hub struct {
 	lastErr *Error    // last connection error, for clients that wait
 	closed  bool
 
-	wake   chan struct{} // reconciler has work
-	upCh   chan struct{} // closed while up; replaced when down
+	wake chan struct{} // reconciler has work
+	// upCh is closed while the hub is ready: connected and, after a
+	// reconnect, its filters subscribed again. Publishes wait for it, so
+	// one made during an outage reaches the gateway's own subscribers too
+	// (the broker takes the SUBSCRIBEs first, on the same connection).
+	// restoring is set from the connection's return until then.
+	upCh      chan struct{}
+	usable    bool // upCh is closed
+	restoring bool
+	announce  bool // restoring after an outage: tell the clients once ready
 	refErr chan *Error   // dedicated: first connect refused
 
 	// seq numbers deliveries so each session gets a message once even when
@@ -262,7 +270,7 @@ func (h *Hub) restart(br *brokerRuntime) error {
 	}
 	h.broker.Store(br)
 	h.up, h.since = false, time.Now()
-	h.upCh = make(chan struct{})
+	h.unreadyLocked()
 	for _, fs := range h.filters {
 		fs.asked = -1
 	}
@@ -307,16 +315,18 @@ func (h *Hub) onUp(cm *autopaho.ConnectionManager, _ *paho.Connack) {
 	h.mu.Lock()
 	wasDown := !h.since.IsZero()
 	h.up, h.since, h.lastErr = true, time.Now(), nil
-	close(h.upCh)
-	if wasDown && !h.dedicated {
-		h.noticeClients(&Error{Code: CodeOK, Message: fmt.Sprintf("broker %q available again", h.br().cfg.Name)})
-	}
 	// The shared connection starts clean, so every filter must be
 	// subscribed again; the reconciler does it in the background (this
-	// callback must not block).
+	// callback must not block), and makes the hub ready when it is done.
 	for f, fs := range h.filters {
 		fs.asked = -1
 		h.dirty[f] = struct{}{}
+	}
+	h.announce = wasDown && !h.dedicated
+	if len(h.dirty) == 0 {
+		h.readyLocked()
+	} else {
+		h.restoring = true
 	}
 	// Every session gets the current retained messages again, as a direct
 	// client reconnecting would: they may have changed during the outage.
@@ -338,7 +348,7 @@ func (h *Hub) onDown() bool {
 	h.metrics.BrokerUp.WithLabelValues(h.br().cfg.Name).Dec()
 	h.mu.Lock()
 	h.up, h.since = false, time.Now()
-	h.upCh = make(chan struct{})
+	h.unreadyLocked()
 	for _, fs := range h.filters {
 		fs.asked = -1
 	}
@@ -397,14 +407,50 @@ func (h *Hub) onConnectError(err error) {
 	}
 }
 
+// readyLocked opens the hub to publishes, and tells its clients the
+// broker is back if it was away. Called with h.mu held.
+func (h *Hub) readyLocked() {
+	h.restoring = false
+	if h.usable {
+		return
+	}
+	h.usable = true
+	close(h.upCh)
+	if h.announce {
+		h.announce = false
+		h.noticeClients(&Error{Code: CodeOK, Message: fmt.Sprintf("broker %q available again", h.br().cfg.Name)})
+	}
+}
+
+// unreadyLocked closes the hub to publishes until it is ready again.
+// Waiters keep the channel they have, which readyLocked closes. Called with
+// h.mu held.
+func (h *Hub) unreadyLocked() {
+	h.restoring = false
+	if h.usable {
+		h.usable = false
+		h.upCh = make(chan struct{})
+	}
+}
+
+// restored makes a restoring hub ready once the reconciler has nothing
+// left to send.
+func (h *Hub) restored() {
+	h.mu.Lock()
+	if h.restoring && h.up && len(h.dirty) == 0 {
+		h.readyLocked()
+	}
+	h.mu.Unlock()
+}
+
 // awaitUp waits until the broker connection is up. A refused connection
 // (bad credentials) fails at once; an unreachable broker fails when the
 // connect timeout passes.
 func (h *Hub) awaitUp(ctx context.Context) *Error {
 	h.mu.RLock()
-	up, ch := h.up, h.upCh
+	usable, ch := h.usable, h.upCh
 	h.mu.RUnlock()
-	if up {
+	if usable {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(h.br().cfg.ConnectTimeout))

@@ -36,6 +36,7 @@ func (h *Hub) reconcile(ctx context.Context) {
 		}
 		for h.reconcileOnce(ctx) {
 		}
+		h.restored()
 	}
 }
 
