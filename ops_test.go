@@ -67,6 +67,37 @@ func TestMetricsAfterScenario(t *testing.T) {
 		`mqtt_gateway_messages_out_total{gateway="metrics-test"} 15`,
 		`mqtt_gateway_publishes_total{gateway="metrics-test",result="ok"} 1`,
 	})
+
+	// Publishes the gateway refuses are counted too.
+	if err := clients[0].Publish(ctx, 1, session.PublishParams{Topic: "m/+"}); errCode(err) != session.CodeInvalidTopic {
+		t.Fatalf("publish to a wildcard: %v", err)
+	}
+	// Shared connections opened and closed again and again (each time the
+	// last client leaves): the gauges come back to zero, not below.
+	handles := []uint64{1, 1}
+	for round := 0; round < 3; round++ {
+		for i, c := range clients[:2] {
+			if err := c.Disconnect(ctx, handles[i]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(300 * time.Millisecond) // the broker's UNSUBACK, the close
+		expectMetrics(t, metricsPort, []string{
+			`mqtt_gateway_broker_clients{broker="main",gateway="metrics-test",mode="shared"} 0`,
+			`mqtt_gateway_broker_connections_up{broker="main",gateway="metrics-test"} 0`,
+			`mqtt_gateway_broker_subscriptions{broker="main",gateway="metrics-test"} 0`,
+			`mqtt_gateway_publishes_total{gateway="metrics-test",result="refused"} 1`,
+		})
+		if t.Failed() {
+			t.Fatalf("round %d", round)
+		}
+		for i, c := range clients[:2] {
+			handles[i] = connectSubscribe(t, c, "m/#", 0)
+			if _, err := c.Subscribe(ctx, handles[i], fmt.Sprintf("m/%d", round), 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 }
 
 // gatewayWithMetrics starts Caddy with a gateway named name (broker

@@ -259,12 +259,18 @@ func (s *Session) Unsubscribe(req, handle uint64, filter string) {
 
 // Publish sends a message from a client to its broker.
 func (s *Session) Publish(req, handle uint64, p PublishParams) {
-	if err := s.mgr.checkPublish(&p); err != nil {
+	// The gateway's refusals (an invalid or oversized message, the rate
+	// limit, a denial) are "refused"; the broker's, "error".
+	refuse := func(err *Error) {
+		s.mgr.metrics.Publishes.WithLabelValues("refused").Inc()
 		s.result(req, err, 0)
+	}
+	if err := s.mgr.checkPublish(&p); err != nil {
+		refuse(err)
 		return
 	}
 	if !s.allowPublish() {
-		s.result(req, Errorf(CodeRateLimited, "more than max_publish_rate publishes per second"), 0)
+		refuse(Errorf(CodeRateLimited, "more than max_publish_rate publishes per second"))
 		return
 	}
 	c := s.client(req, handle)
@@ -273,12 +279,12 @@ func (s *Session) Publish(req, handle uint64, p PublishParams) {
 	}
 	c.enqueue(func() {
 		if c.hub == nil {
-			s.result(req, Errorf(CodeBadRequest, "client %d is not connected", handle), 0)
+			refuse(Errorf(CodeBadRequest, "client %d is not connected", handle))
 			return
 		}
 		if err := s.authorize(c.ctx, Action{Kind: "publish", Broker: c.hub.br().cfg.Name, ClientID: c.clientID, Topic: p.Topic,
 			QoS: p.QoS, Retain: p.Retain, Size: len(p.Payload)}); err != nil {
-			s.result(req, err, 0)
+			refuse(err)
 			return
 		}
 		err := c.hub.publish(c.ctx, &paho.Publish{Topic: p.Topic, QoS: p.QoS, Retain: p.Retain,

@@ -60,8 +60,8 @@ type Hub struct {
 	upCh      chan struct{}
 	usable    bool // upCh is closed
 	restoring bool
-	announce  bool // restoring after an outage: tell the clients once ready
-	refErr chan *Error   // dedicated: first connect refused
+	announce  bool        // restoring after an outage: tell the clients once ready
+	refErr    chan *Error // dedicated: first connect refused
 
 	// seq numbers deliveries so each session gets a message once even when
 	// several of its filters match; only the broker's receive goroutine
@@ -345,8 +345,10 @@ func (h *Hub) onUp(cm *autopaho.ConnectionManager, _ *paho.Connack) {
 }
 
 func (h *Hub) onDown() bool {
-	h.metrics.BrokerUp.WithLabelValues(h.br().cfg.Name).Dec()
 	h.mu.Lock()
+	if h.up { // a retired hub is out of the gauge already
+		h.metrics.BrokerUp.WithLabelValues(h.br().cfg.Name).Dec()
+	}
 	h.up, h.since = false, time.Now()
 	h.unreadyLocked()
 	for _, fs := range h.filters {
@@ -552,7 +554,9 @@ func (h *Hub) subscribe(ctx context.Context, sess *Session, filter string, qos b
 		h.nextSubID = h.nextSubID%maxSubID + 1
 		fs = &filterState{asked: -1, subID: h.nextSubID}
 		h.filters[filter] = fs
-		h.metrics.Subscriptions.WithLabelValues(h.br().cfg.Name).Inc()
+		if !h.closed { // a closed hub is out of the gauge (retireLocked)
+			h.metrics.Subscriptions.WithLabelValues(h.br().cfg.Name).Inc()
+		}
 	}
 	fs.refs[qos]++
 	// Index before the broker subscribes: retained messages arrive right
@@ -721,7 +725,7 @@ func (h *Hub) removeClient(c *Client) int {
 }
 
 // close disconnects from the broker (a clean DISCONNECT, so no will fires).
-func (h *Hub) close() {
+func (h *Hub) close(reason string) {
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
@@ -730,6 +734,8 @@ func (h *Hub) close() {
 	h.closed = true
 	h.retireLocked()
 	h.mu.Unlock()
+	h.log.Info("broker connection closed", zap.String("broker", h.br().cfg.Name), zap.Uint64("stream", h.stream),
+		zap.Bool("dedicated", h.dedicated), zap.String("reason", reason))
 	h.stop()
 }
 
@@ -753,7 +759,17 @@ func (h *Hub) disconnect(cm *autopaho.ConnectionManager) {
 	}
 }
 
-// retireLocked takes a closing hub out of the gauges. Called with h.mu held.
+// forgetFilterLocked drops a filter nobody wants any more, once the broker
+// no longer has it. Called with h.mu held.
+func (h *Hub) forgetFilterLocked(f string) {
+	delete(h.filters, f)
+	if !h.closed { // a closed hub is out of the gauge (retireLocked)
+		h.metrics.Subscriptions.WithLabelValues(h.br().cfg.Name).Dec()
+	}
+}
+
+// retireLocked takes a closing hub out of the gauges, once: the caller
+// marks it closed. Called with h.mu held.
 func (h *Hub) retireLocked() {
 	name := h.br().cfg.Name
 	if h.up {

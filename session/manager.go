@@ -372,7 +372,7 @@ func (m *Manager) releaseHub(h *Hub, c *Client) {
 	}
 	m.mu.Unlock()
 	if n == 0 {
-		go h.close()
+		go h.close("no client uses it")
 	}
 }
 
@@ -420,7 +420,7 @@ func (m *Manager) Close() {
 	var wg sync.WaitGroup
 	for _, h := range hubs {
 		wg.Add(1)
-		go func() { defer wg.Done(); h.close() }()
+		go func() { defer wg.Done(); h.close("the gateway is shutting down") }()
 	}
 	wg.Wait()
 	m.brokersMu.Lock()

@@ -79,8 +79,7 @@ func (h *Hub) reconcileOnce(ctx context.Context) bool {
 		case fs.asked >= 0:
 			unsubs = append(unsubs, f)
 		default:
-			delete(h.filters, f)
-			h.metrics.Subscriptions.WithLabelValues(h.br().cfg.Name).Dec()
+			h.forgetFilterLocked(f)
 		}
 	}
 	more := len(h.dirty) > 0
@@ -171,8 +170,7 @@ func (h *Hub) sendUnsubscribe(ctx context.Context, filters []string) {
 		if fs.want() >= 0 { // subscribed again meanwhile
 			h.dirty[f] = struct{}{}
 		} else {
-			delete(h.filters, f)
-			h.metrics.Subscriptions.WithLabelValues(h.br().cfg.Name).Dec()
+			h.forgetFilterLocked(f)
 		}
 	}
 	if len(h.dirty) > 0 {

@@ -219,6 +219,9 @@ func (s *Server) ServePoll(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	defer sess.Detach(conn)
+	m := s.Manager.Metrics()
+	m.Connections.WithLabelValues("polling").Inc() // while the poll is held
+	defer m.Connections.WithLabelValues("polling").Dec()
 	wait := min(pollWait, s.Manager.Config().Heartbeat)
 	if r.URL.Query().Get("wait") == "0" {
 		// A client resuming after a drop needs BOUND now, to resend what
@@ -257,7 +260,7 @@ func (s *Server) ServePoll(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Length", fmt.Sprint(len(buf)))
 	w.WriteHeader(http.StatusOK)
 	w.Write(buf)
-	s.Manager.Metrics().BytesOut.WithLabelValues("polling").Add(float64(len(buf)))
+	m.BytesOut.WithLabelValues("polling").Add(float64(len(buf)))
 	return nil
 }
 

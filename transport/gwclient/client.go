@@ -197,6 +197,12 @@ func (c *Client) SetBandwidth(ctx context.Context, bytesPerSecond uint64) (uint6
 	return c.request(ctx, func(req uint64) []byte { return transport.AppendBandwidth(nil, req, bytesPerSecond) })
 }
 
+// Disconnect detaches a client from its broker.
+func (c *Client) Disconnect(ctx context.Context, handle uint64) error {
+	_, err := c.request(ctx, func(req uint64) []byte { return transport.AppendDisconnect(nil, req, handle) })
+	return err
+}
+
 // Unsubscribe removes a subscription.
 func (c *Client) Unsubscribe(ctx context.Context, handle uint64, filter string) error {
 	_, err := c.request(ctx, func(req uint64) []byte { return transport.AppendUnsubscribe(nil, req, handle, filter) })
