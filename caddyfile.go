@@ -13,6 +13,7 @@ import (
 
 	"github.com/caddy-mqtt/mqttgateway/hookapi"
 	"github.com/caddy-mqtt/mqttgateway/session"
+	"github.com/caddy-mqtt/mqttgateway/throttle"
 )
 
 func init() {
@@ -431,30 +432,16 @@ func parseSize(d *caddyfile.Dispenser, dst *int64) error {
 var _ caddyfile.Unmarshaler = (*Handler)(nil)
 
 // parseBandwidth accepts bytes per second as a size (64KiB, 1MB) or bits per
-// second with a "bit" suffix (512kbit, 2Mbit).
+// second (512kbit, 512kbps): throttle.ParseBandwidth.
 func parseBandwidth(d *caddyfile.Dispenser, dst *int64) error {
 	opt := d.Val()
 	v, err := oneArg(d)
 	if err != nil {
 		return err
 	}
-	// As networks write it: a lowercase b is a bit (512kbit, 512kbps,
-	// 1Mb/s), an uppercase B a byte (64KiB, 100kB/s, 1MBps).
-	s := strings.TrimSuffix(strings.TrimSuffix(v, "/s"), "ps")
-	bits := false
-	switch {
-	case strings.HasSuffix(strings.ToLower(s), "bit"):
-		bits, s = true, s[:len(s)-3]
-	case strings.HasSuffix(s, "b"):
-		bits, s = true, s[:len(s)-1]
-	}
-	n, err := humanize.ParseBytes(s)
-	if err != nil || n == 0 {
-		return d.Errf("%s: invalid bandwidth %q (use bytes like 64KiB or bits like 512kbit)", opt, v)
-	}
-	if bits {
-		// humanize reads "k" as 1000 and "Ki" as 1024, as networks count.
-		n /= 8
+	n, err := throttle.ParseBandwidth(v)
+	if err != nil {
+		return d.Errf("%s: %v", opt, err)
 	}
 	*dst = int64(n)
 	return nil

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/caddy-mqtt/mqttgateway/hookapi"
 	"github.com/caddy-mqtt/mqttgateway/session"
 	"github.com/caddy-mqtt/mqttgateway/transport"
@@ -20,6 +22,7 @@ type hookPolicy struct {
 	authz   *hookapi.Runner // nil: every action allowed
 	cache   *hookapi.Cache
 	metrics *session.Metrics
+	log     *zap.Logger
 }
 
 func (p *hookPolicy) decide(ctx context.Context, r *hookapi.Runner, o *hookapi.Origin, f hookapi.Facts) hookapi.Decision {
@@ -43,7 +46,13 @@ func (p *hookPolicy) authenticate(r *http.Request, user string, password []byte)
 	if !d.Allow {
 		return transport.OpenResult{}, &session.Error{Code: session.Code(d.Code), Message: d.Message}
 	}
-	return transport.OpenResult{User: d.User, Limits: d.Limits}, nil
+	limits, err := session.ParseLimits(d.Limits)
+	if err != nil {
+		// A limit the gateway cannot read must not become no limit.
+		p.log.Error("the authenticate hook answered a limit the gateway cannot read; session refused", zap.String("user", d.User), zap.Error(err))
+		return transport.OpenResult{}, session.Errorf(session.CodeHookUnavailable, "the authenticate hook answered an invalid session limit")
+	}
+	return transport.OpenResult{User: d.User, Limits: limits}, nil
 }
 
 // origin implements transport.Server.Origin.

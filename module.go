@@ -544,7 +544,7 @@ func (h *Handler) Manager() *session.Manager { return h.manager }
 // provisionHooks prepares the authenticate and authorize chains. The
 // decision cache belongs to this config: a reload may change the policy.
 func (h *Handler) provisionHooks(ctx caddy.Context) (*hookPolicy, error) {
-	p := &hookPolicy{cache: hookapi.NewCache(0)}
+	p := &hookPolicy{cache: hookapi.NewCache(0), log: h.logger}
 	timeout := time.Duration(h.HookTimeout)
 	if timeout == 0 {
 		timeout = hookapi.DefaultTimeout

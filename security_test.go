@@ -354,3 +354,32 @@ func TestSessionLimitComesBeforeTheHook(t *testing.T) {
 		t.Fatalf("%d of 10 opens refused with %d hook calls, want 7 refused and 3 calls", refused, calls.Load())
 	}
 }
+
+// The authenticate hook's limits are read as the Caddyfile's are (2KiB,
+// 16kbit, 2048), and one the gateway cannot read refuses the session
+// (4022) instead of leaving it without a limit.
+func TestHookLimitsWithUnits(t *testing.T) {
+	mq := startMosquitto(t)
+	url := gatewayWithHook(t, mq.port, "authenticate", "", func(w http.ResponseWriter, r *http.Request) {
+		f, err := hookapi.ParseRequest(r)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		hookapi.Allow(w, hookapi.WithLimit("max_bandwidth", f.Username))
+	})
+	for written, want := range map[string]uint64{"2KiB": 2048, "16kbit": 2000, "2048": 2048, "3kB/s": 3000} {
+		c, err := dialAs(ctx10(t), url, written, "")
+		if err != nil {
+			t.Fatalf("max_bandwidth %q: %v", written, err)
+		}
+		if got, err := c.SetBandwidth(ctx10(t), 1<<20); err != nil || got != want {
+			t.Errorf("max_bandwidth %q: the cap in force is %d (%v), want %d", written, got, err, want)
+		}
+		c.Close()
+	}
+	_, err := dialAs(ctx10(t), url, "lots", "")
+	if errCode(err) != session.CodeHookUnavailable {
+		t.Fatalf("an unreadable limit: %v, want the session refused with %d", err, session.CodeHookUnavailable)
+	}
+}

@@ -2,6 +2,8 @@ package session
 
 import (
 	"context"
+	"fmt"
+	"math"
 	"net"
 	"strconv"
 	"time"
@@ -64,19 +66,42 @@ func (s *Session) Origin() any {
 	return s.origin
 }
 
-// ApplyLimits applies per-session caps from the authenticate hook:
-// max_bandwidth (bytes per second) and max_frequency (messages per
-// second). They can only lower the server's caps.
-func (s *Session) ApplyLimits(limits map[string]string) {
+// Limits are per-session caps from the authenticate hook (0: none). They
+// can only lower the server's caps.
+type Limits struct {
+	MaxFrequency float64 // messages per second
+	MaxBandwidth uint64  // bytes per second
+}
+
+// ParseLimits reads the hook's limits: max_bandwidth written as for the
+// Caddyfile (65536, 64KiB, 512kbit), max_frequency in messages per second.
+// A value it cannot read is an error, not a limit silently dropped: the
+// caller refuses the session (fail closed).
+func ParseLimits(limits map[string]string) (Limits, error) {
+	var l Limits
+	if v, ok := limits["max_frequency"]; ok {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f <= 0 || math.IsInf(f, 0) {
+			return l, fmt.Errorf("max_frequency %q is not a positive number of messages per second", TrimText(v))
+		}
+		l.MaxFrequency = f
+	}
+	if v, ok := limits["max_bandwidth"]; ok {
+		n, err := throttle.ParseBandwidth(v)
+		if err != nil {
+			return l, fmt.Errorf("max_bandwidth: %v", err)
+		}
+		l.MaxBandwidth = n
+	}
+	return l, nil
+}
+
+// ApplyLimits applies the authenticate hook's caps to the session.
+func (s *Session) ApplyLimits(l Limits) {
 	s.mu.Lock()
-	if v, err := strconv.ParseFloat(limits["max_frequency"], 64); err == nil && v > 0 {
-		s.capFrequency = v
-	}
-	if v, err := strconv.ParseUint(limits["max_bandwidth"], 10, 64); err == nil && v > 0 {
-		s.capBandwidth = v
-	}
+	s.capFrequency, s.capBandwidth = l.MaxFrequency, l.MaxBandwidth
 	s.mu.Unlock()
-	if s.capBandwidth > 0 {
+	if l.MaxBandwidth > 0 {
 		s.SetMaxBandwidth(0)
 	}
 }

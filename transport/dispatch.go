@@ -199,8 +199,8 @@ func applyOpenOptions(s *session.Session, opts []KV) {
 
 // OpenResult is what the authenticate hook decided for an OPEN.
 type OpenResult struct {
-	User   string            // the session's user; empty: anonymous
-	Limits map[string]string // per-session caps (max_bandwidth, max_frequency)
+	User   string         // the session's user; empty: anonymous
+	Limits session.Limits // per-session caps
 }
 
 // open authenticates an OPEN and creates its session.
@@ -230,9 +230,7 @@ func (s *Server) open(r *http.Request, f *Frame, transport string) (*session.Ses
 		return nil, err
 	}
 	sess.SetOrigin(origin)
-	if len(res.Limits) > 0 {
-		sess.ApplyLimits(res.Limits)
-	}
+	sess.ApplyLimits(res.Limits)
 	return sess, nil
 }
 

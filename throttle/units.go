@@ -1,0 +1,31 @@
+package throttle
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/dustin/go-humanize"
+)
+
+// ParseBandwidth reads bytes per second as people write them: a size
+// (65536, 64KiB, 100kB/s, 1MBps) or bits per second (512kbit, 512kbps,
+// 1Mb/s). As networks write it, a lowercase b is a bit and an uppercase B
+// a byte; k is 1000 and Ki 1024.
+func ParseBandwidth(v string) (bytesPerSecond uint64, err error) {
+	s := strings.TrimSuffix(strings.TrimSuffix(v, "/s"), "ps")
+	bits := false
+	switch {
+	case strings.HasSuffix(strings.ToLower(s), "bit"):
+		bits, s = true, s[:len(s)-3]
+	case strings.HasSuffix(s, "b"):
+		bits, s = true, s[:len(s)-1]
+	}
+	n, err := humanize.ParseBytes(s)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("invalid bandwidth %q (use bytes like 64KiB or bits like 512kbit)", v)
+	}
+	if bits {
+		n /= 8
+	}
+	return n, nil
+}
