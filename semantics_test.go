@@ -5,15 +5,18 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/caddy-mqtt/mqttgateway/session"
 	"github.com/caddy-mqtt/mqttgateway/transport"
@@ -372,5 +375,39 @@ func TestDedicatedClientLostOnBrokerOutage(t *testing.T) {
 	f := nextMessage(t, c)
 	if f.Type != transport.TypeLost || f.Handle != h || f.Code != session.CodeBrokerUnavailable {
 		t.Fatalf("%+v, want LOST for handle %d with code %d", f, h, session.CodeBrokerUnavailable)
+	}
+}
+
+// A shared connection the gateway closes (its last client left) ends its
+// broker session: the broker keeps no subscriptions and queues nothing for
+// it, while the session expiry of a connection that merely dropped still
+// bridges a cut.
+func TestClosedSharedConnectionLeavesNoBrokerSession(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	c := dial(t, url)
+	h := connectSubscribe(t, c, "gone/#", 1)
+	log, _ := os.ReadFile(mq.log)
+	id := regexp.MustCompile(`as (mqttgw-[0-9a-f]+)`).FindSubmatch(log)
+	if id == nil {
+		t.Fatalf("no shared connection in the broker's log:\n%s", log)
+	}
+	if err := c.Disconnect(ctx10(t), h); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // the gateway closes the connection
+	// The broker says whether it kept a session for that client ID.
+	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", mq.port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := paho.NewClient(paho.ClientConfig{Conn: conn})
+	defer pc.Disconnect(&paho.Disconnect{})
+	ca, err := pc.Connect(ctx10(t), &paho.Connect{ClientID: string(id[1]), CleanStart: false, KeepAlive: 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ca.SessionPresent {
+		t.Fatalf("the broker kept the session of %s after the gateway closed that connection", id[1])
 	}
 }

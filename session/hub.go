@@ -234,10 +234,19 @@ func (h *Hub) connect() error {
 		OnConnectionDown:              h.onDown,
 		OnConnectError:                h.onConnectError,
 		DisconnectPacketBuilder: func() *paho.Disconnect {
+			d := &paho.Disconnect{ReasonCode: 0}
 			if h.fireWill.Load() {
-				return &paho.Disconnect{ReasonCode: 0x04} // disconnect with will message
+				d.ReasonCode = 0x04 // disconnect with will message
 			}
-			return &paho.Disconnect{ReasonCode: 0}
+			if !h.dedicated {
+				// The shared connection's broker session bridges cuts
+				// (sharedSessionExpiry); one the gateway closes is over, and
+				// must not keep its subscriptions and queue messages for a
+				// minute.
+				var none uint32
+				d.Properties = &paho.DisconnectProperties{SessionExpiryInterval: &none}
+			}
+			return d
 		},
 		ClientConfig: paho.ClientConfig{
 			ClientID:                   o.clientID,
