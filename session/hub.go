@@ -301,8 +301,10 @@ func notSent(err error) bool {
 const sharedSessionExpiry = 60
 
 // exponential is the reconnect schedule: quick first retries so a broker
-// restart is bridged fast, capped so a long outage does not hammer it.
-var exponential = autopaho.NewExponentialBackoff(250*time.Millisecond, 10*time.Second, time.Second, 2)
+// restart is bridged fast, then one try every 5 s at most, which costs a
+// broker nothing (one connection per gateway and broker) and keeps a
+// broker back from a long outage waiting for the gateway no more than 5 s.
+var exponential = autopaho.NewExponentialBackoff(250*time.Millisecond, 5*time.Second, time.Second, 2)
 
 func reconnectBackoff(attempt int) time.Duration {
 	if attempt <= 0 {
