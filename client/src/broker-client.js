@@ -21,6 +21,11 @@ const isQos = (q) => q === 0 || q === 1 || q === 2;
  */
 const badQos = (name, q) => `${name} must be 0, 1 or 2, got ${describeValue(q)}`;
 const empty = new Uint8Array(0);
+/**
+ * MQTT 5's largest session expiry interval: the session never expires (the broker may
+ * cap it by its own settings). What cleanSession false alone asks for, as in MQTT 3.1.1.
+ */
+const SESSION_NEVER_EXPIRES = 0xffffffff;
 
 /**
  * A client of one broker of the gateway. Create it with session.createClient().
@@ -108,10 +113,14 @@ export class BrokerClient {
         return op.promise;
       }
     }
+    const cleanStart = o.cleanSession ?? true;
     this._connectOptions = {
-      cleanStart: o.cleanSession ?? true,
+      cleanStart,
       keepAlive: o.keepAliveInterval ?? 0,
-      sessionExpiry: o.sessionExpiryInterval ?? 0,
+      // Paho's cleanSession false (MQTT 3.1.1) is a session the broker keeps until it
+      // expires it by its own settings: in MQTT 5, clean start 0 with the largest
+      // expiry. An explicit sessionExpiryInterval, 0 included, is sent as given.
+      sessionExpiry: o.sessionExpiryInterval ?? (cleanStart ? 0 : SESSION_NEVER_EXPIRES),
       username: o.userName ?? "",
       password: o.password === undefined ? empty : toBytes(o.password),
       will:

@@ -102,7 +102,13 @@ export interface CallbackOptions<S = {}> {
 }
 
 export interface ConnectOptions extends CallbackOptions {
-  /** MQTT clean start (default true). */
+  /**
+   * MQTT clean start (default true). false resumes the broker session of this client
+   * id, if any, and keeps it after the connection ends, as in Paho (MQTT 3.1.1): without
+   * sessionExpiryInterval the session never expires (expiry 0xFFFFFFFF is sent; the
+   * broker may cap it by its own settings), so subscriptions and the QoS 1/2 messages
+   * published meanwhile wait for the client's return. Dedicated connections only.
+   */
   cleanSession?: boolean;
   /** Published by the broker if this client's connection ends abnormally. */
   willMessage?: Message;
@@ -111,7 +117,12 @@ export interface ConnectOptions extends CallbackOptions {
   password?: string | ArrayBuffer | ArrayBufferView;
   /** MQTT keep alive in seconds; 0 (default) lets the gateway choose. */
   keepAliveInterval?: number;
-  /** MQTT 5 session expiry interval in seconds (dedicated connections). */
+  /**
+   * MQTT 5 session expiry interval in seconds (dedicated connections): how long the
+   * broker keeps the session after the connection ends. Default: 0 (the session ends
+   * with the connection) with cleanSession true, 0xFFFFFFFF (never expires) with
+   * cleanSession false. A value given, 0 included, is sent as is.
+   */
   sessionExpiryInterval?: number;
 }
 
@@ -247,8 +258,11 @@ export interface Transport {
    * sends its requests again after BIND). unloading (with flush): the page is being
    * unloaded, so they must go out now, before anything asynchronous (HTTP transports
    * send them in one `keepalive` request without waiting for a request in flight).
+   * A transport whose flushed units are not out when close() returns (the HTTP ones)
+   * returns a Promise that resolves when they are (or failed); Session.close() waits for
+   * it, 5 s at most.
    */
-  close(code?: number, reason?: string, options?: { flush?: boolean; unloading?: boolean }): void;
+  close(code?: number, reason?: string, options?: { flush?: boolean; unloading?: boolean }): void | Promise<void>;
   onunit: ((unit: Uint8Array) => void) | null;
   /**
    * Called once when the transport ends, whichever side ended it. `http`: what ended
@@ -341,7 +355,12 @@ export declare class Session {
   /**
    * Ends the session (the gateway frees it at once). The gateway still carries out the
    * requests sent before (a publish reaches the broker), but their results never come
-   * back: requests still pending here fail with 4003 "session closed".
+   * back: requests still pending here fail with 4003 "session closed". The session's
+   * state is "closed" at once; the Promise resolves once the CLOSE frame is handed
+   * over: written to the WebSocket, or on HTTP transports once the /send carrying it
+   * is answered (or failed, or after 5 s at most). A Node.js process that awaits it
+   * before exiting leaves no session behind, so its dedicated clients disconnect
+   * cleanly and their wills do not fire.
    */
   close(): Promise<void>;
   /**

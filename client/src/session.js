@@ -29,6 +29,9 @@ const CLOSE = encodeFrame({ type: FrameType.CLOSE });
 const DEFAULT_HEARTBEAT = 20000;
 // A frame size every server accepts; only used before the first OPENED.
 const DEFAULT_MAX_FRAME = 64 * 1024;
+// How long close() waits at most for its CLOSE to be handed over (an HTTP transport's
+// /send answered): a gateway that does not answer must not make close() hang.
+const CLOSE_WAIT = 5000;
 // How long a transport that is not the last candidate gets to complete OPEN/BIND before
 // the next one is tried: long enough for a slow network, short enough that a page
 // behind a proxy that blocks WebSocket or buffers responses is not left waiting.
@@ -174,6 +177,8 @@ export class Session {
     this._sessionIdWasLost = false; // the gateway lost our session: next handshake is OPEN
     this._recreating = 0; // re-creation requests still unanswered after a fresh session
     this._sleep = null; // {timer, resolve} while waiting to retry
+    /** @type {Promise<void> | null} what close() resolves with: CLOSE handed over */
+    this._closing = null;
 
     this._heartbeat = new Heartbeat({
       ping: () => this._enqueue(PING),
@@ -252,11 +257,15 @@ export class Session {
    * Ends the session: sends CLOSE (the gateway frees it at once) and closes the
    * transport. The gateway still carries out the requests sent before CLOSE, but their
    * results never come back: pending requests fail here with 4003; connected clients
-   * get onConnectionLost with errorCode 0.
+   * get onConnectionLost with errorCode 0. The session is closed when this returns;
+   * the Promise resolves once CLOSE is handed over (written to the WebSocket; on HTTP
+   * transports, once the /send carrying it is answered or failed, 5 s at most), so a
+   * process may exit then without leaving its session on the gateway.
    * @returns {Promise<void>}
    */
-  async close() {
+  close() {
     this._close(false);
+    return this._closing ?? Promise.resolve();
   }
 
   /**
@@ -268,20 +277,23 @@ export class Session {
   _close(unloading) {
     if (this._state === State.CLOSED) return;
     const t = this._transport;
+    let sent;
     if (t && this._bound) {
       this._out.push({ bytes: CLOSE, seq: 0 });
       this._flush();
-    } else if (unloading && this._sessionId !== null) {
-      this._closeWithoutTransport();
+    } else if (this._sessionId !== null) {
+      sent = this._closeWithoutTransport();
     }
-    this._terminate(0, unloading ? "session closed: the page was unloaded" : "session closed", { unloading });
+    const handedOver = this._terminate(0, unloading ? "session closed: the page was unloaded" : "session closed", { unloading });
+    if (!unloading) this._closing = within(sent ?? handedOver, CLOSE_WAIT);
   }
 
   /**
-   * The page is being unloaded with no transport bound: the browser may already have
-   * cancelled the page's requests (an HTTP transport can fail just before pagehide,
-   * taking a /send with it) and the session is reconnecting. The gateway still has
-   * it: CLOSE goes by a /send of its own (sendAsPageGoes), after the requests whose
+   * The session is closed (or its page unloaded) with no transport bound: it is
+   * reconnecting, and the browser may already have cancelled the page's requests (an
+   * HTTP transport can fail just before pagehide, taking a /send with it). The gateway
+   * may still have it, and would keep it until session_timeout, then fire its clients'
+   * wills: CLOSE goes by a /send of its own (sendAsPageGoes), after the requests whose
    * fate is unknown and those queued since. Requests are processed in order, so one
    * answered means every one before it arrived: the unknown ones are the unanswered
    * run that ends with the last one handed to a transport, and SEND's count lets the
@@ -297,7 +309,7 @@ export class Session {
     const queued = this._out.filter((e) => e.bytes !== PING && !(e.seq > 0 && e.seq <= this._sentSeq));
     entries.push(...queued, { bytes: CLOSE, seq: 0 });
     const units = entries.map((e) => ({ unit: encodeUnit([e.bytes]), before: e.seq > 0 ? e.seq - 1 : undefined }));
-    sendAsPageGoes(endpoint(this._base, "send"), this._link.credentials(), units, this._maxFrame);
+    return sendAsPageGoes(endpoint(this._base, "send"), this._link.credentials(), units, this._maxFrame);
   }
 
   /**
@@ -914,8 +926,9 @@ export class Session {
       this._pageHide = null;
     }
     const t = this._detach();
-    // flush: a CLOSE queued by close() or _fatal still goes out on HTTP transports.
-    t?.close(code >= 4000 && code <= 4999 ? code : 1000, "", unloading ? { flush: true, unloading: true } : { flush: true });
+    // flush: a CLOSE queued by close() or _fatal still goes out on HTTP transports,
+    // which say when it has (a Promise); others have written it already.
+    const handedOver = t?.close(code >= 4000 && code <= 4999 ? code : 1000, "", unloading ? { flush: true, unloading: true } : { flush: true });
     if (this._sleep) {
       clearTimeout(this._sleep.timer);
       this._sleep.resolve();
@@ -932,5 +945,26 @@ export class Session {
     for (const c of this._clients) c._onSessionEnd(code, message);
     this._handles.clear();
     if (!silent && wasOpened) safeCall(this.onClose, this, { errorCode: code, errorMessage: message });
+    return handedOver;
   }
+}
+
+/**
+ * Resolves when `value` (a Promise or anything else) settles, or after `ms` at most;
+ * never rejects. The timer does not keep a Node.js process alive on its own.
+ * @param {unknown} value
+ * @param {number} ms
+ * @returns {Promise<void>}
+ */
+function within(value, ms) {
+  if (typeof value?.then !== "function") return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    timer.unref?.();
+    const done = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    value.then(done, done);
+  });
 }

@@ -157,22 +157,23 @@ export function sendBody(cred, units, before) {
  * gone (it cancels other requests). The units may repeat requests that already
  * arrived: SEND's count makes the gateway skip those (PROTOCOL.md), and if earlier
  * ones are missing it runs none of them but still takes the CLOSE. When the units are
- * more than a keepalive request may carry, the CLOSE goes alone. Best effort: nothing
- * reports the outcome.
+ * more than a keepalive request may carry, the CLOSE goes alone. Best effort: the
+ * Promise resolves when the request is answered or failed, and reports nothing.
  * @param {string} url the /send endpoint
  * @param {{session: Uint8Array, secret: Uint8Array} | null} cred
  * @param {{unit: Uint8Array, before: number | undefined}[]} units
  * @param {number} maxFrame the gateway's limit for a /send body
+ * @returns {Promise<void>}
  */
 export function sendAsPageGoes(url, cred, units, maxFrame) {
-  if (!cred) return;
+  if (!cred) return Promise.resolve();
   const size = units.reduce((n, u) => n + u.unit.length, 0);
   let body = sendBody(cred, [CLOSE_UNIT], undefined);
   if (size <= Math.min(KEEPALIVE_MAX, maxFrame)) {
     body = sendBody(cred, units.map((u) => u.unit), units.find((u) => u.before !== undefined)?.before);
   }
   const headers = { "Content-Type": "application/octet-stream" };
-  fetch(url, { method: "POST", body, headers, credentials: credentialsMode(url), cache: "no-store", keepalive: true }).then(discard, () => {});
+  return fetch(url, { method: "POST", body, headers, credentials: credentialsMode(url), cache: "no-store", keepalive: true }).then(discard, () => {});
 }
 
 /** Discards a response body so the connection can be reused. */
@@ -216,6 +217,8 @@ export class HttpTransport {
     this._sendAbort = null;
     /** @type {{unit: Uint8Array, before: number | undefined} | null} what the /send in flight carries */
     this._inFlight = null;
+    /** @type {(() => void) | null} resolves the promise close() returned while units are flushed */
+    this._flushed = null;
   }
 
   /**
@@ -241,9 +244,13 @@ export class HttpTransport {
    * With `unloading` too (the page is being unloaded: no promise will be
    * settled any more, so a /send cannot wait for the one before it), they go at once
    * (see _sendAtOnce).
+   * Resolves once the units to flush are out: their last /send answered, or failed (a
+   * failure is not reported: the transport is closed); at once when there is nothing
+   * to flush. The session bounds the wait (Session#close).
    * @param {number} [code]
    * @param {string} [reason]
    * @param {{flush?: boolean, unloading?: boolean}} [o]
+   * @returns {Promise<void>}
    */
   close(code = 1000, reason = "", { flush = false, unloading = false } = {}) {
     if (flush && unloading) {
@@ -251,6 +258,14 @@ export class HttpTransport {
       flush = false;
     }
     this._end({ code, reason }, flush);
+    if (!this._flushing) return Promise.resolve();
+    return new Promise((resolve) => {
+      const previous = this._flushed;
+      this._flushed = () => {
+        previous?.();
+        resolve();
+      };
+    });
   }
 
   /**
@@ -409,6 +424,9 @@ export class HttpTransport {
       if (this._closed) {
         this._flushing = false;
         this._queue = [];
+        const flushed = this._flushed;
+        this._flushed = null;
+        flushed?.();
       }
     }
   }

@@ -7,9 +7,9 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 
-import { ErrorCode, openSession } from "../src/client.js";
+import { ErrorCode, Message, openSession } from "../src/client.js";
 import { FrameType } from "../src/codec.js";
-import { startGateway, startMosquitto, startProxy } from "./support/env.js";
+import { freePort, run, startCaddy, startGateway, startMosquitto, startProxy } from "./support/env.js";
 import { spyFetch } from "./support/fetch-spy.js";
 import { listeningClient, mosquittoPub, publishNumbered, publishUntilSeen, unique } from "./support/mqtt.js";
 import { tapped } from "./support/tap.js";
@@ -268,5 +268,135 @@ describe("error answers on HTTP transports reach the application as codes", () =
     await waitFor(() => closes.length === 1, { timeout: 10000, what: "onClose" });
     assert.deepEqual(closes, [ErrorCode.session_count]);
     assert.deepEqual(lost, [ErrorCode.session_count]);
+  });
+});
+
+// session.close() on an HTTP transport sends its CLOSE by a /send: the Promise must not
+// resolve before that /send is answered, or a Node.js process that closes its session
+// and exits leaves it on the gateway until session_timeout, and the gateway then ends
+// it as expired: the wills of its dedicated clients fire, although the application
+// closed it on purpose.
+describe("close(): the gateway has freed the session when the Promise resolves", () => {
+  // A gateway with a short session_timeout (an abandoned session expires soon, and its
+  // wills fire then) and its metrics, which count the live sessions.
+  let metered;
+  const CLIENT_JS = new URL("../src/client.js", import.meta.url).href;
+
+  before(async () => {
+    const [port, metricsPort] = await Promise.all([freePort(), freePort()]);
+    const caddy = await startCaddy(
+      `http://127.0.0.1:${port} {
+\tmqtt_gateway /mqtt/* {
+\t\tbroker main mqtt://127.0.0.1:${mosquitto.port}
+\t\tsession_timeout 2s
+\t}
+}
+http://127.0.0.1:${metricsPort} {
+\tmetrics
+}`,
+      { port, probe: "/mqtt/client.js" },
+    );
+    metered = {
+      ...caddy,
+      base: `http://127.0.0.1:${port}/mqtt`,
+      /** Live sessions, from the metrics. */
+      sessions: async () => {
+        const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+        return Number(/^mqtt_gateway_sessions\{[^}]*\} (\d+)/m.exec(text)?.[1] ?? 0);
+      },
+    };
+  });
+
+  after(() => metered?.stop().catch(() => {}));
+
+  /** Waits for the sessions of earlier tests to be gone (they expire after 2 s). */
+  const noSessions = () => waitFor(async () => (await metered.sessions()) === 0, { timeout: 5000, interval: 50, what: "no session on the gateway" });
+
+  /** A client of the other gateway subscribed to the will topic: what fires arrives here. */
+  async function willWatcher(topic) {
+    const w = await listeningClient(await session(gateway.base));
+    await w.subscribe(topic, { qos: 1 });
+    return w;
+  }
+
+  /**
+   * Runs a Node.js process that opens a session on `transport`, connects a dedicated
+   * client with a will on `willTopic`, then closes the session (or not) and exits at
+   * once, as a script or a service being stopped does.
+   */
+  async function shortLivedProcess({ transport, willTopic, close }) {
+    const script = `
+      import { Message, openSession } from ${JSON.stringify(CLIENT_JS)};
+      const [base, transport, id, willTopic, close] = process.argv.slice(1);
+      const s = await openSession(base, { transport });
+      const c = s.createClient("main", id);
+      const will = new Message("will");
+      will.destinationName = willTopic;
+      will.qos = 1;
+      await c.connect({ willMessage: will });
+      if (close === "close") await s.close();
+      console.log(s.state);
+      process.exit(0);
+    `;
+    const id = `close-${randomBytes(4).toString("hex")}`;
+    const r = await run(process.execPath, ["--input-type=module", "-e", script, metered.base, transport, id, willTopic, close ? "close" : ""], {
+      timeout: 20000,
+    });
+    assert.equal(r.code, 0, r.stderr);
+    return r.stdout.toString().trim();
+  }
+
+  for (const transport of ["streaming", "polling"]) {
+    test(`${transport}: close() resolves once the /send carrying CLOSE is answered; the session is closed at once`, async (t) => {
+      await noSessions();
+      const fetches = spy(t);
+      const s = await session(metered.base, { transport });
+      const c = s.createClient("main", `close-${randomBytes(4).toString("hex")}`);
+      const will = new Message("will");
+      will.destinationName = unique("close-will");
+      await c.connect({ willMessage: will });
+      assert.equal(await metered.sessions(), 1);
+      const lost = [];
+      c.onConnectionLost = (e) => lost.push(e.errorCode);
+      // The /send with CLOSE takes its time (a slow network): close() waits for it.
+      let answered = false;
+      fetches.intercept = (call, go) => {
+        if (call.endpoint !== "send" || !call.frames.some((f) => f.type === FrameType.CLOSE)) return null;
+        return new Promise((r) => setTimeout(r, 300))
+          .then(go)
+          .then((res) => {
+            answered = true;
+            return res;
+          });
+      };
+      const closing = s.close();
+      assert.equal(s.state, "closed", "closed at the call");
+      assert.deepEqual(lost, [0], "onConnectionLost at the call");
+      await closing;
+      assert.equal(answered, true, "the /send carrying CLOSE was answered");
+      assert.equal(await metered.sessions(), 0, "the gateway has freed the session");
+    });
+
+    test(`${transport}: a process that exits right after await close() leaves no session behind, and no will fires`, async () => {
+      await noSessions();
+      const willTopic = unique("exit-will");
+      const watcher = await willWatcher(willTopic);
+      assert.equal(await shortLivedProcess({ transport, willTopic, close: true }), "closed");
+      assert.equal(await metered.sessions(), 0, "the gateway has freed the session");
+      // Past session_timeout (2 s): an abandoned session has expired, and its will fired.
+      await new Promise((r) => setTimeout(r, 2000 + 1500));
+      assert.deepEqual(watcher.received.map((m) => m.payloadString), [], "no will");
+    });
+  }
+
+  test("control: a process that exits without close() leaves its session to expire, and its will fires", async () => {
+    await noSessions();
+    const willTopic = unique("exit-will");
+    const watcher = await willWatcher(willTopic);
+    assert.equal(await shortLivedProcess({ transport: "streaming", willTopic, close: false }), "open");
+    assert.equal(await metered.sessions(), 1, "the session waits for its client");
+    await waitFor(() => watcher.received.length > 0, { timeout: 2000 + 3000, what: "the will of the expired session" });
+    assert.deepEqual(watcher.received.map((m) => m.payloadString), ["will"]);
+    assert.equal(await metered.sessions(), 0);
   });
 });

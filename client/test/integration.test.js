@@ -373,6 +373,50 @@ describe("with a real gateway and mosquitto", () => {
       await cleaner.disconnect();
     },
   );
+
+  // Paho's cleanSession false (MQTT 3.1.1) keeps the broker session until the broker
+  // expires it. Sent as MQTT 5 clean start 0 with session expiry 0, the broker would
+  // drop it at disconnect, and the messages published while the client is away with it.
+  test("dedicated connection: cleanSession false alone keeps the broker session, as in Paho", async () => {
+    const id = `it-${randomBytes(4).toString("hex")}`;
+    const topic = unique("paho-persistent");
+    const reconnect = async (s) => {
+      const c = s.createClient("main", id);
+      c.received = [];
+      c.onMessageArrived = (m) => c.received.push(m);
+      await c.connect({ cleanSession: false });
+      return c;
+    };
+    const first = await session();
+    const c1 = await reconnect(first);
+    assert.equal(await c1.subscribe(`${topic}/#`, { qos: 1 }), 1);
+
+    // The client disconnects; a message is published while it is away.
+    await c1.disconnect();
+    await pub(`${topic}/a`, ["-q", "1", "-m", "while disconnected"]);
+    const c2 = await reconnect(first);
+    const a = await waitFor(() => c2.received[0], { timeout: 3000, what: "the message kept while disconnected" });
+    assert.deepEqual([a.destinationName, a.payloadString, a.qos], [`${topic}/a`, "while disconnected", 1]);
+
+    // The process ends (its session closes); a new one finds the broker session. (QoS 1
+    // is at least once: "a" may come again if its acknowledgement did not reach the
+    // broker before the session closed right after it.)
+    await first.close();
+    await pub(`${topic}/b`, ["-q", "1", "-m", "while closed"]);
+    const second = await session();
+    const c3 = await reconnect(second);
+    const b = await waitFor(() => c3.received.find((m) => m.destinationName === `${topic}/b`), {
+      timeout: 3000,
+      what: "the message kept while the session was closed",
+    });
+    assert.deepEqual([b.payloadString, b.qos], ["while closed", 1]);
+
+    // Leave no session behind on the broker.
+    await c3.disconnect();
+    const cleaner = second.createClient("main", id);
+    await cleaner.connect({ cleanSession: true });
+    await cleaner.disconnect();
+  });
 });
 
 describe("when the gateway cannot be reached, openSession's error (1006) says what was learned", () => {

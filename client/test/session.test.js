@@ -131,6 +131,25 @@ describe("requests", () => {
     await session.close();
   });
 
+  test("cleanSession false alone asks for a session that never expires, as Paho's does; an explicit expiry wins", async () => {
+    const { session, conn } = await open();
+    const expiry = async (options) => {
+      const client = session.createClient("main", `dev-${JSON.stringify(options)}`);
+      const p = client.connect(options);
+      const c = await conn.take(F.CONNECT);
+      conn.send(result(c.req, 1));
+      await p;
+      return [c.cleanStart, c.sessionExpiry];
+    };
+    assert.deepEqual(await expiry({ cleanSession: false }), [false, 0xffffffff], "MQTT 5's largest expiry");
+    assert.deepEqual(await expiry({ cleanSession: false, sessionExpiryInterval: 0 }), [false, 0]);
+    assert.deepEqual(await expiry({ cleanSession: false, sessionExpiryInterval: 60 }), [false, 60]);
+    assert.deepEqual(await expiry({}), [true, 0]);
+    assert.deepEqual(await expiry({ cleanSession: true }), [true, 0]);
+    assert.deepEqual(await expiry({ cleanSession: true, sessionExpiryInterval: 300 }), [true, 300]);
+    await session.close();
+  });
+
   test("results reach promises and callbacks; failures are MqttGatewayError", async () => {
     const { session, conn } = await open();
     const client = session.createClient("main");
@@ -793,6 +812,42 @@ describe("ending", () => {
     assert.throws(() => session.createClient("main"), (e) => e.errorCode === 4003);
   });
 
+  test("session.close() is closed at once and resolves when the transport has handed CLOSE over", async () => {
+    const { conn, session } = await open();
+    const { client } = await connected(session, conn);
+    const lost = [];
+    client.onConnectionLost = (e) => lost.push(e.errorCode);
+    // An HTTP transport's close() returns a Promise settled when its last /send is answered.
+    let handOver;
+    conn.transport.close = () => new Promise((resolve) => (handOver = resolve));
+    let resolved = false;
+    const p = session.close().then(() => (resolved = true));
+    assert.equal(session.state, "closed", "closed synchronously");
+    assert.deepEqual(lost, [0]);
+    assert.equal(conn.all(F.CLOSE).length, 1, "CLOSE handed to the transport");
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(resolved, false, "waits for the transport");
+    const second = await Promise.race([session.close().then(() => "resolved"), new Promise((r) => setTimeout(() => r("waits"), 20))]);
+    assert.equal(second, "waits", "a second close() waits as well");
+    handOver();
+    await p;
+    assert.equal(resolved, true);
+  });
+
+  test("session.close() waits 5 s at most for a transport that never says it is done", async (t) => {
+    const { conn, session } = await open();
+    conn.transport.close = () => new Promise(() => {});
+    t.mock.timers.enable({ apis: ["setTimeout"] });
+    let resolved = false;
+    const p = session.close().then(() => (resolved = true));
+    t.mock.timers.tick(4900);
+    await Promise.resolve();
+    assert.equal(resolved, false);
+    t.mock.timers.tick(200);
+    await p;
+    assert.equal(resolved, true);
+  });
+
   test("a final server CLOSE ends the session without reconnecting", async () => {
     const closes = [];
     const { gw, conn, session } = await open({ onClose: (e) => closes.push(e) });
@@ -944,6 +999,25 @@ describe("page unload (pagehide)", () => {
     } finally {
       calls.restore();
       delete globalThis.window;
+    }
+  });
+
+  test("close() while reconnecting sends CLOSE by a /send of its own, so the gateway frees the session", async () => {
+    const calls = fakeFetch();
+    try {
+      const { gw, conn, session } = await open();
+      await connected(session, conn);
+      gw.refuse = true;
+      conn.drop();
+      await waitFor(() => session.state === "reconnecting");
+      session.close();
+      assert.equal(session.state, "closed");
+      assert.equal(calls.length, 1);
+      const [{ url, frames }] = calls;
+      assert.equal(url, "http://127.0.0.1:1/mqtt/send");
+      assert.deepEqual(frames.map((f) => f.type), [F.SEND, F.CLOSE]);
+    } finally {
+      calls.restore();
     }
   });
 

@@ -27,7 +27,7 @@ export function tapped(name) {
         inner.send(unit);
       },
       close(code, reason, o) {
-        inner.close(code, reason, o);
+        return inner.close(code, reason, o);
       },
     };
     inner.onunit = (unit) => {
