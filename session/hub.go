@@ -50,18 +50,19 @@ type Hub struct {
 	since   time.Time // when up last changed
 	lastErr *Error    // last connection error, for clients that wait
 	closed  bool
+	// usable: upCh is closed. restoring: from the connection's return
+	// until its filters are subscribed again. announce: restoring after an
+	// outage, so tell the clients once usable. (Beside closed, in its
+	// padding: the fields fan-out reads below keep their places.)
+	usable, restoring, announce bool
 
 	wake chan struct{} // reconciler has work
-	// upCh is closed while the hub is ready: connected and, after a
+	// upCh is closed while the hub is usable: connected and, after a
 	// reconnect, its filters subscribed again. Publishes wait for it, so
 	// one made during an outage reaches the gateway's own subscribers too
 	// (the broker takes the SUBSCRIBEs first, on the same connection).
-	// restoring is set from the connection's return until then.
-	upCh      chan struct{}
-	usable    bool // upCh is closed
-	restoring bool
-	announce  bool        // restoring after an outage: tell the clients once ready
-	refErr    chan *Error // dedicated: first connect refused
+	upCh   chan struct{}
+	refErr chan *Error // dedicated: first connect refused
 
 	// seq numbers deliveries so each session gets a message once even when
 	// several of its filters match; only the broker's receive goroutine

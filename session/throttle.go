@@ -64,9 +64,15 @@ func (s *Session) setFrequency(c *Client, stream uint64, filter string, interval
 			s.gate = throttle.NewGate[conflationKey, *Message]()
 		}
 	}
-	// Values held under the old limits go now: under the new ones they may
-	// be due already (a limit raised or lifted), and the client asked for
-	// the change to take effect.
+	s.releaseHeld()
+}
+
+// releaseHeld sends the values held under limits that just changed: under
+// the new ones they may be due already (a limit raised or lifted), the
+// client asked for the change to take effect, and deliver no longer
+// consults the gate once no limit is left (a newer value would overtake
+// the held one). Called with s.mu held.
+func (s *Session) releaseHeld() {
 	if s.gate != nil && s.gate.Waiting() > 0 {
 		s.gateBuf = s.gate.Drain(s.gateBuf[:0], time.Now())
 		s.pushHeld()
@@ -88,6 +94,7 @@ func (s *Session) clearFrequency(c *Client, stream uint64, filter string) {
 	if len(byClient) == 0 {
 		delete(s.freqs[stream], filter)
 	}
+	s.releaseHeld()
 }
 
 // admit passes a QoS 0 message through the frequency gate, or holds it as
@@ -95,7 +102,7 @@ func (s *Session) clearFrequency(c *Client, stream uint64, filter string) {
 // topic without a limit now) drops the value held for its topic: that one
 // is older and must not arrive after it. Called with s.mu held.
 func (s *Session) admit(m *Message) bool {
-	if m.QoS > 0 || s.throttled == 0 {
+	if m.QoS > 0 {
 		s.dropHeld(m)
 		return true
 	}
