@@ -411,3 +411,58 @@ func TestClosedSharedConnectionLeavesNoBrokerSession(t *testing.T) {
 		t.Fatalf("the broker kept the session of %s after the gateway closed that connection", id[1])
 	}
 }
+
+// A web client that acknowledges a QoS 1 message and closes its session at
+// once: the broker gets the acknowledgment before the gateway's clean
+// DISCONNECT, so a later connection with the client ID is not sent the
+// message again. (paho sends manual acknowledgments on a 50 ms tick.)
+func TestAckRightBeforeCloseReachesTheBroker(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	c := dial(t, url)
+	ctx := ctx10(t)
+	h, stream, err := c.Connect(ctx, session.ConnectParams{Broker: "main", ClientID: "acker", CleanStart: true, SessionExpiry: 60})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Subscribe(ctx, h, "ack/#", 1); err != nil {
+		t.Fatal(err)
+	}
+	mosquittoPub(t, mq.port, "-t", "ack/x", "-m", "once", "-q", "1")
+	f := nextMessage(t, c)
+	if f.Type != transport.TypeMessage || f.PacketID == 0 {
+		t.Fatalf("%+v, want a QoS 1 message to acknowledge", f)
+	}
+	if err := c.WriteRaw(transport.AppendClose(transport.AppendAck(nil, stream, f.PacketID))); err != nil {
+		t.Fatal(err)
+	}
+	expectEnd(t, c, session.CodeOK, 5*time.Second, "CLOSE")
+	time.Sleep(300 * time.Millisecond) // the gateway disconnects from the broker
+
+	// The broker session lives on (expiry 60 s): resume it and see whether
+	// the broker still counts the message as unacknowledged.
+	redelivered := make(chan *paho.Publish, 1)
+	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", mq.port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := paho.NewClient(paho.ClientConfig{Conn: conn, OnPublishReceived: []func(paho.PublishReceived) (bool, error){
+		func(pr paho.PublishReceived) (bool, error) {
+			select {
+			case redelivered <- pr.Packet:
+			default:
+			}
+			return true, nil
+		}}})
+	defer pc.Disconnect(&paho.Disconnect{})
+	expiry := uint32(0)
+	if _, err := pc.Connect(ctx, &paho.Connect{ClientID: "acker", CleanStart: false, KeepAlive: 30,
+		Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-redelivered:
+		t.Fatalf("the broker sent %q again: it never got the acknowledgment", p.Payload)
+	case <-time.After(time.Second):
+	}
+}

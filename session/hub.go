@@ -105,7 +105,13 @@ type Hub struct {
 	// never saw.
 	ackMu       sync.Mutex
 	pendingAcks map[uint16]pendingAck
+	lastAck     atomic.Int64 // when the web client last acknowledged one (UnixNano)
 }
+
+// ackFlush is how long paho may hold an acknowledgment before it sends the
+// PUBACK: it sends manual acknowledgments on a tick (SendAcksInterval,
+// 50 ms by default), with margin.
+const ackFlush = 80 * time.Millisecond
 
 type pendingAck struct {
 	cli *paho.Client
@@ -546,6 +552,7 @@ func (h *Hub) ack(packetID uint16) {
 	if err := pa.cli.Ack(pa.p); err != nil {
 		h.log.Debug("ack to broker failed", zap.Error(err))
 	}
+	h.lastAck.Store(time.Now().UnixNano())
 }
 
 // subscribe registers filter for sess at qos and waits until the broker
@@ -754,6 +761,12 @@ func (h *Hub) close(reason string) {
 // stop ends the hub's broker connection (a clean DISCONNECT, for at most
 // 2 s) and its goroutines.
 func (h *Hub) stop() {
+	// An acknowledgment the web client just gave may still wait for paho's
+	// tick: a DISCONNECT before it would make the broker send the message
+	// again to the client ID's next connection.
+	if wait := ackFlush - time.Since(time.Unix(0, h.lastAck.Load())); h.dedicated && wait > 0 {
+		time.Sleep(wait)
+	}
 	h.disconnect(h.conn())
 	h.mu.Lock()
 	cmCancel := h.cmCancel
