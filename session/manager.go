@@ -114,7 +114,12 @@ type Manager struct {
 	sessions map[[16]byte]*Session
 	perIP    map[string]int
 	hubs     map[string]*Hub // shared hubs by broker and credentials, dedicated by broker and client ID
-	closed   bool
+	// ending holds dedicated hubs whose last client left, until their
+	// connection is closed: the client ID's next connection waits for it
+	// (acquireHub), so the broker has the old one's acknowledgments and
+	// clean DISCONNECT before it hands the session on.
+	ending map[string]*Hub
+	closed bool
 
 	wakes wakeQueue // sessions whose write waits for the write delay
 }
@@ -312,6 +317,9 @@ func (m *Manager) acquireHub(c *Client, br *brokerRuntime, p ConnectParams) (h, 
 	}
 	key := hubKey(br, p)
 	m.mu.Lock()
+	if p.ClientID != "" {
+		m.awaitEnding(key)
+	}
 	if m.closed {
 		m.mu.Unlock()
 		return nil, nil, Errorf(CodeShuttingDown, "gateway is shutting down")
@@ -370,11 +378,40 @@ func (m *Manager) releaseHub(h *Hub, c *Client) {
 	if n == 0 && m.hubs[h.key] == h {
 		delete(m.hubs, h.key)
 	}
+	if n == 0 && h.dedicated {
+		if m.ending == nil {
+			m.ending = map[string]*Hub{}
+		}
+		m.ending[h.key] = h
+	}
 	m.mu.Unlock()
 	if n == 0 {
-		go h.close("no client uses it")
+		go func() {
+			h.close("no client uses it")
+			m.mu.Lock()
+			if m.ending[h.key] == h {
+				delete(m.ending, h.key)
+			}
+			m.mu.Unlock()
+		}()
 	}
 }
+
+// awaitEnding waits, for at most endingWait, until the connection of a
+// dedicated hub with key that is being closed is gone. Called with m.mu
+// held; it may release and retake it.
+func (m *Manager) awaitEnding(key string) {
+	deadline := time.Now().Add(endingWait)
+	for m.ending[key] != nil && time.Now().Before(deadline) {
+		m.mu.Unlock()
+		time.Sleep(5 * time.Millisecond)
+		m.mu.Lock()
+	}
+}
+
+// endingWait bounds awaitEnding: a clean DISCONNECT takes at most 2 s,
+// after at most ackFlush for acknowledgments.
+const endingWait = 3 * time.Second
 
 // checkPublish validates a publish (or will) before it reaches a broker.
 func (m *Manager) checkPublish(p *PublishParams) *Error {

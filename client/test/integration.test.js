@@ -398,9 +398,9 @@ describe("with a real gateway and mosquitto", () => {
     const a = await waitFor(() => c2.received[0], { timeout: 3000, what: "the message kept while disconnected" });
     assert.deepEqual([a.destinationName, a.payloadString, a.qos], [`${topic}/a`, "while disconnected", 1]);
 
-    // The process ends (its session closes); a new one finds the broker session. (QoS 1
-    // is at least once: "a" may come again if its acknowledgement did not reach the
-    // broker before the session closed right after it.)
+    // The process ends (its session closes); a new one finds the broker session, and
+    // nothing twice: "a"'s acknowledgement reached the broker before the gateway's
+    // DISCONNECT, though the session closed right after it.
     await first.close();
     await pub(`${topic}/b`, ["-q", "1", "-m", "while closed"]);
     const second = await session();
@@ -410,6 +410,7 @@ describe("with a real gateway and mosquitto", () => {
       what: "the message kept while the session was closed",
     });
     assert.deepEqual([b.payloadString, b.qos], ["while closed", 1]);
+    assert.deepEqual(c3.received.map((m) => m.payloadString), ["while closed"], "a kept message comes once");
 
     // Leave no session behind on the broker.
     await c3.disconnect();
