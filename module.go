@@ -5,6 +5,7 @@
 package mqttgateway
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -304,13 +305,25 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("mqtt_gateway: two mqtt_gateway blocks with different settings are both gateway %q "+
 				"(a gateway is named after its brokers unless it has a name): give each its own name", cfg.Name)
 		}
-	default: // a reload
-		before := &applied{cfg: g.Config(), load: g.load, settings: g.settings}
-		if err := g.Reconfigure(cfg); err != nil {
-			return err
+	case g.pending != nil && g.pending.load == events:
+		// Another block of the reloading config: the same rule.
+		if g.pending.settings != string(settings) {
+			return fmt.Errorf("mqtt_gateway: two mqtt_gateway blocks with different settings are both gateway %q "+
+				"(a gateway is named after its brokers unless it has a name): give each its own name", cfg.Name)
 		}
-		g.load, g.settings, g.undo = events, string(settings), before
-		h.logger.Info("gateway reconfigured", zap.String("gateway", h.poolKey), zap.Int("sessions", g.Sessions()))
+	default:
+		// A reload. The new settings apply once Caddy runs the new config
+		// (commitReload): a reload that fails later on (another module, a
+		// port taken at start) must leave the running gateway untouched,
+		// its broker connections included. They are checked now, so that
+		// a bad one fails the reload.
+		if err := session.CheckConfig(cfg); err != nil {
+			return fmt.Errorf("mqtt_gateway: %v", err)
+		}
+		g.pending = &applied{cfg: cfg, load: events, settings: string(settings)}
+		if err := events.On("started", commitReload{g: g, load: events, log: h.logger, name: h.poolKey}); err != nil {
+			return fmt.Errorf("mqtt_gateway: %v", err)
+		}
 	}
 	m := g.Manager
 	h.manager, h.gw, h.events = m, g, events
@@ -390,35 +403,42 @@ func (h *Handler) Cleanup() error {
 	if h.poolKey == "" {
 		return nil
 	}
-	h.undoFailedReload()
+	if g := h.gw; g != nil && g.pending != nil && g.pending.load == h.events {
+		g.pending = nil // its config never ran: the reload failed
+	}
 	_, err := gateways.Delete(h.poolKey)
 	return err
 }
 
-// undoFailedReload gives the gateway back the settings it had before this
-// handler's config reconfigured it, when that config failed to load (a
-// later module's provisioning, a port taken at start): Caddy keeps the old
-// config running, and a failed reload must change nothing. It knows the
-// case by its config having reconfigured the gateway last while another
-// config runs; after a stop none runs, and after a successful reload the
-// old config's handlers did not reconfigure it last.
-func (h *Handler) undoFailedReload() {
-	g := h.gw
-	if g == nil || g.undo == nil || g.load != h.events {
-		return
+// commitReload applies a reloaded config's settings to its gateway once
+// Caddy has started that config ("started", an event Caddy marks
+// experimental; should it go, the settings would not apply and the log
+// would not say "gateway reconfigured").
+type commitReload struct {
+	g    *gateway
+	load *caddyevents.App
+	log  *zap.Logger
+	name string
+}
+
+func (c commitReload) Handle(context.Context, caddy.Event) error {
+	p := c.g.pending
+	if p == nil || p.load != c.load {
+		return nil
 	}
-	running, err := caddy.ActiveContext().AppIfConfigured("events")
-	if err != nil || running == nil || running == any(h.events) {
-		return
+	c.g.pending = nil
+	if err := c.g.Reconfigure(p.cfg); err != nil {
+		c.log.Error("reconfiguring the gateway", zap.String("gateway", c.name), zap.Error(err))
+		return nil
 	}
-	undo := g.undo
-	g.undo = nil
-	if err := g.Reconfigure(undo.cfg); err != nil {
-		h.logger.Error("restoring the gateway's settings after a failed reload", zap.String("gateway", h.poolKey), zap.Error(err))
-		return
+	c.g.load, c.g.settings = p.load, p.settings
+	// Brokers the reload added start now: their config's app has started
+	// already.
+	if err := c.g.StartEmbedded(); err != nil {
+		c.log.Error("starting an embedded broker", zap.String("gateway", c.name), zap.Error(err))
 	}
-	g.load, g.settings = undo.load, undo.settings
-	h.logger.Info("gateway settings restored after a failed reload", zap.String("gateway", h.poolKey))
+	c.log.Info("gateway reconfigured", zap.String("gateway", c.name), zap.Int("sessions", c.g.Sessions()))
+	return nil
 }
 
 // gateways holds each gateway's session manager across config reloads.
@@ -432,12 +452,11 @@ type gateway struct {
 	// of one config that share the gateway.
 	load     *caddyevents.App
 	settings string
-	// What the last reload replaced, until the config it loaded is known
-	// to run (undoFailedReload).
-	undo *applied
+	// A reload's settings, until its config runs (commitReload).
+	pending *applied
 }
 
-// applied is a gateway's settings and the config that gave them.
+// applied is a gateway's settings and the config that gives them.
 type applied struct {
 	cfg      session.Config
 	load     *caddyevents.App

@@ -27,12 +27,11 @@ func sameBroker(a, b *BrokerConfig) bool {
 	return string(ja) == string(jb)
 }
 
-// Reconfigure applies a (new) configuration. New limits apply to sessions
-// opened from now on.
-func (m *Manager) Reconfigure(cfg Config) error {
-	if cfg.ConflateAfter <= 0 {
-		cfg.ConflateAfter = 64
-	}
+// CheckConfig reports what Reconfigure would refuse in cfg (a duplicate
+// broker, a bad URL, an unreadable TLS file), without applying anything:
+// a reload checks its config when Caddy provisions it and applies it only
+// once Caddy runs it.
+func CheckConfig(cfg Config) error {
 	seen := map[string]bool{}
 	for _, b := range cfg.Brokers {
 		if seen[b.Name] {
@@ -42,6 +41,18 @@ func (m *Manager) Reconfigure(cfg Config) error {
 		if err := b.Prepare(); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// Reconfigure applies a (new) configuration. New limits apply to sessions
+// opened from now on.
+func (m *Manager) Reconfigure(cfg Config) error {
+	if cfg.ConflateAfter <= 0 {
+		cfg.ConflateAfter = 64
+	}
+	if err := CheckConfig(cfg); err != nil {
+		return err
 	}
 
 	m.brokersMu.Lock()
