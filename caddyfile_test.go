@@ -140,6 +140,44 @@ func TestValidateRejectsBadConfig(t *testing.T) {
 	if err := h.Validate(); err == nil || !strings.Contains(err.Error(), "write_delay (30s) must be shorter than heartbeat (20s)") {
 		t.Errorf("write delay past the default heartbeat: %v", err)
 	}
+	// A JSON config skips the Caddyfile's parser: its numbers are checked
+	// here, each by its name.
+	for name, h := range map[string]*Handler{
+		"max_clients_per_session":      {MaxClientsPerSession: -5},
+		"max_subscriptions_per_client": {MaxSubscriptionsPerClient: -1},
+		"max_queued_frames":            {MaxQueuedFrames: -1},
+		"replay_bytes":                 {ReplayBytes: -1},
+		"heartbeat":                    {Heartbeat: -1},
+	} {
+		h.Brokers = []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}
+		if err := h.Validate(); err == nil || err.Error() != "mqtt_gateway: "+name+" must not be negative" {
+			t.Errorf("%s negative: %v", name, err)
+		}
+	}
+}
+
+// Broker settings Caddy's JSON may carry that MQTT cannot: a keepalive of
+// a fraction of a second (MQTT counts whole seconds, 0 is none), a
+// negative timeout. And a URL with a password is refused without the
+// password in the error, which is logged.
+func TestBrokerSettingsChecked(t *testing.T) {
+	for name, tc := range map[string]struct {
+		b    session.BrokerConfig
+		want string
+	}{
+		"keepalive under a second": {session.BrokerConfig{Name: "a", URL: "mqtt://h", KeepAlive: caddy.Duration(900 * time.Millisecond)}, "keepalive 900ms must be between 1s"},
+		"negative keepalive":       {session.BrokerConfig{Name: "a", URL: "mqtt://h", KeepAlive: -1}, "keepalive -1ns must be between 1s"},
+		"negative connect timeout": {session.BrokerConfig{Name: "a", URL: "mqtt://h", ConnectTimeout: -1}, "connect_timeout -1ns must be positive"},
+		"password in the url":      {session.BrokerConfig{Name: "a", URL: "mqtt://gw:TopSecret99@h"}, "put credentials in username and password"},
+	} {
+		err := tc.b.Prepare()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", name, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "TopSecret99") {
+			t.Errorf("%s: the error shows the password: %v", name, err)
+		}
+	}
 }
 
 var updateGolden = flag.Bool("update", false, "rewrite the JSON of testdata/adapt/*.txt from their Caddyfiles")

@@ -69,10 +69,13 @@ type Handler struct {
 	// (fail closed). Default: 1s.
 	HookTimeout caddy.Duration `json:"hook_timeout,omitempty"`
 
-	// Most live sessions of this gateway, and per client IP (as Caddy's
-	// trusted_proxies resolves it); more are refused with code 4013.
-	// Default: no limit.
-	MaxSessions      int `json:"max_sessions,omitempty"`
+	// Most live sessions of this gateway; more are refused with code 4013,
+	// before the authenticate hook runs. Default: no limit.
+	MaxSessions int `json:"max_sessions,omitempty"`
+
+	// Most live sessions per client IP (as Caddy's trusted_proxies
+	// resolves it); more are refused with code 4013, before the
+	// authenticate hook runs. Default: no limit.
 	MaxSessionsPerIP int `json:"max_sessions_per_ip,omitempty"`
 
 	// Fire dedicated clients' will messages when the gateway shuts down
@@ -269,6 +272,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	events := eventsApp.(*caddyevents.App)
 	cfg.Emit = func(event string, data map[string]any) {
+		// Several gateways may run in one Caddy: say which.
+		data["gateway"] = cfg.Name
 		// Handlers may be slow; sessions and brokers must not wait.
 		go events.Emit(ctx, event, data)
 	}
@@ -366,12 +371,25 @@ func (h *Handler) validate() error {
 	if h.Overflow != "" && h.Overflow != "notify" && h.Overflow != "close" {
 		return fmt.Errorf("mqtt_gateway: overflow must be notify or close, not %q", h.Overflow)
 	}
-	if h.MaxFrequency < 0 || h.MaxBandwidth < 0 || h.ConflateAfter < 0 || h.MaxSessions < 0 ||
-		h.MaxSessionsPerIP < 0 || h.MaxPublishRate < 0 || h.HookTimeout < 0 {
-		return fmt.Errorf("mqtt_gateway: limits must be positive")
-	}
-	if h.SessionTimeout < 0 || h.Heartbeat < 0 || h.WriteDelay < 0 {
-		return fmt.Errorf("mqtt_gateway: durations must be positive")
+	// JSON configs reach here unchecked by the Caddyfile parser: every
+	// number is 0 for its default, or positive.
+	for _, f := range []struct {
+		name     string
+		negative bool
+	}{
+		{"max_frequency", h.MaxFrequency < 0}, {"max_bandwidth", h.MaxBandwidth < 0},
+		{"conflate_after", h.ConflateAfter < 0}, {"max_sessions", h.MaxSessions < 0},
+		{"max_sessions_per_ip", h.MaxSessionsPerIP < 0}, {"max_publish_rate", h.MaxPublishRate < 0},
+		{"max_clients_per_session", h.MaxClientsPerSession < 0},
+		{"max_subscriptions_per_client", h.MaxSubscriptionsPerClient < 0},
+		{"max_queued_frames", h.MaxQueuedFrames < 0}, {"max_queued_bytes", h.MaxQueuedBytes < 0},
+		{"replay_frames", h.ReplayFrames < 0}, {"replay_bytes", h.ReplayBytes < 0},
+		{"hook_timeout", h.HookTimeout < 0}, {"session_timeout", h.SessionTimeout < 0},
+		{"heartbeat", h.Heartbeat < 0}, {"write_delay", h.WriteDelay < 0},
+	} {
+		if f.negative {
+			return fmt.Errorf("mqtt_gateway: %s must not be negative", f.name)
+		}
 	}
 	if h.WriteDelay > 0 && h.WriteDelay >= heartbeatOrDefault(h.Heartbeat) {
 		// A client hears something at least every heartbeat; a write

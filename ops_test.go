@@ -295,14 +295,14 @@ func (eventRecorder) CaddyModule() caddy.ModuleInfo {
 }
 
 func (eventRecorder) Handle(_ context.Context, e caddy.Event) error {
-	recordedEvents <- e.Name()
+	recordedEvents <- fmt.Sprintf("%s of %v", e.Name(), e.Data["gateway"])
 	return nil
 }
 
 func init() { caddy.RegisterModule(eventRecorder{}) }
 
 // The gateway emits Caddy events when sessions open and close and when
-// brokers come up and go down.
+// brokers come up and go down, each naming the gateway.
 func TestCaddyEvents(t *testing.T) {
 	mq := startMosquitto(t)
 	httpPort := freePort(t)
@@ -321,7 +321,7 @@ func TestCaddyEvents(t *testing.T) {
 		for {
 			select {
 			case e := <-recordedEvents:
-				if e == name {
+				if e == name+" of brokers=main" {
 					return
 				}
 			case <-deadline:

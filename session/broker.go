@@ -3,6 +3,7 @@ package session
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -65,10 +66,12 @@ type BrokerTLS struct {
 	// certificate, instead of the system roots.
 	CA string `json:"ca,omitempty"`
 
-	// PEM files of a client certificate and its key, for brokers that
-	// authenticate clients by certificate.
+	// PEM file of a client certificate, for brokers that authenticate
+	// clients by certificate. Needs key.
 	Cert string `json:"cert,omitempty"`
-	Key  string `json:"key,omitempty"`
+
+	// PEM file of the client certificate's private key. Needs cert.
+	Key string `json:"key,omitempty"`
 
 	// Server name to verify the broker's certificate against, when it
 	// differs from the URL's host.
@@ -83,7 +86,9 @@ type BrokerTLS struct {
 type EmbeddedConfig struct {
 	// TCP address the embedded broker listens on, for devices and tools
 	// such as mosquitto_pub. Default: 127.0.0.1 on a free port, reachable
-	// only by the gateway and this host.
+	// only by the gateway and this host. The embedded broker accepts every
+	// client, with any credentials or none, and the gateway's hooks do not
+	// see what reaches it there: keep it on loopback, or behind a firewall.
 	Listen string `json:"listen,omitempty"`
 }
 
@@ -108,6 +113,13 @@ func (b *BrokerConfig) Prepare() error {
 	}
 	if b.ConnectTimeout == 0 {
 		b.ConnectTimeout = caddy.Duration(DefaultConnectTimeout)
+	}
+	// MQTT counts keepalive in whole seconds, and 0 is none.
+	if b.KeepAlive < caddy.Duration(time.Second) || b.KeepAlive > caddy.Duration(0xFFFF*time.Second) {
+		return fmt.Errorf("broker %q: keepalive %v must be between 1s and 18h12m15s", b.Name, time.Duration(b.KeepAlive))
+	}
+	if b.ConnectTimeout < 0 {
+		return fmt.Errorf("broker %q: connect_timeout %v must be positive", b.Name, time.Duration(b.ConnectTimeout))
 	}
 	if b.Embedded != nil {
 		if b.URL != "" {
@@ -138,8 +150,16 @@ func ParseBrokerURL(s string) (*url.URL, error) {
 	}
 	u, err := url.Parse(s)
 	if err != nil {
-		return nil, fmt.Errorf("invalid url %q: %v", s, err)
+		// Not err itself: url.Error repeats the url, password and all.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("invalid url: %v", err)
 	}
+	// From here on errors name the url without its password: it may come
+	// from the environment, and errors are logged.
+	s = u.Redacted()
 	u.Scheme = strings.ToLower(u.Scheme)
 	defaultPort := map[string]string{"mqtt": "1883", "mqtts": "8883", "ws": "80", "wss": "443"}[u.Scheme]
 	if defaultPort == "" {

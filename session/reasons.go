@@ -62,6 +62,17 @@ func reason(code byte, text string) string {
 
 // dialCause says in a few words, without addresses, why a connection to a
 // broker failed.
+// tlsAlert is the alert a TLS peer sent, as crypto/tls reports it over
+// TCP: a net.OpError "remote error" around an unexported alert type
+// (tls.AlertError is only QUIC's), so its text is all there is.
+func tlsAlert(err error) string {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "remote error" && op.Err != nil {
+		return op.Err.Error() // "tls: certificate required"
+	}
+	return ""
+}
+
 func dialCause(err error) string {
 	var dnsErr *net.DNSError
 	var unknownCA x509.UnknownAuthorityError
@@ -89,6 +100,8 @@ func dialCause(err error) string {
 		return "TLS: the broker did not answer in TLS"
 	case errors.As(err, &alert):
 		return "TLS: the broker refused the handshake (" + alert.Error() + ")"
+	case tlsAlert(err) != "":
+		return "TLS: the broker refused the handshake (" + tlsAlert(err) + ")"
 	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
 		return "no answer in time"
 	}

@@ -1,6 +1,8 @@
 package session
 
 import (
+	"crypto/tls"
+	"errors"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -31,5 +33,31 @@ func TestTrimTextKeepsValidUTF8(t *testing.T) {
 	got := TrimText("x" + long)
 	if !utf8.ValidString(got) || !strings.HasSuffix(got, "…") || len(got) > maxEchoed+len("…") {
 		t.Fatalf("TrimText gave %d bytes, valid UTF-8 %v: %q", len(got), utf8.ValidString(got), got)
+	}
+}
+
+// A TLS alert from the broker (no client certificate, one of an unknown
+// CA) is named, as crypto/tls reports it over TCP.
+func TestDialCauseNamesTLSAlerts(t *testing.T) {
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return nil, errors.New("no certificate here") },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			c.(*tls.Conn).Handshake() // fails: the server sends an alert
+			c.Close()
+		}
+	}()
+	_, err = tls.Dial("tcp", ln.Addr().String(), &tls.Config{InsecureSkipVerify: true})
+	if err == nil {
+		t.Fatal("the handshake succeeded")
+	}
+	if got := dialCause(err); !strings.HasPrefix(got, "TLS: the broker refused the handshake (tls: ") {
+		t.Fatalf("dialCause(%v) = %q, want the alert named", err, got)
 	}
 }
