@@ -122,7 +122,16 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper
 	if d.NextArg() {
 		return d.ArgErr()
 	}
+	seen := map[string]bool{}
 	for d.NextBlock(0) {
+		// Strict: an option given twice is a mistake (which one was
+		// meant?), except the lists.
+		if opt := d.Val(); opt != "broker" && opt != "allow_origins" {
+			if seen[opt] {
+				return d.Errf("%s given twice", opt)
+			}
+			seen[opt] = true
+		}
 		switch d.Val() {
 		case "broker":
 			b, err := parseBroker(d)
@@ -288,8 +297,13 @@ func parseBroker(d *caddyfile.Dispenser) (*session.BrokerConfig, error) {
 		}
 		b.URL = args[1]
 	}
+	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
+		if seen[opt] {
+			return nil, d.Errf("broker %q: %s given twice", b.Name, opt)
+		}
+		seen[opt] = true
 		var err error
 		switch opt {
 		case "username":

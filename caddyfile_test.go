@@ -102,6 +102,9 @@ func TestCaddyfileErrorsNameTheLine(t *testing.T) {
 		"listen on external":    {"mqtt_gateway {\n broker a mqtt://h {\n  listen :1883\n }\n}", "listen applies to embedded brokers only"},
 		"unknown tls option":    {"mqtt_gateway {\n broker a mqtts://h {\n  tls {\n   pinning yes\n  }\n }\n}", "unknown tls option"},
 		"argument on directive": {"mqtt_gateway extra {\n broker a mqtt://h\n}", "wrong argument count"},
+		"option given twice":    {"mqtt_gateway {\n broker a mqtt://h\n name x\n name y\n}", "name given twice"},
+		"broker option twice":   {"mqtt_gateway {\n broker a mqtt://h {\n  keepalive 10s\n  keepalive 20s\n }\n}", "broker \"a\": keepalive given twice"},
+		"bandwidth under 1 B/s": {"mqtt_gateway {\n broker a mqtt://h\n max_bandwidth 4b\n}", "less than a byte per second"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -123,6 +126,7 @@ func TestValidateRejectsBadConfig(t *testing.T) {
 		// Browsers never send a path, nor a star inside a host.
 		"origin with a path":    {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, AllowOrigins: []string{"https://app.example.com/app"}},
 		"star inside an origin": {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, AllowOrigins: []string{"https://app.*.com"}},
+		"origin port too large": {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, AllowOrigins: []string{"https://app.example.com:99999"}},
 		"too large":             {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, MaxMessageSize: 1 << 30},
 		"duplicate name":        {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}, {Name: "a", URL: "mqtt://g"}}},
 		"negative write delay":  {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, WriteDelay: -1},

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -66,6 +67,11 @@ func normalizeOrigin(raw string) (string, error) {
 		return "", fmt.Errorf("has no host")
 	case u.Path != "" || u.RawQuery != "" || u.Fragment != "":
 		return "", fmt.Errorf("has a path: an origin is only scheme://host[:port]")
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return "", fmt.Errorf("has port %s, not one of 1-65535", p)
+		}
 	}
 	host := u.Host
 	if p := u.Port(); p == "443" && u.Scheme == "https" || p == "80" && u.Scheme == "http" {

@@ -27,5 +27,8 @@ func ParseBandwidth(v string) (bytesPerSecond uint64, err error) {
 	if bits {
 		n /= 8
 	}
+	if n == 0 {
+		return 0, fmt.Errorf("bandwidth %q is less than a byte per second", v)
+	}
 	return n, nil
 }
