@@ -342,3 +342,39 @@ func TestRetainedForLateSubscribers(t *testing.T) {
 // retainedSettle lets the window in which retained messages answer a
 // SUBSCRIBE pass, so the next retained publish counts as live.
 const retainedSettle = 2100 * time.Millisecond
+
+// MQTT 5 properties a broker would take for a malformed packet (a NUL in a
+// string, a response topic with a wildcard, a payload said to be UTF-8
+// that is not) are refused with 4003 before they reach it: a broker drops
+// the connection that carries one, and the shared connection, sending an
+// unacknowledged QoS 1 message again after each reconnect, went down for
+// every session for as long as it lasted.
+func TestInvalidPropertiesNeverReachTheBroker(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	victim, attacker := dial(t, url), dial(t, url)
+	connectSubscribe(t, victim, "props/#", 1)
+	ctx := ctx10(t)
+	h, _, err := attacker.Connect(ctx, session.ConnectParams{Broker: "main"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, props := range map[string]*session.Props{
+		"NUL in the content type":     {ContentType: "a\x00b"},
+		"NUL in a user property":      {User: []session.UserProperty{{Key: "k\x00", Value: "v"}}},
+		"a wildcard in the response":  {ResponseTopic: "reply/#"},
+		"a payload that is not UTF-8": {PayloadFormat: 1, HasPayloadFormat: true},
+		"an unknown payload format":   {PayloadFormat: 2, HasPayloadFormat: true},
+	} {
+		err := attacker.Publish(ctx, h, session.PublishParams{Topic: "props/x", QoS: 1, Props: props, Payload: []byte{0xff, 0xfe}})
+		if errCode(err) != session.CodeBadRequest || !strings.Contains(err.Error(), "invalid properties") {
+			t.Errorf("%s: %v, want %d", name, err, session.CodeBadRequest)
+		}
+	}
+	// The shared connection never went down: the victim's next frame is
+	// the next message, not an outage notice.
+	mosquittoPub(t, mq.port, "-t", "props/x", "-m", "fine")
+	if f := nextMessage(t, victim); f.Type != transport.TypeMessage || string(f.Publish.Payload) != "fine" {
+		t.Fatalf("the other session got %+v, want the next message", f)
+	}
+}

@@ -424,6 +424,9 @@ func (m *Manager) checkPublish(p *PublishParams) *Error {
 	if max := m.config().MaxMessageSize; len(p.Payload) > max {
 		return Errorf(CodeMessageTooLarge, "payload of %d bytes exceeds max_message_size %d", len(p.Payload), max)
 	}
+	if err := p.Props.check(p.Payload); err != nil {
+		return Errorf(CodeBadRequest, "invalid properties: %s", TrimText(err.Error()))
+	}
 	return nil
 }
 
