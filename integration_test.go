@@ -378,3 +378,22 @@ func TestInvalidPropertiesNeverReachTheBroker(t *testing.T) {
 		t.Fatalf("the other session got %+v, want the next message", f)
 	}
 }
+
+// A will or a session expiry on a shared connection (no client ID) is
+// refused: the shared connection is many clients', so neither would ever
+// take effect, and a client would only learn it when its will failed to
+// fire.
+func TestSharedConnectionRefusesWillAndExpiry(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	c := dial(t, url)
+	for name, p := range map[string]session.ConnectParams{
+		"will":           {Broker: "main", Will: &session.PublishParams{Topic: "gone", Payload: []byte("x")}},
+		"session expiry": {Broker: "main", SessionExpiry: 60},
+	} {
+		_, _, err := c.Connect(ctx10(t), p)
+		if errCode(err) != session.CodeBadRequest || !strings.Contains(err.Error(), "needs a client ID") {
+			t.Errorf("%s on the shared connection: %v, want %d", name, err, session.CodeBadRequest)
+		}
+	}
+}

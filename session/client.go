@@ -89,6 +89,13 @@ func (s *Session) Connect(req, handle uint64, p ConnectParams) {
 		s.result(req, Errorf(CodeUnknownBroker, "no broker named %q", TrimText(p.Broker)), 0)
 		return
 	}
+	if p.ClientID == "" && (p.Will != nil || p.SessionExpiry > 0) {
+		// The shared connection is many clients': no one client's will or
+		// broker session can be kept on it. Refused rather than dropped,
+		// which a client would only notice once its will failed to fire.
+		s.result(req, Errorf(CodeBadRequest, "a will or a session expiry needs a client ID (a dedicated connection): on the shared connection neither exists"), 0)
+		return
+	}
 	if p.Will != nil {
 		if err := s.mgr.checkPublish(p.Will); err != nil {
 			s.result(req, err, 0)

@@ -110,7 +110,11 @@ export interface ConnectOptions extends CallbackOptions {
    * published meanwhile wait for the client's return. Dedicated connections only.
    */
   cleanSession?: boolean;
-  /** Published by the broker if this client's connection ends abnormally. */
+  /**
+   * Published by the broker if this client's connection ends abnormally. Dedicated
+   * connections only (a client with a client id): on the shared connection, which is
+   * many clients', connect() fails with 4003 rather than drop the will.
+   */
   willMessage?: Message;
   /** Broker credentials (dedicated connections; the gateway may configure its own). */
   userName?: string;
