@@ -147,8 +147,12 @@ export class Writer {
       entries.push(() => { this.u8(PropId.responseTopic); this.string(p.responseTopic); });
     if (p.correlationData !== undefined && p.correlationData !== null)
       entries.push(() => { this.u8(PropId.correlationData); this.bytes(toBytes(p.correlationData)); });
-    for (const [k, v] of p.userProperties ?? [])
+    for (const pair of p.userProperties ?? []) {
+      const [k, v] = pair;
+      if (typeof k !== "string" || typeof v !== "string")
+        throw new TypeError(`userProperties must be [name, value] pairs of strings, got ${JSON.stringify(pair)}`);
       entries.push(() => { this.u8(PropId.userProperty); this.string(k); this.string(v); });
+    }
     this.uvarint(entries.length);
     for (const write of entries) write();
   }
