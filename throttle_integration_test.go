@@ -404,15 +404,22 @@ func TestThrottledValuesNeverArriveOutOfOrder(t *testing.T) {
 		return true
 	}
 
-	t.Run("a QoS 1 message past a held QoS 0 value", func(t *testing.T) {
+	// limited is a session whose client subscribes to filter at most
+	// perSecond times a second.
+	limited := func(t *testing.T, filter string, qos byte, perSecond float64) (*gwclient.Client, uint64) {
 		c := dial(t, url)
 		h, _, err := c.Connect(ctx10(t), session.ConnectParams{Broker: "main"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := c.SubscribeLimited(ctx10(t), h, "mix/a", 1, 0.5); err != nil {
+		if _, err := c.SubscribeLimited(ctx10(t), h, filter, qos, perSecond); err != nil {
 			t.Fatal(err)
 		}
+		return c, h
+	}
+
+	t.Run("a QoS 1 message past a held QoS 0 value", func(t *testing.T) {
+		c, _ := limited(t, "mix/a", 1, 0.5)
 		publish("mix/a", 1, 0, 8) // delivered
 		publish("mix/a", 2, 0, 8) // held for 2 s
 		publish("mix/a", 3, 1, 8) // never held
@@ -423,14 +430,7 @@ func TestThrottledValuesNeverArriveOutOfOrder(t *testing.T) {
 	})
 
 	t.Run("a limit lifted while a value is held", func(t *testing.T) {
-		c := dial(t, url)
-		h, _, err := c.Connect(ctx10(t), session.ConnectParams{Broker: "main"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.SubscribeLimited(ctx10(t), h, "lift/a", 0, 0.2); err != nil {
-			t.Fatal(err)
-		}
+		c, h := limited(t, "lift/a", 0, 0.2)
 		publish("lift/a", 1, 0, 8) // delivered
 		publish("lift/a", 2, 0, 8) // held for 5 s
 		time.Sleep(200 * time.Millisecond)

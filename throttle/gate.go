@@ -55,12 +55,19 @@ func (g *Gate[K, T]) Offer(key K, interval time.Duration, v T, now time.Time) (d
 // deadline first, and starts their next interval.
 func (g *Gate[K, T]) Due(dst []T, now time.Time) []T {
 	for len(g.due) > 0 && !now.Before(g.due[0].next) {
-		s := heap.Pop(&g.due).(*slot[T])
-		dst = append(dst, s.pending)
-		var zero T
-		s.pending, s.waiting = zero, false
-		s.next = now.Add(s.interval)
+		dst = g.release(dst, now)
 	}
+	return dst
+}
+
+// release appends the earliest waiting value to dst and starts its key's
+// next interval.
+func (g *Gate[K, T]) release(dst []T, now time.Time) []T {
+	s := heap.Pop(&g.due).(*slot[T])
+	dst = append(dst, s.pending)
+	var zero T
+	s.pending, s.waiting = zero, false
+	s.next = now.Add(s.interval)
 	return dst
 }
 
@@ -82,11 +89,7 @@ func (g *Gate[K, T]) Drop(key K) (dropped bool) {
 // first (the limits changed), and starts their next interval.
 func (g *Gate[K, T]) Drain(dst []T, now time.Time) []T {
 	for len(g.due) > 0 {
-		s := heap.Pop(&g.due).(*slot[T])
-		dst = append(dst, s.pending)
-		var zero T
-		s.pending, s.waiting = zero, false
-		s.next = now.Add(s.interval)
+		dst = g.release(dst, now)
 	}
 	return dst
 }
