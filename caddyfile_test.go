@@ -2,6 +2,7 @@ package mqttgateway
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"flag"
 	"os"
@@ -234,5 +235,17 @@ func TestExampleCaddyfileAdapts(t *testing.T) {
 		if name == "options uncommented" && !bytes.Contains(js, []byte(`"write_delay":50000000`)) {
 			t.Fatalf("%s: write_delay not in the JSON: %s", name, js)
 		}
+	}
+}
+
+// A broker URL from an unset environment variable says which placeholder
+// it was, not just what remained of it.
+func TestBrokerURLFromAnUnsetVariable(t *testing.T) {
+	h := &Handler{Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://{env.MQTTGW_TEST_UNSET_HOST}:1883"}}}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	err := h.Provision(ctx)
+	if err == nil || !strings.Contains(err.Error(), "{env.MQTTGW_TEST_UNSET_HOST}") || !strings.Contains(err.Error(), "environment variables") {
+		t.Fatalf("provision: %v, want the placeholder named", err)
 	}
 }

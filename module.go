@@ -227,8 +227,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	// Secrets usually come from the environment: {env.MQTT_PASS}.
 	repl := caddy.NewReplacer()
 	for _, b := range h.Brokers {
+		written := b.URL
 		for _, field := range []*string{&b.URL, &b.Username, &b.Password, &b.ClientIDPrefix} {
 			*field = repl.ReplaceKnown(*field, "")
+		}
+		if b.URL != written && b.Embedded == nil {
+			// Name the placeholders, not what they gave: an unset variable
+			// is the likely cause, and the value may hold a secret.
+			if _, err := session.ParseBrokerURL(b.URL); err != nil {
+				return fmt.Errorf("mqtt_gateway: broker %q: url %s: %v (are its environment variables set?)", b.Name, written, err)
+			}
 		}
 	}
 	origins, err := parseOrigins(h.AllowOrigins)
