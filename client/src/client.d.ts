@@ -385,7 +385,8 @@ export declare class Session {
 /**
  * Opens a session with the gateway at `url` (its base, e.g. "https://host/mqtt", or
  * "/mqtt" in a page). Rejects with MqttGatewayError: 4020 when the authenticate hook
- * refuses, 1006 when the gateway cannot be reached, ...
+ * refuses, 1006 when the gateway cannot be reached, ...; with a TypeError when url is
+ * not a URL (a relative one outside a page).
  */
 export declare function openSession(url: string | URL, options?: SessionOptions): Promise<Session>;
 

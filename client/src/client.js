@@ -45,9 +45,17 @@ export { registerTransport } from "./transports.js";
  *   does when the page is unloaded for good (`pagehide` not persisted), so the gateway
  *   frees it at once (default true); false leaves it to expire after session_timeout
  * @returns {Promise<Session>} rejects with an MqttGatewayError (e.g. 4020 when the
- *   authenticate hook says no, 1006 when the gateway cannot be reached)
+ *   authenticate hook says no, 1006 when the gateway cannot be reached), or a TypeError
+ *   when url is not one (a relative URL outside a page)
  */
 export async function openSession(url, options = {}) {
+  if (!URL.canParse(url, globalThis.location?.href)) {
+    // A mistake in the call, not a gateway out of reach (1006).
+    throw new TypeError(
+      `openSession: ${JSON.stringify(String(url))} is not a URL` +
+        (globalThis.location ? "" : " (outside a page, give an absolute one, such as https://host/mqtt)"),
+    );
+  }
   const session = new Session(url, options);
   await session._open();
   return session;

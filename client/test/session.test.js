@@ -1114,3 +1114,7 @@ describe("heartbeat", () => {
     assert.ok(c.log.some(([k]) => k === "dead"), "dead if nothing comes after the grace period");
   });
 });
+
+test("a relative URL outside a page is a TypeError at the call, not an unreachable gateway", async () => {
+  await assert.rejects(openSession("/mqtt"), (err) => err instanceof TypeError && /absolute one, such as https:\/\/host\/mqtt/.test(err.message));
+});
