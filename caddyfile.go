@@ -282,7 +282,7 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper
 func parseBroker(d *caddyfile.Dispenser) (*session.BrokerConfig, error) {
 	args := d.RemainingArgs()
 	if len(args) != 2 {
-		return nil, d.Errf("broker needs a name and a url (or 'embedded'), got %d arguments", len(args))
+		return nil, d.Errf("broker needs a name and a url (or 'embedded'), got %d arguments (an empty {$VAR} gives none)", len(args))
 	}
 	b := &session.BrokerConfig{Name: args[0]}
 	if args[1] == "embedded" {
