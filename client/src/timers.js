@@ -50,8 +50,20 @@ export class Heartbeat {
     this.lastSent = this.now();
   }
 
+  /**
+   * Also sends the PING that is due, if one is: a page in a background tab may run its
+   * timers once a minute only (browsers throttle them), while what arrives from the
+   * network is handled at once. Answering the gateway's traffic (its own PINGs, at
+   * least every heartbeat) keeps it hearing from us within its 2 × heartbeat + 5 s
+   * however rarely tick() runs.
+   */
   received() {
-    this.lastReceived = this.now();
+    const t = this.now();
+    this.lastReceived = t;
+    if (this.timer !== null && t - this.lastSent >= this.heartbeat) {
+      this.lastSent = t;
+      this.ping();
+    }
   }
 
   /** The receive deadline: 2 × heartbeat + 5000 ms. */

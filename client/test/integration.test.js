@@ -10,6 +10,7 @@ import { after, before, describe, test } from "node:test";
 
 import { ErrorCode, Message, openSession } from "../src/client.js";
 import { FrameType } from "../src/codec.js";
+import { spyFetch } from "./support/fetch-spy.js";
 import { tappedWebSocket } from "./support/tap.js";
 import { findProgram, freePort, run, start, startCaddy, startGateway, startMosquitto, startProxy } from "./support/env.js";
 import { waitFor } from "./support/wait.js";
@@ -281,6 +282,25 @@ describe("with a real gateway and mosquitto", () => {
     assert.equal(s.state, "open");
     assert.deepEqual(restarts, []);
   });
+
+  for (const transport of ["websocket", "streaming"]) {
+    test(`${transport}: a client whose timers are held back (a background tab) answers the gateway's PINGs and keeps its connection`, async (t) => {
+      const gw = await startGateway({ brokerPort: mosquitto.port, extra: "heartbeat 500ms" });
+      cleanups.push(() => gw.stop());
+      // Browsers may run a hidden page's intervals once a minute: here they never run.
+      t.mock.timers.enable({ apis: ["setInterval"] });
+      const fetches = spyFetch();
+      t.after(() => fetches.restore());
+      const restarts = [];
+      const s = await session(gw.base, { transport, onReconnectionStart: () => restarts.push(1) });
+      // The gateway drops a connection it hears nothing on for 2 × 500 + 5000 ms (a
+      // stream it ends is taken up again by a new /stream, without a reconnection).
+      await new Promise((r) => setTimeout(r, 2 * 500 + 5000 + 1500));
+      assert.equal(s.state, "open");
+      assert.deepEqual(restarts, [], "the connection was never lost");
+      assert.ok(fetches.count("stream") <= 1, `${fetches.count("stream")} /stream requests: the first one was ended`);
+    });
+  }
 
   test(
     "frames lost in transit beyond the replay window: CLOSE 4012, then a fresh session",
