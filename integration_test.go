@@ -233,6 +233,10 @@ func TestBadRequestsGetCodes(t *testing.T) {
 			t.Errorf("%s: code %d, want %d (%v)", tc.name, got, tc.want, tc.err)
 		}
 	}
+	// In the application's words, not the protocol's handles alone.
+	if !strings.Contains(errHandle.Error(), "is not connected") {
+		t.Errorf("a request for a client that is not connected: %v", errHandle)
+	}
 	// An error about a huge input says what is wrong without echoing all of
 	// it back.
 	long := strings.Repeat("t", 70000)

@@ -172,7 +172,7 @@ func (s *Session) client(req, handle uint64) *Client {
 	c := s.clients[handle]
 	s.mu.Unlock()
 	if c == nil {
-		s.result(req, Errorf(CodeBadRequest, "no client with handle %d", handle), 0)
+		s.result(req, Errorf(CodeBadRequest, "client %d is not connected: it never was, its CONNECT failed, or it disconnected", handle), 0)
 	}
 	return c
 }
@@ -194,7 +194,7 @@ func (s *Session) Subscribe(req, handle uint64, filter string, qos byte, maxFreq
 	}
 	c.enqueue(func() {
 		if c.hub == nil {
-			s.result(req, Errorf(CodeBadRequest, "client %d is not connected", handle), 0)
+			s.result(req, Errorf(CodeBadRequest, "client %d is not connected: its CONNECT failed, or it disconnected", handle), 0)
 			return
 		}
 		if err := s.authorize(c.ctx, Action{Kind: "subscribe", Broker: c.hub.br().cfg.Name, ClientID: c.clientID, Topic: filter, QoS: qos}); err != nil {
@@ -249,7 +249,7 @@ func (s *Session) Unsubscribe(req, handle uint64, filter string) {
 	}
 	c.enqueue(func() {
 		if c.hub == nil {
-			s.result(req, Errorf(CodeBadRequest, "client %d is not connected", handle), 0)
+			s.result(req, Errorf(CodeBadRequest, "client %d is not connected: its CONNECT failed, or it disconnected", handle), 0)
 			return
 		}
 		if qos, ok := c.subs[filter]; ok {
@@ -286,7 +286,7 @@ func (s *Session) Publish(req, handle uint64, p PublishParams) {
 	}
 	c.enqueue(func() {
 		if c.hub == nil {
-			refuse(Errorf(CodeBadRequest, "client %d is not connected", handle))
+			refuse(Errorf(CodeBadRequest, "client %d is not connected: its CONNECT failed, or it disconnected", handle))
 			return
 		}
 		if err := s.authorize(c.ctx, Action{Kind: "publish", Broker: c.hub.br().cfg.Name, ClientID: c.clientID, Topic: p.Topic,
