@@ -239,7 +239,11 @@ export class BrokerClient {
    */
   send(message, payload, qos, retained) {
     if (typeof message === "string") {
-      const m = new Message(payload ?? "");
+      // No payload is a mistake, not an empty one: with retained, an empty payload
+      // deletes the topic's retained message.
+      if (payload === undefined || payload === null)
+        throw new TypeError(`send(topic, payload, …) needs a payload (a string, ArrayBuffer or view; "" for an empty one), got ${payload}`);
+      const m = new Message(payload);
       m.destinationName = message;
       if (qos !== undefined) m.qos = qos;
       if (retained !== undefined) m.retained = !!retained;

@@ -178,7 +178,8 @@ export declare class BrokerClient {
    * Publishes; resolves with the message when the gateway reports the broker flow
    * complete (PUBACK / PUBCOMP / written for QoS 0), after onMessageDelivered.
    * A message not yet confirmed when a fresh session replaces a lost one is published
-   * again (at least once).
+   * again (at least once). The (topic, payload) form throws a TypeError without a
+   * payload: pass "" for an empty one (with retained, it deletes the retained message).
    */
   send(message: Message): Promise<Message>;
   send(topic: string, payload: string | ArrayBuffer | ArrayBufferView, qos?: QoS, retained?: boolean): Promise<Message>;

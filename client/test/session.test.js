@@ -177,6 +177,19 @@ describe("requests", () => {
     await session.close();
   });
 
+  test("publish(topic) without a payload is a TypeError, not an empty payload (which, retained, deletes the retained message)", async () => {
+    const { session, conn } = await open();
+    const { client } = await connected(session, conn);
+    for (const payload of [undefined, null]) {
+      assert.throws(() => client.publish("t", payload, 0, true), (err) => err instanceof TypeError && /needs a payload/.test(err.message));
+    }
+    const p = client.publish("t", "", 0, true); // an empty one, said so
+    const pub = await conn.take(F.PUBLISH);
+    assert.deepEqual([pub.topic, pub.payload.length, pub.retain], ["t", 0, true]);
+    conn.send(result(pub.req));
+    await p;
+  });
+
   test("publish resolves after RESULT and fires onMessageDelivered; 4021 fires onMessageNotAuthorized", async () => {
     const { session, conn } = await open();
     const { client } = await connected(session, conn);
