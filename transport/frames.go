@@ -108,17 +108,27 @@ type Frame struct {
 // The slices passed to fn alias unit.
 func SplitUnit(unit []byte, fn func(frame []byte) error) error {
 	for len(unit) > 0 {
-		r := reader{b: unit}
-		n := r.uvarint()
-		if r.err != nil || n == 0 || n > uint64(len(r.b)) {
-			return ErrMalformed
-		}
-		if err := fn(r.b[:n]); err != nil {
+		frame, rest, err := nextFrame(unit)
+		if err != nil {
 			return err
 		}
-		unit = r.b[n:]
+		if err := fn(frame); err != nil {
+			return err
+		}
+		unit = rest
 	}
 	return nil
+}
+
+// nextFrame splits a non-empty unit into its first frame (without the
+// length prefix) and the frames after it.
+func nextFrame(unit []byte) (frame, rest []byte, err error) {
+	r := reader{b: unit}
+	n := r.uvarint()
+	if r.err != nil || n == 0 || n > uint64(len(r.b)) {
+		return nil, nil, ErrMalformed
+	}
+	return r.b[:n], r.b[n:], nil
 }
 
 // Decode decodes one frame (without its length prefix). Byte slices in the

@@ -1,7 +1,6 @@
 package transport
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -334,12 +333,9 @@ const sendFrameRoom = 64
 // firstFrame decodes unit's first frame into f and returns the frames
 // after it.
 func firstFrame(unit []byte, f *Frame) (rest []byte, ok bool) {
-	n, used := binary.Uvarint(unit)
-	if used <= 0 || n == 0 || n > uint64(len(unit)-used) {
+	frame, rest, err := nextFrame(unit)
+	if err != nil || Decode(frame, f) != nil {
 		return nil, false
 	}
-	if Decode(unit[used:used+int(n)], f) != nil {
-		return nil, false
-	}
-	return unit[used+int(n):], true
+	return rest, true
 }
