@@ -314,15 +314,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		// Two blocks of one config are one gateway (several sites may share
 		// its sessions), but only with the same settings: otherwise the
 		// last would silently configure both, brokers included.
-		if g.settings != string(settings) {
-			return fmt.Errorf("mqtt_gateway: two mqtt_gateway blocks with different settings are both gateway %q "+
-				"(a gateway is named after its brokers unless it has a name): give each its own name", cfg.Name)
+		if err := sameGateway(g.settings, string(settings), cfg.Name); err != nil {
+			return err
 		}
 	case g.pending != nil && g.pending.load == events:
 		// Another block of the reloading config: the same rule.
-		if g.pending.settings != string(settings) {
-			return fmt.Errorf("mqtt_gateway: two mqtt_gateway blocks with different settings are both gateway %q "+
-				"(a gateway is named after its brokers unless it has a name): give each its own name", cfg.Name)
+		if err := sameGateway(g.pending.settings, string(settings), cfg.Name); err != nil {
+			return err
 		}
 	default:
 		// A reload. The new settings apply once Caddy runs the new config
@@ -434,6 +432,16 @@ func (h *Handler) Cleanup() error {
 	}
 	_, err := gateways.Delete(h.poolKey)
 	return err
+}
+
+// sameGateway refuses a second block of one config for the same gateway
+// with other settings.
+func sameGateway(settings, other, name string) error {
+	if settings != other {
+		return fmt.Errorf("mqtt_gateway: two mqtt_gateway blocks with different settings are both gateway %q "+
+			"(a gateway is named after its brokers unless it has a name): give each its own name", name)
+	}
+	return nil
 }
 
 // commitReload applies a reloaded config's settings to its gateway once

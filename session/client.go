@@ -172,9 +172,15 @@ func (s *Session) client(req, handle uint64) *Client {
 	c := s.clients[handle]
 	s.mu.Unlock()
 	if c == nil {
-		s.result(req, Errorf(CodeBadRequest, "client %d is not connected: it never was, its CONNECT failed, or it disconnected", handle), 0)
+		s.result(req, notConnected(handle), 0)
 	}
 	return c
+}
+
+// notConnected answers a request for a client that has no broker
+// connection, in the words of the application's side.
+func notConnected(handle uint64) *Error {
+	return Errorf(CodeBadRequest, "client %d is not connected: it never was, its CONNECT failed, or it disconnected", handle)
 }
 
 // Subscribe adds a subscription to a client. maxFrequency is in messages per
@@ -194,7 +200,7 @@ func (s *Session) Subscribe(req, handle uint64, filter string, qos byte, maxFreq
 	}
 	c.enqueue(func() {
 		if c.hub == nil {
-			s.result(req, Errorf(CodeBadRequest, "client %d is not connected: its CONNECT failed, or it disconnected", handle), 0)
+			s.result(req, notConnected(handle), 0)
 			return
 		}
 		if err := s.authorize(c.ctx, Action{Kind: "subscribe", Broker: c.hub.br().cfg.Name, ClientID: c.clientID, Topic: filter, QoS: qos}); err != nil {
@@ -249,7 +255,7 @@ func (s *Session) Unsubscribe(req, handle uint64, filter string) {
 	}
 	c.enqueue(func() {
 		if c.hub == nil {
-			s.result(req, Errorf(CodeBadRequest, "client %d is not connected: its CONNECT failed, or it disconnected", handle), 0)
+			s.result(req, notConnected(handle), 0)
 			return
 		}
 		if qos, ok := c.subs[filter]; ok {
@@ -286,7 +292,7 @@ func (s *Session) Publish(req, handle uint64, p PublishParams) {
 	}
 	c.enqueue(func() {
 		if c.hub == nil {
-			refuse(Errorf(CodeBadRequest, "client %d is not connected: its CONNECT failed, or it disconnected", handle))
+			refuse(notConnected(handle))
 			return
 		}
 		if err := s.authorize(c.ctx, Action{Kind: "publish", Broker: c.hub.br().cfg.Name, ClientID: c.clientID, Topic: p.Topic,

@@ -394,9 +394,7 @@ func (h *Hub) onDown() bool {
 	// A dedicated connection belongs to one web client, which decides
 	// whether to reconnect (as with a direct MQTT connection), so it is not
 	// retried here.
-	for _, c := range lost {
-		c.lost(Errorf(CodeBrokerUnavailable, "connection to broker %q lost", h.br().cfg.Name))
-	}
+	h.tellLost(lost)
 	return !h.dedicated && !closed
 }
 
@@ -846,7 +844,12 @@ func (h *Hub) keep() {
 		}
 	}
 	h.mu.Unlock()
-	for _, c := range lost {
+	h.tellLost(lost)
+}
+
+// tellLost tells a dedicated hub's clients its broker connection is gone.
+func (h *Hub) tellLost(clients []*Client) {
+	for _, c := range clients {
 		c.lost(Errorf(CodeBrokerUnavailable, "connection to broker %q lost", h.br().cfg.Name))
 	}
 }

@@ -114,11 +114,11 @@ type Manager struct {
 	sessions map[[16]byte]*Session
 	perIP    map[string]int
 	hubs     map[string]*Hub // shared hubs by broker and credentials, dedicated by broker and client ID
-	// ending holds dedicated hubs whose last client left, until their
-	// connection is closed: the client ID's next connection waits for it
-	// (acquireHub), so the broker has the old one's acknowledgments and
-	// clean DISCONNECT before it hands the session on.
-	ending map[string]*Hub
+	// ending holds, for dedicated hubs whose last client left, a channel
+	// closed once their connection is: the client ID's next connection
+	// waits for it (acquireHub), so the broker has the old one's
+	// acknowledgments and clean DISCONNECT before it hands the session on.
+	ending map[string]chan struct{}
 	closed bool
 
 	wakes wakeQueue // sessions whose write waits for the write delay
@@ -378,35 +378,44 @@ func (m *Manager) releaseHub(h *Hub, c *Client) {
 	if n == 0 && m.hubs[h.key] == h {
 		delete(m.hubs, h.key)
 	}
+	var closed chan struct{}
 	if n == 0 && h.dedicated {
 		if m.ending == nil {
-			m.ending = map[string]*Hub{}
+			m.ending = map[string]chan struct{}{}
 		}
-		m.ending[h.key] = h
+		closed = make(chan struct{})
+		m.ending[h.key] = closed
 	}
 	m.mu.Unlock()
 	if n == 0 {
 		go func() {
 			h.close("no client uses it")
-			m.mu.Lock()
-			if m.ending[h.key] == h {
-				delete(m.ending, h.key)
+			if closed != nil {
+				m.mu.Lock()
+				if m.ending[h.key] == closed {
+					delete(m.ending, h.key)
+				}
+				m.mu.Unlock()
+				close(closed)
 			}
-			m.mu.Unlock()
 		}()
 	}
 }
 
 // awaitEnding waits, for at most endingWait, until the connection of a
 // dedicated hub with key that is being closed is gone. Called with m.mu
-// held; it may release and retake it.
+// held; it releases and retakes it while it waits.
 func (m *Manager) awaitEnding(key string) {
-	deadline := time.Now().Add(endingWait)
-	for m.ending[key] != nil && time.Now().Before(deadline) {
-		m.mu.Unlock()
-		time.Sleep(5 * time.Millisecond)
-		m.mu.Lock()
+	closed := m.ending[key]
+	if closed == nil {
+		return
 	}
+	m.mu.Unlock()
+	select {
+	case <-closed:
+	case <-time.After(endingWait):
+	}
+	m.mu.Lock()
 }
 
 // endingWait bounds awaitEnding: a clean DISCONNECT takes at most 2 s,
