@@ -168,10 +168,10 @@ export function sendBody(cred, units, before) {
 export function sendAsPageGoes(url, cred, units, maxFrame) {
   if (!cred) return Promise.resolve();
   const size = units.reduce((n, u) => n + u.unit.length, 0);
-  let body = sendBody(cred, [CLOSE_UNIT], undefined);
-  if (size <= Math.min(KEEPALIVE_MAX, maxFrame)) {
-    body = sendBody(cred, units.map((u) => u.unit), units.find((u) => u.before !== undefined)?.before);
-  }
+  const body =
+    size <= Math.min(KEEPALIVE_MAX, maxFrame)
+      ? sendBody(cred, units.map((u) => u.unit), units.find((u) => u.before !== undefined)?.before)
+      : sendBody(cred, [CLOSE_UNIT], undefined);
   const headers = { "Content-Type": "application/octet-stream" };
   return fetch(url, { method: "POST", body, headers, credentials: credentialsMode(url), cache: "no-store", keepalive: true }).then(discard, () => {});
 }
@@ -215,8 +215,8 @@ export class HttpTransport {
     this._receiving = null;
     /** @type {AbortController | null} the /send in flight */
     this._sendAbort = null;
-    /** @type {{unit: Uint8Array, before: number | undefined} | null} what the /send in flight carries */
-    this._inFlight = null;
+    /** @type {{unit: Uint8Array, before: number | undefined}[]} what the /send in flight carries */
+    this._inFlight = [];
     /** @type {(() => void) | null} resolves the promise close() returned while units are flushed */
     this._flushed = null;
   }
@@ -276,7 +276,7 @@ export class HttpTransport {
    */
   _sendAtOnce() {
     if (this._closed || !this._started) return;
-    const units = this._inFlight ? [this._inFlight, ...this._queue] : this._queue.slice();
+    const units = [...this._inFlight, ...this._queue];
     if (units.length === 0) return;
     sendAsPageGoes(this._sendUrl, this._link.credentials(), units, this._link.maxFrame());
   }
@@ -360,19 +360,17 @@ export class HttpTransport {
   }
 
   /**
-   * The next /send: queued units, joined while they fit in max_frame, and the number of
-   * requests sent before its first (the first unit's that has requests).
-   * @returns {{unit: Uint8Array, before: number | undefined}}
+   * The next /send: queued units, as many as fit in max_frame together, and the number
+   * of requests sent before its first (the first unit's that has requests).
+   * @returns {{units: {unit: Uint8Array, before: number | undefined}[], before: number | undefined}}
    */
   _nextBatch() {
     const limit = this._link.maxFrame();
     let n = 1;
     let size = this._queue[0].unit.length;
     while (n < this._queue.length && size + this._queue[n].unit.length <= limit) size += this._queue[n++].unit.length;
-    const queued = this._queue.splice(0, n);
-    const before = queued.find((q) => q.before !== undefined)?.before;
-    const unit = queued.length === 1 ? queued[0].unit : concat(queued.map((q) => q.unit), size);
-    return { unit, before };
+    const units = this._queue.splice(0, n);
+    return { units, before: units.find((q) => q.before !== undefined)?.before };
   }
 
   async _pump() {
@@ -385,13 +383,13 @@ export class HttpTransport {
           this._fail(4003, "no session to send for");
           return;
         }
-        const { unit, before } = this._nextBatch();
+        const { units, before } = this._nextBatch();
         // With the count, a /send that arrives after the session resent its requests
         // (an aborted fetch may still arrive) is not run twice (PROTOCOL.md).
-        const body = sendBody(cred, [unit], before);
+        const body = sendBody(cred, units.map((u) => u.unit), before);
         const ac = new AbortController();
         this._sendAbort = ac;
-        this._inFlight = { unit, before };
+        this._inFlight = units;
         const cancel = deadline(SEND_TIMEOUT, () => ac.abort());
         let res;
         try {
@@ -411,7 +409,7 @@ export class HttpTransport {
         } finally {
           cancel();
           this._sendAbort = null;
-          this._inFlight = null;
+          this._inFlight = [];
         }
         if (!res.ok) {
           await this._failWithAnswer(res, "send refused");
