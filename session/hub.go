@@ -71,6 +71,10 @@ type Hub struct {
 	dups     dupRun
 	subEpoch atomic.Uint64 // SUBSCRIBEs sent, for dups
 
+	// maxPacket is the Maximum Packet Size the broker gave in its CONNACK
+	// (0: none), which the gateway's packets must respect (packetsize.go).
+	maxPacket atomic.Uint32
+
 	// retained is the hub's copy of the retained message of every topic
 	// its filters cover (shared hubs), so a late subscriber gets them
 	// without a broker SUBSCRIBE that would repeat them to everyone.
@@ -328,8 +332,9 @@ func (h *Hub) mode() string {
 	return "shared"
 }
 
-func (h *Hub) onUp(cm *autopaho.ConnectionManager, _ *paho.Connack) {
+func (h *Hub) onUp(cm *autopaho.ConnectionManager, ca *paho.Connack) {
 	h.metrics.BrokerUp.WithLabelValues(h.br().cfg.Name).Inc()
+	h.noteMaxPacket(ca)
 	h.mu.Lock()
 	wasDown := !h.since.IsZero()
 	h.up, h.since, h.lastErr = true, time.Now(), nil
@@ -660,6 +665,9 @@ func (h *Hub) unsubscribe(sess *Session, filter string, qos byte) {
 // paho's session state after the reconnect, and this call waits for that.
 func (h *Hub) publish(ctx context.Context, p *paho.Publish) *Error {
 	if err := h.awaitUp(ctx); err != nil {
+		return err
+	}
+	if err := h.tooLarge("publish", publishSize(p)); err != nil {
 		return err
 	}
 	timeout := time.Duration(h.br().cfg.ConnectTimeout)

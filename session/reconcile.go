@@ -49,8 +49,10 @@ func (h *Hub) reconcileOnce(ctx context.Context) bool {
 		h.mu.Unlock()
 		return false // onUp marks everything dirty again
 	}
+	unsubBytes := 0
 	for f := range h.dirty {
-		if len(subs) >= batchLimit || len(unsubs) >= batchLimit {
+		if len(subs) >= batchLimit || len(unsubs) >= batchLimit ||
+			len(unsubs) > 0 && !h.unsubscribeFits(unsubBytes, f) {
 			break
 		}
 		delete(h.dirty, f)
@@ -78,6 +80,7 @@ func (h *Hub) reconcileOnce(ctx context.Context) bool {
 			h.notify(fs, nil) // already held at a sufficient QoS
 		case fs.asked >= 0:
 			unsubs = append(unsubs, f)
+			unsubBytes += 2 + len(f)
 		default:
 			h.forgetFilterLocked(f)
 		}
@@ -122,11 +125,17 @@ func (h *Hub) subscribeOne(ctx context.Context, s subscribeOp) bool {
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(h.br().cfg.ConnectTimeout))
 	defer cancel()
 	id := s.subID
-	h.subEpoch.Add(1)
-	suback, err := h.conn().Subscribe(ctx, &paho.Subscribe{
+	sub := &paho.Subscribe{
 		Properties:    &paho.SubscribeProperties{SubscriptionIdentifier: &id},
 		Subscriptions: []paho.SubscribeOptions{s.opts},
-	})
+	}
+	var suback *paho.Suback
+	tooLarge := h.tooLarge("SUBSCRIBE", subscribeSize(sub))
+	var err error
+	if tooLarge == nil {
+		h.subEpoch.Add(1)
+		suback, err = h.conn().Subscribe(ctx, sub)
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	f := s.opts.Topic
@@ -135,6 +144,9 @@ func (h *Hub) subscribeOne(ctx context.Context, s subscribeOp) bool {
 		return true
 	}
 	switch {
+	case tooLarge != nil:
+		fs.asked = -1
+		h.notify(fs, tooLarge)
 	case suback != nil && len(suback.Reasons) == 1 && suback.Reasons[0] < 0x80:
 		fs.granted = suback.Reasons[0]
 		h.notify(fs, nil)
