@@ -71,9 +71,11 @@ type Hub struct {
 	dups     dupRun
 	subEpoch atomic.Uint64 // SUBSCRIBEs sent, for dups
 
-	// maxPacket is the Maximum Packet Size the broker gave in its CONNACK
-	// (0: none), which the gateway's packets must respect (packetsize.go).
+	// What the broker's CONNACK said it takes (brokerlimits.go): its
+	// Maximum Packet Size (0: none), and whether it lacks subscription
+	// identifiers.
 	maxPacket atomic.Uint32
+	noSubIDs  atomic.Bool
 
 	// retained is the hub's copy of the retained message of every topic
 	// its filters cover (shared hubs), so a late subscriber gets them
@@ -334,7 +336,7 @@ func (h *Hub) mode() string {
 
 func (h *Hub) onUp(cm *autopaho.ConnectionManager, ca *paho.Connack) {
 	h.metrics.BrokerUp.WithLabelValues(h.br().cfg.Name).Inc()
-	h.noteMaxPacket(ca)
+	h.noteLimits(ca)
 	h.mu.Lock()
 	wasDown := !h.since.IsZero()
 	h.up, h.since, h.lastErr = true, time.Now(), nil
@@ -684,6 +686,9 @@ func (h *Hub) publish(ctx context.Context, p *paho.Publish) *Error {
 		}
 		if err == nil {
 			return nil
+		}
+		if refused := refusedByBroker("publish", err); refused != nil {
+			return refused
 		}
 		switch {
 		case errors.Is(err, context.DeadlineExceeded):

@@ -125,16 +125,17 @@ func (h *Hub) subscribeOne(ctx context.Context, s subscribeOp) bool {
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(h.br().cfg.ConnectTimeout))
 	defer cancel()
 	id := s.subID
-	sub := &paho.Subscribe{
-		Properties:    &paho.SubscribeProperties{SubscriptionIdentifier: &id},
-		Subscriptions: []paho.SubscribeOptions{s.opts},
+	sub := &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{s.opts}}
+	if !h.noSubIDs.Load() {
+		sub.Properties = &paho.SubscribeProperties{SubscriptionIdentifier: &id}
 	}
 	var suback *paho.Suback
-	tooLarge := h.tooLarge("SUBSCRIBE", subscribeSize(sub))
 	var err error
-	if tooLarge == nil {
+	refused := h.tooLarge("SUBSCRIBE", subscribeSize(sub))
+	if refused == nil {
 		h.subEpoch.Add(1)
 		suback, err = h.conn().Subscribe(ctx, sub)
+		refused = refusedByBroker("subscription", err)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -144,9 +145,9 @@ func (h *Hub) subscribeOne(ctx context.Context, s subscribeOp) bool {
 		return true
 	}
 	switch {
-	case tooLarge != nil:
+	case refused != nil: // by the broker's CONNACK: sending it again would not help
 		fs.asked = -1
-		h.notify(fs, tooLarge)
+		h.notify(fs, refused)
 	case suback != nil && len(suback.Reasons) == 1 && suback.Reasons[0] < 0x80:
 		fs.granted = suback.Reasons[0]
 		h.notify(fs, nil)

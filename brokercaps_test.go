@@ -1,0 +1,119 @@
+package mqttgateway
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/caddy-mqtt/mqttgateway/session"
+	"github.com/caddy-mqtt/mqttgateway/transport"
+)
+
+// startMochi runs a mochi-mqtt broker on a loopback port with the
+// capabilities set gives, announced in its CONNACK (Mosquitto has no
+// setting for some of them), and returns its port.
+func startMochi(t testing.TB, set func(*mqtt.Capabilities)) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	caps := mqtt.NewDefaultServerCapabilities()
+	set(caps)
+	srv := mqtt.New(&mqtt.Options{InlineClient: true, Capabilities: caps, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.AddHook(&announceCaps{caps: caps}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.AddListener(listeners.NewNet("caps", ln)); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Serve(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// A broker without subscription identifiers (AWS IoT Core is one) still
+// serves subscriptions: paho refuses a SUBSCRIBE that carries one, so every
+// subscription through such a broker timed out while the reconciler tried
+// again every 500 ms.
+func TestBrokerWithoutSubscriptionIdentifiers(t *testing.T) {
+	port := startMochi(t, func(c *mqtt.Capabilities) { c.SubIDAvailable = 0 })
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", port), "")
+	sub, pub := dial(t, url), dial(t, url)
+	connectSubscribe(t, sub, "ids/#", 1)
+	h := connectSubscribe(t, pub, "other/+", 0)
+	if err := pub.Publish(ctx10(t), h, session.PublishParams{Topic: "ids/x", QoS: 1, Payload: []byte("hello")}); err != nil {
+		t.Fatal(err)
+	}
+	if f := nextMessage(t, sub); f.Type != transport.TypeMessage || string(f.Publish.Payload) != "hello" {
+		t.Fatalf("got %+v, want the message", f)
+	}
+}
+
+// What a broker says it does not take (QoS above its maximum, retained
+// messages, wildcard filters) is refused at once with 4043 and the
+// broker's limit in words, not after a timeout.
+func TestBrokerCapabilitiesAreRespected(t *testing.T) {
+	port := startMochi(t, func(c *mqtt.Capabilities) {
+		c.MaximumQos, c.RetainAvailable, c.WildcardSubAvailable = 0, 0, 0
+	})
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", port), "")
+	c := dial(t, url)
+	h := connectSubscribe(t, c, "caps/x", 0)
+	ctx := ctx10(t)
+	for name, p := range map[string]session.PublishParams{
+		"QoS 1":    {Topic: "caps/x", QoS: 1, Payload: []byte("a")},
+		"retained": {Topic: "caps/x", Retain: true, Payload: []byte("b")},
+	} {
+		start := time.Now()
+		err := c.Publish(ctx, h, p)
+		if errCode(err) != session.CodeBrokerRejected || !strings.Contains(err.Error(), "server") {
+			t.Errorf("a %s publish: %v after %v, want %d at once", name, err, time.Since(start), session.CodeBrokerRejected)
+		}
+	}
+	start := time.Now()
+	if _, err := c.Subscribe(ctx, h, "caps/#", 0); errCode(err) != session.CodeBrokerRejected || !strings.Contains(err.Error(), "wildcards") {
+		t.Errorf("a wildcard subscription: %v after %v, want %d at once", err, time.Since(start), session.CodeBrokerRejected)
+	}
+	if err := c.Publish(ctx, h, session.PublishParams{Topic: "caps/x", Payload: []byte("fine")}); err != nil {
+		t.Fatal(err)
+	}
+	if f := nextMessage(t, c); f.Type != transport.TypeMessage || string(f.Publish.Payload) != "fine" {
+		t.Fatalf("got %+v, want the message", f)
+	}
+}
+
+// announceCaps makes mochi announce in its CONNACK the capabilities it
+// enforces but, apart from Maximum QoS, does not announce.
+type announceCaps struct {
+	mqtt.HookBase
+	caps *mqtt.Capabilities
+}
+
+func (h *announceCaps) ID() string { return "announce-caps" }
+
+func (h *announceCaps) Provides(b byte) bool { return b == mqtt.OnPacketEncode }
+
+func (h *announceCaps) OnPacketEncode(_ *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type == packets.Connack && pk.ReasonCode == 0 {
+		p := &pk.Properties
+		p.RetainAvailable, p.RetainAvailableFlag = h.caps.RetainAvailable, h.caps.RetainAvailable == 0
+		p.WildcardSubAvailable, p.WildcardSubAvailableFlag = h.caps.WildcardSubAvailable, h.caps.WildcardSubAvailable == 0
+		p.SubIDAvailable, p.SubIDAvailableFlag = h.caps.SubIDAvailable, h.caps.SubIDAvailable == 0
+	}
+	return pk
+}
