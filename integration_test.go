@@ -383,6 +383,54 @@ func TestInvalidPropertiesNeverReachTheBroker(t *testing.T) {
 	}
 }
 
+// Control characters, Unicode non-characters and topics of more than 128
+// levels are refused before they reach the broker: Mosquitto takes them
+// for a malformed packet and drops the connection, which for the shared
+// connection was every session's, and with a QoS 1 publish again after
+// every reconnect (thousands of times in 20 s, the trial found).
+func TestStringsTheBrokerWouldDropAreRefused(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	victim, attacker := dial(t, url), dial(t, url)
+	connectSubscribe(t, victim, "ctl/#", 1)
+	ctx := ctx10(t)
+	h, _, err := attacker.Connect(ctx, session.ConnectParams{Broker: "main"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deep := "ctl" + strings.Repeat("/a", 128)
+	for name, p := range map[string]session.PublishParams{
+		"a control character in the topic": {Topic: "ctl/\x01"},
+		"a C1 control in the topic":        {Topic: "ctl/\u0085"},
+		"a non-character in the topic":     {Topic: "ctl/\ufffe"},
+		"129 levels":                       {Topic: deep},
+		"a control in a user property":     {Topic: "ctl/x", Props: &session.Props{User: []session.UserProperty{{Key: "k", Value: "v\x01"}}}},
+		"a control in the content type":    {Topic: "ctl/x", Props: &session.Props{ContentType: "text/\x7f"}},
+	} {
+		p.QoS, p.Payload = 1, []byte("x")
+		err := attacker.Publish(ctx, h, p)
+		if code := errCode(err); code != session.CodeInvalidTopic && code != session.CodeBadRequest {
+			t.Errorf("publish with %s: %v, want 4030 or 4003", name, err)
+		}
+	}
+	for _, filter := range []string{"ctl/\x1f/#", deep} {
+		if _, err := attacker.Subscribe(ctx, h, filter, 0); errCode(err) != session.CodeInvalidFilter {
+			t.Errorf("subscribe %.20q: %v, want %d", filter, err, session.CodeInvalidFilter)
+		}
+	}
+	if _, _, err := attacker.Connect(ctx, session.ConnectParams{Broker: "main", ClientID: "me\x02"}); errCode(err) != session.CodeBadRequest {
+		t.Errorf("connect with a control character in the client ID: %v, want %d", err, session.CodeBadRequest)
+	}
+	// The shared connection never went down.
+	mosquittoPub(t, mq.port, "-t", "ctl/x", "-m", "fine")
+	if f := nextMessage(t, victim); f.Type != transport.TypeMessage || string(f.Publish.Payload) != "fine" {
+		t.Fatalf("the other session got %+v, want the next message", f)
+	}
+	if log := readFile(t, mq.log); bytes.Contains(log, []byte("malformed")) || bytes.Contains(log, []byte("Malformed")) {
+		t.Errorf("the broker saw a malformed packet:\n%s", log)
+	}
+}
+
 // A will or a session expiry on a shared connection (no client ID) is
 // refused: the shared connection is many clients', so neither would ever
 // take effect, and a client would only learn it when its will failed to

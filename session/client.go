@@ -96,6 +96,10 @@ func (s *Session) Connect(req, handle uint64, p ConnectParams) {
 		s.result(req, Errorf(CodeBadRequest, "a will or a session expiry needs a client ID (a dedicated connection): on the shared connection neither exists"), 0)
 		return
 	}
+	if err := checkConnectText(p); err != nil {
+		s.result(req, Errorf(CodeBadRequest, "%s", TrimText(err.Error())), 0)
+		return
+	}
 	if p.Will != nil {
 		if err := s.mgr.checkPublish(p.Will); err != nil {
 			s.result(req, err, 0)

@@ -13,22 +13,18 @@ import (
 // and on the shared connection the gateway would send a QoS 1/2 message
 // again after every reconnect, taking the connection down for everyone,
 // for as long as the message was unacknowledged. MQTT 5 strings are UTF-8
-// without U+0000 (section 1.5.4), the response topic is a topic name
+// without U+0000, and Mosquitto refuses control characters and
+// non-characters in them too (section 1.5.4: a MAY), the response topic is a topic name
 // (3.3.2.3.5), and a payload said to be UTF-8 must be (3.3.2.3.2).
 func (p *Props) check(payload []byte) error {
 	if p == nil {
 		return nil
 	}
 	str := func(name, v string) error {
-		switch {
-		case len(v) > topic.MaxLength:
+		if len(v) > topic.MaxLength {
 			return errors.New(name + " is longer than 65535 bytes")
-		case !utf8.ValidString(v):
-			return errors.New(name + " is not valid UTF-8")
-		case strings.IndexByte(v, 0) >= 0:
-			return errors.New(name + " contains a NUL character")
 		}
-		return nil
+		return textError(name, topic.ValidateText(v))
 	}
 	if err := str("content type", p.ContentType); err != nil {
 		return err
@@ -53,4 +49,21 @@ func (p *Props) check(payload []byte) error {
 		return errors.New("the payload format indicator says UTF-8, and the payload is not")
 	}
 	return nil
+}
+
+// textError names the string an error of topic.ValidateText is about.
+func textError(name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return errors.New(name + ": " + strings.TrimPrefix(err.Error(), "topic: "))
+}
+
+// checkConnectText refuses a client ID or user name the broker would take
+// for a malformed CONNECT.
+func checkConnectText(p ConnectParams) error {
+	if err := textError("client ID", topic.ValidateText(p.ClientID)); err != nil {
+		return err
+	}
+	return textError("user name", topic.ValidateText(p.Username))
 }

@@ -45,12 +45,20 @@ func refCheckString(s string) error {
 	if len(s) > 65535 {
 		return ErrTooLong
 	}
+	if len(strings.Split(s, "/")) > 128 {
+		return ErrTooManyLevels
+	}
 	if !utf8.ValidString(s) {
 		return ErrInvalidUTF8
 	}
 	for _, r := range s {
-		if r == 0 {
+		switch {
+		case r == 0:
 			return ErrNUL
+		case r <= 0x1f, r >= 0x7f && r <= 0x9f:
+			return ErrControl
+		case r >= 0xfdd0 && r <= 0xfdef, r%0x10000 == 0xfffe, r%0x10000 == 0xffff:
+			return ErrNonCharacter
 		}
 	}
 	return nil

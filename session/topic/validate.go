@@ -26,6 +26,14 @@ var (
 	ErrInvalidUTF8 = errors.New("topic: invalid utf-8")
 	// ErrNUL: holds U+0000 [MQTT-1.5.4-2] [MQTT-4.7.3-2].
 	ErrNUL = errors.New("topic: contains a nul character")
+	// ErrControl: holds a control character, U+0001..U+001F or
+	// U+007F..U+009F (section 1.5.4).
+	ErrControl = errors.New("topic: contains a control character")
+	// ErrNonCharacter: holds a Unicode non-character, U+FDD0..U+FDEF or
+	// one whose last 16 bits are FFFE or FFFF (section 1.5.4).
+	ErrNonCharacter = errors.New("topic: contains a unicode non-character")
+	// ErrTooManyLevels: more than MaxLevels levels.
+	ErrTooManyLevels = errors.New("topic: more than 128 levels")
 	// ErrWildcardInName: a topic name holds '+' or '#' [MQTT-3.3.2-2].
 	ErrWildcardInName = errors.New("topic: wildcard '+' or '#' in a topic name")
 	// ErrWildcardPlacement: a filter has a wildcard that is not a whole level,
@@ -36,15 +44,20 @@ var (
 	ErrSharedSubscription = errors.New("topic: shared subscriptions ($share/...) are not supported")
 )
 
+// MaxLevels is the most levels a topic name or filter may have. MQTT sets
+// no limit, brokers do (EMQX 128 by default, Mosquitto 200), and Mosquitto
+// drops the connection of a client that goes over it.
+const MaxLevels = 128
+
 // ValidateName reports whether name can be published to: non-empty, at most
-// MaxLength bytes, well-formed UTF-8, no U+0000 and no wildcard.
+// MaxLength bytes and MaxLevels levels, an MQTT string brokers take (see
+// ValidateText), and no wildcard.
 //
-// The specification only lets receivers refuse the other control characters
-// and the Unicode non-characters (section 1.5.4: "MAY treat it as
-// malformed"); brokers accept them, so the gateway does too rather than
-// refuse topics that work with the broker directly. Neither is there a limit
-// on the number of levels: that is a broker's choice (Mosquitto's is 200), and
-// the broker enforces its own.
+// The specification only lets receivers refuse control characters and
+// non-characters (section 1.5.4: "MAY treat it as malformed"), and
+// Mosquitto does: it drops the connection that carries one. Behind the
+// gateway that connection is every session's (the shared connection), so
+// the gateway refuses them first.
 func ValidateName(name string) error {
 	if err := checkString(name); err != nil {
 		return err
@@ -56,8 +69,8 @@ func ValidateName(name string) error {
 }
 
 // ValidateFilter reports whether filter can be subscribed to through the
-// gateway: non-empty, at most MaxLength bytes, well-formed UTF-8, no U+0000,
-// '+' only as a whole level and '#' only as the whole last level. Empty levels
+// gateway: non-empty, at most MaxLength bytes and MaxLevels levels, an MQTT
+// string brokers take (see ValidateText), '+' only as a whole level and '#' only as the whole last level. Empty levels
 // are valid ("a//b", "/a", "a/").
 //
 // A shared subscription (see IsShared) is otherwise checked like any filter
@@ -123,10 +136,41 @@ func checkString(s string) error {
 		return ErrEmpty
 	case len(s) > MaxLength:
 		return ErrTooLong
-	case !utf8.ValidString(s):
+	case strings.Count(s, "/") >= MaxLevels:
+		return ErrTooManyLevels
+	}
+	return ValidateText(s)
+}
+
+// ValidateText reports whether s is an MQTT UTF-8 string that brokers take
+// (section 1.5.4): well-formed UTF-8 (no surrogates), no U+0000, no control
+// character and no Unicode non-character, which Mosquitto takes for a
+// malformed packet. Property strings (content type, user properties),
+// client IDs and user names follow the same rules as topics.
+func ValidateText(s string) error {
+	if !utf8.ValidString(s) {
 		return ErrInvalidUTF8
-	case strings.IndexByte(s, 0) >= 0:
-		return ErrNUL
+	}
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == 0:
+				return ErrNUL
+			case c < 0x20 || c == 0x7f:
+				return ErrControl
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r <= 0x9f:
+			return ErrControl
+		case r >= 0xfdd0 && r <= 0xfdef, r&0xfffe == 0xfffe:
+			return ErrNonCharacter
+		}
+		i += size
 	}
 	return nil
 }

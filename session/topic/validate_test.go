@@ -14,9 +14,8 @@ import (
 // EPL-2.0/EDL-1.0, vectors restated here as data).
 //
 // Mosquitto also refuses topics of more than 200 levels (its vector is 200
-// '/' followed by "a"); that is a limit of Mosquitto's, not of MQTT, so here
-// such a topic is valid and the broker behind the gateway refuses it if it
-// has such a limit (see TestValidateManyLevels).
+// '/' followed by "a"); MQTT sets no limit, and the gateway's is lower
+// still, EMQX's 128 (see TestValidateManyLevels).
 
 func TestValidateName(t *testing.T) {
 	tests := []struct {
@@ -66,10 +65,23 @@ func TestValidateName(t *testing.T) {
 		{"\xed\xa0\x80", ErrInvalidUTF8},     // U+D800, a surrogate
 		{"\xed\xbf\xbf", ErrInvalidUTF8},     // U+DFFF
 		{"\xf4\x90\x80\x80", ErrInvalidUTF8}, // above U+10FFFF
-		// Control characters and non-characters: allowed (a MAY in 1.5.4).
-		{"a\x01b\x7f", nil},
+		// Control characters and non-characters: refused (a MAY in 1.5.4,
+		// which Mosquitto takes up by dropping the connection).
+		{"a\x01b", ErrControl},
+		{"a\x1f", ErrControl},
+		{"a\x7f", ErrControl},
+		{"a/\u0080", ErrControl},
+		{"\u009f", ErrControl},
+		{"\u00a0 nbsp", nil},
+		{"\ufdd0", ErrNonCharacter},
+		{"\ufdef", ErrNonCharacter},
+		{"\ufdf0", nil},
+		{"\ufffe", ErrNonCharacter},
+		{"\uffff", ErrNonCharacter},
+		{"\U0001fffe", ErrNonCharacter},
+		{"\U0010ffff", ErrNonCharacter},
+		{"\ufffd replacement", nil},
 		{"\ufeffbom", nil},
-		{"\uffff", nil},
 		// Length.
 		{strings.Repeat("a", MaxLength), nil},
 		{strings.Repeat("a", MaxLength+1), ErrTooLong},
@@ -182,15 +194,22 @@ func TestValidateFilter(t *testing.T) {
 }
 
 func TestValidateManyLevels(t *testing.T) {
-	// Mosquitto's TEST_pub_topic_invalid and TEST_sub_topic_invalid refuse
-	// this 201-level topic; MQTT has no such limit, and neither do we.
+	// Mosquitto drops a client that sends a topic of more than 200 levels
+	// (its vector: 200 '/' and "a"); the gateway allows MaxLevels.
+	for levels, want := range map[int]error{1: nil, MaxLevels: nil, MaxLevels + 1: ErrTooManyLevels, 201: ErrTooManyLevels} {
+		deep := strings.Repeat("/", levels-1) + "a"
+		if err := ValidateName(deep); err != want {
+			t.Errorf("ValidateName(%d levels) = %v, want %v", levels, err, want)
+		}
+		if err := ValidateFilter(deep); err != want {
+			t.Errorf("ValidateFilter(%d levels) = %v, want %v", levels, err, want)
+		}
+		if err := refValidateName(deep); err != want {
+			t.Errorf("refValidateName(%d levels) = %v, want %v", levels, err, want)
+		}
+	}
+	// Matching has no limit of its own.
 	deep := strings.Repeat("/", 200) + "a"
-	if err := ValidateName(deep); err != nil {
-		t.Errorf("ValidateName(201 levels) = %v, want nil", err)
-	}
-	if err := ValidateFilter(deep); err != nil {
-		t.Errorf("ValidateFilter(201 levels) = %v, want nil", err)
-	}
 	if !Match(deep, deep) || !Match(strings.Repeat("+/", 200)+"+", deep) {
 		t.Error("a 201-level topic does not match itself or 201 '+' levels")
 	}
@@ -217,7 +236,7 @@ func TestIsShared(t *testing.T) {
 }
 
 func TestErrorsAreDistinctAndLowercase(t *testing.T) {
-	errs := []error{ErrEmpty, ErrTooLong, ErrInvalidUTF8, ErrNUL, ErrWildcardInName, ErrWildcardPlacement, ErrSharedSubscription}
+	errs := []error{ErrEmpty, ErrTooLong, ErrInvalidUTF8, ErrNUL, ErrControl, ErrNonCharacter, ErrTooManyLevels, ErrWildcardInName, ErrWildcardPlacement, ErrSharedSubscription}
 	for i, a := range errs {
 		msg := a.Error()
 		if !strings.HasPrefix(msg, "topic: ") || strings.ToLower(msg[:8]) != msg[:8] {
