@@ -469,3 +469,47 @@ func TestThrottledValuesNeverArriveOutOfOrder(t *testing.T) {
 		}
 	})
 }
+
+// A session that ends while messages arrive for its frequency-limited
+// subscription must not take the gateway down: finish dropped the gate but
+// left the count of throttled subscriptions, and the hub, which delivers
+// until the session's clients have detached, offered the next message to a
+// nil gate. A dashboard closing its tab during a burst was enough.
+func TestSessionEndingWhileThrottledMessagesArrive(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	pub := mqttPublisher(t, mq.port)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { // as fast as the broker takes them, until stop
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			pub.Publish(context.Background(), &paho.Publish{Topic: fmt.Sprintf("burst/%d", i%8), Payload: []byte("x")})
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	watcher := dial(t, url)
+	connectSubscribe(t, watcher, "burst/0", 0)
+	for i := range 40 {
+		c := dial(t, url)
+		h, _, err := c.Connect(ctx10(t), session.ConnectParams{Broker: "main"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.SubscribeLimited(ctx10(t), h, "burst/#", 0, 1); err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 0 {
+			c.Close() // CLOSE
+		} else {
+			c.Drop() // vanished: the session ends later, by expiry
+		}
+	}
+	// Still serving: a panic would have ended the test binary.
+	nextMessage(t, watcher)
+}

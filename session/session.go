@@ -287,7 +287,9 @@ func (s *Session) push(e Event) {
 // allocation, one lock; throttled subscriptions go through the gate.
 func (s *Session) deliver(m *Message) {
 	s.mu.Lock()
-	if s.throttled > 0 && !s.admit(m) { // throttled, not gate: it is on the cache line fan-out reads anyway
+	// A closed session gets messages until its clients have detached from
+	// their hubs; pushLocked drops them, and the gate is gone (finish).
+	if s.throttled > 0 && s.closed == nil && !s.admit(m) { // throttled, not gate: it is on the cache line fan-out reads anyway
 		s.mu.Unlock()
 		return
 	}
@@ -330,7 +332,7 @@ func (s *Session) finish() {
 	s.out.release()
 	s.gateTimer.stop()
 	s.budgetTimer.stop()
-	s.gate = nil
+	s.gate = nil // deliver no longer admits (closed)
 	reason := s.closed
 	s.mu.Unlock()
 	// A will is for a client that vanished: the session expired, broke the
