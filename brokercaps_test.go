@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,7 +22,7 @@ import (
 // startMochi runs a mochi-mqtt broker on a loopback port with the
 // capabilities set gives, announced in its CONNACK (Mosquitto has no
 // setting for some of them), and returns its port.
-func startMochi(t testing.TB, set func(*mqtt.Capabilities)) int {
+func startMochi(t testing.TB, set func(*mqtt.Capabilities), hooks ...mqtt.Hook) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -33,8 +34,10 @@ func startMochi(t testing.TB, set func(*mqtt.Capabilities)) int {
 	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.AddHook(&announceCaps{caps: caps}, nil); err != nil {
-		t.Fatal(err)
+	for _, h := range append(hooks, &announceCaps{caps: caps}) {
+		if err := srv.AddHook(h, nil); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := srv.AddListener(listeners.NewNet("caps", ln)); err != nil {
 		t.Fatal(err)
@@ -116,4 +119,61 @@ func (h *announceCaps) OnPacketEncode(_ *mqtt.Client, pk packets.Packet) packets
 		p.SubIDAvailable, p.SubIDAvailableFlag = h.caps.SubIDAvailable, h.caps.SubIDAvailable == 0
 	}
 	return pk
+}
+
+// dropOnPayload makes mochi drop the connection of a client that publishes
+// the given payload, as a broker does for a reason the gateway cannot check
+// beforehand (a plugin's policy, a limit it does not announce).
+type dropOnPayload struct {
+	mqtt.HookBase
+	payload string
+	drops   atomic.Int64
+}
+
+func (h *dropOnPayload) ID() string { return "drop-on-payload" }
+
+func (h *dropOnPayload) Provides(b byte) bool { return b == mqtt.OnPacketRead }
+
+func (h *dropOnPayload) OnPacketRead(_ *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type == packets.Publish && string(pk.Payload) == h.payload {
+		h.drops.Add(1)
+		return pk, packets.ErrRejectPacket // mochi ends the connection
+	}
+	return pk, nil
+}
+
+// A QoS 1 publish the broker drops the connection for, each time paho sends
+// it again after reconnecting, would keep the shared connection down for
+// everyone. After three connections in a row that end within a second,
+// the gateway starts a new broker session without the message, fails its
+// publish, and the other sessions get their messages again.
+func TestPoisonPublishEndsInAFreshSession(t *testing.T) {
+	hook := &dropOnPayload{payload: "poison"}
+	port := startMochi(t, func(*mqtt.Capabilities) {}, hook)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", port), "")
+	victim, attacker := dial(t, url), dial(t, url)
+	connectSubscribe(t, victim, "poison/#", 1)
+	h := connectSubscribe(t, attacker, "elsewhere", 0)
+	start := time.Now()
+	err := attacker.Publish(ctx10(t), h, session.PublishParams{Topic: "poison/x", QoS: 1, Payload: []byte("poison")})
+	if errCode(err) != session.CodeBrokerUnavailable || !strings.Contains(err.Error(), "new broker session") {
+		t.Errorf("the poison publish: %v after %v, want %d naming the new broker session", err, time.Since(start), session.CodeBrokerUnavailable)
+	}
+	if n := hook.drops.Load(); n > 4 {
+		t.Errorf("the broker dropped the connection %d times", n)
+	}
+	// The shared connection serves everyone again; the victim saw the
+	// outage in notices, and no copy of the poison.
+	if err := attacker.Publish(ctx10(t), h, session.PublishParams{Topic: "poison/y", QoS: 1, Payload: []byte("fine")}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		f := nextMessage(t, victim)
+		if f.Type == transport.TypeMessage {
+			if string(f.Publish.Payload) != "fine" {
+				t.Fatalf("the other session got %q, want \"fine\"", f.Publish.Payload)
+			}
+			break
+		}
+	}
 }

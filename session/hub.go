@@ -36,7 +36,8 @@ type Hub struct {
 	dedicated bool
 	log       *zap.Logger
 	cm        atomic.Pointer[autopaho.ConnectionManager]
-	cmCancel  context.CancelFunc // stops the current connection manager
+	cmCancel  context.CancelCauseFunc // stops the current connection manager
+	cmCtx     context.Context         // its context: done once it is replaced or stopped
 	cancel    context.CancelFunc // stops the hub
 	opts      hubOptions
 
@@ -48,6 +49,9 @@ type Hub struct {
 	clients map[*Client]struct{}
 	up      bool
 	since   time.Time // when up last changed
+	// shortLived counts the connections in a row that ended soon after
+	// they came up (poison.go).
+	shortLived int
 	lastErr *Error    // last connection error, for clients that wait
 	closed  bool
 	// usable: upCh is closed. restoring: from the connection's return
@@ -267,23 +271,56 @@ func (h *Hub) connect() error {
 			EnableManualAcknowledgment: h.dedicated,
 		},
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancelCause(context.Background())
 	cm, err := autopaho.NewConnection(ctx, cfg)
 	if err != nil {
-		cancel()
+		cancel(nil)
 		return err
 	}
 	h.mu.Lock()
-	h.cmCancel = cancel
-	h.mu.Unlock()
+	h.cmCancel, h.cmCtx = cancel, ctx
 	h.cm.Store(cm)
+	h.mu.Unlock()
 	return nil
+}
+
+// brokerCall is one request to the broker on the current connection
+// manager: its context ends with the caller's, after the timeout, or when
+// that manager is replaced or stopped, since its broker session goes with
+// it and nothing would ever answer.
+type brokerCall struct {
+	cm    *autopaho.ConnectionManager
+	ctx   context.Context
+	cmCtx context.Context
+	stop  func()
+}
+
+func (h *Hub) call(parent context.Context, timeout time.Duration) brokerCall {
+	h.mu.RLock()
+	cm, cmCtx := h.conn(), h.cmCtx
+	h.mu.RUnlock()
+	ctx, cancel := context.WithTimeout(parent, timeout)
+	stopAfter := context.AfterFunc(cmCtx, cancel)
+	return brokerCall{cm, ctx, cmCtx, func() { stopAfter(); cancel() }}
+}
+
+// abandoned is why the call's connection manager went away, if it did.
+func (c brokerCall) abandoned() *Error {
+	e, _ := context.Cause(c.cmCtx).(*Error)
+	return e
 }
 
 // restart moves a shared hub to a changed broker configuration (a reload):
 // its sessions and subscriptions stay, its clients see the broker go and
 // come back, as in an outage, and everything is subscribed again.
 func (h *Hub) restart(br *brokerRuntime) error {
+	return h.replaceConnection(br, Errorf(CodeBrokerUnavailable, "broker %q reconfigured; subscriptions come back when it is connected", br.cfg.Name))
+}
+
+// replaceConnection gives a shared hub a new connection manager, to br,
+// with a broker session of its own: the old one's unacknowledged publishes
+// are not sent again. Clients get notice as in an outage.
+func (h *Hub) replaceConnection(br *brokerRuntime, notice *Error) error {
 	old := h.conn()
 	h.mu.Lock()
 	oldCancel := h.cmCancel
@@ -296,10 +333,10 @@ func (h *Hub) restart(br *brokerRuntime) error {
 	for _, fs := range h.filters {
 		fs.asked = -1
 	}
-	h.noticeClients(Errorf(CodeBrokerUnavailable, "broker %q reconfigured; subscriptions come back when it is connected", br.cfg.Name))
+	h.noticeClients(notice)
 	h.mu.Unlock()
 	h.disconnect(old)
-	oldCancel()
+	oldCancel(notice)
 	return h.connect()
 }
 
@@ -371,6 +408,7 @@ func (h *Hub) onUp(cm *autopaho.ConnectionManager, ca *paho.Connack) {
 
 func (h *Hub) onDown() bool {
 	h.mu.Lock()
+	poisoned := h.noteShortConnection()
 	if h.up { // a retired hub is out of the gauge already
 		h.metrics.BrokerUp.WithLabelValues(h.br().cfg.Name).Dec()
 	}
@@ -387,10 +425,14 @@ func (h *Hub) onDown() bool {
 		for c := range h.clients {
 			lost = append(lost, c)
 		}
-	} else if !closed {
+	} else if !closed && !poisoned {
 		h.noticeClients(Errorf(CodeBrokerUnavailable, "broker %q unavailable; subscriptions come back when it returns", h.br().cfg.Name))
 	}
 	h.mu.Unlock()
+	if poisoned && !closed {
+		go h.startAfresh()
+		return false
+	}
 	if !closed {
 		h.log.Warn("broker connection lost", zap.String("broker", h.br().cfg.Name), zap.Uint64("stream", h.stream))
 		h.emit("broker_down", map[string]any{"broker": h.br().cfg.Name, "mode": h.mode()})
@@ -674,9 +716,12 @@ func (h *Hub) publish(ctx context.Context, p *paho.Publish) *Error {
 	}
 	timeout := time.Duration(h.br().cfg.ConnectTimeout)
 	for attempt := 0; ; attempt++ {
-		pctx, cancel := context.WithTimeout(ctx, timeout)
-		resp, err := h.conn().Publish(pctx, p)
-		cancel()
+		c := h.call(ctx, timeout)
+		resp, err := c.cm.Publish(c.ctx, p)
+		c.stop()
+		if e := c.abandoned(); e != nil && err != nil {
+			return Errorf(e.Code, "publish not confirmed: %s; it may not have been delivered", e.Message)
+		}
 		if resp != nil && resp.ReasonCode >= 0x80 {
 			text := ""
 			if resp.Properties != nil {
@@ -782,7 +827,7 @@ func (h *Hub) stop() {
 	h.mu.Lock()
 	cmCancel := h.cmCancel
 	h.mu.Unlock()
-	cmCancel()
+	cmCancel(Errorf(CodeBrokerUnavailable, "broker connection closed"))
 	h.cancel()
 }
 

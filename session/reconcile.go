@@ -122,8 +122,6 @@ func (h *Hub) sendSubscribe(ctx context.Context, subs []subscribeOp) bool {
 }
 
 func (h *Hub) subscribeOne(ctx context.Context, s subscribeOp) bool {
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(h.br().cfg.ConnectTimeout))
-	defer cancel()
 	id := s.subID
 	sub := &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{s.opts}}
 	if !h.noSubIDs.Load() {
@@ -134,7 +132,9 @@ func (h *Hub) subscribeOne(ctx context.Context, s subscribeOp) bool {
 	refused := h.tooLarge("SUBSCRIBE", subscribeSize(sub))
 	if refused == nil {
 		h.subEpoch.Add(1)
-		suback, err = h.conn().Subscribe(ctx, sub)
+		c := h.call(ctx, time.Duration(h.br().cfg.ConnectTimeout))
+		suback, err = c.cm.Subscribe(c.ctx, sub)
+		c.stop()
 		refused = refusedByBroker("subscription", err)
 	}
 	h.mu.Lock()
@@ -166,9 +166,9 @@ func (h *Hub) subscribeOne(ctx context.Context, s subscribeOp) bool {
 }
 
 func (h *Hub) sendUnsubscribe(ctx context.Context, filters []string) {
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(h.br().cfg.ConnectTimeout))
-	defer cancel()
-	_, err := h.conn().Unsubscribe(ctx, &paho.Unsubscribe{Topics: filters})
+	c := h.call(ctx, time.Duration(h.br().cfg.ConnectTimeout))
+	_, err := c.cm.Unsubscribe(c.ctx, &paho.Unsubscribe{Topics: filters})
+	c.stop()
 	if err != nil {
 		h.log.Debug("unsubscribe failed", zap.Strings("filters", filters), zap.Error(err))
 	}
