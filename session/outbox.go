@@ -25,6 +25,14 @@ type outbox struct {
 	// further drops add to its count instead of queueing more notices.
 	notice uint64
 
+	// resultsEnd is where pushResult puts the next RESULT: the number
+	// after the unwritten RESULTs that lead the unwritten frames, when it
+	// is past sent (otherwise they are found again from sent+1). Without
+	// it every RESULT scanned all the unwritten ones before it, and a unit
+	// of 250,000 requests from a client that did not read cost minutes of
+	// CPU.
+	resultsEnd uint64
+
 	limits outboxLimits
 }
 
@@ -154,10 +162,11 @@ func (o *outbox) push(e Event, track bool) {
 // shift by one; the indexes into them follow.
 func (o *outbox) pushResult(e Event) {
 	o.push(e, false)
-	first, pushed := o.sent+1, *o.at(o.next - 1)
+	first, pushed := max(o.sent+1, o.resultsEnd), *o.at(o.next - 1)
 	for first < o.next-1 && o.at(first).ctl != nil && o.at(first).ctl.Kind == EventResult {
 		first++
 	}
+	o.resultsEnd = first + 1
 	for n := o.next - 1; n > first; n-- {
 		*o.at(n) = *o.at(n - 1)
 	}
@@ -253,6 +262,7 @@ func (o *outbox) rewind(received uint64) *Error {
 		o.pendingBytes += size
 	}
 	o.sent = received
+	o.resultsEnd = 0 // the frames to replay may lead with messages
 	return nil
 }
 

@@ -161,3 +161,57 @@ func TestOutboxResultOvertakesBacklog(t *testing.T) {
 		t.Fatalf("next frame number %d, want 7 (six queued)", o.next)
 	}
 }
+
+// RESULTs keep overtaking waiting messages, in order, after some frames
+// were written and after a rebind rewinds to frames written before: the
+// position pushResult remembers follows both.
+func TestOutboxResultsAfterTakeAndRewind(t *testing.T) {
+	o := newOutbox(testLimits())
+	msg := func(topic string) Event {
+		return Event{Kind: EventMessage, Msg: &Message{Stream: 1, Topic: topic, Payload: []byte(topic)}}
+	}
+	names := func(events []Event) []string {
+		var got []string
+		for _, e := range events {
+			if e.Kind == EventResult {
+				got = append(got, fmt.Sprint("result ", e.Req))
+			} else {
+				got = append(got, e.Msg.Topic)
+			}
+		}
+		return got
+	}
+	o.push(msg("m1"), true)
+	o.push(msg("m2"), true)
+	o.pushResult(Event{Kind: EventResult, Req: 1})
+	if got := names(o.take(nil, 2, nil)); !slices.Equal(got, []string{"result 1", "m1"}) {
+		t.Fatalf("first take %q", got)
+	}
+	o.pushResult(Event{Kind: EventResult, Req: 2})
+	o.pushResult(Event{Kind: EventResult, Req: 3})
+	if got := names(o.take(nil, 1, nil)); !slices.Equal(got, []string{"result 2"}) {
+		t.Fatalf("second take %q", got)
+	}
+	// The client got only frame 1 (result 1): m1 and result 2 are replayed,
+	// and a new result goes ahead of them.
+	if err := o.rewind(1); err != nil {
+		t.Fatal(err)
+	}
+	o.pushResult(Event{Kind: EventResult, Req: 4})
+	if got, want := names(o.take(nil, 100, nil)), []string{"result 4", "m1", "result 2", "result 3", "m2"}; !slices.Equal(got, want) {
+		t.Fatalf("after the rewind %q, want %q", got, want)
+	}
+}
+
+// A client that sends requests and reads nothing piles up RESULTs; each
+// must cost the same, not a scan of all before it.
+func BenchmarkOutboxResultBacklog(b *testing.B) {
+	lim := testLimits()
+	lim.pendingFrames = 1 << 30
+	o := newOutbox(lim)
+	o.push(Event{Kind: EventMessage, Msg: &Message{Stream: 1, Topic: "t", Payload: []byte("x")}}, true)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		o.pushResult(Event{Kind: EventResult, Req: uint64(i)})
+	}
+}
