@@ -38,7 +38,7 @@ type Hub struct {
 	cm        atomic.Pointer[autopaho.ConnectionManager]
 	cmCancel  context.CancelCauseFunc // stops the current connection manager
 	cmCtx     context.Context         // its context: done once it is replaced or stopped
-	cancel    context.CancelFunc // stops the hub
+	cancel    context.CancelFunc      // stops the hub
 	opts      hubOptions
 
 	mu      sync.RWMutex
@@ -52,8 +52,8 @@ type Hub struct {
 	// shortLived counts the connections in a row that ended soon after
 	// they came up (poison.go).
 	shortLived int
-	lastErr *Error    // last connection error, for clients that wait
-	closed  bool
+	lastErr    *Error // last connection error, for clients that wait
+	closed     bool
 	// usable: upCh is closed. restoring: from the connection's return
 	// until its filters are subscribed again. announce: restoring after an
 	// outage, so tell the clients once usable. (Beside closed, in its
