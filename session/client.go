@@ -144,7 +144,7 @@ func (s *Session) Connect(req, handle uint64, p ConnectParams) {
 		}
 		hub, old, err := s.mgr.acquireHub(c, br, p)
 		if err == nil {
-			err = hub.awaitUp(c.ctx)
+			err = hub.awaitUp(c.ctx, time.Now())
 			if err != nil {
 				s.mgr.releaseHub(hub, c)
 			}
@@ -202,9 +202,16 @@ func (s *Session) Subscribe(req, handle uint64, filter string, qos byte, maxFreq
 	if c == nil {
 		return
 	}
+	arrived := time.Now()
 	c.enqueue(func() {
 		if c.hub == nil {
 			s.result(req, notConnected(handle), 0)
+			return
+		}
+		// During an outage a subscription fails like a publish, with the
+		// broker's unavailability, once the connect timeout has passed.
+		if err := c.hub.awaitUp(c.ctx, arrived); err != nil {
+			s.result(req, err, 0)
 			return
 		}
 		if err := s.authorize(c.ctx, Action{Kind: "subscribe", Broker: c.hub.br().cfg.Name, ClientID: c.clientID, Topic: filter, QoS: qos}); err != nil {
@@ -294,6 +301,7 @@ func (s *Session) Publish(req, handle uint64, p PublishParams) {
 	if c == nil {
 		return
 	}
+	arrived := time.Now()
 	c.enqueue(func() {
 		if c.hub == nil {
 			refuse(notConnected(handle))
@@ -304,7 +312,7 @@ func (s *Session) Publish(req, handle uint64, p PublishParams) {
 			refuse(err)
 			return
 		}
-		err := c.hub.publish(c.ctx, &paho.Publish{Topic: p.Topic, QoS: p.QoS, Retain: p.Retain,
+		err := c.hub.publish(c.ctx, arrived, &paho.Publish{Topic: p.Topic, QoS: p.QoS, Retain: p.Retain,
 			Payload: p.Payload, Properties: p.Props.toPaho()})
 		result := "ok"
 		if err != nil {

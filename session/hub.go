@@ -512,15 +512,17 @@ func (h *Hub) restored() {
 
 // awaitUp waits until the broker connection is up. A refused connection
 // (bad credentials) fails at once; an unreachable broker fails when the
-// connect timeout passes.
-func (h *Hub) awaitUp(ctx context.Context) *Error {
+// connect timeout passes, counted from arrived: when the client's request
+// came in, so requests queued behind one another during an outage each
+// wait at most the timeout, and fail in the order they came.
+func (h *Hub) awaitUp(ctx context.Context, arrived time.Time) *Error {
 	h.mu.RLock()
 	usable, ch := h.usable, h.upCh
 	h.mu.RUnlock()
 	if usable {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(h.br().cfg.ConnectTimeout))
+	ctx, cancel := context.WithDeadline(ctx, arrived.Add(time.Duration(h.br().cfg.ConnectTimeout)))
 	defer cancel()
 	select {
 	case <-ch:
@@ -707,8 +709,8 @@ func (h *Hub) unsubscribe(sess *Session, filter string, qos byte) {
 // rather than failing at once: a short outage costs a client latency, not a
 // failed publish. A QoS 1/2 publish interrupted by a cut is completed by
 // paho's session state after the reconnect, and this call waits for that.
-func (h *Hub) publish(ctx context.Context, p *paho.Publish) *Error {
-	if err := h.awaitUp(ctx); err != nil {
+func (h *Hub) publish(ctx context.Context, arrived time.Time, p *paho.Publish) *Error {
+	if err := h.awaitUp(ctx, arrived); err != nil {
 		return err
 	}
 	if err := h.tooLarge("publish", publishSize(p)); err != nil {
@@ -748,7 +750,7 @@ func (h *Hub) publish(ctx context.Context, p *paho.Publish) *Error {
 				return Errorf(CodeBrokerUnavailable, "publish cancelled")
 			case <-time.After(50 * time.Millisecond):
 			}
-			if e := h.awaitUp(ctx); e != nil {
+			if e := h.awaitUp(ctx, time.Now()); e != nil {
 				return e
 			}
 			continue

@@ -1,0 +1,62 @@
+package mqttgateway
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddy-mqtt/mqttgateway/session"
+	"github.com/caddy-mqtt/mqttgateway/transport"
+)
+
+// During a broker outage a client's requests each wait at most the connect
+// timeout from when they came in, and then fail with 4041. They used to
+// wait one behind another, each with a timeout of its own from when its
+// turn came (the fifth of five publishes failed after 20 s with a 3 s
+// timeout, and a later one waited 18 s and succeeded, out of order), and a
+// subscription ran into the SUBACK timeout (4044) instead.
+func TestRequestsDuringAnOutageWaitOneTimeout(t *testing.T) {
+	mq := startMosquitto(t)
+	port := freePort(t)
+	startCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	mqtt_gateway /mqtt/* {
+		broker main mqtt://127.0.0.1:%d {
+			connect_timeout 1s
+		}
+	}
+}
+`, port, mq.port))
+	c := dial(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", port))
+	h := connectSubscribe(t, c, "out/#", 1)
+	mq.stop()
+	if f := nextMessage(t, c); f.Type != transport.TypeNotice || f.Code != session.CodeBrokerUnavailable {
+		t.Fatalf("got %+v, want the outage NOTICE", f)
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	took := make([]time.Duration, 4)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = c.Publish(ctx10(t), h, session.PublishParams{Topic: "out/x", QoS: 1, Payload: []byte{byte(i)}})
+			took[i] = time.Since(start)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if errCode(err) != session.CodeBrokerUnavailable {
+			t.Errorf("publish %d during the outage: %v, want %d", i, err, session.CodeBrokerUnavailable)
+		}
+		// One connect timeout (1 s) and slack; queued one behind another
+		// they took 1, 2, 3 and 4 s.
+		if took[i] > 2500*time.Millisecond {
+			t.Errorf("publish %d failed after %v, more than the connect timeout from when it was sent", i, took[i])
+		}
+	}
+	if _, err := c.Subscribe(ctx10(t), h, "out/new", 0); errCode(err) != session.CodeBrokerUnavailable {
+		t.Errorf("subscribe during the outage: %v, want %d", err, session.CodeBrokerUnavailable)
+	}
+}
