@@ -1,6 +1,7 @@
 package mqttgateway
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/caddy-mqtt/mqttgateway/session"
 	"github.com/caddy-mqtt/mqttgateway/transport"
@@ -258,5 +260,50 @@ func TestReloadAfterReloadEndsTheOldGatewayCleanly(t *testing.T) {
 	}
 	if f := <-c.Ended; f.Code != session.CodeShuttingDown {
 		t.Fatalf("the old gateway's session ended with %d (%s), want %d", f.Code, f.Message, session.CodeShuttingDown)
+	}
+}
+
+// A reload that tightens max_frequency or max_bandwidth reaches the
+// sessions that were open before it, not only new ones: sessions outlive
+// reloads, and a limit that never reached the long-lived dashboards would
+// not limit much. (They kept receiving 20 messages a second under a new
+// 400 B/s cap.)
+func TestReloadedLimitsReachOpenSessions(t *testing.T) {
+	mq := startMosquitto(t)
+	httpPort := freePort(t)
+	limits := ""
+	reload := adminCaddy(t, func() string {
+		return fmt.Sprintf("http://127.0.0.1:%d {\n mqtt_gateway /mqtt/* {\n broker main mqtt://127.0.0.1:%d\n %s\n }\n}\n", httpPort, mq.port, limits)
+	})
+	url := fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort)
+	freq, band := dial(t, url), dial(t, url)
+	connectSubscribe(t, freq, "lim/one", 0)
+	connectSubscribe(t, band, "lim/many/+", 0)
+	pub := mqttPublisher(t, mq.port)
+	burst := func() (one, many int) {
+		for i := range 40 {
+			pub.Publish(context.Background(), &paho.Publish{Topic: "lim/one", Payload: numbered(i, 8)})
+			pub.Publish(context.Background(), &paho.Publish{Topic: fmt.Sprintf("lim/many/%d", i), Payload: numbered(i, 500)})
+			time.Sleep(10 * time.Millisecond)
+		}
+		until := time.Now().Add(time.Second)
+		done := make(chan int)
+		go func() { done <- len(collect(band, until)) }()
+		one = len(collect(freq, until))
+		return one, <-done
+	}
+	if one, many := burst(); one != 40 || many != 40 {
+		t.Fatalf("before the reload: %d and %d of 40 messages, want all", one, many)
+	}
+	limits = "max_frequency 2\n max_bandwidth 1000B"
+	reload()
+	one, many := burst()
+	// 2 a second over a 1.4 s burst, and the last value; 1,000 B/s of
+	// 500-byte messages, plus the bucket's first second.
+	if one > 6 {
+		t.Errorf("after max_frequency 2: %d of 40 messages on one topic", one)
+	}
+	if many > 8 {
+		t.Errorf("after max_bandwidth 1000B: %d of 40 500-byte messages within 1.4 s", many)
 	}
 }

@@ -233,7 +233,7 @@ func (s *Session) Subscribe(req, handle uint64, filter string, qos byte, maxFreq
 		}
 		c.subs[filter] = qos
 		s.mu.Lock()
-		s.setFrequency(c, c.hub.stream, filter, s.mgr.interval(maxFrequency, s.capFrequency))
+		s.setFrequency(c, c.hub.stream, filter, maxFrequency)
 		s.mu.Unlock()
 		s.result(req, nil, uint64(granted))
 	})
@@ -252,7 +252,7 @@ func (s *Session) SetFrequency(req, handle uint64, filter string, maxFrequency f
 			return
 		}
 		s.mu.Lock()
-		s.setFrequency(c, c.hub.stream, filter, s.mgr.interval(maxFrequency, s.capFrequency))
+		s.setFrequency(c, c.hub.stream, filter, maxFrequency)
 		s.mu.Unlock()
 		s.result(req, nil, 0)
 	})

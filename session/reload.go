@@ -99,8 +99,12 @@ func (m *Manager) Reconfigure(cfg Config) error {
 		}
 	}
 	m.brokers = next
+	prev := m.config()
 	m.cfg.Store(&cfg)
 	m.brokersMu.Unlock()
+	if prev != nil && (prev.MaxFrequency != cfg.MaxFrequency || prev.MaxBandwidth != cfg.MaxBandwidth) {
+		m.reapplyLimits()
+	}
 
 	for _, br := range changed {
 		m.log.Info("broker reconfigured", zap.String("broker", br.cfg.Name))
@@ -124,6 +128,20 @@ func (m *Manager) Reconfigure(cfg Config) error {
 		}
 	}
 	return nil
+}
+
+// reapplyLimits puts changed server caps on the sessions that exist:
+// sessions outlive reloads, and a tightened limit must reach them too.
+func (m *Manager) reapplyLimits() {
+	m.mu.Lock()
+	sessions := make([]*Session, 0, len(m.sessions))
+	for _, s := range m.sessions {
+		sessions = append(sessions, s)
+	}
+	m.mu.Unlock()
+	for _, s := range sessions {
+		s.reapplyLimits()
+	}
 }
 
 func (m *Manager) hubsOf(broker string) []*Hub {

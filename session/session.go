@@ -67,7 +67,7 @@ type Session struct {
 
 	// Throttling (throttle.go): per-topic frequency gates of throttled
 	// subscriptions, and the bandwidth budget's wake-up.
-	freqs     map[uint64]map[string]map[*Client]time.Duration
+	freqs     map[uint64]*freqTable // by stream (freqs.go)
 	gate      *throttle.Gate[conflationKey, *Message]
 	gateTimer sessionTimer
 	gateBuf   []*Message
@@ -78,7 +78,10 @@ type Session struct {
 	origin       any
 	capFrequency float64 // per-user cap on max_frequency, 0: none
 	capBandwidth uint64  // per-user cap on max_bandwidth, 0: none
-	publishes    *throttle.Bucket
+	// askedBandwidth is the client's own cap (BANDWIDTH), 0: none, kept
+	// to apply the server's anew after a reload.
+	askedBandwidth uint64
+	publishes      *throttle.Bucket
 }
 
 // Dispatch runs fn, which hands one unit of client frames to the session,

@@ -3,7 +3,6 @@ package session
 import (
 	"time"
 
-	"github.com/caddy-mqtt/mqttgateway/session/topic"
 	"github.com/caddy-mqtt/mqttgateway/throttle"
 )
 
@@ -41,32 +40,6 @@ func (m *Manager) interval(perSecond, sessionCap float64) time.Duration {
 	return iv + min(iv/50, 20*time.Millisecond)
 }
 
-// setFrequency records a client's subscription limit. Called with s.mu held.
-func (s *Session) setFrequency(c *Client, stream uint64, filter string, interval time.Duration) {
-	s.clearFrequency(c, stream, filter)
-	if s.freqs == nil {
-		s.freqs = map[uint64]map[string]map[*Client]time.Duration{}
-	}
-	byFilter := s.freqs[stream]
-	if byFilter == nil {
-		byFilter = map[string]map[*Client]time.Duration{}
-		s.freqs[stream] = byFilter
-	}
-	byClient := byFilter[filter]
-	if byClient == nil {
-		byClient = map[*Client]time.Duration{}
-		byFilter[filter] = byClient
-	}
-	byClient[c] = interval
-	if interval > 0 {
-		s.throttled++
-		if s.gate == nil {
-			s.gate = throttle.NewGate[conflationKey, *Message]()
-		}
-	}
-	s.releaseHeld()
-}
-
 // releaseHeld sends the values held under limits that just changed: under
 // the new ones they may be due already (a limit raised or lifted), the
 // client asked for the change to take effect, and deliver no longer
@@ -79,24 +52,6 @@ func (s *Session) releaseHeld() {
 	}
 }
 
-// clearFrequency forgets a client's subscription limit. Called with s.mu
-// held.
-func (s *Session) clearFrequency(c *Client, stream uint64, filter string) {
-	byClient := s.freqs[stream][filter]
-	iv, ok := byClient[c]
-	if !ok {
-		return
-	}
-	delete(byClient, c)
-	if iv > 0 {
-		s.throttled--
-	}
-	if len(byClient) == 0 {
-		delete(s.freqs[stream], filter)
-	}
-	s.releaseHeld()
-}
-
 // admit passes a QoS 0 message through the frequency gate, or holds it as
 // its topic's latest value. A message that goes past the gate (QoS 1/2, a
 // topic without a limit now) drops the value held for its topic: that one
@@ -106,17 +61,7 @@ func (s *Session) admit(m *Message) bool {
 		s.dropHeld(m)
 		return true
 	}
-	interval, matched := time.Duration(-1), false
-	for filter, byClient := range s.freqs[m.Stream] {
-		if !topic.Match(filter, m.Topic) {
-			continue
-		}
-		for _, iv := range byClient {
-			if !matched || iv < interval {
-				interval, matched = iv, true
-			}
-		}
-	}
+	interval, matched := s.freqs[m.Stream].interval(m.Topic)
 	if !matched || interval <= 0 {
 		s.dropHeld(m)
 		return true
@@ -180,6 +125,7 @@ func (s *Session) flushGate() {
 func (s *Session) SetMaxBandwidth(bytesPerSecond uint64) uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.askedBandwidth = bytesPerSecond
 	rate := capped(float64(bytesPerSecond), float64(s.mgr.config().MaxBandwidth), float64(s.capBandwidth))
 	now := time.Now()
 	switch {

@@ -1,0 +1,130 @@
+package session
+
+import (
+	"time"
+
+	"github.com/caddy-mqtt/mqttgateway/session/topic"
+	"github.com/caddy-mqtt/mqttgateway/throttle"
+)
+
+// The frequency limits of a session's subscriptions, per stream: what each
+// client asked for on each filter, and the interval in force after the
+// server's and the user's caps. A topic index finds the filters that match
+// a message's topic in time that does not grow with their number: a
+// session may hold thousands of limited filters (16 clients × 256), and
+// admit runs for every message on the broker connection's goroutine.
+
+// freqLimit is one client's limit on one subscription.
+type freqLimit struct {
+	asked    float64       // messages per second the client asked for, 0: none
+	interval time.Duration // in force after the caps, 0: unlimited
+}
+
+type freqTable struct {
+	byFilter map[string]map[*Client]freqLimit
+	index    topic.Index[*Client]
+}
+
+// interval is the least restrictive limit of the filters matching name (a
+// session receives a message once), and whether any matched. A nil table
+// matches nothing.
+func (ft *freqTable) interval(name string) (interval time.Duration, matched bool) {
+	if ft == nil {
+		return 0, false
+	}
+	ft.index.Match(name, func(filter string, c *Client) {
+		iv := ft.byFilter[filter][c].interval
+		if !matched || iv < interval {
+			interval, matched = iv, true
+		}
+	})
+	return interval, matched
+}
+
+// setFrequency records a client's subscription limit, asked in messages
+// per second (0: none). Called with s.mu held.
+func (s *Session) setFrequency(c *Client, stream uint64, filter string, asked float64) {
+	s.clearFrequency(c, stream, filter)
+	if s.freqs == nil {
+		s.freqs = map[uint64]*freqTable{}
+	}
+	ft := s.freqs[stream]
+	if ft == nil {
+		ft = &freqTable{byFilter: map[string]map[*Client]freqLimit{}}
+		s.freqs[stream] = ft
+	}
+	byClient := ft.byFilter[filter]
+	if byClient == nil {
+		byClient = map[*Client]freqLimit{}
+		ft.byFilter[filter] = byClient
+	}
+	lim := freqLimit{asked: asked, interval: s.mgr.interval(asked, s.capFrequency)}
+	byClient[c] = lim
+	ft.index.Add(filter, c)
+	if lim.interval > 0 {
+		s.throttled++
+		s.ensureGate()
+	}
+	s.releaseHeld()
+}
+
+// clearFrequency forgets a client's subscription limit. Called with s.mu
+// held.
+func (s *Session) clearFrequency(c *Client, stream uint64, filter string) {
+	ft := s.freqs[stream]
+	if ft == nil {
+		return
+	}
+	byClient := ft.byFilter[filter]
+	lim, ok := byClient[c]
+	if !ok {
+		return
+	}
+	delete(byClient, c)
+	ft.index.Remove(filter, c)
+	if lim.interval > 0 {
+		s.throttled--
+	}
+	if len(byClient) == 0 {
+		delete(ft.byFilter, filter)
+	}
+	if len(ft.byFilter) == 0 {
+		delete(s.freqs, stream)
+	}
+	s.releaseHeld()
+}
+
+// ensureGate makes the gate throttled subscriptions need. Called with s.mu
+// held.
+func (s *Session) ensureGate() {
+	if s.gate == nil && s.closed == nil {
+		s.gate = throttle.NewGate[conflationKey, *Message]()
+	}
+}
+
+// reapplyLimits puts the server's caps, which a reload may have changed,
+// on every limit the session's clients asked for, and on its bandwidth.
+func (s *Session) reapplyLimits() {
+	s.mu.Lock()
+	for _, ft := range s.freqs {
+		for _, byClient := range ft.byFilter {
+			for c, lim := range byClient {
+				iv := s.mgr.interval(lim.asked, s.capFrequency)
+				switch {
+				case lim.interval <= 0 && iv > 0:
+					s.throttled++
+				case lim.interval > 0 && iv <= 0:
+					s.throttled--
+				}
+				byClient[c] = freqLimit{asked: lim.asked, interval: iv}
+			}
+		}
+	}
+	if s.throttled > 0 {
+		s.ensureGate()
+	}
+	s.releaseHeld()
+	asked := s.askedBandwidth
+	s.mu.Unlock()
+	s.SetMaxBandwidth(asked)
+}
