@@ -197,7 +197,7 @@ func (s *Session) Take(dst []Event, limit int) ([]Event, *Error) {
 	dst = s.out.take(dst, limit, func(size int) bool { return s.bucket.Allow(size, now) })
 	if size, ok := s.out.peek(); ok && len(dst)-n < limit {
 		// The budget stopped the take.
-		s.budgetTimer.arm(now.Add(max(s.bucket.Wait(size, now), time.Millisecond)), now, s.budgetWake)
+		s.budgetTimer.arm(now.Add(max(s.bucket.Wait(size, now), time.Millisecond)), now, func() func() { return s.budgetWake })
 	}
 	return dst, nil
 }

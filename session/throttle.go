@@ -82,7 +82,7 @@ func (s *Session) admit(m *Message) bool {
 func (s *Session) armGate(now time.Time) {
 	next, ok := s.gate.Next()
 	if ok {
-		s.gateTimer.arm(next, now, s.flushGate)
+		s.gateTimer.arm(next, now, func() func() { return s.flushGate })
 	}
 }
 

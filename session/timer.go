@@ -13,14 +13,17 @@ type sessionTimer struct {
 	t  *time.Timer
 }
 
-// arm sets the timer for at, unless it is set for earlier already.
-func (st *sessionTimer) arm(at, now time.Time, fn func()) {
+// arm sets the timer for at, unless it is set for earlier already. fn is
+// what the timer runs; it is asked for only when the timer is made, so
+// callers pass a method value's maker and the method value (a closure on
+// the heap) is not built again for every message.
+func (st *sessionTimer) arm(at, now time.Time, fn func() func()) {
 	if !st.at.IsZero() && !at.Before(st.at) {
 		return
 	}
 	st.at = at
 	if st.t == nil {
-		st.t = time.AfterFunc(at.Sub(now), fn)
+		st.t = time.AfterFunc(at.Sub(now), fn())
 	} else {
 		st.t.Reset(at.Sub(now))
 	}
