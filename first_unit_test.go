@@ -1,9 +1,13 @@
 package mqttgateway
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
+	"net"
 	"net/http"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -58,4 +62,51 @@ func TestOversizedFirstMessageIsRefusedEarly(t *testing.T) {
 			t.Errorf("%s with an oversized first unit: %d %+v, want 413 and CLOSE 4002", endpoint, status, frames)
 		}
 	}
+}
+
+// A first unit that trickles in is cut when WebSocket's handshake would be
+// (10 s), on /stream and /poll alike: a byte every second held the request,
+// and its goroutine, for as long as the client liked, before any session
+// limit counted it.
+func TestTricklingFirstUnitIsCut(t *testing.T) {
+	mq := startMosquitto(t)
+	_, httpPort := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	var wg sync.WaitGroup
+	for _, endpoint := range []string{"stream", "poll"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", httpPort))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer conn.Close()
+			fmt.Fprintf(conn, "POST /mqtt/%s HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n", endpoint)
+			answered := make(chan string, 1)
+			go func() {
+				line, _ := bufio.NewReader(conn).ReadString('\n')
+				answered <- line
+			}()
+			start := time.Now()
+			tick := time.NewTicker(time.Second)
+			defer tick.Stop()
+			for {
+				select {
+				case line := <-answered:
+					if !strings.Contains(line, " 400 ") {
+						t.Errorf("%s: answered %q, want 400", endpoint, line)
+					}
+					return
+				case <-tick.C:
+					if time.Since(start) > 20*time.Second {
+						t.Errorf("%s: a body trickling in for 20 s is still being read", endpoint)
+						return
+					}
+					conn.Write([]byte("1\r\n\x00\r\n")) // one byte of a unit, every second
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -73,15 +74,31 @@ func (c *httpConn) closed() bool {
 	return c.code != 0
 }
 
-// readUnit reads a request body of at most limit bytes.
-func readUnit(w http.ResponseWriter, r *http.Request, limit int) ([]byte, error) {
+// readUnit reads a request body of at most limit bytes, within timeout: a
+// body that trickles in (a byte every few seconds) would otherwise hold a
+// goroutine and a connection for as long as the client likes, before any
+// session or limit counts it.
+func readUnit(w http.ResponseWriter, r *http.Request, limit int, timeout time.Duration) ([]byte, error) {
+	rc := http.NewResponseController(w)
+	if rc.SetReadDeadline(time.Now().Add(timeout)) == nil {
+		defer rc.SetReadDeadline(time.Time{})
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(limit)))
 	var tooLarge *http.MaxBytesError
-	if errors.As(err, &tooLarge) {
+	var netErr net.Error
+	switch {
+	case errors.As(err, &tooLarge):
 		return nil, session.Errorf(session.CodeFrameTooLarge, "request body exceeds %d bytes", limit)
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return nil, session.Errorf(session.CodeBadRequest, "request body not received within %s", timeout)
 	}
 	return body, err
 }
+
+// Bounds on reading a request body: a first unit (OPEN, BIND) is at most
+// 64 KiB and has as long as WebSocket's handshake; a /send body may be a
+// whole max_frame, from a slow phone.
+const sendBodyTimeout = 30 * time.Second
 
 // AnswerError ends an HTTP request with a CLOSE frame, so the client reads
 // the same code and message on every transport.
@@ -112,7 +129,7 @@ func statusFor(code session.Code) int {
 // and binds conn to its session. It returns the first frame to write
 // (OPENED, with opened set, or BOUND). On error it has answered the request.
 func (s *Server) beginHTTP(w http.ResponseWriter, r *http.Request, conn *httpConn, transport string) (_ *session.Session, first []byte, opened, ok bool) {
-	unit, err := readUnit(w, r, s.maxFirstUnit())
+	unit, err := readUnit(w, r, s.maxFirstUnit(), handshakeTimeout)
 	if err != nil {
 		var e *session.Error
 		if !errors.As(err, &e) {
@@ -271,7 +288,7 @@ func (s *Server) ServePoll(w http.ResponseWriter, r *http.Request) error {
 // WebSocket.
 func (s *Server) ServeSend(w http.ResponseWriter, r *http.Request) error {
 	s.init()
-	unit, err := readUnit(w, r, s.maxFrame()+sendFrameRoom)
+	unit, err := readUnit(w, r, s.maxFrame()+sendFrameRoom, sendBodyTimeout)
 	if err != nil {
 		var e *session.Error
 		if !errors.As(err, &e) {
