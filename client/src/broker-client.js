@@ -5,6 +5,7 @@ import { operation, safeCall } from "./callbacks.js";
 import { FrameType, toBytes } from "./codec.js";
 import { ErrorCode, MqttGatewayError, describeValue, echo } from "./errors.js";
 import { Message } from "./message.js";
+import { brokerReconnectDelay } from "./timers.js";
 import { filterLevels, levelsMatch } from "./topic.js";
 
 const State = Object.freeze({
@@ -26,6 +27,15 @@ const empty = new Uint8Array(0);
  * cap it by its own settings). What cleanSession false alone asks for, as in MQTT 3.1.1.
  */
 const SESSION_NEVER_EXPIRES = 0xffffffff;
+/**
+ * Codes that mean the broker went away or could not be reached for now, so that a
+ * dedicated client with `reconnect: true` tries again: 4041 broker_unavailable,
+ * 4044 broker_timeout, 4022 hook_unavailable (the gateway's hook failed, fail closed)
+ * and 4090 shutting_down (the gateway is reloading). Anything else (4045 taken over,
+ * 4021 not authorized, 4042 refused credentials...) would be refused again: retrying
+ * would only hammer the broker.
+ */
+const RECONNECT_CODES = new Set([ErrorCode.broker_unavailable, ErrorCode.broker_timeout, ErrorCode.hook_unavailable, ErrorCode.shutting_down]);
 
 /**
  * A client of one broker of the gateway. Create it with session.createClient().
@@ -51,6 +61,15 @@ export class BrokerClient {
     this._subs = new Map();
     this._recovering = false;
     this._failedResubscriptions = [];
+    this._autoReconnect = false; // connect option `reconnect`, dedicated clients only
+    /**
+     * The automatic reconnection under way after a LOST, or null.
+     * connecting: its CONNECT is pending; timer: the backoff before the next attempt;
+     * failed: resubscriptions the broker refused, for onReconnectionComplete.
+     * @type {{attempt: number, timer: ReturnType<typeof setTimeout> | null, connecting: boolean, subs: Array<{filter: string, qos: number, maxFrequency: number}>, failed: object[]} | null}
+     */
+    this._reconnection = null;
+    this._quietDisconnect = false; // disconnect() ended a reconnection: onConnectionLost already fired
 
     /** @type {((message: Message) => void) | null} */
     this.onMessageArrived = null;
@@ -100,9 +119,14 @@ export class BrokerClient {
    * @returns {Promise<void>}
    */
   connect(o = {}) {
+    if (o.reconnect !== undefined && typeof o.reconnect !== "boolean") throw new TypeError(`reconnect must be a boolean, got ${describeValue(o.reconnect)}`);
     const op = operation(o);
-    if (this._state !== State.DISCONNECTED) {
-      op.fail(new MqttGatewayError(ErrorCode.bad_request, `client is ${this._state}`));
+    // As in Paho, connect() between two attempts of an automatic reconnection ends it
+    // and connects with the options given now.
+    const replacesReconnection = this._awaitingReconnect() && !this._reconnection.connecting;
+    if (this._state !== State.DISCONNECTED && !replacesReconnection) {
+      const why = this._reconnection ? "reconnecting (disconnect() first to connect with other options)" : this._state;
+      op.fail(new MqttGatewayError(ErrorCode.bad_request, `client is ${why}`));
       return op.promise;
     }
     const will = o.willMessage ?? null;
@@ -134,6 +158,10 @@ export class BrokerClient {
               payload: will.payloadBytes ?? empty,
             },
     };
+    // The shared connection is the gateway's to restore (NOTICE 4041, then 0): its
+    // clients never get LOST for a broker outage, so the option has nothing to do there.
+    this._autoReconnect = !!o.reconnect && this._clientId !== "";
+    if (replacesReconnection) this._reset();
     this._state = State.CONNECTING;
     this._connectOps.push(op);
     this._sendConnect(false);
@@ -156,7 +184,7 @@ export class BrokerClient {
     }
     const mf = Number(o.maxFrequency ?? 0);
     if (!(mf >= 0) || !Number.isFinite(mf)) throw new TypeError("maxFrequency must be a non-negative number (messages per second)");
-    if (!this._live()) {
+    if (!this._acceptsRequests()) {
       op.fail(new MqttGatewayError(ErrorCode.bad_request, "client not connected"));
       return op.promise;
     }
@@ -186,7 +214,7 @@ export class BrokerClient {
     if (!(mf >= 0) || !Number.isFinite(mf)) throw new TypeError("maxFrequency must be a non-negative number (messages per second)");
     const op = operation(o);
     const entry = this._subs.get(filter);
-    if (!this._live() || !entry) {
+    if (!this._acceptsRequests() || !entry) {
       op.fail(new MqttGatewayError(ErrorCode.bad_request, entry ? "client not connected" : `not subscribed to ${echo(filter)}`));
       return op.promise;
     }
@@ -210,7 +238,7 @@ export class BrokerClient {
   unsubscribe(filter, o = {}) {
     if (typeof filter !== "string") throw new TypeError("filter must be a string");
     const op = operation(o);
-    if (!this._live()) {
+    if (!this._acceptsRequests()) {
       op.fail(new MqttGatewayError(ErrorCode.bad_request, "client not connected"));
       return op.promise;
     }
@@ -273,6 +301,20 @@ export class BrokerClient {
       op.ok(undefined);
       return op.promise;
     }
+    if (this._reconnection && this._state === State.CONNECTING) {
+      // The application already had onConnectionLost for the loss that started the
+      // reconnection: stopping it calls nothing more. Between attempts there is no
+      // connection to end; an attempt in flight may still succeed, so it is
+      // disconnected like any connection being made.
+      const attemptInFlight = this._reconnection.connecting;
+      this._stopReconnection();
+      if (!attemptInFlight) {
+        this._reset();
+        op.ok(undefined);
+        return op.promise;
+      }
+      this._quietDisconnect = true;
+    }
     this._disconnectOps.push(op);
     if (this._state === State.DISCONNECTING) return op.promise;
     this._state = State.DISCONNECTING;
@@ -290,6 +332,21 @@ export class BrokerClient {
 
   _live() {
     return this._state === State.CONNECTING || this._state === State.CONNECTED;
+  }
+
+  /**
+   * Whether the application's requests may go out. Not while an automatic
+   * reconnection waits for its CONNECT: they fail at once with "client not connected",
+   * as for any client that is not connected (Paho throws "not connected" too), rather
+   * than wait an unknown time for a broker that may never come back.
+   */
+  _acceptsRequests() {
+    return this._live() && !this._awaitingReconnect();
+  }
+
+  /** Between the LOST that started an automatic reconnection and its successful CONNECT. */
+  _awaitingReconnect() {
+    return this._reconnection !== null && this._state === State.CONNECTING;
   }
 
   _sendConnect(recreating) {
@@ -318,11 +375,19 @@ export class BrokerClient {
 
   _onConnectResult(code, message, value, quiet = false) {
     const ops = this._connectOps.splice(0);
+    const reconnection = this._reconnection;
+    const wasReconnectAttempt = reconnection !== null && reconnection.connecting;
+    if (reconnection) reconnection.connecting = false;
     if (code === 0) {
       this._stream = value;
       this._connected = true;
       if (this._state === State.CONNECTING) this._state = State.CONNECTED;
       for (const op of ops) op.ok(undefined);
+      if (wasReconnectAttempt && this._state === State.CONNECTED) this._resubscribe(reconnection);
+      return;
+    }
+    if (wasReconnectAttempt && this._state === State.CONNECTING) {
+      this._reconnectAttemptFailed(reconnection, code, message);
       return;
     }
     const err = new MqttGatewayError(code, message);
@@ -389,7 +454,7 @@ export class BrokerClient {
       fail(ErrorCode.invalid_qos, badQos("qos", message.qos));
       return promise;
     }
-    if (!this._live()) {
+    if (!this._acceptsRequests()) {
       fail(ErrorCode.bad_request, "client not connected");
       return promise;
     }
@@ -414,14 +479,14 @@ export class BrokerClient {
         // The session was lost before the RESULT: the broker may or may not have the
         // message. Publish it again in the new session (at least once), unless the
         // client is going away.
-        () => (this._live() ? issue() : fail(ErrorCode.session_gap, "session lost before the publish was confirmed")),
+        () => (this._acceptsRequests() ? issue() : fail(ErrorCode.session_gap, "session lost before the publish was confirmed")),
       );
     issue();
     return promise;
   }
 
   _finishDisconnect() {
-    const wasConnected = this._connected;
+    const wasConnected = this._connected && !this._quietDisconnect;
     this._reset();
     for (const op of this._disconnectOps.splice(0)) op.ok(undefined);
     if (wasConnected) safeCall(this.onConnectionLost, this, { errorCode: 0, errorMessage: "disconnected" });
@@ -436,6 +501,8 @@ export class BrokerClient {
     this._connected = false;
     this._subs.clear();
     this._recovering = false;
+    this._quietDisconnect = false;
+    this._stopReconnection();
   }
 
   /**
@@ -466,14 +533,28 @@ export class BrokerClient {
 
   /** LOST: the gateway detached this client (its broker connection ended). @internal */
   _onLost(code, message) {
-    if (this._state === State.DISCONNECTED) return;
+    // Waiting for a reconnection attempt: its CONNECT RESULT (which the gateway sends
+    // ahead of any LOST) decides what happens next.
+    if (this._state === State.DISCONNECTED || this._awaitingReconnect()) return;
     const wasConnected = this._connected;
     if (this._state === State.DISCONNECTING) {
       this._connected = false; // the DISCONNECT result still completes the disconnect
       this._stream = null;
       return;
     }
+    const reconnection = this._reconnection; // lost again while resubscribing
+    const subs = this._subscriptionList();
     this._reset();
+    if (this._autoReconnect && RECONNECT_CODES.has(code) && wasConnected) {
+      // In place before onConnectionLost, so that a disconnect() or connect() the
+      // application makes there ends it (as in Paho). Lost again while resubscribing:
+      // the application heard of the loss when the reconnection began.
+      const started = this._startReconnection(subs, reconnection);
+      if (reconnection) return;
+      safeCall(this.onConnectionLost, this, { errorCode: code, errorMessage: message });
+      if (this._reconnection === started) safeCall(this.onReconnectionStart, this);
+      return;
+    }
     if (wasConnected) safeCall(this.onConnectionLost, this, { errorCode: code, errorMessage: message });
   }
 
@@ -487,6 +568,12 @@ export class BrokerClient {
 
   /** A fresh session replaced the lost one: connect and subscribe again. @internal */
   _recreate() {
+    if (this._awaitingReconnect()) {
+      // Between attempts nothing is pending; an attempt's CONNECT went with the lost
+      // session and is made again in this one.
+      if (this._reconnection.connecting) this._sendConnect(true);
+      return;
+    }
     if (!this._live()) return;
     this._failedResubscriptions = [];
     this._sendConnect(true);
@@ -498,7 +585,9 @@ export class BrokerClient {
 
   /** @internal */
   _onReconnectionStart() {
-    if (!this._live()) return;
+    // During an automatic reconnection to the broker, the application has had
+    // onReconnectionStart already; onReconnectionComplete comes when that one ends.
+    if (!this._live() || this._reconnection) return;
     this._recovering = true;
     safeCall(this.onReconnectionStart, this);
   }
@@ -509,5 +598,98 @@ export class BrokerClient {
     this._recovering = false;
     const failed = this._failedResubscriptions.splice(0);
     safeCall(this.onReconnectionComplete, this, failed.length ? { ...info, failedSubscriptions: failed } : info);
+  }
+
+  // ------------------------------------------- automatic reconnection (`reconnect`)
+
+  /** What to subscribe to again after a reconnection: every filter held, as asked. */
+  _subscriptionList() {
+    return [...this._subs].map(([filter, e]) => ({ filter, qos: e.qos, maxFrequency: e.maxFrequency }));
+  }
+
+  /**
+   * Begins reconnecting to the broker after a LOST: the client is "connecting" (not
+   * connected) until a CONNECT with the same options succeeds. `previous`: the
+   * reconnection that was resubscribing when the broker went away again; the
+   * application was told of its start already, and its refused filters still count.
+   */
+  _startReconnection(subs, previous) {
+    this._state = State.CONNECTING;
+    const reconnection = { attempt: 0, timer: null, connecting: false, subs, failed: previous?.failed ?? [] };
+    this._reconnection = reconnection;
+    this._scheduleReconnectAttempt(reconnection);
+    return reconnection;
+  }
+
+  _scheduleReconnectAttempt(reconnection) {
+    const delay = brokerReconnectDelay(reconnection.attempt++);
+    reconnection.timer = setTimeout(() => {
+      reconnection.timer = null;
+      if (this._reconnection !== reconnection) return;
+      reconnection.connecting = true;
+      this._sendConnect(false);
+    }, delay);
+  }
+
+  /**
+   * A reconnection attempt failed. The broker still away: wait and try again. Refused
+   * for a reason that will not pass by itself: the reconnection ends, and a second
+   * onConnectionLost with the refusal's code tells the application.
+   */
+  _reconnectAttemptFailed(reconnection, code, message) {
+    this._session._releaseHandle(this);
+    this._handle = null;
+    this._stream = null;
+    if (RECONNECT_CODES.has(code)) {
+      this._scheduleReconnectAttempt(reconnection);
+      return;
+    }
+    this._reset();
+    safeCall(this.onConnectionLost, this, { errorCode: code, errorMessage: message });
+  }
+
+  /**
+   * Connected again: subscribe again to every filter held before the loss, then report
+   * the reconnection complete. The CONNECT result does not say whether the broker kept
+   * a session (cleanSession false), so this always subscribes again; for a kept session
+   * that is harmless, as the broker replaces a subscription with an identical one.
+   */
+  _resubscribe(reconnection) {
+    // A filter the application subscribed to again by itself is left as it asked.
+    const wanted = reconnection.subs.filter((s) => !this._subs.has(s.filter));
+    let left = wanted.length;
+    const settled = () => {
+      if (--left === 0) this._completeReconnection(reconnection);
+    };
+    for (const { filter, qos, maxFrequency } of wanted) {
+      const entry = { qos, maxFrequency, grantedQos: null, ops: [], levels: filterLevels(filter) };
+      entry.ops.push({
+        ok: settled,
+        fail: (err) => {
+          reconnection.failed.push({ filter, errorCode: err.errorCode, errorMessage: err.errorMessage });
+          settled();
+        },
+      });
+      this._subs.set(filter, entry);
+      this._sendSubscribe(filter, entry, false);
+    }
+    if (wanted.length === 0) this._completeReconnection(reconnection);
+  }
+
+  _completeReconnection(reconnection) {
+    if (this._reconnection !== reconnection) return; // lost again, or disconnected, meanwhile
+    this._reconnection = null;
+    // The broker was away: QoS 0 messages published meanwhile are gone, and QoS 1/2
+    // ones too unless it kept a session for this client (cleanSession false).
+    const info = { messagesMayHaveBeenLost: true };
+    const failed = reconnection.failed;
+    safeCall(this.onReconnectionComplete, this, failed.length ? { ...info, failedSubscriptions: failed } : info);
+  }
+
+  _stopReconnection() {
+    const reconnection = this._reconnection;
+    if (!reconnection) return;
+    if (reconnection.timer !== null) clearTimeout(reconnection.timer);
+    this._reconnection = null;
   }
 }

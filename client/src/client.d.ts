@@ -128,6 +128,27 @@ export interface ConnectOptions extends CallbackOptions {
    * cleanSession false. A value given, 0 included, is sent as is.
    */
   sessionExpiryInterval?: number;
+  /**
+   * Paho's automatic reconnection (default false). A dedicated client (one with a
+   * client id) whose broker connection is lost because the broker went away or did not
+   * answer (LOST 4041 broker_unavailable, 4044 broker_timeout, 4022 hook_unavailable,
+   * 4090 shutting_down) then, after onConnectionLost with that code and
+   * onReconnectionStart, connects again with the same options (client id, cleanSession,
+   * will, credentials, keep alive...): first after 0.5-1 s, then after delays doubling
+   * up to 30 s (each drawn between half and all of its step), for as long as it takes.
+   * Once connected it subscribes again to every filter it held (same QoS and
+   * maxFrequency; harmless for a session the broker kept) and calls
+   * onReconnectionComplete({messagesMayHaveBeenLost: true, failedSubscriptions?}).
+   * Meanwhile the client is "connecting", isConnected is false, and send, subscribe
+   * and unsubscribe fail at once with 4003 "client not connected" (Paho throws "not
+   * connected"). disconnect() stops it; connect() between attempts replaces it with
+   * the new options. No reconnection after disconnect(), a takeover (4045), a refusal
+   * (4021 not authorized, 4042 bad credentials) or the end of the session; an attempt
+   * refused that way ends the reconnection with a second onConnectionLost carrying
+   * its code. Shared clients accept the option and need none: the gateway restores
+   * their connection itself (onBrokerUnavailable / onBrokerAvailable).
+   */
+  reconnect?: boolean;
 }
 
 export interface SubscribeOptions extends CallbackOptions<{ grantedQos: QoS }> {
@@ -160,6 +181,7 @@ export declare class BrokerClient {
   readonly clientId: string;
   /** True between a successful connect and a disconnect or connection loss. */
   readonly isConnected: boolean;
+  /** "connecting" also during an automatic reconnection (connect option `reconnect`). */
   readonly state: "disconnected" | "connecting" | "connected" | "disconnecting";
 
   /** Attaches to the broker. */
@@ -197,13 +219,24 @@ export declare class BrokerClient {
   onMessageArrived: ((message: Message) => void) | null;
   /** A publish was confirmed. */
   onMessageDelivered: ((message: Message) => void) | null;
-  /** The client was detached: errorCode 0 after disconnect(), else the reason. */
+  /**
+   * The client was detached: errorCode 0 after disconnect(), else the reason. With
+   * `reconnect: true` and a broker that went away, onReconnectionStart follows and the
+   * client connects again by itself (see ConnectOptions.reconnect).
+   */
   onConnectionLost: ((error: ErrorInfo) => void) | null;
   /** A publish was refused by the authorize hook (4021). */
   onMessageNotAuthorized: ((message: Message, error: MqttGatewayError) => void) | null;
-  /** The session lost its transport; requests are queued meanwhile. */
+  /**
+   * The session lost its transport (requests are queued meanwhile), or, with
+   * `reconnect: true`, the client lost its broker and reconnects (after onConnectionLost).
+   */
   onReconnectionStart: (() => void) | null;
-  /** The session works again, and so does this client. */
+  /**
+   * The session works again, and so does this client; or the client's automatic
+   * reconnection to its broker succeeded and its subscriptions are back (Paho's
+   * `onConnected(true, uri)`).
+   */
   onReconnectionComplete: ((info: ReconnectionInfo) => void) | null;
   /** The gateway lost its shared connection to this client's broker (4041); subscriptions come back with it. */
   onBrokerUnavailable: ((error: ErrorInfo) => void) | null;
@@ -221,8 +254,12 @@ export type TransportName = "websocket" | "streaming" | "polling";
 export interface SessionLink {
   /** A unit with one BIND frame carrying the current count of received data frames. */
   bindUnit(): Uint8Array;
-  /** The session id and secret (32 hex digits each), for /send headers; null before OPENED. */
-  credentials(): { session: string; secret: string } | null;
+  /**
+   * The session id and secret (16 bytes each), for the SEND frame that starts each
+   * /send body (never a header or the URL, so the secret stays out of access logs);
+   * null before OPENED.
+   */
+  credentials(): { session: Uint8Array; secret: Uint8Array } | null;
   /** The largest unit the gateway accepts, bytes. */
   maxFrame(): number;
   /** The gateway's heartbeat period, ms. */

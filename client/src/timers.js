@@ -103,6 +103,20 @@ export function backoffDelay(attempt, random = Math.random) {
 }
 
 /**
+ * Delay before the n-th consecutive attempt (0-based) of a dedicated client's automatic
+ * reconnection to its broker (connect option `reconnect`): a step of 1 s doubling up to
+ * 30 s, as Paho's 1 s doubling (up to 128 s) but capped lower because a web page waits
+ * on it. Each delay is drawn between half and all of its step, so that the many pages
+ * whose clients a broker restart cut off do not all reconnect in the same instant.
+ * @param {number} attempt
+ * @param {() => number} [random]
+ */
+export function brokerReconnectDelay(attempt, random = Math.random) {
+  const step = Math.min(30000, 1000 * 2 ** Math.min(attempt, 5));
+  return Math.round(step * (0.5 + random() * 0.5));
+}
+
+/**
  * Calls `fn` once `ms` have passed, unless cancelled; returns the cancel function.
  *
  * Used for the deadlines of handshakes and requests, where firing too early would

@@ -48,6 +48,29 @@ export function freePort() {
   });
 }
 
+/**
+ * A free TCP port on 127.0.0.1 within [low, high], for tests that must restart a server
+ * on the same port or keep to a range: tries the range from a random start.
+ */
+export async function freePortIn(low, high) {
+  const span = high - low + 1;
+  const first = Math.floor(Math.random() * span);
+  for (let i = 0; i < span; i++) {
+    const port = low + ((first + i) % span);
+    if (await isFree(port)) return port;
+  }
+  throw new Error(`no free port in ${low}-${high}`);
+}
+
+function isFree(port) {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.once("error", () => resolve(false));
+    srv.listen(port, "127.0.0.1", () => srv.close(() => resolve(true)));
+  });
+}
+
 function canConnect(port) {
   return new Promise((resolve) => {
     const s = net.connect({ port, host: "127.0.0.1" });
@@ -124,12 +147,14 @@ export async function waitForListen(port, child, what, timeout = 20000) {
 }
 
 /**
- * Starts Mosquitto on a free loopback port, anonymous access allowed.
+ * Starts Mosquitto on a free loopback port (or `port`, to restart a broker where its
+ * clients expect it), anonymous access allowed.
+ * @param {{port?: number}} [o]
  * @returns {Promise<{port: number, stop: () => Promise<void>, output: () => string}>}
  */
-export async function startMosquitto() {
+export async function startMosquitto({ port } = {}) {
   const bin = findProgram("mosquitto", "MQTTGW_MOSQUITTO_BIN");
-  const port = await freePort();
+  port ??= await freePort();
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), "mqttgw-mosquitto-"));
   const conf = path.join(dir, "mosquitto.conf");
   await fs.writeFile(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n`);
