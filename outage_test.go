@@ -8,6 +8,7 @@ import (
 
 	"github.com/caddy-mqtt/mqttgateway/session"
 	"github.com/caddy-mqtt/mqttgateway/transport"
+	"github.com/caddy-mqtt/mqttgateway/transport/gwclient"
 )
 
 // During a broker outage a client's requests each wait at most the connect
@@ -17,22 +18,7 @@ import (
 // timeout, and a later one waited 18 s and succeeded, out of order), and a
 // subscription ran into the SUBACK timeout (4044) instead.
 func TestRequestsDuringAnOutageWaitOneTimeout(t *testing.T) {
-	mq := startMosquitto(t)
-	port := freePort(t)
-	startCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
-	mqtt_gateway /mqtt/* {
-		broker main mqtt://127.0.0.1:%d {
-			connect_timeout 1s
-		}
-	}
-}
-`, port, mq.port))
-	c := dial(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", port))
-	h := connectSubscribe(t, c, "out/#", 1)
-	mq.stop()
-	if f := nextMessage(t, c); f.Type != transport.TypeNotice || f.Code != session.CodeBrokerUnavailable {
-		t.Fatalf("got %+v, want the outage NOTICE", f)
-	}
+	c, h := clientInAnOutage(t)
 	start := time.Now()
 	var wg sync.WaitGroup
 	errs := make([]error, 4)
@@ -59,4 +45,48 @@ func TestRequestsDuringAnOutageWaitOneTimeout(t *testing.T) {
 	if _, err := c.Subscribe(ctx10(t), h, "out/new", 0); errCode(err) != session.CodeBrokerUnavailable {
 		t.Errorf("subscribe during the outage: %v, want %d", err, session.CodeBrokerUnavailable)
 	}
+}
+
+// clientInAnOutage is a client subscribed to out/# through a gateway whose
+// broker (connect_timeout 1s) has just gone away.
+func clientInAnOutage(t *testing.T) (*gwclient.Client, uint64) {
+	mq := startMosquitto(t)
+	port := freePort(t)
+	startCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	mqtt_gateway /mqtt/* {
+		broker main mqtt://127.0.0.1:%d {
+			connect_timeout 1s
+		}
+	}
+}
+`, port, mq.port))
+	c := dial(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", port))
+	h := connectSubscribe(t, c, "out/#", 1)
+	mq.stop()
+	if f := nextMessage(t, c); f.Type != transport.TypeNotice || f.Code != session.CodeBrokerUnavailable {
+		t.Fatalf("got %+v, want the outage NOTICE", f)
+	}
+	return c, h
+}
+
+// Requests of one client are answered in order, refusals too: an invalid
+// filter was answered at once, ahead of the publish queued before it.
+func TestRefusalsAnsweredInOrder(t *testing.T) {
+	c, h := clientInAnOutage(t)
+	published := make(chan struct{})
+	go func() {
+		defer close(published)
+		c.Publish(ctx10(t), h, session.PublishParams{Topic: "out/x", QoS: 1, Payload: []byte("x")}) // waits out the outage
+	}()
+	time.Sleep(100 * time.Millisecond) // the publish is sent first
+	start := time.Now()
+	if _, err := c.Subscribe(ctx10(t), h, "out/#/x", 0); errCode(err) != session.CodeInvalidFilter {
+		t.Fatalf("invalid filter: %v, want %d", err, session.CodeInvalidFilter)
+	}
+	// The publish waits out the 1 s connect timeout, and the refusal with
+	// it; it came at once.
+	if took := time.Since(start); took < 500*time.Millisecond {
+		t.Errorf("the refusal came after %v, before the result of the publish sent before it", took)
+	}
+	<-published
 }

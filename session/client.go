@@ -190,20 +190,22 @@ func notConnected(handle uint64) *Error {
 // Subscribe adds a subscription to a client. maxFrequency is in messages per
 // second, 0 for unlimited.
 func (s *Session) Subscribe(req, handle uint64, filter string, qos byte, maxFrequency float64) {
-	if err := topic.ValidateFilter(filter); err != nil {
-		s.result(req, Errorf(CodeInvalidFilter, "invalid filter %q: %v", TrimText(filter), err), 0)
-		return
-	}
-	if qos > 2 {
-		s.result(req, Errorf(CodeInvalidQoS, "qos %d is not 0, 1 or 2", qos), 0)
-		return
-	}
 	c := s.client(req, handle)
 	if c == nil {
 		return
 	}
 	arrived := time.Now()
 	c.enqueue(func() {
+		// Checked in the client's queue, so even a refusal is answered in
+		// the order of the requests (PROTOCOL.md).
+		if err := topic.ValidateFilter(filter); err != nil {
+			s.result(req, Errorf(CodeInvalidFilter, "invalid filter %q: %v", TrimText(filter), err), 0)
+			return
+		}
+		if qos > 2 {
+			s.result(req, Errorf(CodeInvalidQoS, "qos %d is not 0, 1 or 2", qos), 0)
+			return
+		}
 		if c.hub == nil {
 			s.result(req, notConnected(handle), 0)
 			return
@@ -289,20 +291,22 @@ func (s *Session) Publish(req, handle uint64, p PublishParams) {
 		s.mgr.metrics.Publishes.WithLabelValues("refused").Inc()
 		s.result(req, err, 0)
 	}
-	if err := s.mgr.checkPublish(&p); err != nil {
-		refuse(err)
-		return
-	}
-	if !s.allowPublish() {
-		refuse(Errorf(CodeRateLimited, "more than max_publish_rate publishes per second"))
-		return
-	}
 	c := s.client(req, handle)
 	if c == nil {
 		return
 	}
 	arrived := time.Now()
+	allowed := s.allowPublish() // counted when it came
 	c.enqueue(func() {
+		// Refusals too are answered in the order of the requests.
+		if err := s.mgr.checkPublish(&p); err != nil {
+			refuse(err)
+			return
+		}
+		if !allowed {
+			refuse(Errorf(CodeRateLimited, "more than max_publish_rate publishes per second"))
+			return
+		}
 		if c.hub == nil {
 			refuse(notConnected(handle))
 			return
