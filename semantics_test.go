@@ -451,3 +451,37 @@ func TestAckRightBeforeCloseReachesTheBroker(t *testing.T) {
 		t.Fatalf("the next connection with the client ID got %q first: the broker never had the acknowledgment", f.Publish.Payload)
 	}
 }
+
+// A QoS 1 message the broker sends again, because the client never
+// acknowledged it, arrives with its duplicate flag set (Message.duplicate
+// in the JavaScript client): the gateway used to drop the broker's DUP.
+func TestRedeliveryCarriesTheDuplicateFlag(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	params := session.ConnectParams{Broker: "main", ClientID: "dup-flag", SessionExpiry: 60}
+	c := dial(t, url)
+	ctx := ctx10(t)
+	h, _, err := c.Connect(ctx, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Subscribe(ctx, h, "dup/#", 1); err != nil {
+		t.Fatal(err)
+	}
+	mosquittoPub(t, mq.port, "-t", "dup/x", "-m", "unacked", "-q", "1")
+	if f := nextMessage(t, c); f.Type != transport.TypeMessage || f.Dup {
+		t.Fatalf("first delivery %+v, want a message without the duplicate flag", f)
+	}
+	if err := c.WriteRaw(transport.AppendClose(nil)); err != nil { // without acknowledging it
+		t.Fatal(err)
+	}
+	expectEnd(t, c, session.CodeOK, 5*time.Second, "CLOSE")
+
+	again := dial(t, url)
+	if _, _, err := again.Connect(ctx, params); err != nil {
+		t.Fatal(err)
+	}
+	if f := nextMessage(t, again); f.Type != transport.TypeMessage || string(f.Publish.Payload) != "unacked" || !f.Dup {
+		t.Fatalf("redelivery %+v, want the message with the duplicate flag", f)
+	}
+}

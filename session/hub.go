@@ -551,7 +551,9 @@ func (h *Hub) onPublish(pr paho.PublishReceived) (bool, error) {
 		return true, nil
 	}
 	h.messagesIn.Inc()
-	m := &Message{Stream: h.stream, Topic: p.Topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, Props: propsFromPaho(p.Properties)}
+	// The broker's DUP flag reaches the client: it may have had the
+	// message before (a QoS 1/2 delivery resent after a reconnect).
+	m := &Message{Stream: h.stream, Topic: p.Topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, Dup: p.Duplicate(), Props: propsFromPaho(p.Properties)}
 	if h.dedicated && p.QoS > 0 {
 		m.PacketID = p.PacketID
 		h.ackMu.Lock()
