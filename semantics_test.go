@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -483,5 +484,41 @@ func TestRedeliveryCarriesTheDuplicateFlag(t *testing.T) {
 	}
 	if f := nextMessage(t, again); f.Type != transport.TypeMessage || string(f.Publish.Payload) != "unacked" || !f.Dup {
 		t.Fatalf("redelivery %+v, want the message with the duplicate flag", f)
+	}
+}
+
+// A late subscriber served from the gateway's copy of the retained
+// messages gets them as the broker would: an expired one not at all, and
+// the others with their expiry interval reduced by the time they waited.
+// The copy ignored expiry, so a message that had expired for every direct
+// client still reached web clients, again and again.
+func TestRetainedCopyKeepsToMessageExpiry(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	for topic, expiry := range map[string]string{"exp/short": "1", "exp/long": "60"} {
+		mosquittoPub(t, mq.port, "-V", "mqttv5", "-t", topic, "-m", topic, "-r", "-D", "publish", "message-expiry-interval", expiry)
+	}
+	first := dial(t, url)
+	connectSubscribe(t, first, "exp/#", 0) // the broker answers this one
+	time.Sleep(retainedSettle)
+	late := dial(t, url)
+	connectSubscribe(t, late, "exp/#", 0) // the gateway's copy answers this one
+	mosquittoPub(t, mq.port, "-t", "exp/end", "-m", "end")
+	var got []string
+	for {
+		f := nextMessage(t, late)
+		if f.Publish.Topic == "exp/end" {
+			break
+		}
+		got = append(got, f.Publish.Topic)
+		if f.Publish.Topic == "exp/long" {
+			p := f.Publish.Props
+			if p == nil || !p.HasMessageExpiry || p.MessageExpiry > 58 || p.MessageExpiry < 50 {
+				t.Errorf("exp/long came with properties %+v, want an expiry of 60 s less the time it waited", p)
+			}
+		}
+	}
+	if !slices.Equal(got, []string{"exp/long"}) {
+		t.Errorf("the late subscriber got %q, want only exp/long (exp/short expired)", got)
 	}
 }

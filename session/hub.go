@@ -84,7 +84,7 @@ type Hub struct {
 	// retained is the hub's copy of the retained message of every topic
 	// its filters cover (shared hubs), so a late subscriber gets them
 	// without a broker SUBSCRIBE that would repeat them to everyone.
-	retained map[string]*Message
+	retained map[string]retainedCopy
 
 	nextSubID int // subscription identifier of the next new filter
 
@@ -193,7 +193,7 @@ func newHub(key string, br *brokerRuntime, stream uint64, dedicated bool, log *z
 		upCh:        make(chan struct{}),
 		refErr:      make(chan *Error, 1),
 		pendingAcks: map[uint16]pendingAck{},
-		retained:    map[string]*Message{},
+		retained:    map[string]retainedCopy{},
 		metrics:     metrics,
 		messagesIn:  metrics.MessagesIn.WithLabelValues(br.cfg.Name),
 		emit:        emit,

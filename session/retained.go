@@ -22,6 +22,30 @@ import (
 // SUBSCRIBE, which arrives within retainedWindow of the SUBACK, with the
 // flag; everyone else gets live retained publishes without it.
 
+// retainedCopy is the hub's copy of a topic's retained message, and when
+// it came: a message expiry interval counts from then.
+type retainedCopy struct {
+	msg *Message
+	at  time.Time
+}
+
+// fresh is the copy as a late subscriber must get it (MQTT 5, 3.3.2.3.3):
+// with its expiry interval reduced by the time it has waited, or nothing
+// once that has run out, as the broker would send it.
+func (rc retainedCopy) fresh(now time.Time) (*Message, bool) {
+	m := rc.msg
+	if m.Props == nil || !m.Props.HasMessageExpiry {
+		return m, true
+	}
+	waited := uint32(now.Sub(rc.at) / time.Second)
+	if waited >= m.Props.MessageExpiry {
+		return nil, false
+	}
+	props := *m.Props
+	props.MessageExpiry -= waited
+	return &Message{Stream: m.Stream, Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: true, Props: &props}, true
+}
+
 // retainedWindow is how long after a SUBACK messages with the retain flag
 // count as the broker's answer to it.
 const retainedWindow = 2 * time.Second
@@ -58,12 +82,12 @@ func (h *Hub) onRetained(m *Message) {
 	live.Retain = false
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	now := time.Now()
 	if len(m.Payload) == 0 {
 		delete(h.retained, m.Topic) // an empty retained message clears the topic
 	} else {
-		h.retained[m.Topic] = flagged
+		h.retained[m.Topic] = retainedCopy{flagged, now}
 	}
-	now := time.Now()
 	h.seq++
 	seq := h.seq
 	h.index.Match(m.Topic, func(_ string, mb *member) {
@@ -83,9 +107,15 @@ func (h *Hub) onRetained(m *Message) {
 // session that just subscribed to a filter the broker already holds.
 // Called with h.mu held, so no live update can overtake them.
 func (h *Hub) sendRetained(mb *member, filter string) {
-	for name, m := range h.retained {
-		if topic.Match(filter, name) {
+	now := time.Now()
+	for name, rc := range h.retained {
+		if !topic.Match(filter, name) {
+			continue
+		}
+		if m, ok := rc.fresh(now); ok {
 			mb.sess.deliver(m)
+		} else {
+			delete(h.retained, name) // expired: the broker has dropped it too
 		}
 	}
 }
