@@ -522,3 +522,42 @@ func TestRetainedCopyKeepsToMessageExpiry(t *testing.T) {
 		t.Errorf("the late subscriber got %q, want only exp/long (exp/short expired)", got)
 	}
 }
+
+// The broker's answer to a new filter's SUBSCRIBE on the shared connection
+// goes to the sessions that asked, not as a live message to the holders
+// of other filters covering the topic: their latest value went back from
+// v2 to the older retained v1 whenever anyone subscribed an overlapping
+// filter.
+func TestRetainedAnswerDoesNotReachOtherSubscribers(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	mosquittoPub(t, mq.port, "-t", "ans/temp", "-m", "v1", "-r")
+	holder := dial(t, url)
+	connectSubscribe(t, holder, "ans/#", 0)
+	if f := nextMessage(t, holder); string(f.Publish.Payload) != "v1" || !f.Publish.Retain {
+		t.Fatalf("holder got %+v, want retained v1", f)
+	}
+	time.Sleep(retainedSettle)                             // the holder's own answer window is over
+	mosquittoPub(t, mq.port, "-t", "ans/temp", "-m", "v2") // not retained
+	if f := nextMessage(t, holder); string(f.Publish.Payload) != "v2" {
+		t.Fatalf("holder got %+v, want v2", f)
+	}
+	newcomer := dial(t, url)
+	connectSubscribe(t, newcomer, "ans/+", 0)
+	if f := nextMessage(t, newcomer); string(f.Publish.Payload) != "v1" || !f.Publish.Retain {
+		t.Fatalf("newcomer got %+v, want retained v1", f)
+	}
+	mosquittoPub(t, mq.port, "-t", "ans/end", "-m", "end")
+	if f := nextMessage(t, holder); string(f.Publish.Payload) != "end" {
+		t.Fatalf("holder got %q (retain %v) after the newcomer subscribed, want the next live message", f.Publish.Payload, f.Publish.Retain)
+	}
+	// A live republication of the same retained value still reaches
+	// everyone, also right after a new overlapping subscription.
+	other := dial(t, url)
+	connectSubscribe(t, other, "ans/temp", 0)
+	nextMessage(t, other) // its answer, v1
+	mosquittoPub(t, mq.port, "-t", "ans/temp", "-m", "v1", "-r")
+	if f := nextMessage(t, holder); string(f.Publish.Payload) != "v1" || f.Publish.Retain {
+		t.Fatalf("holder got %+v, want the republished v1 as a live message", f)
+	}
+}

@@ -55,3 +55,9 @@ func (d *dupRun) duplicate(p *paho.Publish, epoch uint64) bool {
 	d.ids = append(d.ids[:0], id)
 	return false
 }
+
+// forget ends the run: the next message is not taken for a copy of the
+// previous one.
+func (d *dupRun) forget() {
+	d.topic, d.payload, d.ids = "", nil, d.ids[:0]
+}

@@ -85,6 +85,8 @@ type Hub struct {
 	// its filters cover (shared hubs), so a late subscriber gets them
 	// without a broker SUBSCRIBE that would repeat them to everyone.
 	retained map[string]retainedCopy
+	// bySubID finds a filter by its subscription identifier.
+	bySubID map[int]string
 
 	nextSubID int // subscription identifier of the next new filter
 
@@ -147,6 +149,9 @@ type filterState struct {
 	asked   int8   // QoS the broker was last asked for; -1: not subscribed
 	granted byte
 	waiters []chan *Error
+	// answering: until when retained messages with this filter's
+	// identifier are the broker's answer to its SUBSCRIBE (retained.go).
+	answering time.Time
 }
 
 func (f *filterState) want() int8 {
@@ -194,6 +199,7 @@ func newHub(key string, br *brokerRuntime, stream uint64, dedicated bool, log *z
 		refErr:      make(chan *Error, 1),
 		pendingAcks: map[uint16]pendingAck{},
 		retained:    map[string]retainedCopy{},
+		bySubID:     map[int]string{},
 		metrics:     metrics,
 		messagesIn:  metrics.MessagesIn.WithLabelValues(br.cfg.Name),
 		emit:        emit,
@@ -571,7 +577,7 @@ func (h *Hub) onPublish(pr paho.PublishReceived) (bool, error) {
 		return true, nil
 	}
 	if p.Retain {
-		h.onRetained(m)
+		h.onRetained(m, subID(p))
 		return true, nil
 	}
 	h.mu.RLock()
@@ -624,6 +630,7 @@ func (h *Hub) subscribe(ctx context.Context, sess *Session, filter string, qos b
 		h.nextSubID = h.nextSubID%maxSubID + 1
 		fs = &filterState{asked: -1, subID: h.nextSubID}
 		h.filters[filter] = fs
+		h.bySubID[fs.subID] = filter
 		if !h.closed { // a closed hub is out of the gauge (retireLocked)
 			h.metrics.Subscriptions.WithLabelValues(h.br().cfg.Name).Inc()
 		}
@@ -847,6 +854,9 @@ func (h *Hub) disconnect(cm *autopaho.ConnectionManager) {
 // forgetFilterLocked drops a filter nobody wants any more, once the broker
 // no longer has it. Called with h.mu held.
 func (h *Hub) forgetFilterLocked(f string) {
+	if fs := h.filters[f]; fs != nil && h.bySubID[fs.subID] == f {
+		delete(h.bySubID, fs.subID)
+	}
 	delete(h.filters, f)
 	if !h.closed { // a closed hub is out of the gauge (retireLocked)
 		h.metrics.Subscriptions.WithLabelValues(h.br().cfg.Name).Dec()

@@ -76,6 +76,9 @@ func (h *Hub) reconcileOnce(ctx context.Context) bool {
 			// which live messages are retained to keep its copy current
 			// (retained.go); it clears the flag for web clients itself.
 			subs = append(subs, subscribeOp{paho.SubscribeOptions{Topic: f, QoS: byte(want), RetainAsPublished: !h.dedicated}, fs.subID})
+			// Set before the SUBSCRIBE goes: its answer may be handled
+			// before subscribeOne sees the SUBACK.
+			fs.answering = time.Now().Add(time.Duration(h.br().cfg.ConnectTimeout) + retainedWindow)
 		case want >= 0:
 			h.notify(fs, nil) // already held at a sufficient QoS
 		case fs.asked >= 0:
@@ -150,6 +153,7 @@ func (h *Hub) subscribeOne(ctx context.Context, s subscribeOp) bool {
 		h.notify(fs, refused)
 	case suback != nil && len(suback.Reasons) == 1 && suback.Reasons[0] < 0x80:
 		fs.granted = suback.Reasons[0]
+		fs.answering = time.Now().Add(retainedWindow)
 		h.notify(fs, nil)
 	case suback != nil && len(suback.Reasons) == 1:
 		fs.asked = -1

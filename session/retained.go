@@ -1,6 +1,7 @@
 package session
 
 import (
+	"bytes"
 	"time"
 
 	"github.com/caddy-mqtt/mqttgateway/session/topic"
@@ -20,7 +21,8 @@ import (
 // subscribed. A late subscriber gets the hub's copy with the flag, at once;
 // the first subscribers of a filter get the broker's answer to the
 // SUBSCRIBE, which arrives within retainedWindow of the SUBACK, with the
-// flag; everyone else gets live retained publishes without it.
+// flag; everyone else gets live retained publishes without it, and not the
+// answers to other filters' SUBSCRIBEs (onRetained).
 
 // retainedCopy is the hub's copy of a topic's retained message, and when
 // it came: a message expiry interval counts from then.
@@ -76,13 +78,27 @@ func (mb *member) awaits(name string, now time.Time) bool {
 // onRetained handles a message that arrived with the retain flag: it
 // updates the hub's copy and delivers the message, flagged only to the
 // sessions that await their subscription's retained messages.
-func (h *Hub) onRetained(m *Message) {
+//
+// The broker's answer to a new filter's SUBSCRIBE repeats retained
+// messages the hub has already passed on to the holders of other filters
+// covering the topic: to them it is not news, and delivered as a live
+// message it would take their latest value back to an older one. So a
+// message that carries the identifier of a filter in its answer window
+// and equals the hub's copy goes only to the sessions awaiting it. Should
+// it in fact be a live republication of the same value, the broker sends a
+// copy per matching subscription (Mosquitto does) and the next one, with
+// another identifier, is not taken for a duplicate and reaches everyone.
+func (h *Hub) onRetained(m *Message, id int) {
 	flagged := &Message{Stream: m.Stream, Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: true, Props: m.Props}
 	live := m // not shared yet
 	live.Retain = false
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	now := time.Now()
+	answers := h.answers(m, id, now) // the filter whose SUBSCRIBE m answers, or ""
+	if answers != "" {
+		h.dups.forget()
+	}
 	if len(m.Payload) == 0 {
 		delete(h.retained, m.Topic) // an empty retained message clears the topic
 	} else {
@@ -95,12 +111,36 @@ func (h *Hub) onRetained(m *Message) {
 			return
 		}
 		mb.mark = seq
-		if mb.awaits(m.Topic, now) {
+		switch {
+		case answers != "":
+			if until, ok := mb.awaiting[answers]; ok && now.Before(until) {
+				mb.sess.deliver(flagged)
+			}
+		case mb.awaits(m.Topic, now):
 			mb.sess.deliver(flagged)
-		} else {
+		default:
 			mb.sess.deliver(live)
 		}
 	})
+}
+
+// answers returns the filter whose SUBSCRIBE m, with subscription
+// identifier id, answers by repeating the hub's copy, or "". Called with
+// h.mu held, before the copy is updated. Without identifiers (a broker that
+// has none) it cannot tell, and the message goes to everyone, as before.
+func (h *Hub) answers(m *Message, id int, now time.Time) string {
+	if id == 0 {
+		return ""
+	}
+	f := h.bySubID[id]
+	fs := h.filters[f]
+	if fs == nil || !now.Before(fs.answering) {
+		return ""
+	}
+	if prev, ok := h.retained[m.Topic]; !ok || !bytes.Equal(prev.msg.Payload, m.Payload) {
+		return ""
+	}
+	return f
 }
 
 // sendRetained delivers the hub's retained messages matching filter to a
