@@ -6,7 +6,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -96,25 +95,16 @@ func (s *originSet) allows(origin string) bool {
 
 // refusedOrigins logs refused origins, at most one line per refusedLogEvery,
 // so a page cannot flood the log.
-type refusedOrigins struct {
-	mu      sync.Mutex
-	last    time.Time
-	skipped int
-}
+type refusedOrigins struct{ session.LogLimiter }
 
 const refusedLogEvery = 10 * time.Second
 
 func (l *refusedOrigins) log(logger *zap.Logger, origin string, r *http.Request) {
-	l.mu.Lock()
-	now := time.Now()
-	if now.Sub(l.last) < refusedLogEvery {
-		l.skipped++
-		l.mu.Unlock()
+	l.Every = refusedLogEvery
+	skipped, ok := l.Allow()
+	if !ok {
 		return
 	}
-	skipped := l.skipped
-	l.last, l.skipped = now, 0
-	l.mu.Unlock()
 	logger.Warn("origin not allowed: add it to allow_origins if its pages should use the gateway",
 		zap.String("origin", origin), zap.String("path", r.URL.Path), zap.String("remote", r.RemoteAddr),
 		zap.Int("refused_before_unlogged", skipped))

@@ -1,12 +1,14 @@
 package mqttgateway
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -381,5 +383,53 @@ func TestHookLimitsWithUnits(t *testing.T) {
 	_, err := dialAs(ctx10(t), url, "lots", "")
 	if errCode(err) != session.CodeHookUnavailable {
 		t.Fatalf("an unreadable limit: %v, want the session refused with %d", err, session.CodeHookUnavailable)
+	}
+}
+
+// A refused open is in the log (at most a line per 10 s, counting the
+// ones left out), with the client's address as trusted_proxies resolve
+// it: an operator saw 4013s only in the clients' answers, and behind a
+// balancer every log line named the balancer.
+func TestRefusedOpensAreLogged(t *testing.T) {
+	mq := startMosquitto(t)
+	logFile := filepath.Join(t.TempDir(), "gateway.log")
+	httpPort := freePort(t)
+	loadCaddy(t, adaptCaddyfile(t, fmt.Sprintf(`{
+	admin off
+	persist_config off
+	auto_https off
+	default_bind 127.0.0.1
+	log {
+		output file %s
+	}
+	servers {
+		trusted_proxies static 127.0.0.1/32
+	}
+}
+http://127.0.0.1:%d {
+	mqtt_gateway /mqtt/* {
+		broker main mqtt://127.0.0.1:%d
+		max_sessions_per_ip 1
+	}
+}
+`, logFile, httpPort, mq.port)))
+	url := fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort)
+	forwarded := http.Header{"X-Forwarded-For": {"203.0.113.7"}}
+	first, err := gwclient.Dial(ctx10(t), url, forwarded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	for range 3 {
+		if _, err := gwclient.Dial(ctx10(t), url, forwarded); err == nil || !strings.Contains(err.Error(), "4013") {
+			t.Fatalf("second session from the same client: %v, want 4013", err)
+		}
+	}
+	log := readFile(t, logFile)
+	if n := bytes.Count(log, []byte(`"msg":"session refused"`)); n != 1 {
+		t.Errorf("%d lines of refused sessions in the log, want 1 for 3 refusals within 10 s:\n%s", n, log)
+	}
+	if !bytes.Contains(log, []byte(`"msg":"session opened"`)) || bytes.Count(log, []byte(`"client_ip":"203.0.113.7"`)) < 2 {
+		t.Errorf("the log does not name the client's address 203.0.113.7:\n%s", log)
 	}
 }

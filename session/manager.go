@@ -102,10 +102,12 @@ func (m *Manager) StartEmbedded() error {
 
 // Manager owns a gateway's sessions and broker connections.
 type Manager struct {
-	cfg     atomic.Pointer[Config] // replaced by Reconfigure
-	log     *zap.Logger
-	metrics *Metrics
-	streams atomic.Uint64
+	cfg atomic.Pointer[Config] // replaced by Reconfigure
+	log *zap.Logger
+	// refusedOpens limits the log of refused opens (session limits).
+	refusedOpens LogLimiter
+	metrics      *Metrics
+	streams      atomic.Uint64
 
 	brokersMu sync.RWMutex
 	brokers   map[string]*brokerRuntime
@@ -126,7 +128,7 @@ type Manager struct {
 
 // NewManager prepares the brokers (starting embedded ones) for a gateway.
 func NewManager(cfg Config) (*Manager, error) {
-	m := &Manager{log: cfg.Logger, brokers: map[string]*brokerRuntime{},
+	m := &Manager{log: cfg.Logger, refusedOpens: LogLimiter{Every: 10 * time.Second}, brokers: map[string]*brokerRuntime{},
 		sessions: map[[16]byte]*Session{}, hubs: map[string]*Hub{}, metrics: newMetrics(cfg.Name)}
 	if m.log == nil {
 		m.log = zap.NewNop()
@@ -193,9 +195,11 @@ func (m *Manager) Open(info OpenInfo) (*Session, *Error) {
 	m.mu.Unlock()
 	m.metrics.Sessions.Inc()
 	m.metrics.SessionsOpened.WithLabelValues(info.Transport).Inc()
-	m.emit("session_opened", map[string]any{"session": s.IDString(), "user": info.User, "remote": info.RemoteAddr, "transport": info.Transport})
+	// client_ip is the client's address as trusted_proxies resolve it:
+	// behind a load balancer, remote is the balancer's.
+	m.emit("session_opened", map[string]any{"session": s.IDString(), "user": info.User, "remote": info.RemoteAddr, "client_ip": ip, "transport": info.Transport})
 	m.log.Info("session opened", zap.String("session", s.IDString()), zap.String("user", info.User),
-		zap.String("remote", info.RemoteAddr), zap.String("transport", info.Transport))
+		zap.String("remote", info.RemoteAddr), zap.String("client_ip", ip), zap.String("transport", info.Transport))
 	return s, nil
 }
 
@@ -209,16 +213,24 @@ func (m *Manager) CanOpen(info OpenInfo) *Error {
 }
 
 func (m *Manager) refuseOpenLocked(cfg *Config, ip string) *Error {
-	if m.closed {
+	var err *Error
+	switch {
+	case m.closed:
 		return Errorf(CodeShuttingDown, "gateway is shutting down")
+	case cfg.MaxSessions > 0 && len(m.sessions) >= cfg.MaxSessions:
+		err = Errorf(CodeTooManySessions, "the gateway has reached max_sessions (%d)", cfg.MaxSessions)
+	case cfg.MaxSessionsPerIP > 0 && m.perIP[ip] >= cfg.MaxSessionsPerIP:
+		err = Errorf(CodeTooManySessions, "too many sessions from %s (max_sessions_per_ip %d)", ip, cfg.MaxSessionsPerIP)
+	default:
+		return nil
 	}
-	if cfg.MaxSessions > 0 && len(m.sessions) >= cfg.MaxSessions {
-		return Errorf(CodeTooManySessions, "the gateway has reached max_sessions (%d)", cfg.MaxSessions)
+	// An operator must see that the limits bite (behind a balancer
+	// without trusted_proxies, max_sessions_per_ip counts the balancer).
+	if skipped, ok := m.refusedOpens.Allow(); ok {
+		m.log.Warn("session refused", zap.String("reason", err.Message), zap.String("client_ip", ip),
+			zap.Int("refused_before_unlogged", skipped))
 	}
-	if cfg.MaxSessionsPerIP > 0 && m.perIP[ip] >= cfg.MaxSessionsPerIP {
-		return Errorf(CodeTooManySessions, "too many sessions from %s (max_sessions_per_ip %d)", ip, cfg.MaxSessionsPerIP)
-	}
-	return nil
+	return err
 }
 
 // ip is the address the session limits count: Caddy's client IP, else the
