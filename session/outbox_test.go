@@ -215,3 +215,33 @@ func BenchmarkOutboxResultBacklog(b *testing.B) {
 		o.pushResult(Event{Kind: EventResult, Req: uint64(i)})
 	}
 }
+
+// RESULTs are never dropped, so a client that sends requests and reads
+// nothing ends its session with 4050 once twice the queue's bound waits,
+// instead of having the gateway queue them without end.
+func TestUnreadResultsEndTheSession(t *testing.T) {
+	m, err := NewManager(Config{SessionTimeout: 1, Heartbeat: 1, MaxMessageSize: 1 << 20,
+		MaxPendingFrames: 10, MaxPendingBytes: 1 << 20, ReplayFrames: 4, ReplayBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := m.Open(OpenInfo{})
+	for req := range uint64(19) {
+		s.result(req, nil, 0)
+	}
+	s.mu.Lock()
+	alive := s.closed == nil
+	s.mu.Unlock()
+	if !alive {
+		t.Fatal("19 unread results (under twice max_queued_frames 10) ended the session")
+	}
+	for req := range uint64(5) {
+		s.result(19+req, nil, 0)
+	}
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed == nil || closed.Code != CodeOverflow {
+		t.Fatalf("after 24 unread results the session ended with %+v, want 4050", closed)
+	}
+}

@@ -263,6 +263,14 @@ func (s *Session) pushLocked(e Event) {
 			}
 		}
 	} else if e.Kind == EventResult {
+		if o.pending() >= resultsFactor*o.limits.pendingFrames || o.pendingBytes >= resultsFactor*o.limits.pendingBytes {
+			// A client that sends requests and does not read their
+			// RESULTs (which are never dropped) would have the gateway
+			// queue them without end: 250,000 from one 1 MB message.
+			s.closed = Errorf(CodeOverflow, "too many results queued: the client does not read them")
+			go s.finish()
+			return
+		}
 		o.pushResult(e)
 	} else {
 		o.push(e, false)
@@ -285,6 +293,11 @@ func (s *Session) push(e Event) {
 	s.pushLocked(e)
 	s.mu.Unlock()
 }
+
+// resultsFactor: unwritten frames may reach this many times the queue's
+// bounds (max_queued_frames, max_queued_bytes) with RESULTs, which are
+// never dropped, before the session ends with 4050.
+const resultsFactor = 2
 
 // deliver queues a broker message. It is the fan-out hot path: no
 // allocation, one lock; throttled subscriptions go through the gate.
