@@ -264,11 +264,30 @@ export interface SessionLink {
   maxFrame(): number;
   /** The gateway's heartbeat period, ms. */
   heartbeat(): number;
+  /**
+   * The session's own cookies outside browsers (Node.js), for load balancer affinity:
+   * send `cookies.header()` with each request or WebSocket handshake and give the
+   * answer's Set-Cookie lines to `cookies.store()`. One jar per session (the
+   * balancer's cookie pins that session to its instance). Browsers manage cookies
+   * themselves: there the jar holds and sends nothing.
+   */
+  cookies?: CookieJar;
+}
+
+/** A session's cookies outside browsers (see SessionLink.cookies). */
+export interface CookieJar {
+  /** `{ Cookie: "name=value; ..." }`, or `{}` when the jar is empty (or in a browser). */
+  header(): Record<string, string>;
+  /** Remembers the cookies of Set-Cookie lines; one set with Max-Age=0 is forgotten. */
+  store(setCookie: string[] | string | undefined): void;
+  /** store() with a fetch Response's Set-Cookie lines. */
+  storeFrom(response: Response): void;
 }
 
 /**
  * Opens a transport to a gateway base URL; resolves when it can send. `timeout` bounds
- * the connection step (ms). See registerTransport.
+ * the connection step (ms); `link` is the session's (the built-in WebSocket transport
+ * uses only its `cookies`). See registerTransport.
  */
 export type TransportFactory = ((base: string, options: { timeout?: number; link?: SessionLink }) => Promise<Transport>) & {
   transportName?: string;
@@ -339,6 +358,12 @@ export interface SessionOptions {
    */
   probeTimeout?: number;
   onReconnectionStart?: () => void;
+  /**
+   * The session works again. A session the gateway lost is replaced at once; when
+   * sessions keep being lost within 10 s of opening (a load balancer without
+   * affinity), fresh ones open after a delay of 1 s doubling up to 30 s (each drawn
+   * between half and all of it), and console.warn says why, once per session.
+   */
   onReconnectionComplete?: (info: ReconnectionInfo) => void;
   /** The session ended for good: errorCode 0 after close(), else the reason. */
   onClose?: (info: ErrorInfo) => void;

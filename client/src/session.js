@@ -16,8 +16,9 @@ import {
   uvarintSize,
 } from "./codec.js";
 import { CONNECTION_FAILED, ErrorCode, MqttGatewayError, echo } from "./errors.js";
-import { Heartbeat, backoffDelay, deadline } from "./timers.js";
+import { Heartbeat, backoffDelay, deadline, freshSessionDelay } from "./timers.js";
 import { safeCall } from "./callbacks.js";
+import { CookieJar } from "./cookie-jar.js";
 import { describeAnswer, endpoint, sendAsPageGoes } from "./transport-http.js";
 import { recallTransport, rememberTransport } from "./transport-memory.js";
 import { resolveTransports, startingAt } from "./transports.js";
@@ -36,6 +37,17 @@ const CLOSE_WAIT = 5000;
 // the next one is tried: long enough for a slow network, short enough that a page
 // behind a proxy that blocks WebSocket or buffers responses is not left waiting.
 const DEFAULT_PROBE_TIMEOUT = 3000;
+// A session the gateway loses sooner than this after OPENED was lost "quickly": once
+// is bad luck (an instance died), in a row it is a setup that cannot keep sessions,
+// typically a load balancer without affinity sending a /send or a poll to an instance
+// that does not hold the session (4010). Fresh sessions then back off
+// (freshSessionDelay) instead of opening in a tight loop, each orphan holding a place
+// in the gateway's max_sessions for session_timeout.
+const QUICK_LOSS_MS = 10000;
+const QUICK_LOSS_WARNING =
+  "the session was unknown to the gateway right after it opened: is the load balancer sticky? " +
+  "HTTP streaming and long polling need every request of a session to reach the same gateway instance " +
+  "(e.g. Caddy's lb_policy cookie); opening fresh sessions with a growing delay meanwhile";
 
 /** Server CLOSE codes after which the gateway no longer has our session. */
 const FRESH_SESSION_CODES = new Set([ErrorCode.session_unknown, ErrorCode.session_gap]);
@@ -177,6 +189,9 @@ export class Session {
     this._sessionIdWasLost = false; // the gateway lost our session: next handshake is OPEN
     this._recreating = 0; // re-creation requests still unanswered after a fresh session
     this._sleep = null; // {timer, resolve} while waiting to retry
+    this._openedAt = 0; // Date.now() of the last OPENED
+    this._quickLosses = 0; // sessions lost in a row, each soon after its OPENED
+    this._warnedQuickLoss = false;
     /** @type {Promise<void> | null} what close() resolves with: CLOSE handed over */
     this._closing = null;
 
@@ -195,6 +210,9 @@ export class Session {
       credentials: () => (this._sessionId ? { session: this._sessionId, secret: this._secret } : null),
       maxFrame: () => this._maxFrame,
       heartbeat: () => this._heartbeatMs,
+      // This session's own cookies (Node.js): a balancer's affinity cookie pins this
+      // session, not every session of the process (cookie-jar.js).
+      cookies: new CookieJar(),
     };
   }
 
@@ -309,7 +327,7 @@ export class Session {
     const queued = this._out.filter((e) => e.bytes !== PING && !(e.seq > 0 && e.seq <= this._sentSeq));
     entries.push(...queued, { bytes: CLOSE, seq: 0 });
     const units = entries.map((e) => ({ unit: encodeUnit([e.bytes]), before: e.seq > 0 ? e.seq - 1 : undefined }));
-    return sendAsPageGoes(endpoint(this._base, "send"), this._link.credentials(), units, this._maxFrame);
+    return sendAsPageGoes(endpoint(this._base, "send"), this._link.credentials(), units, this._maxFrame, this._link.cookies);
   }
 
   /**
@@ -580,6 +598,7 @@ export class Session {
     this._sessionTimeout = f.sessionTimeout;
     this._maxFrame = f.maxFrame || DEFAULT_MAX_FRAME;
     this._info = Object.fromEntries(f.info);
+    this._openedAt = Date.now();
     this._received = 0;
     this._next = 1;
     this._nextSeq = 1;
@@ -603,8 +622,7 @@ export class Session {
       if (this._handshake) {
         this._handshake.settle({ kind: "fresh" });
       } else {
-        this._mayHaveLost = true;
-        this._sessionIdWasLost = true;
+        this._sessionLost();
         this._reconnect({ immediate: true });
       }
       return;
@@ -664,8 +682,7 @@ export class Session {
       return;
     }
     if (FRESH_SESSION_CODES.has(code)) {
-      this._mayHaveLost = true;
-      this._sessionIdWasLost = true; // the next handshake must be OPEN, not BIND
+      this._sessionLost();
       this._reconnect({ immediate: true });
     } else if (RETRY_CODES.has(code)) {
       this._reconnect();
@@ -819,12 +836,13 @@ export class Session {
     let attempt = 0;
     let wait = !immediate;
     while (this._state === State.RECONNECTING) {
-      if (wait) {
-        await this._pause(backoffDelay(attempt++));
+      const fresh = this._sessionIdWasLost || this._sessionId === null;
+      const delay = Math.max(wait ? backoffDelay(attempt++) : 0, fresh ? this._freshOpenDelay() : 0);
+      if (delay > 0) {
+        await this._pause(delay);
         if (this._state !== State.RECONNECTING) return;
       }
       wait = true;
-      const fresh = this._sessionIdWasLost || this._sessionId === null;
       const outcome = await this._establish(fresh);
       if (this._state === State.CLOSED) return;
       switch (outcome.kind) {
@@ -836,16 +854,14 @@ export class Session {
           this._maybeCompleteRecovery();
           return;
         case "fresh": // BOUND announced a gap (_onBound closed that transport)
-          this._mayHaveLost = true;
-          this._sessionIdWasLost = true;
+          this._sessionLost();
           wait = false;
           attempt = 0;
           break;
         case "close":
           this._detach();
           if (FRESH_SESSION_CODES.has(outcome.code)) {
-            this._mayHaveLost = true;
-            this._sessionIdWasLost = true;
+            this._sessionLost();
             wait = false;
             attempt = 0;
           } else if (!RETRY_CODES.has(outcome.code) && outcome.code !== ErrorCode.too_many_sessions) {
@@ -856,6 +872,36 @@ export class Session {
         default: // dropped (every transport was closed by _establish): try again after the backoff
       }
     }
+  }
+
+  /**
+   * The gateway no longer has our session (4010, 4012, a gap): the next handshake is
+   * OPEN, and the new session may lack messages. Notes whether the session was lost
+   * quickly after its OPENED (see QUICK_LOSS_MS): from the second such loss in a row,
+   * the next OPEN waits (_freshOpenDelay). A loss after the session lived a while (a
+   * gateway restarted, an instance died) starts the count anew: replaced at once.
+   */
+  _sessionLost() {
+    this._mayHaveLost = true;
+    this._sessionIdWasLost = true; // the next handshake must be OPEN, not BIND
+    const quick = this._openedAt > 0 && Date.now() - this._openedAt < QUICK_LOSS_MS;
+    this._quickLosses = quick ? this._quickLosses + 1 : 0;
+    if (this._quickLosses >= 2 && !this._warnedQuickLoss) {
+      // Once per session: the cause is in the setup, not in this client, and the
+      // operator who reads the console should learn it without a flood.
+      this._warnedQuickLoss = true;
+      console.warn(`mqttgateway-client: ${QUICK_LOSS_WARNING} (${echo(this._base)})`);
+    }
+  }
+
+  /**
+   * How long to wait before opening a fresh session: 0 unless sessions keep being lost
+   * quickly. One quick loss alone is replaced at once, as an instance that died just
+   * after a session opened on it is no reason to wait; from the second in a row, the
+   * delays grow (freshSessionDelay).
+   */
+  _freshOpenDelay() {
+    return this._quickLosses >= 2 ? freshSessionDelay(this._quickLosses - 2) : 0;
   }
 
   _pause(ms) {

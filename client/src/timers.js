@@ -117,6 +117,20 @@ export function brokerReconnectDelay(attempt, random = Math.random) {
 }
 
 /**
+ * Delay before opening a fresh session after the n-th (0-based) session in a row that
+ * the gateway lost soon after opening it (session.js, QUICK_LOSS_MS): a step of 1 s
+ * doubling up to 30 s, each delay drawn between half and all of its step. A setup
+ * that loses every session (a load balancer without affinity) then costs the gateway a
+ * session every 30 s per client instead of hundreds a second.
+ * @param {number} n
+ * @param {() => number} [random]
+ */
+export function freshSessionDelay(n, random = Math.random) {
+  const step = Math.min(30000, 1000 * 2 ** Math.min(n, 5));
+  return Math.round(step * (0.5 + random() * 0.5));
+}
+
+/**
  * Calls `fn` once `ms` have passed, unless cancelled; returns the cancel function.
  *
  * Used for the deadlines of handshakes and requests, where firing too early would

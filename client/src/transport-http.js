@@ -7,7 +7,7 @@ import { decodeUnit, encodeFrame, encodeUnit, FrameType } from "./codec.js";
 import { concat } from "./frame-reader.js";
 import { gatewayUrl } from "./gateway-url.js";
 import { deadline } from "./timers.js";
-import { cookieHeader, storeCookies } from "./cookie-jar.js";
+import { CookieJar } from "./cookie-jar.js";
 import { echo } from "./errors.js";
 
 /** Most bytes of a /send body sent with `keepalive` (browsers cap those at 64 KiB). */
@@ -32,6 +32,8 @@ const SEND_TIMEOUT = 30000;
  *   session id and secret, once OPENED or BIND has named them
  * @property {() => number} maxFrame the largest unit the gateway accepts
  * @property {() => number} heartbeat the gateway's heartbeat period (ms)
+ * @property {CookieJar} [cookies] the session's cookies outside browsers (load
+ *   balancer affinity, cookie-jar.js); a transport without one keeps its own
  */
 
 const HTTP_SCHEMES = new Map([
@@ -163,16 +165,17 @@ export function sendBody(cred, units, before) {
  * @param {{session: Uint8Array, secret: Uint8Array} | null} cred
  * @param {{unit: Uint8Array, before: number | undefined}[]} units
  * @param {number} maxFrame the gateway's limit for a /send body
+ * @param {CookieJar} [cookies] the session's cookies (Node.js: the balancer's affinity)
  * @returns {Promise<void>}
  */
-export function sendAsPageGoes(url, cred, units, maxFrame) {
+export function sendAsPageGoes(url, cred, units, maxFrame, cookies) {
   if (!cred) return Promise.resolve();
   const size = units.reduce((n, u) => n + u.unit.length, 0);
   const body =
     size <= Math.min(KEEPALIVE_MAX, maxFrame)
       ? sendBody(cred, units.map((u) => u.unit), units.find((u) => u.before !== undefined)?.before)
       : sendBody(cred, [CLOSE_UNIT], undefined);
-  const headers = { "Content-Type": "application/octet-stream" };
+  const headers = { "Content-Type": "application/octet-stream", ...cookies?.header() };
   return fetch(url, { method: "POST", body, headers, credentials: credentialsMode(url), cache: "no-store", keepalive: true }).then(discard, () => {});
 }
 
@@ -203,6 +206,7 @@ export class HttpTransport {
     /** @type {((ev: {code: number, reason: string}) => void) | null} */
     this.onclose = null;
     this._link = link;
+    this._cookies = link.cookies ?? new CookieJar();
     this._sendUrl = endpoint(base, "send");
     this._credentials = credentialsMode(this._sendUrl);
     this._started = false;
@@ -278,7 +282,7 @@ export class HttpTransport {
     if (this._closed || !this._started) return;
     const units = [...this._inFlight, ...this._queue];
     if (units.length === 0) return;
-    sendAsPageGoes(this._sendUrl, this._link.credentials(), units, this._link.maxFrame());
+    sendAsPageGoes(this._sendUrl, this._link.credentials(), units, this._link.maxFrame(), this._cookies);
   }
 
   /**
@@ -349,13 +353,13 @@ export class HttpTransport {
     const res = await fetch(url, {
       method: "POST",
       body,
-      headers: { "Content-Type": "application/octet-stream", ...cookieHeader(url), ...headers },
+      headers: { "Content-Type": "application/octet-stream", ...this._cookies.header(), ...headers },
       credentials: this._credentials,
       cache: "no-store",
       keepalive,
       signal,
     });
-    storeCookies(url, res); // load balancer affinity outside browsers
+    this._cookies.storeFrom(res); // load balancer affinity outside browsers
     return res;
   }
 

@@ -2,6 +2,7 @@
 // subprotocol "mqttgw.v1"; each binary WebSocket message is one transport unit.
 
 import { echo } from "./errors.js";
+import { browserManagesCookies } from "./cookie-jar.js";
 import { gatewayUrl } from "./gateway-url.js";
 
 /** The WebSocket subprotocol of protocol version 1. */
@@ -24,14 +25,38 @@ export function webSocketUrl(base) {
   return gatewayUrl(base, "ws", WS_SCHEMES);
 }
 
-let wsClass;
+let wsPackage;
 
-// Browsers and Node.js 22+ have a global WebSocket. Node.js 20 does not: there the
-// "ws" package is loaded, with a dynamic import so that a browser never requests it.
+// Browsers send their cookies with the upgrade themselves. Elsewhere the "ws" package
+// is preferred even where a global WebSocket exists (Node.js 22+): only it can send the
+// session's cookies with the upgrade and read those the upgrade's answer sets, which a
+// cookie-affinity load balancer needs to bring a rebinding WebSocket back to the
+// instance holding the session. It is loaded with a dynamic import so that a browser
+// never requests it; where it cannot be loaded, the global WebSocket does without
+// cookies.
 async function webSocketClass() {
-  if (globalThis.WebSocket) return globalThis.WebSocket;
-  wsClass ??= import("ws").then((m) => m.WebSocket ?? m.default);
-  return wsClass;
+  if (browserManagesCookies && globalThis.WebSocket) return globalThis.WebSocket;
+  wsPackage ??= import("ws").then(
+    (m) => m.WebSocket ?? m.default,
+    () => null,
+  );
+  const WS = (await wsPackage) ?? globalThis.WebSocket;
+  if (!WS) throw new Error("no WebSocket here (install the ws package)");
+  return WS;
+}
+
+/**
+ * Creates the socket; with the "ws" package, the session's cookies go with the upgrade
+ * request and the cookies its answer sets are kept.
+ * @param {any} WS
+ * @param {string} url
+ * @param {import("./cookie-jar.js").CookieJar | undefined} cookies
+ */
+function createSocket(WS, url, cookies) {
+  if (browserManagesCookies || !cookies || WS === globalThis.WebSocket) return new WS(url, SUBPROTOCOL);
+  const ws = new WS(url, SUBPROTOCOL, { headers: cookies.header() });
+  ws.on("upgrade", (res) => cookies.store(res.headers["set-cookie"]));
+  return ws;
 }
 
 /**
@@ -40,14 +65,15 @@ async function webSocketClass() {
  * proxy that swallows the upgrade would otherwise hang the session forever).
  *
  * @param {string | URL} base gateway base URL
- * @param {{timeout?: number}} [options]
+ * @param {{timeout?: number, link?: import("./transport-http.js").SessionLink}} [options]
+ *   link: its `cookies` go with the upgrade outside browsers
  * @returns {Promise<import("./transports.js").Transport>}
  */
-export async function connectWebSocket(base, { timeout = 10000 } = {}) {
+export async function connectWebSocket(base, { timeout = 10000, link } = {}) {
   const url = webSocketUrl(base);
   const WS = await webSocketClass();
   return new Promise((resolve, reject) => {
-    const ws = new WS(url, SUBPROTOCOL);
+    const ws = createSocket(WS, url, link?.cookies);
     ws.binaryType = "arraybuffer";
     let open = false;
     let closed = false;

@@ -1,12 +1,14 @@
 // The pieces of the transport layer that need no network: frame reassembly, the
-// transport memory, the order of attempts, sleep-tolerant deadlines, HTTP error bodies.
+// transport memory, the order of attempts, sleep-tolerant deadlines, HTTP error bodies,
+// the cookie jar.
 
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 
 import { FrameType as F, decodeUnit, encodeFrame, encodeUnit } from "../src/codec.js";
 import { FrameReader } from "../src/frame-reader.js";
-import { deadline } from "../src/timers.js";
+import { CookieJar } from "../src/cookie-jar.js";
+import { deadline, freshSessionDelay } from "../src/timers.js";
 import { closeFromErrorAnswer, credentialsMode, endpoint } from "../src/transport-http.js";
 import { connectPolling } from "../src/transport-polling.js";
 import { forgetTransport, recallTransport, rememberTransport } from "../src/transport-memory.js";
@@ -150,5 +152,31 @@ describe("a page being unloaded", () => {
     } finally {
       globalThis.fetch = original;
     }
+  });
+});
+
+describe("CookieJar", () => {
+  test("sends back the name=value of what the answers set, one jar per session", () => {
+    const a = new CookieJar();
+    const b = new CookieJar();
+    assert.deepEqual(a.header(), {});
+    a.store(["mqttgw_instance=abc; Path=/; HttpOnly; SameSite=Lax", "other=1"]);
+    a.store("other=2; Max-Age=60");
+    assert.deepEqual(a.header(), { Cookie: "mqttgw_instance=abc; other=2" });
+    assert.deepEqual(b.header(), {}, "another session's jar is its own");
+    a.store(["other=; Max-Age=0", "garbage"]);
+    assert.deepEqual(a.header(), { Cookie: "mqttgw_instance=abc" });
+    a.storeFrom(new Response(null, { headers: [["set-cookie", "mqttgw_instance=def"]] }));
+    assert.deepEqual(a.header(), { Cookie: "mqttgw_instance=def" });
+  });
+});
+
+describe("freshSessionDelay", () => {
+  test("1 s doubling up to 30 s, drawn between half and all of the step", () => {
+    assert.equal(freshSessionDelay(0, () => 1), 1000);
+    assert.equal(freshSessionDelay(0, () => 0), 500);
+    assert.equal(freshSessionDelay(3, () => 1), 8000);
+    assert.equal(freshSessionDelay(5, () => 1), 30000);
+    assert.equal(freshSessionDelay(1000, () => 0), 15000);
   });
 });

@@ -35,8 +35,16 @@ function kill(child, signal) {
   }
 }
 
-/** A free TCP port on 127.0.0.1 (listen on port 0, note the port, close). */
+// MQTTGW_TEST_PORTS=27000-27999 keeps every port the tests listen on within that
+// range (a machine shared with others); unset, the system picks free ports.
+const PORT_RANGE = /^(\d+)-(\d+)$/.exec(process.env.MQTTGW_TEST_PORTS ?? "")?.slice(1).map(Number) ?? null;
+
+/**
+ * A free TCP port on 127.0.0.1: within MQTTGW_TEST_PORTS when set, else listen on
+ * port 0, note the port, close.
+ */
 export function freePort() {
+  if (PORT_RANGE) return freePortIn(...PORT_RANGE);
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.unref();
@@ -57,10 +65,19 @@ export async function freePortIn(low, high) {
   const first = Math.floor(Math.random() * span);
   for (let i = 0; i < span; i++) {
     const port = low + ((first + i) % span);
-    if (await isFree(port)) return port;
+    // A port handed out is not free for this process any more, even if nothing listens
+    // on it yet (Promise.all of several freePort calls).
+    if (handedOut.has(port)) continue;
+    if (await isFree(port)) {
+      if (handedOut.has(port)) continue;
+      handedOut.add(port);
+      return port;
+    }
   }
   throw new Error(`no free port in ${low}-${high}`);
 }
+
+const handedOut = new Set();
 
 function isFree(port) {
   return new Promise((resolve) => {
@@ -388,7 +405,7 @@ export async function startBufferingProxy(target) {
       return new Promise((resolve) => server.close(() => resolve()));
     },
   };
-  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  await listenOnFreePort(server);
   proxy.port = server.address().port;
   proxy.base = `http://127.0.0.1:${proxy.port}/mqtt`;
   return proxy;
@@ -447,9 +464,21 @@ export async function startProxy(target) {
       else client.write(chunk);
     });
   });
-  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  await listenOnFreePort(server);
   proxy.port = server.address().port;
   return proxy;
+}
+
+/** Listens on a free loopback port (within MQTTGW_TEST_PORTS when set). */
+async function listenOnFreePort(server) {
+  const port = PORT_RANGE ? await freePort() : 0;
+  await new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, "127.0.0.1", () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
 }
 
 function reset(socket) {
