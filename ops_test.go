@@ -23,6 +23,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddy-mqtt/mqttgateway/session"
+	"github.com/caddy-mqtt/mqttgateway/transport"
 	"github.com/caddy-mqtt/mqttgateway/transport/gwclient"
 )
 
@@ -372,4 +373,21 @@ func TestHookMetricsCountDecisions(t *testing.T) {
 		`mqtt_gateway_hook_calls_total{action="publish",gateway="hook-metrics",result="allow"} 1`,
 		`mqtt_gateway_hook_duration_seconds_count{action="subscribe",gateway="hook-metrics"} 3`,
 	})
+}
+
+// A /send for a session this gateway does not hold is counted by code:
+// behind a load balancer without affinity they come in streams, and the
+// operator saw nothing of them.
+func TestRefusedSendsAreCounted(t *testing.T) {
+	mq := startMosquitto(t)
+	url, metricsPort := gatewayWithMetrics(t, "sends-test", mq.port, "")
+	send := strings.Replace(strings.Replace(url, "ws://", "http://", 1), "/ws", "/send", 1)
+	var unknown [16]byte
+	for range 2 {
+		body := transport.AppendSend(nil, unknown, unknown, 0, false)
+		if status, frames := post(t, send, body, nil); status != http.StatusNotFound || len(frames) != 1 || frames[0].Code != session.CodeSessionUnknown {
+			t.Fatalf("/send for an unknown session: %d %+v, want 404 and 4010", status, frames)
+		}
+	}
+	expectMetrics(t, metricsPort, []string{`mqtt_gateway_sends_refused_total{code="4010",gateway="sends-test"} 2`})
 }

@@ -26,6 +26,7 @@ type Metrics struct {
 	BytesOut       *prometheus.CounterVec // transport
 	Publishes      *prometheus.CounterVec // result: web client publishes to brokers
 	Recoveries     *prometheus.CounterVec // result: ok, gap, unknown, ...
+	SendsRefused   *prometheus.CounterVec // code: /send requests for a session not here
 	HookCalls      *prometheus.CounterVec // action, result
 	HookDuration   *prometheus.HistogramVec
 }
@@ -56,6 +57,7 @@ func newMetrics(gateway string) *Metrics {
 		BytesOut:       counter("bytes_out_total", "Bytes written to clients.", "transport"),
 		Publishes:      counter("publishes_total", "Publishes of web clients, by result: ok, error (the broker's), refused (the gateway's).", "result"),
 		Recoveries:     counter("recoveries_total", "Session rebinds, by result.", "result"),
+		SendsRefused:   counter("sends_refused_total", "/send requests refused, by code: 4010, a session this gateway does not hold (behind a load balancer, missing affinity), 4011, a wrong secret.", "code"),
 		HookCalls:      counter("hook_calls_total", "Authentication and authorization decisions, by action and result.", "action", "result"),
 		HookDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "mqtt_gateway", Name: "hook_duration_seconds",
 			Help: "Time to a hook decision.", ConstLabels: labels, Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}},
@@ -68,7 +70,7 @@ func newMetrics(gateway string) *Metrics {
 func (m *Metrics) Register(r prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{m.Sessions, m.SessionsOpened, m.SessionsClosed, m.Connections,
 		m.BrokerClients, m.BrokerUp, m.Subscriptions, m.MessagesIn, m.MessagesOut, m.Conflated, m.Dropped,
-		m.BytesOut, m.Publishes, m.Recoveries, m.HookCalls, m.HookDuration} {
+		m.BytesOut, m.Publishes, m.Recoveries, m.SendsRefused, m.HookCalls, m.HookDuration} {
 		if err := r.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

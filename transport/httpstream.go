@@ -6,9 +6,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/caddy-mqtt/mqttgateway/session"
 )
@@ -308,6 +311,7 @@ func (s *Server) ServeSend(w http.ResponseWriter, r *http.Request) error {
 	}
 	sess, e := s.Manager.Lookup(head.Session, head.Secret)
 	if e != nil {
+		s.sendRefused(r, e)
 		AnswerError(w, statusFor(e.Code), e)
 		return nil
 	}
@@ -355,4 +359,19 @@ func firstFrame(unit []byte, f *Frame) (rest []byte, ok bool) {
 		return nil, false
 	}
 	return rest, true
+}
+
+// sendRefused counts and logs (at most once per 10 s) a /send for a session
+// this gateway does not hold: after a restart a client sends one, but a
+// stream of them means a load balancer sends a session's requests to
+// instances that do not hold it.
+func (s *Server) sendRefused(r *http.Request, e *session.Error) {
+	s.Manager.Metrics().SendsRefused.WithLabelValues(strconv.Itoa(int(e.Code))).Inc()
+	if e.Code != session.CodeSessionUnknown {
+		return
+	}
+	if skipped, ok := s.unknownSends.Allow(); ok {
+		s.Log.Warn("/send for a session this gateway does not hold; if there are many, is the load balancer sticky?",
+			zap.String("remote", r.RemoteAddr), zap.Int("refused_before_unlogged", skipped))
+	}
 }

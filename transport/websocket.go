@@ -33,6 +33,9 @@ type Server struct {
 	once     sync.Once
 	upgrader websocket.Upgrader
 	stops    serverStops
+	// unknownSends limits the log of /send requests for sessions this
+	// gateway does not hold.
+	unknownSends session.LogLimiter
 }
 
 // Timeouts of the transport layer.
@@ -58,6 +61,7 @@ func (s *Server) maxFirstUnit() int { return min(MaxFirstUnit, s.maxFrame()) }
 
 func (s *Server) init() {
 	s.once.Do(func() {
+		s.unknownSends.Every = 10 * time.Second
 		s.upgrader = websocket.Upgrader{
 			ReadBufferSize:  512, // clients send little; idle sessions hold this
 			WriteBufferSize: 4096,
