@@ -9,10 +9,13 @@ import (
 
 // The frequency limits of a session's subscriptions, per stream: what each
 // client asked for on each filter, and the interval in force after the
-// server's and the user's caps. A topic index finds the filters that match
-// a message's topic in time that does not grow with their number: a
-// session may hold thousands of limited filters (16 clients × 256), and
-// admit runs for every message on the broker connection's goroutine.
+// server's and the user's caps. While any limit is in force, a topic index
+// finds the filters that match a message's topic in time that does not
+// grow with their number: a session may hold thousands of limited filters
+// (16 clients × 256), and admit runs for every message on the broker
+// connection's goroutine. Without limits admit does not run, and the index
+// (a few hundred bytes per filter) is not kept: most sessions are idle
+// dashboards, and their memory is the gateway's.
 
 // freqLimit is one client's limit on one subscription.
 type freqLimit struct {
@@ -22,7 +25,7 @@ type freqLimit struct {
 
 type freqTable struct {
 	byFilter map[string]map[*Client]freqLimit
-	index    topic.Index[*Client]
+	index    *topic.Index[*Client] // while the session has limits in force
 }
 
 // interval is the least restrictive limit of the filters matching name (a
@@ -32,13 +35,57 @@ func (ft *freqTable) interval(name string) (interval time.Duration, matched bool
 	if ft == nil {
 		return 0, false
 	}
-	ft.index.Match(name, func(filter string, c *Client) {
+	take := func(filter string, c *Client) {
 		iv := ft.byFilter[filter][c].interval
 		if !matched || iv < interval {
 			interval, matched = iv, true
 		}
-	})
+	}
+	if ft.index != nil {
+		ft.index.Match(name, take)
+		return interval, matched
+	}
+	for filter, byClient := range ft.byFilter { // not indexed: no limit in force
+		if topic.Match(filter, name) {
+			for c := range byClient {
+				take(filter, c)
+			}
+		}
+	}
 	return interval, matched
+}
+
+// indexFreqs makes the index of every table that lacks one, once a limit
+// is in force; dropFreqIndexes forgets them when none is. Called with s.mu
+// held.
+func (s *Session) indexFreqs() {
+	for _, ft := range s.freqs {
+		if ft.index != nil {
+			continue
+		}
+		ft.index = new(topic.Index[*Client])
+		for filter, byClient := range ft.byFilter {
+			for c := range byClient {
+				ft.index.Add(filter, c)
+			}
+		}
+	}
+}
+
+func (s *Session) dropFreqIndexes() {
+	for _, ft := range s.freqs {
+		ft.index = nil
+	}
+}
+
+// indexAsNeeded keeps the indexes while, and only while, a limit is in
+// force. Called with s.mu held.
+func (s *Session) indexAsNeeded() {
+	if s.throttled > 0 {
+		s.indexFreqs()
+	} else {
+		s.dropFreqIndexes()
+	}
 }
 
 // setFrequency records a client's subscription limit, asked in messages
@@ -60,11 +107,14 @@ func (s *Session) setFrequency(c *Client, stream uint64, filter string, asked fl
 	}
 	lim := freqLimit{asked: asked, interval: s.mgr.interval(asked, s.capFrequency)}
 	byClient[c] = lim
-	ft.index.Add(filter, c)
+	if ft.index != nil {
+		ft.index.Add(filter, c)
+	}
 	if lim.interval > 0 {
 		s.throttled++
 		s.ensureGate()
 	}
+	s.indexAsNeeded()
 	s.releaseHeld()
 }
 
@@ -81,10 +131,13 @@ func (s *Session) clearFrequency(c *Client, stream uint64, filter string) {
 		return
 	}
 	delete(byClient, c)
-	ft.index.Remove(filter, c)
+	if ft.index != nil {
+		ft.index.Remove(filter, c)
+	}
 	if lim.interval > 0 {
 		s.throttled--
 	}
+	s.indexAsNeeded()
 	if len(byClient) == 0 {
 		delete(ft.byFilter, filter)
 	}
@@ -123,6 +176,7 @@ func (s *Session) reapplyLimits() {
 	if s.throttled > 0 {
 		s.ensureGate()
 	}
+	s.indexAsNeeded()
 	s.releaseHeld()
 	asked := s.askedBandwidth
 	s.mu.Unlock()
