@@ -435,13 +435,13 @@ func (h *Hub) onDown() bool {
 		h.noticeClients(Errorf(CodeBrokerUnavailable, "broker %q unavailable; subscriptions come back when it returns", h.br().cfg.Name))
 	}
 	h.mu.Unlock()
-	if poisoned && !closed {
-		go h.startAfresh()
-		return false
-	}
 	if !closed {
 		h.log.Warn("broker connection lost", zap.String("broker", h.br().cfg.Name), zap.Uint64("stream", h.stream))
 		h.emit("broker_down", map[string]any{"broker": h.br().cfg.Name, "mode": h.mode()})
+	}
+	if poisoned && !closed {
+		go h.startAfresh() // a new connection manager: this one stops here
+		return false
 	}
 	h.ackMu.Lock()
 	clear(h.pendingAcks) // the broker redelivers them on the next connection
