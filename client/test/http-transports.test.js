@@ -121,6 +121,9 @@ for (const transport of ["streaming", "polling"]) {
         return go().then(() => Promise.reject(new TypeError("fetch failed (answer lost)")));
       };
       await c.publish(`${topic}/a`, "a", 1);
+      // Its RESULT may come by the stream before the client has handled the lost
+      // answer: the second failure must not fall into the first rebind.
+      await waitFor(() => events.some((e) => e !== "start"), { what: "the first rebind complete" });
       // 2. The PUBLISH never reaches the gateway: it must go again.
       fetches.intercept = (call) => {
         if (!hasPublish(call)) return null;
