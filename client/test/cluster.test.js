@@ -93,13 +93,16 @@ test("clients on two instances exchange messages; when one dies its clients move
     await clients.find(({ s }) => s.state === "open")?.c.publish("cluster/after", "after the kill", 1).catch(() => {});
     return clients.every(({ c }) => c.got.includes("after the kill"));
   };
-  await waitFor(probe, { timeout: 5000, interval: 250, what: "every client receiving after the kill" });
+  // A client may try the dead instance a few times before the balancer gives up on it,
+  // each retry after a growing delay (0.25, 0.5, 1, 2, 4 s): usually it takes 0.3-2 s,
+  // on a loaded machine 4-5 s were seen, and a bound that tight was a flaky test.
+  await waitFor(probe, { timeout: 15000, interval: 250, what: "every client receiving after the kill" });
   const recovered = Date.now() - killedAt;
   // The clients of the killed instance got a new session on the other one, flagged
   // as possibly lossy; the others never noticed.
   const moved = clients.filter(({ c }) => c.reconnected.some((r) => r.messagesMayHaveBeenLost));
   assert.equal(moved.length, onKilled, `${moved.length} clients moved, ${onKilled} were on the killed instance`);
   assert.equal(await sessionsOn(instances[1]), clients.length);
-  assert.ok(recovered <= 5000, `recovered in ${recovered} ms`);
+  assert.ok(recovered <= 15000, `recovered in ${recovered} ms`);
   for (const { s } of clients) await s.close();
 });
