@@ -43,10 +43,13 @@ func subID(p *paho.Publish) int {
 // duplicate reports whether p is another copy of the previous message, and
 // records p otherwise. epoch counts the hub's SUBSCRIBEs: the broker's
 // answer to a new SUBSCRIBE (its retained messages) may repeat the previous
-// message under a new identifier without being a copy of it.
+// message under a new identifier without being a copy of it. Only a
+// retained message can be such an answer: a SUBSCRIBE sent between two
+// copies of a live one (the receive goroutine can lag) does not make the
+// second one news.
 func (d *dupRun) duplicate(p *paho.Publish, epoch uint64) bool {
 	id := subID(p)
-	if id != 0 && len(d.ids) > 0 && epoch == d.epoch && p.Topic == d.topic && p.Retain == d.retain &&
+	if id != 0 && len(d.ids) > 0 && (epoch == d.epoch || !p.Retain) && p.Topic == d.topic && p.Retain == d.retain &&
 		bytes.Equal(p.Payload, d.payload) && !slices.Contains(d.ids, id) {
 		d.ids = append(d.ids, id)
 		return true
