@@ -6,7 +6,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -93,14 +92,11 @@ func (s *originSet) allows(origin string) bool {
 	return false
 }
 
-// refusedOrigins logs refused origins, at most one line per refusedLogEvery,
-// so a page cannot flood the log.
+// refusedOrigins logs refused origins, at most one line per 10 s
+// (session.LogLimiter), so a page cannot flood the log.
 type refusedOrigins struct{ session.LogLimiter }
 
-const refusedLogEvery = 10 * time.Second
-
 func (l *refusedOrigins) log(logger *zap.Logger, origin string, r *http.Request) {
-	l.Every = refusedLogEvery
 	skipped, ok := l.Allow()
 	if !ok {
 		return

@@ -5,16 +5,16 @@ import (
 	"time"
 )
 
-// LogLimiter lets a kind of warning through at most once per Every, so
+// LogLimiter lets a kind of warning through at most once per logEvery, so
 // that a client cannot flood the log with its refusals; the next line
-// counts the ones left out.
+// counts the ones left out. The zero value is ready to use.
 type LogLimiter struct {
-	Every time.Duration
-
 	mu      sync.Mutex
 	last    time.Time
 	skipped int
 }
+
+const logEvery = 10 * time.Second
 
 // Allow reports whether to log now and how many were left out since the
 // last line.
@@ -22,7 +22,7 @@ func (l *LogLimiter) Allow() (skipped int, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := time.Now()
-	if !l.last.IsZero() && now.Sub(l.last) < l.Every {
+	if !l.last.IsZero() && now.Sub(l.last) < logEvery {
 		l.skipped++
 		return 0, false
 	}

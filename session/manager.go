@@ -128,7 +128,7 @@ type Manager struct {
 
 // NewManager prepares the brokers (starting embedded ones) for a gateway.
 func NewManager(cfg Config) (*Manager, error) {
-	m := &Manager{log: cfg.Logger, refusedOpens: LogLimiter{Every: 10 * time.Second}, brokers: map[string]*brokerRuntime{},
+	m := &Manager{log: cfg.Logger, brokers: map[string]*brokerRuntime{},
 		sessions: map[[16]byte]*Session{}, hubs: map[string]*Hub{}, metrics: newMetrics(cfg.Name)}
 	if m.log == nil {
 		m.log = zap.NewNop()

@@ -61,7 +61,6 @@ func (s *Server) maxFirstUnit() int { return min(MaxFirstUnit, s.maxFrame()) }
 
 func (s *Server) init() {
 	s.once.Do(func() {
-		s.unknownSends.Every = 10 * time.Second
 		s.upgrader = websocket.Upgrader{
 			ReadBufferSize:  512, // clients send little; idle sessions hold this
 			WriteBufferSize: 4096,
