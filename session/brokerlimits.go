@@ -50,13 +50,17 @@ func refusedByBroker(what string, err error) *Error {
 	return Errorf(CodeBrokerRejected, "the broker does not take this %s: %s", what, TrimText(why))
 }
 
-// tooLarge refuses a packet of size bytes the broker would not take.
-func (h *Hub) tooLarge(what string, size int) *Error {
+// tooLarge refuses a packet the broker would not take. The packet is
+// measured only when the broker announced a limit: measuring encodes it.
+func (h *Hub) tooLarge(what string, size func() int) *Error {
 	max := h.maxPacket.Load()
-	if max == 0 || size <= int(max) {
+	if max == 0 {
 		return nil
 	}
-	return Errorf(CodeMessageTooLarge, "the broker takes packets of at most %d bytes; this %s would be %d", max, what, size)
+	if n := size(); n > int(max) {
+		return Errorf(CodeMessageTooLarge, "the broker takes packets of at most %d bytes; this %s would be %d", max, what, n)
+	}
+	return nil
 }
 
 // unsubscribeFits reports whether an UNSUBSCRIBE whose filters take used
@@ -67,19 +71,9 @@ func (h *Hub) unsubscribeFits(used int, filter string) bool {
 	return max == 0 || 5+2+1+used+2+len(filter) <= int(max)
 }
 
-// publishSize is the size of p on the wire, as paho will encode it.
-func publishSize(p *paho.Publish) int {
-	return packetSize(p.Packet().Buffers())
-}
-
-// subscribeSize is the size on the wire of the SUBSCRIBE reconcile sends.
-func subscribeSize(s *paho.Subscribe) int {
-	return packetSize(s.Packet().Buffers())
-}
-
-// packetSize adds the fixed header to a packet's variable header and
-// payload: one byte of type and flags and the remaining length, a
-// variable byte integer.
+// packetSize is the size on the wire of a packet as paho encodes it (its
+// Buffers): the variable header and payload, and the fixed header, one
+// byte of type and flags and the remaining length, a variable byte integer.
 func packetSize(body net.Buffers) int {
 	n := 0
 	for _, b := range body {

@@ -722,7 +722,7 @@ func (h *Hub) publish(ctx context.Context, arrived time.Time, p *paho.Publish) *
 	if err := h.awaitUp(ctx, arrived); err != nil {
 		return err
 	}
-	if err := h.tooLarge("publish", publishSize(p)); err != nil {
+	if err := h.tooLarge("publish", func() int { return packetSize(p.Packet().Buffers()) }); err != nil {
 		return err
 	}
 	timeout := time.Duration(h.br().cfg.ConnectTimeout)

@@ -132,7 +132,7 @@ func (h *Hub) subscribeOne(ctx context.Context, s subscribeOp) bool {
 	}
 	var suback *paho.Suback
 	var err error
-	refused := h.tooLarge("SUBSCRIBE", subscribeSize(sub))
+	refused := h.tooLarge("SUBSCRIBE", func() int { return packetSize(sub.Packet().Buffers()) })
 	if refused == nil {
 		h.subEpoch.Add(1)
 		c := h.call(ctx, time.Duration(h.br().cfg.ConnectTimeout))
