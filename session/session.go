@@ -248,9 +248,7 @@ func (s *Session) pushLocked(e Event) {
 			s.mgr.metrics.Conflated.Inc()
 		case o.full(&e):
 			if e.Msg.QoS > 0 && s.mgr.config().OverflowClose {
-				// Runs asynchronously: the caller may hold a hub's lock.
-				s.closed = Errorf(CodeOverflow, "too many messages queued for a slow client")
-				go s.finish()
+				s.overflowed("too many messages queued for a slow client")
 				return
 			}
 			s.mgr.metrics.Dropped.Inc()
@@ -267,8 +265,7 @@ func (s *Session) pushLocked(e Event) {
 			// A client that sends requests and does not read their
 			// RESULTs (which are never dropped) would have the gateway
 			// queue them without end: 250,000 from one 1 MB message.
-			s.closed = Errorf(CodeOverflow, "too many results queued: the client does not read them")
-			go s.finish()
+			s.overflowed("too many results queued: the client does not read them")
 			return
 		}
 		o.pushResult(e)
@@ -292,6 +289,13 @@ func (s *Session) push(e Event) {
 	s.mu.Lock()
 	s.pushLocked(e)
 	s.mu.Unlock()
+}
+
+// overflowed ends the session with 4050 from pushLocked, with s.mu held.
+// The release runs on its own goroutine: the caller may hold a hub's lock.
+func (s *Session) overflowed(why string) {
+	s.closed = Errorf(CodeOverflow, "%s", why)
+	go s.finish()
 }
 
 // resultsFactor: unwritten frames may reach this many times the queue's
