@@ -91,43 +91,50 @@ export class Heartbeat {
 }
 
 /**
- * Reconnection delay for the n-th consecutive attempt (0-based): exponential from
- * ~250 ms, capped at 5 s, with jitter (50-100 % of the step) so that thousands of tabs
- * cut off by the same gateway restart do not come back in lock-step.
+ * The n-th delay (0-based) of a schedule doubling from `first` ms up to `cap` ms, each
+ * drawn between half and all of its step: the jitter keeps the many tabs one event cut
+ * off (a gateway or broker restart) from all coming back in the same instant.
+ * @param {number} n
+ * @param {number} first
+ * @param {number} cap
+ * @param {() => number} random
+ */
+function doublingDelay(n, first, cap, random) {
+  const step = Math.min(cap, first * 2 ** Math.min(n, 30));
+  return Math.round(step * (0.5 + random() * 0.5));
+}
+
+/**
+ * Reconnection delay for the n-th consecutive attempt (0-based) to reach the gateway:
+ * from ~250 ms, capped at 5 s.
  * @param {number} attempt
  * @param {() => number} [random]
  */
 export function backoffDelay(attempt, random = Math.random) {
-  const step = Math.min(5000, 250 * 2 ** Math.min(attempt, 10));
-  return Math.round(step * (0.5 + random() * 0.5));
+  return doublingDelay(attempt, 250, 5000, random);
 }
 
 /**
  * Delay before the n-th consecutive attempt (0-based) of a dedicated client's automatic
- * reconnection to its broker (connect option `reconnect`): a step of 1 s doubling up to
- * 30 s, as Paho's 1 s doubling (up to 128 s) but capped lower because a web page waits
- * on it. Each delay is drawn between half and all of its step, so that the many pages
- * whose clients a broker restart cut off do not all reconnect in the same instant.
+ * reconnection to its broker (connect option `reconnect`): from 1 s up to 30 s, as
+ * Paho's 1 s doubling (up to 128 s) but capped lower because a web page waits on it.
  * @param {number} attempt
  * @param {() => number} [random]
  */
 export function brokerReconnectDelay(attempt, random = Math.random) {
-  const step = Math.min(30000, 1000 * 2 ** Math.min(attempt, 5));
-  return Math.round(step * (0.5 + random() * 0.5));
+  return doublingDelay(attempt, 1000, 30000, random);
 }
 
 /**
  * Delay before opening a fresh session after the n-th (0-based) session in a row that
- * the gateway lost soon after opening it (session.js, QUICK_LOSS_MS): a step of 1 s
- * doubling up to 30 s, each delay drawn between half and all of its step. A setup
- * that loses every session (a load balancer without affinity) then costs the gateway a
- * session every 30 s per client instead of hundreds a second.
+ * the gateway lost soon after opening it (session.js, QUICK_LOSS_MS): from 1 s up to
+ * 30 s. A setup that loses every session (a load balancer without affinity) then costs
+ * the gateway a session every 30 s per client instead of hundreds a second.
  * @param {number} n
  * @param {() => number} [random]
  */
 export function freshSessionDelay(n, random = Math.random) {
-  const step = Math.min(30000, 1000 * 2 ** Math.min(n, 5));
-  return Math.round(step * (0.5 + random() * 0.5));
+  return doublingDelay(n, 1000, 30000, random);
 }
 
 /**
