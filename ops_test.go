@@ -1,6 +1,7 @@
 package mqttgateway
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -282,6 +283,67 @@ func TestBrokerTLS(t *testing.T) {
 	}
 	if _, _, err := c.Connect(ctx, session.ConnectParams{Broker: "anonymous"}); errCode(err) != session.CodeBrokerUnavailable {
 		t.Fatalf("no client certificate for a broker that requires one: %v", err)
+	}
+}
+
+// ws:// and wss:// brokers: Mosquitto's WebSocket listeners, one with TLS
+// from a custom CA. Messages flow both ways, a large one too (a broker's
+// WebSocket messages need not follow MQTT packets), and messages published
+// straight to the broker reach web clients through them.
+func TestBrokerOverWebSocket(t *testing.T) {
+	dir, err := os.MkdirTemp("", "mqttgw-wss-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o755)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	ca, cert, key := testPKI(t, dir, "127.0.0.1")
+	os.Chmod(key, 0o644) // mosquitto drops to its own user
+	wsPort, wssPort := freePort(t), freePort(t)
+	mq := startMosquittoWith(t, func(string) string {
+		return fmt.Sprintf("allow_anonymous true\nlistener %d 127.0.0.1\nprotocol websockets\nlistener %d 127.0.0.1\nprotocol websockets\ncertfile %s\nkeyfile %s\n", wsPort, wssPort, cert, key)
+	})
+	waitPort(t, wsPort)
+	waitPort(t, wssPort)
+
+	httpPort := freePort(t)
+	startCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	mqtt_gateway /mqtt/* {
+		broker plain ws://127.0.0.1:%d
+		broker secure wss://127.0.0.1:%d {
+			tls {
+				ca %s
+			}
+		}
+	}
+}
+`, httpPort, wsPort, wssPort, ca))
+	c := dial(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort))
+	ctx := ctx10(t)
+	// Larger than a WebSocket read buffer on either side. (Not much larger:
+	// Mosquitto's listener takes a service tick of up to 100 ms for each
+	// 4 KB of an incoming message, its issue 2252.)
+	large := bytes.Repeat([]byte("0123456789"), 2_000)
+	for _, broker := range []string{"plain", "secure"} {
+		h, _, err := c.Connect(ctx, session.ConnectParams{Broker: broker})
+		if err != nil {
+			t.Fatalf("%s: %v", broker, err)
+		}
+		if _, err := c.Subscribe(ctx, h, broker+"/#", 1); err != nil {
+			t.Fatalf("%s: %v", broker, err)
+		}
+		for _, payload := range [][]byte{[]byte("small"), large} {
+			if err := c.Publish(ctx, h, session.PublishParams{Topic: broker + "/x", QoS: 1, Payload: payload}); err != nil {
+				t.Fatalf("%s: %v", broker, err)
+			}
+			if f := nextMessage(t, c); !bytes.Equal(f.Publish.Payload, payload) {
+				t.Fatalf("%s: got %d bytes on %q, want %d", broker, len(f.Publish.Payload), f.Publish.Topic, len(payload))
+			}
+		}
+		mosquittoPub(t, mq.port, "-t", broker+"/direct", "-m", "from the broker")
+		if f := nextMessage(t, c); string(f.Publish.Payload) != "from the broker" {
+			t.Fatalf("%s: %+v", broker, f)
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -242,7 +243,14 @@ func (h *Hub) connect() error {
 		keepAlive = uint16(time.Duration(br.cfg.KeepAlive) / time.Second)
 	}
 	cfg := autopaho.ClientConfig{
-		ServerUrls:                    []*url.URL{server},
+		ServerUrls: []*url.URL{server},
+		AttemptConnection: func(ctx context.Context, c autopaho.ClientConfig, u *url.URL) (net.Conn, error) {
+			conn, err := dialBroker(ctx, u, c.TlsCfg, c.ConnectTimeout)
+			if err != nil {
+				return nil, err
+			}
+			return &brokerConn{Conn: conn}, nil
+		},
 		TlsCfg:                        br.cfg.tlsConfig,
 		KeepAlive:                     keepAlive,
 		ConnectTimeout:                time.Duration(br.cfg.ConnectTimeout),

@@ -1,0 +1,132 @@
+package session
+
+import (
+	"net"
+	"slices"
+	"sync"
+)
+
+// brokerConn is one network connection to a broker, as paho writes to it.
+//
+// paho writes each MQTT packet as a few buffers between Lock and Unlock
+// (it locks any conn that is a sync.Locker). brokerConn gathers them and
+// writes the packet in one go when it is complete: one writev on TCP, one
+// TLS record or WebSocket message otherwise. When that write fails for a
+// QoS 1 or 2 PUBLISH, unsent hears of it: the session state may have to
+// send it on the connection that replaced this one (resend.go).
+type brokerConn struct {
+	net.Conn
+	unsent func(c *brokerConn, packetID uint16, packet []byte)
+
+	mu      sync.Mutex
+	parts   [][]byte // the buffers of the packet being written
+	have    int      // their length so far
+	want    int      // the packet's length, from its fixed header; 0 before it
+	sending [][]byte // parts, for net.Buffers to consume
+	joined  []byte   // parts in one buffer, for conns without writev
+}
+
+func (c *brokerConn) Lock() { c.mu.Lock() }
+
+// Unlock ends a packet. One left incomplete (paho stops writing a packet
+// only on an error, which Write never returns early) is written as it is.
+func (c *brokerConn) Unlock() {
+	if len(c.parts) > 0 {
+		c.flush()
+	}
+	c.mu.Unlock()
+}
+
+// Write takes one buffer of the packet being written (the caller holds the
+// lock) and writes the packet once it has all of it, returning that
+// write's error with the last buffer, as a write of the whole would.
+func (c *brokerConn) Write(b []byte) (int, error) {
+	if c.want == 0 {
+		n, ok := packetLength(b)
+		if !ok {
+			// Not a fixed header paho wrote: pass it through as it is.
+			return c.Conn.Write(b)
+		}
+		c.want = n
+	}
+	c.parts = append(c.parts, b)
+	c.have += len(b)
+	if c.have < c.want {
+		return len(b), nil
+	}
+	if err := c.flush(); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+// flush writes the gathered packet. If that fails for a QoS 1/2 PUBLISH,
+// unsent hears of it (on a goroutine of its own: it takes other locks).
+func (c *brokerConn) flush() error {
+	var err error
+	if _, isTCP := c.Conn.(*net.TCPConn); isTCP {
+		c.sending = append(c.sending[:0], c.parts...)
+		bufs := net.Buffers(c.sending)
+		_, err = bufs.WriteTo(c.Conn)
+	} else {
+		c.joined = c.joined[:0]
+		for _, p := range c.parts {
+			c.joined = append(c.joined, p...)
+		}
+		_, err = c.Conn.Write(c.joined)
+	}
+	if err != nil && c.unsent != nil {
+		packet := slices.Concat(c.parts...)
+		if id, ok := publishPacketID(packet); ok {
+			go c.unsent(c, id, packet)
+		}
+	}
+	clear(c.parts) // the buffers are paho's: keep none
+	clear(c.sending)
+	c.parts, c.sending = c.parts[:0], c.sending[:0]
+	if cap(c.joined) > 64<<10 {
+		c.joined = nil // a large payload's copy is not kept for ever
+	}
+	c.have, c.want = 0, 0
+	return err
+}
+
+// packetLength is the length of a whole MQTT packet from its fixed header
+// (the type byte and the Remaining Length), or false if header is not one.
+func packetLength(header []byte) (int, bool) {
+	n, shift := 0, 0
+	for i := 1; i < len(header) && i <= 4; i++ {
+		n |= int(header[i]&0x7f) << shift
+		if header[i]&0x80 == 0 {
+			return i + 1 + n, true
+		}
+		shift += 7
+	}
+	return 0, false
+}
+
+// publishPacketID is the packet identifier of an encoded QoS 1 or 2
+// PUBLISH, or false if packet is something else or too short to say.
+func publishPacketID(packet []byte) (uint16, bool) {
+	if len(packet) < 2 || packet[0]>>4 != 3 {
+		return 0, false
+	}
+	if qos := packet[0] >> 1 & 3; qos != 1 && qos != 2 {
+		return 0, false
+	}
+	i := 1
+	for ; packet[i]&0x80 != 0; i++ { // the Remaining Length
+		if i == 4 || i+1 >= len(packet) {
+			return 0, false
+		}
+	}
+	i++
+	if i+2 > len(packet) {
+		return 0, false
+	}
+	i += 2 + (int(packet[i])<<8 | int(packet[i+1])) // the topic
+	if i+2 > len(packet) {
+		return 0, false
+	}
+	return uint16(packet[i])<<8 | uint16(packet[i+1]), true
+}

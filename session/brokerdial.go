@@ -1,0 +1,98 @@
+package session
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"golang.org/x/net/proxy"
+)
+
+// dialBroker makes one attempt at a network connection to a broker, for
+// the schemes a broker url may have. The gateway dials rather than leaving
+// it to autopaho so that each connection is a *brokerConn its session state
+// can tell apart (see resend.go). It does what autopaho's dialers do: the
+// all_proxy environment variable for TCP, the http(s)_proxy ones and the
+// "mqtt" subprotocol for WebSocket.
+func dialBroker(ctx context.Context, u *url.URL, tlsCfg *tls.Config, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	switch u.Scheme {
+	case "mqtt":
+		return proxy.Dial(ctx, "tcp", u.Host)
+	case "mqtts":
+		raw, err := proxy.Dial(ctx, "tcp", u.Host)
+		if err != nil {
+			return nil, err
+		}
+		conn := tls.Client(raw, tlsCfg)
+		if err := conn.HandshakeContext(ctx); err != nil {
+			raw.Close()
+			return nil, err
+		}
+		return conn, nil
+	case "ws", "wss":
+		d := *websocket.DefaultDialer
+		d.TLSClientConfig = tlsCfg
+		d.Subprotocols = []string{"mqtt"}
+		ws, _, err := d.DialContext(ctx, u.String(), nil)
+		if err != nil {
+			return nil, fmt.Errorf("websocket connection failed: %w", err)
+		}
+		return &wsStream{Conn: ws}, nil
+	}
+	return nil, fmt.Errorf("unsupported scheme %q", u.Scheme)
+}
+
+// wsStream is a WebSocket connection as the byte stream MQTT runs on: each
+// Write is one binary message, and Read goes on from one message to the
+// next. Writes are serialized by the brokerConn around it.
+type wsStream struct {
+	*websocket.Conn
+	readMu sync.Mutex
+	r      io.Reader // the message being read, nil between messages
+}
+
+func (c *wsStream) Write(p []byte) (int, error) {
+	if err := c.WriteMessage(websocket.BinaryMessage, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (c *wsStream) Read(p []byte) (int, error) {
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	for {
+		if c.r == nil {
+			var err error
+			if _, c.r, err = c.NextReader(); err != nil {
+				return 0, err
+			}
+		}
+		n, err := c.r.Read(p)
+		if err == io.EOF {
+			c.r = nil
+			if n == 0 {
+				continue
+			}
+			err = nil
+		}
+		return n, err
+	}
+}
+
+// SetDeadline sets both deadlines. (A WebSocket connection whose deadline
+// passed is broken for good, unlike a net.Conn; paho sets none.)
+func (c *wsStream) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.SetWriteDeadline(t)
+}
