@@ -242,6 +242,7 @@ func (h *Hub) connect() error {
 	if keepAlive == 0 {
 		keepAlive = uint16(time.Duration(br.cfg.KeepAlive) / time.Second)
 	}
+	sess := newResendingSession()
 	cfg := autopaho.ClientConfig{
 		ServerUrls: []*url.URL{server},
 		AttemptConnection: func(ctx context.Context, c autopaho.ClientConfig, u *url.URL) (net.Conn, error) {
@@ -249,7 +250,7 @@ func (h *Hub) connect() error {
 			if err != nil {
 				return nil, err
 			}
-			return &brokerConn{Conn: conn}, nil
+			return &brokerConn{Conn: conn, unsent: sess.unsent}, nil
 		},
 		TlsCfg:                        br.cfg.tlsConfig,
 		KeepAlive:                     keepAlive,
@@ -281,6 +282,7 @@ func (h *Hub) connect() error {
 		},
 		ClientConfig: paho.ClientConfig{
 			ClientID:                   o.clientID,
+			Session:                    sess,
 			OnPublishReceived:          []func(paho.PublishReceived) (bool, error){h.onPublish},
 			EnableManualAcknowledgment: h.dedicated,
 		},

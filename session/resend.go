@@ -1,0 +1,142 @@
+package session
+
+import (
+	"bytes"
+	"io"
+	"sync"
+
+	"github.com/eclipse/paho.golang/packets"
+	"github.com/eclipse/paho.golang/paho/session/state"
+	"github.com/eclipse/paho.golang/paho/store/memory"
+)
+
+// resendingSession is paho's session state with a repair for a race in
+// paho.golang v0.23.0 (its issue 343): a QoS 1/2 publish that the paho
+// client of a connection began can be stored only after the CONNACK of the
+// next connection resent what was stored. That client then writes it to its
+// own connection, which is closed, and nothing sends it until the next
+// reconnect, which may never come: the publish times out (4044) and the
+// message is lost, or arrives at some later cut.
+//
+// brokerConn reports every QoS 1/2 PUBLISH whose write failed. If the
+// connection now up is another one and its CONNACK's resend did not have
+// the packet, resendingSession writes it there, from the store.
+//
+// It also keeps a PUBREC from meeting a connection change (PacketReceived).
+type resendingSession struct {
+	*state.State
+	store *listedStore
+
+	mu      sync.RWMutex // held to read while answering a PUBREC
+	up      bool
+	current *brokerConn     // the connection of the last CONNACK, nil once lost
+	resent  map[uint16]bool // what was sent again on current
+}
+
+func newResendingSession() *resendingSession {
+	store := &listedStore{Store: memory.New()}
+	return &resendingSession{State: state.New(store, memory.New()), store: store}
+}
+
+func (s *resendingSession) ConAckReceived(conn io.Writer, cp *packets.Connect, ca *packets.Connack) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.up, s.current = false, nil
+	err := s.State.ConAckReceived(conn, cp, ca) // lists the store, resends
+	s.resent = s.store.lastListed()
+	if err == nil {
+		s.up = true
+		s.current, _ = conn.(*brokerConn)
+	}
+	return err
+}
+
+func (s *resendingSession) ConnectionLost(dp *packets.Disconnect) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.up, s.current = false, nil
+	return s.State.ConnectionLost(dp)
+}
+
+// PacketReceived passes packets on to paho's state, a PUBREC only while a
+// connection is up. paho answers a PUBREC with a PUBREL written to its
+// current connection without a lock or a look whether there is one (its
+// issue 343 again): once a connection was lost, that is a nil dereference,
+// which would end the process. A PUBREC that comes too late is dropped:
+// the next connection sends the PUBLISH again, and the broker answers it
+// with a PUBREC again.
+func (s *resendingSession) PacketReceived(recv *packets.ControlPacket, pubChan chan<- *packets.Publish) error {
+	if recv.Type != packets.PUBREC {
+		return s.State.PacketReceived(recv, pubChan)
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if !s.up {
+		return nil
+	}
+	return s.State.PacketReceived(recv, pubChan)
+}
+
+// unsent hears from a brokerConn that writing packet, a PUBLISH with
+// identifier id, failed on conn.
+func (s *resendingSession) unsent(conn *brokerConn, id uint16, packet []byte) {
+	s.mu.Lock()
+	to := s.current
+	if to == nil || to == conn || s.resent[id] {
+		// Down, the next CONNACK sends it; or sent again already.
+		s.mu.Unlock()
+		return
+	}
+	stored, err := s.store.packet(id)
+	if err != nil || !bytes.Equal(stored, packet) {
+		// Acknowledged, or gone with a session the broker did not keep.
+		s.mu.Unlock()
+		return
+	}
+	s.resent[id] = true
+	s.mu.Unlock()
+	to.Lock()
+	to.Write(packet) // a failure here is the next connection's to resend
+	to.Unlock()
+}
+
+// listedStore is paho's memory store for packets the client sent, keeping
+// what it listed last: paho lists it only to resend it after a CONNACK.
+type listedStore struct {
+	*memory.Store
+	listMu sync.Mutex
+	listed map[uint16]bool
+}
+
+func (l *listedStore) List() ([]uint16, error) {
+	ids, err := l.Store.List()
+	listed := make(map[uint16]bool, len(ids))
+	for _, id := range ids {
+		listed[id] = true
+	}
+	l.listMu.Lock()
+	l.listed = listed
+	l.listMu.Unlock()
+	return ids, err
+}
+
+// lastListed is what the last List returned, once.
+func (l *listedStore) lastListed() map[uint16]bool {
+	l.listMu.Lock()
+	defer l.listMu.Unlock()
+	listed := l.listed
+	l.listed = nil
+	if listed == nil {
+		listed = map[uint16]bool{}
+	}
+	return listed
+}
+
+func (l *listedStore) packet(id uint16) ([]byte, error) {
+	r, err := l.Get(id)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return io.ReadAll(r)
+}

@@ -1,0 +1,117 @@
+package session
+
+import (
+	"context"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/packets"
+	"github.com/eclipse/paho.golang/paho"
+	mqtt "github.com/mochi-mqtt/server/v2"
+	mochipackets "github.com/mochi-mqtt/server/v2/packets"
+)
+
+// The interleaving of paho.golang's issue 343, made to happen: the paho
+// client of a connection that is gone stores a QoS 1 publish after the next
+// connection's CONNACK resent the session (autopaho handed that client to
+// the publish just before the cut). The message reaches the broker on the
+// new connection, once, and the publish is acknowledged; paho alone would
+// write it to the closed connection and wait until it times out.
+func TestPublishStoredAfterReconnectReachesBroker(t *testing.T) {
+	broker, err := StartEmbedded("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { broker.Close() })
+	got := make(chan string, 10)
+	broker.Server().Subscribe("resend/#", 1, func(_ *mqtt.Client, _ mochipackets.Subscription, pk mochipackets.Packet) {
+		got <- string(pk.Payload)
+	})
+
+	sess := newResendingSession()
+	connect := func() (*paho.Client, *brokerConn) {
+		raw, err := net.Dial("tcp", broker.URL().Host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn := &brokerConn{Conn: raw, unsent: sess.unsent}
+		c := paho.NewClient(paho.ClientConfig{ClientID: "resend-test", Conn: conn, Session: sess})
+		expiry := uint32(60)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := c.Connect(ctx, &paho.Connect{ClientID: "resend-test", KeepAlive: 30,
+			Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}}); err != nil {
+			t.Fatal(err)
+		}
+		return c, conn
+	}
+	old, oldConn := connect()
+	oldConn.Conn.Close() // the cut
+	<-old.Done()
+	current, _ := connect()
+	t.Cleanup(func() { current.Disconnect(&paho.Disconnect{}) })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := old.Publish(ctx, &paho.Publish{Topic: "resend/x", QoS: 1, Payload: []byte("stored late")}); err != nil {
+		t.Fatalf("the publish was not acknowledged: %v", err)
+	}
+	select {
+	case m := <-got:
+		if m != "stored late" {
+			t.Fatalf("the broker got %q", m)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the broker's subscriber got nothing")
+	}
+	select {
+	case m := <-got:
+		t.Fatalf("a second copy: %q", m)
+	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+// A PUBREC read from a connection just lost, handled after paho's state
+// heard of the loss: the gateway goes on (paho alone would write its PUBREL
+// to no connection, a nil dereference), and the next connection sends the
+// PUBLISH again, for the broker to answer anew.
+func TestPubrecAfterConnectionLost(t *testing.T) {
+	sess := newResendingSession()
+	expiry := uint32(60)
+	cp := &packets.Connect{ClientID: "pubrec", Properties: &packets.Properties{SessionExpiryInterval: &expiry}}
+	a, aPeer := net.Pipe()
+	defer a.Close()
+	go io.Copy(io.Discard, aPeer)
+	if err := sess.ConAckReceived(&brokerConn{Conn: a}, cp, &packets.Connack{}); err != nil {
+		t.Fatal(err)
+	}
+	pub := &packets.Publish{Topic: "t", QoS: 2, Payload: []byte("x")}
+	if err := sess.AddToSession(context.Background(), pub, make(chan packets.ControlPacket, 1)); err != nil {
+		t.Fatal(err)
+	}
+	sess.ConnectionLost(nil)
+	pubrec := &packets.ControlPacket{FixedHeader: packets.FixedHeader{Type: packets.PUBREC}, Content: &packets.Pubrec{PacketID: pub.PacketID}}
+	if err := sess.PacketReceived(pubrec, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	b, bPeer := net.Pipe()
+	defer b.Close()
+	sent := make(chan *packets.ControlPacket, 1)
+	go func() {
+		p, _ := packets.ReadPacket(bPeer)
+		sent <- p
+	}()
+	if err := sess.ConAckReceived(&brokerConn{Conn: b}, cp, &packets.Connack{SessionPresent: true}); err != nil {
+		t.Fatal(err)
+	}
+	p := <-sent
+	if p == nil || p.Type != packets.PUBLISH {
+		t.Fatalf("the next connection got %v, want the PUBLISH again", p)
+	}
+	if again := p.Content.(*packets.Publish); again.PacketID != pub.PacketID || !again.Duplicate {
+		t.Fatalf("sent again: %+v", again)
+	}
+}
