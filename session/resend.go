@@ -2,10 +2,12 @@ package session
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"sync"
 
 	"github.com/eclipse/paho.golang/packets"
+	pahosession "github.com/eclipse/paho.golang/paho/session"
 	"github.com/eclipse/paho.golang/paho/session/state"
 	"github.com/eclipse/paho.golang/paho/store/memory"
 )
@@ -18,14 +20,19 @@ import (
 // reconnect, which may never come: the publish times out (4044) and the
 // message is lost, or arrives at some later cut.
 //
-// brokerConn reports every QoS 1/2 PUBLISH whose write failed. If the
-// connection now up is another one and its CONNACK's resend did not have
-// the packet, resendingSession writes it there, from the store.
+// A CONNACK waits for the publishes being stored (AddToSession), so that
+// none is stored after the resend by a client whose connection was up when
+// it began. A client that autopaho handed the publish before a cut may
+// still begin it only after the CONNACK: brokerConn reports every QoS 1/2
+// PUBLISH whose write failed, and if the connection now up is another one
+// and its CONNACK's resend did not have the packet, resendingSession writes
+// it there, from the store.
 //
 // It also keeps a PUBREC from meeting a connection change (PacketReceived).
 type resendingSession struct {
 	*state.State
 	store *listedStore
+	adds  sync.RWMutex // read by AddToSession, written by ConAckReceived
 
 	mu      sync.RWMutex // held to read while answering a PUBREC
 	up      bool
@@ -38,7 +45,22 @@ func newResendingSession() *resendingSession {
 	return &resendingSession{State: state.New(store, memory.New()), store: store}
 }
 
+// AddToSession stores a packet while no CONNACK is being handled. paho
+// reads the connection's send quota outside its lock here, which a CONNACK
+// replaces (a data race its issue 343 names too).
+func (s *resendingSession) AddToSession(ctx context.Context, packet pahosession.Packet, resp chan<- packets.ControlPacket) error {
+	s.adds.RLock()
+	defer s.adds.RUnlock()
+	return s.State.AddToSession(ctx, packet, resp)
+}
+
 func (s *resendingSession) ConAckReceived(conn io.Writer, cp *packets.Connect, ca *packets.Connack) error {
+	// Publishes waiting for send quota end when the connection they began
+	// on is lost; paho's state assumes that loss if it was not told of it.
+	// Here it must be before waiting for them.
+	s.ConnectionLost(nil)
+	s.adds.Lock()
+	defer s.adds.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.up, s.current = false, nil

@@ -115,3 +115,43 @@ func TestPubrecAfterConnectionLost(t *testing.T) {
 		t.Fatalf("sent again: %+v", again)
 	}
 }
+
+// A publish waiting for send quota when the next connection's CONNACK
+// arrives (paho's state assumes the old connection lost): it ends, to be
+// sent again by the gateway, before the CONNACK replaces the quota it
+// waits on. Without that order the race detector sees paho read the quota
+// as the CONNACK writes it.
+func TestPublishWaitingForQuotaAtReconnect(t *testing.T) {
+	sess := newResendingSession()
+	expiry, one := uint32(60), uint16(1)
+	cp := &packets.Connect{ClientID: "quota", Properties: &packets.Properties{SessionExpiryInterval: &expiry}}
+	a, aPeer := net.Pipe()
+	defer a.Close()
+	go io.Copy(io.Discard, aPeer)
+	if err := sess.ConAckReceived(&brokerConn{Conn: a}, cp, &packets.Connack{Properties: &packets.Properties{ReceiveMaximum: &one}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.AddToSession(context.Background(), &packets.Publish{Topic: "t", QoS: 1}, make(chan packets.ControlPacket, 1)); err != nil {
+		t.Fatal(err)
+	}
+	waiting := make(chan error, 1)
+	go func() {
+		waiting <- sess.AddToSession(context.Background(), &packets.Publish{Topic: "t", QoS: 1}, make(chan packets.ControlPacket, 1))
+	}()
+	time.Sleep(50 * time.Millisecond) // for it to wait on the quota
+
+	b, bPeer := net.Pipe()
+	defer b.Close()
+	go io.Copy(io.Discard, bPeer)
+	if err := sess.ConAckReceived(&brokerConn{Conn: b}, cp, &packets.Connack{SessionPresent: true}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-waiting:
+		if err == nil {
+			t.Fatal("a publish begun on the lost connection was stored after the reconnect")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiting publish never ended")
+	}
+}
