@@ -11,7 +11,7 @@ import (
 // paho writes each MQTT packet as a few buffers between Lock and Unlock
 // (it locks any conn that is a sync.Locker). brokerConn gathers them and
 // writes the packet in one go when it is complete: one writev on TCP, one
-// TLS record or WebSocket message otherwise. When that write fails for a
+// WebSocket message, one TLS record if small. When that write fails for a
 // QoS 1 or 2 PUBLISH, unsent hears of it: the session state may have to
 // send it on the connection that replaced this one (resend.go).
 type brokerConn struct {
@@ -23,7 +23,7 @@ type brokerConn struct {
 	have    int      // their length so far
 	want    int      // the packet's length, from its fixed header; 0 before it
 	sending [][]byte // parts, for net.Buffers to consume
-	joined  []byte   // parts in one buffer, for conns without writev
+	joined  []byte   // parts of a small packet in one buffer, for TLS
 }
 
 func (c *brokerConn) Lock() { c.mu.Lock() }
@@ -41,6 +41,11 @@ func (c *brokerConn) Unlock() {
 // lock) and writes the packet once it has all of it, returning that
 // write's error with the last buffer, as a write of the whole would.
 func (c *brokerConn) Write(b []byte) (int, error) {
+	if len(b) == 0 {
+		// The empty properties or payload at the end of a packet, after
+		// its flush: nothing to send (an empty WebSocket message otherwise).
+		return 0, nil
+	}
 	if c.want == 0 {
 		n, ok := packetLength(b)
 		if !ok {
@@ -64,16 +69,27 @@ func (c *brokerConn) Write(b []byte) (int, error) {
 // unsent hears of it (on a goroutine of its own: it takes other locks).
 func (c *brokerConn) flush() error {
 	var err error
-	if _, isTCP := c.Conn.(*net.TCPConn); isTCP {
+	switch conn := c.Conn.(type) {
+	case *net.TCPConn:
 		c.sending = append(c.sending[:0], c.parts...)
 		bufs := net.Buffers(c.sending)
-		_, err = bufs.WriteTo(c.Conn)
-	} else {
+		_, err = bufs.WriteTo(conn)
+	case *wsStream:
+		err = conn.writeParts(c.parts)
+	default: // TLS: one record for a small packet, a large one as it is
+		if c.have > 16<<10 {
+			for _, p := range c.parts {
+				if _, err = conn.Write(p); err != nil {
+					break
+				}
+			}
+			break
+		}
 		c.joined = c.joined[:0]
 		for _, p := range c.parts {
 			c.joined = append(c.joined, p...)
 		}
-		_, err = c.Conn.Write(c.joined)
+		_, err = conn.Write(c.joined)
 	}
 	if err != nil && c.unsent != nil {
 		packet := slices.Concat(c.parts...)
@@ -84,9 +100,6 @@ func (c *brokerConn) flush() error {
 	clear(c.parts) // the buffers are paho's: keep none
 	clear(c.sending)
 	c.parts, c.sending = c.parts[:0], c.sending[:0]
-	if cap(c.joined) > 64<<10 {
-		c.joined = nil // a large payload's copy is not kept for ever
-	}
 	c.have, c.want = 0, 0
 	return err
 }

@@ -2,13 +2,20 @@ package session
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/eclipse/paho.golang/packets"
+	"github.com/gorilla/websocket"
 )
 
 // Packets that paho writes from many goroutines at once reach the broker
@@ -90,8 +97,63 @@ func TestBrokerConnReportsUnsentPublish(t *testing.T) {
 	}
 	var want bytes.Buffer
 	p.WriteTo(&want)
-	if got := <-reported; !bytes.Equal(got, want.Bytes()) {
-		t.Fatalf("reported %x, want %x", got, want.Bytes())
+	select {
+	case got := <-reported:
+		if !bytes.Equal(got, want.Bytes()) {
+			t.Fatalf("reported %x, want %x", got, want.Bytes())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the failed PUBLISH was not reported")
+	}
+}
+
+// Over WebSocket each packet is one message: a PUBLISH with an empty
+// payload (clearing a retained message) and a large one too.
+func TestBrokerConnOneWebSocketMessagePerPacket(t *testing.T) {
+	messages := make(chan []byte, 10)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.Close()
+		for {
+			_, m, err := ws.ReadMessage()
+			if err != nil {
+				close(messages)
+				return
+			}
+			messages <- m
+		}
+	}))
+	defer srv.Close()
+	u, _ := url.Parse(strings.Replace(srv.URL, "http://", "ws://", 1))
+	raw, err := dialBroker(context.Background(), u, nil, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := &brokerConn{Conn: raw}
+	sent := []packets.Packet{
+		&packets.Publish{Topic: "retained/clear", QoS: 1, PacketID: 1, Retain: true},
+		&packets.Publish{Topic: "large", QoS: 0, Payload: bytes.Repeat([]byte("x"), 100_000)},
+		&packets.Pingreq{},
+	}
+	for _, p := range sent {
+		if _, err := p.WriteTo(conn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn.Close()
+	var got int
+	for m := range messages {
+		r := bytes.NewReader(m)
+		if _, err := packets.ReadPacket(r); err != nil || r.Len() != 0 {
+			t.Fatalf("message %d is not one whole packet: %d bytes, %v, %d left", got, len(m), err, r.Len())
+		}
+		got++
+	}
+	if got != len(sent) {
+		t.Fatalf("%d messages for %d packets", got, len(sent))
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"os"
 	"sync"
 	"time"
 
@@ -18,16 +19,18 @@ import (
 // the schemes a broker url may have. The gateway dials rather than leaving
 // it to autopaho so that each connection is a *brokerConn its session state
 // can tell apart (see resend.go). It does what autopaho's dialers do: the
-// all_proxy environment variable for TCP, the http(s)_proxy ones and the
+// all_proxy environment variable for TCP (in lower case only: a SOCKS proxy
+// set for other programs as ALL_PROXY must not take the gateway's broker
+// connections, loopback ones included), the http(s)_proxy ones and the
 // "mqtt" subprotocol for WebSocket.
 func dialBroker(ctx context.Context, u *url.URL, tlsCfg *tls.Config, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	switch u.Scheme {
 	case "mqtt":
-		return proxy.Dial(ctx, "tcp", u.Host)
+		return dialTCP(ctx, u.Host)
 	case "mqtts":
-		raw, err := proxy.Dial(ctx, "tcp", u.Host)
+		raw, err := dialTCP(ctx, u.Host)
 		if err != nil {
 			return nil, err
 		}
@@ -50,6 +53,14 @@ func dialBroker(ctx context.Context, u *url.URL, tlsCfg *tls.Config, timeout tim
 	return nil, fmt.Errorf("unsupported scheme %q", u.Scheme)
 }
 
+func dialTCP(ctx context.Context, addr string) (net.Conn, error) {
+	if os.Getenv("all_proxy") == "" {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", addr)
+	}
+	return proxy.Dial(ctx, "tcp", addr)
+}
+
 // wsStream is a WebSocket connection as the byte stream MQTT runs on: each
 // Write is one binary message, and Read goes on from one message to the
 // next. Writes are serialized by the brokerConn around it.
@@ -64,6 +75,21 @@ func (c *wsStream) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// writeParts writes the buffers of one MQTT packet as one message.
+func (c *wsStream) writeParts(parts [][]byte) error {
+	w, err := c.NextWriter(websocket.BinaryMessage)
+	if err != nil {
+		return err
+	}
+	for _, p := range parts {
+		if _, err := w.Write(p); err != nil {
+			w.Close()
+			return err
+		}
+	}
+	return w.Close()
 }
 
 func (c *wsStream) Read(p []byte) (int, error) {

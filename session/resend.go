@@ -80,6 +80,15 @@ func (s *resendingSession) ConnectionLost(dp *packets.Disconnect) error {
 	return s.State.ConnectionLost(dp)
 }
 
+// Close ends the state as paho's does, after which a PUBREC is dropped as
+// while down.
+func (s *resendingSession) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.up, s.current = false, nil
+	return s.State.Close()
+}
+
 // PacketReceived passes packets on to paho's state, a PUBREC only while a
 // connection is up. paho answers a PUBREC with a PUBREL written to its
 // current connection without a lock or a look whether there is one (its

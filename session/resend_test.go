@@ -1,9 +1,11 @@
 package session
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net"
+	"runtime"
 	"testing"
 	"time"
 
@@ -138,13 +140,22 @@ func TestPublishWaitingForQuotaAtReconnect(t *testing.T) {
 	go func() {
 		waiting <- sess.AddToSession(context.Background(), &packets.Publish{Topic: "t", QoS: 1}, make(chan packets.ControlPacket, 1))
 	}()
-	time.Sleep(50 * time.Millisecond) // for it to wait on the quota
+	for !waitingOnQuota() {
+		time.Sleep(time.Millisecond)
+	}
 
 	b, bPeer := net.Pipe()
 	defer b.Close()
 	go io.Copy(io.Discard, bPeer)
-	if err := sess.ConAckReceived(&brokerConn{Conn: b}, cp, &packets.Connack{SessionPresent: true}); err != nil {
-		t.Fatal(err)
+	acked := make(chan error, 1)
+	go func() { acked <- sess.ConAckReceived(&brokerConn{Conn: b}, cp, &packets.Connack{SessionPresent: true}) }()
+	select {
+	case err := <-acked:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the CONNACK waits for ever on the publish waiting for quota")
 	}
 	select {
 	case err := <-waiting:
@@ -154,4 +165,10 @@ func TestPublishWaitingForQuotaAtReconnect(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the waiting publish never ended")
 	}
+}
+
+// waitingOnQuota says whether a goroutine waits in paho's send quota.
+func waitingOnQuota() bool {
+	buf := make([]byte, 1<<20)
+	return bytes.Contains(buf[:runtime.Stack(buf, true)], []byte("(*sendQuota).acquire"))
 }
