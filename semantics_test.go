@@ -26,10 +26,25 @@ import (
 
 // 1,000 QoS 2 publishes from a web client while the gateway's link to the
 // broker is cut and restored twice: mosquitto_sub sees each exactly once.
+// The link is MQTT over TCP, then over WebSocket.
 func TestExactlyOnceAcrossBrokerLinkCuts(t *testing.T) {
-	mq := startMosquitto(t)
-	proxy := startProxy(t, fmt.Sprintf("127.0.0.1:%d", mq.port))
-	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", proxy.port()), "")
+	for _, scheme := range []string{"mqtt", "ws"} {
+		t.Run(scheme, func(t *testing.T) { exactlyOnceAcrossLinkCuts(t, scheme) })
+	}
+}
+
+func exactlyOnceAcrossLinkCuts(t *testing.T, scheme string) {
+	wsPort := freePort(t)
+	mq := startMosquittoWith(t, func(string) string {
+		return fmt.Sprintf("allow_anonymous true\nlistener %d 127.0.0.1\nprotocol websockets\n", wsPort)
+	})
+	brokerPort := mq.port
+	if scheme == "ws" {
+		waitPort(t, wsPort)
+		brokerPort = wsPort
+	}
+	proxy := startProxy(t, fmt.Sprintf("127.0.0.1:%d", brokerPort))
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("%s://127.0.0.1:%d", scheme, proxy.port()), "")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	sub := exec.CommandContext(ctx, "mosquitto_sub", "-h", "127.0.0.1", "-p", fmt.Sprint(mq.port), "-t", "eo/#", "-q", "2", "-C", "1000", "-W", "50")
@@ -56,6 +71,10 @@ func TestExactlyOnceAcrossBrokerLinkCuts(t *testing.T) {
 			}
 		}(i)
 		if i == 300 || i == 650 {
+			// The second cut hits the connection that replaced the first
+			// (over WebSocket, Mosquitto can take longer to accept it than
+			// the publishes in between take).
+			awaitLog(t, mq.log, "New client connected from", 2+i/650)
 			proxy.cut()
 		}
 		if i%50 == 0 {
@@ -81,8 +100,22 @@ func TestExactlyOnceAcrossBrokerLinkCuts(t *testing.T) {
 	// The cuts did happen: mosquitto_sub connected once, the gateway three
 	// times.
 	log, _ := os.ReadFile(mq.log)
-	if n := bytes.Count(log, []byte("New client connected from 127.0.0.1")); n < 4 {
+	if n := bytes.Count(log, []byte("New client connected from")); n < 4 {
 		t.Fatalf("the broker saw %d connections, want at least 4: the cuts did not hit", n)
+	}
+}
+
+// awaitLog waits until Mosquitto's log at path has count lines with text.
+func awaitLog(t *testing.T, path, text string, count int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		log, _ := os.ReadFile(path)
+		if bytes.Count(log, []byte(text)) >= count {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Mosquitto's log has fewer than %d %q", count, text)
+		}
 	}
 }
 
