@@ -1,7 +1,9 @@
 package mqttgateway
 
 import (
+	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -89,4 +91,62 @@ func TestRefusalsAnsweredInOrder(t *testing.T) {
 		t.Errorf("the refusal came after %v, before the result of the publish sent before it", took)
 	}
 	<-published
+}
+
+// A broker that restarts without persistence while publishes await its
+// acknowledgment: the gateway's session there is gone, and paho drops what
+// it had not had acknowledged. A QoS 1 publish is sent again on the new
+// session and arrives; a QoS 2 one fails at once with 4041, saying it may
+// or may not have been delivered (exactly once cannot be kept). Both used
+// to wait out paho's 10 s packet timeout for a 4044 that said they may
+// still arrive.
+func TestPublishesAcrossBrokerSessionLoss(t *testing.T) {
+	mq := startMosquitto(t)
+	proxy := startProxy(t, fmt.Sprintf("127.0.0.1:%d", mq.port))
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", proxy.port()), "")
+	c := dial(t, url)
+	connectSubscribe(t, c, "loss/#", 1)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// From two web clients: one client's requests are carried out in
+	// order, and both publishes must be awaiting the broker.
+	results := map[byte]chan error{1: make(chan error, 1), 2: make(chan error, 1)}
+	clients := map[byte]*gwclient.Client{}
+	handles := map[byte]uint64{}
+	for qos := range results {
+		clients[qos] = dial(t, url)
+		h, _, err := clients[qos].Connect(ctx, session.ConnectParams{Broker: "main"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		handles[qos] = h
+	}
+	proxy.holding.Store(true) // the publishes reach no broker
+	for qos, res := range results {
+		pc, ph := clients[qos], handles[qos]
+		go func() {
+			res <- pc.Publish(ctx, ph, session.PublishParams{Topic: fmt.Sprintf("loss/q%d", qos), QoS: qos, Payload: []byte{qos}})
+		}()
+	}
+	// Both PUBLISH packets: 2 bytes of fixed header, 9 of topic, 2 of
+	// packet identifier, 1 of properties, 1 of payload each.
+	for proxy.dropped.Load() < 2*15 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	mq.stop()
+	proxy.holding.Store(false)
+	mq.start(t)
+
+	if err := <-results[1]; err != nil {
+		t.Fatalf("QoS 1: %v", err)
+	}
+	expectOutageNotices(t, c, "the client")
+	if f := nextMessage(t, c); f.Publish.Topic != "loss/q1" {
+		t.Fatalf("QoS 1: got %+v", f)
+	}
+	err := <-results[2]
+	if errCode(err) != session.CodeBrokerUnavailable || !strings.Contains(err.Error(), "may or may not have been delivered") {
+		t.Fatalf("QoS 2: %v", err)
+	}
 }

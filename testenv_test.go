@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -291,10 +292,12 @@ func gatewayWithHook(t testing.TB, brokerPort int, hook, extra string, service h
 // tcpProxy forwards loopback TCP connections to a target and can cut them
 // all, as a network failure between two parts would.
 type tcpProxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	conns  []net.Conn
+	ln      net.Listener
+	target  string
+	mu      sync.Mutex
+	conns   []net.Conn
+	holding atomic.Bool  // drop what clients send, as a black hole would
+	dropped atomic.Int64 // bytes dropped so far
 }
 
 func startProxy(t testing.TB, target string) *tcpProxy {
@@ -318,7 +321,7 @@ func startProxy(t testing.TB, target string) *tcpProxy {
 			p.mu.Lock()
 			p.conns = append(p.conns, c, u)
 			p.mu.Unlock()
-			go func() { io.Copy(u, c); u.Close() }()
+			go func() { p.forward(u, c); u.Close() }()
 			go func() { io.Copy(c, u); c.Close() }()
 		}
 	}()
@@ -327,6 +330,24 @@ func startProxy(t testing.TB, target string) *tcpProxy {
 }
 
 func (p *tcpProxy) port() int { return p.ln.Addr().(*net.TCPAddr).Port }
+
+// forward copies what a client sends to the target, unless holding.
+func (p *tcpProxy) forward(to, from net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := from.Read(buf)
+		if n > 0 && p.holding.Load() {
+			p.dropped.Add(int64(n))
+		} else if n > 0 {
+			if _, err := to.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
 
 // cut closes every connection through the proxy; new ones are accepted.
 func (p *tcpProxy) cut() {

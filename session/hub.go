@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,6 +40,7 @@ type Hub struct {
 	cm        atomic.Pointer[autopaho.ConnectionManager]
 	cmCancel  context.CancelCauseFunc // stops the current connection manager
 	cmCtx     context.Context         // its context: done once it is replaced or stopped
+	sess      *resendingSession       // its paho session state
 	cancel    context.CancelFunc      // stops the hub
 	opts      hubOptions
 
@@ -294,7 +296,7 @@ func (h *Hub) connect() error {
 		return err
 	}
 	h.mu.Lock()
-	h.cmCancel, h.cmCtx = cancel, ctx
+	h.cmCancel, h.cmCtx, h.sess = cancel, ctx, sess
 	h.cm.Store(cm)
 	h.mu.Unlock()
 	return nil
@@ -306,6 +308,7 @@ func (h *Hub) connect() error {
 // it and nothing would ever answer.
 type brokerCall struct {
 	cm    *autopaho.ConnectionManager
+	sess  *resendingSession
 	ctx   context.Context
 	cmCtx context.Context
 	stop  func()
@@ -313,11 +316,11 @@ type brokerCall struct {
 
 func (h *Hub) call(parent context.Context, timeout time.Duration) brokerCall {
 	h.mu.RLock()
-	cm, cmCtx := h.conn(), h.cmCtx
+	cm, sess, cmCtx := h.conn(), h.sess, h.cmCtx
 	h.mu.RUnlock()
 	ctx, cancel := context.WithTimeout(parent, timeout)
 	stopAfter := context.AfterFunc(cmCtx, cancel)
-	return brokerCall{cm, ctx, cmCtx, func() { stopAfter(); cancel() }}
+	return brokerCall{cm, sess, ctx, cmCtx, func() { stopAfter(); cancel() }}
 }
 
 // abandoned is why the call's connection manager went away, if it did.
@@ -738,10 +741,26 @@ func (h *Hub) publish(ctx context.Context, arrived time.Time, p *paho.Publish) *
 	timeout := time.Duration(h.br().cfg.ConnectTimeout)
 	for attempt := 0; ; attempt++ {
 		c := h.call(ctx, timeout)
+		discards := c.sess.discards.Load()
 		resp, err := c.cm.Publish(c.ctx, p)
 		c.stop()
 		if e := c.abandoned(); e != nil && err != nil {
 			return Errorf(e.Code, "publish not confirmed: %s; it may not have been delivered", e.Message)
+		}
+		if err != nil && c.sess.discards.Load() != discards && strings.Contains(err.Error(), "not fully acknowledged") {
+			// The broker came back without the gateway's session
+			// (restarted without persistence, or it expired), and paho
+			// dropped the unacknowledged publish. At least once means
+			// sending it again; exactly once cannot be kept.
+			if p.QoS == 2 {
+				return Errorf(CodeBrokerUnavailable, "broker %q lost the gateway's session before confirming the publish: it may or may not have been delivered, and is not sent again", h.br().cfg.Name)
+			}
+			if attempt < 10 {
+				if e := h.awaitUp(ctx, time.Now()); e != nil {
+					return e
+				}
+				continue
+			}
 		}
 		if resp != nil && resp.ReasonCode >= 0x80 {
 			text := ""

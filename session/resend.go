@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"github.com/eclipse/paho.golang/packets"
 	pahosession "github.com/eclipse/paho.golang/paho/session"
@@ -28,11 +29,17 @@ import (
 // and its CONNACK's resend did not have the packet, resendingSession writes
 // it there, from the store.
 //
-// It also keeps a PUBREC from meeting a connection change (PacketReceived).
+// It also keeps a PUBREC from meeting a connection change (PacketReceived),
+// and answers the publishes paho drops when the broker did not keep the
+// session (see discardUnsent).
 type resendingSession struct {
 	*state.State
 	store *listedStore
 	adds  sync.RWMutex // read by AddToSession, written by ConAckReceived
+
+	waitingMu sync.Mutex
+	waiting   map[uint16]chan<- packets.ControlPacket // publishes stored and not yet answered
+	discards  atomic.Uint64                           // CONNACKs that dropped some
 
 	mu      sync.RWMutex // held to read while answering a PUBREC
 	up      bool
@@ -42,7 +49,8 @@ type resendingSession struct {
 
 func newResendingSession() *resendingSession {
 	store := &listedStore{Store: memory.New()}
-	return &resendingSession{State: state.New(store, memory.New()), store: store}
+	return &resendingSession{State: state.New(store, memory.New()), store: store,
+		waiting: map[uint16]chan<- packets.ControlPacket{}}
 }
 
 // AddToSession stores a packet while no CONNACK is being handled. paho
@@ -51,7 +59,15 @@ func newResendingSession() *resendingSession {
 func (s *resendingSession) AddToSession(ctx context.Context, packet pahosession.Packet, resp chan<- packets.ControlPacket) error {
 	s.adds.RLock()
 	defer s.adds.RUnlock()
-	return s.State.AddToSession(ctx, packet, resp)
+	if err := s.State.AddToSession(ctx, packet, resp); err != nil {
+		return err
+	}
+	if p, ok := packet.(*packets.Publish); ok {
+		s.waitingMu.Lock()
+		s.waiting[p.PacketID] = resp
+		s.waitingMu.Unlock()
+	}
+	return nil
 }
 
 func (s *resendingSession) ConAckReceived(conn io.Writer, cp *packets.Connect, ca *packets.Connack) error {
@@ -64,7 +80,12 @@ func (s *resendingSession) ConAckReceived(conn io.Writer, cp *packets.Connect, c
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.up, s.current = false, nil
+	var dropped []uint16
+	if !ca.SessionPresent {
+		dropped, _ = s.store.Store.List()
+	}
 	err := s.State.ConAckReceived(conn, cp, ca) // lists the store, resends
+	s.discardUnsent(dropped)
 	s.resent = s.store.lastListed()
 	if err == nil {
 		s.up = true
@@ -89,23 +110,57 @@ func (s *resendingSession) Close() error {
 	return s.State.Close()
 }
 
+// discardUnsent answers the publishes a CONNACK without a session made
+// paho drop: their acknowledgment can never come, and paho would leave
+// them waiting until they time out. Each gets what paho gives a publish
+// ended by a shutdown, and discards counts the event for the hub to tell
+// it from one (Hub.publish).
+func (s *resendingSession) discardUnsent(dropped []uint16) {
+	if len(dropped) == 0 {
+		return
+	}
+	s.discards.Add(1)
+	s.waitingMu.Lock()
+	defer s.waitingMu.Unlock()
+	for _, id := range dropped {
+		if resp := s.waiting[id]; resp != nil {
+			select {
+			case resp <- packets.ControlPacket{}:
+			default: // answered already
+			}
+			delete(s.waiting, id)
+		}
+	}
+}
+
 // PacketReceived passes packets on to paho's state, a PUBREC only while a
 // connection is up. paho answers a PUBREC with a PUBREL written to its
 // current connection without a lock or a look whether there is one (its
 // issue 343 again): once a connection was lost, that is a nil dereference,
 // which would end the process. A PUBREC that comes too late is dropped:
 // the next connection sends the PUBLISH again, and the broker answers it
-// with a PUBREC again.
+// with a PUBREC again. A publish's last answer ends its record in waiting.
 func (s *resendingSession) PacketReceived(recv *packets.ControlPacket, pubChan chan<- *packets.Publish) error {
-	if recv.Type != packets.PUBREC {
-		return s.State.PacketReceived(recv, pubChan)
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if !s.up {
-		return nil
+	switch recv.Type {
+	case packets.PUBACK, packets.PUBCOMP:
+		s.answered(recv.PacketID())
+	case packets.PUBREC:
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		if !s.up {
+			return nil
+		}
+		if recv.Content.(*packets.Pubrec).ReasonCode >= 0x80 { // refused
+			s.answered(recv.PacketID())
+		}
 	}
 	return s.State.PacketReceived(recv, pubChan)
+}
+
+func (s *resendingSession) answered(id uint16) {
+	s.waitingMu.Lock()
+	delete(s.waiting, id)
+	s.waitingMu.Unlock()
 }
 
 // unsent hears from a brokerConn that writing packet, a PUBLISH with
