@@ -131,8 +131,10 @@ func TestPublishesAcrossBrokerSessionLoss(t *testing.T) {
 	}
 	// Both PUBLISH packets: 2 bytes of fixed header, 9 of topic, 2 of
 	// packet identifier, 1 of properties, 1 of payload each.
-	for proxy.dropped.Load() < 2*15 {
-		time.Sleep(5 * time.Millisecond)
+	for deadline := time.Now().Add(10 * time.Second); proxy.dropped.Load() < 2*15; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the publishes did not reach the broker's link: %d bytes", proxy.dropped.Load())
+		}
 	}
 	mq.stop()
 	proxy.holding.Store(false)
