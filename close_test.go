@@ -31,10 +31,7 @@ func TestCloseCarriesOutRequestsSentBeforeIt(t *testing.T) {
 	})
 	c := dial(t, url)
 	ctx := ctx10(t)
-	shared, _, err := c.Connect(ctx, session.ConnectParams{Broker: "main"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	shared := connectMain(t, c)
 	dedicated, _, err := c.Connect(ctx, session.ConnectParams{Broker: "main", ClientID: "last-words", CleanStart: true})
 	if err != nil {
 		t.Fatal(err)

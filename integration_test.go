@@ -48,16 +48,22 @@ func expectEnd(t testing.TB, c *gwclient.Client, code session.Code, d time.Durat
 	}
 }
 
-// connectSubscribe attaches a client to broker "main" and subscribes it,
-// failing the test on any error; it returns the client's handle.
-func connectSubscribe(t testing.TB, c *gwclient.Client, filter string, qos byte) uint64 {
+// connectMain attaches a client to broker "main", failing the test on any
+// error; it returns the client's handle.
+func connectMain(t testing.TB, c *gwclient.Client) uint64 {
 	t.Helper()
-	ctx := ctx10(t)
-	h, _, err := c.Connect(ctx, session.ConnectParams{Broker: "main"})
+	h, _, err := c.Connect(ctx10(t), session.ConnectParams{Broker: "main"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Subscribe(ctx, h, filter, qos); err != nil {
+	return h
+}
+
+// connectSubscribe is connectMain, then a subscription to filter at qos.
+func connectSubscribe(t testing.TB, c *gwclient.Client, filter string, qos byte) uint64 {
+	t.Helper()
+	h := connectMain(t, c)
+	if _, err := c.Subscribe(ctx10(t), h, filter, qos); err != nil {
 		t.Fatal(err)
 	}
 	return h
@@ -174,10 +180,7 @@ func TestOverlappingFiltersDeliverOnce(t *testing.T) {
 	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
 	c := dial(t, url)
 	ctx := ctx10(t)
-	h, _, err := c.Connect(ctx, session.ConnectParams{Broker: "main"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := connectMain(t, c)
 	for _, f := range []string{"a/#", "a/+/c", "a/b/c"} {
 		if _, err := c.Subscribe(ctx, h, f, 0); err != nil {
 			t.Fatal(err)
@@ -202,10 +205,7 @@ func TestBadRequestsGetCodes(t *testing.T) {
 	if _, _, err := c.Connect(ctx, session.ConnectParams{Broker: "nope"}); errCode(err) != session.CodeUnknownBroker {
 		t.Fatalf("unknown broker: %v", err)
 	}
-	h, _, err := c.Connect(ctx, session.ConnectParams{Broker: "main"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := connectMain(t, c)
 	cases := []struct {
 		name string
 		err  error
@@ -359,10 +359,7 @@ func TestInvalidPropertiesNeverReachTheBroker(t *testing.T) {
 	victim, attacker := dial(t, url), dial(t, url)
 	connectSubscribe(t, victim, "props/#", 1)
 	ctx := ctx10(t)
-	h, _, err := attacker.Connect(ctx, session.ConnectParams{Broker: "main"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := connectMain(t, attacker)
 	for name, props := range map[string]*session.Props{
 		"NUL in the content type":     {ContentType: "a\x00b"},
 		"NUL in a user property":      {User: []session.UserProperty{{Key: "k\x00", Value: "v"}}},
@@ -394,10 +391,7 @@ func TestStringsTheBrokerWouldDropAreRefused(t *testing.T) {
 	victim, attacker := dial(t, url), dial(t, url)
 	connectSubscribe(t, victim, "ctl/#", 1)
 	ctx := ctx10(t)
-	h, _, err := attacker.Connect(ctx, session.ConnectParams{Broker: "main"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := connectMain(t, attacker)
 	deep := "ctl" + strings.Repeat("/a", 128)
 	for name, p := range map[string]session.PublishParams{
 		"a control character in the topic": {Topic: "ctl/\x01"},

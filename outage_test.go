@@ -116,11 +116,7 @@ func TestPublishesAcrossBrokerSessionLoss(t *testing.T) {
 	handles := map[byte]uint64{}
 	for qos := range results {
 		clients[qos] = dial(t, url)
-		h, _, err := clients[qos].Connect(ctx, session.ConnectParams{Broker: "main"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		handles[qos] = h
+		handles[qos] = connectMain(t, clients[qos])
 	}
 	proxy.holding.Store(true) // the publishes reach no broker
 	for qos, res := range results {

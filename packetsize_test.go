@@ -53,10 +53,7 @@ func TestPacketsOverTheBrokersLimitAreRefused(t *testing.T) {
 	// too: a session that held three 900-byte filters closes, and the
 	// shared connection drops all three at once.
 	leaver := dial(t, url)
-	h, _, err := leaver.Connect(ctx, session.ConnectParams{Broker: "main"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := connectMain(t, leaver)
 	for i := range 3 {
 		if _, err := leaver.Subscribe(ctx, h, fmt.Sprintf("big/%d/%s", i, strings.Repeat("f", 900)), 0); err != nil {
 			t.Fatal(err)

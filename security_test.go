@@ -103,10 +103,7 @@ func TestHooksAuthorizeEveryAction(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	h, _, err := c.Connect(ctx, session.ConnectParams{Broker: "main"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := connectMain(t, c)
 	if _, err := c.Subscribe(ctx, h, "users/alice/#", 1); err != nil {
 		t.Fatalf("own tree: %v", err)
 	}
@@ -313,10 +310,7 @@ func TestPublishRateLimit(t *testing.T) {
 	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "max_publish_rate 10")
 	c := dial(t, url)
 	ctx := ctx10(t)
-	h, _, err := c.Connect(ctx, session.ConnectParams{Broker: "main"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := connectMain(t, c)
 	limited := 0
 	for i := 0; i < 30; i++ {
 		if err := c.Publish(ctx, h, session.PublishParams{Topic: "rate/x"}); errCode(err) == session.CodeRateLimited {

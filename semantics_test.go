@@ -55,10 +55,7 @@ func exactlyOnceAcrossLinkCuts(t *testing.T, scheme string) {
 	time.Sleep(300 * time.Millisecond)
 
 	c := dial(t, url)
-	h, _, err := c.Connect(ctx, session.ConnectParams{Broker: "main"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := connectMain(t, c)
 	const n = 1000
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
@@ -156,10 +153,7 @@ func TestPublishDuringOutageReachesTheGatewaysSubscribers(t *testing.T) {
 	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
 	sub, pub := dial(t, url), dial(t, url)
 	ctx := ctx10(t)
-	h, _, err := sub.Connect(ctx, session.ConnectParams{Broker: "main"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := connectMain(t, sub)
 	// Many filters: resubscribing them takes a while, time enough for a
 	// publish released too early to overtake them.
 	const filters = 100
@@ -168,10 +162,7 @@ func TestPublishDuringOutageReachesTheGatewaysSubscribers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ph, _, err := pub.Connect(ctx, session.ConnectParams{Broker: "main"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ph := connectMain(t, pub)
 	mq.stop()
 	if f := nextMessage(t, sub); f.Type != transport.TypeNotice || f.Code != session.CodeBrokerUnavailable {
 		t.Fatalf("%+v, want the outage NOTICE", f)

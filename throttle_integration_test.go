@@ -105,17 +105,11 @@ func TestMaxFrequencyAccuracy(t *testing.T) {
 	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
 	one, five := dial(t, url), dial(t, url)
 	ctx := ctx10(t)
-	h1, _, err := one.Connect(ctx, session.ConnectParams{Broker: "main"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h1 := connectMain(t, one)
 	if _, err := one.SubscribeLimited(ctx, h1, "freq/single", 0, 2); err != nil {
 		t.Fatal(err)
 	}
-	h5, _, err := five.Connect(ctx, session.ConnectParams{Broker: "main"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h5 := connectMain(t, five)
 	if _, err := five.SubscribeLimited(ctx, h5, "freq/many/+", 0, 2); err != nil {
 		t.Fatal(err)
 	}
