@@ -747,21 +747,11 @@ func (h *Hub) publish(ctx context.Context, arrived time.Time, p *paho.Publish) *
 		if e := c.abandoned(); e != nil && err != nil {
 			return Errorf(e.Code, "publish not confirmed: %s; it may not have been delivered", e.Message)
 		}
-		if err != nil && c.sess.discards.Load() != discards && strings.Contains(err.Error(), "not fully acknowledged") {
-			// The broker came back without the gateway's session
-			// (restarted without persistence, or it expired), and paho
-			// dropped the unacknowledged publish. At least once means
-			// sending it again; exactly once cannot be kept.
-			if p.QoS == 2 {
-				return Errorf(CodeBrokerUnavailable, "broker %q lost the gateway's session before confirming the publish: it may or may not have been delivered, and is not sent again", h.br().cfg.Name)
-			}
-			if attempt < 10 {
-				if e := h.awaitUp(ctx, time.Now()); e != nil {
-					return e
-				}
-				continue
-			}
-		}
+		// The broker came back without the gateway's session (restarted
+		// without persistence, or it expired), and paho dropped the
+		// unacknowledged publish: at least once means sending it again;
+		// exactly once cannot be kept.
+		dropped := err != nil && c.sess.discards.Load() != discards && strings.Contains(err.Error(), "not fully acknowledged")
 		if resp != nil && resp.ReasonCode >= 0x80 {
 			text := ""
 			if resp.Properties != nil {
@@ -778,11 +768,14 @@ func (h *Hub) publish(ctx context.Context, arrived time.Time, p *paho.Publish) *
 		switch {
 		case errors.Is(err, context.DeadlineExceeded):
 			return Errorf(CodeBrokerTimeout, "broker did not acknowledge the publish in time; it may still be delivered")
-		case attempt < 10 && (notSent(err) || p.QoS == 0):
+		case dropped && p.QoS == 2:
+			return Errorf(CodeBrokerUnavailable, "broker %q lost the gateway's session before confirming the publish: it may or may not have been delivered, and is not sent again", h.br().cfg.Name)
+		case attempt < 10 && (notSent(err) || p.QoS == 0 || dropped):
 			// The connection went down before the message was stored or
-			// written (a QoS 0 message has no session state either): send it
-			// again once the connection is back. The pause lets the hub see
-			// the connection go down before awaitUp looks.
+			// written (a QoS 0 message has no session state either), or its
+			// session went: send it again once the connection is back. The
+			// pause lets the hub see the connection go down before awaitUp
+			// looks.
 			select {
 			case <-ctx.Done():
 				return Errorf(CodeBrokerUnavailable, "publish cancelled")
