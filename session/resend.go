@@ -79,7 +79,6 @@ func (s *resendingSession) ConAckReceived(conn io.Writer, cp *packets.Connect, c
 	defer s.adds.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.up, s.current = false, nil
 	var dropped []uint16
 	if !ca.SessionPresent {
 		dropped, _ = s.store.Store.List()
