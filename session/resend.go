@@ -37,14 +37,16 @@ type resendingSession struct {
 	store *listedStore
 	adds  sync.RWMutex // read by AddToSession, written by ConAckReceived
 
-	waitingMu sync.Mutex
-	waiting   map[uint16]chan<- packets.ControlPacket // publishes stored and not yet answered
-	discards  atomic.Uint64                           // CONNACKs that dropped some
+	// answers guards the records a publish's last answer ends: waiting and
+	// resent. It is taken after mu where both are.
+	answers  sync.Mutex
+	waiting  map[uint16]chan<- packets.ControlPacket // publishes stored and not yet answered
+	resent   map[uint16]bool                         // sent again on current and not yet answered
+	discards atomic.Uint64                           // CONNACKs that dropped some
 
 	mu      sync.RWMutex // held to read while answering a PUBREC
 	up      bool
-	current *brokerConn     // the connection of the last CONNACK, nil once lost
-	resent  map[uint16]bool // what was sent again on current
+	current *brokerConn // the connection of the last CONNACK, nil once lost
 }
 
 func newResendingSession() *resendingSession {
@@ -63,9 +65,9 @@ func (s *resendingSession) AddToSession(ctx context.Context, packet pahosession.
 		return err
 	}
 	if p, ok := packet.(*packets.Publish); ok {
-		s.waitingMu.Lock()
+		s.answers.Lock()
 		s.waiting[p.PacketID] = resp
-		s.waitingMu.Unlock()
+		s.answers.Unlock()
 	}
 	return nil
 }
@@ -85,7 +87,10 @@ func (s *resendingSession) ConAckReceived(conn io.Writer, cp *packets.Connect, c
 	}
 	err := s.State.ConAckReceived(conn, cp, ca) // lists the store, resends
 	s.discardUnsent(dropped)
-	s.resent = s.store.lastListed()
+	resent := s.store.lastListed()
+	s.answers.Lock()
+	s.resent = resent
+	s.answers.Unlock()
 	if err == nil {
 		s.up = true
 		s.current, _ = conn.(*brokerConn)
@@ -119,8 +124,8 @@ func (s *resendingSession) discardUnsent(dropped []uint16) {
 		return
 	}
 	s.discards.Add(1)
-	s.waitingMu.Lock()
-	defer s.waitingMu.Unlock()
+	s.answers.Lock()
+	defer s.answers.Unlock()
 	for _, id := range dropped {
 		if resp := s.waiting[id]; resp != nil {
 			select {
@@ -138,11 +143,11 @@ func (s *resendingSession) discardUnsent(dropped []uint16) {
 // issue 343 again): once a connection was lost, that is a nil dereference,
 // which would end the process. A PUBREC that comes too late is dropped:
 // the next connection sends the PUBLISH again, and the broker answers it
-// with a PUBREC again. A publish's last answer ends its record in waiting.
+// with a PUBREC again.
 func (s *resendingSession) PacketReceived(recv *packets.ControlPacket, pubChan chan<- *packets.Publish) error {
 	switch recv.Type {
 	case packets.PUBACK, packets.PUBCOMP:
-		s.answered(recv.PacketID())
+		return s.lastAnswer(recv, pubChan)
 	case packets.PUBREC:
 		s.mu.RLock()
 		defer s.mu.RUnlock()
@@ -150,16 +155,27 @@ func (s *resendingSession) PacketReceived(recv *packets.ControlPacket, pubChan c
 			return nil
 		}
 		if recv.Content.(*packets.Pubrec).ReasonCode >= 0x80 { // refused
-			s.answered(recv.PacketID())
+			return s.lastAnswer(recv, pubChan)
 		}
 	}
 	return s.State.PacketReceived(recv, pubChan)
 }
 
-func (s *resendingSession) answered(id uint16) {
-	s.waitingMu.Lock()
+// lastAnswer passes on a publish's last answer, which frees its identifier
+// for another publish, and ends the publish's records around it: waiting
+// before paho answers the caller (after, it could be the next publish's),
+// resent after paho forgot the packet (before, unsent could find it stored
+// and not resent, and send a copy the broker has answered).
+func (s *resendingSession) lastAnswer(recv *packets.ControlPacket, pubChan chan<- *packets.Publish) error {
+	id := recv.PacketID()
+	s.answers.Lock()
 	delete(s.waiting, id)
-	s.waitingMu.Unlock()
+	s.answers.Unlock()
+	err := s.State.PacketReceived(recv, pubChan)
+	s.answers.Lock()
+	delete(s.resent, id)
+	s.answers.Unlock()
+	return err
 }
 
 // unsent hears from a brokerConn that writing packet, a PUBLISH with
@@ -167,7 +183,7 @@ func (s *resendingSession) answered(id uint16) {
 func (s *resendingSession) unsent(conn *brokerConn, id uint16, packet []byte) {
 	s.mu.Lock()
 	to := s.current
-	if to == nil || to == conn || s.resent[id] {
+	if to == nil || to == conn || s.wasResent(id) {
 		// Down, the next CONNACK sends it; or sent again already.
 		s.mu.Unlock()
 		return
@@ -178,11 +194,19 @@ func (s *resendingSession) unsent(conn *brokerConn, id uint16, packet []byte) {
 		s.mu.Unlock()
 		return
 	}
+	s.answers.Lock()
 	s.resent[id] = true
+	s.answers.Unlock()
 	s.mu.Unlock()
 	to.Lock()
 	to.Write(packet) // a failure here is the next connection's to resend
 	to.Unlock()
+}
+
+func (s *resendingSession) wasResent(id uint16) bool {
+	s.answers.Lock()
+	defer s.answers.Unlock()
+	return s.resent[id]
 }
 
 // listedStore is paho's memory store for packets the client sent, keeping

@@ -22,18 +22,50 @@ import (
 // new connection, once, and the publish is acknowledged; paho alone would
 // write it to the closed connection and wait until it times out.
 func TestPublishStoredAfterReconnectReachesBroker(t *testing.T) {
+	_, got, connect := resendRig(t)
+	old, oldConn := connect()
+	oldConn.Conn.Close() // the cut
+	<-old.Done()
+	connect()
+	publishOnceThrough(t, old, got, "stored late")
+}
+
+// The same, with an identifier the new connection's CONNACK had resent for
+// a publish since answered: paho gives identifiers in turn, so after a wrap
+// a resent one is another publish's. That publish still reaches the broker.
+func TestPublishReusingResentIdentifierReachesBroker(t *testing.T) {
+	sess, got, connect := resendRig(t)
+	old, oldConn := connect()
+	oldConn.Conn.Close()
+	<-old.Done()
+	connect()
+	// As if the CONNACK had resent publish 1 and the broker answered it.
+	sess.answers.Lock()
+	sess.resent[1] = true
+	sess.answers.Unlock()
+	puback := packets.NewControlPacket(packets.PUBACK)
+	puback.Content.(*packets.Puback).PacketID = 1
+	if err := sess.PacketReceived(puback, nil); err != nil {
+		t.Fatal(err)
+	}
+	publishOnceThrough(t, old, got, "identifier 1 again")
+}
+
+// resendRig starts a broker whose subscriber sends what it gets to got,
+// and gives connections of one paho session, sess, to it, each a paho
+// client of its own.
+func resendRig(t *testing.T) (sess *resendingSession, got chan string, connect func() (*paho.Client, *brokerConn)) {
 	broker, err := StartEmbedded("", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { broker.Close() })
-	got := make(chan string, 10)
+	got = make(chan string, 10)
 	broker.Server().Subscribe("resend/#", 1, func(_ *mqtt.Client, _ mochipackets.Subscription, pk mochipackets.Packet) {
 		got <- string(pk.Payload)
 	})
-
-	sess := newResendingSession()
-	connect := func() (*paho.Client, *brokerConn) {
+	sess = newResendingSession()
+	connect = func() (*paho.Client, *brokerConn) {
 		raw, err := net.Dial("tcp", broker.URL().Host)
 		if err != nil {
 			t.Fatal(err)
@@ -47,22 +79,24 @@ func TestPublishStoredAfterReconnectReachesBroker(t *testing.T) {
 			Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}}); err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { c.Disconnect(&paho.Disconnect{}) })
 		return c, conn
 	}
-	old, oldConn := connect()
-	oldConn.Conn.Close() // the cut
-	<-old.Done()
-	current, _ := connect()
-	t.Cleanup(func() { current.Disconnect(&paho.Disconnect{}) })
+	return sess, got, connect
+}
 
+// publishOnceThrough publishes message at QoS 1 through c, whose connection
+// is gone, and expects it acknowledged and at the broker once.
+func publishOnceThrough(t *testing.T, c *paho.Client, got chan string, message string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := old.Publish(ctx, &paho.Publish{Topic: "resend/x", QoS: 1, Payload: []byte("stored late")}); err != nil {
+	if _, err := c.Publish(ctx, &paho.Publish{Topic: "resend/x", QoS: 1, Payload: []byte(message)}); err != nil {
 		t.Fatalf("the publish was not acknowledged: %v", err)
 	}
 	select {
 	case m := <-got:
-		if m != "stored late" {
+		if m != message {
 			t.Fatalf("the broker got %q", m)
 		}
 	case <-time.After(5 * time.Second):
