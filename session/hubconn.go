@@ -1,0 +1,325 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"time"
+
+	"github.com/eclipse/paho.golang/autopaho"
+	"github.com/eclipse/paho.golang/paho"
+	"go.uber.org/zap"
+)
+
+// connect starts a connection manager for the hub's current broker.
+func (h *Hub) connect() error {
+	br, o := h.br(), h.opts
+	server := br.serverURL()
+	if server == nil {
+		return fmt.Errorf("embedded broker %q is not listening yet", br.cfg.Name)
+	}
+	keepAlive := o.keepAlive
+	if keepAlive == 0 {
+		keepAlive = uint16(time.Duration(br.cfg.KeepAlive) / time.Second)
+	}
+	sess := newResendingSession()
+	cfg := autopaho.ClientConfig{
+		ServerUrls: []*url.URL{server},
+		AttemptConnection: func(ctx context.Context, c autopaho.ClientConfig, u *url.URL) (net.Conn, error) {
+			conn, err := dialBroker(ctx, u, c.TlsCfg, c.ConnectTimeout)
+			if err != nil {
+				return nil, err
+			}
+			return &brokerConn{Conn: conn, unsent: sess.unsent}, nil
+		},
+		TlsCfg:                        br.cfg.tlsConfig,
+		KeepAlive:                     keepAlive,
+		ConnectTimeout:                time.Duration(br.cfg.ConnectTimeout),
+		ReconnectBackoff:              reconnectBackoff,
+		CleanStartOnInitialConnection: o.cleanStart || !h.dedicated,
+		SessionExpiryInterval:         o.sessionExpiry,
+		ConnectUsername:               o.username,
+		ConnectPassword:               o.password,
+		WillMessage:                   o.will,
+		WillProperties:                o.willProps,
+		OnConnectionUp:                h.onUp,
+		OnConnectionDown:              h.onDown,
+		OnConnectError:                h.onConnectError,
+		DisconnectPacketBuilder: func() *paho.Disconnect {
+			d := &paho.Disconnect{ReasonCode: 0}
+			if h.fireWill.Load() {
+				d.ReasonCode = 0x04 // disconnect with will message
+			}
+			if !h.dedicated {
+				// The shared connection's broker session bridges cuts
+				// (sharedSessionExpiry); one the gateway closes is over, and
+				// must not keep its subscriptions and queue messages for a
+				// minute.
+				var none uint32
+				d.Properties = &paho.DisconnectProperties{SessionExpiryInterval: &none}
+			}
+			return d
+		},
+		ClientConfig: paho.ClientConfig{
+			ClientID:                   o.clientID,
+			Session:                    sess,
+			OnPublishReceived:          []func(paho.PublishReceived) (bool, error){h.onPublish},
+			EnableManualAcknowledgment: h.dedicated,
+		},
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cm, err := autopaho.NewConnection(ctx, cfg)
+	if err != nil {
+		cancel(nil)
+		return err
+	}
+	h.mu.Lock()
+	h.cmCancel, h.cmCtx, h.sess = cancel, ctx, sess
+	h.cm.Store(cm)
+	h.mu.Unlock()
+	return nil
+}
+
+// brokerCall is one request to the broker on the current connection
+// manager: its context ends with the caller's, after the timeout, or when
+// that manager is replaced or stopped, since its broker session goes with
+// it and nothing would ever answer.
+type brokerCall struct {
+	cm    *autopaho.ConnectionManager
+	sess  *resendingSession
+	ctx   context.Context
+	cmCtx context.Context
+	stop  func()
+}
+
+func (h *Hub) call(parent context.Context, timeout time.Duration) brokerCall {
+	h.mu.RLock()
+	cm, sess, cmCtx := h.conn(), h.sess, h.cmCtx
+	h.mu.RUnlock()
+	ctx, cancel := context.WithTimeout(parent, timeout)
+	stopAfter := context.AfterFunc(cmCtx, cancel)
+	return brokerCall{cm, sess, ctx, cmCtx, func() { stopAfter(); cancel() }}
+}
+
+// abandoned is why the call's connection manager went away, if it did.
+func (c brokerCall) abandoned() *Error {
+	e, _ := context.Cause(c.cmCtx).(*Error)
+	return e
+}
+
+// restart moves a shared hub to a changed broker configuration (a reload):
+// its sessions and subscriptions stay, its clients see the broker go and
+// come back, as in an outage, and everything is subscribed again.
+func (h *Hub) restart(br *brokerRuntime) error {
+	return h.replaceConnection(br, Errorf(CodeBrokerUnavailable, "broker %q reconfigured; subscriptions come back when it is connected", br.cfg.Name))
+}
+
+// replaceConnection gives a shared hub a new connection manager, to br,
+// with a broker session of its own: the old one's unacknowledged publishes
+// are not sent again. Clients get notice as in an outage.
+func (h *Hub) replaceConnection(br *brokerRuntime, notice *Error) error {
+	old := h.conn()
+	h.mu.Lock()
+	oldCancel := h.cmCancel
+	if h.up {
+		h.metrics.BrokerUp.WithLabelValues(h.br().cfg.Name).Dec()
+	}
+	h.broker.Store(br)
+	h.up, h.since = false, time.Now()
+	h.unreadyLocked()
+	for _, fs := range h.filters {
+		fs.asked = -1
+	}
+	h.noticeClients(notice)
+	h.mu.Unlock()
+	h.disconnect(old)
+	oldCancel(notice)
+	return h.connect()
+}
+
+// sharedSessionExpiry is how long the broker keeps a shared connection's
+// session after the connection drops, in seconds.
+const sharedSessionExpiry = 60
+
+// exponential is the reconnect schedule: quick first retries so a broker
+// restart is bridged fast, then one try every 5 s at most, which costs a
+// broker nothing (one connection per gateway and broker) and keeps a
+// broker back from a long outage waiting for the gateway no more than 5 s.
+var exponential = autopaho.NewExponentialBackoff(250*time.Millisecond, 5*time.Second, time.Second, 2)
+
+func reconnectBackoff(attempt int) time.Duration {
+	if attempt <= 0 {
+		return 0
+	}
+	return exponential(attempt)
+}
+
+func (h *Hub) onUp(cm *autopaho.ConnectionManager, ca *paho.Connack) {
+	h.metrics.BrokerUp.WithLabelValues(h.br().cfg.Name).Inc()
+	h.noteLimits(ca)
+	h.mu.Lock()
+	wasDown := !h.since.IsZero()
+	h.up, h.since, h.lastErr = true, time.Now(), nil
+	// The shared connection starts clean, so every filter must be
+	// subscribed again; the reconciler does it in the background (this
+	// callback must not block), and makes the hub ready when it is done.
+	for f, fs := range h.filters {
+		fs.asked = -1
+		h.dirty[f] = struct{}{}
+	}
+	h.announce = wasDown && !h.dedicated
+	if len(h.dirty) == 0 {
+		h.readyLocked()
+	} else {
+		h.restoring = true
+	}
+	// Every session gets the current retained messages again, as a direct
+	// client reconnecting would: they may have changed during the outage.
+	if !h.dedicated {
+		until := time.Now().Add(time.Duration(h.br().cfg.ConnectTimeout) + retainedWindow)
+		for _, mb := range h.members {
+			for f := range mb.filters {
+				h.await(mb, f, until)
+			}
+		}
+	}
+	h.mu.Unlock()
+	h.log.Info("broker connected", zap.String("broker", h.br().cfg.Name), zap.Uint64("stream", h.stream), zap.Bool("dedicated", h.dedicated))
+	h.emit("broker_up", map[string]any{"broker": h.br().cfg.Name, "mode": h.mode()})
+	h.poke()
+}
+
+func (h *Hub) onDown() bool {
+	h.mu.Lock()
+	poisoned := h.noteShortConnection()
+	if h.up { // a retired hub is out of the gauge already
+		h.metrics.BrokerUp.WithLabelValues(h.br().cfg.Name).Dec()
+	}
+	h.up, h.since = false, time.Now()
+	h.unreadyLocked()
+	for _, fs := range h.filters {
+		fs.asked = -1
+	}
+	closed := h.closed
+	var lost []*Client
+	if h.dedicated && h.yielding {
+		h.kicked = true
+	} else if h.dedicated {
+		for c := range h.clients {
+			lost = append(lost, c)
+		}
+	} else if !closed && !poisoned {
+		h.noticeClients(Errorf(CodeBrokerUnavailable, "broker %q unavailable; subscriptions come back when it returns", h.br().cfg.Name))
+	}
+	h.mu.Unlock()
+	if !closed {
+		h.log.Warn("broker connection lost", zap.String("broker", h.br().cfg.Name), zap.Uint64("stream", h.stream))
+		h.emit("broker_down", map[string]any{"broker": h.br().cfg.Name, "mode": h.mode()})
+	}
+	if poisoned && !closed {
+		go h.startAfresh() // a new connection manager: this one stops here
+		return false
+	}
+	h.ackMu.Lock()
+	clear(h.pendingAcks) // the broker redelivers them on the next connection
+	h.ackMu.Unlock()
+	// A dedicated connection belongs to one web client, which decides
+	// whether to reconnect (as with a direct MQTT connection), so it is not
+	// retried here.
+	h.tellLost(lost)
+	return !h.dedicated && !closed
+}
+
+func (h *Hub) onConnectError(err error) {
+	var e *Error
+	var ce *autopaho.ConnackError
+	if errors.As(err, &ce) {
+		e = Errorf(CodeBrokerRefused, "broker %q refused the connection: %s", h.br().cfg.Name, reason(ce.ReasonCode, ce.Reason))
+	} else {
+		e = Errorf(CodeBrokerUnavailable, "broker %q unavailable: %s", h.br().cfg.Name, dialCause(err))
+	}
+	h.mu.Lock()
+	repeated := h.lastErr != nil && h.lastErr.Message == e.Message
+	h.lastErr = e
+	h.mu.Unlock()
+	// Operators see why a broker cannot be reached, with its address;
+	// while it stays down for the same reason, the retries log at debug.
+	log := h.log.Warn
+	if repeated {
+		log = h.log.Debug
+	}
+	log("broker connect failed", zap.String("broker", h.br().cfg.Name), zap.String("url", h.br().cfg.URL), zap.Error(err))
+	if h.dedicated || ce != nil {
+		select {
+		case h.refErr <- e:
+		default:
+		}
+	}
+}
+
+// readyLocked opens the hub to publishes, and tells its clients the
+// broker is back if it was away. Called with h.mu held.
+func (h *Hub) readyLocked() {
+	h.restoring = false
+	if h.usable {
+		return
+	}
+	h.usable = true
+	close(h.upCh)
+	if h.announce {
+		h.announce = false
+		h.noticeClients(&Error{Code: CodeOK, Message: fmt.Sprintf("broker %q available again", h.br().cfg.Name)})
+	}
+}
+
+// unreadyLocked closes the hub to publishes until it is ready again.
+// Waiters keep the channel they have, which readyLocked closes. Called with
+// h.mu held.
+func (h *Hub) unreadyLocked() {
+	h.restoring = false
+	if h.usable {
+		h.usable = false
+		h.upCh = make(chan struct{})
+	}
+}
+
+// restored makes a restoring hub ready once the reconciler has nothing
+// left to send.
+func (h *Hub) restored() {
+	h.mu.Lock()
+	if h.restoring && h.up && len(h.dirty) == 0 {
+		h.readyLocked()
+	}
+	h.mu.Unlock()
+}
+
+// awaitUp waits until the broker connection is up. A refused connection
+// (bad credentials) fails at once; an unreachable broker fails when the
+// connect timeout passes, counted from arrived: when the client's request
+// came in, so requests queued behind one another during an outage each
+// wait at most the timeout, and fail in the order they came.
+func (h *Hub) awaitUp(ctx context.Context, arrived time.Time) *Error {
+	h.mu.RLock()
+	usable, ch := h.usable, h.upCh
+	h.mu.RUnlock()
+	if usable {
+		return nil
+	}
+	ctx, cancel := context.WithDeadline(ctx, arrived.Add(time.Duration(h.br().cfg.ConnectTimeout)))
+	defer cancel()
+	select {
+	case <-ch:
+		return nil
+	case e := <-h.refErr:
+		return e
+	case <-ctx.Done():
+		h.mu.RLock()
+		defer h.mu.RUnlock()
+		if h.lastErr != nil {
+			return h.lastErr
+		}
+		return Errorf(CodeBrokerUnavailable, "broker %q unavailable: no connection within %s", h.br().cfg.Name, time.Duration(h.br().cfg.ConnectTimeout))
+	}
+}

@@ -1,0 +1,150 @@
+package session
+
+import (
+	"context"
+	"time"
+)
+
+// member is a session's presence in a hub: one entry in the index per
+// filter the session holds, however many of its clients share that filter.
+type member struct {
+	sess    *Session
+	mark    uint64
+	filters map[string]int // filter → number of the session's subscriptions to it
+	// awaiting holds, per filter, until when messages with the retain flag
+	// are the broker's answer to this session's SUBSCRIBE and keep the
+	// flag (retained.go).
+	awaiting map[string]time.Time
+}
+
+// filterState is the broker-side state of one distinct filter.
+type filterState struct {
+	subID   int    // MQTT 5 subscription identifier, unique in the hub
+	refs    [3]int // subscriptions wanting each QoS
+	asked   int8   // QoS the broker was last asked for; -1: not subscribed
+	granted byte
+	waiters []chan *Error
+	// answering: until when retained messages with this filter's
+	// identifier are the broker's answer to its SUBSCRIBE (retained.go).
+	answering time.Time
+}
+
+func (f *filterState) want() int8 {
+	for q := 2; q >= 0; q-- {
+		if f.refs[q] > 0 {
+			return int8(q)
+		}
+	}
+	return -1
+}
+
+// subscribe registers filter for sess at qos and waits until the broker
+// holds it at that QoS or better. It returns the QoS the broker granted.
+func (h *Hub) subscribe(ctx context.Context, sess *Session, filter string, qos byte) (byte, *Error) {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return 0, Errorf(CodeBrokerUnavailable, "broker connection closed")
+	}
+	mb := h.members[sess]
+	if mb == nil {
+		mb = &member{sess: sess, filters: map[string]int{}}
+		h.members[sess] = mb
+	}
+	fs := h.filters[filter]
+	if fs == nil {
+		h.nextSubID = h.nextSubID%maxSubID + 1
+		fs = &filterState{asked: -1, subID: h.nextSubID}
+		h.filters[filter] = fs
+		h.bySubID[fs.subID] = filter
+		if !h.closed { // a closed hub is out of the gauge (retireLocked)
+			h.metrics.Subscriptions.WithLabelValues(h.br().cfg.Name).Inc()
+		}
+	}
+	fs.refs[qos]++
+	// Index before the broker subscribes: retained messages arrive right
+	// after the SUBACK and must find this session.
+	mb.filters[filter]++
+	first := mb.filters[filter] == 1
+	if first {
+		h.index.Add(filter, mb)
+	}
+	if h.up && fs.asked >= int8(qos) && fs.waiters == nil {
+		// The broker holds the filter already: this session's retained
+		// messages come from the hub's copy, and nobody else sees them.
+		if first && !h.dedicated {
+			h.sendRetained(mb, filter)
+		}
+		granted := min(fs.granted, qos)
+		h.mu.Unlock()
+		return granted, nil
+	}
+	if !h.dedicated {
+		h.await(mb, filter, time.Now().Add(time.Duration(h.br().cfg.ConnectTimeout)))
+	}
+	ch := make(chan *Error, 1)
+	fs.waiters = append(fs.waiters, ch)
+	h.dirty[filter] = struct{}{}
+	h.mu.Unlock()
+	h.poke()
+
+	timeout := time.NewTimer(time.Duration(h.br().cfg.ConnectTimeout))
+	defer timeout.Stop()
+	var err *Error
+	select {
+	case err = <-ch:
+	case <-timeout.C:
+		err = Errorf(CodeBrokerTimeout, "broker %q did not confirm the subscription in time", h.br().cfg.Name)
+	case <-ctx.Done():
+		err = Errorf(CodeBrokerUnavailable, "subscription cancelled")
+	}
+	if err != nil {
+		h.unsubscribe(sess, filter, qos)
+		return 0, err
+	}
+	h.mu.Lock()
+	granted := min(fs.granted, qos)
+	if !h.dedicated {
+		// The broker sends retained messages right after the SUBACK.
+		h.await(mb, filter, time.Now().Add(retainedWindow))
+	}
+	h.mu.Unlock()
+	return granted, nil
+}
+
+// unsubscribe releases one subscription of sess to filter at qos.
+func (h *Hub) unsubscribe(sess *Session, filter string, qos byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	mb := h.members[sess]
+	fs := h.filters[filter]
+	if mb == nil || fs == nil || mb.filters[filter] == 0 {
+		return
+	}
+	fs.refs[qos]--
+	if mb.filters[filter]--; mb.filters[filter] == 0 {
+		delete(mb.filters, filter)
+		delete(mb.awaiting, filter)
+		h.index.Remove(filter, mb)
+		if len(mb.filters) == 0 {
+			delete(h.members, sess)
+		}
+	}
+	if fs.want() < 0 {
+		h.dirty[filter] = struct{}{}
+		h.poke()
+		h.pruneRetained(filter)
+	}
+}
+
+// forgetFilterLocked drops a filter nobody wants any more, once the broker
+// no longer has it. Called with h.mu held.
+func (h *Hub) forgetFilterLocked(f string) {
+	if fs := h.filters[f]; fs != nil && h.bySubID[fs.subID] == f {
+		delete(h.bySubID, fs.subID)
+	}
+	delete(h.filters, f)
+	if !h.closed { // a closed hub is out of the gauge (retireLocked)
+		h.metrics.Subscriptions.WithLabelValues(h.br().cfg.Name).Dec()
+	}
+}
