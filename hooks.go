@@ -2,10 +2,12 @@ package mqttgateway
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
 	"github.com/caddy-mqtt/mqttgateway/hookapi"
@@ -95,3 +97,27 @@ func (p *hookPolicy) Notify(s *session.Session, a session.Action) {
 }
 
 var _ session.Policy = (*hookPolicy)(nil)
+
+// provisionHooks prepares the authenticate and authorize chains. The
+// decision cache belongs to this config: a reload may change the policy.
+func (h *Handler) provisionHooks(ctx caddy.Context) (*hookPolicy, error) {
+	p := &hookPolicy{cache: hookapi.NewCache(0), log: h.logger}
+	timeout := time.Duration(h.HookTimeout)
+	if timeout == 0 {
+		timeout = hookapi.DefaultTimeout
+	}
+	for _, c := range []*hookapi.Chain{h.Authenticate, h.Authorize} {
+		if c != nil {
+			if err := c.Provision(ctx); err != nil {
+				return nil, fmt.Errorf("mqtt_gateway: %v", err)
+			}
+		}
+	}
+	if h.Authenticate != nil {
+		p.authn = &hookapi.Runner{Chain: h.Authenticate, Timeout: timeout, Logger: h.logger.Named("authenticate"), Cache: p.cache}
+	}
+	if h.Authorize != nil {
+		p.authz = &hookapi.Runner{Chain: h.Authorize, Timeout: timeout, Logger: h.logger.Named("authorize"), Cache: p.cache}
+	}
+	return p, nil
+}

@@ -1,0 +1,98 @@
+package mqttgateway
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyevents"
+	"go.uber.org/zap"
+
+	"github.com/caddy-mqtt/mqttgateway/session"
+)
+
+// sameGateway refuses a second block of one config for the same gateway
+// with other settings.
+func sameGateway(settings, other, name string) error {
+	if settings != other {
+		return fmt.Errorf("mqtt_gateway: two mqtt_gateway blocks with different settings are both gateway %q "+
+			"(a gateway is named after its brokers unless it has a name): give each its own name", name)
+	}
+	return nil
+}
+
+// commitReload applies a reloaded config's settings to its gateway once
+// Caddy has started that config ("started", an event Caddy marks
+// experimental; should it go, the settings would not apply and the log
+// would not say "gateway reconfigured").
+type commitReload struct {
+	g    *gateway
+	load *caddyevents.App
+	log  *zap.Logger
+	name string
+}
+
+func (c commitReload) Handle(context.Context, caddy.Event) error {
+	p := c.g.pending
+	if p == nil || p.load != c.load {
+		return nil
+	}
+	c.g.pending = nil
+	if err := c.g.Reconfigure(p.cfg); err != nil {
+		c.log.Error("reconfiguring the gateway", zap.String("gateway", c.name), zap.Error(err))
+		return nil
+	}
+	c.g.load, c.g.settings = p.load, p.settings
+	// Brokers the reload added start now: their config's app has started
+	// already.
+	if err := c.g.StartEmbedded(); err != nil {
+		c.log.Error("starting an embedded broker", zap.String("gateway", c.name), zap.Error(err))
+	}
+	c.log.Info("gateway reconfigured", zap.String("gateway", c.name), zap.Int("sessions", c.g.Sessions()))
+	return nil
+}
+
+// gateways holds each gateway's session manager across config reloads.
+var gateways = caddy.NewUsagePool()
+
+// gateway adapts a Manager to the usage pool.
+type gateway struct {
+	*session.Manager
+	// The config that last provisioned the gateway (known by its events
+	// app: each config has its own) and its settings as JSON, for blocks
+	// of one config that share the gateway.
+	load     *caddyevents.App
+	settings string
+	// A reload's settings, until its config runs (commitReload).
+	pending *applied
+}
+
+// applied is a gateway's settings and the config that gives them.
+type applied struct {
+	cfg      session.Config
+	load     *caddyevents.App
+	settings string
+}
+
+func (g *gateway) Destruct() error {
+	g.Close()
+	return nil
+}
+
+func (h *Handler) gatewayKey() string {
+	if h.Name != "" {
+		return "mqtt_gateway:" + h.Name
+	}
+	names := make([]string, len(h.Brokers))
+	for i, b := range h.Brokers {
+		names[i] = b.Name
+	}
+	slices.Sort(names)
+	return "mqtt_gateway:brokers=" + strings.Join(names, ",")
+}
+
+// Manager exposes the gateway's session manager (brokers' state, embedded
+// brokers) to programs that embed the module, such as the demo.
+func (h *Handler) Manager() *session.Manager { return h.manager }
