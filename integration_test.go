@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/caddy-mqtt/mqttgateway/session"
 	"github.com/caddy-mqtt/mqttgateway/transport"
 	"github.com/caddy-mqtt/mqttgateway/transport/gwclient"
@@ -338,6 +340,67 @@ func TestRetainedForLateSubscribers(t *testing.T) {
 	if f := nextMessage(t, third); string(f.Publish.Payload) != "live" || !f.Publish.Retain {
 		t.Fatalf("third subscriber: %+v", f)
 	}
+	if n := mq.subscribeCount(t, "ret/#"); n != 1 {
+		t.Fatalf("broker saw %d SUBSCRIBEs for ret/#, want 1", n)
+	}
+}
+
+// In a session opened with addressed_retained, every SUBSCRIBE of a
+// shared connection gets the retained messages, as from a broker, addressed
+// to the client that subscribed: a second client of the session
+// subscribing a filter the first holds, and a client subscribing again.
+// They are not held back by a frequency limit, nor do they take the place
+// of a value the limit holds for the other clients; the broker still sees
+// one SUBSCRIBE. A session without the option (an older client, which
+// cannot read addressed MESSAGEs) gets them only for its first.
+func TestRetainedAddressedToEachSubscribingClient(t *testing.T) {
+	mq := startMosquitto(t)
+	mosquittoPub(t, mq.port, "-t", "ret/a", "-m", "kept", "-r") // QoS 0: subject to frequency limits
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	ctx := ctx10(t)
+	c, err := gwclient.DialWith(ctx, &websocket.Dialer{}, url, nil, []transport.KV{{Key: "addressed_retained", Value: "1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	old := dial(t, url)
+	expect := func(s *gwclient.Client, what, payload string, retain bool, to uint64) {
+		t.Helper()
+		if f := nextMessage(t, s); string(f.Publish.Payload) != payload || f.Publish.Retain != retain || f.Handle != to {
+			t.Fatalf("%s: %+v, want %q (retain %v) addressed to client %d", what, f, payload, retain, to)
+		}
+	}
+	// At most one message per 1000 s.
+	subscribe := func(h uint64) {
+		t.Helper()
+		if _, err := c.SubscribeLimited(ctx, h, "ret/#", 0, 0.001); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first, second := connectMain(t, c), connectMain(t, c)
+	subscribe(first)
+	expect(c, "the first subscription (the broker's answer, for the session)", "kept", true, 0)
+	connectSubscribe(t, old, "ret/#", 0)
+	expect(old, "a session without the option, subscribing", "kept", true, 0)
+
+	mosquittoPub(t, mq.port, "-t", "ret/a", "-m", "held") // c's limit holds it
+	expect(old, "a live message", "held", false, 0)
+	subscribe(second)
+	expect(c, "a second client of the session", "kept", true, second)
+	expect(c, "the value the limit held, released by the new limit", "held", false, 0)
+	subscribe(first)
+	expect(c, "the first client subscribing again", "kept", true, first)
+
+	for _, h := range []uint64{first, second} {
+		if err := c.SetFrequency(ctx, h, "ret/#", 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	connectSubscribe(t, old, "ret/#", 0) // its second client: no retained message
+	time.Sleep(retainedSettle)
+	mosquittoPub(t, mq.port, "-t", "ret/a", "-m", "live", "-r")
+	expect(c, "a live retained publish", "live", false, 0)
+	expect(old, "a live retained publish (a session without the option gets no copy for its second client)", "live", false, 0)
 	if n := mq.subscribeCount(t, "ret/#"); n != 1 {
 		t.Fatalf("broker saw %d SUBSCRIBEs for ret/#, want 1", n)
 	}

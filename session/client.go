@@ -225,7 +225,7 @@ func (s *Session) Subscribe(req, handle uint64, filter string, qos byte, maxFreq
 			s.result(req, Errorf(CodeTooManySubscriptions, "at most %d subscriptions per client", s.mgr.config().MaxSubscriptionsPerClient), 0)
 			return
 		}
-		granted, err := c.hub.subscribe(c.ctx, s, filter, qos)
+		granted, err := c.hub.subscribe(c.ctx, s, c.handle, filter, qos)
 		if err != nil {
 			s.result(req, err, 0)
 			return

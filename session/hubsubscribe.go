@@ -38,9 +38,10 @@ func (f *filterState) want() int8 {
 	return -1
 }
 
-// subscribe registers filter for sess at qos and waits until the broker
-// holds it at that QoS or better. It returns the QoS the broker granted.
-func (h *Hub) subscribe(ctx context.Context, sess *Session, filter string, qos byte) (byte, *Error) {
+// subscribe registers filter for the client of sess with handle client at
+// qos and waits until the broker holds it at that QoS or better. It returns
+// the QoS the broker granted.
+func (h *Hub) subscribe(ctx context.Context, sess *Session, client uint64, filter string, qos byte) (byte, *Error) {
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
@@ -72,8 +73,12 @@ func (h *Hub) subscribe(ctx context.Context, sess *Session, filter string, qos b
 	if h.up && fs.asked >= int8(qos) && fs.waiters == nil {
 		// The broker holds the filter already: this session's retained
 		// messages come from the hub's copy, and nobody else sees them.
-		if first && !h.dedicated {
-			h.sendRetained(mb, filter)
+		switch {
+		case h.dedicated:
+		case sess.addressRetained.Load():
+			h.sendRetained(mb, filter, client)
+		case first:
+			h.sendRetained(mb, filter, 0)
 		}
 		granted := min(fs.granted, qos)
 		h.mu.Unlock()

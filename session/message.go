@@ -39,7 +39,12 @@ type Message struct {
 	Retain   bool
 	Dup      bool
 	PacketID uint16 // nonzero only on dedicated streams, where the client must ACK
-	Props    *Props
+	// Client, when nonzero, is the handle of the one client of the session
+	// the message is for: a retained message sent because that client
+	// subscribed (Session.AddressRetained). Zero: every client whose
+	// subscriptions match.
+	Client uint64
+	Props  *Props
 
 	encoded atomic.Pointer[[]byte]
 }

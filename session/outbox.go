@@ -118,7 +118,7 @@ func (o *outbox) conflating(always, attached bool, held int) bool {
 // there is one. The frame keeps its number and place: the client sees the
 // newer value where the older would have been.
 func (o *outbox) conflate(e Event) bool {
-	if e.Kind != EventMessage || e.Msg.QoS != 0 || o.latest == nil {
+	if e.Kind != EventMessage || e.Msg.QoS != 0 || e.Msg.Client != 0 || o.latest == nil {
 		return false
 	}
 	n, ok := o.latest[conflationKey{e.Msg.Stream, e.Msg.Topic}]
@@ -134,7 +134,7 @@ func (o *outbox) conflate(e Event) bool {
 // push queues a frame. Callers check full first: push itself never
 // refuses, because control frames (results, notices) must always get out.
 func (o *outbox) push(e Event, track bool) {
-	if track && e.Kind == EventMessage && e.Msg.QoS == 0 {
+	if track && e.Kind == EventMessage && e.Msg.QoS == 0 && e.Msg.Client == 0 {
 		if o.latest == nil {
 			o.latest = map[conflationKey]uint64{}
 		}

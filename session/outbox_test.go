@@ -109,6 +109,36 @@ func TestOutboxConflatesUnwrittenQoS0PerTopic(t *testing.T) {
 	}
 }
 
+// A retained message addressed to one client of the session neither takes
+// the place of a waiting value (the other clients would lose it) nor gives
+// its own to a newer one (the subscribing client would lose its retained
+// message); a newer value still replaces the one waiting before it.
+func TestOutboxKeepsAddressedMessages(t *testing.T) {
+	o := newOutbox(testLimits())
+	push := func(m *Message) bool {
+		e := Event{Kind: EventMessage, Msg: m}
+		if o.conflate(e) {
+			return true
+		}
+		o.push(e, true)
+		return false
+	}
+	push(&Message{Topic: "a", Payload: []byte("live 1")})
+	if push(&Message{Topic: "a", Payload: []byte("kept"), Retain: true, Client: 2}) {
+		t.Fatal("an addressed message took the place of a value for every client")
+	}
+	if push(&Message{Topic: "a", Payload: []byte("live 2")}) {
+		t.Fatal("a newer value took the place of one queued before an addressed message")
+	}
+	var got []string
+	for _, e := range o.take(nil, 100, nil) {
+		got = append(got, string(e.Msg.Payload))
+	}
+	if !slices.Equal(got, []string{"live 1", "kept", "live 2"}) {
+		t.Fatalf("frames %q", got)
+	}
+}
+
 func TestOutboxOverflowNoticeCounts(t *testing.T) {
 	o := newOutbox(testLimits())
 	for i := 0; i < 5; i++ {

@@ -144,15 +144,20 @@ func (h *Hub) answers(m *Message, id int, now time.Time) string {
 }
 
 // sendRetained delivers the hub's retained messages matching filter to a
-// session that just subscribed to a filter the broker already holds.
-// Called with h.mu held, so no live update can overtake them.
-func (h *Hub) sendRetained(mb *member, filter string) {
+// session that just subscribed to a filter the broker already holds:
+// addressed to its client with handle client, or to every client whose
+// subscriptions match (0). Called with h.mu held, so no live update can
+// overtake them.
+func (h *Hub) sendRetained(mb *member, filter string, client uint64) {
 	now := time.Now()
 	for name, rc := range h.retained {
 		if !topic.Match(filter, name) {
 			continue
 		}
 		if m, ok := rc.fresh(now); ok {
+			if client != 0 {
+				m = &Message{Stream: m.Stream, Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: true, Props: m.Props, Client: client}
+			}
 			mb.sess.deliver(m)
 		} else {
 			delete(h.retained, name) // expired: the broker has dropped it too

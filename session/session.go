@@ -82,7 +82,19 @@ type Session struct {
 	// to apply the server's anew after a reload.
 	askedBandwidth uint64
 	publishes      *throttle.Bucket
+	// addressRetained: the client takes retained messages addressed to the
+	// one of its clients that subscribed (AddressRetained).
+	addressRetained atomic.Bool
 }
+
+// AddressRetained makes the retained messages the hub has for a shared
+// connection's SUBSCRIBE go to the client that subscribed, and to it only
+// (Message.Client), as a broker answers each SUBSCRIBE: a second client of
+// the session subscribing a filter the session holds, or a client
+// subscribing again, gets them too, and the session's other clients do not
+// see them again. A client asks with the OPEN option addressed_retained;
+// older ones, which could not read such a MESSAGE, get them as before.
+func (s *Session) AddressRetained() { s.addressRetained.Store(true) }
 
 // Dispatch runs fn, which hands one unit of client frames to the session,
 // unless the connection has been replaced (stale reports that): the frames
@@ -309,7 +321,9 @@ func (s *Session) deliver(m *Message) {
 	s.mu.Lock()
 	// A closed session gets messages until its clients have detached from
 	// their hubs; pushLocked drops them, and the gate is gone (finish).
-	if s.throttled > 0 && s.closed == nil && !s.admit(m) { // throttled, not gate: it is on the cache line fan-out reads anyway
+	// An addressed message is one client's answer to its SUBSCRIBE: no
+	// limit holds it back, and no other value takes its place.
+	if s.throttled > 0 && s.closed == nil && m.Client == 0 && !s.admit(m) { // throttled, not gate: it is on the cache line fan-out reads anyway
 		s.mu.Unlock()
 		return
 	}

@@ -85,6 +85,20 @@ func TestServerFramesRoundTrip(t *testing.T) {
 	if enc := EncodeMessage(m); len(enc) != cap(enc) {
 		t.Errorf("EncodeMessage sized %d for %d bytes", cap(enc), len(enc))
 	}
+	if f.Handle != 0 {
+		t.Fatalf("a message for every client decoded as addressed to %d", f.Handle)
+	}
+	m.Client = 300 // two bytes as a uvarint
+	f = decodeOne(t, EncodeMessage(m))
+	if f.Handle != 300 || f.Publish.Topic != m.Topic || !bytes.Equal(f.Publish.Payload, m.Payload) || f.PacketID != 12 {
+		t.Fatalf("addressed message: %+v", f)
+	}
+	if enc := EncodeMessage(m); len(enc) != cap(enc) {
+		t.Errorf("EncodeMessage sized %d for %d bytes of an addressed message", cap(enc), len(enc))
+	}
+	if got := AppendMessage(nil, m); !bytes.Equal(got, EncodeMessage(m)) {
+		t.Errorf("AppendMessage and EncodeMessage differ for an addressed message")
+	}
 	f = decodeOne(t, AppendResult(nil, 4, session.CodeInvalidFilter, "bad filter", 1))
 	if f.Type != TypeResult || f.Req != 4 || f.Code != session.CodeInvalidFilter || f.Message != "bad filter" || f.Value != 1 {
 		t.Fatalf("result: %+v", f)

@@ -189,9 +189,14 @@ func perSecond(milli uint64) float64 { return float64(milli) / 1000 }
 // applyOpenOptions applies the OPEN frame's known options.
 func applyOpenOptions(s *session.Session, opts []KV) {
 	for _, kv := range opts {
-		if kv.Key == "max_bandwidth" {
+		switch kv.Key {
+		case "max_bandwidth":
 			if v, err := strconv.ParseUint(kv.Value, 10, 64); err == nil {
 				s.SetMaxBandwidth(v)
+			}
+		case "addressed_retained":
+			if kv.Value == "1" {
+				s.AddressRetained()
 			}
 		}
 	}

@@ -44,8 +44,14 @@ func appendMessageBody(b []byte, m *session.Message) []byte {
 	if m.Dup {
 		flags |= flagDup
 	}
+	if m.Client != 0 {
+		flags |= flagClient
+	}
 	b = append(b, flags)
 	b = appendUvarint(b, uint64(m.PacketID))
+	if m.Client != 0 {
+		b = appendUvarint(b, m.Client)
+	}
 	b = appendString(b, m.Topic)
 	b = appendProps(b, m.Props)
 	return append(b, m.Payload...)
@@ -55,6 +61,9 @@ func appendMessageBody(b []byte, m *session.Message) []byte {
 // exactly: this is the encoding shared by every session (Message.Encoded).
 func EncodeMessage(m *session.Message) []byte {
 	n := 1 + uvarintLen(m.Stream) + 1 + uvarintLen(uint64(m.PacketID)) + strLen(m.Topic) + propsLen(m.Props) + len(m.Payload)
+	if m.Client != 0 {
+		n += uvarintLen(m.Client)
+	}
 	b := appendUvarint(make([]byte, 0, uvarintLen(uint64(n))+n), uint64(n))
 	return appendMessageBody(append(b, TypeMessage), m)
 }

@@ -42,6 +42,7 @@ const (
 	flagQoSMask = 0x03
 	flagRetain  = 0x04
 	flagDup     = 0x08
+	flagClient  = 0x10 // MESSAGE: addressed to one client, whose handle follows
 
 	sendCounted = 0x01 // SEND: requests is given
 
@@ -60,7 +61,7 @@ type Frame struct {
 	Type byte
 
 	Req    uint64
-	Handle uint64
+	Handle uint64 // also MESSAGE's addressed client, 0: none
 
 	// OPEN
 	Version  uint64
@@ -224,6 +225,9 @@ func Decode(b []byte, f *Frame) error {
 		p := &f.Publish
 		p.QoS, p.Retain, f.Dup = flags&flagQoSMask, flags&flagRetain != 0, flags&flagDup != 0
 		f.PacketID = r.uvarint()
+		if flags&flagClient != 0 {
+			f.Handle = r.uvarint()
+		}
 		p.Topic = r.string()
 		p.Props = r.props()
 		p.Payload = r.rest()

@@ -429,8 +429,9 @@ export function encodeFrame(f) {
       break;
     case FrameType.MESSAGE:
       w.uvarint(f.stream);
-      w.u8(qosFlag(f.qos ?? 0, "qos") | (f.retain ? 0x04 : 0) | (f.duplicate ? 0x08 : 0));
+      w.u8(qosFlag(f.qos ?? 0, "qos") | (f.retain ? 0x04 : 0) | (f.duplicate ? 0x08 : 0) | (f.client ? 0x10 : 0));
       w.uvarint(f.packetId ?? 0);
+      if (f.client) w.uvarint(f.client);
       w.string(f.topic);
       w.props(f.props);
       w.raw(toBytes(f.payload ?? new Uint8Array(0)));
@@ -560,12 +561,15 @@ export function decodeFrame(bytes, start = 0, end = bytes.length) {
     case FrameType.MESSAGE: {
       f = { type, stream: r.uvarint() };
       const flags = r.u8();
-      checkReserved(flags, 0x0f, "MESSAGE");
+      checkReserved(flags, 0x1f, "MESSAGE");
       f.qos = flags & 0x03;
       if (f.qos === 3) throw malformed("MESSAGE with QoS 3");
       f.retain = (flags & 0x04) !== 0;
       f.duplicate = (flags & 0x08) !== 0;
       f.packetId = r.uvarint();
+      // Addressed: the handle of the one client it is for (a retained message
+      // answering that client's SUBSCRIBE; PROTOCOL.md, addressed_retained).
+      if (flags & 0x10) f.client = r.uvarint();
       f.topic = r.string();
       f.props = r.props();
       f.payload = r.rest();

@@ -120,7 +120,9 @@ export class Session {
     this._base = String(url);
     this._user = options.user ?? "";
     this._password = options.password === undefined ? new Uint8Array(0) : toBytes(options.password);
-    this._openOptions = [];
+    // addressed_retained: each client's SUBSCRIBE gets the retained messages the
+    // gateway holds, addressed to it (PROTOCOL.md; _onMessage).
+    this._openOptions = [["addressed_retained", "1"]];
     if (options.maxBandwidth !== undefined && options.maxBandwidth !== null) {
       const bw = Number(options.maxBandwidth);
       if (!Number.isFinite(bw) || bw < 0) throw new TypeError("maxBandwidth must be a non-negative number (bytes/s)");
@@ -664,9 +666,15 @@ export class Session {
 
   _onMessage(f) {
     let delivered = false;
-    for (const client of this._clients) {
-      if (client._stream !== f.stream) continue;
-      if (client._deliver(f)) delivered = true;
+    if (f.client) {
+      // A retained message for one client's SUBSCRIBE: that client's only.
+      const client = this._handles.get(f.client);
+      delivered = client?._stream === f.stream && client._deliver(f);
+    } else {
+      for (const client of this._clients) {
+        if (client._stream !== f.stream) continue;
+        if (client._deliver(f)) delivered = true;
+      }
     }
     // Acknowledge only what an application callback has seen: an ACK for a message
     // nobody got would tell the broker it was delivered.

@@ -241,6 +241,18 @@ describe("frames", () => {
       props: { payloadFormatIndicator: 0, correlationData: bytes(9) },
       payload: bytes(0xff, 0xfe, 0x00),
     },
+    {
+      type: FrameType.MESSAGE,
+      stream: 2,
+      qos: 0,
+      retain: true,
+      duplicate: false,
+      packetId: 0,
+      client: 300,
+      topic: "sensors/b/temp",
+      props: {},
+      payload: bytes(1),
+    },
     { type: FrameType.LOST, handle: 2, code: 4041, message: "broker down" },
     { type: FrameType.NOTICE, code: 4050, message: "overflow", value: 17 },
     { type: FrameType.SERVER_CLOSE, code: 4012, message: "gap" },
@@ -273,6 +285,8 @@ describe("frames", () => {
   test("wire layout of MESSAGE flags", () => {
     const enc = encodeFrame({ type: FrameType.MESSAGE, stream: 1, qos: 2, retain: true, duplicate: true, packetId: 0, topic: "t", props: {}, payload: bytes(7) });
     assert.deepEqual(enc, bytes(0x84, 1, 0x0e, 0, 1, 0x74, 0, 7));
+    const addressed = encodeFrame({ type: FrameType.MESSAGE, stream: 1, qos: 0, retain: true, packetId: 0, client: 3, topic: "t", props: {}, payload: bytes(7) });
+    assert.deepEqual(addressed, bytes(0x84, 1, 0x14, 0, 3, 1, 0x74, 0, 7), "bit 4, then the handle after packet_id");
   });
 
   test("unknown frame type is malformed", () => {
@@ -299,7 +313,7 @@ describe("frames", () => {
 
   test("reserved flag bits are malformed", () => {
     const msg = encodeFrame({ type: FrameType.MESSAGE, stream: 1, qos: 0, packetId: 0, topic: "t", props: {}, payload: bytes() });
-    msg[2] |= 0x10;
+    msg[2] |= 0x20;
     assertMalformed(() => decodeFrame(msg));
     const pub = encodeFrame({ type: FrameType.PUBLISH, req: 1, handle: 1, topic: "t", qos: 0, props: {}, payload: bytes() });
     pub[5] |= 0x08;

@@ -119,6 +119,32 @@ describe("with a real gateway and mosquitto", () => {
     assert.equal(m.retained, true);
   });
 
+  test("each SUBSCRIBE of a session's clients gets the retained messages, and only its client", async () => {
+    const topic = unique("retained-each");
+    await pub(`${topic}/x`, ["-q", "1", "-r", "-m", "kept"]);
+    cleanups.push(() => pub(`${topic}/x`, ["-q", "1", "-r", "-n"]));
+    const s = await session();
+    const a = await client(s);
+    const b = await client(s);
+    const retained = (c, n) => {
+      assert.equal(c.received.length, n);
+      const m = c.received[n - 1];
+      assert.equal(m.payloadString, "kept");
+      assert.equal(m.retained, true);
+    };
+    await a.subscribe(`${topic}/#`, { qos: 1 });
+    await waitFor(() => a.received[0], { what: "the retained message for a" });
+    retained(a, 1);
+    // The gateway holds the filter now: b's copy comes from it, before b's RESULT,
+    // so a copy for a would have come by then too.
+    await b.subscribe(`${topic}/#`, { qos: 1 });
+    retained(b, 1);
+    retained(a, 1);
+    await a.subscribe(`${topic}/#`, { qos: 1 }); // again, as an MQTT client may
+    retained(a, 2);
+    retained(b, 1);
+  });
+
   test("a client publish reaches mosquitto_sub byte-identical", async () => {
     const s = await session();
     const c = await client(s);
