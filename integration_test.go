@@ -378,12 +378,21 @@ func TestRetainedAddressedToEachSubscribingClient(t *testing.T) {
 		}
 	}
 	first, second := connectMain(t, c), connectMain(t, c)
-	subscribe(first)
+	if _, err := c.Subscribe(ctx, first, "ret/#", 0); err != nil {
+		t.Fatal(err)
+	}
 	expect(c, "the first subscription (the broker's answer, for the session)", "kept", true, 0)
 	connectSubscribe(t, old, "ret/#", 0)
 	expect(old, "a session without the option, subscribing", "kept", true, 0)
 
-	mosquittoPub(t, mq.port, "-t", "ret/a", "-m", "held") // c's limit holds it
+	// The limit from now on: the first value passes, the next one waits.
+	if err := c.SetFrequency(ctx, first, "ret/#", 0.001); err != nil {
+		t.Fatal(err)
+	}
+	mosquittoPub(t, mq.port, "-t", "ret/a", "-m", "passes")
+	expect(c, "the first value under the limit", "passes", false, 0)
+	expect(old, "a live message", "passes", false, 0)
+	mosquittoPub(t, mq.port, "-t", "ret/a", "-m", "held")
 	expect(old, "a live message", "held", false, 0)
 	subscribe(second)
 	expect(c, "a second client of the session", "kept", true, second)
@@ -403,6 +412,37 @@ func TestRetainedAddressedToEachSubscribingClient(t *testing.T) {
 	expect(old, "a live retained publish (a session without the option gets no copy for its second client)", "live", false, 0)
 	if n := mq.subscribeCount(t, "ret/#"); n != 1 {
 		t.Fatalf("broker saw %d SUBSCRIBEs for ret/#, want 1", n)
+	}
+}
+
+// The broker's answer to a SUBSCRIBE the gateway had to make, for a filter
+// overlapping one another client of the session holds, goes to the client
+// that subscribed: the other one had the message already, and does not get
+// it again.
+func TestRetainedAnswerAddressedToTheSubscribingClient(t *testing.T) {
+	mq := startMosquitto(t)
+	mosquittoPub(t, mq.port, "-t", "ret/a", "-m", "kept", "-r")
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	ctx := ctx10(t)
+	c, err := gwclient.DialWith(ctx, &websocket.Dialer{}, url, nil, []transport.KV{{Key: "addressed_retained", Value: "1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	expect := func(what, payload string, retain bool, to uint64) {
+		t.Helper()
+		if f := nextMessage(t, c); string(f.Publish.Payload) != payload || f.Publish.Retain != retain || f.Handle != to {
+			t.Fatalf("%s: %+v, want %q (retain %v) addressed to client %d", what, f, payload, retain, to)
+		}
+	}
+	connectSubscribe(t, c, "ret/#", 0)
+	expect("the first subscription", "kept", true, 0)
+	second := connectSubscribe(t, c, "ret/a", 0) // a new filter: the broker answers
+	expect("the broker's answer to the second client's filter", "kept", true, second)
+	mosquittoPub(t, mq.port, "-t", "ret/a", "-m", "marker")
+	expect("the next message (no second copy for the first client)", "marker", false, 0)
+	if n := mq.subscribeCount(t, "ret/a"); n != 1 {
+		t.Fatalf("broker saw %d SUBSCRIBEs for ret/a, want 1", n)
 	}
 }
 

@@ -181,7 +181,7 @@ func (h *Hub) onUp(cm *autopaho.ConnectionManager, ca *paho.Connack) {
 		until := time.Now().Add(time.Duration(h.br().cfg.ConnectTimeout) + retainedWindow)
 		for _, mb := range h.members {
 			for f := range mb.filters {
-				h.await(mb, f, until)
+				h.await(mb, f, until, 0)
 			}
 		}
 	}

@@ -13,8 +13,8 @@ type member struct {
 	filters map[string]int // filter → number of the session's subscriptions to it
 	// awaiting holds, per filter, until when messages with the retain flag
 	// are the broker's answer to this session's SUBSCRIBE and keep the
-	// flag (retained.go).
-	awaiting map[string]time.Time
+	// flag, and for which of its clients (retained.go).
+	awaiting map[string]awaited
 }
 
 // filterState is the broker-side state of one distinct filter.
@@ -63,6 +63,12 @@ func (h *Hub) subscribe(ctx context.Context, sess *Session, client uint64, filte
 		}
 	}
 	fs.refs[qos]++
+	// The client retained messages for this SUBSCRIBE are addressed to; 0:
+	// every client of the session (Session.AddressRetained).
+	var addressee uint64
+	if sess.addressRetained.Load() {
+		addressee = client
+	}
 	// Index before the broker subscribes: retained messages arrive right
 	// after the SUBACK and must find this session.
 	mb.filters[filter]++
@@ -75,8 +81,8 @@ func (h *Hub) subscribe(ctx context.Context, sess *Session, client uint64, filte
 		// messages come from the hub's copy, and nobody else sees them.
 		switch {
 		case h.dedicated:
-		case sess.addressRetained.Load():
-			h.sendRetained(mb, filter, client)
+		case addressee != 0:
+			h.sendRetained(mb, filter, addressee)
 		case first:
 			h.sendRetained(mb, filter, 0)
 		}
@@ -85,7 +91,7 @@ func (h *Hub) subscribe(ctx context.Context, sess *Session, client uint64, filte
 		return granted, nil
 	}
 	if !h.dedicated {
-		h.await(mb, filter, time.Now().Add(time.Duration(h.br().cfg.ConnectTimeout)))
+		h.await(mb, filter, time.Now().Add(time.Duration(h.br().cfg.ConnectTimeout)), addressee)
 	}
 	ch := make(chan *Error, 1)
 	fs.waiters = append(fs.waiters, ch)
@@ -111,7 +117,7 @@ func (h *Hub) subscribe(ctx context.Context, sess *Session, client uint64, filte
 	granted := min(fs.granted, qos)
 	if !h.dedicated {
 		// The broker sends retained messages right after the SUBACK.
-		h.await(mb, filter, time.Now().Add(retainedWindow))
+		h.await(mb, filter, time.Now().Add(retainedWindow), addressee)
 	}
 	h.mu.Unlock()
 	return granted, nil

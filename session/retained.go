@@ -2,6 +2,7 @@ package session
 
 import (
 	"bytes"
+	"slices"
 	"time"
 
 	"github.com/caddy-mqtt/mqttgateway/session/topic"
@@ -23,6 +24,11 @@ import (
 // SUBSCRIBE, which arrives within retainedWindow of the SUBACK, with the
 // flag; everyone else gets live retained publishes without it, and not the
 // answers to other filters' SUBSCRIBEs (onRetained).
+//
+// In a session that addresses retained messages (Session.AddressRetained),
+// the hub's copy and an answer it can tell for one filter's SUBSCRIBE go to
+// the clients that subscribed, not to every client of the session whose
+// subscriptions match.
 
 // retainedCopy is the hub's copy of a topic's retained message, and when
 // it came: a message expiry interval counts from then.
@@ -52,19 +58,56 @@ func (rc retainedCopy) fresh(now time.Time) (*Message, bool) {
 // count as the broker's answer to it.
 const retainedWindow = 2 * time.Second
 
+// awaited is a session's expectation of the broker's retained messages
+// for one filter: until when, and for which of its clients.
+type awaited struct {
+	until   time.Time
+	all     bool     // every client of the session whose subscriptions match
+	clients []uint64 // else these (Message.Client)
+}
+
 // await marks mb as expecting the broker's retained messages for filter
-// until the given time. Called with h.mu held.
-func (h *Hub) await(mb *member, filter string, until time.Time) {
+// until the given time, for its client with handle client, or for all of
+// them (0). Called with h.mu held.
+func (h *Hub) await(mb *member, filter string, until time.Time, client uint64) {
 	if mb.awaiting == nil {
-		mb.awaiting = map[string]time.Time{}
+		mb.awaiting = map[string]awaited{}
 	}
-	mb.awaiting[filter] = until
+	a, ok := mb.awaiting[filter]
+	switch {
+	case client == 0:
+		a = awaited{all: true}
+	case !ok || time.Now().After(a.until):
+		a = awaited{clients: []uint64{client}}
+	case !a.all && !slices.Contains(a.clients, client):
+		a.clients = append(a.clients, client)
+	}
+	a.until = until
+	mb.awaiting[filter] = a
+}
+
+// deliver gives a session m, flagged retained, as the clients a awaits it
+// for must get it.
+func (a awaited) deliver(sess *Session, m *Message) {
+	if a.all {
+		sess.deliver(m)
+		return
+	}
+	for _, c := range a.clients {
+		sess.deliver(addressed(m, c))
+	}
+}
+
+// addressed is a copy of the retained message m for one client (an
+// encoding of its own, with the client's handle).
+func addressed(m *Message, client uint64) *Message {
+	return &Message{Stream: m.Stream, Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: true, Props: m.Props, Client: client}
 }
 
 // awaits reports whether mb expects retained messages of topic now.
 func (mb *member) awaits(name string, now time.Time) bool {
-	for f, until := range mb.awaiting {
-		if now.After(until) {
+	for f, a := range mb.awaiting {
+		if now.After(a.until) {
 			delete(mb.awaiting, f)
 			continue
 		}
@@ -113,8 +156,8 @@ func (h *Hub) onRetained(m *Message, id int) {
 		mb.mark = seq
 		switch {
 		case answers != "":
-			if until, ok := mb.awaiting[answers]; ok && now.Before(until) {
-				mb.sess.deliver(flagged)
+			if a, ok := mb.awaiting[answers]; ok && now.Before(a.until) {
+				a.deliver(mb.sess, flagged)
 			}
 		case mb.awaits(m.Topic, now):
 			mb.sess.deliver(flagged)
@@ -156,7 +199,7 @@ func (h *Hub) sendRetained(mb *member, filter string, client uint64) {
 		}
 		if m, ok := rc.fresh(now); ok {
 			if client != 0 {
-				m = &Message{Stream: m.Stream, Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: true, Props: m.Props, Client: client}
+				m = addressed(m, client)
 			}
 			mb.sess.deliver(m)
 		} else {

@@ -145,6 +145,31 @@ describe("with a real gateway and mosquitto", () => {
     retained(b, 1);
   });
 
+  test("the broker's retained answer to a client's new filter is not given again to another client", async () => {
+    const topic = unique("retained-overlap");
+    await pub(`${topic}/x`, ["-q", "1", "-r", "-m", "kept"]);
+    cleanups.push(() => pub(`${topic}/x`, ["-q", "1", "-r", "-n"]));
+    const s = await session();
+    const a = await client(s);
+    const b = await client(s);
+    await a.subscribe(`${topic}/#`, { qos: 1 });
+    await waitFor(() => a.received[0], { what: "the retained message for a" });
+    await b.subscribe(`${topic}/x`, { qos: 1 }); // new to the gateway: the broker answers
+    const m = await waitFor(() => b.received[0], { what: "the retained message for b" });
+    assert.equal(m.retained, true);
+    // The broker sends a later publish after its answer: once a has it, a copy of
+    // the answer for a would have come before.
+    await pub(`${topic}/x`, ["-q", "1", "-m", "marker"]);
+    await waitFor(() => a.received[1], { what: "the marker" });
+    assert.deepEqual(
+      a.received.map((m) => [m.payloadString, m.retained]),
+      [
+        ["kept", true],
+        ["marker", false],
+      ],
+    );
+  });
+
   test("a client publish reaches mosquitto_sub byte-identical", async () => {
     const s = await session();
     const c = await client(s);
