@@ -365,6 +365,34 @@ func TestWillWhenTheSessionExpires(t *testing.T) {
 	}
 }
 
+// A will reaches the broker with every property the web client gave it
+// (paho.golang v0.23.0 alone drops all but the user properties), and comes
+// back to a web client subscribed to it.
+func TestWillKeepsItsProperties(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "session_timeout 1s")
+	listener := dial(t, url)
+	connectSubscribe(t, listener, "wills/#", 1)
+	props := &session.Props{PayloadFormat: 1, HasPayloadFormat: true, MessageExpiry: 300, HasMessageExpiry: true,
+		ContentType: "application/json", ResponseTopic: "wills/reply", CorrelationData: []byte{0, 1, 2, 0xff},
+		User: []session.UserProperty{{Key: "a", Value: "1"}, {Key: "a", Value: "2"}}}
+	c := dial(t, url)
+	_, _, err := c.Connect(ctx10(t), session.ConnectParams{Broker: "main", ClientID: "will-props", CleanStart: true,
+		Will: &session.PublishParams{Topic: "wills/will-props", QoS: 1, Props: props, Payload: []byte(`{"gone":true}`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Drop() // the session expires after 1 s, and the broker publishes the will
+	f := nextMessage(t, listener)
+	got := f.Publish.Props
+	if f.Publish.Topic != "wills/will-props" || got == nil || got.PayloadFormat != 1 || !got.HasPayloadFormat ||
+		!got.HasMessageExpiry || got.MessageExpiry == 0 || got.MessageExpiry > 300 || got.ContentType != props.ContentType ||
+		got.ResponseTopic != props.ResponseTopic || !bytes.Equal(got.CorrelationData, props.CorrelationData) ||
+		len(got.User) != 2 || got.User[1] != props.User[1] {
+		t.Fatalf("the will came as %+v with properties %+v", f.Publish, got)
+	}
+}
+
 // Every MQTT 5 property the gateway carries survives the trip web client →
 // gateway → Mosquitto → gateway → web client.
 func TestAllPropertiesRoundTrip(t *testing.T) {

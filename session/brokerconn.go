@@ -4,6 +4,8 @@ import (
 	"net"
 	"slices"
 	"sync"
+
+	"github.com/eclipse/paho.golang/packets"
 )
 
 // brokerConn is one network connection to a broker, as paho writes to it.
@@ -17,6 +19,9 @@ import (
 type brokerConn struct {
 	net.Conn
 	unsent func(c *brokerConn, packetID uint16, packet []byte)
+	// will holds the Will Properties to put into the CONNECT, which paho
+	// encodes without most of them (willprops.go); nil: none to put.
+	will []byte
 
 	mu      sync.Mutex
 	parts   [][]byte // the buffers of the packet being written
@@ -68,6 +73,10 @@ func (c *brokerConn) Write(b []byte) (int, error) {
 // flush writes the gathered packet. If that fails for a QoS 1/2 PUBLISH,
 // unsent hears of it (on a goroutine of its own: it takes other locks).
 func (c *brokerConn) flush() error {
+	if c.will != nil && len(c.parts[0]) > 0 && c.parts[0][0] == packets.CONNECT<<4 {
+		packet := withWillProperties(slices.Concat(c.parts...), c.will)
+		c.parts, c.have, c.will = append(c.parts[:0], packet), len(packet), nil
+	}
 	var err error
 	switch conn := c.Conn.(type) {
 	case *net.TCPConn:

@@ -25,6 +25,7 @@ func (h *Hub) connect() error {
 		keepAlive = uint16(time.Duration(br.cfg.KeepAlive) / time.Second)
 	}
 	sess := newResendingSession()
+	will := encodeWillProperties(o.willProps)
 	cfg := autopaho.ClientConfig{
 		ServerUrls: []*url.URL{server},
 		AttemptConnection: func(ctx context.Context, c autopaho.ClientConfig, u *url.URL) (net.Conn, error) {
@@ -32,7 +33,7 @@ func (h *Hub) connect() error {
 			if err != nil {
 				return nil, err
 			}
-			return &brokerConn{Conn: conn, unsent: sess.unsent}, nil
+			return &brokerConn{Conn: conn, unsent: sess.unsent, will: will}, nil
 		},
 		TlsCfg:                        br.cfg.tlsConfig,
 		KeepAlive:                     keepAlive,
