@@ -358,17 +358,10 @@ func TestRetainedAddressedToEachSubscribingClient(t *testing.T) {
 	mosquittoPub(t, mq.port, "-t", "ret/a", "-m", "kept", "-r") // QoS 0: subject to frequency limits
 	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
 	ctx := ctx10(t)
-	c, err := gwclient.DialWith(ctx, &websocket.Dialer{}, url, nil, []transport.KV{{Key: "addressed_retained", Value: "1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	old := dial(t, url)
+	c, old := dialAddressing(t, url), dial(t, url)
 	expect := func(s *gwclient.Client, what, payload string, retain bool, to uint64) {
 		t.Helper()
-		if f := nextMessage(t, s); string(f.Publish.Payload) != payload || f.Publish.Retain != retain || f.Handle != to {
-			t.Fatalf("%s: %+v, want %q (retain %v) addressed to client %d", what, f, payload, retain, to)
-		}
+		expectMessage(t, s, what, payload, retain, to)
 	}
 	// At most one message per 1000 s.
 	subscribe := func(h uint64) {
@@ -423,17 +416,10 @@ func TestRetainedAnswerAddressedToTheSubscribingClient(t *testing.T) {
 	mq := startMosquitto(t)
 	mosquittoPub(t, mq.port, "-t", "ret/a", "-m", "kept", "-r")
 	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
-	ctx := ctx10(t)
-	c, err := gwclient.DialWith(ctx, &websocket.Dialer{}, url, nil, []transport.KV{{Key: "addressed_retained", Value: "1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := dialAddressing(t, url)
 	expect := func(what, payload string, retain bool, to uint64) {
 		t.Helper()
-		if f := nextMessage(t, c); string(f.Publish.Payload) != payload || f.Publish.Retain != retain || f.Handle != to {
-			t.Fatalf("%s: %+v, want %q (retain %v) addressed to client %d", what, f, payload, retain, to)
-		}
+		expectMessage(t, c, what, payload, retain, to)
 	}
 	connectSubscribe(t, c, "ret/#", 0)
 	expect("the first subscription", "kept", true, 0)
@@ -443,6 +429,27 @@ func TestRetainedAnswerAddressedToTheSubscribingClient(t *testing.T) {
 	expect("the next message (no second copy for the first client)", "marker", false, 0)
 	if n := mq.subscribeCount(t, "ret/a"); n != 1 {
 		t.Fatalf("broker saw %d SUBSCRIBEs for ret/a, want 1", n)
+	}
+}
+
+// dialAddressing opens a session that takes addressed MESSAGEs, as the JS
+// client's do (OPEN option addressed_retained).
+func dialAddressing(t testing.TB, url string) *gwclient.Client {
+	t.Helper()
+	c, err := gwclient.DialWith(ctx10(t), &websocket.Dialer{}, url, nil, []transport.KV{{Key: "addressed_retained", Value: "1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// expectMessage reads c's next message and expects it to be payload, with
+// the retain flag as given, addressed to client to (0: none); what names it.
+func expectMessage(t testing.TB, c *gwclient.Client, what, payload string, retain bool, to uint64) {
+	t.Helper()
+	if f := nextMessage(t, c); string(f.Publish.Payload) != payload || f.Publish.Retain != retain || f.Handle != to {
+		t.Fatalf("%s: %+v, want %q (retain %v) addressed to client %d", what, f, payload, retain, to)
 	}
 }
 

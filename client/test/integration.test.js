@@ -119,13 +119,17 @@ describe("with a real gateway and mosquitto", () => {
     assert.equal(m.retained, true);
   });
 
-  test("each SUBSCRIBE of a session's clients gets the retained messages, and only its client", async () => {
-    const topic = unique("retained-each");
+  /** `${topic}/x` retained as "kept" (cleared when the file ends), and two clients of one session. */
+  async function keptAndTwoClients(prefix) {
+    const topic = unique(prefix);
     await pub(`${topic}/x`, ["-q", "1", "-r", "-m", "kept"]);
     cleanups.push(() => pub(`${topic}/x`, ["-q", "1", "-r", "-n"]));
     const s = await session();
-    const a = await client(s);
-    const b = await client(s);
+    return { topic, a: await client(s), b: await client(s) };
+  }
+
+  test("each SUBSCRIBE of a session's clients gets the retained messages, and only its client", async () => {
+    const { topic, a, b } = await keptAndTwoClients("retained-each");
     const retained = (c, n) => {
       assert.equal(c.received.length, n);
       const m = c.received[n - 1];
@@ -146,12 +150,7 @@ describe("with a real gateway and mosquitto", () => {
   });
 
   test("the broker's retained answer to a client's new filter is not given again to another client", async () => {
-    const topic = unique("retained-overlap");
-    await pub(`${topic}/x`, ["-q", "1", "-r", "-m", "kept"]);
-    cleanups.push(() => pub(`${topic}/x`, ["-q", "1", "-r", "-n"]));
-    const s = await session();
-    const a = await client(s);
-    const b = await client(s);
+    const { topic, a, b } = await keptAndTwoClients("retained-overlap");
     await a.subscribe(`${topic}/#`, { qos: 1 });
     await waitFor(() => a.received[0], { what: "the retained message for a" });
     await b.subscribe(`${topic}/x`, { qos: 1 }); // new to the gateway: the broker answers
