@@ -20,7 +20,7 @@ import { Heartbeat, backoffDelay, deadline, freshSessionDelay } from "./timers.j
 import { safeCall } from "./callbacks.js";
 import { CookieJar } from "./cookie-jar.js";
 import { describeAnswer, endpoint, sendAsPageGoes } from "./transport-http.js";
-import { recallTransport, rememberTransport } from "./transport-memory.js";
+import { forgetTransport, recallTransport, rememberTransport } from "./transport-memory.js";
 import { resolveTransports, startingAt } from "./transports.js";
 
 const PING = encodeFrame({ type: FrameType.PING });
@@ -205,6 +205,10 @@ export class Session {
     /** @type {{target: EventTarget, listener: (ev: Event) => void} | null} see _watchPageHide */
     this._pageHide = null;
     if (options.closeOnPageHide ?? true) this._watchPageHide();
+    /** @type {{target: EventTarget, listener: () => void} | null} see _watchNetwork */
+    this._online = null;
+    this._fromTop = false; // the next handshake tries the transports from the best (_watchNetwork)
+    this._watchNetwork();
 
     /** What HTTP transports need from the session (transport-http.js, SessionLink). */
     this._link = {
@@ -351,6 +355,34 @@ export class Session {
     this._pageHide = { target, listener };
   }
 
+  /**
+   * In a browser, a network that comes back (`online`; the device may be on another
+   * network now, one that lets WebSocket through) makes the client try the transports
+   * from the best again: it forgets the one remembered for this gateway, moves an open
+   * session on a lesser transport up (a rebind: nothing is lost), and cuts short a
+   * reconnection's wait. Without it a session that fell back to long polling on a
+   * network that blocks WebSocket would stay there, and so would the next sessions
+   * for a day (transport-memory.js). Nothing in Node.js.
+   */
+  _watchNetwork() {
+    const target = globalThis.window;
+    if (typeof target?.addEventListener !== "function") return;
+    const listener = () => {
+      if (this._transports.length < 2) return;
+      forgetTransport(this._base);
+      this._fromTop = true;
+      if (this._state === State.OPEN && this._transportName !== this._transports[0][0]) {
+        this._reconnect({ immediate: true });
+      } else if (this._state === State.RECONNECTING && this._sleep) {
+        clearTimeout(this._sleep.timer);
+        this._sleep.resolve();
+        this._sleep = null;
+      }
+    };
+    target.addEventListener("online", listener);
+    this._online = { target, listener };
+  }
+
   // ---------------------------------------------------------------- opening
 
   /** First OPEN: resolves when OPENED arrives, rejects on any failure (no retry). @internal */
@@ -430,11 +462,16 @@ export class Session {
    * The transports to try, in order. The first session of a page starts with what
    * worked last time for this gateway (transport-memory.js), a resumed session with
    * the transport it was using, and a fresh session that replaces a lost one probes
-   * from the top: a better transport may work now (the user changed networks).
+   * from the top: a better transport may work now (the user changed networks); so
+   * does the first handshake after the network came back (_watchNetwork).
    */
   _candidates(fresh) {
     const list = this._transports;
     if (list.length < 2) return list;
+    if (this._fromTop) {
+      this._fromTop = false;
+      return list;
+    }
     if (this._sessionId === null) return startingAt(list, recallTransport(this._base));
     if (fresh) return list;
     return startingAt(list, this._lastWorked);
@@ -978,6 +1015,10 @@ export class Session {
     if (this._pageHide) {
       this._pageHide.target.removeEventListener("pagehide", this._pageHide.listener);
       this._pageHide = null;
+    }
+    if (this._online) {
+      this._online.target.removeEventListener("online", this._online.listener);
+      this._online = null;
     }
     const t = this._detach();
     // flush: a CLOSE queued by close() or _fatal still goes out on HTTP transports,

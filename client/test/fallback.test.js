@@ -119,3 +119,49 @@ test("a proxy that holds responses until they end: long polling, remembered for 
   assert.equal(again.transport, "polling");
   assert.ok(Date.now() - t1 < 2000, "starts with what worked");
 });
+
+test("a page whose network comes back online tries WebSocket again, though long polling was remembered", async () => {
+  const context = await browser.newContext();
+  cleanups.push(() => context.close());
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e));
+  await page.goto(`http://127.0.0.1:${gateway.port}/`);
+  const topic = unique("online");
+  const before = await page.evaluate(async (topic) => {
+    // As a network that blocked WebSocket left it.
+    window.key = "mqttgw.transport:" + new URL("/mqtt", location.href).href;
+    localStorage.setItem(window.key, JSON.stringify({ name: "polling", at: Date.now() }));
+    const { openSession } = await import("/mqtt/client.js");
+    const s = await openSession("/mqtt");
+    window.s = s;
+    window.changes = [];
+    s.onTransportChange = (c) => window.changes.push(c);
+    const c = s.createClient("main");
+    window.got = [];
+    c.onMessageArrived = (m) => window.got.push(m.payloadString);
+    await c.connect();
+    await c.subscribe(`${topic}/#`, { qos: 1 });
+    return s.transport;
+  }, topic);
+  assert.equal(before, "polling");
+
+  await context.setOffline(true);
+  await context.setOffline(false); // online: the device may be on another network now
+  const after = await page.evaluate(async () => {
+    const deadline = Date.now() + 10000;
+    while (window.s.transport !== "websocket" && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    return { transport: window.s.transport, changes: window.changes, remembered: JSON.parse(localStorage.getItem(window.key))?.name };
+  });
+  assert.deepEqual(after, { transport: "websocket", changes: [{ transport: "websocket", previous: "polling" }], remembered: "websocket" });
+  await mosquittoPub(mosquitto.port, `${topic}/x`, ["-q", "1", "-m", "over websocket"]);
+  const got = await page.evaluate(async () => {
+    const deadline = Date.now() + 5000;
+    while (window.got.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    const out = window.got;
+    await window.s.close();
+    return out;
+  });
+  assert.deepEqual(got, ["over websocket"]);
+  assert.deepEqual(errors, []);
+});
