@@ -18,6 +18,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/gorilla/websocket"
 
 	"github.com/caddy-mqtt/mqttgateway/session"
 	"github.com/caddy-mqtt/mqttgateway/transport"
@@ -390,6 +391,46 @@ func TestWillKeepsItsProperties(t *testing.T) {
 		got.ResponseTopic != props.ResponseTopic || !bytes.Equal(got.CorrelationData, props.CorrelationData) ||
 		len(got.User) != 2 || got.User[1] != props.User[1] {
 		t.Fatalf("the will came as %+v with properties %+v", f.Publish, got)
+	}
+}
+
+// A CONNECT's result says whether the broker kept a session for the client
+// ID, as a CONNACK's Session Present does: not at first, yes when a client
+// comes back without clean start within the session's expiry, not after a
+// clean start, and never on the shared connection.
+func TestConnectResultSaysWhetherTheBrokerKeptASession(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	connect := func(clientID string, clean bool) bool {
+		t.Helper()
+		c, err := gwclient.DialWith(ctx10(t), &websocket.Dialer{}, url, nil, []transport.KV{{Key: "session_present", Value: "1"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close() // a clean end: the broker keeps the session for its expiry
+		p := session.ConnectParams{Broker: "main", ClientID: clientID, CleanStart: clean}
+		if clientID != "" {
+			p.SessionExpiry = 60
+		}
+		_, _, present, err := c.ConnectSession(ctx10(t), p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return present
+	}
+	for i, step := range []struct {
+		clientID string
+		clean    bool
+		want     bool
+	}{
+		{"kept", false, false}, // nothing to resume yet
+		{"kept", false, true},
+		{"kept", true, false},
+		{"", false, false},
+	} {
+		if got := connect(step.clientID, step.clean); got != step.want {
+			t.Fatalf("step %d (client ID %q, clean start %v): session present %v, want %v", i, step.clientID, step.clean, got, step.want)
+		}
 	}
 }
 

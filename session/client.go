@@ -165,7 +165,7 @@ func (s *Session) Connect(req, handle uint64, p ConnectParams) {
 		s.mu.Lock()
 		c.ackHub = hub
 		s.mu.Unlock()
-		s.result(req, nil, hub.stream)
+		s.connected(req, hub.stream, hub.sessionPresent())
 		hub.ready(s)
 	})
 }

@@ -56,6 +56,7 @@ type Hub struct {
 	shortLived int
 	lastErr    *Error // last connection error, for clients that wait
 	closed     bool
+	present    bool // the last CONNACK's Session Present
 	// usable: upCh is closed. restoring: from the connection's return
 	// until its filters are subscribed again. announce: restoring after an
 	// outage, so tell the clients once usable. (Beside closed, in its

@@ -162,7 +162,7 @@ func (h *Hub) onUp(cm *autopaho.ConnectionManager, ca *paho.Connack) {
 	h.noteLimits(ca)
 	h.mu.Lock()
 	wasDown := !h.since.IsZero()
-	h.up, h.since, h.lastErr = true, time.Now(), nil
+	h.up, h.since, h.lastErr, h.present = true, time.Now(), nil, ca.SessionPresent
 	// The shared connection starts clean, so every filter must be
 	// subscribed again; the reconciler does it in the background (this
 	// callback must not block), and makes the hub ready when it is done.
@@ -258,6 +258,15 @@ func (h *Hub) onConnectError(err error) {
 		default:
 		}
 	}
+}
+
+// sessionPresent reports whether the broker kept a session for a dedicated
+// hub's client ID, as its connection's CONNACK said. The shared
+// connection's session is the gateway's, none of its clients'.
+func (h *Hub) sessionPresent() bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.dedicated && h.present
 }
 
 // readyLocked opens the hub to publishes, and tells its clients the

@@ -77,7 +77,12 @@ const (
 // so queueing it allocates nothing; a message event only points at the
 // shared Message.
 type Event struct {
-	Kind   EventKind
+	Kind EventKind
+	// ConnectFlags marks a CONNECT's successful result to a session that
+	// asked for its flags (Session.ReportSessionPresent); SessionPresent is
+	// then the broker's word on the client ID's session.
+	ConnectFlags, SessionPresent bool
+
 	Msg    *Message // EventMessage
 	Req    uint64   // EventResult
 	Handle uint64   // EventLost

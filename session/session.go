@@ -85,7 +85,17 @@ type Session struct {
 	// addressRetained: the client takes retained messages addressed to the
 	// one of its clients that subscribed (AddressRetained).
 	addressRetained atomic.Bool
+	// reportPresent: a CONNECT's result says whether the broker kept a
+	// session (ReportSessionPresent).
+	reportPresent atomic.Bool
 }
+
+// ReportSessionPresent makes a CONNECT's successful result carry the
+// broker's Session Present flag for the client ID (false on the shared
+// connection, whose broker session is the gateway's). A client asks with
+// the OPEN option session_present; older ones, which could not read the
+// flag, do not get it.
+func (s *Session) ReportSessionPresent() { s.reportPresent.Store(true) }
 
 // AddressRetained makes the retained messages the hub has for a shared
 // connection's SUBSCRIBE go to the client that subscribed, and to it only
@@ -329,6 +339,12 @@ func (s *Session) deliver(m *Message) {
 	}
 	s.pushLocked(Event{Kind: EventMessage, Msg: m})
 	s.mu.Unlock()
+}
+
+// connected answers a CONNECT that succeeded: the client's stream, and
+// whether the broker kept a session for its client ID.
+func (s *Session) connected(req, stream uint64, present bool) {
+	s.push(Event{Kind: EventResult, Req: req, Value: stream, ConnectFlags: s.reportPresent.Load(), SessionPresent: present})
 }
 
 func (s *Session) result(req uint64, err *Error, value uint64) {

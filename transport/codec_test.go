@@ -100,8 +100,17 @@ func TestServerFramesRoundTrip(t *testing.T) {
 		t.Errorf("AppendMessage and EncodeMessage differ for an addressed message")
 	}
 	f = decodeOne(t, AppendResult(nil, 4, session.CodeInvalidFilter, "bad filter", 1))
-	if f.Type != TypeResult || f.Req != 4 || f.Code != session.CodeInvalidFilter || f.Message != "bad filter" || f.Value != 1 {
+	if f.Type != TypeResult || f.Req != 4 || f.Code != session.CodeInvalidFilter || f.Message != "bad filter" || f.Value != 1 || f.HasFlags {
 		t.Fatalf("result: %+v", f)
+	}
+	for _, present := range []bool{false, true} {
+		f = decodeOne(t, AppendConnectResult(nil, 5, 300, present))
+		if f.Type != TypeResult || f.Req != 5 || f.Code != 0 || f.Value != 300 || !f.HasFlags || f.SessionPresent != present {
+			t.Fatalf("connect result (session present %v): %+v", present, f)
+		}
+	}
+	if got := AppendEvent(nil, &session.Event{Kind: session.EventResult, Req: 5, Value: 300, ConnectFlags: true, SessionPresent: true}); !bytes.Equal(got, AppendConnectResult(nil, 5, 300, true)) {
+		t.Fatalf("a CONNECT's result event encodes as % x", got)
 	}
 	f = decodeOne(t, AppendOpened(nil, [16]byte{7}, [16]byte{8}, 20000, 30000, 1<<20, []KV{{"a", "b"}}))
 	if f.Type != TypeOpened || f.Session[0] != 7 || f.Secret[0] != 8 || f.Heartbeat != 20000 || f.MaxFrame != 1<<20 {

@@ -198,6 +198,10 @@ func applyOpenOptions(s *session.Session, opts []KV) {
 			if kv.Value == "1" {
 				s.AddressRetained()
 			}
+		case "session_present":
+			if kv.Value == "1" {
+				s.ReportSessionPresent()
+			}
 		}
 	}
 }

@@ -74,6 +74,9 @@ func AppendEvent(b []byte, e *session.Event) []byte {
 	case session.EventMessage:
 		return append(b, e.Msg.Encoded(EncodeMessage)...)
 	case session.EventResult:
+		if e.ConnectFlags {
+			return AppendConnectResult(b, e.Req, e.Value, e.SessionPresent)
+		}
 		return AppendResult(b, e.Req, e.Code, e.Text, e.Value)
 	case session.EventLost:
 		b, s := begin(b, TypeLost)
@@ -99,6 +102,22 @@ func AppendResult(b []byte, req uint64, code session.Code, msg string, value uin
 	b = appendString(b, msg)
 	b = appendUvarint(b, value)
 	return end(b, s)
+}
+
+// AppendConnectResult appends a CONNECT's successful RESULT with its flags
+// (a session opened with the option session_present): the stream, and
+// whether the broker kept a session for the client ID.
+func AppendConnectResult(b []byte, req, stream uint64, sessionPresent bool) []byte {
+	b, s := begin(b, TypeResult)
+	b = appendUvarint(b, req)
+	b = appendUvarint(b, 0)
+	b = appendString(b, "")
+	b = appendUvarint(b, stream)
+	var flags byte
+	if sessionPresent {
+		flags |= resultSessionPresent
+	}
+	return end(append(b, flags), s)
 }
 
 // AppendOpened appends an OPENED frame.

@@ -44,6 +44,8 @@ const (
 	flagDup     = 0x08
 	flagClient  = 0x10 // MESSAGE: addressed to one client, whose handle follows
 
+	resultSessionPresent = 0x01 // RESULT flags of a CONNECT
+
 	sendCounted = 0x01 // SEND: requests is given
 
 	connectClean      = 0x01
@@ -98,6 +100,9 @@ type Frame struct {
 	// Counted): requests the client sent before the body's first
 	Requests uint64
 	Counted  bool
+
+	// RESULT of a CONNECT, with flags (OPEN option session_present)
+	HasFlags, SessionPresent bool
 
 	// RESULT, LOST, NOTICE, CLOSE
 	Code    session.Code
@@ -219,6 +224,10 @@ func Decode(b []byte, f *Frame) error {
 		f.Code = session.Code(r.uvarint())
 		f.Message = r.string()
 		f.Value = r.uvarint()
+		if len(r.b) > 0 { // a CONNECT's flags
+			flags := r.u8()
+			f.HasFlags, f.SessionPresent = true, flags&resultSessionPresent != 0
+		}
 	case TypeMessage:
 		f.Stream = r.uvarint()
 		flags := r.u8()

@@ -114,9 +114,11 @@ export class BrokerClient {
   }
 
   /**
-   * Attaches this client to its broker.
+   * Attaches this client to its broker. Resolves with `sessionPresent`: whether the
+   * broker kept a session for this client id (MQTT's Session Present; always false on
+   * the shared connection); onSuccess gets it too.
    * @param {object} [o]
-   * @returns {Promise<void>}
+   * @returns {Promise<{sessionPresent: boolean}>}
    */
   connect(o = {}) {
     if (o.reconnect !== undefined && typeof o.reconnect !== "boolean") throw new TypeError(`reconnect must be a boolean, got ${describeValue(o.reconnect)}`);
@@ -365,15 +367,15 @@ export class BrokerClient {
         clientId: this._clientId,
         ...o,
       }),
-      (code, message, value, quiet) => {
-        this._onConnectResult(code, message, value, quiet);
+      (code, message, value, quiet, frame) => {
+        this._onConnectResult(code, message, value, quiet, frame?.sessionPresent ?? false);
         if (recreating) s._recreated();
       },
       // A fresh session re-creates the connection from _recreate(); nothing to do here.
     );
   }
 
-  _onConnectResult(code, message, value, quiet = false) {
+  _onConnectResult(code, message, value, quiet = false, sessionPresent = false) {
     const ops = this._connectOps.splice(0);
     const reconnection = this._reconnection;
     const wasReconnectAttempt = reconnection !== null && reconnection.connecting;
@@ -382,7 +384,7 @@ export class BrokerClient {
       this._stream = value;
       this._connected = true;
       if (this._state === State.CONNECTING) this._state = State.CONNECTED;
-      for (const op of ops) op.ok(undefined);
+      for (const op of ops) op.ok({ sessionPresent }, { sessionPresent });
       if (wasReconnectAttempt && this._state === State.CONNECTED) this._resubscribe(reconnection);
       return;
     }

@@ -101,7 +101,17 @@ export interface CallbackOptions<S = {}> {
   invocationContext?: unknown;
 }
 
-export interface ConnectOptions extends CallbackOptions {
+/** What connect() resolves with (and onSuccess gets). */
+export interface ConnectResult {
+  /**
+   * The broker kept a session for this client id (MQTT's Session Present): its
+   * subscriptions are still there, and messages it queued follow. Always false on the
+   * shared connection and after a clean start.
+   */
+  sessionPresent: boolean;
+}
+
+export interface ConnectOptions extends CallbackOptions<ConnectResult> {
   /**
    * MQTT clean start (default true). false resumes the broker session of this client
    * id, if any, and keeps it after the connection ends, as in Paho (MQTT 3.1.1): without
@@ -185,7 +195,7 @@ export declare class BrokerClient {
   readonly state: "disconnected" | "connecting" | "connected" | "disconnecting";
 
   /** Attaches to the broker. */
-  connect(options?: ConnectOptions): Promise<void>;
+  connect(options?: ConnectOptions): Promise<ConnectResult>;
   /** Subscribes; resolves with the granted QoS. */
   subscribe(filter: string, options?: SubscribeOptions): Promise<QoS>;
   /** Unsubscribes; messages for the filter stop being delivered at once. */

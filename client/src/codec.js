@@ -426,6 +426,7 @@ export function encodeFrame(f) {
       w.uvarint(f.code);
       w.string(f.message ?? "");
       w.uvarint(f.value ?? 0);
+      if (f.sessionPresent !== undefined) w.u8(f.sessionPresent ? 0x01 : 0);
       break;
     case FrameType.MESSAGE:
       w.uvarint(f.stream);
@@ -557,6 +558,12 @@ export function decodeFrame(bytes, start = 0, end = bytes.length) {
       break;
     case FrameType.RESULT:
       f = { type, req: r.uvarint(), code: r.uvarint(), message: r.string(), value: r.uvarint() };
+      // A CONNECT's flags (OPEN option session_present): bit 0, the broker kept a session.
+      if (r.remaining > 0) {
+        const flags = r.u8();
+        checkReserved(flags, 0x01, "RESULT");
+        f.sessionPresent = (flags & 0x01) !== 0;
+      }
       break;
     case FrameType.MESSAGE: {
       f = { type, stream: r.uvarint() };

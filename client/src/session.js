@@ -122,7 +122,11 @@ export class Session {
     this._password = options.password === undefined ? new Uint8Array(0) : toBytes(options.password);
     // addressed_retained: each client's SUBSCRIBE gets the retained messages the
     // gateway holds, addressed to it (PROTOCOL.md; _onMessage).
-    this._openOptions = [["addressed_retained", "1"]];
+    // session_present: a CONNECT's RESULT says whether the broker kept a session.
+    this._openOptions = [
+      ["addressed_retained", "1"],
+      ["session_present", "1"],
+    ];
     if (options.maxBandwidth !== undefined && options.maxBandwidth !== null) {
       const bw = Number(options.maxBandwidth);
       if (!Number.isFinite(bw) || bw < 0) throw new TypeError("maxBandwidth must be a non-negative number (bytes/s)");
@@ -698,7 +702,7 @@ export class Session {
     const rec = this._pending.get(f.req);
     if (!rec) return; // not ours (any more): e.g. superseded by a fresh session
     this._pending.delete(f.req);
-    rec.onResult(f.code, f.message, f.value);
+    rec.onResult(f.code, f.message, f.value, false, f);
   }
 
   _onMessage(f) {

@@ -229,6 +229,7 @@ describe("frames", () => {
     },
     { type: FrameType.BOUND, replayFrom: 42, requests: 7 },
     { type: FrameType.RESULT, req: 5, code: 0, message: "", value: 3 },
+    { type: FrameType.RESULT, req: 7, code: 0, message: "", value: 4, sessionPresent: true },
     { type: FrameType.RESULT, req: 6, code: 4021, message: "not allowed: é", value: 0 },
     {
       type: FrameType.MESSAGE,
@@ -303,12 +304,26 @@ describe("frames", () => {
   test("truncated bodies are malformed", () => {
     for (const f of all) {
       const enc = encodeFrame(f);
-      // Frames ending in `rest` accept any cut inside the payload, not before it.
-      const minimum = f.type === FrameType.PUBLISH || f.type === FrameType.MESSAGE ? enc.length - f.payload.length : enc.length;
+      // Frames ending in `rest` accept any cut inside the payload, not before it; a
+      // RESULT without its optional flags is a RESULT.
+      const minimum =
+        f.type === FrameType.PUBLISH || f.type === FrameType.MESSAGE
+          ? enc.length - f.payload.length
+          : f.sessionPresent !== undefined
+            ? enc.length - 1
+            : enc.length;
       for (let n = 1; n < minimum; n++) {
         assertMalformed(() => decodeFrame(enc.subarray(0, n)), undefined, `type ${f.type} cut at ${n}`);
       }
     }
+  });
+
+  test("wire layout of a CONNECT's RESULT with flags", () => {
+    assert.deepEqual(encodeFrame({ type: FrameType.RESULT, req: 1, code: 0, message: "", value: 2, sessionPresent: true }), bytes(0x83, 1, 0, 0, 2, 0x01));
+    assert.equal(decodeFrame(bytes(0x83, 1, 0, 0, 2, 0x00)).sessionPresent, false);
+    assert.equal(decodeFrame(bytes(0x83, 1, 0, 0, 2)).sessionPresent, undefined, "no flags: not a CONNECT's, or not asked for");
+    assertMalformed(() => decodeFrame(bytes(0x83, 1, 0, 0, 2, 0x02)));
+    assertMalformed(() => decodeFrame(bytes(0x83, 1, 0, 0, 2, 0x01, 0)));
   });
 
   test("reserved flag bits are malformed", () => {

@@ -169,6 +169,23 @@ describe("with a real gateway and mosquitto", () => {
     );
   });
 
+  test("connect() says whether the broker kept the client id's session", async () => {
+    const id = `present-${randomBytes(4).toString("hex")}`;
+    const connect = async (options) => {
+      const c = (await session()).createClient("main", id);
+      let info;
+      const result = await c.connect({ ...options, onSuccess: (o) => (info = o) });
+      assert.equal(info.sessionPresent, result.sessionPresent, "onSuccess gets it too");
+      await c.disconnect();
+      return result;
+    };
+    assert.deepEqual(await connect({ cleanSession: false }), { sessionPresent: false });
+    assert.deepEqual(await connect({ cleanSession: false }), { sessionPresent: true });
+    assert.deepEqual(await connect({ cleanSession: true }), { sessionPresent: false });
+    const shared = (await session()).createClient("main");
+    assert.deepEqual(await shared.connect(), { sessionPresent: false });
+  });
+
   test("a client publish reaches mosquitto_sub byte-identical", async () => {
     const s = await session();
     const c = await client(s);

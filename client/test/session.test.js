@@ -62,7 +62,11 @@ describe("opening", () => {
     assert.equal(openFrame.version, 1);
     assert.equal(openFrame.user, "alice");
     assert.deepEqual(openFrame.password, new TextEncoder().encode("pw"));
-    assert.deepEqual(openFrame.options, [["addressed_retained", "1"], ["max_bandwidth", "65536"]]);
+    assert.deepEqual(openFrame.options, [
+      ["addressed_retained", "1"],
+      ["session_present", "1"],
+      ["max_bandwidth", "65536"],
+    ]);
     assert.equal(session.id, "000102030405060708090a0b0c0d0e0f");
     assert.equal(session.transport, "fake");
     assert.equal(session.state, "open");

@@ -142,24 +142,30 @@ type Error struct {
 func (e *Error) Error() string { return fmt.Sprintf("%s (%d)", e.Message, e.Code) }
 
 func (c *Client) request(ctx context.Context, build func(req uint64) []byte) (uint64, error) {
+	f, err := c.requestResult(ctx, build)
+	return f.Value, err
+}
+
+// requestResult sends a request and returns its RESULT.
+func (c *Client) requestResult(ctx context.Context, build func(req uint64) []byte) (transport.Frame, error) {
 	req := c.req.Add(1)
 	ch := make(chan transport.Frame, 1)
 	c.mu.Lock()
 	c.pending[req] = ch
 	c.mu.Unlock()
 	if err := c.write(build(req)); err != nil {
-		return 0, err
+		return transport.Frame{}, err
 	}
 	select {
 	case f := <-ch:
 		if f.Code != 0 {
-			return 0, &Error{f.Code, f.Message}
+			return transport.Frame{}, &Error{f.Code, f.Message}
 		}
-		return f.Value, nil
+		return f, nil
 	case <-ctx.Done():
-		return 0, ctx.Err()
+		return transport.Frame{}, ctx.Err()
 	case <-c.done:
-		return 0, errors.New("connection closed")
+		return transport.Frame{}, errors.New("connection closed")
 	}
 }
 
@@ -168,6 +174,18 @@ func (c *Client) Connect(ctx context.Context, p session.ConnectParams) (handle, 
 	handle = c.handle.Add(1)
 	stream, err = c.request(ctx, func(req uint64) []byte { return transport.AppendConnect(nil, req, handle, &p) })
 	return handle, stream, err
+}
+
+// ConnectSession is Connect, also returning whether the broker kept a
+// session for the client ID: the session must have been opened with the
+// option session_present.
+func (c *Client) ConnectSession(ctx context.Context, p session.ConnectParams) (handle, stream uint64, present bool, err error) {
+	handle = c.handle.Add(1)
+	f, err := c.requestResult(ctx, func(req uint64) []byte { return transport.AppendConnect(nil, req, handle, &p) })
+	if err == nil && !f.HasFlags {
+		err = errors.New("the CONNECT result has no flags")
+	}
+	return handle, f.Value, f.SessionPresent, err
 }
 
 // Subscribe subscribes a client and returns the granted QoS.
