@@ -63,7 +63,7 @@ func (h *Hub) subscribe(ctx context.Context, sess *Session, client uint64, filte
 		}
 	}
 	fs.refs[qos]++
-	// The client retained messages for this SUBSCRIBE are addressed to; 0:
+	// addressee: the client this SUBSCRIBE's retained messages are for; 0:
 	// every client of the session (Session.AddressRetained).
 	var addressee uint64
 	if sess.addressRetained.Load() {
