@@ -354,10 +354,11 @@ export interface SessionOptions {
   /**
    * "auto" (default): WebSocket, then HTTP streaming, then HTTP long polling, falling
    * back when one does not complete its handshake within probeTimeout, starting with
-   * the one that last worked for this gateway URL (remembered for a day; in a browser,
-   * forgotten when the network comes back online, and an open session then moves up
-   * to the best transport that works). A name (or factory) forces that transport; a
-   * list is tried in its order.
+   * the one that last worked for this gateway URL (remembered for a day). A session
+   * that starts below WebSocket that way checks 3 s later whether WebSocket gets
+   * through, and moves to it if so; in a browser, the network coming back online
+   * makes an open session move up to the best transport that works. A name (or
+   * factory) forces that transport; a list is tried in its order.
    */
   transport?: "auto" | TransportName | (string & {}) | TransportFactory | Array<TransportName | (string & {}) | TransportFactory>;
   /** Bytes per second the gateway may send to this session. */

@@ -44,6 +44,11 @@ const DEFAULT_PROBE_TIMEOUT = 3000;
 // (freshSessionDelay) instead of opening in a tight loop, each orphan holding a place
 // in the gateway's max_sessions for session_timeout.
 const QUICK_LOSS_MS = 10000;
+
+// How long after a session opened on a transport below WebSocket, on the word of the
+// transport memory, the client checks whether WebSocket gets through now
+// (_checkUpgrade).
+const UPGRADE_CHECK_DELAY = 3000;
 const QUICK_LOSS_WARNING =
   "the session was unknown to the gateway right after it opened: is the load balancer sticky? " +
   "HTTP streaming and long polling need every request of a session to reach the same gateway instance " +
@@ -212,6 +217,8 @@ export class Session {
     /** @type {{target: EventTarget, listener: () => void} | null} see _watchNetwork */
     this._online = null;
     this._fromTop = false; // the next handshake tries the transports from the best (_watchNetwork)
+    this._upgradeCheck = null; // timer of the one _checkUpgrade, once scheduled
+    this._upgradeChecked = false;
     this._watchNetwork();
 
     /** What HTTP transports need from the session (transport-http.js, SessionLink). */
@@ -233,10 +240,10 @@ export class Session {
 
   /**
    * The name of the transport in use ("websocket", "streaming", "polling"), or null
-   * between transports.
+   * between transports (one being tried is not in use until the gateway answered).
    */
   get transport() {
-    return this._transport ? this._transportName : null;
+    return this._transport && this._bound ? this._transportName : null;
   }
 
   /** "opening", "open", "reconnecting" or "closed". */
@@ -387,6 +394,39 @@ export class Session {
     this._online = { target, listener };
   }
 
+  /** Once per session: _checkUpgrade after UPGRADE_CHECK_DELAY. */
+  _scheduleUpgradeCheck() {
+    if (this._upgradeChecked) return;
+    this._upgradeChecked = true;
+    this._upgradeCheck = setTimeout(() => {
+      this._upgradeCheck = null;
+      this._checkUpgrade();
+    }, UPGRADE_CHECK_DELAY);
+    this._upgradeCheck.unref?.();
+  }
+
+  /**
+   * A session that started on a lesser transport because one worked there before (a
+   * network that blocked WebSocket, remembered for a day) checks whether WebSocket gets
+   * through now: a bare connection to the WebSocket endpoint, closed at once. If it
+   * opens, the session moves to it, as after the network came back online; if not,
+   * nothing happens, and the session goes on where it is.
+   */
+  async _checkUpgrade() {
+    const best = this._transports.find(([n]) => n === "websocket");
+    if (!best || this._state !== State.OPEN || this._transportName === "websocket") return;
+    let t;
+    try {
+      t = await best[1](this._base, { timeout: this._probeTimeout, link: this._link });
+    } catch {
+      return;
+    }
+    t.close(1000, "");
+    if (this._state !== State.OPEN || this._transportName === "websocket") return;
+    this._fromTop = true;
+    this._reconnect({ immediate: true });
+  }
+
   // ---------------------------------------------------------------- opening
 
   /** First OPEN: resolves when OPENED arrives, rejects on any failure (no retry). @internal */
@@ -457,6 +497,16 @@ export class Session {
         continue;
       }
       if (outcome.kind === "opened" || outcome.kind === "bound") this._transportWorked(name);
+      // A session on a transport that comes after WebSocket in the list, WebSocket not
+      // tried this time (the memory, or the transport in use, said to start here): see
+      // later whether WebSocket gets through now.
+      if (outcome.kind === "opened" || outcome.kind === "bound") {
+        const order = this._transports.map(([n]) => n);
+        const ws = order.indexOf("websocket");
+        if (ws !== -1 && ws < order.indexOf(name) && candidates.slice(i + 1).some(([n]) => n === "websocket")) {
+          this._scheduleUpgradeCheck();
+        }
+      }
       return outcome;
     }
     return { kind: "dropped", message: unreachableMessage(this._base, failures) };
@@ -1024,6 +1074,7 @@ export class Session {
       this._online.target.removeEventListener("online", this._online.listener);
       this._online = null;
     }
+    clearTimeout(this._upgradeCheck);
     const t = this._detach();
     // flush: a CLOSE queued by close() or _fatal still goes out on HTTP transports,
     // which say when it has (a Promise); others have written it already.

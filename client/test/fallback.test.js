@@ -7,6 +7,8 @@ import { existsSync } from "node:fs";
 import { after, before, test } from "node:test";
 
 import { openSession } from "../src/client.js";
+import { recallTransport, rememberTransport } from "../src/transport-memory.js";
+import { connectWebSocket } from "../src/transport-websocket.js";
 import { findProgram, start, startBufferingProxy, startGateway, startMosquitto, startWebSocketBlocker } from "./support/env.js";
 import { listeningClient, mosquittoPub, publishUntilSeen, unique } from "./support/mqtt.js";
 import { waitFor } from "./support/wait.js";
@@ -120,16 +122,18 @@ test("a proxy that holds responses until they end: long polling, remembered for 
   assert.ok(Date.now() - t1 < 2000, "starts with what worked");
 });
 
-test("a page whose network comes back online tries WebSocket again, though long polling was remembered", async () => {
+test("a page whose network comes back online tries the transports from the best again", async () => {
+  // Through the proxy that refuses WebSocket, with long polling remembered: the check
+  // of WebSocket alone (_checkUpgrade) leaves the session where it is; the network
+  // coming back makes it try from the top, and it moves up to HTTP streaming.
   const context = await browser.newContext();
   cleanups.push(() => context.close());
   const page = await context.newPage();
   const errors = [];
   page.on("pageerror", (e) => errors.push(e));
-  await page.goto(`http://127.0.0.1:${gateway.port}/`);
+  await page.goto(`http://127.0.0.1:${blocker.port}/`);
   const topic = unique("online");
   const before = await page.evaluate(async (topic) => {
-    // As a network that blocked WebSocket left it.
     window.key = "mqttgw.transport:" + new URL("/mqtt", location.href).href;
     localStorage.setItem(window.key, JSON.stringify({ name: "polling", at: Date.now() }));
     const { openSession } = await import("/mqtt/client.js");
@@ -150,11 +154,11 @@ test("a page whose network comes back online tries WebSocket again, though long 
   await context.setOffline(false); // online: the device may be on another network now
   const after = await page.evaluate(async () => {
     const deadline = Date.now() + 10000;
-    while (window.s.transport !== "websocket" && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    while (window.changes.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     return { transport: window.s.transport, changes: window.changes, remembered: JSON.parse(localStorage.getItem(window.key))?.name };
   });
-  assert.deepEqual(after, { transport: "websocket", changes: [{ transport: "websocket", previous: "polling" }], remembered: "websocket" });
-  await mosquittoPub(mosquitto.port, `${topic}/x`, ["-q", "1", "-m", "over websocket"]);
+  assert.deepEqual(after, { transport: "streaming", changes: [{ transport: "streaming", previous: "polling" }], remembered: "streaming" });
+  await mosquittoPub(mosquitto.port, `${topic}/x`, ["-q", "1", "-m", "over streaming"]);
   const got = await page.evaluate(async () => {
     const deadline = Date.now() + 5000;
     while (window.got.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
@@ -162,6 +166,52 @@ test("a page whose network comes back online tries WebSocket again, though long 
     await window.s.close();
     return out;
   });
-  assert.deepEqual(got, ["over websocket"]);
+  assert.deepEqual(got, ["over streaming"]);
   assert.deepEqual(errors, []);
+});
+
+test("a session started on a remembered lesser transport moves to WebSocket once it gets through", async () => {
+  rememberTransport(gateway.base, "polling"); // as a network that blocked WebSocket left it
+  const s = await session(gateway.base);
+  assert.equal(s.transport, "polling");
+  const changes = [];
+  s.onTransportChange = (c) => changes.push(c);
+  await waitFor(() => changes.length > 0, { timeout: 10000, what: "the move to WebSocket" });
+  assert.equal(s.transport, "websocket");
+  assert.equal(s.state, "open");
+  assert.deepEqual(changes, [{ transport: "websocket", previous: "polling" }]);
+  assert.equal(recallTransport(gateway.base), "websocket");
+  await roundTrip(s);
+});
+
+test("a session started on a remembered lesser transport stays there while WebSocket is refused", async () => {
+  rememberTransport(blocker.base, "streaming");
+  const probes = [];
+  // The real WebSocket transport, watched: when its one check has failed, the session
+  // must still be where it was, never having reconnected.
+  const websocket = Object.assign(
+    (base, o) => {
+      const p = connectWebSocket(base, o);
+      probes.push({ settled: false });
+      const probe = probes.at(-1);
+      p.then(
+        () => (probe.settled = "opened"),
+        () => (probe.settled = "refused"),
+      );
+      return p;
+    },
+    { transportName: "websocket" },
+  );
+  let reconnections = 0;
+  const s = await session(blocker.base, { transport: [websocket, "streaming", "polling"], onReconnectionStart: () => reconnections++ });
+  assert.equal(s.transport, "streaming");
+  assert.equal(probes.length, 0, "started where the memory said");
+  await waitFor(() => probes[0]?.settled, { timeout: 10000, what: "the check of WebSocket" });
+  assert.equal(probes[0].settled, "refused");
+  await new Promise((r) => setImmediate(r));
+  assert.equal(s.transport, "streaming");
+  assert.equal(s.state, "open");
+  assert.equal(reconnections, 0);
+  assert.equal(recallTransport(blocker.base), "streaming");
+  await roundTrip(s);
 });
