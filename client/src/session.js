@@ -381,13 +381,11 @@ export class Session {
     const listener = () => {
       if (this._transports.length < 2) return;
       forgetTransport(this._base);
-      this._fromTop = true;
       if (this._state === State.OPEN && this._transportName !== this._transports[0][0]) {
-        this._reconnect({ immediate: true });
-      } else if (this._state === State.RECONNECTING && this._sleep) {
-        clearTimeout(this._sleep.timer);
-        this._sleep.resolve();
-        this._sleep = null;
+        this._moveUp();
+      } else {
+        this._fromTop = true;
+        if (this._state === State.RECONNECTING) this._wake();
       }
     };
     target.addEventListener("online", listener);
@@ -423,6 +421,11 @@ export class Session {
     }
     t.close(1000, "");
     if (this._state !== State.OPEN || this._transportName === "websocket") return;
+    this._moveUp();
+  }
+
+  /** Moves an open session to the best transport that works: a rebind, nothing lost. */
+  _moveUp() {
     this._fromTop = true;
     this._reconnect({ immediate: true });
   }
@@ -496,11 +499,11 @@ export class Session {
         if (this._state === State.CLOSED) return { kind: "close", code: 0, message: "session closed" };
         continue;
       }
-      if (outcome.kind === "opened" || outcome.kind === "bound") this._transportWorked(name);
-      // A session on a transport that comes after WebSocket in the list, WebSocket not
-      // tried this time (the memory, or the transport in use, said to start here): see
-      // later whether WebSocket gets through now.
       if (outcome.kind === "opened" || outcome.kind === "bound") {
+        this._transportWorked(name);
+        // A session on a transport that comes after WebSocket in the list, WebSocket
+        // not tried this time (the memory, or the transport in use, said to start
+        // here): see later whether WebSocket gets through now.
         const order = this._transports.map(([n]) => n);
         const ws = order.indexOf("websocket");
         if (ws !== -1 && ws < order.indexOf(name) && candidates.slice(i + 1).some(([n]) => n === "websocket")) {
@@ -1013,6 +1016,14 @@ export class Session {
     });
   }
 
+  /** Ends a _pause now, if one is under way. */
+  _wake() {
+    if (!this._sleep) return;
+    clearTimeout(this._sleep.timer);
+    this._sleep.resolve();
+    this._sleep = null;
+  }
+
   /**
    * After OPENED of a fresh session: every request of the lost session is dropped
    * (its RESULT will never come), every client that was connected or connecting
@@ -1079,11 +1090,7 @@ export class Session {
     // flush: a CLOSE queued by close() or _fatal still goes out on HTTP transports,
     // which say when it has (a Promise); others have written it already.
     const handedOver = t?.close(code >= 4000 && code <= 4999 ? code : 1000, "", unloading ? { flush: true, unloading: true } : { flush: true });
-    if (this._sleep) {
-      clearTimeout(this._sleep.timer);
-      this._sleep.resolve();
-      this._sleep = null;
-    }
+    this._wake();
     this._handshake?.settle({ kind: "close", code, message });
     this._out = [];
     // Requests fail with the session's end code; with 4003 when the application
