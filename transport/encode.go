@@ -97,11 +97,14 @@ func AppendEvent(b []byte, e *session.Event) []byte {
 // AppendResult appends a RESULT frame.
 func AppendResult(b []byte, req uint64, code session.Code, msg string, value uint64) []byte {
 	b, s := begin(b, TypeResult)
+	return end(appendResultBody(b, req, code, msg, value), s)
+}
+
+func appendResultBody(b []byte, req uint64, code session.Code, msg string, value uint64) []byte {
 	b = appendUvarint(b, req)
 	b = appendUvarint(b, uint64(code))
 	b = appendString(b, msg)
-	b = appendUvarint(b, value)
-	return end(b, s)
+	return appendUvarint(b, value)
 }
 
 // AppendConnectResult appends a CONNECT's successful RESULT with its flags
@@ -109,10 +112,7 @@ func AppendResult(b []byte, req uint64, code session.Code, msg string, value uin
 // whether the broker kept a session for the client ID.
 func AppendConnectResult(b []byte, req, stream uint64, sessionPresent bool) []byte {
 	b, s := begin(b, TypeResult)
-	b = appendUvarint(b, req)
-	b = appendUvarint(b, 0)
-	b = appendString(b, "")
-	b = appendUvarint(b, stream)
+	b = appendResultBody(b, req, 0, "", stream)
 	var flags byte
 	if sessionPresent {
 		flags |= resultSessionPresent
