@@ -75,10 +75,10 @@ func withWillProperties(packet, props []byte) []byte {
 
 	body := make([]byte, 0, len(packet)+len(props)+4)
 	body = append(body, packet[header:start]...)
-	body = appendVarInt(body, len(props))
+	body = binary.AppendUvarint(body, uint64(len(props))) // a Variable Byte Integer
 	body = append(body, props...)
 	body = append(body, packet[end:]...)
-	out := appendVarInt([]byte{packet[0]}, len(body))
+	out := binary.AppendUvarint([]byte{packet[0]}, uint64(len(body)))
 	return append(out, body...)
 }
 
@@ -117,33 +117,16 @@ func (r *connectReader) field() {
 	}
 }
 
-// varInt reads a Variable Byte Integer (at most four bytes).
+// varInt reads a Variable Byte Integer: a uvarint of at most four bytes.
 func (r *connectReader) varInt() (int, bool) {
-	n := 0
-	for shift := 0; shift < 28; shift += 7 {
-		c, ok := r.byte()
-		if !ok {
-			return 0, false
-		}
-		n |= int(c&0x7f) << shift
-		if c&0x80 == 0 {
-			return n, true
-		}
+	if r.failed {
+		return 0, false
 	}
-	r.failed = true
-	return 0, false
-}
-
-func appendVarInt(b []byte, n int) []byte {
-	for {
-		c := byte(n & 0x7f)
-		n >>= 7
-		if n > 0 {
-			c |= 0x80
-		}
-		b = append(b, c)
-		if n == 0 {
-			return b
-		}
+	v, n := binary.Uvarint(r.b[r.i:])
+	if n <= 0 || n > 4 {
+		r.failed = true
+		return 0, false
 	}
+	r.i += n
+	return int(v), true
 }
