@@ -110,3 +110,66 @@ func TestTricklingFirstUnitIsCut(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// A client may check that WebSocket carries data both ways before it opens
+// a session (the JS client does, before it leaves a lesser transport): each
+// lone PING before OPEN gets a PING, and an OPEN afterwards opens a session.
+// The PINGs do not extend the handshake's 10 s: a connection that only
+// pings is cut like one that sends nothing.
+func TestPingBeforeOpenChecksTheRoundTrip(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	d := websocket.Dialer{Subprotocols: []string{transport.Subprotocol}}
+	readFrame := func(ws *websocket.Conn) (transport.Frame, error) {
+		var f transport.Frame
+		ws.SetReadDeadline(time.Now().Add(20 * time.Second))
+		_, unit, err := ws.ReadMessage()
+		if err == nil {
+			err = transport.SplitUnit(unit, func(b []byte) error { return transport.Decode(b, &f) })
+		}
+		return f, err
+	}
+
+	ws, _, err := d.Dial(url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	for i := 0; i < 2; i++ {
+		if err := ws.WriteMessage(websocket.BinaryMessage, transport.AppendPing(nil)); err != nil {
+			t.Fatal(err)
+		}
+		if f, err := readFrame(ws); err != nil || f.Type != transport.TypePing {
+			t.Fatalf("PING %d before OPEN: answer %+v (%v), want PING", i+1, f, err)
+		}
+	}
+	if err := ws.WriteMessage(websocket.BinaryMessage, transport.AppendOpen(nil, "", nil, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := readFrame(ws); err != nil || f.Type != transport.TypeOpened {
+		t.Fatalf("OPEN after PINGs: answer %+v (%v), want OPENED", f, err)
+	}
+
+	pinger, _, err := d.Dial(url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pinger.Close()
+	start := time.Now()
+	for {
+		if err := pinger.WriteMessage(websocket.BinaryMessage, transport.AppendPing(nil)); err != nil {
+			break // cut
+		}
+		f, err := readFrame(pinger)
+		if err != nil {
+			break
+		}
+		if f.Type != transport.TypePing {
+			t.Fatalf("answer %+v to a PING before OPEN", f)
+		}
+		if time.Since(start) > 20*time.Second {
+			t.Fatal("a connection that only pings is still open after 20 s; the handshake allows 10")
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}

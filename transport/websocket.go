@@ -232,25 +232,24 @@ func (c *wsConn) closeWith(code int, msg string) {
 // bound to c before the answer is written, but c's writer cannot run until
 // run starts it, so the answer precedes every frame the session queues.
 func (c *wsConn) handshake() error {
+	// One deadline for the whole handshake, reachability checks included:
+	// PINGs cannot keep a connection without a session open any longer.
 	c.ws.SetReadDeadline(time.Now().Add(handshakeTimeout))
-	typ, r, err := c.ws.NextReader()
-	if err != nil {
-		return err
-	}
-	limit := c.srv.maxFirstUnit()
-	unit, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
-	if err != nil {
-		return err
-	}
-	if len(unit) > limit {
-		e := session.Errorf(session.CodeFrameTooLarge, "the first message (OPEN or BIND) exceeds %d bytes", limit)
-		c.fail(e.Code, e.Message)
-		return e
-	}
-	if typ != websocket.BinaryMessage {
-		e := session.Errorf(session.CodeMalformed, "text messages are not part of the protocol")
-		c.fail(e.Code, e.Message)
-		return e
+	var unit []byte
+	for {
+		var err error
+		if unit, err = c.readFirstUnit(); err != nil {
+			return err
+		}
+		if !isLonePing(unit) {
+			break
+		}
+		// A client checking that WebSocket carries data both ways on its
+		// network, without opening a session (PROTOCOL.md, WebSocket).
+		c.ws.SetWriteDeadline(time.Now().Add(writeTimeout))
+		if err := c.ws.WriteMessage(websocket.BinaryMessage, AppendPing(nil)); err != nil {
+			return err
+		}
 	}
 	sess, first, opened, serr := c.srv.start(c.req, unit, c, "websocket", true)
 	if serr != nil {
@@ -268,6 +267,36 @@ func (c *wsConn) handshake() error {
 		return err
 	}
 	return nil
+}
+
+// readFirstUnit reads a message that may start the connection: binary and
+// at most maxFirstUnit bytes, or the connection fails with a CLOSE frame.
+func (c *wsConn) readFirstUnit() ([]byte, error) {
+	typ, r, err := c.ws.NextReader()
+	if err != nil {
+		return nil, err
+	}
+	limit := c.srv.maxFirstUnit()
+	unit, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(unit) > limit {
+		e := session.Errorf(session.CodeFrameTooLarge, "the first message (OPEN or BIND) exceeds %d bytes", limit)
+		c.fail(e.Code, e.Message)
+		return nil, e
+	}
+	if typ != websocket.BinaryMessage {
+		e := session.Errorf(session.CodeMalformed, "text messages are not part of the protocol")
+		c.fail(e.Code, e.Message)
+		return nil, e
+	}
+	return unit, nil
+}
+
+// isLonePing reports whether a unit is one PING frame and nothing else.
+func isLonePing(unit []byte) bool {
+	return len(unit) == 2 && unit[0] == 1 && unit[1] == TypePing
 }
 
 // readUnit reads one WebSocket message, or the first max_frame + 1 bytes
