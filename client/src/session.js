@@ -217,7 +217,7 @@ export class Session {
     /** @type {{target: EventTarget, listener: () => void} | null} see _watchNetwork */
     this._online = null;
     this._fromTop = false; // the next handshake tries the transports from the best (_watchNetwork)
-    this._upgradeCheck = null; // timer of the one _checkUpgrade, once scheduled
+    this._upgradeCheck = null; // ends the one _checkUpgrade, waiting or under way
     this._upgradeChecked = false;
     this._watchNetwork();
 
@@ -396,21 +396,22 @@ export class Session {
   _scheduleUpgradeCheck() {
     if (this._upgradeChecked) return;
     this._upgradeChecked = true;
-    this._upgradeCheck = setTimeout(() => {
-      this._upgradeCheck = null;
-      this._checkUpgrade();
-    }, UPGRADE_CHECK_DELAY);
-    this._upgradeCheck.unref?.();
+    const timer = setTimeout(() => this._checkUpgrade(), UPGRADE_CHECK_DELAY);
+    timer.unref?.();
+    this._upgradeCheck = () => clearTimeout(timer);
   }
 
   /**
    * A session that started on a lesser transport because one worked there before (a
    * network that blocked WebSocket, remembered for a day) checks whether WebSocket gets
-   * through now: a bare connection to the WebSocket endpoint, closed at once. If it
-   * opens, the session moves to it, as after the network came back online; if not,
-   * nothing happens, and the session goes on where it is.
+   * through now: a bare connection to the WebSocket endpoint that sends a PING, which
+   * the gateway answers before any OPEN (PROTOCOL.md, WebSocket), and is closed then.
+   * An answer within the probe deadline moves the session to WebSocket, as after the
+   * network came back online. An upgrade that opens but carries nothing (some proxies)
+   * is no answer: the session goes on where it is, as when the upgrade is refused.
    */
   async _checkUpgrade() {
+    this._upgradeCheck = null;
     const best = this._transports.find(([n]) => n === "websocket");
     if (!best || this._state !== State.OPEN || this._transportName === "websocket") return;
     let t;
@@ -419,8 +420,24 @@ export class Session {
     } catch {
       return;
     }
+    const answered =
+      this._state === State.OPEN &&
+      (await new Promise((resolve) => {
+        const end = (ok) => {
+          cancel();
+          this._upgradeCheck = null;
+          resolve(ok);
+        };
+        const cancel = deadline(this._probeTimeout, () => end(false));
+        this._upgradeCheck = () => end(false); // the session ends meanwhile
+        t.onunit = () => end(true);
+        t.onclose = () => end(false);
+        t.send(encodeUnit([PING]));
+      }));
+    t.onunit = null;
+    t.onclose = null;
     t.close(1000, "");
-    if (this._state !== State.OPEN || this._transportName === "websocket") return;
+    if (!answered || this._state !== State.OPEN || this._transportName === "websocket") return;
     this._moveUp();
   }
 
@@ -1085,7 +1102,7 @@ export class Session {
       this._online.target.removeEventListener("online", this._online.listener);
       this._online = null;
     }
-    clearTimeout(this._upgradeCheck);
+    this._upgradeCheck?.();
     const t = this._detach();
     // flush: a CLOSE queued by close() or _fatal still goes out on HTTP transports,
     // which say when it has (a Promise); others have written it already.

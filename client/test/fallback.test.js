@@ -184,28 +184,47 @@ test("a session started on a remembered lesser transport moves to WebSocket once
   await roundTrip(s);
 });
 
-test("a session started on a remembered lesser transport stays there while WebSocket is refused", async () => {
-  rememberTransport(blocker.base, "streaming");
-  const probes = [];
-  // The real WebSocket transport, watched: when its one check has failed, the session
-  // must still be where it was, never having reconnected.
-  const websocket = Object.assign(
+/**
+ * The real WebSocket transport, watched: each connection attempt is recorded with how
+ * it settled ("opened" or "refused") and whether the client closed it since.
+ */
+function watchedWebSocket(probes) {
+  return Object.assign(
     (base, o) => {
-      const p = connectWebSocket(base, o);
-      probes.push({ settled: false });
-      const probe = probes.at(-1);
-      p.then(
-        () => (probe.settled = "opened"),
-        () => (probe.settled = "refused"),
+      const probe = { settled: false, closed: false };
+      probes.push(probe);
+      return connectWebSocket(base, o).then(
+        (t) => {
+          probe.settled = "opened";
+          const close = t.close;
+          t.close = (...args) => {
+            probe.closed = true;
+            return close.apply(t, args);
+          };
+          return t;
+        },
+        (err) => {
+          probe.settled = "refused";
+          throw err;
+        },
       );
-      return p;
     },
     { transportName: "websocket" },
   );
+}
+
+test("a session started on a remembered lesser transport stays there while WebSocket is refused", async () => {
+  rememberTransport(blocker.base, "streaming");
+  const probes = [];
   let reconnections = 0;
-  const s = await session(blocker.base, { transport: [websocket, "streaming", "polling"], onReconnectionStart: () => reconnections++ });
+  const s = await session(blocker.base, {
+    transport: [watchedWebSocket(probes), "streaming", "polling"],
+    onReconnectionStart: () => reconnections++,
+  });
   assert.equal(s.transport, "streaming");
   assert.equal(probes.length, 0, "started where the memory said");
+  // When its one check has failed, the session must still be where it was, never
+  // having reconnected.
   await waitFor(() => probes[0]?.settled, { timeout: 10000, what: "the check of WebSocket" });
   assert.equal(probes[0].settled, "refused");
   await new Promise((r) => setImmediate(r));
@@ -213,5 +232,29 @@ test("a session started on a remembered lesser transport stays there while WebSo
   assert.equal(s.state, "open");
   assert.equal(reconnections, 0);
   assert.equal(recallTransport(blocker.base), "streaming");
+  await roundTrip(s);
+});
+
+test("a session started on a remembered lesser transport stays there when WebSocket opens but carries nothing", async () => {
+  const swallowing = await startBufferingProxy(gateway.port, { swallowUpgrades: true });
+  cleanups.push(() => swallowing.stop());
+  rememberTransport(swallowing.base, "polling");
+  const probes = [];
+  let reconnections = 0;
+  const s = await session(swallowing.base, {
+    transport: [watchedWebSocket(probes), "streaming", "polling"],
+    onReconnectionStart: () => reconnections++,
+  });
+  assert.equal(s.transport, "polling");
+  // The upgrade succeeds; the PING the check sends gets no answer, so the check gives
+  // up after the probe deadline, closes its connection and leaves the session alone.
+  await waitFor(() => probes[0]?.closed, { timeout: 15000, what: "the end of the check of WebSocket" });
+  assert.equal(probes[0].settled, "opened");
+  await new Promise((r) => setImmediate(r));
+  assert.equal(probes.length, 1);
+  assert.equal(s.transport, "polling");
+  assert.equal(s.state, "open");
+  assert.equal(reconnections, 0);
+  assert.equal(recallTransport(swallowing.base), "polling");
   await roundTrip(s);
 });

@@ -4,6 +4,7 @@
 // file ends (stop() in after() hooks, and a last-resort kill on process exit).
 
 import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import fs from "node:fs/promises";
 import http from "node:http";
@@ -359,11 +360,14 @@ export async function startWebSocketBlocker(target) {
  * An HTTP proxy that holds every response until it has all of it, as some antivirus
  * and corporate proxies do, and refuses WebSocket upgrades: HTTP streaming cannot get
  * through it (its responses never end), long polling can. `held` counts the requests
- * it is holding (waiting for their upstream response to end).
+ * it is holding (waiting for their upstream response to end). With `swallowUpgrades`
+ * it accepts WebSocket upgrades itself (101, the gateway's subprotocol) and then
+ * carries nothing either way, as some proxies do.
  * @param {number} target the gateway's port
+ * @param {{swallowUpgrades?: boolean}} [options]
  * @returns {Promise<{base: string, port: number, held: number, stop: () => Promise<void>}>}
  */
-export async function startBufferingProxy(target) {
+export async function startBufferingProxy(target, { swallowUpgrades = false } = {}) {
   const agent = new http.Agent({ keepAlive: false });
   const server = http.createServer((req, res) => {
     proxy.held++;
@@ -392,14 +396,30 @@ export async function startBufferingProxy(target) {
       up.end(Buffer.concat(body));
     });
   });
+  const swallowed = new Set();
   server.on("upgrade", (req, socket) => {
-    socket.end("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    if (!swallowUpgrades) {
+      socket.end("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+      return;
+    }
+    const accept = createHash("sha1")
+      .update(`${req.headers["sec-websocket-key"]}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`)
+      .digest("base64");
+    swallowed.add(socket);
+    socket.on("close", () => swallowed.delete(socket));
+    socket.on("error", () => {});
+    socket.resume(); // read and drop
+    socket.write(
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+        `Sec-WebSocket-Accept: ${accept}\r\nSec-WebSocket-Protocol: ${req.headers["sec-websocket-protocol"]}\r\n\r\n`,
+    );
   });
   const proxy = {
     port: 0,
     base: "",
     held: 0,
     stop() {
+      for (const socket of swallowed) socket.destroy();
       server.closeAllConnections();
       agent.destroy();
       return new Promise((resolve) => server.close(() => resolve()));
