@@ -352,14 +352,18 @@ func TestSessionLimitComesBeforeTheHook(t *testing.T) {
 }
 
 // The authenticate hook's limits are read as the Caddyfile's are (2KiB,
-// 16kbit, 2048), and one the gateway cannot read refuses the session
-// (4022) instead of leaving it without a limit.
+// 16kbit, 2048), and one the gateway cannot read, or whose name it does not
+// know, refuses the session (4022) instead of leaving it without a limit.
 func TestHookLimitsWithUnits(t *testing.T) {
 	mq := startMosquitto(t)
 	url := gatewayWithHook(t, mq.port, "authenticate", "", func(w http.ResponseWriter, r *http.Request) {
 		f, err := hookapi.ParseRequest(r)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if string(f.Password) == "named" { // the user name is the limit's name
+			hookapi.Allow(w, hookapi.WithLimit(f.Username, "2048"))
 			return
 		}
 		hookapi.Allow(w, hookapi.WithLimit("max_bandwidth", f.Username))
@@ -377,6 +381,18 @@ func TestHookLimitsWithUnits(t *testing.T) {
 	_, err := dialAs(ctx10(t), url, "lots", "")
 	if errCode(err) != session.CodeHookUnavailable {
 		t.Fatalf("an unreadable limit: %v, want the session refused with %d", err, session.CodeHookUnavailable)
+	}
+	c, err := dialAs(ctx10(t), url, "max_bandwidth", "named")
+	if err != nil {
+		t.Fatalf("max_bandwidth by name: %v", err)
+	}
+	if got, err := c.SetBandwidth(ctx10(t), 1<<20); err != nil || got != 2048 {
+		t.Errorf("max_bandwidth by name: the cap in force is %d (%v), want 2048", got, err)
+	}
+	c.Close()
+	_, err = dialAs(ctx10(t), url, "max_bandwith", "named")
+	if errCode(err) != session.CodeHookUnavailable {
+		t.Fatalf("a misspelt limit: %v, want the session refused with %d", err, session.CodeHookUnavailable)
 	}
 }
 

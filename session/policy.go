@@ -75,10 +75,16 @@ type Limits struct {
 
 // ParseLimits reads the hook's limits: max_bandwidth written as for the
 // Caddyfile (65536, 64KiB, 512kbit), max_frequency in messages per second.
-// A value it cannot read is an error, not a limit silently dropped: the
-// caller refuses the session (fail closed).
+// A value it cannot read, or a name it does not know (a misspelt
+// X-Mqtt-Limit-Max-Bandwith), is an error, not a limit silently dropped:
+// the caller refuses the session (fail closed).
 func ParseLimits(limits map[string]string) (Limits, error) {
 	var l Limits
+	for name := range limits {
+		if name != "max_frequency" && name != "max_bandwidth" {
+			return l, fmt.Errorf("unknown limit %q (X-Mqtt-Limit-Max-Bandwidth and X-Mqtt-Limit-Max-Frequency are known)", TrimText(name))
+		}
+	}
 	if v, ok := limits["max_frequency"]; ok {
 		f, err := strconv.ParseFloat(v, 64)
 		if err != nil || f <= 0 || math.IsInf(f, 0) {
