@@ -33,12 +33,20 @@ let wsPackage;
 // cookie-affinity load balancer needs to bring a rebinding WebSocket back to the
 // instance holding the session. It is loaded with a dynamic import so that a browser
 // never requests it; where it cannot be loaded, the global WebSocket does without
-// cookies.
+// cookies, or, where there is none (Node.js 20), sessions fall back to HTTP streaming.
+// Either is a setup mistake that would otherwise go unseen (a linked copy of the
+// client whose folder never had `npm install`), so it is said once.
 async function webSocketClass() {
   if (browserManagesCookies && globalThis.WebSocket) return globalThis.WebSocket;
   wsPackage ??= import("ws").then(
     (m) => m.WebSocket ?? m.default,
-    () => null,
+    (err) => {
+      const instead = globalThis.WebSocket
+        ? "the global WebSocket is used, which cannot carry cookies (load balancers with cookie affinity)"
+        : "there is no WebSocket, and sessions use HTTP streaming";
+      console.warn(`mqttgateway-client: the ws package cannot be loaded (${err?.code ?? err}): ${instead}; install it`);
+      return null;
+    },
   );
   const WS = (await wsPackage) ?? globalThis.WebSocket;
   if (!WS) throw new Error("no WebSocket here (install the ws package)");

@@ -3,7 +3,11 @@
 // the cookie jar.
 
 import assert from "node:assert/strict";
+import fs from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
 import { describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
 
 import { FrameType as F, decodeUnit, encodeFrame, encodeUnit } from "../src/codec.js";
 import { FrameReader } from "../src/frame-reader.js";
@@ -13,6 +17,7 @@ import { closeFromErrorAnswer, credentialsMode, endpoint } from "../src/transpor
 import { connectPolling } from "../src/transport-polling.js";
 import { forgetTransport, recallTransport, rememberTransport } from "../src/transport-memory.js";
 import { AUTO_ORDER, resolveTransports, startingAt } from "../src/transports.js";
+import { run } from "./support/env.js";
 
 const msg = (n, size) =>
   encodeFrame({ type: F.MESSAGE, stream: 1, qos: 0, packetId: 0, topic: `t/${n}`, props: {}, payload: new Uint8Array(size).fill(n) });
@@ -178,5 +183,33 @@ describe("freshSessionDelay", () => {
     assert.equal(freshSessionDelay(3, () => 1), 8000);
     assert.equal(freshSessionDelay(5, () => 1), 30000);
     assert.equal(freshSessionDelay(1000, () => 0), 15000);
+  });
+});
+
+describe("connectWebSocket without the ws package", () => {
+  // A copy of the client outside any node_modules, as a linked install whose folder
+  // never had `npm install` leaves it: the client must say so, once, instead of
+  // quietly running without WebSocket (or without cookies on Node.js 22+).
+  test("warns once that ws cannot be loaded, and what that costs", async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), "mqttgw-nows-"));
+    try {
+      await fs.cp(fileURLToPath(new URL("../src", import.meta.url)), path.join(dir, "src"), { recursive: true });
+      const script = `
+        import { connectWebSocket } from "./src/transport-websocket.js";
+        for (let i = 0; i < 2; i++) {
+          await connectWebSocket("http://127.0.0.1:9/mqtt", { timeout: 2000 }).then(
+            () => console.log("opened"),
+            (err) => console.log("failed:", err.message),
+          );
+        }`;
+      const { code, stdout, stderr } = await run(process.execPath, ["--input-type=module", "-e", script], { cwd: dir });
+      assert.equal(code, 0, stderr);
+      const warnings = stderr.split("\n").filter((l) => l.includes("the ws package cannot be loaded"));
+      assert.equal(warnings.length, 1, stderr);
+      assert.match(warnings[0], globalThis.WebSocket ? /cannot carry cookies/ : /sessions use HTTP streaming/);
+      assert.equal(String(stdout).split("\n").filter((l) => l.startsWith("failed:")).length, 2, String(stdout));
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
   });
 });

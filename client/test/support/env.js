@@ -512,11 +512,11 @@ function reset(socket) {
  * Runs a program to completion; resolves with {code, stdout (Buffer), stderr}.
  * @param {string} cmd
  * @param {string[]} args
- * @param {{timeout?: number}} [o]
+ * @param {{timeout?: number, env?: object, cwd?: string}} [o]
  */
-export function run(cmd, args, { timeout = 10000, env } = {}) {
+export function run(cmd, args, { timeout = 10000, env, cwd } = {}) {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], ...(env ? { env } : {}) });
+    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], ...(env ? { env } : {}), ...(cwd ? { cwd } : {}) });
     children.add(child);
     const out = [];
     let err = "";
