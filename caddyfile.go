@@ -2,6 +2,7 @@ package mqttgateway
 
 import (
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -123,6 +124,7 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper
 		return d.ArgErr()
 	}
 	seen := map[string]bool{}
+	writeDelayAt := "" // file:line of write_delay
 	for d.NextBlock(0) {
 		// Strict: an option given twice is a mistake (which one was
 		// meant?), except the lists.
@@ -204,9 +206,20 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper
 			if len(args) == 0 {
 				return d.ArgErr()
 			}
+			for _, a := range args {
+				// One with placeholders is checked when the config loads.
+				if !strings.Contains(a, "{") {
+					if _, err := parseOrigins([]string{a}); err != nil {
+						return d.WrapErr(err)
+					}
+				}
+			}
 			h.AllowOrigins = append(h.AllowOrigins, args...)
 		case "max_message_size":
 			if err := parseSize(d, &h.MaxMessageSize); err != nil {
+				return err
+			}
+			if err := wrapOption(d, checkMaxMessageSize(h.MaxMessageSize)); err != nil {
 				return err
 			}
 		case "max_queued_bytes":
@@ -225,10 +238,14 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper
 			if err := parseDuration(d, &h.Heartbeat); err != nil {
 				return err
 			}
+			if err := wrapOption(d, checkHeartbeat(h.Heartbeat)); err != nil {
+				return err
+			}
 		case "write_delay":
 			if err := parseDelay(d, &h.WriteDelay); err != nil {
 				return err
 			}
+			writeDelayAt = d.File() + ":" + strconv.Itoa(d.Line())
 		case "max_clients_per_session":
 			if err := parseInt(d, &h.MaxClientsPerSession); err != nil {
 				return err
@@ -276,6 +293,10 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper
 			return d.Errf("unknown mqtt_gateway option %q", d.Val())
 		}
 	}
+	// Checked once both are known: heartbeat may come after write_delay.
+	if err := checkWriteDelay(h.WriteDelay, h.Heartbeat); err != nil {
+		return fmt.Errorf("%w, at %s", err, writeDelayAt)
+	}
 	return nil
 }
 
@@ -306,21 +327,30 @@ func parseBroker(d *caddyfile.Dispenser) (*session.BrokerConfig, error) {
 		seen[opt] = true
 		var err error
 		switch opt {
-		case "username":
-			err = parseString(d, &b.Username)
-		case "password":
-			err = parseString(d, &b.Password)
+		case "username", "password":
+			if b.Embedded != nil {
+				return nil, d.Errf("broker %q: %v", b.Name, session.ErrEmbeddedCredentials)
+			}
+			dst := &b.Username
+			if opt == "password" {
+				dst = &b.Password
+			}
+			err = parseString(d, dst)
 		case "client_id_prefix":
 			err = parseString(d, &b.ClientIDPrefix)
 		case "keepalive":
-			err = parseDuration(d, &b.KeepAlive)
+			if err = parseDuration(d, &b.KeepAlive); err == nil {
+				err = wrapOption(d, session.CheckKeepAlive(b.KeepAlive))
+			}
 		case "connect_timeout":
 			err = parseDuration(d, &b.ConnectTimeout)
 		case "listen":
 			if b.Embedded == nil {
 				return nil, d.Errf("listen applies to embedded brokers only")
 			}
-			err = parseString(d, &b.Embedded.Listen)
+			if err = parseString(d, &b.Embedded.Listen); err == nil {
+				err = wrapOption(d, session.CheckListen(b.Embedded.Listen))
+			}
 		case "tls":
 			if b.Embedded != nil {
 				return nil, d.Errf("tls applies to external brokers only")
@@ -365,6 +395,15 @@ func parseBrokerTLS(d *caddyfile.Dispenser) (*session.BrokerTLS, error) {
 		}
 	}
 	return t, nil
+}
+
+// wrapOption gives a check's error the Caddyfile line of the option just
+// read; nil stays nil.
+func wrapOption(d *caddyfile.Dispenser, err error) error {
+	if err == nil {
+		return nil
+	}
+	return d.WrapErr(err)
 }
 
 // oneArg reads the single argument of the current option.

@@ -105,7 +105,23 @@ func TestCaddyfileErrorsNameTheLine(t *testing.T) {
 		"argument on directive": {"mqtt_gateway extra {\n broker a mqtt://h\n}", "wrong argument count"},
 		"option given twice":    {"mqtt_gateway {\n broker a mqtt://h\n name x\n name y\n}", "name given twice"},
 		"broker option twice":   {"mqtt_gateway {\n broker a mqtt://h {\n  keepalive 10s\n  keepalive 20s\n }\n}", "broker \"a\": keepalive given twice"},
-		"bandwidth under 1 B/s": {"mqtt_gateway {\n broker a mqtt://h\n max_bandwidth 4b\n}", "less than a byte per second"},
+		"bandwidth under 1 B/s": {"mqtt_gateway {\n broker a mqtt://h\n max_bandwidth 4bit\n}", "less than a byte per second"},
+		// 64kb is 64,000 bytes in max_message_size: here, where a b is a
+		// bit, the bare form is refused rather than read as 8,000.
+		"bandwidth in kb": {"mqtt_gateway {\n broker a mqtt://h\n max_bandwidth 64kb\n}", `bandwidth "64kb" is ambiguous: write 64kbit (or 64kbps) for bits, 64KB for bytes per second`},
+		// Settings checked as they are read, so that the error names the
+		// line instead of coming when the config loads, without one.
+		"origin without scheme":      {"mqtt_gateway {\n broker a mqtt://h\n allow_origins https://ok.example.com app.example.com\n}", `"app.example.com" has no http:// or https:// scheme`},
+		"message size past 128 MiB":  {"mqtt_gateway {\n broker a mqtt://h\n max_message_size 1GB\n}", "max_message_size must be between 1 and 134217728 bytes"},
+		"heartbeat under 100ms":      {"mqtt_gateway {\n broker a mqtt://h\n heartbeat 1ms\n}", "heartbeat 1ms is below 100ms"},
+		"write delay past heartbeat": {"mqtt_gateway {\n broker a mqtt://h\n write_delay 30s\n}", "write_delay (30s) must be shorter than heartbeat (20s), at Testfile:3"},
+		"write delay past a later heartbeat": {"mqtt_gateway {\n broker a mqtt://h\n write_delay 2s\n heartbeat 1s\n}",
+			"write_delay (2s) must be shorter than heartbeat (1s), at Testfile:3"},
+		"keepalive in fractions":   {"mqtt_gateway {\n broker a mqtt://h {\n  keepalive 1500ms\n }\n}", "keepalive 1.5s must be whole seconds"},
+		"keepalive under a second": {"mqtt_gateway {\n broker a mqtt://h {\n  keepalive 500ms\n }\n}", "keepalive 500ms must be between 1s"},
+		"mqtt url with a path":     {"mqtt_gateway {\n broker a mqtt://h:1883/sensors\n}", "an mqtt:// url is a host and a port, with no path or query"},
+		"embedded with username":   {"mqtt_gateway {\n broker a embedded {\n  username gw\n }\n}", "username and password apply to external brokers only"},
+		"listen without port":      {"mqtt_gateway {\n broker a embedded {\n  listen 127.0.0.1\n }\n}", `listen "127.0.0.1" needs a host and a port`},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -136,6 +152,7 @@ func TestValidateRejectsBadConfig(t *testing.T) {
 		"write delay past heartbeat": {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, WriteDelay: caddy.Duration(20 * time.Second)},
 		"write delay past set heartbeat": {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, Heartbeat: caddy.Duration(time.Second),
 			WriteDelay: caddy.Duration(time.Second)},
+		"heartbeat under 100ms": {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, Heartbeat: caddy.Duration(time.Millisecond)},
 	} {
 		if err := h.Validate(); err == nil {
 			t.Errorf("%s: accepted", name)
@@ -174,6 +191,10 @@ func TestBrokerSettingsChecked(t *testing.T) {
 		"negative keepalive":       {session.BrokerConfig{Name: "a", URL: "mqtt://h", KeepAlive: -1}, "keepalive -1ns must be between 1s"},
 		"negative connect timeout": {session.BrokerConfig{Name: "a", URL: "mqtt://h", ConnectTimeout: -1}, "connect_timeout -1ns must be positive"},
 		"password in the url":      {session.BrokerConfig{Name: "a", URL: "mqtt://gw:TopSecret99@h"}, "put credentials in username and password"},
+		"keepalive in fractions":   {session.BrokerConfig{Name: "a", URL: "mqtt://h", KeepAlive: caddy.Duration(1500 * time.Millisecond)}, "keepalive 1.5s must be whole seconds"},
+		"mqtts url with a query":   {session.BrokerConfig{Name: "a", URL: "mqtts://h?x=1"}, "an mqtts:// url is a host and a port"},
+		"embedded with a password": {session.BrokerConfig{Name: "a", Password: "p", Embedded: &session.EmbeddedConfig{}}, "username and password apply to external brokers only"},
+		"embedded listen, no port": {session.BrokerConfig{Name: "a", Embedded: &session.EmbeddedConfig{Listen: "localhost"}}, `listen "localhost" needs a host and a port`},
 	} {
 		err := tc.b.Prepare()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -102,7 +102,7 @@ type Handler struct {
 
 	// Interval of heartbeats on idle connections, which keeps proxies from
 	// cutting them and finds dead peers. Default: 20s (below the 30 s idle
-	// timeout common in proxies).
+	// timeout common in proxies). At least 100ms.
 	Heartbeat caddy.Duration `json:"heartbeat,omitempty"`
 
 	// Most broker clients one session may create. Default: 16.
@@ -176,6 +176,7 @@ const (
 	MaxMaxMessageSize                = 128 << 20
 	DefaultSessionTimeout            = 30 * time.Second
 	DefaultHeartbeat                 = 20 * time.Second
+	MinHeartbeat                     = 100 * time.Millisecond
 	DefaultMaxClientsPerSession      = 16
 	DefaultMaxSubscriptionsPerClient = 256
 	DefaultMaxQueuedFrames           = 10000
@@ -368,8 +369,8 @@ func (h *Handler) validate() error {
 		}
 		seen[b.Name] = true
 	}
-	if h.MaxMessageSize < 0 || h.MaxMessageSize > MaxMaxMessageSize {
-		return fmt.Errorf("mqtt_gateway: max_message_size must be between 1 and %d bytes", MaxMaxMessageSize)
+	if err := checkMaxMessageSize(h.MaxMessageSize); err != nil {
+		return fmt.Errorf("mqtt_gateway: %v", err)
 	}
 	if h.Overflow != "" && h.Overflow != "notify" && h.Overflow != "close" {
 		return fmt.Errorf("mqtt_gateway: overflow must be notify or close, not %q", h.Overflow)
@@ -394,15 +395,43 @@ func (h *Handler) validate() error {
 			return fmt.Errorf("mqtt_gateway: %s must not be negative", f.name)
 		}
 	}
-	if h.WriteDelay > 0 && h.WriteDelay >= heartbeatOrDefault(h.Heartbeat) {
-		// A client hears something at least every heartbeat; a write
-		// delay as long would hold messages past the time it takes a
-		// silent connection for dead.
-		return fmt.Errorf("mqtt_gateway: write_delay (%v) must be shorter than heartbeat (%v)",
-			time.Duration(h.WriteDelay), time.Duration(heartbeatOrDefault(h.Heartbeat)))
+	if err := checkHeartbeat(h.Heartbeat); err != nil {
+		return fmt.Errorf("mqtt_gateway: %v", err)
+	}
+	if err := checkWriteDelay(h.WriteDelay, h.Heartbeat); err != nil {
+		return fmt.Errorf("mqtt_gateway: %v", err)
 	}
 	if _, err := parseOrigins(h.AllowOrigins); err != nil {
 		return fmt.Errorf("mqtt_gateway: %v", err)
+	}
+	return nil
+}
+
+// The checks of single settings, shared by validate (JSON configs) and the
+// Caddyfile parser (which gives their errors a line). 0 is the default.
+
+func checkMaxMessageSize(n int64) error {
+	if n < 0 || n > MaxMaxMessageSize {
+		return fmt.Errorf("max_message_size must be between 1 and %d bytes (128 MiB)", MaxMaxMessageSize)
+	}
+	return nil
+}
+
+func checkHeartbeat(d caddy.Duration) error {
+	if d > 0 && d < caddy.Duration(MinHeartbeat) {
+		// Every idle connection hears a PING that often.
+		return fmt.Errorf("heartbeat %v is below %v", time.Duration(d), MinHeartbeat)
+	}
+	return nil
+}
+
+func checkWriteDelay(delay, heartbeat caddy.Duration) error {
+	if delay > 0 && delay >= heartbeatOrDefault(heartbeat) {
+		// A client hears something at least every heartbeat; a write
+		// delay as long would hold messages past the time it takes a
+		// silent connection for dead.
+		return fmt.Errorf("write_delay (%v) must be shorter than heartbeat (%v)",
+			time.Duration(delay), time.Duration(heartbeatOrDefault(heartbeat)))
 	}
 	return nil
 }

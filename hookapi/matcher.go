@@ -143,6 +143,10 @@ func (m *MatchTopic) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		if len(args) == 0 {
 			return d.ArgErr()
 		}
+		// Checked here too, so that a bad pattern names its line.
+		if err := MatchTopic(args).Provision(caddy.Context{}); err != nil {
+			return d.WrapErr(err)
+		}
 		*m = append(*m, args...)
 		if d.NextBlock(0) {
 			return d.Err("malformed mqtt_topic matcher: blocks are not supported")

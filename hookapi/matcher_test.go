@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -202,6 +203,13 @@ func TestMatchTopicCaddyfile(t *testing.T) {
 		if err := m.UnmarshalCaddyfile(caddyfile.NewTestDispenser(bad)); err == nil {
 			t.Errorf("%q parsed", bad)
 		}
+	}
+	// An invalid filter is refused with its line, not later when the
+	// config loads, deep in Caddy's chain of provisioning errors.
+	var bad MatchTopic
+	err := bad.UnmarshalCaddyfile(caddyfile.NewTestDispenser("mqtt_topic a/+\nmqtt_topic ok a/#/b"))
+	if err == nil || !strings.Contains(err.Error(), `pattern "a/#/b"`) || !strings.Contains(err.Error(), "Testfile:2") {
+		t.Errorf("an invalid filter on line 2: %v", err)
 	}
 }
 

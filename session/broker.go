@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -29,7 +30,7 @@ type BrokerConfig struct {
 	// give no credentials of their own at connect, on shared and
 	// dedicated connections alike, so the broker's password never has to
 	// reach a page. Clients that give their own credentials use those (and
-	// get a shared connection of their own).
+	// get a shared connection of their own). External brokers only.
 	Username string `json:"username,omitempty"`
 
 	// Password that goes with username (or alone: MQTT 5 allows a password
@@ -84,8 +85,8 @@ type BrokerTLS struct {
 
 // EmbeddedConfig configures an embedded broker.
 type EmbeddedConfig struct {
-	// TCP address the embedded broker listens on, for devices and tools
-	// such as mosquitto_pub. Default: 127.0.0.1 on a free port, reachable
+	// TCP address (host:port) the embedded broker listens on, for devices
+	// and tools such as mosquitto_pub. Default: 127.0.0.1 on a free port, reachable
 	// only by the gateway and this host. The embedded broker accepts every
 	// client, with any credentials or none, and the gateway's hooks do not
 	// see what reaches it there: keep it on loopback, or behind a firewall.
@@ -114,9 +115,8 @@ func (b *BrokerConfig) Prepare() error {
 	if b.ConnectTimeout == 0 {
 		b.ConnectTimeout = caddy.Duration(DefaultConnectTimeout)
 	}
-	// MQTT counts keepalive in whole seconds, and 0 is none.
-	if b.KeepAlive < caddy.Duration(time.Second) || b.KeepAlive > caddy.Duration(0xFFFF*time.Second) {
-		return fmt.Errorf("broker %q: keepalive %v must be between 1s and 18h12m15s", b.Name, time.Duration(b.KeepAlive))
+	if err := CheckKeepAlive(b.KeepAlive); err != nil {
+		return fmt.Errorf("broker %q: %v", b.Name, err)
 	}
 	if b.ConnectTimeout < 0 {
 		return fmt.Errorf("broker %q: connect_timeout %v must be positive", b.Name, time.Duration(b.ConnectTimeout))
@@ -124,6 +124,12 @@ func (b *BrokerConfig) Prepare() error {
 	if b.Embedded != nil {
 		if b.URL != "" {
 			return fmt.Errorf("broker %q: url and embedded are exclusive", b.Name)
+		}
+		if b.Username != "" || b.Password != "" {
+			return fmt.Errorf("broker %q: %v", b.Name, ErrEmbeddedCredentials)
+		}
+		if err := CheckListen(b.Embedded.Listen); err != nil {
+			return fmt.Errorf("broker %q: %v", b.Name, err)
 		}
 		return nil
 	}
@@ -139,6 +145,38 @@ func (b *BrokerConfig) Prepare() error {
 		}
 	} else if b.TLS != nil {
 		return fmt.Errorf("broker %q: tls settings need an mqtts:// or wss:// url", b.Name)
+	}
+	return nil
+}
+
+// ErrEmbeddedCredentials refuses credentials for an embedded broker, which
+// lets the gateway in without any: written, they look like a protection
+// they are not.
+var ErrEmbeddedCredentials = errors.New("username and password apply to external brokers only (the embedded broker needs none; it is protected by its listen address)")
+
+// CheckKeepAlive checks a keepalive as MQTT counts it: whole seconds, 0
+// being none, at most 65535 (0 here is the default).
+func CheckKeepAlive(d caddy.Duration) error {
+	if d == 0 {
+		return nil
+	}
+	if d < caddy.Duration(time.Second) || d > caddy.Duration(0xFFFF*time.Second) {
+		return fmt.Errorf("keepalive %v must be between 1s and 18h12m15s", time.Duration(d))
+	}
+	if d%caddy.Duration(time.Second) != 0 {
+		return fmt.Errorf("keepalive %v must be whole seconds (MQTT counts it in seconds)", time.Duration(d))
+	}
+	return nil
+}
+
+// CheckListen checks an embedded broker's listen address ("" is loopback
+// on a free port): a host or IP and a port, as net.Listen takes.
+func CheckListen(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+		return fmt.Errorf("listen %q needs a host and a port, such as 127.0.0.1:1883 (:1883 for every interface)", addr)
 	}
 	return nil
 }
@@ -170,6 +208,10 @@ func ParseBrokerURL(s string) (*url.URL, error) {
 	}
 	if u.User != nil {
 		return nil, fmt.Errorf("url %q: put credentials in username and password, not in the url", s)
+	}
+	if (u.Scheme == "mqtt" || u.Scheme == "mqtts") && (strings.Trim(u.Path, "/") != "" || u.RawQuery != "" || u.Fragment != "") {
+		// Only WebSocket URLs have a path; one here would be ignored.
+		return nil, fmt.Errorf("url %q: an %s:// url is a host and a port, with no path or query", s, u.Scheme)
 	}
 	if u.Port() == "" {
 		u.Host += ":" + defaultPort
