@@ -22,6 +22,7 @@ import (
 // without starting it) must not take the address of a running gateway.
 type EmbeddedBroker struct {
 	listen string // as configured ("" for 127.0.0.1 on a free port)
+	log    *slog.Logger
 	shared bool   // listen is a fixed address, the key in sharedBrokers
 	refs   int    // gateways using it (guarded by sharedMu)
 
@@ -41,7 +42,7 @@ func StartEmbedded(addr string, logger *slog.Logger) (*EmbeddedBroker, error) {
 }
 
 // Start makes the broker listen, unless it does already.
-func (e *EmbeddedBroker) Start() error { return e.start(nil) }
+func (e *EmbeddedBroker) Start() error { return e.start(e.log) }
 
 func (e *EmbeddedBroker) start(logger *slog.Logger) error {
 	e.mu.Lock()
@@ -120,11 +121,11 @@ var (
 )
 
 // acquireEmbedded returns the broker for listen, the one a gateway of this
-// process already has, or a new one, started now unless deferred. Each
-// acquire is paired with a release.
-func acquireEmbedded(listen string, deferStart bool) (*EmbeddedBroker, error) {
+// process already has, or a new one, started now unless deferred, logging
+// to log. Each acquire is paired with a release.
+func acquireEmbedded(listen string, deferStart bool, log *slog.Logger) (*EmbeddedBroker, error) {
 	_, port, _ := net.SplitHostPort(listen)
-	e := &EmbeddedBroker{listen: listen}
+	e := &EmbeddedBroker{listen: listen, log: log}
 	if listen != "" && port != "0" { // a fixed address: shared
 		sharedMu.Lock()
 		if running := sharedBrokers[listen]; running != nil {

@@ -80,7 +80,7 @@ func (m *Manager) Reconfigure(cfg Config) error {
 				if old != nil && old.embedded != nil {
 					old.embedded.release() // frees its address for the new one
 				}
-				e, err := acquireEmbedded(b.Embedded.Listen, cfg.DeferEmbedded)
+				e, err := acquireEmbedded(b.Embedded.Listen, cfg.DeferEmbedded, embeddedLog(m.log))
 				if err != nil {
 					return fail(fmt.Errorf("broker %q: %w", b.Name, err))
 				}
