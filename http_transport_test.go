@@ -390,3 +390,33 @@ func TestSecretStaysOutOfAccessLogs(t *testing.T) {
 		t.Fatalf("the access log has the session secret %s:\n%s", secret, log)
 	}
 }
+
+// Someone who opens an endpoint by hand (a browser tab, curl) is told what
+// it is and what it takes, not handed an empty 400 or 405.
+func TestEndpointsOpenedByHandSayWhatTheyAre(t *testing.T) {
+	mq := startMosquitto(t)
+	_, httpPort := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	for _, tc := range []struct {
+		endpoint string
+		status   int
+		says     string
+	}{
+		{"ws", http.StatusBadRequest, "takes a WebSocket upgrade with subprotocol " + transport.Subprotocol},
+		{"stream", http.StatusMethodNotAllowed, "(stream): it takes POST requests"},
+		{"poll", http.StatusMethodNotAllowed, "(poll): it takes POST requests"},
+		{"send", http.StatusMethodNotAllowed, "(send): it takes POST requests"},
+	} {
+		res, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/mqtt/%s", httpPort, tc.endpoint))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != tc.status || !bytes.Contains(body, []byte(tc.says)) {
+			t.Errorf("GET /mqtt/%s: %d %q, want %d saying %q", tc.endpoint, res.StatusCode, body, tc.status, tc.says)
+		}
+		if tc.status == http.StatusMethodNotAllowed && res.Header.Get("Allow") != "POST, OPTIONS" {
+			t.Errorf("GET /mqtt/%s: Allow %q", tc.endpoint, res.Header.Get("Allow"))
+		}
+	}
+}

@@ -49,9 +49,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			allowCORS(w, origin)
 		}
 	}
+	// Someone opening an endpoint by hand (a browser, curl) reads what it
+	// is; Caddy's error handling would answer an empty body.
 	if name == "ws" {
 		if !transport.IsWebSocket(r) {
-			return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("websocket upgrade expected"))
+			http.Error(w, "this is an mqtt_gateway WebSocket endpoint: it takes a WebSocket upgrade "+
+				"with subprotocol "+transport.Subprotocol+", as the gateway's client.js makes", http.StatusBadRequest)
+			return nil
 		}
 		return h.server.ServeWebSocket(w, r)
 	}
@@ -62,7 +66,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	case http.MethodPost:
 	default:
 		w.Header().Set("Allow", "POST, OPTIONS")
-		return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("%s takes POST", name))
+		http.Error(w, fmt.Sprintf("this is an mqtt_gateway endpoint (%s): it takes POST requests "+
+			"of the gateway's protocol, as the gateway's client.js makes", name), http.StatusMethodNotAllowed)
+		return nil
 	}
 	switch name {
 	case "stream":
