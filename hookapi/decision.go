@@ -23,7 +23,7 @@ const (
 
 // MessageUnavailable is the message of CodeHookUnavailable decisions. The
 // cause is logged, not told to the web client.
-const MessageUnavailable = "authorization unavailable"
+const MessageUnavailable = "hook unavailable: the gateway could not decide"
 
 // maxMessage is the longest message passed on to the web client, in bytes.
 const maxMessage = 200
