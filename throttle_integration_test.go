@@ -507,3 +507,76 @@ func TestSessionEndingWhileThrottledMessagesArrive(t *testing.T) {
 	// Still serving: a panic would have ended the test binary.
 	nextMessage(t, watcher)
 }
+
+// A QoS 1 message that overflow drops for a slow client with a dedicated
+// connection is counted in the NOTICE and acknowledged to the broker. It
+// stalled the stream for good before: paho acknowledges in order, so no
+// acknowledgment reached the broker after the first drop, its in-flight
+// window (Mosquitto: 20) filled, and the client, reading and acknowledging
+// everything again, never got another QoS 1/2 message.
+func TestOverflowOnADedicatedStreamDoesNotStallIt(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "max_queued_frames 2")
+	ctx := ctx10(t)
+	c := dial(t, url)
+	h, _, err := c.Connect(ctx, session.ConnectParams{Broker: "main", ClientID: fmt.Sprintf("stall-%d", time.Now().UnixNano()), CleanStart: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Subscribe(ctx, h, "stall/#", 1); err != nil {
+		t.Fatal(err)
+	}
+	pub := mqttPublisher(t, mq.port)
+
+	// Slow: frames wait behind a bandwidth cap of 256 bytes/s (a few
+	// messages a second, and a NOTICE within one), two at most.
+	if _, err := c.SetBandwidth(ctx, 256); err != nil {
+		t.Fatal(err)
+	}
+	publishAt(t, pub, []string{"stall/slow"}, 40, 1000, 16, 1)
+	// Each of the 40 either arrives (and is acknowledged) or is counted
+	// dropped in a NOTICE; the cap goes once the first NOTICE came.
+	arrived, dropped := 0, uint64(0)
+	for arrived+int(dropped) < 40 {
+		select {
+		case f := <-c.Messages:
+			switch {
+			case f.Type == transport.TypeMessage:
+				c.Ack(f.Stream, f.PacketID)
+				arrived++
+			case f.Type == transport.TypeNotice && f.Code == session.CodeOverflow:
+				if dropped == 0 {
+					if _, err := c.SetBandwidth(ctx, 0); err != nil {
+						t.Fatal(err)
+					}
+				}
+				dropped += f.Value
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("of 40 messages to a queue of 2, %d arrived and %d were counted dropped", arrived, dropped)
+		}
+	}
+	if dropped == 0 {
+		t.Fatal("no message was dropped: the test did not overflow the queue")
+	}
+
+	// Fast again, acknowledging everything: every later message arrives.
+	// One at a time, so that none overflows the queue of 2.
+	for i := 0; i < 30; i++ {
+		publishAt(t, pub, []string{"stall/fast"}, 1, 1000, 16, 1)
+		for arrived := false; !arrived; {
+			select {
+			case f := <-c.Messages:
+				if f.Type != transport.TypeMessage {
+					continue
+				}
+				if err := c.Ack(f.Stream, f.PacketID); err != nil {
+					t.Fatal(err)
+				}
+				arrived = f.Publish.Topic == "stall/fast"
+			case <-time.After(10 * time.Second):
+				t.Fatalf("the stream stalled: %d of 30 messages published after the overflow arrived", i)
+			}
+		}
+	}
+}

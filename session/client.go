@@ -346,16 +346,22 @@ func (s *Session) Disconnect(req, handle uint64) {
 // Ack acknowledges a QoS 1/2 message of a dedicated stream.
 func (s *Session) Ack(stream, packetID uint64) {
 	s.mu.Lock()
-	var hub *Hub
-	for _, c := range s.clients {
-		if h := c.hubRef(); h != nil && h.stream == stream && h.dedicated {
-			hub = h
-		}
-	}
+	hub := s.dedicatedHubLocked(stream)
 	s.mu.Unlock()
 	if hub != nil && packetID > 0 && packetID <= 0xFFFF {
 		hub.ack(uint16(packetID))
 	}
+}
+
+// dedicatedHubLocked is the dedicated hub of a stream of the session, or
+// nil. Called with s.mu held.
+func (s *Session) dedicatedHubLocked(stream uint64) *Hub {
+	for _, c := range s.clients {
+		if h := c.hubRef(); h != nil && h.stream == stream && h.dedicated {
+			return h
+		}
+	}
+	return nil
 }
 
 // hubRef reads the hub from outside the request goroutine; call it with

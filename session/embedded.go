@@ -23,8 +23,8 @@ import (
 type EmbeddedBroker struct {
 	listen string // as configured ("" for 127.0.0.1 on a free port)
 	log    *slog.Logger
-	shared bool   // listen is a fixed address, the key in sharedBrokers
-	refs   int    // gateways using it (guarded by sharedMu)
+	shared bool // listen is a fixed address, the key in sharedBrokers
+	refs   int  // gateways using it (guarded by sharedMu)
 
 	mu     sync.Mutex
 	server *mqtt.Server

@@ -275,6 +275,9 @@ func (s *Session) pushLocked(e Event) {
 			}
 			s.mgr.metrics.Dropped.Inc()
 			o.overflow()
+			if e.Msg.PacketID != 0 {
+				s.ackDroppedLocked(e.Msg)
+			}
 			wakeNow = true // the overflow notice does not wait
 		default:
 			o.push(e, conflate)
@@ -305,6 +308,18 @@ func (s *Session) pushLocked(e Event) {
 		return
 	}
 	s.conn.Wake()
+}
+
+// ackDroppedLocked acknowledges to the broker a QoS 1/2 message of a
+// dedicated stream that overflow dropped: the drop is the loss the NOTICE
+// counts. Unacknowledged, it would stall the stream: paho acknowledges in
+// the order messages arrived, so every later acknowledgment would wait
+// behind it, and the broker, its in-flight window full, would send
+// nothing more until the client reconnected. Called with s.mu held.
+func (s *Session) ackDroppedLocked(m *Message) {
+	if h := s.dedicatedHubLocked(m.Stream); h != nil {
+		h.ack(uint16(m.PacketID))
+	}
 }
 
 func (s *Session) push(e Event) {
