@@ -148,14 +148,28 @@ func (c *Client) request(ctx context.Context, build func(req uint64) []byte) (ui
 
 // requestResult sends a request and returns its RESULT.
 func (c *Client) requestResult(ctx context.Context, build func(req uint64) []byte) (transport.Frame, error) {
+	ch, err := c.send(build)
+	if err != nil {
+		return transport.Frame{}, err
+	}
+	return c.await(ctx, ch)
+}
+
+// send writes a request; its RESULT comes on the channel.
+func (c *Client) send(build func(req uint64) []byte) (chan transport.Frame, error) {
 	req := c.req.Add(1)
 	ch := make(chan transport.Frame, 1)
 	c.mu.Lock()
 	c.pending[req] = ch
 	c.mu.Unlock()
 	if err := c.write(build(req)); err != nil {
-		return transport.Frame{}, err
+		return nil, err
 	}
+	return ch, nil
+}
+
+// await waits for the RESULT of a request sent.
+func (c *Client) await(ctx context.Context, ch chan transport.Frame) (transport.Frame, error) {
 	select {
 	case f := <-ch:
 		if f.Code != 0 {
@@ -167,6 +181,23 @@ func (c *Client) requestResult(ctx context.Context, build func(req uint64) []byt
 	case <-c.done:
 		return transport.Frame{}, errors.New("connection closed")
 	}
+}
+
+// async sends a request and returns once it is written, with a channel
+// that gets its outcome. Requests sent one after another this way reach
+// the gateway in that order without waiting for each other's results, as
+// a client that pipelines its requests sends them.
+func (c *Client) async(build func(req uint64) []byte) (<-chan error, error) {
+	ch, err := c.send(build)
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan error, 1)
+	go func() {
+		_, err := c.await(context.Background(), ch)
+		out <- err
+	}()
+	return out, nil
 }
 
 // Connect attaches a broker client and returns its handle and stream.
@@ -221,6 +252,11 @@ func (c *Client) Disconnect(ctx context.Context, handle uint64) error {
 	return err
 }
 
+// DisconnectAsync is Disconnect without waiting for the result (async).
+func (c *Client) DisconnectAsync(handle uint64) (<-chan error, error) {
+	return c.async(func(req uint64) []byte { return transport.AppendDisconnect(nil, req, handle) })
+}
+
 // Unsubscribe removes a subscription.
 func (c *Client) Unsubscribe(ctx context.Context, handle uint64, filter string) error {
 	_, err := c.request(ctx, func(req uint64) []byte { return transport.AppendUnsubscribe(nil, req, handle, filter) })
@@ -231,6 +267,11 @@ func (c *Client) Unsubscribe(ctx context.Context, handle uint64, filter string) 
 func (c *Client) Publish(ctx context.Context, handle uint64, p session.PublishParams) error {
 	_, err := c.request(ctx, func(req uint64) []byte { return transport.AppendPublish(nil, req, handle, &p) })
 	return err
+}
+
+// PublishAsync is Publish without waiting for the result (async).
+func (c *Client) PublishAsync(handle uint64, p session.PublishParams) (<-chan error, error) {
+	return c.async(func(req uint64) []byte { return transport.AppendPublish(nil, req, handle, &p) })
 }
 
 // Ack acknowledges a QoS 1/2 message of a dedicated stream.
