@@ -112,10 +112,14 @@ type Handler struct {
 	MaxSubscriptionsPerClient int `json:"max_subscriptions_per_client,omitempty"`
 
 	// Most frames queued for a client that reads slowly; past it, overflow
-	// decides (code 4050). Default: 10000.
+	// decides (code 4050). Also the most requests of a session that may
+	// wait to be handled (for the broker, a hook, or the requests before
+	// them); more are answered at once with code 4051. Default: 10000.
 	MaxQueuedFrames int `json:"max_queued_frames,omitempty"`
 
-	// Most bytes queued for a slow client. Default: 16 MiB.
+	// Most bytes queued for a slow client, and most bytes (payloads, with
+	// a small overhead per request) of a session's requests waiting to be
+	// handled; more get 4051, as for max_queued_frames. Default: 16 MiB.
 	MaxQueuedBytes int64 `json:"max_queued_bytes,omitempty"`
 
 	// Frames already written that a session keeps so a client that lost

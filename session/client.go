@@ -43,7 +43,7 @@ type Client struct {
 	cancel   context.CancelFunc
 
 	// Guarded by sess.mu.
-	ops      []func()
+	ops      []queuedOp
 	running  bool
 	released bool
 	fireWill bool // the session ended abnormally: the broker publishes the will
@@ -54,31 +54,74 @@ type Client struct {
 	subs map[string]byte // filter → QoS
 }
 
-// enqueue runs op after the client's earlier requests.
-func (c *Client) enqueue(op func()) {
+// queuedOp is a request (or the gateway's own work) in a client's queue.
+type queuedOp struct {
+	run  func()
+	cost int // counted in the session's backlog until run has returned; 0: not counted
+}
+
+// enqueue runs the gateway's own op after the client's earlier requests.
+// It is not counted in the session's backlog, so it is never refused.
+func (c *Client) enqueue(op func()) { c.queue(queuedOp{run: op}) }
+
+// request runs a web client's request after the client's earlier ones,
+// counted in the session's backlog (backlog.go) until it has run. Past
+// the backlog's bound it is not queued, and the error says so: the caller
+// answers it at once.
+func (c *Client) request(cost int, run func()) *Error {
+	s := c.sess
+	s.mu.Lock()
+	if !s.backlog.admit(cost, s.out.limits) {
+		s.mu.Unlock()
+		return backlogFull(s.out.limits)
+	}
+	start := c.appendLocked(queuedOp{run: run, cost: cost})
+	s.mu.Unlock()
+	if start {
+		go c.work()
+	}
+	return nil
+}
+
+// queue adds op, whose cost the session's backlog has admitted (if any).
+func (c *Client) queue(op queuedOp) {
 	c.sess.mu.Lock()
-	c.ops = append(c.ops, op)
-	start := !c.running
-	c.running = true
+	start := c.appendLocked(op)
 	c.sess.mu.Unlock()
 	if start {
 		go c.work()
 	}
 }
 
+// appendLocked adds op to the queue and reports whether the request
+// goroutine must be started. Called with sess.mu held.
+func (c *Client) appendLocked(op queuedOp) (start bool) {
+	c.ops = append(c.ops, op)
+	start = !c.running
+	c.running = true
+	return start
+}
+
+// work runs the queue. Every op queued runs, even once the client is
+// dropped or its session closed (they then fail at once, their context
+// cancelled or the client detached), so the backlog is released on every
+// path: an op's cost is given back as soon as it has returned.
 func (c *Client) work() {
+	done := 0 // cost of the op just run
 	for {
 		c.sess.mu.Lock()
+		c.sess.backlog.done(done)
 		if len(c.ops) == 0 {
 			c.running = false
 			c.sess.mu.Unlock()
 			return
 		}
 		op := c.ops[0]
-		c.ops[0] = nil
+		c.ops[0] = queuedOp{}
 		c.ops = c.ops[1:]
 		c.sess.mu.Unlock()
-		op()
+		op.run()
+		done = op.cost
 	}
 }
 
@@ -126,10 +169,18 @@ func (s *Session) Connect(req, handle uint64, p ConnectParams) {
 		s.result(req, Errorf(CodeTooManyClients, "at most %d clients per session", s.mgr.config().MaxClientsPerSession), 0)
 		return
 	}
+	// Admitted with the handle, so a refused CONNECT leaves none behind.
+	cost := connectCost(&p)
+	if !s.backlog.admit(cost, s.out.limits) {
+		s.mu.Unlock()
+		cancel()
+		s.result(req, backlogFull(s.out.limits), 0)
+		return
+	}
 	s.clients[handle] = c
 	s.mu.Unlock()
 
-	c.enqueue(func() {
+	c.queue(queuedOp{cost: cost, run: func() {
 		err := s.authorize(c.ctx, Action{Kind: "connect", Broker: p.Broker, ClientID: p.ClientID, Username: p.Username, Password: p.Password})
 		if err == nil && p.Will != nil {
 			// A will is a publish the broker makes later on the client's
@@ -167,7 +218,7 @@ func (s *Session) Connect(req, handle uint64, p ConnectParams) {
 		s.mu.Unlock()
 		s.connected(req, hub.stream, hub.sessionPresent())
 		hub.ready(s)
-	})
+	}})
 }
 
 // client finds a connected client, or answers the request with an error.
@@ -195,7 +246,7 @@ func (s *Session) Subscribe(req, handle uint64, filter string, qos byte, maxFreq
 		return
 	}
 	arrived := time.Now()
-	c.enqueue(func() {
+	if err := c.request(filterCost(filter), func() {
 		// Checked in the client's queue, so even a refusal is answered in
 		// the order of the requests (PROTOCOL.md).
 		if err := topic.ValidateFilter(filter); err != nil {
@@ -238,7 +289,9 @@ func (s *Session) Subscribe(req, handle uint64, filter string, qos byte, maxFreq
 		s.setFrequency(c, c.hub.stream, filter, maxFrequency)
 		s.mu.Unlock()
 		s.result(req, nil, uint64(granted))
-	})
+	}); err != nil {
+		s.result(req, err, 0)
+	}
 }
 
 // SetFrequency changes the frequency limit of a client's subscription
@@ -248,7 +301,7 @@ func (s *Session) SetFrequency(req, handle uint64, filter string, maxFrequency f
 	if c == nil {
 		return
 	}
-	c.enqueue(func() {
+	if err := c.request(filterCost(filter), func() {
 		if _, ok := c.subs[filter]; !ok || c.hub == nil {
 			s.result(req, Errorf(CodeBadRequest, "client %d has no subscription to %q", handle, TrimText(filter)), 0)
 			return
@@ -257,7 +310,9 @@ func (s *Session) SetFrequency(req, handle uint64, filter string, maxFrequency f
 		s.setFrequency(c, c.hub.stream, filter, maxFrequency)
 		s.mu.Unlock()
 		s.result(req, nil, 0)
-	})
+	}); err != nil {
+		s.result(req, err, 0)
+	}
 }
 
 // Unsubscribe removes a subscription of a client.
@@ -266,7 +321,7 @@ func (s *Session) Unsubscribe(req, handle uint64, filter string) {
 	if c == nil {
 		return
 	}
-	c.enqueue(func() {
+	if err := c.request(filterCost(filter), func() {
 		if c.hub == nil {
 			s.result(req, notConnected(handle), 0)
 			return
@@ -280,13 +335,16 @@ func (s *Session) Unsubscribe(req, handle uint64, filter string) {
 			s.mu.Unlock()
 		}
 		s.result(req, nil, 0)
-	})
+	}); err != nil {
+		s.result(req, err, 0)
+	}
 }
 
 // Publish sends a message from a client to its broker.
 func (s *Session) Publish(req, handle uint64, p PublishParams) {
 	// The gateway's refusals (an invalid or oversized message, the rate
-	// limit, a denial) are "refused"; the broker's, "error".
+	// limit, too many requests waiting, a denial) are "refused"; the
+	// broker's, "error".
 	refuse := func(err *Error) {
 		s.mgr.metrics.Publishes.WithLabelValues("refused").Inc()
 		s.result(req, err, 0)
@@ -297,7 +355,7 @@ func (s *Session) Publish(req, handle uint64, p PublishParams) {
 	}
 	arrived := time.Now()
 	allowed := s.allowPublish() // counted when it came
-	c.enqueue(func() {
+	if err := c.request(publishCost(&p), func() {
 		// Refusals too are answered in the order of the requests.
 		if err := s.mgr.checkPublish(&p); err != nil {
 			refuse(err)
@@ -324,7 +382,9 @@ func (s *Session) Publish(req, handle uint64, p PublishParams) {
 		}
 		s.mgr.metrics.Publishes.WithLabelValues(result).Inc()
 		s.result(req, err, 0)
-	})
+	}); err != nil {
+		refuse(err)
+	}
 }
 
 // Disconnect detaches a client from its broker.
@@ -333,14 +393,16 @@ func (s *Session) Disconnect(req, handle uint64) {
 	if c == nil {
 		return
 	}
-	c.enqueue(func() {
+	if err := c.request(requestOverhead, func() {
 		if c.hub != nil {
 			s.notify(Action{Kind: "disconnect", Broker: c.hub.br().cfg.Name, ClientID: c.clientID})
 		}
 		c.detach()
 		s.dropClient(c)
 		s.result(req, nil, 0)
-	})
+	}); err != nil {
+		s.result(req, err, 0)
+	}
 }
 
 // Ack acknowledges a QoS 1/2 message of a dedicated stream.

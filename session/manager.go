@@ -31,7 +31,9 @@ type Config struct {
 	MaxClientsPerSession      int
 	MaxSubscriptionsPerClient int
 	// Outbox bounds per session: frames not yet written, and frames kept
-	// after writing so a rebinding connection can be replayed.
+	// after writing so a rebinding connection can be replayed. The
+	// pending bounds also bound the client's requests waiting to be
+	// handled (backlog.go).
 	MaxPendingFrames int
 	MaxPendingBytes  int
 	ReplayFrames     int

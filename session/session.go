@@ -58,6 +58,9 @@ type Session struct {
 	log        *zap.Logger
 	clients    map[uint64]*Client
 	expiry     *time.Timer
+	// backlog counts the clients' requests queued and running, within
+	// the outbound queue's bounds (backlog.go).
+	backlog backlog
 
 	requests atomic.Uint64 // client requests received, reported in BOUND
 	// dispatching is held while a connection hands a unit of requests to

@@ -1,0 +1,251 @@
+package mqttgateway
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddy-mqtt/mqttgateway/hookapi"
+	"github.com/caddy-mqtt/mqttgateway/session"
+	"github.com/caddy-mqtt/mqttgateway/transport"
+	"github.com/caddy-mqtt/mqttgateway/transport/gwclient"
+)
+
+// The requests a session has received and not yet handled are bounded
+// like its outbound queue (session/backlog.go). The gateways below allow
+// 64 KiB: six publishes of backlogPayload bytes fit with their overhead,
+// a seventh does not, so of backlogSent sent at once while the first
+// waits, exactly backlogSent-6 are refused; of small ones, all past
+// backlogFrames.
+const (
+	backlogFrames  = 100 // max_queued_frames in backlogLimits
+	backlogLimits  = "max_queued_frames 100\nmax_queued_bytes 64KiB"
+	backlogPayload = 10000
+	backlogSent    = 40
+	backlogFit     = 6
+)
+
+// holdingHook is an authorize hook that holds publishes to held/# and
+// connects with the client id "held" until the test lets them go, then
+// allows or denies them; it allows everything else at once.
+type holdingHook struct {
+	mu      sync.Mutex
+	gate    chan struct{}
+	deny    bool
+	arrived chan struct{} // told when a held request reaches the hook
+}
+
+// hold makes the hook hold the next requests, until release, and returns
+// a channel that tells when the first reaches the hook.
+func (h *holdingHook) hold() <-chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.gate, h.deny, h.arrived = make(chan struct{}), false, make(chan struct{}, 1)
+	return h.arrived
+}
+
+// release answers the held requests, and lets later ones through at once.
+func (h *holdingHook) release(deny bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.deny = deny
+	close(h.gate)
+}
+
+func (h *holdingHook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f, err := hookapi.ParseRequest(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	held := (f.Action == hookapi.ActionPublish && strings.HasPrefix(f.Topic, "held/")) ||
+		(f.Action == hookapi.ActionConnect && f.ClientID == "held")
+	if !held {
+		hookapi.Allow(w)
+		return
+	}
+	h.mu.Lock()
+	gate, arrived := h.gate, h.arrived
+	h.mu.Unlock()
+	select {
+	case arrived <- struct{}{}:
+	default:
+	}
+	select {
+	case <-gate:
+	case <-r.Context().Done():
+		return
+	}
+	h.mu.Lock()
+	deny := h.deny
+	h.mu.Unlock()
+	if deny {
+		hookapi.Deny(w, 4021, "denied by the test")
+		return
+	}
+	hookapi.Allow(w)
+}
+
+// publishAll sends n publishes of size bytes to topic, one after another
+// without waiting, and returns their results as they come.
+func publishAll(t *testing.T, c *gwclient.Client, handle uint64, topic string, n, size int) <-chan error {
+	t.Helper()
+	results := make(chan error, n)
+	for range n {
+		r, err := c.PublishAsync(handle, session.PublishParams{Topic: topic, QoS: 1, Payload: make([]byte, size)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { results <- <-r }()
+	}
+	return results
+}
+
+// expectRefused reads n results, which must all be the bound's refusal:
+// they come at once, while the requests admitted wait.
+func expectRefused(t *testing.T, results <-chan error, n int, what string) {
+	t.Helper()
+	for i := range n {
+		select {
+		case err := <-results:
+			if errCode(err) != session.CodeRateLimited || !strings.Contains(err.Error(), "waiting for the broker or a hook") {
+				t.Fatalf("%s: result %d is %v, want the refusal of a request past the bound (%d)", what, i, err, session.CodeRateLimited)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: %d requests refused, want %d: the others were queued", what, i, n)
+		}
+	}
+}
+
+// expectResults reads n results, which must all be want (0: success).
+func expectResults(t *testing.T, results <-chan error, n int, want session.Code, what string) {
+	t.Helper()
+	for i := range n {
+		select {
+		case err := <-results:
+			if errCode(err) != want || (want == 0 && err != nil) {
+				t.Fatalf("%s: result %d of the requests admitted is %v, want code %d", what, i, err, want)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s: %d of the %d requests admitted answered", what, i, n)
+		}
+	}
+}
+
+// Publishes held by a slow authorize hook: past the bound they are
+// refused at once with 4051, the session goes on (its subscription still
+// delivers) and another session publishes meanwhile. Every way the
+// admitted requests end gives their room back, so the same session is
+// bounded to exactly as many again: when they succeed, when the hook
+// denies them, when they wait behind a DISCONNECT, and behind a CONNECT
+// that waits for the hook.
+func TestRequestsWaitingForAHookAreBounded(t *testing.T) {
+	mq := startMosquitto(t)
+	hook := &holdingHook{}
+	url := gatewayWithHook(t, mq.port, "authorize", backlogLimits+"\nhook_timeout 1m", hook.ServeHTTP)
+	ctx := ctx10(t)
+	a, other := dial(t, url), dial(t, url)
+	ha := connectSubscribe(t, a, "free/#", 0)
+	ho := connectMain(t, other)
+
+	// Succeeded, then denied.
+	for _, deny := range []bool{false, true} {
+		what := fmt.Sprintf("hook denies: %v", deny)
+		hook.hold()
+		results := publishAll(t, a, ha, "held/x", backlogSent, backlogPayload)
+		expectRefused(t, results, backlogSent-backlogFit, what)
+		if err := other.Publish(ctx, ho, session.PublishParams{Topic: "free/other", QoS: 1, Payload: []byte("meanwhile")}); err != nil {
+			t.Fatalf("%s: another session's publish: %v", what, err)
+		}
+		if f := nextMessage(t, a); f.Type != transport.TypeMessage || string(f.Publish.Payload) != "meanwhile" {
+			t.Fatalf("%s: the session whose requests wait got %+v, want the other's message", what, f)
+		}
+		hook.release(deny)
+		want := session.Code(0)
+		if deny {
+			want = session.CodeNotAuthorized
+		}
+		expectResults(t, results, backlogFit, want, what)
+	}
+
+	// Small requests: the bound on their number holds.
+	hook.hold()
+	results := publishAll(t, a, ha, "held/x", backlogFrames+30, 0)
+	expectRefused(t, results, 30, "small publishes")
+	hook.release(false)
+	expectResults(t, results, backlogFrames, 0, "small publishes")
+
+	// Behind a DISCONNECT: the publish sent after it is answered as for a
+	// client that is gone.
+	hook.hold()
+	results = publishAll(t, a, ha, "held/x", backlogSent, backlogPayload)
+	expectRefused(t, results, backlogSent-backlogFit, "before a disconnect")
+	disconnected, err := a.DisconnectAsync(ha)
+	if err != nil {
+		t.Fatal(err)
+	}
+	late, err := a.PublishAsync(ha, session.PublishParams{Topic: "held/x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hook.release(false)
+	expectResults(t, results, backlogFit, 0, "before a disconnect")
+	if err := <-disconnected; err != nil {
+		t.Fatalf("disconnect: %v", err)
+	}
+	if err := <-late; errCode(err) != session.CodeBadRequest {
+		t.Fatalf("publish after the disconnect: %v, want %d", err, session.CodeBadRequest)
+	}
+
+	// Behind a CONNECT the hook holds, as behind one to a broker that
+	// does not answer.
+	arrived := hook.hold()
+	connected := make(chan error, 1)
+	go func() {
+		_, _, err := a.Connect(ctx, session.ConnectParams{Broker: "main", ClientID: "held"})
+		connected <- err
+	}()
+	<-arrived    // the CONNECT is queued, and the publishes come after it
+	hc := ha + 1 // gwclient numbers handles in turn
+	results = publishAll(t, a, hc, "free/x", backlogSent, backlogPayload)
+	expectRefused(t, results, backlogSent-backlogFit, "behind a connect")
+	hook.release(false)
+	if err := <-connected; err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	expectResults(t, results, backlogFit, 0, "behind a connect")
+}
+
+// Publishes during a broker outage wait for the broker: past the bound
+// they are refused at once with 4051; those admitted succeed once the
+// broker is back, and the session publishes again.
+func TestRequestsWaitingForTheBrokerAreBounded(t *testing.T) {
+	mq := startMosquitto(t)
+	port := freePort(t)
+	startCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	mqtt_gateway /mqtt/* {
+		broker main mqtt://127.0.0.1:%d {
+			connect_timeout 1m
+		}
+		%s
+	}
+}
+`, port, mq.port, backlogLimits))
+	c := dial(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", port))
+	h := connectSubscribe(t, c, "out/#", 1)
+	mq.stop()
+	if f := nextMessage(t, c); f.Type != transport.TypeNotice || f.Code != session.CodeBrokerUnavailable {
+		t.Fatalf("got %+v, want the outage NOTICE", f)
+	}
+
+	results := publishAll(t, c, h, "out/x", backlogSent, backlogPayload)
+	expectRefused(t, results, backlogSent-backlogFit, "during the outage")
+	mq.start(t)
+	expectResults(t, results, backlogFit, 0, "once the broker is back")
+	if err := c.Publish(ctx10(t), h, session.PublishParams{Topic: "out/after", QoS: 1, Payload: make([]byte, backlogPayload)}); err != nil {
+		t.Fatalf("publish after the backlog drained: %v", err)
+	}
+}
