@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"bytes"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -65,7 +66,7 @@ func dispatchUnit(sess *session.Session, unit []byte, stale func() bool) *sessio
 func dispatchFrames(sess *session.Session, unit []byte, skip func(*Frame) bool) error {
 	var f Frame
 	return SplitUnit(unit, func(b []byte) error {
-		if err := Decode(b, &f); err != nil {
+		if err := Decode(ownFrame(unit, b), &f); err != nil {
 			return err
 		}
 		if skip != nil && skip(&f) {
@@ -73,6 +74,22 @@ func dispatchFrames(sess *session.Session, unit []byte, skip func(*Frame) bool) 
 		}
 		return dispatch(sess, &f)
 	})
+}
+
+// ownFrame is what to decode frame b of unit from. A request that waits
+// keeps what it carries (a payload, a password) as slices of the frame,
+// and the session counts only those bytes against its bound (session/
+// backlog.go); a slice pins the whole unit. So a PUBLISH or CONNECT that is
+// less than half of its unit is decoded from a copy of its own: otherwise a
+// tiny waiting publish would pin the unit's other frames, such as a 1 MiB
+// publish refused at once (units of those two, again and again, grew a
+// gateway by 800 MB within the bound). A larger frame pins at most as much
+// again as it counts, and is not copied.
+func ownFrame(unit, b []byte) []byte {
+	if len(b) > 0 && (b[0] == TypePublish || b[0] == TypeConnect) && 2*len(b) < len(unit) {
+		return bytes.Clone(b)
+	}
+	return b
 }
 
 // sendRefusal says why a /send's requests were not run (dispatchSend).
