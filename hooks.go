@@ -83,8 +83,11 @@ func (p *hookPolicy) Authorize(ctx context.Context, s *session.Session, a sessio
 	return &session.Error{Code: session.Code(d.Code), Message: d.Message}
 }
 
-// Notify implements session.Policy: the hook hears it, its answer is
-// ignored, and nobody waits for it.
+// Notify implements session.Policy: the hook hears it and its answer is
+// ignored. It returns when the hook has answered, or the runner's timeout
+// has passed: the session's notifier calls it on a goroutine of its own,
+// one notification at a time, so that a session's notifications reach the
+// hook in order and never more than one at once.
 func (p *hookPolicy) Notify(s *session.Session, a session.Action) {
 	if a.Kind == "close" && p.cache != nil {
 		p.cache.Forget(s.IDString())
@@ -93,7 +96,7 @@ func (p *hookPolicy) Notify(s *session.Session, a session.Action) {
 		return
 	}
 	o, f := p.facts(s, a)
-	go p.decide(context.Background(), p.authz, o, f)
+	p.decide(context.Background(), p.authz, o, f)
 }
 
 var _ session.Policy = (*hookPolicy)(nil)

@@ -487,11 +487,13 @@ const closeGrace = 10 * time.Second
 // finishQueued is for a session the web client closed: as MQTT carries out
 // a PUBLISH sent before DISCONNECT, the requests it sent before CLOSE (a
 // page's last publish as it goes) are carried out, for up to closeGrace.
-// Otherwise blocked requests are cancelled at once.
+// Otherwise blocked requests are cancelled at once. Either way the session
+// hears (clientReleased) once the requests before the release have run.
 func (c *Client) release(fireWill, finishQueued bool) {
 	c.sess.mu.Lock()
 	if c.released {
 		c.sess.mu.Unlock()
+		c.sess.clientReleased()
 		return
 	}
 	c.released = true
@@ -499,7 +501,10 @@ func (c *Client) release(fireWill, finishQueued bool) {
 	c.sess.mu.Unlock()
 	if !finishQueued {
 		c.cancel()
-		c.enqueue(c.detach)
+		c.enqueue(func() {
+			c.detach()
+			c.sess.clientReleased()
+		})
 		return
 	}
 	grace := time.AfterFunc(closeGrace, c.cancel)
@@ -507,6 +512,7 @@ func (c *Client) release(fireWill, finishQueued bool) {
 		grace.Stop()
 		c.cancel()
 		c.detach()
+		c.sess.clientReleased()
 	})
 }
 

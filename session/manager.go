@@ -108,6 +108,8 @@ type Manager struct {
 	log *zap.Logger
 	// refusedOpens limits the log of refused opens (session limits).
 	refusedOpens LogLimiter
+	// droppedNotes limits the log of notifications dropped (notify.go).
+	droppedNotes LogLimiter
 	metrics      *Metrics
 	streams      atomic.Uint64
 

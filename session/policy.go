@@ -18,7 +18,10 @@ type Policy interface {
 	// Authorize decides an action; nil allows.
 	Authorize(ctx context.Context, s *Session, a Action) *Error
 	// Notify reports an action whose outcome does not depend on the hook
-	// (unsubscribe, disconnect, close); it must not block.
+	// (unsubscribe, disconnect, close). A session calls it for one
+	// notification at a time, in the order of the actions, from a
+	// goroutine of its own (notify.go): it may take as long as the hook
+	// takes to answer, and the session's next notification waits for it.
 	Notify(s *Session, a Action)
 }
 
@@ -43,12 +46,6 @@ func (s *Session) authorize(ctx context.Context, a Action) *Error {
 		return nil
 	}
 	return p.Authorize(ctx, s, a)
-}
-
-func (s *Session) notify(a Action) {
-	if p := s.mgr.config().Policy; p != nil {
-		p.Notify(s, a)
-	}
 }
 
 // SetOrigin keeps what the policy needs to know of the web request that

@@ -91,6 +91,9 @@ type Session struct {
 	// reportPresent: a CONNECT's result says whether the broker kept a
 	// session (ReportSessionPresent).
 	reportPresent atomic.Bool
+
+	// notes delivers notifications to the policy (notify.go).
+	notes notifier
 }
 
 // ReportSessionPresent makes a CONNECT's successful result carry the
@@ -408,6 +411,7 @@ func (s *Session) finish() {
 	// closed is a clean DISCONNECT, and so is a shutdown (4090) unless
 	// wills_on_shutdown says otherwise (Manager.Close).
 	fireWill := reason.Code != CodeOK && reason.Code != CodeShuttingDown
+	s.closeAfter(len(clients))
 	for _, c := range clients {
 		c.release(fireWill, reason.Code == CodeOK)
 	}
@@ -415,7 +419,6 @@ func (s *Session) finish() {
 	if conn != nil {
 		conn.Wake()
 	}
-	s.notify(Action{Kind: "close"})
 	s.log.Info("session closed", zap.String("session", s.IDString()), zap.String("user", s.info.User),
 		zap.String("remote", s.info.RemoteAddr), zap.String("transport", s.info.Transport), zap.Uint32("code", uint32(reason.Code)),
 		zap.String("reason", reason.Message), zap.Duration("duration", time.Since(s.created)))
