@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -487,6 +488,57 @@ func TestInvalidPropertiesNeverReachTheBroker(t *testing.T) {
 	mosquittoPub(t, mq.port, "-t", "props/x", "-m", "fine")
 	if f := nextMessage(t, victim); f.Type != transport.TypeMessage || string(f.Publish.Payload) != "fine" {
 		t.Fatalf("the other session got %+v, want the next message", f)
+	}
+}
+
+// Fields MQTT gives a 2-byte length are refused past 65,535 bytes: paho
+// cut them to that without a word, so a subscriber received 65,535 bytes
+// of 70,000 of correlation data, and a will fired with a truncated
+// payload. User properties are bounded (MaxUserProperties): 390,000 empty
+// ones in a 1 MB frame kept a core busy.
+func TestFieldsMQTTCannotCarryAreRefused(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	sub, c := dial(t, url), dial(t, url)
+	connectSubscribe(t, sub, "cut/#", 1)
+	ctx := ctx10(t)
+	h := connectMain(t, c)
+	users := func(n int) []session.UserProperty {
+		u := make([]session.UserProperty, n)
+		for i := range u {
+			u[i] = session.UserProperty{Key: "k", Value: strconv.Itoa(i)}
+		}
+		return u
+	}
+	for name, props := range map[string]*session.Props{
+		"correlation data of 65,536 bytes": {CorrelationData: make([]byte, 65536)},
+		"1,025 user properties":            {User: users(session.MaxUserProperties + 1)},
+	} {
+		err := c.Publish(ctx, h, session.PublishParams{Topic: "cut/x", QoS: 1, Props: props, Payload: []byte("x")})
+		if errCode(err) != session.CodeBadRequest {
+			t.Errorf("%s: %v, want %d", name, err, session.CodeBadRequest)
+		}
+	}
+	// At the bounds, everything arrives whole.
+	whole := &session.Props{CorrelationData: bytes.Repeat([]byte{7}, 65535), User: users(session.MaxUserProperties)}
+	if err := c.Publish(ctx, h, session.PublishParams{Topic: "cut/x", QoS: 1, Props: whole, Payload: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	if f := nextMessage(t, sub); len(f.Publish.Props.CorrelationData) != 65535 || len(f.Publish.Props.User) != session.MaxUserProperties {
+		t.Errorf("at the bounds: %d bytes of correlation data and %d user properties arrived", len(f.Publish.Props.CorrelationData), len(f.Publish.Props.User))
+	}
+
+	dedicated := func(p session.ConnectParams) error {
+		p.Broker, p.ClientID = "main", fmt.Sprintf("cut-%d", time.Now().UnixNano())
+		_, _, err := c.Connect(ctx, p)
+		return err
+	}
+	if err := dedicated(session.ConnectParams{Password: make([]byte, 65536)}); errCode(err) != session.CodeBadRequest {
+		t.Errorf("a password of 65,536 bytes: %v, want %d", err, session.CodeBadRequest)
+	}
+	will := &session.PublishParams{Topic: "cut/will", QoS: 1, Payload: make([]byte, 65536)}
+	if err := dedicated(session.ConnectParams{Will: will}); errCode(err) != session.CodeMessageTooLarge {
+		t.Errorf("a will of 65,536 bytes: %v, want %d", err, session.CodeMessageTooLarge)
 	}
 }
 

@@ -144,7 +144,11 @@ func (s *Session) Connect(req, handle uint64, p ConnectParams) {
 		return
 	}
 	if p.Will != nil {
-		if err := s.mgr.checkPublish(p.Will); err != nil {
+		err := s.mgr.checkPublish(p.Will)
+		if err == nil {
+			err = checkWillSize(p.Will)
+		}
+		if err != nil {
 			s.result(req, err, 0)
 			return
 		}
