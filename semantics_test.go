@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -652,5 +653,72 @@ func TestRetainedAnswerDoesNotReachOtherSubscribers(t *testing.T) {
 	mosquittoPub(t, mq.port, "-t", "ans/temp", "-m", "v1", "-r")
 	if f := nextMessage(t, holder); string(f.Publish.Payload) != "v1" || f.Publish.Retain {
 		t.Fatalf("holder got %+v, want the republished v1 as a live message", f)
+	}
+}
+
+// A dedicated connection tells the broker how many QoS 1/2 messages it may
+// have unacknowledged (Receive Maximum): the gateway keeps each until the
+// web client acknowledges it, and with paho's default of 65,535 a client
+// that never acknowledged made the gateway hold everything a broker that
+// allows many in flight sent (2.6 GB of 1 MiB messages in the trial).
+// Once acknowledged, the rest arrive, in order: nothing is lost.
+func TestDedicatedClientHasAtMostReceiveMaximumUnacknowledged(t *testing.T) {
+	mq := startMosquittoWith(t, func(string) string {
+		return "allow_anonymous true\nmax_inflight_messages 1000\nmax_queued_messages 10000\n"
+	})
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	ctx := ctx10(t)
+	c := dial(t, url)
+	h, _, err := c.Connect(ctx, session.ConnectParams{Broker: "main", ClientID: "receive-maximum", CleanStart: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Subscribe(ctx, h, "rm/#", 1); err != nil {
+		t.Fatal(err)
+	}
+	const total = 3 * session.DedicatedReceiveMaximum
+	pub := dial(t, url)
+	ph := connectMain(t, pub)
+	for i := 0; i < total; i++ {
+		if err := pub.Publish(ctx, ph, session.PublishParams{Topic: "rm/x", QoS: 1, Payload: []byte(strconv.Itoa(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[string]bool{}
+	next := func() transport.Frame {
+		for {
+			select {
+			case f := <-c.Messages:
+				if f.Type == transport.TypeMessage {
+					return f
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("no message for 10 s; %d distinct arrived", len(seen))
+			}
+		}
+	}
+	var unacked []transport.Frame
+	for len(unacked) < session.DedicatedReceiveMaximum {
+		unacked = append(unacked, next())
+	}
+	select {
+	case f := <-c.Messages:
+		t.Fatalf("%+v arrived with %d messages unacknowledged", f, len(unacked))
+	case <-time.After(time.Second): // the broker holds the rest, as asked
+	}
+	for i, f := range unacked {
+		if string(f.Publish.Payload) != strconv.Itoa(i) {
+			t.Fatalf("message %q arrived as number %d", f.Publish.Payload, i)
+		}
+		seen[string(f.Publish.Payload)] = true
+		c.Ack(f.Stream, f.PacketID)
+	}
+	for i := len(seen); i < total; i++ {
+		f := next()
+		if string(f.Publish.Payload) != strconv.Itoa(i) {
+			t.Fatalf("message %q arrived as number %d", f.Publish.Payload, i)
+		}
+		seen[string(f.Publish.Payload)] = true
+		c.Ack(f.Stream, f.PacketID)
 	}
 }

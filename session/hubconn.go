@@ -70,6 +70,9 @@ func (h *Hub) connect() error {
 			EnableManualAcknowledgment: h.dedicated,
 		},
 	}
+	if h.dedicated && br.embedded == nil {
+		cfg.ConnectPacketBuilder = withReceiveMaximum
+	}
 	ctx, cancel := context.WithCancelCause(context.Background())
 	cm, err := autopaho.NewConnection(ctx, cfg)
 	if err != nil {
@@ -81,6 +84,26 @@ func (h *Hub) connect() error {
 	h.cm.Store(cm)
 	h.mu.Unlock()
 	return nil
+}
+
+// DedicatedReceiveMaximum is the Receive Maximum of dedicated connections
+// to external brokers: how many QoS 1/2 messages the broker may send before
+// the web client has acknowledged the first. The gateway keeps each one,
+// payload and all, until then (pendingAcks); paho's default of 65,535 let a
+// client that never acknowledged have the gateway hold all a broker would
+// send (Mosquitto allows 20 in flight by default, others far more). Not
+// for the embedded broker: mochi-mqtt v2.7.9, past a client's Receive
+// Maximum, sends a held message only when a packet arrives and loses count,
+// and the stream stalls; it holds at most 8,192 in flight itself.
+const DedicatedReceiveMaximum = 64
+
+func withReceiveMaximum(c *paho.Connect, _ *url.URL) (*paho.Connect, error) {
+	if c.Properties == nil {
+		c.Properties = &paho.ConnectProperties{}
+	}
+	rm := uint16(DedicatedReceiveMaximum)
+	c.Properties.ReceiveMaximum = &rm
+	return c, nil
 }
 
 // brokerCall is one request to the broker on the current connection
