@@ -580,3 +580,72 @@ func TestOverflowOnADedicatedStreamDoesNotStallIt(t *testing.T) {
 		}
 	}
 }
+
+// The values a session's frequency limits hold (each topic's latest, until
+// its time comes) are bounded as its queue is, by max_queued_frames and
+// max_queued_bytes: past them a value is dropped and counted in an
+// overflow NOTICE. Unbounded, a subscription to a wildcard limited to one
+// message per 1,000 s held a 1 MiB value of each of 500 topics for that
+// long: 1 GB.
+func TestValuesHeldByFrequencyLimitsAreBounded(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "max_queued_bytes 128KiB")
+	ctx := ctx10(t)
+	c := dial(t, url)
+	h := connectMain(t, c)
+	if _, err := c.SubscribeLimited(ctx, h, "held/#", 0, 0.001); err != nil {
+		t.Fatal(err)
+	}
+	pub := mqttPublisher(t, mq.port)
+	topics := make([]string, 10)
+	for i := range topics {
+		topics[i] = fmt.Sprintf("held/%d", i)
+	}
+	next := func(what string) transport.Frame {
+		t.Helper()
+		select {
+		case f := <-c.Messages:
+			return f
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no %s for 10 s", what)
+		}
+		return transport.Frame{}
+	}
+	// Each topic's first value goes at once; its next waits 1,000 s.
+	const size = 20 << 10 // six fit in 128 KiB, not seven
+	publishAt(t, pub, topics, len(topics), 100, size, 0)
+	for i := range topics {
+		if f := next("first value"); f.Type != transport.TypeMessage || seqOf(f.Publish.Payload) != i {
+			t.Fatalf("first value %d: %+v", i, f)
+		}
+	}
+	// The next values: six are held, four dropped and counted.
+	publishRange(t, pub, topics, len(topics), 2*len(topics), 100, size, 0)
+	for dropped := uint64(0); dropped < 4; {
+		f := next("overflow notice")
+		if f.Type != transport.TypeNotice || f.Code != session.CodeOverflow {
+			t.Fatalf("%+v while values wait 1,000 s", f)
+		}
+		dropped += f.Value
+		if dropped > 4 {
+			t.Fatalf("%d values dropped of 10 held within 128 KiB", dropped)
+		}
+	}
+	// Lifting the limit releases what was held: the first six topics'.
+	if err := c.SetFrequency(ctx, h, "held/#", 0); err != nil {
+		t.Fatal(err)
+	}
+	got := map[int]bool{}
+	for len(got) < 6 {
+		f := next("held value")
+		if f.Type != transport.TypeMessage {
+			t.Fatalf("%+v, want a held value", f)
+		}
+		got[seqOf(f.Publish.Payload)] = true
+	}
+	for i := len(topics); i < len(topics)+6; i++ {
+		if !got[i] {
+			t.Fatalf("released %v, want the values %d to %d", got, len(topics), len(topics)+5)
+		}
+	}
+}

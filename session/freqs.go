@@ -151,7 +151,7 @@ func (s *Session) clearFrequency(c *Client, stream uint64, filter string) {
 // held.
 func (s *Session) ensureGate() {
 	if s.gate == nil && s.closed == nil {
-		s.gate = throttle.NewGate[conflationKey, *Message]()
+		s.gate = throttle.NewWeighedGate[conflationKey, *Message](messageSize)
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 type Gate[K comparable, T any] struct {
 	slots map[K]*slot[T]
 	due   dueHeap[T]
+	weigh func(T) int // nil: values weigh nothing
+	held  int         // the weight of the values waiting
 }
 
 // slot is one key's state. It is in the due heap exactly while waiting:
@@ -26,6 +28,23 @@ type slot[T any] struct {
 // NewGate returns an empty gate.
 func NewGate[K comparable, T any]() *Gate[K, T] {
 	return &Gate[K, T]{slots: map[K]*slot[T]{}}
+}
+
+// NewWeighedGate returns an empty gate that keeps the weight of the values
+// waiting (Held), as weigh measures each: values held for keys that wait
+// long can add up, and whoever holds them needs to bound them.
+func NewWeighedGate[K comparable, T any](weigh func(T) int) *Gate[K, T] {
+	return &Gate[K, T]{slots: map[K]*slot[T]{}, weigh: weigh}
+}
+
+// Held is the total weight of the values waiting (0 without a weigh).
+func (g *Gate[K, T]) Held() int { return g.held }
+
+func (g *Gate[K, T]) weight(v T) int {
+	if g.weigh == nil {
+		return 0
+	}
+	return g.weigh(v)
 }
 
 // Offer presents v for key at time now. It returns true when v may be
@@ -44,6 +63,10 @@ func (g *Gate[K, T]) Offer(key K, interval time.Duration, v T, now time.Time) (d
 		return true, false
 	}
 	replaced = s.waiting
+	if replaced {
+		g.held -= g.weight(s.pending)
+	}
+	g.held += g.weight(v)
 	s.pending, s.waiting = v, true
 	if !replaced {
 		heap.Push(&g.due, s)
@@ -65,6 +88,7 @@ func (g *Gate[K, T]) Due(dst []T, now time.Time) []T {
 func (g *Gate[K, T]) release(dst []T, now time.Time) []T {
 	s := heap.Pop(&g.due).(*slot[T])
 	dst = append(dst, s.pending)
+	g.held -= g.weight(s.pending)
 	var zero T
 	s.pending, s.waiting = zero, false
 	s.next = now.Add(s.interval)
@@ -80,6 +104,7 @@ func (g *Gate[K, T]) Drop(key K) (dropped bool) {
 		return false
 	}
 	heap.Remove(&g.due, s.index)
+	g.held -= g.weight(s.pending)
 	var zero T
 	s.pending, s.waiting = zero, false
 	return true

@@ -112,6 +112,43 @@ func TestGateDropAndDrain(t *testing.T) {
 	}
 }
 
+// A weighed gate keeps the weight of what it holds through every way a
+// value comes and goes: held, replaced, released when due, dropped,
+// drained. Its owner bounds memory by it.
+func TestWeighedGateKeepsTheWeightHeld(t *testing.T) {
+	g := NewWeighedGate[string, string](func(v string) int { return len(v) })
+	second := time.Second
+	check := func(step string, want int) {
+		t.Helper()
+		if g.Held() != want {
+			t.Fatalf("%s: held %d, want %d", step, g.Held(), want)
+		}
+	}
+	for i, k := range []string{"a", "b", "c"} {
+		if ok, _ := g.Offer(k, time.Duration(i+1)*second, "first", t0); !ok {
+			t.Fatalf("%s: the first value waits", k)
+		}
+	}
+	check("values delivered at once", 0)
+	g.Offer("a", second, "12345", t0)
+	g.Offer("b", 2*second, "123", t0)
+	g.Offer("c", 3*second, "1", t0)
+	check("three held", 9)
+	g.Offer("a", second, "12", t0)
+	check("a replaced by a lighter value", 6)
+	if got := g.Due(nil, t0.Add(second)); len(got) != 1 || got[0] != "12" {
+		t.Fatalf("due after 1 s: %q", got)
+	}
+	check("a released", 4)
+	g.Drop("b")
+	check("b dropped", 1)
+	g.Offer("b", 2*second, "1234", t0.Add(second))
+	if got := g.Drain(nil, t0.Add(second)); len(got) != 2 {
+		t.Fatalf("drained %q", got)
+	}
+	check("drained", 0)
+}
+
 func TestBucketRate(t *testing.T) {
 	b := NewBucket(1250, t0) // 10 kbit/s
 	sent := 0
