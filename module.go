@@ -71,8 +71,8 @@ type Handler struct {
 	MaxSessions int `json:"max_sessions,omitempty"`
 
 	// Most live sessions per client IP (as Caddy's trusted_proxies
-	// resolves it); more are refused with code 4013, before the
-	// authenticate hook runs. Default: no limit.
+	// resolves it; an IPv6 address counts by its /64); more are refused
+	// with code 4013, before the authenticate hook runs. Default: no limit.
 	MaxSessionsPerIP int `json:"max_sessions_per_ip,omitempty"`
 
 	// Fire dedicated clients' will messages when the gateway shuts down

@@ -443,3 +443,44 @@ http://127.0.0.1:%d {
 		t.Errorf("the log does not name the client's address 203.0.113.7:\n%s", log)
 	}
 }
+
+// max_sessions_per_ip counts an IPv6 client by its /64: a subscriber line
+// gets a /64 at least and may pick any address in it, so counting whole
+// addresses let one client open sessions without limit.
+func TestSessionsPerIPCountIPv6By64(t *testing.T) {
+	mq := startMosquitto(t)
+	httpPort := freePort(t)
+	loadCaddy(t, adaptCaddyfile(t, fmt.Sprintf(`{
+	admin off
+	persist_config off
+	auto_https off
+	default_bind 127.0.0.1
+	servers {
+		trusted_proxies static 127.0.0.1/32
+	}
+}
+http://127.0.0.1:%d {
+	mqtt_gateway /mqtt/* {
+		broker main mqtt://127.0.0.1:%d
+		max_sessions_per_ip 1
+	}
+}
+`, httpPort, mq.port)))
+	url := fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort)
+	from := func(ip string) error {
+		c, err := gwclient.Dial(ctx10(t), url, http.Header{"X-Forwarded-For": {ip}})
+		if err == nil {
+			t.Cleanup(func() { c.Close() })
+		}
+		return err
+	}
+	if err := from("2001:db8:1:2::1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := from("2001:db8:1:2:abcd::7"); err == nil || !strings.Contains(err.Error(), "4013") {
+		t.Errorf("another address of the same /64: %v, want 4013", err)
+	}
+	if err := from("2001:db8:1:3::1"); err != nil {
+		t.Errorf("an address of another /64: %v", err)
+	}
+}

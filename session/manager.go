@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"sync"
@@ -237,13 +238,30 @@ func (m *Manager) refuseOpenLocked(cfg *Config, ip string) *Error {
 	return err
 }
 
-// ip is the address the session limits count: Caddy's client IP, else the
-// connection's.
+// ip is what the session limits count: Caddy's client IP, else the
+// connection's, and for IPv6 its /64 (limitKey).
 func (info OpenInfo) ip() string {
-	if info.ClientIP != "" {
-		return info.ClientIP
+	ip := info.ClientIP
+	if ip == "" {
+		ip = clientIP(info.RemoteAddr)
 	}
-	return clientIP(info.RemoteAddr)
+	return limitKey(ip)
+}
+
+// limitKey is an IPv4 address itself and an IPv6 address's /64: one
+// subscriber line is given a /64 at least, and picks any address in it at
+// will, so counting whole IPv6 addresses would let one client open as
+// many sessions as it likes past max_sessions_per_ip.
+func limitKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	switch {
+	case err != nil:
+		return ip
+	case a.Is4In6() || a.Is4():
+		return a.Unmap().String() // ::ffff:192.0.2.1 is 192.0.2.1
+	}
+	p, _ := a.WithZone("").Prefix(64)
+	return p.String()
 }
 
 // Lookup finds a live session for a rebind, checking its secret in
