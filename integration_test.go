@@ -458,6 +458,16 @@ func expectMessage(t testing.TB, c *gwclient.Client, what, payload string, retai
 // SUBSCRIBE pass, so the next retained publish counts as live.
 const retainedSettle = 2100 * time.Millisecond
 
+// subscriberAndPublisher is a gateway in front of a Mosquitto, with two
+// sessions: sub subscribed to filter at QoS 1, and pub connected (handle h).
+func subscriberAndPublisher(t *testing.T, filter string) (mq *mosquitto, sub, pub *gwclient.Client, h uint64) {
+	mq = startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	sub, pub = dial(t, url), dial(t, url)
+	connectSubscribe(t, sub, filter, 1)
+	return mq, sub, pub, connectMain(t, pub)
+}
+
 // MQTT 5 properties a broker would take for a malformed packet (a NUL in a
 // string, a response topic with a wildcard, a payload said to be UTF-8
 // that is not) are refused with 4003 before they reach it: a broker drops
@@ -465,12 +475,8 @@ const retainedSettle = 2100 * time.Millisecond
 // unacknowledged QoS 1 message again after each reconnect, went down for
 // every session for as long as it lasted.
 func TestInvalidPropertiesNeverReachTheBroker(t *testing.T) {
-	mq := startMosquitto(t)
-	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
-	victim, attacker := dial(t, url), dial(t, url)
-	connectSubscribe(t, victim, "props/#", 1)
+	mq, victim, attacker, h := subscriberAndPublisher(t, "props/#")
 	ctx := ctx10(t)
-	h := connectMain(t, attacker)
 	for name, props := range map[string]*session.Props{
 		"NUL in the content type":     {ContentType: "a\x00b"},
 		"NUL in a user property":      {User: []session.UserProperty{{Key: "k\x00", Value: "v"}}},
@@ -497,12 +503,8 @@ func TestInvalidPropertiesNeverReachTheBroker(t *testing.T) {
 // payload. User properties are bounded (MaxUserProperties): 390,000 empty
 // ones in a 1 MB frame kept a core busy.
 func TestFieldsMQTTCannotCarryAreRefused(t *testing.T) {
-	mq := startMosquitto(t)
-	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
-	sub, c := dial(t, url), dial(t, url)
-	connectSubscribe(t, sub, "cut/#", 1)
+	_, sub, c, h := subscriberAndPublisher(t, "cut/#")
 	ctx := ctx10(t)
-	h := connectMain(t, c)
 	users := func(n int) []session.UserProperty {
 		u := make([]session.UserProperty, n)
 		for i := range u {

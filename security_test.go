@@ -401,29 +401,8 @@ func TestHookLimitsWithUnits(t *testing.T) {
 // it: an operator saw 4013s only in the clients' answers, and behind a
 // balancer every log line named the balancer.
 func TestRefusedOpensAreLogged(t *testing.T) {
-	mq := startMosquitto(t)
 	logFile := filepath.Join(t.TempDir(), "gateway.log")
-	httpPort := freePort(t)
-	loadCaddy(t, adaptCaddyfile(t, fmt.Sprintf(`{
-	admin off
-	persist_config off
-	auto_https off
-	default_bind 127.0.0.1
-	log {
-		output file %s
-	}
-	servers {
-		trusted_proxies static 127.0.0.1/32
-	}
-}
-http://127.0.0.1:%d {
-	mqtt_gateway /mqtt/* {
-		broker main mqtt://127.0.0.1:%d
-		max_sessions_per_ip 1
-	}
-}
-`, logFile, httpPort, mq.port)))
-	url := fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort)
+	url := onePerClientBehindAProxy(t, fmt.Sprintf("log {\n\t\toutput file %s\n\t}", logFile))
 	forwarded := http.Header{"X-Forwarded-For": {"203.0.113.7"}}
 	first, err := gwclient.Dial(ctx10(t), url, forwarded)
 	if err != nil {
@@ -448,25 +427,7 @@ http://127.0.0.1:%d {
 // gets a /64 at least and may pick any address in it, so counting whole
 // addresses let one client open sessions without limit.
 func TestSessionsPerIPCountIPv6By64(t *testing.T) {
-	mq := startMosquitto(t)
-	httpPort := freePort(t)
-	loadCaddy(t, adaptCaddyfile(t, fmt.Sprintf(`{
-	admin off
-	persist_config off
-	auto_https off
-	default_bind 127.0.0.1
-	servers {
-		trusted_proxies static 127.0.0.1/32
-	}
-}
-http://127.0.0.1:%d {
-	mqtt_gateway /mqtt/* {
-		broker main mqtt://127.0.0.1:%d
-		max_sessions_per_ip 1
-	}
-}
-`, httpPort, mq.port)))
-	url := fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort)
+	url := onePerClientBehindAProxy(t, "")
 	from := func(ip string) error {
 		c, err := gwclient.Dial(ctx10(t), url, http.Header{"X-Forwarded-For": {ip}})
 		if err == nil {
@@ -483,4 +444,30 @@ http://127.0.0.1:%d {
 	if err := from("2001:db8:1:3::1"); err != nil {
 		t.Errorf("an address of another /64: %v", err)
 	}
+}
+
+// onePerClientBehindAProxy is a gateway with max_sessions_per_ip 1 that
+// trusts X-Forwarded-For from loopback, in front of a Mosquitto; globals
+// go into Caddy's global options. It returns the WebSocket URL.
+func onePerClientBehindAProxy(t *testing.T, globals string) string {
+	mq := startMosquitto(t)
+	httpPort := freePort(t)
+	loadCaddy(t, adaptCaddyfile(t, fmt.Sprintf(`{
+	admin off
+	persist_config off
+	auto_https off
+	default_bind 127.0.0.1
+	%s
+	servers {
+		trusted_proxies static 127.0.0.1/32
+	}
+}
+http://127.0.0.1:%d {
+	mqtt_gateway /mqtt/* {
+		broker main mqtt://127.0.0.1:%d
+		max_sessions_per_ip 1
+	}
+}
+`, globals, httpPort, mq.port)))
+	return fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort)
 }
