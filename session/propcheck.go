@@ -35,7 +35,7 @@ func (p *Props) check(payload []byte) error {
 		return errors.New("correlation data is longer than 65535 bytes")
 	}
 	if len(p.User) > MaxUserProperties {
-		return fmt.Errorf("%d user properties, more than the %d allowed", len(p.User), MaxUserProperties)
+		return fmt.Errorf("more than the %d user properties allowed", MaxUserProperties)
 	}
 	if err := str("content type", p.ContentType); err != nil {
 		return err

@@ -159,3 +159,30 @@ func TestMalformedFramesAreRejected(t *testing.T) {
 		t.Error("empty frame accepted")
 	}
 }
+
+// A client's PUBLISH keeps one user property more than the session allows,
+// enough for the session to refuse it (4003), and the decoder reads past
+// the rest without collecting them. A server's MESSAGE keeps them all.
+func TestUserPropertiesOfAClientMessageAreCapped(t *testing.T) {
+	users := make([]session.UserProperty, 5000)
+	for i := range users {
+		users[i] = session.UserProperty{Key: "k", Value: "v"}
+	}
+	props := &session.Props{User: users, ContentType: "text/plain"}
+	f := decodeOne(t, AppendPublish(nil, 1, 1, &session.PublishParams{Topic: "t", Props: props, Payload: []byte("p")}))
+	if got := len(f.Publish.Props.User); got != session.MaxUserProperties+1 {
+		t.Errorf("PUBLISH: %d user properties kept, want %d", got, session.MaxUserProperties+1)
+	}
+	if f.Publish.Props.ContentType != "text/plain" || string(f.Publish.Payload) != "p" {
+		t.Errorf("PUBLISH: the rest of the frame was not read right: %+v", f.Publish)
+	}
+	m := decodeOne(t, AppendMessage(nil, &session.Message{Stream: 1, Topic: "t", Props: props, Payload: []byte("p")}))
+	if got := len(m.Publish.Props.User); got != len(users) {
+		t.Errorf("MESSAGE: %d user properties, want all %d", got, len(users))
+	}
+	bad := AppendPublish(nil, 1, 1, &session.PublishParams{Topic: "t", Props: &session.Props{User: append(users[:2000:2000], session.UserProperty{Key: "\xff", Value: ""})}})
+	var b Frame
+	if err := SplitUnit(bad, func(p []byte) error { return Decode(p, &b) }); err == nil {
+		t.Error("invalid UTF-8 in a user property past the cap was not refused")
+	}
+}

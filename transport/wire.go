@@ -108,6 +108,14 @@ func (r *reader) string() string {
 	return string(p)
 }
 
+// skipString reads past a string, checking it as string does, without
+// making it.
+func (r *reader) skipString() {
+	if !utf8.Valid(r.bytes()) {
+		r.fail()
+	}
+}
+
 func (r *reader) id16() (id [16]byte) {
 	copy(id[:], r.raw(16))
 	return id
