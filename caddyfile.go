@@ -3,6 +3,7 @@ package mqttgateway
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -206,13 +207,10 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper
 			if len(args) == 0 {
 				return d.ArgErr()
 			}
-			for _, a := range args {
-				// One with placeholders is checked when the config loads.
-				if !strings.Contains(a, "{") {
-					if _, err := parseOrigins([]string{a}); err != nil {
-						return d.WrapErr(err)
-					}
-				}
+			// Those with placeholders are checked when the config loads.
+			plain := slices.DeleteFunc(slices.Clone(args), func(a string) bool { return strings.Contains(a, "{") })
+			if _, err := parseOrigins(plain); err != nil {
+				return d.WrapErr(err)
 			}
 			h.AllowOrigins = append(h.AllowOrigins, args...)
 		case "max_message_size":

@@ -80,8 +80,11 @@ const MaxUserProperties = 1024
 // would take for a malformed CONNECT, or that paho would cut to 65,535
 // bytes (MQTT's 2-byte lengths).
 func checkConnectText(p ConnectParams) error {
-	for _, f := range []struct{ name, v string }{{"client ID", p.ClientID}, {"user name", p.Username}, {"password", string(p.Password)}} {
-		if len(f.v) > topic.MaxLength {
+	for _, f := range []struct {
+		name string
+		n    int
+	}{{"client ID", len(p.ClientID)}, {"user name", len(p.Username)}, {"password", len(p.Password)}} {
+		if f.n > topic.MaxLength {
 			return errors.New(f.name + " is longer than 65535 bytes")
 		}
 	}

@@ -279,11 +279,7 @@ func (s *Session) pushLocked(e Event) {
 				s.overflowed("too many messages queued for a slow client")
 				return
 			}
-			s.mgr.metrics.Dropped.Inc()
-			o.overflow()
-			if e.Msg.PacketID != 0 {
-				s.ackDroppedLocked(e.Msg)
-			}
+			s.droppedLocked(e.Msg)
 			wakeNow = true // the overflow notice does not wait
 		default:
 			o.push(e, conflate)
@@ -316,13 +312,20 @@ func (s *Session) pushLocked(e Event) {
 	s.conn.Wake()
 }
 
-// ackDroppedLocked acknowledges to the broker a QoS 1/2 message of a
-// dedicated stream that overflow dropped: the drop is the loss the NOTICE
-// counts. Unacknowledged, it would stall the stream: paho acknowledges in
-// the order messages arrived, so every later acknowledgment would wait
-// behind it, and the broker, its in-flight window full, would send
-// nothing more until the client reconnected. Called with s.mu held.
-func (s *Session) ackDroppedLocked(m *Message) {
+// droppedLocked counts a message dropped at a bound (the queue's, or that
+// of the values frequency limits hold) in the overflow NOTICE. A QoS 1/2
+// message of a dedicated stream is acknowledged to the broker: the drop is
+// the loss the NOTICE counts. Unacknowledged, it would stall the stream:
+// paho acknowledges in the order messages arrived, so every later
+// acknowledgment would wait behind it, and the broker, its in-flight
+// window full, would send nothing more until the client reconnected.
+// Called with s.mu held.
+func (s *Session) droppedLocked(m *Message) {
+	s.mgr.metrics.Dropped.Inc()
+	s.out.overflow()
+	if m.PacketID == 0 {
+		return
+	}
 	if h := s.dedicatedHubLocked(m.Stream); h != nil {
 		h.ack(uint16(m.PacketID))
 	}

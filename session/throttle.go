@@ -74,7 +74,7 @@ func (s *Session) admit(m *Message) bool {
 	}
 	if !ok {
 		if l := s.out.limits; s.gate.Waiting() > l.pendingFrames || s.gate.Held() > l.pendingBytes {
-			s.heldOverflow(key)
+			s.heldOverflow(key, m)
 			return false
 		}
 		s.armGate(now)
@@ -82,17 +82,16 @@ func (s *Session) admit(m *Message) bool {
 	return ok
 }
 
-// heldOverflow drops the value just held for key: the values a session's
+// heldOverflow drops m, the value just held for key: the values a session's
 // frequency limits hold (the latest of each topic, until its time comes)
 // may take what its queue may, max_queued_frames and max_queued_bytes, as
 // a queue of their own. Past that it is a drop like the queue's, counted in
 // an overflow NOTICE. Without the bound, a subscription limited to one
 // message per 1,000 s to a wildcard held a value of every topic it matched
 // for that long: 1 GB from 500 topics of 1 MiB. Called with s.mu held.
-func (s *Session) heldOverflow(key conflationKey) {
+func (s *Session) heldOverflow(key conflationKey, m *Message) {
 	s.gate.Drop(key)
-	s.mgr.metrics.Dropped.Inc()
-	s.out.overflow()
+	s.droppedLocked(m)
 	if s.conn != nil {
 		s.conn.Wake()
 	}

@@ -356,8 +356,9 @@ export interface SessionOptions {
    * back when one does not complete its handshake within probeTimeout, starting with
    * the one that last worked for this gateway URL (remembered for a day). A session
    * that starts below WebSocket that way checks 3 s later whether WebSocket carries
-   * data both ways (a PING the gateway answers before OPEN), and moves to it if so; in a browser, the network coming back online
-   * makes an open session move up to the best transport that works. A name (or
+   * data both ways (a PING the gateway answers before OPEN), and moves to it if so;
+   * in a browser, the network coming back online makes an open session move up to
+   * the best transport that works. A name (or
    * factory) forces that transport; a list is tried in its order.
    */
   transport?: "auto" | TransportName | (string & {}) | TransportFactory | Array<TransportName | (string & {}) | TransportFactory>;
