@@ -223,24 +223,7 @@ func TestRequestsWaitingForAHookAreBounded(t *testing.T) {
 // they are refused at once with 4051; those admitted succeed once the
 // broker is back, and the session publishes again.
 func TestRequestsWaitingForTheBrokerAreBounded(t *testing.T) {
-	mq := startMosquitto(t)
-	port := freePort(t)
-	startCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
-	mqtt_gateway /mqtt/* {
-		broker main mqtt://127.0.0.1:%d {
-			connect_timeout 1m
-		}
-		%s
-	}
-}
-`, port, mq.port, backlogLimits))
-	c := dial(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", port))
-	h := connectSubscribe(t, c, "out/#", 1)
-	mq.stop()
-	if f := nextMessage(t, c); f.Type != transport.TypeNotice || f.Code != session.CodeBrokerUnavailable {
-		t.Fatalf("got %+v, want the outage NOTICE", f)
-	}
-
+	c, h, mq := clientInAnOutageWith(t, "1m", backlogLimits)
 	results := publishAll(t, c, h, "out/x", backlogSent, backlogPayload)
 	expectRefused(t, results, backlogSent-backlogFit, "during the outage")
 	mq.start(t)

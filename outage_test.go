@@ -52,23 +52,32 @@ func TestRequestsDuringAnOutageWaitOneTimeout(t *testing.T) {
 // clientInAnOutage is a client subscribed to out/# through a gateway whose
 // broker (connect_timeout 1s) has just gone away.
 func clientInAnOutage(t *testing.T) (*gwclient.Client, uint64) {
+	c, h, _ := clientInAnOutageWith(t, "1s", "")
+	return c, h
+}
+
+// clientInAnOutageWith is clientInAnOutage with the broker's
+// connect_timeout and more gateway settings; it also returns the stopped
+// Mosquitto, to start again.
+func clientInAnOutageWith(t *testing.T, connectTimeout, settings string) (*gwclient.Client, uint64, *mosquitto) {
 	mq := startMosquitto(t)
 	port := freePort(t)
 	startCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
 	mqtt_gateway /mqtt/* {
 		broker main mqtt://127.0.0.1:%d {
-			connect_timeout 1s
+			connect_timeout %s
 		}
+		%s
 	}
 }
-`, port, mq.port))
+`, port, mq.port, connectTimeout, settings))
 	c := dial(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", port))
 	h := connectSubscribe(t, c, "out/#", 1)
 	mq.stop()
 	if f := nextMessage(t, c); f.Type != transport.TypeNotice || f.Code != session.CodeBrokerUnavailable {
 		t.Fatalf("got %+v, want the outage NOTICE", f)
 	}
-	return c, h
+	return c, h, mq
 }
 
 // Requests of one client are answered in order, refusals too: an invalid
