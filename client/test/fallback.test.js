@@ -213,48 +213,48 @@ function watchedWebSocket(probes) {
   );
 }
 
-test("a session started on a remembered lesser transport stays there while WebSocket is refused", async () => {
-  rememberTransport(blocker.base, "streaming");
+/**
+ * A session opened at `base` with `remembered` as the transport that worked there, its
+ * WebSocket attempts watched (watchedWebSocket) and its reconnections counted.
+ */
+async function startedOnRemembered(base, remembered) {
+  rememberTransport(base, remembered);
   const probes = [];
-  let reconnections = 0;
-  const s = await session(blocker.base, {
+  const counted = { reconnections: 0 };
+  const s = await session(base, {
     transport: [watchedWebSocket(probes), "streaming", "polling"],
-    onReconnectionStart: () => reconnections++,
+    onReconnectionStart: () => counted.reconnections++,
   });
-  assert.equal(s.transport, "streaming");
+  assert.equal(s.transport, remembered);
   assert.equal(probes.length, 0, "started where the memory said");
-  // When its one check has failed, the session must still be where it was, never
-  // having reconnected.
-  await waitFor(() => probes[0]?.settled, { timeout: 10000, what: "the check of WebSocket" });
-  assert.equal(probes[0].settled, "refused");
+  return { s, probes, counted };
+}
+
+/** After the one check of WebSocket: the session is where it was, never having reconnected. */
+async function stayedWhereItWas({ s, counted }, base, transport) {
   await new Promise((r) => setImmediate(r));
-  assert.equal(s.transport, "streaming");
+  assert.equal(s.transport, transport);
   assert.equal(s.state, "open");
-  assert.equal(reconnections, 0);
-  assert.equal(recallTransport(blocker.base), "streaming");
+  assert.equal(counted.reconnections, 0);
+  assert.equal(recallTransport(base), transport);
   await roundTrip(s);
+}
+
+test("a session started on a remembered lesser transport stays there while WebSocket is refused", async () => {
+  const started = await startedOnRemembered(blocker.base, "streaming");
+  await waitFor(() => started.probes[0]?.settled, { timeout: 10000, what: "the check of WebSocket" });
+  assert.equal(started.probes[0].settled, "refused");
+  await stayedWhereItWas(started, blocker.base, "streaming");
 });
 
 test("a session started on a remembered lesser transport stays there when WebSocket opens but carries nothing", async () => {
   const swallowing = await startBufferingProxy(gateway.port, { swallowUpgrades: true });
   cleanups.push(() => swallowing.stop());
-  rememberTransport(swallowing.base, "polling");
-  const probes = [];
-  let reconnections = 0;
-  const s = await session(swallowing.base, {
-    transport: [watchedWebSocket(probes), "streaming", "polling"],
-    onReconnectionStart: () => reconnections++,
-  });
-  assert.equal(s.transport, "polling");
+  const started = await startedOnRemembered(swallowing.base, "polling");
   // The upgrade succeeds; the PING the check sends gets no answer, so the check gives
   // up after the probe deadline, closes its connection and leaves the session alone.
-  await waitFor(() => probes[0]?.closed, { timeout: 15000, what: "the end of the check of WebSocket" });
-  assert.equal(probes[0].settled, "opened");
-  await new Promise((r) => setImmediate(r));
-  assert.equal(probes.length, 1);
-  assert.equal(s.transport, "polling");
-  assert.equal(s.state, "open");
-  assert.equal(reconnections, 0);
-  assert.equal(recallTransport(swallowing.base), "polling");
-  await roundTrip(s);
+  await waitFor(() => started.probes[0]?.closed, { timeout: 15000, what: "the end of the check of WebSocket" });
+  assert.equal(started.probes[0].settled, "opened");
+  assert.equal(started.probes.length, 1);
+  await stayedWhereItWas(started, swallowing.base, "polling");
 });
