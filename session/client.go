@@ -244,7 +244,7 @@ func notConnected(handle uint64) *Error {
 
 // Subscribe adds a subscription to a client. maxFrequency is in messages per
 // second, 0 for unlimited.
-func (s *Session) Subscribe(req, handle uint64, filter string, qos byte, maxFrequency float64) {
+func (s *Session) Subscribe(req, handle uint64, filter string, qos byte, opts SubscribeOptions, maxFrequency float64) {
 	c := s.client(req, handle)
 	if c == nil {
 		return
@@ -280,7 +280,11 @@ func (s *Session) Subscribe(req, handle uint64, filter string, qos byte, maxFreq
 			s.result(req, Errorf(CodeTooManySubscriptions, "at most %d subscriptions per client", s.mgr.config().MaxSubscriptionsPerClient), 0)
 			return
 		}
-		granted, err := c.hub.subscribe(c.ctx, s, c.handle, filter, qos)
+		if err := c.hub.supports(opts); err != nil {
+			s.result(req, err, 0)
+			return
+		}
+		granted, err := c.hub.subscribe(c.ctx, s, c.handle, filter, qos, opts, opts.wantsRetained(had))
 		if err != nil {
 			s.result(req, err, 0)
 			return

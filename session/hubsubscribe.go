@@ -23,6 +23,11 @@ type filterState struct {
 	refs    [3]int // subscriptions wanting each QoS
 	asked   int8   // QoS the broker was last asked for; -1: not subscribed
 	granted byte
+	// qos and opts: the latest SUBSCRIBE's, which a dedicated connection
+	// passes to the broker (a shared one asks for QoS 2 and applies the
+	// options itself).
+	qos     byte
+	opts    SubscribeOptions
 	waiters []chan *Error
 	// answering: until when retained messages with this filter's
 	// identifier are the broker's answer to its SUBSCRIBE (retained.go).
@@ -40,8 +45,9 @@ func (f *filterState) want() int8 {
 
 // subscribe registers filter for the client of sess with handle client at
 // qos and waits until the broker holds it at that QoS or better. It returns
-// the QoS the broker granted.
-func (h *Hub) subscribe(ctx context.Context, sess *Session, client uint64, filter string, qos byte) (byte, *Error) {
+// the QoS the broker granted. retained tells whether this SUBSCRIBE gets
+// the filter's retained messages (its Retain Handling).
+func (h *Hub) subscribe(ctx context.Context, sess *Session, client uint64, filter string, qos byte, opts SubscribeOptions, retained bool) (byte, *Error) {
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
@@ -63,6 +69,14 @@ func (h *Hub) subscribe(ctx context.Context, sess *Session, client uint64, filte
 		}
 	}
 	fs.refs[qos]++
+	fs.qos, fs.opts = qos, opts
+	if h.dedicated {
+		// The client's own broker session: every SUBSCRIBE goes to the
+		// broker, which replaces the subscription with the new QoS and
+		// options and sends the retained messages its Retain Handling asks
+		// for, as for a direct client.
+		fs.asked = -1
+	}
 	// addressee: the client this SUBSCRIBE's retained messages are for; 0:
 	// every client of the session (Session.AddressRetained).
 	var addressee uint64
@@ -80,7 +94,7 @@ func (h *Hub) subscribe(ctx context.Context, sess *Session, client uint64, filte
 		// The broker holds the filter already: this session's retained
 		// messages come from the hub's copy, and nobody else sees them.
 		switch {
-		case h.dedicated:
+		case h.dedicated, !retained:
 		case addressee != 0:
 			h.sendRetained(mb, filter, addressee)
 		case first:
@@ -90,7 +104,7 @@ func (h *Hub) subscribe(ctx context.Context, sess *Session, client uint64, filte
 		h.mu.Unlock()
 		return granted, nil
 	}
-	if !h.dedicated {
+	if !h.dedicated && retained {
 		h.await(mb, filter, time.Now().Add(time.Duration(h.br().cfg.ConnectTimeout)), addressee)
 	}
 	ch := make(chan *Error, 1)
@@ -115,7 +129,7 @@ func (h *Hub) subscribe(ctx context.Context, sess *Session, client uint64, filte
 	}
 	h.mu.Lock()
 	granted := min(fs.granted, qos)
-	if !h.dedicated {
+	if !h.dedicated && retained {
 		// The broker sends retained messages right after the SUBACK.
 		h.await(mb, filter, time.Now().Add(retainedWindow), addressee)
 	}
@@ -158,4 +172,12 @@ func (h *Hub) forgetFilterLocked(f string) {
 	if !h.closed { // a closed hub is out of the gauge (retireLocked)
 		h.metrics.Subscriptions.WithLabelValues(h.br().cfg.Name).Dec()
 	}
+}
+
+// supports refuses the subscription options the hub cannot apply.
+func (h *Hub) supports(o SubscribeOptions) *Error {
+	if h.dedicated || !o.NoLocal && !o.RetainAsPublished {
+		return nil
+	}
+	return Errorf(CodeBadRequest, "no local and retain as published need a dedicated connection (a client id)")
 }

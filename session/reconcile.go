@@ -61,6 +61,11 @@ func (h *Hub) reconcileOnce(ctx context.Context) bool {
 			continue
 		}
 		want := fs.want()
+		if want >= 0 && h.dedicated {
+			// The latest SUBSCRIBE's QoS, not the highest: it replaces the
+			// one before, which may not be released yet.
+			want = int8(fs.qos)
+		}
 		if want >= 0 && !h.dedicated {
 			// A shared connection receives every message at the QoS it was
 			// published with; each session then gets the lower of that and
@@ -72,10 +77,7 @@ func (h *Hub) reconcileOnce(ctx context.Context) bool {
 		switch {
 		case want >= 0 && want > fs.asked:
 			fs.asked = want
-			// Retain As Published on shared connections: the hub must see
-			// which live messages are retained to keep its copy current
-			// (retained.go); it clears the flag for web clients itself.
-			subs = append(subs, subscribeOp{paho.SubscribeOptions{Topic: f, QoS: byte(want), RetainAsPublished: !h.dedicated}, fs.subID})
+			subs = append(subs, subscribeOp{h.subscribeOptions(f, fs, byte(want)), fs.subID})
 			// Set before the SUBSCRIBE goes: its answer may be handled
 			// before subscribeOne sees the SUBACK.
 			fs.answering = time.Now().Add(time.Duration(h.br().cfg.ConnectTimeout) + retainedWindow)
@@ -104,6 +106,20 @@ func (h *Hub) reconcileOnce(ctx context.Context) bool {
 		h.sendUnsubscribe(ctx, unsubs)
 	}
 	return more
+}
+
+// subscribeOptions are the options the broker gets for filter: a
+// dedicated connection's are its client's; a shared connection's are the
+// hub's, the same for every session.
+func (h *Hub) subscribeOptions(f string, fs *filterState, qos byte) paho.SubscribeOptions {
+	if h.dedicated {
+		return paho.SubscribeOptions{Topic: f, QoS: qos, NoLocal: fs.opts.NoLocal,
+			RetainAsPublished: fs.opts.RetainAsPublished, RetainHandling: fs.opts.RetainHandling}
+	}
+	// Retain As Published: the hub must see which live messages are
+	// retained to keep its copy current (retained.go); it clears the flag
+	// for web clients itself.
+	return paho.SubscribeOptions{Topic: f, QoS: qos, RetainAsPublished: true}
 }
 
 type subscribeOp struct {

@@ -58,6 +58,10 @@ func TestClientFramesRoundTrip(t *testing.T) {
 		{AppendBind(nil, [16]byte{1}, [16]byte{2}, 77), Frame{Type: TypeBind, Session: [16]byte{1}, Secret: [16]byte{2}, Received: 77}},
 		{AppendConnect(nil, 5, 6, &conn), Frame{Type: TypeConnect, Req: 5, Handle: 6, Connect: conn}},
 		{AppendSubscribe(nil, 7, 8, "a/+/#", 2, 500), Frame{Type: TypeSubscribe, Req: 7, Handle: 8, Filter: "a/+/#", QoS: 2, MaxFrequency: 500}},
+		{AppendSubscribeWith(nil, 7, 8, "a/b", 1, session.SubscribeOptions{NoLocal: true, RetainHandling: session.RetainIfNew}, 0),
+			Frame{Type: TypeSubscribe, Req: 7, Handle: 8, Filter: "a/b", QoS: 1, SubOptions: session.SubscribeOptions{NoLocal: true, RetainHandling: session.RetainIfNew}}},
+		{AppendSubscribeWith(nil, 7, 8, "a/b", 0, session.SubscribeOptions{RetainAsPublished: true, RetainHandling: session.RetainNever}, 0),
+			Frame{Type: TypeSubscribe, Req: 7, Handle: 8, Filter: "a/b", SubOptions: session.SubscribeOptions{RetainAsPublished: true, RetainHandling: session.RetainNever}}},
 		{AppendUnsubscribe(nil, 9, 8, "a/#"), Frame{Type: TypeUnsubscribe, Req: 9, Handle: 8, Filter: "a/#"}},
 		{AppendPublish(nil, 10, 8, &session.PublishParams{Topic: "t", QoS: 1, Retain: true, Props: props, Payload: payload}),
 			Frame{Type: TypePublish, Req: 10, Handle: 8, Publish: session.PublishParams{Topic: "t", QoS: 1, Retain: true, Props: props, Payload: payload}}},
@@ -145,6 +149,9 @@ func TestMalformedFramesAreRejected(t *testing.T) {
 		"string past the end": {TypeUnsubscribe, 1, 1, 50, 'a'},
 		"kv count too large":  {TypeOpen, 1, 0, 0, 100},
 		"truncated bind":      {TypeBind, 1, 2, 3},
+		// MQTT 5 calls both a malformed SUBSCRIBE (3.8.3.1).
+		"retain handling 3":         {TypeSubscribe, 1, 1, 1, 'a', 0x30, 0},
+		"reserved subscribe option": {TypeSubscribe, 1, 1, 1, 'a', 0x40, 0},
 	}
 	for name, b := range bad {
 		var f Frame

@@ -21,7 +21,7 @@ func dispatch(s *session.Session, f *Frame) error {
 	case TypeConnect:
 		s.Connect(f.Req, f.Handle, f.Connect)
 	case TypeSubscribe:
-		s.Subscribe(f.Req, f.Handle, f.Filter, f.QoS, perSecond(f.MaxFrequency))
+		s.Subscribe(f.Req, f.Handle, f.Filter, f.QoS, f.SubOptions, perSecond(f.MaxFrequency))
 	case TypeFrequency:
 		s.SetFrequency(f.Req, f.Handle, f.Filter, perSecond(f.MaxFrequency))
 	case TypeBandwidth:

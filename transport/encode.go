@@ -229,13 +229,25 @@ func AppendConnect(b []byte, req, handle uint64, c *session.ConnectParams) []byt
 	return end(b, s)
 }
 
-// AppendSubscribe appends a SUBSCRIBE frame.
+// AppendSubscribe appends a SUBSCRIBE frame with the default options.
 func AppendSubscribe(b []byte, req, handle uint64, filter string, qos byte, maxFrequency uint64) []byte {
+	return AppendSubscribeWith(b, req, handle, filter, qos, session.SubscribeOptions{}, maxFrequency)
+}
+
+// AppendSubscribeWith appends a SUBSCRIBE frame with subscription options.
+func AppendSubscribeWith(b []byte, req, handle uint64, filter string, qos byte, o session.SubscribeOptions, maxFrequency uint64) []byte {
 	b, s := begin(b, TypeSubscribe)
 	b = appendUvarint(b, req)
 	b = appendUvarint(b, handle)
 	b = appendString(b, filter)
-	b = append(b, qos)
+	opts := qos | o.RetainHandling<<4
+	if o.NoLocal {
+		opts |= subNoLocal
+	}
+	if o.RetainAsPublished {
+		opts |= subRetainAsPublished
+	}
+	b = append(b, opts)
 	b = appendUvarint(b, maxFrequency)
 	return end(b, s)
 }

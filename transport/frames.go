@@ -44,6 +44,12 @@ const (
 	flagDup     = 0x08
 	flagClient  = 0x10 // MESSAGE: addressed to one client, whose handle follows
 
+	// SUBSCRIBE options, laid out as MQTT 5's (bits 0-1 are the QoS).
+	subNoLocal           = 0x04
+	subRetainAsPublished = 0x08
+	subRetainHandling    = 0x30 // 0, 1 or 2 shifted left by 4
+	subReserved          = 0xC0
+
 	resultSessionPresent = 0x01 // RESULT flags of a CONNECT
 
 	sendCounted = 0x01 // SEND: requests is given
@@ -82,6 +88,7 @@ type Frame struct {
 	// SUBSCRIBE, UNSUBSCRIBE
 	Filter       string
 	QoS          byte
+	SubOptions   session.SubscribeOptions
 	MaxFrequency uint64
 
 	// PUBLISH (client), MESSAGE (server)
@@ -184,7 +191,17 @@ func Decode(b []byte, f *Frame) error {
 	case TypeSubscribe:
 		f.Req, f.Handle = r.uvarint(), r.uvarint()
 		f.Filter = r.string()
-		f.QoS = r.u8()
+		opts := r.u8()
+		// A QoS of 3 is the session's to refuse (4033), as before options.
+		f.QoS = opts & flagQoSMask
+		f.SubOptions = session.SubscribeOptions{
+			NoLocal:           opts&subNoLocal != 0,
+			RetainAsPublished: opts&subRetainAsPublished != 0,
+			RetainHandling:    opts & subRetainHandling >> 4,
+		}
+		if opts&subReserved != 0 || f.SubOptions.RetainHandling > session.RetainNever {
+			r.fail() // malformed in MQTT too (3.8.3.1)
+		}
 		f.MaxFrequency = r.uvarint()
 	case TypeUnsubscribe:
 		f.Req, f.Handle = r.uvarint(), r.uvarint()

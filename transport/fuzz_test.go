@@ -15,6 +15,7 @@ func FuzzDecodeUnit(f *testing.F) {
 	f.Add(AppendOpen(nil, "u", []byte("p"), []KV{{"k", "v"}}))
 	f.Add(AppendConnect(nil, 1, 2, &conn))
 	f.Add(AppendSubscribe(AppendPing(nil), 3, 2, "a/#", 1, 0))
+	f.Add(AppendSubscribeWith(nil, 5, 2, "a/b", 2, session.SubscribeOptions{NoLocal: true, RetainAsPublished: true, RetainHandling: session.RetainNever}, 7))
 	f.Add(AppendPublish(nil, 4, 2, &session.PublishParams{Topic: "t", QoS: 2, Props: &session.Props{ContentType: "x"}, Payload: []byte{0, 1}}))
 	f.Add(EncodeMessage(&session.Message{Topic: "t", Payload: []byte("v")}))
 	f.Add(AppendSend(AppendPing(nil), [16]byte{1}, [16]byte{2}, 7, true))
@@ -28,7 +29,7 @@ func FuzzDecodeUnit(f *testing.F) {
 			var again []byte
 			switch fr.Type {
 			case TypeSubscribe:
-				again = AppendSubscribe(nil, fr.Req, fr.Handle, fr.Filter, fr.QoS, fr.MaxFrequency)
+				again = AppendSubscribeWith(nil, fr.Req, fr.Handle, fr.Filter, fr.QoS, fr.SubOptions, fr.MaxFrequency)
 			case TypePublish:
 				again = AppendPublish(nil, fr.Req, fr.Handle, &fr.Publish)
 			case TypeUnsubscribe:

@@ -225,6 +225,12 @@ func (c *Client) Subscribe(ctx context.Context, handle uint64, filter string, qo
 	return byte(g), err
 }
 
+// SubscribeWith subscribes a client with MQTT 5 subscription options.
+func (c *Client) SubscribeWith(ctx context.Context, handle uint64, filter string, qos byte, o session.SubscribeOptions) (byte, error) {
+	g, err := c.request(ctx, func(req uint64) []byte { return transport.AppendSubscribeWith(nil, req, handle, filter, qos, o, 0) })
+	return byte(g), err
+}
+
 // SubscribeLimited subscribes with a frequency limit in messages per second.
 func (c *Client) SubscribeLimited(ctx context.Context, handle uint64, filter string, qos byte, perSecond float64) (byte, error) {
 	g, err := c.request(ctx, func(req uint64) []byte {

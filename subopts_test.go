@@ -1,0 +1,134 @@
+package mqttgateway
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/caddy-mqtt/mqttgateway/session"
+	"github.com/caddy-mqtt/mqttgateway/transport/gwclient"
+)
+
+// Retain Handling on the shared connection, which the gateway applies for
+// each client: 2 gets no retained message, even when its SUBSCRIBE is the
+// one the broker answers; 1 gets them for a new subscription only; 0 at
+// every SUBSCRIBE. Each SUBSCRIBE is followed by a live marker, so a
+// retained message that should not come would arrive before it.
+func TestRetainHandlingOnTheSharedConnection(t *testing.T) {
+	mq := startMosquitto(t)
+	mosquittoPub(t, mq.port, "-t", "rh/a", "-m", "kept", "-r")
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	ctx := ctx10(t)
+	c, old := dialAddressing(t, url), dial(t, url)
+	subscribe := func(c *gwclient.Client, h uint64, rh byte) {
+		t.Helper()
+		if _, err := c.SubscribeWith(ctx, h, "rh/#", 0, session.SubscribeOptions{RetainHandling: rh}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	marker := func(what, payload string, sessions ...*gwclient.Client) {
+		t.Helper()
+		mosquittoPub(t, mq.port, "-t", "rh/marker", "-m", payload)
+		for _, s := range sessions {
+			expectMessage(t, s, what, payload, false, 0)
+		}
+	}
+	never, ifNew := connectMain(t, c), connectMain(t, c)
+	subscribe(c, never, session.RetainNever) // new to the gateway: the broker answers it
+	marker("after retain handling 2 on a new filter", "m1", c)
+	subscribe(c, ifNew, session.RetainIfNew)
+	expectMessage(t, c, "retain handling 1, a new subscription", "kept", true, ifNew)
+	subscribe(c, ifNew, session.RetainIfNew)
+	marker("after retain handling 1 on a subscription the client held", "m2", c)
+	subscribe(c, never, session.RetainAlways)
+	expectMessage(t, c, "retain handling 0 by a client that held the subscription", "kept", true, never)
+
+	// A session that does not address retained messages.
+	subscribe(old, connectMain(t, old), session.RetainNever)
+	marker("after retain handling 2 in a session without addressed_retained", "m3", c, old)
+	if n := mq.subscribeCount(t, "rh/#"); n != 1 {
+		t.Fatalf("broker saw %d SUBSCRIBEs for rh/#, want 1", n)
+	}
+}
+
+// A dedicated connection's options go to the broker, which applies them:
+// no local, retain as published, and Retain Handling, also when the client
+// subscribes again.
+func TestSubscribeOptionsOnADedicatedConnection(t *testing.T) {
+	mq := startMosquitto(t)
+	mosquittoPub(t, mq.port, "-t", "ded/kept", "-m", "kept", "-r")
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	ctx := ctx10(t)
+	c := dial(t, url)
+	h, _, err := c.Connect(ctx, session.ConnectParams{Broker: "main", ClientID: "options-web-client", CleanStart: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	subscribe := func(what string, qos byte, o session.SubscribeOptions) {
+		t.Helper()
+		if _, err := c.SubscribeWith(ctx, h, "ded/#", qos, o); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	next := func(what, payload string, qos byte, retain bool) {
+		t.Helper()
+		f := nextMessage(t, c)
+		c.Ack(f.Stream, f.PacketID)
+		if string(f.Publish.Payload) != payload || f.Publish.QoS != qos || f.Publish.Retain != retain {
+			t.Fatalf("%s: %+v, want %q (QoS %d, retain %v)", what, f.Publish, payload, qos, retain)
+		}
+	}
+	marker := func(what, payload string) {
+		t.Helper()
+		mosquittoPub(t, mq.port, "-t", "ded/marker", "-m", payload)
+		next(what, payload, 0, false)
+	}
+	subscribe("retain handling 2", 1, session.SubscribeOptions{NoLocal: true, RetainAsPublished: true, RetainHandling: session.RetainNever})
+	marker("after retain handling 2", "m1")
+
+	// No local: the client's own publish does not come back.
+	if err := c.Publish(ctx, h, session.PublishParams{Topic: "ded/own", QoS: 1, Payload: []byte("own")}); err != nil {
+		t.Fatal(err)
+	}
+	marker("after the client's own publish", "m2")
+	// Retain as published: a live retained publish keeps its flag.
+	mosquittoPub(t, mq.port, "-t", "ded/live", "-m", "live", "-r")
+	next("a live retained publish", "live", 0, true)
+
+	subscribe("retain handling 1, again", 1, session.SubscribeOptions{RetainHandling: session.RetainIfNew})
+	marker("after retain handling 1 on a held subscription", "m3")
+	// Subscribing again replaces the subscription, also with a lower QoS.
+	// (Mosquitto 2.0 keeps a subscription's no local and retain as
+	// published when it is replaced, so those are not checked again.)
+	subscribe("retain handling 0 at QoS 0, again", 0, session.SubscribeOptions{})
+	got := map[string]bool{}
+	for range 2 { // the broker's order among retained messages is its own
+		f := nextMessage(t, c)
+		got[string(f.Publish.Payload)] = f.Publish.Retain
+	}
+	if !got["kept"] || !got["live"] {
+		t.Fatalf("retain handling 0 on a held subscription got %v, want kept and live, retained", got)
+	}
+	mosquittoPub(t, mq.port, "-q", "1", "-t", "ded/q", "-m", "q")
+	next("a QoS 1 publish after subscribing again at QoS 0", "q", 0, false)
+}
+
+// No local and retain as published are refused on the shared connection,
+// with a reason, and the session goes on.
+func TestSharedConnectionRefusesNoLocalAndRetainAsPublished(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	ctx := ctx10(t)
+	c := dial(t, url)
+	h := connectMain(t, c)
+	for _, o := range []session.SubscribeOptions{{NoLocal: true}, {RetainAsPublished: true}} {
+		_, err := c.SubscribeWith(ctx, h, "shared/#", 0, o)
+		var e *gwclient.Error
+		if !errors.As(err, &e) || e.Code != session.CodeBadRequest {
+			t.Fatalf("subscribe with %+v: %v, want 4003", o, err)
+		}
+	}
+	if _, err := c.Subscribe(ctx, h, "shared/#", 0); err != nil {
+		t.Fatalf("a plain subscribe after the refusals: %v", err)
+	}
+}
