@@ -1,9 +1,9 @@
 package mqttgateway
 
 import (
-	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/caddy-mqtt/mqttgateway/session"
 	"github.com/caddy-mqtt/mqttgateway/transport/gwclient"
@@ -113,22 +113,81 @@ func TestSubscribeOptionsOnADedicatedConnection(t *testing.T) {
 	next("a QoS 1 publish after subscribing again at QoS 0", "q", 0, false)
 }
 
-// No local and retain as published are refused on the shared connection,
-// with a reason, and the session goes on.
-func TestSharedConnectionRefusesNoLocalAndRetainAsPublished(t *testing.T) {
+// No Local on the shared connection: the gateway marks its echo of a
+// client's own publish as for every client of the session but that one;
+// other sessions, and the same message from anyone else, arrive as usual.
+// A client holding a matching subscription without No Local gets its own.
+func TestNoLocalOnTheSharedConnection(t *testing.T) {
 	mq := startMosquitto(t)
 	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
 	ctx := ctx10(t)
-	c := dial(t, url)
-	h := connectMain(t, c)
-	for _, o := range []session.SubscribeOptions{{NoLocal: true}, {RetainAsPublished: true}} {
-		_, err := c.SubscribeWith(ctx, h, "shared/#", 0, o)
-		var e *gwclient.Error
-		if !errors.As(err, &e) || e.Code != session.CodeBadRequest {
-			t.Fatalf("subscribe with %+v: %v, want 4003", o, err)
+	s, other := dial(t, url), dial(t, url)
+	own := connectMain(t, s)
+	connectSubscribe(t, s, "nl/#", 1) // a sibling, for which the session gets the echo
+	connectSubscribe(t, other, "nl/#", 1)
+	if _, err := s.SubscribeWith(ctx, own, "nl/#", 1, session.SubscribeOptions{NoLocal: true}); err != nil {
+		t.Fatal(err)
+	}
+	publish := func(payload string) {
+		t.Helper()
+		if err := s.Publish(ctx, own, session.PublishParams{Topic: "nl/x", QoS: 1, Payload: []byte(payload)}); err != nil {
+			t.Fatal(err)
 		}
 	}
-	if _, err := c.Subscribe(ctx, h, "shared/#", 0); err != nil {
-		t.Fatalf("a plain subscribe after the refusals: %v", err)
+	expect := func(c *gwclient.Client, what, payload string, except uint64) {
+		t.Helper()
+		if f := nextMessage(t, c); string(f.Publish.Payload) != payload || f.Except != except {
+			t.Fatalf("%s: %+v, want %q for every client but %d", what, f, payload, except)
+		}
 	}
+	publish("mine")
+	expect(s, "the client's own publish, in its session", "mine", own)
+	expect(other, "the client's publish, in another session", "mine", 0)
+	mosquittoPub(t, mq.port, "-q", "1", "-t", "nl/x", "-m", "mine")
+	expect(s, "the same message from someone else", "mine", 0)
+	expect(other, "the same message from someone else", "mine", 0)
+
+	if _, err := s.Subscribe(ctx, own, "nl/x", 0); err != nil { // no No Local
+		t.Fatal(err)
+	}
+	publish("again")
+	expect(s, "the client's own publish, with a matching subscription without No Local", "again", 0)
+	expect(other, "the client's second publish", "again", 0)
+}
+
+// Retain As Published on the shared connection: live retained messages
+// come marked as published retained to a session while one of its
+// subscriptions asks for that (the client tells which of its clients see
+// the flag), and to no other session.
+func TestRetainAsPublishedOnTheSharedConnection(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	ctx := ctx10(t)
+	s, other := dial(t, url), dial(t, url)
+	asPublished := connectMain(t, s)
+	connectSubscribe(t, s, "rap/#", 0) // a sibling without the option
+	connectSubscribe(t, other, "rap/#", 0)
+	if _, err := s.SubscribeWith(ctx, asPublished, "rap/#", 0, session.SubscribeOptions{RetainAsPublished: true}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(retainedSettle) // a retained message from now on is live
+	expect := func(c *gwclient.Client, what, payload string, published bool) {
+		t.Helper()
+		if f := nextMessage(t, c); string(f.Publish.Payload) != payload || f.Publish.Retain || f.PublishedRetain != published {
+			t.Fatalf("%s: %+v, want %q, not retained, published retained %v", what, f, payload, published)
+		}
+	}
+	mosquittoPub(t, mq.port, "-t", "rap/x", "-m", "live", "-r")
+	expect(s, "a live retained message, in the session asking for the flag", "live", true)
+	expect(other, "a live retained message, in another session", "live", false)
+	mosquittoPub(t, mq.port, "-t", "rap/x", "-m", "plain")
+	expect(s, "a live message published without the flag", "plain", false)
+	expect(other, "a live message published without the flag", "plain", false)
+
+	if err := s.Unsubscribe(ctx, asPublished, "rap/#"); err != nil {
+		t.Fatal(err)
+	}
+	mosquittoPub(t, mq.port, "-t", "rap/x", "-m", "after", "-r")
+	expect(s, "a live retained message once the subscription asking for the flag is gone", "after", false)
+	expect(other, "a live retained message", "after", false)
 }

@@ -52,6 +52,32 @@ type Client struct {
 	// Owned by the request goroutine.
 	hub  *Hub
 	subs map[string]byte // filter → QoS
+	// opts: the options of subs on a shared connection, which the gateway
+	// applies (SubscribeOptions).
+	opts map[string]SubscribeOptions
+}
+
+// setOptions records the options of the client's subscription to filter
+// on a shared connection, and counts Retain As Published in the session;
+// a dedicated connection's broker applies them. Runs on the request
+// goroutine.
+func (c *Client) setOptions(filter string, o SubscribeOptions) {
+	c.dropOptions(filter)
+	if c.hub.dedicated || o == (SubscribeOptions{}) {
+		return
+	}
+	c.opts[filter] = o
+	if o.RetainAsPublished {
+		c.sess.asPublished.Add(1)
+	}
+}
+
+// dropOptions forgets the options of the client's subscription to filter.
+func (c *Client) dropOptions(filter string) {
+	if c.opts[filter].RetainAsPublished {
+		c.sess.asPublished.Add(-1)
+	}
+	delete(c.opts, filter)
 }
 
 // queuedOp is a request (or the gateway's own work) in a client's queue.
@@ -154,7 +180,7 @@ func (s *Session) Connect(req, handle uint64, p ConnectParams) {
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &Client{sess: s, handle: handle, ctx: ctx, cancel: cancel, subs: map[string]byte{}, clientID: p.ClientID}
+	c := &Client{sess: s, handle: handle, ctx: ctx, cancel: cancel, subs: map[string]byte{}, opts: map[string]SubscribeOptions{}, clientID: p.ClientID}
 	s.mu.Lock()
 	if s.closed != nil {
 		s.mu.Unlock()
@@ -280,12 +306,13 @@ func (s *Session) Subscribe(req, handle uint64, filter string, qos byte, opts Su
 			s.result(req, Errorf(CodeTooManySubscriptions, "at most %d subscriptions per client", s.mgr.config().MaxSubscriptionsPerClient), 0)
 			return
 		}
-		if err := c.hub.supports(opts); err != nil {
-			s.result(req, err, 0)
-			return
-		}
+		// In force before the broker's SUBACK: a live message may follow it
+		// at once. Put back if the subscription fails.
+		prev := c.opts[filter]
+		c.setOptions(filter, opts)
 		granted, err := c.hub.subscribe(c.ctx, s, c.handle, filter, qos, opts, opts.wantsRetained(had))
 		if err != nil {
+			c.setOptions(filter, prev) // none if it had none
 			s.result(req, err, 0)
 			return
 		}
@@ -337,6 +364,7 @@ func (s *Session) Unsubscribe(req, handle uint64, filter string) {
 		if qos, ok := c.subs[filter]; ok {
 			s.notify(Action{Kind: "unsubscribe", Broker: c.hub.br().cfg.Name, ClientID: c.clientID, Topic: filter, QoS: qos})
 			delete(c.subs, filter)
+			c.dropOptions(filter)
 			c.hub.unsubscribe(s, filter, qos)
 			s.mu.Lock()
 			s.clearFrequency(c, c.hub.stream, filter)
@@ -382,8 +410,15 @@ func (s *Session) Publish(req, handle uint64, p PublishParams) {
 			refuse(err)
 			return
 		}
+		var withdraw func()
+		if c.keepsOwn(p.Topic) {
+			withdraw = c.hub.echoes.expect(s, c.handle, p.Topic, p.Payload)
+		}
 		err := c.hub.publish(c.ctx, arrived, &paho.Publish{Topic: p.Topic, QoS: p.QoS, Retain: p.Retain,
 			Payload: p.Payload, Properties: p.Props.toPaho()})
+		if err != nil && withdraw != nil {
+			withdraw()
+		}
 		result := "ok"
 		if err != nil {
 			result = "error"
@@ -393,6 +428,26 @@ func (s *Session) Publish(req, handle uint64, p PublishParams) {
 	}); err != nil {
 		refuse(err)
 	}
+}
+
+// keepsOwn reports whether the client's own publish to topic must not come
+// back to it on a shared connection: it holds subscriptions matching the
+// topic, all with No Local (one without would get the message, as from a
+// broker). A dedicated connection's broker applies No Local itself.
+func (c *Client) keepsOwn(name string) bool {
+	if len(c.opts) == 0 {
+		return false
+	}
+	matched := false
+	for f := range c.subs {
+		if topic.Match(f, name) {
+			if !c.opts[f].NoLocal {
+				return false
+			}
+			matched = true
+		}
+	}
+	return matched
 }
 
 // Disconnect detaches a client from its broker.
@@ -471,6 +526,9 @@ func (c *Client) detach() {
 	}
 	c.sess.mu.Unlock()
 	clear(c.subs)
+	for f := range c.opts {
+		c.dropOptions(f)
+	}
 	c.sess.mu.Lock()
 	fireWill := c.fireWill
 	c.sess.mu.Unlock()

@@ -76,6 +76,7 @@ type Hub struct {
 	// touches it, the members' marks and the duplicate run below.
 	seq      uint64
 	dups     dupRun
+	echoes   *echoes       // No Local on the shared connection (echo.go)
 	subEpoch atomic.Uint64 // SUBSCRIBEs sent, for dups
 
 	// What the broker's CONNACK said it takes (brokerlimits.go): its
@@ -158,6 +159,7 @@ func newHub(key string, br *brokerRuntime, stream uint64, dedicated bool, log *z
 		upCh:        make(chan struct{}),
 		refErr:      make(chan *Error, 1),
 		pendingAcks: map[uint16]pendingAck{},
+		echoes:      newEchoes(),
 		retained:    map[string]retainedCopy{},
 		bySubID:     map[int]string{},
 		metrics:     metrics,

@@ -48,8 +48,11 @@ func (h *Hub) onPublish(pr paho.PublishReceived) (bool, error) {
 		h.mu.Unlock()
 		return true, nil
 	}
+	// A web client's own publish, which its No Local subscriptions keep
+	// from it (echo.go); nil for any other message.
+	echoSess, echoClient := h.echoes.echoOf(p.Topic, p.Payload)
 	if p.Retain {
-		h.onRetained(m, subID(p))
+		h.onRetained(m, subID(p), echoSess, echoClient)
 		return true, nil
 	}
 	h.mu.RLock()
@@ -59,7 +62,11 @@ func (h *Hub) onPublish(pr paho.PublishReceived) (bool, error) {
 	h.index.Match(p.Topic, func(_ string, mb *member) {
 		if mb.mark != seq {
 			mb.mark = seq
-			mb.sess.deliver(m)
+			if mb.sess == echoSess {
+				mb.sess.deliver(m.except(echoClient))
+			} else {
+				mb.sess.deliver(m)
+			}
 			delivered++
 		}
 	})

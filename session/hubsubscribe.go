@@ -173,11 +173,3 @@ func (h *Hub) forgetFilterLocked(f string) {
 		h.metrics.Subscriptions.WithLabelValues(h.br().cfg.Name).Dec()
 	}
 }
-
-// supports refuses the subscription options the hub cannot apply.
-func (h *Hub) supports(o SubscribeOptions) *Error {
-	if h.dedicated || !o.NoLocal && !o.RetainAsPublished {
-		return nil
-	}
-	return Errorf(CodeBadRequest, "no local and retain as published need a dedicated connection (a client id)")
-}

@@ -32,18 +32,26 @@ func (p *Props) Empty() bool {
 // first transport that writes it and then shared (see Encoded), which is
 // what makes fan-out cost a copy per session instead of an encode.
 type Message struct {
-	Stream   uint64 // the stream (broker connection) it arrived on
-	Topic    string
-	Payload  []byte
-	QoS      byte
-	Retain   bool
-	Dup      bool
-	PacketID uint16 // nonzero only on dedicated streams, where the client must ACK
+	Stream  uint64 // the stream (broker connection) it arrived on
+	Topic   string
+	Payload []byte
+	QoS     byte
+	Retain  bool
+	// PublishedRetain marks a live message published with the retain flag,
+	// for subscriptions with Retain As Published on a shared connection
+	// (Retain is for the message sent because a client subscribed).
+	PublishedRetain bool
+	Dup             bool
+	PacketID        uint16 // nonzero only on dedicated streams, where the client must ACK
 	// Client, when nonzero, is the handle of the one client of the session
 	// the message is for: a retained message sent because that client
 	// subscribed (Session.AddressRetained). Zero: every client whose
 	// subscriptions match.
 	Client uint64
+	// Except, when nonzero, is the handle of the one client of the session
+	// that must not get the message: its own publish, which a subscription
+	// with No Local keeps from it (echo.go). Never set with Client.
+	Except uint64
 	Props  *Props
 
 	encoded atomic.Pointer[[]byte]
@@ -117,3 +125,10 @@ func (e *Event) size() int {
 }
 
 func messageSize(m *Message) int { return 64 + len(m.Topic) + len(m.Payload) }
+
+// except is a copy of m for the session of the client with handle client,
+// which must not get it (an encoding of its own).
+func (m *Message) except(client uint64) *Message {
+	return &Message{Stream: m.Stream, Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain,
+		PublishedRetain: m.PublishedRetain, Dup: m.Dup, Props: m.Props, Except: client}
+}

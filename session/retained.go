@@ -131,10 +131,23 @@ func (mb *member) awaits(name string, now time.Time) bool {
 // it in fact be a live republication of the same value, the broker sends a
 // copy per matching subscription (Mosquitto does) and the next one, with
 // another identifier, is not taken for a duplicate and reaches everyone.
-func (h *Hub) onRetained(m *Message, id int) {
+//
+// echoSess and echoClient: the client whose own publish m is, or nil
+// (echo.go); it does not get m as a live message.
+func (h *Hub) onRetained(m *Message, id int, echoSess *Session, echoClient uint64) {
 	flagged := &Message{Stream: m.Stream, Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: true, Props: m.Props}
 	live := m // not shared yet
 	live.Retain = false
+	var asPublished *Message // live, marked for Retain As Published; made when needed
+	liveFor := func(sess *Session) *Message {
+		if sess.asPublished.Load() == 0 {
+			return live
+		}
+		if asPublished == nil {
+			asPublished = &Message{Stream: m.Stream, Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, PublishedRetain: true, Dup: m.Dup, Props: m.Props}
+		}
+		return asPublished
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	now := time.Now()
@@ -161,8 +174,10 @@ func (h *Hub) onRetained(m *Message, id int) {
 			}
 		case mb.awaits(m.Topic, now):
 			mb.sess.deliver(flagged)
+		case mb.sess == echoSess:
+			mb.sess.deliver(liveFor(mb.sess).except(echoClient))
 		default:
-			mb.sess.deliver(live)
+			mb.sess.deliver(liveFor(mb.sess))
 		}
 	})
 }

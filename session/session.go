@@ -88,6 +88,10 @@ type Session struct {
 	// addressRetained: the client takes retained messages addressed to the
 	// one of its clients that subscribed (AddressRetained).
 	addressRetained atomic.Bool
+	// asPublished counts the session's subscriptions with Retain As
+	// Published on shared connections: while there are any, live retained
+	// messages come to it marked as published retained (retained.go).
+	asPublished atomic.Int32
 	// reportPresent: a CONNECT's result says whether the broker kept a
 	// session (ReportSessionPresent).
 	reportPresent atomic.Bool

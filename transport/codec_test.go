@@ -103,6 +103,19 @@ func TestServerFramesRoundTrip(t *testing.T) {
 	if got := AppendMessage(nil, m); !bytes.Equal(got, EncodeMessage(m)) {
 		t.Errorf("AppendMessage and EncodeMessage differ for an addressed message")
 	}
+	m.Client, m.Except = 0, 301
+	f = decodeOne(t, EncodeMessage(m))
+	if f.Except != 301 || f.Handle != 0 || f.Publish.Topic != m.Topic || !bytes.Equal(f.Publish.Payload, m.Payload) || f.PacketID != 12 {
+		t.Fatalf("message for all clients but one: %+v", f)
+	}
+	if enc := EncodeMessage(m); len(enc) != cap(enc) || !bytes.Equal(AppendMessage(nil, m), enc) {
+		t.Errorf("EncodeMessage sized %d for %d bytes of a message for all clients but one, or differs from AppendMessage", cap(enc), len(enc))
+	}
+	m.Except, m.PublishedRetain = 0, true
+	if f = decodeOne(t, EncodeMessage(m)); !f.PublishedRetain || f.Publish.Topic != m.Topic {
+		t.Fatalf("message published retained: %+v", f)
+	}
+	m.PublishedRetain = false
 	f = decodeOne(t, AppendResult(nil, 4, session.CodeInvalidFilter, "bad filter", 1))
 	if f.Type != TypeResult || f.Req != 4 || f.Code != session.CodeInvalidFilter || f.Message != "bad filter" || f.Value != 1 || f.HasFlags {
 		t.Fatalf("result: %+v", f)

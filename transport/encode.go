@@ -47,10 +47,19 @@ func appendMessageBody(b []byte, m *session.Message) []byte {
 	if m.Client != 0 {
 		flags |= flagClient
 	}
+	if m.Except != 0 {
+		flags |= flagExcept
+	}
+	if m.PublishedRetain {
+		flags |= flagPublishedRetain
+	}
 	b = append(b, flags)
 	b = appendUvarint(b, uint64(m.PacketID))
 	if m.Client != 0 {
 		b = appendUvarint(b, m.Client)
+	}
+	if m.Except != 0 {
+		b = appendUvarint(b, m.Except)
 	}
 	b = appendString(b, m.Topic)
 	b = appendProps(b, m.Props)
@@ -63,6 +72,9 @@ func EncodeMessage(m *session.Message) []byte {
 	n := 1 + uvarintLen(m.Stream) + 1 + uvarintLen(uint64(m.PacketID)) + strLen(m.Topic) + propsLen(m.Props) + len(m.Payload)
 	if m.Client != 0 {
 		n += uvarintLen(m.Client)
+	}
+	if m.Except != 0 {
+		n += uvarintLen(m.Except)
 	}
 	b := appendUvarint(make([]byte, 0, uvarintLen(uint64(n))+n), uint64(n))
 	return appendMessageBody(append(b, TypeMessage), m)

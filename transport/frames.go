@@ -43,6 +43,10 @@ const (
 	flagRetain  = 0x04
 	flagDup     = 0x08
 	flagClient  = 0x10 // MESSAGE: addressed to one client, whose handle follows
+	flagExcept  = 0x20 // MESSAGE: for every client but one, whose handle follows
+	// MESSAGE: a live message published with the retain flag, for
+	// subscriptions with Retain As Published on a shared stream.
+	flagPublishedRetain = 0x40
 
 	// SUBSCRIBE options, laid out as MQTT 5's (bits 0-1 are the QoS).
 	subNoLocal           = 0x04
@@ -96,6 +100,9 @@ type Frame struct {
 	Stream   uint64
 	PacketID uint64
 	Dup      bool
+	Except   uint64 // MESSAGE: the one client that must not get it (No Local)
+	// MESSAGE: published with the retain flag (Retain As Published)
+	PublishedRetain bool
 
 	// OPENED
 	Heartbeat      uint64
@@ -254,6 +261,13 @@ func Decode(b []byte, f *Frame) error {
 		if flags&flagClient != 0 {
 			f.Handle = r.uvarint()
 		}
+		if flags&flagClient != 0 && flags&flagExcept != 0 {
+			r.fail() // for one client and for all but one
+		}
+		if flags&flagExcept != 0 {
+			f.Except = r.uvarint()
+		}
+		f.PublishedRetain = flags&flagPublishedRetain != 0
 		p.Topic = r.string()
 		p.Props = r.props(false)
 		p.Payload = r.rest()
