@@ -57,7 +57,7 @@ export class BrokerClient {
     this._connectOptions = null;
     this._connectOps = [];
     this._disconnectOps = [];
-    /** @type {Map<string, {qos: number, maxFrequency: number, grantedQos: number | null, ops: object[], levels: string[] | null}>} */
+    /** @type {Map<string, {qos: number, options?: {noLocal: boolean, retainAsPublished: boolean, retainHandling: number}, maxFrequency: number, grantedQos: number | null, ops: object[], levels: string[] | null}>} */
     this._subs = new Map();
     this._recovering = false;
     this._failedResubscriptions = [];
@@ -186,6 +186,10 @@ export class BrokerClient {
     }
     const mf = Number(o.maxFrequency ?? 0);
     if (!(mf >= 0) || !Number.isFinite(mf)) throw new TypeError("maxFrequency must be a non-negative number (messages per second)");
+    const retainHandling = o.retainHandling ?? 0;
+    if (retainHandling !== 0 && retainHandling !== 1 && retainHandling !== 2) {
+      throw new TypeError("retainHandling must be 0 (retained messages at every subscribe), 1 (only for a new subscription) or 2 (never)");
+    }
     if (!this._acceptsRequests()) {
       op.fail(new MqttGatewayError(ErrorCode.bad_request, "client not connected"));
       return op.promise;
@@ -196,7 +200,10 @@ export class BrokerClient {
     // The subscription takes part in dispatch from now on: a retained message may
     // overtake the RESULT on a shared stream, and it is this subscription's.
     // levels: the filter split once here for dispatch (null: matches nothing).
-    const entry = { qos, maxFrequency, grantedQos: null, ops: [op], levels: filterLevels(filter) };
+    // The MQTT 5 subscription options (PROTOCOL.md): kept with the entry, so a
+    // resubscription asks for them too.
+    const options = { noLocal: !!o.noLocal, retainAsPublished: !!o.retainAsPublished, retainHandling };
+    const entry = { qos, options, maxFrequency, grantedQos: null, ops: [op], levels: filterLevels(filter) };
     this._subs.set(filter, entry);
     this._sendSubscribe(filter, entry, false);
     return op.promise;
@@ -409,7 +416,7 @@ export class BrokerClient {
     if (recreating) s._recreating++;
     s._request(
       this,
-      (req, handle) => ({ type: FrameType.SUBSCRIBE, req, handle, filter, qos: entry.qos, maxFrequency: entry.maxFrequency }),
+      (req, handle) => ({ type: FrameType.SUBSCRIBE, req, handle, filter, qos: entry.qos, ...entry.options, maxFrequency: entry.maxFrequency }),
       (code, message, value, quiet) => {
         const current = this._subs.get(filter) === entry;
         const ops = entry.ops.splice(0);
@@ -515,6 +522,7 @@ export class BrokerClient {
   _deliver(f) {
     if (this._state !== State.CONNECTED) return false;
     let qos = f.qos;
+    let retained = f.retain;
     // A shared stream carries every message the gateway's connection receives, for
     // all sessions: keep those this client subscribed to, at the QoS it asked for.
     // A dedicated stream only carries this client's messages, including those the
@@ -522,14 +530,19 @@ export class BrokerClient {
     // loaded: filtering them by the current subscriptions would lose them.
     if (this._clientId === "") {
       let best = -1;
+      let asPublished = false;
       const topic = f.topic.split("/");
       for (const e of this._subs.values()) {
-        if (e.levels !== null && levelsMatch(e.levels, topic)) best = Math.max(best, e.grantedQos ?? e.qos);
+        if (e.levels === null || !levelsMatch(e.levels, topic)) continue;
+        best = Math.max(best, e.grantedQos ?? e.qos);
+        if (e.options?.retainAsPublished) asPublished = true;
       }
       if (best < 0) return false;
       qos = Math.min(qos, best);
+      // Published retained: a subscription with retainAsPublished sees the flag.
+      if (f.publishedRetain && asPublished) retained = true;
     }
-    safeCall(this.onMessageArrived, this, Message._fromFrame(f, qos));
+    safeCall(this.onMessageArrived, this, Message._fromFrame(f, qos, retained));
     return true;
   }
 
@@ -606,7 +619,7 @@ export class BrokerClient {
 
   /** What to subscribe to again after a reconnection: every filter held, as asked. */
   _subscriptionList() {
-    return [...this._subs].map(([filter, e]) => ({ filter, qos: e.qos, maxFrequency: e.maxFrequency }));
+    return [...this._subs].map(([filter, e]) => ({ filter, qos: e.qos, options: e.options, maxFrequency: e.maxFrequency }));
   }
 
   /**
@@ -663,8 +676,8 @@ export class BrokerClient {
     const settled = () => {
       if (--left === 0) this._completeReconnection(reconnection);
     };
-    for (const { filter, qos, maxFrequency } of wanted) {
-      const entry = { qos, maxFrequency, grantedQos: null, ops: [], levels: filterLevels(filter) };
+    for (const { filter, qos, options, maxFrequency } of wanted) {
+      const entry = { qos, options, maxFrequency, grantedQos: null, ops: [], levels: filterLevels(filter) };
       entry.ops.push({
         ok: settled,
         fail: (err) => {

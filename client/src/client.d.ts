@@ -169,6 +169,19 @@ export interface SubscribeOptions extends CallbackOptions<{ grantedQos: QoS }> {
    * e.g. 0.1 = one per 10 s); the gateway conflates the rest. 0 (default): unlimited.
    */
   maxFrequency?: number;
+  /**
+   * MQTT 5 Retain Handling: when this subscribe gets the filter's retained messages.
+   * 0 (default): every time; 1: only when this client did not hold the subscription
+   * already; 2: never.
+   */
+  retainHandling?: 0 | 1 | 2;
+  /** MQTT 5 No Local: this client's own publishes are not delivered back to it. */
+  noLocal?: boolean;
+  /**
+   * MQTT 5 Retain As Published: messages keep the retain flag they were published with
+   * (by default only those sent because this client subscribed are flagged).
+   */
+  retainAsPublished?: boolean;
 }
 
 export interface ReconnectionInfo {

@@ -297,6 +297,15 @@ function qosFlag(qos, name) {
   return qos;
 }
 
+// SUBSCRIBE's options byte, laid out as MQTT 5's: bits 0-1 QoS (3 passes: the gateway
+// answers it with 4033), bit 2 no local, bit 3 retain as published, bits 4-5 retain
+// handling (0, 1 or 2).
+function subscribeOptions(f) {
+  const rh = f.retainHandling ?? 0;
+  if (rh !== 0 && rh !== 1 && rh !== 2) throw new RangeError(`retainHandling out of range: ${rh}`);
+  return qosFlag(f.qos, "qos") | (f.noLocal ? 0x04 : 0) | (f.retainAsPublished ? 0x08 : 0) | (rh << 4);
+}
+
 function checkReserved(flags, mask, what) {
   if (flags & ~mask) throw malformed(`reserved bits set in ${what} flags`);
 }
@@ -372,7 +381,7 @@ export function encodeFrame(f) {
       w.uvarint(f.req);
       w.uvarint(f.handle);
       w.string(f.filter);
-      w.u8(f.qos);
+      w.u8(subscribeOptions(f));
       w.uvarint(f.maxFrequency ?? 0);
       break;
     case FrameType.UNSUBSCRIBE:
@@ -430,9 +439,10 @@ export function encodeFrame(f) {
       break;
     case FrameType.MESSAGE:
       w.uvarint(f.stream);
-      w.u8(qosFlag(f.qos ?? 0, "qos") | (f.retain ? 0x04 : 0) | (f.duplicate ? 0x08 : 0) | (f.client ? 0x10 : 0));
+      w.u8(qosFlag(f.qos ?? 0, "qos") | (f.retain ? 0x04 : 0) | (f.duplicate ? 0x08 : 0) | (f.client ? 0x10 : 0) | (f.except ? 0x20 : 0) | (f.publishedRetain ? 0x40 : 0));
       w.uvarint(f.packetId ?? 0);
       if (f.client) w.uvarint(f.client);
+      if (f.except) w.uvarint(f.except);
       w.string(f.topic);
       w.props(f.props);
       w.raw(toBytes(f.payload ?? new Uint8Array(0)));
@@ -508,11 +518,20 @@ export function decodeFrame(bytes, start = 0, end = bytes.length) {
       }
       break;
     }
-    case FrameType.SUBSCRIBE:
-      // qos is passed through unchecked: an out-of-range QoS is a request error
-      // (RESULT 4033), not a malformed frame.
-      f = { type, req: r.uvarint(), handle: r.uvarint(), filter: r.string(), qos: r.u8(), maxFrequency: r.uvarint() };
+    case FrameType.SUBSCRIBE: {
+      f = { type, req: r.uvarint(), handle: r.uvarint(), filter: r.string() };
+      const opts = r.u8();
+      // Retain handling 3 and bits 6-7 are malformed, as in MQTT. A QoS of 3 passes: it
+      // is a request error (RESULT 4033), not a malformed frame.
+      if (opts & 0xc0 || (opts & 0x30) === 0x30) throw malformed("reserved SUBSCRIBE options");
+      f.qos = opts & 0x03;
+      // The options are present only when set, so a plain SUBSCRIBE decodes as before.
+      if (opts & 0x04) f.noLocal = true;
+      if (opts & 0x08) f.retainAsPublished = true;
+      if (opts & 0x30) f.retainHandling = opts >> 4;
+      f.maxFrequency = r.uvarint();
       break;
+    }
     case FrameType.UNSUBSCRIBE:
       f = { type, req: r.uvarint(), handle: r.uvarint(), filter: r.string() };
       break;
@@ -568,15 +587,22 @@ export function decodeFrame(bytes, start = 0, end = bytes.length) {
     case FrameType.MESSAGE: {
       f = { type, stream: r.uvarint() };
       const flags = r.u8();
-      checkReserved(flags, 0x1f, "MESSAGE");
+      checkReserved(flags, 0x7f, "MESSAGE");
+      if ((flags & 0x30) === 0x30) throw malformed("MESSAGE both addressed and for all but one client");
       f.qos = flags & 0x03;
       if (f.qos === 3) throw malformed("MESSAGE with QoS 3");
       f.retain = (flags & 0x04) !== 0;
       f.duplicate = (flags & 0x08) !== 0;
+      // A live message published with the retain flag, for subscriptions with
+      // retainAsPublished (PROTOCOL.md, Subscription options); only then present.
+      if (flags & 0x40) f.publishedRetain = true;
       f.packetId = r.uvarint();
       // Addressed: the handle of the one client it is for (a retained message
       // answering that client's SUBSCRIBE; PROTOCOL.md, addressed_retained).
       if (flags & 0x10) f.client = r.uvarint();
+      // For all but one: the handle of the client whose own publish it is, which its
+      // noLocal subscriptions keep from it (PROTOCOL.md, Subscription options).
+      if (flags & 0x20) f.except = r.uvarint();
       f.topic = r.string();
       f.props = r.props();
       f.payload = r.rest();

@@ -87,12 +87,12 @@ export class Message {
    * Builds a received message from a decoded MESSAGE frame without copying the payload.
    * @internal
    */
-  static _fromFrame(frame, qos) {
+  static _fromFrame(frame, qos, retained = frame.retain) {
     const m = new Message(EMPTY);
     m.#bytes = frame.payload;
     m.destinationName = frame.topic;
     m.qos = qos;
-    m.retained = frame.retain;
+    m.retained = retained;
     m.duplicate = frame.duplicate;
     const p = frame.props;
     m.payloadFormatIndicator = p.payloadFormatIndicator;

@@ -783,7 +783,7 @@ export class Session {
       delivered = client?._stream === f.stream && client._deliver(f);
     } else {
       for (const client of this._clients) {
-        if (client._stream !== f.stream) continue;
+        if (client._stream !== f.stream || (f.except && client._handle === f.except)) continue;
         if (client._deliver(f)) delivered = true;
       }
     }

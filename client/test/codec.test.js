@@ -198,6 +198,7 @@ describe("frames", () => {
       will: { qos: 2, retain: true, topic: "dev/1/status", props: { contentType: "text/plain" }, payload: bytes(0x6f, 0x66, 0x66) },
     },
     { type: FrameType.SUBSCRIBE, req: 3, handle: 2, filter: "sensors/+/temp", qos: 1, maxFrequency: 2500 },
+    { type: FrameType.SUBSCRIBE, req: 3, handle: 2, filter: "a", qos: 2, noLocal: true, retainAsPublished: true, retainHandling: 2, maxFrequency: 0 },
     { type: FrameType.UNSUBSCRIBE, req: 4, handle: 2, filter: "a/#" },
     { type: FrameType.FREQUENCY, req: 9, handle: 2, filter: "a/+", maxFrequency: 2500 },
     { type: FrameType.BANDWIDTH, req: 10, value: 65536 },
@@ -275,6 +276,19 @@ describe("frames", () => {
     assert.deepEqual(enc, bytes(0x04, 1, 2, 3, 0x61, 0x2f, 0x2b, 1, 0xe8, 0x07));
   });
 
+  test("wire layout of SUBSCRIBE options: MQTT 5's byte", () => {
+    const optionsOf = (o) => encodeFrame({ type: FrameType.SUBSCRIBE, req: 1, handle: 2, filter: "a", qos: 1, maxFrequency: 0, ...o })[5];
+    assert.equal(optionsOf({}), 0x01);
+    assert.equal(optionsOf({ noLocal: true }), 0x05);
+    assert.equal(optionsOf({ retainAsPublished: true }), 0x09);
+    assert.equal(optionsOf({ retainHandling: 1 }), 0x11);
+    assert.equal(optionsOf({ retainHandling: 2 }), 0x21);
+    assert.throws(() => optionsOf({ retainHandling: 3 }), RangeError);
+    for (const bad of [0x31, 0x41, 0x81]) {
+      assert.throws(() => decodeFrame(bytes(0x04, 1, 2, 1, 0x61, bad, 0)), /reserved SUBSCRIBE options/, `options 0x${bad.toString(16)}`);
+    }
+  });
+
   test("wire layout of CONNECT flags", () => {
     const base = { type: FrameType.CONNECT, req: 1, handle: 1, broker: "b", clientId: "", keepAlive: 0, sessionExpiry: 0, username: "", password: bytes() };
     const flagsOf = (f) => encodeFrame({ ...base, ...f })[6];
@@ -288,6 +302,14 @@ describe("frames", () => {
     assert.deepEqual(enc, bytes(0x84, 1, 0x0e, 0, 1, 0x74, 0, 7));
     const addressed = encodeFrame({ type: FrameType.MESSAGE, stream: 1, qos: 0, retain: true, packetId: 0, client: 3, topic: "t", props: {}, payload: bytes(7) });
     assert.deepEqual(addressed, bytes(0x84, 1, 0x14, 0, 3, 1, 0x74, 0, 7), "bit 4, then the handle after packet_id");
+    const allButOne = encodeFrame({ type: FrameType.MESSAGE, stream: 1, qos: 0, retain: false, packetId: 0, except: 3, topic: "t", props: {}, payload: bytes(7) });
+    assert.deepEqual(allButOne, bytes(0x84, 1, 0x20, 0, 3, 1, 0x74, 0, 7), "bit 5, then the handle after packet_id");
+    assert.equal(decodeFrame(allButOne).except, 3);
+    const asPublished = encodeFrame({ type: FrameType.MESSAGE, stream: 1, qos: 0, retain: false, publishedRetain: true, packetId: 0, topic: "t", props: {}, payload: bytes(7) });
+    assert.deepEqual(asPublished, bytes(0x84, 1, 0x40, 0, 1, 0x74, 0, 7), "bit 6");
+    assert.equal(decodeFrame(asPublished).publishedRetain, true);
+    assert.throws(() => decodeFrame(bytes(0x84, 1, 0x80, 0, 1, 0x74, 0, 7)), /reserved bits/);
+    assert.throws(() => decodeFrame(bytes(0x84, 1, 0x30, 0, 3, 3, 1, 0x74, 0, 7)), /both addressed and for all but one/);
   });
 
   test("unknown frame type is malformed", () => {

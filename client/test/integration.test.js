@@ -169,6 +169,74 @@ describe("with a real gateway and mosquitto", () => {
     );
   });
 
+  test("retainHandling: 2 gets no retained message, 1 only for a new subscription", async () => {
+    const { topic, a, b } = await keptAndTwoClients("retain-handling");
+    let markers = 0;
+    // A live message after each SUBSCRIBE: a retained message that should not come
+    // would arrive before it.
+    const marker = async (c, n) => {
+      await pub(`${topic}/marker`, ["-q", "1", "-m", `m${++markers}`]);
+      await waitFor(() => c.received[n - 1], { what: `marker ${markers}` });
+    };
+    const seen = (c) => c.received.map((m) => [m.payloadString, m.retained]);
+    await a.subscribe(`${topic}/#`, { qos: 1, retainHandling: 2 }); // new to the gateway: the broker answers
+    await marker(a, 1);
+    await b.subscribe(`${topic}/#`, { qos: 1, retainHandling: 1 });
+    await waitFor(() => b.received[0], { what: "b's retained message" });
+    await b.subscribe(`${topic}/#`, { qos: 1, retainHandling: 1 }); // held already
+    await marker(b, 2);
+    assert.deepEqual(seen(a), [["m1", false], ["m2", false]]);
+    assert.deepEqual(seen(b), [["kept", true], ["m2", false]]);
+    assert.throws(() => a.subscribe(topic, { retainHandling: 3 }), /retainHandling must be 0/);
+  });
+
+  test("noLocal and retainAsPublished with a client id: the broker applies them", async () => {
+    const s = await session();
+    const topic = unique("options");
+    const c = s.createClient("main", `options-${randomBytes(4).toString("hex")}`);
+    c.received = [];
+    c.onMessageArrived = (m) => c.received.push(m);
+    await c.connect({ cleanSession: true });
+    await c.subscribe(`${topic}/#`, { qos: 1, noLocal: true, retainAsPublished: true });
+    await c.publish(`${topic}/own`, "own", 1);
+    await pub(`${topic}/live`, ["-q", "1", "-r", "-m", "live"]);
+    cleanups.push(() => pub(`${topic}/live`, ["-q", "1", "-r", "-n"]));
+    await waitFor(() => c.received[0], { what: "the live retained message" });
+    await pub(`${topic}/end`, ["-q", "1", "-m", "end"]);
+    await waitFor(() => c.received[1], { what: "the end marker" });
+    assert.deepEqual(
+      c.received.map((m) => [m.payloadString, m.retained]),
+      [
+        ["live", true],
+        ["end", false],
+      ],
+      "no copy of the client's own publish; the live retained message keeps its flag",
+    );
+    await c.disconnect();
+  });
+
+  test("noLocal and retainAsPublished on the shared connection, for the client that asked only", async () => {
+    const s = await session();
+    const topic = unique("shared-options");
+    const [asked, sibling] = [await client(s), await client(s)];
+    await asked.subscribe(`${topic}/#`, { qos: 1, noLocal: true, retainAsPublished: true });
+    await sibling.subscribe(`${topic}/#`, { qos: 1 });
+    await asked.publish(`${topic}/own`, "own", 1);
+    await waitFor(() => sibling.received[0], { what: "the sibling's copy of the publish" });
+    // The gateway takes a retained message within 2 s of a new filter's SUBACK for the
+    // broker's answer to it; from then on it is live.
+    await new Promise((resolve) => setTimeout(resolve, 2100));
+    await pub(`${topic}/live`, ["-q", "1", "-r", "-m", "live"]);
+    cleanups.push(() => pub(`${topic}/live`, ["-q", "1", "-r", "-n"]));
+    await waitFor(() => sibling.received[1], { what: "the live retained message" });
+    const seen = (c) => c.received.map((m) => [m.payloadString, m.retained]);
+    assert.deepEqual(seen(asked), [["live", true]], "no copy of its own publish; the flag as published");
+    assert.deepEqual(seen(sibling), [
+      ["own", false],
+      ["live", false],
+    ]);
+  });
+
   test("connect() says whether the broker kept the client id's session", async () => {
     const id = `present-${randomBytes(4).toString("hex")}`;
     const connect = async (options) => {

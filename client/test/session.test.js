@@ -402,6 +402,28 @@ describe("dispatch", () => {
     await session.close();
   });
 
+  test("reconnect: true subscribes again with each subscription's options", async () => {
+    const { session, conn } = await open();
+    const client = session.createClient("main", "dev-1");
+    const connecting = client.connect({ reconnect: true });
+    const first = await conn.take(F.CONNECT);
+    conn.send(result(first.req, 1));
+    await connecting;
+    const options = { qos: 1, maxFrequency: 2, noLocal: true, retainAsPublished: true, retainHandling: 2 };
+    const subscribing = client.subscribe("a/#", options);
+    const s = await conn.take(F.SUBSCRIBE);
+    conn.send(result(s.req, 1));
+    await subscribing;
+    const asked = (f) => [f.filter, f.qos, f.maxFrequency, f.noLocal, f.retainAsPublished, f.retainHandling];
+    assert.deepEqual(asked(s), ["a/#", 1, 2000, true, true, 2]);
+
+    conn.send({ type: F.LOST, handle: first.handle, code: 4041, message: "broker gone" });
+    const again = await conn.take(F.CONNECT); // after the first backoff, 0.5-1 s
+    conn.send(result(again.req, 2));
+    assert.deepEqual(asked(await conn.take(F.SUBSCRIBE)), asked(s));
+    await session.close();
+  });
+
   test("NOTICE reaches session.onNotice", async () => {
     const notices = [];
     const { session, conn } = await open({ onNotice: (n) => notices.push(n) });
