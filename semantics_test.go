@@ -395,6 +395,40 @@ func TestWillKeepsItsProperties(t *testing.T) {
 	}
 }
 
+// A will with a delay waits for it (MQTT 5 Will Delay Interval): a web
+// client that comes back in time with the same client id, as a page does
+// on a reload, leaves no will. One without a delay leaves its will at
+// once; it vanishes after the other, so its will must be the first.
+func TestWillDelayLetsAClientComeBack(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "session_timeout 1s")
+	connect := func(id string, delay uint32, clean bool) *gwclient.Client {
+		t.Helper()
+		c := dial(t, url)
+		var props *session.Props
+		if delay > 0 {
+			props = &session.Props{WillDelay: delay, HasWillDelay: true}
+		}
+		_, _, err := c.Connect(ctx10(t), session.ConnectParams{Broker: "main", ClientID: id, CleanStart: clean, SessionExpiry: 300,
+			Will: &session.PublishParams{Topic: "wills/" + id, QoS: 1, Props: props, Payload: []byte(id + " gone")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	wait := mosquittoSub(t, mq.port, "-t", "wills/#", "-C", "1", "-W", "15", "-v")
+	time.Sleep(300 * time.Millisecond) // mosquitto_sub has subscribed
+	connect("reloading", 60, true).Drop()
+	// The session expires after 1 s, and the gateway ends its broker
+	// connection without DISCONNECT: without the delay, the will goes now.
+	time.Sleep(2 * time.Second)
+	connect("reloading", 60, false) // back in time: the broker drops the will
+	connect("vanishing", 0, true).Drop()
+	if got := strings.TrimSpace(string(wait())); got != "wills/vanishing vanishing gone" {
+		t.Fatalf("first will published: %q, want the vanished client's", got)
+	}
+}
+
 // A CONNECT's result says whether the broker kept a session for the client
 // ID, as a CONNACK's Session Present does: not at first, yes when a client
 // comes back without clean start within the session's expiry, not after a

@@ -12,6 +12,11 @@ type Props struct {
 	ResponseTopic    string
 	CorrelationData  []byte
 	User             []UserProperty
+	// WillDelay is a will's alone (MQTT 5 Will Delay Interval): how many
+	// seconds the broker waits after the connection ends before it
+	// publishes the will, which a reconnection in time cancels.
+	WillDelay    uint32
+	HasWillDelay bool
 }
 
 // UserProperty is one MQTT 5 user property; keys may repeat.
@@ -22,7 +27,7 @@ type UserProperty struct {
 // Empty reports whether no property is set, so encoders can skip them.
 func (p *Props) Empty() bool {
 	return p == nil || (!p.HasPayloadFormat && !p.HasMessageExpiry && p.ContentType == "" &&
-		p.ResponseTopic == "" && p.CorrelationData == nil && len(p.User) == 0)
+		p.ResponseTopic == "" && p.CorrelationData == nil && len(p.User) == 0 && !p.HasWillDelay)
 }
 
 // Message is a message received from a broker, on its way to web clients.

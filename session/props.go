@@ -48,6 +48,11 @@ func (p *Props) willToPaho() *paho.WillProperties {
 	if pp == nil {
 		return nil
 	}
-	return &paho.WillProperties{ContentType: pp.ContentType, ResponseTopic: pp.ResponseTopic, CorrelationData: pp.CorrelationData,
+	out := &paho.WillProperties{ContentType: pp.ContentType, ResponseTopic: pp.ResponseTopic, CorrelationData: pp.CorrelationData,
 		PayloadFormat: pp.PayloadFormat, MessageExpiry: pp.MessageExpiry, User: pp.User}
+	if p.HasWillDelay {
+		d := p.WillDelay
+		out.WillDelayInterval = &d
+	}
+	return out
 }

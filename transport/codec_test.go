@@ -48,7 +48,10 @@ func TestClientFramesRoundTrip(t *testing.T) {
 	payload := []byte{0, 0xff, 0xfe, 'x'}
 	conn := session.ConnectParams{Broker: "b", ClientID: "c", CleanStart: true, KeepAlive: 30, SessionExpiry: 3600,
 		Username: "u", Password: []byte("p"),
-		Will: &session.PublishParams{Topic: "will/t", QoS: 1, Retain: true, Props: props, Payload: payload}}
+		Will: &session.PublishParams{Topic: "will/t", QoS: 1, Retain: true, Payload: payload}}
+	willProps := *props
+	willProps.WillDelay, willProps.HasWillDelay = 300, true
+	conn.Will.Props = &willProps
 	cases := []struct {
 		unit []byte
 		want Frame
@@ -159,6 +162,7 @@ func TestMalformedFramesAreRejected(t *testing.T) {
 		"trailing bytes":      append(AppendDisconnect(nil, 1, 1)[1:], 0),
 		"publish flag bits":   {TypePublish, 1, 1, 1, 't', 0x10, 0},
 		"unknown property":    {TypePublish, 1, 1, 1, 't', 0, 1, 99},
+		"publish will delay":  {TypePublish, 1, 1, 1, 't', 0, 1, 7, 5},
 		"string past the end": {TypeUnsubscribe, 1, 1, 50, 'a'},
 		"kv count too large":  {TypeOpen, 1, 0, 0, 100},
 		"truncated bind":      {TypeBind, 1, 2, 3},
