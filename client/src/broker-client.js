@@ -132,6 +132,13 @@ export class BrokerClient {
       return op.promise;
     }
     const will = o.willMessage ?? null;
+    const willDelay = o.willDelayInterval ?? null;
+    if (willDelay !== null) {
+      if (will === null) throw new TypeError("willDelayInterval needs a willMessage");
+      if (!Number.isInteger(willDelay) || willDelay < 0 || willDelay > 0xffffffff) {
+        throw new TypeError(`willDelayInterval must be a whole number of seconds from 0 to 4294967295, got ${describeValue(willDelay)}`);
+      }
+    }
     if (will !== null) {
       if (typeof will.destinationName !== "string") throw new TypeError("willMessage.destinationName must be set");
       if (!isQos(will.qos ?? 0)) {
@@ -156,7 +163,10 @@ export class BrokerClient {
               topic: will.destinationName,
               qos: will.qos ?? 0,
               retain: !!will.retained,
-              props: typeof will._props === "function" ? will._props() : {},
+              props: {
+                ...(typeof will._props === "function" ? will._props() : {}),
+                ...(willDelay === null ? {} : { willDelayInterval: willDelay }),
+              },
               payload: will.payloadBytes ?? empty,
             },
     };

@@ -126,6 +126,15 @@ export interface ConnectOptions extends CallbackOptions<ConnectResult> {
    * many clients', connect() fails with 4003 rather than drop the will.
    */
   willMessage?: Message;
+  /**
+   * MQTT 5 will delay interval in seconds (needs willMessage): the broker waits this
+   * long after the connection ends before it publishes the will, and drops it if this
+   * client id resumes its session meanwhile (cleanSession false), as a page that
+   * reloads may. Takes effect with a session that outlives the connection
+   * (sessionExpiryInterval, or cleanSession false); the broker publishes the will when
+   * the session ends, if that is sooner.
+   */
+  willDelayInterval?: number;
   /** Broker credentials (dedicated connections; the gateway may configure its own). */
   userName?: string;
   password?: string | ArrayBuffer | ArrayBufferView;

@@ -45,6 +45,7 @@ export const PropId = Object.freeze({
   responseTopic: 4,
   correlationData: 5,
   userProperty: 6,
+  willDelayInterval: 7, // a will's props only
 });
 
 /** Largest uvarint value: every protocol integer is exact in a JS number. */
@@ -153,6 +154,8 @@ export class Writer {
         throw new TypeError(`userProperties must be [name, value] pairs of strings, got ${JSON.stringify(pair)}`);
       entries.push(() => { this.u8(PropId.userProperty); this.string(k); this.string(v); });
     }
+    if (p.willDelayInterval !== undefined && p.willDelayInterval !== null)
+      entries.push(() => { this.u8(PropId.willDelayInterval); this.uvarint(p.willDelayInterval); });
     this.uvarint(entries.length);
     for (const write of entries) write();
   }
@@ -232,7 +235,7 @@ export class Reader {
     return out;
   }
 
-  props() {
+  props(will = false) {
     const n = this.uvarint();
     const p = {};
     for (let i = 0; i < n; i++) {
@@ -258,6 +261,10 @@ export class Reader {
           break;
         case PropId.userProperty:
           (p.userProperties ??= []).push([this.string(), this.string()]);
+          break;
+        case PropId.willDelayInterval:
+          if (!will) throw malformed("will delay interval outside a will");
+          once(p, "willDelayInterval", this.uvarint());
           break;
         default:
           throw malformed(`unknown property id ${id}`);
@@ -512,7 +519,7 @@ export function decodeFrame(bytes, start = 0, end = bytes.length) {
           qos: (flags >> 2) & 0x03,
           retain: (flags & 0x10) !== 0,
           topic: r.string(),
-          props: r.props(),
+          props: r.props(true),
           payload: r.bytes(),
         };
       }

@@ -150,8 +150,13 @@ describe("strings, bytes, kv, props", () => {
   });
 
   test("unknown property id is malformed", () => {
-    assertMalformed(() => new Reader(bytes(1, 7, 0)).props());
+    assertMalformed(() => new Reader(bytes(1, 8, 0)).props());
     assertMalformed(() => new Reader(bytes(1, 0, 0)).props());
+  });
+
+  test("a will delay interval is a will's alone", () => {
+    assert.deepEqual(new Reader(bytes(1, 7, 30)).props(true), { willDelayInterval: 30 });
+    assertMalformed(() => new Reader(bytes(1, 7, 30)).props());
   });
 
   test("repeated single-valued property is malformed", () => {
@@ -195,7 +200,7 @@ describe("frames", () => {
       sessionExpiry: 86400,
       username: "u",
       password: bytes(1, 2, 3),
-      will: { qos: 2, retain: true, topic: "dev/1/status", props: { contentType: "text/plain" }, payload: bytes(0x6f, 0x66, 0x66) },
+      will: { qos: 2, retain: true, topic: "dev/1/status", props: { contentType: "text/plain", willDelayInterval: 30 }, payload: bytes(0x6f, 0x66, 0x66) },
     },
     { type: FrameType.SUBSCRIBE, req: 3, handle: 2, filter: "sensors/+/temp", qos: 1, maxFrequency: 2500 },
     { type: FrameType.SUBSCRIBE, req: 3, handle: 2, filter: "a", qos: 2, noLocal: true, retainAsPublished: true, retainHandling: 2, maxFrequency: 0 },

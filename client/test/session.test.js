@@ -122,7 +122,7 @@ describe("requests", () => {
     will.qos = 1;
     will.retained = true;
     will.contentType = "text/plain";
-    client.connect({ cleanSession: false, userName: "u", password: "p", keepAliveInterval: 30, sessionExpiryInterval: 600, willMessage: will });
+    client.connect({ cleanSession: false, userName: "u", password: "p", keepAliveInterval: 30, sessionExpiryInterval: 600, willMessage: will, willDelayInterval: 120 });
     const c = await conn.take(F.CONNECT);
     assert.equal(c.broker, "sensors");
     assert.equal(c.clientId, "dev-1");
@@ -131,7 +131,10 @@ describe("requests", () => {
     assert.deepEqual(c.password, new TextEncoder().encode("p"));
     assert.equal(c.keepAlive, 30);
     assert.equal(c.sessionExpiry, 600);
-    assert.deepEqual(c.will, { qos: 1, retain: true, topic: "dev/1/status", props: { contentType: "text/plain" }, payload: will.payloadBytes });
+    assert.deepEqual(c.will, { qos: 1, retain: true, topic: "dev/1/status", props: { contentType: "text/plain", willDelayInterval: 120 }, payload: will.payloadBytes });
+    const other = session.createClient("sensors", "dev-2");
+    assert.throws(() => other.connect({ willDelayInterval: 5 }), /willDelayInterval needs a willMessage/);
+    assert.throws(() => other.connect({ willMessage: will, willDelayInterval: 1.5 }), /willDelayInterval must be a whole number/);
     await session.close();
   });
 
