@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bytes"
+	"reflect"
 	"testing"
 
 	"github.com/caddy-mqtt/mqttgateway/session"
@@ -11,7 +12,7 @@ import (
 // runs on every client byte: it must never panic, and a client frame that
 // decodes must encode back to a frame that decodes to the same thing.
 func FuzzDecodeUnit(f *testing.F) {
-	conn := session.ConnectParams{Broker: "b", Will: &session.PublishParams{Topic: "w", Payload: []byte{1}}}
+	conn := session.ConnectParams{Broker: "b", Will: &session.PublishParams{Topic: "w", Payload: []byte{1}, Props: &session.Props{WillDelay: 5, HasWillDelay: true}}}
 	f.Add(AppendOpen(nil, "u", []byte("p"), []KV{{"k", "v"}}))
 	f.Add(AppendConnect(nil, 1, 2, &conn))
 	f.Add(AppendSubscribe(AppendPing(nil), 3, 2, "a/#", 1, 0))
@@ -36,6 +37,8 @@ func FuzzDecodeUnit(f *testing.F) {
 				again = AppendUnsubscribe(nil, fr.Req, fr.Handle, fr.Filter)
 			case TypeSend:
 				again = AppendSend(nil, fr.Session, fr.Secret, fr.Requests, fr.Counted)
+			case TypeConnect:
+				again = AppendConnect(nil, fr.Req, fr.Handle, &fr.Connect)
 			default:
 				return nil
 			}
@@ -44,7 +47,8 @@ func FuzzDecodeUnit(f *testing.F) {
 				t.Fatalf("re-encoded frame does not decode: %v", err)
 			}
 			if fr2.Filter != fr.Filter || fr2.Publish.Topic != fr.Publish.Topic || !bytes.Equal(fr2.Publish.Payload, fr.Publish.Payload) ||
-				fr2.Session != fr.Session || fr2.Secret != fr.Secret || fr2.Requests != fr.Requests || fr2.Counted != fr.Counted {
+				fr2.Session != fr.Session || fr2.Secret != fr.Secret || fr2.Requests != fr.Requests || fr2.Counted != fr.Counted ||
+				fr2.QoS != fr.QoS || fr2.SubOptions != fr.SubOptions || !reflect.DeepEqual(fr2.Connect, fr.Connect) {
 				t.Fatalf("round trip changed the frame: %+v vs %+v", fr, fr2)
 			}
 			return nil
