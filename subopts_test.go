@@ -191,3 +191,35 @@ func TestRetainAsPublishedOnTheSharedConnection(t *testing.T) {
 	expect(s, "a live retained message once the subscription asking for the flag is gone", "after", false)
 	expect(other, "a live retained message", "after", false)
 }
+
+// A retained message published to a topic new to the gateway, right after
+// another session subscribed a new filter covering it, is a live message
+// for the holders of an older filter covering it. Mosquitto sends a copy
+// per matching subscription, the embedded broker one copy with every
+// subscription identifier; the holders get it either way.
+func TestLiveRetainedDuringANewFiltersAnswerReachesOlderHolders(t *testing.T) {
+	run := func(t *testing.T, url string, brokerPort int) {
+		holder, newcomer := dialAddressing(t, url), dialAddressing(t, url)
+		connectSubscribe(t, holder, "race/#", 0)
+		time.Sleep(retainedSettle)
+		connectSubscribe(t, newcomer, "race/x", 0) // a new filter: its answer window opens
+		mosquittoPub(t, brokerPort, "-t", "race/x", "-m", "first", "-r")
+		if f := nextMessage(t, holder); string(f.Publish.Payload) != "first" || f.Publish.Retain {
+			t.Fatalf("the holder of the older filter got %+v, want the live message", f)
+		}
+		if f := nextMessage(t, newcomer); string(f.Publish.Payload) != "first" {
+			t.Fatalf("the newcomer got %+v, want the message", f)
+		}
+	}
+	t.Run("mosquitto", func(t *testing.T) {
+		mq := startMosquitto(t)
+		url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+		run(t, url, mq.port)
+	})
+	t.Run("embedded", func(t *testing.T) {
+		brokerPort, httpPort := freePort(t), freePort(t)
+		startCaddy(t, fmt.Sprintf("http://127.0.0.1:%d {\n\tmqtt_gateway /mqtt/* {\n\t\tbroker main embedded {\n\t\t\tlisten 127.0.0.1:%d\n\t\t}\n\t}\n}\n",
+			httpPort, brokerPort))
+		run(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort), brokerPort)
+	})
+}

@@ -187,12 +187,13 @@ func (h *Hub) onRetained(m *Message, id int, echoSess *Session, echoClient uint6
 // h.mu held, before the copy is updated. Without identifiers (a broker that
 // has none) it cannot tell, and the message goes to everyone, as before.
 //
-// A topic the hub has no copy of is covered by no filter older than this
-// one (its answer would have given the hub one), so the message reaches
-// only the sessions that just subscribed it: those that asked for retained
-// messages get it flagged, and one that asked for none (Retain Handling)
-// does not get it. Should it in fact be a retained message published
-// within the answer window, such a session misses it (README).
+// A topic the hub has no copy of, and no other filter covers, is new to
+// the gateway: the message goes only to the sessions that just subscribed
+// f. Those that asked for retained messages get it flagged, and one that
+// asked for none (Retain Handling) does not get it. Should it in fact be a
+// retained message published within the answer window, such a session
+// misses it (README). With another filter covering the topic, it may be a
+// live message those holders must get, and goes to everyone as before.
 func (h *Hub) answers(m *Message, id int, now time.Time) string {
 	if id == 0 {
 		return ""
@@ -202,10 +203,22 @@ func (h *Hub) answers(m *Message, id int, now time.Time) string {
 	if fs == nil || !now.Before(fs.answering) {
 		return ""
 	}
-	if prev, ok := h.retained[m.Topic]; ok && !bytes.Equal(prev.msg.Payload, m.Payload) {
+	prev, ok := h.retained[m.Topic]
+	switch {
+	case ok && !bytes.Equal(prev.msg.Payload, m.Payload):
+		return ""
+	case !ok && h.coveredByAnother(m.Topic, f):
 		return ""
 	}
 	return f
+}
+
+// coveredByAnother reports whether a filter of the hub other than f
+// matches topic name. Called with h.mu held.
+func (h *Hub) coveredByAnother(name, f string) bool {
+	covered := false
+	h.index.Match(name, func(filter string, _ *member) { covered = covered || filter != f })
+	return covered
 }
 
 // sendRetained delivers the hub's retained messages matching filter to a
