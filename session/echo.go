@@ -20,13 +20,18 @@ import (
 //
 // Which of two identical messages on a topic is the echo cannot be told,
 // and need not be: they are the same message. A note whose echo does not
-// come (the broker dropped a QoS 0 publish, or did not deliver it to the
-// gateway) lapses after echoTTL. Notes keep a hash, not the message, and at
-// most maxEchoes wait per hub.
+// come (the broker dropped the publish, or did not deliver it to the
+// gateway) lapses after echoTTL; lapsed notes are swept every echoTTL.
+// Notes keep a hash, not the message. A session may have at most
+// maxEchoesPerSession waiting, so one that publishes what the broker never
+// echoes (Mosquitto drops client publishes to $SYS) harms only its own No
+// Local; past that, and past maxEchoes per hub, an echo reaches its
+// publisher.
 
 const (
-	echoTTL   = 30 * time.Second
-	maxEchoes = 4096
+	echoTTL             = 30 * time.Second
+	maxEchoes           = 65536
+	maxEchoesPerSession = 256
 )
 
 type echoNote struct {
@@ -37,14 +42,16 @@ type echoNote struct {
 
 // echoes are a hub's notes, by the hash of topic and payload, oldest first.
 type echoes struct {
-	seed  maphash.Seed
-	count atomic.Int32 // notes kept, read without the lock for every message
-	mu    sync.Mutex
-	notes map[uint64][]*echoNote
+	seed      maphash.Seed
+	count     atomic.Int32 // notes kept, read without the lock for every message
+	mu        sync.Mutex
+	notes     map[uint64][]*echoNote
+	bySession map[*Session]int
+	nextSweep time.Time
 }
 
 func newEchoes() *echoes {
-	return &echoes{seed: maphash.MakeSeed(), notes: map[uint64][]*echoNote{}}
+	return &echoes{seed: maphash.MakeSeed(), notes: map[uint64][]*echoNote{}, bySession: map[*Session]int{}}
 }
 
 func (e *echoes) sum(topic string, payload []byte) uint64 {
@@ -58,21 +65,20 @@ func (e *echoes) sum(topic string, payload []byte) uint64 {
 
 // expect notes that the client of sess with handle client publishes topic
 // and payload and must not get it back. withdraw takes the note back, for
-// a publish that did not reach the broker. With maxEchoes notes waiting
-// and none lapsed, it notes nothing: the client gets that echo.
+// a publish that did not reach the broker. Past the bounds it notes
+// nothing: the client gets that echo.
 func (e *echoes) expect(sess *Session, client uint64, topic string, payload []byte) (withdraw func()) {
 	sum := e.sum(topic, payload)
 	now := time.Now()
 	n := &echoNote{sess: sess, client: client, until: now.Add(echoTTL)}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if int(e.count.Load()) >= maxEchoes {
-		e.sweepLocked(now)
-		if int(e.count.Load()) >= maxEchoes {
-			return func() {}
-		}
+	e.sweepIfDueLocked(now)
+	if int(e.count.Load()) >= maxEchoes || e.bySession[sess] >= maxEchoesPerSession {
+		return func() {}
 	}
 	e.notes[sum] = append(e.notes[sum], n)
+	e.bySession[sess]++
 	e.count.Add(1)
 	return func() { e.take(sum, func(m *echoNote) bool { return m == n }) }
 }
@@ -95,14 +101,17 @@ func (e *echoes) take(sum uint64, match func(*echoNote) bool) *echoNote {
 	now := time.Now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.sweepIfDueLocked(now)
 	list := e.notes[sum]
 	var found *echoNote
 	kept := list[:0]
 	for _, n := range list {
 		switch {
 		case !now.Before(n.until): // lapsed
+			e.droppedLocked(n)
 		case found == nil && match(n):
 			found = n
+			e.droppedLocked(n)
 		default:
 			kept = append(kept, n)
 		}
@@ -111,22 +120,38 @@ func (e *echoes) take(sum uint64, match func(*echoNote) bool) *echoNote {
 	return found
 }
 
-// sweepLocked drops every lapsed note. Called with e.mu held.
-func (e *echoes) sweepLocked(now time.Time) {
+// sweepIfDueLocked drops every lapsed note, once per echoTTL: notes no
+// message takes must not stay, with their sessions, nor keep every message
+// of the hub hashed. Called with e.mu held.
+func (e *echoes) sweepIfDueLocked(now time.Time) {
+	if now.Before(e.nextSweep) {
+		return
+	}
+	e.nextSweep = now.Add(echoTTL)
 	for sum, list := range e.notes {
 		kept := list[:0]
 		for _, n := range list {
 			if now.Before(n.until) {
 				kept = append(kept, n)
+			} else {
+				e.droppedLocked(n)
 			}
 		}
 		e.setLocked(sum, list, kept)
 	}
 }
 
-// setLocked stores kept, a prefix-reuse of list, under sum.
+// droppedLocked counts a note out of its session's share.
+func (e *echoes) droppedLocked(n *echoNote) {
+	if e.bySession[n.sess]--; e.bySession[n.sess] <= 0 {
+		delete(e.bySession, n.sess)
+	}
+	e.count.Add(-1)
+}
+
+// setLocked stores kept, the notes of list that stay (in list's array),
+// under sum.
 func (e *echoes) setLocked(sum uint64, list, kept []*echoNote) {
-	e.count.Add(int32(len(kept) - len(list)))
 	clear(list[len(kept):]) // no stale pointers to sessions past the end
 	if len(kept) == 0 {
 		delete(e.notes, sum)
