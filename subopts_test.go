@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/caddy-mqtt/mqttgateway/session"
+	"github.com/caddy-mqtt/mqttgateway/transport"
 	"github.com/caddy-mqtt/mqttgateway/transport/gwclient"
 )
 
@@ -222,4 +223,111 @@ func TestLiveRetainedDuringANewFiltersAnswerReachesOlderHolders(t *testing.T) {
 			httpPort, brokerPort))
 		run(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort), brokerPort)
 	})
+}
+
+// No Local holds for a retained publish too, also in the window in which
+// the gateway takes retained messages for the broker's answer to a new
+// SUBSCRIBE: the client's own, or a sibling's of the same session.
+func TestNoLocalForRetainedPublishesInAnAnswerWindow(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	ctx := ctx10(t)
+	s := dialAddressing(t, url)
+	own := connectMain(t, s)
+	publishOwn := func(topic string) {
+		t.Helper()
+		if err := s.Publish(ctx, own, session.PublishParams{Topic: topic, QoS: 1, Retain: true, Payload: []byte("mine")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every copy of "mine" is for a sibling or for all clients but own,
+	// until the marker.
+	expectNoneForOwn := func(what, marker string) {
+		t.Helper()
+		mosquittoPub(t, mq.port, "-q", "1", "-t", marker, "-m", "marker")
+		for {
+			f := nextMessage(t, s)
+			if f.Publish.Topic == marker {
+				return
+			}
+			if f.Handle == own || f.Handle == 0 && f.Except != own {
+				t.Fatalf("%s: the No Local client %d got its own publish: %+v", what, own, f)
+			}
+		}
+	}
+	if _, err := s.SubscribeWith(ctx, own, "nlr/#", 1, session.SubscribeOptions{NoLocal: true}); err != nil {
+		t.Fatal(err)
+	}
+	publishOwn("nlr/state") // within its own subscription's answer window
+	expectNoneForOwn("right after its own SUBSCRIBE", "nlr/marker")
+
+	time.Sleep(retainedSettle)
+	connectSubscribe(t, s, "nlr/+/cfg", 1) // a sibling's new filter: another window
+	publishOwn("nlr/a/cfg")
+	expectNoneForOwn("right after a sibling's SUBSCRIBE", "nlr/marker")
+}
+
+// Retain Handling 2 holds after a broker outage too: the gateway subscribes
+// again and sends the retained messages again to the clients that take
+// them, not to one that asked for none.
+func TestRetainHandlingNeverAfterABrokerOutage(t *testing.T) {
+	mq := startMosquitto(t)
+	mosquittoPub(t, mq.port, "-t", "rho/a", "-m", "kept", "-r")
+	proxy := startProxy(t, fmt.Sprintf("127.0.0.1:%d", mq.port))
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", proxy.port()), "")
+	ctx := ctx10(t)
+	s := dialAddressing(t, url)
+	never, always := connectMain(t, s), connectMain(t, s)
+	if _, err := s.SubscribeWith(ctx, never, "rho/#", 0, session.SubscribeOptions{RetainHandling: session.RetainNever}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Subscribe(ctx, always, "rho/#", 0); err != nil {
+		t.Fatal(err)
+	}
+	expectMessage(t, s, "the retained message for the client that takes them", "kept", true, always)
+	proxy.cut()
+	// The outage's NOTICEs (4041, then 0 once the gateway has subscribed
+	// again) and the retained message again, which may come before the 0.
+	again, back := false, false
+	for !again || !back {
+		switch f := nextMessage(t, s); {
+		case f.Type == transport.TypeNotice && f.Code == session.CodeBrokerUnavailable:
+		case f.Type == transport.TypeNotice && f.Code == 0:
+			back = true
+		case string(f.Publish.Payload) == "kept" && f.Publish.Retain && f.Handle == always && !again:
+			again = true
+		default:
+			t.Fatalf("after the outage: %+v, want NOTICEs and the retained message for client %d alone", f, always)
+		}
+	}
+	mosquittoPub(t, mq.port, "-t", "rho/m", "-m", "marker")
+	expectMessage(t, s, "the next live message", "marker", false, 0)
+}
+
+// A client's own publish does not take the place of another publisher's
+// value that a frequency limit holds: for that client the held value is
+// the latest, so it goes first, and the echo waits its turn.
+func TestNoLocalEchoKeepsTheValueAFrequencyLimitHolds(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	ctx := ctx10(t)
+	s := dialAddressing(t, url)
+	own := connectMain(t, s)
+	if _, err := s.SubscribeWith(ctx, own, "fq/x", 0, session.SubscribeOptions{NoLocal: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetFrequency(ctx, own, "fq/x", 1); err != nil {
+		t.Fatal(err)
+	}
+	mosquittoPub(t, mq.port, "-t", "fq/x", "-m", "v1")
+	expectMessage(t, s, "the first value", "v1", false, 0)
+	mosquittoPub(t, mq.port, "-t", "fq/x", "-m", "v2") // held for up to a second
+	time.Sleep(100 * time.Millisecond)
+	if err := s.Publish(ctx, own, session.PublishParams{Topic: "fq/x", Payload: []byte("v3")}); err != nil {
+		t.Fatal(err)
+	}
+	expectMessage(t, s, "the held value, before the client's own", "v2", false, 0)
+	if f := nextMessage(t, s); string(f.Publish.Payload) != "v3" || f.Except != own {
+		t.Fatalf("then %+v, want the client's own v3 for every client but %d", f, own)
+	}
 }

@@ -317,7 +317,7 @@ func (s *Session) Subscribe(req, handle uint64, filter string, qos byte, opts Su
 			return
 		}
 		if had { // a repeated subscribe replaces the old one, as in MQTT
-			c.hub.unsubscribe(s, filter, old)
+			c.hub.unsubscribe(s, c.handle, filter, old)
 		}
 		c.subs[filter] = qos
 		s.mu.Lock()
@@ -365,7 +365,7 @@ func (s *Session) Unsubscribe(req, handle uint64, filter string) {
 			s.notify(Action{Kind: "unsubscribe", Broker: c.hub.br().cfg.Name, ClientID: c.clientID, Topic: filter, QoS: qos})
 			delete(c.subs, filter)
 			c.dropOptions(filter)
-			c.hub.unsubscribe(s, filter, qos)
+			c.hub.unsubscribe(s, c.handle, filter, qos)
 			s.mu.Lock()
 			s.clearFrequency(c, c.hub.stream, filter)
 			s.mu.Unlock()
@@ -517,7 +517,7 @@ func (c *Client) detach() {
 	// must not unsubscribe, or the broker would keep nothing meanwhile.
 	if !c.hub.dedicated {
 		for f, q := range c.subs {
-			c.hub.unsubscribe(c.sess, f, q)
+			c.hub.unsubscribe(c.sess, c.handle, f, q)
 		}
 	}
 	c.sess.mu.Lock()

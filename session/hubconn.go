@@ -201,11 +201,23 @@ func (h *Hub) onUp(cm *autopaho.ConnectionManager, ca *paho.Connack) {
 	}
 	// Every session gets the current retained messages again, as a direct
 	// client reconnecting would: they may have changed during the outage.
+	// Not a client whose subscription asked for none (Retain Handling 2);
+	// in a session that takes addressed messages, each other client gets
+	// them addressed, so such a one does not.
 	if !h.dedicated {
 		until := time.Now().Add(time.Duration(h.br().cfg.ConnectTimeout) + retainedWindow)
 		for _, mb := range h.members {
-			for f := range mb.filters {
-				h.await(mb, f, until, 0)
+			addressed := mb.sess.addressRetained.Load()
+			for f, holders := range mb.filters {
+				for _, x := range holders {
+					switch {
+					case !x.again:
+					case addressed:
+						h.await(mb, f, until, x.client)
+					default:
+						h.await(mb, f, until, 0)
+					}
+				}
 			}
 		}
 	}

@@ -118,7 +118,7 @@ func (o *outbox) conflating(always, attached bool, held int) bool {
 // there is one. The frame keeps its number and place: the client sees the
 // newer value where the older would have been.
 func (o *outbox) conflate(e Event) bool {
-	if e.Kind != EventMessage || e.Msg.QoS != 0 || e.Msg.Client != 0 || o.latest == nil {
+	if !conflatable(e) || o.latest == nil {
 		return false
 	}
 	n, ok := o.latest[conflationKey{e.Msg.Stream, e.Msg.Topic}]
@@ -131,10 +131,20 @@ func (o *outbox) conflate(e Event) bool {
 	return true
 }
 
+// conflatable reports whether e is a QoS 0 message for every client of the
+// session whose subscriptions match, which a newer value of its topic may
+// replace while it waits, and which may replace an older one. A message
+// for one client (addressed) or for all but one (a client's own publish,
+// Message.Except) is neither: for some client the value it would replace
+// or be replaced by is the latest.
+func conflatable(e Event) bool {
+	return e.Kind == EventMessage && e.Msg.QoS == 0 && e.Msg.Client == 0 && e.Msg.Except == 0
+}
+
 // push queues a frame. Callers check full first: push itself never
 // refuses, because control frames (results, notices) must always get out.
 func (o *outbox) push(e Event, track bool) {
-	if track && e.Kind == EventMessage && e.Msg.QoS == 0 && e.Msg.Client == 0 {
+	if track && conflatable(e) {
 		if o.latest == nil {
 			o.latest = map[conflationKey]uint64{}
 		}

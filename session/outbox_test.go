@@ -109,33 +109,42 @@ func TestOutboxConflatesUnwrittenQoS0PerTopic(t *testing.T) {
 	}
 }
 
-// A retained message addressed to one client of the session neither takes
-// the place of a waiting value (the other clients would lose it) nor gives
-// its own to a newer one (the subscribing client would lose its retained
-// message); a newer value still replaces the one waiting before it.
-func TestOutboxKeepsAddressedMessages(t *testing.T) {
-	o := newOutbox(testLimits())
-	push := func(m *Message) bool {
-		e := Event{Kind: EventMessage, Msg: m}
-		if o.conflate(e) {
-			return true
-		}
-		o.push(e, true)
-		return false
-	}
-	push(&Message{Topic: "a", Payload: []byte("live 1")})
-	if push(&Message{Topic: "a", Payload: []byte("kept"), Retain: true, Client: 2}) {
-		t.Fatal("an addressed message took the place of a value for every client")
-	}
-	if push(&Message{Topic: "a", Payload: []byte("live 2")}) {
-		t.Fatal("a newer value took the place of one queued before an addressed message")
-	}
-	var got []string
-	for _, e := range o.take(nil, 100, nil) {
-		got = append(got, string(e.Msg.Payload))
-	}
-	if !slices.Equal(got, []string{"live 1", "kept", "live 2"}) {
-		t.Fatalf("frames %q", got)
+// A message addressed to one client of the session (a retained message
+// for its SUBSCRIBE), or for all but one (a client's own publish, which its
+// No Local keeps from it), neither takes the place of a waiting value (some
+// client would lose it) nor gives its own to a newer one (some client
+// would lose its latest value); a newer value still replaces the one
+// waiting before it.
+func TestOutboxKeepsMessagesNotForEveryClient(t *testing.T) {
+	for name, special := range map[string]*Message{
+		"addressed":   {Topic: "a", Payload: []byte("special"), Retain: true, Client: 2},
+		"all but one": {Topic: "a", Payload: []byte("special"), Except: 2},
+	} {
+		t.Run(name, func(t *testing.T) {
+			o := newOutbox(testLimits())
+			push := func(m *Message) bool {
+				e := Event{Kind: EventMessage, Msg: m}
+				if o.conflate(e) {
+					return true
+				}
+				o.push(e, true)
+				return false
+			}
+			push(&Message{Topic: "a", Payload: []byte("live 1")})
+			if push(special) {
+				t.Fatal("it took the place of a value for every client")
+			}
+			if push(&Message{Topic: "a", Payload: []byte("live 2")}) {
+				t.Fatal("a newer value took the place of one queued before it")
+			}
+			var got []string
+			for _, e := range o.take(nil, 100, nil) {
+				got = append(got, string(e.Msg.Payload))
+			}
+			if !slices.Equal(got, []string{"live 1", "special", "live 2"}) {
+				t.Fatalf("frames %q", got)
+			}
+		})
 	}
 }
 

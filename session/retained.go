@@ -148,10 +148,22 @@ func (h *Hub) onRetained(m *Message, id int, echoSess *Session, echoClient uint6
 		}
 		return asPublished
 	}
+	// notOwn keeps msg from the client whose own publish m is.
+	notOwn := func(sess *Session, msg *Message) *Message {
+		if sess == echoSess {
+			return msg.except(echoClient)
+		}
+		return msg
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	now := time.Now()
-	answers := h.answers(m, id, now) // the filter whose SUBSCRIBE m answers, or ""
+	// The filter whose SUBSCRIBE m answers, or "". A web client's own
+	// publish is live, whatever window it falls in.
+	answers := ""
+	if echoSess == nil {
+		answers = h.answers(m, id, now)
+	}
 	if answers != "" {
 		h.dups.forget()
 	}
@@ -173,11 +185,9 @@ func (h *Hub) onRetained(m *Message, id int, echoSess *Session, echoClient uint6
 				a.deliver(mb.sess, flagged)
 			}
 		case mb.awaits(m.Topic, now):
-			mb.sess.deliver(flagged)
-		case mb.sess == echoSess:
-			mb.sess.deliver(liveFor(mb.sess).except(echoClient))
+			mb.sess.deliver(notOwn(mb.sess, flagged))
 		default:
-			mb.sess.deliver(liveFor(mb.sess))
+			mb.sess.deliver(notOwn(mb.sess, liveFor(mb.sess)))
 		}
 	})
 }

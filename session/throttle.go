@@ -56,18 +56,26 @@ func (s *Session) releaseHeld() {
 // its topic's latest value. A message that goes past the gate (QoS 1/2, a
 // topic without a limit now) drops the value held for its topic: that one
 // is older and must not arrive after it. Called with s.mu held.
+//
+// A client's own publish, which one client of the session must not get
+// (Message.Except), supersedes the held value for the others only: for
+// that client the held value is the latest. So that value goes out first,
+// early, and the echo takes its place.
 func (s *Session) admit(m *Message) bool {
 	if m.QoS > 0 {
-		s.dropHeld(m)
+		s.supersedeHeld(m)
 		return true
 	}
 	interval, matched := s.freqs[m.Stream].interval(m.Topic)
 	if !matched || interval <= 0 {
-		s.dropHeld(m)
+		s.supersedeHeld(m)
 		return true
 	}
 	now := time.Now()
 	key := conflationKey{m.Stream, m.Topic}
+	if m.Except != 0 {
+		s.releaseHeld1(key)
+	}
 	ok, replaced := s.gate.Offer(key, interval, m, now)
 	if replaced {
 		s.mgr.metrics.Conflated.Inc()
@@ -106,11 +114,28 @@ func (s *Session) armGate(now time.Time) {
 	}
 }
 
-// dropHeld discards the value held for m's topic, which m supersedes.
-// Called with s.mu held.
-func (s *Session) dropHeld(m *Message) {
-	if s.gate.Waiting() > 0 && s.gate.Drop(conflationKey{m.Stream, m.Topic}) {
+// supersedeHeld discards the value held for m's topic, which m
+// supersedes, or sends it first if one client must not get m. Called with
+// s.mu held.
+func (s *Session) supersedeHeld(m *Message) {
+	key := conflationKey{m.Stream, m.Topic}
+	switch {
+	case s.gate.Waiting() == 0:
+	case m.Except != 0:
+		s.releaseHeld1(key)
+	case s.gate.Drop(key):
 		s.mgr.metrics.Conflated.Inc()
+	}
+}
+
+// releaseHeld1 queues the value held for key now, if any. Called with s.mu
+// held.
+func (s *Session) releaseHeld1(key conflationKey) {
+	if s.gate == nil {
+		return
+	}
+	if v, ok := s.gate.Take(key); ok {
+		s.pushLocked(Event{Kind: EventMessage, Msg: v})
 	}
 }
 

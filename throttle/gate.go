@@ -99,15 +99,23 @@ func (g *Gate[K, T]) release(dst []T, now time.Time) []T {
 // past the gate (a QoS 1/2 message, a topic no longer limited), and the
 // older must not follow it.
 func (g *Gate[K, T]) Drop(key K) (dropped bool) {
+	_, dropped = g.Take(key)
+	return dropped
+}
+
+// Take removes and returns the value waiting for key, if any, for the
+// caller to deliver now; the key's interval runs on as it was.
+func (g *Gate[K, T]) Take(key K) (v T, ok bool) {
 	s := g.slots[key]
 	if s == nil || !s.waiting {
-		return false
+		return v, false
 	}
 	heap.Remove(&g.due, s.index)
 	g.held -= g.weight(s.pending)
+	v = s.pending
 	var zero T
 	s.pending, s.waiting = zero, false
-	return true
+	return v, true
 }
 
 // Drain appends every waiting value to dst, due or not, oldest deadline

@@ -112,6 +112,27 @@ func TestGateDropAndDrain(t *testing.T) {
 	}
 }
 
+// Take hands the held value over for delivery now; the key's interval runs
+// on, so the next value offered within it waits.
+func TestGateTake(t *testing.T) {
+	g := NewGate[string, string]()
+	iv := time.Second
+	g.Offer("a", iv, "a0", t0)                       // delivered
+	g.Offer("a", iv, "a1", t0.Add(time.Millisecond)) // held
+	if v, ok := g.Take("a"); !ok || v != "a1" || g.Waiting() != 0 {
+		t.Fatalf("took %q (%v), %d left waiting; want a1 and none", v, ok, g.Waiting())
+	}
+	if _, ok := g.Take("a"); ok {
+		t.Fatal("took a value twice")
+	}
+	if ok, _ := g.Offer("a", iv, "a2", t0.Add(2*time.Millisecond)); ok {
+		t.Fatal("a value offered within the interval went at once after a take")
+	}
+	if got := fmt.Sprint(g.Due(nil, t0.Add(time.Second))); got != "[a2]" {
+		t.Fatalf("due: %s, want [a2]", got)
+	}
+}
+
 // A weighed gate keeps the weight of what it holds through every way a
 // value comes and goes: held, replaced, released when due, dropped,
 // drained. Its owner bounds memory by it.

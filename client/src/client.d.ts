@@ -184,7 +184,11 @@ export interface SubscribeOptions extends CallbackOptions<{ grantedQos: QoS }> {
    * already; 2: never.
    */
   retainHandling?: 0 | 1 | 2;
-  /** MQTT 5 No Local: this client's own publishes are not delivered back to it. */
+  /**
+   * MQTT 5 No Local: this client's own publishes are not delivered back to it. On the
+   * gateway's shared connection the gateway recognises them (PROTOCOL.md, Subscription
+   * options, for its limits).
+   */
   noLocal?: boolean;
   /**
    * MQTT 5 Retain As Published: messages keep the retain flag they were published with
