@@ -119,16 +119,8 @@ func TestSubscribeOptionsOnADedicatedConnection(t *testing.T) {
 // other sessions, and the same message from anyone else, arrive as usual.
 // A client holding a matching subscription without No Local gets its own.
 func TestNoLocalOnTheSharedConnection(t *testing.T) {
-	mq := startMosquitto(t)
-	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	mq, s, other, own := withOptionsBesideOthers(t, "nl/#", 1, session.SubscribeOptions{NoLocal: true})
 	ctx := ctx10(t)
-	s, other := dial(t, url), dial(t, url)
-	own := connectMain(t, s)
-	connectSubscribe(t, s, "nl/#", 1) // a sibling, for which the session gets the echo
-	connectSubscribe(t, other, "nl/#", 1)
-	if _, err := s.SubscribeWith(ctx, own, "nl/#", 1, session.SubscribeOptions{NoLocal: true}); err != nil {
-		t.Fatal(err)
-	}
 	publish := func(payload string) {
 		t.Helper()
 		if err := s.Publish(ctx, own, session.PublishParams{Topic: "nl/x", QoS: 1, Payload: []byte(payload)}); err != nil {
@@ -156,21 +148,30 @@ func TestNoLocalOnTheSharedConnection(t *testing.T) {
 	expect(other, "the client's second publish", "again", 0)
 }
 
+// withOptionsBesideOthers is a gateway in front of a Mosquitto with two
+// sessions holding filter at qos: in s, client h with the options and a
+// sibling without them; in other, a client without them.
+func withOptionsBesideOthers(t *testing.T, filter string, qos byte, o session.SubscribeOptions) (mq *mosquitto, s, other *gwclient.Client, h uint64) {
+	t.Helper()
+	mq = startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	s, other = dial(t, url), dial(t, url)
+	h = connectMain(t, s)
+	connectSubscribe(t, s, filter, qos)
+	connectSubscribe(t, other, filter, qos)
+	if _, err := s.SubscribeWith(ctx10(t), h, filter, qos, o); err != nil {
+		t.Fatal(err)
+	}
+	return mq, s, other, h
+}
+
 // Retain As Published on the shared connection: live retained messages
 // come marked as published retained to a session while one of its
 // subscriptions asks for that (the client tells which of its clients see
 // the flag), and to no other session.
 func TestRetainAsPublishedOnTheSharedConnection(t *testing.T) {
-	mq := startMosquitto(t)
-	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	mq, s, other, asPublished := withOptionsBesideOthers(t, "rap/#", 0, session.SubscribeOptions{RetainAsPublished: true})
 	ctx := ctx10(t)
-	s, other := dial(t, url), dial(t, url)
-	asPublished := connectMain(t, s)
-	connectSubscribe(t, s, "rap/#", 0) // a sibling without the option
-	connectSubscribe(t, other, "rap/#", 0)
-	if _, err := s.SubscribeWith(ctx, asPublished, "rap/#", 0, session.SubscribeOptions{RetainAsPublished: true}); err != nil {
-		t.Fatal(err)
-	}
 	time.Sleep(retainedSettle) // a retained message from now on is live
 	expect := func(c *gwclient.Client, what, payload string, published bool) {
 		t.Helper()
