@@ -66,6 +66,9 @@ func (c *Client) setOptions(filter string, o SubscribeOptions) {
 	if c.hub.dedicated || o == (SubscribeOptions{}) {
 		return
 	}
+	if c.opts == nil { // most clients never ask for options: no map for them
+		c.opts = map[string]SubscribeOptions{}
+	}
 	c.opts[filter] = o
 	if o.RetainAsPublished {
 		c.sess.asPublished.Add(1)
@@ -180,7 +183,7 @@ func (s *Session) Connect(req, handle uint64, p ConnectParams) {
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &Client{sess: s, handle: handle, ctx: ctx, cancel: cancel, subs: map[string]byte{}, opts: map[string]SubscribeOptions{}, clientID: p.ClientID}
+	c := &Client{sess: s, handle: handle, ctx: ctx, cancel: cancel, subs: map[string]byte{}, clientID: p.ClientID}
 	s.mu.Lock()
 	if s.closed != nil {
 		s.mu.Unlock()
@@ -317,7 +320,7 @@ func (s *Session) Subscribe(req, handle uint64, filter string, qos byte, opts Su
 			return
 		}
 		if had { // a repeated subscribe replaces the old one, as in MQTT
-			c.hub.unsubscribe(s, c.handle, filter, old)
+			c.hub.unsubscribe(s, c.handle, filter, old, prev.RetainHandling == RetainNever)
 		}
 		c.subs[filter] = qos
 		s.mu.Lock()
@@ -364,8 +367,8 @@ func (s *Session) Unsubscribe(req, handle uint64, filter string) {
 		if qos, ok := c.subs[filter]; ok {
 			s.notify(Action{Kind: "unsubscribe", Broker: c.hub.br().cfg.Name, ClientID: c.clientID, Topic: filter, QoS: qos})
 			delete(c.subs, filter)
+			c.hub.unsubscribe(s, c.handle, filter, qos, c.opts[filter].RetainHandling == RetainNever)
 			c.dropOptions(filter)
-			c.hub.unsubscribe(s, c.handle, filter, qos)
 			s.mu.Lock()
 			s.clearFrequency(c, c.hub.stream, filter)
 			s.mu.Unlock()
@@ -517,7 +520,7 @@ func (c *Client) detach() {
 	// must not unsubscribe, or the broker would keep nothing meanwhile.
 	if !c.hub.dedicated {
 		for f, q := range c.subs {
-			c.hub.unsubscribe(c.sess, c.handle, f, q)
+			c.hub.unsubscribe(c.sess, c.handle, f, q, c.opts[f].RetainHandling == RetainNever)
 		}
 	}
 	c.sess.mu.Lock()

@@ -22,13 +22,13 @@ func benchHub(b testing.TB, n int) (*Hub, []*Session) {
 	for i := range sessions {
 		s, _ := m.Open(OpenInfo{})
 		sessions[i] = s
-		mb := &member{sess: s, filters: map[string][]holder{"sensors/+/temp": {{client: 1, again: true}}}}
+		mb := &member{sess: s, filters: map[string]int{"sensors/+/temp": 1}}
 		h.members[s] = mb
 		h.index.Add("sensors/+/temp", mb)
 	}
 	// Unrelated filters, so the lookup is not trivially small.
 	for i := 0; i < 1000; i++ {
-		h.index.Add(fmt.Sprintf("other/%d/#", i), &member{sess: sessions[i%n], filters: map[string][]holder{}})
+		h.index.Add(fmt.Sprintf("other/%d/#", i), &member{sess: sessions[i%n], filters: map[string]int{}})
 	}
 	return h, sessions
 }

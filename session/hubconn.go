@@ -201,22 +201,19 @@ func (h *Hub) onUp(cm *autopaho.ConnectionManager, ca *paho.Connack) {
 	}
 	// Every session gets the current retained messages again, as a direct
 	// client reconnecting would: they may have changed during the outage.
-	// Not a client whose subscription asked for none (Retain Handling 2);
-	// in a session that takes addressed messages, each other client gets
-	// them addressed, so such a one does not.
+	// Not a client whose subscription asked for none (Retain Handling 2):
+	// one such client of a filter is left out (a MESSAGE for all but one);
+	// several, in a session with others that take them, get them too.
 	if !h.dedicated {
 		until := time.Now().Add(time.Duration(h.br().cfg.ConnectTimeout) + retainedWindow)
 		for _, mb := range h.members {
-			addressed := mb.sess.addressRetained.Load()
-			for f, holders := range mb.filters {
-				for _, x := range holders {
-					switch {
-					case !x.again:
-					case addressed:
-						h.await(mb, f, until, x.client)
-					default:
-						h.await(mb, f, until, 0)
-					}
+			for f, n := range mb.filters {
+				switch never := mb.never[f]; {
+				case len(never) >= n: // none of the session's takes them
+				case len(never) == 1:
+					h.awaitAllBut(mb, f, until, never[0])
+				default:
+					h.await(mb, f, until, 0)
 				}
 			}
 		}

@@ -9,24 +9,17 @@ import (
 // member is a session's presence in a hub: one entry in the index per
 // filter the session holds, however many of its clients share that filter.
 type member struct {
-	sess *Session
-	mark uint64
-	// filters: filter → the session's subscriptions to it, one per client
-	// (two while a client's new subscription replaces its old one).
-	filters map[string][]holder
+	sess    *Session
+	mark    uint64
+	filters map[string]int // filter → number of the session's subscriptions to it
+	// never: per filter, the clients whose subscription to it asked for no
+	// retained messages (Retain Handling 2), who do not get them again
+	// after an outage either; nil in most sessions, which ask for none.
+	never map[string][]uint64
 	// awaiting holds, per filter, until when messages with the retain flag
 	// are the broker's answer to this session's SUBSCRIBE and keep the
 	// flag, and for which of its clients (retained.go).
 	awaiting map[string]awaited
-}
-
-// holder is a client's subscription to a filter, as the hub needs it.
-type holder struct {
-	client uint64
-	// again: the client gets the filter's retained messages again when
-	// the shared connection comes back from an outage, as a direct client
-	// subscribing anew would; not with Retain Handling 2 (never).
-	again bool
 }
 
 // filterState is the broker-side state of one distinct filter.
@@ -44,6 +37,9 @@ type filterState struct {
 	// answering: until when retained messages with this filter's
 	// identifier are the broker's answer to its SUBSCRIBE (retained.go).
 	answering time.Time
+	// late: the sessions that subscribed while the broker held the filter
+	// and its answer may still have been on its way (awaitLate).
+	late map[*member]awaited
 }
 
 func (f *filterState) want() int8 {
@@ -67,7 +63,7 @@ func (h *Hub) subscribe(ctx context.Context, sess *Session, client uint64, filte
 	}
 	mb := h.members[sess]
 	if mb == nil {
-		mb = &member{sess: sess, filters: map[string][]holder{}}
+		mb = &member{sess: sess, filters: map[string]int{}}
 		h.members[sess] = mb
 	}
 	fs := h.filters[filter]
@@ -97,8 +93,14 @@ func (h *Hub) subscribe(ctx context.Context, sess *Session, client uint64, filte
 	}
 	// Index before the broker subscribes: retained messages arrive right
 	// after the SUBACK and must find this session.
-	mb.filters[filter] = append(mb.filters[filter], holder{client, opts.RetainHandling != RetainNever})
-	first := len(mb.filters[filter]) == 1
+	mb.filters[filter]++
+	first := mb.filters[filter] == 1
+	if opts.RetainHandling == RetainNever && !h.dedicated {
+		if mb.never == nil {
+			mb.never = map[string][]uint64{}
+		}
+		mb.never[filter] = append(mb.never[filter], client)
+	}
 	if first {
 		h.index.Add(filter, mb)
 	}
@@ -112,11 +114,8 @@ func (h *Hub) subscribe(ctx context.Context, sess *Session, client uint64, filte
 		case first:
 			h.sendRetained(mb, filter, 0)
 		}
-		if retained && !h.dedicated && (addressee != 0 || first) && time.Now().Before(fs.answering) {
-			// The broker's answer to the SUBSCRIBE before may still be on
-			// its way, and the hub has no copy of it yet: it is this
-			// one's too.
-			h.await(mb, filter, fs.answering, addressee)
+		if retained && !h.dedicated && (addressee != 0 || first) {
+			h.awaitLate(fs, mb, addressee)
 		}
 		granted := min(fs.granted, qos)
 		h.mu.Unlock()
@@ -142,7 +141,7 @@ func (h *Hub) subscribe(ctx context.Context, sess *Session, client uint64, filte
 		err = Errorf(CodeBrokerUnavailable, "subscription cancelled")
 	}
 	if err != nil {
-		h.release(sess, client, filter, qos, true)
+		h.unsubscribe(sess, client, filter, qos, opts.RetainHandling == RetainNever)
 		return 0, err
 	}
 	h.mu.Lock()
@@ -155,36 +154,29 @@ func (h *Hub) subscribe(ctx context.Context, sess *Session, client uint64, filte
 	return granted, nil
 }
 
-// unsubscribe releases the subscription of the client of sess with handle
-// client to filter, at qos: its oldest, when a new one replaces it.
-func (h *Hub) unsubscribe(sess *Session, client uint64, filter string, qos byte) {
-	h.release(sess, client, filter, qos, false)
-}
-
-// release releases a subscription of the client to filter at qos: its
-// newest (a SUBSCRIBE that failed) or its oldest.
-func (h *Hub) release(sess *Session, client uint64, filter string, qos byte, newest bool) {
+// unsubscribe releases a subscription of the client of sess with handle
+// client to filter, at qos; never: it asked for no retained messages.
+func (h *Hub) unsubscribe(sess *Session, client uint64, filter string, qos byte, never bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	mb := h.members[sess]
 	fs := h.filters[filter]
-	if mb == nil || fs == nil {
+	if mb == nil || fs == nil || mb.filters[filter] == 0 {
 		return
 	}
-	holders := mb.filters[filter]
-	i := -1
-	for j, x := range holders {
-		if x.client == client && (i < 0 || newest) {
-			i = j
+	if never {
+		if i := slices.Index(mb.never[filter], client); i >= 0 {
+			mb.never[filter] = slices.Delete(mb.never[filter], i, i+1)
+		}
+		if len(mb.never[filter]) == 0 {
+			delete(mb.never, filter)
 		}
 	}
-	if i < 0 {
-		return
-	}
 	fs.refs[qos]--
-	if mb.filters[filter] = slices.Delete(holders, i, i+1); len(mb.filters[filter]) == 0 {
+	if mb.filters[filter]--; mb.filters[filter] == 0 {
 		delete(mb.filters, filter)
 		delete(mb.awaiting, filter)
+		delete(fs.late, mb)
 		h.index.Remove(filter, mb)
 		if len(mb.filters) == 0 {
 			delete(h.members, sess)

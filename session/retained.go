@@ -63,6 +63,7 @@ const retainedWindow = 2 * time.Second
 type awaited struct {
 	until   time.Time
 	all     bool     // every client of the session whose subscriptions match
+	but     uint64   // with all: but this one (Message.Except), 0: none
 	clients []uint64 // else these (Message.Client)
 }
 
@@ -74,6 +75,12 @@ func (h *Hub) await(mb *member, filter string, until time.Time, client uint64) {
 		mb.awaiting = map[string]awaited{}
 	}
 	a, ok := mb.awaiting[filter]
+	mb.awaiting[filter] = a.with(ok, until, client)
+}
+
+// with is a, if ok, or else nothing awaited, with client (0: all) added
+// until the given time.
+func (a awaited) with(ok bool, until time.Time, client uint64) awaited {
 	switch {
 	case client == 0:
 		a = awaited{all: true}
@@ -83,13 +90,86 @@ func (h *Hub) await(mb *member, filter string, until time.Time, client uint64) {
 		a.clients = append(a.clients, client)
 	}
 	a.until = until
-	mb.awaiting[filter] = a
+	return a
+}
+
+// joined is what a and b, either of which may be absent, await together.
+func joined(a awaited, aok bool, b awaited, bok bool) (awaited, bool) {
+	switch {
+	case !bok:
+		return a, aok
+	case !aok:
+		return b, bok
+	case a.all && a.but == 0 || b.all && b.but == 0:
+		return awaited{all: true, until: a.until}, true
+	case a.all || b.all: // all but one, and some: all but one, unless it is among them
+		all, some := a, b
+		if b.all {
+			all, some = b, a
+		}
+		if slices.Contains(some.clients, all.but) {
+			all.but = 0
+		}
+		return all, true
+	}
+	for _, c := range b.clients {
+		if !slices.Contains(a.clients, c) {
+			a.clients = append(a.clients, c)
+		}
+	}
+	return a, true
+}
+
+// awaitLate is await for a session that subscribes a filter the broker
+// holds while its answer to the SUBSCRIBE before may still be on its way:
+// the hub has no copy of it yet to send, so the answer is this one's too.
+// The expectation is the filter's, not the session's: it goes with the
+// answer window, and sessions keep nothing once it is over (many may
+// subscribe in a burst). Called with h.mu held.
+func (h *Hub) awaitLate(fs *filterState, mb *member, client uint64) {
+	if !time.Now().Before(fs.answering) {
+		fs.late = nil // the window is over
+		return
+	}
+	if fs.late == nil {
+		fs.late = map[*member]awaited{}
+	}
+	a, ok := fs.late[mb]
+	fs.late[mb] = a.with(ok, fs.answering, client)
+}
+
+// lateFor is what the session of mb awaits of filter fs's answer as a late
+// subscriber. Called with h.mu held.
+func (fs *filterState) lateFor(mb *member, now time.Time) (awaited, bool) {
+	if fs == nil || fs.late == nil {
+		return awaited{}, false
+	}
+	if !now.Before(fs.answering) {
+		fs.late = nil // the window is over
+		return awaited{}, false
+	}
+	a, ok := fs.late[mb]
+	return a, ok
+}
+
+// awaitAllBut marks mb as expecting the broker's retained messages for
+// filter until the given time, for all its clients but the one with handle
+// but. Called with h.mu held.
+func (h *Hub) awaitAllBut(mb *member, filter string, until time.Time, but uint64) {
+	if mb.awaiting == nil {
+		mb.awaiting = map[string]awaited{}
+	}
+	mb.awaiting[filter] = awaited{until: until, all: true, but: but}
 }
 
 // deliver gives a session m, flagged retained, as the clients a awaits it
 // for must get it.
 func (a awaited) deliver(sess *Session, m *Message) {
-	if a.all {
+	switch {
+	case a.all && a.but != 0:
+		sess.deliver(m.except(a.but))
+		return
+	case a.all:
 		sess.deliver(m)
 		return
 	}
@@ -164,8 +244,10 @@ func (h *Hub) onRetained(m *Message, id int, echoSess *Session, echoClient uint6
 	if echoSess == nil {
 		answers = h.answers(m, id, now)
 	}
+	var answering *filterState // the filter whose answer m is
 	if answers != "" {
 		h.dups.forget()
+		answering = h.filters[answers]
 	}
 	if len(m.Payload) == 0 {
 		delete(h.retained, m.Topic) // an empty retained message clears the topic
@@ -181,7 +263,9 @@ func (h *Hub) onRetained(m *Message, id int, echoSess *Session, echoClient uint6
 		mb.mark = seq
 		switch {
 		case answers != "":
-			if a, ok := mb.awaiting[answers]; ok && now.Before(a.until) {
+			a, ok := mb.awaiting[answers]
+			late, lateOK := answering.lateFor(mb, now)
+			if a, ok := joined(a, ok && now.Before(a.until), late, lateOK); ok {
 				a.deliver(mb.sess, flagged)
 			}
 		case mb.awaits(m.Topic, now):
