@@ -230,11 +230,8 @@ func TestLiveRetainedDuringANewFiltersAnswerReachesOlderHolders(t *testing.T) {
 // the gateway takes retained messages for the broker's answer to a new
 // SUBSCRIBE: the client's own, or a sibling's of the same session.
 func TestNoLocalForRetainedPublishesInAnAnswerWindow(t *testing.T) {
-	mq := startMosquitto(t)
-	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	mq, s, own := oneAddressingClient(t)
 	ctx := ctx10(t)
-	s := dialAddressing(t, url)
-	own := connectMain(t, s)
 	publishOwn := func(topic string) {
 		t.Helper()
 		if err := s.Publish(ctx, own, session.PublishParams{Topic: topic, QoS: 1, Retain: true, Payload: []byte("mine")}); err != nil {
@@ -309,11 +306,8 @@ func TestRetainHandlingNeverAfterABrokerOutage(t *testing.T) {
 // value that a frequency limit holds: for that client the held value is
 // the latest, so it goes first, and the echo waits its turn.
 func TestNoLocalEchoKeepsTheValueAFrequencyLimitHolds(t *testing.T) {
-	mq := startMosquitto(t)
-	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	mq, s, own := oneAddressingClient(t)
 	ctx := ctx10(t)
-	s := dialAddressing(t, url)
-	own := connectMain(t, s)
 	if _, err := s.SubscribeWith(ctx, own, "fq/x", 0, session.SubscribeOptions{NoLocal: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -363,4 +357,15 @@ func TestSecondSubscriberBeforeTheBrokersAnswerGetsTheRetainedMessages(t *testin
 			got[f.Handle] = true
 		}
 	}
+}
+
+// oneAddressingClient is a gateway in front of a Mosquitto, and a session
+// that takes addressed messages (as the JS client's do) with one client,
+// handle own.
+func oneAddressingClient(t *testing.T) (mq *mosquitto, s *gwclient.Client, own uint64) {
+	t.Helper()
+	mq = startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	s = dialAddressing(t, url)
+	return mq, s, connectMain(t, s)
 }

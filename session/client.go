@@ -320,7 +320,7 @@ func (s *Session) Subscribe(req, handle uint64, filter string, qos byte, opts Su
 			return
 		}
 		if had { // a repeated subscribe replaces the old one, as in MQTT
-			c.hub.unsubscribe(s, c.handle, filter, old, prev.RetainHandling == RetainNever)
+			c.hub.unsubscribe(s, c.handle, filter, old, prev)
 		}
 		c.subs[filter] = qos
 		s.mu.Lock()
@@ -367,7 +367,7 @@ func (s *Session) Unsubscribe(req, handle uint64, filter string) {
 		if qos, ok := c.subs[filter]; ok {
 			s.notify(Action{Kind: "unsubscribe", Broker: c.hub.br().cfg.Name, ClientID: c.clientID, Topic: filter, QoS: qos})
 			delete(c.subs, filter)
-			c.hub.unsubscribe(s, c.handle, filter, qos, c.opts[filter].RetainHandling == RetainNever)
+			c.hub.unsubscribe(s, c.handle, filter, qos, c.opts[filter])
 			c.dropOptions(filter)
 			s.mu.Lock()
 			s.clearFrequency(c, c.hub.stream, filter)
@@ -520,7 +520,7 @@ func (c *Client) detach() {
 	// must not unsubscribe, or the broker would keep nothing meanwhile.
 	if !c.hub.dedicated {
 		for f, q := range c.subs {
-			c.hub.unsubscribe(c.sess, c.handle, f, q, c.opts[f].RetainHandling == RetainNever)
+			c.hub.unsubscribe(c.sess, c.handle, f, q, c.opts[f])
 		}
 	}
 	c.sess.mu.Lock()

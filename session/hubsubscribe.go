@@ -141,7 +141,7 @@ func (h *Hub) subscribe(ctx context.Context, sess *Session, client uint64, filte
 		err = Errorf(CodeBrokerUnavailable, "subscription cancelled")
 	}
 	if err != nil {
-		h.unsubscribe(sess, client, filter, qos, opts.RetainHandling == RetainNever)
+		h.unsubscribe(sess, client, filter, qos, opts)
 		return 0, err
 	}
 	h.mu.Lock()
@@ -155,8 +155,8 @@ func (h *Hub) subscribe(ctx context.Context, sess *Session, client uint64, filte
 }
 
 // unsubscribe releases a subscription of the client of sess with handle
-// client to filter, at qos; never: it asked for no retained messages.
-func (h *Hub) unsubscribe(sess *Session, client uint64, filter string, qos byte, never bool) {
+// client to filter, made at qos with opts.
+func (h *Hub) unsubscribe(sess *Session, client uint64, filter string, qos byte, opts SubscribeOptions) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	mb := h.members[sess]
@@ -164,7 +164,7 @@ func (h *Hub) unsubscribe(sess *Session, client uint64, filter string, qos byte,
 	if mb == nil || fs == nil || mb.filters[filter] == 0 {
 		return
 	}
-	if never {
+	if opts.RetainHandling == RetainNever {
 		if i := slices.Index(mb.never[filter], client); i >= 0 {
 			mb.never[filter] = slices.Delete(mb.never[filter], i, i+1)
 		}

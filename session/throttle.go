@@ -74,7 +74,7 @@ func (s *Session) admit(m *Message) bool {
 	now := time.Now()
 	key := conflationKey{m.Stream, m.Topic}
 	if m.Except != 0 {
-		s.releaseHeld1(key)
+		s.sendHeldNow(key)
 	}
 	ok, replaced := s.gate.Offer(key, interval, m, now)
 	if replaced {
@@ -122,15 +122,15 @@ func (s *Session) supersedeHeld(m *Message) {
 	switch {
 	case s.gate.Waiting() == 0:
 	case m.Except != 0:
-		s.releaseHeld1(key)
+		s.sendHeldNow(key)
 	case s.gate.Drop(key):
 		s.mgr.metrics.Conflated.Inc()
 	}
 }
 
-// releaseHeld1 queues the value held for key now, if any. Called with s.mu
+// sendHeldNow queues the value held for key at once, if any. Called with s.mu
 // held.
-func (s *Session) releaseHeld1(key conflationKey) {
+func (s *Session) sendHeldNow(key conflationKey) {
 	if s.gate == nil {
 		return
 	}

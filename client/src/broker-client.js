@@ -57,7 +57,7 @@ export class BrokerClient {
     this._connectOptions = null;
     this._connectOps = [];
     this._disconnectOps = [];
-    /** @type {Map<string, {qos: number, options?: {noLocal: boolean, retainAsPublished: boolean, retainHandling: number}, maxFrequency: number, grantedQos: number | null, ops: object[], levels: string[] | null}>} */
+    /** @type {Map<string, {qos: number, options: {noLocal: boolean, retainAsPublished: boolean, retainHandling: number}, maxFrequency: number, grantedQos: number | null, ops: object[], levels: string[] | null}>} */
     this._subs = new Map();
     this._recovering = false;
     this._failedResubscriptions = [];
@@ -545,7 +545,7 @@ export class BrokerClient {
       for (const e of this._subs.values()) {
         if (e.levels === null || !levelsMatch(e.levels, topic)) continue;
         best = Math.max(best, e.grantedQos ?? e.qos);
-        if (e.options?.retainAsPublished) asPublished = true;
+        if (e.options.retainAsPublished) asPublished = true;
       }
       if (best < 0) return false;
       qos = Math.min(qos, best);
