@@ -3,6 +3,7 @@ package mqttgateway
 import (
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -231,4 +232,104 @@ func TestRequestsWaitingForTheBrokerAreBounded(t *testing.T) {
 	if err := c.Publish(ctx10(t), h, session.PublishParams{Topic: "out/after", QoS: 1, Payload: make([]byte, backlogPayload)}); err != nil {
 		t.Fatalf("publish after the backlog drained: %v", err)
 	}
+}
+
+// A client whose publishes filled the bound can still let go: its
+// UNSUBSCRIBEs and DISCONNECT have as much room again, and are answered
+// in order once the publishes before them are, so it leaves (a DISCONNECT
+// refused would leave its broker connection up, and its will to fire when
+// the session ends). That room is bounded too. Every refusal is counted
+// in requests_refused_total.
+func TestReleasesPassTheBound(t *testing.T) {
+	mq := startMosquitto(t)
+	hook := &holdingHook{}
+	url, metricsPort := gatewayWithHookAndMetrics(t, "releases", mq.port, backlogLimits, hook)
+	c := dial(t, url)
+	h := connectSubscribe(t, c, "free/#", 0)
+
+	hook.hold()
+	published := publishAll(t, c, h, "held/x", backlogFrames, 0)
+	expectRefused(t, publishAll(t, c, h, "held/x", 1, 0), 1, "a publish past the bound")
+	var unsubscribed []<-chan error
+	for i := range backlogFrames - 1 {
+		r, err := c.UnsubscribeAsync(h, fmt.Sprintf("free/%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		unsubscribed = append(unsubscribed, r)
+	}
+	disconnected, err := c.DisconnectAsync(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Twice the bound now waits: a release too is refused.
+	over, err := c.UnsubscribeAsync(h, "free/#")
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectRefused(t, over, 1, "an unsubscribe past twice the bound")
+
+	hook.release(false)
+	expectResults(t, published, backlogFrames, 0, "publishes admitted")
+	for i, r := range unsubscribed {
+		if err := <-r; err != nil {
+			t.Fatalf("unsubscribe %d behind the publishes: %v", i, err)
+		}
+	}
+	if err := <-disconnected; err != nil {
+		t.Fatalf("disconnect behind the publishes: %v, want it done", err)
+	}
+	expectMetrics(t, metricsPort, []string{
+		`mqtt_gateway_requests_refused_total{action="publish",gateway="releases"} 1`,
+		`mqtt_gateway_requests_refused_total{action="unsubscribe",gateway="releases"} 1`,
+	})
+}
+
+// A publish refused at the bound gives its max_publish_rate token back:
+// the client is told to try again, and its retry must not be refused for
+// a rate spent by a publish that never went out. At 2 publishes a second,
+// the retry finds the token given back; without it the next comes only
+// 500 ms after the refusal.
+func TestPublishRefusedAtTheBoundKeepsItsRate(t *testing.T) {
+	mq := startMosquitto(t)
+	hook := &holdingHook{}
+	url, _ := gatewayWithHookAndMetrics(t, "rate-back", mq.port, "max_queued_frames 1\nmax_publish_rate 2", hook)
+	c := dial(t, url)
+	h := connectMain(t, c)
+
+	hook.hold()
+	admitted := publishAll(t, c, h, "held/x", 1, 0)
+	expectRefused(t, publishAll(t, c, h, "held/x", 1, 0), 1, "a publish past the bound")
+	hook.release(false)
+	expectResults(t, admitted, 1, 0, "the publish admitted")
+	if err := c.Publish(ctx10(t), h, session.PublishParams{Topic: "free/retry", QoS: 1}); err != nil {
+		t.Fatalf("the retry of the refused publish: %v, want it sent (the refusal spent its rate)", err)
+	}
+}
+
+// gatewayWithHookAndMetrics starts a gateway named name, with extra
+// options and hook as its authorize hook (with a minute to decide), and
+// Caddy's metrics endpoint on a port of its own.
+func gatewayWithHookAndMetrics(t *testing.T, name string, brokerPort int, extra string, hook *holdingHook) (wsURL string, metricsPort int) {
+	t.Helper()
+	hooks := httptest.NewServer(http.HandlerFunc(hook.ServeHTTP))
+	t.Cleanup(hooks.Close)
+	httpPort := freePort(t)
+	metricsPort = freePort(t)
+	startCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	mqtt_gateway /mqtt/* {
+		name %s
+		broker main mqtt://127.0.0.1:%d
+		%s
+		hook_timeout 1m
+		authorize {
+			reverse_proxy %s
+		}
+	}
+}
+http://127.0.0.1:%d {
+	metrics
+}
+`, httpPort, name, brokerPort, extra, hooks.Listener.Addr(), metricsPort))
+	return fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort), metricsPort
 }

@@ -114,7 +114,8 @@ type Handler struct {
 	// Most frames queued for a client that reads slowly; past it, overflow
 	// decides (code 4050). Also the most requests of a session that may
 	// wait to be handled (for the broker, a hook, or the requests before
-	// them); more are answered at once with code 4051. Default: 10000.
+	// them); more are answered at once with code 4051 (UNSUBSCRIBE and
+	// DISCONNECT, which let go, may take twice the room). Default: 10000.
 	MaxQueuedFrames int `json:"max_queued_frames,omitempty"`
 
 	// Most bytes queued for a slow client, and most bytes (payloads, with

@@ -16,6 +16,13 @@ package session
 // slow down and try again, and nothing else of the session is disturbed.
 // The gateway's own work in a client's queue (a lost connection, a
 // release) is not counted and never refused.
+//
+// A request that lets go of something (UNSUBSCRIBE, DISCONNECT) may go
+// past the bound by as much again. A client whose publishes filled it
+// must still be able to leave: a DISCONNECT refused would leave its
+// dedicated connection up, and its will to fire when the session ends,
+// as if the client had vanished. Those requests stay bounded, at twice
+// the others' room.
 
 // requestOverhead is what a request costs beyond the bytes it carries (its
 // closure, its place in the queue), as messageSize counts an outbound
@@ -30,11 +37,15 @@ type backlog struct {
 }
 
 // admit counts a request of cost bytes, unless the bound l sets is
-// reached. With nothing waiting, any request is admitted: a publish
-// max_message_size allows is never refused only for being larger than
-// max_queued_bytes.
-func (b *backlog) admit(cost int, l outboxLimits) bool {
-	if b.requests > 0 && (b.requests >= l.pendingFrames || b.bytes+cost > l.pendingBytes) {
+// reached; releases (UNSUBSCRIBE, DISCONNECT) have twice the room. With
+// nothing waiting, any request is admitted: a publish max_message_size
+// allows is never refused only for being larger than max_queued_bytes.
+func (b *backlog) admit(cost int, release bool, l outboxLimits) bool {
+	frames, bytes := l.pendingFrames, l.pendingBytes
+	if release {
+		frames, bytes = 2*frames, 2*bytes
+	}
+	if b.requests > 0 && (b.requests >= frames || b.bytes+cost > bytes) {
 		return false
 	}
 	b.requests++
@@ -51,8 +62,11 @@ func (b *backlog) done(cost int) {
 	}
 }
 
-// backlogFull is the answer to a request past the bound.
-func backlogFull(l outboxLimits) *Error {
+// backlogFull is the answer to a request past the bound, counted by
+// action in requests_refused_total.
+func (s *Session) backlogFull(action string) *Error {
+	s.mgr.metrics.RequestsRefused.WithLabelValues(action).Inc()
+	l := s.out.limits
 	return Errorf(CodeRateLimited, "too many requests waiting for the broker or a hook: at most %d requests and %d bytes of a session's may wait (max_queued_frames, max_queued_bytes); retry once earlier ones are answered",
 		l.pendingFrames, l.pendingBytes)
 }

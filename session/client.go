@@ -96,13 +96,14 @@ func (c *Client) enqueue(op func()) { c.queue(queuedOp{run: op}) }
 // request runs a web client's request after the client's earlier ones,
 // counted in the session's backlog (backlog.go) until it has run. Past
 // the backlog's bound it is not queued, and the error says so: the caller
-// answers it at once.
-func (c *Client) request(cost int, run func()) *Error {
+// answers it at once. action is the request's name in the metrics;
+// unsubscribe and disconnect are releases, with more room.
+func (c *Client) request(action string, cost int, run func()) *Error {
 	s := c.sess
 	s.mu.Lock()
-	if !s.backlog.admit(cost, s.out.limits) {
+	if !s.backlog.admit(cost, action == "unsubscribe" || action == "disconnect", s.out.limits) {
 		s.mu.Unlock()
-		return backlogFull(s.out.limits)
+		return s.backlogFull(action)
 	}
 	start := c.appendLocked(queuedOp{run: run, cost: cost})
 	s.mu.Unlock()
@@ -204,10 +205,10 @@ func (s *Session) Connect(req, handle uint64, p ConnectParams) {
 	}
 	// Admitted with the handle, so a refused CONNECT leaves none behind.
 	cost := connectCost(&p)
-	if !s.backlog.admit(cost, s.out.limits) {
+	if !s.backlog.admit(cost, false, s.out.limits) {
 		s.mu.Unlock()
 		cancel()
-		s.result(req, backlogFull(s.out.limits), 0)
+		s.result(req, s.backlogFull("connect"), 0)
 		return
 	}
 	s.clients[handle] = c
@@ -279,7 +280,7 @@ func (s *Session) Subscribe(req, handle uint64, filter string, qos byte, opts Su
 		return
 	}
 	arrived := time.Now()
-	if err := c.request(filterCost(filter), func() {
+	if err := c.request("subscribe", filterCost(filter), func() {
 		// Checked in the client's queue, so even a refusal is answered in
 		// the order of the requests (PROTOCOL.md).
 		if err := topic.ValidateFilter(filter); err != nil {
@@ -339,7 +340,7 @@ func (s *Session) SetFrequency(req, handle uint64, filter string, maxFrequency f
 	if c == nil {
 		return
 	}
-	if err := c.request(filterCost(filter), func() {
+	if err := c.request("set_frequency", filterCost(filter), func() {
 		if _, ok := c.subs[filter]; !ok || c.hub == nil {
 			s.result(req, Errorf(CodeBadRequest, "client %d has no subscription to %q", handle, TrimText(filter)), 0)
 			return
@@ -359,7 +360,7 @@ func (s *Session) Unsubscribe(req, handle uint64, filter string) {
 	if c == nil {
 		return
 	}
-	if err := c.request(filterCost(filter), func() {
+	if err := c.request("unsubscribe", filterCost(filter), func() {
 		if c.hub == nil {
 			s.result(req, notConnected(handle), 0)
 			return
@@ -394,7 +395,7 @@ func (s *Session) Publish(req, handle uint64, p PublishParams) {
 	}
 	arrived := time.Now()
 	allowed := s.allowPublish() // counted when it came
-	if err := c.request(publishCost(&p), func() {
+	if err := c.request("publish", publishCost(&p), func() {
 		// Refusals too are answered in the order of the requests.
 		if err := s.mgr.checkPublish(&p); err != nil {
 			refuse(err)
@@ -429,6 +430,9 @@ func (s *Session) Publish(req, handle uint64, p PublishParams) {
 		s.mgr.metrics.Publishes.WithLabelValues(result).Inc()
 		s.result(req, err, 0)
 	}); err != nil {
+		if allowed {
+			s.givePublishBack() // refused before its rate was spent
+		}
 		refuse(err)
 	}
 }
@@ -459,7 +463,7 @@ func (s *Session) Disconnect(req, handle uint64) {
 	if c == nil {
 		return
 	}
-	if err := c.request(requestOverhead, func() {
+	if err := c.request("disconnect", requestOverhead, func() {
 		if c.hub != nil {
 			s.notify(Action{Kind: "disconnect", Broker: c.hub.br().cfg.Name, ClientID: c.clientID})
 		}

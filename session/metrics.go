@@ -30,6 +30,10 @@ type Metrics struct {
 	SendsRefused   *prometheus.CounterVec // code: /send requests for a session not here
 	HookCalls      *prometheus.CounterVec // action, result
 	HookDuration   *prometheus.HistogramVec
+	// RequestsRefused counts, by action, requests answered 4051 because
+	// their session's requests waiting for the broker or a hook had
+	// reached max_queued_frames or max_queued_bytes (backlog.go).
+	RequestsRefused *prometheus.CounterVec
 	// NotificationsDropped counts, by action, notifications the authorize
 	// hook was not sent: their session had NotifyQueueLen waiting.
 	NotificationsDropped *prometheus.CounterVec
@@ -66,6 +70,8 @@ func newMetrics(gateway string) *Metrics {
 		HookDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "mqtt_gateway", Name: "hook_duration_seconds",
 			Help: "Time to a hook decision.", ConstLabels: labels, Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}},
 			[]string{"action"}),
+		RequestsRefused: counter("requests_refused_total",
+			"Requests answered 4051 at once, by action: their session already had max_queued_frames or max_queued_bytes of requests waiting for the broker or a hook.", "action"),
 		NotificationsDropped: counter("hook_notifications_dropped_total",
 			fmt.Sprintf("Notifications (unsubscribe, disconnect) not sent to the authorize hook, by action: their session had %d waiting for it.", NotifyQueueLen), "action"),
 	}
@@ -76,7 +82,7 @@ func newMetrics(gateway string) *Metrics {
 func (m *Metrics) Register(r prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{m.Sessions, m.SessionsOpened, m.SessionsClosed, m.Connections,
 		m.BrokerClients, m.BrokerUp, m.Subscriptions, m.MessagesIn, m.MessagesOut, m.Conflated, m.Dropped,
-		m.BytesOut, m.Publishes, m.Recoveries, m.SendsRefused, m.HookCalls, m.HookDuration, m.NotificationsDropped} {
+		m.BytesOut, m.Publishes, m.Recoveries, m.SendsRefused, m.HookCalls, m.HookDuration, m.RequestsRefused, m.NotificationsDropped} {
 		if err := r.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

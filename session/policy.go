@@ -124,6 +124,16 @@ func (s *Session) allowPublish() bool {
 	return s.publishes.Allow(1, now)
 }
 
+// givePublishBack returns the max_publish_rate token of a publish refused
+// before it was handled (too many requests waiting): the client is told
+// to try again, and its retry should not find the rate spent by a
+// publish that never went out.
+func (s *Session) givePublishBack() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.publishes.GiveBack(1)
+}
+
 // clientIP is the host part of a remote address.
 func clientIP(remote string) string {
 	if host, _, err := net.SplitHostPort(remote); err == nil {

@@ -59,6 +59,14 @@ func (b *Bucket) Allow(n int, now time.Time) bool {
 	return false
 }
 
+// GiveBack returns n taken by Allow for something that then did not
+// happen, up to the burst.
+func (b *Bucket) GiveBack(n int) {
+	if b != nil && b.Rate > 0 {
+		b.tokens = min(b.Burst, b.tokens+float64(n))
+	}
+}
+
 // Wait is how long until n bytes would be allowed.
 func (b *Bucket) Wait(n int, now time.Time) time.Duration {
 	if b == nil || b.Rate <= 0 {

@@ -269,6 +269,11 @@ func (c *Client) Unsubscribe(ctx context.Context, handle uint64, filter string) 
 	return err
 }
 
+// UnsubscribeAsync is Unsubscribe without waiting for the result (async).
+func (c *Client) UnsubscribeAsync(handle uint64, filter string) (<-chan error, error) {
+	return c.async(func(req uint64) []byte { return transport.AppendUnsubscribe(nil, req, handle, filter) })
+}
+
 // Publish publishes and waits for the broker flow to complete.
 func (c *Client) Publish(ctx context.Context, handle uint64, p session.PublishParams) error {
 	_, err := c.request(ctx, func(req uint64) []byte { return transport.AppendPublish(nil, req, handle, &p) })
