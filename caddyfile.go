@@ -270,8 +270,11 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper
 				return err
 			}
 			f, err := strconv.ParseFloat(v, 64)
-			if err != nil || f <= 0 {
-				return d.Errf("max_frequency: %q is not a positive number of messages per second", v)
+			if err == nil {
+				err = session.CheckFrequency(f)
+			}
+			if err != nil {
+				return d.Errf("max_frequency: %q is not a number of messages per second of at least %v", v, session.MinFrequency)
 			}
 			h.MaxFrequency = f
 		case "max_bandwidth":

@@ -121,7 +121,11 @@ func TestCaddyfileErrorsNameTheLine(t *testing.T) {
 		"keepalive under a second": {"mqtt_gateway {\n broker a mqtt://h {\n  keepalive 500ms\n }\n}", "keepalive 500ms must be between 1s"},
 		"mqtt url with a path":     {"mqtt_gateway {\n broker a mqtt://h:1883/sensors\n}", "an mqtt:// url is a host and a port, with no path or query"},
 		"embedded with username":   {"mqtt_gateway {\n broker a embedded {\n  username gw\n }\n}", "username and password apply to external brokers only"},
-		"listen without port":      {"mqtt_gateway {\n broker a embedded {\n  listen 127.0.0.1\n }\n}", `listen "127.0.0.1" needs a host and a port`},
+		// NaN was taken as no limit, and so, overflowing the spacing
+		// between messages, was a frequency far below one per 1000 s.
+		"frequency not a number": {"mqtt_gateway {\n broker a mqtt://h\n max_frequency NaN\n}", `max_frequency: "NaN" is not a number of messages per second of at least 0.001`},
+		"frequency far too low":  {"mqtt_gateway {\n broker a mqtt://h\n max_frequency 1e-10\n}", `max_frequency: "1e-10" is not a number of messages per second of at least 0.001`},
+		"listen without port":    {"mqtt_gateway {\n broker a embedded {\n  listen 127.0.0.1\n }\n}", `listen "127.0.0.1" needs a host and a port`},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -153,6 +157,7 @@ func TestValidateRejectsBadConfig(t *testing.T) {
 		"write delay past set heartbeat": {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, Heartbeat: caddy.Duration(time.Second),
 			WriteDelay: caddy.Duration(time.Second)},
 		"heartbeat under 100ms": {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, Heartbeat: caddy.Duration(time.Millisecond)},
+		"frequency far too low": {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, MaxFrequency: 1e-10},
 	} {
 		if err := h.Validate(); err == nil {
 			t.Errorf("%s: accepted", name)

@@ -132,7 +132,8 @@ type Handler struct {
 
 	// Highest frequency, in messages per second per topic, a subscription
 	// may ask for; QoS 0 values beyond it are conflated (the latest value
-	// of each topic is always delivered). Default: no cap.
+	// of each topic is always delivered). At least 0.001 (a message per
+	// 1000 s). Default: no cap.
 	MaxFrequency float64 `json:"max_frequency,omitempty"`
 
 	// Highest bandwidth, in bytes per second, a session may receive;
@@ -398,6 +399,11 @@ func (h *Handler) validate() error {
 	} {
 		if f.negative {
 			return fmt.Errorf("mqtt_gateway: %s must not be negative", f.name)
+		}
+	}
+	if h.MaxFrequency != 0 {
+		if err := session.CheckFrequency(h.MaxFrequency); err != nil {
+			return fmt.Errorf("mqtt_gateway: max_frequency: %v", err)
 		}
 	}
 	if err := checkHeartbeat(h.Heartbeat); err != nil {

@@ -3,7 +3,6 @@ package session
 import (
 	"context"
 	"fmt"
-	"math"
 	"net"
 	"strconv"
 	"time"
@@ -84,8 +83,11 @@ func ParseLimits(limits map[string]string) (Limits, error) {
 	}
 	if v, ok := limits["max_frequency"]; ok {
 		f, err := strconv.ParseFloat(v, 64)
-		if err != nil || f <= 0 || math.IsInf(f, 0) {
-			return l, fmt.Errorf("max_frequency %q is not a positive number of messages per second", TrimText(v))
+		if err == nil {
+			err = CheckFrequency(f)
+		}
+		if err != nil {
+			return l, fmt.Errorf("max_frequency %q is not a number of messages per second of at least %v", TrimText(v), MinFrequency)
 		}
 		l.MaxFrequency = f
 	}

@@ -1,6 +1,8 @@
 package session
 
 import (
+	"fmt"
+	"math"
 	"time"
 
 	"github.com/caddy-mqtt/mqttgateway/throttle"
@@ -15,6 +17,22 @@ import (
 //
 // When several subscriptions of a session match a topic, the least
 // restrictive wins, since the session receives a message once.
+
+// MinFrequency is the lowest frequency limit a setting or a hook may give:
+// one message per 1000 s, the wire's unit. Much lower, the spacing
+// between messages would not fit a time.Duration: 1e-10 overflowed to a
+// negative spacing, which meant no limit at all.
+const MinFrequency = 0.001
+
+// CheckFrequency refuses a frequency limit that is not a number of
+// messages per second of at least MinFrequency (NaN and infinities
+// included: they were taken as no limit).
+func CheckFrequency(f float64) error {
+	if !(f >= MinFrequency) || math.IsInf(f, 0) {
+		return fmt.Errorf("%v is not a number of messages per second of at least %v", f, MinFrequency)
+	}
+	return nil
+}
 
 // capped applies caps (0: none) to a rate (0: unlimited): the lowest wins.
 func capped(rate float64, caps ...float64) float64 {

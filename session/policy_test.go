@@ -1,0 +1,56 @@
+package session
+
+import (
+	"math"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The authenticate hook's limits are read strictly: a value that would
+// not limit as written (NaN, an infinity, a frequency so low that the
+// spacing between messages overflowed to a negative one, which meant no
+// limit) refuses the session rather than lifting the limit.
+func TestParseLimits(t *testing.T) {
+	for v, want := range map[string]string{
+		"NaN":   "not a number of messages per second of at least 0.001",
+		"+Inf":  "not a number of messages per second of at least 0.001",
+		"1e-10": "not a number of messages per second of at least 0.001",
+		"0":     "not a number of messages per second of at least 0.001",
+		"-2":    "not a number of messages per second of at least 0.001",
+		"ten":   "not a number of messages per second of at least 0.001",
+	} {
+		if _, err := ParseLimits(map[string]string{"max_frequency": v}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("max_frequency %q: %v, want an error saying %q", v, err, want)
+		}
+	}
+	l, err := ParseLimits(map[string]string{"max_frequency": "0.001", "max_bandwidth": "512kbit"})
+	if err != nil || l.MaxFrequency != 0.001 || l.MaxBandwidth != 64000 {
+		t.Fatalf("limits %+v, %v; want a message per 1000 s and 64,000 bytes per second", l, err)
+	}
+}
+
+// Every limit ParseLimits accepts is one: the spacing between messages
+// is never negative (no limit) nor longer than the lowest frequency's.
+func FuzzParseLimits(f *testing.F) {
+	for _, s := range []string{"10", "0.001", "1e-10", "NaN", "Inf", "1e308", "0x1p-20", "64KiB", "512kbit", "1Mb/s", "bit", "/s"} {
+		f.Add(s, s)
+	}
+	f.Fuzz(func(t *testing.T, freq, bandwidth string) {
+		l, err := ParseLimits(map[string]string{"max_frequency": freq, "max_bandwidth": bandwidth})
+		if err != nil {
+			return
+		}
+		if math.IsNaN(l.MaxFrequency) || l.MaxFrequency < MinFrequency || math.IsInf(l.MaxFrequency, 0) {
+			t.Fatalf("max_frequency %q accepted as %v", freq, l.MaxFrequency)
+		}
+		if l.MaxBandwidth == 0 {
+			t.Fatalf("max_bandwidth %q accepted as no limit", bandwidth)
+		}
+		m := &Manager{}
+		m.cfg.Store(&Config{})
+		if iv := m.interval(0, l.MaxFrequency); iv < 0 || iv > 1001*time.Second {
+			t.Fatalf("max_frequency %q (%v) gives a spacing of %v", freq, l.MaxFrequency, iv)
+		}
+	})
+}
