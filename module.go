@@ -156,7 +156,9 @@ type Handler struct {
 
 	// Frames waiting for a client past which QoS 0 messages replace the
 	// waiting value of their topic instead of queuing (adaptive
-	// throttling of slow clients). Default: 64.
+	// throttling of slow clients), once they have waited 20 ms without
+	// the connection taking any: a burst that a client keeps up with is
+	// not conflated. Default: 64.
 	ConflateAfter int `json:"conflate_after,omitempty"`
 
 	// What happens when a slow client's queue is full and a QoS 1/2

@@ -39,8 +39,11 @@ type Config struct {
 	MaxPendingBytes  int
 	ReplayFrames     int
 	ReplayBytes      int
-	// Waiting frames past which QoS 0 messages are conflated per topic.
+	// Waiting frames past which QoS 0 messages are conflated per topic,
+	// once the client is behind: they have waited BehindAfter (0: 20 ms)
+	// without its transport taking any (outbox.go).
 	ConflateAfter int
+	BehindAfter   time.Duration
 	// End a session whose queue is full when a QoS 1/2 message arrives,
 	// instead of dropping it with an overflow notice.
 	OverflowClose bool

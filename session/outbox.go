@@ -1,5 +1,7 @@
 package session
 
+import "time"
+
 // outbox is a session's numbered stream of data frames: frames not yet
 // written, and behind them a bounded window of written frames kept for
 // replay when the client rebinds after a dropped connection.
@@ -84,8 +86,9 @@ type conflationKey struct {
 type outboxLimits struct {
 	pendingFrames int // unwritten frames before the session overflows
 	pendingBytes  int
-	conflateAfter int // unwritten frames past which QoS 0 is conflated
-	replayFrames  int // written frames kept for replay
+	conflateAfter int           // unwritten frames past which QoS 0 is conflated...
+	behindAfter   time.Duration // ...once they have waited this long untaken
+	replayFrames  int           // written frames kept for replay
 	replayBytes   int
 }
 
@@ -106,12 +109,24 @@ func (o *outbox) full(e *Event) bool {
 	return o.pending() >= o.limits.pendingFrames || o.pendingBytes+e.size() > o.limits.pendingBytes
 }
 
-// conflating reports whether QoS 0 messages should replace older unwritten
-// values of their topic: when the client is behind, or when asked (a
-// bandwidth cap). held unwritten frames are only waiting for the write
-// delay, which says nothing about the client.
-func (o *outbox) conflating(always, attached bool, held int) bool {
-	return always || (attached && o.pending()-held >= o.limits.conflateAfter)
+// DefaultBehindAfter is how long frames past conflate_after wait, without
+// the transport taking any, before the client counts as behind.
+//
+// The number of waiting frames alone does not say a client is behind: a
+// burst from the broker (500 messages in a millisecond) outruns any
+// writer for a moment, and conflating it took a third of a fast local
+// client's QoS 0 messages, a chat's lines among them. A client that
+// keeps up takes frames again within microseconds (the writer takes up to
+// 256 at a time); one whose socket is full, or whose stream blocks, takes
+// none until the network drains. 20 ms tells them apart and still
+// conflates for a slow client before its queue grows far.
+const DefaultBehindAfter = 20 * time.Millisecond
+
+// over reports whether more than conflate_after frames wait, held ones
+// (waiting only for the write delay, which says nothing of the client)
+// apart.
+func (o *outbox) over(held int) bool {
+	return o.pending()-held >= o.limits.conflateAfter
 }
 
 // conflate replaces the unwritten QoS 0 message of e's topic with e, if

@@ -17,7 +17,7 @@ import (
 func (m *Manager) outboxLimits() outboxLimits {
 	c := m.config()
 	return outboxLimits{pendingFrames: c.MaxPendingFrames, pendingBytes: c.MaxPendingBytes,
-		replayFrames: c.ReplayFrames, replayBytes: c.ReplayBytes, conflateAfter: c.ConflateAfter}
+		replayFrames: c.ReplayFrames, replayBytes: c.ReplayBytes, conflateAfter: c.ConflateAfter, behindAfter: c.BehindAfter}
 }
 
 // sameBroker reports whether two broker configurations are equal.
@@ -50,6 +50,9 @@ func CheckConfig(cfg Config) error {
 func (m *Manager) Reconfigure(cfg Config) error {
 	if cfg.ConflateAfter <= 0 {
 		cfg.ConflateAfter = 64
+	}
+	if cfg.BehindAfter <= 0 {
+		cfg.BehindAfter = DefaultBehindAfter
 	}
 	if err := CheckConfig(cfg); err != nil {
 		return err

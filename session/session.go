@@ -50,6 +50,9 @@ type Session struct {
 	wakeQueued bool
 	held       int
 	out        outbox // in the session, not behind a pointer: one object less per delivery
+	// overSince is when frames last went past conflate_after with the
+	// transport taking none since (zero: not now); behindLocked.
+	overSince time.Time
 
 	id, secret [16]byte
 	info       OpenInfo
@@ -186,6 +189,7 @@ func (s *Session) Attach(t Transport, resume bool, received uint64) *Error {
 	}
 	old := s.conn
 	s.conn = t
+	s.overSince = time.Time{}
 	if s.expiry != nil {
 		s.expiry.Stop()
 		s.expiry = nil
@@ -221,6 +225,7 @@ func (s *Session) Take(dst []Event, limit int) ([]Event, *Error) {
 	if s.closed != nil {
 		return dst, s.closed
 	}
+	s.overSince = time.Time{} // the transport keeps up, for now
 	if s.bucket == nil {
 		return s.out.take(dst, limit, nil), nil
 	}
@@ -256,10 +261,11 @@ func (s *Session) Closed() *Error {
 // pushLocked queues a data frame. Called with s.mu held.
 //
 // A client that cannot keep up (its writes block, or its bandwidth cap
-// holds frames back) makes frames wait here. Past conflate_after waiting
-// frames, or always under a bandwidth cap, a QoS 0 message replaces the
-// waiting value of its topic instead of queuing behind it: the client gets
-// the current state, in bounded memory. At the queue's bounds a message is
+// holds frames back) makes frames wait here. Once it is behind (past
+// conflate_after waiting frames, none taken for DefaultBehindAfter), or
+// always under a bandwidth cap, a QoS 0 message replaces the waiting
+// value of its topic instead of queuing behind it: the client gets the
+// current state, in bounded memory. At the queue's bounds a message is
 // dropped and counted in an overflow NOTICE, or, with overflow close, a
 // QoS 1/2 message ends the session with code 4050: never silently.
 func (s *Session) pushLocked(e Event) {
@@ -274,7 +280,11 @@ func (s *Session) pushLocked(e Event) {
 		// away: frames wait unconflated (up to the queue's bounds) so a
 		// resuming client loses nothing. Frames held by the write delay
 		// (held) do not make a client slow either.
-		conflate := o.conflating(s.bucket != nil, s.conn != nil, s.held)
+		over := s.conn != nil && o.over(s.held)
+		// Past conflate_after, messages are indexed by topic, so that
+		// once the client is behind the newest replaces them.
+		track := s.bucket != nil || over
+		conflate := s.bucket != nil || over && s.behindLocked()
 		switch {
 		case conflate && o.conflate(e):
 			s.mgr.metrics.Conflated.Inc()
@@ -286,7 +296,7 @@ func (s *Session) pushLocked(e Event) {
 			s.droppedLocked(e.Msg)
 			wakeNow = true // the overflow notice does not wait
 		default:
-			o.push(e, conflate)
+			o.push(e, track)
 			if !wakeNow {
 				s.held++
 			}
@@ -314,6 +324,18 @@ func (s *Session) pushLocked(e Event) {
 		return
 	}
 	s.conn.Wake()
+}
+
+// behindLocked reports whether the client is behind: frames past
+// conflate_after have waited behindAfter without its transport taking any
+// (Take restarts the clock). Called with s.mu held, when they are past it.
+func (s *Session) behindLocked() bool {
+	now := time.Now()
+	if s.overSince.IsZero() {
+		s.overSince = now
+		return false
+	}
+	return now.Sub(s.overSince) >= s.out.limits.behindAfter
 }
 
 // droppedLocked counts a message dropped at a bound (the queue's, or that

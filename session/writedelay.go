@@ -118,6 +118,7 @@ func (q *wakeQueue) fire() {
 func (s *Session) delayedWake() {
 	s.mu.Lock()
 	s.wakeQueued, s.held = false, 0
+	s.overSince = time.Time{} // the held frames start waiting for the transport now
 	conn := s.conn
 	s.mu.Unlock()
 	if conn != nil {

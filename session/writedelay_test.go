@@ -80,12 +80,13 @@ func TestWriteDelayWakesEachSessionOnceAfterTheDelay(t *testing.T) {
 // Messages held by the write delay are not a slow client's backlog: past
 // conflate_after of them, a QoS 0 message still queues behind the others
 // instead of replacing the waiting value of its topic. Once the wake has
-// come and the client has not taken them, the client is behind, and the
-// next value is conflated. An overflow notice does not wait for the delay.
+// come and the client has not taken them for BehindAfter, the client is
+// behind, and the next value is conflated. An overflow notice does not
+// wait for the delay.
 func TestWriteDelayHeldMessagesAreNotABacklog(t *testing.T) {
 	const delay = 100 * time.Millisecond
 	m, err := NewManager(Config{SessionTimeout: time.Minute, Heartbeat: time.Minute, MaxMessageSize: 1 << 20,
-		MaxPendingFrames: 60, MaxPendingBytes: 1 << 20, ReplayFrames: 16, ReplayBytes: 1 << 20, ConflateAfter: 8, WriteDelay: delay})
+		MaxPendingFrames: 60, MaxPendingBytes: 1 << 20, ReplayFrames: 16, ReplayBytes: 1 << 20, ConflateAfter: 8, BehindAfter: time.Millisecond, WriteDelay: delay})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,6 +108,7 @@ func TestWriteDelayHeldMessagesAreNotABacklog(t *testing.T) {
 	// topic are conflated: the 52nd replaces the 51st (the first queued
 	// while conflating) in its place.
 	s.deliver(&Message{Topic: "t", Payload: []byte{50}})
+	time.Sleep(2 * time.Millisecond) // the frames wait untaken: the client is behind
 	s.deliver(&Message{Topic: "t", Payload: []byte{51}})
 	got, _ := s.Take(nil, 100)
 	if len(got) != 51 {

@@ -1,0 +1,95 @@
+package session
+
+import (
+	"testing"
+	"time"
+)
+
+// sessionBehindAfter opens a session on a manager that counts a client
+// behind after behindAfter, past 8 waiting frames, with a transport that
+// only records wakes.
+func sessionBehindAfter(t *testing.T, behindAfter time.Duration) *Session {
+	t.Helper()
+	m, err := NewManager(Config{SessionTimeout: time.Minute, Heartbeat: time.Minute, MaxMessageSize: 1 << 20,
+		MaxPendingFrames: 1000, MaxPendingBytes: 1 << 20, ReplayFrames: 16, ReplayBytes: 1 << 20,
+		ConflateAfter: 8, BehindAfter: behindAfter})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	s, _ := m.Open(OpenInfo{})
+	if err := s.Attach(&wakeRecorder{}, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// values takes every waiting frame and returns their one-byte payloads.
+func values(t *testing.T, s *Session) []byte {
+	t.Helper()
+	got, err := s.Take(nil, 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v []byte
+	for _, e := range got {
+		v = append(v, e.Msg.Payload[0])
+	}
+	return v
+}
+
+// A burst that outruns the writer for a moment is not a slow client: past
+// conflate_after, QoS 0 messages still queue, every one of them, until the
+// transport has taken none for BehindAfter. (Conflating on the count
+// alone took a third of a fast client's messages in a burst of 500.)
+func TestABurstIsNotConflated(t *testing.T) {
+	s := sessionBehindAfter(t, time.Hour)
+	for i := range 200 {
+		s.deliver(&Message{Topic: "chat", Payload: []byte{byte(i)}})
+	}
+	got := values(t, s)
+	if len(got) != 200 {
+		t.Fatalf("%d of 200 messages of a burst waiting, want all", len(got))
+	}
+	for i, v := range got {
+		if v != byte(i) {
+			t.Fatalf("message %d is %d", i, v)
+		}
+	}
+}
+
+// A client whose transport takes nothing for BehindAfter while frames past
+// conflate_after wait is behind: the next QoS 0 value of a topic replaces
+// the waiting one. Once the transport takes frames again the clock
+// restarts, so the client is not behind until it stalls again.
+func TestAStalledClientIsConflated(t *testing.T) {
+	const behind = 5 * time.Millisecond
+	s := sessionBehindAfter(t, behind)
+	for i := range 20 {
+		s.deliver(&Message{Topic: "t", Payload: []byte{byte(i)}})
+	}
+	time.Sleep(2 * behind)
+	s.deliver(&Message{Topic: "t", Payload: []byte{20}})
+	got := values(t, s)
+	if len(got) != 20 || got[19] != 20 {
+		t.Fatalf("waiting after the stall: %v, want 0..18 and then 20 in the place of 19", got)
+	}
+
+	// Taken: the clock restarts at the next frame past conflate_after.
+	for i := range 20 {
+		s.deliver(&Message{Topic: "t", Payload: []byte{byte(i)}})
+	}
+	s.mu.Lock()
+	since := s.overSince
+	s.mu.Unlock()
+	if since.IsZero() {
+		t.Fatal("no clock started past conflate_after")
+	}
+	values(t, s)
+	s.mu.Lock()
+	since = s.overSince
+	s.mu.Unlock()
+	if !since.IsZero() {
+		t.Fatal("the clock kept running after the transport took the frames")
+	}
+}
