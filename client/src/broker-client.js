@@ -79,6 +79,7 @@ export class BrokerClient {
     this.onConnectionLost = null;
     /** @type {((message: Message, error: MqttGatewayError) => void) | null} */
     this.onMessageNotAuthorized = null;
+    this.onMessageNotDelivered = null;
     /** @type {(() => void) | null} */
     this.onReconnectionStart = null;
     /** @type {((info: {messagesMayHaveBeenLost: boolean}) => void) | null} */
@@ -460,12 +461,16 @@ export class BrokerClient {
       resolve = res;
       reject = rej;
     });
+    // A publish is fire-and-forget as often as it is awaited (Paho's send() returns
+    // nothing): its failure must not end a Node.js process as an unhandled rejection.
+    // Whoever awaits the Promise still gets the error; onMessageNotDelivered hears of
+    // every failure.
+    promise.catch(() => {});
     const fail = (code, text, quiet = false) => {
       const err = new MqttGatewayError(code, text);
-      if (quiet) promise.catch(() => {});
-      if (code === ErrorCode.not_authorized && typeof this.onMessageNotAuthorized === "function") {
-        promise.catch(() => {});
-        safeCall(this.onMessageNotAuthorized, this, message, err);
+      if (!quiet) {
+        if (code === ErrorCode.not_authorized) safeCall(this.onMessageNotAuthorized, this, message, err);
+        safeCall(this.onMessageNotDelivered, this, message, err);
       }
       reject(err);
     };

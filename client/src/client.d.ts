@@ -192,7 +192,9 @@ export interface SubscribeOptions extends CallbackOptions<{ grantedQos: QoS }> {
   noLocal?: boolean;
   /**
    * MQTT 5 Retain As Published: messages keep the retain flag they were published with
-   * (by default only those sent because this client subscribed are flagged).
+   * (by default only those sent because this client subscribed are flagged; on the
+   * gateway's shared connection, a retained message published live within 2 s of a
+   * subscription may come flagged too: PROTOCOL.md, Retained messages).
    */
   retainAsPublished?: boolean;
 }
@@ -238,6 +240,9 @@ export declare class BrokerClient {
    * A message not yet confirmed when a fresh session replaces a lost one is published
    * again (at least once). The (topic, payload) form throws a TypeError without a
    * payload: pass "" for an empty one (with retained, it deletes the retained message).
+   * A failure rejects the Promise for whoever awaits it, and calls onMessageNotDelivered;
+   * a publish nobody awaits is never an unhandled rejection (it does not end a Node.js
+   * process).
    */
   send(message: Message): Promise<Message>;
   send(topic: string, payload: string | ArrayBuffer | ArrayBufferView, qos?: QoS, retained?: boolean): Promise<Message>;
@@ -261,8 +266,15 @@ export declare class BrokerClient {
    * client connects again by itself (see ConnectOptions.reconnect).
    */
   onConnectionLost: ((error: ErrorInfo) => void) | null;
-  /** A publish was refused by the authorize hook (4021). */
+  /** A publish was refused by the authorize hook (4021); onMessageNotDelivered follows. */
   onMessageNotAuthorized: ((message: Message, error: MqttGatewayError) => void) | null;
+  /**
+   * A publish failed, whatever the reason (the broker unavailable, 4041; refused by the
+   * gateway or the broker; not connected, 4003): where a fire-and-forget publish's
+   * failure is heard. Not called for publishes the application ended by closing the
+   * session.
+   */
+  onMessageNotDelivered: ((message: Message, error: MqttGatewayError) => void) | null;
   /**
    * The session lost its transport (requests are queued meanwhile), or, with
    * `reconnect: true`, the client lost its broker and reconnects (after onConnectionLost).

@@ -232,6 +232,41 @@ describe("requests", () => {
     await session.close();
   });
 
+  test("a failed publish nobody awaits is no unhandled rejection; onMessageNotDelivered hears every failure", async () => {
+    // Node.js ends a process on an unhandled rejection: a fire-and-forget publish
+    // (Paho's send()) that failed in a broker outage took the application down.
+    const unhandled = [];
+    const onUnhandled = (reason) => unhandled.push(reason);
+    process.on("unhandledRejection", onUnhandled);
+    try {
+      const { session, conn } = await open();
+      const { client } = await connected(session, conn);
+      const failed = [];
+      client.onMessageNotDelivered = (m, e) => failed.push([m.destinationName, e.errorCode]);
+
+      client.publish("sensor/temp", "21.5"); // not awaited
+      const pub = await conn.take(F.PUBLISH);
+      conn.send(result(pub.req, 0, 4041, "broker unavailable"));
+      client.publish("a/+", "x"); // refused by the gateway: not awaited either
+      const bad = await conn.take(F.PUBLISH);
+      conn.send(result(bad.req, 0, 4030, "invalid topic"));
+      await waitFor(() => failed.length === 2);
+      // Unhandled rejections are reported after the microtasks of a macrotask.
+      await new Promise((r) => setTimeout(r, 20));
+      assert.deepEqual(unhandled, []);
+      assert.deepEqual(failed, [["sensor/temp", 4041], ["a/+", 4030]]);
+
+      // Awaiting still gives the error.
+      const q = client.publish("sensor/temp", "22");
+      const pub3 = await conn.take(F.PUBLISH);
+      conn.send(result(pub3.req, 0, 4041, "broker unavailable"));
+      await assert.rejects(q, (e) => e.errorCode === 4041);
+      await session.close();
+    } finally {
+      process.off("unhandledRejection", onUnhandled);
+    }
+  });
+
   test("local refusals: bad QoS (4033), not connected (4003), frame over max_frame (4002)", async () => {
     const { session, conn } = await open();
     const client = session.createClient("main");
