@@ -1,12 +1,16 @@
 // A broker client inside a session: Paho-like API (callbacks and Promises), its
 // subscriptions, and delivery of the MESSAGE frames of its stream.
 
-import { operation, safeCall } from "./callbacks.js";
+import { checkOptions, operation, safeCall } from "./callbacks.js";
 import { FrameType, toBytes } from "./codec.js";
 import { ErrorCode, MqttGatewayError, describeValue, echo } from "./errors.js";
 import { Message } from "./message.js";
 import { brokerReconnectDelay } from "./timers.js";
 import { filterLevels, levelsMatch } from "./topic.js";
+
+/** What connect() and subscribe() take, besides onSuccess, onFailure, invocationContext. */
+const CONNECT_OPTIONS = ["cleanSession", "willMessage", "willDelayInterval", "userName", "password", "keepAliveInterval", "sessionExpiryInterval", "reconnect"];
+const SUBSCRIBE_OPTIONS = ["qos", "maxFrequency", "noLocal", "retainAsPublished", "retainHandling"];
 
 const State = Object.freeze({
   DISCONNECTED: "disconnected",
@@ -122,6 +126,7 @@ export class BrokerClient {
    * @returns {Promise<{sessionPresent: boolean}>}
    */
   connect(o = {}) {
+    checkOptions("connect", o, CONNECT_OPTIONS);
     if (o.reconnect !== undefined && typeof o.reconnect !== "boolean") throw new TypeError(`reconnect must be a boolean, got ${describeValue(o.reconnect)}`);
     const op = operation(o);
     // As in Paho, connect() between two attempts of an automatic reconnection ends it
@@ -189,6 +194,7 @@ export class BrokerClient {
    */
   subscribe(filter, o = {}) {
     if (typeof filter !== "string") throw new TypeError("filter must be a string");
+    checkOptions("subscribe", o, SUBSCRIBE_OPTIONS);
     const op = operation(o);
     const qos = o.qos ?? 0;
     if (!isQos(qos)) {
@@ -230,6 +236,7 @@ export class BrokerClient {
    * @returns {Promise<void>}
    */
   setMaxFrequency(filter, maxFrequency, o = {}) {
+    checkOptions("setMaxFrequency", o, []);
     const mf = Number(maxFrequency);
     if (!(mf >= 0) || !Number.isFinite(mf)) throw new TypeError("maxFrequency must be a non-negative number (messages per second)");
     const op = operation(o);
@@ -257,6 +264,7 @@ export class BrokerClient {
    */
   unsubscribe(filter, o = {}) {
     if (typeof filter !== "string") throw new TypeError("filter must be a string");
+    checkOptions("unsubscribe", o, []);
     const op = operation(o);
     if (!this._acceptsRequests()) {
       op.fail(new MqttGatewayError(ErrorCode.bad_request, "client not connected"));

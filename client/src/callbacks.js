@@ -64,3 +64,32 @@ export function operation(o = {}) {
     },
   };
 }
+
+const CALLBACK_OPTIONS = ["onSuccess", "onFailure", "invocationContext"];
+
+/** Options of Paho's that have no equivalent here, with what to do instead. */
+const PAHO_ONLY = {
+  timeout: "requests wait for the gateway's answer (its connect_timeout, hook_timeout)",
+  useSSL: "the session's URL says TLS (https:// or wss://)",
+  hosts: "one gateway URL per session; put a load balancer in front",
+  ports: "one gateway URL per session; put a load balancer in front",
+  uris: "one gateway URL per session; put a load balancer in front",
+  mqttVersion: "the gateway speaks MQTT 5 to the broker",
+  mqttVersionExplicit: "the gateway speaks MQTT 5 to the broker",
+};
+
+/**
+ * Throws a TypeError for an option `what` does not know: a misspelt one (`qso`) would
+ * otherwise be ignored without a word, as Paho refuses unknown properties.
+ * @param {string} what
+ * @param {object} o
+ * @param {string[]} known besides onSuccess, onFailure and invocationContext
+ */
+export function checkOptions(what, o, known) {
+  if (o === null || typeof o !== "object") throw new TypeError(`${what} options must be an object, got ${o === null ? "null" : typeof o}`);
+  for (const key of Object.keys(o)) {
+    if (known.includes(key) || CALLBACK_OPTIONS.includes(key)) continue;
+    const instead = Object.hasOwn(PAHO_ONLY, key) ? `: Paho's ${key} has no equivalent here (${PAHO_ONLY[key]})` : "";
+    throw new TypeError(`unknown ${what} option ${JSON.stringify(key)}${instead}; known: ${known.join(", ")}`);
+  }
+}

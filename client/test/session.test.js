@@ -267,6 +267,25 @@ describe("requests", () => {
     }
   });
 
+  test("unknown options are a TypeError naming them, as Paho refuses unknown properties", async () => {
+    const { session, conn } = await open();
+    const { client } = await connected(session, conn);
+    // A misspelt option was ignored: subscribe(f, { qso: 1 }) subscribed at QoS 0.
+    assert.throws(() => client.subscribe("a", { qso: 1 }), (e) => e instanceof TypeError && /unknown subscribe option "qso"; known: qos, maxFrequency/.test(e.message));
+    assert.throws(() => client.unsubscribe("a", { qos: 1 }), (e) => e instanceof TypeError && /unknown unsubscribe option "qos"/.test(e.message));
+    assert.throws(() => client.setMaxFrequency("a", 1, { qos: 1 }), (e) => e instanceof TypeError && /unknown setMaxFrequency option "qos"/.test(e.message));
+    const other = session.createClient("main", "c1");
+    assert.throws(() => other.connect({ cleansession: false }), (e) => e instanceof TypeError && /unknown connect option "cleansession"/.test(e.message));
+    assert.throws(() => other.connect({ useSSL: true }), (e) => e instanceof TypeError && /Paho's useSSL has no equivalent here \(the session's URL says TLS/.test(e.message));
+    assert.equal(other.state, "disconnected", "a refused connect leaves the client as it was");
+    // Every documented option, and Paho's callbacks, are taken.
+    const p = client.subscribe("a", { qos: 1, maxFrequency: 1, noLocal: true, retainAsPublished: true, retainHandling: 1, onSuccess() {}, onFailure() {}, invocationContext: 1 });
+    const sub = await conn.take(F.SUBSCRIBE);
+    conn.send(result(sub.req, 1));
+    assert.equal(await p, 1);
+    await session.close();
+  });
+
   test("local refusals: bad QoS (4033), not connected (4003), frame over max_frame (4002)", async () => {
     const { session, conn } = await open();
     const client = session.createClient("main");
