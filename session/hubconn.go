@@ -239,7 +239,9 @@ func (h *Hub) onDown() bool {
 	var lost []*Client
 	if h.dedicated && h.yielding {
 		h.kicked = true
-	} else if h.dedicated {
+	} else if h.dedicated && !closed {
+		// (A hub the gateway closes, as at shutdown before its session
+		// ends, says nothing: the session's end is the client's news.)
 		for c := range h.clients {
 			lost = append(lost, c)
 		}

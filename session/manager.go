@@ -439,6 +439,31 @@ func (m *Manager) releaseHub(h *Hub, c *Client) {
 	}
 }
 
+// closeHubs closes hubs (each a clean DISCONNECT of at most 2 s) at once,
+// and returns when all are closed.
+func closeHubs(hubs []*Hub) {
+	var wg sync.WaitGroup
+	for _, h := range hubs {
+		wg.Add(1)
+		go func() { defer wg.Done(); h.close("the gateway is shutting down") }()
+	}
+	wg.Wait()
+}
+
+// closeWriteWait bounds how long a shutdown waits for the sessions' CLOSE
+// frames to be written.
+const closeWriteWait = 2 * time.Second
+
+// waitAtMost waits for wg, for at most d.
+func waitAtMost(wg *sync.WaitGroup, d time.Duration) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+	}
+}
+
 // awaitEnding waits, for at most endingWait, until the connection of a
 // dedicated hub with key that is being closed is gone. Called with m.mu
 // held; it releases and retakes it while it waits.
@@ -492,23 +517,49 @@ func (m *Manager) Close() {
 	for _, s := range m.sessions {
 		sessions = append(sessions, s)
 	}
-	m.mu.Unlock()
-	for _, s := range sessions {
-		s.Close(Errorf(CodeShuttingDown, "gateway is shutting down"))
+	// Dedicated broker connections end first, and the sessions hear 4090
+	// only then. A client reconnects as soon as it hears it, through this
+	// gateway's successor after a reload that renamed it, and its CONNECT
+	// with the same client id would take over a connection not yet ended:
+	// the broker then publishes the will the clean DISCONNECT is for.
+	var dedicated []*Hub
+	for key, h := range m.hubs {
+		if h.dedicated {
+			dedicated = append(dedicated, h)
+			delete(m.hubs, key)
+		}
 	}
+	m.mu.Unlock()
+	closeHubs(dedicated)
+	// The sessions' CLOSE frames are written before Close returns (and
+	// Caddy, stopping, exits), for at most closeWriteWait: a client that
+	// got none cannot tell a shutdown from a network failure.
+	var written sync.WaitGroup
+	for _, s := range sessions {
+		s.closeAwaitingWrite(Errorf(CodeShuttingDown, "gateway is shutting down"), &written)
+	}
+	waitAtMost(&written, closeWriteWait)
 	m.mu.Lock()
 	hubs := make([]*Hub, 0, len(m.hubs))
 	for _, h := range m.hubs {
 		hubs = append(hubs, h)
 	}
 	clear(m.hubs)
-	m.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, h := range hubs {
-		wg.Add(1)
-		go func() { defer wg.Done(); h.close("the gateway is shutting down") }()
+	// Dedicated hubs whose sessions ended before: their DISCONNECT too
+	// goes out before Close returns.
+	var ending []chan struct{}
+	for _, closed := range m.ending {
+		ending = append(ending, closed)
 	}
-	wg.Wait()
+	m.mu.Unlock()
+	closeHubs(hubs)
+	deadline := time.After(endingWait)
+	for _, closed := range ending {
+		select {
+		case <-closed:
+		case <-deadline:
+		}
+	}
 	m.brokersMu.Lock()
 	for _, br := range m.brokers {
 		if br.embedded != nil {

@@ -50,6 +50,9 @@ type Session struct {
 	wakeQueued bool
 	held       int
 	out        outbox // in the session, not behind a pointer: one object less per delivery
+	// written counts, at a shutdown, the bound connection that is to
+	// write the session's CLOSE frame (Manager.Close); nil otherwise.
+	written *sync.WaitGroup
 	// overSince is when frames last went past conflate_after with the
 	// transport taking none since (zero: not now); behindLocked.
 	overSince time.Time
@@ -207,6 +210,12 @@ func (s *Session) Attach(t Transport, resume bool, received uint64) *Error {
 func (s *Session) Detach(t Transport) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.conn == t && s.written != nil {
+		// The connection that was to write the CLOSE frame of a shutdown
+		// is done: written, or gone.
+		s.written.Done()
+		s.written = nil
+	}
 	if s.conn != t || s.closed != nil {
 		return
 	}
@@ -407,13 +416,22 @@ func (s *Session) result(req uint64, err *Error, value uint64) {
 
 // Close ends the session: its clients are disconnected, its subscriptions
 // released, and its transport (if any) told why.
-func (s *Session) Close(reason *Error) {
+func (s *Session) Close(reason *Error) { s.closeAwaitingWrite(reason, nil) }
+
+// closeAwaitingWrite is Close that, if written is not nil and a connection
+// is bound to write the CLOSE frame, counts it in written until that
+// connection is done (Detach).
+func (s *Session) closeAwaitingWrite(reason *Error, written *sync.WaitGroup) {
 	s.mu.Lock()
 	if s.closed != nil {
 		s.mu.Unlock()
 		return
 	}
 	s.closed = reason
+	if written != nil && s.conn != nil {
+		written.Add(1)
+		s.written = written
+	}
 	s.mu.Unlock()
 	s.finish()
 }
