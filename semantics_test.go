@@ -756,3 +756,64 @@ func TestDedicatedClientHasAtMostReceiveMaximumUnacknowledged(t *testing.T) {
 		c.Ack(f.Stream, f.PacketID)
 	}
 }
+
+// A shutdown under traffic ends every session with CLOSE 4090 and fires
+// no will: the dedicated broker connections end with a clean DISCONNECT
+// first. In process the writers go on after caddy.Stop, so this guards
+// the contract but cannot see the race a real process had at exit (CLOSE
+// frames still queued when Caddy exited, DISCONNECTs not yet sent), which
+// Manager.Close now waits for.
+func TestShutdownClosesEverySessionWithoutWills(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	const n = 40
+	clients := make([]*gwclient.Client, n)
+	for i := range clients {
+		clients[i] = dial(t, url)
+		id := fmt.Sprintf("shut-%d", i)
+		h, _, err := clients[i].Connect(ctx10(t), session.ConnectParams{Broker: "main", ClientID: id, CleanStart: true,
+			Will: &session.PublishParams{Topic: "wills/" + id, QoS: 1, Payload: []byte("gone")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := clients[i].Subscribe(ctx10(t), h, "busy/#", 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sub := exec.CommandContext(ctx, "mosquitto_sub", "-h", "127.0.0.1", "-p", fmt.Sprint(mq.port), "-t", "wills/#", "-C", "1", "-W", "4", "-v")
+	var wills bytes.Buffer
+	sub.Stdout = &wills
+	if err := sub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pub := mqttPublisher(t, mq.port)
+	published := make(chan struct{})
+	go func() { // traffic, so that the writers have frames queued
+		defer close(published)
+		publishAt(t, pub, []string{"busy/x"}, 1000, 2000, 1000, 0)
+	}()
+	time.Sleep(300 * time.Millisecond)
+	caddy.Stop()
+	for i, c := range clients {
+		select {
+		case <-c.Done(): // the reader has handed on the CLOSE frame, if one came
+		case <-time.After(5 * time.Second):
+			t.Fatalf("session %d: still connected after the shutdown", i)
+		}
+		select {
+		case f := <-c.Ended:
+			if f.Code != session.CodeShuttingDown {
+				t.Errorf("session %d ended with %d %q, want %d", i, f.Code, f.Message, session.CodeShuttingDown)
+			}
+		default:
+			t.Errorf("session %d: the connection was cut without a CLOSE frame", i)
+		}
+	}
+	<-published
+	sub.Wait() // -W 4: four seconds for a will to come
+	if got := strings.TrimSpace(wills.String()); got != "" {
+		t.Fatalf("a will was published at a clean shutdown: %q", got)
+	}
+}
