@@ -36,13 +36,29 @@ type backlog struct {
 	bytes    int
 }
 
+// requestKind is what the backlog knows of a request: its name in
+// requests_refused_total, and whether it lets go of something.
+type requestKind struct {
+	action  string
+	release bool
+}
+
+var (
+	reqConnect      = requestKind{action: "connect"}
+	reqSubscribe    = requestKind{action: "subscribe"}
+	reqSetFrequency = requestKind{action: "set_frequency"}
+	reqPublish      = requestKind{action: "publish"}
+	reqUnsubscribe  = requestKind{action: "unsubscribe", release: true}
+	reqDisconnect   = requestKind{action: "disconnect", release: true}
+)
+
 // admit counts a request of cost bytes, unless the bound l sets is
 // reached; releases (UNSUBSCRIBE, DISCONNECT) have twice the room. With
 // nothing waiting, any request is admitted: a publish max_message_size
 // allows is never refused only for being larger than max_queued_bytes.
-func (b *backlog) admit(cost int, release bool, l outboxLimits) bool {
+func (b *backlog) admit(cost int, kind requestKind, l outboxLimits) bool {
 	frames, bytes := l.pendingFrames, l.pendingBytes
-	if release {
+	if kind.release {
 		frames, bytes = 2*frames, 2*bytes
 	}
 	if b.requests > 0 && (b.requests >= frames || b.bytes+cost > bytes) {
@@ -64,8 +80,8 @@ func (b *backlog) done(cost int) {
 
 // backlogFull is the answer to a request past the bound, counted by
 // action in requests_refused_total.
-func (s *Session) backlogFull(action string) *Error {
-	s.mgr.metrics.RequestsRefused.WithLabelValues(action).Inc()
+func (s *Session) backlogFull(kind requestKind) *Error {
+	s.mgr.metrics.RequestsRefused.WithLabelValues(kind.action).Inc()
 	l := s.out.limits
 	return Errorf(CodeRateLimited, "too many requests waiting for the broker or a hook: at most %d requests and %d bytes of a session's may wait (max_queued_frames, max_queued_bytes); retry once earlier ones are answered",
 		l.pendingFrames, l.pendingBytes)

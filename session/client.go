@@ -96,14 +96,13 @@ func (c *Client) enqueue(op func()) { c.queue(queuedOp{run: op}) }
 // request runs a web client's request after the client's earlier ones,
 // counted in the session's backlog (backlog.go) until it has run. Past
 // the backlog's bound it is not queued, and the error says so: the caller
-// answers it at once. action is the request's name in the metrics;
-// unsubscribe and disconnect are releases, with more room.
-func (c *Client) request(action string, cost int, run func()) *Error {
+// answers it at once.
+func (c *Client) request(kind requestKind, cost int, run func()) *Error {
 	s := c.sess
 	s.mu.Lock()
-	if !s.backlog.admit(cost, action == "unsubscribe" || action == "disconnect", s.out.limits) {
+	if !s.backlog.admit(cost, kind, s.out.limits) {
 		s.mu.Unlock()
-		return s.backlogFull(action)
+		return s.backlogFull(kind)
 	}
 	start := c.appendLocked(queuedOp{run: run, cost: cost})
 	s.mu.Unlock()
@@ -205,10 +204,10 @@ func (s *Session) Connect(req, handle uint64, p ConnectParams) {
 	}
 	// Admitted with the handle, so a refused CONNECT leaves none behind.
 	cost := connectCost(&p)
-	if !s.backlog.admit(cost, false, s.out.limits) {
+	if !s.backlog.admit(cost, reqConnect, s.out.limits) {
 		s.mu.Unlock()
 		cancel()
-		s.result(req, s.backlogFull("connect"), 0)
+		s.result(req, s.backlogFull(reqConnect), 0)
 		return
 	}
 	s.clients[handle] = c
@@ -280,7 +279,7 @@ func (s *Session) Subscribe(req, handle uint64, filter string, qos byte, opts Su
 		return
 	}
 	arrived := time.Now()
-	if err := c.request("subscribe", filterCost(filter), func() {
+	if err := c.request(reqSubscribe, filterCost(filter), func() {
 		// Checked in the client's queue, so even a refusal is answered in
 		// the order of the requests (PROTOCOL.md).
 		if err := topic.ValidateFilter(filter); err != nil {
@@ -340,7 +339,7 @@ func (s *Session) SetFrequency(req, handle uint64, filter string, maxFrequency f
 	if c == nil {
 		return
 	}
-	if err := c.request("set_frequency", filterCost(filter), func() {
+	if err := c.request(reqSetFrequency, filterCost(filter), func() {
 		if _, ok := c.subs[filter]; !ok || c.hub == nil {
 			s.result(req, Errorf(CodeBadRequest, "client %d has no subscription to %q", handle, TrimText(filter)), 0)
 			return
@@ -360,7 +359,7 @@ func (s *Session) Unsubscribe(req, handle uint64, filter string) {
 	if c == nil {
 		return
 	}
-	if err := c.request("unsubscribe", filterCost(filter), func() {
+	if err := c.request(reqUnsubscribe, filterCost(filter), func() {
 		if c.hub == nil {
 			s.result(req, notConnected(handle), 0)
 			return
@@ -395,7 +394,7 @@ func (s *Session) Publish(req, handle uint64, p PublishParams) {
 	}
 	arrived := time.Now()
 	allowed := s.allowPublish() // counted when it came
-	if err := c.request("publish", publishCost(&p), func() {
+	if err := c.request(reqPublish, publishCost(&p), func() {
 		// Refusals too are answered in the order of the requests.
 		if err := s.mgr.checkPublish(&p); err != nil {
 			refuse(err)
@@ -463,7 +462,7 @@ func (s *Session) Disconnect(req, handle uint64) {
 	if c == nil {
 		return
 	}
-	if err := c.request("disconnect", requestOverhead, func() {
+	if err := c.request(reqDisconnect, requestOverhead, func() {
 		if c.hub != nil {
 			s.notify(Action{Kind: "disconnect", Broker: c.hub.br().cfg.Name, ClientID: c.clientID})
 		}
