@@ -8,7 +8,7 @@ import { Message } from "./message.js";
 import { brokerReconnectDelay } from "./timers.js";
 import { filterLevels, levelsMatch } from "./topic.js";
 
-/** What connect() and subscribe() take, besides onSuccess, onFailure, invocationContext. */
+/** What connect() and subscribe() take, besides onSuccess, onFailure and invocationContext. */
 const CONNECT_OPTIONS = ["cleanSession", "willMessage", "willDelayInterval", "userName", "password", "keepAliveInterval", "sessionExpiryInterval", "reconnect"];
 const SUBSCRIBE_OPTIONS = ["qos", "maxFrequency", "noLocal", "retainAsPublished", "retainHandling"];
 
@@ -83,6 +83,7 @@ export class BrokerClient {
     this.onConnectionLost = null;
     /** @type {((message: Message, error: MqttGatewayError) => void) | null} */
     this.onMessageNotAuthorized = null;
+    /** @type {((message: Message, error: MqttGatewayError) => void) | null} */
     this.onMessageNotDelivered = null;
     /** @type {(() => void) | null} */
     this.onReconnectionStart = null;

@@ -90,6 +90,6 @@ export function checkOptions(what, o, known) {
   for (const key of Object.keys(o)) {
     if (known.includes(key) || CALLBACK_OPTIONS.includes(key)) continue;
     const instead = Object.hasOwn(PAHO_ONLY, key) ? `: Paho's ${key} has no equivalent here (${PAHO_ONLY[key]})` : "";
-    throw new TypeError(`unknown ${what} option ${JSON.stringify(key)}${instead}; known: ${known.join(", ")}`);
+    throw new TypeError(`unknown ${what} option ${JSON.stringify(key)}${instead}; known: ${[...known, ...CALLBACK_OPTIONS].join(", ")}`);
   }
 }
