@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -38,9 +40,16 @@ func adminCaddy(t *testing.T, site func() string) (reload func()) {
 // admin API's status and answer.
 func adminCaddyTry(t *testing.T, site func() string) (tryReload func() (int, string)) {
 	t.Helper()
+	return adminCaddyTryWith(t, func() string { return "" }, site)
+}
+
+// adminCaddyTryWith is adminCaddyTry with global options of the test's
+// (globals) besides the admin API's.
+func adminCaddyTryWith(t *testing.T, globals, site func() string) (tryReload func() (int, string)) {
+	t.Helper()
 	adminPort := freePort(t)
 	cfg := func() string {
-		return string(caddyfile.Format([]byte(fmt.Sprintf("{\n\tadmin 127.0.0.1:%d\n\tpersist_config off\n\tauto_https off\n\tdefault_bind 127.0.0.1\n}\n%s", adminPort, site()))))
+		return string(caddyfile.Format([]byte(fmt.Sprintf("{\n\tadmin 127.0.0.1:%d\n\tpersist_config off\n\tauto_https off\n\tdefault_bind 127.0.0.1\n%s\n}\n%s", adminPort, globals(), site()))))
 	}
 	loadCaddy(t, adaptCaddyfile(t, cfg()))
 	return func() (int, string) {
@@ -305,5 +314,63 @@ func TestReloadedLimitsReachOpenSessions(t *testing.T) {
 	}
 	if many > 8 {
 		t.Errorf("after max_bandwidth 1000B: %d of 40 500-byte messages within 1.4 s", many)
+	}
+}
+
+// A reload that changes where the gateway logs (its output, level or
+// format) applies to the sessions of a gateway the reload keeps: before,
+// "session opened" and every session's and broker connection's lines went
+// on to the first config's log.
+func TestReloadMovesTheLog(t *testing.T) {
+	mq := startMosquitto(t)
+	httpPort := freePort(t)
+	dir := t.TempDir()
+	logFile := filepath.Join(dir, "a.log")
+	try := adminCaddyTryWith(t, func() string {
+		return fmt.Sprintf("log gateway {\n output file %s\n format json\n include http.handlers.mqtt_gateway\n}", logFile)
+	}, func() string {
+		return fmt.Sprintf("http://127.0.0.1:%d {\n mqtt_gateway /mqtt/* {\n name logs\n broker main mqtt://127.0.0.1:%d\n }\n}\n", httpPort, mq.port)
+	})
+	url := fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort)
+	before := dial(t, url)
+	connectMain(t, before)
+	awaitLogLines(t, filepath.Join(dir, "a.log"), "session opened", 1)
+
+	logFile = filepath.Join(dir, "b.log")
+	if status, body := try(); status != http.StatusOK {
+		t.Fatalf("reload: %d %s", status, body)
+	}
+	after := dial(t, url)
+	connectMain(t, after)
+	awaitLogLines(t, filepath.Join(dir, "b.log"), "session opened", 1)
+	before.Close() // a session of before the reload logs its end to the new log too
+	awaitLogLines(t, filepath.Join(dir, "b.log"), "session closed", 1)
+	if n := logLines(filepath.Join(dir, "a.log"), `"msg":"session`); n != 1 {
+		t.Fatalf("the first log has %d session lines, want only the one from before the reload", n)
+	}
+}
+
+// logLines counts the lines of file that contain text.
+func logLines(file, text string) int {
+	data, _ := os.ReadFile(file)
+	n := 0
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.Contains(line, text) {
+			n++
+		}
+	}
+	return n
+}
+
+// awaitLogLines waits until file has n lines containing text.
+func awaitLogLines(t *testing.T, file, text string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for logLines(file, text) < n {
+		if time.Now().After(deadline) {
+			data, _ := os.ReadFile(file)
+			t.Fatalf("%s has %d lines with %q, want %d:\n%s", filepath.Base(file), logLines(file, text), text, n, data)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -108,8 +108,9 @@ func (m *Manager) StartEmbedded() error {
 
 // Manager owns a gateway's sessions and broker connections.
 type Manager struct {
-	cfg atomic.Pointer[Config] // replaced by Reconfigure
-	log *zap.Logger
+	cfg       atomic.Pointer[Config] // replaced by Reconfigure
+	log       *zap.Logger            // follows the running config's logger (logger.go)
+	setLogger func(*zap.Logger)      // points log at a config's logger
 	// refusedOpens limits the log of refused opens (session limits).
 	refusedOpens LogLimiter
 	// droppedNotes limits the log of notifications dropped (notify.go).
@@ -136,11 +137,12 @@ type Manager struct {
 
 // NewManager prepares the brokers (starting embedded ones) for a gateway.
 func NewManager(cfg Config) (*Manager, error) {
-	m := &Manager{log: cfg.Logger, brokers: map[string]*brokerRuntime{},
+	m := &Manager{brokers: map[string]*brokerRuntime{},
 		sessions: map[[16]byte]*Session{}, hubs: map[string]*Hub{}, metrics: newMetrics(cfg.Name)}
-	if m.log == nil {
-		m.log = zap.NewNop()
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
 	}
+	m.log, m.setLogger = newReloadableLogger(cfg.Logger)
 	if err := m.Reconfigure(cfg); err != nil {
 		m.Close()
 		return nil, err

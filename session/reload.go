@@ -105,6 +105,9 @@ func (m *Manager) Reconfigure(cfg Config) error {
 	prev := m.config()
 	m.cfg.Store(&cfg)
 	m.brokersMu.Unlock()
+	if cfg.Logger != nil {
+		m.setLogger(cfg.Logger)
+	}
 	if prev != nil && (prev.MaxFrequency != cfg.MaxFrequency || prev.MaxBandwidth != cfg.MaxBandwidth) {
 		m.reapplyLimits()
 	}
