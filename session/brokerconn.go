@@ -1,9 +1,12 @@
 package session
 
 import (
+	"io"
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/eclipse/paho.golang/packets"
 )
@@ -29,6 +32,8 @@ type brokerConn struct {
 	want    int      // the packet's length, from its fixed header; 0 before it
 	sending [][]byte // parts, for net.Buffers to consume
 	joined  []byte   // parts of a small packet in one buffer, for TLS
+
+	disconnected atomic.Bool // a DISCONNECT was written: Close lingers
 }
 
 func (c *brokerConn) Lock() { c.mu.Lock() }
@@ -100,6 +105,9 @@ func (c *brokerConn) flush() error {
 		}
 		_, err = conn.Write(c.joined)
 	}
+	if err == nil && len(c.parts[0]) > 0 && c.parts[0][0] == packets.DISCONNECT<<4 {
+		c.disconnected.Store(true)
+	}
 	if err != nil && c.unsent != nil {
 		packet := slices.Concat(c.parts...)
 		if id, ok := publishPacketID(packet); ok {
@@ -112,6 +120,30 @@ func (c *brokerConn) flush() error {
 	c.have, c.want = 0, 0
 	return err
 }
+
+// Close ends the connection. After a DISCONNECT it first lets the broker
+// read it: closed at once, with the broker's messages still arriving
+// unread, the socket is reset, and a broker busy writing to it (Mosquitto
+// under load) fails with a broken pipe before it reads the DISCONNECT,
+// takes the connection for lost and publishes the client's will. So the
+// gateway stops writing (FIN after the DISCONNECT), reads and discards
+// until the broker closes its side, for at most disconnectLinger, and
+// then closes.
+func (c *brokerConn) Close() error {
+	if c.disconnected.Load() {
+		if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+		}
+		if c.Conn.SetReadDeadline(time.Now().Add(disconnectLinger)) == nil {
+			io.Copy(io.Discard, c.Conn)
+		}
+	}
+	return c.Conn.Close()
+}
+
+// disconnectLinger bounds how long Close waits for the broker to close the
+// connection after a DISCONNECT (Mosquitto closes it at once).
+const disconnectLinger = time.Second
 
 // packetLength is the length of a whole MQTT packet from its fixed header
 // (the type byte and the Remaining Length), or false if header is not one.
