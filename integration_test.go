@@ -607,3 +607,49 @@ func TestSharedConnectionRefusesWillAndExpiry(t *testing.T) {
 		}
 	}
 }
+
+// A WebSocket client that only receives owes the gateway its heartbeat:
+// one that sends nothing for 2 × heartbeat + 5 s is gone (its connection
+// is cut, the session waits for a rebind), and one that calls Ping as
+// gwclient's documentation says keeps its connection and its messages.
+func TestWebSocketClientsOweTheirHeartbeat(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "heartbeat 500ms")
+	const dead = 2*500*time.Millisecond + 5*time.Second
+	silent, pinging := dial(t, url), dial(t, url)
+	connectSubscribe(t, silent, "beat/#", 0)
+	connectSubscribe(t, pinging, "beat/#", 0)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(250 * time.Millisecond):
+				pinging.Ping()
+			}
+		}
+	}()
+	start := time.Now()
+	select {
+	case <-silent.Done():
+		if since := time.Since(start); since < dead-time.Second {
+			t.Fatalf("the silent client was cut after %s, before 2 × heartbeat + 5 s", since)
+		}
+	case <-time.After(dead + 5*time.Second):
+		t.Fatal("a client silent for 2 × heartbeat + 5 s still has its connection")
+	}
+	select {
+	case <-pinging.Done():
+		t.Fatal("the client that pings lost its connection")
+	default:
+	}
+	mosquittoPub(t, mq.port, "-t", "beat/x", "-m", "still here")
+	for {
+		f := nextMessage(t, pinging)
+		if f.Type == transport.TypeMessage && string(f.Publish.Payload) == "still here" {
+			return
+		}
+	}
+}

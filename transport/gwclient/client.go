@@ -1,6 +1,10 @@
 // Package gwclient is a minimal Go client of the gateway's session protocol
 // over WebSocket. The gateway's tests and benchmarks use it; Go programs
-// that must reach MQTT through the gateway can too.
+// that must reach MQTT through the gateway can too, knowing what it leaves
+// to them: it sends no heartbeat of its own (a session that only receives
+// must call Ping at least every Opened.Heartbeat milliseconds, or the
+// gateway counts it gone after 2 × heartbeat + 5 s), and it never rebinds
+// a dropped connection (Done tells; dial again for a new session).
 package gwclient
 
 import (
@@ -82,6 +86,10 @@ func (c *Client) write(b []byte) error {
 	defer c.wmu.Unlock()
 	return c.ws.WriteMessage(websocket.BinaryMessage, b)
 }
+
+// Ping sends a PING: the heartbeat a client owes the gateway when it has
+// sent nothing else for Opened.Heartbeat milliseconds.
+func (c *Client) Ping() error { return c.write(transport.AppendPing(nil)) }
 
 // WriteRaw sends a transport unit as is (for tests of bad input).
 func (c *Client) WriteRaw(b []byte) error { return c.write(b) }
