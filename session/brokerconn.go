@@ -130,11 +130,10 @@ func (c *brokerConn) flush() error {
 // until the broker closes its side, for at most disconnectLinger, and
 // then closes.
 func (c *brokerConn) Close() error {
-	if c.disconnected.Load() {
-		if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-			cw.CloseWrite()
-		}
-		if c.Conn.SetReadDeadline(time.Now().Add(disconnectLinger)) == nil {
+	// Only where the stream can be half-closed (TCP, TLS), whose reads
+	// may run beside paho's reader; a WebSocket's may not.
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok && c.disconnected.Load() {
+		if cw.CloseWrite() == nil && c.Conn.SetReadDeadline(time.Now().Add(disconnectLinger)) == nil {
 			io.Copy(io.Discard, c.Conn)
 		}
 	}
