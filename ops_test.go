@@ -204,7 +204,8 @@ func startTLSMosquitto(t *testing.T, dir, cert, key, clientCA string) int {
 
 // mqtts:// to a Mosquitto whose certificate a custom CA signs: verification
 // on, messages flow; a certificate for another host is refused with an
-// error that says so.
+// error that says so, as are mqtts:// to a plain port and mqtt:// to a TLS
+// one.
 func TestBrokerTLS(t *testing.T) {
 	dir, err := os.MkdirTemp("", "mqttgw-tls-")
 	if err != nil {
@@ -220,6 +221,7 @@ func TestBrokerTLS(t *testing.T) {
 	goodPort := startTLSMosquitto(t, good, cert, key, "")
 	wrongPort := startTLSMosquitto(t, wrong, wrongCert, wrongKey, "")
 	mutualPort := startTLSMosquitto(t, good, cert, key, ca) // wants a client certificate
+	plainPort := startMosquitto(t).port
 	clientCert, clientKey := filepath.Join(good, "client.pem"), filepath.Join(good, "client.key")
 
 	httpPort := freePort(t)
@@ -249,9 +251,15 @@ func TestBrokerTLS(t *testing.T) {
 				ca %s
 			}
 		}
+		broker plainport mqtts://127.0.0.1:%d {
+			connect_timeout 2s
+		}
+		broker tlsport mqtt://127.0.0.1:%d {
+			connect_timeout 2s
+		}
 	}
 }
-`, httpPort, goodPort, ca, wrongPort, wrongCA, mutualPort, ca, clientCert, clientKey, mutualPort, ca))
+`, httpPort, goodPort, ca, wrongPort, wrongCA, mutualPort, ca, clientCert, clientKey, mutualPort, ca, plainPort, goodPort))
 	c := dial(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort))
 	ctx := ctx10(t)
 	h, _, err := c.Connect(ctx, session.ConnectParams{Broker: "secure"})
@@ -284,12 +292,24 @@ func TestBrokerTLS(t *testing.T) {
 	if _, _, err := c.Connect(ctx, session.ConnectParams{Broker: "anonymous"}); errCode(err) != session.CodeBrokerUnavailable {
 		t.Fatalf("no client certificate for a broker that requires one: %v", err)
 	}
+
+	// The scheme and the port disagree, a common slip: the error says so,
+	// where it used to say "connection reset".
+	_, _, err = c.Connect(ctx, session.ConnectParams{Broker: "plainport"})
+	if errCode(err) != session.CodeBrokerUnavailable || !strings.Contains(err.Error(), "closed the connection in the handshake (is the port a TLS one?") {
+		t.Fatalf("mqtts:// to a plain MQTT port: %v", err)
+	}
+	_, _, err = c.Connect(ctx, session.ConnectParams{Broker: "tlsport"})
+	if errCode(err) != session.CodeBrokerUnavailable || !strings.Contains(err.Error(), "without answering CONNECT (a TLS port? it needs mqtts://)") {
+		t.Fatalf("mqtt:// to a TLS port: %v", err)
+	}
 }
 
 // ws:// and wss:// brokers: Mosquitto's WebSocket listeners, one with TLS
 // from a custom CA. Messages flow both ways, a large one too (a broker's
 // WebSocket messages need not follow MQTT packets), and messages published
-// straight to the broker reach web clients through them.
+// straight to the broker reach web clients through them. ws:// to the TLS
+// port is refused with an error that says so.
 func TestBrokerOverWebSocket(t *testing.T) {
 	dir, err := os.MkdirTemp("", "mqttgw-wss-")
 	if err != nil {
@@ -315,9 +335,12 @@ func TestBrokerOverWebSocket(t *testing.T) {
 				ca %s
 			}
 		}
+		broker tlsport ws://127.0.0.1:%d {
+			connect_timeout 2s
+		}
 	}
 }
-`, httpPort, wsPort, wssPort, ca))
+`, httpPort, wsPort, wssPort, ca, wssPort))
 	c := dial(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort))
 	ctx := ctx10(t)
 	// Larger than a WebSocket read buffer on either side. (Not much larger:
@@ -344,6 +367,12 @@ func TestBrokerOverWebSocket(t *testing.T) {
 		if f := nextMessage(t, c); string(f.Publish.Payload) != "from the broker" {
 			t.Fatalf("%s: %+v", broker, f)
 		}
+	}
+
+	// ws:// to a TLS port is named, where it used to be "connection reset".
+	_, _, err = c.Connect(ctx, session.ConnectParams{Broker: "tlsport"})
+	if errCode(err) != session.CodeBrokerUnavailable || !strings.Contains(err.Error(), "without answering the WebSocket upgrade (a TLS port? it needs wss://)") {
+		t.Fatalf("ws:// to a TLS port: %v", err)
 	}
 }
 

@@ -34,6 +34,22 @@ type brokerConn struct {
 	joined  []byte   // parts of a small packet in one buffer, for TLS
 
 	disconnected atomic.Bool // a DISCONNECT was written: Close lingers
+	heard        atomic.Bool // the broker has sent a byte
+}
+
+// Read tells a plain TCP connection the broker closed before it said a
+// word from other failures: the broker did not take the CONNECT at all
+// (see unanswered).
+func (c *brokerConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.heard.Store(true)
+	} else if err != nil && !c.heard.Load() && closedByPeer(err) {
+		if _, plain := c.Conn.(*net.TCPConn); plain {
+			return 0, &unanswered{err, "the broker closed the connection without answering CONNECT (a TLS port? it needs mqtts://)"}
+		}
+	}
+	return n, err
 }
 
 func (c *brokerConn) Lock() { c.mu.Lock() }

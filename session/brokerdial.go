@@ -3,12 +3,14 @@ package session
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/url"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -37,6 +39,9 @@ func dialBroker(ctx context.Context, u *url.URL, tlsCfg *tls.Config, timeout tim
 		conn := tls.Client(raw, tlsCfg)
 		if err := conn.HandshakeContext(ctx); err != nil {
 			raw.Close()
+			if closedByPeer(err) {
+				return nil, &unanswered{err, "TLS: the broker closed the connection in the handshake (is the port a TLS one? mqtt:// is plain TCP)"}
+			}
 			return nil, err
 		}
 		return conn, nil
@@ -45,12 +50,35 @@ func dialBroker(ctx context.Context, u *url.URL, tlsCfg *tls.Config, timeout tim
 		d.TLSClientConfig = tlsCfg
 		d.Subprotocols = []string{"mqtt"}
 		ws, _, err := d.DialContext(ctx, u.String(), nil)
+		if err != nil && closedByPeer(err) && u.Scheme == "ws" {
+			return nil, &unanswered{err, "the broker closed the connection without answering the WebSocket upgrade (a TLS port? it needs wss://)"}
+		}
 		if err != nil {
 			return nil, fmt.Errorf("websocket connection failed: %w", err)
 		}
 		return &wsStream{Conn: ws}, nil
 	}
 	return nil, fmt.Errorf("unsupported scheme %q", u.Scheme)
+}
+
+// unanswered is a connection the broker closed without a word, which
+// usually means the URL's scheme does not fit the port: a plain MQTT port
+// closes an mqtts:// handshake, a TLS port closes on an mqtt:// CONNECT or
+// a ws:// upgrade request. (A broker that takes no more connections may
+// close without a word too.) Without it, all an operator reads is
+// "connection reset".
+type unanswered struct {
+	err  error
+	says string // what dialCause says
+}
+
+func (e *unanswered) Error() string { return e.says + ": " + e.err.Error() }
+func (e *unanswered) Unwrap() error { return e.err }
+
+// closedByPeer reports whether err is the other side ending the
+// connection (a FIN or a reset).
+func closedByPeer(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
 }
 
 func dialTCP(ctx context.Context, addr string) (net.Conn, error) {

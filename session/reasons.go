@@ -81,7 +81,10 @@ func dialCause(err error) string {
 	var notTLS tls.RecordHeaderError
 	var alert tls.AlertError
 	var netErr net.Error
+	var silent *unanswered
 	switch {
+	case errors.As(err, &silent):
+		return silent.says
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return "connection refused"
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
