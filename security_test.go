@@ -421,6 +421,21 @@ func TestRefusedOpensAreLogged(t *testing.T) {
 	if !bytes.Contains(log, []byte(`"msg":"session opened"`)) || bytes.Count(log, []byte(`"client_ip":"203.0.113.7"`)) < 2 {
 		t.Errorf("the log does not name the client's address 203.0.113.7:\n%s", log)
 	}
+	// The session's end names it too, so an operator can pair the lines.
+	first.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for !bytes.Contains(log, []byte(`"msg":"session closed"`)) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		log = readFile(t, logFile)
+	}
+	for _, line := range bytes.Split(log, []byte("\n")) {
+		if bytes.Contains(line, []byte(`"msg":"session closed"`)) && !bytes.Contains(line, []byte(`"client_ip":"203.0.113.7"`)) {
+			t.Errorf("the session's end does not name the client's address 203.0.113.7: %s", line)
+		}
+	}
+	if !bytes.Contains(log, []byte(`"msg":"session closed"`)) {
+		t.Errorf("no session closed line:\n%s", log)
+	}
 }
 
 // max_sessions_per_ip counts an IPv6 client by its /64: a subscriber line

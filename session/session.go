@@ -467,6 +467,6 @@ func (s *Session) finish() {
 		conn.Wake()
 	}
 	s.log.Info("session closed", zap.String("session", s.IDString()), zap.String("user", s.info.User),
-		zap.String("remote", s.info.RemoteAddr), zap.String("transport", s.info.Transport), zap.Uint32("code", uint32(reason.Code)),
+		zap.String("remote", s.info.RemoteAddr), zap.String("client_ip", s.info.ip()), zap.String("transport", s.info.Transport), zap.Uint32("code", uint32(reason.Code)),
 		zap.String("reason", reason.Message), zap.Duration("duration", time.Since(s.created)))
 }
