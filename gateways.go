@@ -31,7 +31,7 @@ type commitReload struct {
 	g    *gateway
 	load *caddyevents.App
 	log  *zap.Logger
-	name string
+	name string // as the metrics' gateway label has it
 }
 
 func (c commitReload) Handle(context.Context, caddy.Event) error {

@@ -338,7 +338,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("mqtt_gateway: %v", err)
 		}
 		g.pending = &applied{cfg: cfg, load: events, settings: string(settings)}
-		if err := events.On("started", commitReload{g: g, load: events, log: h.logger, name: h.poolKey}); err != nil {
+		if err := events.On("started", commitReload{g: g, load: events, log: h.logger, name: cfg.Name}); err != nil {
 			return fmt.Errorf("mqtt_gateway: %v", err)
 		}
 	}

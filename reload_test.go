@@ -348,6 +348,8 @@ func TestReloadMovesTheLog(t *testing.T) {
 	if n := logLines(filepath.Join(dir, "a.log"), `"msg":"session`); n != 1 {
 		t.Fatalf("the first log has %d session lines, want only the one from before the reload", n)
 	}
+	// The reload is in the new log, naming the gateway as its metrics do.
+	awaitLogLines(t, filepath.Join(dir, "b.log"), `"msg":"gateway reconfigured","gateway":"logs"`, 1)
 }
 
 // logLines counts the lines of file that contain text.
