@@ -308,8 +308,9 @@ func TestBrokerTLS(t *testing.T) {
 // ws:// and wss:// brokers: Mosquitto's WebSocket listeners, one with TLS
 // from a custom CA. Messages flow both ways, a large one too (a broker's
 // WebSocket messages need not follow MQTT packets), and messages published
-// straight to the broker reach web clients through them. ws:// to the TLS
-// port is refused with an error that says so.
+// straight to the broker reach web clients through them. A scheme that
+// does not fit the port (ws:// to the TLS or the MQTT port, mqtt:// to the
+// WebSocket one) is refused with an error that says so.
 func TestBrokerOverWebSocket(t *testing.T) {
 	dir, err := os.MkdirTemp("", "mqttgw-wss-")
 	if err != nil {
@@ -338,9 +339,15 @@ func TestBrokerOverWebSocket(t *testing.T) {
 		broker tlsport ws://127.0.0.1:%d {
 			connect_timeout 2s
 		}
+		broker mqttport ws://127.0.0.1:%d {
+			connect_timeout 2s
+		}
+		broker wsport mqtt://127.0.0.1:%d {
+			connect_timeout 2s
+		}
 	}
 }
-`, httpPort, wsPort, wssPort, ca, wssPort))
+`, httpPort, wsPort, wssPort, ca, wssPort, mq.port, wsPort))
 	c := dial(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort))
 	ctx := ctx10(t)
 	// Larger than a WebSocket read buffer on either side. (Not much larger:
@@ -369,10 +376,17 @@ func TestBrokerOverWebSocket(t *testing.T) {
 		}
 	}
 
-	// ws:// to a TLS port is named, where it used to be "connection reset".
-	_, _, err = c.Connect(ctx, session.ConnectParams{Broker: "tlsport"})
-	if errCode(err) != session.CodeBrokerUnavailable || !strings.Contains(err.Error(), "without answering the WebSocket upgrade (a TLS port? it needs wss://)") {
-		t.Fatalf("ws:// to a TLS port: %v", err)
+	// A scheme that does not fit the port is named, where the error used to
+	// say "connection reset" or "connection failed".
+	for broker, want := range map[string]string{
+		"tlsport":  "without answering the WebSocket upgrade (not a WebSocket port? a TLS one needs wss://)",
+		"mqttport": "without answering the WebSocket upgrade (not a WebSocket port? a TLS one needs wss://)",
+		"wsport":   "the broker answered in HTTP (a WebSocket port? it needs ws:// or wss://)",
+	} {
+		_, _, err = c.Connect(ctx, session.ConnectParams{Broker: broker})
+		if errCode(err) != session.CodeBrokerUnavailable || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", broker, err, want)
+		}
 	}
 }
 

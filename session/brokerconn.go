@@ -1,6 +1,7 @@
 package session
 
 import (
+	"errors"
 	"io"
 	"net"
 	"slices"
@@ -37,17 +38,29 @@ type brokerConn struct {
 	heard        atomic.Bool // the broker has sent a byte
 }
 
-// Read tells a plain TCP connection the broker closed before it said a
-// word from other failures: the broker did not take the CONNECT at all
-// (see unanswered).
+// Read tells a connection on which the broker does not speak MQTT from
+// other failures, by what it gets before the broker's first byte: see
+// unanswered. (paho reads a packet's first byte on its own.)
 func (c *brokerConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
+	if c.heard.Load() {
+		return n, err
+	}
 	if n > 0 {
 		c.heard.Store(true)
-	} else if err != nil && !c.heard.Load() && closedByPeer(err) {
-		if _, plain := c.Conn.(*net.TCPConn); plain {
-			return 0, &unanswered{err, "the broker closed the connection without answering CONNECT (a TLS port? it needs mqtts://)"}
+		if _, ws := c.Conn.(*wsStream); ws {
+			return n, err
 		}
+		// A broker's first packet is CONNACK or AUTH (0x20, 0xf0): "H" is
+		// an HTTP answer to the CONNECT, 0x15 a TLS alert.
+		switch p[0] {
+		case 'H':
+			return 0, &unanswered{errors.New("an HTTP answer"), "the broker answered in HTTP (a WebSocket port? it needs ws:// or wss://)"}
+		case 0x15:
+			return 0, &unanswered{errors.New("a TLS alert"), "the broker answered in TLS (a TLS port? it needs mqtts://)"}
+		}
+	} else if _, plain := c.Conn.(*net.TCPConn); plain && err != nil && closedByPeer(err) {
+		return 0, &unanswered{err, "the broker closed the connection without answering CONNECT (a TLS port? it needs mqtts://)"}
 	}
 	return n, err
 }

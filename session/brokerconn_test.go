@@ -243,3 +243,44 @@ func (w *firstWrite) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// A port that answers a CONNECT with a TLS alert (a TLS listener that
+// sends one rather than closing, as some do) or in HTTP (a WebSocket
+// listener) is named for what it is, by the first byte paho reads; a
+// broker's real CONNACK is read as it is.
+func TestBrokerConnNamesAnswersNotInMQTT(t *testing.T) {
+	for _, tc := range []struct {
+		answer []byte
+		says   string
+	}{
+		{[]byte{0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x32}, "the broker answered in TLS (a TLS port? it needs mqtts://)"},
+		{[]byte("HTTP/1.1 400 Bad Request\r\n\r\n"), "the broker answered in HTTP"},
+		{[]byte{0x20, 0x03, 0x00, 0x00, 0x00}, ""}, // a CONNACK
+	} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			if c, err := ln.Accept(); err == nil {
+				c.Write(tc.answer)
+				c.Close()
+			}
+		}()
+		raw, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn := &brokerConn{Conn: raw}
+		_, err = packets.ReadPacket(conn)
+		got := ""
+		if err != nil {
+			got = dialCause(err)
+		}
+		if tc.says == "" && err != nil || !strings.HasPrefix(got, tc.says) {
+			t.Errorf("answer % x: read %v, says %q, want %q", tc.answer[:2], err, got, tc.says)
+		}
+		conn.Close()
+		ln.Close()
+	}
+}

@@ -51,7 +51,7 @@ func dialBroker(ctx context.Context, u *url.URL, tlsCfg *tls.Config, timeout tim
 		d.Subprotocols = []string{"mqtt"}
 		ws, _, err := d.DialContext(ctx, u.String(), nil)
 		if err != nil && closedByPeer(err) && u.Scheme == "ws" {
-			return nil, &unanswered{err, "the broker closed the connection without answering the WebSocket upgrade (a TLS port? it needs wss://)"}
+			return nil, &unanswered{err, "the broker closed the connection without answering the WebSocket upgrade (not a WebSocket port? a TLS one needs wss://)"}
 		}
 		if err != nil {
 			return nil, fmt.Errorf("websocket connection failed: %w", err)
@@ -61,12 +61,13 @@ func dialBroker(ctx context.Context, u *url.URL, tlsCfg *tls.Config, timeout tim
 	return nil, fmt.Errorf("unsupported scheme %q", u.Scheme)
 }
 
-// unanswered is a connection the broker closed without a word, which
-// usually means the URL's scheme does not fit the port: a plain MQTT port
-// closes an mqtts:// handshake, a TLS port closes on an mqtt:// CONNECT or
-// a ws:// upgrade request. (A broker that takes no more connections may
-// close without a word too.) Without it, all an operator reads is
-// "connection reset".
+// unanswered is a connection the broker closed without a word, or answered
+// in HTTP, which usually means the URL's scheme does not fit the port: a
+// plain MQTT port closes an mqtts:// handshake or a ws:// upgrade request,
+// a TLS port closes on an mqtt:// CONNECT, a WebSocket port answers one in
+// HTTP. (A broker that takes no more connections may close without a word
+// too.) Without it, all an operator reads is "connection reset" or
+// "connection failed".
 type unanswered struct {
 	err  error
 	says string // what dialCause says
