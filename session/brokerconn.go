@@ -1,6 +1,7 @@
 package session
 
 import (
+	"bufio"
 	"errors"
 	"io"
 	"net"
@@ -36,13 +37,36 @@ type brokerConn struct {
 
 	disconnected atomic.Bool // a DISCONNECT was written: Close lingers
 	heard        atomic.Bool // the broker has sent a byte
+
+	// in reads a plain TCP connection: paho reads each packet's first
+	// byte, its length and its body on their own, three system calls a
+	// packet without it. (TLS and WebSocket connections buffer already.)
+	in *bufio.Reader
+}
+
+// brokerReadBuffer is in's size: several small packets a system call,
+// while a large body is read straight into paho's buffer.
+const brokerReadBuffer = 2048
+
+func newBrokerConn(conn net.Conn, unsent func(*brokerConn, uint16, []byte), will []byte) *brokerConn {
+	c := &brokerConn{Conn: conn, unsent: unsent, will: will}
+	if _, plain := conn.(*net.TCPConn); plain {
+		c.in = bufio.NewReaderSize(conn, brokerReadBuffer)
+	}
+	return c
 }
 
 // Read tells a connection on which the broker does not speak MQTT from
 // other failures, by what it gets before the broker's first byte: see
 // unanswered. (paho reads a packet's first byte on its own.)
 func (c *brokerConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
+	var n int
+	var err error
+	if c.in != nil {
+		n, err = c.in.Read(p)
+	} else {
+		n, err = c.Conn.Read(p)
+	}
 	if c.heard.Load() {
 		return n, err
 	}

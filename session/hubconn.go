@@ -33,7 +33,7 @@ func (h *Hub) connect() error {
 			if err != nil {
 				return nil, err
 			}
-			return &brokerConn{Conn: conn, unsent: sess.unsent, will: will}, nil
+			return newBrokerConn(conn, sess.unsent, will), nil
 		},
 		TlsCfg:                        br.cfg.tlsConfig,
 		KeepAlive:                     keepAlive,
