@@ -4,6 +4,7 @@ import (
 	"sync"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyevents"
 
 	"github.com/caddy-mqtt/mqttgateway/session"
 )
@@ -17,10 +18,16 @@ func init() {
 // when they are provisioned: `caddy validate`, which only provisions, must
 // not take the address of a running gateway's broker. An address already
 // taken fails the start, and so the config load, with the broker named.
-// Handlers load it (ctx.App); it has nothing to configure.
+// For a gateway the config reloads, that is the brokers at addresses its
+// running config does not have (session.StageEmbedded): the reload's
+// settings apply later (commitReload), and a reload that fails must leave
+// the running brokers as they are. Handlers load it (ctx.App); it has
+// nothing to configure.
 type brokersApp struct {
 	mu       sync.Mutex
-	managers []*session.Manager
+	gateways []*gateway
+	events   *caddyevents.App // the config's, to know its reloads by
+	staged   []*session.StagedBrokers
 }
 
 // CaddyModule returns the Caddy module information.
@@ -28,26 +35,51 @@ func (*brokersApp) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{ID: "mqtt_gateway_brokers", New: func() caddy.Module { return new(brokersApp) }}
 }
 
-// add registers a gateway whose embedded brokers start with the config.
-func (a *brokersApp) add(m *session.Manager) {
+// add registers a gateway of the config (events is the config's), whose
+// embedded brokers start with it.
+func (a *brokersApp) add(g *gateway, events *caddyevents.App) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.managers = append(a.managers, m)
+	a.gateways = append(a.gateways, g)
+	a.events = events
 }
 
 // Start implements caddy.App.
 func (a *brokersApp) Start() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for _, m := range a.managers {
-		if err := m.StartEmbedded(); err != nil {
+	for _, g := range a.gateways {
+		var err error
+		if p := g.pending; p != nil && p.load == a.events {
+			if p.staged == nil {
+				p.staged, err = g.StageEmbedded(p.cfg)
+				a.staged = append(a.staged, p.staged)
+			}
+		} else {
+			err = g.StartEmbedded()
+		}
+		if err != nil {
+			a.releaseLocked()
 			return err
 		}
 	}
 	return nil
 }
 
-// Stop implements caddy.App. The brokers stop with their gateways (Cleanup).
-func (a *brokersApp) Stop() error { return nil }
+// Stop implements caddy.App. The brokers stop with their gateways
+// (Cleanup); those staged for a reload that never applied stop here.
+func (a *brokersApp) Stop() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.releaseLocked()
+	return nil
+}
+
+func (a *brokersApp) releaseLocked() {
+	for _, s := range a.staged {
+		s.Release()
+	}
+	a.staged = nil
+}
 
 var _ caddy.App = (*brokersApp)(nil)

@@ -40,7 +40,8 @@ func (c commitReload) Handle(context.Context, caddy.Event) error {
 		return nil
 	}
 	c.g.pending = nil
-	if err := c.g.Reconfigure(p.cfg); err != nil {
+	defer p.staged.Release() // those it did not take
+	if err := c.g.ReconfigureStaged(p.cfg, p.staged); err != nil {
 		c.log.Error("reconfiguring the gateway", zap.String("gateway", c.name), zap.Error(err))
 		return nil
 	}
@@ -74,6 +75,7 @@ type applied struct {
 	cfg      session.Config
 	load     *caddyevents.App
 	settings string
+	staged   *session.StagedBrokers // the embedded brokers it moves, listening
 }
 
 func (g *gateway) Destruct() error {

@@ -348,7 +348,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("mqtt_gateway: %v", err)
 	}
-	brokers.(*brokersApp).add(m)
+	brokers.(*brokersApp).add(g, events)
 	if reg := ctx.GetMetricsRegistry(); reg != nil {
 		if err := m.Metrics().Register(reg); err != nil {
 			return fmt.Errorf("mqtt_gateway: metrics: %v", err)

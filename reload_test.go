@@ -376,3 +376,59 @@ func awaitLogLines(t *testing.T, file, text string, n int) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// A reload that moves an embedded broker to an address already taken is
+// refused with the broker named, and changes nothing: the broker goes on
+// at its address with its clients. (It used to be accepted, the old
+// broker stopped and the new one never listened, and every later reload
+// was refused for that broker.) A move to a free address then works, and
+// so does moving back.
+func TestReloadMovingEmbeddedBrokerToATakenAddress(t *testing.T) {
+	httpPort, first, free := freePort(t), freePort(t), freePort(t)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	listen := fmt.Sprintf("127.0.0.1:%d", first)
+	tryReload := adminCaddyTry(t, func() string {
+		return fmt.Sprintf("http://127.0.0.1:%d {\n mqtt_gateway /mqtt/* {\n name moves\n broker local embedded {\n listen %s\n }\n }\n}\n", httpPort, listen)
+	})
+	c := dial(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort))
+	h, _, err := c.Connect(ctx10(t), session.ConnectParams{Broker: "local"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Subscribe(ctx10(t), h, "moves/#", 0); err != nil {
+		t.Fatal(err)
+	}
+
+	listen = taken.Addr().String()
+	if status, body := tryReload(); status == http.StatusOK || !strings.Contains(body, `broker \"local\"`) || !strings.Contains(body, "address already in use") {
+		t.Fatalf("moving the broker to a taken address: %d %s, want it refused with the broker named", status, body)
+	}
+	mosquittoPub(t, first, "-t", "moves/a", "-m", "still here")
+	if f := nextMessage(t, c); f.Type != transport.TypeMessage || string(f.Publish.Payload) != "still here" {
+		t.Fatalf("after the refused reload the client got %+v, want the broker's message", f)
+	}
+
+	for _, port := range []int{free, first} {
+		listen = fmt.Sprintf("127.0.0.1:%d", port)
+		if status, body := tryReload(); status != http.StatusOK {
+			t.Fatalf("moving the broker to %s: %d %s", listen, status, body)
+		}
+		c2 := dial(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort))
+		h2, _, err := c2.Connect(ctx10(t), session.ConnectParams{Broker: "local"})
+		if err != nil {
+			t.Fatalf("after moving the broker to %s: %v", listen, err)
+		}
+		if _, err := c2.Subscribe(ctx10(t), h2, "moves/#", 0); err != nil {
+			t.Fatal(err)
+		}
+		mosquittoPub(t, port, "-t", "moves/b", "-m", listen)
+		if f := nextMessage(t, c2); string(f.Publish.Payload) != listen {
+			t.Fatalf("after moving the broker to %s the client got %+v", listen, f.Publish)
+		}
+		c2.Close()
+	}
+}

@@ -47,7 +47,12 @@ func CheckConfig(cfg Config) error {
 
 // Reconfigure applies a (new) configuration. New limits apply to sessions
 // opened from now on.
-func (m *Manager) Reconfigure(cfg Config) error {
+func (m *Manager) Reconfigure(cfg Config) error { return m.ReconfigureStaged(cfg, nil) }
+
+// ReconfigureStaged is Reconfigure with the embedded brokers StageEmbedded
+// started for cfg; the caller releases staged afterwards (those taken are
+// no longer in it).
+func (m *Manager) ReconfigureStaged(cfg Config, staged *StagedBrokers) error {
 	if cfg.ConflateAfter <= 0 {
 		cfg.ConflateAfter = 64
 	}
@@ -79,6 +84,12 @@ func (m *Manager) Reconfigure(cfg Config) error {
 		if b.Embedded != nil {
 			if old != nil && old.embedded != nil && old.cfg.Embedded != nil && old.cfg.Embedded.Listen == b.Embedded.Listen {
 				br.embedded = old.embedded // same broker, other settings
+			} else if e := staged.take(b.Embedded.Listen); e != nil {
+				if old != nil && old.embedded != nil {
+					old.embedded.release()
+				}
+				started = append(started, e)
+				br.embedded = e
 			} else {
 				if old != nil && old.embedded != nil {
 					old.embedded.release() // frees its address for the new one
