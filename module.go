@@ -10,6 +10,7 @@ import (
 	"path"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyevents"
@@ -89,7 +90,8 @@ type Handler struct {
 	// example.com. Pages of the gateway's own origin always may; "*"
 	// allows every origin.
 	// Requests without an Origin header (Node.js, native apps) are not
-	// browsers and are not checked.
+	// browsers and are not checked. {env.*} placeholders work; one may
+	// give several origins, separated by commas or spaces.
 	AllowOrigins []string `json:"allow_origins,omitempty"`
 
 	// Largest message payload, in bytes, in either direction. Default:
@@ -221,6 +223,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	orDefault(&h.MaxQueuedBytes, DefaultMaxQueuedBytes)
 	orDefault(&h.ReplayFrames, DefaultReplayFrames)
 	orDefault(&h.ReplayBytes, DefaultReplayBytes)
+	// Placeholders first, so that validate sees the origins they give.
+	repl := caddy.NewReplacer()
+	if err := h.expandOrigins(repl); err != nil {
+		return err
+	}
 	if err := h.validate(); err != nil {
 		return err
 	}
@@ -231,7 +238,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			"(client.js, session.js…) that its route lets through; give it a path matcher (mqtt_gateway /mqtt/*) or base_path")
 	}
 	// Secrets usually come from the environment: {env.MQTT_PASS}.
-	repl := caddy.NewReplacer()
 	for _, b := range h.Brokers {
 		written := b.URL
 		for _, field := range []*string{&b.URL, &b.Username, &b.Password, &b.ClientIDPrefix} {
@@ -417,6 +423,31 @@ func (h *Handler) validate() error {
 	if _, err := parseOrigins(h.AllowOrigins); err != nil {
 		return fmt.Errorf("mqtt_gateway: %v", err)
 	}
+	return nil
+}
+
+// expandOrigins replaces the placeholders of allow_origins ({env.ORIGINS}),
+// each of which may give several origins, separated by commas or spaces, as
+// an environment variable holds a list.
+func (h *Handler) expandOrigins(repl *caddy.Replacer) error {
+	var out []string
+	for _, o := range h.AllowOrigins {
+		if !strings.Contains(o, "{") {
+			out = append(out, o)
+			continue
+		}
+		list := strings.FieldsFunc(repl.ReplaceKnown(o, ""), func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
+		if len(list) == 0 {
+			return fmt.Errorf("mqtt_gateway: allow_origins: %s gives no origin (is its environment variable set?)", o)
+		}
+		for _, e := range list {
+			if strings.Contains(e, "{") {
+				return fmt.Errorf("mqtt_gateway: allow_origins: %s: %q is not an origin (only placeholders known when the config loads, such as {env.*}, work here)", o, e)
+			}
+		}
+		out = append(out, list...)
+	}
+	h.AllowOrigins = out
 	return nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/gorilla/websocket"
 
 	"github.com/caddy-mqtt/mqttgateway/hookapi"
@@ -200,6 +201,28 @@ func TestHooksFailClosed(t *testing.T) {
 	}
 }
 
+// allow_origins from the environment: a variable may hold a list; one that
+// is unset or empty, or a placeholder only a request knows, is an error
+// when the config loads, not a gateway that lets no page in.
+func TestOriginsFromPlaceholders(t *testing.T) {
+	t.Setenv("MQTTGW_TEST_ORIGIN_LIST", "https://a.example.com,https://b.example.com https://c.example.com")
+	t.Setenv("MQTTGW_TEST_ORIGIN_EMPTY", " ")
+	h := &Handler{AllowOrigins: []string{"https://own.example.com", "{env.MQTTGW_TEST_ORIGIN_LIST}"}}
+	if err := h.expandOrigins(caddy.NewReplacer()); err != nil || strings.Join(h.AllowOrigins, " ") != "https://own.example.com https://a.example.com https://b.example.com https://c.example.com" {
+		t.Fatalf("expanded to %q (%v)", h.AllowOrigins, err)
+	}
+	for placeholder, want := range map[string]string{
+		"{env.MQTTGW_TEST_ORIGIN_UNSET}": "gives no origin (is its environment variable set?)",
+		"{env.MQTTGW_TEST_ORIGIN_EMPTY}": "gives no origin",
+		"{http.request.host}":            "only placeholders known when the config loads",
+	} {
+		h := &Handler{AllowOrigins: []string{placeholder}}
+		if err := h.expandOrigins(caddy.NewReplacer()); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want an error saying %q", placeholder, err, want)
+		}
+	}
+}
+
 // A page of another origin can neither upgrade to WebSocket nor drive the
 // HTTP transports; the gateway's own origin and listed ones can, a listed
 // default port and subdomain wildcards included. A refused page can read
@@ -207,8 +230,10 @@ func TestHooksFailClosed(t *testing.T) {
 // and may load the client library.
 func TestOriginsAreChecked(t *testing.T) {
 	mq := startMosquitto(t)
+	// The second from the environment, as a deployment gives its list.
+	t.Setenv("MQTTGW_TEST_ORIGINS", " https://*.example.org, ")
 	_, httpPort := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port),
-		"allow_origins http://app.example.test:80 https://*.example.org")
+		"allow_origins http://app.example.test:80 {env.MQTTGW_TEST_ORIGINS}")
 	base := fmt.Sprintf("127.0.0.1:%d/mqtt", httpPort)
 	ctx := ctx10(t)
 	origins := map[string]bool{
