@@ -3,6 +3,7 @@ package mqttgateway
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -198,7 +199,9 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper
 				return err
 			}
 			f, err := strconv.ParseFloat(v, 64)
-			if err != nil || f <= 0 {
+			// (NaN and Inf, which ParseFloat takes, would make a config
+			// that JSON cannot hold.)
+			if err != nil || !(f > 0) || math.IsInf(f, 1) {
 				return d.Errf("max_publish_rate: %q is not a positive number of publishes per second", v)
 			}
 			h.MaxPublishRate = f

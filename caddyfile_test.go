@@ -123,9 +123,11 @@ func TestCaddyfileErrorsNameTheLine(t *testing.T) {
 		"embedded with username":   {"mqtt_gateway {\n broker a embedded {\n  username gw\n }\n}", "username and password apply to external brokers only"},
 		// NaN was taken as no limit, and so, overflowing the spacing
 		// between messages, was a frequency far below one per 1000 s.
-		"frequency not a number": {"mqtt_gateway {\n broker a mqtt://h\n max_frequency NaN\n}", `max_frequency: "NaN" is not a number of messages per second of at least 0.001`},
-		"frequency far too low":  {"mqtt_gateway {\n broker a mqtt://h\n max_frequency 1e-10\n}", `max_frequency: "1e-10" is not a number of messages per second of at least 0.001`},
-		"listen without port":    {"mqtt_gateway {\n broker a embedded {\n  listen 127.0.0.1\n }\n}", `listen "127.0.0.1" needs a host and a port`},
+		"frequency not a number":    {"mqtt_gateway {\n broker a mqtt://h\n max_frequency NaN\n}", `max_frequency: "NaN" is not a number of messages per second of at least 0.001`},
+		"frequency far too low":     {"mqtt_gateway {\n broker a mqtt://h\n max_frequency 1e-10\n}", `max_frequency: "1e-10" is not a number of messages per second of at least 0.001`},
+		"publish rate not a number": {"mqtt_gateway {\n broker a mqtt://h\n max_publish_rate NaN\n}", `max_publish_rate: "NaN" is not a positive number of publishes per second, at Testfile:3`},
+		"publish rate infinite":     {"mqtt_gateway {\n broker a mqtt://h\n max_publish_rate Inf\n}", `max_publish_rate: "Inf" is not a positive number`},
+		"listen without port":       {"mqtt_gateway {\n broker a embedded {\n  listen 127.0.0.1\n }\n}", `listen "127.0.0.1" needs a host and a port`},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
