@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -175,8 +176,12 @@ func CheckListen(addr string) error {
 	if addr == "" {
 		return nil
 	}
-	if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil || port == "" {
 		return fmt.Errorf("listen %q needs a host and a port, such as 127.0.0.1:1883 (:1883 for every interface)", addr)
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil {
+		return fmt.Errorf("listen %q: port %q is not a port number (0 to 65535) or a service name", addr, port)
 	}
 	return nil
 }
@@ -213,8 +218,16 @@ func ParseBrokerURL(s string) (*url.URL, error) {
 		// Only WebSocket URLs have a path; one here would be ignored.
 		return nil, fmt.Errorf("url %q: an %s:// url is a host and a port, with no path or query", s, u.Scheme)
 	}
-	if u.Port() == "" {
+	switch port := u.Port(); {
+	case strings.HasSuffix(u.Host, ":"):
+		return nil, fmt.Errorf("url %q: the port after the colon is missing", s)
+	case port == "":
 		u.Host += ":" + defaultPort
+	default:
+		// url.Parse takes any digits; a dial would fail at every try.
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("url %q: port %s must be between 1 and 65535", s, port)
+		}
 	}
 	return u, nil
 }
