@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -53,4 +55,46 @@ func TestGatewayServesOnlyUnderItsBasePath(t *testing.T) {
 	}
 	dial(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort))
 	dial(t, fmt.Sprintf("ws://127.0.0.1:%d/other/gw/ws", httpPort))
+}
+
+// The README's layout for a single-page app: the gateway in a handle of its
+// own, the app's try_files and file_server in a catch-all handle. The
+// gateway serves its paths, and every other path gets the app's page.
+func TestGatewayBesideASinglePageApp(t *testing.T) {
+	mq := startMosquitto(t)
+	www := t.TempDir()
+	if err := os.WriteFile(filepath.Join(www, "index.html"), []byte("the app"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	httpPort := freePort(t)
+	startCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	handle /mqtt/* {
+		mqtt_gateway /mqtt/* {
+			broker main mqtt://127.0.0.1:%d
+		}
+	}
+	handle {
+		root * %s
+		try_files {path} /index.html
+		file_server
+	}
+}
+`, httpPort, mq.port, www))
+	for p, want := range map[string]string{"/mqtt/client.js": "openSession", "/a/route/of/the/app": "the app", "/": "the app"} {
+		res, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d%s", httpPort, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 || !strings.Contains(string(body), want) {
+			t.Errorf("GET %s: %d %.80q, want %q", p, res.StatusCode, body, want)
+		}
+	}
+	c := dial(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort))
+	connectSubscribe(t, c, "spa/#", 0)
+	mosquittoPub(t, mq.port, "-t", "spa/x", "-m", "through the gateway")
+	if f := nextMessage(t, c); string(f.Publish.Payload) != "through the gateway" {
+		t.Fatalf("%+v", f.Publish)
+	}
 }
