@@ -4,10 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-mqtt/mqttgateway/transport/gwclient"
 )
 
 // Two mqtt_gateway blocks named alike (here after their brokers, both
@@ -32,8 +35,8 @@ func TestGatewayBlocksNamedAlike(t *testing.T) {
 		caddy.Stop()
 		t.Fatal("two blocks with different brokers, both gateway \"brokers=main\", were accepted")
 	}
-	if !strings.Contains(err.Error(), "give each its own name") {
-		t.Fatalf("the error does not say what to do: %v", err)
+	if !strings.Contains(err.Error(), "differ in brokers") || !strings.Contains(err.Error(), "give each its own name") {
+		t.Fatalf("the error does not say what differs and what to do: %v", err)
 	}
 
 	loadCaddy(t, adaptCaddyfile(t, config("a", "b", b.port)))
@@ -57,6 +60,39 @@ func TestGatewayBlocksNamedAlike(t *testing.T) {
 	mosquittoPub(t, a.port, "-t", "shared", "-m", "x")
 	if got := nextMessage(t, viaB).Publish.Topic; got != "shared" {
 		t.Fatalf("got %q", got)
+	}
+}
+
+// Two sites may serve one gateway under other paths and let other origins
+// in: each handler applies its own. (They had to be alike to the letter.)
+func TestGatewayBlocksDifferInPathAndOrigins(t *testing.T) {
+	mq := startMosquitto(t)
+	siteA, siteB := freePort(t), freePort(t)
+	loadCaddy(t, adaptCaddyfile(t, testGlobals+fmt.Sprintf(`http://127.0.0.1:%d {
+	mqtt_gateway /mqtt/* {
+		broker main mqtt://127.0.0.1:%d
+		allow_origins https://a.example.test
+	}
+}
+http://127.0.0.1:%d {
+	mqtt_gateway /gw/* {
+		broker main mqtt://127.0.0.1:%d
+		allow_origins https://b.example.test
+	}
+}
+`, siteA, mq.port, siteB, mq.port)))
+	for _, tc := range []struct{ url, allowed, refused string }{
+		{fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", siteA), "https://a.example.test", "https://b.example.test"},
+		{fmt.Sprintf("ws://127.0.0.1:%d/gw/ws", siteB), "https://b.example.test", "https://a.example.test"},
+	} {
+		c, err := gwclient.Dial(ctx10(t), tc.url, http.Header{"Origin": {tc.allowed}})
+		if err != nil {
+			t.Fatalf("%s from %s: %v", tc.url, tc.allowed, err)
+		}
+		connectSubscribe(t, c, "both", 0)
+		if _, err := gwclient.Dial(ctx10(t), tc.url, http.Header{"Origin": {tc.refused}}); err == nil {
+			t.Fatalf("%s let a page of %s in", tc.url, tc.refused)
+		}
 	}
 }
 

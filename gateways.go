@@ -1,7 +1,9 @@
 package mqttgateway
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -14,13 +16,41 @@ import (
 )
 
 // sameGateway refuses a second block of one config for the same gateway
-// with other settings.
+// with other settings, naming them.
 func sameGateway(settings, other, name string) error {
 	if settings != other {
-		return fmt.Errorf("mqtt_gateway: two mqtt_gateway blocks with different settings are both gateway %q "+
-			"(a gateway is named after its brokers unless it has a name): give each its own name", name)
+		return fmt.Errorf("mqtt_gateway: two mqtt_gateway blocks are both gateway %q but differ in %s "+
+			"(a gateway is named after its brokers unless it has a name): give each its own name", name, strings.Join(differing(settings, other), ", "))
 	}
 	return nil
+}
+
+// gatewaySettings is what blocks of one gateway must agree on: all but
+// what each handler applies on its own (its path, the origins it lets in).
+func (h *Handler) gatewaySettings() ([]byte, error) {
+	shared := *h
+	shared.BasePath, shared.AllowOrigins = "", nil
+	return json.Marshal(&shared)
+}
+
+// differing lists the settings (JSON fields) in which two differ.
+func differing(a, b string) []string {
+	var ma, mb map[string]json.RawMessage
+	json.Unmarshal([]byte(a), &ma)
+	json.Unmarshal([]byte(b), &mb)
+	var out []string
+	for k, v := range ma {
+		if w, ok := mb[k]; !ok || !bytes.Equal(v, w) {
+			out = append(out, k)
+		}
+	}
+	for k := range mb {
+		if _, ok := ma[k]; !ok {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // commitReload applies a reloaded config's settings to its gateway once

@@ -5,7 +5,6 @@
 package mqttgateway
 
 import (
-	"encoding/json"
 	"fmt"
 	"path"
 	"strings"
@@ -258,7 +257,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.origins, h.refused = origins, &refusedOrigins{}
 	h.poolKey = h.gatewayKey()
 	// Before the hooks load: loading a module clears its raw JSON.
-	settings, err := json.Marshal(h)
+	settings, err := h.gatewaySettings()
 	if err != nil {
 		return fmt.Errorf("mqtt_gateway: %v", err)
 	}
