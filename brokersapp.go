@@ -1,6 +1,8 @@
 package mqttgateway
 
 import (
+	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/caddyserver/caddy/v2"
@@ -28,6 +30,7 @@ type brokersApp struct {
 	gateways []*gateway
 	events   *caddyevents.App // the config's, to know its reloads by
 	staged   []*session.StagedBrokers
+	listens  map[string]string // the embedded brokers' fixed addresses: whose
 }
 
 // CaddyModule returns the Caddy module information.
@@ -36,12 +39,32 @@ func (*brokersApp) CaddyModule() caddy.ModuleInfo {
 }
 
 // add registers a gateway of the config (events is the config's), whose
-// embedded brokers start with it.
-func (a *brokersApp) add(g *gateway, events *caddyevents.App) {
+// embedded brokers (in cfg) start with it. Two gateways of a config may not
+// have embedded brokers at one address: the process has one broker there
+// (acquireEmbedded shares it, for reloads), and they would silently share
+// it.
+func (a *brokersApp) add(g *gateway, events *caddyevents.App, cfg session.Config) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if slices.Contains(a.gateways, g) {
+		return nil // another block of the gateway
+	}
+	if a.listens == nil {
+		a.listens = map[string]string{}
+	}
+	for _, b := range cfg.Brokers {
+		addr := b.FixedListen()
+		if addr == "" {
+			continue
+		}
+		if other, taken := a.listens[addr]; taken {
+			return fmt.Errorf("embedded broker %q of gateway %q and %s both listen on %s: an address serves one broker", b.Name, cfg.Name, other, addr)
+		}
+		a.listens[addr] = fmt.Sprintf("embedded broker %q of gateway %q", b.Name, cfg.Name)
+	}
 	a.gateways = append(a.gateways, g)
 	a.events = events
+	return nil
 }
 
 // Start implements caddy.App.

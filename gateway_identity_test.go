@@ -124,3 +124,25 @@ func TestEmbeddedBrokerListensFromStart(t *testing.T) {
 		t.Fatalf("the error does not say which broker and why: %v", err)
 	}
 }
+
+// Two embedded brokers at one address, in one gateway or in two of a
+// config, are refused at load, naming both: the process would have one
+// broker there, and both names would silently lead to it.
+func TestEmbeddedBrokersAtOneAddress(t *testing.T) {
+	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	for name, tc := range map[string]struct{ sites, want string }{
+		"one gateway": {fmt.Sprintf("http://127.0.0.1:%d {\n\tmqtt_gateway /mqtt/* {\n\t\tbroker x embedded {\n\t\t\tlisten %s\n\t\t}\n\t\tbroker y embedded {\n\t\t\tlisten %[2]s\n\t\t}\n\t}\n}\n", freePort(t), listen),
+			`embedded brokers "x" and "y" both listen on ` + listen},
+		"two gateways": {fmt.Sprintf("http://127.0.0.1:%d {\n\tmqtt_gateway /mqtt/* {\n\t\tbroker x embedded {\n\t\t\tlisten %s\n\t\t}\n\t}\n}\nhttp://127.0.0.1:%d {\n\tmqtt_gateway /mqtt/* {\n\t\tbroker y embedded {\n\t\t\tlisten %[2]s\n\t\t}\n\t}\n}\n", freePort(t), listen, freePort(t)),
+			`gateway "brokers=` /* either order */},
+	} {
+		err := caddy.Load(adaptCaddyfile(t, testGlobals+tc.sites), true)
+		if err == nil {
+			caddy.Stop()
+			t.Fatalf("%s: two embedded brokers on %s were accepted", name, listen)
+		}
+		if !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "both listen on "+listen) {
+			t.Fatalf("%s: %v, want it to name both brokers and the address", name, err)
+		}
+	}
+}

@@ -353,7 +353,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("mqtt_gateway: %v", err)
 	}
-	brokers.(*brokersApp).add(g, events)
+	if err := brokers.(*brokersApp).add(g, events, cfg); err != nil {
+		return fmt.Errorf("mqtt_gateway: %v", err)
+	}
 	if reg := ctx.GetMetricsRegistry(); reg != nil {
 		if err := m.Metrics().Register(reg); err != nil {
 			return fmt.Errorf("mqtt_gateway: metrics: %v", err)

@@ -170,6 +170,19 @@ func CheckKeepAlive(d caddy.Duration) error {
 	return nil
 }
 
+// FixedListen is the address an embedded broker listens on when it is one
+// address ("" for an external broker, or one on a free port): the gateways
+// of a process share the broker there (acquireEmbedded).
+func (b *BrokerConfig) FixedListen() string {
+	if b.Embedded == nil {
+		return ""
+	}
+	if _, port, err := net.SplitHostPort(b.Embedded.Listen); err != nil || port == "0" {
+		return ""
+	}
+	return b.Embedded.Listen
+}
+
 // CheckListen checks an embedded broker's listen address ("" is loopback
 // on a free port): a host or IP and a port, as net.Listen takes.
 func CheckListen(addr string) error {

@@ -33,6 +33,7 @@ func sameBroker(a, b *BrokerConfig) bool {
 // once Caddy runs it.
 func CheckConfig(cfg Config) error {
 	seen := map[string]bool{}
+	listens := map[string]string{}
 	for _, b := range cfg.Brokers {
 		if seen[b.Name] {
 			return fmt.Errorf("duplicate broker name %q", b.Name)
@@ -40,6 +41,12 @@ func CheckConfig(cfg Config) error {
 		seen[b.Name] = true
 		if err := b.Prepare(); err != nil {
 			return err
+		}
+		if addr := b.FixedListen(); addr != "" {
+			if other, taken := listens[addr]; taken {
+				return fmt.Errorf("embedded brokers %q and %q both listen on %s: an address serves one broker", other, b.Name, addr)
+			}
+			listens[addr] = b.Name
 		}
 	}
 	return nil
