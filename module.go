@@ -46,7 +46,7 @@ type Handler struct {
 	// Name of this gateway. A gateway keeps its sessions and broker
 	// connections across config reloads as long as its name stays the
 	// same; handlers with the same name share them. Default: derived from
-	// the broker names.
+	// the broker names. {env.*} placeholders work.
 	Name string `json:"name,omitempty"`
 
 	// Brokers that web clients may use, each under a unique name.
@@ -255,6 +255,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("mqtt_gateway: %v", err)
 	}
 	h.origins, h.refused = origins, &refusedOrigins{}
+	if strings.Contains(h.Name, "{") { // {env.GATEWAY_NAME}
+		written := h.Name
+		if h.Name = strings.TrimSpace(repl.ReplaceKnown(h.Name, "")); h.Name == "" || strings.Contains(h.Name, "{") {
+			return fmt.Errorf("mqtt_gateway: name %s gives no name (is its environment variable set?)", written)
+		}
+	}
 	h.poolKey = h.gatewayKey()
 	// Before the hooks load: loading a module clears its raw JSON.
 	settings, err := h.gatewaySettings()

@@ -30,10 +30,14 @@ import (
 
 // The metrics endpoint, after a scripted scenario, shows the expected
 // counts: sessions, broker clients, subscriptions, messages in and out,
-// publishes, hook-free decisions.
+// publishes, hook-free decisions. The gateway's name comes from a
+// placeholder.
 func TestMetricsAfterScenario(t *testing.T) {
 	mq := startMosquitto(t)
-	url, metricsPort := gatewayWithMetrics(t, "metrics-test", mq.port, "")
+	// The name from the environment, as a deployment may give it: the
+	// labels below show it replaced.
+	t.Setenv("MQTTGW_TEST_GATEWAY", "metrics-test")
+	url, metricsPort := gatewayWithMetrics(t, "{env.MQTTGW_TEST_GATEWAY}", mq.port, "")
 	ctx := ctx10(t)
 	clients := []*gwclient.Client{dial(t, url), dial(t, url), dial(t, url)}
 	for _, c := range clients {
