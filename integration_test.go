@@ -199,6 +199,72 @@ func TestOverlappingFiltersDeliverOnce(t *testing.T) {
 	}
 }
 
+// A message that repeats the previous one (a sensor's "on" again) after the
+// filters changed is a new message, not a copy of the first, on the shared
+// connection and a dedicated one, and for another session: the gateway's
+// removal of overlapping copies (dedup.go) dropped it, as nothing told it
+// apart from a copy for another subscription.
+func TestRepeatedMessageAfterFiltersChange(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	ctx := ctx10(t)
+	expect := func(c *gwclient.Client, who string, payloads ...string) {
+		t.Helper()
+		for _, want := range payloads {
+			if f := nextMessage(t, c); string(f.Publish.Payload) != want {
+				t.Fatalf("%s: got %q on %s, want %q", who, f.Publish.Payload, f.Publish.Topic, want)
+			}
+		}
+	}
+	for _, clientID := range []string{"", "repeat-dedicated"} {
+		who := map[bool]string{true: "shared", false: "dedicated"}[clientID == ""]
+		c := dial(t, url)
+		h, _, err := c.Connect(ctx, session.ConnectParams{Broker: "main", ClientID: clientID, CleanStart: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		base := "repeat/" + who
+		if _, err := c.Subscribe(ctx, h, base+"/#", 0); err != nil {
+			t.Fatal(err)
+		}
+		mosquittoPub(t, mq.port, "-t", base+"/t", "-m", "20")
+		expect(c, who, "20")
+		if _, err := c.Subscribe(ctx, h, base+"/t", 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Unsubscribe(ctx, h, base+"/#"); err != nil {
+			t.Fatal(err)
+		}
+		mosquittoPub(t, mq.port, "-t", base+"/t", "-m", "20")
+		mosquittoPub(t, mq.port, "-t", base+"/t", "-m", "21")
+		expect(c, who, "20", "21")
+		// Subscribed anew: the same content comes through a new filter.
+		if err := c.Unsubscribe(ctx, h, base+"/t"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Subscribe(ctx, h, base+"/+", 0); err != nil {
+			t.Fatal(err)
+		}
+		mosquittoPub(t, mq.port, "-t", base+"/t", "-m", "21")
+		expect(c, who+" through a new filter", "21")
+	}
+
+	// One page leaves, another comes for the same topic, and the device
+	// says the same again; a third session holds the shared connection.
+	keeper := dial(t, url)
+	connectSubscribe(t, keeper, "repeat/keep", 0)
+	first, second := dial(t, url), dial(t, url)
+	hf := connectSubscribe(t, first, "repeat/lamp", 0)
+	mosquittoPub(t, mq.port, "-t", "repeat/lamp", "-m", "on")
+	expect(first, "the first page", "on")
+	if err := first.Unsubscribe(ctx, hf, "repeat/lamp"); err != nil {
+		t.Fatal(err)
+	}
+	connectSubscribe(t, second, "repeat/lamp", 0)
+	mosquittoPub(t, mq.port, "-t", "repeat/lamp", "-m", "on")
+	expect(second, "the second page", "on")
+}
+
 // Bad requests get their documented codes and leave the session usable.
 func TestBadRequestsGetCodes(t *testing.T) {
 	mq := startMosquitto(t)

@@ -194,6 +194,7 @@ func (h *Hub) unsubscribe(sess *Session, client uint64, filter string, qos byte,
 func (h *Hub) forgetFilterLocked(f string) {
 	if fs := h.filters[f]; fs != nil && h.bySubID[fs.subID] == f {
 		delete(h.bySubID, fs.subID)
+		h.dups.dropped(fs.subID)
 	}
 	delete(h.filters, f)
 	if !h.closed { // a closed hub is out of the gauge (retireLocked)

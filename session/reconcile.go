@@ -150,7 +150,7 @@ func (h *Hub) subscribeOne(ctx context.Context, s subscribeOp) bool {
 	var err error
 	refused := h.tooLarge("SUBSCRIBE", func() int { return packetSize(sub.Packet().Buffers()) })
 	if refused == nil {
-		h.subEpoch.Add(1)
+		h.dups.subscribing(id, h.subEpoch.Add(1))
 		c := h.call(ctx, time.Duration(h.br().cfg.ConnectTimeout))
 		suback, err = c.cm.Subscribe(c.ctx, sub)
 		c.stop()
