@@ -89,6 +89,10 @@ type Hub struct {
 	// its filters cover (shared hubs), so a late subscriber gets them
 	// without a broker SUBSCRIBE that would repeat them to everyone.
 	retained map[string]retainedCopy
+	// conns counts the connections that came up: a copy from before the
+	// last one that its filters' SUBSCRIBEs did not bring again is gone
+	// from the broker (sweepStaleRetained).
+	conns uint64
 	// bySubID finds a filter by its subscription identifier.
 	bySubID map[int]string
 

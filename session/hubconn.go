@@ -186,6 +186,7 @@ func (h *Hub) onUp(cm *autopaho.ConnectionManager, ca *paho.Connack) {
 	h.mu.Lock()
 	wasDown := !h.since.IsZero()
 	h.up, h.since, h.lastErr, h.present = true, time.Now(), nil, ca.SessionPresent
+	h.conns++
 	// The shared connection starts clean, so every filter must be
 	// subscribed again; the reconciler does it in the background (this
 	// callback must not block), and makes the hub ready when it is done.
@@ -312,6 +313,9 @@ func (h *Hub) readyLocked() {
 	}
 	h.usable = true
 	close(h.upCh)
+	if !h.dedicated && len(h.retained) > 0 {
+		h.sweepStaleRetainedLater()
+	}
 	if h.announce {
 		h.announce = false
 		h.noticeClients(&Error{Code: CodeOK, Message: fmt.Sprintf("broker %q available again", h.br().cfg.Name)})

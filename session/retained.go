@@ -32,8 +32,9 @@ import (
 // retainedCopy is the hub's copy of a topic's retained message, and when
 // it came: a message expiry interval counts from then.
 type retainedCopy struct {
-	msg *Message
-	at  time.Time
+	msg  *Message
+	at   time.Time
+	conn uint64 // the hub's connection it came on (Hub.conns)
 }
 
 // fresh is the copy as a late subscriber must get it (MQTT 5, 3.3.2.3.3):
@@ -111,7 +112,7 @@ func (h *Hub) onRetained(m *Message, id int, echoSess *Session, echoClient uint6
 	if len(m.Payload) == 0 {
 		delete(h.retained, m.Topic) // an empty retained message clears the topic
 	} else {
-		h.retained[m.Topic] = retainedCopy{flagged, now}
+		h.retained[m.Topic] = retainedCopy{flagged, now, h.conns}
 	}
 	h.seq++
 	seq := h.seq
@@ -194,6 +195,28 @@ func (h *Hub) sendRetained(mb *member, filter string, client uint64) {
 			delete(h.retained, name) // expired: the broker has dropped it too
 		}
 	}
+}
+
+// sweepStaleRetainedLater forgets, once the broker's answers to the
+// SUBSCRIBEs that restored the hub's filters have come, the copies they did
+// not bring again: the broker no longer has them (it restarted without
+// persistence, or a device cleared them during the outage), and a late
+// subscriber must not get them. Called with h.mu held, when the filters
+// are subscribed again.
+func (h *Hub) sweepStaleRetainedLater() {
+	conn := h.conns
+	time.AfterFunc(retainedWindow, func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if h.conns != conn || h.closed {
+			return // another connection sweeps after its own restore
+		}
+		for name, rc := range h.retained {
+			if rc.conn < conn {
+				delete(h.retained, name)
+			}
+		}
+	})
 }
 
 // pruneRetained forgets retained messages no filter covers any more, after
