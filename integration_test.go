@@ -499,6 +499,68 @@ func TestRetainedAnswerAddressedToTheSubscribingClient(t *testing.T) {
 	}
 }
 
+// Two overlapping filters new to the gateway, subscribed at once by two
+// clients (of one session or of two): each client gets each retained
+// message once, as from a broker. The answer to one filter's SUBSCRIBE went
+// to the holders of the other too, which then got their own answer as
+// well.
+func TestOverlappingNewFiltersAtOnceGetRetainedOnce(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	ctx := ctx10(t)
+	// retainedUntilMark reads c's messages up to the marker and counts the
+	// retained ones per client handle (0: every client of the session).
+	retainedUntilMark := func(c *gwclient.Client, mark string) map[uint64][]string {
+		got := map[uint64][]string{}
+		for f := nextMessage(t, c); string(f.Publish.Payload) != mark; f = nextMessage(t, c) {
+			if f.Publish.Retain {
+				got[f.Handle] = append(got[f.Handle], f.Publish.Topic)
+			}
+		}
+		return got
+	}
+	for round := range 5 {
+		base := fmt.Sprintf("atonce/%d", round)
+		for _, name := range []string{"a", "b", "c"} {
+			mosquittoPub(t, mq.port, "-t", base+"/"+name, "-m", name, "-r")
+		}
+		// Two sessions, and two clients of one session.
+		one, two, both := dial(t, url), dial(t, url), dialAddressing(t, url)
+		h1, h2 := connectMain(t, one), connectMain(t, two)
+		b1, b2 := connectMain(t, both), connectMain(t, both)
+		var wg sync.WaitGroup
+		for _, sub := range []struct {
+			c      *gwclient.Client
+			h      uint64
+			filter string
+		}{{one, h1, base + "/+"}, {two, h2, base + "/#"}, {both, b1, base + "/+"}, {both, b2, base + "/#"}} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := sub.c.Subscribe(ctx, sub.h, sub.filter, 0); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		mosquittoPub(t, mq.port, "-t", base+"/mark", "-m", "mark")
+		for who, c := range map[string]*gwclient.Client{"a session with " + base + "/+": one, "a session with " + base + "/#": two} {
+			if got := retainedUntilMark(c, "mark")[0]; len(got) != 3 {
+				t.Errorf("%s got the retained messages %q, want each of 3 once", who, got)
+			}
+		}
+		got := retainedUntilMark(both, "mark")
+		for _, h := range []uint64{b1, b2} {
+			if n := len(got[h]) + len(got[0]); n != 3 {
+				t.Errorf("round %d: client %d of a session with both got %d retained messages (%q to it, %q to all), want 3", round, h, n, got[h], got[0])
+			}
+		}
+		for _, c := range []*gwclient.Client{one, two, both} {
+			c.Close()
+		}
+	}
+}
+
 // dialAddressing opens a session that takes addressed MESSAGEs, as the JS
 // client's do (OPEN option addressed_retained).
 func dialAddressing(t testing.TB, url string) *gwclient.Client {

@@ -147,7 +147,11 @@ func (h *Hub) onRetained(m *Message, id int, echoSess *Session, echoClient uint6
 // asked for none (Retain Handling) does not get it. Should it in fact be a
 // retained message published within the answer window, such a session
 // misses it (README). With another filter covering the topic, it may be a
-// live message those holders must get, and goes to everyone as before.
+// live message those holders must get, and goes to everyone as before;
+// unless those filters are new too, awaiting their own answers (two
+// overlapping filters subscribed at once): their holders get the message
+// in their answer, and would get it twice. (A live one then reaches them
+// as an answer, through the copy their filter's identifier brings.)
 func (h *Hub) answers(m *Message, id int, now time.Time) string {
 	if id == 0 {
 		return ""
@@ -161,17 +165,24 @@ func (h *Hub) answers(m *Message, id int, now time.Time) string {
 	switch {
 	case ok && !bytes.Equal(prev.msg.Payload, m.Payload):
 		return ""
-	case !ok && h.coveredByAnother(m.Topic, f):
+	case !ok && h.coveredByAnother(m.Topic, f, now):
 		return ""
 	}
 	return f
 }
 
-// coveredByAnother reports whether a filter of the hub other than f
-// matches topic name. Called with h.mu held.
-func (h *Hub) coveredByAnother(name, f string) bool {
+// coveredByAnother reports whether a filter of the hub other than f, and
+// not awaiting the broker's answer to its own SUBSCRIBE (sent or still to
+// send), matches topic name. Called with h.mu held.
+func (h *Hub) coveredByAnother(name, f string, now time.Time) bool {
 	covered := false
-	h.index.Match(name, func(filter string, _ *member) { covered = covered || filter != f })
+	h.index.Match(name, func(filter string, _ *member) {
+		if !covered && filter != f {
+			fs := h.filters[filter]
+			// (asked -1: its SUBSCRIBE has not gone yet.)
+			covered = fs == nil || fs.asked >= 0 && !now.Before(fs.answering)
+		}
+	})
 	return covered
 }
 
