@@ -432,3 +432,38 @@ func TestReloadMovingEmbeddedBrokerToATakenAddress(t *testing.T) {
 		c2.Close()
 	}
 }
+
+// A broker that was embedded and is an external one after a reload: the
+// embedded broker stops, its address free again, and the clients reach the
+// external broker. (It went on listening.)
+func TestReloadEmbeddedBrokerBecomesExternal(t *testing.T) {
+	mq := startMosquitto(t)
+	httpPort, listen := freePort(t), freePort(t)
+	broker := fmt.Sprintf("embedded {\n listen 127.0.0.1:%d\n }", listen)
+	tryReload := adminCaddyTry(t, func() string {
+		return fmt.Sprintf("http://127.0.0.1:%d {\n mqtt_gateway /mqtt/* {\n name switches\n broker main %s\n }\n}\n", httpPort, broker)
+	})
+	waitPort(t, listen)
+	broker = fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port)
+	if status, body := tryReload(); status != http.StatusOK {
+		t.Fatalf("reload: %d %s", status, body)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", listen))
+		if err != nil {
+			break
+		}
+		conn.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("the embedded broker still listens on %d after the reload made the broker an external one", listen)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c := dial(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort))
+	connectSubscribe(t, c, "switched", 0)
+	mosquittoPub(t, mq.port, "-t", "switched", "-m", "from mosquitto")
+	if f := nextMessage(t, c); string(f.Publish.Payload) != "from mosquitto" {
+		t.Fatalf("after the reload the client got %+v", f)
+	}
+}

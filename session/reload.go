@@ -108,6 +108,8 @@ func (m *Manager) ReconfigureStaged(cfg Config, staged *StagedBrokers) error {
 				started = append(started, e)
 				br.embedded = e
 			}
+		} else if old != nil && old.embedded != nil {
+			old.embedded.release() // an external broker now: the embedded one goes
 		}
 		next[b.Name] = br
 		if old != nil {
