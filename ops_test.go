@@ -304,7 +304,7 @@ func TestBrokerTLS(t *testing.T) {
 		t.Fatalf("mqtts:// to a plain MQTT port: %v", err)
 	}
 	_, _, err = c.Connect(ctx, session.ConnectParams{Broker: "tlsport"})
-	if errCode(err) != session.CodeBrokerUnavailable || !strings.Contains(err.Error(), "without answering CONNECT (a TLS port? it needs mqtts://)") {
+	if errCode(err) != session.CodeBrokerUnavailable || !strings.Contains(err.Error(), "without answering CONNECT (a TLS port, which needs mqtts://") {
 		t.Fatalf("mqtt:// to a TLS port: %v", err)
 	}
 }

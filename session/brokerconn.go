@@ -84,7 +84,7 @@ func (c *brokerConn) Read(p []byte) (int, error) {
 			return 0, &unanswered{errors.New("a TLS alert"), "the broker answered in TLS (a TLS port? it needs mqtts://)"}
 		}
 	} else if _, plain := c.Conn.(*net.TCPConn); plain && err != nil && closedByPeer(err) {
-		return 0, &unanswered{err, "the broker closed the connection without answering CONNECT (a TLS port? it needs mqtts://)"}
+		return 0, &unanswered{err, "the broker closed the connection without answering CONNECT (a TLS port, which needs mqtts://, or a broker that takes no more connections)"}
 	}
 	return n, err
 }

@@ -271,7 +271,7 @@ func TestBrokerConnNamesAnswersNotInMQTT(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		conn := &brokerConn{Conn: raw}
+		conn := newBrokerConn(raw, nil, nil) // the buffered reads of a TCP connection
 		_, err = packets.ReadPacket(conn)
 		got := ""
 		if err != nil {
