@@ -503,11 +503,14 @@ func TestRetainedAnswerAddressedToTheSubscribingClient(t *testing.T) {
 // clients (of one session or of two): each client gets each retained
 // message once, as from a broker. The answer to one filter's SUBSCRIBE went
 // to the holders of the other too, which then got their own answer as
-// well.
+// well. (The gateway tells answers apart so once the broker has shown that
+// it sends a copy of a message per matching subscription, as Mosquitto
+// does.)
 func TestOverlappingNewFiltersAtOnceGetRetainedOnce(t *testing.T) {
 	mq := startMosquitto(t)
 	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
 	ctx := ctx10(t)
+	showCopiesPerSubscription(t, url, mq.port)
 	// retainedUntilMark reads c's messages up to the marker and counts the
 	// retained ones per client handle (0: every client of the session).
 	retainedUntilMark := func(c *gwclient.Client, mark string) map[uint64][]string {
@@ -558,6 +561,83 @@ func TestOverlappingNewFiltersAtOnceGetRetainedOnce(t *testing.T) {
 		for _, c := range []*gwclient.Client{one, two, both} {
 			c.Close()
 		}
+	}
+}
+
+// showCopiesPerSubscription has a message match two filters of the
+// gateway's shared connection, so that a broker that sends a copy per
+// subscription has shown it.
+func showCopiesPerSubscription(t *testing.T, url string, port int) {
+	t.Helper()
+	c := dial(t, url)
+	defer c.Close()
+	h := connectMain(t, c)
+	for _, f := range []string{"copies/#", "copies/+"} {
+		if _, err := c.Subscribe(ctx10(t), h, f, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, payload := range []string{"one", "two"} { // one once: its copy was handled
+		mosquittoPub(t, port, "-t", "copies/x", "-m", payload)
+		if f := nextMessage(t, c); string(f.Publish.Payload) != payload {
+			t.Fatalf("got %+v, want %q once", f, payload)
+		}
+	}
+}
+
+// A retained message published for the first time while two overlapping
+// filters new to the gateway await the broker's answers reaches the
+// holders of both, once: from a broker that sends a copy per subscription
+// (Mosquitto) and from one that sends one copy for all (the embedded
+// broker, whose copy paho gives the gateway with one of the identifiers).
+func TestLiveRetainedDuringOverlappingAnswers(t *testing.T) {
+	for _, kind := range []string{"mosquitto", "embedded"} {
+		t.Run(kind, func(t *testing.T) {
+			var port int
+			var url string
+			if kind == "mosquitto" {
+				port = startMosquitto(t).port
+				url, _ = gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", port), "")
+			} else {
+				port = freePort(t)
+				url, _ = gatewayWithBroker(t, fmt.Sprintf("embedded {\n listen 127.0.0.1:%d\n }", port), "")
+			}
+			showCopiesPerSubscription(t, url, port)
+			ctx := ctx10(t)
+			for round := range 3 {
+				base := fmt.Sprintf("single/%d", round)
+				one, two := dial(t, url), dial(t, url)
+				h1, h2 := connectMain(t, one), connectMain(t, two)
+				var wg sync.WaitGroup
+				for _, sub := range []struct {
+					c      *gwclient.Client
+					h      uint64
+					filter string
+				}{{one, h1, base + "/+"}, {two, h2, base + "/#"}} {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						if _, err := sub.c.Subscribe(ctx, sub.h, sub.filter, 0); err != nil {
+							t.Error(err)
+						}
+					}()
+				}
+				wg.Wait()
+				mosquittoPub(t, port, "-t", base+"/new", "-m", "first", "-r")
+				mosquittoPub(t, port, "-t", base+"/mark", "-m", "mark")
+				for who, c := range map[string]*gwclient.Client{"the session with " + base + "/+": one, "the session with " + base + "/#": two} {
+					var got []string
+					for f := nextMessage(t, c); string(f.Publish.Payload) != "mark"; f = nextMessage(t, c) {
+						got = append(got, string(f.Publish.Payload))
+					}
+					if len(got) != 1 || got[0] != "first" {
+						t.Errorf("round %d: %s got %q before the mark, want [first]", round, who, got)
+					}
+				}
+				one.Close()
+				two.Close()
+			}
+		})
 	}
 }
 

@@ -23,6 +23,9 @@ type pendingAck struct {
 func (h *Hub) onPublish(pr paho.PublishReceived) (bool, error) {
 	p := pr.Packet
 	if h.dups.duplicate(p, h.subEpoch.Load()) {
+		if br := h.br(); !br.copiesPerSub.Load() {
+			br.copiesPerSub.Store(true)
+		}
 		if h.dedicated && p.QoS > 0 {
 			pr.Client.Ack(p) // the first copy carries the delivery
 		}

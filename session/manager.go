@@ -78,6 +78,11 @@ type brokerRuntime struct {
 	cfg      *BrokerConfig
 	url      *url.URL // an external broker's
 	embedded *EmbeddedBroker
+	// copiesPerSub: the broker has sent a publication once per matching
+	// subscription of a connection (a hub's dups dropped a copy), as
+	// Mosquitto does; others send one copy for all (the embedded broker).
+	// Learnt once for every hub of the broker; retained.go relies on it.
+	copiesPerSub atomic.Bool
 }
 
 // serverURL is where the broker listens; nil for an embedded broker not

@@ -149,9 +149,12 @@ func (h *Hub) onRetained(m *Message, id int, echoSess *Session, echoClient uint6
 // misses it (README). With another filter covering the topic, it may be a
 // live message those holders must get, and goes to everyone as before;
 // unless those filters are new too, awaiting their own answers (two
-// overlapping filters subscribed at once): their holders get the message
-// in their answer, and would get it twice. (A live one then reaches them
-// as an answer, through the copy their filter's identifier brings.)
+// overlapping filters subscribed at once), and the broker sends a copy per
+// subscription: their holders get the message in their answer, and would
+// get it twice. (A live one then reaches them as an answer, through the
+// copy their filter's identifier brings. A broker that sends one copy for
+// all, with the identifiers of which paho keeps the last, would bring them
+// none.)
 func (h *Hub) answers(m *Message, id int, now time.Time) string {
 	if id == 0 {
 		return ""
@@ -173,14 +176,17 @@ func (h *Hub) answers(m *Message, id int, now time.Time) string {
 
 // coveredByAnother reports whether a filter of the hub other than f, and
 // not awaiting the broker's answer to its own SUBSCRIBE (sent or still to
-// send), matches topic name. Called with h.mu held.
+// send) from a broker that sends copies per subscription, matches topic
+// name. Called with h.mu held.
 func (h *Hub) coveredByAnother(name, f string, now time.Time) bool {
+	ownCopies := h.br().copiesPerSub.Load()
 	covered := false
 	h.index.Match(name, func(filter string, _ *member) {
 		if !covered && filter != f {
 			fs := h.filters[filter]
 			// (asked -1: its SUBSCRIBE has not gone yet.)
-			covered = fs == nil || fs.asked >= 0 && !now.Before(fs.answering)
+			awaiting := fs != nil && (fs.asked < 0 || now.Before(fs.answering))
+			covered = !ownCopies || !awaiting
 		}
 	})
 	return covered
