@@ -509,7 +509,6 @@ func TestRetainedAnswerAddressedToTheSubscribingClient(t *testing.T) {
 func TestOverlappingNewFiltersAtOnceGetRetainedOnce(t *testing.T) {
 	mq := startMosquitto(t)
 	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
-	ctx := ctx10(t)
 	showCopiesPerSubscription(t, url, mq.port)
 	// retainedUntilMark reads c's messages up to the marker and counts the
 	// retained ones per client handle (0: every client of the session).
@@ -531,21 +530,7 @@ func TestOverlappingNewFiltersAtOnceGetRetainedOnce(t *testing.T) {
 		one, two, both := dial(t, url), dial(t, url), dialAddressing(t, url)
 		h1, h2 := connectMain(t, one), connectMain(t, two)
 		b1, b2 := connectMain(t, both), connectMain(t, both)
-		var wg sync.WaitGroup
-		for _, sub := range []struct {
-			c      *gwclient.Client
-			h      uint64
-			filter string
-		}{{one, h1, base + "/+"}, {two, h2, base + "/#"}, {both, b1, base + "/+"}, {both, b2, base + "/#"}} {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if _, err := sub.c.Subscribe(ctx, sub.h, sub.filter, 0); err != nil {
-					t.Error(err)
-				}
-			}()
-		}
-		wg.Wait()
+		subscribeAtOnce(t, []subscription{{one, h1, base + "/+"}, {two, h2, base + "/#"}, {both, b1, base + "/+"}, {both, b2, base + "/#"}})
 		mosquittoPub(t, mq.port, "-t", base+"/mark", "-m", "mark")
 		for who, c := range map[string]*gwclient.Client{"a session with " + base + "/+": one, "a session with " + base + "/#": two} {
 			if got := retainedUntilMark(c, "mark")[0]; len(got) != 3 {
@@ -562,6 +547,30 @@ func TestOverlappingNewFiltersAtOnceGetRetainedOnce(t *testing.T) {
 			c.Close()
 		}
 	}
+}
+
+// subscription is a client's subscription to a filter, at QoS 0.
+type subscription struct {
+	c      *gwclient.Client
+	h      uint64
+	filter string
+}
+
+// subscribeAtOnce makes the subscriptions at the same time, each SUBSCRIBE
+// sent without waiting for the others' answers.
+func subscribeAtOnce(t *testing.T, subs []subscription) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for _, sub := range subs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := sub.c.Subscribe(ctx10(t), sub.h, sub.filter, 0); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // showCopiesPerSubscription has a message match two filters of the
@@ -603,26 +612,11 @@ func TestLiveRetainedDuringOverlappingAnswers(t *testing.T) {
 				url, _ = gatewayWithBroker(t, fmt.Sprintf("embedded {\n listen 127.0.0.1:%d\n }", port), "")
 			}
 			showCopiesPerSubscription(t, url, port)
-			ctx := ctx10(t)
 			for round := range 3 {
 				base := fmt.Sprintf("single/%d", round)
 				one, two := dial(t, url), dial(t, url)
 				h1, h2 := connectMain(t, one), connectMain(t, two)
-				var wg sync.WaitGroup
-				for _, sub := range []struct {
-					c      *gwclient.Client
-					h      uint64
-					filter string
-				}{{one, h1, base + "/+"}, {two, h2, base + "/#"}} {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						if _, err := sub.c.Subscribe(ctx, sub.h, sub.filter, 0); err != nil {
-							t.Error(err)
-						}
-					}()
-				}
-				wg.Wait()
+				subscribeAtOnce(t, []subscription{{one, h1, base + "/+"}, {two, h2, base + "/#"}})
 				mosquittoPub(t, port, "-t", base+"/new", "-m", "first", "-r")
 				mosquittoPub(t, port, "-t", base+"/mark", "-m", "mark")
 				for who, c := range map[string]*gwclient.Client{"the session with " + base + "/+": one, "the session with " + base + "/#": two} {
