@@ -91,7 +91,7 @@ type Hub struct {
 	retained map[string]retainedCopy
 	// conns counts the connections that came up: a copy from before the
 	// last one that its filters' SUBSCRIBEs did not bring again is gone
-	// from the broker (sweepStaleRetained).
+	// from the broker (sweepStaleRetainedLater).
 	conns uint64
 	// bySubID finds a filter by its subscription identifier.
 	bySubID map[int]string
