@@ -45,6 +45,8 @@ type Client struct {
 	// Guarded by sess.mu.
 	ops      []queuedOp
 	running  bool
+	runReq   uint64 // the request the queue runs, and its cost while unanswered
+	runCost  int
 	released bool
 	fireWill bool // the session ended abnormally: the broker publishes the will
 	ackHub   *Hub // copy of hub for ACKs, which bypass the request queue
@@ -86,7 +88,8 @@ func (c *Client) dropOptions(filter string) {
 // queuedOp is a request (or the gateway's own work) in a client's queue.
 type queuedOp struct {
 	run  func()
-	cost int // counted in the session's backlog until run has returned; 0: not counted
+	cost int    // counted in the session's backlog until answered or run has returned; 0: not counted
+	req  uint64 // the web client's request, answered by run
 }
 
 // enqueue runs the gateway's own op after the client's earlier requests.
@@ -97,14 +100,14 @@ func (c *Client) enqueue(op func()) { c.queue(queuedOp{run: op}) }
 // counted in the session's backlog (backlog.go) until it has run. Past
 // the backlog's bound it is not queued, and the error says so: the caller
 // answers it at once.
-func (c *Client) request(kind requestKind, cost int, run func()) *Error {
+func (c *Client) request(kind requestKind, req uint64, cost int, run func()) *Error {
 	s := c.sess
 	s.mu.Lock()
 	if !s.backlog.admit(cost, kind, s.out.limits) {
 		s.mu.Unlock()
 		return s.backlogFull(kind)
 	}
-	start := c.appendLocked(queuedOp{run: run, cost: cost})
+	start := c.appendLocked(queuedOp{run: run, cost: cost, req: req})
 	s.mu.Unlock()
 	if start {
 		go c.work()
@@ -134,12 +137,13 @@ func (c *Client) appendLocked(op queuedOp) (start bool) {
 // work runs the queue. Every op queued runs, even once the client is
 // dropped or its session closed (they then fail at once, their context
 // cancelled or the client detached), so the backlog is released on every
-// path: an op's cost is given back as soon as it has returned.
+// path: an op's cost is given back when its answer goes out (answered), or
+// else as soon as it has returned.
 func (c *Client) work() {
-	done := 0 // cost of the op just run
 	for {
 		c.sess.mu.Lock()
-		c.sess.backlog.done(done)
+		c.sess.backlog.done(c.runCost)
+		c.runCost = 0
 		if len(c.ops) == 0 {
 			c.running = false
 			c.sess.mu.Unlock()
@@ -148,9 +152,25 @@ func (c *Client) work() {
 		op := c.ops[0]
 		c.ops[0] = queuedOp{}
 		c.ops = c.ops[1:]
+		c.runReq, c.runCost = op.req, op.cost
 		c.sess.mu.Unlock()
 		op.run()
-		done = op.cost
+	}
+}
+
+// answered gives back the backlog cost of the request req that a client
+// is running, as its answer goes out: a client that sends its next request
+// on an answer must find the room the answer said was free (with
+// max_queued_frames 1 it was refused 4051 while the op returned).
+func (s *Session) answered(req uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.clients {
+		if c.runCost > 0 && c.runReq == req {
+			s.backlog.done(c.runCost)
+			c.runCost = 0
+			return
+		}
 	}
 }
 
@@ -213,7 +233,7 @@ func (s *Session) Connect(req, handle uint64, p ConnectParams) {
 	s.clients[handle] = c
 	s.mu.Unlock()
 
-	c.queue(queuedOp{cost: cost, run: func() {
+	c.queue(queuedOp{cost: cost, req: req, run: func() {
 		err := s.authorize(c.ctx, Action{Kind: "connect", Broker: p.Broker, ClientID: p.ClientID, Username: p.Username, Password: p.Password})
 		if err == nil && p.Will != nil {
 			// A will is a publish the broker makes later on the client's
@@ -279,7 +299,7 @@ func (s *Session) Subscribe(req, handle uint64, filter string, qos byte, opts Su
 		return
 	}
 	arrived := time.Now()
-	if err := c.request(reqSubscribe, filterCost(filter), func() {
+	if err := c.request(reqSubscribe, req, filterCost(filter), func() {
 		// Checked in the client's queue, so even a refusal is answered in
 		// the order of the requests (PROTOCOL.md).
 		if err := topic.ValidateFilter(filter); err != nil {
@@ -339,7 +359,7 @@ func (s *Session) SetFrequency(req, handle uint64, filter string, maxFrequency f
 	if c == nil {
 		return
 	}
-	if err := c.request(reqSetFrequency, filterCost(filter), func() {
+	if err := c.request(reqSetFrequency, req, filterCost(filter), func() {
 		if _, ok := c.subs[filter]; !ok || c.hub == nil {
 			s.result(req, Errorf(CodeBadRequest, "client %d has no subscription to %q", handle, TrimText(filter)), 0)
 			return
@@ -359,7 +379,7 @@ func (s *Session) Unsubscribe(req, handle uint64, filter string) {
 	if c == nil {
 		return
 	}
-	if err := c.request(reqUnsubscribe, filterCost(filter), func() {
+	if err := c.request(reqUnsubscribe, req, filterCost(filter), func() {
 		if c.hub == nil {
 			s.result(req, notConnected(handle), 0)
 			return
@@ -394,7 +414,7 @@ func (s *Session) Publish(req, handle uint64, p PublishParams) {
 	}
 	arrived := time.Now()
 	allowed := s.allowPublish() // counted when it came
-	if err := c.request(reqPublish, publishCost(&p), func() {
+	if err := c.request(reqPublish, req, publishCost(&p), func() {
 		// Refusals too are answered in the order of the requests.
 		if err := s.mgr.checkPublish(&p); err != nil {
 			refuse(err)
@@ -462,7 +482,7 @@ func (s *Session) Disconnect(req, handle uint64) {
 	if c == nil {
 		return
 	}
-	if err := c.request(reqDisconnect, requestOverhead, func() {
+	if err := c.request(reqDisconnect, req, requestOverhead, func() {
 		if c.hub != nil {
 			s.notify(Action{Kind: "disconnect", Broker: c.hub.br().cfg.Name, ClientID: c.clientID})
 		}

@@ -403,10 +403,12 @@ func (s *Session) deliver(m *Message) {
 // connected answers a CONNECT that succeeded: the client's stream, and
 // whether the broker kept a session for its client ID.
 func (s *Session) connected(req, stream uint64, present bool) {
+	s.answered(req)
 	s.push(Event{Kind: EventResult, Req: req, Value: stream, ConnectFlags: s.reportPresent.Load(), SessionPresent: present})
 }
 
 func (s *Session) result(req uint64, err *Error, value uint64) {
+	s.answered(req)
 	e := Event{Kind: EventResult, Req: req, Value: value}
 	if err != nil {
 		e.Code, e.Text = err.Code, err.Message
