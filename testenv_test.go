@@ -5,12 +5,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,14 +32,37 @@ import (
 // Real parts for integration tests: a Mosquitto process on a loopback port
 // and an in-process Caddy loaded from a Caddyfile.
 
+// freePort returns a loopback port that is free now, below the kernel's
+// range of ephemeral ports: a port the kernel picks (listening on port 0)
+// is in that range, and it may give it to the next outgoing connection
+// (mosquitto_pub's own end, an HTTP request) before the test binds it,
+// which failed a test now and then with "address already in use".
 func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	lo, hi := portsBelowEphemeral()
+	for range 200 {
+		port := lo + rand.IntN(hi-lo)
+		if ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			ln.Close()
+			return port
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatalf("no free port in %d-%d", lo, hi)
+	return 0
+}
+
+// portsBelowEphemeral is the range freePort picks from: the 10,000 ports
+// below the kernel's ephemeral ones (Linux: ip_local_port_range).
+func portsBelowEphemeral() (lo, hi int) {
+	hi = 32768 // Linux's default low end
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 11024 {
+				hi = n
+			}
+		}
+	}
+	return hi - 10000, hi
 }
 
 func waitPort(t testing.TB, port int) {
