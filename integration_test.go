@@ -821,18 +821,7 @@ func TestWebSocketClientsOweTheirHeartbeat(t *testing.T) {
 	silent, pinging := dial(t, url), dial(t, url)
 	connectSubscribe(t, silent, "beat/#", 0)
 	connectSubscribe(t, pinging, "beat/#", 0)
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(250 * time.Millisecond):
-				pinging.Ping()
-			}
-		}
-	}()
+	every(t, 250*time.Millisecond, func() bool { pinging.Ping(); return true })
 	start := time.Now()
 	select {
 	case <-silent.Done():

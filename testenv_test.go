@@ -51,6 +51,25 @@ func freePort(t testing.TB) int {
 	return 0
 }
 
+// every calls f every interval, from another goroutine, until the test
+// ends or f returns false.
+func every(t testing.TB, interval time.Duration, f func() bool) {
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) })
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(interval):
+			}
+			if !f() {
+				return
+			}
+		}
+	}()
+}
+
 // portsBelowEphemeral is the range freePort picks from: the 10,000 ports
 // below the kernel's ephemeral ones (Linux: ip_local_port_range).
 func portsBelowEphemeral() (lo, hi int) {

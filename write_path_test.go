@@ -38,20 +38,9 @@ func TestWebSocketMessagesStayWholeAcrossPartialWritesAndPongs(t *testing.T) {
 	// While the client reads, it pings every millisecond.
 	var pongs atomic.Int64
 	c.ws.SetPongHandler(func(string) error { pongs.Add(1); return nil })
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(time.Millisecond):
-			}
-			if c.ws.WriteControl(websocket.PingMessage, []byte("are you there"), time.Now().Add(time.Second)) != nil {
-				return
-			}
-		}
-	}()
+	every(t, time.Millisecond, func() bool {
+		return c.ws.WriteControl(websocket.PingMessage, []byte("are you there"), time.Now().Add(time.Second)) == nil
+	})
 
 	for i := 0; i < n; i++ {
 		if i%50 == 0 { // slowly enough for pings to come in between
