@@ -137,7 +137,7 @@ func (c *Client) appendLocked(op queuedOp) (start bool) {
 // work runs the queue. Every op queued runs, even once the client is
 // dropped or its session closed (they then fail at once, their context
 // cancelled or the client detached), so the backlog is released on every
-// path: an op's cost is given back when its answer goes out (answered), or
+// path: an op's cost is given back when its answer goes out (Session.answer), or
 // else as soon as it has returned.
 func (c *Client) work() {
 	for {
@@ -158,13 +158,12 @@ func (c *Client) work() {
 	}
 }
 
-// answered gives back the backlog cost of the request req that a client
-// is running, as its answer goes out: a client that sends its next request
-// on an answer must find the room the answer said was free (with
-// max_queued_frames 1 it was refused 4051 while the op returned).
-func (s *Session) answered(req uint64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// answeredLocked gives back the backlog cost of the request req that a
+// client is running, as its answer goes out: a client that sends its next
+// request on an answer must find the room the answer said was free (with
+// max_queued_frames 1 it was refused 4051 while the op returned). Called
+// with s.mu held.
+func (s *Session) answeredLocked(req uint64) {
 	for _, c := range s.clients {
 		if c.runCost > 0 && c.runReq == req {
 			s.backlog.done(c.runCost)

@@ -403,17 +403,24 @@ func (s *Session) deliver(m *Message) {
 // connected answers a CONNECT that succeeded: the client's stream, and
 // whether the broker kept a session for its client ID.
 func (s *Session) connected(req, stream uint64, present bool) {
-	s.answered(req)
-	s.push(Event{Kind: EventResult, Req: req, Value: stream, ConnectFlags: s.reportPresent.Load(), SessionPresent: present})
+	s.answer(Event{Kind: EventResult, Req: req, Value: stream, ConnectFlags: s.reportPresent.Load(), SessionPresent: present})
 }
 
 func (s *Session) result(req uint64, err *Error, value uint64) {
-	s.answered(req)
 	e := Event{Kind: EventResult, Req: req, Value: value}
 	if err != nil {
 		e.Code, e.Text = err.Code, err.Message
 	}
-	s.push(e)
+	s.answer(e)
+}
+
+// answer queues a request's result, and gives its place in the backlog
+// back (answeredLocked).
+func (s *Session) answer(e Event) {
+	s.mu.Lock()
+	s.answeredLocked(e.Req)
+	s.pushLocked(e)
+	s.mu.Unlock()
 }
 
 // Close ends the session: its clients are disconnected, its subscriptions
