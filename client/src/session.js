@@ -30,6 +30,11 @@ const CLOSE = encodeFrame({ type: FrameType.CLOSE });
 const DEFAULT_HEARTBEAT = 20000;
 // A frame size every server accepts; only used before the first OPENED.
 const DEFAULT_MAX_FRAME = 64 * 1024;
+// How many of a dedicated stream's ACKs are sent again after a rebind. No more of a
+// stream's messages await an ACK at once (the gateway's receive maximum is 64 towards
+// external brokers; the embedded one sends up to 8,192), so those a dying connection
+// took are among the last this many.
+const RECENT_ACKS = 8192;
 // How long close() waits at most for its CLOSE to be handed over (an HTTP transport's
 // /send answered): a gateway that does not answer must not make close() hang.
 const CLOSE_WAIT = 5000;
@@ -192,6 +197,13 @@ export class Session {
     /** @type {Array<{bytes: Uint8Array, seq: number}>} */
     this._out = [];
     this._flushScheduled = false;
+    // The last ACKs sent on each dedicated stream (RECENT_ACKS at most), sent again
+    // after every rebind: an ACK is not a numbered request, so one lost with a
+    // connection would never go again, and the broker, whose acknowledgements must
+    // come in order, would hold that client's messages for good once its window of
+    // unacknowledged ones filled (PROTOCOL.md, Recovery).
+    /** @type {Map<number, {ids: Uint16Array, next: number, count: number}>} stream → ring of packet ids */
+    this._recentAcks = new Map();
 
     this._handshake = null; // {resolve} while OPEN/BIND awaits its answer
     this._bound = false; // OPENED/BOUND seen on the current transport
@@ -716,6 +728,7 @@ export class Session {
     this._next = 1;
     this._nextSeq = 1;
     this._sentSeq = 0;
+    this._recentAcks.clear(); // the old session's streams are gone with it
     this._bound = true;
     this._state = State.OPEN;
     this._heartbeat.start(this._heartbeatMs);
@@ -749,6 +762,7 @@ export class Session {
     this._state = State.OPEN;
     this._heartbeat.start(this._heartbeatMs);
     this._resendLost(f.requests);
+    this._resendAcks();
     this._flush();
     this._handshake?.settle({ kind: "bound" });
   }
@@ -791,7 +805,41 @@ export class Session {
     // nobody got would tell the broker it was delivered.
     if (f.packetId !== 0 && delivered) {
       this._enqueue(encodeFrame({ type: FrameType.ACK, stream: f.stream, packetId: f.packetId }));
+      this._noteAck(f.stream, f.packetId);
     }
+  }
+
+  /** Keeps an ACK's packet id to send again after a rebind (see _recentAcks). */
+  _noteAck(stream, packetId) {
+    let ring = this._recentAcks.get(stream);
+    if (!ring) {
+      // A new stream: forget those no client holds any more (stream ids are not reused).
+      for (const held of this._recentAcks.keys()) {
+        if (![...this._clients].some((c) => c._stream === held)) this._recentAcks.delete(held);
+      }
+      ring = { ids: new Uint16Array(RECENT_ACKS), next: 0, count: 0 };
+      this._recentAcks.set(stream, ring);
+    }
+    ring.ids[ring.next] = packetId;
+    ring.next = (ring.next + 1) % RECENT_ACKS;
+    if (ring.count < RECENT_ACKS) ring.count++;
+  }
+
+  /**
+   * After BOUND on a new connection: the last ACKs of each stream go again, oldest
+   * first and ahead of everything else, as any of them may have been lost with the old
+   * connection. Those that arrived are ignored: the gateway no longer awaits their
+   * packet id.
+   */
+  _resendAcks() {
+    const again = [];
+    for (const [stream, ring] of this._recentAcks) {
+      for (let i = ring.count; i > 0; i--) {
+        const packetId = ring.ids[(ring.next - i + RECENT_ACKS) % RECENT_ACKS];
+        again.push({ bytes: encodeFrame({ type: FrameType.ACK, stream, packetId }), seq: 0 });
+      }
+    }
+    if (again.length > 0) this._out = again.concat(this._out);
   }
 
   _onServerClose(code, message) {

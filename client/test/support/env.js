@@ -447,7 +447,8 @@ export async function startProxy(target) {
     port: 0,
     target,
     blocked: false,
-    blackhole: false,
+    blackhole: false, // gateway → client bytes are dropped
+    deaf: false, // client → gateway bytes are dropped
     discarded: 0,
     connections: 0,
     cut() {
@@ -478,7 +479,10 @@ export async function startProxy(target) {
     };
     client.on("error", end).on("close", end);
     upstream.on("error", end).on("close", end);
-    client.pipe(upstream);
+    client.on("data", (chunk) => {
+      if (proxy.deaf) proxy.discarded += chunk.length;
+      else upstream.write(chunk);
+    });
     upstream.on("data", (chunk) => {
       if (proxy.blackhole) proxy.discarded += chunk.length;
       else client.write(chunk);

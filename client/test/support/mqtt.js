@@ -55,13 +55,13 @@ export async function publishUntilSeen(client, port, topic, payload) {
 }
 
 /**
- * Publishes `count` numbered QoS 0 messages ("0", "1", ...) on `topic` at `rate` per
- * second through one `mosquitto_pub -l` (one process per message would be too slow);
- * `line(i)` may give each line another content. Resolves when mosquitto_pub has sent
- * them all and exited.
+ * Publishes `count` numbered messages ("0", "1", ...) on `topic` at `rate` per second
+ * (QoS `qos`, 0 by default) through one `mosquitto_pub -l` (one process per message
+ * would be too slow); `line(i)` may give each line another content. Resolves when
+ * mosquitto_pub has sent them all and exited.
  */
-export async function publishNumbered(port, topic, { count, rate, line = String }) {
-  const pub = start(findProgram("mosquitto_pub"), ["-h", "127.0.0.1", "-p", String(port), "-t", topic, "-l", "-q", "0"], {
+export async function publishNumbered(port, topic, { count, rate, line = String, qos = 0 }) {
+  const pub = start(findProgram("mosquitto_pub"), ["-h", "127.0.0.1", "-p", String(port), "-t", topic, "-l", "-q", String(qos)], {
     stdin: true,
   });
   try {
