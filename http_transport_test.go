@@ -259,6 +259,31 @@ func TestBindErrors(t *testing.T) {
 	}
 }
 
+// A long-polling client whose next poll is lost on its way learns so only
+// when its dead-connection deadline (2 × heartbeat + 5 s) passes, and then
+// rebinds. Its session must still be there: it waits that long before its
+// session_timeout starts, as on the other transports. (It expired
+// session_timeout after the last answered poll, and a silent stall of 30 s
+// lost the session and its messages.) A client that never comes back is
+// still let go, that much later.
+func TestLongPollSessionOutlivesALostPoll(t *testing.T) {
+	mq := startMosquitto(t)
+	_, httpPort := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "heartbeat 500ms\n\tsession_timeout 1s")
+	base := fmt.Sprintf("http://127.0.0.1:%d/mqtt", httpPort)
+	const notice = 2*500*time.Millisecond + 5*time.Second
+
+	s := openPolling(t, base)
+	s.poll()                    // held for a heartbeat, answered with a PING
+	time.Sleep(3 * time.Second) // session_timeout and more, well within the client's deadline
+	s.poll()                    // BOUND, not CLOSE 4010
+
+	time.Sleep(notice + time.Second + 1500*time.Millisecond)
+	status, frames := post(t, base+"/poll?wait=0", transport.AppendBind(nil, s.id, s.secret, s.received), nil)
+	if status != http.StatusNotFound || len(frames) != 1 || frames[0].Code != session.CodeSessionUnknown {
+		t.Fatalf("a client away past the deadline and session_timeout: %d %+v, want its session gone (4010)", status, frames)
+	}
+}
+
 // A WebSocket client that loses its connection rebinds and receives what
 // was published meanwhile.
 func TestWebSocketResumeReplaysMissedMessages(t *testing.T) {

@@ -207,7 +207,14 @@ func (s *Session) Attach(t Transport, resume bool, received uint64) *Error {
 
 // Detach unbinds a transport whose connection is gone. The session waits
 // for a rebind for the session timeout, then ends.
-func (s *Session) Detach(t Transport) {
+func (s *Session) Detach(t Transport) { s.DetachFor(t, 0) }
+
+// DetachFor is Detach for a transport whose client may learn only after
+// notice that it has to rebind: the session waits notice more. A long
+// poll's answer is such a detach: the client polls again at once, and if
+// that poll is lost on the way, it learns so only when its own dead-
+// connection deadline passes, as a WebSocket's peer would.
+func (s *Session) DetachFor(t Transport, notice time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.conn == t && s.written != nil {
@@ -220,7 +227,7 @@ func (s *Session) Detach(t Transport) {
 		return
 	}
 	s.conn = nil
-	s.expiry = time.AfterFunc(s.mgr.config().SessionTimeout, func() {
+	s.expiry = time.AfterFunc(notice+s.mgr.config().SessionTimeout, func() {
 		s.Close(Errorf(CodeSessionUnknown, "session expired"))
 	})
 }

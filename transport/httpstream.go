@@ -237,7 +237,12 @@ func (s *Server) ServePoll(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return nil
 	}
-	defer sess.Detach(conn)
+	// The next poll may be lost on its way, which the client notices only
+	// when nothing arrived for its dead-connection deadline (PROTOCOL.md,
+	// Heartbeats): the session waits that long before its timeout starts,
+	// as it does on the other transports, whose connections the gateway
+	// itself declares dead after that deadline.
+	defer sess.DetachFor(conn, 2*s.Manager.Config().Heartbeat+deadGrace)
 	m := s.Manager.Metrics()
 	m.Connections.WithLabelValues("polling").Inc() // while the poll is held
 	defer m.Connections.WithLabelValues("polling").Dec()
