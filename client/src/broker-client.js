@@ -509,10 +509,16 @@ export class BrokerClient {
           safeCall(this.onMessageDelivered, this, message);
           resolve(message);
         },
-        // The session was lost before the RESULT: the broker may or may not have the
-        // message. Publish it again in the new session (at least once), unless the
-        // client is going away.
-        () => (this._acceptsRequests() ? issue() : fail(ErrorCode.session_gap, "session lost before the publish was confirmed")),
+        // The session was lost before the RESULT. A publish that never left this
+        // client goes in the new session. One that did may have reached the broker:
+        // QoS 1 is sent again (at least once: it may arrive twice), QoS 0 and 2 fail,
+        // as sending them again could deliver them twice (PROTOCOL.md, Recovery), and
+        // the application decides.
+        (handedOver) => {
+          if (!this._acceptsRequests()) return fail(ErrorCode.session_gap, "session lost before the publish was confirmed");
+          if (!handedOver || message.qos === 1) return issue();
+          fail(ErrorCode.session_gap, `session lost before the QoS ${message.qos} publish was confirmed: it may or may not have been delivered`);
+        },
       );
     issue();
     return promise;

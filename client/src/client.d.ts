@@ -237,8 +237,10 @@ export declare class BrokerClient {
   /**
    * Publishes; resolves with the message when the gateway reports the broker flow
    * complete (PUBACK / PUBCOMP / written for QoS 0), after onMessageDelivered.
-   * A message not yet confirmed when a fresh session replaces a lost one is published
-   * again (at least once). The (topic, payload) form throws a TypeError without a
+   * A message not yet confirmed when a fresh session replaces a lost one: if it was
+   * never sent, it goes in the new session; if it was, a QoS 1 one is published again
+   * (at least once: it may arrive twice) and a QoS 0 or 2 one fails with 4012
+   * (session_gap), as it may or may not have been delivered. The (topic, payload) form throws a TypeError without a
    * payload: pass "" for an empty one (with retained, it deletes the retained message).
    * A failure rejects the Promise for whoever awaits it, and calls onMessageNotDelivered;
    * a publish nobody awaits is never an unhandled rejection (it does not end a Node.js

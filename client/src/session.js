@@ -724,6 +724,7 @@ export class Session {
     this._maxFrame = f.maxFrame || DEFAULT_MAX_FRAME;
     this._info = Object.fromEntries(f.info);
     this._openedAt = Date.now();
+    const handedOver = this._sentSeq; // the lost session's requests up to it may have run
     this._received = 0;
     this._next = 1;
     this._nextSeq = 1;
@@ -732,7 +733,7 @@ export class Session {
     this._bound = true;
     this._state = State.OPEN;
     this._heartbeat.start(this._heartbeatMs);
-    if (fresh) this._recreate();
+    if (fresh) this._recreate(handedOver);
     this._flush();
     this._handshake?.settle({ kind: "opened" });
   }
@@ -890,8 +891,10 @@ export class Session {
    * @param {(req: number, handle: number) => object} build makes the frame object
    * @param {(code: number, message: string, value: number, quiet?: boolean) => void} onResult
    *   quiet: the failure comes from the application's own session.close()
-   * @param {() => void} [onFresh] what to do if a fresh session replaces this one
-   *   before the RESULT arrives (the request is dropped from the pending set first)
+   * @param {(handedOver: boolean) => void} [onFresh] what to do if a fresh session
+   *   replaces this one before the RESULT arrives (the request is dropped from the
+   *   pending set first); handedOver: it went to a transport, so the gateway may have
+   *   carried it out
    * @returns {boolean} false if the request could not be issued (error already reported)
    * @internal
    */
@@ -1093,9 +1096,11 @@ export class Session {
    * After OPENED of a fresh session: every request of the lost session is dropped
    * (its RESULT will never come), every client that was connected or connecting
    * sends CONNECT again with its subscriptions, and each dropped request decides
-   * what it means now (a PUBLISH is sent again, an UNSUBSCRIBE is simply done...).
+   * what it means now (a PUBLISH may be sent again, an UNSUBSCRIBE is simply done...).
+   * @param {number} handedOver the last request number the lost session handed to a
+   *   transport
    */
-  _recreate() {
+  _recreate(handedOver) {
     this._mayHaveLost = true;
     const old = [...this._pending.values()];
     this._pending.clear();
@@ -1103,7 +1108,7 @@ export class Session {
     this._out = [];
     this._recreating = 0;
     for (const c of this._clients) c._recreate();
-    for (const rec of old) rec.onFresh?.();
+    for (const rec of old) rec.onFresh?.(rec.seq <= handedOver);
   }
 
   /** Counts one answered re-creation request. @internal */
