@@ -125,3 +125,63 @@ func TestClientIDTakenOverOnlyByAcceptedConnection(t *testing.T) {
 		t.Fatalf("after an accepted newcomer the holder got %+v, want LOST %d", f, session.CodeClientConnected)
 	}
 }
+
+// A reload that rotates the broker's configured password reaches the
+// shared connection of the clients connected before it: it logs in with
+// the new password from then on, and the clients that connect after the
+// reload join it. (It kept the old login, and the newcomers got a second
+// shared connection; once the broker revoked the old password, the first
+// clients were refused for good at its next restart.)
+func TestReloadRotatingTheBrokerPassword(t *testing.T) {
+	var passwords string
+	mq := startMosquittoWith(t, func(dir string) string {
+		passwords = filepath.Join(dir, "passwords")
+		for i, login := range [][2]string{{"gw", "old-secret"}, {"gw2", "new-secret"}} {
+			args := []string{"-b", passwords, login[0], login[1]}
+			if i == 0 {
+				args = append([]string{"-c"}, args...)
+			}
+			if out, err := exec.Command("mosquitto_passwd", args...).CombinedOutput(); err != nil {
+				t.Fatalf("mosquitto_passwd: %v: %s", err, out)
+			}
+		}
+		os.Chmod(passwords, 0o644)
+		return "allow_anonymous false\npassword_file " + passwords + "\n"
+	})
+	httpPort := freePort(t)
+	user, pass := "gw", "old-secret"
+	reload := adminCaddy(t, func() string {
+		return fmt.Sprintf("http://127.0.0.1:%d {\n mqtt_gateway /mqtt/* {\n broker main mqtt://127.0.0.1:%d {\n username %s\n password %s\n }\n }\n}\n",
+			httpPort, mq.port, user, pass)
+	})
+	url := fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort)
+	before := dial(t, url)
+	connectSubscribe(t, before, "rot/#", 0)
+
+	// The old login is revoked (the broker reads the file at its restart below).
+	if out, err := exec.Command("mosquitto_passwd", "-D", passwords, "gw").CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_passwd -D: %v: %s", err, out)
+	}
+	user, pass = "gw2", "new-secret"
+	reload()
+	expectOutageNotices(t, before, "client connected before the reload")
+	after := dial(t, url)
+	connectSubscribe(t, after, "rot/#", 0)
+
+	logged, _ := os.ReadFile(mq.log)
+	mq.stop()
+	mq.start(t)
+	for name, c := range map[string]*gwclient.Client{"before": before, "after": after} {
+		expectOutageNotices(t, c, "client connected "+name+" the reload, at the broker's restart")
+	}
+	mosquittoPub(t, mq.port, "-u", "gw2", "-P", "new-secret", "-t", "rot/a", "-m", "rotated")
+	for name, c := range map[string]*gwclient.Client{"before": before, "after": after} {
+		if f := nextMessage(t, c); f.Publish.Topic != "rot/a" || string(f.Publish.Payload) != "rotated" {
+			t.Fatalf("client connected %s the reload got %+v", name, f)
+		}
+	}
+	all, _ := os.ReadFile(mq.log)
+	if n := strings.Count(string(all[len(logged):]), "u'gw2')"); n != 2 { // the connection, and mosquitto_pub's
+		t.Fatalf("%d logins as gw2 after the broker's restart, want 2: one shared connection for both clients, and the publisher\n%s", n, all[len(logged):])
+	}
+}

@@ -277,3 +277,12 @@ func (t *BrokerTLS) build(host string) (*tls.Config, error) {
 	}
 	return cfg, nil
 }
+
+// credentials are what the gateway logs in with for clients that give none
+// (a nil password when none is configured).
+func (b *BrokerConfig) credentials() (username string, password []byte) {
+	if b.Password != "" {
+		password = []byte(b.Password)
+	}
+	return b.Username, password
+}

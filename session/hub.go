@@ -133,6 +133,7 @@ type hubOptions struct {
 	clientID      string // empty: shared
 	username      string
 	password      []byte
+	configured    bool // username and password are the broker's configured ones
 	cleanStart    bool
 	sessionExpiry uint32
 	keepAlive     uint16

@@ -15,7 +15,9 @@ import (
 
 // connect starts a connection manager for the hub's current broker.
 func (h *Hub) connect() error {
+	h.mu.RLock()
 	br, o := h.br(), h.opts
+	h.mu.RUnlock()
 	server := br.serverURL()
 	if server == nil {
 		return fmt.Errorf("embedded broker %q is not listening yet", br.cfg.Name)
@@ -136,7 +138,16 @@ func (c brokerCall) abandoned() *Error {
 // restart moves a shared hub to a changed broker configuration (a reload):
 // its sessions and subscriptions stay, its clients see the broker go and
 // come back, as in an outage, and everything is subscribed again.
+//
+// A shared connection that logs in with the broker's configured
+// credentials logs in with the new ones: a rotated password must reach
+// the clients connected before the reload too, not only those after.
 func (h *Hub) restart(br *brokerRuntime) error {
+	h.mu.Lock()
+	if h.opts.configured {
+		h.opts.username, h.opts.password = br.cfg.credentials()
+	}
+	h.mu.Unlock()
 	return h.replaceConnection(br, Errorf(CodeBrokerUnavailable, "broker %q reconfigured; subscriptions come back when it is connected", br.cfg.Name))
 }
 

@@ -328,9 +328,17 @@ func (m *Manager) Hubs() []HubStatus {
 	return out
 }
 
-func hubKey(br *brokerRuntime, p ConnectParams) string {
+// hubKey names the broker connection a CONNECT gets. Shared connections
+// that log in with the broker's configured credentials (their clients gave
+// none) share one key whatever those are: a reload that changes them
+// changes that connection's login (Hub.restart), and the clients that
+// connect afterwards join it, rather than a second one.
+func hubKey(br *brokerRuntime, p ConnectParams, configured bool) string {
 	if p.ClientID != "" {
 		return "dedicated\x00" + br.cfg.Name + "\x00" + p.ClientID
+	}
+	if configured {
+		return "shared\x00" + br.cfg.Name + "\x00configured"
 	}
 	sum := sha256.Sum256(p.Password)
 	return "shared\x00" + br.cfg.Name + "\x00" + p.Username + "\x00" + hex.EncodeToString(sum[:])
@@ -353,13 +361,11 @@ func (m *Manager) acquireHub(c *Client, br *brokerRuntime, p ConnectParams) (h, 
 	if len(p.Password) == 0 {
 		p.Password = nil
 	}
-	if p.Username == "" && p.Password == nil {
-		p.Username = br.cfg.Username
-		if br.cfg.Password != "" {
-			p.Password = []byte(br.cfg.Password)
-		}
+	configured := p.Username == "" && p.Password == nil
+	if configured {
+		p.Username, p.Password = br.cfg.credentials()
 	}
-	key := hubKey(br, p)
+	key := hubKey(br, p, configured)
 	m.mu.Lock()
 	if p.ClientID != "" {
 		m.awaitEnding(key)
@@ -375,7 +381,7 @@ func (m *Manager) acquireHub(c *Client, br *brokerRuntime, p ConnectParams) (h, 
 		old.yield()
 	}
 	if h == nil {
-		o := hubOptions{clientID: p.ClientID, username: p.Username, password: p.Password,
+		o := hubOptions{clientID: p.ClientID, username: p.Username, password: p.Password, configured: configured,
 			cleanStart: p.CleanStart, sessionExpiry: p.SessionExpiry, keepAlive: p.KeepAlive}
 		if p.Will != nil {
 			o.will = &paho.WillMessage{Topic: p.Will.Topic, QoS: p.Will.QoS, Retain: p.Will.Retain, Payload: p.Will.Payload}
