@@ -385,7 +385,8 @@ test("a page that is reloaded, left or closed closes its session at once, on eve
 
 // A page put in the back/forward cache (pagehide with persisted true) may come back:
 // its session is left alone. When the gateway dropped it meanwhile (long polling: it
-// expires session_timeout after the last poll), the page that comes back recovers with
+// expires 2 × heartbeat + 5 s + session_timeout after the last poll, 8 s here), the
+// page that comes back recovers with
 // a fresh session, its subscriptions re-created. Playwright turns the cache off; this
 // test's own browser turns it back on.
 test("a page kept in the back/forward cache keeps its session, or gets a fresh one when it expired meanwhile", async (t) => {
@@ -414,7 +415,7 @@ test("a page kept in the back/forward cache keeps its session, or gets a fresh o
       await c.subscribe(topic, { qos: 1 });
     }, topic);
     await page.goto(`${origin}/b`);
-    await new Promise((r) => setTimeout(r, 3500)); // the session expires on the gateway
+    await new Promise((r) => setTimeout(r, 9500)); // the session expires on the gateway
     await page.goBack({ waitUntil: "commit" }); // no load event for a page from the cache
     if (!(await page.evaluate(() => window.session !== undefined))) {
       t.skip("Chromium did not keep the page in its back/forward cache");

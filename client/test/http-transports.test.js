@@ -211,7 +211,10 @@ describe("a cut longer than session_timeout", () => {
 
       proxy.blocked = true;
       proxy.cut();
-      await new Promise((r) => setTimeout(r, 1600)); // the gateway forgets the session
+      // The gateway forgets the session: session_timeout (1 s) after it counts the
+      // connection lost, which for long polling is 2 × heartbeat + 5 s after the last
+      // poll (a next poll could have been lost on its way).
+      await new Promise((r) => setTimeout(r, transport === "polling" ? 8600 : 1600));
       proxy.blocked = false;
 
       await waitFor(() => events.length === 1, { timeout: 10000, what: "onReconnectionComplete" });
