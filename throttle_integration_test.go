@@ -649,3 +649,63 @@ func TestValuesHeldByFrequencyLimitsAreBounded(t *testing.T) {
 		}
 	}
 }
+
+// A client on a slow link: it reads all the time, but slower than messages
+// come. The backlog must wait where the gateway can conflate it, not in
+// the kernel: once the publisher stops, the client gets every topic's
+// latest value after reading little more than what its socket holds. (The
+// kernel grew the send buffer to megabytes and took everything, nothing
+// was ever conflated, and the latest values came only after the client
+// had read through the whole backlog: tens of seconds on a link of a few
+// KB/s.)
+func TestSlowReaderGetsTheLatestValuesSoon(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	ctx := ctx10(t)
+	slow := rawSession(t, ctx, tinyReceiveBuffer(), url)
+
+	topics := []string{"slow/a", "slow/b", "slow/c", "slow/d"}
+	const n = 2000 // 2 s at 1,000 msg/s of 1 KiB: 2 MiB, far more than the reader takes
+	published := make(chan struct{})
+	go func() {
+		defer close(published)
+		publishAt(t, mqttPublisher(t, mq.port), topics, n, 1000, 1024, 0)
+	}()
+
+	// The reader takes about 100 KiB/s.
+	last := map[string]int{}
+	read, readAfter := 0, 0
+	ended := false
+	for {
+		f, ok := slow.next(10 * time.Second)
+		if !ok {
+			t.Fatalf("the slow client's connection failed after %d messages: %v", read, slow.err)
+		}
+		if f.Type != transport.TypeMessage {
+			continue
+		}
+		read++
+		last[f.Publish.Topic] = seqOf(f.Publish.Payload)
+		time.Sleep(10 * time.Millisecond)
+		if !ended {
+			select {
+			case <-published:
+				ended = true
+			default:
+				continue
+			}
+		}
+		readAfter++
+		latest := true
+		for i, topic := range topics {
+			latest = latest && last[topic] == n-len(topics)+i
+		}
+		if latest {
+			break
+		}
+		if readAfter > 600 { // with the limit: 170-240 here (two writes of what waits, and the socket); without it, some 1,500
+			t.Fatalf("after the publisher stopped, the slow client read %d messages and still lacks a latest value: %v", readAfter, last)
+		}
+	}
+	t.Logf("the slow client read %d of %d messages, %d of them after the publisher stopped", read, n, readAfter)
+}

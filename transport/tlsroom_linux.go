@@ -3,9 +3,6 @@
 package transport
 
 import (
-	"os"
-	"strconv"
-	"strings"
 	"syscall"
 	"unsafe"
 )
@@ -42,19 +39,10 @@ const (
 	bufferOverhead = 1024
 )
 
-// tlsPooling: with tcp_notsent_lowat set (not by default), a socket with
-// room may still refuse data it has not sent yet, which SO_MEMINFO does not
-// show; then TLS connections keep a goroutine per write.
-var tlsPooling = notsentLowatUnset()
-
-func notsentLowatUnset() bool {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_notsent_lowat")
-	if err != nil {
-		return true // the kernel default, as far as anyone can tell
-	}
-	v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
-	return err != nil || v >= 1<<31
-}
+// tlsPooling: TLS connections write from the pool where the socket's unsent
+// data is limited (limitUnsent): a socket with room in its buffer may then
+// still refuse data, which SO_MEMINFO does not show and unsentRoom does.
+const tlsPooling = true
 
 // sendRoom reports whether a TLS write of n plaintext bytes on the socket
 // fd is sure not to wait.
@@ -72,5 +60,6 @@ func sendRoom(fd, n int) bool {
 	need := int64(n + recordOverhead + bufferOverhead)
 	queued, sndbuf := int64(info[skMeminfoWmemQueued]), int64(info[skMeminfoSndbuf])
 	reserved := int64(int32(info[skMeminfoFwdAlloc]))
-	return queued+need <= sndbuf && (queued == 0 || need <= reserved)
+	return queued+need <= sndbuf && (queued == 0 || need <= reserved) &&
+		unsentRoom(fd, int(queued), n+recordOverhead)
 }

@@ -151,15 +151,15 @@ func (s *sharedConn) SetDeadline(t time.Time) error {
 // init wraps a hijacked connection. A plain TCP connection also offers
 // non-blocking writes (tryWrite), and so does a TLS one over plain TCP,
 // for small records (tlsroom_linux.go).
+//
+// Either way the socket's unsent data is limited (unsent_linux.go), so
+// that a client on a slow link falls behind where the gateway sees it.
 func (s *sharedConn) init(c net.Conn) {
 	s.Conn = c
 	under := c
 	tc, isTLS := c.(*tls.Conn)
-	switch {
-	case isTLS && tlsPooling:
+	if isTLS {
 		under = tc.NetConn()
-	case isTLS || !rawWrites:
-		return
 	}
 	tcp, ok := under.(*net.TCPConn)
 	if !ok {
@@ -169,10 +169,13 @@ func (s *sharedConn) init(c net.Conn) {
 	if err != nil {
 		return
 	}
+	limited := false
 	// The net package has put the descriptor in non-blocking mode, which
 	// tryWrite relies on.
-	if raw.Control(func(fd uintptr) { s.fd = int(fd) }) == nil {
-		s.direct, s.tls = !isTLS, isTLS
+	if raw.Control(func(fd uintptr) { s.fd, limited = int(fd), limitUnsent(int(fd)) }) == nil {
+		s.direct = !isTLS && rawWrites
+		// sendRoom knows what the socket takes only under our own limit.
+		s.tls = isTLS && tlsPooling && limited
 	}
 }
 

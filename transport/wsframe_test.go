@@ -144,9 +144,12 @@ func TestTryWriteAllocatesNothing(t *testing.T) {
 	msg := wsMessage(append(make([]byte, wsHeaderRoom), bytes.Repeat([]byte("x"), 120)...))
 	now := time.Now()
 	allocs := testing.AllocsPerRun(1000, func() {
-		if n, err := sc.tryWrite(msg, now); err != nil || n != len(msg) {
-			t.Fatalf("wrote %d of %d: %v", n, len(msg), err)
+		if _, err := sc.tryWrite(msg, now); err != nil {
+			t.Fatal(err)
 		}
+		// A short write (the socket's unsent limit, when the reader lags) is
+		// fine here: the reader discards the bytes, and only allocations count.
+		sc.partial = false
 	})
 	if allocs != 0 {
 		t.Fatalf("%.1f allocations per write", allocs)
