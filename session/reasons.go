@@ -107,6 +107,10 @@ func dialCause(err error) string {
 		return "TLS: the broker refused the handshake (" + tlsAlert(err) + ")"
 	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
 		return "no answer in time"
+	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
+		// The gateway's own limit, not the broker's: the operator raises
+		// the process's open-file limit (LimitNOFILE, ulimit -n).
+		return "the gateway has too many open files (raise its open-file limit)"
 	}
 	return "connection failed"
 }

@@ -3,7 +3,10 @@ package session
 import (
 	"crypto/tls"
 	"errors"
+	"net"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"unicode/utf8"
 )
@@ -59,5 +62,18 @@ func TestDialCauseNamesTLSAlerts(t *testing.T) {
 	}
 	if got := dialCause(err); !strings.HasPrefix(got, "TLS: the broker refused the handshake (tls: ") {
 		t.Fatalf("dialCause(%v) = %q, want the alert named", err, got)
+	}
+}
+
+// A gateway out of file descriptors says so, not "connection failed": the
+// limit to raise is its own, not the broker's. The error is the one
+// net.Dial returns when socket(2) fails so (EMFILE per process, ENFILE per
+// system).
+func TestDialCauseNamesTheGatewaysOpenFileLimit(t *testing.T) {
+	for _, errno := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE} {
+		err := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("socket", errno)}
+		if got := dialCause(err); !strings.Contains(got, "too many open files") {
+			t.Errorf("dialCause(%v) = %q, want the open-file limit named", err, got)
+		}
 	}
 }
