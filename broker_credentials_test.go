@@ -21,14 +21,7 @@ import (
 // a dedicated one; a client that brings wrong ones of its own is refused
 // with 4042, and the others are unaffected.
 func TestConfiguredBrokerCredentials(t *testing.T) {
-	mq := startMosquittoWith(t, func(dir string) string {
-		pw := filepath.Join(dir, "passwords")
-		if out, err := exec.Command("mosquitto_passwd", "-b", "-c", pw, "gw", "s3cret").CombinedOutput(); err != nil {
-			t.Fatalf("mosquitto_passwd: %v: %s", err, out)
-		}
-		os.Chmod(pw, 0o644)
-		return "allow_anonymous false\npassword_file " + pw + "\n"
-	})
+	mq, _ := mosquittoWithLogins(t, [2]string{"gw", "s3cret"})
 
 	// The URL and the password from the environment, as the README shows.
 	t.Setenv("MQTTGW_TEST_BROKER", fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port))
@@ -77,20 +70,7 @@ func TestConfiguredBrokerCredentials(t *testing.T) {
 // receiving; one the broker accepts takes over, and the holder gets LOST
 // 4045.
 func TestClientIDTakenOverOnlyByAcceptedConnection(t *testing.T) {
-	mq := startMosquittoWith(t, func(dir string) string {
-		pw := filepath.Join(dir, "passwords")
-		for i, user := range []string{"alice", "bob"} {
-			args := []string{"-b", pw, user, user + "-pw"}
-			if i == 0 {
-				args = append([]string{"-c"}, args...)
-			}
-			if out, err := exec.Command("mosquitto_passwd", args...).CombinedOutput(); err != nil {
-				t.Fatalf("mosquitto_passwd: %v: %s", err, out)
-			}
-		}
-		os.Chmod(pw, 0o644)
-		return "allow_anonymous false\npassword_file " + pw + "\n"
-	})
+	mq, _ := mosquittoWithLogins(t, [2]string{"alice", "alice-pw"}, [2]string{"bob", "bob-pw"})
 	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
 	connect := func(c *gwclient.Client, user, password string) (uint64, error) {
 		h, _, err := c.Connect(ctx10(t), session.ConnectParams{Broker: "main", ClientID: "phone", CleanStart: true,
@@ -133,21 +113,7 @@ func TestClientIDTakenOverOnlyByAcceptedConnection(t *testing.T) {
 // shared connection; once the broker revoked the old password, the first
 // clients were refused for good at its next restart.)
 func TestReloadRotatingTheBrokerPassword(t *testing.T) {
-	var passwords string
-	mq := startMosquittoWith(t, func(dir string) string {
-		passwords = filepath.Join(dir, "passwords")
-		for i, login := range [][2]string{{"gw", "old-secret"}, {"gw2", "new-secret"}} {
-			args := []string{"-b", passwords, login[0], login[1]}
-			if i == 0 {
-				args = append([]string{"-c"}, args...)
-			}
-			if out, err := exec.Command("mosquitto_passwd", args...).CombinedOutput(); err != nil {
-				t.Fatalf("mosquitto_passwd: %v: %s", err, out)
-			}
-		}
-		os.Chmod(passwords, 0o644)
-		return "allow_anonymous false\npassword_file " + passwords + "\n"
-	})
+	mq, passwords := mosquittoWithLogins(t, [2]string{"gw", "old-secret"}, [2]string{"gw2", "new-secret"})
 	httpPort := freePort(t)
 	user, pass := "gw", "old-secret"
 	reload := adminCaddy(t, func() string {
@@ -159,9 +125,7 @@ func TestReloadRotatingTheBrokerPassword(t *testing.T) {
 	connectSubscribe(t, before, "rot/#", 0)
 
 	// The old login is revoked (the broker reads the file at its restart below).
-	if out, err := exec.Command("mosquitto_passwd", "-D", passwords, "gw").CombinedOutput(); err != nil {
-		t.Fatalf("mosquitto_passwd -D: %v: %s", err, out)
-	}
+	mosquittoPasswd(t, "-D", passwords, "gw")
 	user, pass = "gw2", "new-secret"
 	reload()
 	expectOutageNotices(t, before, "client connected before the reload")
@@ -183,5 +147,32 @@ func TestReloadRotatingTheBrokerPassword(t *testing.T) {
 	all, _ := os.ReadFile(mq.log)
 	if n := strings.Count(string(all[len(logged):]), "u'gw2')"); n != 2 { // the connection, and mosquitto_pub's
 		t.Fatalf("%d logins as gw2 after the broker's restart, want 2: one shared connection for both clients, and the publisher\n%s", n, all[len(logged):])
+	}
+}
+
+// mosquittoWithLogins starts a Mosquitto that lets in only the given user
+// and password pairs, and returns its password file, which
+// mosquittoPasswd may change (the broker reads it when it starts).
+func mosquittoWithLogins(t *testing.T, logins ...[2]string) (*mosquitto, string) {
+	var file string
+	mq := startMosquittoWith(t, func(dir string) string {
+		file = filepath.Join(dir, "passwords")
+		for i, login := range logins {
+			args := []string{"-b", file, login[0], login[1]}
+			if i == 0 {
+				args = append([]string{"-c"}, args...)
+			}
+			mosquittoPasswd(t, args...)
+		}
+		os.Chmod(file, 0o644)
+		return "allow_anonymous false\npassword_file " + file + "\n"
+	})
+	return mq, file
+}
+
+func mosquittoPasswd(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command("mosquitto_passwd", args...).CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_passwd %v: %v: %s", args, err, out)
 	}
 }
