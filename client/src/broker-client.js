@@ -677,15 +677,17 @@ export class BrokerClient {
   }
 
   /**
-   * A reconnection attempt failed. The broker still away: wait and try again. Refused
-   * for a reason that will not pass by itself: the reconnection ends, and a second
-   * onConnectionLost with the refusal's code tells the application.
+   * A reconnection attempt failed. The broker still away, or refusing the credentials
+   * it took before (4042: a password being rotated, a wrong one in a reload of the
+   * gateway, soon put right): wait and try again, as Paho does. Refused for a reason
+   * that will not pass by itself: the reconnection ends, and a second onConnectionLost
+   * with the refusal's code tells the application.
    */
   _reconnectAttemptFailed(reconnection, code, message) {
     this._session._releaseHandle(this);
     this._handle = null;
     this._stream = null;
-    if (RECONNECT_CODES.has(code)) {
+    if (RECONNECT_CODES.has(code) || code === ErrorCode.broker_refused) {
       this._scheduleReconnectAttempt(reconnection);
       return;
     }

@@ -161,10 +161,11 @@ export interface ConnectOptions extends CallbackOptions<ConnectResult> {
    * Meanwhile the client is "connecting", isConnected is false, and send, subscribe
    * and unsubscribe fail at once with 4003 "client not connected" (Paho throws "not
    * connected"). disconnect() stops it; connect() between attempts replaces it with
-   * the new options. No reconnection after disconnect(), a takeover (4045), a refusal
-   * (4021 not authorized, 4042 bad credentials) or the end of the session; an attempt
+   * the new options. No reconnection after disconnect(), a takeover (4045), the
+   * gateway's refusal (4021 not authorized) or the end of the session; an attempt
    * refused that way ends the reconnection with a second onConnectionLost carrying
-   * its code. Shared clients accept the option and need none: the gateway restores
+   * its code. An attempt the broker refuses (4042) is tried again, as in Paho: its
+   * credentials worked before. Shared clients accept the option and need none: the gateway restores
    * their connection itself (onBrokerUnavailable / onBrokerAvailable).
    */
   reconnect?: boolean;

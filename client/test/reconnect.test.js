@@ -6,10 +6,13 @@
 
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import fs from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
 import { after, afterEach, before, describe, test } from "node:test";
 
 import { ErrorCode, openSession } from "../src/client.js";
-import { freePortIn, startCaddy, startMosquitto } from "./support/env.js";
+import { findProgram, freePortIn, run, startCaddy, startMosquitto } from "./support/env.js";
 import { mosquittoPub, unique } from "./support/mqtt.js";
 import { waitFor } from "./support/wait.js";
 
@@ -20,8 +23,8 @@ let mosquitto; // null while the broker is down
 let gateway;
 let session;
 
-async function startBroker() {
-  mosquitto = await startMosquitto({ port: brokerPort });
+async function startBroker(settings = "") {
+  mosquitto = await startMosquitto({ port: brokerPort, settings });
 }
 
 async function stopBroker() {
@@ -125,6 +128,52 @@ describe("connect({reconnect})", () => {
     await waitFor(() => c.received[2], { what: "its own publish" });
     await c.disconnect();
     assert.deepEqual(c.events.at(-1), ["lost", 0]);
+  });
+
+  test("reconnect: true goes on through the broker's refusals (4042) and connects once the password works again", async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), "mqttgw-passwords-"));
+    await fs.chmod(dir, 0o755); // Mosquitto started as root reads it as its own user
+    const file = path.join(dir, "passwords");
+    const setPassword = async (password) => {
+      const r = await run(findProgram("mosquitto_passwd"), ["-b", "-c", file, "rc-user", password]);
+      assert.equal(r.code, 0, r.stderr);
+      await fs.chmod(file, 0o644);
+    };
+    const withPasswords = `password_file ${file}\n`;
+    try {
+      await setPassword("right");
+      await stopBroker();
+      await startBroker(withPasswords);
+      const c = recordingClient();
+      const topic = unique("refused");
+      await c.connect({ reconnect: true, cleanSession: true, userName: "rc-user", password: "right" });
+      await c.subscribe(`${topic}/#`, { qos: 1 });
+
+      // The broker comes back with another password for the client's user (rotated,
+      // say, before the client's was), and refuses its attempts.
+      await breakBroker(c);
+      await setPassword("rotated");
+      await startBroker(withPasswords);
+      await waitFor(() => mosquitto.output().includes("not authorised"), { timeout: 20000, what: "an attempt refused" });
+      await longerThanFirstAttempt();
+      assert.equal(c.state, "connecting", "still reconnecting after the refusal");
+      assert.deepEqual(c.events, [["lost", 4041], ["start"]], "no second onConnectionLost");
+
+      // The client's password works again: it comes back by itself.
+      await stopBroker();
+      await setPassword("right");
+      await startBroker(withPasswords);
+      await waitFor(() => c.events.some(([k]) => k === "complete"), { timeout: 40000, what: "onReconnectionComplete" });
+      assert.deepEqual(c.events, [["lost", 4041], ["start"], ["complete", { messagesMayHaveBeenLost: true }]]);
+      await mosquittoPub(brokerPort, `${topic}/after`, ["-q", "1", "-m", "after"]);
+      const m = await waitFor(() => c.received[0], { timeout: 5000, what: "a message after the refusals" });
+      assert.equal(m.payloadString, "after");
+      await c.disconnect();
+    } finally {
+      if (mosquitto) await stopBroker();
+      await startBroker(); // as the other tests expect it
+      await fs.rm(dir, { recursive: true, force: true });
+    }
   });
 
   test("reconnect: true keeps trying while the broker is down (attempts fail after connect_timeout)", async () => {

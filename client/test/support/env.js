@@ -166,16 +166,17 @@ export async function waitForListen(port, child, what, timeout = 20000) {
 
 /**
  * Starts Mosquitto on a free loopback port (or `port`, to restart a broker where its
- * clients expect it), anonymous access allowed.
- * @param {{port?: number}} [o]
+ * clients expect it), anonymous access allowed; `settings` are added to its
+ * configuration.
+ * @param {{port?: number, settings?: string}} [o]
  * @returns {Promise<{port: number, stop: () => Promise<void>, output: () => string}>}
  */
-export async function startMosquitto({ port } = {}) {
+export async function startMosquitto({ port, settings = "" } = {}) {
   const bin = findProgram("mosquitto", "MQTTGW_MOSQUITTO_BIN");
   port ??= await freePort();
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), "mqttgw-mosquitto-"));
   const conf = path.join(dir, "mosquitto.conf");
-  await fs.writeFile(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n`);
+  await fs.writeFile(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n${settings}`);
   const child = spawnChild(bin, ["-c", conf]);
   try {
     await waitForListen(port, child, "mosquitto");
