@@ -2,6 +2,7 @@ package mqttgateway
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
@@ -281,6 +282,70 @@ func TestLongPollSessionOutlivesALostPoll(t *testing.T) {
 	status, frames := post(t, base+"/poll?wait=0", transport.AppendBind(nil, s.id, s.secret, s.received), nil)
 	if status != http.StatusNotFound || len(frames) != 1 || frames[0].Code != session.CodeSessionUnknown {
 		t.Fatalf("a client away past the deadline and session_timeout: %d %+v, want its session gone (4010)", status, frames)
+	}
+}
+
+// A poll the client gives up on (a page that went away with its poll held)
+// gets no grace: its session ends session_timeout later, as a WebSocket
+// whose client closed it.
+func TestLongPollAbandonedByItsClientExpiresOnTime(t *testing.T) {
+	mq := startMosquitto(t)
+	_, httpPort := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "heartbeat 10s\n\tsession_timeout 1s")
+	base := fmt.Sprintf("http://127.0.0.1:%d/mqtt", httpPort)
+	s := openPolling(t, base)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/poll", bytes.NewReader(transport.AppendBind(nil, s.id, s.secret, 0)))
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("the held poll was answered (%d) within 300 ms of a 10 s heartbeat", resp.StatusCode)
+	}
+	time.Sleep(2500 * time.Millisecond) // session_timeout and more, far within 2 × heartbeat + 5 s
+	status, frames := post(t, base+"/poll?wait=0", transport.AppendBind(nil, s.id, s.secret, 0), nil)
+	if status != http.StatusNotFound || len(frames) != 1 || frames[0].Code != session.CodeSessionUnknown {
+		t.Fatalf("after an abandoned poll and session_timeout: %d %+v, want the session gone (4010)", status, frames)
+	}
+}
+
+// The gateway ends a stream itself after streamBytes (4 MiB) and the client
+// renews it at once; a renewal lost on its way shows only at the client's
+// dead-connection deadline. The session must wait for it, as between long
+// polls: it expired session_timeout after the stream's end.
+func TestStreamRenewalLostOnItsWayKeepsTheSession(t *testing.T) {
+	mq := startMosquitto(t)
+	_, httpPort := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "heartbeat 500ms\n\tsession_timeout 1s")
+	base := fmt.Sprintf("http://127.0.0.1:%d/mqtt", httpPort)
+
+	frames := openStream(t, base, transport.AppendOpen(nil, "", nil, nil))
+	f := <-frames
+	if f.Type != transport.TypeOpened {
+		t.Fatalf("first frame %+v", f)
+	}
+	s := &httpSession{t: t, base: base, id: f.Session, secret: f.Secret}
+	s.send(append(transport.AppendConnect(nil, 1, 1, &session.ConnectParams{Broker: "main"}),
+		transport.AppendSubscribe(nil, 2, 1, "renew/#", 0, 0)...))
+	big := filepath.Join(t.TempDir(), "big")
+	if err := os.WriteFile(big, bytes.Repeat([]byte("x"), 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Five MiB of messages: more than a stream carries.
+	for i := 0; i < 5; i++ {
+		mosquittoPub(t, mq.port, "-t", "renew/big", "-f", big)
+	}
+	for f := range frames {
+		if f.Type == transport.TypeResult || f.Type == transport.TypeMessage {
+			s.received++
+		}
+	}
+	if s.received < 4 {
+		t.Fatalf("the stream ended after %d data frames, before it carried 4 MiB", s.received)
+	}
+
+	time.Sleep(3 * time.Second) // session_timeout and more, well within the client's deadline
+	status, got := post(t, base+"/poll?wait=0", transport.AppendBind(nil, s.id, s.secret, s.received), nil)
+	if status != http.StatusOK || len(got) == 0 || got[0].Type != transport.TypeBound {
+		t.Fatalf("renewing after a lost renewal: %d %+v, want BOUND", status, got)
 	}
 }
 

@@ -167,7 +167,14 @@ func (s *Server) ServeStream(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return nil
 	}
-	defer sess.Detach(conn)
+	// A stream the gateway ends itself (at streamBytes, or as the server
+	// stops) is renewed by the client at once, and a renewal lost on its
+	// way shows only when the client's dead-connection deadline passes:
+	// then the session waits that long before its timeout starts, as
+	// between long polls. A stream that ends because the client is gone or
+	// silent gets no more than session_timeout.
+	var notice time.Duration
+	defer func() { sess.DetachFor(conn, notice) }()
 	m := s.Manager.Metrics()
 	m.Connections.WithLabelValues("streaming").Inc()
 	defer m.Connections.WithLabelValues("streaming").Dec()
@@ -211,7 +218,11 @@ func (s *Server) ServeStream(w http.ResponseWriter, r *http.Request) error {
 			lastWrite = time.Now()
 			buf = buf[:0]
 		}
-		if ended != nil || written >= streamBytes {
+		if ended != nil {
+			return nil
+		}
+		if written >= streamBytes {
+			notice = dead
 			return nil
 		}
 		select {
@@ -223,6 +234,7 @@ func (s *Server) ServeStream(w http.ResponseWriter, r *http.Request) error {
 		case <-r.Context().Done():
 			return nil
 		case <-stopping:
+			notice = dead
 			return nil // see shutdown.go
 		}
 	}
@@ -239,10 +251,13 @@ func (s *Server) ServePoll(w http.ResponseWriter, r *http.Request) error {
 	}
 	// The next poll may be lost on its way, which the client notices only
 	// when nothing arrived for its dead-connection deadline (PROTOCOL.md,
-	// Heartbeats): the session waits that long before its timeout starts,
-	// as it does on the other transports, whose connections the gateway
-	// itself declares dead after that deadline.
-	defer sess.DetachFor(conn, 2*s.Manager.Config().Heartbeat+deadGrace)
+	// Heartbeats): after an answered poll the session waits that long
+	// before its timeout starts, as it does on the other transports, whose
+	// connections the gateway itself declares dead after that deadline. A
+	// poll the client gave up on (it went away) gets no more than
+	// session_timeout.
+	notice := 2*s.Manager.Config().Heartbeat + deadGrace
+	defer func() { sess.DetachFor(conn, notice) }()
 	m := s.Manager.Metrics()
 	m.Connections.WithLabelValues("polling").Inc() // while the poll is held
 	defer m.Connections.WithLabelValues("polling").Dec()
@@ -276,6 +291,7 @@ func (s *Server) ServePoll(w http.ResponseWriter, r *http.Request) error {
 		case <-stopping: // see shutdown.go
 			buf = AppendPing(buf)
 		case <-r.Context().Done():
+			notice = 0
 			return nil
 		}
 		break
