@@ -30,11 +30,12 @@ const CLOSE = encodeFrame({ type: FrameType.CLOSE });
 const DEFAULT_HEARTBEAT = 20000;
 // A frame size every server accepts; only used before the first OPENED.
 const DEFAULT_MAX_FRAME = 64 * 1024;
-// How many of a dedicated stream's ACKs are sent again after a rebind. No more of a
-// stream's messages await an ACK at once (the gateway's receive maximum is 64 towards
-// external brokers; the embedded one sends up to 8,192), so those a dying connection
-// took are among the last this many.
-const RECENT_ACKS = 8192;
+// How many of a dedicated stream's last ACKs may be sent again after a rebind. An ACK
+// a dying connection took is among the last ones sent on it, and no more of a stream's
+// messages await an ACK at once than the broker sends unacknowledged (the gateway asks
+// external brokers for at most 64; the embedded one may send more, and a connection
+// that dies with more than this many of its ACKs unread is not covered).
+const RECENT_ACKS = 1024;
 // How long close() waits at most for its CLOSE to be handed over (an HTTP transport's
 // /send answered): a gateway that does not answer must not make close() hang.
 const CLOSE_WAIT = 5000;
@@ -202,7 +203,9 @@ export class Session {
     // connection would never go again, and the broker, whose acknowledgements must
     // come in order, would hold that client's messages for good once its window of
     // unacknowledged ones filled (PROTOCOL.md, Recovery).
-    /** @type {Map<number, {ids: Uint16Array, next: number, count: number}>} stream → ring of packet ids */
+    // sent: how many of the newest went on the current connection (since its BOUND),
+    // the only ones it can have lost.
+    /** @type {Map<number, {ids: Uint16Array, next: number, count: number, sent: number}>} stream → ring of packet ids */
     this._recentAcks = new Map();
 
     this._handshake = null; // {resolve} while OPEN/BIND awaits its answer
@@ -818,24 +821,26 @@ export class Session {
       for (const held of this._recentAcks.keys()) {
         if (![...this._clients].some((c) => c._stream === held)) this._recentAcks.delete(held);
       }
-      ring = { ids: new Uint16Array(RECENT_ACKS), next: 0, count: 0 };
+      ring = { ids: new Uint16Array(RECENT_ACKS), next: 0, count: 0, sent: 0 };
       this._recentAcks.set(stream, ring);
     }
     ring.ids[ring.next] = packetId;
     ring.next = (ring.next + 1) % RECENT_ACKS;
     if (ring.count < RECENT_ACKS) ring.count++;
+    ring.sent++;
   }
 
   /**
-   * After BOUND on a new connection: the last ACKs of each stream go again, oldest
-   * first and ahead of everything else, as any of them may have been lost with the old
-   * connection. Those that arrived are ignored: the gateway no longer awaits their
-   * packet id.
+   * After BOUND on a new connection: the ACKs each stream sent on the old one go
+   * again, oldest first and ahead of everything else, as any of them may have been
+   * lost with it; they count as sent on the new one. Those that arrived are ignored:
+   * the gateway no longer awaits their packet id.
    */
   _resendAcks() {
     const again = [];
     for (const [stream, ring] of this._recentAcks) {
-      for (let i = ring.count; i > 0; i--) {
+      ring.sent = Math.min(ring.sent, ring.count);
+      for (let i = ring.sent; i > 0; i--) {
         const packetId = ring.ids[(ring.next - i + RECENT_ACKS) % RECENT_ACKS];
         again.push({ bytes: encodeFrame({ type: FrameType.ACK, stream, packetId }), seq: 0 });
       }
