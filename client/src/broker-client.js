@@ -35,11 +35,26 @@ const SESSION_NEVER_EXPIRES = 0xffffffff;
  * Codes that mean the broker went away or could not be reached for now, so that a
  * dedicated client with `reconnect: true` tries again: 4041 broker_unavailable,
  * 4044 broker_timeout, 4022 hook_unavailable (the gateway's hook failed, fail closed)
- * and 4090 shutting_down (the gateway is reloading). Anything else (4045 taken over,
- * 4021 not authorized, 4042 refused credentials...) would be refused again: retrying
+ * and 4090 shutting_down (the gateway is reloading). A broker's refusal (4042) is tried
+ * again for the reasons in RETRIED_REFUSALS. Anything else (4045 taken over, 4021 not
+ * authorized by the gateway, a banned client id...) would be refused again: retrying
  * would only hammer the broker.
  */
 const RECONNECT_CODES = new Set([ErrorCode.broker_unavailable, ErrorCode.broker_timeout, ErrorCode.hook_unavailable, ErrorCode.shutting_down]);
+/**
+ * CONNACK reason codes of a 4042 that a reconnecting client tries again, as Paho does:
+ * credentials it used before (a password being rotated, a wrong one in a reload of the
+ * gateway, soon put right) and a broker busy for now. The 4042 message names the code
+ * (PROTOCOL.md, Error codes).
+ */
+const RETRIED_REFUSALS = new Set([0x86, 0x87, 0x88, 0x89, 0x97, 0x9f]);
+
+/** Whether a reconnection attempt that failed with `code` and `message` goes on. */
+function retried(code, message) {
+  if (RECONNECT_CODES.has(code)) return true;
+  const reason = code === ErrorCode.broker_refused ? /refused the connection: 0x([0-9a-f]{2})\b/.exec(message) : null;
+  return reason !== null && RETRIED_REFUSALS.has(parseInt(reason[1], 16));
+}
 
 /**
  * A client of one broker of the gateway. Create it with session.createClient().
@@ -509,8 +524,8 @@ export class BrokerClient {
           safeCall(this.onMessageDelivered, this, message);
           resolve(message);
         },
-        // The session was lost before the RESULT. A publish that never left this
-        // client goes in the new session. One that did may have reached the broker:
+        // The session was lost before the RESULT. A publish never handed to a
+        // transport goes in the new session. One that did may have reached the broker:
         // QoS 1 is sent again (at least once: it may arrive twice), QoS 0 and 2 fail,
         // as sending them again could deliver them twice (PROTOCOL.md, Recovery), and
         // the application decides.
@@ -677,9 +692,8 @@ export class BrokerClient {
   }
 
   /**
-   * A reconnection attempt failed. The broker still away, or refusing the credentials
-   * it took before (4042: a password being rotated, a wrong one in a reload of the
-   * gateway, soon put right): wait and try again, as Paho does. Refused for a reason
+   * A reconnection attempt failed. The broker still away, busy, or refusing the
+   * credentials it took before (see retried): wait and try again. Refused for a reason
    * that will not pass by itself: the reconnection ends, and a second onConnectionLost
    * with the refusal's code tells the application.
    */
@@ -687,7 +701,7 @@ export class BrokerClient {
     this._session._releaseHandle(this);
     this._handle = null;
     this._stream = null;
-    if (RECONNECT_CODES.has(code) || code === ErrorCode.broker_refused) {
+    if (retried(code, message)) {
       this._scheduleReconnectAttempt(reconnection);
       return;
     }

@@ -164,7 +164,8 @@ export interface ConnectOptions extends CallbackOptions<ConnectResult> {
    * the new options. No reconnection after disconnect(), a takeover (4045), the
    * gateway's refusal (4021 not authorized) or the end of the session; an attempt
    * refused that way ends the reconnection with a second onConnectionLost carrying
-   * its code. An attempt the broker refuses (4042) is tried again, as in Paho: its
+   * its code. An attempt the broker refuses (4042) for its credentials (0x86, 0x87) or
+   * because it is busy (0x88, 0x89, 0x97, 0x9F) is tried again, as in Paho: the
    * credentials worked before. Shared clients accept the option and need none: the gateway restores
    * their connection itself (onBrokerUnavailable / onBrokerAvailable).
    */
