@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -477,4 +478,44 @@ func TestReloadEmbeddedBrokerBecomesExternal(t *testing.T) {
 	if f := nextMessage(t, c); string(f.Publish.Payload) != "from mosquitto" {
 		t.Fatalf("after the reload the client got %+v", f)
 	}
+}
+
+// A CONNECT that waits for its authorize hook while a reload moves its
+// broker connects to the broker as configured by then. (It connected to
+// the old address, which the reload's restart of the broker's connections
+// had already passed by, and stayed there.)
+func TestConnectWaitingForItsHookThroughAReloadGetsTheNewBroker(t *testing.T) {
+	before, after := startMosquitto(t), startMosquitto(t)
+	asked, release := make(chan struct{}, 1), make(chan struct{})
+	hooks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/connect") {
+			asked <- struct{}{}
+			<-release
+		}
+	}))
+	t.Cleanup(hooks.Close)
+	httpPort, brokerPort := freePort(t), before.port
+	reload := adminCaddy(t, func() string {
+		return fmt.Sprintf("http://127.0.0.1:%d {\n mqtt_gateway /mqtt/* {\n name moving\n broker main mqtt://127.0.0.1:%d\n hook_timeout 20s\n authorize {\n reverse_proxy %s\n }\n }\n}\n",
+			httpPort, brokerPort, hooks.Listener.Addr())
+	})
+	c := dial(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort))
+	connected := make(chan error, 1)
+	var h uint64
+	go func() {
+		var err error
+		h, _, err = c.Connect(ctx10(t), session.ConnectParams{Broker: "main"})
+		connected <- err
+	}()
+	<-asked
+	brokerPort = after.port
+	reload()
+	close(release)
+	if err := <-connected; err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	if _, err := c.Subscribe(ctx10(t), h, "moved/#", 0); err != nil {
+		t.Fatal(err)
+	}
+	publishUntilReceived(t, after.port, c, "moved/x", "at the new broker", "client connected through the reload")
 }

@@ -357,18 +357,37 @@ func hubKey(br *brokerRuntime, p ConnectParams, configured bool) string {
 // the broker's password stays in the gateway, never in a page. The wire
 // cannot tell an empty password from none (PROTOCOL.md), so an empty one
 // counts as none.
-func (m *Manager) acquireHub(c *Client, br *brokerRuntime, p ConnectParams) (h, old *Hub, _ *Error) {
-	if len(p.Password) == 0 {
-		p.Password = nil
-	}
-	configured := p.Username == "" && p.Password == nil
-	if configured {
-		p.Username, p.Password = br.cfg.credentials()
-	}
-	key := hubKey(br, p, configured)
-	m.mu.Lock()
-	if p.ClientID != "" {
-		m.awaitEnding(key)
+//
+// The CONNECT may have waited (for its hook) through a reload that changed
+// its broker: it gets the broker as configured when its hub is found or
+// started, under m.mu, where a reload's restart of the broker's hubs
+// (hubsOf) finds the hub, too.
+func (m *Manager) acquireHub(c *Client, br *brokerRuntime, asked ConnectParams) (h, old *Hub, _ *Error) {
+	name := br.cfg.Name
+	var key string
+	var p ConnectParams
+	var configured bool
+	for {
+		if br = m.broker(name); br == nil {
+			return nil, nil, Errorf(CodeUnknownBroker, "broker %q was removed from the gateway", name)
+		}
+		p = asked
+		if len(p.Password) == 0 {
+			p.Password = nil
+		}
+		configured = p.Username == "" && p.Password == nil
+		if configured {
+			p.Username, p.Password = br.cfg.credentials()
+		}
+		key = hubKey(br, p, configured)
+		m.mu.Lock()
+		if p.ClientID != "" {
+			m.awaitEnding(key)
+		}
+		if m.broker(name) == br {
+			break
+		}
+		m.mu.Unlock() // reconfigured meanwhile: again, with the new settings
 	}
 	if m.closed {
 		m.mu.Unlock()

@@ -135,6 +135,9 @@ func (m *Manager) ReconfigureStaged(cfg Config, staged *StagedBrokers) error {
 	for _, br := range changed {
 		m.log.Info("broker reconfigured", zap.String("broker", br.cfg.Name))
 		for _, h := range m.hubsOf(br.cfg.Name) {
+			if h.br() == br {
+				continue // started after the reload, with its settings (acquireHub)
+			}
 			if h.dedicated {
 				h.takeOverWith(Errorf(CodeBrokerUnavailable, "broker %q was reconfigured", br.cfg.Name))
 				m.dropHub(h)
