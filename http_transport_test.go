@@ -279,9 +279,15 @@ func TestLongPollSessionOutlivesALostPoll(t *testing.T) {
 	s.poll()                    // BOUND, not CLOSE 4010
 
 	time.Sleep(notice + time.Second + 1500*time.Millisecond)
-	status, frames := post(t, base+"/poll?wait=0", transport.AppendBind(nil, s.id, s.secret, s.received), nil)
+	s.expectGone("a client away past the deadline and session_timeout")
+}
+
+// expectGone rebinds and expects the session to have expired (4010).
+func (s *httpSession) expectGone(what string) {
+	s.t.Helper()
+	status, frames := post(s.t, s.base+"/poll?wait=0", transport.AppendBind(nil, s.id, s.secret, s.received), nil)
 	if status != http.StatusNotFound || len(frames) != 1 || frames[0].Code != session.CodeSessionUnknown {
-		t.Fatalf("a client away past the deadline and session_timeout: %d %+v, want its session gone (4010)", status, frames)
+		s.t.Fatalf("%s: %d %+v, want the session gone (4010)", what, status, frames)
 	}
 }
 
@@ -302,10 +308,7 @@ func TestLongPollAbandonedByItsClientExpiresOnTime(t *testing.T) {
 		t.Fatalf("the held poll was answered (%d) within 300 ms of a 10 s heartbeat", resp.StatusCode)
 	}
 	time.Sleep(2500 * time.Millisecond) // session_timeout and more, far within 2 × heartbeat + 5 s
-	status, frames := post(t, base+"/poll?wait=0", transport.AppendBind(nil, s.id, s.secret, 0), nil)
-	if status != http.StatusNotFound || len(frames) != 1 || frames[0].Code != session.CodeSessionUnknown {
-		t.Fatalf("after an abandoned poll and session_timeout: %d %+v, want the session gone (4010)", status, frames)
-	}
+	s.expectGone("after an abandoned poll and session_timeout")
 }
 
 // The gateway ends a stream itself after streamBytes (4 MiB) and the client
