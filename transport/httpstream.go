@@ -190,7 +190,7 @@ func (s *Server) ServeStream(w http.ResponseWriter, r *http.Request) error {
 	// kernel still takes writes for it: the response ends, as a WebSocket
 	// read deadline would, and the session waits session_timeout for a
 	// rebind (PROTOCOL.md, Heartbeats).
-	dead := 2*hb + deadGrace
+	dead := deadAfter(hb)
 	ticker := time.NewTicker(hb / 2)
 	defer ticker.Stop()
 	lastWrite := time.Time{}
@@ -256,7 +256,7 @@ func (s *Server) ServePoll(w http.ResponseWriter, r *http.Request) error {
 	// connections the gateway itself declares dead after that deadline. A
 	// poll the client gave up on (it went away) gets no more than
 	// session_timeout.
-	notice := 2*s.Manager.Config().Heartbeat + deadGrace
+	notice := deadAfter(s.Manager.Config().Heartbeat)
 	defer func() { sess.DetachFor(conn, notice) }()
 	m := s.Manager.Metrics()
 	m.Connections.WithLabelValues("polling").Inc() // while the poll is held

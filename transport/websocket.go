@@ -46,6 +46,10 @@ const (
 	batchFrames      = 256              // frames taken from the outbox per write
 )
 
+// deadAfter is how long a peer may be silent before its connection counts
+// as dead, the same for both sides (PROTOCOL.md, Heartbeats).
+func deadAfter(heartbeat time.Duration) time.Duration { return 2*heartbeat + deadGrace }
+
 // maxFrame is the largest frame or transport unit accepted from a client:
 // the largest payload plus room for the topic and properties.
 func (s *Server) maxFrame() int {
@@ -313,7 +317,7 @@ func (c *wsConn) readUnit() (int, []byte, error) {
 }
 
 func (c *wsConn) readLoop() {
-	dead := 2*c.heartbeat() + deadGrace
+	dead := deadAfter(c.heartbeat())
 	for {
 		c.ws.SetReadDeadline(time.Now().Add(dead))
 		typ, unit, err := c.readUnit()
