@@ -818,9 +818,8 @@ export class Session {
     let ring = this._recentAcks.get(stream);
     if (!ring) {
       // A new stream: forget those no client holds any more (stream ids are not reused).
-      for (const held of this._recentAcks.keys()) {
-        if (![...this._clients].some((c) => c._stream === held)) this._recentAcks.delete(held);
-      }
+      const held = new Set([...this._clients].map((c) => c._stream));
+      for (const old of this._recentAcks.keys()) if (!held.has(old)) this._recentAcks.delete(old);
       ring = { ids: new Uint16Array(RECENT_ACKS), next: 0, count: 0, sent: 0 };
       this._recentAcks.set(stream, ring);
     }
