@@ -8,10 +8,10 @@
 
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 
 import { openSession } from "../src/client.js";
-import { startGateway, startMosquitto, startProxy } from "./support/env.js";
+import { gatewayForFile, startProxy } from "./support/env.js";
 import { mosquittoPub, publishNumbered, unique } from "./support/mqtt.js";
 import { waitFor } from "./support/wait.js";
 
@@ -19,25 +19,12 @@ import { waitFor } from "./support/wait.js";
 // asks for at most 64), so a stream stuck behind a lost ACK cannot deliver them all.
 const COUNT = 200;
 
-let mosquitto;
-let gateway;
-const cleanups = [];
-
-before(async () => {
-  mosquitto = await startMosquitto();
-  gateway = await startGateway({ brokerPort: mosquitto.port });
-});
-
-after(async () => {
-  for (const fn of cleanups.reverse()) await fn().catch(() => {});
-  await gateway?.stop().catch(() => {});
-  await mosquitto?.stop().catch(() => {});
-});
+const env = gatewayForFile();
 
 for (const transport of ["websocket", "streaming", "polling"]) {
   test(`${transport}: an ACK lost with the connection does not stop a dedicated QoS 1 stream`, async () => {
-    const proxy = await startProxy(gateway.port);
-    cleanups.push(() => proxy.stop());
+    const proxy = await startProxy(env.gateway.port);
+    env.cleanups.push(() => proxy.stop());
     let rebinds = 0;
     const s = await openSession(`http://127.0.0.1:${proxy.port}/mqtt`, {
       transport,
@@ -46,7 +33,7 @@ for (const transport of ["websocket", "streaming", "polling"]) {
         rebinds++;
       },
     });
-    cleanups.push(() => s.close());
+    env.cleanups.push(() => s.close());
     const c = s.createClient("main", `acks-${randomBytes(4).toString("hex")}`);
     const received = [];
     c.onMessageArrived = (m) => {
@@ -58,14 +45,14 @@ for (const transport of ["websocket", "streaming", "polling"]) {
     const topic = unique("acks");
     await c.subscribe(topic, { qos: 1 });
 
-    await mosquittoPub(mosquitto.port, topic, ["-q", "1", "-m", "first"]);
+    await mosquittoPub(env.mosquitto.port, topic, ["-q", "1", "-m", "first"]);
     await waitFor(() => received.length === 1, { timeout: 5000, what: "the first message" });
     await waitFor(() => proxy.discarded > 0, { timeout: 2000, what: "the ACK sent and dropped" });
     proxy.cut();
     proxy.deaf = false;
     await waitFor(() => rebinds === 1 && s.state === "open", { timeout: 10000, what: "the session resumed" });
 
-    await publishNumbered(mosquitto.port, topic, { count: COUNT, rate: 1000, qos: 1 });
+    await publishNumbered(env.mosquitto.port, topic, { count: COUNT, rate: 1000, qos: 1 });
     await waitFor(() => received.length >= COUNT + 1, {
       timeout: 10000,
       interval: 50,

@@ -3,47 +3,34 @@
 // transport. (About 10 s per transport, by nature; keep this file to these.)
 
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 
 import { openSession } from "../src/client.js";
-import { startGateway, startMosquitto, startProxy } from "./support/env.js";
+import { gatewayForFile, startProxy } from "./support/env.js";
 import { listeningClient, publishNumbered, unique } from "./support/mqtt.js";
 import { waitFor } from "./support/wait.js";
 
 const COUNT = 2000;
 const RATE = 200;
 
-let mosquitto;
-let gateway;
-const cleanups = [];
-
-before(async () => {
-  mosquitto = await startMosquitto();
-  // All messages share one topic: by default the gateway conflates QoS 0 per topic
-  // once 64 frames wait for a client (PROTOCOL.md, Throttling), which a slow reconnection
-  // may do. This test is about recovery without loss, so conflation starts far later.
-  // A short heartbeat: a long poll that rebinds after the last cut, when nothing is
-  // published any more, gets its BOUND after a heartbeat (20 s by default).
-  gateway = await startGateway({ brokerPort: mosquitto.port, extra: "conflate_after 5000\nheartbeat 2s" });
-});
-
-after(async () => {
-  for (const fn of cleanups.reverse()) await fn().catch(() => {});
-  await gateway?.stop().catch(() => {});
-  await mosquitto?.stop().catch(() => {});
-});
+// All messages share one topic: by default the gateway conflates QoS 0 per topic
+// once 64 frames wait for a client (PROTOCOL.md, Throttling), which a slow reconnection
+// may do. This test is about recovery without loss, so conflation starts far later.
+// A short heartbeat: a long poll that rebinds after the last cut, when nothing is
+// published any more, gets its BOUND after a heartbeat (20 s by default).
+const env = gatewayForFile({ extra: "conflate_after 5000\nheartbeat 2s" });
 
 for (const transport of ["websocket", "streaming", "polling"]) {
   test(`${transport}: ${COUNT} messages through a cut every 2 s arrive all, in order, once`, async () => {
-    const proxy = await startProxy(gateway.port);
-    cleanups.push(() => proxy.stop());
+    const proxy = await startProxy(env.gateway.port);
+    env.cleanups.push(() => proxy.stop());
     const events = [];
     const s = await openSession(`http://127.0.0.1:${proxy.port}/mqtt`, {
       transport,
       onReconnectionStart: () => events.push("start"),
       onReconnectionComplete: (i) => events.push(i),
     });
-    cleanups.push(() => s.close());
+    env.cleanups.push(() => s.close());
     const firstId = s.id;
     const c = await listeningClient(s);
     const topic = unique("cuts");
@@ -55,7 +42,7 @@ for (const transport of ["websocket", "streaming", "polling"]) {
       cuts++;
     }, 2000);
     try {
-      await publishNumbered(mosquitto.port, topic, { count: COUNT, rate: RATE });
+      await publishNumbered(env.mosquitto.port, topic, { count: COUNT, rate: RATE });
       await waitFor(() => c.received.length >= COUNT, { timeout: 20000, interval: 50, what: `${COUNT} messages (got ${c.received.length})` });
     } finally {
       clearInterval(cutter);

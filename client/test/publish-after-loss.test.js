@@ -7,44 +7,31 @@
 // overflows and its BIND is answered 4012.
 
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 
 import { openSession } from "../src/client.js";
-import { findProgram, start, startGateway, startMosquitto, startProxy } from "./support/env.js";
+import { findProgram, gatewayForFile, start, startProxy } from "./support/env.js";
 import { publishNumbered, unique } from "./support/mqtt.js";
 import { waitFor } from "./support/wait.js";
 
-let mosquitto;
-let gateway;
-const cleanups = [];
-
-before(async () => {
-  mosquitto = await startMosquitto();
-  gateway = await startGateway({ brokerPort: mosquitto.port, extra: "replay_frames 4" });
-});
-
-after(async () => {
-  for (const fn of cleanups.reverse()) await fn().catch(() => {});
-  await gateway?.stop().catch(() => {});
-  await mosquitto?.stop().catch(() => {});
-});
+const env = gatewayForFile({ extra: "replay_frames 4" });
 
 test("a session lost with publishes unanswered: QoS 1 goes again, QoS 0 and 2 fail with 4012", async () => {
   const topic = unique("lost");
-  const sub = start(findProgram("mosquitto_sub"), ["-h", "127.0.0.1", "-p", String(mosquitto.port), "-t", `${topic}/#`, "-q", "2"]);
-  cleanups.push(async () => sub.kill());
+  const sub = start(findProgram("mosquitto_sub"), ["-h", "127.0.0.1", "-p", String(env.mosquitto.port), "-t", `${topic}/#`, "-q", "2"]);
+  env.cleanups.push(async () => sub.kill());
   let seen = "";
   sub.child.stdout.on("data", (c) => (seen += c));
   const count = (payload) => seen.split("\n").filter((l) => l === payload).length;
 
-  const proxy = await startProxy(gateway.port);
-  cleanups.push(() => proxy.stop());
+  const proxy = await startProxy(env.gateway.port);
+  env.cleanups.push(() => proxy.stop());
   const completions = [];
   const s = await openSession(`http://127.0.0.1:${proxy.port}/mqtt`, {
     transport: "websocket",
     onReconnectionComplete: (info) => completions.push(info),
   });
-  cleanups.push(() => s.close());
+  env.cleanups.push(() => s.close());
   const c = s.createClient("main");
   const notDelivered = [];
   c.onMessageNotDelivered = (m, err) => notDelivered.push([m.payloadString, err.errorCode]);
@@ -68,7 +55,7 @@ test("a session lost with publishes unanswered: QoS 1 goes again, QoS 0 and 2 fa
   );
   await waitFor(() => count("q0") === 1 && count("q1") === 1 && count("q2") === 1, { timeout: 5000, what: "the broker to get all three" });
   // More frames than the replay window holds, so that the session cannot resume.
-  await publishNumbered(mosquitto.port, `${topic}/busy`, { count: 8, rate: 1000 });
+  await publishNumbered(env.mosquitto.port, `${topic}/busy`, { count: 8, rate: 1000 });
   await waitFor(() => proxy.discarded > 100, { timeout: 5000, what: "the messages sent into the blackhole" });
   proxy.cut();
   proxy.blackhole = false;

@@ -11,6 +11,7 @@ import http from "node:http";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { after, before } from "node:test";
 import { fileURLToPath } from "node:url";
 
 import { waitFor } from "./wait.js";
@@ -306,6 +307,28 @@ export async function startCaddy(sites, { port, probe = "/" }) {
     throw new Error(`${err.message}\n${child.output()}`);
   }
   return { port, stop, output: child.output };
+}
+
+/**
+ * The set-up of a test file that runs its tests against one Mosquitto and one gateway
+ * in front of it: registers the file's before and after hooks, and returns `env`, whose
+ * `mosquitto` and `gateway` are set before the tests run. Functions the tests push on
+ * `env.cleanups` run after them, last first, each on its own (a failure in one must
+ * not leave the others running), then the gateway and the broker stop.
+ * @param {{extra?: string}} [gatewayOptions] as startGateway's
+ */
+export function gatewayForFile(gatewayOptions = {}) {
+  const env = { mosquitto: null, gateway: null, cleanups: [] };
+  before(async () => {
+    env.mosquitto = await startMosquitto();
+    env.gateway = await startGateway({ brokerPort: env.mosquitto.port, ...gatewayOptions });
+  });
+  after(async () => {
+    for (const fn of env.cleanups.reverse()) await fn().catch(() => {});
+    await env.gateway?.stop().catch(() => {});
+    await env.mosquitto?.stop().catch(() => {});
+  });
+  return env;
 }
 
 /**
