@@ -179,7 +179,6 @@ var stringSlice = reflect.TypeFor[[]string]()
 var (
 	_ caddy.Provisioner                 = (*MatchTopic)(nil)
 	_ caddyhttp.RequestMatcherWithError = (*MatchTopic)(nil)
-	_ caddyhttp.RequestMatcher          = (*MatchTopic)(nil)
 	_ caddyfile.Unmarshaler             = (*MatchTopic)(nil)
 	_ caddyhttp.CELLibraryProducer      = (*MatchTopic)(nil)
 )
