@@ -513,3 +513,34 @@ func TestEndpointsOpenedByHandSayWhatTheyAre(t *testing.T) {
 		}
 	}
 }
+
+// A /send too large for max_frame ends its session with CLOSE 4002, as an
+// oversized WebSocket message does, whether the body is past the limit on
+// what is read or only its frames are: left alive, a session whose client
+// counted that request could never go on (each rebind would send it again,
+// or every later /send would be a gap). Other sessions are unharmed.
+func TestOversizedSendEndsItsSession(t *testing.T) {
+	mq := startMosquitto(t)
+	_, httpPort := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "max_message_size 1KiB\n\theartbeat 1s")
+	base := fmt.Sprintf("http://127.0.0.1:%d/mqtt", httpPort)
+	bystander := openPolling(t, base)
+	maxFrame := 1<<10 + 128<<10 // max_message_size and room for a frame's other fields
+
+	for _, tc := range []struct {
+		what  string
+		frame int // bytes of frames after the SEND frame
+	}{
+		{"a body past the read limit", maxFrame + 4096},
+		{"frames just over max_frame", maxFrame + 1},
+	} {
+		s := openPolling(t, base)
+		body := append(transport.AppendSend(nil, s.id, s.secret, 0, false), make([]byte, tc.frame)...)
+		status, frames := post(t, base+"/send", body, nil)
+		if status != http.StatusRequestEntityTooLarge || len(frames) != 1 || frames[0].Type != transport.TypeEnd || frames[0].Code != session.CodeFrameTooLarge {
+			t.Fatalf("%s: %d %+v, want 413 and CLOSE 4002", tc.what, status, frames)
+		}
+		s.expectGone(tc.what)
+	}
+	bystander.send(transport.AppendPing(nil))
+	bystander.poll() // BOUND and the heartbeat's PING: alive
+}

@@ -80,7 +80,9 @@ func (c *httpConn) closed() bool {
 // readUnit reads a request body of at most limit bytes, within timeout: a
 // body that trickles in (a byte every few seconds) would otherwise hold a
 // goroutine and a connection for as long as the client likes, before any
-// session or limit counts it.
+// session or limit counts it. A body over the limit returns its first
+// limit bytes with the 4002 error, so that its SEND frame can name the
+// session it breaks.
 func readUnit(w http.ResponseWriter, r *http.Request, limit int, timeout time.Duration) ([]byte, error) {
 	rc := http.NewResponseController(w)
 	if rc.SetReadDeadline(time.Now().Add(timeout)) == nil {
@@ -91,7 +93,7 @@ func readUnit(w http.ResponseWriter, r *http.Request, limit int, timeout time.Du
 	var netErr net.Error
 	switch {
 	case errors.As(err, &tooLarge):
-		return nil, session.Errorf(session.CodeFrameTooLarge, "request body exceeds %d bytes", limit)
+		return body, session.Errorf(session.CodeFrameTooLarge, "request body exceeds %d bytes", limit)
 	case errors.As(err, &netErr) && netErr.Timeout():
 		return nil, session.Errorf(session.CodeBadRequest, "request body not received within %s", timeout)
 	}
@@ -320,6 +322,18 @@ func (s *Server) ServeSend(w http.ResponseWriter, r *http.Request) error {
 			// dispatched, and the client, rebinding, learns from BOUND which
 			// requests to send again.
 			e = session.Errorf(session.CodeBadRequest, "reading request: %v", err)
+		}
+		if e.Code == session.CodeFrameTooLarge {
+			// Too large for any unit: the client broke the protocol, as with
+			// a frame over max_frame below or an oversized WebSocket message,
+			// and its session ends. Left alive, it could not go on: the
+			// client would send the same requests again after each rebind.
+			var head Frame
+			if _, ok := firstFrame(unit, &head); ok && head.Type == TypeSend {
+				if sess, le := s.Manager.Lookup(head.Session, head.Secret); le == nil {
+					sess.Close(e)
+				}
+			}
 		}
 		AnswerError(w, statusFor(e.Code), e)
 		return nil
