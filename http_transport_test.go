@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -244,6 +245,14 @@ func TestBindErrors(t *testing.T) {
 	if status != 403 {
 		t.Errorf("send with a wrong secret: %d", status)
 	}
+	// A SEND frame with a count its flags do not announce: the answer says
+	// what is wrong with it, not only that a SEND frame is expected.
+	send := transport.AppendSend(nil, s.id, s.secret, 0, false)
+	send = append([]byte{send[0] + 1}, append(send[1:], 3)...) // one byte more: a count, flag bit 0 clear
+	status, frames := post(t, base+"/send", append(send, transport.AppendPing(nil)...), nil)
+	if status != 400 || len(frames) != 1 || frames[0].Code != session.CodeBadRequest || !strings.Contains(frames[0].Message, "malformed") {
+		t.Errorf("send with a malformed SEND frame: %d %+v, want 400 and CLOSE 4003 saying it is malformed", status, frames)
+	}
 
 	// The session itself still works; then a gap beyond the replay window
 	// (2 frames) is reported as such.
@@ -254,7 +263,7 @@ func TestBindErrors(t *testing.T) {
 		mosquittoPub(t, mq.port, "-t", "gap/x", "-m", fmt.Sprint(i))
 	}
 	s.pollUntil(4)
-	status, frames := post(t, base+"/poll", transport.AppendBind(nil, s.id, s.secret, 1), nil)
+	status, frames = post(t, base+"/poll", transport.AppendBind(nil, s.id, s.secret, 1), nil)
 	if status != 409 || len(frames) != 1 || frames[0].Code != session.CodeSessionGap {
 		t.Fatalf("gap: %d %+v", status, frames)
 	}

@@ -169,6 +169,14 @@ func TestMalformedFramesAreRejected(t *testing.T) {
 		// MQTT 5 calls both a malformed SUBSCRIBE (3.8.3.1).
 		"retain handling 3":         {TypeSubscribe, 1, 1, 1, 'a', 0x30, 0},
 		"reserved subscribe option": {TypeSubscribe, 1, 1, 1, 'a', 0x40, 0},
+		// And a CONNECT (3.1.2.3, 3.1.2.6).
+		"reserved connect flag": {TypeConnect, 1, 1, 1, 'b', 0, 0x20, 0, 0, 0, 0},
+		"will qos without will": {TypeConnect, 1, 1, 1, 'b', 0, 0x04, 0, 0, 0, 0},
+		"will retain, no will":  {TypeConnect, 1, 1, 1, 'b', 0, 0x10, 0, 0, 0, 0},
+	}
+	var plain Frame
+	if err := Decode([]byte{TypeConnect, 1, 1, 1, 'b', 0, 0x01, 0, 0, 0, 0}, &plain); err != nil || !plain.Connect.CleanStart {
+		t.Fatalf("a clean-start CONNECT: %v %+v", err, plain.Connect)
 	}
 	for name, b := range bad {
 		var f Frame

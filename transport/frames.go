@@ -183,6 +183,16 @@ func Decode(b []byte, f *Frame) error {
 		c.Broker = r.string()
 		c.ClientID = r.string()
 		flags := r.u8()
+		// Reserved bits and a will's QoS or retain without a will are
+		// malformed, as in MQTT (3.1.2.3, 3.1.2.6) and in the PUBLISH and
+		// SEND flags: a bit this version ignored could not mean something
+		// in the next.
+		if flags&^(connectClean|connectWill|connectWillQoS|connectWillRetain) != 0 {
+			return fmt.Errorf("%w: reserved CONNECT flags set", ErrMalformed)
+		}
+		if flags&connectWill == 0 && flags&(connectWillQoS|connectWillRetain) != 0 {
+			return fmt.Errorf("%w: CONNECT flags give a will QoS or retain without a will", ErrMalformed)
+		}
 		c.CleanStart = flags&connectClean != 0
 		c.KeepAlive = uint16(min(r.uvarint(), 0xFFFF))
 		c.SessionExpiry = uint32(min(r.uvarint(), 0xFFFFFFFF))

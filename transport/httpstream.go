@@ -329,7 +329,7 @@ func (s *Server) ServeSend(w http.ResponseWriter, r *http.Request) error {
 			// and its session ends. Left alive, it could not go on: the
 			// client would send the same requests again after each rebind.
 			var head Frame
-			if _, ok := firstFrame(unit, &head); ok && head.Type == TypeSend {
+			if _, err := firstFrame(unit, &head); err == nil && head.Type == TypeSend {
 				if sess, le := s.Manager.Lookup(head.Session, head.Secret); le == nil {
 					sess.Close(e)
 				}
@@ -339,9 +339,13 @@ func (s *Server) ServeSend(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	var head Frame
-	rest, ok := firstFrame(unit, &head)
-	if !ok || head.Type != TypeSend {
-		AnswerError(w, http.StatusBadRequest, session.Errorf(session.CodeBadRequest, "a /send body begins with a SEND frame naming the session"))
+	rest, err := firstFrame(unit, &head)
+	if err != nil || head.Type != TypeSend {
+		why := "a /send body begins with a SEND frame naming the session"
+		if err != nil { // say what is wrong with it, as a WebSocket's 4000 does
+			why += ": " + err.Error()
+		}
+		AnswerError(w, http.StatusBadRequest, session.Errorf(session.CodeBadRequest, "%s", why))
 		return nil
 	}
 	sess, e := s.Manager.Lookup(head.Session, head.Secret)
@@ -388,12 +392,12 @@ const sendFrameRoom = 64
 
 // firstFrame decodes unit's first frame into f and returns the frames
 // after it.
-func firstFrame(unit []byte, f *Frame) (rest []byte, ok bool) {
+func firstFrame(unit []byte, f *Frame) (rest []byte, err error) {
 	frame, rest, err := nextFrame(unit)
-	if err != nil || Decode(frame, f) != nil {
-		return nil, false
+	if err == nil {
+		err = Decode(frame, f)
 	}
-	return rest, true
+	return rest, err
 }
 
 // sendRefused counts and logs (at most once per 10 s) a /send for a session

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"errors"
+	"fmt"
 	"unicode/utf8"
 )
 
@@ -130,7 +131,7 @@ func (r *reader) rest() []byte {
 // done checks that the whole frame was consumed.
 func (r *reader) done() error {
 	if r.err == nil && len(r.b) != 0 {
-		r.err = ErrMalformed
+		r.err = fmt.Errorf("%w: %d bytes after its last field", ErrMalformed, len(r.b))
 	}
 	return r.err
 }
