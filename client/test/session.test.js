@@ -891,6 +891,29 @@ describe("when no transport gets through", () => {
 });
 
 describe("ending", () => {
+  // PROTOCOL.md, Close: a BIND from elsewhere takes the session, and the server closes
+  // the connection it was on with WebSocket close code 4003 and no CLOSE frame. That
+  // client must not take the session back (two holders would take it from each other
+  // for ever); a close outside 4000-4999 is a dropped connection, rebound.
+  test("a close code in 4000-4999 without CLOSE ends the session; another code rebinds", async () => {
+    const closes = [];
+    const { gw, conn, session } = await open({ onClose: (e) => closes.push(e) });
+    try {
+      conn.drop(1001);
+      const conn2 = await gw.connection(1);
+      await conn2.take(F.BIND);
+      conn2.send({ type: F.BOUND, replayFrom: 1, requests: 0 });
+      await waitFor(() => session.state === "open", { what: "the rebound session" });
+      conn2.end({ code: 4003, reason: "session resumed on another connection" });
+      await waitFor(() => session.state === "closed", { what: "the session to end" });
+      assert.deepEqual(closes, [{ errorCode: 4003, errorMessage: "session resumed on another connection" }]);
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(gw.connections.length, 2, "no BIND to take the session back");
+    } finally {
+      await session.close();
+    }
+  });
+
   test("session.close() sends CLOSE, fails pending requests, reports errorCode 0", async () => {
     const closes = [];
     const { conn, session } = await open({ onClose: (e) => closes.push(e) });
