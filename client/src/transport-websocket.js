@@ -27,6 +27,12 @@ export function webSocketUrl(base) {
 
 let wsPackage;
 
+// The package's name is a variable, and marked for bundlers to leave alone, so that a
+// page's bundle neither carries ws nor needs it installed: a bundler resolves a literal
+// import("ws") even though a browser never runs it, and fails where the client is a
+// linked folder without node_modules of its own. Only Node.js loads it.
+const WS_PACKAGE = "ws";
+
 // Browsers send their cookies with the upgrade themselves. Elsewhere the "ws" package
 // is preferred even where a global WebSocket exists (Node.js 22+): only it can send the
 // session's cookies with the upgrade and read those the upgrade's answer sets, which a
@@ -38,7 +44,7 @@ let wsPackage;
 // client whose folder never had `npm install`), so it is said once.
 async function webSocketClass() {
   if (browserManagesCookies && globalThis.WebSocket) return globalThis.WebSocket;
-  wsPackage ??= import("ws").then(
+  wsPackage ??= import(/* webpackIgnore: true */ /* @vite-ignore */ WS_PACKAGE).then(
     (m) => m.WebSocket ?? m.default,
     (err) => {
       const instead = globalThis.WebSocket
