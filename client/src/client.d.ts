@@ -438,6 +438,23 @@ export interface SessionOptions {
    * expires like a lost connection (wills fire). No effect in Node.js.
    */
   closeOnPageHide?: boolean;
+  /**
+   * Keep trying to open while the gateway cannot be reached (1006: down, restarting,
+   * the network away) or is not ready for a new session (4013 too many sessions, 4022
+   * hook unavailable, 4090 shutting down, 4091), with the delays of the session's own
+   * reconnections (from about 250 ms, doubling up to 5 s): openSession then resolves
+   * once the gateway is back, as a page loaded during a deploy needs. A refusal (4020
+   * not authenticated, 4021 origin not allowed, 4001) still rejects at once. Default
+   * false: the first failure rejects. Stop it with `signal`.
+   */
+  retry?: boolean;
+  /**
+   * Aborting it closes the session (as close() does), at any time: before the session
+   * has opened (a `retry` under way, an OPEN awaiting its answer), openSession rejects
+   * with the signal's reason and nothing is left open. For an effect's clean-up or a
+   * module replaced by hot reloading.
+   */
+  signal?: AbortSignal;
 }
 
 export interface OverflowInfo extends ErrorInfo {
@@ -505,7 +522,7 @@ export declare class Session {
  * Opens a session with the gateway at `url` (its base, e.g. "https://host/mqtt", or
  * "/mqtt" in a page). Rejects with MqttGatewayError: 4020 when the authenticate hook
  * refuses, 1006 when the gateway cannot be reached, ...; with a TypeError when url is
- * not a URL (a relative one outside a page).
+ * not a URL (a relative one outside a page) or an option is unknown (a misspelt one).
  */
 export declare function openSession(url: string | URL, options?: SessionOptions): Promise<Session>;
 

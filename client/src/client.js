@@ -44,11 +44,17 @@ export { registerTransport } from "./transports.js";
  * @param {boolean} [options.closeOnPageHide] in a browser, close the session as close()
  *   does when the page is unloaded for good (`pagehide` not persisted), so the gateway
  *   frees it at once (default true); false leaves it to expire after session_timeout
+ * @param {boolean} [options.retry] keep trying to open while the gateway cannot be
+ *   reached or is not ready (1006, 4013, 4022, 4090, 4091), with the backoff of the
+ *   session's reconnections; a refusal (4020, ...) still rejects (default false)
+ * @param {AbortSignal} [options.signal] aborting it closes the session; before it has
+ *   opened, openSession rejects with the signal's reason
  * @returns {Promise<Session>} rejects with an MqttGatewayError (e.g. 4020 when the
  *   authenticate hook says no, 1006 when the gateway cannot be reached), or a TypeError
- *   when url is not one (a relative URL outside a page)
+ *   when url is not one (a relative URL outside a page) or an option is unknown
  */
 export async function openSession(url, options = {}) {
+  checkSessionOptions(options);
   if (!URL.canParse(url, globalThis.location?.href)) {
     // A mistake in the call, not a gateway out of reach (1006).
     throw new TypeError(
@@ -56,7 +62,43 @@ export async function openSession(url, options = {}) {
         (globalThis.location ? "" : " (outside a page, give an absolute one, such as https://host/mqtt)"),
     );
   }
+  const { signal } = options;
+  signal?.throwIfAborted();
   const session = new Session(url, options);
+  if (signal) session._closeOnAbort(signal);
   await session._open();
   return session;
+}
+
+const SESSION_OPTIONS = [
+  "user",
+  "password",
+  "transport",
+  "maxBandwidth",
+  "connectTimeout",
+  "probeTimeout",
+  "onReconnectionStart",
+  "onReconnectionComplete",
+  "onClose",
+  "onNotice",
+  "onOverflow",
+  "onTransportChange",
+  "closeOnPageHide",
+  "retry",
+  "signal",
+];
+
+/** A misspelt option (`transprot`) is a TypeError, as with the clients' methods. */
+function checkSessionOptions(options) {
+  if (options === null || typeof options !== "object") {
+    throw new TypeError(`openSession options must be an object, got ${options === null ? "null" : typeof options}`);
+  }
+  for (const key of Object.keys(options)) {
+    if (!SESSION_OPTIONS.includes(key)) {
+      throw new TypeError(`unknown openSession option ${JSON.stringify(key)}; known: ${SESSION_OPTIONS.join(", ")}`);
+    }
+  }
+  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
+    throw new TypeError("openSession option signal must be an AbortSignal");
+  }
 }

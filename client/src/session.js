@@ -15,7 +15,7 @@ import {
   toBytes,
   uvarintSize,
 } from "./codec.js";
-import { CONNECTION_FAILED, ErrorCode, MqttGatewayError, echo } from "./errors.js";
+import { CONNECTION_FAILED, ErrorCode, MqttGatewayError, echo, errorName } from "./errors.js";
 import { Heartbeat, backoffDelay, deadline, freshSessionDelay } from "./timers.js";
 import { safeCall } from "./callbacks.js";
 import { CookieJar } from "./cookie-jar.js";
@@ -69,6 +69,18 @@ const FRESH_SESSION_CODES = new Set([ErrorCode.session_unknown, ErrorCode.sessio
  * session follows, so trying costs nothing.
  */
 const RETRY_CODES = new Set([ErrorCode.heartbeat_timeout, ErrorCode.shutting_down, ErrorCode.internal]);
+/**
+ * Failures of a first OPEN that openSession's `retry` waits out: no transport got
+ * through (the gateway down or restarting, the network away), or the gateway is not
+ * ready for a new session (its limit, its hook, its shutdown or reload).
+ */
+const OPEN_RETRY_CODES = new Set([
+  CONNECTION_FAILED,
+  ErrorCode.too_many_sessions,
+  ErrorCode.hook_unavailable,
+  ErrorCode.shutting_down,
+  ErrorCode.internal,
+]);
 
 const State = Object.freeze({
   OPENING: "opening", // first OPEN in flight (openSession not resolved yet)
@@ -114,8 +126,16 @@ function unreachableMessage(base, failures) {
   };
   const summary =
     known.size === 1 ? describe(answered[0].http.status) : answered.map((f) => `${f.name}: ${describe(f.http.status)}`).join("; ");
-  const wrongPlace = [...known.keys()].some((s) => s === 404 || (s >= 200 && s <= 299));
-  return `${head}: ${summary}${wrongPlace ? " (is the base path right?)" : ""}`;
+  // 404: nothing at that path. 405, or a success: something else answers there, such
+  // as a site's file_server, or its try_files turning every path into the index page.
+  const statuses = [...known.keys()];
+  const otherHandler = statuses.some((s) => s === 405 || (s >= 200 && s <= 299));
+  const hint = otherHandler
+    ? " (is the base path right? does another handler, such as try_files or file_server, answer the gateway's requests?)"
+    : statuses.includes(404)
+      ? " (is the base path right?)"
+      : "";
+  return `${head}: ${summary}${hint}`;
 }
 
 /**
@@ -147,6 +167,9 @@ export class Session {
     this.onOverflow = options.onOverflow ?? null;
     this._transports = resolveTransports(options.transport);
     this._connectTimeout = options.connectTimeout ?? 10000;
+    this._retryOpen = options.retry === true;
+    this._aborted = null; // {reason} once openSession's signal aborted the opening
+    this._abortSignal = null; // {signal, listener}
     this._probeTimeout = options.probeTimeout ?? DEFAULT_PROBE_TIMEOUT;
 
     /** Called when the transport dropped and the session starts recovering. */
@@ -464,16 +487,46 @@ export class Session {
 
   // ---------------------------------------------------------------- opening
 
-  /** First OPEN: resolves when OPENED arrives, rejects on any failure (no retry). @internal */
+  /**
+   * First OPEN: resolves when OPENED arrives. Rejects on a failure, but with the option
+   * `retry` tries again after one that time may mend (OPEN_RETRY_CODES), for as long
+   * as it takes; rejects with the signal's reason once aborted. @internal
+   */
   async _open() {
-    const outcome = await this._establish(true);
-    if (outcome.kind === "opened") return;
-    const err =
-      outcome.kind === "close"
-        ? new MqttGatewayError(outcome.code, outcome.message)
-        : new MqttGatewayError(CONNECTION_FAILED, outcome.message);
-    this._terminate(err.errorCode, err.errorMessage, { silent: true });
-    throw err;
+    for (let attempt = 0; ; attempt++) {
+      const outcome = await this._establish(true);
+      if (outcome.kind === "opened") return;
+      if (this._aborted) throw this._aborted.reason;
+      const err =
+        outcome.kind === "close"
+          ? new MqttGatewayError(outcome.code, outcome.message)
+          : new MqttGatewayError(CONNECTION_FAILED, outcome.message);
+      if (this._retryOpen && OPEN_RETRY_CODES.has(err.errorCode)) {
+        // Said once: the cause may be a mistake (a wrong base path answers 404 for
+        // ever) rather than a restart, and it must not go unseen.
+        if (attempt === 0) console.warn(`mqttgateway-client: no session yet, trying again: ${errorName(err.errorCode)} (${err.errorCode}): ${err.errorMessage}`);
+        await this._pause(backoffDelay(attempt));
+        if (this._aborted) throw this._aborted.reason;
+        continue;
+      }
+      this._terminate(err.errorCode, err.errorMessage, { silent: true });
+      throw err;
+    }
+  }
+
+  /**
+   * openSession's `signal`: aborting it closes the session, and makes a pending
+   * openSession reject with its reason (an effect's clean-up, a module replaced by
+   * hot reloading). The listener goes with the session. @internal
+   * @param {AbortSignal} signal
+   */
+  _closeOnAbort(signal) {
+    const listener = () => {
+      if (this._state === State.OPENING) this._aborted = { reason: signal.reason };
+      this._close(false);
+    };
+    signal.addEventListener("abort", listener, { once: true });
+    this._abortSignal = { signal, listener };
   }
 
   _openFrame() {
@@ -1158,6 +1211,10 @@ export class Session {
     if (this._online) {
       this._online.target.removeEventListener("online", this._online.listener);
       this._online = null;
+    }
+    if (this._abortSignal) {
+      this._abortSignal.signal.removeEventListener("abort", this._abortSignal.listener);
+      this._abortSignal = null;
     }
     this._upgradeCheck?.();
     const t = this._detach();

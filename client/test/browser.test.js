@@ -156,7 +156,7 @@ test("a page given a wrong base path is told the HTTP answer, which the HTTP tra
   await page.goto(`http://127.0.0.1:${gateway.port}/`);
   assert.equal(
     await page.evaluate(wrongPath, "/mqtt/client.js"),
-    `1006 cannot reach the gateway at http://127.0.0.1:${gateway.port}/wrongpath: HTTP 200 OK with no content type, not the gateway's answer (is the base path right?)`,
+    `1006 cannot reach the gateway at http://127.0.0.1:${gateway.port}/wrongpath: HTTP 200 OK with no content type, not the gateway's answer (is the base path right? does another handler, such as try_files or file_server, answer the gateway's requests?)`,
   );
   await page.close();
 });

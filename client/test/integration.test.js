@@ -616,7 +616,7 @@ describe("when the gateway cannot be reached, openSession's error (1006) says wh
     const base = `http://127.0.0.1:${gateway.port}/wrongpath`;
     assert.equal(
       await failure(base),
-      `cannot reach the gateway at ${base}: HTTP 200 OK with no content type, not the gateway's answer (is the base path right?)`,
+      `cannot reach the gateway at ${base}: HTTP 200 OK with no content type, not the gateway's answer (is the base path right? does another handler, such as try_files or file_server, answer the gateway's requests?)`,
     );
   });
 
@@ -629,5 +629,29 @@ describe("when the gateway cannot be reached, openSession's error (1006) says wh
       message.endsWith("; streaming: stream request failed: fetch failed (ECONNREFUSED); polling: poll failed: fetch failed (ECONNREFUSED))"),
       message,
     );
+  });
+
+  // A page loaded while its gateway is being restarted (a deploy) opens once it is up,
+  // instead of staying dead until the user reloads it.
+  test("with retry, openSession waits for a gateway that starts later", async () => {
+    const port = await freePort();
+    const pending = openSession(`http://127.0.0.1:${port}/mqtt`, { retry: true });
+    let settled = false;
+    pending.finally(() => (settled = true)).catch(() => {});
+    await new Promise((r) => setTimeout(r, 1500)); // several attempts refused
+    assert.equal(settled, false, "still trying");
+    const late = await startGateway({ brokerPort: mosquitto.port, port });
+    try {
+      const s = await pending;
+      const c = s.createClient("main");
+      await c.connect();
+      const got = new Promise((resolve) => (c.onMessageArrived = (m) => resolve(m.payloadString)));
+      await c.subscribe("retry/open");
+      await c.publish("retry/open", "up", 1);
+      assert.equal(await got, "up");
+      await s.close();
+    } finally {
+      await late.stop();
+    }
   });
 });

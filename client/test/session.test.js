@@ -93,6 +93,84 @@ describe("opening", () => {
   test("a real WebSocket to a closed port rejects with 1006", async () => {
     await assert.rejects(openSession("http://127.0.0.1:9/mqtt", { connectTimeout: 2000 }), (e) => e.errorCode === 1006);
   });
+
+  test("an unknown option is a TypeError, as with the clients' methods", async () => {
+    const gw = new FakeGateway();
+    await assert.rejects(openSession("http://127.0.0.1:1/mqtt", { transport: gw.factory, transprot: "polling" }), (e) => e instanceof TypeError && /transprot/.test(e.message));
+    await assert.rejects(openSession("http://127.0.0.1:1/mqtt", { transport: gw.factory, signal: {} }), TypeError);
+    assert.equal(gw.connections.length, 0, "nothing opened");
+  });
+
+  // A page loaded while its gateway restarts (a deploy) must not stay dead until reloaded.
+  test("retry: an unreachable gateway, then one shutting down, then one that opens", async (t) => {
+    const warn = t.mock.method(console, "warn", () => {});
+    const gw = new FakeGateway();
+    gw.refuse = true;
+    const pending = openSession("http://127.0.0.1:1/mqtt", { transport: gw.factory, retry: true });
+    await new Promise((r) => setTimeout(r, 400)); // an attempt or two refused
+    gw.refuse = false;
+    const conn = await gw.connection(0);
+    await conn.take(F.OPEN);
+    conn.send({ type: F.SERVER_CLOSE, code: 4090, message: "shutting down" });
+    const conn2 = await gw.connection(1);
+    await conn2.take(F.OPEN);
+    conn2.send(opened());
+    const session = await pending;
+    assert.equal(session.state, "open");
+    // Said once, with the first failure's reason (a wrong base path would retry for ever).
+    assert.equal(warn.mock.callCount(), 1);
+    assert.match(warn.mock.calls[0].arguments[0], /no session yet, trying again: connection_failed \(1006\): .*connection refused/);
+    await session.close();
+  });
+
+  test("retry: a refusal still rejects", async () => {
+    const gw = new FakeGateway();
+    const pending = openSession("http://127.0.0.1:1/mqtt", { transport: gw.factory, retry: true });
+    const conn = await gw.connection(0);
+    await conn.take(F.OPEN);
+    conn.send({ type: F.SERVER_CLOSE, code: 4020, message: "who are you" });
+    await assert.rejects(pending, (e) => e.errorCode === 4020);
+    await new Promise((r) => setTimeout(r, 600));
+    assert.equal(gw.connections.length, 1, "not tried again");
+  });
+
+  test("signal: aborting a pending open (retrying) rejects with its reason and stops", async () => {
+    const gw = new FakeGateway();
+    gw.refuse = true;
+    let attempts = 0;
+    const factory = async (...args) => {
+      attempts++;
+      return gw.factory(...args);
+    };
+    const ctrl = new AbortController();
+    const pending = openSession("http://127.0.0.1:1/mqtt", { transport: factory, retry: true, signal: ctrl.signal });
+    await waitFor(() => attempts >= 1, { what: "a first attempt" });
+    ctrl.abort();
+    await assert.rejects(pending, (e) => e.name === "AbortError");
+    const after = attempts;
+    await new Promise((r) => setTimeout(r, 600));
+    assert.equal(attempts, after, "no attempt after the abort");
+  });
+
+  test("signal: aborting while OPEN awaits its answer closes that transport; later, it closes the session", async () => {
+    const gw = new FakeGateway();
+    const ctrl = new AbortController();
+    const pending = openSession("http://127.0.0.1:1/mqtt", { transport: gw.factory, signal: ctrl.signal });
+    const conn = await gw.connection(0);
+    await conn.take(F.OPEN);
+    ctrl.abort(new Error("effect cleaned up"));
+    await assert.rejects(pending, (e) => e.message === "effect cleaned up");
+    await waitFor(() => conn.closed, { what: "the transport closed" });
+
+    const ctrl2 = new AbortController();
+    const closes = [];
+    const { conn: conn2, session } = await open({ signal: ctrl2.signal, onClose: (e) => closes.push(e.errorCode) });
+    ctrl2.abort();
+    await conn2.take(F.CLOSE);
+    assert.equal(session.state, "closed");
+    assert.deepEqual(closes, [0]);
+    await assert.rejects(openSession("http://127.0.0.1:1/mqtt", { transport: gw.factory, signal: ctrl2.signal }), (e) => e.name === "AbortError");
+  });
 });
 
 describe("requests", () => {
@@ -864,11 +942,16 @@ describe("when no transport gets through", () => {
     // A browser's WebSocket tells nothing; a server without that path may answer 200.
     assert.equal(
       await failure([refusing("websocket", "websocket ws://127.0.0.1:1/wrongpath/ws failed (1006)"), ending("streaming", answer(200, "OK"))]),
-      `${AT}: HTTP 200 OK with no content type, not the gateway's answer (is the base path right?)`,
+      `${AT}: HTTP 200 OK with no content type, not the gateway's answer (is the base path right? does another handler, such as try_files or file_server, answer the gateway's requests?)`,
     );
     assert.equal(
       await failure([ending("streaming", answer(200, "OK", "text/html; charset=utf-8"))]),
-      `${AT}: HTTP 200 OK with text/html; charset=utf-8, not the gateway's answer (is the base path right?)`,
+      `${AT}: HTTP 200 OK with text/html; charset=utf-8, not the gateway's answer (is the base path right? does another handler, such as try_files or file_server, answer the gateway's requests?)`,
+    );
+    // A site's file_server refusing the transports' POSTs: something else answers there.
+    assert.equal(
+      await failure([refusing("websocket", "websocket ws://127.0.0.1:1/wrongpath/ws failed (1006)"), ending("streaming", answer(405, "Method Not Allowed"))]),
+      `${AT}: HTTP 405 Method Not Allowed (is the base path right? does another handler, such as try_files or file_server, answer the gateway's requests?)`,
     );
     // Different answers: each transport's.
     assert.equal(

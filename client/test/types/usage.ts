@@ -64,6 +64,12 @@ dedicated.onReconnectionComplete = ({ failedSubscriptions }: ReconnectionInfo) =
   console.info("back", (failedSubscriptions ?? []).map((f) => `${f.filter}: ${f.errorCode} ${f.errorMessage}`));
 await dedicated.connect({ reconnect: true, cleanSession: false, onFailure: (e) => console.warn(e.errorCode) });
 
+// A page loaded during a deploy, and an effect's clean-up.
+const aborter = new AbortController();
+const retried = await openSession("https://gateway.example/mqtt", { retry: true, signal: aborter.signal });
+aborter.abort();
+console.log(retried.state);
+
 // Transports.
 const polling = await openSession("https://gateway.example/mqtt", { transport: "polling", probeTimeout: 2000 });
 await openSession(new URL("https://gateway.example/mqtt"), { transport: ["websocket", "polling"], connectTimeout: 5000 });
