@@ -90,6 +90,9 @@ export declare class Message {
   userProperties: Array<[string, string]> | undefined;
 }
 
+/** A message onMessageArrived gets: its topic is always there. */
+export type ArrivedMessage = Message & { destinationName: string };
+
 /** Paho-style callbacks accepted next to the returned Promise. */
 export interface CallbackOptions<S = {}> {
   onSuccess?: (info: S & { invocationContext?: unknown }) => void;
@@ -261,7 +264,7 @@ export declare class BrokerClient {
    * connection arrives, including those a persistent session kept. QoS 1/2 messages of
    * a dedicated connection are acknowledged to the broker when this callback returns.
    */
-  onMessageArrived: ((message: Message) => void) | null;
+  onMessageArrived: ((message: ArrivedMessage) => void) | null;
   /** A publish was confirmed. */
   onMessageDelivered: ((message: Message) => void) | null;
   /**

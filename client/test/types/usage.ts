@@ -17,6 +17,7 @@ import {
   topicMatches,
 } from "mqttgateway-client";
 import type {
+  ArrivedMessage,
   ConnectResult,
   ErrorInfo,
   OverflowInfo,
@@ -31,7 +32,7 @@ import type {
 // The README's first example.
 const session: Session = await openSession("https://gateway.example/mqtt", { user: "alice", password: "secret" });
 const client: BrokerClient = session.createClient("sensors");
-client.onMessageArrived = (m) => console.log(m.destinationName, m.payloadString);
+client.onMessageArrived = (m) => console.log(m.destinationName.split("/"), m.payloadString); // the topic is a string
 await client.connect();
 await client.subscribe("sensors/+/temp", { maxFrequency: 2 });
 await client.publish("sensors/a/cmd", "on", 1);
@@ -90,6 +91,8 @@ m.payloadFormatIndicator = 0;
 const sent: Message = await dedicated.send(m);
 const bytes: Uint8Array = sent.payloadBytes;
 dedicated.onMessageDelivered = (d) => console.log("delivered", d.destinationName);
+const handler = (m: ArrivedMessage): string => m.destinationName;
+dedicated.onMessageArrived = handler;
 dedicated.onMessageNotDelivered = (d, e) => console.warn(d.destinationName, e.errorCode === ErrorCode.broker_unavailable);
 dedicated.onMessageNotAuthorized = (d, e) => console.warn(d.destinationName, errorName(e.errorCode));
 client.onBrokerUnavailable = (e) => console.warn(e.errorMessage);
