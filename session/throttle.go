@@ -175,10 +175,7 @@ func (s *Session) flushGate() {
 	now := time.Now()
 	s.gateTimer.fired()
 	s.gateBuf = s.gate.Due(s.gateBuf[:0], now)
-	s.pushHeld()
-	if s.gate.Keys() > 4*s.gate.Waiting()+1024 {
-		s.gate.Prune(now)
-	}
+	s.pushHeld() // the gate prunes its keys itself, as new ones come
 	s.armGate(now)
 }
 

@@ -9,11 +9,16 @@ import (
 // to at most one per interval, keeping only the latest value offered while a
 // key waits. Its zero value is not usable; use NewGate.
 type Gate[K comparable, T any] struct {
-	slots map[K]*slot[T]
-	due   dueHeap[T]
-	weigh func(T) int // nil: values weigh nothing
-	held  int         // the weight of the values waiting
+	slots   map[K]*slot[T]
+	due     dueHeap[T]
+	weigh   func(T) int // nil: values weigh nothing
+	held    int         // the weight of the values waiting
+	pruneAt int         // Offer prunes when a new key would make this many
 }
+
+// minPruneAt is the fewest keys a gate prunes at: below it, a scan costs
+// more than the memory it would free.
+const minPruneAt = 1024
 
 // slot is one key's state. It is in the due heap exactly while waiting:
 // Offer pushes it when it starts waiting, and Due or Drop take it out.
@@ -27,14 +32,14 @@ type slot[T any] struct {
 
 // NewGate returns an empty gate.
 func NewGate[K comparable, T any]() *Gate[K, T] {
-	return &Gate[K, T]{slots: map[K]*slot[T]{}}
+	return &Gate[K, T]{slots: map[K]*slot[T]{}, pruneAt: minPruneAt}
 }
 
 // NewWeighedGate returns an empty gate that keeps the weight of the values
 // waiting (Held), as weigh measures each: values held for keys that wait
 // long can add up, and whoever holds them needs to bound them.
 func NewWeighedGate[K comparable, T any](weigh func(T) int) *Gate[K, T] {
-	return &Gate[K, T]{slots: map[K]*slot[T]{}, weigh: weigh}
+	return &Gate[K, T]{slots: map[K]*slot[T]{}, weigh: weigh, pruneAt: minPruneAt}
 }
 
 // Held is the total weight of the values waiting (0 without a weigh).
@@ -54,6 +59,15 @@ func (g *Gate[K, T]) weight(v T) int {
 func (g *Gate[K, T]) Offer(key K, interval time.Duration, v T, now time.Time) (deliver, replaced bool) {
 	s := g.slots[key]
 	if s == nil {
+		// Every new key prunes, in turn: a subscription to ever-new topics
+		// (device or event ids) whose values all pass at once never arms a
+		// timer, and its keys were kept for the session's life. Doubling the
+		// mark after each scan keeps the cost per Offer constant, and the
+		// keys at most twice those still within their interval.
+		if len(g.slots) >= g.pruneAt {
+			g.Prune(now)
+			g.pruneAt = max(2*len(g.slots), minPruneAt)
+		}
 		s = &slot[T]{}
 		g.slots[key] = s
 	}
@@ -139,12 +153,22 @@ func (g *Gate[K, T]) Next() (time.Time, bool) {
 func (g *Gate[K, T]) Waiting() int { return len(g.due) }
 
 // Prune forgets keys with nothing waiting whose interval has passed, so a
-// stream of ever-new topics does not grow the gate without bound.
+// stream of ever-new topics does not grow the gate without bound. When most
+// keys go, the map is rebuilt: a Go map keeps the buckets of its largest
+// size, some 100 bytes per key it once held.
 func (g *Gate[K, T]) Prune(now time.Time) {
+	before := len(g.slots)
 	for k, s := range g.slots {
 		if !s.waiting && !now.Before(s.next) {
 			delete(g.slots, k)
 		}
+	}
+	if before >= minPruneAt && len(g.slots) < before/4 {
+		kept := make(map[K]*slot[T], len(g.slots))
+		for k, s := range g.slots {
+			kept[k] = s
+		}
+		g.slots = kept
 	}
 }
 

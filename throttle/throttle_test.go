@@ -82,6 +82,33 @@ func TestGateConflatesPerKey(t *testing.T) {
 	}
 }
 
+// Ever-new keys whose values all pass at once (a wildcard over device ids,
+// each topic seen once) arm no timer, so nothing but Offer itself can forget
+// them: the gate keeps the keys still within their interval, and about as
+// many more, not every key it ever saw (it kept 145 bytes per topic for the
+// session's life). A key within its interval stays limited.
+func TestGateForgetsPassedKeysAsNewOnesCome(t *testing.T) {
+	g := NewGate[int, int]()
+	t0 := time.Now()
+	const interval = 100 * time.Millisecond
+	most := 0
+	for i := 0; i < 200_000; i++ {
+		now := t0.Add(time.Duration(i) * time.Millisecond) // 1,000 new keys per second
+		if ok, _ := g.Offer(i, interval, i, now); !ok {
+			t.Fatalf("key %d, new, was held", i)
+		}
+		most = max(most, g.Keys())
+	}
+	// 100 keys are within their interval at any time.
+	if most > 2*minPruneAt {
+		t.Errorf("the gate held %d keys at most, want at most %d", most, 2*minPruneAt)
+	}
+	end := t0.Add(199_999 * time.Millisecond)
+	if ok, _ := g.Offer(199_990, interval, 0, end); ok {
+		t.Error("a key offered again within its interval passed: it was forgotten too early")
+	}
+}
+
 // Drop discards a key's waiting value and leaves the other keys' in order;
 // Drain releases every waiting value at once.
 func TestGateDropAndDrain(t *testing.T) {
