@@ -175,7 +175,8 @@ func (s *Session) flushGate() {
 	now := time.Now()
 	s.gateTimer.fired()
 	s.gateBuf = s.gate.Due(s.gateBuf[:0], now)
-	s.pushHeld() // the gate prunes its keys itself, as new ones come
+	s.pushHeld()
+	s.gate.Tidy(now) // and Offer prunes as new keys come
 	s.armGate(now)
 }
 

@@ -14,6 +14,7 @@ type Gate[K comparable, T any] struct {
 	weigh   func(T) int // nil: values weigh nothing
 	held    int         // the weight of the values waiting
 	pruneAt int         // Offer prunes when a new key would make this many
+	pruned  time.Time   // the last Prune
 }
 
 // minPruneAt is the fewest keys a gate prunes at: below it, a scan costs
@@ -157,6 +158,7 @@ func (g *Gate[K, T]) Waiting() int { return len(g.due) }
 // keys go, the map is rebuilt: a Go map keeps the buckets of its largest
 // size, some 100 bytes per key it once held.
 func (g *Gate[K, T]) Prune(now time.Time) {
+	g.pruned = now
 	before := len(g.slots)
 	for k, s := range g.slots {
 		if !s.waiting && !now.Before(s.next) {
@@ -169,6 +171,17 @@ func (g *Gate[K, T]) Prune(now time.Time) {
 			kept[k] = s
 		}
 		g.slots = kept
+	}
+}
+
+// Tidy prunes when the keys far outnumber those waiting, at most once a
+// second. Offer prunes as new keys come; Tidy, called as held values are
+// released, covers the gate that stops getting new keys after a burst (a
+// wildcard's retained messages, then updates of a few topics), which would
+// otherwise keep the burst's keys for good.
+func (g *Gate[K, T]) Tidy(now time.Time) {
+	if len(g.slots) > 4*len(g.due)+minPruneAt && now.Sub(g.pruned) >= time.Second {
+		g.Prune(now)
 	}
 }
 

@@ -109,6 +109,33 @@ func TestGateForgetsPassedKeysAsNewOnesCome(t *testing.T) {
 	}
 }
 
+// A burst of new keys (a wildcard's retained messages), then values of a
+// few of them only: no new key comes to prune the rest, and Tidy, which the
+// session calls as held values are released, must.
+func TestGateTidyForgetsABurstsKeys(t *testing.T) {
+	g := NewGate[int, int]()
+	t0 := time.Now()
+	const interval = 10 * time.Second
+	for i := 0; i < 50_000; i++ {
+		g.Offer(i, interval, i, t0)
+	}
+	now := t0
+	for step := 0; step < 60; step++ { // ten minutes of values for 10 keys, 1 s apart
+		now = now.Add(time.Second)
+		for k := 0; k < 10; k++ {
+			g.Offer(k, interval, step, now)
+		}
+		g.Due(nil, now)
+		g.Tidy(now)
+	}
+	if g.Keys() > 10 {
+		t.Errorf("%d keys remembered after the burst's interval, want at most the 10 still in use", g.Keys())
+	}
+	if ok, _ := g.Offer(3, interval, 0, now); ok {
+		t.Error("a key in use passed within its interval: it was forgotten")
+	}
+}
+
 // Drop discards a key's waiting value and leaves the other keys' in order;
 // Drain releases every waiting value at once.
 func TestGateDropAndDrain(t *testing.T) {
