@@ -250,8 +250,8 @@ func TestBindErrors(t *testing.T) {
 	send := transport.AppendSend(nil, s.id, s.secret, 0, false)
 	send = append([]byte{send[0] + 1}, append(send[1:], 3)...) // one byte more: a count, flag bit 0 clear
 	status, frames := post(t, base+"/send", append(send, transport.AppendPing(nil)...), nil)
-	if status != 400 || len(frames) != 1 || frames[0].Code != session.CodeBadRequest || !strings.Contains(frames[0].Message, "malformed") {
-		t.Errorf("send with a malformed SEND frame: %d %+v, want 400 and CLOSE 4003 saying it is malformed", status, frames)
+	if status != 400 || len(frames) != 1 || frames[0].Code != session.CodeBadRequest || !strings.Contains(frames[0].Message, "1 bytes after its last field") {
+		t.Errorf("send with a malformed SEND frame: %d %+v, want 400 and CLOSE 4003 saying what is wrong with it", status, frames)
 	}
 
 	// The session itself still works; then a gap beyond the replay window

@@ -76,8 +76,8 @@ const retainedWindow = 2 * time.Second
 // (echo.go); it does not get m as a live message.
 func (h *Hub) onRetained(m *Message, id int, echoSess *Session, echoClient uint64) {
 	// The copy may be kept as long as the hub lives: its payload gets a slice
-	// of its own, since m's is a view of the packet as paho read it, into a
-	// buffer of 512 bytes or more (4-5 times a 100-byte payload).
+	// of its own size, since paho reads m's with io.ReadAll, into a buffer of
+	// 512 bytes or more (4-5 times a 100-byte payload).
 	flagged := &Message{Stream: m.Stream, Topic: m.Topic, Payload: bytes.Clone(m.Payload), QoS: m.QoS, Retain: true, Props: m.Props}
 	live := m // not shared yet
 	live.Retain = false
