@@ -447,7 +447,11 @@ export interface SessionOptions {
    * hook unavailable, 4090 shutting down, 4091), with the delays of the session's own
    * reconnections (from about 250 ms, doubling up to 5 s): openSession then resolves
    * once the gateway is back, as a page loaded during a deploy needs. A refusal (4020
-   * not authenticated, 4021 origin not allowed, 4001) still rejects at once. Default
+   * not authenticated, 4021 origin not allowed, 4001) still rejects at once, and so does
+   * an HTTP answer that is not the gateway's, but for a proxy's 502, 503 or 504 (401
+   * from an auth handler, 404 for a wrong base path: waiting would not change them).
+   * An attempt that timed out may have left a session on the gateway, which expires
+   * after session_timeout (and counts against max_sessions_per_ip until then). Default
    * false: the first failure rejects. Stop it with `signal`.
    */
   retry?: boolean;

@@ -74,6 +74,13 @@ const RETRY_CODES = new Set([ErrorCode.heartbeat_timeout, ErrorCode.shutting_dow
  * through (the gateway down or restarting, the network away), or the gateway is not
  * ready for a new session (its limit, its hook, its shutdown or reload).
  */
+/**
+ * HTTP answers that say the gateway is away, from a proxy in front of it: with
+ * `retry`, worth waiting out. Any other answer that is not the gateway's (401 or 403
+ * from an auth handler, 404 for a wrong base path, 405 from a file server) is a
+ * setup's answer, which does not change by waiting: the opening fails.
+ */
+const GATEWAY_AWAY = new Set([502, 503, 504]);
 const OPEN_RETRY_CODES = new Set([
   CONNECTION_FAILED,
   ErrorCode.too_many_sessions,
@@ -81,6 +88,9 @@ const OPEN_RETRY_CODES = new Set([
   ErrorCode.shutting_down,
   ErrorCode.internal,
 ]);
+
+/** What a connection attempt's race resolves with when the session ends. */
+const ENDED = Symbol("ended");
 
 const State = Object.freeze({
   OPENING: "opening", // first OPEN in flight (openSession not resolved yet)
@@ -168,6 +178,8 @@ export class Session {
     this._transports = resolveTransports(options.transport);
     this._connectTimeout = options.connectTimeout ?? 10000;
     this._retryOpen = options.retry === true;
+    /** @type {Set<() => void>} what _terminate calls: connections under way stop waiting */
+    this._onEnd = new Set();
     this._aborted = null; // {reason} once openSession's signal aborted the opening
     this._abortSignal = null; // {signal, listener}
     this._probeTimeout = options.probeTimeout ?? DEFAULT_PROBE_TIMEOUT;
@@ -501,9 +513,9 @@ export class Session {
         outcome.kind === "close"
           ? new MqttGatewayError(outcome.code, outcome.message)
           : new MqttGatewayError(CONNECTION_FAILED, outcome.message);
-      if (this._retryOpen && OPEN_RETRY_CODES.has(err.errorCode)) {
-        // Said once: the cause may be a mistake (a wrong base path answers 404 for
-        // ever) rather than a restart, and it must not go unseen.
+      if (this._retryOpen && OPEN_RETRY_CODES.has(err.errorCode) && (outcome.statuses ?? []).every((st) => GATEWAY_AWAY.has(st))) {
+        // Said once: the cause may be a mistake (a host that never answers) rather
+        // than a restart, and it must not go unseen.
         if (attempt === 0) console.warn(`mqttgateway-client: no session yet, trying again: ${errorName(err.errorCode)} (${err.errorCode}): ${err.errorMessage}`);
         await this._pause(backoffDelay(attempt));
         if (this._aborted) throw this._aborted.reason;
@@ -552,20 +564,34 @@ export class Session {
    * A timed-out attempt may have opened a session on the gateway; it expires there
    * by itself (session_timeout), and its transport is closed here.
    * @param {boolean} fresh
-   * @returns {Promise<{kind: string, code?: number, message?: string}>} the outcome of
-   *   the handshake (see _shake), or {kind: "dropped"} when no transport answered
+   * @returns {Promise<{kind: string, code?: number, message?: string, statuses?: number[]}>}
+   *   the outcome of the handshake (see _shake), or {kind: "dropped", statuses} when no
+   *   transport answered (statuses: the HTTP answers that were not the gateway's)
    */
   async _establish(fresh) {
     const candidates = this._candidates(fresh);
     /** @type {Array<{name: string, detail: string, http?: import("./transport-http.js").HttpAnswer}>} */
     const failures = [];
     for (let i = 0; i < candidates.length; i++) {
+      if (this._state === State.CLOSED) return { kind: "close", code: 0, message: "session closed" };
       const [name, factory] = candidates[i];
       const probe = i < candidates.length - 1 ? this._probeTimeout : null;
       const started = Date.now();
       let t;
       try {
-        t = await factory(this._base, { timeout: probe ?? this._connectTimeout, link: this._link });
+        // The session's end (close(), openSession's signal, the page leaving) does not
+        // wait for a connection under way, which may take connectTimeout.
+        const opening = factory(this._base, { timeout: probe ?? this._connectTimeout, link: this._link });
+        // A promise per attempt, dropped after it: racing one long-lived promise would
+        // keep a reaction of every attempt until the session ends.
+        let end;
+        const ended = new Promise((resolve) => (end = () => resolve(ENDED)));
+        this._onEnd.add(end);
+        t = await Promise.race([opening, ended]).finally(() => this._onEnd.delete(end));
+        if (t === ENDED) {
+          opening.then((late) => late.close(1000, "session closed"), () => {});
+          return { kind: "close", code: 0, message: "session closed" };
+        }
       } catch (err) {
         failures.push({ name, detail: String(err?.message ?? err), http: err?.http });
         continue;
@@ -597,7 +623,8 @@ export class Session {
       }
       return outcome;
     }
-    return { kind: "dropped", message: unreachableMessage(this._base, failures) };
+    const statuses = failures.map((f) => f.http?.status).filter(Number.isInteger);
+    return { kind: "dropped", message: unreachableMessage(this._base, failures), statuses };
   }
 
   /**
@@ -1216,6 +1243,7 @@ export class Session {
       this._abortSignal.signal.removeEventListener("abort", this._abortSignal.listener);
       this._abortSignal = null;
     }
+    for (const end of this._onEnd) end();
     this._upgradeCheck?.();
     const t = this._detach();
     // flush: a CLOSE queued by close() or _fatal still goes out on HTTP transports,

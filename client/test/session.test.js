@@ -98,11 +98,12 @@ describe("opening", () => {
     const gw = new FakeGateway();
     await assert.rejects(openSession("http://127.0.0.1:1/mqtt", { transport: gw.factory, transprot: "polling" }), (e) => e instanceof TypeError && /transprot/.test(e.message));
     await assert.rejects(openSession("http://127.0.0.1:1/mqtt", { transport: gw.factory, signal: {} }), TypeError);
+    await assert.rejects(openSession("http://127.0.0.1:1/mqtt", { transport: gw.factory, retry: 1 }), TypeError);
     assert.equal(gw.connections.length, 0, "nothing opened");
   });
 
   // A page loaded while its gateway restarts (a deploy) must not stay dead until reloaded.
-  test("retry: an unreachable gateway, then one shutting down, then one that opens", async (t) => {
+  test("retry: an unreachable gateway, then one shutting down, then one that opens", { timeout: 15000 }, async (t) => {
     const warn = t.mock.method(console, "warn", () => {});
     const gw = new FakeGateway();
     gw.refuse = true;
@@ -123,7 +124,7 @@ describe("opening", () => {
     await session.close();
   });
 
-  test("retry: a refusal still rejects", async () => {
+  test("retry: a refusal still rejects", { timeout: 15000 }, async () => {
     const gw = new FakeGateway();
     const pending = openSession("http://127.0.0.1:1/mqtt", { transport: gw.factory, retry: true });
     const conn = await gw.connection(0);
@@ -134,7 +135,7 @@ describe("opening", () => {
     assert.equal(gw.connections.length, 1, "not tried again");
   });
 
-  test("signal: aborting a pending open (retrying) rejects with its reason and stops", async () => {
+  test("signal: aborting a pending open (retrying) rejects with its reason and stops", { timeout: 15000 }, async () => {
     const gw = new FakeGateway();
     gw.refuse = true;
     let attempts = 0;
@@ -152,7 +153,7 @@ describe("opening", () => {
     assert.equal(attempts, after, "no attempt after the abort");
   });
 
-  test("signal: aborting while OPEN awaits its answer closes that transport; later, it closes the session", async () => {
+  test("signal: aborting while OPEN awaits its answer closes that transport; later, it closes the session", { timeout: 15000 }, async () => {
     const gw = new FakeGateway();
     const ctrl = new AbortController();
     const pending = openSession("http://127.0.0.1:1/mqtt", { transport: gw.factory, signal: ctrl.signal });
@@ -958,6 +959,56 @@ describe("when no transport gets through", () => {
       await failure([refusing("websocket", "refused", { status: 403 }), ending("streaming", answer(502, "Bad Gateway"))]),
       `${AT}: websocket: HTTP 403; streaming: HTTP 502 Bad Gateway`,
     );
+  });
+
+  // What answers in the gateway's place says whether waiting can help: a proxy's 502,
+  // 503 or 504 (the gateway away behind it) can pass; an auth handler's 401 or 403, a
+  // wrong base path's 404, a file server's 405 will not.
+  test("retry: a proxy's 502/503/504 is waited out; another HTTP answer rejects at once", { timeout: 15000 }, async (t) => {
+    t.mock.method(console, "warn", () => {});
+    const stop = new AbortController(); // a regression retries for ever: end it with the test
+    t.after(() => stop.abort());
+    for (const [status, text] of [
+      [401, "Unauthorized"],
+      [404, "Not Found"],
+      [405, "Method Not Allowed"],
+    ]) {
+      let attempts = 0;
+      const counted = Object.assign(async (...args) => (attempts++, ending("streaming", answer(status, text))(...args)), { transportName: "streaming" });
+      await assert.rejects(openSession(BASE, { transport: counted, retry: true, signal: stop.signal }), (e) => e.errorCode === 1006 && e.errorMessage.includes(`HTTP ${status}`));
+      assert.equal(attempts, 1, `HTTP ${status}: not tried again`);
+    }
+    let attempts = 0;
+    const gw = new FakeGateway("streaming");
+    const flaky = Object.assign(
+      async (...args) => (++attempts <= 2 ? ending("streaming", answer(attempts === 1 ? 502 : 503, "Bad Gateway"))(...args) : gw.factory(...args)),
+      { transportName: "streaming" },
+    );
+    const pending = openSession(BASE, { transport: flaky, retry: true, signal: stop.signal });
+    const conn = await gw.connection(0);
+    await conn.take(F.OPEN);
+    conn.send({ type: F.OPENED, session: new Uint8Array(16), secret: new Uint8Array(16), heartbeat: 20000, sessionTimeout: 30000, maxFrame: 65536, info: [] });
+    const session = await pending;
+    assert.equal(attempts, 3);
+    await session.close();
+  });
+
+  test("signal: an abort does not wait for a connection under way, which is closed when it comes", { timeout: 15000 }, async () => {
+    const gw = new FakeGateway();
+    const slow = async (...args) => {
+      await new Promise((r) => setTimeout(r, 1500));
+      return gw.factory(...args);
+    };
+    const ctrl = new AbortController();
+    const pending = openSession(BASE, { transport: slow, signal: ctrl.signal });
+    await new Promise((r) => setTimeout(r, 100));
+    const aborted = Date.now();
+    ctrl.abort();
+    await assert.rejects(pending, (e) => e.name === "AbortError");
+    assert.ok(Date.now() - aborted < 500, `rejected ${Date.now() - aborted} ms after the abort`);
+    const late = await gw.connection(0);
+    await waitFor(() => late.closed, { what: "the late connection closed" });
+    assert.equal(late.frames.length, 0, "nothing sent on it");
   });
 
   test("without an HTTP answer, each transport's reason", async () => {
