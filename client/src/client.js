@@ -63,7 +63,7 @@ export async function openSession(url, options = {}) {
     );
   }
   const { signal } = options;
-  signal?.throwIfAborted();
+  if (signal?.aborted) throw signal.reason;
   const session = new Session(url, options);
   if (signal) session._closeOnAbort(signal);
   await session._open();
@@ -98,7 +98,13 @@ function checkSessionOptions(options) {
       throw new TypeError(`unknown openSession option ${JSON.stringify(key)}; known: ${SESSION_OPTIONS.join(", ")}`);
     }
   }
-  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
+  if (options.retry !== undefined && typeof options.retry !== "boolean") {
+    throw new TypeError(`openSession option retry must be true or false, got ${typeof options.retry}`);
+  }
+  // An AbortSignal by what it does, not instanceof: one from another frame or a
+  // polyfill is one too.
+  const { signal } = options;
+  if (signal !== undefined && (typeof signal?.addEventListener !== "function" || typeof signal.aborted !== "boolean")) {
     throw new TypeError("openSession option signal must be an AbortSignal");
   }
 }

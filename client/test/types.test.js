@@ -3,6 +3,7 @@
 // otherwise, since the client itself is plain JavaScript.
 
 import assert from "node:assert/strict";
+import { readdir } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { describe, test } from "node:test";
 
@@ -40,6 +41,19 @@ describe("TypeScript declarations", () => {
     assert.equal(typeCheck(here("./types/tsconfig.node.json")), "");
   });
 
+  // openSession refuses options it does not know (a TypeError): its list must be the
+  // declared one, or a declared option would type-check and then throw.
+  test("openSession accepts every declared SessionOptions member and refuses others", async () => {
+    const declared = interfaceMembers(here("../src/client.d.ts"), "SessionOptions");
+    assert.ok(declared.length >= 10 && declared.includes("retry"), `SessionOptions: ${declared}`);
+    const gw = new FakeGateway();
+    gw.refuse = true;
+    for (const name of declared) {
+      await assert.rejects(client.openSession("http://127.0.0.1:1/mqtt", { [name]: undefined, transport: gw.factory }), (e) => e.errorCode === 1006, name);
+    }
+    await assert.rejects(client.openSession("http://127.0.0.1:1/mqtt", { transport: gw.factory, undeclared: 1 }), TypeError);
+  });
+
   test("every declared export and member exists at run time, and nothing public is undeclared", async () => {
     const declared = declarations(here("../src/client.d.ts"));
     assert.deepEqual(Object.keys(client).sort(), [...declared.values].sort(), "exports");
@@ -74,6 +88,29 @@ describe("TypeScript declarations", () => {
     }
   });
 });
+
+// A bundler resolves every literal import of the modules it bundles, a dynamic one a
+// page never runs included: a literal import("ws") failed a Vite build where the client
+// was a linked folder without node_modules. Only the client's own modules may be
+// imported by a literal specifier; ws is imported by one bundlers leave alone.
+describe("bundling", () => {
+  test("the client's modules import nothing by a literal specifier but each other", async () => {
+    const dir = here("../src/");
+    for (const file of (await readdir(dir)).filter((f) => f.endsWith(".js"))) {
+      const { importedFiles } = ts.preProcessFile(ts.sys.readFile(dir + file), true, true);
+      const outside = importedFiles.map((f) => f.fileName).filter((name) => !name.startsWith("./"));
+      assert.deepEqual(outside, [], `${file} imports ${outside.join(", ")}`);
+    }
+  });
+});
+
+/** The member names of an exported interface of a declaration file. */
+function interfaceMembers(file, name) {
+  const source = ts.createSourceFile(file, ts.sys.readFile(file), ts.ScriptTarget.Latest, true);
+  const node = source.statements.find((n) => ts.isInterfaceDeclaration(n) && n.name.text === name);
+  assert.ok(node, `interface ${name} is declared`);
+  return node.members.map((m) => m.name.getText(source));
+}
 
 /**
  * The value exports of a declaration file, and each exported class's public members:
