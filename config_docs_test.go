@@ -81,6 +81,10 @@ func TestEveryConfigFieldIsDocumented(t *testing.T) {
 		for i := 0; i < typ.NumField(); i++ {
 			f := typ.Field(i)
 			tag := f.Tag.Get("json")
+			if f.Anonymous && tag == "" {
+				walk(f.Type) // encoding/json promotes its fields: theirs are the docs
+				continue
+			}
 			if !f.IsExported() || tag == "-" {
 				continue
 			}
