@@ -45,8 +45,9 @@ export { registerTransport } from "./transports.js";
  *   does when the page is unloaded for good (`pagehide` not persisted), so the gateway
  *   frees it at once (default true); false leaves it to expire after session_timeout
  * @param {boolean} [options.retry] keep trying to open while the gateway cannot be
- *   reached or is not ready (1006, 4013, 4022, 4090, 4091), with the backoff of the
- *   session's reconnections; a refusal (4020, ...) still rejects (default false)
+ *   reached (no answer, or a proxy's 502/503/504) or is not ready (4013, 4022, 4090,
+ *   4091), with the backoff of the session's reconnections; a refusal (4020, an HTTP
+ *   401 or 404 from something else in its place...) still rejects (default false)
  * @param {AbortSignal} [options.signal] aborting it closes the session; before it has
  *   opened, openSession rejects with the signal's reason
  * @returns {Promise<Session>} rejects with an MqttGatewayError (e.g. 4020 when the

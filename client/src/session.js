@@ -74,13 +74,6 @@ const RETRY_CODES = new Set([ErrorCode.heartbeat_timeout, ErrorCode.shutting_dow
  * through (the gateway down or restarting, the network away), or the gateway is not
  * ready for a new session (its limit, its hook, its shutdown or reload).
  */
-/**
- * HTTP answers that say the gateway is away, from a proxy in front of it: with
- * `retry`, worth waiting out. Any other answer that is not the gateway's (401 or 403
- * from an auth handler, 404 for a wrong base path, 405 from a file server) is a
- * setup's answer, which does not change by waiting: the opening fails.
- */
-const GATEWAY_AWAY = new Set([502, 503, 504]);
 const OPEN_RETRY_CODES = new Set([
   CONNECTION_FAILED,
   ErrorCode.too_many_sessions,
@@ -88,6 +81,14 @@ const OPEN_RETRY_CODES = new Set([
   ErrorCode.shutting_down,
   ErrorCode.internal,
 ]);
+
+/**
+ * HTTP answers that say the gateway is away, from a proxy in front of it: with
+ * `retry`, worth waiting out. Any other answer that is not the gateway's (401 or 403
+ * from an auth handler, 404 for a wrong base path, 405 from a file server) is a
+ * setup's answer, which does not change by waiting: the opening fails.
+ */
+const GATEWAY_AWAY = new Set([502, 503, 504]);
 
 /** What a connection attempt's race resolves with when the session ends. */
 const ENDED = Symbol("ended");
