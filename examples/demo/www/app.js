@@ -47,8 +47,10 @@ function showChat(text) {
 
 // One session for the page (throttling.js uses it too): a session carries any
 // number of clients, and over HTTP/1.1 streaming each session holds one of the six
-// connections a browser opens to a host.
+// connections a browser opens to a host. retry: a page loaded while the demo
+// restarts opens once it is back.
 export const session = await openSession("/mqtt", {
+  retry: true,
   onReconnectionStart: () => setStatus("reconnecting…", false),
   onReconnectionComplete: () => setStatus("connected", true),
 });
