@@ -83,13 +83,16 @@ const PAHO_ONLY = {
  * otherwise be ignored without a word, as Paho refuses unknown properties.
  * @param {string} what
  * @param {object} o
- * @param {string[]} known besides onSuccess, onFailure and invocationContext
+ * @param {string[]} known besides onSuccess, onFailure and invocationContext (an
+ *   operation's), unless `callbacks` is false (openSession, which returns a Promise only)
+ * @param {{callbacks?: boolean}} [options]
  */
-export function checkOptions(what, o, known) {
+export function checkOptions(what, o, known, { callbacks = true } = {}) {
   if (o === null || typeof o !== "object") throw new TypeError(`${what} options must be an object, got ${o === null ? "null" : typeof o}`);
+  const all = callbacks ? [...known, ...CALLBACK_OPTIONS] : known;
   for (const key of Object.keys(o)) {
-    if (known.includes(key) || CALLBACK_OPTIONS.includes(key)) continue;
+    if (all.includes(key)) continue;
     const instead = Object.hasOwn(PAHO_ONLY, key) ? `: Paho's ${key} has no equivalent here (${PAHO_ONLY[key]})` : "";
-    throw new TypeError(`unknown ${what} option ${JSON.stringify(key)}${instead}; known: ${[...known, ...CALLBACK_OPTIONS].join(", ")}`);
+    throw new TypeError(`unknown ${what} option ${JSON.stringify(key)}${instead}; known: ${all.join(", ")}`);
   }
 }

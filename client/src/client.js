@@ -10,6 +10,7 @@
 //   await client.subscribe("sensors/+/temp", { qos: 1 });
 //   await client.publish("sensors/a/cmd", "on", 1);
 
+import { checkOptions } from "./callbacks.js";
 import { Session } from "./session.js";
 
 export { BrokerClient } from "./broker-client.js";
@@ -91,14 +92,7 @@ const SESSION_OPTIONS = [
 
 /** A misspelt option (`transprot`) is a TypeError, as with the clients' methods. */
 function checkSessionOptions(options) {
-  if (options === null || typeof options !== "object") {
-    throw new TypeError(`openSession options must be an object, got ${options === null ? "null" : typeof options}`);
-  }
-  for (const key of Object.keys(options)) {
-    if (!SESSION_OPTIONS.includes(key)) {
-      throw new TypeError(`unknown openSession option ${JSON.stringify(key)}; known: ${SESSION_OPTIONS.join(", ")}`);
-    }
-  }
+  checkOptions("openSession", options, SESSION_OPTIONS, { callbacks: false });
   if (options.retry !== undefined && typeof options.retry !== "boolean") {
     throw new TypeError(`openSession option retry must be true or false, got ${typeof options.retry}`);
   }
