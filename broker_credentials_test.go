@@ -106,6 +106,35 @@ func TestClientIDTakenOverOnlyByAcceptedConnection(t *testing.T) {
 	}
 }
 
+// A connection the gateway does not know of (another gateway instance, a
+// device, the same broker under another name) that takes a dedicated
+// client's ID away is a takeover for the web client, as a newer web client
+// of this gateway is: LOST 4045, which a client does not retry. (It was
+// told 4041, broker lost, and a client that reconnects took the ID back,
+// the two for ever.)
+//
+// The broker must say so (MQTT 5's DISCONNECT reason 0x8E): the embedded
+// broker does, Mosquitto 2.0 closes the connection without a word, which
+// a gateway cannot tell from a network failure.
+func TestClientIDTakenOverFromOutsideTheGateway(t *testing.T) {
+	port := freePort(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("embedded {\n\t\tlisten 127.0.0.1:%d\n\t}", port), "")
+	waitPort(t, port)
+	holder := dial(t, url)
+	if _, _, err := holder.Connect(ctx10(t), session.ConnectParams{Broker: "main", ClientID: "tablet", CleanStart: true}); err != nil {
+		t.Fatal(err)
+	}
+	// Another MQTT 5 connection with the same ID, straight to the broker.
+	mosquittoPub(t, port, "-V", "mqttv5", "-i", "tablet", "-t", "elsewhere", "-m", "hello")
+	f := nextMessage(t, holder)
+	if f.Type != transport.TypeLost || f.Code != session.CodeClientConnected {
+		t.Fatalf("after another connection took its client id the holder got %+v, want LOST %d", f, session.CodeClientConnected)
+	}
+	if !strings.Contains(f.Message, "taken over") {
+		t.Errorf("LOST says %q, want it to say the id was taken over", f.Message)
+	}
+}
+
 // A reload that rotates the broker's configured password reaches the
 // shared connection of the clients connected before it: it logs in with
 // the new password from then on, and the clients that connect after the

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/autopaho"
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 	"go.uber.org/zap"
 )
@@ -248,6 +249,7 @@ func (h *Hub) onDown() bool {
 		fs.asked = -1
 	}
 	closed := h.closed
+	farewell := h.sess.farewell.Load()
 	var lost []*Client
 	if h.dedicated && h.yielding {
 		h.kicked = true
@@ -262,7 +264,11 @@ func (h *Hub) onDown() bool {
 	}
 	h.mu.Unlock()
 	if !closed {
-		h.log.Warn("broker connection lost", zap.String("broker", h.br().cfg.Name), zap.Uint64("stream", h.stream))
+		fields := []zap.Field{zap.String("broker", h.br().cfg.Name), zap.Uint64("stream", h.stream)}
+		if farewell != nil {
+			fields = append(fields, zap.String("broker_reason", farewellReason(farewell)))
+		}
+		h.log.Warn("broker connection lost", fields...)
 		h.emit("broker_down", map[string]any{"broker": h.br().cfg.Name, "mode": h.mode()})
 	}
 	if poisoned && !closed {
@@ -275,8 +281,37 @@ func (h *Hub) onDown() bool {
 	// A dedicated connection belongs to one web client, which decides
 	// whether to reconnect (as with a direct MQTT connection), so it is not
 	// retried here.
-	h.tellLost(lost)
+	h.tellLost(lost, lostBecause(h.br().cfg.Name, farewell))
 	return !h.dedicated && !closed
+}
+
+// lostBecause is what a dedicated client hears when its broker connection
+// ends: 4045 when the broker said another connection took the client ID
+// (another gateway instance, a device, another broker name for the same
+// broker), since the client must not take it back, as it would after a
+// mere outage, and the two would take it from each other for ever; else
+// 4041, with the broker's reason if it gave one.
+func lostBecause(broker string, farewell *packets.Disconnect) *Error {
+	switch {
+	case farewell == nil:
+		return Errorf(CodeBrokerUnavailable, "connection to broker %q lost", broker)
+	case farewell.ReasonCode == reasonSessionTakenOver:
+		return Errorf(CodeClientConnected, "client id taken over by another connection to broker %q", broker)
+	default:
+		return Errorf(CodeBrokerUnavailable, "connection to broker %q lost: the broker disconnected it (%s)", broker, farewellReason(farewell))
+	}
+}
+
+// reasonSessionTakenOver is MQTT 5's DISCONNECT reason for a connection
+// whose client ID a newer connection claimed.
+const reasonSessionTakenOver = 0x8E
+
+func farewellReason(d *packets.Disconnect) string {
+	var text string
+	if d.Properties != nil {
+		text = d.Properties.ReasonString
+	}
+	return reason(d.ReasonCode, text)
 }
 
 func (h *Hub) onConnectError(err error) {

@@ -1,5 +1,7 @@
 package session
 
+import "github.com/eclipse/paho.golang/packets"
+
 // yield marks a dedicated hub whose client ID a newer CONNECT claims; see
 // yielding.
 func (h *Hub) yield() {
@@ -22,14 +24,18 @@ func (h *Hub) keep() {
 			lost = append(lost, c)
 		}
 	}
+	var farewell *packets.Disconnect
+	if h.sess != nil {
+		farewell = h.sess.farewell.Load()
+	}
 	h.mu.Unlock()
-	h.tellLost(lost)
+	h.tellLost(lost, lostBecause(h.br().cfg.Name, farewell))
 }
 
 // tellLost tells a dedicated hub's clients its broker connection is gone.
-func (h *Hub) tellLost(clients []*Client) {
+func (h *Hub) tellLost(clients []*Client, why *Error) {
 	for _, c := range clients {
-		c.lost(Errorf(CodeBrokerUnavailable, "connection to broker %q lost", h.br().cfg.Name))
+		c.lost(why)
 	}
 }
 

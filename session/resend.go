@@ -47,6 +47,14 @@ type resendingSession struct {
 	mu      sync.RWMutex // held to read while answering a PUBREC
 	up      bool
 	current *brokerConn // the connection of the last CONNACK, nil once lost
+
+	// farewell is the DISCONNECT the broker ended the last connection
+	// with, nil if it just went away. paho hands it here before it tells
+	// anyone the connection is down (autopaho's OnServerDisconnect may
+	// run after OnConnectionDown), so the hub can say why: a dedicated
+	// client whose ID another connection took is told so (4045), not that
+	// the broker is unavailable.
+	farewell atomic.Pointer[packets.Disconnect]
 }
 
 func newResendingSession() *resendingSession {
@@ -77,6 +85,7 @@ func (s *resendingSession) ConAckReceived(conn io.Writer, cp *packets.Connect, c
 	// on is lost; paho's state assumes that loss if it was not told of it.
 	// Here it must be before waiting for them.
 	s.ConnectionLost(nil)
+	s.farewell.Store(nil) // a new connection: the last one's end is past
 	s.adds.Lock()
 	defer s.adds.Unlock()
 	s.mu.Lock()
@@ -99,6 +108,9 @@ func (s *resendingSession) ConAckReceived(conn io.Writer, cp *packets.Connect, c
 }
 
 func (s *resendingSession) ConnectionLost(dp *packets.Disconnect) error {
+	if dp != nil {
+		s.farewell.Store(dp)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.up, s.current = false, nil
