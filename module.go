@@ -288,6 +288,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		MaxSessionsPerIP:          h.MaxSessionsPerIP,
 		WillsOnShutdown:           h.WillsOnShutdown,
 		WriteDelay:                time.Duration(h.WriteDelay),
+		HookTimeout:               time.Duration(h.HookTimeout),
 		Logger:                    h.logger,
 		DeferEmbedded:             true, // brokersApp starts them
 	}

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+
 	"github.com/caddy-mqtt/mqttgateway/hookapi"
 	"github.com/caddy-mqtt/mqttgateway/session"
 	"github.com/caddy-mqtt/mqttgateway/transport"
@@ -294,5 +296,49 @@ func TestCloseNotificationComesAfterQueuedRequests(t *testing.T) {
 	want := []string{"unsubscribe last/f", "close "}
 	if got := hook.waitNotes(t, sessionID(c), closed); !slices.Equal(got, want) {
 		t.Fatalf("the hook heard %q, want %q", got, want)
+	}
+}
+
+// A gateway that stops (Caddy exits once it returns) first lets every
+// session's close reach the hook: the notification in flight finishes, or
+// times out, and the unsubscribes queued behind it, which the close
+// implies, are dropped. (The closes were still queued when Caddy exited:
+// a presence service kept every session of a deploy as a ghost.)
+func TestCloseNotificationsReachTheHookBeforeTheGatewayStops(t *testing.T) {
+	mq := startMosquitto(t)
+	hook := newNotifyHook(func(f hookapi.Facts) bool { return f.Action == hookapi.ActionUnsubscribe })
+	url, _ := gatewayWithNotifyHook(t, "notify-stop", mq.port, "1s", hook)
+	ctx := ctx10(t)
+
+	var ids []string
+	for range 3 {
+		c, err := gwclient.Dial(ctx, url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		h := connectMain(t, c)
+		for i := range 5 {
+			filter := fmt.Sprintf("stop/%d", i)
+			if _, err := c.Subscribe(ctx, h, filter, 0); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Unsubscribe(ctx, h, filter); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ids = append(ids, sessionID(c))
+	}
+	hook.waitHeld(t) // a first unsubscribe is in flight, the others wait behind it
+
+	if err := caddy.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	hook.mu.Lock()
+	defer hook.mu.Unlock()
+	for _, id := range ids {
+		if notes := hook.notes[id]; !closed(notes) {
+			t.Errorf("once Caddy stopped, the hook had of session %s only %q, without its close", id, notes)
+		}
 	}
 }

@@ -61,6 +61,10 @@ type Config struct {
 	MaxSessionsPerIP int
 	// Policy decides actions (the authorize hook); nil allows everything.
 	Policy Policy
+	// HookTimeout is how long the policy may take for one request (0: 1 s).
+	// A shutdown waits up to twice it for the close notifications of the
+	// sessions it ends: the one in flight, then the close.
+	HookTimeout time.Duration
 	// WillsOnShutdown makes a gateway shutdown fire the wills of dedicated
 	// clients, as if their connections had failed; by default a shutdown is
 	// a clean disconnect and wills do not fire.
@@ -120,8 +124,13 @@ type Manager struct {
 	refusedOpens LogLimiter
 	// droppedNotes limits the log of notifications dropped (notify.go).
 	droppedNotes LogLimiter
-	metrics      *Metrics
-	streams      atomic.Uint64
+	// closeNotes counts the sessions that ended and whose close
+	// notification has yet to reach the policy; stopping is set when Close
+	// begins (notify.go).
+	closeNotes atomic.Int64
+	stopping   atomic.Bool
+	metrics    *Metrics
+	streams    atomic.Uint64
 
 	brokersMu sync.RWMutex
 	brokers   map[string]*brokerRuntime
@@ -536,6 +545,8 @@ func (m *Manager) checkPublish(p *PublishParams) *Error {
 // Close ends every session with code shutting_down, disconnects from
 // brokers cleanly and stops embedded brokers.
 func (m *Manager) Close() {
+	notesDeadline := time.Now().Add(m.closeNotesWait())
+	m.stopping.Store(true)
 	m.mu.Lock()
 	m.closed = true
 	if m.config() != nil && m.config().WillsOnShutdown {
@@ -592,6 +603,7 @@ func (m *Manager) Close() {
 		case <-deadline:
 		}
 	}
+	m.awaitCloseNotes(notesDeadline)
 	m.brokersMu.Lock()
 	for _, br := range m.brokers {
 		if br.embedded != nil {

@@ -1,7 +1,9 @@
 package session
 
 import (
+	"slices"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 )
@@ -35,6 +37,9 @@ type notifier struct {
 // ended.
 func (s *Session) notify(a Action) {
 	if s.mgr.config().Policy == nil {
+		if a.Kind == "close" {
+			s.mgr.closeNotes.Add(-1)
+		}
 		return
 	}
 	n := &s.notes
@@ -44,10 +49,22 @@ func (s *Session) notify(a Action) {
 		s.notificationDropped(a)
 		return
 	}
+	var superseded []Action
+	if a.Kind == "close" && s.mgr.stopping.Load() && len(n.queue) > 1 {
+		// The gateway is stopping, and Caddy exits once Close returns: the
+		// close must not wait behind unsubscribes (each up to the hook's
+		// timeout), which it implies. The one in flight is let finish.
+		superseded = slices.Clone(n.queue[1:])
+		clear(n.queue[1:])
+		n.queue = n.queue[:1]
+	}
 	n.queue = append(n.queue, a)
 	start := !n.running
 	n.running = true
 	n.mu.Unlock()
+	for _, d := range superseded {
+		s.notificationDropped(d)
+	}
 	if start {
 		go s.deliverNotifications()
 	}
@@ -72,6 +89,9 @@ func (s *Session) deliverNotifications() {
 		if p := s.mgr.config().Policy; p != nil {
 			p.Notify(s, a)
 		}
+		if a.Kind == "close" {
+			s.mgr.closeNotes.Add(-1)
+		}
 		n.mu.Lock()
 		n.queue[0] = Action{}
 		n.queue = n.queue[1:]
@@ -94,6 +114,7 @@ func (s *Session) notificationDropped(a Action) {
 // requests its clients had queued have run (clientReleased, once for each
 // of them), so that it comes after their notifications.
 func (s *Session) closeAfter(clients int) {
+	s.mgr.closeNotes.Add(1)
 	s.notes.mu.Lock()
 	s.notes.releasing = clients
 	s.notes.mu.Unlock()
@@ -111,5 +132,30 @@ func (s *Session) clientReleased() {
 	s.notes.mu.Unlock()
 	if last {
 		s.notify(Action{Kind: "close"})
+	}
+}
+
+// closeNotesWait bounds how long a shutdown waits for close notifications:
+// the notification in flight, then the close, each up to the hook's
+// timeout.
+func (m *Manager) closeNotesWait() time.Duration {
+	cfg := m.config()
+	if cfg == nil || cfg.Policy == nil {
+		return 0
+	}
+	timeout := cfg.HookTimeout
+	if timeout <= 0 {
+		timeout = time.Second
+	}
+	return 2 * timeout
+}
+
+// awaitCloseNotes waits until every ended session's close notification has
+// reached the policy, or the deadline: a presence service relies on the
+// close, and a gateway that stops (Caddy exits once Close returns) would
+// otherwise drop those still queued, or in flight.
+func (m *Manager) awaitCloseNotes(deadline time.Time) {
+	for m.closeNotes.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
 	}
 }
