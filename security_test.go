@@ -3,6 +3,7 @@ package mqttgateway
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -510,4 +511,57 @@ http://127.0.0.1:%d {
 }
 `, globals, httpPort, mq.port)))
 	return fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort)
+}
+
+// The hook sees a publish's response topic, where whoever answers the
+// request publishes on the sender's behalf, and can refuse one outside
+// the sender's topics; a will comes as a publish marked as a will. (Both
+// were hidden: alice could have a device answer into another tenant.)
+func TestHookSeesResponseTopicAndWill(t *testing.T) {
+	mq := startMosquitto(t)
+	publishes := make(chan hookapi.Facts, 8)
+	url := gatewayWithHook(t, mq.port, "authorize", "", func(w http.ResponseWriter, r *http.Request) {
+		f, err := hookapi.ParseRequest(r)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if f.Action != hookapi.ActionPublish {
+			hookapi.Allow(w)
+			return
+		}
+		publishes <- f
+		if f.ResponseTopic != "" && !strings.HasPrefix(f.ResponseTopic, "users/alice/") {
+			hookapi.Deny(w, 4021, "answers go to your own topics")
+			return
+		}
+		hookapi.Allow(w)
+	})
+	ctx := ctx10(t)
+	c := dial(t, url)
+	h := connectMain(t, c)
+	if err := c.Publish(ctx, h, session.PublishParams{Topic: "dev/1/cmd", Payload: []byte("on"),
+		Props: &session.Props{ResponseTopic: "users/alice/replies"}}); err != nil {
+		t.Fatalf("a request answered into alice's topics: %v", err)
+	}
+	if f := <-publishes; f.ResponseTopic != "users/alice/replies" || f.Will {
+		t.Errorf("the hook saw %+v, want the response topic and no will", f)
+	}
+	err := c.Publish(ctx, h, session.PublishParams{Topic: "dev/1/cmd", Payload: []byte("on"),
+		Props: &session.Props{ResponseTopic: "tenants/globex/devices/g1/cmd"}})
+	var e *gwclient.Error
+	if !errors.As(err, &e) || e.Code != 4021 {
+		t.Fatalf("a request answered into another's topics: %v, want 4021", err)
+	}
+	<-publishes
+
+	d := dial(t, url)
+	if _, _, err := d.Connect(ctx, session.ConnectParams{Broker: "main", ClientID: "alice/phone",
+		Will: &session.PublishParams{Topic: "users/alice/status", QoS: 1, Retain: true, Payload: []byte("offline"),
+			Props: &session.Props{ResponseTopic: "users/alice/status-replies"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if f := <-publishes; !f.Will || f.Topic != "users/alice/status" || f.ResponseTopic != "users/alice/status-replies" || f.ClientID != "alice/phone" {
+		t.Errorf("the hook saw the will as %+v", f)
+	}
 }

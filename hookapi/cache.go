@@ -31,11 +31,11 @@ type Cache struct {
 }
 
 type cacheKey struct {
-	action                                        Action
-	session, user, broker, clientID, topic, uname string
-	qos                                           byte
-	retain                                        bool
-	password                                      [sha256.Size]byte
+	action                                                       Action
+	session, user, broker, clientID, topic, responseTopic, uname string
+	qos                                                          byte
+	retain, will                                                 bool
+	password                                                     [sha256.Size]byte
 }
 
 type cacheEntry struct {
@@ -74,8 +74,8 @@ func (c *Cache) init() {
 func (c *Cache) key(f *Facts, k *cacheKey) {
 	*k = cacheKey{
 		action: f.Action, session: f.SessionID, user: f.User, broker: f.Broker,
-		clientID: f.ClientID, topic: f.Topic, uname: f.Username,
-		qos: f.QoS, retain: f.Retain,
+		clientID: f.ClientID, topic: f.Topic, responseTopic: f.ResponseTopic, uname: f.Username,
+		qos: f.QoS, retain: f.Retain, will: f.Will,
 	}
 	if len(f.Password) > 0 {
 		h := sha256.New()

@@ -42,6 +42,8 @@ func TestCacheKey(t *testing.T) {
 		"topic":    func(f *Facts) { f.Topic = "t" },
 		"qos":      func(f *Facts) { f.QoS = 1 },
 		"retain":   func(f *Facts) { f.Retain = true },
+		"response": func(f *Facts) { f.ResponseTopic = "other/replies" },
+		"will":     func(f *Facts) { f.Will = true },
 		"username": func(f *Facts) { f.Username = "u2" },
 		"password": func(f *Facts) { f.Password = []byte("q") },
 		"no pass":  func(f *Facts) { f.Password = nil },

@@ -54,6 +54,13 @@ type Facts struct {
 	QoS       byte   // QoS of a publish or subscribe
 	Retain    bool   // retain flag of a publish
 	Size      int    // payload bytes of a publish
+	// ResponseTopic is a publish's MQTT 5 response topic, where whoever
+	// answers it publishes, on the sender's behalf: a policy that keeps
+	// users to their own topics checks it too (empty: none).
+	ResponseTopic string
+	// Will marks a publish that is a CONNECT's will (decided when the
+	// client connects; the broker may publish it later, or never).
+	Will bool
 
 	// Credentials the web client gave: for open, the user and password of
 	// openSession; for connect, the MQTT username and password. They are
@@ -78,6 +85,10 @@ const (
 	HeaderRetain   = "X-Mqtt-Retain"
 	HeaderSize     = "X-Mqtt-Size"
 	HeaderUsername = "X-Mqtt-Username"
+	// Only on a publish: its response topic, if it has one, and whether it
+	// is a will.
+	HeaderResponseTopic = "X-Mqtt-Response-Topic"
+	HeaderWill          = "X-Mqtt-Will"
 )
 
 // The response headers a hook answers with. HeaderUser is shared with the
@@ -108,6 +119,13 @@ var factHeaders = []header{
 	{HeaderRetain, "http.mqtt_gateway.retain", func(f *Facts) string { return strconv.FormatBool(f.Retain) }},
 	{HeaderSize, "http.mqtt_gateway.size", func(f *Facts) string { return strconv.Itoa(f.Size) }},
 	{HeaderUsername, "http.mqtt_gateway.username", func(f *Facts) string { return f.Username }},
+	{HeaderResponseTopic, "http.mqtt_gateway.response_topic", func(f *Facts) string { return f.ResponseTopic }},
+	{HeaderWill, "http.mqtt_gateway.will", func(f *Facts) string {
+		if f.Action != ActionPublish {
+			return ""
+		}
+		return strconv.FormatBool(f.Will)
+	}},
 }
 
 // headerSafe reports whether v survives as an HTTP header value unchanged:
@@ -142,6 +160,8 @@ type body struct {
 	QoS            int    `json:"qos"`
 	Retain         bool   `json:"retain"`
 	Size           int    `json:"size"`
+	ResponseTopic  string `json:"response_topic"`
+	Will           bool   `json:"will"`
 	Username       string `json:"username"`
 	Password       string `json:"password"`
 	PasswordBase64 string `json:"password_base64,omitempty"`
@@ -149,16 +169,18 @@ type body struct {
 
 func (f *Facts) marshalBody() []byte {
 	b := body{
-		Action:   f.Action,
-		User:     f.User,
-		Session:  f.SessionID,
-		Broker:   f.Broker,
-		ClientID: f.ClientID,
-		Topic:    f.Topic,
-		QoS:      int(f.QoS),
-		Retain:   f.Retain,
-		Size:     f.Size,
-		Username: f.Username,
+		Action:        f.Action,
+		User:          f.User,
+		Session:       f.SessionID,
+		Broker:        f.Broker,
+		ClientID:      f.ClientID,
+		Topic:         f.Topic,
+		QoS:           int(f.QoS),
+		Retain:        f.Retain,
+		Size:          f.Size,
+		ResponseTopic: f.ResponseTopic,
+		Will:          f.Will,
+		Username:      f.Username,
 	}
 	if utf8.Valid(f.Password) {
 		b.Password = string(f.Password)

@@ -335,6 +335,34 @@ func TestRunnerPlaceholdersAndHeaders(t *testing.T) {
 	}
 }
 
+// A publish's response topic and will flag reach the hook as headers and
+// placeholders, so that a Caddyfile policy can keep answers to a user's
+// requests within the user's topics, and tell a will from a publish.
+func TestRunnerResponseTopicAndWill(t *testing.T) {
+	r := authorizeRunner(t, `
+		respond "[{http.mqtt_gateway.response_topic}][{http.request.header.X-Mqtt-Response-Topic}][{http.mqtt_gateway.will}][{http.request.header.X-Mqtt-Will}]" 403`)
+	f := publish("alice", "dev/1/cmd")
+	f.ResponseTopic = "users/alice/replies"
+	wantDeny(t, decide(r, f), CodeNotAuthorized, "[users/alice/replies][users/alice/replies][false][false]")
+	f.ResponseTopic, f.Will = "", true
+	wantDeny(t, decide(r, f), CodeNotAuthorized, "[][][true][true]")
+	// Only publishes have a will flag.
+	wantDeny(t, decide(r, Facts{Action: ActionSubscribe, User: "alice", SessionID: "s1", Broker: "b", Topic: "t"}), CodeNotAuthorized, "[][][][]")
+
+	// The client-id rule's idiom, for the response topic.
+	r = authorizeRunner(t, `
+		@foreign expression `+"`"+`{http.mqtt_gateway.response_topic} != "" && !{http.mqtt_gateway.response_topic}.startsWith("users/" + {http.mqtt_gateway.user} + "/")`+"`"+`
+		respond @foreign "answers go to your own topics" 403
+		respond 204`)
+	for rt, allow := range map[string]bool{"": true, "users/alice/replies": true, "users/bob/replies": false, "users/alice": false} {
+		f := publish("alice", "dev/1/cmd")
+		f.ResponseTopic = rt
+		if d := decide(r, f); d.Allow != allow {
+			t.Errorf("response topic %q: allowed %v, want %v (%+v)", rt, d.Allow, allow, d)
+		}
+	}
+}
+
 // TestRunnerUnsafeHeaderValues checks that facts a header cannot carry
 // are left out of the headers but reach placeholders, the body and the
 // matcher.

@@ -69,16 +69,18 @@ func parseFacts(data []byte, header http.Header) (Facts, error) {
 		return Facts{}, fmt.Errorf("hookapi: invalid size %d", b.Size)
 	}
 	f := Facts{
-		Action:    b.Action,
-		User:      b.User,
-		SessionID: b.Session,
-		Broker:    b.Broker,
-		ClientID:  b.ClientID,
-		Topic:     b.Topic,
-		QoS:       byte(b.QoS),
-		Retain:    b.Retain,
-		Size:      b.Size,
-		Username:  b.Username,
+		Action:        b.Action,
+		User:          b.User,
+		SessionID:     b.Session,
+		Broker:        b.Broker,
+		ClientID:      b.ClientID,
+		Topic:         b.Topic,
+		QoS:           byte(b.QoS),
+		Retain:        b.Retain,
+		Size:          b.Size,
+		ResponseTopic: b.ResponseTopic,
+		Will:          b.Will,
+		Username:      b.Username,
 	}
 	switch {
 	case b.PasswordBase64 != "" && b.Password != "":

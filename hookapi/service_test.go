@@ -18,6 +18,7 @@ func TestParseRequestRoundTrip(t *testing.T) {
 		{Action: ActionOpen, SessionID: "s1", Username: "alice", Password: []byte("pa55 wörd")},
 		{Action: ActionConnect, User: "alice", SessionID: "s1", Broker: "b", ClientID: "c1", Username: "u", Password: []byte{0xff, 0, 1}},
 		{Action: ActionPublish, User: "alice", SessionID: "s1", Broker: "b", Topic: "a/ b\n", QoS: 2, Retain: true, Size: 1 << 20},
+		{Action: ActionPublish, User: "alice", SessionID: "s1", Broker: "b", ClientID: "c1", Topic: "dev/1/cmd", ResponseTopic: "users/alice/replies", Will: true},
 		{Action: ActionSubscribe, User: "élise", SessionID: "s1", Broker: "b", Topic: "a/+/#", QoS: 1},
 		{Action: ActionClose, User: "alice", SessionID: "s1"},
 	} {

@@ -238,7 +238,7 @@ func (s *Session) Connect(req, handle uint64, p ConnectParams) {
 			// A will is a publish the broker makes later on the client's
 			// behalf: it needs the same permission now.
 			err = s.authorize(c.ctx, Action{Kind: "publish", Broker: p.Broker, ClientID: p.ClientID, Topic: p.Will.Topic,
-				QoS: p.Will.QoS, Retain: p.Will.Retain, Size: len(p.Will.Payload)})
+				QoS: p.Will.QoS, Retain: p.Will.Retain, Size: len(p.Will.Payload), ResponseTopic: p.Will.Props.responseTopic(), Will: true})
 		}
 		if err != nil {
 			s.dropClient(c)
@@ -428,7 +428,7 @@ func (s *Session) Publish(req, handle uint64, p PublishParams) {
 			return
 		}
 		if err := s.authorize(c.ctx, Action{Kind: "publish", Broker: c.hub.br().cfg.Name, ClientID: c.clientID, Topic: p.Topic,
-			QoS: p.QoS, Retain: p.Retain, Size: len(p.Payload)}); err != nil {
+			QoS: p.QoS, Retain: p.Retain, Size: len(p.Payload), ResponseTopic: p.Props.responseTopic()}); err != nil {
 			refuse(err)
 			return
 		}

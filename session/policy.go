@@ -35,6 +35,13 @@ type Action struct {
 	Size     int
 	Username string // MQTT credentials the client gave at connect
 	Password []byte
+	// ResponseTopic is a publish's (or will's) MQTT 5 response topic: where
+	// a responder publishes its answer, on the sender's behalf, so a policy
+	// may want it within the sender's reach.
+	ResponseTopic string
+	// Will marks the publish a CONNECT's will asks the broker to make
+	// later, authorized when the client connects.
+	Will bool
 }
 
 // authorize asks the current policy, if any. The policy comes from the

@@ -56,3 +56,11 @@ func (p *Props) willToPaho() *paho.WillProperties {
 	}
 	return out
 }
+
+// responseTopic is the Response Topic, if any (p may be nil).
+func (p *Props) responseTopic() string {
+	if p == nil {
+		return ""
+	}
+	return p.ResponseTopic
+}

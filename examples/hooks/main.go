@@ -94,7 +94,13 @@ func (s *service) hook(w http.ResponseWriter, r *http.Request) {
 		hookapi.Deny(w, 0, "you may subscribe under users/"+f.User+"/# and public/#", hookapi.WithMaxAge(time.Minute))
 	case hookapi.ActionPublish:
 		// No max-age would be needed for a size limit; this policy has
-		// none, so the answer can be reused.
+		// none, so the answer can be reused. A response topic is where
+		// whoever answers the request publishes, on this user's behalf:
+		// it must be the user's too.
+		if f.ResponseTopic != "" && !own(f.User, f.ResponseTopic) {
+			hookapi.Deny(w, 0, "a response topic must be under users/"+f.User+"/", hookapi.WithMaxAge(time.Minute))
+			return
+		}
 		if own(f.User, f.Topic) {
 			hookapi.Allow(w, hookapi.WithMaxAge(time.Minute))
 			return

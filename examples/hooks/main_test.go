@@ -169,6 +169,27 @@ func checkPolicy(t *testing.T, authn, authz *hookapi.Runner) {
 			t.Errorf("%s %q as %q: denied with %d %q", tt.action, tt.topic, tt.user, d.Code, d.Message)
 		}
 	}
+	// Response topics: whoever answers a request publishes there, on the
+	// user's behalf, so they are the user's own topics too.
+	for _, tt := range []struct {
+		user, topic, response string
+		allow                 bool
+	}{
+		{"alice", "users/alice/cmd", "users/alice/replies", true},
+		{"alice", "users/alice/cmd", "users/bob/replies", false},
+		{"alice", "users/alice/cmd", "public/replies", false},
+		{"al/ice", "users/al/ice/cmd", "users/al/ice/replies", false},
+		{"bob", "users/alice/cmd", "users/bob/replies", false},
+	} {
+		f := hookapi.Facts{Action: hookapi.ActionPublish, User: tt.user, SessionID: "s1", Broker: "local", Topic: tt.topic, ResponseTopic: tt.response}
+		d := authz.Decide(ctx, origin, f)
+		if d.Allow != tt.allow {
+			t.Errorf("publish %q answered on %q as %q: %+v, want allow=%v", tt.topic, tt.response, tt.user, d, tt.allow)
+		}
+		if !d.Allow && (d.Code != hookapi.CodeNotAuthorized || d.Message == "") {
+			t.Errorf("publish %q answered on %q as %q: denied with %d %q", tt.topic, tt.response, tt.user, d.Code, d.Message)
+		}
+	}
 	// Client IDs: a dedicated connection may only take up a broker session
 	// of the user's own.
 	for _, tt := range []struct {
