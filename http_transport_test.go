@@ -553,3 +553,42 @@ func TestOversizedSendEndsItsSession(t *testing.T) {
 	bystander.send(transport.AppendPing(nil))
 	bystander.poll() // BOUND and the heartbeat's PING: alive
 }
+
+// The hook decides the requests of a /send on that /send's headers, on
+// HTTP streaming as on long polling: a page that refreshed its token
+// cookie is seen with the new one. (On streaming the hook saw the
+// stream's headers for as long as it lasted, so short-lived tokens in
+// cookies were refused after their first expiry.)
+func TestHookSeesTheCookieOfEachSend(t *testing.T) {
+	mq := startMosquitto(t)
+	cookies := make(chan string, 4)
+	wsURL := gatewayWithHook(t, mq.port, "authorize", "", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/subscribe" {
+			cookies <- r.Header.Get("Cookie")
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	base := strings.TrimSuffix(strings.Replace(wsURL, "ws://", "http://", 1), "/ws")
+	frames := openStream(t, base, transport.AppendOpen(nil, "", nil, nil))
+	var opened transport.Frame
+	select {
+	case opened = <-frames:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream delivered nothing")
+	}
+	unit := append(transport.AppendConnect(nil, 1, 1, &session.ConnectParams{Broker: "main"}),
+		transport.AppendSubscribe(nil, 2, 1, "cookie/#", 0, 0)...)
+	status, answer := post(t, base+"/send", append(transport.AppendSend(nil, opened.Session, opened.Secret, 0, false), unit...),
+		map[string]string{"Cookie": "token=refreshed"})
+	if status != http.StatusNoContent {
+		t.Fatalf("send: %d %+v", status, answer)
+	}
+	select {
+	case c := <-cookies:
+		if c != "token=refreshed" {
+			t.Errorf("the hook saw Cookie %q, want the /send's", c)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the subscribe never reached the hook")
+	}
+}

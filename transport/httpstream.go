@@ -356,6 +356,10 @@ func (s *Server) ServeSend(w http.ResponseWriter, r *http.Request) error {
 	}
 	if c, ok := sess.Bound().(*httpConn); ok {
 		c.hear()
+		// The requests in this body are decided on what it came with, as a
+		// poll's are: a page that refreshed its token cookie is seen with the
+		// new one, not with the stream's, for as long as the stream lasts.
+		s.refreshOrigin(sess, r)
 	}
 	if len(rest) > s.maxFrame() { // the client broke the protocol
 		e := session.Errorf(session.CodeFrameTooLarge, "request body exceeds %d bytes", s.maxFrame()+sendFrameRoom)
