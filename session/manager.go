@@ -613,3 +613,20 @@ func (m *Manager) Close() {
 	clear(m.brokers) // released once, however often Close is called
 	m.brokersMu.Unlock()
 }
+
+// CloseSessions ends, with reason, the live sessions match selects by
+// their open info and id, and returns how many.
+func (m *Manager) CloseSessions(match func(info OpenInfo, id [16]byte) bool, reason *Error) int {
+	m.mu.Lock()
+	var chosen []*Session
+	for id, s := range m.sessions {
+		if match(s.info, id) {
+			chosen = append(chosen, s)
+		}
+	}
+	m.mu.Unlock()
+	for _, s := range chosen {
+		s.Close(reason)
+	}
+	return len(chosen)
+}
