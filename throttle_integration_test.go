@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -658,9 +659,32 @@ func TestValuesHeldByFrequencyLimitsAreBounded(t *testing.T) {
 // was ever conflated, and the latest values came only after the client
 // had read through the whole backlog: tens of seconds on a link of a few
 // KB/s.)
+//
+// Also where Caddy wraps the response writer, and so the hijacked
+// connection, to count bytes: with metrics on, or access logs. (There the
+// gateway found no TCP connection under the wrapper, and set no limit.)
 func TestSlowReaderGetsTheLatestValuesSoon(t *testing.T) {
-	mq := startMosquitto(t)
-	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	for name, setup := range map[string]struct{ globals, site string }{
+		"plain":       {},
+		"metrics":     {globals: "metrics"},
+		"access logs": {site: "log {\n\t\toutput discard\n\t}"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			mq := startMosquitto(t)
+			port := freePort(t)
+			loadCaddy(t, adaptCaddyfile(t, strings.Replace(testGlobals, "}", setup.globals+"\n}", 1)+fmt.Sprintf(`http://127.0.0.1:%d {
+	%s
+	mqtt_gateway /mqtt/* {
+		broker main mqtt://127.0.0.1:%d
+	}
+}
+`, port, setup.site, mq.port)))
+			slowReaderGetsTheLatestValuesSoon(t, mq, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", port))
+		})
+	}
+}
+
+func slowReaderGetsTheLatestValuesSoon(t *testing.T, mq *mosquitto, url string) {
 	ctx := ctx10(t)
 	slow := rawSession(t, ctx, tinyReceiveBuffer(), url)
 

@@ -156,8 +156,8 @@ func (s *sharedConn) SetDeadline(t time.Time) error {
 // that a client on a slow link falls behind where the gateway sees it.
 func (s *sharedConn) init(c net.Conn) {
 	s.Conn = c
-	under := c
-	tc, isTLS := c.(*tls.Conn)
+	under := unwrapHijacked(c)
+	tc, isTLS := under.(*tls.Conn)
 	if isTLS {
 		under = tc.NetConn()
 	}

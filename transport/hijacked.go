@@ -1,0 +1,43 @@
+package transport
+
+import (
+	"net"
+	"reflect"
+)
+
+// caddyHijackedConn names the wrapper Caddy puts around a hijacked
+// connection when a response recorder wraps the response writer, which it
+// does for metrics and for access logs: it counts the bytes read and
+// written and changes none of them.
+const (
+	caddyHTTPPackage  = "github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	caddyHijackedType = "hijackedConn"
+)
+
+// unwrapHijacked returns the connection under Caddy's counting wrapper, or
+// c. Without it, a gateway with metrics or access logs on found no TCP
+// connection under a WebSocket: no limit on the kernel's unsent data, so a
+// client on a slow link got a backlog of megabytes instead of conflated
+// values, and no direct writes. The wrapper's type is not exported; its
+// connection is the embedded net.Conn, an exported field reflect may read.
+// Writes made under the wrapper go uncounted by Caddy's byte metrics, which
+// for a hijacked connection it records before they happen anyway (the
+// gateway counts them in bytes_out_total).
+func unwrapHijacked(c net.Conn) net.Conn {
+	v := reflect.ValueOf(c)
+	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
+		return c
+	}
+	t := v.Elem().Type()
+	if t.PkgPath() != caddyHTTPPackage || t.Name() != caddyHijackedType {
+		return c
+	}
+	f := v.Elem().FieldByName("Conn")
+	if !f.IsValid() || !f.CanInterface() {
+		return c
+	}
+	if inner, ok := f.Interface().(net.Conn); ok && inner != nil {
+		return inner
+	}
+	return c
+}
