@@ -70,9 +70,10 @@ const FRESH_SESSION_CODES = new Set([ErrorCode.session_unknown, ErrorCode.sessio
  */
 const RETRY_CODES = new Set([ErrorCode.heartbeat_timeout, ErrorCode.shutting_down, ErrorCode.internal]);
 /**
- * Failures of a first OPEN that openSession's `retry` waits out: no transport got
- * through (the gateway down or restarting, the network away), or the gateway is not
- * ready for a new session (its limit, its hook, its shutdown or reload).
+ * Failures of an OPEN that time may mend: no transport got through (the gateway down
+ * or restarting, the network away), or the gateway is not ready for a new session (its
+ * limit, its hook, its shutdown or reload). openSession's `retry` waits them out for
+ * the first OPEN; a session's recovery always does (mendsByWaiting).
  */
 const OPEN_RETRY_CODES = new Set([
   CONNECTION_FAILED,
@@ -83,12 +84,28 @@ const OPEN_RETRY_CODES = new Set([
 ]);
 
 /**
- * HTTP answers that say the gateway is away, from a proxy in front of it: with
- * `retry`, worth waiting out. Any other answer that is not the gateway's (401 or 403
+ * HTTP answers that say the gateway is away, from a proxy in front of it: worth
+ * waiting out (with `retry`, and in a recovery). Any other answer that is not the gateway's (401 or 403
  * from an auth handler, 404 for a wrong base path, 405 from a file server) is a
  * setup's answer, which does not change by waiting: the opening fails.
  */
 const GATEWAY_AWAY = new Set([502, 503, 504]);
+
+/**
+ * Whether an OPEN or BIND that failed with `outcome` (see _establish) is one that time
+ * may mend: the gateway away (no transport got through, or only a proxy's 502, 503 or
+ * 504 answered in its place) or not ready for a session now (OPEN_RETRY_CODES). The
+ * one rule for `retry` at the first OPEN and for a session's recovery, which waits
+ * these out always: an open session must not end for good because the authenticate
+ * hook was slow during a deploy. A refusal (4020, an HTTP 401 or 404 from something
+ * else in the gateway's place) is the same on every attempt.
+ * @param {{kind: string, code?: number, statuses?: number[]}} outcome
+ * @returns {boolean}
+ */
+function mendsByWaiting(outcome) {
+  const code = outcome.kind === "close" ? outcome.code : CONNECTION_FAILED;
+  return OPEN_RETRY_CODES.has(code) && (outcome.statuses ?? []).every((st) => GATEWAY_AWAY.has(st));
+}
 
 /** What a connection attempt's race resolves with when the session ends. */
 const ENDED = Symbol("ended");
@@ -514,7 +531,7 @@ export class Session {
         outcome.kind === "close"
           ? new MqttGatewayError(outcome.code, outcome.message)
           : new MqttGatewayError(CONNECTION_FAILED, outcome.message);
-      if (this._retryOpen && OPEN_RETRY_CODES.has(err.errorCode) && (outcome.statuses ?? []).every((st) => GATEWAY_AWAY.has(st))) {
+      if (this._retryOpen && mendsByWaiting(outcome)) {
         // Said once: the cause may be a mistake (a host that never answers) rather
         // than a restart, and it must not go unseen.
         if (attempt === 0) console.warn(`mqttgateway-client: no session yet, trying again: ${errorName(err.errorCode)} (${err.errorCode}): ${err.errorMessage}`);
@@ -1119,12 +1136,23 @@ export class Session {
             this._sessionLost();
             wait = false;
             attempt = 0;
-          } else if (!RETRY_CODES.has(outcome.code) && outcome.code !== ErrorCode.too_many_sessions) {
+          } else if (!RETRY_CODES.has(outcome.code) && !mendsByWaiting(outcome)) {
+            // A refusal that waiting does not change (4020: the user was revoked).
+            // The others (4013, 4022, 4090, 4091) are tried again after the backoff,
+            // the fresh OPEN that replaces a lost session included: the gateway
+            // refusing a new session for now is no reason to end this one.
             this._terminate(outcome.code, outcome.message);
             return;
           }
           break;
-        default: // dropped (every transport was closed by _establish): try again after the backoff
+        default: // dropped (every transport was closed by _establish)
+          // An HTTP answer from something else in the gateway's place that waiting
+          // does not change (401 from an auth handler, 404): the session cannot come
+          // back, and says why as openSession would. Otherwise, after the backoff.
+          if (!mendsByWaiting(outcome)) {
+            this._terminate(CONNECTION_FAILED, outcome.message);
+            return;
+          }
       }
     }
   }

@@ -691,6 +691,92 @@ describe("recovery", () => {
     await session.close();
   });
 
+  // A rolling deploy with an overloaded authenticate hook: the gateway refuses the
+  // fresh session for now (4022, fail closed). An open session waits that out with or
+  // without `retry`, as it does a restart.
+  test("a recovery whose fresh OPEN is refused 4022 twice, then accepted, keeps the session and re-creates its clients", { timeout: 15000 }, async (t) => {
+    const warn = t.mock.method(console, "warn", () => {});
+    const events = [];
+    const { gw, conn, session } = await open({
+      onClose: (e) => events.push(["close", e.errorCode]),
+      onReconnectionComplete: (i) => events.push(["complete", i.messagesMayHaveBeenLost]),
+    });
+    t.after(() => session.close());
+    const { client } = await connected(session, conn);
+    await subscribed(client, conn, "a/+", 1);
+    client.onConnectionLost = (e) => events.push(["lost", e.errorCode]);
+
+    conn.send({ type: F.SERVER_CLOSE, code: 4010, message: "unknown session" });
+    for (const n of [1, 2]) {
+      const refused = await gw.connection(n);
+      await refused.take(F.OPEN);
+      refused.send({ type: F.SERVER_CLOSE, code: 4022, message: "authenticate hook unavailable" });
+    }
+    const conn3 = await gw.connection(3);
+    await conn3.take(F.OPEN);
+    assert.equal(session.state, "reconnecting");
+    assert.deepEqual(events, [], "no onClose, no onConnectionLost for a refusal tried again");
+    conn3.send(opened({ session: SID2 }));
+    const c = await conn3.take(F.CONNECT);
+    const sub = await conn3.take(F.SUBSCRIBE);
+    assert.deepEqual([sub.filter, sub.qos], ["a/+", 1]);
+    conn3.send(result(c.req, 4), result(sub.req, 1));
+    await waitFor(() => events.length === 1, { what: "completion" });
+    assert.deepEqual(events, [["complete", true]]);
+    assert.equal(session.state, "open");
+    assert.equal(client.isConnected, true);
+    assert.equal(warn.mock.callCount(), 0, "nothing for the console: the application heard onReconnectionStart");
+    await session.close();
+  });
+
+  test("a recovery refused for good (4020: the user was revoked meanwhile) ends the session", { timeout: 15000 }, async (t) => {
+    const closes = [];
+    const lost = [];
+    const { gw, conn, session } = await open({ onClose: (e) => closes.push(e.errorCode) });
+    t.after(() => session.close()); // a regression would retry for ever
+    const { client } = await connected(session, conn);
+    client.onConnectionLost = (e) => lost.push(e.errorCode);
+    conn.send({ type: F.SERVER_CLOSE, code: 4010, message: "unknown session" });
+    const conn2 = await gw.connection(1);
+    await conn2.take(F.OPEN);
+    conn2.send({ type: F.SERVER_CLOSE, code: 4020, message: "who are you" });
+    await waitFor(() => session.state === "closed", { what: "the session to end" });
+    assert.deepEqual(closes, [4020]);
+    assert.deepEqual(lost, [4020]);
+    await new Promise((r) => setTimeout(r, 600));
+    assert.equal(gw.connections.length, 2, "not tried again");
+  });
+
+  // HTTP answers from something else in the gateway's place, read as openSession's
+  // retry reads them: a proxy's 503 may pass, a 401 from an auth handler will not.
+  test("a recovery waits out a proxy's 503 and ends on a foreign HTTP 401", { timeout: 15000 }, async (t) => {
+    const closes = [];
+    const answers = [];
+    const gw2 = new FakeGateway("streaming");
+    const answering = Object.assign(
+      async (...args) => {
+        const tr = await gw2.factory(...args);
+        const http = answers.shift();
+        if (http) tr.send = () => gw2.connections.at(-1).end({ code: 1006, reason: `stream refused: HTTP ${http.status}`, http });
+        return tr;
+      },
+      { transportName: "streaming" },
+    );
+    const pending = openSession("http://127.0.0.1:1/mqtt", { transport: answering, onClose: (e) => closes.push(e) });
+    const first = await gw2.connection(0);
+    await first.take(F.OPEN);
+    first.send(opened());
+    const s2 = await pending;
+    t.after(() => s2.close());
+    answers.push({ status: 503, statusText: "Service Unavailable" }, { status: 401, statusText: "Unauthorized" });
+    first.drop();
+    await waitFor(() => s2.state === "closed", { what: "the session to end on the 401" });
+    assert.equal(gw2.connections.length, 3, "BIND answered 503, tried again, answered 401");
+    assert.equal(closes.length, 1);
+    assert.equal(closes[0].errorCode, 1006);
+    assert.match(closes[0].errorMessage, /HTTP 401 Unauthorized/);
+  });
+
   test("BOUND that skips frames is treated as a gap", async () => {
     const { gw, conn, session } = await open();
     await connected(session, conn);
