@@ -57,6 +57,18 @@ function retried(code, message) {
 }
 
 /**
+ * Refusals of a re-creation (a client's CONNECT or a subscription sent again in the
+ * fresh session that replaced a lost one) in which the gateway says "not now" for its
+ * own part: its hook failed or was slow (4022, fail closed), it is reloading (4090),
+ * or too many of the session's requests wait (4051: a session re-creating many
+ * subscriptions at once may pass max_queued_frames; PROTOCOL.md says to send them
+ * again once earlier ones are answered). The application had that connection and
+ * those subscriptions, and did nothing to lose them: they are tried again, whatever
+ * the client's `reconnect` option, as the session's fresh OPEN is.
+ */
+const RECREATION_RETRY_CODES = new Set([ErrorCode.hook_unavailable, ErrorCode.shutting_down, ErrorCode.rate_limited]);
+
+/**
  * A client of one broker of the gateway. Create it with session.createClient().
  *
  * Every operation returns a Promise and also calls the Paho-style callbacks given in
@@ -76,16 +88,25 @@ export class BrokerClient {
     this._connectOptions = null;
     this._connectOps = [];
     this._disconnectOps = [];
-    /** @type {Map<string, {qos: number, options: {noLocal: boolean, retainAsPublished: boolean, retainHandling: number}, maxFrequency: number, grantedQos: number | null, ops: object[], levels: string[] | null}>} */
+    /**
+     * restoring: the client, not the application, is sending it again (a fresh session,
+     * a reconnection), so a refusal that may mend is tried again (_resubscribeLater).
+     * @type {Map<string, {qos: number, options: {noLocal: boolean, retainAsPublished: boolean, retainHandling: number}, maxFrequency: number, grantedQos: number | null, ops: object[], levels: string[] | null, restoring?: boolean}>}
+     */
     this._subs = new Map();
+    /** @type {Set<{timer: ReturnType<typeof setTimeout>, holdsRecovery: boolean}>} see _resubscribeLater */
+    this._resubscriptionsLater = new Set();
     this._recovering = false;
     this._failedResubscriptions = [];
     this._autoReconnect = false; // connect option `reconnect`, dedicated clients only
     /**
-     * The automatic reconnection under way after a LOST, or null.
+     * The automatic reconnection under way after a LOST, or after a re-creation refused
+     * for now (_retryRecreation), or null.
      * connecting: its CONNECT is pending; timer: the backoff before the next attempt;
-     * failed: resubscriptions the broker refused, for onReconnectionComplete.
-     * @type {{attempt: number, timer: ReturnType<typeof setTimeout> | null, connecting: boolean, subs: Array<{filter: string, qos: number, maxFrequency: number}>, failed: object[]} | null}
+     * failed: resubscriptions the broker refused, for onReconnectionComplete;
+     * recreation: it re-creates the client after a fresh session; holdsRecovery: the
+     * session's recovery waits for it (counted in session._recreating).
+     * @type {{attempt: number, timer: ReturnType<typeof setTimeout> | null, connecting: boolean, subs: Array<{filter: string, qos: number, maxFrequency: number}>, failed: object[], recreation: boolean, holdsRecovery: boolean} | null}
      */
     this._reconnection = null;
     this._quietDisconnect = false; // disconnect() ended a reconnection: onConnectionLost already fired
@@ -410,14 +431,14 @@ export class BrokerClient {
         ...o,
       }),
       (code, message, value, quiet, frame) => {
-        this._onConnectResult(code, message, value, quiet, frame?.sessionPresent ?? false);
+        this._onConnectResult(code, message, value, quiet, frame?.sessionPresent ?? false, recreating);
         if (recreating) s._recreated();
       },
       // A fresh session re-creates the connection from _recreate(); nothing to do here.
     );
   }
 
-  _onConnectResult(code, message, value, quiet = false, sessionPresent = false) {
+  _onConnectResult(code, message, value, quiet = false, sessionPresent = false, recreating = false) {
     const ops = this._connectOps.splice(0);
     const reconnection = this._reconnection;
     const wasReconnectAttempt = reconnection !== null && reconnection.connecting;
@@ -436,6 +457,10 @@ export class BrokerClient {
     }
     const err = new MqttGatewayError(code, message);
     const wasConnected = this._connected;
+    if (recreating && wasConnected && this._state === State.CONNECTED && this._retriesRecreation(code, message)) {
+      this._retryRecreation();
+      return;
+    }
     if (this._state !== State.DISCONNECTING) this._reset();
     else this._connected = false;
     for (const op of ops) op.fail(err, quiet);
@@ -446,7 +471,13 @@ export class BrokerClient {
     }
   }
 
-  _sendSubscribe(filter, entry, recreating) {
+  /**
+   * @param {string} filter
+   * @param {object} entry
+   * @param {boolean} recreating part of a fresh session's re-creation, which waits for it
+   * @param {number} [attempt] how many times a refusal for now sent it again
+   */
+  _sendSubscribe(filter, entry, recreating, attempt = 0) {
     const s = this._session;
     if (recreating) s._recreating++;
     s._request(
@@ -454,6 +485,11 @@ export class BrokerClient {
       (req, handle) => ({ type: FrameType.SUBSCRIBE, req, handle, filter, qos: entry.qos, ...entry.options, maxFrequency: entry.maxFrequency }),
       (code, message, value, quiet) => {
         const current = this._subs.get(filter) === entry;
+        if (code !== 0 && current && entry.restoring && RECREATION_RETRY_CODES.has(code)) {
+          this._resubscribeLater(filter, entry, recreating, attempt);
+          if (recreating) s._recreated();
+          return;
+        }
         const ops = entry.ops.splice(0);
         if (code === 0) {
           if (current) entry.grantedQos = value;
@@ -557,6 +593,7 @@ export class BrokerClient {
     this._recovering = false;
     this._quietDisconnect = false;
     this._stopReconnection();
+    this._cancelResubscriptionsLater(true);
   }
 
   /**
@@ -628,6 +665,11 @@ export class BrokerClient {
 
   /** A fresh session replaced the lost one: connect and subscribe again. @internal */
   _recreate() {
+    // The fresh session subscribes again to every filter held, and counts what its
+    // recovery waits for from 0: a reconnection that re-creates this client is
+    // counted again.
+    this._cancelResubscriptionsLater(false);
+    if (this._reconnection?.holdsRecovery) this._session._recreating++;
     if (this._awaitingReconnect()) {
       // Between attempts nothing is pending; an attempt's CONNECT went with the lost
       // session and is made again in this one.
@@ -639,6 +681,10 @@ export class BrokerClient {
     this._sendConnect(true);
     for (const [filter, entry] of this._subs) {
       entry.grantedQos = null;
+      // A subscription the application has no answer pending for is the client's to
+      // restore; one it awaits gets the new session's answer, as it would have had
+      // the old one's.
+      if (entry.ops.length === 0) entry.restoring = true;
       this._sendSubscribe(filter, entry, true);
     }
   }
@@ -673,9 +719,10 @@ export class BrokerClient {
    * reconnection that was resubscribing when the broker went away again; the
    * application was told of its start already, and its refused filters still count.
    */
-  _startReconnection(subs, previous) {
+  _startReconnection(subs, previous, recreation = false) {
     this._state = State.CONNECTING;
-    const reconnection = { attempt: 0, timer: null, connecting: false, subs, failed: previous?.failed ?? [] };
+    const reconnection = { attempt: 0, timer: null, connecting: false, subs, failed: previous?.failed ?? [], recreation, holdsRecovery: recreation };
+    if (recreation) this._session._recreating++;
     this._reconnection = reconnection;
     this._scheduleReconnectAttempt(reconnection);
     return reconnection;
@@ -701,7 +748,7 @@ export class BrokerClient {
     this._session._releaseHandle(this);
     this._handle = null;
     this._stream = null;
-    if (retried(code, message)) {
+    if (reconnection.recreation ? this._retriesRecreation(code, message) : retried(code, message)) {
       this._scheduleReconnectAttempt(reconnection);
       return;
     }
@@ -723,7 +770,7 @@ export class BrokerClient {
       if (--left === 0) this._completeReconnection(reconnection);
     };
     for (const { filter, qos, options, maxFrequency } of wanted) {
-      const entry = { qos, options, maxFrequency, grantedQos: null, ops: [], levels: filterLevels(filter) };
+      const entry = { qos, options, maxFrequency, grantedQos: null, ops: [], levels: filterLevels(filter), restoring: true };
       entry.ops.push({
         ok: settled,
         fail: (err) => {
@@ -740,6 +787,8 @@ export class BrokerClient {
   _completeReconnection(reconnection) {
     if (this._reconnection !== reconnection) return; // lost again, or disconnected, meanwhile
     this._reconnection = null;
+    // The session's onReconnectionComplete first, as when no client had to wait.
+    this._releaseRecovery(reconnection);
     // The broker was away: QoS 0 messages published meanwhile are gone, and QoS 1/2
     // ones too unless it kept a session for this client (cleanSession false).
     const info = { messagesMayHaveBeenLost: true };
@@ -752,5 +801,84 @@ export class BrokerClient {
     if (!reconnection) return;
     if (reconnection.timer !== null) clearTimeout(reconnection.timer);
     this._reconnection = null;
+    this._releaseRecovery(reconnection);
+  }
+
+  // ------------------------------------- re-creation refused for now (fresh session)
+
+  /**
+   * Whether a re-creation CONNECT refused with `code` and `message` is tried again:
+   * the gateway's "not now" (RECREATION_RETRY_CODES) for every client; a broker away or
+   * busy (see retried) for a shared client, whose connection is the gateway's to
+   * restore (its clients never lose it to a broker outage), and for a dedicated one
+   * with `reconnect: true`, as after a LOST. A dedicated client without it stays
+   * disconnected after its broker went away, as documented; a refusal (4021 not
+   * authorized: a revoked user) ends any client.
+   */
+  _retriesRecreation(code, message) {
+    if (RECREATION_RETRY_CODES.has(code)) return true;
+    return (this._clientId === "" || this._autoReconnect) && retried(code, message);
+  }
+
+  /**
+   * The CONNECT that re-creates a connected client in a fresh session was refused for
+   * now: the client reconnects as with `reconnect: true` (same options; 0.5-1 s, then
+   * delays doubling up to 30 s; its subscriptions once connected), tried again with
+   * _retriesRecreation. No onConnectionLost: the application was told with
+   * onReconnectionStart that the client is recovering, and onReconnectionComplete
+   * comes when it is back, the session's too (it waits, holdsRecovery). Without this
+   * a shared client, which is never reconnected later, would stay disconnected for
+   * good after an overloaded hook answered 4022 once. The SUBSCRIBEs sent after the
+   * refused CONNECT are answered for a handle that has no connection: cleared here,
+   * they are no longer this client's, and go again once it has one.
+   */
+  _retryRecreation() {
+    const subs = this._subscriptionList();
+    this._reset();
+    this._startReconnection(subs, null, true);
+  }
+
+  /** Lets the session's recovery complete without this reconnection any more. */
+  _releaseRecovery(reconnection) {
+    if (!reconnection.holdsRecovery) return;
+    reconnection.holdsRecovery = false;
+    this._session._recreated();
+  }
+
+  /**
+   * A subscription the client is restoring (entry.restoring) was refused for now
+   * (RECREATION_RETRY_CODES): it goes again after a delay (0.5-1 s doubling up to
+   * 30 s, as reconnection attempts), for as long as the client holds it; callers
+   * waiting on it stay with the entry. In a fresh session's re-creation, the session's
+   * recovery waits for it (holdsRecovery).
+   */
+  _resubscribeLater(filter, entry, recreating, attempt) {
+    const s = this._session;
+    if (recreating) s._recreating++;
+    const later = { timer: null, holdsRecovery: recreating };
+    later.timer = setTimeout(() => {
+      this._resubscriptionsLater.delete(later);
+      if (this._subs.get(filter) !== entry) {
+        // Unsubscribed or subscribed anew meanwhile: that is this request's end.
+        for (const op of entry.ops.splice(0)) op.ok(entry.qos, { grantedQos: entry.qos });
+      } else if (this._acceptsRequests()) {
+        this._sendSubscribe(filter, entry, recreating, attempt + 1);
+      }
+      if (later.holdsRecovery) s._recreated();
+    }, brokerReconnectDelay(attempt));
+    this._resubscriptionsLater.add(later);
+  }
+
+  /**
+   * Stops the resubscriptions waiting to go again. release: the session's recovery
+   * goes on without them; not when a fresh session starts its count anew.
+   */
+  _cancelResubscriptionsLater(release) {
+    const waiting = [...this._resubscriptionsLater];
+    this._resubscriptionsLater.clear();
+    for (const later of waiting) {
+      clearTimeout(later.timer);
+      if (release && later.holdsRecovery) this._session._recreated();
+    }
   }
 }

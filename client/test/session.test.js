@@ -675,9 +675,12 @@ describe("recovery", () => {
     await session.close();
   });
 
+  // A dedicated client without `reconnect` stays disconnected after its broker went
+  // away (README, Broker outages), in a fresh session too. (A shared client waits for
+  // its broker: see "a shared client's re-creation refused for now".)
   test("a failed re-CONNECT in the fresh session reports onConnectionLost", async () => {
     const { gw, conn, session } = await open();
-    const { client } = await connected(session, conn);
+    const { client } = await connected(session, conn, { clientId: "dev-1" });
     const lost = [];
     client.onConnectionLost = (e) => lost.push(e.errorCode);
     conn.send({ type: F.SERVER_CLOSE, code: 4012, message: "gap" });
@@ -775,6 +778,123 @@ describe("recovery", () => {
     assert.equal(closes.length, 1);
     assert.equal(closes[0].errorCode, 1006);
     assert.match(closes[0].errorMessage, /HTTP 401 Unauthorized/);
+  });
+
+  // A shared client is never reconnected later (README, Broker outages): a re-creation
+  // refused for now must be tried again, or the client is gone for good.
+  test("a shared client's re-creation refused for now (4022) comes back; the session's onReconnectionComplete waits for it", { timeout: 15000 }, async (t) => {
+    const events = [];
+    const { gw, conn, session } = await open({ onReconnectionComplete: (i) => events.push(["complete", i.messagesMayHaveBeenLost]) });
+    t.after(() => session.close());
+    const { client } = await connected(session, conn);
+    await subscribed(client, conn, "a/+", 1);
+    client.onConnectionLost = (e) => events.push(["lost", e.errorCode]);
+    client.onReconnectionComplete = (i) => events.push(["client complete", i.messagesMayHaveBeenLost, i.failedSubscriptions]);
+    const got = [];
+    client.onMessageArrived = (m) => got.push(m.destinationName);
+
+    conn.send({ type: F.SERVER_CLOSE, code: 4010, message: "unknown session" });
+    const conn2 = await gw.connection(1);
+    await conn2.take(F.OPEN);
+    conn2.send(opened({ session: SID2 }));
+    const c = await conn2.take(F.CONNECT);
+    const sub = await conn2.take(F.SUBSCRIBE);
+    // The SUBSCRIBE that followed the refused CONNECT has no connection to go to.
+    conn2.send(result(c.req, 0, 4022, "authorize hook unavailable"), result(sub.req, 0, 4003, "unknown handle"));
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(events, [], "no onConnectionLost; the recovery is not complete");
+    assert.equal(client.state, "connecting");
+
+    const again = await conn2.take(F.CONNECT); // after 0.5-1 s
+    conn2.send(result(again.req, 7));
+    const sub2 = await conn2.take(F.SUBSCRIBE);
+    assert.deepEqual([sub2.filter, sub2.qos, sub2.handle], ["a/+", 1, again.handle]);
+    assert.deepEqual(events, [], "complete once the subscriptions are back too");
+    conn2.send(result(sub2.req, 1));
+    await waitFor(() => events.length === 2, { what: "completion" });
+    assert.deepEqual(events, [
+      ["complete", true],
+      ["client complete", true, undefined],
+    ]);
+    assert.equal(client.isConnected, true);
+    conn2.send(message({ stream: 7, topic: "a/x" }));
+    assert.deepEqual(got, ["a/x"]);
+    await session.close();
+  });
+
+  test("disconnect() while a re-creation waits to be tried again ends it, and the session's recovery completes", { timeout: 15000 }, async (t) => {
+    const events = [];
+    const { gw, conn, session } = await open({ onReconnectionComplete: (i) => events.push(["complete", i.messagesMayHaveBeenLost]) });
+    t.after(() => session.close());
+    const { client } = await connected(session, conn);
+    client.onConnectionLost = (e) => events.push(["lost", e.errorCode]);
+    conn.send({ type: F.SERVER_CLOSE, code: 4010, message: "unknown session" });
+    const conn2 = await gw.connection(1);
+    await conn2.take(F.OPEN);
+    conn2.send(opened({ session: SID2 }));
+    const c = await conn2.take(F.CONNECT);
+    conn2.send(result(c.req, 0, 4022, "authorize hook unavailable"));
+    await waitFor(() => client.state === "connecting", { what: "the client waiting to try again" });
+    await client.disconnect();
+    assert.equal(client.state, "disconnected");
+    assert.deepEqual(events, [["complete", true]]);
+    await new Promise((r) => setTimeout(r, 1200));
+    assert.equal(conn2.all(F.CONNECT).length, 1, "not tried again");
+  });
+
+  test("a re-creation refused for good (4021: the user was revoked) ends that client only", { timeout: 15000 }, async (t) => {
+    const events = [];
+    const { gw, conn, session } = await open({ onReconnectionComplete: (i) => events.push(["complete", i.messagesMayHaveBeenLost]) });
+    t.after(() => session.close());
+    const { client } = await connected(session, conn);
+    await subscribed(client, conn, "a/+");
+    client.onConnectionLost = (e) => events.push(["lost", e.errorCode]);
+    conn.send({ type: F.SERVER_CLOSE, code: 4010, message: "unknown session" });
+    const conn2 = await gw.connection(1);
+    await conn2.take(F.OPEN);
+    conn2.send(opened({ session: SID2 }));
+    const c = await conn2.take(F.CONNECT);
+    const sub = await conn2.take(F.SUBSCRIBE);
+    conn2.send(result(c.req, 0, 4021, "not authorized"), result(sub.req, 0, 4003, "unknown handle"));
+    await waitFor(() => events.length === 2, { what: "the loss and the completion" });
+    assert.deepEqual(events, [
+      ["lost", 4021],
+      ["complete", true],
+    ]);
+    assert.equal(client.state, "disconnected");
+    assert.equal(session.state, "open");
+    await new Promise((r) => setTimeout(r, 1200));
+    assert.equal(conn2.all(F.CONNECT).length, 1, "not tried again");
+    await session.close();
+  });
+
+  test("a subscription whose re-creation is refused for now (4022) goes again; the recovery completes once it is back", { timeout: 15000 }, async (t) => {
+    const events = [];
+    const { gw, conn, session } = await open({ onReconnectionComplete: (i) => events.push(["complete", i.messagesMayHaveBeenLost]) });
+    t.after(() => session.close());
+    const { client } = await connected(session, conn);
+    await subscribed(client, conn, "a/+", 1);
+    await subscribed(client, conn, "b/#");
+    client.onReconnectionComplete = (i) => events.push(["client complete", i.failedSubscriptions]);
+    conn.send({ type: F.SERVER_CLOSE, code: 4010, message: "unknown session" });
+    const conn2 = await gw.connection(1);
+    await conn2.take(F.OPEN);
+    conn2.send(opened({ session: SID2 }));
+    const c = await conn2.take(F.CONNECT);
+    const s1 = await conn2.take(F.SUBSCRIBE);
+    const s2 = await conn2.take(F.SUBSCRIBE);
+    conn2.send(result(c.req, 3), result(s1.req, 0, 4022, "authorize hook unavailable"), result(s2.req, 0));
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(events, [], "not complete while a subscription is missing");
+    const again = await conn2.take(F.SUBSCRIBE); // after 0.5-1 s
+    assert.deepEqual([again.filter, again.qos], ["a/+", 1]);
+    conn2.send(result(again.req, 1));
+    await waitFor(() => events.length === 2, { what: "completion" });
+    assert.deepEqual(events, [
+      ["complete", true],
+      ["client complete", undefined],
+    ]);
+    await session.close();
   });
 
   test("BOUND that skips frames is treated as a gap", async () => {
