@@ -224,7 +224,11 @@ export declare class BrokerClient {
   readonly clientId: string;
   /** True between a successful connect and a disconnect or connection loss. */
   readonly isConnected: boolean;
-  /** "connecting" also during an automatic reconnection (connect option `reconnect`). */
+  /**
+   * "connecting" also during an automatic reconnection (connect option `reconnect`),
+   * and while a fresh session's re-creation of this client, refused for now, is tried
+   * again.
+   */
   readonly state: "disconnected" | "connecting" | "connected" | "disconnecting";
 
   /** Attaches to the broker. */
@@ -290,7 +294,10 @@ export declare class BrokerClient {
   /**
    * The session works again, and so does this client; or the client's automatic
    * reconnection to its broker succeeded and its subscriptions are back (Paho's
-   * `onConnected(true, uri)`).
+   * `onConnected(true, uri)`). After a fresh session whose re-creation of this client
+   * or of a subscription the gateway refused for now (4022, 4090, 4051; for a shared
+   * client or one with `reconnect: true` also 4041, 4044), once they were tried again
+   * and are back; a refusal for good (4021) calls onConnectionLost instead.
    */
   onReconnectionComplete: ((info: ReconnectionInfo) => void) | null;
   /** The gateway lost its shared connection to this client's broker (4041); subscriptions come back with it. */
@@ -418,7 +425,11 @@ export interface SessionOptions {
   probeTimeout?: number;
   onReconnectionStart?: () => void;
   /**
-   * The session works again. A session the gateway lost is replaced at once; when
+   * The session works again, and the clients a fresh session re-created are back (or
+   * given up: their onConnectionLost said why), those whose re-creation the gateway
+   * refused for now included, which are tried again until then. A session the gateway
+   * lost is replaced at once, an OPEN refused for now (4013, 4022, 4090, 4091, a
+   * proxy's 502/503/504) tried again with the reconnection's delays; when
    * sessions keep being lost within 10 s of opening (a load balancer without
    * affinity), fresh ones open after a delay of 1 s doubling up to 30 s (each drawn
    * between half and all of it), and console.warn says why, once per session.
@@ -452,7 +463,9 @@ export interface SessionOptions {
    * from an auth handler, 404 for a wrong base path: waiting would not change them).
    * An attempt that timed out may have left a session on the gateway, which expires
    * after session_timeout (and counts against max_sessions_per_ip until then). Default
-   * false: the first failure rejects. Stop it with `signal`.
+   * false: the first failure rejects. Stop it with `signal`. An open session waits out
+   * the same failures when it recovers (a fresh session that replaces a lost one
+   * included), with or without the option; a refusal ends it (onClose).
    */
   retry?: boolean;
   /**

@@ -48,7 +48,8 @@ export { registerTransport } from "./transports.js";
  * @param {boolean} [options.retry] keep trying to open while the gateway cannot be
  *   reached (no answer, or a proxy's 502/503/504) or is not ready (4013, 4022, 4090,
  *   4091), with the backoff of the session's reconnections; a refusal (4020, an HTTP
- *   401 or 404 from something else in its place...) still rejects (default false)
+ *   401 or 404 from something else in its place...) still rejects (default false).
+ *   An open session waits out the same failures when it recovers, with or without it
  * @param {AbortSignal} [options.signal] aborting it closes the session; before it has
  *   opened, openSession rejects with the signal's reason
  * @returns {Promise<Session>} rejects with an MqttGatewayError (e.g. 4020 when the

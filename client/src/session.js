@@ -204,7 +204,7 @@ export class Session {
 
     /** Called when the transport dropped and the session starts recovering. */
     this.onReconnectionStart = options.onReconnectionStart ?? null;
-    /** Called with {messagesMayHaveBeenLost} when the session works again. */
+    /** Called with {messagesMayHaveBeenLost} when the session works again, its clients re-created. */
     this.onReconnectionComplete = options.onReconnectionComplete ?? null;
     /** Called once with {errorCode, errorMessage} when the session ends for good. */
     this.onClose = options.onClose ?? null;
@@ -266,7 +266,10 @@ export class Session {
     this._recovering = false; // between onReconnectionStart and onReconnectionComplete
     this._mayHaveLost = false;
     this._sessionIdWasLost = false; // the gateway lost our session: next handshake is OPEN
-    this._recreating = 0; // re-creation requests still unanswered after a fresh session
+    // What a fresh session's recovery still waits for: re-creation requests unanswered,
+    // and clients and subscriptions whose re-creation the gateway refused for now,
+    // until they are tried again (broker-client.js, holdsRecovery).
+    this._recreating = 0;
     this._sleep = null; // {timer, resolve} while waiting to retry
     this._openedAt = 0; // Date.now() of the last OPENED
     this._quickLosses = 0; // sessions lost in a row, each soon after its OPENED
