@@ -91,6 +91,9 @@ const OPEN_RETRY_CODES = new Set([
  */
 const GATEWAY_AWAY = new Set([502, 503, 504]);
 
+/** HTTP answers of an auth handler in front of the gateway: the page must log in again. */
+const REFUSED_BY_AUTH = new Set([401, 403]);
+
 /**
  * Whether an OPEN or BIND that failed with `outcome` (see _establish) is one that time
  * may mend: the gateway away (no transport got through, or only a proxy's 502, 503 or
@@ -1149,10 +1152,12 @@ export class Session {
           }
           break;
         default: // dropped (every transport was closed by _establish)
-          // An HTTP answer from something else in the gateway's place that waiting
-          // does not change (401 from an auth handler, 404): the session cannot come
-          // back, and says why as openSession would. Otherwise, after the backoff.
-          if (!mendsByWaiting(outcome)) {
+          // An auth handler in front of the gateway refusing the page now (401, 403:
+          // its login expired) ends the session, saying why as openSession would: no
+          // waiting brings it back. Any other answer from something in the gateway's
+          // place is tried again after the backoff: the session worked, so the setup
+          // is right, and a proxy answers 404 or 52x for a moment during a deploy.
+          if ((outcome.statuses ?? []).some((st) => REFUSED_BY_AUTH.has(st))) {
             this._terminate(CONNECTION_FAILED, outcome.message);
             return;
           }

@@ -752,7 +752,7 @@ describe("recovery", () => {
 
   // HTTP answers from something else in the gateway's place, read as openSession's
   // retry reads them: a proxy's 503 may pass, a 401 from an auth handler will not.
-  test("a recovery waits out a proxy's 503 and ends on a foreign HTTP 401", { timeout: 15000 }, async (t) => {
+  test("a recovery waits out a proxy's 503 and 404 and ends on a foreign HTTP 401", { timeout: 15000 }, async (t) => {
     const closes = [];
     const answers = [];
     const gw2 = new FakeGateway("streaming");
@@ -771,10 +771,10 @@ describe("recovery", () => {
     first.send(opened());
     const s2 = await pending;
     t.after(() => s2.close());
-    answers.push({ status: 503, statusText: "Service Unavailable" }, { status: 401, statusText: "Unauthorized" });
+    answers.push({ status: 503, statusText: "Service Unavailable" }, { status: 404, statusText: "Not Found" }, { status: 401, statusText: "Unauthorized" });
     first.drop();
-    await waitFor(() => s2.state === "closed", { what: "the session to end on the 401" });
-    assert.equal(gw2.connections.length, 3, "BIND answered 503, tried again, answered 401");
+    await waitFor(() => s2.state === "closed", { what: "the session to end on the 401", timeout: 12000 });
+    assert.equal(gw2.connections.length, 4, "BIND answered 503, then 404, each tried again, then answered 401");
     assert.equal(closes.length, 1);
     assert.equal(closes[0].errorCode, 1006);
     assert.match(closes[0].errorMessage, /HTTP 401 Unauthorized/);
