@@ -5,6 +5,7 @@ import { checkOptions, operation, safeCall } from "./callbacks.js";
 import { FrameType, toBytes } from "./codec.js";
 import { ErrorCode, MqttGatewayError, describeValue, echo } from "./errors.js";
 import { Message } from "./message.js";
+import { frequencyOnWire } from "./limits.js";
 import { brokerReconnectDelay } from "./timers.js";
 import { filterLevels, levelsMatch } from "./topic.js";
 
@@ -238,8 +239,7 @@ export class BrokerClient {
       op.fail(new MqttGatewayError(ErrorCode.invalid_qos, badQos("qos", qos)));
       return op.promise;
     }
-    const mf = Number(o.maxFrequency ?? 0);
-    if (!(mf >= 0) || !Number.isFinite(mf)) throw new TypeError("maxFrequency must be a non-negative number (messages per second)");
+    const maxFrequency = frequencyOnWire(o.maxFrequency ?? 0);
     const retainHandling = o.retainHandling ?? 0;
     if (retainHandling !== 0 && retainHandling !== 1 && retainHandling !== 2) {
       throw new TypeError("retainHandling must be 0 (retained messages at every subscribe), 1 (only for a new subscription) or 2 (never)");
@@ -248,9 +248,6 @@ export class BrokerClient {
       op.fail(new MqttGatewayError(ErrorCode.bad_request, "client not connected"));
       return op.promise;
     }
-    // The wire counts messages per 1000 s so that fractional rates (one per minute)
-    // stay integers; a positive rate never rounds down to 0 (= unlimited).
-    const maxFrequency = mf === 0 ? 0 : Math.max(1, Math.round(mf * 1000));
     // The subscription takes part in dispatch from now on: a retained message may
     // overtake the RESULT on a shared stream, and it is this subscription's.
     // levels: the filter split once here for dispatch (null: matches nothing).
@@ -274,8 +271,7 @@ export class BrokerClient {
    */
   setMaxFrequency(filter, maxFrequency, o = {}) {
     checkOptions("setMaxFrequency", o, []);
-    const mf = Number(maxFrequency);
-    if (!(mf >= 0) || !Number.isFinite(mf)) throw new TypeError("maxFrequency must be a non-negative number (messages per second)");
+    const wire = frequencyOnWire(maxFrequency);
     const op = operation(o);
     const entry = this._subs.get(filter);
     if (!this._acceptsRequests() || !entry) {
@@ -283,7 +279,7 @@ export class BrokerClient {
       return op.promise;
     }
     // Kept in the entry, so a resubscription after a fresh session asks for it.
-    entry.maxFrequency = mf === 0 ? 0 : Math.max(1, Math.round(mf * 1000));
+    entry.maxFrequency = wire;
     this._session._request(
       this,
       (req, handle) => ({ type: FrameType.FREQUENCY, req, handle, filter, maxFrequency: entry.maxFrequency }),

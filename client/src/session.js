@@ -18,6 +18,7 @@ import {
 import { CONNECTION_FAILED, ErrorCode, MqttGatewayError, echo, errorName } from "./errors.js";
 import { Heartbeat, backoffDelay, deadline, freshSessionDelay } from "./timers.js";
 import { safeCall } from "./callbacks.js";
+import { bandwidthOnWire } from "./limits.js";
 import { CookieJar } from "./cookie-jar.js";
 import { describeAnswer, endpoint, sendAsPageGoes } from "./transport-http.js";
 import { forgetTransport, recallTransport, rememberTransport } from "./transport-memory.js";
@@ -190,9 +191,8 @@ export class Session {
       ["session_present", "1"],
     ];
     if (options.maxBandwidth !== undefined && options.maxBandwidth !== null) {
-      const bw = Number(options.maxBandwidth);
-      if (!Number.isFinite(bw) || bw < 0) throw new TypeError("maxBandwidth must be a non-negative number (bytes/s)");
-      this._openOptions.push(["max_bandwidth", String(Math.floor(bw))]);
+      const bw = bandwidthOnWire(options.maxBandwidth);
+      if (bw > 0) this._openOptions.push(["max_bandwidth", String(bw)]);
     }
     /** Called with {dropped} when the gateway dropped messages this session could not take in time (code 4050). */
     this.onOverflow = options.onOverflow ?? null;
@@ -806,9 +806,7 @@ export class Session {
    * @returns {Promise<number>}
    */
   setMaxBandwidth(bytesPerSecond) {
-    const bw = Number(bytesPerSecond);
-    if (!Number.isFinite(bw) || bw < 0) throw new TypeError("bytesPerSecond must be a non-negative number");
-    const value = Math.floor(bw);
+    const value = bandwidthOnWire(bytesPerSecond, "bytesPerSecond");
     // A fresh session after a loss opens with the new value.
     this._openOptions = this._openOptions.filter(([k]) => k !== "max_bandwidth");
     if (value > 0) this._openOptions.push(["max_bandwidth", String(value)]);

@@ -193,6 +193,24 @@ describe("requests", () => {
     await session.close();
   });
 
+  test("rate limits: a positive value never becomes 0 (no limit); strings and values past the wire's range are TypeErrors", async () => {
+    const { session, openFrame, conn } = await open({ maxBandwidth: 0.5 });
+    assert.deepEqual(openFrame.options.at(-1), ["max_bandwidth", "1"], "half a byte per second is 1, not no cap");
+    const client = session.createClient("main");
+    client.connect();
+    client.subscribe("a", { maxFrequency: 0.0001 });
+    const sub = await conn.take(F.SUBSCRIBE);
+    assert.equal(sub.maxFrequency, 1, "one message per 1000 s at least");
+    for (const bad of ["2", 1e23, -1, NaN, Infinity]) {
+      assert.throws(() => client.subscribe("b", { maxFrequency: bad }), (e) => e instanceof TypeError && /maxFrequency/.test(e.message), `maxFrequency ${String(bad)}`);
+      assert.throws(() => client.setMaxFrequency("a", bad), (e) => e instanceof TypeError && /maxFrequency/.test(e.message), `setMaxFrequency ${String(bad)}`);
+      assert.throws(() => session.setMaxBandwidth(bad), (e) => e instanceof TypeError && /bytesPerSecond/.test(e.message), `setMaxBandwidth ${String(bad)}`);
+    }
+    assert.throws(() => client.subscribe("b", { maxFrequency: 1e23 }), /1e\+23 is too large \(messages per second\)/, "says the value given, not the wire's");
+    await assert.rejects(openSession("http://127.0.0.1:1/mqtt", { maxBandwidth: "64KiB" }), (e) => e instanceof TypeError && /maxBandwidth must be a non-negative number/.test(e.message));
+    await session.close();
+  });
+
   test("CONNECT carries the connect options and the will", async () => {
     const { session, conn } = await open();
     const client = session.createClient("sensors", "dev-1");
