@@ -20,9 +20,11 @@ const (
 // client on a slow link got a backlog of megabytes instead of conflated
 // values, and no direct writes. The wrapper's type is not exported; its
 // connection is the embedded net.Conn, an exported field reflect may read.
-// Writes made under the wrapper go uncounted by Caddy's byte metrics, which
-// for a hijacked connection it records before they happen anyway (the
-// gateway counts them in bytes_out_total).
+// The gateway then reads and writes the connection itself, not through the
+// wrapper: Caddy's metrics read the wrapper's counts when the handler
+// returns, while the gateway's writers go on writing (a data race), and
+// record them before most bytes are written anyway. The gateway counts
+// what it sends in bytes_out_total.
 func unwrapHijacked(c net.Conn) net.Conn {
 	v := reflect.ValueOf(c)
 	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {

@@ -155,8 +155,9 @@ func (s *sharedConn) SetDeadline(t time.Time) error {
 // Either way the socket's unsent data is limited (unsent_linux.go), so
 // that a client on a slow link falls behind where the gateway sees it.
 func (s *sharedConn) init(c net.Conn) {
+	c = unwrapHijacked(c)
 	s.Conn = c
-	under := unwrapHijacked(c)
+	under := c
 	tc, isTLS := under.(*tls.Conn)
 	if isTLS {
 		under = tc.NetConn()
