@@ -158,6 +158,44 @@ func TestMaxFrequencyAccuracy(t *testing.T) {
 	t.Logf("single topic: %d deliveries; wildcard over 5 topics: %d deliveries", len(single), len(many))
 }
 
+// A sensor that publishes at QoS 1, to a dashboard whose subscription is
+// QoS 0 and limited to 2/s: the dashboard gets the messages at QoS 0, so
+// the limit applies, and it ends on the latest value. A QoS 1 subscription
+// with the same limit gets every message, never conflated. (Messages
+// published at QoS 1 passed every limit: 200 of 200 at a limit of 1/s.)
+func TestFrequencyLimitAppliesToQoS1MessagesReceivedAtQoS0(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	ctx := ctx10(t)
+	dashboard, alarms := dial(t, url), dial(t, url)
+	for c, qos := range map[*gwclient.Client]byte{dashboard: 0, alarms: 1} {
+		h := connectMain(t, c)
+		if _, err := c.SubscribeLimited(ctx, h, "q1/+", qos, 2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const n = 100
+	end := time.Now().Add(4 * time.Second) // 1 s of publishing, then the held values
+	dashCh, alarmCh := make(chan []arrival), make(chan []arrival)
+	go func() { dashCh <- collect(dashboard, end) }()
+	go func() { alarmCh <- collect(alarms, end) }()
+	publishAt(t, mqttPublisher(t, mq.port), []string{"q1/t"}, n, 100, 8, 1)
+	dash, alarm := <-dashCh, <-alarmCh
+
+	if len(dash) > 6 || len(dash) == 0 || dash[len(dash)-1].seq != n-1 {
+		t.Errorf("the QoS 0 subscription limited to 2/s got %d of %d messages published at QoS 1, the last %v; want at most 6, ending on %d",
+			len(dash), n, dash[max(len(dash)-1, 0):], n-1)
+	}
+	if len(alarm) != n {
+		t.Errorf("the QoS 1 subscription got %d of %d messages published at QoS 1, want every one", len(alarm), n)
+	}
+	for i, a := range alarm {
+		if a.seq != uint64(i) {
+			t.Fatalf("the QoS 1 subscription's message %d is %d", i, a.seq)
+		}
+	}
+}
+
 // A session capped at 10 kbit/s receiving a 100 kbit/s stream stays within
 // 10% of the cap over 10 s, and ends on the latest values.
 func TestMaxBandwidthCap(t *testing.T) {

@@ -343,7 +343,7 @@ func (s *Session) Subscribe(req, handle uint64, filter string, qos byte, opts Su
 		}
 		c.subs[filter] = qos
 		s.mu.Lock()
-		s.setFrequency(c, c.hub.stream, filter, maxFrequency)
+		s.setFrequency(c, c.hub.stream, filter, qos, maxFrequency)
 		s.mu.Unlock()
 		s.result(req, nil, uint64(granted))
 	}); err != nil {
@@ -359,12 +359,13 @@ func (s *Session) SetFrequency(req, handle uint64, filter string, maxFrequency f
 		return
 	}
 	if err := c.request(reqSetFrequency, req, filterCost(filter), func() {
-		if _, ok := c.subs[filter]; !ok || c.hub == nil {
+		qos, ok := c.subs[filter]
+		if !ok || c.hub == nil {
 			s.result(req, Errorf(CodeBadRequest, "client %d has no subscription to %q", handle, TrimText(filter)), 0)
 			return
 		}
 		s.mu.Lock()
-		s.setFrequency(c, c.hub.stream, filter, maxFrequency)
+		s.setFrequency(c, c.hub.stream, filter, qos, maxFrequency)
 		s.mu.Unlock()
 		s.result(req, nil, 0)
 	}); err != nil {

@@ -21,6 +21,7 @@ import (
 type freqLimit struct {
 	asked    float64       // messages per second the client asked for, 0: none
 	interval time.Duration // in force after the caps, 0: unlimited
+	qos      byte          // the subscription's: what QoS its messages reach the client at, at most
 }
 
 type freqTable struct {
@@ -28,22 +29,24 @@ type freqTable struct {
 	index    *topic.Index[*Client] // while the session has limits in force
 }
 
-// interval is the least restrictive limit of the filters matching name (a
-// session receives a message once), and whether any matched. A nil table
-// matches nothing.
-func (ft *freqTable) interval(name string) (interval time.Duration, matched bool) {
+// limit is the least restrictive limit of the filters matching name (a
+// session receives a message once), the highest QoS among them, and
+// whether any matched. A nil table matches nothing.
+func (ft *freqTable) limit(name string) (interval time.Duration, qos byte, matched bool) {
 	if ft == nil {
-		return 0, false
+		return 0, 0, false
 	}
 	take := func(filter string, c *Client) {
-		iv := ft.byFilter[filter][c].interval
-		if !matched || iv < interval {
-			interval, matched = iv, true
+		lim := ft.byFilter[filter][c]
+		if !matched || lim.interval < interval {
+			interval = lim.interval
 		}
+		qos = max(qos, lim.qos)
+		matched = true
 	}
 	if ft.index != nil {
 		ft.index.Match(name, take)
-		return interval, matched
+		return interval, qos, matched
 	}
 	for filter, byClient := range ft.byFilter { // not indexed: no limit in force
 		if topic.Match(filter, name) {
@@ -52,7 +55,7 @@ func (ft *freqTable) interval(name string) (interval time.Duration, matched bool
 			}
 		}
 	}
-	return interval, matched
+	return interval, qos, matched
 }
 
 // indexFreqs makes the index of every table that lacks one, once a limit
@@ -89,8 +92,8 @@ func (s *Session) indexAsNeeded() {
 }
 
 // setFrequency records a client's subscription limit, asked in messages
-// per second (0: none). Called with s.mu held.
-func (s *Session) setFrequency(c *Client, stream uint64, filter string, asked float64) {
+// per second (0: none), and the subscription's QoS. Called with s.mu held.
+func (s *Session) setFrequency(c *Client, stream uint64, filter string, qos byte, asked float64) {
 	s.clearFrequency(c, stream, filter)
 	if s.freqs == nil {
 		s.freqs = map[uint64]*freqTable{}
@@ -105,7 +108,7 @@ func (s *Session) setFrequency(c *Client, stream uint64, filter string, asked fl
 		byClient = map[*Client]freqLimit{}
 		ft.byFilter[filter] = byClient
 	}
-	lim := freqLimit{asked: asked, interval: s.mgr.interval(asked, s.capFrequency)}
+	lim := freqLimit{asked: asked, interval: s.mgr.interval(asked, s.capFrequency), qos: qos}
 	byClient[c] = lim
 	if ft.index != nil {
 		ft.index.Add(filter, c)
@@ -169,7 +172,7 @@ func (s *Session) reapplyLimits() {
 				case lim.interval > 0 && iv <= 0:
 					s.throttled--
 				}
-				byClient[c] = freqLimit{asked: lim.asked, interval: iv}
+				byClient[c] = freqLimit{asked: lim.asked, interval: iv, qos: lim.qos}
 			}
 		}
 	}

@@ -133,6 +133,14 @@ func messageSize(m *Message) int { return 64 + len(m.Topic) + len(m.Payload) }
 
 // except is a copy of m for the session of the client with handle client,
 // which must not get it (an encoding of its own).
+// atQoS0 is m as a QoS 0 message, for a session whose clients all get it at
+// QoS 0 (throttle.go): a copy, since m is shared, with an encoding of its
+// own.
+func (m *Message) atQoS0() *Message {
+	return &Message{Stream: m.Stream, Topic: m.Topic, Payload: m.Payload, Retain: m.Retain,
+		PublishedRetain: m.PublishedRetain, Dup: m.Dup, Props: m.Props, Client: m.Client, Except: m.Except}
+}
+
 func (m *Message) except(client uint64) *Message {
 	return &Message{Stream: m.Stream, Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain,
 		PublishedRetain: m.PublishedRetain, Dup: m.Dup, Props: m.Props, Except: client}

@@ -399,9 +399,11 @@ func (s *Session) deliver(m *Message) {
 	// their hubs; pushLocked drops them, and the gate is gone (finish).
 	// An addressed message is one client's answer to its SUBSCRIBE: no
 	// limit holds it back, and no other value takes its place.
-	if s.throttled > 0 && s.closed == nil && m.Client == 0 && !s.admit(m) { // throttled, not gate: it is on the cache line fan-out reads anyway
-		s.mu.Unlock()
-		return
+	if s.throttled > 0 && s.closed == nil && m.Client == 0 { // throttled, not gate: it is on the cache line fan-out reads anyway
+		if m = s.admit(m); m == nil {
+			s.mu.Unlock()
+			return
+		}
 	}
 	s.pushLocked(Event{Kind: EventMessage, Msg: m})
 	s.mu.Unlock()

@@ -13,7 +13,10 @@ import (
 // the subscription matches, and only to QoS 0: a wildcard subscription
 // keeps the latest value of every topic, and the latest value of every topic
 // is always delivered in the end, and last. QoS 1/2 messages are never held
-// back, and a value held for their topic, being older, is dropped.
+// back, and a value held for their topic, being older, is dropped. QoS 0 is
+// the QoS the session's clients get a message at: one published at QoS 1
+// or 2 that reaches them at QoS 0, as every matching subscription of the
+// session is QoS 0, is a QoS 0 value like the others.
 //
 // When several subscriptions of a session match a topic, the least
 // restrictive wins, since the session receives a message once.
@@ -71,23 +74,36 @@ func (s *Session) releaseHeld() {
 }
 
 // admit passes a QoS 0 message through the frequency gate, or holds it as
-// its topic's latest value. A message that goes past the gate (QoS 1/2, a
-// topic without a limit now) drops the value held for its topic: that one
-// is older and must not arrive after it. Called with s.mu held.
+// its topic's latest value: it returns the message to send now, or nil. A
+// message that goes past the gate (QoS 1/2, a topic without a limit now)
+// drops the value held for its topic: that one is older and must not
+// arrive after it. Called with s.mu held.
 //
 // A client's own publish, which one client of the session must not get
 // (Message.Except), supersedes the held value for the others only: for
 // that client the held value is the latest. So that value goes out first,
 // early, and the echo takes its place.
-func (s *Session) admit(m *Message) bool {
-	if m.QoS > 0 {
-		s.supersedeHeld(m)
-		return true
-	}
-	interval, matched := s.freqs[m.Stream].interval(m.Topic)
+func (s *Session) admit(m *Message) *Message {
+	interval, qos, matched := s.freqs[m.Stream].limit(m.Topic)
 	if !matched || interval <= 0 {
 		s.supersedeHeld(m)
-		return true
+		return m
+	}
+	if m.QoS > 0 {
+		// The shared connection receives messages at the QoS they were
+		// published at, and a client gets one at the lower of that and its
+		// subscription's. When every subscription of the session that
+		// matches is QoS 0, the message is a QoS 0 value for the session,
+		// and its limit applies: a sensor publishing at QoS 1 was not
+		// limited at all. A copy, at QoS 0 (the message is shared): held,
+		// it is conflated like any QoS 0 value, in the gate and in the
+		// queue. Not on a dedicated stream, whose broker sends at the
+		// subscription's QoS already and awaits the ACK of what it sent.
+		if qos > 0 || m.PacketID != 0 {
+			s.supersedeHeld(m)
+			return m
+		}
+		m = m.atQoS0()
 	}
 	now := time.Now()
 	key := conflationKey{m.Stream, m.Topic}
@@ -98,14 +114,15 @@ func (s *Session) admit(m *Message) bool {
 	if replaced {
 		s.mgr.metrics.Conflated.Inc()
 	}
-	if !ok {
-		if l := s.out.limits; s.gate.Waiting() > l.pendingFrames || s.gate.Held() > l.pendingBytes {
-			s.heldOverflow(key, m)
-			return false
-		}
-		s.armGate(now)
+	if ok {
+		return m
 	}
-	return ok
+	if l := s.out.limits; s.gate.Waiting() > l.pendingFrames || s.gate.Held() > l.pendingBytes {
+		s.heldOverflow(key, m)
+		return nil
+	}
+	s.armGate(now)
+	return nil
 }
 
 // heldOverflow drops m, the value just held for key: the values a session's
