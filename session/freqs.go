@@ -17,10 +17,12 @@ import (
 // (a few hundred bytes per filter) is not kept: most sessions are idle
 // dashboards, and their memory is the gateway's.
 
-// freqLimit is one client's limit on one subscription.
+// freqLimit is one client's limit on one subscription. 16 bytes: every
+// subscription of every session has one, in a small map, and a float32 is
+// precise enough for a rate the wire gives in thousandths.
 type freqLimit struct {
-	asked    float64       // messages per second the client asked for, 0: none
 	interval time.Duration // in force after the caps, 0: unlimited
+	asked    float32       // messages per second the client asked for, 0: none
 	qos      byte          // the subscription's: what QoS its messages reach the client at, at most
 }
 
@@ -108,7 +110,7 @@ func (s *Session) setFrequency(c *Client, stream uint64, filter string, qos byte
 		byClient = map[*Client]freqLimit{}
 		ft.byFilter[filter] = byClient
 	}
-	lim := freqLimit{asked: asked, interval: s.mgr.interval(asked, s.capFrequency), qos: qos}
+	lim := freqLimit{asked: float32(asked), interval: s.mgr.interval(asked, s.capFrequency), qos: qos}
 	byClient[c] = lim
 	if ft.index != nil {
 		ft.index.Add(filter, c)
@@ -165,7 +167,7 @@ func (s *Session) reapplyLimits() {
 	for _, ft := range s.freqs {
 		for _, byClient := range ft.byFilter {
 			for c, lim := range byClient {
-				iv := s.mgr.interval(lim.asked, s.capFrequency)
+				iv := s.mgr.interval(float64(lim.asked), s.capFrequency)
 				switch {
 				case lim.interval <= 0 && iv > 0:
 					s.throttled++
