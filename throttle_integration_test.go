@@ -231,6 +231,41 @@ func TestMaxBandwidthCap(t *testing.T) {
 	}
 }
 
+// A sensor publishing at QoS 1, to a session capped at 2 KB/s whose
+// subscriptions are QoS 0: its clients get the messages at QoS 0, so the
+// cap conflates them per topic as it does QoS 0 ones, and every topic's
+// latest value arrives soon after the burst. (They queued in full, the
+// cap never conflated them: 500 messages took some 30 s to drain, and
+// past the queue's bounds the newest would have been dropped.)
+func TestBandwidthCapConflatesQoS1MessagesReceivedAtQoS0(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	ctx := ctx10(t)
+	c, err := gwclient.DialWith(ctx, &websocket.Dialer{}, url, nil, []transport.KV{{Key: "max_bandwidth", Value: "2000"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	connectSubscribe(t, c, "bwq/+", 0)
+	topics := []string{"bwq/0", "bwq/1", "bwq/2", "bwq/3", "bwq/4"}
+	const n = 500
+	got := make(chan []arrival)
+	end := time.Now().Add(5 * time.Second) // 1 s of publishing, then 4 s
+	go func() { got <- collect(c, end) }()
+	publishAt(t, mqttPublisher(t, mq.port), topics, n, 500, 100, 1)
+	arrivals := <-got
+	last := map[string]uint64{}
+	for _, a := range arrivals {
+		last[a.topic] = a.seq
+	}
+	for i, topic := range topics {
+		if want := uint64(n - len(topics) + i); last[topic] != want {
+			t.Errorf("%s ended on %d within 4 s of the burst, want the latest value %d", topic, last[topic], want)
+		}
+	}
+	t.Logf("%d of %d messages delivered under the cap", len(arrivals), n)
+}
+
 // The server's max_bandwidth caps every session, asked or not; and a
 // capped session's own RESULTs do not wait behind its backlog of messages.
 func TestServerBandwidthCapAndResultsFirst(t *testing.T) {

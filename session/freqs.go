@@ -29,6 +29,16 @@ type freqLimit struct {
 type freqTable struct {
 	byFilter map[string]map[*Client]freqLimit
 	index    *topic.Index[*Client] // while the session has limits in force
+	// aboveQoS0 counts the subscriptions above QoS 0: with none, the
+	// session's clients get every message of the stream at QoS 0.
+	aboveQoS0 int
+}
+
+// allQoS0 reports whether every subscription in the table is QoS 0 (and
+// there is one): a message of the stream reaches the session's clients at
+// QoS 0, whatever it was published at.
+func (ft *freqTable) allQoS0() bool {
+	return ft != nil && ft.aboveQoS0 == 0 && len(ft.byFilter) > 0
 }
 
 // limit is the least restrictive limit of the filters matching name (a
@@ -112,6 +122,9 @@ func (s *Session) setFrequency(c *Client, stream uint64, filter string, qos byte
 	}
 	lim := freqLimit{asked: float32(asked), interval: s.mgr.interval(asked, s.capFrequency), qos: qos}
 	byClient[c] = lim
+	if qos > 0 {
+		ft.aboveQoS0++
+	}
 	if ft.index != nil {
 		ft.index.Add(filter, c)
 	}
@@ -136,6 +149,9 @@ func (s *Session) clearFrequency(c *Client, stream uint64, filter string) {
 		return
 	}
 	delete(byClient, c)
+	if lim.qos > 0 {
+		ft.aboveQoS0--
+	}
 	if ft.index != nil {
 		ft.index.Remove(filter, c)
 	}

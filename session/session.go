@@ -300,6 +300,9 @@ func (s *Session) pushLocked(e Event) {
 		// Past conflate_after, messages are indexed by topic, so that
 		// once the client is behind the newest replaces them.
 		track := s.bucket != nil || over
+		if track {
+			e.Msg = s.receivedQoS(e.Msg)
+		}
 		conflate := s.bucket != nil || over && s.behindLocked()
 		switch {
 		case conflate && o.conflate(e):

@@ -125,6 +125,18 @@ func (s *Session) admit(m *Message) *Message {
 	return nil
 }
 
+// receivedQoS is m as the session's clients receive it, for the queue to
+// conflate under a bandwidth cap or for a slow client: a message published
+// at QoS 1 or 2 on the shared connection is a QoS 0 value when every
+// subscription the session holds on it is QoS 0 (a copy, as in admit),
+// and is conflated as one. Otherwise m. Called with s.mu held.
+func (s *Session) receivedQoS(m *Message) *Message {
+	if m.QoS == 0 || m.PacketID != 0 || m.Client != 0 || m.Except != 0 || !s.freqs[m.Stream].allQoS0() {
+		return m
+	}
+	return m.atQoS0()
+}
+
 // heldOverflow drops m, the value just held for key: the values a session's
 // frequency limits hold (the latest of each topic, until its time comes)
 // may take what its queue may, max_queued_frames and max_queued_bytes, as
