@@ -38,6 +38,18 @@ async function open(options = {}) {
   return { gw, conn, session, openFrame };
 }
 
+/**
+ * The gateway loses the session (CLOSE `code`) and the client's next connection opens
+ * a fresh one, SID2: returns that connection, OPENED sent.
+ */
+async function replacedSession(gw, conn, { code = 4010, message = "unknown session" } = {}) {
+  conn.send({ type: F.SERVER_CLOSE, code, message });
+  const conn2 = await gw.connection(1);
+  await conn2.take(F.OPEN);
+  conn2.send(opened({ session: SID2 }));
+  return conn2;
+}
+
 /** A connected client on a shared (or dedicated) stream. */
 async function connected(session, conn, { stream = 1, clientId = "" } = {}) {
   const client = session.createClient("main", clientId);
@@ -701,10 +713,7 @@ describe("recovery", () => {
     const { client } = await connected(session, conn, { clientId: "dev-1" });
     const lost = [];
     client.onConnectionLost = (e) => lost.push(e.errorCode);
-    conn.send({ type: F.SERVER_CLOSE, code: 4012, message: "gap" });
-    const conn2 = await gw.connection(1);
-    await conn2.take(F.OPEN);
-    conn2.send(opened({ session: SID2 }));
+    const conn2 = await replacedSession(gw, conn, { code: 4012, message: "gap" });
     const c = await conn2.take(F.CONNECT);
     conn2.send(result(c.req, 0, 4041, "broker down"));
     assert.deepEqual(lost, [4041]);
@@ -811,10 +820,7 @@ describe("recovery", () => {
     const got = [];
     client.onMessageArrived = (m) => got.push(m.destinationName);
 
-    conn.send({ type: F.SERVER_CLOSE, code: 4010, message: "unknown session" });
-    const conn2 = await gw.connection(1);
-    await conn2.take(F.OPEN);
-    conn2.send(opened({ session: SID2 }));
+    const conn2 = await replacedSession(gw, conn);
     const c = await conn2.take(F.CONNECT);
     const sub = await conn2.take(F.SUBSCRIBE);
     // The SUBSCRIBE that followed the refused CONNECT has no connection to go to.
@@ -846,10 +852,7 @@ describe("recovery", () => {
     t.after(() => session.close());
     const { client } = await connected(session, conn);
     client.onConnectionLost = (e) => events.push(["lost", e.errorCode]);
-    conn.send({ type: F.SERVER_CLOSE, code: 4010, message: "unknown session" });
-    const conn2 = await gw.connection(1);
-    await conn2.take(F.OPEN);
-    conn2.send(opened({ session: SID2 }));
+    const conn2 = await replacedSession(gw, conn);
     const c = await conn2.take(F.CONNECT);
     conn2.send(result(c.req, 0, 4022, "authorize hook unavailable"));
     await waitFor(() => client.state === "connecting", { what: "the client waiting to try again" });
@@ -867,10 +870,7 @@ describe("recovery", () => {
     const { client } = await connected(session, conn);
     await subscribed(client, conn, "a/+");
     client.onConnectionLost = (e) => events.push(["lost", e.errorCode]);
-    conn.send({ type: F.SERVER_CLOSE, code: 4010, message: "unknown session" });
-    const conn2 = await gw.connection(1);
-    await conn2.take(F.OPEN);
-    conn2.send(opened({ session: SID2 }));
+    const conn2 = await replacedSession(gw, conn);
     const c = await conn2.take(F.CONNECT);
     const sub = await conn2.take(F.SUBSCRIBE);
     conn2.send(result(c.req, 0, 4021, "not authorized"), result(sub.req, 0, 4003, "unknown handle"));
@@ -894,10 +894,7 @@ describe("recovery", () => {
     await subscribed(client, conn, "a/+", 1);
     await subscribed(client, conn, "b/#");
     client.onReconnectionComplete = (i) => events.push(["client complete", i.failedSubscriptions]);
-    conn.send({ type: F.SERVER_CLOSE, code: 4010, message: "unknown session" });
-    const conn2 = await gw.connection(1);
-    await conn2.take(F.OPEN);
-    conn2.send(opened({ session: SID2 }));
+    const conn2 = await replacedSession(gw, conn);
     const c = await conn2.take(F.CONNECT);
     const s1 = await conn2.take(F.SUBSCRIBE);
     const s2 = await conn2.take(F.SUBSCRIBE);
@@ -1017,10 +1014,7 @@ describe("requests lost with a connection (BOUND's requests)", () => {
     const { client } = await connected(session, conn);
     await subscribed(client, conn, "a/#");
     await subscribed(client, conn, "b/#"); // requests 1-3 of the first session
-    conn.send({ type: F.SERVER_CLOSE, code: 4010, message: "unknown session" });
-    const conn2 = await gw.connection(1);
-    await conn2.take(F.OPEN);
-    conn2.send(opened({ session: SID2 }));
+    const conn2 = await replacedSession(gw, conn);
     const c = await conn2.take(F.CONNECT); // request 1 of the fresh session
     await conn2.take(F.SUBSCRIBE); // 2
     const sb = await conn2.take(F.SUBSCRIBE); // 3
