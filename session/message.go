@@ -131,17 +131,25 @@ func (e *Event) size() int {
 
 func messageSize(m *Message) int { return 64 + len(m.Topic) + len(m.Payload) }
 
-// except is a copy of m for the session of the client with handle client,
-// which must not get it (an encoding of its own).
-// atQoS0 is m as a QoS 0 message, for a session whose clients all get it at
-// QoS 0 (throttle.go): a copy, since m is shared, with an encoding of its
-// own.
-func (m *Message) atQoS0() *Message {
-	return &Message{Stream: m.Stream, Topic: m.Topic, Payload: m.Payload, Retain: m.Retain,
-		PublishedRetain: m.PublishedRetain, Dup: m.Dup, Props: m.Props, Client: m.Client, Except: m.Except}
+// variant is a copy of m to change for one session: every field but the
+// encoding, which the copy computes for itself once changed.
+func (m *Message) variant() *Message {
+	return &Message{Stream: m.Stream, Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain,
+		PublishedRetain: m.PublishedRetain, Dup: m.Dup, PacketID: m.PacketID, Client: m.Client, Except: m.Except, Props: m.Props}
 }
 
+// atQoS0 is m as a QoS 0 message, for a session whose clients all get it at
+// QoS 0 (throttle.go).
+func (m *Message) atQoS0() *Message {
+	v := m.variant()
+	v.QoS = 0
+	return v
+}
+
+// except is m for the session of the client with handle client, which
+// must not get it.
 func (m *Message) except(client uint64) *Message {
-	return &Message{Stream: m.Stream, Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain,
-		PublishedRetain: m.PublishedRetain, Dup: m.Dup, Props: m.Props, Except: client}
+	v := m.variant()
+	v.Except = client
+	return v
 }

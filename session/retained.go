@@ -87,7 +87,8 @@ func (h *Hub) onRetained(m *Message, id int, echoSess *Session, echoClient uint6
 			return live
 		}
 		if asPublished == nil {
-			asPublished = &Message{Stream: m.Stream, Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, PublishedRetain: true, Dup: m.Dup, Props: m.Props}
+			asPublished = live.variant()
+			asPublished.PublishedRetain = true
 		}
 		return asPublished
 	}
