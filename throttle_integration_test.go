@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -196,17 +197,24 @@ func TestFrequencyLimitAppliesToQoS1MessagesReceivedAtQoS0(t *testing.T) {
 	}
 }
 
+// dialCapped opens a session that asks for a bandwidth cap of
+// bytesPerSecond (the OPEN option max_bandwidth).
+func dialCapped(t *testing.T, url string, bytesPerSecond int) *gwclient.Client {
+	t.Helper()
+	c, err := gwclient.DialWith(ctx10(t), &websocket.Dialer{}, url, nil, []transport.KV{{Key: "max_bandwidth", Value: strconv.Itoa(bytesPerSecond)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 // A session capped at 10 kbit/s receiving a 100 kbit/s stream stays within
 // 10% of the cap over 10 s, and ends on the latest values.
 func TestMaxBandwidthCap(t *testing.T) {
 	mq := startMosquitto(t)
 	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
-	ctx := ctx10(t)
-	c, err := gwclient.DialWith(ctx, &websocket.Dialer{}, url, nil, []transport.KV{{Key: "max_bandwidth", Value: "1250"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := dialCapped(t, url, 1250)
 	connectSubscribe(t, c, "bw/+", 0)
 	topics := []string{"bw/0", "bw/1", "bw/2", "bw/3", "bw/4"}
 	pub := mqttPublisher(t, mq.port)
@@ -240,12 +248,7 @@ func TestMaxBandwidthCap(t *testing.T) {
 func TestBandwidthCapConflatesQoS1MessagesReceivedAtQoS0(t *testing.T) {
 	mq := startMosquitto(t)
 	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
-	ctx := ctx10(t)
-	c, err := gwclient.DialWith(ctx, &websocket.Dialer{}, url, nil, []transport.KV{{Key: "max_bandwidth", Value: "2000"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := dialCapped(t, url, 2000)
 	connectSubscribe(t, c, "bwq/+", 0)
 	topics := []string{"bwq/0", "bwq/1", "bwq/2", "bwq/3", "bwq/4"}
 	const n = 500
