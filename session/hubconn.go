@@ -249,7 +249,7 @@ func (h *Hub) onDown() bool {
 		fs.asked = -1
 	}
 	closed := h.closed
-	farewell := h.sess.farewell.Load()
+	farewell := h.farewellLocked()
 	var lost []*Client
 	if h.dedicated && h.yielding {
 		h.kicked = true
@@ -305,6 +305,15 @@ func lostBecause(broker string, farewell *packets.Disconnect) *Error {
 // reasonSessionTakenOver is MQTT 5's DISCONNECT reason for a connection
 // whose client ID a newer connection claimed.
 const reasonSessionTakenOver = 0x8E
+
+// farewellLocked is the DISCONNECT the broker ended the hub's last
+// connection with, if any. Called with h.mu held.
+func (h *Hub) farewellLocked() *packets.Disconnect {
+	if h.sess == nil {
+		return nil
+	}
+	return h.sess.farewell.Load()
+}
 
 func farewellReason(d *packets.Disconnect) string {
 	var text string

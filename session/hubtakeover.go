@@ -1,7 +1,5 @@
 package session
 
-import "github.com/eclipse/paho.golang/packets"
-
 // yield marks a dedicated hub whose client ID a newer CONNECT claims; see
 // yielding.
 func (h *Hub) yield() {
@@ -24,10 +22,7 @@ func (h *Hub) keep() {
 			lost = append(lost, c)
 		}
 	}
-	var farewell *packets.Disconnect
-	if h.sess != nil {
-		farewell = h.sess.farewell.Load()
-	}
+	farewell := h.farewellLocked()
 	h.mu.Unlock()
 	h.tellLost(lost, lostBecause(h.br().cfg.Name, farewell))
 }
