@@ -412,6 +412,41 @@ func TestWillWhenTheSessionExpires(t *testing.T) {
 	}
 }
 
+// A web client that goes away (CLOSE with its "left" flag: a page closed,
+// reloaded or left) did not disconnect its dedicated clients, so their
+// wills fire at once, as a page's own MQTT connection's do; a client it
+// disconnected first has none, and a session closed on purpose (plain
+// CLOSE) ends cleanly. The two clean ends come first, so a will of theirs,
+// if sent, would be the first to arrive.
+func TestWillWhenThePageGoes(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	connectWithWill := func(id string) (*gwclient.Client, uint64) {
+		c := dial(t, url)
+		h, _, err := c.Connect(ctx10(t), session.ConnectParams{Broker: "main", ClientID: id, CleanStart: true,
+			Will: &session.PublishParams{Topic: "wills/" + id, QoS: 1, Payload: []byte(id + " gone")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, h
+	}
+	closed, _ := connectWithWill("closed")
+	disconnected, h := connectWithWill("disconnected")
+	leaving, _ := connectWithWill("leaving")
+	wait := mosquittoSub(t, mq.port, "-t", "wills/#", "-C", "1", "-W", "5", "-v")
+	time.Sleep(300 * time.Millisecond) // mosquitto_sub has subscribed
+	closed.Close()
+	if _, err := disconnected.DisconnectAsync(h); err != nil { // as a pagehide listener would
+		t.Fatal(err)
+	}
+	disconnected.Leave()
+	time.Sleep(200 * time.Millisecond)
+	leaving.Leave()
+	if got := strings.TrimSpace(string(wait())); got != "wills/leaving leaving gone" {
+		t.Fatalf("first will published: %q, want the will of the client whose page went", got)
+	}
+}
+
 // A will reaches the broker with every property the web client gave it
 // (paho.golang v0.23.0 alone drops all but the user properties), and comes
 // back to a web client subscribed to it.

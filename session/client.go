@@ -483,6 +483,12 @@ func (s *Session) Disconnect(req, handle uint64) {
 		return
 	}
 	if err := c.request(reqDisconnect, req, requestOverhead, func() {
+		// The web client asked for this: a clean end, without the will,
+		// even when its session ended meanwhile with wills to fire (a
+		// page's pagehide listener disconnects, then the page goes).
+		s.mu.Lock()
+		c.fireWill = false
+		s.mu.Unlock()
 		if c.hub != nil {
 			s.notify(Action{Kind: "disconnect", Broker: c.hub.br().cfg.Name, ClientID: c.clientID})
 		}

@@ -48,8 +48,11 @@ type Session struct {
 	// A wake put off by the write delay is queued (writedelay.go), for
 	// held messages queued since.
 	wakeQueued bool
-	held       int
-	out        outbox // in the session, not behind a pointer: one object less per delivery
+	// left: the web client went away (Leave) rather than disconnecting
+	// its clients, so their wills fire. Beside wakeQueued: no padding.
+	left bool
+	held int
+	out  outbox // in the session, not behind a pointer: one object less per delivery
 	// written counts, at a shutdown, the bound connection that is to
 	// write the session's CLOSE frame (Manager.Close); nil otherwise.
 	written *sync.WaitGroup
@@ -437,18 +440,31 @@ func (s *Session) answer(e Event) {
 
 // Close ends the session: its clients are disconnected, its subscriptions
 // released, and its transport (if any) told why.
-func (s *Session) Close(reason *Error) { s.closeAwaitingWrite(reason, nil) }
+func (s *Session) Close(reason *Error) { s.closeWith(reason, nil, false) }
+
+// Leave ends the session for a web client that went away without
+// disconnecting its clients (its page was closed, reloaded or left): as
+// Close by the client, queued requests included, but the dedicated
+// clients' wills fire, as a direct MQTT connection's do when its page
+// goes. An explicit disconnect before it is a clean one still.
+func (s *Session) Leave() {
+	s.closeWith(&Error{Code: CodeOK, Message: "closed by the client: its page went away"}, nil, true)
+}
 
 // closeAwaitingWrite is Close that, if written is not nil and a connection
 // is bound to write the CLOSE frame, counts it in written until that
 // connection is done (Detach).
 func (s *Session) closeAwaitingWrite(reason *Error, written *sync.WaitGroup) {
+	s.closeWith(reason, written, false)
+}
+
+func (s *Session) closeWith(reason *Error, written *sync.WaitGroup, left bool) {
 	s.mu.Lock()
 	if s.closed != nil {
 		s.mu.Unlock()
 		return
 	}
-	s.closed = reason
+	s.closed, s.left = reason, left
 	if written != nil && s.conn != nil {
 		written.Add(1)
 		s.written = written
@@ -472,13 +488,14 @@ func (s *Session) finish() {
 	s.gateTimer.stop()
 	s.budgetTimer.stop()
 	s.gate = nil // deliver no longer admits (closed)
-	reason := s.closed
+	reason, left := s.closed, s.left
 	s.mu.Unlock()
 	// A will is for a client that vanished: the session expired, broke the
-	// protocol or was ended by the gateway. A session the web client
-	// closed is a clean DISCONNECT, and so is a shutdown (4090) unless
-	// wills_on_shutdown says otherwise (Manager.Close).
-	fireWill := reason.Code != CodeOK && reason.Code != CodeShuttingDown
+	// protocol, was ended by the gateway, or its page went away (Leave). A
+	// session the web client closed is a clean DISCONNECT, and so is a
+	// shutdown (4090) unless wills_on_shutdown says otherwise
+	// (Manager.Close).
+	fireWill := left || (reason.Code != CodeOK && reason.Code != CodeShuttingDown)
 	s.closeAfter(len(clients))
 	for _, c := range clients {
 		c.release(fireWill, reason.Code == CodeOK)

@@ -72,6 +72,7 @@ func TestClientFramesRoundTrip(t *testing.T) {
 		{AppendAck(nil, 3, 65535), Frame{Type: TypeAck, Stream: 3, PacketID: 65535}},
 		{AppendPing(nil), Frame{Type: TypePing}},
 		{AppendClose(nil), Frame{Type: TypeClose}},
+		{AppendCloseLeft(nil), Frame{Type: TypeClose, Left: true}},
 	}
 	for _, tc := range cases {
 		got := decodeOne(t, tc.unit)
@@ -173,6 +174,9 @@ func TestMalformedFramesAreRejected(t *testing.T) {
 		"reserved connect flag": {TypeConnect, 1, 1, 1, 'b', 0, 0x20, 0, 0, 0, 0},
 		"will qos without will": {TypeConnect, 1, 1, 1, 'b', 0, 0x04, 0, 0, 0, 0},
 		"will retain, no will":  {TypeConnect, 1, 1, 1, 'b', 0, 0x10, 0, 0, 0, 0},
+		"reserved close flag":   {TypeClose, 0x02},
+		"bytes after close":     {TypeClose, 0x01, 0},
+		"body on a ping":        {TypePing, 0},
 	}
 	var plain Frame
 	if err := Decode([]byte{TypeConnect, 1, 1, 1, 'b', 0, 0x01, 0, 0, 0, 0}, &plain); err != nil || !plain.Connect.CleanStart {

@@ -36,7 +36,11 @@ func dispatch(s *session.Session, f *Frame) error {
 		s.Ack(f.Stream, f.PacketID)
 	case TypePing:
 	case TypeClose:
-		s.Close(&session.Error{Code: session.CodeOK, Message: "closed by the client"})
+		if f.Left {
+			s.Leave()
+		} else {
+			s.Close(&session.Error{Code: session.CodeOK, Message: "closed by the client"})
+		}
 	default:
 		return fmt.Errorf("%w: frame type 0x%02x not expected from a client", ErrMalformed, f.Type)
 	}

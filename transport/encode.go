@@ -308,6 +308,10 @@ func AppendAck(b []byte, stream, packetID uint64) []byte {
 // AppendClose appends the client's CLOSE frame.
 func AppendClose(b []byte) []byte { return append(b, 1, TypeClose) }
 
+// AppendCloseLeft appends the CLOSE frame of a client that went away (its
+// page closed): the session's dedicated clients' wills fire.
+func AppendCloseLeft(b []byte) []byte { return append(b, 2, TypeClose, closeLeft) }
+
 // AppendFrequency appends a FREQUENCY frame (messages per 1000 s; 0:
 // unlimited).
 func AppendFrequency(b []byte, req, handle uint64, filter string, maxFrequency uint64) []byte {

@@ -58,6 +58,8 @@ const (
 
 	sendCounted = 0x01 // SEND: requests is given
 
+	closeLeft = 0x01 // CLOSE: the client went away; its clients' wills fire
+
 	connectClean      = 0x01
 	connectWill       = 0x02
 	connectWillQoS    = 0x0C
@@ -114,6 +116,10 @@ type Frame struct {
 	// Counted): requests the client sent before the body's first
 	Requests uint64
 	Counted  bool
+
+	// CLOSE from the client: it went away (a page closed) rather than
+	// ending its clients, whose wills fire
+	Left bool
 
 	// RESULT of a CONNECT, with flags (OPEN option session_present)
 	HasFlags, SessionPresent bool
@@ -245,7 +251,17 @@ func Decode(b []byte, f *Frame) error {
 		f.Value = r.uvarint()
 	case TypeAck:
 		f.Stream, f.PacketID = r.uvarint(), r.uvarint()
-	case TypePing, TypeClose:
+	case TypePing:
+	case TypeClose:
+		// Empty, or a flags byte: a body was malformed before flags came,
+		// so an older server ends the session on it all the same (4000).
+		if len(r.b) > 0 {
+			flags := r.u8()
+			if flags&^closeLeft != 0 {
+				return fmt.Errorf("%w: reserved CLOSE flags set", ErrMalformed)
+			}
+			f.Left = flags&closeLeft != 0
+		}
 	case TypeOpened:
 		f.Session, f.Secret = r.id16(), r.id16()
 		f.Heartbeat, f.SessionTimeout, f.MaxFrame = r.uvarint(), r.uvarint(), r.uvarint()

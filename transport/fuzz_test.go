@@ -20,6 +20,7 @@ func FuzzDecodeUnit(f *testing.F) {
 	f.Add(AppendPublish(nil, 4, 2, &session.PublishParams{Topic: "t", QoS: 2, Props: &session.Props{ContentType: "x"}, Payload: []byte{0, 1}}))
 	f.Add(EncodeMessage(&session.Message{Topic: "t", Payload: []byte("v")}))
 	f.Add(AppendSend(AppendPing(nil), [16]byte{1}, [16]byte{2}, 7, true))
+	f.Add(AppendCloseLeft(AppendPing(nil)))
 	f.Add([]byte{0x80})
 	f.Fuzz(func(t *testing.T, unit []byte) {
 		SplitUnit(unit, func(b []byte) error {

@@ -446,10 +446,12 @@ export interface SessionOptions {
   /**
    * In a browser, close the session as close() does when the page is unloaded for good
    * (closed, reloaded or left: `pagehide` with `persisted` false), so that the gateway
-   * frees it at once; dedicated clients then disconnect cleanly and their wills do not
-   * fire. Default true. With false, the session of a closed page stays on the gateway
-   * for its session_timeout, waiting for a client that will not come back, and then
-   * expires like a lost connection (wills fire). No effect in Node.js.
+   * frees it at once. The page did not disconnect its dedicated clients, so their wills
+   * fire at once, as a page's own MQTT connection's do when it goes (a client
+   * disconnected in a `pagehide` listener added before openSession has none). Default
+   * true. With false, the session of a closed page stays on the gateway for its
+   * session_timeout, waiting for a client that will not come back, and then expires
+   * like a lost connection (wills fire then). No effect in Node.js.
    */
   closeOnPageHide?: boolean;
   /**

@@ -44,7 +44,8 @@ export { registerTransport } from "./transports.js";
  * @param {(info: {transport: string, previous: string}) => void} [options.onTransportChange]
  * @param {boolean} [options.closeOnPageHide] in a browser, close the session as close()
  *   does when the page is unloaded for good (`pagehide` not persisted), so the gateway
- *   frees it at once (default true); false leaves it to expire after session_timeout
+ *   frees it at once and fires its dedicated clients' wills (default true); false
+ *   leaves it to expire after session_timeout
  * @param {boolean} [options.retry] keep trying to open while the gateway cannot be
  *   reached (no answer, or a proxy's 502/503/504) or is not ready (4013, 4022, 4090,
  *   4091), with the backoff of the session's reconnections; a refusal (4020, an HTTP

@@ -423,7 +423,10 @@ export function encodeFrame(f) {
       w.uvarint(f.packetId);
       break;
     case FrameType.PING:
+      break;
     case FrameType.CLOSE:
+      // The page went away: the session's dedicated clients' wills fire.
+      if (f.left) w.u8(0x01);
       break;
     case FrameType.OPENED:
       w.id16(f.session);
@@ -565,8 +568,15 @@ export function decodeFrame(bytes, start = 0, end = bytes.length) {
       f = { type, stream: r.uvarint(), packetId: r.uvarint() };
       break;
     case FrameType.PING:
+      f = { type };
+      break;
     case FrameType.CLOSE:
       f = { type };
+      if (r.remaining > 0) {
+        const flags = r.u8();
+        checkReserved(flags, 0x01, "CLOSE");
+        if (flags & 0x01) f.left = true;
+      }
       break;
     case FrameType.OPENED:
       f = {

@@ -26,6 +26,11 @@ import { resolveTransports, startingAt } from "./transports.js";
 
 const PING = encodeFrame({ type: FrameType.PING });
 const CLOSE = encodeFrame({ type: FrameType.CLOSE });
+/**
+ * The CLOSE of a page that went away (closed, reloaded, left): the gateway fires its
+ * dedicated clients' wills, as the broker does for a page's own MQTT connection.
+ */
+const CLOSE_LEFT = encodeFrame({ type: FrameType.CLOSE, left: true });
 
 // Until OPENED says otherwise, assume the server's default heartbeat (PROTOCOL.md).
 const DEFAULT_HEARTBEAT = 20000;
@@ -380,18 +385,21 @@ export class Session {
   /**
    * close(), and the page's unload (`unloading`): then nothing asynchronous will run
    * any more, so the transport sends what it holds at once (an HTTP transport does
-   * not wait for a /send in flight).
+   * not wait for a /send in flight), and the CLOSE says the page went away: the page
+   * did not disconnect its clients, so their wills fire, as with a page's own MQTT
+   * connection (a client disconnected before, in a pagehide listener, has none).
    * @param {boolean} unloading
    */
   _close(unloading) {
     if (this._state === State.CLOSED) return;
     const t = this._transport;
+    const close = unloading ? CLOSE_LEFT : CLOSE;
     let sent;
     if (t && this._bound) {
-      this._out.push({ bytes: CLOSE, seq: 0 });
+      this._out.push({ bytes: close, seq: 0 });
       this._flush();
     } else if (this._sessionId !== null) {
-      sent = this._closeWithoutTransport();
+      sent = this._closeWithoutTransport(close);
     }
     const handedOver = this._terminate(0, unloading ? "session closed: the page was unloaded" : "session closed", { unloading });
     if (!unloading) this._closing = within(sent ?? handedOver, CLOSE_WAIT);
@@ -407,8 +415,9 @@ export class Session {
    * answered means every one before it arrived: the unknown ones are the unanswered
    * run that ends with the last one handed to a transport, and SEND's count lets the
    * gateway skip those it has.
+   * @param {Uint8Array} close the CLOSE frame to end with (CLOSE or CLOSE_LEFT)
    */
-  _closeWithoutTransport() {
+  _closeWithoutTransport(close) {
     const bySeq = new Map();
     for (const rec of this._pending.values()) bySeq.set(rec.seq, rec);
     let first = this._sentSeq + 1;
@@ -416,7 +425,7 @@ export class Session {
     const entries = [];
     for (let seq = first; seq <= this._sentSeq; seq++) entries.push({ bytes: bySeq.get(seq).bytes, seq });
     const queued = this._out.filter((e) => e.bytes !== PING && !(e.seq > 0 && e.seq <= this._sentSeq));
-    entries.push(...queued, { bytes: CLOSE, seq: 0 });
+    entries.push(...queued, { bytes: close, seq: 0 });
     const units = entries.map((e) => ({ unit: encodeUnit([e.bytes]), before: e.seq > 0 ? e.seq - 1 : undefined }));
     return sendAsPageGoes(endpoint(this._base, "send"), this._link.credentials(), units, this._maxFrame, this._link.cookies);
   }

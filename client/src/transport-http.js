@@ -13,9 +13,6 @@ import { echo } from "./errors.js";
 /** Most bytes of a /send body sent with `keepalive` (browsers cap those at 64 KiB). */
 const KEEPALIVE_MAX = 60 * 1024;
 
-/** A unit with a CLOSE frame alone: what a page being unloaded sends at least. */
-const CLOSE_UNIT = encodeUnit([encodeFrame({ type: FrameType.CLOSE })]);
-
 /**
  * How long one /send may take before the connection is considered broken. Long, as a
  * slow upload is not a dead one; the request is small in the common case.
@@ -159,7 +156,7 @@ export function sendBody(cred, units, before) {
  * gone (it cancels other requests). The units may repeat requests that already
  * arrived: SEND's count makes the gateway skip those (PROTOCOL.md), and if earlier
  * ones are missing it runs none of them but still takes the CLOSE. When the units are
- * more than a keepalive request may carry, the CLOSE goes alone. Best effort: the
+ * more than a keepalive request may carry, the CLOSE (the last unit) goes alone. Best effort: the
  * Promise resolves when the request is answered or failed, and reports nothing.
  * @param {string} url the /send endpoint
  * @param {{session: Uint8Array, secret: Uint8Array} | null} cred
@@ -174,7 +171,7 @@ export function sendAsPageGoes(url, cred, units, maxFrame, cookies) {
   const body =
     size <= Math.min(KEEPALIVE_MAX, maxFrame)
       ? sendBody(cred, units.map((u) => u.unit), units.find((u) => u.before !== undefined)?.before)
-      : sendBody(cred, [CLOSE_UNIT], undefined);
+      : sendBody(cred, [units.at(-1).unit], undefined);
   const headers = { "Content-Type": "application/octet-stream", ...cookies?.header() };
   return fetch(url, { method: "POST", body, headers, credentials: credentialsMode(url), cache: "no-store", keepalive: true }).then(discard, () => {});
 }

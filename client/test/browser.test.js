@@ -303,9 +303,10 @@ test("binary payloads between mosquitto_pub/mosquitto_sub and a page are byte-id
 // A page that is closed, reloaded or left closes its session (on pagehide), so the
 // gateway frees it at once instead of keeping it for session_timeout, waiting for a
 // client that will not come back, while it counts against max_sessions_per_ip: with a
-// limit of 1, each new page gets the place at once. Leaving is the user's choice: its
-// dedicated client disconnects cleanly (no will), and what the page published in its
-// own pagehide listener still goes out. closeOnPageHide: false leaves the session to
+// limit of 1, each new page gets the place at once. What the page published in its own
+// pagehide listener still goes out, and then, as with a page's own MQTT connection, its
+// dedicated client's will fires at once: the page did not disconnect it. A client the
+// listener disconnects has no will. closeOnPageHide: false leaves the session to
 // expire, and the will fires then.
 test("a page that is reloaded, left or closed closes its session at once, on every transport", async () => {
   const limited = await startGateway({ brokerPort: mosquitto.port, extra: "max_sessions_per_ip 1\nsession_timeout 5s" });
@@ -324,7 +325,11 @@ test("a page that is reloaded, left or closed closes its session at once, on eve
   // 5 s session_timeout.
   const openTab = async ({ transport, topic, closeOnPageHide }) => {
     const { openSession, Message } = await import("/mqtt/client.js");
-    addEventListener("pagehide", () => window.tabClient?.publish(`${topic}/bye`, transport, 1).catch(() => {}));
+    addEventListener("pagehide", () => {
+      const c = window.tabClient;
+      c?.publish(`${topic}/bye`, transport, 1).catch(() => {});
+      if (window.disconnectOnHide) c?.disconnect();
+    });
     const deadline = Date.now() + 1500;
     for (;;) {
       try {
@@ -365,8 +370,20 @@ test("a page that is reloaded, left or closed closes its session at once, on eve
     assert.equal(await page.evaluate(openTab, { transport: "streaming", topic }), "opened streaming", "after a closed tab");
     await page.goto(`${origin}/elsewhere`);
     byes.push(`${topic}/bye streaming`);
-    await waitFor(() => seen.length >= byes.length, { timeout: 5000, what: "the goodbyes" }).catch(() => {});
-    assert.deepEqual(seen.toSorted(), byes.toSorted(), "goodbyes, and no will");
+    // Each page that went had its goodbye, then its will.
+    const wills = byes.map((bye) => bye.replace("/bye ", "/will "));
+    await waitFor(() => seen.length >= 2 * byes.length, { timeout: 5000, what: "the goodbyes and wills" }).catch(() => {});
+    assert.deepEqual(seen.toSorted(), [...byes, ...wills].toSorted(), "goodbyes and wills");
+
+    // A page that disconnects its client as it goes has no will.
+    seen.length = 0;
+    await page.goto(`${origin}/`);
+    assert.equal(await page.evaluate(openTab, { transport: "websocket", topic }), "opened websocket");
+    await page.evaluate(() => (window.disconnectOnHide = true));
+    await page.goto(`${origin}/elsewhere`);
+    await waitFor(() => seen.length >= 1, { timeout: 5000, what: "the goodbye" });
+    await new Promise((r) => setTimeout(r, 500)); // a will, if sent, would be here by now
+    assert.deepEqual(seen, [`${topic}/bye websocket`], "a goodbye, and no will");
 
     // Opted out: the reloaded page's session waits for its client until it expires,
     // and its will fires then.

@@ -224,6 +224,7 @@ describe("frames", () => {
     { type: FrameType.ACK, stream: 9, packetId: 65535 },
     { type: FrameType.PING },
     { type: FrameType.CLOSE },
+    { type: FrameType.CLOSE, left: true },
     {
       type: FrameType.OPENED,
       session: id16(3),
@@ -332,11 +333,12 @@ describe("frames", () => {
     for (const f of all) {
       const enc = encodeFrame(f);
       // Frames ending in `rest` accept any cut inside the payload, not before it; a
-      // RESULT without its optional flags is a RESULT.
+      // RESULT without its optional flags is a RESULT, and a CLOSE without its flags a
+      // CLOSE.
       const minimum =
         f.type === FrameType.PUBLISH || f.type === FrameType.MESSAGE
           ? enc.length - f.payload.length
-          : f.sessionPresent !== undefined
+          : f.sessionPresent !== undefined || f.left
             ? enc.length - 1
             : enc.length;
       for (let n = 1; n < minimum; n++) {
@@ -360,6 +362,8 @@ describe("frames", () => {
     const pub = encodeFrame({ type: FrameType.PUBLISH, req: 1, handle: 1, topic: "t", qos: 0, props: {}, payload: bytes() });
     pub[5] |= 0x08;
     assertMalformed(() => decodeFrame(pub));
+    assert.deepEqual([...encodeFrame({ type: FrameType.CLOSE, left: true })], [0x0a, 0x01], "a page's CLOSE: the flag the gateway reads");
+    assertMalformed(() => decodeFrame(bytes(0x0a, 0x02)));
   });
 
   test("MESSAGE with QoS 3 is malformed; PUBLISH with QoS 3 is left to the server (4033)", () => {

@@ -304,6 +304,13 @@ func (c *Client) Close() error {
 	return c.ws.Close()
 }
 
+// Leave ends the session as a client that went away without disconnecting
+// its MQTT clients (a page closed): their wills fire.
+func (c *Client) Leave() error {
+	c.write(transport.AppendCloseLeft(nil))
+	return c.ws.Close()
+}
+
 // Drop closes the connection without ending the session, as a network
 // failure would.
 func (c *Client) Drop() error { return c.ws.Close() }
