@@ -127,6 +127,12 @@ export class BrokerClient {
     /** @type {((info: {messagesMayHaveBeenLost: boolean}) => void) | null} */
     this.onReconnectionComplete = null;
     /**
+     * Paho's: after connect() succeeds (false, after onSuccess) and after each
+     * reconnection (true, after onReconnectionComplete: the subscriptions are back).
+     * @type {((reconnect: boolean, uri: string) => void) | null}
+     */
+    this.onConnected = null;
+    /**
      * The gateway lost its shared connection to this client's broker; the client
      * stays connected and its subscriptions come back with the broker.
      * @type {((error: {errorCode: number, errorMessage: string}) => void) | null}
@@ -445,6 +451,7 @@ export class BrokerClient {
       if (this._state === State.CONNECTING) this._state = State.CONNECTED;
       for (const op of ops) op.ok({ sessionPresent }, { sessionPresent });
       if (wasReconnectAttempt && this._state === State.CONNECTED) this._resubscribe(reconnection);
+      else if (ops.length > 0 && this._state === State.CONNECTED) safeCall(this.onConnected, this, false, this._session._base);
       return;
     }
     if (wasReconnectAttempt && this._state === State.CONNECTING) {
@@ -700,6 +707,12 @@ export class BrokerClient {
     this._recovering = false;
     const failed = this._failedResubscriptions.splice(0);
     safeCall(this.onReconnectionComplete, this, failed.length ? { ...info, failedSubscriptions: failed } : info);
+    this._onReconnected();
+  }
+
+  /** Paho's onConnected(true, uri), once a reconnection is complete. */
+  _onReconnected() {
+    if (this._state === State.CONNECTED) safeCall(this.onConnected, this, true, this._session._base);
   }
 
   // ------------------------------------------- automatic reconnection (`reconnect`)
@@ -790,6 +803,7 @@ export class BrokerClient {
     const info = { messagesMayHaveBeenLost: true };
     const failed = reconnection.failed;
     safeCall(this.onReconnectionComplete, this, failed.length ? { ...info, failedSubscriptions: failed } : info);
+    this._onReconnected();
   }
 
   _stopReconnection() {

@@ -71,6 +71,8 @@ export declare class Message {
   constructor(payload: string | ArrayBuffer | ArrayBufferView);
   /** The topic the message is published on (required to send it). */
   destinationName: string | undefined;
+  /** Paho's other name for destinationName: the same property. */
+  topic: string | undefined;
   /** The payload decoded as UTF-8 (invalid sequences become U+FFFD). */
   readonly payloadString: string;
   /** The payload bytes, exactly as published. Treat as read-only. */
@@ -91,7 +93,7 @@ export declare class Message {
 }
 
 /** A message onMessageArrived gets: its topic is always there. */
-export type ArrivedMessage = Message & { destinationName: string };
+export type ArrivedMessage = Message & { destinationName: string; topic: string };
 
 /** Paho-style callbacks accepted next to the returned Promise. */
 export interface CallbackOptions<S = {}> {
@@ -300,6 +302,13 @@ export declare class BrokerClient {
    * and are back; a refusal for good (4021) calls onConnectionLost instead.
    */
   onReconnectionComplete: ((info: ReconnectionInfo) => void) | null;
+  /**
+   * Paho's onConnected: after connect() succeeds (`reconnect` false, after onSuccess)
+   * and after each reconnection of this client (true, after onReconnectionComplete;
+   * its subscriptions are back already, so there is nothing to subscribe again).
+   * `uri` is the gateway URL the session was opened with.
+   */
+  onConnected: ((reconnect: boolean, uri: string) => void) | null;
   /** The gateway lost its shared connection to this client's broker (4041); subscriptions come back with it. */
   onBrokerUnavailable: ((error: ErrorInfo) => void) | null;
   /** The broker is back and this client's subscriptions are restored. */

@@ -71,6 +71,15 @@ export class Message {
     return this.#bytes;
   }
 
+  /** Paho's other name for destinationName. */
+  get topic() {
+    return this.destinationName;
+  }
+
+  set topic(value) {
+    this.destinationName = value;
+  }
+
   /** The MQTT 5 properties in the codec's shape. @internal */
   _props() {
     return {

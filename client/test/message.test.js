@@ -87,3 +87,11 @@ test("a received MESSAGE frame becomes a Message with its properties, bytes unto
   assert.deepEqual(m.correlationData, new Uint8Array([1, 2]));
   assert.deepEqual(m.userProperties, [["k", "v"]]);
 });
+
+test("topic is Paho's other name for destinationName", () => {
+  const m = new Message("x");
+  m.topic = "a/b";
+  assert.equal(m.destinationName, "a/b");
+  m.destinationName = "c";
+  assert.equal(m.topic, "c");
+});

@@ -22,6 +22,7 @@ let brokerPort;
 let mosquitto; // null while the broker is down
 let gateway;
 let session;
+let gatewayUrl;
 
 async function startBroker(settings = "") {
   mosquitto = await startMosquitto({ port: brokerPort, settings });
@@ -51,7 +52,8 @@ before(async () => {
 }`,
     { port, probe: "/mqtt/client.js" },
   );
-  session = await openSession(`http://127.0.0.1:${port}/mqtt`);
+  gatewayUrl = `http://127.0.0.1:${port}/mqtt`;
+  session = await openSession(gatewayUrl);
 });
 
 afterEach(async () => {
@@ -97,8 +99,15 @@ const longerThanFirstAttempt = () => new Promise((r) => setTimeout(r, 3000));
 describe("connect({reconnect})", () => {
   test("reconnect: true connects again after a broker restart and subscribes again, with no help from the app", async () => {
     const c = recordingClient();
+    // Paho's onConnected: after connect() (false, after onSuccess) and after each
+    // reconnection (true, once the subscriptions are back).
+    const connected = [];
+    c.onConnected = (reconnect, uri) => connected.push([reconnect, uri, c.events.length]);
     const topic = unique("reconnect");
-    await c.connect({ reconnect: true, cleanSession: true, keepAliveInterval: 30 });
+    let succeeded = false;
+    await c.connect({ reconnect: true, cleanSession: true, keepAliveInterval: 30, onSuccess: () => (succeeded = connected.length === 0) });
+    assert.ok(succeeded, "onSuccess before onConnected");
+    assert.deepEqual(connected, [[false, gatewayUrl, 0]]);
     assert.equal(await c.subscribe(`${topic}/#`, { qos: 1 }), 1);
     await mosquittoPub(brokerPort, `${topic}/before`, ["-q", "1", "-m", "before"]);
     await waitFor(() => c.received.length === 1, { what: "the message before the outage" });
@@ -114,6 +123,8 @@ describe("connect({reconnect})", () => {
     await startBroker();
     await waitFor(() => c.events.some(([k]) => k === "complete"), { timeout: 20000, what: "onReconnectionComplete" });
     assert.deepEqual(c.events, [["lost", 4041], ["start"], ["complete", { messagesMayHaveBeenLost: true }]]);
+    assert.deepEqual(connected.at(-1), [true, gatewayUrl, 3], "onConnected(true), after onReconnectionComplete");
+    assert.equal(connected.length, 2);
     assert.equal(c.isConnected, true);
     assert.ok(brokerSawClient(c.clientId), "the client connected to the restarted broker");
 

@@ -612,6 +612,7 @@ describe("recovery", () => {
     client.onMessageArrived = (m) => got.push(m.payloadBytes[0]);
     client.onReconnectionStart = () => events.push("client start");
     client.onReconnectionComplete = (i) => events.push(["client complete", i.messagesMayHaveBeenLost]);
+    client.onConnected = (reconnect) => events.push(["client connected", reconnect]); // Paho's
     conn.send(message({ topic: "t/1", payload: new Uint8Array([3]) })); // 3
     assert.deepEqual(got, [3]);
 
@@ -638,8 +639,8 @@ describe("recovery", () => {
     const p = await conn2.take(F.PUBLISH);
     conn2.send(result(p.req));
     await pub;
-    await waitFor(() => events.length === 4, { what: "completion events" });
-    assert.deepEqual(events.slice(2), [["complete", false], ["client complete", false]]);
+    await waitFor(() => events.length === 5, { what: "completion events" });
+    assert.deepEqual(events.slice(2), [["complete", false], ["client complete", false], ["client connected", true]]);
     assert.equal(session.id, "000102030405060708090a0b0c0d0e0f");
 
     // And the count keeps going: PUBLISH's RESULT was 5, this is 6.

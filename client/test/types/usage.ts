@@ -64,6 +64,9 @@ dedicated.onReconnectionStart = () => console.warn("reconnecting");
 dedicated.onReconnectionComplete = ({ failedSubscriptions }: ReconnectionInfo) =>
   console.info("back", (failedSubscriptions ?? []).map((f) => `${f.filter}: ${f.errorCode} ${f.errorMessage}`));
 await dedicated.connect({ reconnect: true, cleanSession: false, onFailure: (e) => console.warn(e.errorCode) });
+// As in Paho: after the first connect and after each reconnection.
+dedicated.onConnected = (reconnect: boolean, uri: string) => console.info(reconnect ? "reconnected to" : "connected to", uri);
+client.onMessageArrived = (m) => console.log(m.topic.length); // Paho's name, a string too
 
 // A page loaded during a deploy, and an effect's clean-up.
 const aborter = new AbortController();
