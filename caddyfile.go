@@ -104,6 +104,7 @@ func basePathOf(matcherSet caddy.ModuleMap) string {
 //		heartbeat <duration>
 //		max_clients_per_session <n>
 //		max_subscriptions_per_client <n>
+//		max_topic_length <bytes>
 //		max_queued_frames <n>
 //		max_queued_bytes <size>
 //		replay_frames <n>
@@ -253,6 +254,13 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper
 			}
 		case "max_subscriptions_per_client":
 			if err := parseInt(d, &h.MaxSubscriptionsPerClient); err != nil {
+				return err
+			}
+		case "max_topic_length":
+			if err := parseInt(d, &h.MaxTopicLength); err != nil {
+				return err
+			}
+			if err := wrapOption(d, checkMaxTopicLength(h.MaxTopicLength)); err != nil {
 				return err
 			}
 		case "max_queued_frames":

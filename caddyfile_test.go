@@ -49,6 +49,7 @@ func TestCaddyfileFullBlock(t *testing.T) {
 		heartbeat 10s
 		max_clients_per_session 4
 		max_subscriptions_per_client 32
+		max_topic_length 256
 		write_delay 50ms
 	}`)
 	if err != nil {
@@ -83,7 +84,7 @@ func TestCaddyfileFullBlock(t *testing.T) {
 		t.Fatalf("embedded broker: %+v", l)
 	}
 	if h.MaxMessageSize != 64*1024 || len(h.AllowOrigins) != 2 || h.MaxClientsPerSession != 4 || h.MaxSubscriptionsPerClient != 32 ||
-		time.Duration(h.WriteDelay) != 50*time.Millisecond {
+		h.MaxTopicLength != 256 || time.Duration(h.WriteDelay) != 50*time.Millisecond {
 		t.Fatalf("options: %+v", h)
 	}
 }
@@ -114,6 +115,7 @@ func TestCaddyfileErrorsNameTheLine(t *testing.T) {
 		"origin without scheme":      {"mqtt_gateway {\n broker a mqtt://h\n allow_origins https://ok.example.com app.example.com\n}", `"app.example.com" has no http:// or https:// scheme`},
 		"message size past 128 MiB":  {"mqtt_gateway {\n broker a mqtt://h\n max_message_size 1GB\n}", "max_message_size must be between 1 and 134217728 bytes"},
 		"heartbeat under 100ms":      {"mqtt_gateway {\n broker a mqtt://h\n heartbeat 1ms\n}", "heartbeat 1ms is below 100ms"},
+		"topic length past MQTT's":   {"mqtt_gateway {\n broker a mqtt://h\n max_topic_length 70000\n}", "max_topic_length must be between 1 and 65535 bytes"},
 		"write delay past heartbeat": {"mqtt_gateway {\n broker a mqtt://h\n write_delay 30s\n}", "write_delay (30s) must be shorter than heartbeat (20s), at Testfile:3"},
 		"write delay past a later heartbeat": {"mqtt_gateway {\n broker a mqtt://h\n write_delay 2s\n heartbeat 1s\n}",
 			"write_delay (2s) must be shorter than heartbeat (1s), at Testfile:3"},
@@ -147,12 +149,14 @@ func TestValidateRejectsBadConfig(t *testing.T) {
 		"no broker":  {},
 		"bad origin": {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, AllowOrigins: []string{"app.example.com"}},
 		// Browsers never send a path, nor a star inside a host.
-		"origin with a path":    {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, AllowOrigins: []string{"https://app.example.com/app"}},
-		"star inside an origin": {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, AllowOrigins: []string{"https://app.*.com"}},
-		"origin port too large": {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, AllowOrigins: []string{"https://app.example.com:99999"}},
-		"too large":             {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, MaxMessageSize: 1 << 30},
-		"duplicate name":        {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}, {Name: "a", URL: "mqtt://g"}}},
-		"negative write delay":  {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, WriteDelay: -1},
+		"origin with a path":       {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, AllowOrigins: []string{"https://app.example.com/app"}},
+		"star inside an origin":    {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, AllowOrigins: []string{"https://app.*.com"}},
+		"origin port too large":    {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, AllowOrigins: []string{"https://app.example.com:99999"}},
+		"too large":                {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, MaxMessageSize: 1 << 30},
+		"topic length past MQTT's": {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, MaxTopicLength: 65536},
+		"negative topic length":    {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, MaxTopicLength: -1},
+		"duplicate name":           {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}, {Name: "a", URL: "mqtt://g"}}},
+		"negative write delay":     {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, WriteDelay: -1},
 		// A delay as long as the heartbeat (default 20s) would hold
 		// messages until a silent connection counts as dead.
 		"write delay past heartbeat": {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, WriteDelay: caddy.Duration(20 * time.Second)},

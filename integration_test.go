@@ -268,7 +268,7 @@ func TestRepeatedMessageAfterFiltersChange(t *testing.T) {
 // Bad requests get their documented codes and leave the session usable.
 func TestBadRequestsGetCodes(t *testing.T) {
 	mq := startMosquitto(t)
-	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "max_message_size 1KiB")
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "max_message_size 1KiB\nmax_topic_length 64")
 	c := dial(t, url)
 	ctx := ctx10(t)
 	if _, _, err := c.Connect(ctx, session.ConnectParams{Broker: "nope"}); errCode(err) != session.CodeUnknownBroker {
@@ -284,7 +284,23 @@ func TestBadRequestsGetCodes(t *testing.T) {
 		{"empty topic", c.Publish(ctx, h, session.PublishParams{Topic: ""}), session.CodeInvalidTopic},
 		{"oversized payload", c.Publish(ctx, h, session.PublishParams{Topic: "a", Payload: make([]byte, 2048)}), session.CodeMessageTooLarge},
 		{"qos 3", c.Publish(ctx, h, session.PublishParams{Topic: "a", QoS: 3}), session.CodeInvalidQoS},
+		// max_topic_length 64: a topic, a response topic and a filter of 65 bytes.
+		{"topic past max_topic_length", c.Publish(ctx, h, session.PublishParams{Topic: strings.Repeat("t", 65)}), session.CodeInvalidTopic},
+		{"response topic past max_topic_length", c.Publish(ctx, h, session.PublishParams{Topic: "a",
+			Props: &session.Props{ResponseTopic: strings.Repeat("r", 65)}}), session.CodeInvalidTopic},
+		{"topic of max_topic_length", c.Publish(ctx, h, session.PublishParams{Topic: strings.Repeat("t", 64)}), session.CodeOK},
 	}
+	_, errLong := c.Subscribe(ctx, h, strings.Repeat("f", 63)+"/#", 0)
+	_, errMax := c.Subscribe(ctx, h, strings.Repeat("f", 62)+"/#", 0)
+	cases = append(cases, struct {
+		name string
+		err  error
+		want session.Code
+	}{"filter past max_topic_length", errLong, session.CodeInvalidFilter}, struct {
+		name string
+		err  error
+		want session.Code
+	}{"filter of max_topic_length", errMax, session.CodeOK})
 	_, errFilter := c.Subscribe(ctx, h, "a/#/b", 0)
 	cases = append(cases, struct {
 		name string

@@ -18,6 +18,7 @@ import (
 
 	"github.com/caddy-mqtt/mqttgateway/hookapi"
 	"github.com/caddy-mqtt/mqttgateway/session"
+	"github.com/caddy-mqtt/mqttgateway/session/topic"
 	"github.com/caddy-mqtt/mqttgateway/transport"
 )
 
@@ -112,6 +113,14 @@ type Handler struct {
 	// Most subscriptions one broker client may hold. Default: 256.
 	MaxSubscriptionsPerClient int `json:"max_subscriptions_per_client,omitempty"`
 
+	// Longest topic name or filter, in bytes, that a web client may
+	// publish to, subscribe to, or give as a will's or response topic;
+	// longer ones get 4030 (a topic) or 4031 (a filter). The gateway holds
+	// every subscription's filter in memory, more than once, so MQTT's own
+	// limit of 65,535 bytes would let one session hold hundreds of MB.
+	// Default: 1024. At most 65535.
+	MaxTopicLength int `json:"max_topic_length,omitempty"`
+
 	// Most frames queued for a client that reads slowly; past it, overflow
 	// decides (code 4050). Also the most requests of a session that may
 	// wait to be handled (for the broker, a hook, or the requests before
@@ -188,6 +197,7 @@ const (
 	MinHeartbeat                     = 100 * time.Millisecond
 	DefaultMaxClientsPerSession      = 16
 	DefaultMaxSubscriptionsPerClient = 256
+	DefaultMaxTopicLength            = 1024
 	DefaultMaxQueuedFrames           = 10000
 	DefaultMaxQueuedBytes            = 16 << 20
 	DefaultReplayFrames              = 256
@@ -218,6 +228,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	orDefault(&h.Heartbeat, caddy.Duration(DefaultHeartbeat))
 	orDefault(&h.MaxClientsPerSession, DefaultMaxClientsPerSession)
 	orDefault(&h.MaxSubscriptionsPerClient, DefaultMaxSubscriptionsPerClient)
+	orDefault(&h.MaxTopicLength, DefaultMaxTopicLength)
 	orDefault(&h.MaxQueuedFrames, DefaultMaxQueuedFrames)
 	orDefault(&h.MaxQueuedBytes, DefaultMaxQueuedBytes)
 	orDefault(&h.ReplayFrames, DefaultReplayFrames)
@@ -275,6 +286,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		MaxMessageSize:            int(h.MaxMessageSize),
 		MaxClientsPerSession:      h.MaxClientsPerSession,
 		MaxSubscriptionsPerClient: h.MaxSubscriptionsPerClient,
+		MaxTopicLength:            h.MaxTopicLength,
 		MaxPendingFrames:          h.MaxQueuedFrames,
 		MaxPendingBytes:           int(h.MaxQueuedBytes),
 		ReplayFrames:              h.ReplayFrames,
@@ -391,6 +403,9 @@ func (h *Handler) validate() error {
 		}
 		seen[b.Name] = true
 	}
+	if err := checkMaxTopicLength(h.MaxTopicLength); err != nil {
+		return fmt.Errorf("mqtt_gateway: %v", err)
+	}
 	if err := checkMaxMessageSize(h.MaxMessageSize); err != nil {
 		return fmt.Errorf("mqtt_gateway: %v", err)
 	}
@@ -465,6 +480,13 @@ func (h *Handler) expandOrigins(repl *caddy.Replacer) error {
 func checkMaxMessageSize(n int64) error {
 	if n < 0 || n > MaxMaxMessageSize {
 		return fmt.Errorf("max_message_size must be between 1 and %d bytes (128 MiB)", MaxMaxMessageSize)
+	}
+	return nil
+}
+
+func checkMaxTopicLength(n int) error {
+	if n < 0 || n > topic.MaxLength {
+		return fmt.Errorf("max_topic_length must be between 1 and %d bytes (MQTT's limit)", topic.MaxLength)
 	}
 	return nil
 }

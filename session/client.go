@@ -305,6 +305,10 @@ func (s *Session) Subscribe(req, handle uint64, filter string, qos byte, opts Su
 			s.result(req, Errorf(CodeInvalidFilter, "invalid filter %q: %v", TrimText(filter), err), 0)
 			return
 		}
+		if err := s.mgr.checkTopicLength(filter, CodeInvalidFilter, "filter"); err != nil {
+			s.result(req, err, 0)
+			return
+		}
 		if qos > 2 {
 			s.result(req, Errorf(CodeInvalidQoS, "qos %d is not 0, 1 or 2", qos), 0)
 			return

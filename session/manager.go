@@ -31,6 +31,9 @@ type Config struct {
 	MaxMessageSize            int
 	MaxClientsPerSession      int
 	MaxSubscriptionsPerClient int
+	// Longest topic name or filter a web client may give (0: MQTT's
+	// 65,535): every filter is held in the hub's and the session's indexes.
+	MaxTopicLength int
 	// Outbox bounds per session: frames not yet written, and frames kept
 	// after writing so a rebinding connection can be replayed. The
 	// pending bounds also bound the client's requests waiting to be
@@ -525,10 +528,26 @@ func (m *Manager) awaitEnding(key string) {
 // after at most ackFlush for acknowledgments.
 const endingWait = 3 * time.Second
 
+// checkTopicLength refuses a topic or filter longer than max_topic_length.
+func (m *Manager) checkTopicLength(t string, code Code, what string) *Error {
+	if max := m.config().MaxTopicLength; max > 0 && len(t) > max {
+		return Errorf(code, "%s %q is %d bytes, longer than max_topic_length (%d)", what, TrimText(t), len(t), max)
+	}
+	return nil
+}
+
 // checkPublish validates a publish (or will) before it reaches a broker.
 func (m *Manager) checkPublish(p *PublishParams) *Error {
 	if err := topic.ValidateName(p.Topic); err != nil {
 		return Errorf(CodeInvalidTopic, "invalid topic %q: %v", TrimText(p.Topic), err)
+	}
+	if err := m.checkTopicLength(p.Topic, CodeInvalidTopic, "topic"); err != nil {
+		return err
+	}
+	if rt := p.Props.responseTopic(); rt != "" {
+		if err := m.checkTopicLength(rt, CodeInvalidTopic, "response topic"); err != nil {
+			return err
+		}
 	}
 	if p.QoS > 2 {
 		return Errorf(CodeInvalidQoS, "qos %d is not 0, 1 or 2", p.QoS)
