@@ -5,6 +5,7 @@ import (
 	"context"
 	"runtime/debug"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -23,11 +24,16 @@ type Runner struct {
 	// denial. Default: DefaultTimeout.
 	Timeout time.Duration
 	// Logger gets decisions at debug level, denials at info and failures
-	// at warn. Never passwords, cookies or Authorization headers.
-	// Default: no logging.
+	// at warn (at most 100 of those at once, then 10 a second; the next
+	// line counts those left out in not_logged_before). Never passwords,
+	// cookies or Authorization headers. Default: no logging.
 	Logger *zap.Logger
 	// Cache, if set, keeps decisions whose answer had a max-age.
 	Cache *Cache
+
+	// Denials and failures logged at info and warn: a client provokes
+	// them at will.
+	budget logBudget
 }
 
 // Decide runs the chain for f on behalf of the web request o (nil for
@@ -113,8 +119,27 @@ func (r *Runner) run(ctx context.Context, o *Origin, f *Facts) (Decision, string
 // session ended): not the hook's fault, so not worth a warning.
 const reasonCanceled = "decision canceled"
 
+// logTextMax is the most bytes of a client's string (a topic, a user
+// name) a log line holds: a topic may be up to 65,535 bytes, and a line
+// per denied subscribe would otherwise be as long.
+const logTextMax = 256
+
+// logText is s cut to logTextMax bytes, at a rune boundary.
+func logText(s string) string {
+	if len(s) <= logTextMax {
+		return s
+	}
+	cut := logTextMax
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
 // log writes one line per decision. Fields are the facts a reader needs to
-// follow a denial, never credentials.
+// follow a denial, never credentials, and a client's strings cut to
+// logTextMax. Denials and failures spend the budget; a line that finds it
+// spent is left out, and counted in the next.
 func (r *Runner) log(f *Facts, d Decision, cached bool, reason string, took time.Duration) {
 	if r.Logger == nil {
 		return
@@ -131,6 +156,14 @@ func (r *Runner) log(f *Facts, d Decision, cached bool, reason string, took time
 	if ce == nil {
 		return
 	}
+	var left int
+	if level > zapcore.DebugLevel {
+		skipped, ok := r.budget.take(time.Now())
+		if !ok {
+			return
+		}
+		left = skipped
+	}
 	user := f.User
 	if f.Action == ActionOpen {
 		user = d.User // who the session will be, if allowed
@@ -139,7 +172,7 @@ func (r *Runner) log(f *Facts, d Decision, cached bool, reason string, took time
 		zap.String("action", string(f.Action)),
 		zap.String("user", user),
 		zap.String("broker", f.Broker),
-		zap.String("topic", f.Topic),
+		zap.String("topic", logText(f.Topic)),
 		zap.Bool("allow", d.Allow),
 		zap.Bool("cached", cached),
 		zap.Duration("duration", took),
@@ -149,11 +182,17 @@ func (r *Runner) log(f *Facts, d Decision, cached bool, reason string, took time
 		if f.Action == ActionOpen {
 			// No session user for a refused open: the name it gave is what
 			// an operator (or fail2ban) looks for.
-			fields = append(fields, zap.String("username", f.Username))
+			fields = append(fields, zap.String("username", logText(f.Username)))
 		}
 	}
 	if reason != "" {
 		fields = append(fields, zap.String("reason", reason))
+	}
+	if len(f.Topic) > logTextMax {
+		fields = append(fields, zap.Int("topic_bytes", len(f.Topic)))
+	}
+	if left > 0 {
+		fields = append(fields, zap.Int("not_logged_before", left))
 	}
 	ce.Write(fields...)
 }

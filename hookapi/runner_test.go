@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
@@ -540,5 +541,46 @@ func TestRunnerLogsTheNameOfARefusedOpen(t *testing.T) {
 	denied := logs.FilterMessage("hook denied").All()
 	if len(denied) != 1 || denied[0].ContextMap()["username"] != "mallory" {
 		t.Fatalf("refused open logged as %v", logs.All())
+	}
+}
+
+// A client provokes denials at will: with topics of its choosing (up to
+// 65,535 bytes) and as fast as it likes. Lines hold at most 256 bytes of
+// its topic, and come at most logBurst at once; the next line let through
+// counts those left out.
+func TestRunnerLogsDenialsWithinABudget(t *testing.T) {
+	core, logs := observer.New(zap.InfoLevel)
+	r := authorizeRunner(t, `respond 403`)
+	r.Logger = zap.New(core)
+	long := strings.Repeat("é", 30000) // 60,000 bytes
+	for i := range 3 * logBurst {
+		decide(r, subscribe("mallory", fmt.Sprintf("%d/%s", i, long)))
+	}
+	denied := logs.FilterMessage("hook denied").All()
+	if len(denied) < logBurst || len(denied) > logBurst+5 { // a few more as the budget refills
+		t.Fatalf("%d of %d denials logged, want about %d", len(denied), 3*logBurst, logBurst)
+	}
+	first := denied[0].ContextMap()
+	if topic := first["topic"].(string); len(topic) > logTextMax+len("…") || !utf8.ValidString(topic) || !strings.HasSuffix(topic, "…") {
+		t.Errorf("logged topic of %d bytes (valid UTF-8: %v): %.40q", len(topic), utf8.ValidString(topic), topic)
+	}
+	if first["topic_bytes"] != int64(len("0/"+long)) {
+		t.Errorf("topic_bytes = %v, want %d", first["topic_bytes"], len("0/"+long))
+	}
+	// Once the budget refills, the next line says how many were left out:
+	// every denial is a line or counted in one.
+	time.Sleep(200 * time.Millisecond) // logRate 10/s: a line's worth and more
+	decide(r, subscribe("mallory", "late"))
+	all := logs.FilterMessage("hook denied").All()
+	if all[len(all)-1].ContextMap()["topic"] != "late" {
+		t.Fatal("the denial after the refill was not logged")
+	}
+	seen := 0
+	for _, e := range all {
+		left, _ := e.ContextMap()["not_logged_before"].(int64)
+		seen += 1 + int(left)
+	}
+	if seen != 3*logBurst+1 {
+		t.Errorf("%d lines account for %d denials, want %d", len(all), seen, 3*logBurst+1)
 	}
 }
