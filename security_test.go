@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -375,6 +376,63 @@ func TestSessionLimitComesBeforeTheHook(t *testing.T) {
 	if refused != 7 || calls.Load() != 3 {
 		t.Fatalf("%d of 10 opens refused with %d hook calls, want 7 refused and 3 calls", refused, calls.Load())
 	}
+}
+
+// Opens whose authenticate hook is still running count against
+// max_sessions_per_ip: with a slow hook (basic_auth's bcrypt of an unknown
+// user), a client starting opens all at once got each one to the hook,
+// refused or not. Past the limit they are refused at once, and a refused
+// open gives its place back.
+func TestOpensInFlightCountAgainstTheSessionLimit(t *testing.T) {
+	mq := startMosquitto(t)
+	var calls atomic.Int32
+	release := make(chan struct{})
+	url := gatewayWithHook(t, mq.port, "authenticate", "max_sessions_per_ip 3", func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) <= 3 {
+			<-release
+			hookapi.Deny(w, 4020, "wrong password")
+			return
+		}
+		hookapi.Allow(w)
+	})
+	var released sync.Once
+	free := func() { released.Do(func() { close(release) }) }
+	t.Cleanup(free) // before the gateway stops, which waits for its hook calls
+	codes := make(chan session.Code, 10)
+	for range 10 {
+		go func() {
+			c, err := gwclient.Dial(context.Background(), url, nil)
+			if err == nil {
+				c.Close()
+			}
+			codes <- errCode(err)
+		}()
+	}
+	got := map[session.Code]int{}
+	for range 7 { // the hook holds three
+		got[<-codes]++
+	}
+	if got[session.CodeTooManySessions] != 7 {
+		t.Fatalf("while the hook holds three opens: %v; want 7 refused with 4013", got)
+	}
+	for deadline := time.Now().Add(5 * time.Second); calls.Load() < 3 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond) // the three admitted opens reach the hook
+	}
+	if n := calls.Load(); n != 3 {
+		t.Fatalf("%d hook calls, want the 3 admitted opens'", n)
+	}
+	free()
+	for range 3 {
+		got[<-codes]++
+	}
+	if got[session.CodeNotAuthenticated] != 3 {
+		t.Fatalf("the held opens ended with %v, want 3 refused by the hook (4020)", got)
+	}
+	c, err := gwclient.Dial(ctx10(t), url, nil)
+	if err != nil {
+		t.Fatalf("an open after the refused ones gave their places back: %v", err)
+	}
+	c.Close()
 }
 
 // The authenticate hook's limits are read as the Caddyfile's are (2KiB,

@@ -17,7 +17,7 @@ func TestAnswerFreesItsPlaceInTheBacklog(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	s, _ := m.Open(OpenInfo{})
+	s, _ := m.Open(OpenInfo{}, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	c := &Client{sess: s, handle: 1, ctx: ctx, cancel: cancel, subs: map[string]byte{}}

@@ -17,7 +17,7 @@ func sessionBehindAfter(t *testing.T, behindAfter time.Duration) *Session {
 		t.Fatal(err)
 	}
 	t.Cleanup(m.Close)
-	s, _ := m.Open(OpenInfo{})
+	s, _ := m.Open(OpenInfo{}, nil)
 	if err := s.Attach(&wakeRecorder{}, false, 0); err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,7 @@ func benchHub(b testing.TB, n int) (*Hub, []*Session) {
 		newMetrics(""), func(string, map[string]any) {})
 	sessions := make([]*Session, n)
 	for i := range sessions {
-		s, _ := m.Open(OpenInfo{})
+		s, _ := m.Open(OpenInfo{}, nil)
 		sessions[i] = s
 		mb := &member{sess: s, filters: map[string]int{"sensors/+/temp": 1}}
 		h.members[s] = mb

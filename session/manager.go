@@ -140,7 +140,10 @@ type Manager struct {
 
 	mu       sync.Mutex
 	sessions map[[16]byte]*Session
-	perIP    map[string]int
+	// perIP counts sessions by limitKey, and opens still before their
+	// authenticate hook (Admit); admitting counts those for max_sessions.
+	perIP     map[string]int
+	admitting int
 	hubs     map[string]*Hub // shared hubs by broker and credentials, dedicated by broker and client ID
 	// ending holds, for dedicated hubs whose last client left, a channel
 	// closed once their connection is: the client ID's next connection
@@ -196,8 +199,9 @@ func (m *Manager) Embedded(name string) *EmbeddedBroker {
 	return nil
 }
 
-// Open creates a session.
-func (m *Manager) Open(info OpenInfo) (*Session, *Error) {
+// Open creates a session, in the place a (from Admit) holds for it; with a
+// nil a, if the session limits allow one now.
+func (m *Manager) Open(info OpenInfo, a *Admission) (*Session, *Error) {
 	s := &Session{mgr: m, info: info, created: time.Now(), log: m.log, clients: map[uint64]*Client{},
 		out: *newOutbox(m.outboxLimits())}
 	rand.Read(s.id[:])
@@ -206,19 +210,24 @@ func (m *Manager) Open(info OpenInfo) (*Session, *Error) {
 	ip := info.ip()
 	s.ip = ip
 	m.mu.Lock()
-	if err := m.refuseOpenLocked(cfg, ip); err != nil {
-		m.mu.Unlock()
-		return nil, err
+	if a != nil && !a.done && !m.closed {
+		a.done = true // its place in the counts is the session's now
+		m.admitting--
+	} else {
+		if a != nil {
+			a.cancelLocked()
+		}
+		if err := m.refuseOpenLocked(cfg, ip); err != nil {
+			m.mu.Unlock()
+			return nil, err
+		}
+		m.countIPLocked(ip)
 	}
 	if cfg.MaxBandwidth > 0 {
 		// The server's cap holds whether or not the client asks for one.
 		s.bucket = throttle.NewBucket(float64(cfg.MaxBandwidth), s.created)
 	}
 	m.sessions[s.id] = s
-	if m.perIP == nil {
-		m.perIP = map[string]int{}
-	}
-	m.perIP[ip]++
 	m.mu.Unlock()
 	m.metrics.Sessions.Inc()
 	m.metrics.SessionsOpened.WithLabelValues(info.Transport).Inc()
@@ -230,13 +239,60 @@ func (m *Manager) Open(info OpenInfo) (*Session, *Error) {
 	return s, nil
 }
 
-// CanOpen reports why a session for info would be refused now (shutting
-// down, max_sessions, max_sessions_per_ip), if it would: the transport
-// asks before it runs the authenticate hook.
-func (m *Manager) CanOpen(info OpenInfo) *Error {
+// An Admission holds a place under max_sessions and max_sessions_per_ip
+// for a session whose authenticate hook runs: opens in flight count, or a
+// client could start any number of them at once (a basic_auth check of an
+// unknown user costs a second of CPU each).
+type Admission struct {
+	m    *Manager
+	ip   string
+	done bool // used by Open, or cancelled; guarded by m.mu
+}
+
+// Admit takes a place for a session for info, or says why there is none
+// (shutting down, max_sessions, max_sessions_per_ip): the transport asks
+// before it runs the authenticate hook, and gives the place to Open, or
+// back with Cancel.
+func (m *Manager) Admit(info OpenInfo) (*Admission, *Error) {
+	ip := info.ip()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.refuseOpenLocked(m.config(), info.ip())
+	if err := m.refuseOpenLocked(m.config(), ip); err != nil {
+		return nil, err
+	}
+	m.countIPLocked(ip)
+	m.admitting++
+	return &Admission{m: m, ip: ip}, nil
+}
+
+// Cancel gives the place back (the hook refused the session); after Open
+// it does nothing.
+func (a *Admission) Cancel() {
+	a.m.mu.Lock()
+	a.cancelLocked()
+	a.m.mu.Unlock()
+}
+
+func (a *Admission) cancelLocked() {
+	if a.done {
+		return
+	}
+	a.done = true
+	a.m.admitting--
+	a.m.uncountIPLocked(a.ip)
+}
+
+func (m *Manager) countIPLocked(ip string) {
+	if m.perIP == nil {
+		m.perIP = map[string]int{}
+	}
+	m.perIP[ip]++
+}
+
+func (m *Manager) uncountIPLocked(ip string) {
+	if m.perIP[ip]--; m.perIP[ip] <= 0 {
+		delete(m.perIP, ip)
+	}
 }
 
 func (m *Manager) refuseOpenLocked(cfg *Config, ip string) *Error {
@@ -244,7 +300,7 @@ func (m *Manager) refuseOpenLocked(cfg *Config, ip string) *Error {
 	switch {
 	case m.closed:
 		return Errorf(CodeShuttingDown, "gateway is shutting down")
-	case cfg.MaxSessions > 0 && len(m.sessions) >= cfg.MaxSessions:
+	case cfg.MaxSessions > 0 && len(m.sessions)+m.admitting >= cfg.MaxSessions:
 		err = Errorf(CodeTooManySessions, "the gateway has reached max_sessions (%d)", cfg.MaxSessions)
 	case cfg.MaxSessionsPerIP > 0 && m.perIP[ip] >= cfg.MaxSessionsPerIP:
 		err = Errorf(CodeTooManySessions, "too many sessions from %s (max_sessions_per_ip %d)", ip, cfg.MaxSessionsPerIP)
@@ -313,9 +369,7 @@ func (m *Manager) forget(s *Session, reason *Error) {
 	_, ok := m.sessions[s.id]
 	delete(m.sessions, s.id)
 	if ok {
-		if m.perIP[s.ip]--; m.perIP[s.ip] <= 0 {
-			delete(m.perIP, s.ip)
-		}
+		m.uncountIPLocked(s.ip)
 	}
 	m.mu.Unlock()
 	if ok {

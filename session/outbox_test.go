@@ -264,7 +264,7 @@ func TestUnreadResultsEndTheSession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, _ := m.Open(OpenInfo{})
+	s, _ := m.Open(OpenInfo{}, nil)
 	for req := range uint64(19) {
 		s.result(req, nil, 0)
 	}

@@ -42,7 +42,7 @@ func TestWriteDelayWakesEachSessionOnceAfterTheDelay(t *testing.T) {
 	sessions := make([]*Session, n)
 	recs := make([]*wakeRecorder, n)
 	for i := range sessions {
-		sessions[i], _ = m.Open(OpenInfo{})
+		sessions[i], _ = m.Open(OpenInfo{}, nil)
 		recs[i] = &wakeRecorder{}
 		if err := sessions[i].Attach(recs[i], false, 0); err != nil {
 			t.Fatal(err)
@@ -91,7 +91,7 @@ func TestWriteDelayHeldMessagesAreNotABacklog(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	s, _ := m.Open(OpenInfo{})
+	s, _ := m.Open(OpenInfo{}, nil)
 	rec := &wakeRecorder{}
 	if err := s.Attach(rec, false, 0); err != nil {
 		t.Fatal(err)

@@ -242,20 +242,21 @@ func (s *Server) open(r *http.Request, f *Frame, transport string) (*session.Ses
 	}
 	// The session limits first: an OPEN that would be refused anyway must
 	// not cost a hook call (a basic_auth check of an unknown user takes a
-	// second of CPU). Manager.Open checks them again, for opens in between.
-	if err := s.Manager.CanOpen(info); err != nil {
+	// second of CPU), and one whose hook runs holds its place meanwhile.
+	admission, err := s.Manager.Admit(info)
+	if err != nil {
 		return nil, err
 	}
 	var res OpenResult
 	if s.Authenticate != nil {
-		var err *session.Error
 		res, err = s.Authenticate(r, f.User, f.Password)
 		if err != nil {
+			admission.Cancel()
 			return nil, err
 		}
 	}
 	info.User = res.User
-	sess, err := s.Manager.Open(info)
+	sess, err := s.Manager.Open(info, admission)
 	if err != nil {
 		return nil, err
 	}
