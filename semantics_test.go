@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -584,6 +585,47 @@ func TestDedicatedClientLostOnBrokerOutage(t *testing.T) {
 	f := nextMessage(t, c)
 	if f.Type != transport.TypeLost || f.Handle != h || f.Code != session.CodeBrokerUnavailable {
 		t.Fatalf("%+v, want LOST for handle %d with code %d", f, h, session.CodeBrokerUnavailable)
+	}
+}
+
+// A dedicated client hears at once that its broker went away, publishing
+// or not: its connection does not come back by itself, yet LOST waited
+// behind the publish in flight, which waited connect_timeout for it (10 s
+// by default, 60 s here). Mosquitto stopped with SIGTERM, as a service
+// manager stops it, says DISCONNECT first.
+func TestDedicatedClientLostAtOnceWhilePublishing(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d {\n connect_timeout 60s\n }", mq.port), "")
+	c := dial(t, url)
+	h, _, err := c.Connect(ctx10(t), session.ConnectParams{Broker: "main", ClientID: "busy-outage"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := make(chan error, 1)
+	go func() { // back to back, QoS 1, until one fails
+		for {
+			if err := c.Publish(context.Background(), h, session.PublishParams{Topic: "busy/x", QoS: 1, Payload: make([]byte, 1000)}); err != nil {
+				failed <- err
+				return
+			}
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	mq.cmd.Process.Signal(syscall.SIGTERM)
+	mq.cmd.Wait()
+	// Not the 10 s the publish in flight waited for its acknowledgment.
+	select {
+	case f := <-c.Messages:
+		if f.Type != transport.TypeLost || f.Handle != h || f.Code != session.CodeBrokerUnavailable {
+			t.Fatalf("%+v, want LOST for handle %d with code %d", f, h, session.CodeBrokerUnavailable)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no LOST within 5 s of the broker's end")
+	}
+	// The publish in flight failed as the connection went (4041), or, had
+	// it completed, the next one, after LOST (4003); not with a timeout.
+	if code := errCode(<-failed); code != session.CodeBrokerUnavailable && code != session.CodeBadRequest {
+		t.Errorf("publishing ended with code %d, want 4041 or 4003", code)
 	}
 }
 

@@ -251,6 +251,7 @@ func (h *Hub) onDown() bool {
 	closed := h.closed
 	farewell := h.farewellLocked()
 	var lost []*Client
+	var abandon context.CancelCauseFunc
 	if h.dedicated && h.yielding {
 		h.kicked = true
 	} else if h.dedicated && !closed {
@@ -259,6 +260,7 @@ func (h *Hub) onDown() bool {
 		for c := range h.clients {
 			lost = append(lost, c)
 		}
+		abandon = h.cmCancel
 	} else if !closed && !poisoned {
 		h.noticeClients(Errorf(CodeBrokerUnavailable, "broker %q unavailable; subscriptions come back when it returns", h.br().cfg.Name))
 	}
@@ -280,8 +282,15 @@ func (h *Hub) onDown() bool {
 	h.ackMu.Unlock()
 	// A dedicated connection belongs to one web client, which decides
 	// whether to reconnect (as with a direct MQTT connection), so it is not
-	// retried here.
-	h.tellLost(lost, lostBecause(h.br().cfg.Name, farewell))
+	// retried here. Its client's requests waiting on it (a publish for its
+	// acknowledgment, or for the connection to come back) fail now rather
+	// than at their timeout: LOST comes after them, and a busy client heard
+	// of the loss 10 s late.
+	why := lostBecause(h.br().cfg.Name, farewell)
+	if abandon != nil {
+		abandon(why)
+	}
+	h.tellLost(lost, why)
 	return !h.dedicated && !closed
 }
 
@@ -406,6 +415,13 @@ func (h *Hub) restored() {
 func (h *Hub) awaitUp(ctx context.Context, arrived time.Time) *Error {
 	h.mu.RLock()
 	usable, ch := h.usable, h.upCh
+	// A dedicated connection that went down is not coming back (onDown);
+	// a shared one gets a new connection manager on a reload and is.
+	var abandoned <-chan struct{}
+	if h.dedicated {
+		abandoned = h.cmCtx.Done()
+	}
+	cmCtx := h.cmCtx
 	h.mu.RUnlock()
 	if usable {
 		return nil
@@ -417,6 +433,11 @@ func (h *Hub) awaitUp(ctx context.Context, arrived time.Time) *Error {
 		return nil
 	case e := <-h.refErr:
 		return e
+	case <-abandoned:
+		if e, ok := context.Cause(cmCtx).(*Error); ok {
+			return e
+		}
+		return Errorf(CodeBrokerUnavailable, "broker %q connection closed", h.br().cfg.Name)
 	case <-ctx.Done():
 		h.mu.RLock()
 		defer h.mu.RUnlock()
