@@ -144,7 +144,7 @@ type Manager struct {
 	// authenticate hook (Admit); admitting counts those for max_sessions.
 	perIP     map[string]int
 	admitting int
-	hubs     map[string]*Hub // shared hubs by broker and credentials, dedicated by broker and client ID
+	hubs      map[string]*Hub // shared hubs by broker and credentials, dedicated by broker and client ID
 	// ending holds, for dedicated hubs whose last client left, a channel
 	// closed once their connection is: the client ID's next connection
 	// waits for it (acquireHub), so the broker has the old one's
