@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddy-mqtt/mqttgateway/session"
 	"github.com/caddy-mqtt/mqttgateway/transport"
@@ -203,5 +204,46 @@ func mosquittoPasswd(t *testing.T, args ...string) {
 	t.Helper()
 	if out, err := exec.Command("mosquitto_passwd", args...).CombinedOutput(); err != nil {
 		t.Fatalf("mosquitto_passwd %v: %v: %s", args, err, out)
+	}
+}
+
+// A page may give MQTT credentials of its own at CONNECT, and the broker
+// answers at once: without a brake, a thousand password guesses a second
+// (a trial's). Past three refused ones from an address, the next waits a
+// second after the last refusal, then two...: a try too soon is refused
+// with 4051 without reaching the broker. Clients without credentials of
+// their own are not held back, and the right password still works once
+// the wait is over.
+func TestGuessingBrokerPasswordsIsSlowedDown(t *testing.T) {
+	mq, _ := mosquittoWithLogins(t, [2]string{"gw", "s3cret"}, [2]string{"dev", "right"})
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d {\n username gw\n password s3cret\n }", mq.port), "")
+	c := dial(t, url)
+	guess := func(password string) session.Code {
+		_, _, err := c.Connect(ctx10(t), session.ConnectParams{Broker: "main", ClientID: "guesser", Username: "dev", Password: []byte(password)})
+		if err == nil {
+			return session.CodeOK
+		}
+		return errCode(err)
+	}
+	for i := range 3 {
+		if code := guess(fmt.Sprint("guess", i)); code != session.CodeBrokerRefused {
+			t.Fatalf("guess %d: code %d, want the broker's refusal (4042)", i, code)
+		}
+	}
+	if code := guess("guess3"); code != session.CodeRateLimited {
+		t.Fatalf("a fourth guess at once: code %d, want 4051", code)
+	}
+	// Others are not held back.
+	connectSubscribe(t, dial(t, url), "free/#", 0)
+	time.Sleep(1100 * time.Millisecond)
+	if code := guess("guess4"); code != session.CodeBrokerRefused {
+		t.Fatalf("a guess a second later: code %d, want it to reach the broker (4042)", code)
+	}
+	if code := guess("right"); code != session.CodeRateLimited {
+		t.Fatalf("the next guess at once: code %d, want 4051", code)
+	}
+	time.Sleep(2100 * time.Millisecond)
+	if code := guess("right"); code != session.CodeOK {
+		t.Fatalf("the right password once the wait is over: code %d", code)
 	}
 }

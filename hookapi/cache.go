@@ -16,8 +16,8 @@ const DefaultCacheSize = 10000
 // is safe for concurrent use.
 //
 // A decision is reused only for the same session and the same facts:
-// action, user, broker, client id, topic, QoS, retain, username and
-// password (kept as a salted hash). The payload size is not part of the
+// action, user, broker, client id, topic, response topic, QoS, retain,
+// will, username and password (kept as a salted hash). The payload size is not part of the
 // key, so a hook whose publish answer depends on the size must not send a
 // max-age for it. When the cache is full the oldest entry goes first.
 type Cache struct {

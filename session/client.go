@@ -240,6 +240,12 @@ func (s *Session) Connect(req, handle uint64, p ConnectParams) {
 			err = s.authorize(c.ctx, Action{Kind: "publish", Broker: p.Broker, ClientID: p.ClientID, Topic: p.Will.Topic,
 				QoS: p.Will.QoS, Retain: p.Will.Retain, Size: len(p.Will.Payload), ResponseTopic: p.Will.Props.responseTopic(), Will: true})
 		}
+		// The client's own broker credentials: a refusal counts against
+		// its address, and too many make it wait (loginthrottle.go).
+		own := p.Username != "" || len(p.Password) > 0
+		if err == nil && own {
+			err = s.beginLogin(p)
+		}
 		if err != nil {
 			s.dropClient(c)
 			s.result(req, err, 0)
@@ -259,6 +265,9 @@ func (s *Session) Connect(req, handle uint64, p ConnectParams) {
 				s.mgr.keepHub(old)
 			}
 		}
+		if own {
+			s.endLogin(p, err)
+		}
 		if err != nil {
 			s.dropClient(c)
 			s.result(req, err, 0)
@@ -271,6 +280,32 @@ func (s *Session) Connect(req, handle uint64, p ConnectParams) {
 		s.connected(req, hub.stream, hub.sessionPresent())
 		hub.ready(s)
 	}})
+}
+
+// beginLogin asks the login throttle whether a CONNECT with the client's
+// own credentials may go to the broker now.
+func (s *Session) beginLogin(p ConnectParams) *Error {
+	err := s.mgr.logins.begin(s.ip, time.Now())
+	if err != nil {
+		if skipped, ok := s.mgr.throttledLogins.Allow(); ok {
+			s.log.Warn("broker login refused: too many refused credentials from this address", zap.String("session", s.IDString()),
+				zap.String("user", s.info.User), zap.String("client_ip", s.ip), zap.String("broker", p.Broker),
+				zap.Int("refused_before_unlogged", skipped))
+		}
+	}
+	return err
+}
+
+// endLogin gives the login throttle the broker's answer, and logs a
+// refusal: who tried which broker account, from where.
+func (s *Session) endLogin(p ConnectParams, err *Error) {
+	refused := err != nil && err.Code == CodeBrokerRefused
+	s.mgr.logins.end(s.ip, refused, time.Now())
+	if refused {
+		s.log.Info("broker refused a client's credentials", zap.String("session", s.IDString()), zap.String("user", s.info.User),
+			zap.String("client_ip", s.ip), zap.String("broker", p.Broker), zap.String("username", TrimText(p.Username)),
+			zap.String("reason", err.Message))
+	}
 }
 
 // client finds a connected client, or answers the request with an error.

@@ -125,6 +125,10 @@ type Manager struct {
 	setLogger func(*zap.Logger)      // points log at a config's logger
 	// refusedOpens limits the log of refused opens (session limits).
 	refusedOpens LogLimiter
+	// logins slows down broker password guessing (loginthrottle.go);
+	// throttledLogins limits the log of the CONNECTs it refuses.
+	logins          loginThrottle
+	throttledLogins LogLimiter
 	// droppedNotes limits the log of notifications dropped (notify.go).
 	droppedNotes LogLimiter
 	// closeNotes counts the sessions that ended and whose close

@@ -35,13 +35,21 @@ const SESSION_NEVER_EXPIRES = 0xffffffff;
 /**
  * Codes that mean the broker went away or could not be reached for now, so that a
  * dedicated client with `reconnect: true` tries again: 4041 broker_unavailable,
- * 4044 broker_timeout, 4022 hook_unavailable (the gateway's hook failed, fail closed)
- * and 4090 shutting_down (the gateway is reloading). A broker's refusal (4042) is tried
+ * 4044 broker_timeout, 4022 hook_unavailable (the gateway's hook failed, fail closed),
+ * 4090 shutting_down (the gateway is reloading) and 4051 rate_limited (the gateway
+ * holds back the client's address after refused credentials, or the session has too
+ * many requests waiting: "not now"). A broker's refusal (4042) is tried
  * again for the reasons in RETRIED_REFUSALS. Anything else (4045 taken over, 4021 not
  * authorized by the gateway, a banned client id...) would be refused again: retrying
  * would only hammer the broker.
  */
-const RECONNECT_CODES = new Set([ErrorCode.broker_unavailable, ErrorCode.broker_timeout, ErrorCode.hook_unavailable, ErrorCode.shutting_down]);
+const RECONNECT_CODES = new Set([
+  ErrorCode.broker_unavailable,
+  ErrorCode.broker_timeout,
+  ErrorCode.hook_unavailable,
+  ErrorCode.shutting_down,
+  ErrorCode.rate_limited,
+]);
 /**
  * CONNACK reason codes of a 4042 that a reconnecting client tries again, as Paho does:
  * credentials it used before (a password being rotated, a wrong one in a reload of the

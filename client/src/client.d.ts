@@ -171,7 +171,8 @@ export interface ConnectOptions extends CallbackOptions<ConnectResult> {
    * refused that way ends the reconnection with a second onConnectionLost carrying
    * its code. An attempt the broker refuses (4042) for its credentials (0x86, 0x87) or
    * because it is busy (0x88, 0x89, 0x97, 0x9F) is tried again, as in Paho: the
-   * credentials worked before. Shared clients accept the option and need none: the gateway restores
+   * credentials worked before; so is one the gateway holds back for now (4051: after
+   * several refused credentials from this address, or too many requests waiting). Shared clients accept the option and need none: the gateway restores
    * their connection itself (onBrokerUnavailable / onBrokerAvailable).
    */
   reconnect?: boolean;

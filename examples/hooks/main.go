@@ -7,7 +7,8 @@
 // Its policy, over a small user table:
 //
 //   - open: alice and bob, with their passwords, may open sessions;
-//   - connect: any broker; a dedicated connection's client ID must begin
+//   - connect: any broker, with the gateway's credentials (none of the
+//     page's own); a dedicated connection's client ID must begin
 //     with "<user>/" (a client ID names a broker session, and whoever
 //     connects with it takes over its subscriptions and kept messages);
 //   - subscribe: under users/<user>/#, and public/# for everyone;
@@ -81,6 +82,13 @@ func (s *service) hook(w http.ResponseWriter, r *http.Request) {
 		}
 		hookapi.Allow(w, hookapi.WithUser(f.Username), hookapi.WithLimit("max_bandwidth", "65536"))
 	case hookapi.ActionConnect:
+		// The gateway logs in to the broker with its configured
+		// credentials. MQTT ones of the page's own would try the broker's
+		// other accounts, which answers each guess at once.
+		if f.Username != "" || len(f.Password) > 0 {
+			hookapi.Deny(w, 0, "MQTT credentials of your own are not accepted here")
+			return
+		}
 		if f.ClientID != "" && !ownClientID(f.User, f.ClientID) {
 			hookapi.Deny(w, 0, "a client ID must begin with your user name and /")
 			return

@@ -214,6 +214,15 @@ func checkPolicy(t *testing.T, authn, authz *hookapi.Runner) {
 			t.Errorf("connect with client ID %q as %q: denied with %d %q", tt.clientID, tt.user, d.Code, d.Message)
 		}
 	}
+	// MQTT credentials of the page's own: the gateway logs in with its own.
+	for _, f := range []hookapi.Facts{
+		{Action: hookapi.ActionConnect, User: "alice", SessionID: "s1", Broker: "local", Username: "device"},
+		{Action: hookapi.ActionConnect, User: "alice", SessionID: "s1", Broker: "local", Username: "alice", ClientID: "alice/phone"},
+	} {
+		if d := authz.Decide(ctx, origin, f); d.Allow || d.Code != hookapi.CodeNotAuthorized || !strings.Contains(d.Message, "credentials") {
+			t.Errorf("connect with the MQTT user name %q: %+v, want it refused", f.Username, d)
+		}
+	}
 	// Notifications are answered too (and ignored by the gateway).
 	for _, a := range []hookapi.Action{hookapi.ActionUnsubscribe, hookapi.ActionDisconnect, hookapi.ActionClose} {
 		if d := authz.Decide(ctx, origin, hookapi.Facts{Action: a, User: "alice", SessionID: "s1"}); !d.Allow {

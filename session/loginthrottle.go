@@ -1,0 +1,95 @@
+package session
+
+import (
+	"fmt"
+	"sync"
+	"time"
+)
+
+// loginThrottle slows down the guessing of broker passwords through the
+// gateway. A web client may give its own MQTT user name and password at
+// CONNECT (the broker checks them: the policy often does not), and the
+// broker answers at once, so a page could try a thousand passwords a
+// second. Per client address (limitKey), past loginGrace refused CONNECTs
+// with a client's own credentials, the next waits loginDelay after the
+// last refusal, doubling with each one up to loginDelayMax, and one tried
+// meanwhile, or while another is under way, is refused with 4051. An
+// address's refusals are forgotten loginForget after its last. The zero
+// value is ready to use.
+type loginThrottle struct {
+	mu     sync.Mutex
+	byAddr map[string]*loginRecord
+}
+
+type loginRecord struct {
+	refused  int       // refused CONNECTs since the record began
+	last     time.Time // the last refusal
+	underWay int       // CONNECTs tried and not yet answered
+}
+
+const (
+	loginGrace    = 3 // refusals that cost nothing: typing mistakes
+	loginDelay    = time.Second
+	loginDelayMax = 30 * time.Second
+	loginForget   = 10 * time.Minute
+	// loginSweepAt is how many addresses the throttle holds before it
+	// drops those whose refusals are forgotten.
+	loginSweepAt = 4096
+)
+
+// begin reports whether a CONNECT with a client's own credentials from
+// addr may go to the broker at now; if it may, the caller must call end
+// with the broker's answer.
+func (l *loginThrottle) begin(addr string, now time.Time) *Error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r := l.byAddr[addr]
+	if r != nil && r.underWay == 0 && now.Sub(r.last) > loginForget {
+		delete(l.byAddr, addr)
+		r = nil
+	}
+	if r == nil {
+		if l.byAddr == nil {
+			l.byAddr = map[string]*loginRecord{}
+		}
+		if len(l.byAddr) >= loginSweepAt {
+			l.sweepLocked(now)
+		}
+		r = &loginRecord{}
+		l.byAddr[addr] = r
+	}
+	// Tries under way count as refusals until answered, so a client cannot
+	// start many at once before the first refusal counts.
+	if n := r.refused + r.underWay; n >= loginGrace {
+		wait := min(loginDelay<<min(n-loginGrace, 16), loginDelayMax)
+		if r.underWay > 0 || now.Before(r.last.Add(wait)) {
+			return Errorf(CodeRateLimited, "%d connections with credentials the broker refused from %s: try again in %s",
+				r.refused, addr, fmt.Sprint(max(r.last.Add(wait).Sub(now), 0).Round(time.Second)))
+		}
+	}
+	r.underWay++
+	return nil
+}
+
+// end records the broker's answer to a CONNECT begin let through.
+func (l *loginThrottle) end(addr string, refused bool, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r := l.byAddr[addr]
+	if r == nil {
+		return
+	}
+	r.underWay--
+	if refused {
+		r.refused++
+		r.last = now
+	}
+}
+
+func (l *loginThrottle) sweepLocked(now time.Time) {
+	for a, r := range l.byAddr {
+		if r.underWay == 0 && now.Sub(r.last) > loginForget {
+			delete(l.byAddr, a)
+		}
+	}
+}
