@@ -67,7 +67,8 @@ func (p *hookPolicy) facts(s *session.Session, a session.Action) (*hookapi.Origi
 	o, _ := s.Origin().(*hookapi.Origin)
 	return o, hookapi.Facts{Action: hookapi.Action(a.Kind), User: s.Info().User, SessionID: s.IDString(),
 		Broker: a.Broker, ClientID: a.ClientID, Topic: a.Topic, QoS: a.QoS, Retain: a.Retain, Size: a.Size,
-		ResponseTopic: a.ResponseTopic, Will: a.Will, Username: a.Username, Password: a.Password}
+		ResponseTopic: a.ResponseTopic, Will: a.Will, CleanStart: a.CleanStart, SessionExpiry: a.SessionExpiry,
+		Username: a.Username, Password: a.Password}
 }
 
 // Authorize implements session.Policy.

@@ -577,12 +577,15 @@ http://127.0.0.1:%d {
 // were hidden: alice could have a device answer into another tenant.)
 func TestHookSeesResponseTopicAndWill(t *testing.T) {
 	mq := startMosquitto(t)
-	publishes := make(chan hookapi.Facts, 8)
+	publishes, connects := make(chan hookapi.Facts, 8), make(chan hookapi.Facts, 8)
 	url := gatewayWithHook(t, mq.port, "authorize", "", func(w http.ResponseWriter, r *http.Request) {
 		f, err := hookapi.ParseRequest(r)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
+		}
+		if f.Action == hookapi.ActionConnect && f.ClientID != "" {
+			connects <- f
 		}
 		if f.Action != hookapi.ActionPublish {
 			hookapi.Allow(w)
@@ -614,10 +617,14 @@ func TestHookSeesResponseTopicAndWill(t *testing.T) {
 	<-publishes
 
 	d := dial(t, url)
-	if _, _, err := d.Connect(ctx, session.ConnectParams{Broker: "main", ClientID: "alice/phone",
+	if _, _, err := d.Connect(ctx, session.ConnectParams{Broker: "main", ClientID: "alice/phone", SessionExpiry: 3600,
 		Will: &session.PublishParams{Topic: "users/alice/status", QoS: 1, Retain: true, Payload: []byte("offline"),
 			Props: &session.Props{ResponseTopic: "users/alice/status-replies"}}}); err != nil {
 		t.Fatal(err)
+	}
+	// The connect's broker session: what it leaves on the broker.
+	if f := <-connects; f.CleanStart || f.SessionExpiry != 3600 {
+		t.Errorf("the hook saw the connect as clean start %v, session expiry %d; want false, 3600", f.CleanStart, f.SessionExpiry)
 	}
 	if f := <-publishes; !f.Will || f.Topic != "users/alice/status" || f.ResponseTopic != "users/alice/status-replies" || f.ClientID != "alice/phone" {
 		t.Errorf("the hook saw the will as %+v", f)

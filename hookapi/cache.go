@@ -17,7 +17,8 @@ const DefaultCacheSize = 10000
 //
 // A decision is reused only for the same session and the same facts:
 // action, user, broker, client id, topic, response topic, QoS, retain,
-// will, username and password (kept as a salted hash). The payload size is not part of the
+// will, clean start, session expiry, username and password (kept as a
+// salted hash). The payload size is not part of the
 // key, so a hook whose publish answer depends on the size must not send a
 // max-age for it. When the cache is full the oldest entry goes first.
 type Cache struct {
@@ -34,7 +35,8 @@ type cacheKey struct {
 	action                                                       Action
 	session, user, broker, clientID, topic, responseTopic, uname string
 	qos                                                          byte
-	retain, will                                                 bool
+	retain, will, cleanStart                                     bool
+	sessionExpiry                                                uint32
 	password                                                     [sha256.Size]byte
 }
 
@@ -75,7 +77,7 @@ func (c *Cache) key(f *Facts, k *cacheKey) {
 	*k = cacheKey{
 		action: f.Action, session: f.SessionID, user: f.User, broker: f.Broker,
 		clientID: f.ClientID, topic: f.Topic, responseTopic: f.ResponseTopic, uname: f.Username,
-		qos: f.QoS, retain: f.Retain, will: f.Will,
+		qos: f.QoS, retain: f.Retain, will: f.Will, cleanStart: f.CleanStart, sessionExpiry: f.SessionExpiry,
 	}
 	if len(f.Password) > 0 {
 		h := sha256.New()

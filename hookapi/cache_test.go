@@ -44,6 +44,8 @@ func TestCacheKey(t *testing.T) {
 		"retain":   func(f *Facts) { f.Retain = true },
 		"response": func(f *Facts) { f.ResponseTopic = "other/replies" },
 		"will":     func(f *Facts) { f.Will = true },
+		"clean":    func(f *Facts) { f.CleanStart = true },
+		"expiry":   func(f *Facts) { f.SessionExpiry = 60 },
 		"username": func(f *Facts) { f.Username = "u2" },
 		"password": func(f *Facts) { f.Password = []byte("q") },
 		"no pass":  func(f *Facts) { f.Password = nil },

@@ -61,6 +61,13 @@ type Facts struct {
 	// Will marks a publish that is a CONNECT's will (decided when the
 	// client connects; the broker may publish it later, or never).
 	Will bool
+	// CleanStart and SessionExpiry are a connect's: whether it starts a
+	// new broker session, and how long (seconds; 4294967295: for ever)
+	// the broker keeps the session after the connection ends, holding
+	// the client's subscriptions and queueing its messages. A policy
+	// that must bound what users leave on the broker checks it.
+	CleanStart    bool
+	SessionExpiry uint32
 
 	// Credentials the web client gave: for open, the user and password of
 	// openSession; for connect, the MQTT username and password. They are
@@ -89,6 +96,9 @@ const (
 	// is a will.
 	HeaderResponseTopic = "X-Mqtt-Response-Topic"
 	HeaderWill          = "X-Mqtt-Will"
+	// Only on a connect.
+	HeaderCleanStart    = "X-Mqtt-Clean-Start"
+	HeaderSessionExpiry = "X-Mqtt-Session-Expiry"
 )
 
 // The response headers a hook answers with. HeaderUser is shared with the
@@ -126,6 +136,18 @@ var factHeaders = []header{
 		}
 		return strconv.FormatBool(f.Will)
 	}},
+	{HeaderCleanStart, "http.mqtt_gateway.clean_start", func(f *Facts) string {
+		if f.Action != ActionConnect {
+			return ""
+		}
+		return strconv.FormatBool(f.CleanStart)
+	}},
+	{HeaderSessionExpiry, "http.mqtt_gateway.session_expiry", func(f *Facts) string {
+		if f.Action != ActionConnect {
+			return ""
+		}
+		return strconv.FormatUint(uint64(f.SessionExpiry), 10)
+	}},
 }
 
 // headerSafe reports whether v survives as an HTTP header value unchanged:
@@ -162,6 +184,8 @@ type body struct {
 	Size           int    `json:"size"`
 	ResponseTopic  string `json:"response_topic"`
 	Will           bool   `json:"will"`
+	CleanStart     bool   `json:"clean_start"`
+	SessionExpiry  uint32 `json:"session_expiry"`
 	Username       string `json:"username"`
 	Password       string `json:"password"`
 	PasswordBase64 string `json:"password_base64,omitempty"`
@@ -180,6 +204,8 @@ func (f *Facts) marshalBody() []byte {
 		Size:          f.Size,
 		ResponseTopic: f.ResponseTopic,
 		Will:          f.Will,
+		CleanStart:    f.CleanStart,
+		SessionExpiry: f.SessionExpiry,
 		Username:      f.Username,
 	}
 	if utf8.Valid(f.Password) {

@@ -584,3 +584,28 @@ func TestRunnerLogsDenialsWithinABudget(t *testing.T) {
 		t.Errorf("%d lines account for %d denials, want %d", len(all), seen, 3*logBurst+1)
 	}
 }
+
+// A connect's clean start and session expiry reach the hook as headers,
+// placeholders and the body, so that a policy can bound the sessions a
+// user leaves on the broker (the README's idiom: an int() of the
+// placeholder); other actions have neither.
+func TestRunnerCleanStartAndSessionExpiry(t *testing.T) {
+	r := authorizeRunner(t, `
+		respond "[{http.mqtt_gateway.clean_start}][{http.request.header.X-Mqtt-Clean-Start}][{http.mqtt_gateway.session_expiry}][{http.request.header.X-Mqtt-Session-Expiry}]" 403`)
+	connect := Facts{Action: ActionConnect, User: "alice", SessionID: "s1", Broker: "b", ClientID: "alice/1", SessionExpiry: 4294967295}
+	wantDeny(t, decide(r, connect), CodeNotAuthorized, "[false][false][4294967295][4294967295]")
+	connect.CleanStart, connect.SessionExpiry = true, 0
+	wantDeny(t, decide(r, connect), CodeNotAuthorized, "[true][true][0][0]")
+	wantDeny(t, decide(r, publish("alice", "t")), CodeNotAuthorized, "[][][][]")
+
+	r = authorizeRunner(t, `
+		@lasting expression `+"`"+`int({http.mqtt_gateway.session_expiry}) > 86400`+"`"+`
+		respond @lasting "a broker session may last a day at most" 403
+		respond 204`)
+	for expiry, allow := range map[uint32]bool{0: true, 86400: true, 86401: false, 4294967295: false} {
+		f := Facts{Action: ActionConnect, User: "alice", SessionID: "s1", Broker: "b", ClientID: "alice/1", SessionExpiry: expiry}
+		if d := decide(r, f); d.Allow != allow {
+			t.Errorf("session expiry %d: allowed %v, want %v (%+v)", expiry, d.Allow, allow, d)
+		}
+	}
+}

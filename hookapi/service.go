@@ -80,6 +80,8 @@ func parseFacts(data []byte, header http.Header) (Facts, error) {
 		Size:          b.Size,
 		ResponseTopic: b.ResponseTopic,
 		Will:          b.Will,
+		CleanStart:    b.CleanStart,
+		SessionExpiry: b.SessionExpiry,
 		Username:      b.Username,
 	}
 	switch {

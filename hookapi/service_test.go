@@ -17,6 +17,7 @@ func TestParseRequestRoundTrip(t *testing.T) {
 	for _, f := range []Facts{
 		{Action: ActionOpen, SessionID: "s1", Username: "alice", Password: []byte("pa55 wörd")},
 		{Action: ActionConnect, User: "alice", SessionID: "s1", Broker: "b", ClientID: "c1", Username: "u", Password: []byte{0xff, 0, 1}},
+		{Action: ActionConnect, User: "alice", SessionID: "s1", Broker: "b", ClientID: "alice/1", CleanStart: true, SessionExpiry: 4294967295},
 		{Action: ActionPublish, User: "alice", SessionID: "s1", Broker: "b", Topic: "a/ b\n", QoS: 2, Retain: true, Size: 1 << 20},
 		{Action: ActionPublish, User: "alice", SessionID: "s1", Broker: "b", ClientID: "c1", Topic: "dev/1/cmd", ResponseTopic: "users/alice/replies", Will: true},
 		{Action: ActionSubscribe, User: "élise", SessionID: "s1", Broker: "b", Topic: "a/+/#", QoS: 1},

@@ -233,7 +233,8 @@ func (s *Session) Connect(req, handle uint64, p ConnectParams) {
 	s.mu.Unlock()
 
 	c.queue(queuedOp{cost: cost, req: req, run: func() {
-		err := s.authorize(c.ctx, Action{Kind: "connect", Broker: p.Broker, ClientID: p.ClientID, Username: p.Username, Password: p.Password})
+		err := s.authorize(c.ctx, Action{Kind: "connect", Broker: p.Broker, ClientID: p.ClientID, Username: p.Username, Password: p.Password,
+			CleanStart: p.CleanStart, SessionExpiry: p.SessionExpiry})
 		if err == nil && p.Will != nil {
 			// A will is a publish the broker makes later on the client's
 			// behalf: it needs the same permission now.

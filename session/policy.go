@@ -42,6 +42,10 @@ type Action struct {
 	// Will marks the publish a CONNECT's will asks the broker to make
 	// later, authorized when the client connects.
 	Will bool
+	// A connect's clean start and session expiry (seconds): what it may
+	// leave on the broker after it goes.
+	CleanStart    bool
+	SessionExpiry uint32
 }
 
 // authorize asks the current policy, if any. The policy comes from the
