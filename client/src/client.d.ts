@@ -527,7 +527,9 @@ export declare class Session {
   /**
    * Ends the session (the gateway frees it at once). The gateway still carries out the
    * requests sent before (a publish reaches the broker), but their results never come
-   * back: requests still pending here fail with 4003 "session closed". The session's
+   * back: requests still pending here fail with 4003 "session closed before its result
+   * came back" (unlike a 4003 "not connected", such a publish may well be delivered:
+   * do not send it again). The session's
    * state is "closed" at once; the Promise resolves once the CLOSE frame is handed
    * over: written to the WebSocket, or on HTTP transports once the /send carrying it
    * is answered (or failed, or after 5 s at most). A Node.js process that awaits it

@@ -370,7 +370,8 @@ export class Session {
   /**
    * Ends the session: sends CLOSE (the gateway frees it at once) and closes the
    * transport. The gateway still carries out the requests sent before CLOSE, but their
-   * results never come back: pending requests fail here with 4003; connected clients
+   * results never come back: pending requests fail here with 4003 (they may have
+   * succeeded); connected clients
    * get onConnectionLost with errorCode 0. The session is closed when this returns;
    * the Promise resolves once CLOSE is handed over (written to the WebSocket; on HTTP
    * transports, once the /send carrying it is answered or failed, 5 s at most), so a
@@ -1297,11 +1298,13 @@ export class Session {
     this._handshake?.settle({ kind: "close", code, message });
     this._out = [];
     // Requests fail with the session's end code; with 4003 when the application
-    // closed it (0 would read as success).
+    // closed it (0 would read as success), saying that, unlike a 4003 "not connected",
+    // they went out before the CLOSE and the gateway carries them out.
     const reqCode = code === 0 ? ErrorCode.bad_request : code;
+    const reqMessage = code === 0 ? `${message} before its result came back: the gateway still carries out what was sent before the close` : message;
     const pending = [...this._pending.values()];
     this._pending.clear();
-    for (const rec of pending) rec.onResult(reqCode, message, 0, code === 0);
+    for (const rec of pending) rec.onResult(reqCode, reqMessage, 0, code === 0);
     for (const c of this._clients) c._onSessionEnd(code, message);
     this._handles.clear();
     if (!silent && wasOpened) safeCall(this.onClose, this, { errorCode: code, errorMessage: message });
