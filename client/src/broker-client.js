@@ -4,7 +4,7 @@
 import { checkOptions, operation, safeCall } from "./callbacks.js";
 import { FrameType, toBytes } from "./codec.js";
 import { ErrorCode, MqttGatewayError, describeValue, echo } from "./errors.js";
-import { Message } from "./message.js";
+import { Message, checkMessageProps } from "./message.js";
 import { frequencyOnWire } from "./limits.js";
 import { brokerReconnectDelay } from "./timers.js";
 import { filterLevels, levelsMatch } from "./topic.js";
@@ -199,6 +199,7 @@ export class BrokerClient {
     }
     if (will !== null) {
       if (typeof will.destinationName !== "string") throw new TypeError("willMessage.destinationName must be set");
+      checkMessageProps(will, "willMessage");
       if (!isQos(will.qos ?? 0)) {
         op.fail(new MqttGatewayError(ErrorCode.invalid_qos, badQos("willMessage.qos", will.qos)));
         return op.promise;
@@ -354,6 +355,7 @@ export class BrokerClient {
     }
     if (!(message instanceof Message)) throw new TypeError("send() takes a Message or (topic, payload, qos, retained)");
     if (typeof message.destinationName !== "string") throw new TypeError("message.destinationName must be set");
+    checkMessageProps(message, "message");
     return this._publish(message);
   }
 

@@ -2,6 +2,7 @@
 // publish properties as plain fields.
 
 import { toBytes } from "./codec.js";
+import { describeValue } from "./errors.js";
 
 // Replacement (non-fatal) decoding for payloadString: a binary payload must not make
 // reading the string form throw; payloadBytes stays exact.
@@ -112,4 +113,34 @@ export class Message {
     m.userProperties = p.userProperties;
     return m;
   }
+}
+
+/**
+ * Throws a TypeError, naming the property, for MQTT 5 properties of `m` the wire cannot
+ * carry as given: before, -1 or 1.5 failed deep in the encoder as "uvarint out of
+ * range", 2 ** 32 was silently cut to 4294967295, and an object of user properties
+ * failed with "object is not iterable". `what` names the message ("message",
+ * "willMessage").
+ * @param {Message} m
+ * @param {string} what
+ */
+export function checkMessageProps(m, what) {
+  const given = (v) => v !== undefined && v !== null;
+  const fail = (name, want, v) => {
+    throw new TypeError(`${what}.${name} must be ${want}, got ${describeValue(v)}`);
+  };
+  const pfi = m.payloadFormatIndicator;
+  if (given(pfi) && pfi !== 0 && pfi !== 1) fail("payloadFormatIndicator", "0 or 1", pfi);
+  const expiry = m.messageExpiryInterval;
+  if (given(expiry) && !(Number.isInteger(expiry) && expiry >= 0 && expiry <= 0xffffffff))
+    fail("messageExpiryInterval", "a whole number of seconds from 0 to 4294967295", expiry);
+  for (const name of ["contentType", "responseTopic"]) {
+    if (given(m[name]) && typeof m[name] !== "string") fail(name, "a string", m[name]);
+  }
+  const cd = m.correlationData;
+  if (given(cd) && typeof cd !== "string" && !(cd instanceof ArrayBuffer) && !ArrayBuffer.isView(cd))
+    fail("correlationData", "bytes (a Uint8Array, ArrayBuffer or view)", cd);
+  const up = m.userProperties;
+  if (given(up) && (!Array.isArray(up) || !up.every((p) => Array.isArray(p) && p.length === 2 && typeof p[0] === "string" && typeof p[1] === "string")))
+    fail("userProperties", "an array of [name, value] pairs of strings", up);
 }

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { FrameType, decodeFrame, encodeFrame } from "../src/codec.js";
-import { Message } from "../src/message.js";
+import { Message, checkMessageProps } from "../src/message.js";
 
 const allBytes = () => Uint8Array.from({ length: 256 }, (_, i) => i);
 
@@ -94,4 +94,26 @@ test("topic is Paho's other name for destinationName", () => {
   assert.equal(m.destinationName, "a/b");
   m.destinationName = "c";
   assert.equal(m.topic, "c");
+});
+
+test("MQTT 5 properties the wire cannot carry are a TypeError naming the property", () => {
+  const bad = {
+    messageExpiryInterval: [-1, 1.5, 2 ** 32, "60"],
+    payloadFormatIndicator: [2, true],
+    contentType: [42],
+    responseTopic: [{}],
+    correlationData: [42, {}],
+    userProperties: [{ a: "b" }, [["a"]], [["a", 1]], "a=b"],
+  };
+  for (const [name, values] of Object.entries(bad)) {
+    for (const v of values) {
+      const m = new Message("x");
+      m[name] = v;
+      assert.throws(() => checkMessageProps(m, "message"), (e) => e instanceof TypeError && e.message.startsWith(`message.${name} must be`), `${name} = ${String(v)}`);
+    }
+  }
+  const ok = new Message("x");
+  Object.assign(ok, { messageExpiryInterval: 0xffffffff, payloadFormatIndicator: 1, contentType: "text/plain", responseTopic: "r", correlationData: new Uint8Array([0, 1]), userProperties: [["a", "b"], ["a", "c"]] });
+  checkMessageProps(ok, "message");
+  checkMessageProps(new Message("x"), "message");
 });

@@ -405,6 +405,14 @@ describe("requests", () => {
       assert.rejects(c.publish("a", "x", 5), (e) => e.errorCode === 4033),
       assert.rejects(c.publish("a", new Uint8Array(70000)), (e) => e.errorCode === 4002),
     ]));
+    // A property the wire cannot carry is a mistake in the arguments: a TypeError at
+    // the call, naming it, and nothing sent.
+    const { client: c2 } = await connected(session, conn, { stream: 2 });
+    const m = new Message("x");
+    m.destinationName = "a";
+    m.messageExpiryInterval = -1;
+    assert.throws(() => c2.send(m), { name: "TypeError", message: "message.messageExpiryInterval must be a whole number of seconds from 0 to 4294967295, got -1 (number)" });
+    assert.equal(conn.all(F.PUBLISH).length, 0);
     await session.close();
   });
 
