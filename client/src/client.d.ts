@@ -275,7 +275,8 @@ export declare class BrokerClient {
   /** A publish was confirmed. */
   onMessageDelivered: ((message: Message) => void) | null;
   /**
-   * The client was detached: errorCode 0 after disconnect(), else the reason. With
+   * The client was detached: errorCode 0 after disconnect() or session.close(), else
+   * the reason. With
    * `reconnect: true` and a broker that went away, onReconnectionStart follows and the
    * client connects again by itself (see ConnectOptions.reconnect).
    */
