@@ -28,8 +28,13 @@ type hookPolicy struct {
 }
 
 func (p *hookPolicy) decide(ctx context.Context, r *hookapi.Runner, o *hookapi.Origin, f hookapi.Facts) hookapi.Decision {
+	return p.decideSettled(ctx, r, o, f, nil)
+}
+
+// decideSettled is decide with DecideSettled's settled.
+func (p *hookPolicy) decideSettled(ctx context.Context, r *hookapi.Runner, o *hookapi.Origin, f hookapi.Facts, settled func()) hookapi.Decision {
 	start := time.Now()
-	d := r.Decide(ctx, o, f)
+	d := r.DecideSettled(ctx, o, f, settled)
 	result := "allow"
 	if !d.Allow {
 		result = strconv.Itoa(d.Code)
@@ -40,11 +45,12 @@ func (p *hookPolicy) decide(ctx context.Context, r *hookapi.Runner, o *hookapi.O
 }
 
 // authenticate implements transport.Server.Authenticate.
-func (p *hookPolicy) authenticate(r *http.Request, user string, password []byte) (transport.OpenResult, *session.Error) {
+func (p *hookPolicy) authenticate(r *http.Request, user string, password []byte, settled func()) (transport.OpenResult, *session.Error) {
 	if p.authn == nil {
+		settled()
 		return transport.OpenResult{}, nil
 	}
-	d := p.decide(r.Context(), p.authn, hookapi.Snapshot(r), hookapi.Facts{Action: hookapi.ActionOpen, Username: user, Password: password})
+	d := p.decideSettled(r.Context(), p.authn, hookapi.Snapshot(r), hookapi.Facts{Action: hookapi.ActionOpen, Username: user, Password: password}, settled)
 	if !d.Allow {
 		return transport.OpenResult{}, &session.Error{Code: session.Code(d.Code), Message: d.Message}
 	}

@@ -435,6 +435,43 @@ func TestOpensInFlightCountAgainstTheSessionLimit(t *testing.T) {
 	c.Close()
 }
 
+// An open whose authenticate hook outlives hook_timeout is refused then
+// (4022), but keeps its place under max_sessions_per_ip until the hook is
+// done: basic_auth's check of an unknown user goes on for a second of CPU
+// after the timeout, and a client that opened again at each 4022 had ever
+// more of them running.
+func TestATimedOutOpenKeepsItsPlaceUntilItsHookIsDone(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), `max_sessions_per_ip 2
+		hook_timeout 200ms
+		authenticate {
+			mqttgw_test_busy 3s
+			respond 204
+		}`)
+	codes := make(chan session.Code, 2)
+	for range 2 {
+		go func() {
+			_, err := gwclient.Dial(context.Background(), url, nil)
+			codes <- errCode(err)
+		}()
+	}
+	for range 2 {
+		if code := <-codes; code != session.CodeHookUnavailable {
+			t.Fatalf("an open whose hook outlived hook_timeout: code %d, want 4022", code)
+		}
+	}
+	// The two hooks still work: no place for a third.
+	if _, err := gwclient.Dial(ctx10(t), url, nil); errCode(err) != session.CodeTooManySessions {
+		t.Fatalf("an open while both hooks still work: %v, want 4013", err)
+	}
+	// Once they are done, the places are free: the next open reaches the
+	// hook (and times out in its turn).
+	time.Sleep(3 * time.Second)
+	if _, err := gwclient.Dial(ctx10(t), url, nil); errCode(err) != session.CodeHookUnavailable {
+		t.Fatalf("an open once the hooks were done: %v, want it to reach the hook (4022)", err)
+	}
+}
+
 // The authenticate hook's limits are read as the Caddyfile's are (2KiB,
 // 16kbit, 2048), and one the gateway cannot read, or whose name it does not
 // know, refuses the session (4022) instead of leaving it without a limit.

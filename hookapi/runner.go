@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"runtime/debug"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -42,13 +43,30 @@ type Runner struct {
 // background and its answer is dropped. For notifications (unsubscribe,
 // disconnect, close) the caller ignores the decision.
 func (r *Runner) Decide(ctx context.Context, o *Origin, f Facts) Decision {
+	return r.DecideSettled(ctx, o, f, nil)
+}
+
+// DecideSettled is Decide that calls settled (if not nil) once the chain
+// is done with the request: before it returns, or later, when the chain
+// outlives the timeout and finishes in the background. A caller that
+// counts the work in flight (the gateway's session limits count opens
+// whose authenticate hook runs) holds it until then: a timed-out
+// basic_auth check of an unknown user goes on burning a second of CPU.
+func (r *Runner) DecideSettled(ctx context.Context, o *Origin, f Facts, settled func()) Decision {
 	start := time.Now()
-	d, cached, reason := r.decide(ctx, o, &f)
+	d, cached, reason := r.decide(ctx, o, &f, settled)
 	r.log(&f, d, cached, reason, time.Since(start))
 	return d
 }
 
-func (r *Runner) decide(ctx context.Context, o *Origin, f *Facts) (d Decision, cached bool, reason string) {
+// decide calls settled (if not nil) once no chain runs for the request.
+func (r *Runner) decide(ctx context.Context, o *Origin, f *Facts, settled func()) (d Decision, cached bool, reason string) {
+	ran := false
+	defer func() {
+		if !ran && settled != nil {
+			settled()
+		}
+	}()
 	if !f.Action.Valid() {
 		return unavailable(), false, "invalid action"
 	}
@@ -65,7 +83,8 @@ func (r *Runner) decide(ctx context.Context, o *Origin, f *Facts) (d Decision, c
 			return d, true, ""
 		}
 	}
-	d, reason = r.run(ctx, o, f)
+	ran = true
+	d, reason = r.run(ctx, o, f, settled)
 	if cacheable && reason == "" {
 		r.Cache.putKey(key, d, time.Now()) // keeps only a decision with a max-age
 	}
@@ -73,8 +92,9 @@ func (r *Runner) decide(ctx context.Context, o *Origin, f *Facts) (d Decision, c
 }
 
 // run runs the chain in its own goroutine, so that the timeout holds even
-// for a handler that ignores its context.
-func (r *Runner) run(ctx context.Context, o *Origin, f *Facts) (Decision, string) {
+// for a handler that ignores its context; settled (if not nil) is called
+// when that goroutine ends.
+func (r *Runner) run(ctx context.Context, o *Origin, f *Facts, settled func()) (Decision, string) {
 	timeout := r.Timeout
 	if timeout <= 0 {
 		timeout = DefaultTimeout
@@ -90,7 +110,16 @@ func (r *Runner) run(ctx context.Context, o *Origin, f *Facts) (Decision, string
 	fc.Password = bytes.Clone(f.Password)
 	s := newSubrequest(ctx, o, &fc)
 	done := make(chan outcome, 1)
+	// Settled once: by the goroutine when the chain ends, or here, before
+	// returning, when its answer came in time (the chain is done then).
+	var once sync.Once
+	settle := func() {
+		if settled != nil {
+			once.Do(settled)
+		}
+	}
 	go func() {
+		defer settle()
 		defer func() {
 			if p := recover(); p != nil {
 				done <- outcome{panic: p, stack: debug.Stack()}
@@ -100,6 +129,7 @@ func (r *Runner) run(ctx context.Context, o *Origin, f *Facts) (Decision, string
 	}()
 	select {
 	case out := <-done:
+		settle()
 		if out.panic != nil && r.Logger != nil {
 			r.Logger.Error("hook chain panicked",
 				zap.String("action", string(f.Action)),

@@ -196,6 +196,44 @@ func TestRunnerTimeout(t *testing.T) {
 	wantDeny(t, decide(r, publish("alice", "a/b")), CodeHookUnavailable, MessageUnavailable)
 }
 
+// DecideSettled says when the chain is done with the request: with the
+// decision when it answered in time (or was cached, or had no chain to
+// run), later when it outlived the timeout, as a handler that ignores its
+// context does.
+func TestRunnerDecideSettled(t *testing.T) {
+	r := authorizeRunner(t, "test_misbehave sleep 2s")
+	r.Timeout = 50 * time.Millisecond
+	settled := make(chan struct{})
+	d := r.DecideSettled(context.Background(), webOrigin(), publish("alice", "a/b"), func() { close(settled) })
+	wantDeny(t, d, CodeHookUnavailable, MessageUnavailable)
+	select {
+	case <-settled:
+		t.Fatal("settled when the decision timed out, with the chain still running")
+	default:
+	}
+	select {
+	case <-settled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("never settled once the chain was done")
+	}
+
+	quick := authorizeRunner(t, `header Cache-Control max-age=60
+		respond 403`)
+	quick.Cache = NewCache(10)
+	for i := range 2 { // run, then cached
+		calls := 0
+		quick.DecideSettled(context.Background(), webOrigin(), publish("alice", "a/b"), func() { calls++ })
+		if calls != 1 {
+			t.Errorf("decision %d: settled %d times before it returned, want once", i+1, calls)
+		}
+	}
+	calls := 0
+	(&Runner{}).DecideSettled(context.Background(), nil, publish("alice", "a/b"), func() { calls++ })
+	if calls != 1 {
+		t.Errorf("no chain: settled %d times, want once", calls)
+	}
+}
+
 // TestRunnerTimeoutUpstream is the same with a slow hook service behind
 // reverse_proxy, which does honour the context.
 func TestRunnerTimeoutUpstream(t *testing.T) {

@@ -24,8 +24,11 @@ type Server struct {
 	// an Origin header are not from browsers and are not passed to it.
 	CheckOrigin func(r *http.Request) bool
 	// Authenticate decides a session's OPEN (the authenticate hook) and
-	// returns who the user is; nil lets everyone in, with no user.
-	Authenticate func(r *http.Request, user string, password []byte) (OpenResult, *session.Error)
+	// returns who the user is; nil lets everyone in, with no user. It
+	// calls settled once the hook is done with the request, which may be
+	// after it returns (a hook that outlived its timeout): until then the
+	// open keeps its place under the session limits.
+	Authenticate func(r *http.Request, user string, password []byte, settled func()) (OpenResult, *session.Error)
 	// Origin snapshots the web request for the policy, at open and at
 	// every rebind; nil keeps nothing.
 	Origin func(r *http.Request) (origin any, clientIP string)
