@@ -62,9 +62,13 @@ func (l *loginThrottle) begin(addr string, now time.Time) *Error {
 	// start many at once before the first refusal counts.
 	if n := r.refused + r.underWay; n >= loginGrace {
 		wait := min(loginDelay<<min(n-loginGrace, 16), loginDelayMax)
-		if r.underWay > 0 || now.Before(r.last.Add(wait)) {
+		switch {
+		case r.underWay > 0:
+			return Errorf(CodeRateLimited, "a connection with credentials of the client's own from %s is under way, after %d the broker refused: try again once it is answered",
+				addr, r.refused)
+		case now.Before(r.last.Add(wait)):
 			return Errorf(CodeRateLimited, "%d connections with credentials the broker refused from %s: try again in %s",
-				r.refused, addr, fmt.Sprint(max(r.last.Add(wait).Sub(now), 0).Round(time.Second)))
+				r.refused, addr, fmt.Sprint(r.last.Add(wait).Sub(now).Round(time.Second)))
 		}
 	}
 	r.underWay++
