@@ -53,20 +53,26 @@ func (x *Index[V]) Len() int { return x.filters }
 // it would make Match's results wrong.
 //
 // The index keeps its own copy of filter, so a filter sliced from a larger
-// buffer does not pin that buffer.
+// buffer does not pin that buffer; a node's level is a slice of the copy
+// of the filter that created it.
 func (x *Index[V]) Add(filter string, v V) (first bool) {
 	if err := checkFilter(filter); err != nil {
 		panic("topic: Index.Add: " + err.Error() + ": " + filter)
 	}
+	// One copy of filter for the nodes this adds, their levels slices of
+	// it: a level copied apart from the filter held it twice, and a
+	// subscriber's memory may be mostly its filters' (a trial's session of
+	// 128 filters of 60 KB held 45 MB).
+	own := strings.Clone(filter)
 	n := &x.root
 	for pos := 0; pos >= 0; {
 		var level string
-		level, pos = nextLevel(filter, pos)
+		level, pos = nextLevel(own, pos)
 		n = n.child(level)
 	}
 	first = n.values.len() == 0
 	if n.values.add(v) && first {
-		n.filter = strings.Clone(filter)
+		n.filter = own
 		x.filters++
 	}
 	return first
@@ -159,7 +165,7 @@ func (n *node[V]) child(level string) *node[V] {
 			n.children = make(map[string]*node[V])
 		}
 		c = new(node[V])
-		n.children[strings.Clone(level)] = c
+		n.children[level] = c // a slice of Add's copy of its filter
 	}
 	return c
 }
