@@ -148,6 +148,52 @@ func TestReloadChangingOneBroker(t *testing.T) {
 	}
 }
 
+// A reload that removes a broker takes its series out of the metrics: left
+// at 0, broker_connections_up kept an alert firing for a broker no longer
+// configured, until Caddy restarted. The other broker's stay, and the
+// removed broker's clients leaving do not bring them back.
+func TestReloadRemovingABrokerDropsItsMetrics(t *testing.T) {
+	a, b := startMosquitto(t), startMosquitto(t)
+	httpPort, metricsPort := freePort(t), freePort(t)
+	brokers := fmt.Sprintf("broker a mqtt://127.0.0.1:%d\n broker b mqtt://127.0.0.1:%d", a.port, b.port)
+	reload := adminCaddy(t, func() string {
+		return fmt.Sprintf("http://127.0.0.1:%d {\n mqtt_gateway /mqtt/* {\n name g\n %s\n }\n}\nhttp://127.0.0.1:%d {\n metrics\n}\n", httpPort, brokers, metricsPort)
+	})
+	url := fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort)
+	ctx := ctx10(t)
+	ca, cb := dial(t, url), dial(t, url)
+	for c, broker := range map[*gwclient.Client]string{ca: "a", cb: "b"} {
+		h, _, err := c.Connect(ctx, session.ConnectParams{Broker: broker})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Subscribe(ctx, h, "t", 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expectMetrics(t, metricsPort, []string{`mqtt_gateway_broker_connections_up{broker="b",gateway="g"} 1`,
+		`mqtt_gateway_broker_clients{broker="b",gateway="g",mode="shared"} 1`})
+
+	brokers = fmt.Sprintf("broker a mqtt://127.0.0.1:%d", a.port)
+	reload()
+	if f := nextMessage(t, cb); f.Type != transport.TypeLost || f.Code != session.CodeUnknownBroker {
+		t.Fatalf("client of b: %+v, want LOST 4040", f)
+	}
+	time.Sleep(200 * time.Millisecond) // its client has left
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, "mqtt_gateway_") && strings.Contains(line, `broker="b"`) {
+			t.Errorf("a series of the removed broker: %s", line)
+		}
+	}
+	expectMetrics(t, metricsPort, []string{`mqtt_gateway_broker_connections_up{broker="a",gateway="g"} 1`})
+}
+
 // A reload that removes the gateway ends its sessions with 4090, the code
 // that tells clients to reconnect.
 func TestReloadRemovingTheGateway(t *testing.T) {

@@ -90,6 +90,10 @@ type brokerRuntime struct {
 	// Mosquitto does; others send one copy for all (the embedded broker).
 	// Learnt once for every hub of the broker; retained.go relies on it.
 	copiesPerSub atomic.Bool
+	// removed: a reload took the broker out of the config; its series
+	// are gone from the metrics (forgetBroker), and its last clients'
+	// departures must not bring them back. Set and read under m.mu.
+	removed atomic.Bool
 }
 
 // serverURL is where the broker listens; nil for an embedded broker not
@@ -511,8 +515,11 @@ func (m *Manager) keepHub(old *Hub) {
 
 // releaseHub detaches c; the last client to leave closes the connection.
 func (m *Manager) releaseHub(h *Hub, c *Client) {
-	m.metrics.BrokerClients.WithLabelValues(h.br().cfg.Name, h.mode()).Dec()
 	m.mu.Lock()
+	// Under m.mu, as in the reload that removes a broker: its series stay gone.
+	if br := h.br(); !br.removed.Load() {
+		m.metrics.BrokerClients.WithLabelValues(br.cfg.Name, h.mode()).Dec()
+	}
 	n := h.removeClient(c)
 	if n == 0 && m.hubs[h.key] == h {
 		delete(m.hubs, h.key)

@@ -79,6 +79,17 @@ func newMetrics(gateway string) *Metrics {
 
 // Register adds the collectors to a registry; collectors already there
 // (the same config registering twice) are fine.
+// forgetBroker drops the series of a broker a reload removed: left at 0,
+// broker_connections_up would keep an alert firing for a broker that is no
+// longer configured. Its hubs are out of the gauges already (retireLocked),
+// and its clients' departures leave them alone (brokerRuntime.removed).
+func (m *Metrics) forgetBroker(name string) {
+	m.BrokerUp.DeleteLabelValues(name)
+	m.Subscriptions.DeleteLabelValues(name)
+	m.MessagesIn.DeleteLabelValues(name)
+	m.BrokerClients.DeletePartialMatch(prometheus.Labels{"broker": name})
+}
+
 func (m *Metrics) Register(r prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{m.Sessions, m.SessionsOpened, m.SessionsClosed, m.Connections,
 		m.BrokerClients, m.BrokerUp, m.Subscriptions, m.MessagesIn, m.MessagesOut, m.Conflated, m.Dropped,

@@ -152,6 +152,10 @@ func (m *Manager) ReconfigureStaged(cfg Config, staged *StagedBrokers) error {
 			h.takeOverWith(Errorf(CodeUnknownBroker, "broker %q was removed from the gateway", br.cfg.Name))
 			m.dropHub(h)
 		}
+		m.mu.Lock()
+		br.removed.Store(true)
+		m.metrics.forgetBroker(br.cfg.Name)
+		m.mu.Unlock()
 		if br.embedded != nil {
 			br.embedded.release()
 		}
