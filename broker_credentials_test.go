@@ -247,3 +247,55 @@ func TestGuessingBrokerPasswordsIsSlowedDown(t *testing.T) {
 		t.Fatalf("the right password once the wait is over: code %d", code)
 	}
 }
+
+// Broker credentials from a file ({file.*}, read when the config loads, so
+// a reload applies a new one), and a refusal in the operator's words: the
+// log said "server denied connect (reason: 135): failed to connect to
+// server: ", now the reason by name and the user name tried, with a hint
+// when there is none, as an unset {env.VAR} gives.
+func TestBrokerCredentialsFromAFileAndRefusalsInTheLog(t *testing.T) {
+	mq, _ := mosquittoWithLogins(t, [2]string{"gw", "s3cret"})
+	dir := t.TempDir()
+	secret, logFile := filepath.Join(dir, "mqtt_pass"), filepath.Join(dir, "gateway.log")
+	if err := os.WriteFile(secret, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	httpPort := freePort(t)
+	adminCaddyTryWith(t, func() string {
+		return fmt.Sprintf("log gateway {\n output file %s\n format json\n include http.handlers.mqtt_gateway\n}", logFile)
+	}, func() string {
+		return fmt.Sprintf(`http://127.0.0.1:%d {
+	mqtt_gateway /file/* {
+		name file
+		broker main mqtt://127.0.0.1:%d {
+			username gw
+			password {file.%s}
+		}
+	}
+	mqtt_gateway /unset/* {
+		name unset
+		broker main mqtt://127.0.0.1:%d {
+			username {env.MQTTGW_TEST_UNSET_USER}
+			password {env.MQTTGW_TEST_UNSET_PASS}
+		}
+	}
+}
+`, httpPort, mq.port, secret, mq.port)
+	})
+	connectSubscribe(t, dial(t, fmt.Sprintf("ws://127.0.0.1:%d/file/ws", httpPort)), "cred/#", 0)
+
+	c := dial(t, fmt.Sprintf("ws://127.0.0.1:%d/unset/ws", httpPort))
+	if _, _, err := c.Connect(ctx10(t), session.ConnectParams{Broker: "main"}); errCode(err) != session.CodeBrokerRefused {
+		t.Fatalf("connect with unset credentials: %v, want 4042", err)
+	}
+	awaitLogLines(t, logFile, `"msg":"broker connect failed"`, 1)
+	data, _ := os.ReadFile(logFile)
+	for _, want := range []string{`refused the connection: 0x8`, `"username":""`, `"hint":"no user name was given`} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("the log lacks %s:\n%s", want, data)
+		}
+	}
+	if strings.Contains(string(data), "failed to connect to server: \"") {
+		t.Errorf("the log has paho's words, not the reason:\n%s", data)
+	}
+}

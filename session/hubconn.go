@@ -350,7 +350,20 @@ func (h *Hub) onConnectError(err error) {
 	if repeated {
 		log = h.log.Debug
 	}
-	log("broker connect failed", zap.String("broker", h.br().cfg.Name), zap.String("url", h.br().cfg.URL), zap.Error(err))
+	// In words (paho's error ends "reason: 135): failed to connect to
+	// server: "), and for refused credentials, whose user name: an
+	// operator's unset {env.VAR} gives an empty one.
+	fields := []zap.Field{zap.String("broker", h.br().cfg.Name), zap.String("url", h.br().cfg.URL), zap.String("error", e.Message)}
+	if ce != nil && (ce.ReasonCode == 0x86 || ce.ReasonCode == 0x87) {
+		h.mu.RLock()
+		user := h.opts.username
+		h.mu.RUnlock()
+		fields = append(fields, zap.String("username", user))
+		if user == "" {
+			fields = append(fields, zap.String("hint", "no user name was given: is the broker's username set (a {env.VAR} that is not set is empty)?"))
+		}
+	}
+	log("broker connect failed", fields...)
 	if h.dedicated || ce != nil {
 		select {
 		case h.refErr <- e:
