@@ -301,9 +301,14 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper
 				return d.Errf("overflow: %q is not notify or close", v)
 			}
 			h.Overflow = v
+		case "username", "password", "client_id_prefix", "keepalive", "connect_timeout", "listen", "tls":
+			return d.Errf("%s is a broker option: put it in a broker's block (broker <name> <url> { %s … })", d.Val(), d.Val())
 		default:
 			return d.Errf("unknown mqtt_gateway option %q", d.Val())
 		}
+	}
+	if len(h.Brokers) == 0 {
+		return d.Err("mqtt_gateway needs at least one broker (broker <name> <url>)")
 	}
 	// Checked once both are known: heartbeat may come after write_delay.
 	if err := checkWriteDelay(h.WriteDelay, h.Heartbeat); err != nil {
@@ -375,6 +380,12 @@ func parseBroker(d *caddyfile.Dispenser) (*session.BrokerConfig, error) {
 			return nil, err
 		}
 	}
+	// A URL with placeholders is checked when the config loads.
+	if b.TLS != nil && !strings.Contains(b.URL, "{") {
+		if u, err := session.ParseBrokerURL(b.URL); err == nil && u.Scheme != "mqtts" && u.Scheme != "wss" {
+			return nil, d.Errf("broker %q: tls settings need an mqtts:// or wss:// url, not %s", b.Name, b.URL)
+		}
+	}
 	return b, nil
 }
 
@@ -444,7 +455,7 @@ func parseDuration(d *caddyfile.Dispenser, dst *caddy.Duration) error {
 		return err
 	}
 	if *dst == 0 {
-		return d.Errf("%s: invalid duration %q", opt, d.Val())
+		return d.Errf("%s: invalid duration %q: it must be more than 0 (leave the option out for its default)", opt, d.Val())
 	}
 	return nil
 }

@@ -112,10 +112,14 @@ func TestCaddyfileErrorsNameTheLine(t *testing.T) {
 		"bandwidth in kb": {"mqtt_gateway {\n broker a mqtt://h\n max_bandwidth 64kb\n}", `bandwidth "64kb" is ambiguous: write 64kbit (or 64kbps) for bits, 64KB for bytes per second`},
 		// Settings checked as they are read, so that the error names the
 		// line instead of coming when the config loads, without one.
-		"origin without scheme":      {"mqtt_gateway {\n broker a mqtt://h\n allow_origins https://ok.example.com app.example.com\n}", `"app.example.com" has no http:// or https:// scheme`},
-		"message size past 128 MiB":  {"mqtt_gateway {\n broker a mqtt://h\n max_message_size 1GB\n}", "max_message_size must be between 1 and 134217728 bytes"},
-		"heartbeat under 100ms":      {"mqtt_gateway {\n broker a mqtt://h\n heartbeat 1ms\n}", "heartbeat 1ms is below 100ms"},
-		"topic length past MQTT's":   {"mqtt_gateway {\n broker a mqtt://h\n max_topic_length 70000\n}", "max_topic_length must be between 1 and 65535 bytes"},
+		"origin without scheme":     {"mqtt_gateway {\n broker a mqtt://h\n allow_origins https://ok.example.com app.example.com\n}", `"app.example.com" has no http:// or https:// scheme`},
+		"message size past 128 MiB": {"mqtt_gateway {\n broker a mqtt://h\n max_message_size 1GB\n}", "max_message_size must be between 1 and 134217728 bytes"},
+		"heartbeat under 100ms":     {"mqtt_gateway {\n broker a mqtt://h\n heartbeat 1ms\n}", "heartbeat 1ms is below 100ms"},
+		"topic length past MQTT's":  {"mqtt_gateway {\n broker a mqtt://h\n max_topic_length 70000\n}", "max_topic_length must be between 1 and 65535 bytes"},
+		// Found when the config loaded, without a line, before.
+		"no broker":                  {"mqtt_gateway {\n session_timeout 1m\n}", "mqtt_gateway needs at least one broker"},
+		"tls on a plain url":         {"mqtt_gateway {\n broker a mqtt://h {\n  tls {\n   server_name h\n  }\n }\n}", `broker "a": tls settings need an mqtts:// or wss:// url, not mqtt://h`},
+		"broker option at the top":   {"mqtt_gateway {\n broker a mqtt://h\n keepalive 10s\n}", "keepalive is a broker option: put it in a broker's block"},
 		"write delay past heartbeat": {"mqtt_gateway {\n broker a mqtt://h\n write_delay 30s\n}", "write_delay (30s) must be shorter than heartbeat (20s), at Testfile:3"},
 		"write delay past a later heartbeat": {"mqtt_gateway {\n broker a mqtt://h\n write_delay 2s\n heartbeat 1s\n}",
 			"write_delay (2s) must be shorter than heartbeat (1s), at Testfile:3"},
