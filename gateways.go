@@ -20,7 +20,8 @@ import (
 func sameGateway(settings, other, name string) error {
 	if settings != other {
 		return fmt.Errorf("mqtt_gateway: two mqtt_gateway blocks are both gateway %q but differ in %s "+
-			"(a gateway is named after its brokers unless it has a name): give each its own name", name, strings.Join(differing(settings, other), ", "))
+			"(a gateway is named after its brokers unless it has a name): give each its own name "+
+			"(and its own path: of two blocks on one path of a site, only the first is ever reached)", name, strings.Join(differing(settings, other), ", "))
 	}
 	return nil
 }
