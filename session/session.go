@@ -230,9 +230,14 @@ func (s *Session) DetachFor(t Transport, notice time.Duration) {
 		return
 	}
 	s.conn = nil
-	s.expiry = time.AfterFunc(notice+s.mgr.config().SessionTimeout, func() {
+	timeout := s.mgr.config().SessionTimeout
+	s.expiry = time.AfterFunc(notice+timeout, func() {
 		s.Close(Errorf(CodeSessionUnknown, "session expired"))
 	})
+	if notice == 0 { // a long poll's answer is routine, not a lost connection
+		s.log.Debug("connection lost; the session waits for a rebind", zap.String("session", s.IDString()),
+			zap.String("user", s.info.User), zap.String("transport", s.info.Transport), zap.Duration("session_timeout", timeout))
+	}
 }
 
 // Take appends up to limit frames waiting to be written to dst. When the
