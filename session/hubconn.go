@@ -343,6 +343,7 @@ func (h *Hub) onConnectError(err error) {
 	h.mu.Lock()
 	repeated := h.lastErr != nil && h.lastErr.Message == e.Message
 	h.lastErr = e
+	user := h.opts.username
 	h.mu.Unlock()
 	// Operators see why a broker cannot be reached, with its address;
 	// while it stays down for the same reason, the retries log at debug.
@@ -355,9 +356,6 @@ func (h *Hub) onConnectError(err error) {
 	// operator's unset {env.VAR} gives an empty one.
 	fields := []zap.Field{zap.String("broker", h.br().cfg.Name), zap.String("url", h.br().cfg.URL), zap.String("error", e.Message)}
 	if ce != nil && (ce.ReasonCode == 0x86 || ce.ReasonCode == 0x87) {
-		h.mu.RLock()
-		user := h.opts.username
-		h.mu.RUnlock()
 		fields = append(fields, zap.String("username", user))
 		if user == "" {
 			fields = append(fields, zap.String("hint", "no user name was given: is the broker's username set (a {env.VAR} that is not set is empty)?"))

@@ -252,9 +252,11 @@ func (m *Manager) Open(info OpenInfo, a *Admission) (*Session, *Error) {
 // client could start any number of them at once (a basic_auth check of an
 // unknown user costs a second of CPU each).
 type Admission struct {
-	m    *Manager
-	ip   string
-	done bool // used by Open, or cancelled; guarded by m.mu
+	m  *Manager
+	ip string
+	// Guarded by m.mu. done: used by Open, or given back; refused and
+	// hookDone: see Refuse.
+	done, refused, hookDone bool
 }
 
 // Admit takes a place for a session for info, or says why there is none
@@ -273,11 +275,27 @@ func (m *Manager) Admit(info OpenInfo) (*Admission, *Error) {
 	return &Admission{m: m, ip: ip}, nil
 }
 
-// Cancel gives the place back (the hook refused the session); after Open
-// it does nothing.
-func (a *Admission) Cancel() {
+// Refuse gives the place back for a session the hook refused, once the
+// hook is done with it (HookDone), not when it answered: past its timeout,
+// a basic_auth check of an unknown user goes on for a second of CPU.
+func (a *Admission) Refuse() {
 	a.m.mu.Lock()
-	a.cancelLocked()
+	a.refused = true
+	if a.hookDone {
+		a.cancelLocked()
+	}
+	a.m.mu.Unlock()
+}
+
+// HookDone says the authenticate hook is done with the open, which may be
+// after it answered (one that outlived its timeout). After Open, it does
+// nothing.
+func (a *Admission) HookDone() {
+	a.m.mu.Lock()
+	a.hookDone = true
+	if a.refused {
+		a.cancelLocked()
+	}
 	a.m.mu.Unlock()
 }
 

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddy-mqtt/mqttgateway/session"
@@ -250,22 +249,11 @@ func (s *Server) open(r *http.Request, f *Frame, transport string) (*session.Ses
 	}
 	var res OpenResult
 	if s.Authenticate != nil {
-		// A refused open's place is given back once the hook is done,
-		// not when it answered: past its timeout, a basic_auth check of
-		// an unknown user goes on for a second of CPU. An allowed one's
-		// goes to Open. (Cancel may run twice: the second does nothing.)
-		var refused, settled atomic.Bool
-		res, err = s.Authenticate(r, f.User, f.Password, func() {
-			settled.Store(true)
-			if refused.Load() {
-				admission.Cancel()
-			}
-		})
+		// A refused open's place is given back once the hook is done
+		// (Admission.Refuse); an allowed one's goes to Open.
+		res, err = s.Authenticate(r, f.User, f.Password, admission.HookDone)
 		if err != nil {
-			refused.Store(true)
-			if settled.Load() {
-				admission.Cancel()
-			}
+			admission.Refuse()
 			return nil, err
 		}
 	}
