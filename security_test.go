@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/eclipse/paho.golang/paho"
 	"github.com/gorilla/websocket"
 
 	"github.com/caddy-mqtt/mqttgateway/hookapi"
@@ -665,5 +666,89 @@ func TestHookSeesResponseTopicAndWill(t *testing.T) {
 	}
 	if f := <-publishes; !f.Will || f.Topic != "users/alice/status" || f.ResponseTopic != "users/alice/status-replies" || f.ClientID != "alice/phone" {
 		t.Errorf("the hook saw the will as %+v", f)
+	}
+}
+
+// A member removed from a room subscribes to it again and is refused: the
+// subscription the refused one would have replaced ends too. The client
+// forgets the filter on any failure, so one kept by the gateway would go on
+// sending the room's messages to a session whose application believes the
+// removal worked (found by a chat app's trial, where they showed on the wire).
+func TestARefusedResubscribeEndsTheSubscriptionItReplaced(t *testing.T) {
+	mq := startMosquitto(t)
+	var member atomic.Bool
+	member.Store(true)
+	var unsubscribes atomic.Int32
+	hooks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f, err := hookapi.ParseRequest(r)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		switch {
+		case f.Action == hookapi.ActionSubscribe && strings.HasPrefix(f.Topic, "room/1/") && !member.Load():
+			hookapi.Deny(w, 4021, "not a member of room 1")
+		case f.Action == hookapi.ActionUnsubscribe && f.Topic == "room/1/#":
+			unsubscribes.Add(1)
+			hookapi.Allow(w)
+		default:
+			hookapi.Allow(w)
+		}
+	}))
+	t.Cleanup(hooks.Close)
+	addr := strings.TrimPrefix(hooks.URL, "http://")
+	url := gatewayWithHooks(t, mq.port, addr, "")
+	ctx := ctx10(t)
+	c, err := dialAs(ctx, url, "carol", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	h := connectMain(t, c)
+	for _, f := range []string{"room/1/#", "users/carol/#"} {
+		if _, err := c.Subscribe(ctx, h, f, 0); err != nil {
+			t.Fatalf("subscribe %s: %v", f, err)
+		}
+	}
+	pub := mqttPublisher(t, mq.port)
+	send := func(topic, payload string) {
+		t.Helper()
+		if _, err := pub.Publish(ctx, &paho.Publish{Topic: topic, Payload: []byte(payload)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("room/1/msg", "while a member")
+	if f := nextMessage(t, c); string(f.Publish.Payload) != "while a member" {
+		t.Fatalf("member: %+v", f)
+	}
+
+	member.Store(false)
+	if _, err := c.Subscribe(ctx, h, "room/1/#", 1); errCode(err) != session.CodeNotAuthorized {
+		t.Fatalf("subscribe after removal: %v, want 4021", err)
+	}
+	// The room's next message must not come; the marker on a topic still
+	// held shows that anything sent before it would have arrived.
+	send("room/1/msg", "after removal")
+	send("users/carol/marker", "marker")
+	if f := nextMessage(t, c); string(f.Publish.Payload) != "marker" {
+		t.Fatalf("after the refused resubscribe the session got %q on %s; want only the marker", f.Publish.Payload, f.Publish.Topic)
+	}
+	// The authorize hook is told of the end, as of an UNSUBSCRIBE (a
+	// presence or membership service keeping count).
+	deadline := time.Now().Add(5 * time.Second)
+	for unsubscribes.Load() != 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := unsubscribes.Load(); n != 1 {
+		t.Fatalf("the hook heard of %d unsubscribes of room/1/#, want 1", n)
+	}
+	// Back in the room, a subscription works as a first one.
+	member.Store(true)
+	if _, err := c.Subscribe(ctx, h, "room/1/#", 0); err != nil {
+		t.Fatal(err)
+	}
+	send("room/1/msg", "member again")
+	if f := nextMessage(t, c); string(f.Publish.Payload) != "member again" {
+		t.Fatalf("member again: %+v", f)
 	}
 }

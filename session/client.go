@@ -328,25 +328,35 @@ func notConnected(handle uint64) *Error {
 
 // Subscribe adds a subscription to a client. maxFrequency is in messages per
 // second, 0 for unlimited.
+//
+// A SUBSCRIBE that fails leaves the client without a subscription to its
+// filter, one it held before included (PROTOCOL.md): the client forgets the
+// filter on any failure, so a subscription kept here would go on sending
+// what nobody dispatches; and a refusal by the policy (a member removed from
+// a room who subscribes again) must not leave the old one delivering.
 func (s *Session) Subscribe(req, handle uint64, filter string, qos byte, opts SubscribeOptions, maxFrequency float64) {
 	c := s.client(req, handle)
 	if c == nil {
 		return
 	}
 	arrived := time.Now()
+	fail := func(err *Error) {
+		s.dropSubscription(c, filter)
+		s.result(req, err, 0)
+	}
 	if err := c.request(reqSubscribe, req, filterCost(filter), func() {
 		// Checked in the client's queue, so even a refusal is answered in
 		// the order of the requests (PROTOCOL.md).
 		if err := topic.ValidateFilter(filter); err != nil {
-			s.result(req, Errorf(CodeInvalidFilter, "invalid filter %q: %v", TrimText(filter), err), 0)
+			fail(Errorf(CodeInvalidFilter, "invalid filter %q: %v", TrimText(filter), err))
 			return
 		}
 		if err := s.mgr.checkTopicLength(filter, CodeInvalidFilter, "filter"); err != nil {
-			s.result(req, err, 0)
+			fail(err)
 			return
 		}
 		if qos > 2 {
-			s.result(req, Errorf(CodeInvalidQoS, "qos %d is not 0, 1 or 2", qos), 0)
+			fail(Errorf(CodeInvalidQoS, "qos %d is not 0, 1 or 2", qos))
 			return
 		}
 		if c.hub == nil {
@@ -356,11 +366,11 @@ func (s *Session) Subscribe(req, handle uint64, filter string, qos byte, opts Su
 		// During an outage a subscription fails like a publish, with the
 		// broker's unavailability, once the connect timeout has passed.
 		if err := c.hub.awaitUp(c.ctx, arrived); err != nil {
-			s.result(req, err, 0)
+			fail(err)
 			return
 		}
 		if err := s.authorize(c.ctx, Action{Kind: "subscribe", Broker: c.hub.br().cfg.Name, ClientID: c.clientID, Topic: filter, QoS: qos}); err != nil {
-			s.result(req, err, 0)
+			fail(err)
 			return
 		}
 		old, had := c.subs[filter]
@@ -375,7 +385,7 @@ func (s *Session) Subscribe(req, handle uint64, filter string, qos byte, opts Su
 		granted, err := c.hub.subscribe(c.ctx, s, c.handle, filter, qos, opts, opts.wantsRetained(had))
 		if err != nil {
 			c.setOptions(filter, prev) // none if it had none
-			s.result(req, err, 0)
+			fail(err)
 			return
 		}
 		if had { // a repeated subscribe replaces the old one, as in MQTT
@@ -387,6 +397,9 @@ func (s *Session) Subscribe(req, handle uint64, filter string, qos byte, opts Su
 		s.mu.Unlock()
 		s.result(req, nil, uint64(granted))
 	}); err != nil {
+		// Not queued (too many requests waiting): the held subscription
+		// goes all the same, after the requests before this one.
+		c.enqueue(func() { s.dropSubscription(c, filter) })
 		s.result(req, err, 0)
 	}
 }
@@ -424,19 +437,28 @@ func (s *Session) Unsubscribe(req, handle uint64, filter string) {
 			s.result(req, notConnected(handle), 0)
 			return
 		}
-		if qos, ok := c.subs[filter]; ok {
-			s.notify(Action{Kind: "unsubscribe", Broker: c.hub.br().cfg.Name, ClientID: c.clientID, Topic: filter, QoS: qos})
-			delete(c.subs, filter)
-			c.hub.unsubscribe(s, c.handle, filter, qos, c.opts[filter])
-			c.dropOptions(filter)
-			s.mu.Lock()
-			s.clearFrequency(c, c.hub.stream, filter)
-			s.mu.Unlock()
-		}
+		s.dropSubscription(c, filter)
 		s.result(req, nil, 0)
 	}); err != nil {
 		s.result(req, err, 0)
 	}
+}
+
+// dropSubscription ends a client's subscription to filter, if it has one,
+// and tells the notify hook, as an UNSUBSCRIBE does. Run in the client's
+// queue.
+func (s *Session) dropSubscription(c *Client, filter string) {
+	qos, ok := c.subs[filter]
+	if !ok || c.hub == nil {
+		return
+	}
+	s.notify(Action{Kind: "unsubscribe", Broker: c.hub.br().cfg.Name, ClientID: c.clientID, Topic: filter, QoS: qos})
+	delete(c.subs, filter)
+	c.hub.unsubscribe(s, c.handle, filter, qos, c.opts[filter])
+	c.dropOptions(filter)
+	s.mu.Lock()
+	s.clearFrequency(c, c.hub.stream, filter)
+	s.mu.Unlock()
 }
 
 // Publish sends a message from a client to its broker.
