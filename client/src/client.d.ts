@@ -236,7 +236,11 @@ export declare class BrokerClient {
 
   /** Attaches to the broker. */
   connect(options?: ConnectOptions): Promise<ConnectResult>;
-  /** Subscribes; resolves with the granted QoS. */
+  /**
+   * Subscribes; resolves with the granted QoS. A subscription to the same filter
+   * replaces the one held; one that fails (4021 refused…) leaves none, the one held
+   * before included, at the gateway too.
+   */
   subscribe(filter: string, options?: SubscribeOptions): Promise<QoS>;
   /** Unsubscribes; messages for the filter stop being delivered at once. */
   unsubscribe(filter: string, options?: CallbackOptions): Promise<void>;
@@ -425,6 +429,19 @@ export interface SessionOptions {
    * factory) forces that transport; a list is tried in its order.
    */
   transport?: "auto" | TransportName | (string & {}) | TransportFactory | Array<TransportName | (string & {}) | TransportFactory>;
+  /**
+   * Outside browsers (Node.js): headers sent with every request and WebSocket
+   * handshake of the session, as `{ Authorization: "Bearer …" }` for an auth handler
+   * in front of the gateway (Caddy's forward_auth, an OAuth2 proxy); its hooks see
+   * them too. A function is called for each request and handshake, so a refreshed
+   * token goes with the next one; it must return at once (keep the current token at
+   * hand) and not throw. A Cookie header goes before the session's own cookies. A page
+   * cannot set a handshake's headers and uses cookies: there the option is a
+   * TypeError, as are headers the client sets itself (Host, Content-Type,
+   * Sec-WebSocket-*…), X-Mqtt-* (the gateway drops them) and values that are not
+   * strings. WebSocket needs the ws package for them (a dependency).
+   */
+  headers?: Record<string, string> | (() => Record<string, string>);
   /** Bytes per second the gateway may send to this session. */
   maxBandwidth?: number;
   /** Milliseconds to wait for the last (or only) transport to open (default 10000). */

@@ -11,6 +11,7 @@
 //   await client.publish("sensors/a/cmd", "on", 1);
 
 import { checkOptions } from "./callbacks.js";
+import { checkHeadersOption } from "./request-headers.js";
 import { Session } from "./session.js";
 
 export { BrokerClient } from "./broker-client.js";
@@ -90,11 +91,13 @@ const SESSION_OPTIONS = [
   "closeOnPageHide",
   "retry",
   "signal",
+  "headers",
 ];
 
 /** A misspelt option (`transprot`) is a TypeError, as with the clients' methods. */
 function checkSessionOptions(options) {
   checkOptions("openSession", options, SESSION_OPTIONS, { callbacks: false });
+  checkHeadersOption(options.headers);
   if (options.retry !== undefined && typeof options.retry !== "boolean") {
     throw new TypeError(`openSession option retry must be true or false, got ${typeof options.retry}`);
   }

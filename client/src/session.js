@@ -20,6 +20,7 @@ import { Heartbeat, backoffDelay, deadline, freshSessionDelay } from "./timers.j
 import { safeCall } from "./callbacks.js";
 import { bandwidthOnWire } from "./limits.js";
 import { CookieJar } from "./cookie-jar.js";
+import { requestHeaders } from "./request-headers.js";
 import { describeAnswer, endpoint, sendAsPageGoes } from "./transport-http.js";
 import { forgetTransport, recallTransport, rememberTransport } from "./transport-memory.js";
 import { resolveTransports, startingAt } from "./transports.js";
@@ -309,6 +310,10 @@ export class Session {
       // This session's own cookies (Node.js): a balancer's affinity cookie pins this
       // session, not every session of the process (cookie-jar.js).
       cookies: new CookieJar(),
+      /** The headers of each request and handshake outside browsers (request-headers.js). */
+      headers: () => requestHeaders(options.headers, this._link.cookies),
+      /** True when openSession was given headers: a transport that cannot send them must not open. */
+      ownHeaders: options.headers !== undefined,
     };
   }
 
@@ -428,7 +433,7 @@ export class Session {
     const queued = this._out.filter((e) => e.bytes !== PING && !(e.seq > 0 && e.seq <= this._sentSeq));
     entries.push(...queued, { bytes: close, seq: 0 });
     const units = entries.map((e) => ({ unit: encodeUnit([e.bytes]), before: e.seq > 0 ? e.seq - 1 : undefined }));
-    return sendAsPageGoes(endpoint(this._base, "send"), this._link.credentials(), units, this._maxFrame, this._link.cookies);
+    return sendAsPageGoes(endpoint(this._base, "send"), this._link.credentials(), units, this._maxFrame, this._link.headers());
   }
 
   /**

@@ -31,6 +31,10 @@ const SEND_TIMEOUT = 30000;
  * @property {() => number} heartbeat the gateway's heartbeat period (ms)
  * @property {CookieJar} [cookies] the session's cookies outside browsers (load
  *   balancer affinity, cookie-jar.js); a transport without one keeps its own
+ * @property {() => Record<string, string>} [headers] the headers of each request
+ *   outside browsers: openSession's `headers` and the cookies (request-headers.js);
+ *   without it, the cookies alone
+ * @property {boolean} [ownHeaders] openSession was given headers
  */
 
 const HTTP_SCHEMES = new Map([
@@ -162,18 +166,19 @@ export function sendBody(cred, units, before) {
  * @param {{session: Uint8Array, secret: Uint8Array} | null} cred
  * @param {{unit: Uint8Array, before: number | undefined}[]} units
  * @param {number} maxFrame the gateway's limit for a /send body
- * @param {CookieJar} [cookies] the session's cookies (Node.js: the balancer's affinity)
+ * @param {Record<string, string>} [headers] the session's headers (Node.js: its own,
+ *   and its cookies for the balancer's affinity)
  * @returns {Promise<void>}
  */
-export function sendAsPageGoes(url, cred, units, maxFrame, cookies) {
+export function sendAsPageGoes(url, cred, units, maxFrame, headers = {}) {
   if (!cred) return Promise.resolve();
   const size = units.reduce((n, u) => n + u.unit.length, 0);
   const body =
     size <= Math.min(KEEPALIVE_MAX, maxFrame)
       ? sendBody(cred, units.map((u) => u.unit), units.find((u) => u.before !== undefined)?.before)
       : sendBody(cred, [units.at(-1).unit], undefined);
-  const headers = { "Content-Type": "application/octet-stream", ...cookies?.header() };
-  return fetch(url, { method: "POST", body, headers, credentials: credentialsMode(url), cache: "no-store", keepalive: true }).then(discard, () => {});
+  const all = { "Content-Type": "application/octet-stream", ...headers };
+  return fetch(url, { method: "POST", body, headers: all, credentials: credentialsMode(url), cache: "no-store", keepalive: true }).then(discard, () => {});
 }
 
 /** Discards a response body so the connection can be reused. */
@@ -204,6 +209,7 @@ export class HttpTransport {
     this.onclose = null;
     this._link = link;
     this._cookies = link.cookies ?? new CookieJar();
+    this._headers = link.headers ?? (() => this._cookies.header());
     this._sendUrl = endpoint(base, "send");
     this._credentials = credentialsMode(this._sendUrl);
     this._started = false;
@@ -279,7 +285,7 @@ export class HttpTransport {
     if (this._closed || !this._started) return;
     const units = [...this._inFlight, ...this._queue];
     if (units.length === 0) return;
-    sendAsPageGoes(this._sendUrl, this._link.credentials(), units, this._link.maxFrame(), this._cookies);
+    sendAsPageGoes(this._sendUrl, this._link.credentials(), units, this._link.maxFrame(), this._headers());
   }
 
   /**
@@ -350,7 +356,7 @@ export class HttpTransport {
     const res = await fetch(url, {
       method: "POST",
       body,
-      headers: { "Content-Type": "application/octet-stream", ...this._cookies.header(), ...headers },
+      headers: { "Content-Type": "application/octet-stream", ...this._headers(), ...headers },
       credentials: this._credentials,
       cache: "no-store",
       keepalive,

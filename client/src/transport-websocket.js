@@ -60,15 +60,22 @@ async function webSocketClass() {
 }
 
 /**
- * Creates the socket; with the "ws" package, the session's cookies go with the upgrade
- * request and the cookies its answer sets are kept.
+ * Creates the socket; with the "ws" package, the session's headers and cookies go with
+ * the upgrade request and the cookies its answer sets are kept.
  * @param {any} WS
  * @param {string} url
- * @param {import("./cookie-jar.js").CookieJar | undefined} cookies
+ * @param {import("./transport-http.js").SessionLink | undefined} link
  */
-function createSocket(WS, url, cookies) {
-  if (browserManagesCookies || !cookies || WS === globalThis.WebSocket) return new WS(url, SUBPROTOCOL);
-  const ws = new WS(url, SUBPROTOCOL, { headers: cookies.header() });
+function createSocket(WS, url, link) {
+  const cookies = link?.cookies;
+  if (browserManagesCookies || !cookies) return new WS(url, SUBPROTOCOL);
+  if (WS === globalThis.WebSocket) {
+    // Without the headers, an auth handler in front of the gateway would refuse the
+    // upgrade; HTTP streaming, next, sends them.
+    if (link.ownHeaders) throw new Error("openSession's headers need the ws package for WebSocket (install it)");
+    return new WS(url, SUBPROTOCOL);
+  }
+  const ws = new WS(url, SUBPROTOCOL, { headers: link.headers ? link.headers() : cookies.header() });
   ws.on("upgrade", (res) => cookies.store(res.headers["set-cookie"]));
   return ws;
 }
@@ -80,14 +87,14 @@ function createSocket(WS, url, cookies) {
  *
  * @param {string | URL} base gateway base URL
  * @param {{timeout?: number, link?: import("./transport-http.js").SessionLink}} [options]
- *   link: its `cookies` go with the upgrade outside browsers
+ *   link: its `headers` and `cookies` go with the upgrade outside browsers
  * @returns {Promise<import("./transports.js").Transport>}
  */
 export async function connectWebSocket(base, { timeout = 10000, link } = {}) {
   const url = webSocketUrl(base);
   const WS = await webSocketClass();
   return new Promise((resolve, reject) => {
-    const ws = createSocket(WS, url, link?.cookies);
+    const ws = createSocket(WS, url, link);
     ws.binaryType = "arraybuffer";
     let open = false;
     let closed = false;

@@ -89,9 +89,15 @@ test("a page imports the client from the gateway and round-trips binary bytes", 
     while (got.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     const out = { id: s.id, transport: s.transport, got };
     await s.close();
+    // A page cannot set a handshake's headers: the Node.js-only option says so.
+    out.headers = await openSession("/mqtt", { headers: { Authorization: "Bearer t" } }).then(
+      () => "opened",
+      (e) => `${e.name}: ${e.message}`,
+    );
     return out;
   });
   assert.deepEqual(errors, []);
+  assert.match(r.headers, /^TypeError: openSession option headers works outside browsers only/);
   assert.equal(r.transport, "websocket");
   assert.match(r.id, /^[0-9a-f]{32}$/);
   assert.equal(r.got.length, 1);

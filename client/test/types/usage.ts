@@ -74,6 +74,14 @@ const retried = await openSession("https://gateway.example/mqtt", { retry: true,
 aborter.abort();
 console.log(retried.state);
 
+// A Node.js service behind an auth handler: a token with every request, refreshed.
+let token = "Bearer first";
+await openSession("https://gateway.example/mqtt", { headers: { Authorization: token } });
+await openSession("https://gateway.example/mqtt", { headers: () => ({ Authorization: token }) });
+token = "Bearer next";
+// @ts-expect-error header values are strings
+await openSession("https://gateway.example/mqtt", { headers: { "X-Count": 1 } });
+
 // Transports.
 const polling = await openSession("https://gateway.example/mqtt", { transport: "polling", probeTimeout: 2000 });
 await openSession(new URL("https://gateway.example/mqtt"), { transport: ["websocket", "polling"], connectTimeout: 5000 });
