@@ -417,7 +417,14 @@ export declare function registerTransport(name: string, factory: TransportFactor
 export interface SessionOptions {
   /** User name for the gateway's authenticate hook. */
   user?: string;
-  password?: string | ArrayBuffer | ArrayBufferView;
+  /**
+   * For the authenticate hook: a password or a token. A function is asked at each
+   * OPEN, the fresh session that replaces a lost one's included (after a gateway
+   * restart), so a token refreshed since goes with it; it must return at once (keep
+   * the current token at hand). One that throws or returns something else ends the
+   * opening with 4003.
+   */
+  password?: string | ArrayBuffer | ArrayBufferView | (() => string | ArrayBuffer | ArrayBufferView);
   /**
    * "auto" (default): WebSocket, then HTTP streaming, then HTTP long polling, falling
    * back when one does not complete its handshake within probeTimeout, starting with

@@ -28,7 +28,8 @@ export { registerTransport } from "./transports.js";
  *   page, "/mqtt" (resolved against the page's location)
  * @param {object} [options]
  * @param {string} [options.user] user name for the gateway's authenticate hook
- * @param {string | ArrayBuffer | ArrayBufferView} [options.password]
+ * @param {string | ArrayBuffer | ArrayBufferView | (() => string | ArrayBuffer | ArrayBufferView)} [options.password]
+ *   for the authenticate hook; a function is asked at each OPEN (a refreshed token)
  * @param {string | Function | Array<string | Function>} [options.transport] "auto"
  *   (default: "websocket", then "streaming", then "polling", starting with the one that
  *   last worked for this URL), one transport name or factory to force it, or a list to

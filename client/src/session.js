@@ -188,7 +188,10 @@ export class Session {
   constructor(url, options = {}) {
     this._base = String(url);
     this._user = options.user ?? "";
-    this._password = options.password === undefined ? new Uint8Array(0) : toBytes(options.password);
+    // A function is asked at each OPEN (_openFrame): a fresh session after a gateway
+    // restart must not go with the token the first one had, which may have expired.
+    this._password =
+      options.password === undefined ? new Uint8Array(0) : typeof options.password === "function" ? options.password : toBytes(options.password);
     // addressed_retained: each client's SUBSCRIBE gets the retained messages the
     // gateway holds, addressed to it (PROTOCOL.md; _onMessage).
     // session_present: a CONNECT's RESULT says whether the broker kept a session.
@@ -580,12 +583,13 @@ export class Session {
     this._abortSignal = { signal, listener };
   }
 
+  /** Throws a TypeError when openSession's password function fails. */
   _openFrame() {
     return encodeFrame({
       type: FrameType.OPEN,
       version: PROTOCOL_VERSION,
       user: this._user,
-      password: this._password,
+      password: typeof this._password === "function" ? askPassword(this._password) : this._password,
       options: this._openOptions,
     });
   }
@@ -643,7 +647,15 @@ export class Session {
       // What is left of the probe deadline, but never so little that a transport that
       // connected in time cannot answer.
       const wait = probe === null ? null : Math.max(probe - (Date.now() - started), Math.min(probe, 1000));
-      const outcome = await this._shake(t, fresh ? this._openFrame() : this._bindFrame(), wait);
+      let hello;
+      try {
+        hello = fresh ? this._openFrame() : this._bindFrame();
+      } catch (err) {
+        // The password function's fault: no transport or retry mends it.
+        t.close(1000, "session closed");
+        return { kind: "close", code: ErrorCode.bad_request, message: String(err?.message ?? err) };
+      }
+      const outcome = await this._shake(t, hello, wait);
       if (outcome.kind === "dropped") {
         failures.push({ name, detail: outcome.message, http: outcome.http });
         if (this._state === State.CLOSED) return { kind: "close", code: 0, message: "session closed" };
@@ -1335,4 +1347,26 @@ function within(value, ms) {
     };
     value.then(done, done);
   });
+}
+
+/**
+ * What openSession's password function gives, as bytes.
+ * @param {() => unknown} fn
+ * @returns {Uint8Array}
+ */
+function askPassword(fn) {
+  let value;
+  try {
+    value = fn();
+  } catch (err) {
+    throw new TypeError(`openSession option password() threw: ${err?.message ?? err}`);
+  }
+  if (typeof value?.then === "function") {
+    throw new TypeError("openSession option password() returned a Promise: it must return the token at once (keep the current one at hand)");
+  }
+  try {
+    return toBytes(value);
+  } catch {
+    throw new TypeError(`openSession option password() must return a string, ArrayBuffer or ArrayBufferView, got ${value === null ? "null" : typeof value}`);
+  }
 }

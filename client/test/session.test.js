@@ -768,6 +768,40 @@ describe("recovery", () => {
     await session.close();
   });
 
+  // A Node.js service whose token expires: the fresh session that replaces a lost one
+  // (a gateway restart) must go with the token of now, not the first one.
+  test("a password function is asked at each OPEN: a fresh session goes with the refreshed token", { timeout: 15000 }, async (t) => {
+    let token = "token-1";
+    const { gw, conn, session, openFrame } = await open({ user: "svc", password: () => token });
+    t.after(() => session.close());
+    assert.equal(new TextDecoder().decode(openFrame.password), "token-1");
+    token = "token-2";
+    conn.send({ type: F.SERVER_CLOSE, code: 4010, message: "unknown session" });
+    const conn2 = await gw.connection(1);
+    const again = await conn2.take(F.OPEN);
+    assert.equal(new TextDecoder().decode(again.password), "token-2");
+    assert.equal(again.user, "svc");
+    conn2.send(opened({ session: SID2 }));
+    await waitFor(() => session.state === "open", { what: "the fresh session" });
+  });
+
+  test("a password function that throws or returns a Promise fails the opening with 4003, saying why", async () => {
+    const cases = [
+      [() => { throw new Error("token store down"); }, /password\(\) threw: token store down/],
+      [async () => "late", /password\(\) returned a Promise/],
+      [() => 42, /password\(\) must return a string, ArrayBuffer or ArrayBufferView, got number/],
+    ];
+    for (const [password, message] of cases) {
+      const gw = new FakeGateway();
+      await assert.rejects(openSession("http://127.0.0.1:1/mqtt", { transport: gw.factory, password }), (err) => {
+        assert.equal(err.errorCode, ErrorCode.bad_request);
+        assert.match(err.errorMessage, message);
+        return true;
+      });
+      assert.ok(gw.connections.length <= 1, "not tried again");
+    }
+  });
+
   test("a recovery refused for good (4020: the user was revoked meanwhile) ends the session", { timeout: 15000 }, async (t) => {
     const closes = [];
     const lost = [];

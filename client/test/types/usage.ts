@@ -78,6 +78,7 @@ console.log(retried.state);
 let token = "Bearer first";
 await openSession("https://gateway.example/mqtt", { headers: { Authorization: token } });
 await openSession("https://gateway.example/mqtt", { headers: () => ({ Authorization: token }) });
+await openSession("https://gateway.example/mqtt", { user: "svc", password: () => token });
 token = "Bearer next";
 // @ts-expect-error header values are strings
 await openSession("https://gateway.example/mqtt", { headers: { "X-Count": 1 } });
