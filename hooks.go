@@ -45,12 +45,12 @@ func (p *hookPolicy) decideSettled(ctx context.Context, r *hookapi.Runner, o *ho
 }
 
 // authenticate implements transport.Server.Authenticate.
-func (p *hookPolicy) authenticate(r *http.Request, user string, password []byte, settled func()) (transport.OpenResult, *session.Error) {
+func (p *hookPolicy) authenticate(r *http.Request, user string, password []byte, sessionID string, settled func()) (transport.OpenResult, *session.Error) {
 	if p.authn == nil {
 		settled()
 		return transport.OpenResult{}, nil
 	}
-	d := p.decideSettled(r.Context(), p.authn, hookapi.Snapshot(r), hookapi.Facts{Action: hookapi.ActionOpen, Username: user, Password: password}, settled)
+	d := p.decideSettled(r.Context(), p.authn, hookapi.Snapshot(r), hookapi.Facts{Action: hookapi.ActionOpen, SessionID: sessionID, Username: user, Password: password}, settled)
 	if !d.Allow {
 		return transport.OpenResult{}, &session.Error{Code: session.Code(d.Code), Message: d.Message}
 	}

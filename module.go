@@ -142,8 +142,10 @@ type Handler struct {
 
 	// Highest frequency, in messages per second per topic, a subscription
 	// may ask for; QoS 0 values beyond it are conflated (the latest value
-	// of each topic is always delivered). At least 0.001 (a message per
-	// 1000 s). Default: no cap.
+	// of each topic is always delivered). Every QoS 0 subscription gets it,
+	// those asking for no limit included; QoS 1 and 2 are not touched, so
+	// messages that must all arrive (chat) go at QoS 1. At least 0.001 (a
+	// message per 1000 s). Default: no cap.
 	MaxFrequency float64 `json:"max_frequency,omitempty"`
 
 	// Highest bandwidth, in bytes per second, a session may receive;

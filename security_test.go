@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -750,5 +751,54 @@ func TestARefusedResubscribeEndsTheSubscriptionItReplaced(t *testing.T) {
 	send("room/1/msg", "member again")
 	if f := nextMessage(t, c); string(f.Publish.Payload) != "member again" {
 		t.Fatalf("member again: %+v", f)
+	}
+}
+
+// The authenticate hook is told the id the session will have, so a
+// presence service can pair an open (who, from where) with the session's
+// later actions and its close; before, an open had no session id and such a
+// service had to key presence on the first connect.
+func TestTheOpenHookKnowsTheSessionsID(t *testing.T) {
+	mq := startMosquitto(t)
+	seen := make(chan hookapi.Facts, 16)
+	hooks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f, err := hookapi.ParseRequest(r)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		seen <- f
+		hookapi.Allow(w, hookapi.WithUser(f.Username))
+	}))
+	t.Cleanup(hooks.Close)
+	url := gatewayWithHooks(t, mq.port, strings.TrimPrefix(hooks.URL, "http://"), "")
+	ctx := ctx10(t)
+	ids := map[hookapi.Action]string{}
+	for round := 0; round < 2; round++ { // two sessions: two ids
+		c, err := dialAs(ctx, url, "dana", "pw")
+		if err != nil {
+			t.Fatal(err)
+		}
+		connectMain(t, c)
+		c.Close()
+		for _, want := range []hookapi.Action{hookapi.ActionOpen, hookapi.ActionConnect, hookapi.ActionClose} {
+			for f := range seen {
+				if f.Action == want {
+					ids[want] = f.SessionID
+					break
+				}
+			}
+		}
+		if !regexp.MustCompile(`^[0-9a-f]{32}$`).MatchString(ids[hookapi.ActionOpen]) {
+			t.Fatalf("the open hook was told session %q", ids[hookapi.ActionOpen])
+		}
+		if ids[hookapi.ActionConnect] != ids[hookapi.ActionOpen] || ids[hookapi.ActionClose] != ids[hookapi.ActionOpen] {
+			t.Fatalf("session ids: open %s, connect %s, close %s; want one", ids[hookapi.ActionOpen], ids[hookapi.ActionConnect], ids[hookapi.ActionClose])
+		}
+		if round == 0 {
+			ids["first"] = ids[hookapi.ActionOpen]
+		} else if ids[hookapi.ActionOpen] == ids["first"] {
+			t.Fatal("two sessions were told the same id")
+		}
 	}
 }

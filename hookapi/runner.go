@@ -73,10 +73,11 @@ func (r *Runner) decide(ctx context.Context, o *Origin, f *Facts, settled func()
 	if r.Chain == nil || r.Chain.handler == nil {
 		return unavailable(), false, "no provisioned hook chain"
 	}
-	// Decisions are cached per session: one without a session (an open
-	// before the session exists) could be about anyone's cookies.
-	// Notifications always run, since telling is their point.
-	cacheable := r.Cache != nil && f.SessionID != "" && !f.Action.IsNotification()
+	// Decisions are cached per session: one without a session could be
+	// about anyone's cookies. An open, which names the session it would
+	// make, is never asked twice for it. Notifications always run, since
+	// telling is their point.
+	cacheable := r.Cache != nil && f.SessionID != "" && f.Action != ActionOpen && !f.Action.IsNotification()
 	var key cacheKey // set by lookup, so that a miss is stored without hashing f again
 	if cacheable {
 		if d, ok := r.Cache.lookup(f, time.Now(), &key); ok {

@@ -212,7 +212,11 @@ func (m *Manager) Embedded(name string) *EmbeddedBroker {
 func (m *Manager) Open(info OpenInfo, a *Admission) (*Session, *Error) {
 	s := &Session{mgr: m, info: info, created: time.Now(), log: m.log, clients: map[uint64]*Client{},
 		out: *newOutbox(m.outboxLimits())}
-	rand.Read(s.id[:])
+	if a != nil {
+		s.id = a.id // the id the authenticate hook was told
+	} else {
+		rand.Read(s.id[:])
+	}
 	rand.Read(s.secret[:])
 	cfg := m.config()
 	ip := info.ip()
@@ -254,6 +258,10 @@ func (m *Manager) Open(info OpenInfo, a *Admission) (*Session, *Error) {
 type Admission struct {
 	m  *Manager
 	ip string
+	// The id the session will have: the authenticate hook is told it, so a
+	// presence service can pair an open with the session's later actions
+	// and its close.
+	id [16]byte
 	// Guarded by m.mu. done: used by Open, or given back; refused and
 	// hookDone: see Refuse.
 	done, refused, hookDone bool
@@ -272,8 +280,13 @@ func (m *Manager) Admit(info OpenInfo) (*Admission, *Error) {
 	}
 	m.countIPLocked(ip)
 	m.admitting++
-	return &Admission{m: m, ip: ip}, nil
+	a := &Admission{m: m, ip: ip}
+	rand.Read(a.id[:])
+	return a, nil
 }
+
+// SessionID is the id, in hex, the session will have if it opens.
+func (a *Admission) SessionID() string { return hex.EncodeToString(a.id[:]) }
 
 // Refuse gives the place back for a session the hook refused, once the
 // hook is done with it (HookDone), not when it answered: past its timeout,

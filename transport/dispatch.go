@@ -251,7 +251,7 @@ func (s *Server) open(r *http.Request, f *Frame, transport string) (*session.Ses
 	if s.Authenticate != nil {
 		// A refused open's place is given back once the hook is done
 		// (Admission.Refuse); an allowed one's goes to Open.
-		res, err = s.Authenticate(r, f.User, f.Password, admission.HookDone)
+		res, err = s.Authenticate(r, f.User, f.Password, admission.SessionID(), admission.HookDone)
 		if err != nil {
 			admission.Refuse()
 			return nil, err

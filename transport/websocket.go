@@ -27,8 +27,9 @@ type Server struct {
 	// returns who the user is; nil lets everyone in, with no user. It
 	// calls settled once the hook is done with the request, which may be
 	// after it returns (a hook that outlived its timeout): until then the
-	// open keeps its place under the session limits.
-	Authenticate func(r *http.Request, user string, password []byte, settled func()) (OpenResult, *session.Error)
+	// open keeps its place under the session limits. sessionID is the id
+	// the session will have if it opens.
+	Authenticate func(r *http.Request, user string, password []byte, sessionID string, settled func()) (OpenResult, *session.Error)
 	// Origin snapshots the web request for the policy, at open and at
 	// every rebind; nil keeps nothing.
 	Origin func(r *http.Request) (origin any, clientIP string)
