@@ -285,6 +285,7 @@ export class Session {
     this._sleep = null; // {timer, resolve} while waiting to retry
     this._openedAt = 0; // Date.now() of the last OPENED
     this._quickLosses = 0; // sessions lost in a row, each soon after its OPENED
+    this._liveQuickLoss = false; // one of them on a connection that worked (_sessionLost)
     this._warnedQuickLoss = false;
     /** @type {Promise<void> | null} what close() resolves with: CLOSE handed over */
     this._closing = null;
@@ -983,7 +984,7 @@ export class Session {
       return;
     }
     if (FRESH_SESSION_CODES.has(code)) {
-      this._sessionLost();
+      this._sessionLost({ live: true });
       this._reconnect({ immediate: true });
     } else if (RETRY_CODES.has(code)) {
       this._reconnect();
@@ -1196,13 +1197,19 @@ export class Session {
    * quickly after its OPENED (see QUICK_LOSS_MS): from the second such loss in a row,
    * the next OPEN waits (_freshOpenDelay). A loss after the session lived a while (a
    * gateway restarted, an instance died) starts the count anew: replaced at once.
+   * The console hears of a balancer without affinity only when one of the quick
+   * losses came on a connection that worked (`live`: a /send or poll answered 4010
+   * by another instance), not when each came in answer to a BIND after the
+   * connection dropped, as when a gateway restarts twice in a row.
+   * @param {{live?: boolean}} [o]
    */
-  _sessionLost() {
+  _sessionLost({ live = false } = {}) {
     this._mayHaveLost = true;
     this._sessionIdWasLost = true; // the next handshake must be OPEN, not BIND
     const quick = this._openedAt > 0 && Date.now() - this._openedAt < QUICK_LOSS_MS;
     this._quickLosses = quick ? this._quickLosses + 1 : 0;
-    if (this._quickLosses >= 2 && !this._warnedQuickLoss) {
+    this._liveQuickLoss = quick && (live || this._liveQuickLoss);
+    if (this._quickLosses >= 2 && this._liveQuickLoss && !this._warnedQuickLoss) {
       // Once per session: the cause is in the setup, not in this client, and the
       // operator who reads the console should learn it without a flood.
       this._warnedQuickLoss = true;

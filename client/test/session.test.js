@@ -955,6 +955,42 @@ describe("recovery", () => {
     await session.close();
   });
 
+  // Two gateway restarts in a row lose the session twice soon after it opened, as a
+  // balancer without affinity does; but each loss comes in answer to a BIND after the
+  // connection dropped, and the console must not blame a load balancer that is not
+  // there. A 4010 on a connection that works (a /send or poll reaching another
+  // instance) is the balancer's mark.
+  test("quick losses: a console warning about the balancer only when a working connection was told 4010", { timeout: 15000 }, async (t) => {
+    const warn = t.mock.method(console, "warn", () => {});
+    const restarts = await open();
+    let conn = restarts.conn;
+    for (let n = 1; n <= 4; n += 2) {
+      conn.drop(); // the gateway went away
+      const rebind = await restarts.gw.connection(n);
+      await rebind.take(F.BIND);
+      rebind.send({ type: F.SERVER_CLOSE, code: 4010, message: "unknown session" });
+      conn = await restarts.gw.connection(n + 1);
+      await conn.take(F.OPEN);
+      conn.send(opened({ session: n === 1 ? SID2 : SID }));
+      await waitFor(() => restarts.session.state === "open", { what: "the fresh session" });
+    }
+    assert.equal(warn.mock.callCount(), 0, "no warning after restarts");
+    await restarts.session.close();
+
+    const balanced = await open();
+    conn = balanced.conn;
+    for (let n = 1; n <= 2; n++) {
+      conn.send({ type: F.SERVER_CLOSE, code: 4010, message: "unknown session" }); // another instance answered
+      conn = await balanced.gw.connection(n);
+      await conn.take(F.OPEN);
+      conn.send(opened({ session: n === 1 ? SID2 : SID }));
+      await waitFor(() => balanced.session.state === "open", { timeout: 5000, what: "the fresh session" });
+    }
+    assert.equal(warn.mock.callCount(), 1);
+    assert.match(warn.mock.calls[0].arguments[0], /is the load balancer sticky\?/);
+    await balanced.session.close();
+  });
+
   test("BOUND that skips frames is treated as a gap", async () => {
     const { gw, conn, session } = await open();
     await connected(session, conn);
