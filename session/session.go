@@ -231,9 +231,22 @@ func (s *Session) DetachFor(t Transport, notice time.Duration) {
 	}
 	s.conn = nil
 	timeout := s.mgr.config().SessionTimeout
-	s.expiry = time.AfterFunc(notice+timeout, func() {
-		s.Close(Errorf(CodeSessionUnknown, "session expired"))
+	// The timer may fire while a rebind holds s.mu (Stop then returns
+	// false): it ends the session only if it is still the session's expiry,
+	// decided under the lock a rebind takes.
+	var expiry *time.Timer
+	expiry = time.AfterFunc(notice+timeout, func() {
+		s.mu.Lock()
+		if s.expiry != expiry || s.conn != nil || s.closed != nil {
+			s.mu.Unlock()
+			return
+		}
+		s.expiry = nil
+		s.closed = Errorf(CodeSessionUnknown, "session expired")
+		s.mu.Unlock()
+		s.finish()
 	})
+	s.expiry = expiry
 	if notice == 0 { // a long poll's answer is routine, not a lost connection
 		s.log.Debug("connection lost; the session waits for a rebind", zap.String("session", s.IDString()),
 			zap.String("user", s.info.User), zap.String("transport", s.info.Transport), zap.Duration("session_timeout", timeout))
@@ -244,10 +257,26 @@ func (s *Session) DetachFor(t Transport, notice time.Duration) {
 // session's bandwidth budget holds frames back, the transport is woken
 // when they may go. When the session has ended, it returns the reason.
 func (s *Session) Take(dst []Event, limit int) ([]Event, *Error) {
+	return s.take(nil, dst, limit)
+}
+
+// TakeFor is Take for the writer of transport t: a transport the session
+// has left for a newer one takes nothing. Its writer may still be running
+// (woken by the Close that Attach sends it), and frames it took would be
+// lost: the rebind's BOUND has told the client that the new connection
+// replays them.
+func (s *Session) TakeFor(t Transport, dst []Event, limit int) ([]Event, *Error) {
+	return s.take(t, dst, limit)
+}
+
+func (s *Session) take(t Transport, dst []Event, limit int) ([]Event, *Error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed != nil {
 		return dst, s.closed
+	}
+	if t != nil && s.conn != t {
+		return dst, nil
 	}
 	s.overSince = time.Time{} // the transport keeps up, for now
 	if s.bucket == nil {

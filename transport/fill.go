@@ -10,10 +10,10 @@ import "github.com/caddy-mqtt/mqttgateway/session"
 // nothing is left, it appends the CLOSE frame and returns the reason. (When
 // a bandwidth budget holds frames back, the session wakes the connection
 // when they may go.)
-func fill(buf []byte, sess *session.Session, events []session.Event) ([]byte, []session.Event, *session.Error) {
+func fill(buf []byte, sess *session.Session, conn session.Transport, events []session.Event) ([]byte, []session.Event, *session.Error) {
 	for {
 		var ended *session.Error
-		events, ended = sess.Take(events[:0], batchFrames)
+		events, ended = sess.TakeFor(conn, events[:0], batchFrames)
 		for i := range events {
 			buf = AppendEvent(buf, &events[i])
 		}

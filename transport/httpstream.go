@@ -200,7 +200,7 @@ func (s *Server) ServeStream(w http.ResponseWriter, r *http.Request) error {
 	stopping := s.stops.stopping(r)
 	for {
 		var ended *session.Error
-		buf, events, ended = fill(buf, sess, events)
+		buf, events, ended = fill(buf, sess, conn, events)
 		if conn.closed() {
 			return nil // replaced by a newer connection of the session
 		}
@@ -276,7 +276,7 @@ func (s *Server) ServePoll(w http.ResponseWriter, r *http.Request) error {
 	stopping := s.stops.stopping(r)
 	for {
 		var ended *session.Error
-		buf, events, ended = fill(buf, sess, events)
+		buf, events, ended = fill(buf, sess, conn, events)
 		// A new session's OPENED is an answer by itself: the client needs
 		// the session id before it can send anything.
 		if opened || len(buf) > len(first) || ended != nil || conn.closed() {

@@ -404,7 +404,7 @@ func (c *wsConn) flushPooled(w *poolWorker) {
 		ping := c.pingDue
 		c.pingDue = false
 		c.mu.Unlock()
-		buf, events, ended := fill(w.frameBuf(), c.sess, w.events)
+		buf, events, ended := fill(w.frameBuf(), c.sess, c, w.events)
 		if ping && len(buf) == wsHeaderRoom && time.Since(c.lastWrite()) >= c.heartbeat()/2 {
 			buf = AppendPing(buf) // the heartbeat, when nothing else went out
 		}
@@ -508,7 +508,7 @@ func (c *wsConn) writePending(w *poolWorker) bool {
 		// Everything pending goes out in one WebSocket message: under
 		// load, many frames per syscall.
 		var buf []byte
-		buf, w.events, ended = fill(w.frameBuf(), c.sess, w.events)
+		buf, w.events, ended = fill(w.frameBuf(), c.sess, c, w.events)
 		w.buf = buf[:0]
 		if len(buf) > wsHeaderRoom && !c.write(wsMessage(buf)) {
 			return false
