@@ -20,6 +20,12 @@ func (w *wakeRecorder) Wake() {
 
 func (w *wakeRecorder) Close(Code, string) {}
 
+func (w *wakeRecorder) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.wakes)
+}
+
 func (w *wakeRecorder) taken() []time.Time {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -56,7 +62,16 @@ func TestWriteDelayWakesEachSessionOnceAfterTheDelay(t *testing.T) {
 				s.deliver(&Message{Topic: "a", Payload: []byte{byte(k)}})
 			}
 		}
-		time.Sleep(3 * delay)
+		// Every session's wake, however late its timer runs on a busy
+		// machine (a fixed sleep of 3 × delay once saw none), then one
+		// delay more for a second wake that should not come.
+		deadline := time.Now().Add(10 * time.Second)
+		for i := 0; i < len(recs); i++ {
+			for recs[i].count() == 0 && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+		time.Sleep(delay)
 		for i, r := range recs {
 			wakes := r.taken()
 			if len(wakes) != 1 {
