@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/paho"
+	"github.com/gorilla/websocket"
+
 	"github.com/caddy-mqtt/mqttgateway/session"
 	"github.com/caddy-mqtt/mqttgateway/transport"
 	"github.com/caddy-mqtt/mqttgateway/transport/gwclient"
@@ -109,5 +112,124 @@ http://127.0.0.1:%d {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("bob's session did not end")
+	}
+}
+
+// A member removed from a room: the service that removes them ends their
+// subscriptions that could deliver the room's topics, and nothing else they
+// hold. Every overlapping filter goes ("room/+/typing" too, not only those
+// inside "room/42/#"), in each of the user's sessions and clients; a client
+// that asked (OPEN option unsubscribed) is told which; another user's
+// subscriptions stay.
+func TestAdminEndsAUsersSubscriptionsUnderAFilter(t *testing.T) {
+	mq := startMosquitto(t)
+	adminPort, httpPort := freePort(t), freePort(t)
+	loadCaddy(t, adaptCaddyfile(t, fmt.Sprintf(`{
+	admin 127.0.0.1:%d
+	persist_config off
+	auto_https off
+	default_bind 127.0.0.1
+}
+http://127.0.0.1:%d {
+	mqtt_gateway /mqtt/* {
+		name rooms
+		broker main mqtt://127.0.0.1:%d
+		authenticate {
+			header X-Mqtt-User {http.request.header.X-Test-User}
+			respond 204
+		}
+	}
+}
+`, adminPort, httpPort, mq.port)))
+	url := fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort)
+	ctx := ctx10(t)
+	as := func(user string, told bool) *gwclient.Client {
+		var options []transport.KV
+		if told {
+			options = []transport.KV{{Key: "unsubscribed", Value: "1"}}
+		}
+		c, err := gwclient.DialWith(ctx, &websocket.Dialer{}, url, http.Header{"X-Test-User": {user}}, options)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	subscribe := func(c *gwclient.Client, filters ...string) uint64 {
+		t.Helper()
+		h := connectMain(t, c)
+		for _, f := range filters {
+			if _, err := c.Subscribe(ctx, h, f, 0); err != nil {
+				t.Fatalf("subscribe %s: %v", f, err)
+			}
+		}
+		return h
+	}
+	carol, carolOld, dave := as("carol", true), as("carol", false), as("dave", true)
+	c1 := subscribe(carol, "room/42/#", "room/+/typing", "room/43/#", "users/carol/#")
+	c2 := subscribe(carol, "room/42/msg")
+	subscribe(carolOld, "room/42/#", "users/carol/#")
+	subscribe(dave, "room/42/#")
+
+	admin := func(path, body string) (int, string) {
+		t.Helper()
+		resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/mqtt_gateway/%s", adminPort, path), "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, bad := range []struct{ path, body string }{
+		{"unsubscribe", `{"user":"carol"}`},
+		{"unsubscribe", `{"user":"carol","filter":"room/#/x"}`},
+		{"unsubscribe", `{"filter":"room/42/#"}`},
+		{"close_sessions", `{"user":"carol","filter":"room/42/#"}`},
+	} {
+		if status, answer := admin(bad.path, bad.body); status != http.StatusBadRequest {
+			t.Errorf("%s %s: %d %s, want 400", bad.path, bad.body, status, answer)
+		}
+	}
+	status, answer := admin("unsubscribe", `{"user":"carol","filter":"room/42/#","message":"removed from room 42"}`)
+	var got struct{ Sessions, Unsubscribed int }
+	if status != http.StatusOK || json.Unmarshal([]byte(answer), &got) != nil || got.Sessions != 2 || got.Unsubscribed != 4 {
+		t.Fatalf("unsubscribe: %d %s, want 200, 2 sessions, 4 subscriptions", status, answer)
+	}
+	told := map[string]bool{}
+	for range 3 {
+		f := nextMessage(t, carol)
+		if f.Type != transport.TypeUnsubscribed || f.Code != session.CodeNotAuthorized || f.Message != "removed from room 42" {
+			t.Fatalf("carol got %+v, want UNSUBSCRIBED 4021", f)
+		}
+		told[fmt.Sprintf("%d %s", f.Handle, f.Filter)] = true
+	}
+	for _, want := range []string{fmt.Sprintf("%d room/42/#", c1), fmt.Sprintf("%d room/+/typing", c1), fmt.Sprintf("%d room/42/msg", c2)} {
+		if !told[want] {
+			t.Errorf("carol was not told of %s: %v", want, told)
+		}
+	}
+
+	pub := mqttPublisher(t, mq.port)
+	for _, topic := range []string{"room/42/msg", "room/42/typing", "room/43/msg", "users/carol/dm"} {
+		if _, err := pub.Publish(ctx, &paho.Publish{Topic: topic, Payload: []byte(topic)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Carol keeps the rest; what the room sends no longer reaches her
+	// sessions, the old client's included (which was not told).
+	if f := nextMessage(t, carol); f.Type != transport.TypeMessage || f.Publish.Topic != "room/43/msg" {
+		t.Fatalf("carol got %+v, want room/43/msg first", f)
+	}
+	if f := nextMessage(t, carol); f.Type != transport.TypeMessage || f.Publish.Topic != "users/carol/dm" {
+		t.Fatalf("carol got %+v, want users/carol/dm", f)
+	}
+	if f := nextMessage(t, carolOld); f.Type != transport.TypeMessage || f.Publish.Topic != "users/carol/dm" {
+		t.Fatalf("carol's older client got %+v, want only users/carol/dm", f)
+	}
+	for _, want := range []string{"room/42/msg", "room/42/typing"} {
+		if f := nextMessage(t, dave); f.Type != transport.TypeMessage || f.Publish.Topic != want {
+			t.Fatalf("dave got %+v, want %s", f, want)
+		}
 	}
 }

@@ -84,6 +84,7 @@ const (
 	EventResult
 	EventLost
 	EventNotice
+	EventUnsubscribed // a subscription the gateway ended (EndSubscriptions)
 )
 
 // Event is one data frame waiting in a session's outbox. It is a value type
@@ -98,10 +99,11 @@ type Event struct {
 
 	Msg    *Message // EventMessage
 	Req    uint64   // EventResult
-	Handle uint64   // EventLost
-	Code   Code     // EventResult, EventLost, EventNotice
-	Text   string   // EventResult, EventLost, EventNotice
+	Handle uint64   // EventLost, EventUnsubscribed
+	Code   Code     // EventResult, EventLost, EventNotice, EventUnsubscribed
+	Text   string   // EventResult, EventLost, EventNotice, EventUnsubscribed
 	Value  uint64   // EventResult, EventNotice
+	Filter string   // EventUnsubscribed
 }
 
 // wireSize estimates the bytes an event takes on the wire, for bandwidth
@@ -110,7 +112,7 @@ func (e *Event) wireSize() int {
 	if e.Kind == EventMessage {
 		return messageWireSize(e.Msg)
 	}
-	return len(e.Text) + 12
+	return len(e.Text) + len(e.Filter) + 12
 }
 
 func messageWireSize(m *Message) int {

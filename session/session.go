@@ -104,6 +104,9 @@ type Session struct {
 	// reportPresent: a CONNECT's result says whether the broker kept a
 	// session (ReportSessionPresent).
 	reportPresent atomic.Bool
+	// reportUnsubscribed: the client is told of the subscriptions the
+	// gateway ends (ReportUnsubscribed).
+	reportUnsubscribed atomic.Bool
 
 	// notes delivers notifications to the policy (notify.go).
 	notes notifier

@@ -137,6 +137,10 @@ func TestServerFramesRoundTrip(t *testing.T) {
 	if f.Type != TypeOpened || f.Session[0] != 7 || f.Secret[0] != 8 || f.Heartbeat != 20000 || f.MaxFrame != 1<<20 {
 		t.Fatalf("opened: %+v", f)
 	}
+	f = decodeOne(t, AppendEvent(nil, &session.Event{Kind: session.EventUnsubscribed, Handle: 3, Filter: "room/+/msg", Code: session.CodeNotAuthorized, Text: "removed from room 42"}))
+	if f.Type != TypeUnsubscribed || f.Handle != 3 || f.Filter != "room/+/msg" || f.Code != session.CodeNotAuthorized || f.Message != "removed from room 42" {
+		t.Fatalf("unsubscribed: %+v", f)
+	}
 	f = decodeOne(t, AppendEnd(nil, session.CodeShuttingDown, "bye"))
 	if f.Type != TypeEnd || f.Code != session.CodeShuttingDown || f.Message != "bye" {
 		t.Fatalf("end: %+v", f)

@@ -223,6 +223,10 @@ func applyOpenOptions(s *session.Session, opts []KV) {
 			if kv.Value == "1" {
 				s.ReportSessionPresent()
 			}
+		case "unsubscribed":
+			if kv.Value == "1" {
+				s.ReportUnsubscribed()
+			}
 		}
 	}
 }

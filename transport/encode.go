@@ -102,6 +102,13 @@ func AppendEvent(b []byte, e *session.Event) []byte {
 		b = appendString(b, e.Text)
 		b = appendUvarint(b, e.Value)
 		return end(b, s)
+	case session.EventUnsubscribed:
+		b, s := begin(b, TypeUnsubscribed)
+		b = appendUvarint(b, e.Handle)
+		b = appendString(b, e.Filter)
+		b = appendUvarint(b, uint64(e.Code))
+		b = appendString(b, e.Text)
+		return end(b, s)
 	}
 	return b
 }

@@ -28,7 +28,9 @@ const (
 	TypeMessage byte = 0x84
 	TypeLost    byte = 0x85
 	TypeNotice  byte = 0x86
-	TypeEnd     byte = 0x8A // CLOSE from the server
+	// UNSUBSCRIBED: a subscription the gateway ended (OPEN option unsubscribed)
+	TypeUnsubscribed byte = 0x87
+	TypeEnd          byte = 0x8A // CLOSE from the server
 )
 
 // Version is the protocol version this package speaks.
@@ -91,7 +93,7 @@ type Frame struct {
 	// CONNECT
 	Connect session.ConnectParams
 
-	// SUBSCRIBE, UNSUBSCRIBE
+	// SUBSCRIBE, UNSUBSCRIBE, UNSUBSCRIBED
 	Filter       string
 	QoS          byte
 	SubOptions   session.SubscribeOptions
@@ -124,7 +126,7 @@ type Frame struct {
 	// RESULT of a CONNECT, with flags (OPEN option session_present)
 	HasFlags, SessionPresent bool
 
-	// RESULT, LOST, NOTICE, CLOSE
+	// RESULT, LOST, NOTICE, CLOSE, UNSUBSCRIBED
 	Code    session.Code
 	Message string
 	Value   uint64
@@ -305,6 +307,11 @@ func Decode(b []byte, f *Frame) error {
 		f.Code = session.Code(r.uvarint())
 		f.Message = r.string()
 		f.Value = r.uvarint()
+	case TypeUnsubscribed:
+		f.Handle = r.uvarint()
+		f.Filter = r.string()
+		f.Code = session.Code(r.uvarint())
+		f.Message = r.string()
 	case TypeEnd:
 		f.Code = session.Code(r.uvarint())
 		f.Message = r.string()

@@ -21,6 +21,7 @@ func FuzzDecodeUnit(f *testing.F) {
 	f.Add(EncodeMessage(&session.Message{Topic: "t", Payload: []byte("v")}))
 	f.Add(AppendSend(AppendPing(nil), [16]byte{1}, [16]byte{2}, 7, true))
 	f.Add(AppendCloseLeft(AppendPing(nil)))
+	f.Add(AppendEvent(nil, &session.Event{Kind: session.EventUnsubscribed, Handle: 3, Filter: "room/+/msg", Code: 4021, Text: "removed"}))
 	f.Add([]byte{0x80})
 	f.Fuzz(func(t *testing.T, unit []byte) {
 		SplitUnit(unit, func(b []byte) error {
@@ -40,6 +41,8 @@ func FuzzDecodeUnit(f *testing.F) {
 				again = AppendSend(nil, fr.Session, fr.Secret, fr.Requests, fr.Counted)
 			case TypeConnect:
 				again = AppendConnect(nil, fr.Req, fr.Handle, &fr.Connect)
+			case TypeUnsubscribed:
+				again = AppendEvent(nil, &session.Event{Kind: session.EventUnsubscribed, Handle: fr.Handle, Filter: fr.Filter, Code: fr.Code, Text: fr.Message})
 			default:
 				return nil
 			}
@@ -49,7 +52,8 @@ func FuzzDecodeUnit(f *testing.F) {
 			}
 			if fr2.Filter != fr.Filter || fr2.Publish.Topic != fr.Publish.Topic || !bytes.Equal(fr2.Publish.Payload, fr.Publish.Payload) ||
 				fr2.Session != fr.Session || fr2.Secret != fr.Secret || fr2.Requests != fr.Requests || fr2.Counted != fr.Counted ||
-				fr2.QoS != fr.QoS || fr2.SubOptions != fr.SubOptions || !reflect.DeepEqual(fr2.Connect, fr.Connect) {
+				fr2.QoS != fr.QoS || fr2.SubOptions != fr.SubOptions || !reflect.DeepEqual(fr2.Connect, fr.Connect) ||
+				fr2.Handle != fr.Handle || fr2.Code != fr.Code || fr2.Message != fr.Message {
 				t.Fatalf("round trip changed the frame: %+v vs %+v", fr, fr2)
 			}
 			return nil

@@ -118,7 +118,7 @@ func (c *Client) read() {
 				if ch != nil {
 					ch <- f
 				}
-			case transport.TypeMessage, transport.TypeLost, transport.TypeNotice:
+			case transport.TypeMessage, transport.TypeLost, transport.TypeNotice, transport.TypeUnsubscribed:
 				c.Messages <- f
 			case transport.TypeEnd:
 				c.Ended <- f
