@@ -148,6 +148,12 @@ export class BrokerClient {
     this.onBrokerUnavailable = null;
     /** The broker is back and the subscriptions are restored. @type {(() => void) | null} */
     this.onBrokerAvailable = null;
+    /**
+     * The gateway ended a subscription on its own (its operator's admin API: a member
+     * removed from a room); no message of it follows, and it is not made again.
+     * @type {((info: {filter: string, errorCode: number, errorMessage: string}) => void) | null}
+     */
+    this.onSubscriptionLost = null;
   }
 
   /** The broker name given to createClient. */
@@ -642,6 +648,18 @@ export class BrokerClient {
   }
 
   /** LOST: the gateway detached this client (its broker connection ended). @internal */
+  /**
+   * UNSUBSCRIBED: the gateway ended the subscription to `filter`. A SUBSCRIBE to it sent
+   * after the gateway ended it is still in flight when its entry has operations
+   * waiting: its RESULT decides, so the entry stays.
+   */
+  _onUnsubscribed(filter, code, message) {
+    const entry = this._subs.get(filter);
+    if (!entry) return;
+    if (entry.ops.length === 0) this._subs.delete(filter);
+    safeCall(this.onSubscriptionLost, this, { filter, errorCode: code, errorMessage: message });
+  }
+
   _onLost(code, message) {
     // Waiting for a reconnection attempt: its CONNECT RESULT (which the gateway sends
     // ahead of any LOST) decides what happens next.

@@ -51,6 +51,11 @@ export interface ErrorInfo {
   errorMessage: string;
 }
 
+/** What onSubscriptionLost gets: the filter of the subscription the gateway ended, and why. */
+export interface SubscriptionLost extends ErrorInfo {
+  filter: string;
+}
+
 /** The error of every failed operation, to callbacks and as a Promise rejection. */
 export declare class MqttGatewayError extends Error implements ErrorInfo {
   constructor(errorCode: number, errorMessage?: string);
@@ -315,6 +320,13 @@ export declare class BrokerClient {
    * `uri` is the gateway URL the session was opened with.
    */
   onConnected: ((reconnect: boolean, uri: string) => void) | null;
+  /**
+   * The gateway ended one of this client's subscriptions on its own: its operator's
+   * admin API ended the user's subscriptions under a filter (a member removed from a
+   * room), errorCode 4021 with the operator's message. No message of it follows, and
+   * it is not made again after a fresh session; the client's other subscriptions go on.
+   */
+  onSubscriptionLost: ((info: SubscriptionLost) => void) | null;
   /** The gateway lost its shared connection to this client's broker (4041); subscriptions come back with it. */
   onBrokerUnavailable: ((error: ErrorInfo) => void) | null;
   /** The broker is back and this client's subscriptions are restored. */

@@ -34,6 +34,7 @@ export const FrameType = Object.freeze({
   MESSAGE: 0x84,
   LOST: 0x85,
   NOTICE: 0x86,
+  UNSUBSCRIBED: 0x87,
   SERVER_CLOSE: 0x8a,
 });
 
@@ -467,6 +468,12 @@ export function encodeFrame(f) {
       w.string(f.message ?? "");
       w.uvarint(f.value ?? 0);
       break;
+    case FrameType.UNSUBSCRIBED:
+      w.uvarint(f.handle);
+      w.string(f.filter);
+      w.uvarint(f.code);
+      w.string(f.message ?? "");
+      break;
     case FrameType.SERVER_CLOSE:
       w.uvarint(f.code);
       w.string(f.message ?? "");
@@ -631,6 +638,9 @@ export function decodeFrame(bytes, start = 0, end = bytes.length) {
     case FrameType.NOTICE:
       f = { type, code: r.uvarint(), message: r.string(), value: r.uvarint() };
       break;
+    case FrameType.UNSUBSCRIBED:
+      f = { type, handle: r.uvarint(), filter: r.string(), code: r.uvarint(), message: r.string() };
+      break;
     case FrameType.SERVER_CLOSE:
       f = { type, code: r.uvarint(), message: r.string() };
       break;
@@ -641,9 +651,11 @@ export function decodeFrame(bytes, start = 0, end = bytes.length) {
   return f;
 }
 
-/** True for the frames the server counts (RESULT, MESSAGE, LOST, NOTICE). */
+/** True for the frames the server counts (RESULT, MESSAGE, LOST, NOTICE, UNSUBSCRIBED). */
 export function isDataFrame(type) {
-  return type === FrameType.RESULT || type === FrameType.MESSAGE || type === FrameType.LOST || type === FrameType.NOTICE;
+  return (
+    type === FrameType.RESULT || type === FrameType.MESSAGE || type === FrameType.LOST || type === FrameType.NOTICE || type === FrameType.UNSUBSCRIBED
+  );
 }
 
 /**

@@ -195,9 +195,11 @@ export class Session {
     // addressed_retained: each client's SUBSCRIBE gets the retained messages the
     // gateway holds, addressed to it (PROTOCOL.md; _onMessage).
     // session_present: a CONNECT's RESULT says whether the broker kept a session.
+    // unsubscribed: the gateway says which subscriptions it ended (UNSUBSCRIBED).
     this._openOptions = [
       ["addressed_retained", "1"],
       ["session_present", "1"],
+      ["unsubscribed", "1"],
     ];
     if (options.maxBandwidth !== undefined && options.maxBandwidth !== null) {
       const bw = bandwidthOnWire(options.maxBandwidth);
@@ -802,6 +804,8 @@ export class Session {
         return this._handles.get(f.handle)?._onLost(f.code, f.message);
       case FrameType.NOTICE:
         return this._onNotice(f);
+      case FrameType.UNSUBSCRIBED:
+        return this._handles.get(f.handle)?._onUnsubscribed(f.filter, f.code, f.message);
     }
   }
 

@@ -263,6 +263,7 @@ describe("frames", () => {
     },
     { type: FrameType.LOST, handle: 2, code: 4041, message: "broker down" },
     { type: FrameType.NOTICE, code: 4050, message: "overflow", value: 17 },
+    { type: FrameType.UNSUBSCRIBED, handle: 3, filter: "room/+/msg", code: 4021, message: "removed from room 42" },
     { type: FrameType.SERVER_CLOSE, code: 4012, message: "gap" },
   ];
 

@@ -77,6 +77,7 @@ describe("opening", () => {
     assert.deepEqual(openFrame.options, [
       ["addressed_retained", "1"],
       ["session_present", "1"],
+      ["unsubscribed", "1"],
       ["max_bandwidth", "65536"],
     ]);
     assert.equal(session.id, "000102030405060708090a0b0c0d0e0f");
@@ -469,6 +470,52 @@ describe("requests", () => {
 });
 
 describe("dispatch", () => {
+  // The operator's admin API ended the user's subscriptions under a filter (a member
+  // removed from a room): the client hears which, dispatches nothing more to it, and a
+  // fresh session does not make it again; the others go on.
+  test("UNSUBSCRIBED: onSubscriptionLost, no more messages for it, not made again in a fresh session", async () => {
+    const { gw, conn, session } = await open();
+    const { client, connect } = await connected(session, conn);
+    await subscribed(client, conn, "room/42/#");
+    await subscribed(client, conn, "room/43/#");
+    const lost = [];
+    const got = [];
+    client.onSubscriptionLost = (info) => lost.push(info);
+    client.onMessageArrived = (m) => got.push(m.destinationName);
+    conn.send({ type: F.UNSUBSCRIBED, handle: connect.handle, filter: "room/42/#", code: 4021, message: "removed from room 42" });
+    assert.deepEqual(lost, [{ filter: "room/42/#", errorCode: 4021, errorMessage: "removed from room 42" }]);
+    conn.send(message({ topic: "room/42/msg" }), message({ topic: "room/43/msg" }));
+    assert.deepEqual(got, ["room/43/msg"]);
+    await assert.rejects(client.setMaxFrequency("room/42/#", 1), /not subscribed to room\/42\/#/);
+
+    const conn2 = await replacedSession(gw, conn);
+    const c = await conn2.take(F.CONNECT);
+    conn2.send(result(c.req, 1));
+    const sub = await conn2.take(F.SUBSCRIBE);
+    assert.equal(sub.filter, "room/43/#");
+    conn2.send(result(sub.req, 0));
+    await waitFor(() => session.state === "open" && client.isConnected, { what: "the re-created client" });
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(conn2.all(F.SUBSCRIBE).map((s) => s.filter), ["room/43/#"]);
+    await session.close();
+  });
+
+  test("UNSUBSCRIBED before the RESULT of a SUBSCRIBE sent after it: the RESULT decides", async () => {
+    const { conn, session } = await open();
+    const { client, connect } = await connected(session, conn);
+    await subscribed(client, conn, "room/42/#");
+    const again = client.subscribe("room/42/#");
+    const s = await conn.take(F.SUBSCRIBE);
+    conn.send({ type: F.UNSUBSCRIBED, handle: connect.handle, filter: "room/42/#", code: 4021, message: "removed" });
+    conn.send(result(s.req, 0)); // the policy let the member back in meanwhile
+    assert.equal(await again, 0);
+    const got = [];
+    client.onMessageArrived = (m) => got.push(m.destinationName);
+    conn.send(message({ topic: "room/42/msg" }));
+    assert.deepEqual(got, ["room/42/msg"]);
+    await session.close();
+  });
+
   test("a shared-stream MESSAGE reaches each matching client once, at the lower QoS", async () => {
     const { session, conn } = await open();
     const a = await connected(session, conn, { stream: 7 });

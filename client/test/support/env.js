@@ -281,13 +281,15 @@ function findGo() {
  * @param {object} o
  * @param {number} o.port the port the sites listen on (to wait for)
  * @param {string} [o.probe] a path to fetch to see it serving (any status will do)
+ * @param {number} [o.adminPort] Caddy's admin API on this port (else off)
  * @returns {Promise<{port: number, stop: (signal?: string) => Promise<void>, output: () => string}>}
  */
-export async function startCaddy(sites, { port, probe = "/" }) {
+export async function startCaddy(sites, { port, probe = "/", adminPort }) {
   const bin = await caddyBinary();
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), "mqttgw-caddy-"));
   const file = path.join(dir, "Caddyfile");
-  await fs.writeFile(file, `{\n\tadmin off\n\tauto_https off\n\tdefault_bind 127.0.0.1\n}\n${sites}\n`);
+  const admin = adminPort ? `admin 127.0.0.1:${adminPort}` : "admin off";
+  await fs.writeFile(file, `{\n\t${admin}\n\tauto_https off\n\tdefault_bind 127.0.0.1\n}\n${sites}\n`);
   // Caddy keeps data and autosaved config under XDG dirs; keep them out of $HOME.
   const env = { ...process.env, XDG_DATA_HOME: dir, XDG_CONFIG_HOME: dir, HOME: dir };
   const child = spawnChild(bin, ["run", "--config", file, "--adapter", "caddyfile"], { env, cwd: dir });

@@ -108,6 +108,7 @@ dedicated.onMessageArrived = handler;
 dedicated.onMessageNotDelivered = (d, e) => console.warn(d.destinationName, e.errorCode === ErrorCode.broker_unavailable);
 dedicated.onMessageNotAuthorized = (d, e) => console.warn(d.destinationName, errorName(e.errorCode));
 client.onBrokerUnavailable = (e) => console.warn(e.errorMessage);
+client.onSubscriptionLost = ({ filter, errorCode }) => console.warn(`no longer subscribed to ${filter} (${errorCode})`);
 client.onBrokerAvailable = () => console.info("broker back");
 await client.unsubscribe("rooms/42/#");
 await dedicated.disconnect();
