@@ -299,3 +299,48 @@ func TestBrokerCredentialsFromAFileAndRefusalsInTheLog(t *testing.T) {
 		t.Errorf("the log has paho's words, not the reason:\n%s", data)
 	}
 }
+
+// A broker refusal nobody was waiting for must not be the answer to a later
+// request: while the broker refused the shared connection (its user was
+// removed, then added back), nobody waited for it; once it was up again, a
+// publish in a later outage got that old "refused" (4042) at once instead of
+// waiting the connect timeout for the broker (4041). Found by a
+// contributor's review.
+func TestAnOldBrokerRefusalIsNotALaterAnswer(t *testing.T) {
+	mq, passwords := mosquittoWithLogins(t, [2]string{"gw", "s3cret"})
+	httpPort := freePort(t)
+	startCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	mqtt_gateway /mqtt/* {
+		broker main mqtt://127.0.0.1:%d {
+			username gw
+			password s3cret
+			connect_timeout 1s
+		}
+	}
+}
+`, httpPort, mq.port))
+	c := dial(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort))
+	ctx := ctx10(t)
+	h := connectMain(t, c)
+	restartWhen := func(log string) {
+		t.Helper()
+		mq.stop()
+		os.Remove(mq.log) // the broker's log from this start only
+		mq.start(t)
+		awaitLog(t, mq.log, log, 1)
+	}
+	mosquittoPasswd(t, "-D", passwords, "gw")
+	restartWhen("not authorised") // refused, with the client connected and no request waiting
+	mosquittoPasswd(t, "-b", passwords, "gw", "s3cret")
+	restartWhen("u'gw')") // only an accepted login is logged with its user
+	expectOutageNotices(t, c, "the client, through the refusals")
+	mq.stop()
+	if f := nextMessage(t, c); f.Type != transport.TypeNotice || f.Code != session.CodeBrokerUnavailable {
+		t.Fatalf("at the outage: %+v, want a NOTICE 4041", f)
+	}
+	start := time.Now()
+	err := c.Publish(ctx, h, session.PublishParams{Topic: "a", Payload: []byte("x")})
+	if errCode(err) != session.CodeBrokerUnavailable {
+		t.Fatalf("publish during an outage: %v after %s, want 4041 after the connect timeout", err, time.Since(start).Round(time.Millisecond))
+	}
+}

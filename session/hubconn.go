@@ -156,6 +156,7 @@ func (h *Hub) restart(br *brokerRuntime) error {
 // with a broker session of its own: the old one's unacknowledged publishes
 // are not sent again. Clients get notice as in an outage.
 func (h *Hub) replaceConnection(br *brokerRuntime, notice *Error) error {
+	h.forgetRefusal() // the old settings' (a reload rotating the password)
 	old := h.conn()
 	h.mu.Lock()
 	oldCancel := h.cmCancel
@@ -193,6 +194,7 @@ func reconnectBackoff(attempt int) time.Duration {
 }
 
 func (h *Hub) onUp(cm *autopaho.ConnectionManager, ca *paho.Connack) {
+	h.forgetRefusal()
 	h.metrics.BrokerUp.WithLabelValues(h.br().cfg.Name).Inc()
 	h.noteLimits(ca)
 	h.mu.Lock()
@@ -367,6 +369,17 @@ func (h *Hub) onConnectError(err error) {
 		case h.refErr <- e:
 		default:
 		}
+	}
+}
+
+// forgetRefusal drops a refusal nobody took from refErr: the connection is
+// up, or a new one starts, so it is not the answer to a later request (a
+// publish in a later outage got a refusal from before the last connection
+// instead of waiting for the broker).
+func (h *Hub) forgetRefusal() {
+	select {
+	case <-h.refErr:
+	default:
 	}
 }
 
