@@ -18,12 +18,10 @@ import (
 	"github.com/caddy-mqtt/mqttgateway/transport/gwclient"
 )
 
-// An operator, or the service that revokes a user, ends that user's live
-// sessions through Caddy's admin API: they get CLOSE 4020 with the reason
-// given, and other users' sessions go on. (A revoked user's session kept
-// its subscriptions, and rebinds are no action a hook decides.)
-func TestAdminClosesAUsersSessions(t *testing.T) {
-	mq := startMosquitto(t)
+// gatewayWithAdmin starts a Caddy with its admin API and a gateway named
+// name whose sessions' user is the request's X-Test-User header; it
+// returns the admin port and the gateway's WebSocket URL.
+func gatewayWithAdmin(t *testing.T, name string, brokerPort int) (adminPort int, url string) {
 	adminPort, httpPort := freePort(t), freePort(t)
 	loadCaddy(t, adaptCaddyfile(t, fmt.Sprintf(`{
 	admin 127.0.0.1:%d
@@ -33,7 +31,7 @@ func TestAdminClosesAUsersSessions(t *testing.T) {
 }
 http://127.0.0.1:%d {
 	mqtt_gateway /mqtt/* {
-		name revoke
+		name %s
 		broker main mqtt://127.0.0.1:%d
 		authenticate {
 			header X-Mqtt-User {http.request.header.X-Test-User}
@@ -41,8 +39,17 @@ http://127.0.0.1:%d {
 		}
 	}
 }
-`, adminPort, httpPort, mq.port)))
-	url := fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort)
+`, adminPort, httpPort, name, brokerPort)))
+	return adminPort, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort)
+}
+
+// An operator, or the service that revokes a user, ends that user's live
+// sessions through Caddy's admin API: they get CLOSE 4020 with the reason
+// given, and other users' sessions go on. (A revoked user's session kept
+// its subscriptions, and rebinds are no action a hook decides.)
+func TestAdminClosesAUsersSessions(t *testing.T) {
+	mq := startMosquitto(t)
+	adminPort, url := gatewayWithAdmin(t, "revoke", mq.port)
 	as := func(user string) *gwclient.Client {
 		c, err := gwclient.Dial(ctx10(t), url, http.Header{"X-Test-User": {user}})
 		if err != nil {
@@ -123,25 +130,7 @@ http://127.0.0.1:%d {
 // subscriptions stay.
 func TestAdminEndsAUsersSubscriptionsUnderAFilter(t *testing.T) {
 	mq := startMosquitto(t)
-	adminPort, httpPort := freePort(t), freePort(t)
-	loadCaddy(t, adaptCaddyfile(t, fmt.Sprintf(`{
-	admin 127.0.0.1:%d
-	persist_config off
-	auto_https off
-	default_bind 127.0.0.1
-}
-http://127.0.0.1:%d {
-	mqtt_gateway /mqtt/* {
-		name rooms
-		broker main mqtt://127.0.0.1:%d
-		authenticate {
-			header X-Mqtt-User {http.request.header.X-Test-User}
-			respond 204
-		}
-	}
-}
-`, adminPort, httpPort, mq.port)))
-	url := fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort)
+	adminPort, url := gatewayWithAdmin(t, "rooms", mq.port)
 	ctx := ctx10(t)
 	as := func(user string, told bool) *gwclient.Client {
 		var options []transport.KV

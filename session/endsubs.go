@@ -29,24 +29,14 @@ func (s *Session) ReportUnsubscribed() { s.reportUnsubscribed.Store(true) }
 // and the subscriptions ended; it waits for the clients' queues, which a
 // slow hook may hold up to its timeout.
 func (m *Manager) EndSubscriptions(match func(info OpenInfo, id [16]byte) bool, filter, broker string, reason *Error) (sessions, ended int) {
-	m.mu.Lock()
-	var chosen []*Session
-	for id, s := range m.sessions {
-		if match(s.info, id) {
-			chosen = append(chosen, s)
-		}
-	}
-	m.mu.Unlock()
+	chosen := m.sessionsMatching(match)
 	var (
 		wg sync.WaitGroup
 		mu sync.Mutex
 	)
 	for _, s := range chosen {
 		s.mu.Lock()
-		clients := make([]*Client, 0, len(s.clients))
-		for _, c := range s.clients {
-			clients = append(clients, c)
-		}
+		clients := s.clientsLocked()
 		s.mu.Unlock()
 		for _, c := range clients {
 			wg.Add(1)

@@ -729,17 +729,24 @@ func (m *Manager) Close() {
 	m.brokersMu.Unlock()
 }
 
-// CloseSessions ends, with reason, the live sessions match selects by
-// their open info and id, and returns how many.
-func (m *Manager) CloseSessions(match func(info OpenInfo, id [16]byte) bool, reason *Error) int {
+// sessionsMatching returns the live sessions match selects by their open
+// info and id (all of them if match is nil).
+func (m *Manager) sessionsMatching(match func(info OpenInfo, id [16]byte) bool) []*Session {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	var chosen []*Session
 	for id, s := range m.sessions {
-		if match(s.info, id) {
+		if match == nil || match(s.info, id) {
 			chosen = append(chosen, s)
 		}
 	}
-	m.mu.Unlock()
+	return chosen
+}
+
+// CloseSessions ends, with reason, the live sessions match selects by
+// their open info and id, and returns how many.
+func (m *Manager) CloseSessions(match func(info OpenInfo, id [16]byte) bool, reason *Error) int {
+	chosen := m.sessionsMatching(match)
 	for _, s := range chosen {
 		s.Close(reason)
 	}

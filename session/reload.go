@@ -166,13 +166,7 @@ func (m *Manager) ReconfigureStaged(cfg Config, staged *StagedBrokers) error {
 // reapplyLimits puts changed server caps on the sessions that exist:
 // sessions outlive reloads, and a tightened limit must reach them too.
 func (m *Manager) reapplyLimits() {
-	m.mu.Lock()
-	sessions := make([]*Session, 0, len(m.sessions))
-	for _, s := range m.sessions {
-		sessions = append(sessions, s)
-	}
-	m.mu.Unlock()
-	for _, s := range sessions {
+	for _, s := range m.sessionsMatching(nil) {
 		s.reapplyLimits()
 	}
 }

@@ -510,13 +510,19 @@ func (s *Session) closeWith(reason *Error, written *sync.WaitGroup, left bool) {
 	s.finish()
 }
 
-// finish releases what a closed session holds.
-func (s *Session) finish() {
-	s.mu.Lock()
+// clientsLocked returns the session's clients. Called with s.mu held.
+func (s *Session) clientsLocked() []*Client {
 	clients := make([]*Client, 0, len(s.clients))
 	for _, c := range s.clients {
 		clients = append(clients, c)
 	}
+	return clients
+}
+
+// finish releases what a closed session holds.
+func (s *Session) finish() {
+	s.mu.Lock()
+	clients := s.clientsLocked()
 	if s.expiry != nil {
 		s.expiry.Stop()
 	}

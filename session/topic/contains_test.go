@@ -137,15 +137,8 @@ func TestContains(t *testing.T) {
 // only a final '#' in each filter is still at work).
 func TestContainsExhaustive(t *testing.T) {
 	u := newUniverse()
-	words := (len(u.names) + 63) / 64
-	sets := make([][]uint64, len(u.filters))
+	sets := u.matchSets()
 	for i, f := range u.filters {
-		sets[i] = make([]uint64, words)
-		for j, n := range u.names {
-			if Match(f, n) {
-				sets[i][j/64] |= 1 << (j % 64)
-			}
-		}
 		if isEmpty(sets[i]) {
 			t.Fatalf("filter %q matches no name of the universe", f)
 		}
@@ -167,6 +160,22 @@ func TestContainsExhaustive(t *testing.T) {
 		}
 	}
 	t.Logf("checked %d filter pairs over %d names", checked, len(u.names))
+}
+
+// matchSets returns, for each filter of u, the set of u's names it
+// matches, as a bit set.
+func (u *universe) matchSets() [][]uint64 {
+	words := (len(u.names) + 63) / 64
+	sets := make([][]uint64, len(u.filters))
+	for i, f := range u.filters {
+		sets[i] = make([]uint64, words)
+		for j, n := range u.names {
+			if Match(f, n) {
+				sets[i][j/64] |= 1 << (j % 64)
+			}
+		}
+	}
+	return sets
 }
 
 func subset(a, b []uint64) bool {

@@ -51,16 +51,7 @@ func TestOverlaps(t *testing.T) {
 // one level more than the longer filter.
 func TestOverlapsExhaustive(t *testing.T) {
 	u := newUniverse()
-	words := (len(u.names) + 63) / 64
-	sets := make([][]uint64, len(u.filters))
-	for i, f := range u.filters {
-		sets[i] = make([]uint64, words)
-		for j, n := range u.names {
-			if Match(f, n) {
-				sets[i][j/64] |= 1 << (j % 64)
-			}
-		}
-	}
+	sets := u.matchSets()
 	for i, a := range u.filters {
 		for j, b := range u.filters {
 			want := false
