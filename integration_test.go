@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -858,5 +859,51 @@ func TestWebSocketClientsOweTheirHeartbeat(t *testing.T) {
 		if f.Type == transport.TypeMessage && string(f.Publish.Payload) == "still here" {
 			return
 		}
+	}
+}
+
+// A dedicated client is one MQTT client of the broker's: with overlapping
+// subscriptions (# at QoS 2, b at QoS 0) it gets what a direct client gets
+// from Mosquitto, a copy per subscription, each at its QoS. The gateway used
+// to keep the first copy and acknowledge the others unseen, so a QoS 2
+// publish could arrive only at QoS 0 (an MQTT 5 parity trial).
+func TestDedicatedClientGetsEveryCopyAtItsQoS(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	ctx := ctx10(t)
+	c := dial(t, url)
+	h, stream, err := c.Connect(ctx, session.ConnectParams{Broker: "main", ClientID: "overlap-dedicated", CleanStart: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []struct {
+		filter string
+		qos    byte
+	}{{"ov/#", 2}, {"ov/b", 0}} {
+		if _, err := c.Subscribe(ctx, h, s.filter, s.qos); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mosquittoPub(t, mq.port, "-t", "ov/b", "-q", "2", "-m", "m0")
+	var qos []byte
+	for range 2 {
+		f := nextMessage(t, c)
+		if f.Type != transport.TypeMessage || string(f.Publish.Payload) != "m0" {
+			t.Fatalf("got %+v, want the message m0", f)
+		}
+		qos = append(qos, f.Publish.QoS)
+		if f.PacketID != 0 {
+			if err := c.Ack(stream, f.PacketID); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	slices.Sort(qos)
+	if !slices.Equal(qos, []byte{0, 2}) {
+		t.Fatalf("the copies came at QoS %v, want one at 0 and one at 2, as Mosquitto sends a direct client", qos)
+	}
+	mosquittoPub(t, mq.port, "-t", "ov/z", "-m", "next")
+	if f := nextMessage(t, c); string(f.Publish.Payload) != "next" {
+		t.Fatalf("after the copies: %+v", f)
 	}
 }

@@ -26,10 +26,14 @@ func (h *Hub) onPublish(pr paho.PublishReceived) (bool, error) {
 		if br := h.br(); !br.copiesPerSub.Load() {
 			br.copiesPerSub.Store(true)
 		}
-		if h.dedicated && p.QoS > 0 {
-			pr.Client.Ack(p) // the first copy carries the delivery
+		// A dedicated connection is one MQTT client's own: it gets every
+		// copy the broker sends, each at its own subscription's QoS, as a
+		// direct client does. (Keeping the first copy, and acknowledging the
+		// others unseen, delivered a QoS 2 message at the QoS 0 of an
+		// overlapping subscription.)
+		if !h.dedicated {
+			return true, nil
 		}
-		return true, nil
 	}
 	h.messagesIn.Inc()
 	// The broker's DUP flag reaches the client: it may have had the
