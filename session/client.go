@@ -438,7 +438,22 @@ func (s *Session) Unsubscribe(req, handle uint64, filter string) {
 			return
 		}
 		s.dropSubscription(c, filter)
-		s.result(req, nil, 0)
+		if !c.hub.dedicated {
+			s.result(req, nil, 0) // the client filters what it dispatches by its subscriptions
+			return
+		}
+		// A dedicated client dispatches whatever its stream brings (a
+		// persistent session's messages may match none of its filters):
+		// its answer comes after the messages the broker sent before the
+		// UNSUBACK, as a direct client's does.
+		timeout := time.NewTimer(time.Duration(c.hub.br().cfg.ConnectTimeout))
+		defer timeout.Stop()
+		select {
+		case <-c.hub.unsubscribed(filter):
+		case <-timeout.C:
+		case <-c.ctx.Done():
+		}
+		s.resultInOrder(req)
 	}); err != nil {
 		s.result(req, err, 0)
 	}

@@ -34,6 +34,9 @@ type filterState struct {
 	qos     byte
 	opts    SubscribeOptions
 	waiters []chan *Error
+	// unsubscribed: closed once the broker no longer holds the filter
+	// (its UNSUBSCRIBE answered, or none needed); see unsubscribed.
+	unsubscribed []chan struct{}
 	// answering: until when retained messages with this filter's
 	// identifier are the broker's answer to its SUBSCRIBE (retained.go).
 	answering time.Time
@@ -189,12 +192,42 @@ func (h *Hub) unsubscribe(sess *Session, client uint64, filter string, qos byte,
 	}
 }
 
+// unsubscribed returns a channel closed once the broker no longer holds
+// filter for the hub: at once if nobody wants it to, or it is not
+// subscribed. A dedicated client's UNSUBSCRIBE waits for it before its
+// answer, as a direct client gets its UNSUBACK after the messages the
+// broker sent before it.
+func (h *Hub) unsubscribed(filter string) <-chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ch := make(chan struct{})
+	fs := h.filters[filter]
+	if fs == nil || fs.want() >= 0 {
+		close(ch)
+		return ch
+	}
+	fs.unsubscribed = append(fs.unsubscribed, ch)
+	return ch
+}
+
+// unsubscribedLocked closes fs's unsubscribed channels. Called with h.mu
+// held.
+func unsubscribedLocked(fs *filterState) {
+	for _, ch := range fs.unsubscribed {
+		close(ch)
+	}
+	fs.unsubscribed = nil
+}
+
 // forgetFilterLocked drops a filter nobody wants any more, once the broker
 // no longer has it. Called with h.mu held.
 func (h *Hub) forgetFilterLocked(f string) {
-	if fs := h.filters[f]; fs != nil && h.bySubID[fs.subID] == f {
-		delete(h.bySubID, fs.subID)
-		h.dups.dropped(fs.subID)
+	if fs := h.filters[f]; fs != nil {
+		unsubscribedLocked(fs)
+		if h.bySubID[fs.subID] == f {
+			delete(h.bySubID, fs.subID)
+			h.dups.dropped(fs.subID)
+		}
 	}
 	delete(h.filters, f)
 	if !h.closed { // a closed hub is out of the gauge (retireLocked)

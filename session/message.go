@@ -96,6 +96,9 @@ type Event struct {
 	// asked for its flags (Session.ReportSessionPresent); SessionPresent is
 	// then the broker's word on the client ID's session.
 	ConnectFlags, SessionPresent bool
+	// InOrder queues a RESULT behind the frames already waiting instead of
+	// ahead of them (Session.resultInOrder).
+	InOrder bool
 
 	Msg    *Message // EventMessage
 	Req    uint64   // EventResult

@@ -206,6 +206,13 @@ func (o *outbox) pushResult(e Event) {
 	}
 }
 
+// pushResultInOrder queues a RESULT behind every unwritten frame, and the
+// RESULTs that come after it behind it: results stay in order.
+func (o *outbox) pushResultInOrder(e Event) {
+	o.push(e, false)
+	o.resultsEnd = o.next
+}
+
 // overflow records a message dropped for a full outbox: the client is told
 // with a NOTICE (code 4050) whose value counts the drops since the last
 // notice it received.

@@ -200,6 +200,9 @@ func (h *Hub) sendUnsubscribe(ctx context.Context, filters []string) {
 			continue
 		}
 		fs.asked = -1
+		// Answered, or given up on: a dedicated client's UNSUBSCRIBE
+		// waits no longer.
+		unsubscribedLocked(fs)
 		if fs.want() >= 0 { // subscribed again meanwhile
 			h.dirty[f] = struct{}{}
 		} else {

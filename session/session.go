@@ -368,7 +368,11 @@ func (s *Session) pushLocked(e Event) {
 			s.overflowed("too many results queued: the client does not read them")
 			return
 		}
-		o.pushResult(e)
+		if e.InOrder {
+			o.pushResultInOrder(e)
+		} else {
+			o.pushResult(e)
+		}
 	} else {
 		o.push(e, false)
 	}
@@ -456,6 +460,15 @@ func (s *Session) deliver(m *Message) {
 // whether the broker kept a session for its client ID.
 func (s *Session) connected(req, stream uint64, present bool) {
 	s.answer(Event{Kind: EventResult, Req: req, Value: stream, ConnectFlags: s.reportPresent.Load(), SessionPresent: present})
+}
+
+// resultInOrder answers a request behind the frames already waiting, where
+// a RESULT usually overtakes them: a dedicated client's UNSUBSCRIBE, whose
+// messages the broker sent before its UNSUBACK reach a direct client before
+// the answer, and which the client does not filter by its subscriptions (a
+// persistent session's may match none).
+func (s *Session) resultInOrder(req uint64) {
+	s.answer(Event{Kind: EventResult, Req: req, InOrder: true})
 }
 
 func (s *Session) result(req uint64, err *Error, value uint64) {
