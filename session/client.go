@@ -43,13 +43,17 @@ type Client struct {
 	cancel   context.CancelFunc
 
 	// Guarded by sess.mu.
-	ops      []queuedOp
-	running  bool
-	runReq   uint64 // the request the queue runs, and its cost while unanswered
-	runCost  int
-	released bool
-	fireWill bool // the session ended abnormally: the broker publishes the will
-	ackHub   *Hub // copy of hub for ACKs, which bypass the request queue
+	ops     []queuedOp
+	running bool
+	runReq  uint64 // the request the queue runs, and its cost while unanswered
+	runCost int
+	// resultsInOrder: a RESULT of this client's went behind the frames
+	// waiting (Session.resultInOrder), and its later ones follow it while
+	// frames wait: a handle's RESULTs come in the order of its requests.
+	resultsInOrder bool
+	released       bool
+	fireWill       bool // the session ended abnormally: the broker publishes the will
+	ackHub         *Hub // copy of hub for ACKs, which bypass the request queue
 
 	// Owned by the request goroutine.
 	hub  *Hub

@@ -206,11 +206,11 @@ func (o *outbox) pushResult(e Event) {
 	}
 }
 
-// pushResultInOrder queues a RESULT behind every unwritten frame, and the
-// RESULTs that come after it behind it: results stay in order.
+// pushResultInOrder queues a RESULT behind every unwritten frame. Other
+// clients' RESULTs still overtake it (pushResult): one client's wait is not
+// the session's.
 func (o *outbox) pushResultInOrder(e Event) {
 	o.push(e, false)
-	o.resultsEnd = o.next
 }
 
 // overflow records a message dropped for a full outbox: the client is told

@@ -483,9 +483,27 @@ func (s *Session) result(req uint64, err *Error, value uint64) {
 // back (answeredLocked).
 func (s *Session) answer(e Event) {
 	s.mu.Lock()
+	if c := s.runningLocked(e.Req); c != nil {
+		// After a RESULT of the client's that went behind the frames
+		// waiting, its later ones go behind too until those are written
+		// (conservatively: until nothing waits), so that none overtakes it.
+		e.InOrder = e.InOrder || c.resultsInOrder && s.out.pending() > 0
+		c.resultsInOrder = e.InOrder
+	}
 	s.answeredLocked(e.Req)
 	s.pushLocked(e)
 	s.mu.Unlock()
+}
+
+// runningLocked returns the client whose queue runs request req, if any.
+// Called with s.mu held.
+func (s *Session) runningLocked(req uint64) *Client {
+	for _, c := range s.clients {
+		if c.running && c.runReq == req {
+			return c
+		}
+	}
+	return nil
 }
 
 // Close ends the session: its clients are disconnected, its subscriptions
