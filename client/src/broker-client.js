@@ -2,12 +2,15 @@
 // subscriptions, and delivery of the MESSAGE frames of its stream.
 
 import { checkOptions, operation, safeCall } from "./callbacks.js";
-import { FrameType, toBytes } from "./codec.js";
+import { FrameType, isWellFormed, toBytes } from "./codec.js";
 import { ErrorCode, MqttGatewayError, describeValue, echo } from "./errors.js";
 import { Message, checkMessageProps } from "./message.js";
 import { frequencyOnWire } from "./limits.js";
 import { brokerReconnectDelay } from "./timers.js";
 import { filterLevels, levelsMatch } from "./topic.js";
+
+/** Why a topic or filter with a lone surrogate is refused: UTF-8 cannot carry it. */
+const loneSurrogate = (what) => `the ${what} holds a lone surrogate (not valid UTF-16), which UTF-8 cannot carry`;
 
 /** What connect() and subscribe() take, besides onSuccess, onFailure and invocationContext. */
 const CONNECT_OPTIONS = ["cleanSession", "willMessage", "willDelayInterval", "userName", "password", "keepAliveInterval", "sessionExpiryInterval", "reconnect"];
@@ -258,6 +261,12 @@ export class BrokerClient {
     const qos = o.qos ?? 0;
     if (!isQos(qos)) {
       op.fail(new MqttGatewayError(ErrorCode.invalid_qos, badQos("qos", qos)));
+      return op.promise;
+    }
+    if (!isWellFormed(filter)) {
+      // A filter the gateway would refuse, told as it would (not a throw: only a
+      // mistake in the arguments' types throws).
+      op.fail(new MqttGatewayError(ErrorCode.invalid_filter, loneSurrogate("filter")));
       return op.promise;
     }
     const maxFrequency = frequencyOnWire(o.maxFrequency ?? 0);
@@ -555,6 +564,10 @@ export class BrokerClient {
     };
     if (!isQos(message.qos)) {
       fail(ErrorCode.invalid_qos, badQos("qos", message.qos));
+      return promise;
+    }
+    if (!isWellFormed(message.destinationName)) {
+      fail(ErrorCode.invalid_topic, loneSurrogate("topic"));
       return promise;
     }
     if (!this._acceptsRequests()) {

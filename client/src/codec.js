@@ -63,7 +63,7 @@ const malformed = (why) => new MqttGatewayError(ErrorCode.malformed, why);
 // Lone surrogates cannot be encoded as UTF-8; TextEncoder would silently turn them into
 // U+FFFD and the gateway would act on a different topic than the caller named.
 const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-const isWellFormed =
+export const isWellFormed =
   typeof String.prototype.isWellFormed === "function"
     ? (s) => s.isWellFormed()
     : (s) => !loneSurrogate.test(s);

@@ -377,6 +377,23 @@ describe("requests", () => {
     }
   });
 
+  // A topic with a lone surrogate cannot be encoded: send() threw a TypeError at the
+  // call, which a fire-and-forget caller does not expect (an MQTT 5 parity trial).
+  // It is refused as the gateway refuses a bad topic, and nothing is sent.
+  test("a topic or filter with a lone surrogate is refused with 4030 / 4031, not thrown", async () => {
+    const { session, conn } = await open();
+    const { client } = await connected(session, conn);
+    const failed = [];
+    client.onMessageNotDelivered = (m, e) => failed.push(e.errorCode);
+    const pub = client.publish("room/\uD800", "x");
+    await assert.rejects(pub, (e) => e.errorCode === 4030 && /lone surrogate/.test(e.errorMessage));
+    assert.deepEqual(failed, [4030]);
+    await assert.rejects(client.subscribe("room/\uDC00/#"), (e) => e.errorCode === 4031 && /filter holds a lone surrogate/.test(e.errorMessage));
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(conn.all(F.PUBLISH).length + conn.all(F.SUBSCRIBE).length, 0, "nothing sent");
+    await session.close();
+  });
+
   test("unknown options are a TypeError naming them, as Paho refuses unknown properties", async () => {
     const { session, conn } = await open();
     const { client } = await connected(session, conn);
