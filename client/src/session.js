@@ -439,7 +439,13 @@ export class Session {
     const queued = this._out.filter((e) => e.bytes !== PING && !(e.seq > 0 && e.seq <= this._sentSeq));
     entries.push(...queued, { bytes: close, seq: 0 });
     const units = entries.map((e) => ({ unit: encodeUnit([e.bytes]), before: e.seq > 0 ? e.seq - 1 : undefined }));
-    return sendAsPageGoes(endpoint(this._base, "send"), this._link.credentials(), units, this._maxFrame, this._link.headers());
+    let headers;
+    try {
+      headers = this._link.headers();
+    } catch {
+      headers = this._link.cookies.header(); // the CLOSE goes, even if openSession's headers function failed
+    }
+    return sendAsPageGoes(endpoint(this._base, "send"), this._link.credentials(), units, this._maxFrame, headers);
   }
 
   /**

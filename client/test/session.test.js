@@ -8,6 +8,7 @@ import { FrameType as F, decodeUnit } from "../src/codec.js";
 import { Heartbeat, backoffDelay } from "../src/timers.js";
 import { forgetTransport } from "../src/transport-memory.js";
 import { FakeGateway } from "./support/fake-gateway.js";
+import { spyFetch } from "./support/fetch-spy.js";
 import { waitFor } from "./support/wait.js";
 
 const SID = Uint8Array.from({ length: 16 }, (_, i) => i);
@@ -847,6 +848,29 @@ describe("recovery", () => {
     assert.equal(again.user, "svc");
     conn2.send(opened({ session: SID2 }));
     await waitFor(() => session.state === "open", { what: "the fresh session" });
+  });
+
+  // close() while reconnecting sends CLOSE by a /send of its own, with the session's
+  // headers: a headers function that fails then must not make close() throw, nor keep
+  // the CLOSE from going (the gateway would hold the session, and fire its wills).
+  test("close() while reconnecting sends CLOSE even when the headers function throws", { timeout: 15000 }, async (t) => {
+    const spy = spyFetch();
+    t.after(() => spy.restore());
+    spy.intercept = () => Promise.resolve(new Response(null, { status: 200 }));
+    let failing = false;
+    const { gw, conn, session } = await open({
+      headers: () => {
+        if (failing) throw new Error("token store down");
+        return { Authorization: "Bearer t" };
+      },
+    });
+    gw.refuse = true;
+    failing = true;
+    conn.drop();
+    await waitFor(() => session.state === "reconnecting", { what: "the reconnection" });
+    await session.close();
+    assert.equal(spy.count("send"), 1);
+    assert.deepEqual(spy.calls[0].frames.map((f) => f.type), [F.SEND, F.CLOSE]);
   });
 
   test("a password function that throws or returns a Promise fails the opening with 4003, saying why", async () => {
