@@ -162,18 +162,15 @@ func (c *Client) work() {
 	}
 }
 
-// answeredLocked gives back the backlog cost of the request req that a
-// client is running, as its answer goes out: a client that sends its next
-// request on an answer must find the room the answer said was free (with
+// answeredLocked gives back the backlog cost of the request client c is
+// running, as its answer goes out: a client that sends its next request on
+// an answer must find the room the answer said was free (with
 // max_queued_frames 1 it was refused 4051 while the op returned). Called
 // with s.mu held.
-func (s *Session) answeredLocked(req uint64) {
-	for _, c := range s.clients {
-		if c.runCost > 0 && c.runReq == req {
-			s.backlog.done(c.runCost)
-			c.runCost = 0
-			return
-		}
+func (s *Session) answeredLocked(c *Client) {
+	if c.runCost > 0 {
+		s.backlog.done(c.runCost)
+		c.runCost = 0
 	}
 }
 

@@ -200,15 +200,21 @@ func (h *Hub) unsubscribe(sess *Session, client uint64, filter string, qos byte,
 func (h *Hub) unsubscribed(filter string) <-chan struct{} {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	ch := make(chan struct{})
 	fs := h.filters[filter]
 	if fs == nil || fs.want() >= 0 {
-		close(ch)
-		return ch
+		return closedChan
 	}
+	ch := make(chan struct{})
 	fs.unsubscribed = append(fs.unsubscribed, ch)
 	return ch
 }
+
+// closedChan is a channel closed for good: what is done already.
+var closedChan = func() chan struct{} {
+	ch := make(chan struct{})
+	close(ch)
+	return ch
+}()
 
 // unsubscribedLocked closes fs's unsubscribed channels. Called with h.mu
 // held.

@@ -484,13 +484,13 @@ func (s *Session) result(req uint64, err *Error, value uint64) {
 func (s *Session) answer(e Event) {
 	s.mu.Lock()
 	if c := s.runningLocked(e.Req); c != nil {
+		s.answeredLocked(c)
 		// After a RESULT of the client's that went behind the frames
 		// waiting, its later ones go behind too until those are written
 		// (conservatively: until nothing waits), so that none overtakes it.
 		e.InOrder = e.InOrder || c.resultsInOrder && s.out.pending() > 0
 		c.resultsInOrder = e.InOrder
 	}
-	s.answeredLocked(e.Req)
 	s.pushLocked(e)
 	s.mu.Unlock()
 }
