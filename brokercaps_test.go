@@ -24,6 +24,14 @@ import (
 // setting for some of them), and returns its port.
 func startMochi(t testing.TB, set func(*mqtt.Capabilities), hooks ...mqtt.Hook) int {
 	t.Helper()
+	_, port := startMochiServer(t, set, hooks...)
+	return port
+}
+
+// startMochiServer is startMochi, with the broker, for a test to act on
+// its clients.
+func startMochiServer(t testing.TB, set func(*mqtt.Capabilities), hooks ...mqtt.Hook) (*mqtt.Server, int) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -46,7 +54,7 @@ func startMochi(t testing.TB, set func(*mqtt.Capabilities), hooks ...mqtt.Hook) 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Close() })
-	return ln.Addr().(*net.TCPAddr).Port
+	return srv, ln.Addr().(*net.TCPAddr).Port
 }
 
 // A broker without subscription identifiers (AWS IoT Core is one) still
@@ -175,5 +183,79 @@ func TestPoisonPublishEndsInAFreshSession(t *testing.T) {
 			}
 			break
 		}
+	}
+}
+
+// mqtt311Broker answers every CONNECT as an MQTT 3.1.1 broker must answer
+// a protocol level it does not speak (MQTT 3.1.1, 3.1.2.2): CONNACK with
+// return code 1, then it closes. (A 3.1.1-only broker that can run here,
+// RabbitMQ 3.10, closes without a word instead.) It returns the port.
+func mqtt311Broker(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				if _, err := c.Read(make([]byte, 256)); err == nil { // the CONNECT
+					c.Write([]byte{0x20, 0x02, 0x00, 0x01})
+				}
+			}()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// A broker that speaks only MQTT 3.1.1 is named as such, and refused at
+// once (4042), for a client on the shared connection too: it used to wait
+// connect_timeout for "connection failed".
+func TestABrokerThatSpeaksOnlyMQTT311IsNamed(t *testing.T) {
+	port := mqtt311Broker(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d {\n\t\t\tconnect_timeout 1h\n\t\t}", port), "")
+	c := dial(t, url)
+	for _, clientID := range []string{"", "dedicated-311"} {
+		_, _, err := c.Connect(ctx10(t), session.ConnectParams{Broker: "main", ClientID: clientID})
+		if errCode(err) != session.CodeBrokerRefused || !strings.Contains(err.Error(), "MQTT 3.1.1, not MQTT 5") {
+			t.Errorf("client id %q: %v, want %d saying the broker speaks MQTT 3.1.1", clientID, err, session.CodeBrokerRefused)
+		}
+	}
+}
+
+// A broker that ends the shared connection with a reason (a node draining
+// for maintenance) has it said to the clients in their outage notice, as
+// a dedicated client hears it in LOST: it used to be "unavailable" alone.
+func TestTheSharedOutageNoticeSaysTheBrokersReason(t *testing.T) {
+	srv, port := startMochiServer(t, func(*mqtt.Capabilities) {})
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", port), "")
+	c := dial(t, url)
+	connectSubscribe(t, c, "drain/#", 0)
+	var gateway *mqtt.Client
+	for _, cl := range srv.Clients.GetAll() {
+		if !cl.Net.Inline {
+			gateway = cl
+		}
+	}
+	if gateway == nil {
+		t.Fatal("the gateway's shared connection is not among the broker's clients")
+	}
+	srv.DisconnectClient(gateway, packets.Code{Code: 0x89, Reason: "node draining for maintenance"})
+	for {
+		f := nextMessage(t, c)
+		if f.Type != transport.TypeNotice {
+			continue
+		}
+		if f.Code != session.CodeBrokerUnavailable || !strings.Contains(f.Message, "0x89 server busy: node draining for maintenance") {
+			t.Fatalf("notice %d %q, want %d with the broker's reason", f.Code, f.Message, session.CodeBrokerUnavailable)
+		}
+		return
 	}
 }

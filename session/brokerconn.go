@@ -37,6 +37,9 @@ type brokerConn struct {
 
 	disconnected atomic.Bool // a DISCONNECT was written: Close lingers
 	heard        atomic.Bool // the broker has sent a byte
+	// connackLength: the broker's first byte was a CONNACK's, and the next
+	// one is its Remaining Length, which tells an MQTT 3.1.1 broker's.
+	connackLength bool
 
 	// in reads a plain TCP connection: paho reads each packet's first
 	// byte, its length and its body on their own, three system calls a
@@ -68,10 +71,17 @@ func (c *brokerConn) Read(p []byte) (int, error) {
 		n, err = c.Conn.Read(p)
 	}
 	if c.heard.Load() {
+		if c.connackLength {
+			c.connackLength = false
+			if n > 0 && p[0] == mqtt311ConnackLength {
+				return 0, &unanswered{errMQTT311, saysMQTT311, true}
+			}
+		}
 		return n, err
 	}
 	if n > 0 {
 		c.heard.Store(true)
+		c.connackLength = p[0] == packets.CONNACK<<4 && n == 1
 		if _, ws := c.Conn.(*wsStream); ws {
 			return n, err
 		}
@@ -79,12 +89,12 @@ func (c *brokerConn) Read(p []byte) (int, error) {
 		// an HTTP answer to the CONNECT, 0x15 a TLS alert.
 		switch p[0] {
 		case 'H':
-			return 0, &unanswered{errors.New("an HTTP answer"), "the broker answered in HTTP (a WebSocket port? it needs ws:// or wss://)"}
+			return 0, &unanswered{errors.New("an HTTP answer"), "the broker answered in HTTP (a WebSocket port? it needs ws:// or wss://)", true}
 		case 0x15:
-			return 0, &unanswered{errors.New("a TLS alert"), "the broker answered in TLS (a TLS port? it needs mqtts://)"}
+			return 0, &unanswered{errors.New("a TLS alert"), "the broker answered in TLS (a TLS port? it needs mqtts://)", true}
 		}
 	} else if _, plain := c.Conn.(*net.TCPConn); plain && err != nil && closedByPeer(err) {
-		return 0, &unanswered{err, "the broker closed the connection without answering CONNECT (a TLS port, which needs mqtts://, or a broker that takes no more connections)"}
+		return 0, &unanswered{err, "the broker closed the connection without answering CONNECT (a TLS port, which needs mqtts://; a broker that takes no more connections; or one that does not speak MQTT 5, as RabbitMQ before 3.13)", false}
 	}
 	return n, err
 }
@@ -192,6 +202,15 @@ func (c *brokerConn) Close() error {
 	}
 	return c.Conn.Close()
 }
+
+// An MQTT 3.1.1 broker answers an MQTT 5 CONNECT with its own CONNACK,
+// return code 1, "unacceptable protocol level" (MQTT 3.1.1, 3.1.2.2), whose
+// Remaining Length is 2: an MQTT 5 CONNACK's is at least 3, with its
+// properties. paho would fail to read it, and the operator read
+// "connection failed".
+const mqtt311ConnackLength = 2
+
+const saysMQTT311 = "the broker answered in MQTT 3.1.1, not MQTT 5 (its CONNACK refuses the protocol level); the gateway needs a broker that speaks MQTT 5"
 
 // disconnectLinger bounds how long Close waits for the broker to close the
 // connection after a DISCONNECT (Mosquitto closes it at once).

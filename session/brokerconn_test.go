@@ -245,9 +245,9 @@ func (w *firstWrite) Write(p []byte) (int, error) {
 }
 
 // A port that answers a CONNECT with a TLS alert (a TLS listener that
-// sends one rather than closing, as some do) or in HTTP (a WebSocket
-// listener) is named for what it is, by the first byte paho reads; a
-// broker's real CONNACK is read as it is.
+// sends one rather than closing, as some do), in HTTP (a WebSocket
+// listener) or in MQTT 3.1.1 is named for what it is, by the first bytes
+// paho reads; a broker's real CONNACK is read as it is.
 func TestBrokerConnNamesAnswersNotInMQTT(t *testing.T) {
 	for _, tc := range []struct {
 		answer []byte
@@ -255,6 +255,8 @@ func TestBrokerConnNamesAnswersNotInMQTT(t *testing.T) {
 	}{
 		{[]byte{0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x32}, "the broker answered in TLS (a TLS port? it needs mqtts://)"},
 		{[]byte("HTTP/1.1 400 Bad Request\r\n\r\n"), "the broker answered in HTTP"},
+		// An MQTT 3.1.1 broker's CONNACK: "unacceptable protocol level".
+		{[]byte{0x20, 0x02, 0x00, 0x01}, "the broker answered in MQTT 3.1.1, not MQTT 5"},
 		{[]byte{0x20, 0x03, 0x00, 0x00, 0x00}, ""}, // a CONNACK
 	} {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -40,7 +40,7 @@ func dialBroker(ctx context.Context, u *url.URL, tlsCfg *tls.Config, timeout tim
 		if err := conn.HandshakeContext(ctx); err != nil {
 			raw.Close()
 			if closedByPeer(err) {
-				return nil, &unanswered{err, "TLS: the broker closed the connection in the handshake (is the port a TLS one? mqtt:// is plain TCP)"}
+				return nil, &unanswered{err, "TLS: the broker closed the connection in the handshake (is the port a TLS one? mqtt:// is plain TCP)", false}
 			}
 			return nil, err
 		}
@@ -51,7 +51,7 @@ func dialBroker(ctx context.Context, u *url.URL, tlsCfg *tls.Config, timeout tim
 		d.Subprotocols = []string{"mqtt"}
 		ws, _, err := d.DialContext(ctx, u.String(), nil)
 		if err != nil && closedByPeer(err) && u.Scheme == "ws" {
-			return nil, &unanswered{err, "the broker closed the connection without answering the WebSocket upgrade (not a WebSocket port? a TLS one needs wss://)"}
+			return nil, &unanswered{err, "the broker closed the connection without answering the WebSocket upgrade (not a WebSocket port? a TLS one needs wss://)", false}
 		}
 		if err != nil {
 			return nil, fmt.Errorf("websocket connection failed: %w", err)
@@ -71,7 +71,15 @@ func dialBroker(ctx context.Context, u *url.URL, tlsCfg *tls.Config, timeout tim
 type unanswered struct {
 	err  error
 	says string // what dialCause says
+	// answered: the broker answered, not in MQTT 5, and will answer the
+	// same way again: waiting clients are told at once, as of a CONNACK
+	// that refuses, not after connect_timeout.
+	answered bool
 }
+
+// errMQTT311 is an MQTT 3.1.1 broker's CONNACK: a refusal of the
+// protocol, which its clients hear as such (4042).
+var errMQTT311 = errors.New("an MQTT 3.1.1 CONNACK")
 
 func (e *unanswered) Error() string { return e.says + ": " + e.err.Error() }
 func (e *unanswered) Unwrap() error { return e.err }

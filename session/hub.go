@@ -69,7 +69,7 @@ type Hub struct {
 	// one made during an outage reaches the gateway's own subscribers too
 	// (the broker takes the SUBSCRIBEs first, on the same connection).
 	upCh   chan struct{}
-	refErr chan *Error // dedicated: first connect refused
+	refErr chan *Error // a connect refused (any failure of a dedicated one's): see onConnectError
 
 	// seq numbers deliveries so each session gets a message once even when
 	// several of its filters match; only the broker's receive goroutine

@@ -73,6 +73,7 @@ func (h *Hub) connect() error {
 			EnableManualAcknowledgment: h.dedicated,
 		},
 	}
+	cfg.ConnectPacketBuilder = withProblemInfo
 	if h.dedicated && br.embedded == nil {
 		cfg.ConnectPacketBuilder = withReceiveMaximum
 	}
@@ -100,12 +101,23 @@ func (h *Hub) connect() error {
 // and the stream stalls; it holds at most 8,192 in flight itself.
 const DedicatedReceiveMaximum = 64
 
-func withReceiveMaximum(c *paho.Connect, _ *url.URL) (*paho.Connect, error) {
+func withReceiveMaximum(c *paho.Connect, u *url.URL) (*paho.Connect, error) {
+	c, _ = withProblemInfo(c, u)
+	rm := uint16(DedicatedReceiveMaximum)
+	c.Properties.ReceiveMaximum = &rm
+	return c, nil
+}
+
+// withProblemInfo asks the broker for its Reason Strings. autopaho gives
+// the CONNECT properties for the session expiry, and paho encodes the
+// Request Problem Information they leave false as 0 (MQTT 5, 3.1.2.11.7):
+// a broker then leaves its reasons out of every PUBACK, SUBACK and
+// DISCONNECT ("0x89 server busy", not why), and clients heard none.
+func withProblemInfo(c *paho.Connect, _ *url.URL) (*paho.Connect, error) {
 	if c.Properties == nil {
 		c.Properties = &paho.ConnectProperties{}
 	}
-	rm := uint16(DedicatedReceiveMaximum)
-	c.Properties.ReceiveMaximum = &rm
+	c.Properties.RequestProblemInfo = true
 	return c, nil
 }
 
@@ -264,7 +276,13 @@ func (h *Hub) onDown() bool {
 		}
 		abandon = h.cmCancel
 	} else if !closed && !poisoned {
-		h.noticeClients(Errorf(CodeBrokerUnavailable, "broker %q unavailable; subscriptions come back when it returns", h.br().cfg.Name))
+		// With the broker's reason, if it gave one: a broker draining for
+		// maintenance says so, and the clients may say it on.
+		why := ""
+		if farewell != nil {
+			why = " (the broker disconnected it: " + farewellReason(farewell) + ")"
+		}
+		h.noticeClients(Errorf(CodeBrokerUnavailable, "broker %q unavailable%s; subscriptions come back when it returns", h.br().cfg.Name, why))
 	}
 	h.mu.Unlock()
 	if !closed {
@@ -337,9 +355,14 @@ func farewellReason(d *packets.Disconnect) string {
 func (h *Hub) onConnectError(err error) {
 	var e *Error
 	var ce *autopaho.ConnackError
-	if errors.As(err, &ce) {
+	var answer *unanswered
+	answered := errors.As(err, &answer) && answer.answered
+	switch {
+	case errors.As(err, &ce):
 		e = Errorf(CodeBrokerRefused, "broker %q refused the connection: %s", h.br().cfg.Name, reason(ce.ReasonCode, ce.Reason))
-	} else {
+	case errors.Is(err, errMQTT311):
+		e = Errorf(CodeBrokerRefused, "broker %q refused the connection: %s", h.br().cfg.Name, answer.says)
+	default:
 		e = Errorf(CodeBrokerUnavailable, "broker %q unavailable: %s", h.br().cfg.Name, dialCause(err))
 	}
 	h.mu.Lock()
@@ -364,7 +387,10 @@ func (h *Hub) onConnectError(err error) {
 		}
 	}
 	log("broker connect failed", fields...)
-	if h.dedicated || ce != nil {
+	// A waiting client hears a refusal at once: the broker will answer
+	// the next attempt the same way. An unreachable shared broker may come
+	// back within connect_timeout (a restart), so its waiters wait for it.
+	if h.dedicated || ce != nil || answered {
 		select {
 		case h.refErr <- e:
 		default:
