@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -23,7 +22,8 @@ func init() {
 //   - POST /mqtt_gateway/close_sessions ends the live sessions of a user (or
 //     one session) now;
 //   - POST /mqtt_gateway/unsubscribe ends their subscriptions that could
-//     deliver under a filter, and nothing else they hold.
+//     deliver under a filter, and nothing else they hold;
+//   - GET /mqtt_gateway/sessions lists live sessions (admin_sessions.go).
 //
 // The hooks decide each action as it comes, so a user whose token expired
 // or who was revoked is refused new actions, but a session keeps its
@@ -45,6 +45,7 @@ func (a adminSessions) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{
 		{Pattern: "/mqtt_gateway/close_sessions", Handler: caddy.AdminHandlerFunc(a.closeSessions)},
 		{Pattern: "/mqtt_gateway/unsubscribe", Handler: caddy.AdminHandlerFunc(a.unsubscribe)},
+		{Pattern: "/mqtt_gateway/sessions", Handler: caddy.AdminHandlerFunc(a.listSessions)},
 	}
 }
 
@@ -66,7 +67,7 @@ func (adminSessions) closeSessions(w http.ResponseWriter, r *http.Request) error
 	}
 	reason := session.Errorf(session.CodeNotAuthenticated, "%s", session.TrimText(messageOr(req.Message, "session ended by the gateway's operator")))
 	closed := 0
-	if err := eachGateway(req.Gateway, func(g *gateway) { closed += g.CloseSessions(match, reason) }); err != nil {
+	if err := eachGateway(req.Gateway, func(_ string, g *gateway) { closed += g.CloseSessions(match, reason) }); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -80,7 +81,7 @@ func (adminSessions) unsubscribe(w http.ResponseWriter, r *http.Request) error {
 	}
 	reason := session.Errorf(session.CodeNotAuthorized, "%s", session.TrimText(messageOr(req.Message, "subscription ended by the gateway's operator")))
 	sessions, ended := 0, 0
-	if err := eachGateway(req.Gateway, func(g *gateway) {
+	if err := eachGateway(req.Gateway, func(_ string, g *gateway) {
 		n, m := g.EndSubscriptions(match, req.Filter, req.Broker, reason)
 		sessions += n
 		ended += m
@@ -115,33 +116,40 @@ func readSessionsRequest(w http.ResponseWriter, r *http.Request, withFilter bool
 			return req, nil, caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("filter %q: %v", req.Filter, err)}
 		}
 	}
-	var id [16]byte
-	switch {
-	case req.User == "" && req.Session == "":
+	if req.User == "" && req.Session == "" {
 		return req, nil, caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New(`name a "user" or a "session"`)}
-	case req.Session != "":
-		b, err := hex.DecodeString(req.Session)
+	}
+	match, err := sessionSelector(req.User, req.Session)
+	return req, match, err
+}
+
+// sessionSelector selects the sessions of user (any if empty) with the id
+// sessionHex (any if empty).
+func sessionSelector(user, sessionHex string) (func(session.OpenInfo, [16]byte) bool, error) {
+	var id [16]byte
+	if sessionHex != "" {
+		b, err := hex.DecodeString(sessionHex)
 		if err != nil || len(b) != len(id) {
-			return req, nil, caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("session %q is not 32 hexadecimal digits", req.Session)}
+			return nil, caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("session %q is not 32 hexadecimal digits", sessionHex)}
 		}
 		copy(id[:], b)
 	}
-	match := func(info session.OpenInfo, sid [16]byte) bool {
-		return (req.User == "" || info.User == req.User) && (req.Session == "" || sid == id)
-	}
-	return req, match, nil
+	return func(info session.OpenInfo, sid [16]byte) bool {
+		return (user == "" || info.User == user) && (sessionHex == "" || sid == id)
+	}, nil
 }
 
 // eachGateway calls fn for every live gateway, or for the one named (404
 // if there is none).
-func eachGateway(name string, fn func(*gateway)) error {
+func eachGateway(name string, fn func(name string, g *gateway)) error {
 	found := name == ""
 	gateways.Range(func(key, value any) bool {
-		if n := strings.TrimPrefix(key.(string), "mqtt_gateway:"); name != "" && n != name {
+		n := gatewayName(key)
+		if name != "" && n != name {
 			return true
 		}
 		found = true
-		fn(value.(*gateway))
+		fn(n, value.(*gateway))
 		return true
 	})
 	if !found {

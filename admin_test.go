@@ -222,3 +222,116 @@ func TestAdminEndsAUsersSubscriptionsUnderAFilter(t *testing.T) {
 		}
 	}
 }
+
+// On call, "my dashboard stopped updating" starts with the user's live
+// sessions: GET /mqtt_gateway/sessions lists them, with whether a
+// connection is bound, their clients and subscriptions, the bandwidth cap
+// in force and how many of their messages were conflated.
+func TestAdminListsSessions(t *testing.T) {
+	mq := startMosquitto(t)
+	adminPort, url := gatewayWithAdmin(t, "listed", mq.port)
+	ctx := ctx10(t)
+	as := func(user string) *gwclient.Client {
+		c, err := gwclient.Dial(ctx, url, http.Header{"X-Test-User": {user}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	alice1, alice2, bob := as("alice"), as("alice"), as("bob")
+	connectSubscribe(t, alice1, "a/#", 0)
+	hd, _, err := alice2.Connect(ctx, session.ConnectParams{Broker: "main", ClientID: "alice-device"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice2.Subscribe(ctx, hd, "d/x", 1); err != nil {
+		t.Fatal(err)
+	}
+	// alice1 caps its bandwidth; a burst on one topic is conflated.
+	if _, err := alice1.SetBandwidth(ctx, 300); err != nil {
+		t.Fatal(err)
+	}
+	hb := connectMain(t, bob)
+	for i := range 30 {
+		if err := bob.Publish(ctx, hb, session.PublishParams{Topic: "a/x", Payload: []byte(strings.Repeat("v", 90) + fmt.Sprint(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	list := func(query string) (int, []listedSession) {
+		t.Helper()
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/mqtt_gateway/sessions%s", adminPort, query))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var got struct{ Sessions []listedSession }
+		if resp.StatusCode == http.StatusOK {
+			if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return resp.StatusCode, got.Sessions
+	}
+	for query, want := range map[string]int{
+		"?usr=alice":     http.StatusBadRequest,
+		"?session=xyz":   http.StatusBadRequest,
+		"?gateway=other": http.StatusNotFound,
+	} {
+		if status, _ := list(query); status != want {
+			t.Errorf("%s: %d, want %d", query, status, want)
+		}
+	}
+	if status, all := list(""); status != http.StatusOK || len(all) != 3 {
+		t.Fatalf("all sessions: %d, %d listed, want 3", status, len(all))
+	}
+	if _, one := list("?session=" + sessionID(bob)); len(one) != 1 || one[0].User != "bob" || one[0].Session != sessionID(bob) {
+		t.Fatalf("bob's session by id: %+v", one)
+	}
+
+	// The burst reaches alice1 slowly (300 bytes a second): wait until the
+	// listing shows it conflated.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, alice := list("?user=alice&gateway=listed")
+		if len(alice) != 2 {
+			t.Fatalf("alice's sessions: %+v, want 2", alice)
+		}
+		byID := map[string]listedSession{}
+		for _, s := range alice {
+			byID[s.Session] = s
+		}
+		s1, s2 := byID[sessionID(alice1)], byID[sessionID(alice2)]
+		if s1.Gateway != "listed" || !s1.Connected || s1.Transport != "websocket" || s1.ClientIP != "127.0.0.1" {
+			t.Fatalf("alice's first session: %+v", s1)
+		}
+		if fmt.Sprint(s1.Clients) != "[{main shared }]" || fmt.Sprint(s1.Subscriptions) != "[{main a/#}]" || s1.MaxBandwidth != 300 {
+			t.Fatalf("alice's first session: clients %v, subscriptions %v, bandwidth %v", s1.Clients, s1.Subscriptions, s1.MaxBandwidth)
+		}
+		if fmt.Sprint(s2.Clients) != "[{main dedicated alice-device}]" || fmt.Sprint(s2.Subscriptions) != "[{main d/x}]" {
+			t.Fatalf("alice's second session: clients %v, subscriptions %v", s2.Clients, s2.Subscriptions)
+		}
+		if s1.Conflated > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("alice's capped session shows no conflation: %+v", s1)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// A session whose connection is gone waits for a rebind, and says so.
+	alice2.Drop()
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		_, one := list("?session=" + sessionID(alice2))
+		if len(one) == 1 && !one[0].Connected {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a dropped connection's session: %+v, want it listed, not connected", one)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -110,6 +110,12 @@ type Session struct {
 
 	// notes delivers notifications to the policy (notify.go).
 	notes notifier
+
+	// conflated and dropped count the session's messages a newer value
+	// replaced and those lost at the queue's bounds, for the operator
+	// (status.go, the "session closed" line); the metrics count them for
+	// the whole gateway. Guarded by mu.
+	conflated, dropped uint64
 }
 
 // ReportSessionPresent makes a CONNECT's successful result carry the
@@ -347,6 +353,7 @@ func (s *Session) pushLocked(e Event) {
 		switch {
 		case conflate && o.conflate(e):
 			s.mgr.metrics.Conflated.Inc()
+			s.conflated++
 		case o.full(&e):
 			if e.Msg.QoS > 0 && s.mgr.config().OverflowClose {
 				s.overflowed("too many messages queued for a slow client")
@@ -411,6 +418,7 @@ func (s *Session) behindLocked() bool {
 // Called with s.mu held.
 func (s *Session) droppedLocked(m *Message) {
 	s.mgr.metrics.Dropped.Inc()
+	s.dropped++
 	s.out.overflow()
 	if m.PacketID == 0 {
 		return
@@ -563,6 +571,7 @@ func (s *Session) finish() {
 	s.budgetTimer.stop()
 	s.gate = nil // deliver no longer admits (closed)
 	reason, left := s.closed, s.left
+	frames, conflated, dropped := s.out.next-1, s.conflated, s.dropped
 	s.mu.Unlock()
 	// A will is for a client that vanished: the session expired, broke the
 	// protocol, was ended by the gateway, or its page went away (Leave). A
@@ -580,5 +589,6 @@ func (s *Session) finish() {
 	}
 	s.log.Info("session closed", zap.String("session", s.IDString()), zap.String("user", s.info.User),
 		zap.String("remote", s.info.RemoteAddr), zap.String("client_ip", s.info.ip()), zap.String("transport", s.info.Transport), zap.Uint32("code", uint32(reason.Code)),
-		zap.String("reason", reason.Message), zap.Duration("duration", time.Since(s.created)))
+		zap.String("reason", reason.Message), zap.Duration("duration", time.Since(s.created)),
+		zap.Uint64("frames", frames), zap.Uint64("conflated", conflated), zap.Uint64("dropped", dropped))
 }

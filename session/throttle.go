@@ -113,6 +113,7 @@ func (s *Session) admit(m *Message) *Message {
 	ok, replaced := s.gate.Offer(key, interval, m, now)
 	if replaced {
 		s.mgr.metrics.Conflated.Inc()
+		s.conflated++
 	}
 	if ok {
 		return m
@@ -172,6 +173,7 @@ func (s *Session) supersedeHeld(m *Message) {
 		s.sendHeldNow(key)
 	case s.gate.Drop(key):
 		s.mgr.metrics.Conflated.Inc()
+		s.conflated++
 	}
 }
 
