@@ -34,11 +34,11 @@ type SessionStatus struct {
 	// yet. Conflated: messages a newer value of their topic replaced (a
 	// bandwidth or frequency limit, a slow client); Dropped: messages lost
 	// at the queue's bounds, which the client was told of.
-	Frames        uint64 `json:"frames"`
-	QueuedFrames  uint64 `json:"queued_frames"`
-	QueuedBytes   int    `json:"queued_bytes"`
-	Conflated     uint64 `json:"conflated"`
-	Dropped       uint64 `json:"dropped"`
+	Frames        uint64               `json:"frames"`
+	QueuedFrames  uint64               `json:"queued_frames"`
+	QueuedBytes   int                  `json:"queued_bytes"`
+	Conflated     uint64               `json:"conflated"`
+	Dropped       uint64               `json:"dropped"`
 	Clients       []ClientStatus       `json:"clients"`
 	Subscriptions []SubscriptionStatus `json:"subscriptions"`
 }
