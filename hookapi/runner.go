@@ -3,6 +3,7 @@ package hookapi
 import (
 	"bytes"
 	"context"
+	"net"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -10,6 +11,8 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/caddy-mqtt/mqttgateway/throttle"
 )
 
 // DefaultTimeout is how long a Runner waits for a chain by default.
@@ -25,8 +28,9 @@ type Runner struct {
 	// denial. Default: DefaultTimeout.
 	Timeout time.Duration
 	// Logger gets decisions at debug level, denials at info and failures
-	// at warn (at most 100 of those at once, then 10 a second; the next
-	// line counts those left out in not_logged_before). Never passwords,
+	// at warn (at most 100 of those at once, then 10 a second, and 10 of
+	// one session's in 10 s; the next line counts those left out in
+	// not_logged_before). Never passwords,
 	// cookies or Authorization headers. Default: no logging.
 	Logger *zap.Logger
 	// Cache, if set, keeps decisions whose answer had a max-age.
@@ -34,7 +38,8 @@ type Runner struct {
 
 	// Denials and failures logged at info and warn: a client provokes
 	// them at will.
-	budget logBudget
+	budgetMu sync.Mutex
+	budget   throttle.LogBudget
 }
 
 // Decide runs the chain for f on behalf of the web request o (nil for
@@ -55,7 +60,7 @@ func (r *Runner) Decide(ctx context.Context, o *Origin, f Facts) Decision {
 func (r *Runner) DecideSettled(ctx context.Context, o *Origin, f Facts, settled func()) Decision {
 	start := time.Now()
 	d, cached, reason := r.decide(ctx, o, &f, settled)
-	r.log(&f, d, cached, reason, time.Since(start))
+	r.log(o, &f, d, cached, reason, time.Since(start))
 	return d
 }
 
@@ -171,7 +176,7 @@ func logText(s string) string {
 // follow a denial, never credentials, and a client's strings cut to
 // logTextMax. Denials and failures spend the budget; a line that finds it
 // spent is left out, and counted in the next.
-func (r *Runner) log(f *Facts, d Decision, cached bool, reason string, took time.Duration) {
+func (r *Runner) log(o *Origin, f *Facts, d Decision, cached bool, reason string, took time.Duration) {
 	if r.Logger == nil {
 		return
 	}
@@ -189,7 +194,9 @@ func (r *Runner) log(f *Facts, d Decision, cached bool, reason string, took time
 	}
 	var left int
 	if level > zapcore.DebugLevel {
-		skipped, ok := r.budget.take(time.Now())
+		r.budgetMu.Lock()
+		skipped, ok := r.budget.Take(time.Now(), f.SessionID)
+		r.budgetMu.Unlock()
 		if !ok {
 			return
 		}
@@ -202,6 +209,8 @@ func (r *Runner) log(f *Facts, d Decision, cached bool, reason string, took time
 	fields := []zap.Field{
 		zap.String("action", string(f.Action)),
 		zap.String("user", user),
+		zap.String("session", f.SessionID),
+		zap.String("client_ip", clientIP(o)),
 		zap.String("broker", f.Broker),
 		zap.String("topic", logText(f.Topic)),
 		zap.Bool("allow", d.Allow),
@@ -226,4 +235,19 @@ func (r *Runner) log(f *Facts, d Decision, cached bool, reason string, took time
 		fields = append(fields, zap.Int("not_logged_before", left))
 	}
 	ce.Write(fields...)
+}
+
+// clientIP is the web client's address as Caddy resolved it, for the log:
+// a refused open has no session or user to name it by.
+func clientIP(o *Origin) string {
+	if o == nil {
+		return ""
+	}
+	if o.ClientIP != "" {
+		return o.ClientIP
+	}
+	if host, _, err := net.SplitHostPort(o.RemoteAddr); err == nil {
+		return host
+	}
+	return o.RemoteAddr
 }

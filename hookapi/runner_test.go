@@ -24,6 +24,8 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/caddy-mqtt/mqttgateway/throttle"
 )
 
 // webOrigin is the snapshot of a browser's WebSocket request behind a
@@ -584,23 +586,49 @@ func TestRunnerLogsTheNameOfARefusedOpen(t *testing.T) {
 
 // A client provokes denials at will: with topics of its choosing (up to
 // 65,535 bytes) and as fast as it likes. Lines hold at most 256 bytes of
-// its topic, and come at most logBurst at once; the next line let through
+// its topic, and come at most throttle.LogBurst at once; the next line let through
 // counts those left out.
+func TestOneSessionsDenialsDoNotHideAnothers(t *testing.T) {
+	core, logs := observer.New(zap.InfoLevel)
+	r := authorizeRunner(t, `respond 403`)
+	r.Logger = zap.New(core)
+	for i := range 300 {
+		decide(r, subscribe("mallory", fmt.Sprint("flood/", i)))
+	}
+	bob := subscribe("bob", "room/1")
+	bob.SessionID = "s2"
+	decide(r, bob)
+	denied := logs.FilterMessage("hook denied").All()
+	byUser := map[string]int{}
+	for _, e := range denied {
+		byUser[e.ContextMap()["user"].(string)]++
+	}
+	if byUser["mallory"] != throttle.LogShare || byUser["bob"] != 1 {
+		t.Fatalf("logged %v, want mallory's session's share (%d) and bob's denial", byUser, throttle.LogShare)
+	}
+	last := denied[len(denied)-1].ContextMap()
+	if last["session"] != "s2" || last["client_ip"] != "203.0.113.7" || last["not_logged_before"] != int64(300-throttle.LogShare) {
+		t.Errorf("bob's line: %v, want his session, client IP and mallory's %d left out", last, 300-throttle.LogShare)
+	}
+}
+
 func TestRunnerLogsDenialsWithinABudget(t *testing.T) {
 	core, logs := observer.New(zap.InfoLevel)
 	r := authorizeRunner(t, `respond 403`)
 	r.Logger = zap.New(core)
 	long := strings.Repeat("é", 30000) // 60,000 bytes
 	start := time.Now()
-	for i := range 3 * logBurst {
-		decide(r, subscribe("mallory", fmt.Sprintf("%d/%s", i, long)))
+	for i := range 3 * throttle.LogBurst {
+		f := subscribe("mallory", fmt.Sprintf("%d/%s", i, long))
+		f.SessionID = fmt.Sprint("s", i) // many sessions: one has its share only (below)
+		decide(r, f)
 	}
-	// A few more than the burst as the budget refills meanwhile: logRate a
+	// A few more than the burst as the budget refills meanwhile: throttle.LogRate a
 	// second of the time the denials took (over a second on a busy machine).
-	refilled := int(time.Since(start).Seconds()*logRate) + 1
+	refilled := int(time.Since(start).Seconds()*throttle.LogRate) + 1
 	denied := logs.FilterMessage("hook denied").All()
-	if len(denied) < logBurst || len(denied) > logBurst+refilled {
-		t.Fatalf("%d of %d denials logged, want %d and at most %d more", len(denied), 3*logBurst, logBurst, refilled)
+	if len(denied) < throttle.LogBurst || len(denied) > throttle.LogBurst+refilled {
+		t.Fatalf("%d of %d denials logged, want %d and at most %d more", len(denied), 3*throttle.LogBurst, throttle.LogBurst, refilled)
 	}
 	first := denied[0].ContextMap()
 	if topic := first["topic"].(string); len(topic) > logTextMax+len("…") || !utf8.ValidString(topic) || !strings.HasSuffix(topic, "…") {
@@ -611,8 +639,10 @@ func TestRunnerLogsDenialsWithinABudget(t *testing.T) {
 	}
 	// Once the budget refills, the next line says how many were left out:
 	// every denial is a line or counted in one.
-	time.Sleep(200 * time.Millisecond) // logRate 10/s: a line's worth and more
-	decide(r, subscribe("mallory", "late"))
+	time.Sleep(200 * time.Millisecond) // throttle.LogRate 10/s: a line's worth and more
+	late := subscribe("mallory", "late")
+	late.SessionID = "late"
+	decide(r, late)
 	all := logs.FilterMessage("hook denied").All()
 	if all[len(all)-1].ContextMap()["topic"] != "late" {
 		t.Fatal("the denial after the refill was not logged")
@@ -622,8 +652,8 @@ func TestRunnerLogsDenialsWithinABudget(t *testing.T) {
 		left, _ := e.ContextMap()["not_logged_before"].(int64)
 		seen += 1 + int(left)
 	}
-	if seen != 3*logBurst+1 {
-		t.Errorf("%d lines account for %d denials, want %d", len(all), seen, 3*logBurst+1)
+	if seen != 3*throttle.LogBurst+1 {
+		t.Errorf("%d lines account for %d denials, want %d", len(all), seen, 3*throttle.LogBurst+1)
 	}
 }
 
