@@ -345,23 +345,30 @@ func (s *Session) Subscribe(req, handle uint64, filter string, qos byte, opts Su
 		s.dropSubscription(c, filter)
 		s.result(req, err, 0)
 	}
+	// ownRefusal: the gateway's, not the hook's or the broker's (refusals.go).
+	ownRefusal := func(err *Error) {
+		s.refused("subscribe", c.brokerName(), filter, err)
+		fail(err)
+	}
 	if err := c.request(reqSubscribe, req, filterCost(filter), func() {
 		// Checked in the client's queue, so even a refusal is answered in
 		// the order of the requests (PROTOCOL.md).
 		if err := topic.ValidateFilter(filter); err != nil {
-			fail(Errorf(CodeInvalidFilter, "invalid filter %q: %v", TrimText(filter), err))
+			ownRefusal(Errorf(CodeInvalidFilter, "invalid filter %q: %v", TrimText(filter), err))
 			return
 		}
 		if err := s.mgr.checkTopicLength(filter, CodeInvalidFilter, "filter"); err != nil {
-			fail(err)
+			ownRefusal(err)
 			return
 		}
 		if qos > 2 {
-			fail(Errorf(CodeInvalidQoS, "qos %d is not 0, 1 or 2", qos))
+			ownRefusal(Errorf(CodeInvalidQoS, "qos %d is not 0, 1 or 2", qos))
 			return
 		}
 		if c.hub == nil {
-			s.result(req, notConnected(handle), 0)
+			err := notConnected(handle)
+			s.refused("subscribe", "", filter, err)
+			s.result(req, err, 0)
 			return
 		}
 		// During an outage a subscription fails like a publish, with the
@@ -376,7 +383,9 @@ func (s *Session) Subscribe(req, handle uint64, filter string, qos byte, opts Su
 		}
 		old, had := c.subs[filter]
 		if !had && len(c.subs) >= s.mgr.config().MaxSubscriptionsPerClient {
-			s.result(req, Errorf(CodeTooManySubscriptions, "at most %d subscriptions per client", s.mgr.config().MaxSubscriptionsPerClient), 0)
+			err := Errorf(CodeTooManySubscriptions, "at most %d subscriptions per client", s.mgr.config().MaxSubscriptionsPerClient)
+			s.refused("subscribe", c.brokerName(), filter, err)
+			s.result(req, err, 0)
 			return
 		}
 		// In force before the broker's SUBACK: a live message may follow it
@@ -401,6 +410,7 @@ func (s *Session) Subscribe(req, handle uint64, filter string, qos byte, opts Su
 		// Not queued (too many requests waiting): the held subscription
 		// goes all the same, after the requests before this one.
 		c.enqueue(func() { s.dropSubscription(c, filter) })
+		s.refused("subscribe", "", filter, err)
 		s.result(req, err, 0)
 	}
 }
@@ -486,6 +496,11 @@ func (s *Session) Publish(req, handle uint64, p PublishParams) {
 		s.mgr.metrics.Publishes.WithLabelValues("refused").Inc()
 		s.result(req, err, 0)
 	}
+	// ownRefusal: the gateway's, not the hook's (refusals.go).
+	ownRefusal := func(broker string, err *Error) {
+		s.refused("publish", broker, p.Topic, err)
+		refuse(err)
+	}
 	c := s.client(req, handle)
 	if c == nil {
 		return
@@ -495,15 +510,15 @@ func (s *Session) Publish(req, handle uint64, p PublishParams) {
 	if err := c.request(reqPublish, req, publishCost(&p), func() {
 		// Refusals too are answered in the order of the requests.
 		if err := s.mgr.checkPublish(&p); err != nil {
-			refuse(err)
+			ownRefusal(c.brokerName(), err)
 			return
 		}
 		if !allowed {
-			refuse(Errorf(CodeRateLimited, "more than max_publish_rate publishes per second"))
+			ownRefusal(c.brokerName(), Errorf(CodeRateLimited, "more than max_publish_rate publishes per second"))
 			return
 		}
 		if c.hub == nil {
-			refuse(notConnected(handle))
+			ownRefusal("", notConnected(handle))
 			return
 		}
 		if err := s.authorize(c.ctx, Action{Kind: "publish", Broker: c.hub.br().cfg.Name, ClientID: c.clientID, Topic: p.Topic,
@@ -530,8 +545,17 @@ func (s *Session) Publish(req, handle uint64, p PublishParams) {
 		if allowed {
 			s.givePublishBack() // refused before its rate was spent
 		}
-		refuse(err)
+		ownRefusal("", err)
 	}
+}
+
+// brokerName is the name of the broker the client is connected to, or "".
+// Run in the client's queue.
+func (c *Client) brokerName() string {
+	if c.hub == nil {
+		return ""
+	}
+	return c.hub.br().cfg.Name
 }
 
 // keepsOwn reports whether the client's own publish to topic must not come

@@ -161,6 +161,8 @@ type Manager struct {
 	closed bool
 
 	wakes wakeQueue // sessions whose write waits for the write delay
+
+	refusals refusalLog // the budget of "request refused" lines (refusals.go)
 }
 
 // NewManager prepares the brokers (starting embedded ones) for a gateway.

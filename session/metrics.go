@@ -34,6 +34,9 @@ type Metrics struct {
 	// their session's requests waiting for the broker or a hook had
 	// reached max_queued_frames or max_queued_bytes (backlog.go).
 	RequestsRefused *prometheus.CounterVec
+	// Refusals counts, by action and code, the requests the gateway
+	// refused itself (refusals.go).
+	Refusals *prometheus.CounterVec
 	// NotificationsDropped counts, by action, notifications the authorize
 	// hook was not sent: their session had NotifyQueueLen waiting.
 	NotificationsDropped *prometheus.CounterVec
@@ -72,6 +75,8 @@ func newMetrics(gateway string) *Metrics {
 			[]string{"action"}),
 		RequestsRefused: counter("requests_refused_total",
 			"Requests answered 4051 at once, by action: their session already had max_queued_frames or max_queued_bytes of requests waiting for the broker or a hook.", "action"),
+		Refusals: counter("refusals_total",
+			"Requests the gateway refused itself, by action (publish, subscribe) and code: 4030 invalid topic, 4031 invalid filter, 4032 too large, 4033 invalid QoS, 4051 max_publish_rate or too many requests waiting, 4053 too many subscriptions, 4003 bad request (not connected, bad properties). Hook denials are in hook_calls_total.", "action", "code"),
 		NotificationsDropped: counter("hook_notifications_dropped_total",
 			fmt.Sprintf("Notifications (unsubscribe, disconnect) not sent to the authorize hook, by action: their session had %d waiting for it.", NotifyQueueLen), "action"),
 	}
@@ -93,7 +98,7 @@ func (m *Metrics) forgetBroker(name string) {
 func (m *Metrics) Register(r prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{m.Sessions, m.SessionsOpened, m.SessionsClosed, m.Connections,
 		m.BrokerClients, m.BrokerUp, m.Subscriptions, m.MessagesIn, m.MessagesOut, m.Conflated, m.Dropped,
-		m.BytesOut, m.Publishes, m.Recoveries, m.SendsRefused, m.HookCalls, m.HookDuration, m.RequestsRefused, m.NotificationsDropped} {
+		m.BytesOut, m.Publishes, m.Recoveries, m.SendsRefused, m.HookCalls, m.HookDuration, m.RequestsRefused, m.Refusals, m.NotificationsDropped} {
 		if err := r.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

@@ -1,0 +1,85 @@
+package mqttgateway
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddy-mqtt/mqttgateway/session"
+)
+
+// "Publishing fails for me": the gateway's own refusals (an invalid topic
+// or filter, a payload over max_message_size, max_publish_rate) are
+// counted by action and code, and logged with the session and the cause.
+// They were one "refused" count, mixed with the hooks' denials, and no line
+// at any level.
+func TestTheGatewaysRefusalsAreCountedAndLogged(t *testing.T) {
+	mq := startMosquitto(t)
+	logFile := filepath.Join(t.TempDir(), "gateway.log")
+	httpPort, metricsPort := freePort(t), freePort(t)
+	loadCaddy(t, adaptCaddyfile(t, fmt.Sprintf(`{
+	admin off
+	persist_config off
+	auto_https off
+	default_bind 127.0.0.1
+	log gateway {
+		output file %s
+		format json
+		include http.handlers.mqtt_gateway
+	}
+}
+http://127.0.0.1:%d {
+	mqtt_gateway /mqtt/* {
+		name refusals
+		broker main mqtt://127.0.0.1:%d
+		max_message_size 100B
+		max_publish_rate 1
+	}
+}
+http://127.0.0.1:%d {
+	metrics
+}
+`, logFile, httpPort, mq.port, metricsPort)))
+	c := dial(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort))
+	h := connectMain(t, c)
+	ctx := ctx10(t)
+	for _, tc := range []struct {
+		p    session.PublishParams
+		want session.Code
+	}{
+		{session.PublishParams{Topic: "a/b"}, 0},
+		{session.PublishParams{Topic: "a/b"}, session.CodeRateLimited}, // the second within a second
+		{session.PublishParams{Topic: "a/+"}, session.CodeInvalidTopic},
+		{session.PublishParams{Topic: "a/b", Payload: make([]byte, 200)}, session.CodeMessageTooLarge},
+	} {
+		if err := c.Publish(ctx, h, tc.p); errCode(err) != tc.want {
+			t.Fatalf("publish %q of %d bytes: %v, want code %d", tc.p.Topic, len(tc.p.Payload), err, tc.want)
+		}
+	}
+	if _, err := c.Subscribe(ctx, h, "a/#/b", 0); errCode(err) != session.CodeInvalidFilter {
+		t.Fatalf("subscribe a/#/b: %v", err)
+	}
+	expectMetrics(t, metricsPort, []string{
+		`mqtt_gateway_refusals_total{action="publish",code="4030",gateway="refusals"} 1`,
+		`mqtt_gateway_refusals_total{action="publish",code="4032",gateway="refusals"} 1`,
+		`mqtt_gateway_refusals_total{action="publish",code="4051",gateway="refusals"} 1`,
+		`mqtt_gateway_refusals_total{action="subscribe",code="4031",gateway="refusals"} 1`,
+	})
+	awaitLogLines(t, logFile, `"msg":"request refused"`, 4)
+	data, _ := os.ReadFile(logFile)
+	for _, want := range []string{`"action":"publish","broker":"main","topic":"a/b","code":4051,"message":"more than max_publish_rate`,
+		`"action":"publish","broker":"main","topic":"a/+","code":4030`, `"topic":"a/b","code":4032,"message":"payload of 200 bytes exceeds max_message_size 100"`,
+		`"action":"subscribe","broker":"main","topic":"a/#/b","code":4031`} {
+		found := false
+		for _, line := range strings.Split(string(data), "\n") {
+			if strings.Contains(line, `"msg":"request refused","session":"`+sessionID(c)+`"`) && strings.Contains(line, want) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no refusal line of the session with %s in:\n%s", want, data)
+		}
+	}
+}
