@@ -298,6 +298,18 @@ func TestBrokerCredentialsFromAFileAndRefusalsInTheLog(t *testing.T) {
 	if strings.Contains(string(data), "failed to connect to server: \"") {
 		t.Errorf("the log has paho's words, not the reason:\n%s", data)
 	}
+
+	// A web client's own credentials refused are its own mistake: an info
+	// line names its session, and the warning operators alert on, "broker
+	// connect failed", is not written again.
+	own := dial(t, fmt.Sprintf("ws://127.0.0.1:%d/file/ws", httpPort))
+	if _, _, err := own.Connect(ctx10(t), session.ConnectParams{Broker: "main", ClientID: "kim", Username: "kim", Password: []byte("wrong")}); errCode(err) != session.CodeBrokerRefused {
+		t.Fatalf("connect with a client's wrong credentials: %v, want 4042", err)
+	}
+	awaitLogLines(t, logFile, `"msg":"broker refused a client's credentials","session":"`+sessionID(own), 1)
+	if n := logLines(logFile, `"msg":"broker connect failed"`); n != 1 {
+		t.Errorf("%d broker connect failed lines, want only the gateway's own login's:\n%s", n, data)
+	}
 }
 
 // A broker refusal nobody was waiting for must not be the answer to a later

@@ -368,12 +368,20 @@ func (h *Hub) onConnectError(err error) {
 	h.mu.Lock()
 	repeated := h.lastErr != nil && h.lastErr.Message == e.Message
 	h.lastErr = e
-	user := h.opts.username
+	user, configured := h.opts.username, h.opts.configured
 	h.mu.Unlock()
 	// Operators see why a broker cannot be reached, with its address;
 	// while it stays down for the same reason, the retries log at debug.
 	log := h.log.Warn
 	if repeated {
+		log = h.log.Debug
+	}
+	// A web client's own credentials refused are the client's mistake, not
+	// the broker's trouble: "broker refused a client's credentials" tells
+	// it at info, with the session, and this warning, which operators
+	// alert on, is for the gateway's own logins and for brokers out of
+	// reach.
+	if ce != nil && !configured {
 		log = h.log.Debug
 	}
 	// In words (paho's error ends "reason: 135): failed to connect to
