@@ -109,8 +109,16 @@ type applied struct {
 	staged   *session.StagedBrokers // the embedded brokers it moves, listening
 }
 
+// Destruct ends the gateway: Caddy stops, or a reload left it out of the
+// config (removed, or renamed: a new name, or brokers changed without a
+// name, makes another gateway).
 func (g *gateway) Destruct() error {
-	g.Close()
+	if caddy.Exiting() {
+		g.Close()
+		return nil
+	}
+	g.Manager.Log().Info("gateway removed by a reload", zap.String("gateway", g.Config().Name), zap.Int("sessions", g.Sessions()))
+	g.CloseBecause("gateway removed by a config reload (renamed, or its brokers changed without a name); reconnect")
 	return nil
 }
 

@@ -186,6 +186,9 @@ func (m *Manager) emit(event string, data map[string]any) {
 	}
 }
 
+// Log is the gateway's logger (through the running config's).
+func (m *Manager) Log() *zap.Logger { return m.log }
+
 // Metrics are the gateway's Prometheus collectors.
 func (m *Manager) Metrics() *Metrics { return m.metrics }
 
@@ -661,7 +664,12 @@ func (m *Manager) checkPublish(p *PublishParams) *Error {
 
 // Close ends every session with code shutting_down, disconnects from
 // brokers cleanly and stops embedded brokers.
-func (m *Manager) Close() {
+func (m *Manager) Close() { m.CloseBecause("gateway is shutting down") }
+
+// CloseBecause is Close, with why in the sessions' CLOSE frames and the
+// "session closed" lines: a gateway a reload removed or renamed says so,
+// where "shutting down" sent on-call looking for a restart.
+func (m *Manager) CloseBecause(why string) {
 	notesDeadline := time.Now().Add(m.closeNotesWait())
 	m.stopping.Store(true)
 	m.mu.Lock()
@@ -696,7 +704,7 @@ func (m *Manager) Close() {
 	// got none cannot tell a shutdown from a network failure.
 	var written sync.WaitGroup
 	for _, s := range sessions {
-		s.closeAwaitingWrite(Errorf(CodeShuttingDown, "gateway is shutting down"), &written)
+		s.closeAwaitingWrite(Errorf(CodeShuttingDown, "%s", why), &written)
 	}
 	waitAtMost(&written, closeWriteWait)
 	m.mu.Lock()
