@@ -6,10 +6,13 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/caddy-mqtt/mqttgateway/session"
+	"github.com/caddy-mqtt/mqttgateway/throttle"
 	"github.com/caddy-mqtt/mqttgateway/transport"
 )
 
@@ -92,18 +95,27 @@ func (s *originSet) allows(origin string) bool {
 	return false
 }
 
-// refusedOrigins logs refused origins, at most one line per 10 s
-// (session.LogLimiter), so a page cannot flood the log.
-type refusedOrigins struct{ session.LogLimiter }
+// refusedOrigins logs refused origins within a budget (throttle.LogBudget),
+// so a page cannot flood the log; each origin has a share of it, so one
+// page's refusals leave room for another's: a single line every 10 s named
+// the first origin only.
+type refusedOrigins struct {
+	mu     sync.Mutex
+	budget throttle.LogBudget
+}
 
 func (l *refusedOrigins) log(logger *zap.Logger, origin string, r *http.Request) {
-	skipped, ok := l.Allow()
+	l.mu.Lock()
+	skipped, ok := l.budget.Take(time.Now(), origin)
+	l.mu.Unlock()
 	if !ok {
 		return
 	}
-	logger.Warn("origin not allowed: add it to allow_origins if its pages should use the gateway",
-		zap.String("origin", origin), zap.String("path", r.URL.Path), zap.String("remote", r.RemoteAddr),
-		zap.Int("refused_before_unlogged", skipped))
+	fields := []zap.Field{zap.String("origin", origin), zap.String("path", r.URL.Path), zap.String("remote", r.RemoteAddr)}
+	if skipped > 0 {
+		fields = append(fields, zap.Int("not_logged_before", skipped))
+	}
+	logger.Warn("origin not allowed: add it to allow_origins if its pages should use the gateway", fields...)
 }
 
 // refuseOrigin answers a request from a page of an origin allow_origins
@@ -114,6 +126,9 @@ func (l *refusedOrigins) log(logger *zap.Logger, origin string, r *http.Request)
 // upgrade's answer; the client then tries HTTP and learns it there.
 func (h *Handler) refuseOrigin(w http.ResponseWriter, r *http.Request, origin, endpoint string) {
 	h.refused.log(h.logger, origin, r)
+	if m := h.manager; m != nil {
+		m.Metrics().Refusals.WithLabelValues("open", "4021").Inc()
+	}
 	if endpoint == "ws" {
 		http.Error(w, "origin not allowed", http.StatusForbidden)
 		return

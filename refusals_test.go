@@ -2,10 +2,13 @@ package mqttgateway
 
 import (
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/caddy-mqtt/mqttgateway/session"
 )
@@ -81,5 +84,48 @@ http://127.0.0.1:%d {
 		if !found {
 			t.Errorf("no refusal line of the session with %s in:\n%s", want, data)
 		}
+	}
+}
+
+// Pages of origins allow_origins does not list are refused, counted, and
+// each origin named in the log: one line every 10 s named the first only,
+// and nothing counted them.
+func TestRefusedOriginsAreEachLoggedAndCounted(t *testing.T) {
+	mq := startMosquitto(t)
+	logFile := filepath.Join(t.TempDir(), "gateway.log")
+	httpPort, metricsPort := freePort(t), freePort(t)
+	loadCaddy(t, adaptCaddyfile(t, fmt.Sprintf(`{
+	admin off
+	persist_config off
+	auto_https off
+	default_bind 127.0.0.1
+	log gateway {
+		output file %s
+		format json
+		include http.handlers.mqtt_gateway
+	}
+}
+http://127.0.0.1:%d {
+	mqtt_gateway /mqtt/* {
+		name origins
+		broker main mqtt://127.0.0.1:%d
+		allow_origins https://app.example.com
+	}
+}
+http://127.0.0.1:%d {
+	metrics
+}
+`, logFile, httpPort, mq.port, metricsPort)))
+	url := fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort)
+	for _, origin := range []string{"https://partner.example", "https://partner.example", "https://staging.example.com"} {
+		_, resp, err := websocket.DefaultDialer.Dial(url, http.Header{"Origin": {origin}})
+		if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("a page of %s: %v, want 403", origin, err)
+		}
+	}
+	expectMetrics(t, metricsPort, []string{`mqtt_gateway_refusals_total{action="open",code="4021",gateway="origins"} 3`})
+	awaitLogLines(t, logFile, `"origin":"https://staging.example.com"`, 1)
+	if n := logLines(logFile, `"origin":"https://partner.example"`); n != 2 {
+		t.Errorf("%d lines for https://partner.example, want 2", n)
 	}
 }
