@@ -292,7 +292,7 @@ func (s *Session) beginLogin(p ConnectParams) *Error {
 		if skipped, ok := s.mgr.throttledLogins.Allow(); ok {
 			s.log.Warn("broker login refused: too many refused credentials from this address", zap.String("session", s.IDString()),
 				zap.String("user", s.info.User), zap.String("client_ip", s.ip), zap.String("broker", p.Broker),
-				zap.Int("refused_before_unlogged", skipped))
+				zap.Int("not_logged_before", skipped))
 		}
 	}
 	return err

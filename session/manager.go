@@ -355,7 +355,7 @@ func (m *Manager) refuseOpenLocked(cfg *Config, ip string) *Error {
 	// without trusted_proxies, max_sessions_per_ip counts the balancer).
 	if skipped, ok := m.refusedOpens.Allow(); ok {
 		m.log.Warn("session refused", zap.String("reason", err.Message), zap.String("client_ip", ip),
-			zap.Int("refused_before_unlogged", skipped))
+			zap.Int("not_logged_before", skipped))
 	}
 	return err
 }

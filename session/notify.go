@@ -106,7 +106,7 @@ func (s *Session) notificationDropped(a Action) {
 	if skipped, ok := s.mgr.droppedNotes.Allow(); ok {
 		s.log.Warn("authorize hook notification dropped: the session had too many waiting for the hook",
 			zap.String("session", s.IDString()), zap.String("user", s.info.User), zap.String("action", a.Kind),
-			zap.Int("waiting", NotifyQueueLen), zap.Int("dropped_before_unlogged", skipped))
+			zap.Int("waiting", NotifyQueueLen), zap.Int("not_logged_before", skipped))
 	}
 }
 

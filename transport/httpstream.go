@@ -415,6 +415,6 @@ func (s *Server) sendRefused(r *http.Request, e *session.Error) {
 	}
 	if skipped, ok := s.unknownSends.Allow(); ok {
 		s.Log.Warn("/send for a session this gateway does not hold; if there are many, is the load balancer sticky?",
-			zap.String("remote", r.RemoteAddr), zap.Int("refused_before_unlogged", skipped))
+			zap.String("remote", r.RemoteAddr), zap.Int("not_logged_before", skipped))
 	}
 }
