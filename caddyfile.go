@@ -89,6 +89,7 @@ func basePathOf(matcherSet caddy.ModuleMap) string {
 //			client_id_prefix <prefix>
 //			keepalive <duration>
 //			connect_timeout <duration>
+//			mqtt_version 5|3.1.1        # external brokers only
 //			listen <address>            # embedded brokers only
 //			tls {
 //				ca <pem file>
@@ -301,7 +302,7 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper
 				return d.Errf("overflow: %q is not notify or close", v)
 			}
 			h.Overflow = v
-		case "username", "password", "client_id_prefix", "keepalive", "connect_timeout", "listen", "tls":
+		case "username", "password", "client_id_prefix", "keepalive", "connect_timeout", "mqtt_version", "listen", "tls":
 			return d.Errf("%s is a broker option: put it in a broker's block (broker <name> <url> { %s … })", d.Val(), d.Val())
 		default:
 			return d.Errf("unknown mqtt_gateway option %q", d.Val())
@@ -361,6 +362,13 @@ func parseBroker(d *caddyfile.Dispenser) (*session.BrokerConfig, error) {
 			}
 		case "connect_timeout":
 			err = parseDuration(d, &b.ConnectTimeout)
+		case "mqtt_version":
+			if b.Embedded != nil {
+				return nil, d.Errf("mqtt_version applies to external brokers only (the embedded broker speaks MQTT 5)")
+			}
+			if err = parseString(d, &b.MQTTVersion); err == nil {
+				err = wrapOption(d, session.CheckMQTTVersion(b.MQTTVersion))
+			}
 		case "listen":
 			if b.Embedded == nil {
 				return nil, d.Errf("listen applies to embedded brokers only")

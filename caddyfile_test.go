@@ -134,6 +134,8 @@ func TestCaddyfileErrorsNameTheLine(t *testing.T) {
 		"publish rate not a number": {"mqtt_gateway {\n broker a mqtt://h\n max_publish_rate NaN\n}", `max_publish_rate: "NaN" is not a positive number of publishes per second, at Testfile:3`},
 		"publish rate infinite":     {"mqtt_gateway {\n broker a mqtt://h\n max_publish_rate Inf\n}", `max_publish_rate: "Inf" is not a positive number`},
 		"listen without port":       {"mqtt_gateway {\n broker a embedded {\n  listen 127.0.0.1\n }\n}", `listen "127.0.0.1" needs a host and a port`},
+		"mqtt version unknown":      {"mqtt_gateway {\n broker a mqtt://h {\n  mqtt_version 4\n }\n}", `mqtt_version "4" is not 5 or 3.1.1`},
+		"mqtt version embedded":     {"mqtt_gateway {\n broker a embedded {\n  mqtt_version 3.1.1\n }\n}", "mqtt_version applies to external brokers only"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -210,6 +212,8 @@ func TestBrokerSettingsChecked(t *testing.T) {
 		"mqtts url with a query":   {session.BrokerConfig{Name: "a", URL: "mqtts://h?x=1"}, "an mqtts:// url is a host and a port"},
 		"embedded with a password": {session.BrokerConfig{Name: "a", Password: "p", Embedded: &session.EmbeddedConfig{}}, "username and password apply to external brokers only"},
 		"embedded listen, no port": {session.BrokerConfig{Name: "a", Embedded: &session.EmbeddedConfig{Listen: "localhost"}}, `listen "localhost" needs a host and a port`},
+		"mqtt version unknown":     {session.BrokerConfig{Name: "a", URL: "mqtt://h", MQTTVersion: "3"}, `mqtt_version "3" is not 5 or 3.1.1`},
+		"embedded on 3.1.1":        {session.BrokerConfig{Name: "a", MQTTVersion: "3.1.1", Embedded: &session.EmbeddedConfig{}}, "applies to external brokers only"},
 	} {
 		err := tc.b.Prepare()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -53,6 +53,14 @@ type BrokerConfig struct {
 	// against the system roots unless a CA is given.
 	TLS *BrokerTLS `json:"tls,omitempty"`
 
+	// MQTT version the gateway speaks to the broker: "5" (the default) or
+	// "3.1.1", for brokers that speak only that (RabbitMQ before 3.13,
+	// ActiveMQ Classic, Azure IoT Hub). On 3.1.1, what it cannot carry is
+	// refused with 4043: message and will properties, and No Local,
+	// Retain As Published and Retain Handling on dedicated connections.
+	// External brokers only.
+	MQTTVersion string `json:"mqtt_version,omitempty"`
+
 	// Run an MQTT broker inside the gateway instead of connecting to an
 	// external one (mochi-mqtt). Useful for demos, tests and small
 	// deployments.
@@ -122,7 +130,13 @@ func (b *BrokerConfig) Prepare() error {
 	if b.ConnectTimeout < 0 {
 		return fmt.Errorf("broker %q: connect_timeout %v must be positive", b.Name, time.Duration(b.ConnectTimeout))
 	}
+	if err := CheckMQTTVersion(b.MQTTVersion); err != nil {
+		return fmt.Errorf("broker %q: %v", b.Name, err)
+	}
 	if b.Embedded != nil {
+		if b.MQTTVersion == MQTT311 {
+			return fmt.Errorf("broker %q: mqtt_version %s applies to external brokers only (the embedded broker speaks MQTT 5)", b.Name, MQTT311)
+		}
 		if b.URL != "" {
 			return fmt.Errorf("broker %q: url and embedded are exclusive", b.Name)
 		}
@@ -149,6 +163,20 @@ func (b *BrokerConfig) Prepare() error {
 	}
 	return nil
 }
+
+// MQTT311 is the mqtt_version of brokers that speak only MQTT 3.1.1.
+const MQTT311 = "3.1.1"
+
+// CheckMQTTVersion checks an mqtt_version: "5", "3.1.1" or "" (5).
+func CheckMQTTVersion(v string) error {
+	if v != "" && v != "5" && v != MQTT311 {
+		return fmt.Errorf("mqtt_version %q is not 5 or %s", v, MQTT311)
+	}
+	return nil
+}
+
+// speaks311 reports whether the gateway speaks MQTT 3.1.1 to the broker.
+func (b *BrokerConfig) speaks311() bool { return b.MQTTVersion == MQTT311 }
 
 // ErrEmbeddedCredentials refuses credentials for an embedded broker, which
 // lets the gateway in without any: written, they look like a protection

@@ -45,24 +45,54 @@ type brokerConn struct {
 	// byte, its length and its body on their own, three system calls a
 	// packet without it. (TLS and WebSocket connections buffer already.)
 	in *bufio.Reader
+
+	// v311 translates the packets of a broker that speaks MQTT 3.1.1
+	// (mqtt311.go); nil for MQTT 5. pending is the rest of the packet
+	// paho reads, in MQTT 5 form.
+	v311    *mqtt311
+	pending []byte
 }
 
 // brokerReadBuffer is in's size: several small packets a system call,
 // while a large body is read straight into paho's buffer.
 const brokerReadBuffer = 2048
 
-func newBrokerConn(conn net.Conn, unsent func(*brokerConn, uint16, []byte), will []byte) *brokerConn {
-	c := &brokerConn{Conn: conn, unsent: unsent, will: will}
-	if _, plain := conn.(*net.TCPConn); plain {
+func newBrokerConn(conn net.Conn, unsent func(*brokerConn, uint16, []byte), will []byte, v311 *mqtt311) *brokerConn {
+	c := &brokerConn{Conn: conn, unsent: unsent, will: will, v311: v311}
+	if _, plain := conn.(*net.TCPConn); plain || v311 != nil {
 		c.in = bufio.NewReaderSize(conn, brokerReadBuffer)
 	}
+	if v311 != nil {
+		c.will = nil // MQTT 3.1.1 has no will properties
+	}
 	return c
+}
+
+// read311 hands paho the broker's packets in their MQTT 5 form.
+func (c *brokerConn) read311(p []byte) (int, error) {
+	if len(c.pending) == 0 {
+		packet, err := c.v311.up(c.in, c.in)
+		if err != nil {
+			if !c.heard.Load() && closedByPeer(err) {
+				return 0, &unanswered{err, "the broker closed the connection without answering CONNECT (a TLS port, which needs mqtts://, or a broker that takes no more connections)", false}
+			}
+			return 0, err
+		}
+		c.heard.Store(true)
+		c.pending = packet
+	}
+	n := copy(p, c.pending)
+	c.pending = c.pending[n:]
+	return n, nil
 }
 
 // Read tells a connection on which the broker does not speak MQTT from
 // other failures, by what it gets before the broker's first byte: see
 // unanswered. (paho reads a packet's first byte on its own.)
 func (c *brokerConn) Read(p []byte) (int, error) {
+	if c.v311 != nil {
+		return c.read311(p)
+	}
 	var n int
 	var err error
 	if c.in != nil {
@@ -94,7 +124,7 @@ func (c *brokerConn) Read(p []byte) (int, error) {
 			return 0, &unanswered{errors.New("a TLS alert"), "the broker answered in TLS (a TLS port? it needs mqtts://)", true}
 		}
 	} else if _, plain := c.Conn.(*net.TCPConn); plain && err != nil && closedByPeer(err) {
-		return 0, &unanswered{err, "the broker closed the connection without answering CONNECT (a TLS port, which needs mqtts://; a broker that takes no more connections; or one that does not speak MQTT 5, as RabbitMQ before 3.13)", false}
+		return 0, &unanswered{err, "the broker closed the connection without answering CONNECT (a TLS port, which needs mqtts://; a broker that takes no more connections; or one that speaks only MQTT 3.1.1, as RabbitMQ before 3.13, which needs mqtt_version 3.1.1)", false}
 	}
 	return n, err
 }
@@ -145,6 +175,17 @@ func (c *brokerConn) flush() error {
 		packet := withWillProperties(slices.Concat(c.parts...), c.will)
 		c.parts, c.have, c.will = append(c.parts[:0], packet), len(packet), nil
 	}
+	var written []byte // an MQTT 3.1.1 broker's: the packet as paho wrote it
+	if c.v311 != nil {
+		written = slices.Concat(c.parts...)
+		packet, err := c.v311.down(written)
+		if err != nil || packet == nil { // nothing to send (mqtt311.down)
+			clear(c.parts)
+			c.parts, c.have, c.want = c.parts[:0], 0, 0
+			return err
+		}
+		c.parts, c.have = append(c.parts[:0], packet), len(packet)
+	}
 	var err error
 	switch conn := c.Conn.(type) {
 	case *net.TCPConn:
@@ -172,7 +213,10 @@ func (c *brokerConn) flush() error {
 		c.disconnected.Store(true)
 	}
 	if err != nil && c.unsent != nil {
-		packet := slices.Concat(c.parts...)
+		packet := written // sent again through paho, which writes MQTT 5
+		if packet == nil {
+			packet = slices.Concat(c.parts...)
+		}
 		if id, ok := publishPacketID(packet); ok {
 			go c.unsent(c, id, packet)
 		}
@@ -210,7 +254,7 @@ func (c *brokerConn) Close() error {
 // "connection failed".
 const mqtt311ConnackLength = 2
 
-const saysMQTT311 = "the broker answered in MQTT 3.1.1, not MQTT 5 (its CONNACK refuses the protocol level); the gateway needs a broker that speaks MQTT 5"
+const saysMQTT311 = "the broker answered in MQTT 3.1.1, not MQTT 5 (its CONNACK refuses the protocol level): give the broker mqtt_version 3.1.1"
 
 // disconnectLinger bounds how long Close waits for the broker to close the
 // connection after a DISCONNECT (Mosquitto closes it at once).

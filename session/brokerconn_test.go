@@ -273,7 +273,7 @@ func TestBrokerConnNamesAnswersNotInMQTT(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		conn := newBrokerConn(raw, nil, nil) // the buffered reads of a TCP connection
+		conn := newBrokerConn(raw, nil, nil, nil) // the buffered reads of a TCP connection
 		_, err = packets.ReadPacket(conn)
 		got := ""
 		if err != nil {

@@ -36,7 +36,7 @@ func BenchmarkBrokerConnRead(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	conn := newBrokerConn(raw, nil, nil)
+	conn := newBrokerConn(raw, nil, nil, nil)
 	defer conn.Close()
 	b.SetBytes(int64(one.Len()))
 	b.ResetTimer()

@@ -197,6 +197,9 @@ func (s *Session) Connect(req, handle uint64, p ConnectParams) {
 		if err == nil {
 			err = checkWillSize(p.Will)
 		}
+		if err == nil {
+			err = br.cfg.check311Publish(p.Will, "will properties")
+		}
 		if err != nil {
 			s.result(req, err, 0)
 			return
@@ -371,6 +374,10 @@ func (s *Session) Subscribe(req, handle uint64, filter string, qos byte, opts Su
 			s.result(req, err, 0)
 			return
 		}
+		if err := c.hub.br().cfg.check311Subscribe(opts, c.hub.dedicated); err != nil {
+			ownRefusal(err)
+			return
+		}
 		// During an outage a subscription fails like a publish, with the
 		// broker's unavailability, once the connect timeout has passed.
 		if err := c.hub.awaitUp(c.ctx, arrived); err != nil {
@@ -519,6 +526,10 @@ func (s *Session) Publish(req, handle uint64, p PublishParams) {
 		}
 		if c.hub == nil {
 			ownRefusal("", notConnected(handle))
+			return
+		}
+		if err := c.hub.br().cfg.check311Publish(&p, "message properties"); err != nil {
+			ownRefusal(c.brokerName(), err)
 			return
 		}
 		if err := s.authorize(c.ctx, Action{Kind: "publish", Broker: c.hub.br().cfg.Name, ClientID: c.clientID, Topic: p.Topic,

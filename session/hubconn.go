@@ -36,7 +36,11 @@ func (h *Hub) connect() error {
 			if err != nil {
 				return nil, err
 			}
-			return newBrokerConn(conn, sess.unsent, will), nil
+			var v311 *mqtt311
+			if br.cfg.speaks311() {
+				v311 = &mqtt311{shared: !h.dedicated}
+			}
+			return newBrokerConn(conn, sess.unsent, will, v311), nil
 		},
 		TlsCfg:                        br.cfg.tlsConfig,
 		KeepAlive:                     keepAlive,

@@ -107,6 +107,12 @@ func (h *Hub) subscribe(ctx context.Context, sess *Session, client uint64, filte
 	if first {
 		h.index.Add(filter, mb)
 	}
+	if h.up && fs.asked >= int8(qos) && fs.waiters == nil && retained && h.retainedOnlyInAnswers() {
+		// An MQTT 3.1.1 broker, whose live retained messages come without
+		// the flag: no copy is current, so the broker answers again.
+		fs.asked = -1
+		h.answeredBefore(filter, mb)
+	}
 	if h.up && fs.asked >= int8(qos) && fs.waiters == nil {
 		// The broker holds the filter already: this session's retained
 		// messages come from the hub's copy, and nobody else sees them.

@@ -113,9 +113,12 @@ func (h *Hub) onRetained(m *Message, id int, echoSess *Session, echoClient uint6
 		h.dups.forget()
 		answering = h.filters[answers]
 	}
-	if len(m.Payload) == 0 {
+	answersOnly := h.retainedOnlyInAnswers()
+	switch {
+	case answersOnly: // no copies: none could be kept current
+	case len(m.Payload) == 0:
 		delete(h.retained, m.Topic) // an empty retained message clears the topic
-	} else {
+	default:
 		h.retained[m.Topic] = retainedCopy{flagged, now, h.conns}
 	}
 	h.seq++
@@ -134,11 +137,43 @@ func (h *Hub) onRetained(m *Message, id int, echoSess *Session, echoClient uint6
 			}
 		case mb.awaits(m.Topic, now):
 			mb.sess.deliver(notOwn(mb.sess, flagged))
+		case answersOnly:
+			// An answer to another session's SUBSCRIBE: this one had the
+			// message already.
 		default:
 			mb.sess.deliver(notOwn(mb.sess, liveFor(mb.sess)))
 		}
 	})
 }
+
+// retainedOnlyInAnswers reports whether the hub is a shared connection to
+// an MQTT 3.1.1 broker, which flags a retained message only in answer to a
+// SUBSCRIBE (MQTT 3.1.1, 3.3.1.3: a live one comes without the flag), so
+// its copies could not be kept current (mqtt311.go).
+func (h *Hub) retainedOnlyInAnswers() bool {
+	return !h.dedicated && h.br().cfg.speaks311()
+}
+
+// answeredBefore ends the windows in which the sessions other than mb
+// take retained messages for filter as the answer to their SUBSCRIBE, when
+// a SUBSCRIBE of filter goes to the broker again for mb (an MQTT 3.1.1
+// broker, which has no subscription identifiers to tell the answers
+// apart): the broker answered theirs first, right after its SUBACK, and
+// what comes now is mb's. A window opened less than answerSettle ago is
+// left open: its answer may be on its way still, and a retained message
+// twice is better than none. Called with h.mu held.
+func (h *Hub) answeredBefore(filter string, mb *member) {
+	settled := time.Now().Add(-answerSettle)
+	for _, other := range h.members {
+		if a, ok := other.awaiting[filter]; ok && other != mb && a.until.Add(-retainedWindow).Before(settled) {
+			delete(other.awaiting, filter)
+		}
+	}
+}
+
+// answerSettle is how long after its SUBACK a broker's answer to a
+// SUBSCRIBE (the retained messages that follow it) is taken to be in.
+const answerSettle = 250 * time.Millisecond
 
 // answers returns the filter whose SUBSCRIBE m, with subscription
 // identifier id, answers by repeating the hub's copy, or "". Called with
