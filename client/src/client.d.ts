@@ -397,6 +397,13 @@ export interface HttpAnswer {
 export interface Transport {
   readonly name: string;
   /**
+   * The most bytes of one unit the session should hand over (several frames queued
+   * together; a larger frame still goes alone); the gateway's max_frame without it.
+   * The HTTP transports ask for 16 KiB, so that their /send bodies can be cut to fit a
+   * proxy's request size limit.
+   */
+  readonly maxUnit?: number;
+  /**
    * Sends a unit; the session's first one is OPEN or BIND. requestsBefore is the number
    * of requests the session sent before the unit's first (undefined when the unit has
    * none): HTTP transports send it with each /send so that a repeated /send is safe.

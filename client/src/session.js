@@ -1110,11 +1110,13 @@ export class Session {
       size = 0;
       before = undefined;
     };
+    // PROTOCOL.md bounds frames, not units; keeping units within max_frame keeps them
+    // within whatever message limit the server derives from it. An HTTP transport asks
+    // for smaller ones, which it can send apart when a proxy limits request sizes.
+    const limit = Math.min(this._maxFrame, t.maxUnit ?? Infinity);
     for (const e of entries) {
       const n = e.bytes.length + uvarintSize(e.bytes.length);
-      // PROTOCOL.md bounds frames, not units; keeping units within max_frame keeps
-      // them within whatever message limit the server derives from it.
-      if (size > 0 && size + n > this._maxFrame) emit();
+      if (size > 0 && size + n > limit) emit();
       batch.push(e.bytes);
       if (before === undefined && e.seq > 0) before = e.seq - 1;
       size += n;

@@ -14,6 +14,13 @@ import { echo } from "./errors.js";
 const KEEPALIVE_MAX = 60 * 1024;
 
 /**
+ * Most bytes of one unit the session gives an HTTP transport (several frames queued in
+ * one tick; one larger frame goes alone): small enough that /send bodies, which hold
+ * several units, can be cut to fit a proxy's request size limit (_pump).
+ */
+export const HTTP_UNIT_MAX = 16 * 1024;
+
+/**
  * How long one /send may take before the connection is considered broken. Long, as a
  * slow upload is not a dead one; the request is small in the common case.
  */
@@ -226,6 +233,16 @@ export class HttpTransport {
     this._inFlight = [];
     /** @type {(() => void) | null} resolves the promise close() returned while units are flushed */
     this._flushed = null;
+    /**
+     * The most bytes of units a /send carries: max_frame, until a proxy refuses a body
+     * as too large (HTTP 413) and the units go again in smaller ones (_pump).
+     */
+    this._sendCap = Infinity;
+  }
+
+  /** The most bytes of one unit the session should give this transport. */
+  get maxUnit() {
+    return HTTP_UNIT_MAX;
   }
 
   /**
@@ -372,7 +389,7 @@ export class HttpTransport {
    * @returns {{units: {unit: Uint8Array, before: number | undefined}[], before: number | undefined}}
    */
   _nextBatch() {
-    const limit = this._link.maxFrame();
+    const limit = Math.min(this._link.maxFrame(), this._sendCap);
     let n = 1;
     let size = this._queue[0].unit.length;
     while (n < this._queue.length && size + this._queue[n].unit.length <= limit) size += this._queue[n++].unit.length;
@@ -417,6 +434,28 @@ export class HttpTransport {
           cancel();
           this._sendAbort = null;
           this._inFlight = [];
+        }
+        if (res.status === 413 && units.length > 1 && !isProtocolResponse(res)) {
+          // A proxy's request size limit (nginx's client_max_body_size is 1 MB by
+          // default), not the gateway's: the units go again, in bodies half that size.
+          // Failing the transport instead made the session rebind and send the same
+          // body again, for ever, and nothing reached the gateway.
+          discard(res);
+          this._sendCap = Math.max(Math.floor(body.length / 2), ...units.map((u) => u.unit.length));
+          this._queue.unshift(...units);
+          continue;
+        }
+        if (res.status === 413 && !isProtocolResponse(res)) {
+          // One unit, one frame mostly (a large publish), that the proxy will refuse
+          // every time: after a rebind the session would send it again, for ever. The
+          // session ends, saying why.
+          discard(res);
+          this._fail(
+            4002,
+            `a proxy between this client and the gateway refused a request of ${body.length} bytes (HTTP 413 Payload Too Large): ` +
+              "publish smaller messages, use the WebSocket transport, or raise the proxy's limit (nginx: client_max_body_size)",
+          );
+          return;
         }
         if (!res.ok) {
           await this._failWithAnswer(res, "send refused");
