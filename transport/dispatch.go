@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/caddy-mqtt/mqttgateway/session"
 )
 
@@ -190,6 +192,11 @@ func (s *Server) start(r *http.Request, unit []byte, conn session.Transport, tra
 			return nil, nil, false, e
 		}
 		s.refreshOrigin(sess, r)
+		// The pair of "connection lost; the session waits for a rebind".
+		if ce := s.logger().Check(zap.DebugLevel, "session rebound"); ce != nil {
+			ce.Write(zap.String("session", sess.IDString()), zap.String("user", sess.Info().User),
+				zap.String("transport", transport), zap.String("remote", r.RemoteAddr), zap.Uint64("replay_from", f.Received+1))
+		}
 		return sess, AppendBound(nil, f.Received+1, requests), false, nil
 	}
 	return nil, nil, false, session.Errorf(session.CodeBadRequest, "the first frame must be OPEN or BIND")
@@ -278,4 +285,12 @@ func (s *Server) refreshOrigin(sess *session.Session, r *http.Request) {
 		o, _ := s.Origin(r)
 		sess.SetOrigin(o)
 	}
+}
+
+// logger is the server's logger, or none.
+func (s *Server) logger() *zap.Logger {
+	if s.Log == nil {
+		return zap.NewNop()
+	}
+	return s.Log
 }
