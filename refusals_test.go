@@ -20,32 +20,8 @@ import (
 // at any level.
 func TestTheGatewaysRefusalsAreCountedAndLogged(t *testing.T) {
 	mq := startMosquitto(t)
-	logFile := filepath.Join(t.TempDir(), "gateway.log")
-	httpPort, metricsPort := freePort(t), freePort(t)
-	loadCaddy(t, adaptCaddyfile(t, fmt.Sprintf(`{
-	admin off
-	persist_config off
-	auto_https off
-	default_bind 127.0.0.1
-	log gateway {
-		output file %s
-		format json
-		include http.handlers.mqtt_gateway
-	}
-}
-http://127.0.0.1:%d {
-	mqtt_gateway /mqtt/* {
-		name refusals
-		broker main mqtt://127.0.0.1:%d
-		max_message_size 100B
-		max_publish_rate 1
-	}
-}
-http://127.0.0.1:%d {
-	metrics
-}
-`, logFile, httpPort, mq.port, metricsPort)))
-	c := dial(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort))
+	url, metricsPort, logFile := gatewayWithLogAndMetrics(t, "refusals", mq.port, "max_message_size 100B\n\t\tmax_publish_rate 1")
+	c := dial(t, url)
 	h := connectMain(t, c)
 	ctx := ctx10(t)
 	for _, tc := range []struct {
@@ -92,8 +68,29 @@ http://127.0.0.1:%d {
 // and nothing counted them.
 func TestRefusedOriginsAreEachLoggedAndCounted(t *testing.T) {
 	mq := startMosquitto(t)
-	logFile := filepath.Join(t.TempDir(), "gateway.log")
-	httpPort, metricsPort := freePort(t), freePort(t)
+	url, metricsPort, logFile := gatewayWithLogAndMetrics(t, "origins", mq.port, "allow_origins https://app.example.com")
+	for _, origin := range []string{"https://partner.example", "https://partner.example", "https://staging.example.com"} {
+		_, resp, err := websocket.DefaultDialer.Dial(url, http.Header{"Origin": {origin}})
+		if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("a page of %s: %v, want 403", origin, err)
+		}
+	}
+	expectMetrics(t, metricsPort, []string{`mqtt_gateway_refusals_total{action="open",code="4021",gateway="origins"} 3`})
+	awaitLogLines(t, logFile, `"origin":"https://staging.example.com"`, 1)
+	if n := logLines(logFile, `"origin":"https://partner.example"`); n != 2 {
+		t.Errorf("%d lines for https://partner.example, want 2", n)
+	}
+}
+
+// gatewayWithLogAndMetrics starts a gateway named name (broker "main" on
+// brokerPort, extra options) whose log goes to a JSON file, and Caddy's
+// metrics endpoint on a port of its own; it returns the gateway's
+// WebSocket URL, the metrics port and the log file.
+func gatewayWithLogAndMetrics(t *testing.T, name string, brokerPort int, extra string) (url string, metricsPort int, logFile string) {
+	t.Helper()
+	logFile = filepath.Join(t.TempDir(), "gateway.log")
+	httpPort := freePort(t)
+	metricsPort = freePort(t)
 	loadCaddy(t, adaptCaddyfile(t, fmt.Sprintf(`{
 	admin off
 	persist_config off
@@ -107,25 +104,14 @@ func TestRefusedOriginsAreEachLoggedAndCounted(t *testing.T) {
 }
 http://127.0.0.1:%d {
 	mqtt_gateway /mqtt/* {
-		name origins
+		name %s
 		broker main mqtt://127.0.0.1:%d
-		allow_origins https://app.example.com
+		%s
 	}
 }
 http://127.0.0.1:%d {
 	metrics
 }
-`, logFile, httpPort, mq.port, metricsPort)))
-	url := fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort)
-	for _, origin := range []string{"https://partner.example", "https://partner.example", "https://staging.example.com"} {
-		_, resp, err := websocket.DefaultDialer.Dial(url, http.Header{"Origin": {origin}})
-		if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
-			t.Fatalf("a page of %s: %v, want 403", origin, err)
-		}
-	}
-	expectMetrics(t, metricsPort, []string{`mqtt_gateway_refusals_total{action="open",code="4021",gateway="origins"} 3`})
-	awaitLogLines(t, logFile, `"origin":"https://staging.example.com"`, 1)
-	if n := logLines(logFile, `"origin":"https://partner.example"`); n != 2 {
-		t.Errorf("%d lines for https://partner.example, want 2", n)
-	}
+`, logFile, httpPort, name, brokerPort, extra, metricsPort)))
+	return fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort), metricsPort, logFile
 }
