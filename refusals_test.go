@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/gorilla/websocket"
@@ -20,7 +21,7 @@ import (
 // at any level.
 func TestTheGatewaysRefusalsAreCountedAndLogged(t *testing.T) {
 	mq := startMosquitto(t)
-	url, metricsPort, logFile := gatewayWithLogAndMetrics(t, "refusals", mq.port, "max_message_size 100B\n\t\tmax_publish_rate 1")
+	url, metricsPort, logFile := gatewayWithLogAndMetrics(t, "refusals", fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "max_message_size 100B\n\t\tmax_publish_rate 1")
 	c := dial(t, url)
 	h := connectMain(t, c)
 	ctx := ctx10(t)
@@ -68,7 +69,7 @@ func TestTheGatewaysRefusalsAreCountedAndLogged(t *testing.T) {
 // and nothing counted them.
 func TestRefusedOriginsAreEachLoggedAndCounted(t *testing.T) {
 	mq := startMosquitto(t)
-	url, metricsPort, logFile := gatewayWithLogAndMetrics(t, "origins", mq.port, "allow_origins https://app.example.com")
+	url, metricsPort, logFile := gatewayWithLogAndMetrics(t, "origins", fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "allow_origins https://app.example.com")
 	for _, origin := range []string{"https://partner.example", "https://partner.example", "https://staging.example.com"} {
 		_, resp, err := websocket.DefaultDialer.Dial(url, http.Header{"Origin": {origin}})
 		if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
@@ -82,11 +83,11 @@ func TestRefusedOriginsAreEachLoggedAndCounted(t *testing.T) {
 	}
 }
 
-// gatewayWithLogAndMetrics starts a gateway named name (broker "main" on
-// brokerPort, extra options) whose log goes to a JSON file, and Caddy's
+// gatewayWithLogAndMetrics starts a gateway named name (broker "main" at
+// brokerURL, extra options) whose log goes to a JSON file, and Caddy's
 // metrics endpoint on a port of its own; it returns the gateway's
 // WebSocket URL, the metrics port and the log file.
-func gatewayWithLogAndMetrics(t *testing.T, name string, brokerPort int, extra string) (url string, metricsPort int, logFile string) {
+func gatewayWithLogAndMetrics(t *testing.T, name, brokerURL, extra string) (url string, metricsPort int, logFile string) {
 	t.Helper()
 	logFile = filepath.Join(t.TempDir(), "gateway.log")
 	httpPort := freePort(t)
@@ -105,13 +106,35 @@ func gatewayWithLogAndMetrics(t *testing.T, name string, brokerPort int, extra s
 http://127.0.0.1:%d {
 	mqtt_gateway /mqtt/* {
 		name %s
-		broker main mqtt://127.0.0.1:%d
+		broker main %s
 		%s
 	}
 }
 http://127.0.0.1:%d {
 	metrics
 }
-`, logFile, httpPort, name, brokerPort, extra, metricsPort)))
+`, logFile, httpPort, name, brokerURL, extra, metricsPort)))
 	return fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort), metricsPort, logFile
+}
+
+// A frozen broker (its process stopped: the kernel still takes the TCP
+// connection, nothing answers CONNECT): the client hears 4041 after
+// connect_timeout, and operators read "broker connect failed" each time.
+// The line used to be lost when the client gave up first: the hub closed
+// with its last client before the attempt's own timeout reported.
+func TestAFrozenBrokerIsLogged(t *testing.T) {
+	mq := startMosquitto(t)
+	if err := mq.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mq.cmd.Process.Signal(syscall.SIGCONT) })
+	url, _, logFile := gatewayWithLogAndMetrics(t, "frozen", fmt.Sprintf("mqtt://127.0.0.1:%d {\n\t\t\tconnect_timeout 1s\n\t\t}", mq.port), "")
+	for i := range 3 {
+		c := dial(t, url)
+		if _, _, err := c.Connect(ctx10(t), session.ConnectParams{Broker: "main"}); errCode(err) != session.CodeBrokerUnavailable {
+			t.Fatalf("connect %d to a frozen broker: %v, want 4041", i, err)
+		}
+		c.Close() // its hub closes with it
+		awaitLogLines(t, logFile, `"msg":"broker connect failed","broker":"main"`, i+1)
+	}
 }

@@ -501,11 +501,20 @@ func (h *Hub) awaitUp(ctx context.Context, arrived time.Time) *Error {
 		}
 		return Errorf(CodeBrokerUnavailable, "broker %q connection closed", h.br().cfg.Name)
 	case <-ctx.Done():
-		h.mu.RLock()
-		defer h.mu.RUnlock()
+		h.mu.Lock()
+		defer h.mu.Unlock()
 		if h.lastErr != nil {
 			return h.lastErr
 		}
-		return Errorf(CodeBrokerUnavailable, "broker %q unavailable: no connection within %s", h.br().cfg.Name, time.Duration(h.br().cfg.ConnectTimeout))
+		e := Errorf(CodeBrokerUnavailable, "broker %q unavailable: no connection within %s", h.br().cfg.Name, time.Duration(h.br().cfg.ConnectTimeout))
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) && !h.up {
+			// A silent broker: the attempt in flight has not failed yet, and
+			// if this client was the hub's last, the hub closes before it
+			// does, with "broker connect failed" never logged. Operators
+			// hear it now, once (onConnectError logs its own cause after).
+			h.lastErr = e
+			h.log.Warn("broker connect failed", zap.String("broker", h.br().cfg.Name), zap.String("url", h.br().cfg.URL), zap.String("error", e.Message))
+		}
+		return e
 	}
 }
