@@ -60,13 +60,29 @@ export function recallTransport(base, now = Date.now) {
  */
 export function rememberTransport(base, name, now = Date.now) {
   const key = keyOf(base);
-  const entry = { name, at: now() };
+  // The same transport again keeps the day the probe found it: a page opened every
+  // day would otherwise keep a fallback (long polling behind a proxy since fixed) for
+  // ever, since a session that starts from the memory never probes above it.
+  const kept = recallTransport(base, now) === name ? recalledAt(key) : undefined;
+  const entry = { name, at: kept ?? now() };
   memory.set(key, entry);
   try {
     storage()?.setItem(PREFIX + key, JSON.stringify(entry));
   } catch {
     // quota or policy: the in-memory entry stands
   }
+}
+
+/** When the entry for key was made, if there is one. */
+function recalledAt(key) {
+  let entry = memory.get(key);
+  try {
+    const raw = storage()?.getItem(PREFIX + key);
+    if (raw) entry = JSON.parse(raw);
+  } catch {
+    // the in-memory entry will do
+  }
+  return typeof entry?.at === "number" ? entry.at : undefined;
 }
 
 /**

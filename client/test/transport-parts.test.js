@@ -70,6 +70,20 @@ describe("transport memory and order", () => {
     assert.equal(recallTransport(base), null);
   });
 
+  test("the same transport again does not make the memory last longer", () => {
+    // A page opened every day, starting from the memory: the day counts from the probe
+    // that found the transport, so a fallback is probed again after a day.
+    const base = `http://127.0.0.1:1/daily-${process.pid}`;
+    const hour = 3600 * 1000;
+    rememberTransport(base, "polling", () => 0);
+    rememberTransport(base, "polling", () => 20 * hour);
+    assert.equal(recallTransport(base, () => 23 * hour), "polling");
+    assert.equal(recallTransport(base, () => 25 * hour), null, "a day after the probe");
+    rememberTransport(base, "streaming", () => 20 * hour); // another transport starts anew
+    assert.equal(recallTransport(base, () => 30 * hour), "streaming");
+    forgetTransport(base);
+  });
+
   test("auto is WebSocket, then streaming, then long polling; attempts start at what worked", () => {
     assert.deepEqual(AUTO_ORDER, ["websocket", "streaming", "polling"]);
     assert.deepEqual(resolveTransports(undefined).map(([n]) => n), AUTO_ORDER);
