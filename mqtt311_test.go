@@ -137,6 +137,41 @@ func TestAPersistentSessionOnAnMQTT311Broker(t *testing.T) {
 	if f := nextMessage(t, c); string(f.Publish.Payload) != "while away" {
 		t.Fatalf("got %+v, want the message published while away", f)
 	}
+	// A fresh session that outlives its connection (Clean Start with an
+	// expiry) cannot be asked of a 3.1.1 broker: clean session 1 would end
+	// it with the connection, and the messages meanwhile would be lost.
+	fresh := session.ConnectParams{Broker: "main", ClientID: "v3-fresh", CleanStart: true, SessionExpiry: 3600}
+	if _, _, err := c.Connect(ctx, fresh); errCode(err) != session.CodeBrokerRejected || !strings.Contains(err.Error(), "Clean Start with a session expiry") {
+		t.Fatalf("Clean Start with an expiry: %v, want 4043", err)
+	}
+}
+
+// MQTT 5 allows a password without a user name (a token), MQTT 3.1.1 does
+// not: Mosquitto closed the connection without a word, and the client
+// waited connect_timeout for a misleading "closed without answering".
+func TestAPasswordWithoutUserNameOnAnMQTT311Broker(t *testing.T) {
+	mq := startMosquitto(t)
+	_, _, err := dial(t, gatewayWith311(t, mq.port)).Connect(ctx10(t), session.ConnectParams{Broker: "main", Password: []byte("token")})
+	if err != nil {
+		t.Fatalf("a CONNECT with a password only: %v", err)
+	}
+}
+
+// A port that answers in HTTP (Mosquitto's WebSocket listener given as
+// mqtt://) is named at once with 3.1.1 too: the translator took the answer
+// for packets, and the client waited connect_timeout for "connection
+// failed".
+func TestAnHTTPAnswerToAn311Connect(t *testing.T) {
+	wsPort := freePort(t)
+	startMosquittoWith(t, func(string) string {
+		return fmt.Sprintf("allow_anonymous true\nlistener %d 127.0.0.1\nprotocol websockets\n", wsPort)
+	})
+	waitPort(t, wsPort)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d {\n\t\t\tmqtt_version 3.1.1\n\t\t\tconnect_timeout 1h\n\t\t}", wsPort), "")
+	_, _, err := dial(t, url).Connect(ctx10(t), session.ConnectParams{Broker: "main"})
+	if errCode(err) != session.CodeBrokerUnavailable || !strings.Contains(err.Error(), "answered in HTTP") {
+		t.Fatalf("%v, want 4041 saying the broker answered in HTTP", err)
+	}
 }
 
 // An MQTT 3.1.1 broker's refused login is told as an MQTT 5 one's is: its

@@ -71,6 +71,12 @@ func newBrokerConn(conn net.Conn, unsent func(*brokerConn, uint16, []byte), will
 // read311 hands paho the broker's packets in their MQTT 5 form.
 func (c *brokerConn) read311(p []byte) (int, error) {
 	if len(c.pending) == 0 {
+		if !c.heard.Load() {
+			if err := c.notMQTT(); err != nil {
+				return 0, err
+			}
+		}
+		c.v311.shrink()
 		packet, err := c.v311.up(c.in, c.in)
 		if err != nil {
 			if !c.heard.Load() && closedByPeer(err) {
@@ -84,6 +90,27 @@ func (c *brokerConn) read311(p []byte) (int, error) {
 	n := copy(p, c.pending)
 	c.pending = c.pending[n:]
 	return n, nil
+}
+
+// notMQTT tells, by the broker's first byte, an answer in HTTP or TLS
+// (see Read) on a connection that reads MQTT 3.1.1: the translator would
+// take it for a packet, and the client wait connect_timeout for "connection
+// failed".
+func (c *brokerConn) notMQTT() error {
+	if _, ws := c.Conn.(*wsStream); ws {
+		return nil
+	}
+	first, err := c.in.Peek(1)
+	if err != nil {
+		return nil // up reads the error itself
+	}
+	switch first[0] {
+	case 'H':
+		return &unanswered{errors.New("an HTTP answer"), "the broker answered in HTTP (a WebSocket port? it needs ws:// or wss://)", true}
+	case 0x15:
+		return &unanswered{errors.New("a TLS alert"), "the broker answered in TLS (a TLS port? it needs mqtts://)", true}
+	}
+	return nil
 }
 
 // Read tells a connection on which the broker does not speak MQTT from

@@ -205,6 +205,10 @@ func (s *Session) Connect(req, handle uint64, p ConnectParams) {
 			return
 		}
 	}
+	if err := br.cfg.check311Connect(&p); err != nil {
+		s.result(req, err, 0)
+		return
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Client{sess: s, handle: handle, ctx: ctx, cancel: cancel, subs: map[string]byte{}, clientID: p.ClientID}
 	s.mu.Lock()

@@ -380,12 +380,13 @@ func (h *Hub) onConnectError(err error) {
 	if repeated {
 		log = h.log.Debug
 	}
-	// A web client's own credentials refused are the client's mistake, not
-	// the broker's trouble: "broker refused a client's credentials" tells
+	// A web client's own credentials refused (bad user name or password,
+	// not authorized, bad authentication method) are the client's mistake,
+	// not the broker's trouble: "broker refused a client's credentials" tells
 	// it at info, with the session, and this warning, which operators
 	// alert on, is for the gateway's own logins and for brokers out of
 	// reach.
-	if ce != nil && !configured {
+	if ce != nil && !configured && (ce.ReasonCode == 0x86 || ce.ReasonCode == 0x87 || ce.ReasonCode == 0x8C) {
 		log = h.log.Debug
 	}
 	// In words (paho's error ends "reason: 135): failed to connect to

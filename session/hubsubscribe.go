@@ -43,6 +43,12 @@ type filterState struct {
 	// late: the sessions that subscribed while the broker held the filter
 	// and its answer may still have been on its way (awaitLate).
 	late map[*member]awaited
+	// reask: the filter's SUBSCRIBE goes to the broker again, held as it
+	// is, for its answer: an MQTT 3.1.1 broker's retained messages for a
+	// late subscriber (retainedOnlyInAnswers). Not asked -1, which would
+	// leave the broker's subscription unknown to the reconciler should
+	// every session leave it first: no UNSUBSCRIBE would go.
+	reask bool
 }
 
 func (f *filterState) want() int8 {
@@ -107,13 +113,14 @@ func (h *Hub) subscribe(ctx context.Context, sess *Session, client uint64, filte
 	if first {
 		h.index.Add(filter, mb)
 	}
-	if h.up && fs.asked >= int8(qos) && fs.waiters == nil && retained && h.retainedOnlyInAnswers() {
+	reask := h.up && fs.asked >= int8(qos) && fs.waiters == nil && retained && h.retainedOnlyInAnswers()
+	if reask {
 		// An MQTT 3.1.1 broker, whose live retained messages come without
 		// the flag: no copy is current, so the broker answers again.
-		fs.asked = -1
+		fs.reask = true
 		h.answeredBefore(filter, mb)
 	}
-	if h.up && fs.asked >= int8(qos) && fs.waiters == nil {
+	if h.up && fs.asked >= int8(qos) && fs.waiters == nil && !reask {
 		// The broker holds the filter already: this session's retained
 		// messages come from the hub's copy, and nobody else sees them.
 		switch {

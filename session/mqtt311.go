@@ -157,7 +157,14 @@ func (t *mqtt311) connect(first byte, body []byte) ([]byte, error) {
 	if clean {
 		flags |= 0x02
 	}
-	out := make([]byte, 0, len(body))
+	// MQTT 5 allows a password without a user name, 3.1.1 does not
+	// (3.1.2.9): an empty user name goes with it, or Mosquitto closes the
+	// connection without a word.
+	emptyUser := flags&0x40 != 0 && flags&0x80 == 0
+	if emptyUser {
+		flags |= 0x80
+	}
+	out := make([]byte, 0, len(body)+2)
 	out = append(out, 0, 4, 'M', 'Q', 'T', 'T', 4, flags)
 	out = append(out, body[keepAliveEnd-2:keepAliveEnd]...)
 	start := r.i
@@ -174,6 +181,9 @@ func (t *mqtt311) connect(first byte, body []byte) ([]byte, error) {
 	if r.failed {
 		return nil, errMQTT311Packet
 	}
+	if emptyUser {
+		out = append(out, 0, 0)
+	}
 	out = append(out, body[r.i:]...) // user name and password, as they are
 	return withFixedHeader(first, out), nil
 }
@@ -186,6 +196,16 @@ func sessionExpiry(props []byte) uint32 {
 		return 0
 	}
 	return *p.SessionExpiryInterval
+}
+
+// shrink lets go of buffers a large packet grew, once it has been read:
+// kept, one 4 MiB message would hold 12 MiB for the connection's life (a
+// dedicated connection's, per web client).
+func (t *mqtt311) shrink() {
+	const keep = 64 << 10
+	if cap(t.body) > keep || cap(t.form) > keep || cap(t.in) > keep {
+		t.body, t.form, t.in = nil, nil, nil
+	}
 }
 
 // up reads the broker's next MQTT 3.1.1 packet from r and returns its MQTT
@@ -339,6 +359,17 @@ func refused311(broker, what string) *Error {
 func (b *BrokerConfig) check311Publish(p *PublishParams, what string) *Error {
 	if b.speaks311() && !p.Props.Empty() {
 		return refused311(b.Name, what)
+	}
+	return nil
+}
+
+// check311Connect refuses a Clean Start with a session expiry: a fresh
+// broker session that outlives the connection, which MQTT 3.1.1's one flag
+// cannot ask for (clean session 1 ends it with the connection, 0 resumes
+// an old one).
+func (b *BrokerConfig) check311Connect(p *ConnectParams) *Error {
+	if b.speaks311() && p.CleanStart && p.SessionExpiry > 0 {
+		return refused311(b.Name, "fresh session that outlives its connection (Clean Start with a session expiry): connect without Clean Start to keep a session, or without an expiry")
 	}
 	return nil
 }

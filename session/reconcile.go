@@ -75,8 +75,8 @@ func (h *Hub) reconcileOnce(ctx context.Context) bool {
 			want = 2
 		}
 		switch {
-		case want >= 0 && want > fs.asked:
-			fs.asked = want
+		case want >= 0 && (want > fs.asked || fs.reask):
+			fs.asked, fs.reask = want, false
 			subs = append(subs, subscribeOp{h.subscribeOptions(f, fs, byte(want)), fs.subID})
 			// Set before the SUBSCRIBE goes: its answer may be handled
 			// before subscribeOne sees the SUBACK.

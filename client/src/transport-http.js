@@ -441,8 +441,11 @@ export class HttpTransport {
           // Failing the transport instead made the session rebind and send the same
           // body again, for ever, and nothing reached the gateway.
           discard(res);
-          this._sendCap = Math.max(Math.floor(body.length / 2), ...units.map((u) => u.unit.length));
-          this._queue.unshift(...units);
+          // (Loops, not spread arguments: a batch may hold many thousand units.)
+          let largest = 0;
+          for (const u of units) largest = Math.max(largest, u.unit.length);
+          this._sendCap = Math.max(Math.floor(body.length / 2), largest);
+          this._queue = units.concat(this._queue);
           continue;
         }
         if (res.status === 413 && !isProtocolResponse(res)) {
