@@ -88,6 +88,9 @@ func (t *mqtt311) down(p []byte) ([]byte, error) {
 		r.skip(2)
 		n, _ := r.varInt()
 		r.skip(n)
+		if r.failed {
+			return nil, errMQTT311Packet
+		}
 		out = append(out, body[:2]...)
 		for !r.failed && r.i < len(body) {
 			start := r.i
@@ -103,6 +106,9 @@ func (t *mqtt311) down(p []byte) ([]byte, error) {
 		r.skip(2)
 		n, _ := r.varInt()
 		r.skip(n)
+		if r.failed {
+			return nil, errMQTT311Packet
+		}
 		out = append(out, body[:2]...)
 		filters := 0
 		for !r.failed && r.i < len(body) {

@@ -53,6 +53,8 @@ func FuzzMQTT311Up(f *testing.F) {
 func FuzzMQTT311Down(f *testing.F) {
 	f.Add([]byte("sensors/a"), byte(1), []byte("21.5"), []byte{0x10, 0x02, 0x00, 0x04})
 	f.Add([]byte(""), byte(0), []byte{}, []byte{0xe0, 0x01, 0x04})
+	f.Add([]byte("a"), byte(0), []byte{}, []byte{0x82, 0x01, 0x00}) // a SUBSCRIBE cut short
+	f.Add([]byte("a"), byte(0), []byte{}, []byte{0xa2, 0x00})       // an UNSUBSCRIBE with no body
 	f.Fuzz(func(t *testing.T, topic []byte, qos byte, payload, raw []byte) {
 		tr := &mqtt311{}
 		if len(raw) > 0 {
