@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -157,6 +158,9 @@ func eachGateway(name string, fn func(name string, g *gateway)) error {
 	}
 	return nil
 }
+
+// gatewayName is a gateway's name from its key in gateways.
+func gatewayName(key any) string { return strings.TrimPrefix(key.(string), "mqtt_gateway:") }
 
 // messageOr is the operator's message for the client, or def.
 func messageOr(s, def string) string {

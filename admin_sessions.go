@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -46,6 +45,3 @@ func (adminSessions) listSessions(w http.ResponseWriter, r *http.Request) error 
 	w.Header().Set("Content-Type", "application/json")
 	return json.NewEncoder(w).Encode(map[string][]listedSession{"sessions": list})
 }
-
-// gatewayName is a gateway's name from its key in gateways.
-func gatewayName(key any) string { return strings.TrimPrefix(key.(string), "mqtt_gateway:") }

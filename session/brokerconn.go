@@ -77,10 +77,10 @@ func (c *brokerConn) read311(p []byte) (int, error) {
 			}
 		}
 		c.v311.shrink()
-		packet, err := c.v311.up(c.in, c.in)
+		packet, err := c.v311.up(c.in)
 		if err != nil {
 			if !c.heard.Load() && closedByPeer(err) {
-				return 0, &unanswered{err, "the broker closed the connection without answering CONNECT (a TLS port, which needs mqtts://, or a broker that takes no more connections)", false}
+				return 0, closedUnanswered(err)
 			}
 			return 0, err
 		}
@@ -92,9 +92,9 @@ func (c *brokerConn) read311(p []byte) (int, error) {
 	return n, nil
 }
 
-// notMQTT tells, by the broker's first byte, an answer in HTTP or TLS
-// (see Read) on a connection that reads MQTT 3.1.1: the translator would
-// take it for a packet, and the client wait connect_timeout for "connection
+// notMQTT tells, by the broker's first byte, an answer in HTTP or TLS on a
+// connection that reads MQTT 3.1.1 (see Read): the translator would take
+// it for a packet, and the client wait connect_timeout for "connection
 // failed".
 func (c *brokerConn) notMQTT() error {
 	if _, ws := c.Conn.(*wsStream); ws {
@@ -104,13 +104,26 @@ func (c *brokerConn) notMQTT() error {
 	if err != nil {
 		return nil // up reads the error itself
 	}
-	switch first[0] {
+	return answerNotMQTT(first[0])
+}
+
+// answerNotMQTT names a broker's first byte that begins no MQTT packet: a
+// broker's first packet is CONNACK or AUTH (0x20, 0xf0); "H" is an HTTP
+// answer to the CONNECT, 0x15 a TLS alert. nil for any other byte.
+func answerNotMQTT(first byte) error {
+	switch first {
 	case 'H':
 		return &unanswered{errors.New("an HTTP answer"), "the broker answered in HTTP (a WebSocket port? it needs ws:// or wss://)", true}
 	case 0x15:
 		return &unanswered{errors.New("a TLS alert"), "the broker answered in TLS (a TLS port? it needs mqtts://)", true}
 	}
 	return nil
+}
+
+// closedUnanswered is a connection the broker closed (err) before it
+// answered CONNECT.
+func closedUnanswered(err error) error {
+	return &unanswered{err, "the broker closed the connection without answering CONNECT (a TLS port, which needs mqtts://; a broker that takes no more connections; or one that speaks only MQTT 3.1.1, as RabbitMQ before 3.13, which needs mqtt_version 3.1.1)", false}
 }
 
 // Read tells a connection on which the broker does not speak MQTT from
@@ -142,16 +155,11 @@ func (c *brokerConn) Read(p []byte) (int, error) {
 		if _, ws := c.Conn.(*wsStream); ws {
 			return n, err
 		}
-		// A broker's first packet is CONNACK or AUTH (0x20, 0xf0): "H" is
-		// an HTTP answer to the CONNECT, 0x15 a TLS alert.
-		switch p[0] {
-		case 'H':
-			return 0, &unanswered{errors.New("an HTTP answer"), "the broker answered in HTTP (a WebSocket port? it needs ws:// or wss://)", true}
-		case 0x15:
-			return 0, &unanswered{errors.New("a TLS alert"), "the broker answered in TLS (a TLS port? it needs mqtts://)", true}
+		if err := answerNotMQTT(p[0]); err != nil {
+			return 0, err
 		}
 	} else if _, plain := c.Conn.(*net.TCPConn); plain && err != nil && closedByPeer(err) {
-		return 0, &unanswered{err, "the broker closed the connection without answering CONNECT (a TLS port, which needs mqtts://; a broker that takes no more connections; or one that speaks only MQTT 3.1.1, as RabbitMQ before 3.13, which needs mqtt_version 3.1.1)", false}
+		return 0, closedUnanswered(err)
 	}
 	return n, err
 }

@@ -373,9 +373,7 @@ func (s *Session) Subscribe(req, handle uint64, filter string, qos byte, opts Su
 			return
 		}
 		if c.hub == nil {
-			err := notConnected(handle)
-			s.refused("subscribe", "", filter, err)
-			s.result(req, err, 0)
+			ownRefusal(notConnected(handle)) // it holds no subscription to drop
 			return
 		}
 		if err := c.hub.br().cfg.check311Subscribe(opts, c.hub.dedicated); err != nil {
@@ -394,9 +392,7 @@ func (s *Session) Subscribe(req, handle uint64, filter string, qos byte, opts Su
 		}
 		old, had := c.subs[filter]
 		if !had && len(c.subs) >= s.mgr.config().MaxSubscriptionsPerClient {
-			err := Errorf(CodeTooManySubscriptions, "at most %d subscriptions per client", s.mgr.config().MaxSubscriptionsPerClient)
-			s.refused("subscribe", c.brokerName(), filter, err)
-			s.result(req, err, 0)
+			ownRefusal(Errorf(CodeTooManySubscriptions, "at most %d subscriptions per client", s.mgr.config().MaxSubscriptionsPerClient))
 			return
 		}
 		// In force before the broker's SUBACK: a live message may follow it

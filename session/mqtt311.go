@@ -85,10 +85,7 @@ func (t *mqtt311) down(p []byte) ([]byte, error) {
 		}
 		out = append(out, body[:2]...) // the packet identifier: success
 	case packets.SUBSCRIBE:
-		r.skip(2)
-		n, _ := r.varInt()
-		r.skip(n)
-		if r.failed {
+		if !r.pastProperties() {
 			return nil, errMQTT311Packet
 		}
 		out = append(out, body[:2]...)
@@ -103,10 +100,7 @@ func (t *mqtt311) down(p []byte) ([]byte, error) {
 			out = append(out, opts&3) // the QoS; the rest is MQTT 5's
 		}
 	case packets.UNSUBSCRIBE:
-		r.skip(2)
-		n, _ := r.varInt()
-		r.skip(n)
-		if r.failed {
+		if !r.pastProperties() {
 			return nil, errMQTT311Packet
 		}
 		out = append(out, body[:2]...)
@@ -117,7 +111,7 @@ func (t *mqtt311) down(p []byte) ([]byte, error) {
 			out = append(out, body[start:r.i]...)
 			filters++
 		}
-		if r.failed || len(body) < 2 {
+		if r.failed {
 			return nil, errMQTT311Packet
 		}
 		t.mu.Lock()
@@ -138,6 +132,16 @@ func (t *mqtt311) down(p []byte) ([]byte, error) {
 		return nil, errMQTT311Packet
 	}
 	return withFixedHeader(p[0], out), nil
+}
+
+// pastProperties moves r past a SUBSCRIBE's or UNSUBSCRIBE's packet
+// identifier and properties, to its filters; false if the body is too
+// short for them.
+func (r *connectReader) pastProperties() bool {
+	r.skip(2)
+	n, _ := r.varInt()
+	r.skip(n)
+	return !r.failed
 }
 
 // connect turns an MQTT 5 CONNECT's body into an MQTT 3.1.1 CONNECT: the
@@ -214,9 +218,16 @@ func (t *mqtt311) shrink() {
 	}
 }
 
+// packetReader reads a broker's packets: its fixed header byte by byte,
+// its body whole.
+type packetReader interface {
+	io.Reader
+	io.ByteReader
+}
+
 // up reads the broker's next MQTT 3.1.1 packet from r and returns its MQTT
 // 5 form.
-func (t *mqtt311) up(r io.ByteReader, full io.Reader) ([]byte, error) {
+func (t *mqtt311) up(r packetReader) ([]byte, error) {
 	first, err := r.ReadByte()
 	if err != nil {
 		return nil, err
@@ -240,7 +251,7 @@ func (t *mqtt311) up(r io.ByteReader, full io.Reader) ([]byte, error) {
 		t.body = make([]byte, n)
 	}
 	body := t.body[:n]
-	if _, err := io.ReadFull(full, body); err != nil {
+	if _, err := io.ReadFull(r, body); err != nil {
 		return nil, err
 	}
 	return t.upPacket(first, body)

@@ -435,11 +435,13 @@ export class HttpTransport {
           this._sendAbort = null;
           this._inFlight = [];
         }
-        if (res.status === 413 && units.length > 1 && !isProtocolResponse(res)) {
-          // A proxy's request size limit (nginx's client_max_body_size is 1 MB by
-          // default), not the gateway's: the units go again, in bodies half that size.
-          // Failing the transport instead made the session rebind and send the same
-          // body again, for ever, and nothing reached the gateway.
+        // A proxy's request size limit (nginx's client_max_body_size is 1 MB by
+        // default), not the gateway's.
+        const proxyTooLarge = res.status === 413 && !isProtocolResponse(res);
+        if (proxyTooLarge && units.length > 1) {
+          // The units go again, in bodies half that size. Failing the transport
+          // instead made the session rebind and send the same body again, for ever,
+          // and nothing reached the gateway.
           discard(res);
           // (Loops, not spread arguments: a batch may hold many thousand units.)
           let largest = 0;
@@ -448,7 +450,7 @@ export class HttpTransport {
           this._queue = units.concat(this._queue);
           continue;
         }
-        if (res.status === 413 && !isProtocolResponse(res)) {
+        if (proxyTooLarge) {
           // One unit, one frame mostly (a large publish), that the proxy will refuse
           // every time: after a rebind the session would send it again, for ever. The
           // session ends, saying why.
