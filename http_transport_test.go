@@ -30,6 +30,13 @@ type httpSession struct {
 
 func post(t *testing.T, url string, body []byte, header map[string]string) (int, []transport.Frame) {
 	t.Helper()
+	status, _, frames := postSized(t, url, body, header)
+	return status, frames
+}
+
+// postSized is post that also returns the response body's size.
+func postSized(t *testing.T, url string, body []byte, header map[string]string) (status, size int, frames []transport.Frame) {
+	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/octet-stream")
 	for k, v := range header {
@@ -41,7 +48,6 @@ func post(t *testing.T, url string, body []byte, header map[string]string) (int,
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	var frames []transport.Frame
 	if err := transport.SplitUnit(b, func(fb []byte) error {
 		var f transport.Frame
 		if err := transport.Decode(fb, &f); err != nil {
@@ -52,7 +58,7 @@ func post(t *testing.T, url string, body []byte, header map[string]string) (int,
 	}); err != nil {
 		t.Fatalf("response of %s does not decode: %v (%x)", url, err, b)
 	}
-	return resp.StatusCode, frames
+	return resp.StatusCode, len(b), frames
 }
 
 func openPolling(t *testing.T, base string) *httpSession {
@@ -74,18 +80,24 @@ func (s *httpSession) send(unit []byte) {
 // poll returns the data frames of one poll and counts them.
 func (s *httpSession) poll() []transport.Frame {
 	s.t.Helper()
-	status, frames := post(s.t, s.base+"/poll", transport.AppendBind(nil, s.id, s.secret, s.received), nil)
+	data, _ := s.pollSized()
+	return data
+}
+
+// pollSized is poll that also returns the answer's size.
+func (s *httpSession) pollSized() (data []transport.Frame, size int) {
+	s.t.Helper()
+	status, size, frames := postSized(s.t, s.base+"/poll", transport.AppendBind(nil, s.id, s.secret, s.received), nil)
 	if status != 200 || len(frames) == 0 || frames[0].Type != transport.TypeBound || frames[0].Value != s.received+1 {
 		s.t.Fatalf("poll: %d %+v", status, frames)
 	}
-	var data []transport.Frame
 	for _, f := range frames[1:] {
 		if f.Type != transport.TypePing {
 			data = append(data, f)
 		}
 	}
 	s.received += uint64(len(data))
-	return data
+	return data, size
 }
 
 // pollUntil polls until n data frames arrived.

@@ -236,11 +236,11 @@ func (o *outbox) grow() {
 
 // take appends up to max unwritten frames to dst, marks them written, and
 // trims the replay window to its bounds. allow, when set, may stop the take
-// before a frame, given its size on the wire (a bandwidth budget).
-func (o *outbox) take(dst []Event, max int, allow func(wireSize int) bool) []Event {
+// before a frame (a bandwidth budget, an answer's size).
+func (o *outbox) take(dst []Event, max int, allow func(*slot) bool) []Event {
 	for o.sent+1 < o.next && max > 0 {
 		s := o.at(o.sent + 1)
-		if allow != nil && !allow(s.wireSize()) {
+		if allow != nil && !allow(s) {
 			break
 		}
 		e := s.event()

@@ -266,7 +266,7 @@ func (s *Session) DetachFor(t Transport, notice time.Duration) {
 // session's bandwidth budget holds frames back, the transport is woken
 // when they may go. When the session has ended, it returns the reason.
 func (s *Session) Take(dst []Event, limit int) ([]Event, *Error) {
-	return s.take(nil, dst, limit)
+	return s.take(nil, dst, limit, nil)
 }
 
 // TakeFor is Take for the writer of transport t: a transport the session
@@ -275,10 +275,26 @@ func (s *Session) Take(dst []Event, limit int) ([]Event, *Error) {
 // lost: the rebind's BOUND has told the client that the new connection
 // replays them.
 func (s *Session) TakeFor(t Transport, dst []Event, limit int) ([]Event, *Error) {
-	return s.take(t, dst, limit)
+	return s.take(t, dst, limit, nil)
 }
 
-func (s *Session) take(t Transport, dst []Event, limit int) ([]Event, *Error) {
+// Room bounds what one TakeWithin may take: frames of at most Bytes
+// together, each as Size measures it (its encoding on the wire). Unless
+// frames were taken before for the same answer (Started), the first frame
+// goes whatever its size: a frame larger than Bytes would never go.
+type Room struct {
+	Bytes   int
+	Started bool
+	Size    func(*Event) int
+}
+
+// TakeWithin is TakeFor for an answer of bounded size (a long poll's): it
+// stops before the first frame that does not fit in room.
+func (s *Session) TakeWithin(t Transport, dst []Event, limit int, room Room) ([]Event, *Error) {
+	return s.take(t, dst, limit, &room)
+}
+
+func (s *Session) take(t Transport, dst []Event, limit int, room *Room) ([]Event, *Error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed != nil {
@@ -288,13 +304,26 @@ func (s *Session) take(t Transport, dst []Event, limit int) ([]Event, *Error) {
 		return dst, nil
 	}
 	s.overSince = time.Time{} // the transport keeps up, for now
-	if s.bucket == nil {
+	if s.bucket == nil && room == nil {
 		return s.out.take(dst, limit, nil), nil
 	}
 	now := time.Now()
 	n := len(dst)
-	dst = s.out.take(dst, limit, func(size int) bool { return s.bucket.Allow(size, now) })
-	if size, ok := s.out.peek(); ok && len(dst)-n < limit {
+	full := false
+	dst = s.out.take(dst, limit, func(f *slot) bool {
+		if room != nil {
+			e := f.event()
+			size := room.Size(&e)
+			if size > room.Bytes && room.Started {
+				full = true
+				return false
+			}
+			room.Bytes -= size
+			room.Started = true
+		}
+		return s.bucket == nil || s.bucket.Allow(f.wireSize(), now)
+	})
+	if size, ok := s.out.peek(); ok && len(dst)-n < limit && !full && s.bucket != nil {
 		// The budget stopped the take.
 		s.budgetTimer.arm(now.Add(max(s.bucket.Wait(size, now), time.Millisecond)), now, func() func() { return s.budgetWake })
 	}

@@ -27,3 +27,39 @@ func fill(buf []byte, sess *session.Session, conn session.Transport, events []se
 		}
 	}
 }
+
+// fillWithin is fill for an answer of bounded size, a long poll's: at most
+// maxBytes in all (buf included; a single frame larger than that goes on
+// its own) and maxFrames data frames. What does not fit waits for the next
+// poll.
+func fillWithin(buf []byte, maxBytes, maxFrames int, sess *session.Session, conn session.Transport, events []session.Event) ([]byte, []session.Event, *session.Error) {
+	taken := 0
+	for {
+		room := session.Room{Bytes: maxBytes - len(buf), Started: taken > 0, Size: frameSize}
+		want := min(batchFrames, maxFrames-taken)
+		var ended *session.Error
+		events, ended = sess.TakeWithin(conn, events[:0], want, room)
+		for i := range events {
+			buf = AppendEvent(buf, &events[i])
+		}
+		n := len(events)
+		clear(events)
+		taken += n
+		if n == 0 && ended != nil {
+			return AppendEnd(buf, ended.Code, ended.Message), events, ended
+		}
+		if n < want || taken >= maxFrames || len(buf) >= maxBytes {
+			return buf, events, nil
+		}
+	}
+}
+
+// frameSize is the size of e's frame on the wire. A message's encoding is
+// the one its every subscriber shares, made here if no transport has yet.
+func frameSize(e *session.Event) int {
+	if e.Kind == session.EventMessage {
+		return len(e.Msg.Encoded(EncodeMessage))
+	}
+	var scratch [128]byte
+	return len(AppendEvent(scratch[:0], e))
+}

@@ -28,6 +28,11 @@ const (
 	streamBytes = 4 << 20
 	// pollWait is the longest a poll waits for something to send.
 	pollWait = 20 * time.Second
+	// pollBytes bounds a poll's answer: what is queued past it goes with
+	// the next poll, which the client sends at once. Proxies limit response
+	// sizes (squid's reply_body_max_size), and a poll answering a large
+	// backlog at once would hold all of it in one buffer.
+	pollBytes = 64 << 10
 )
 
 // httpConn is the session.Transport of one streaming or polling response.
@@ -274,9 +279,14 @@ func (s *Server) ServePoll(w http.ResponseWriter, r *http.Request) error {
 	buf := first
 	events := make([]session.Event, 0, batchFrames)
 	stopping := s.stops.stopping(r)
+	// An answer is at most pollBytes and, so that one lost on its way can
+	// be replayed to the next poll, within the replay window (PROTOCOL.md,
+	// HTTP long polling).
+	cfg := s.Manager.Config()
+	maxBytes, maxFrames := min(pollBytes, cfg.ReplayBytes), cfg.ReplayFrames
 	for {
 		var ended *session.Error
-		buf, events, ended = fill(buf, sess, conn, events)
+		buf, events, ended = fillWithin(buf, maxBytes, maxFrames, sess, conn, events)
 		// A new session's OPENED is an answer by itself: the client needs
 		// the session id before it can send anything.
 		if opened || len(buf) > len(first) || ended != nil || conn.closed() {

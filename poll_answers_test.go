@@ -1,0 +1,75 @@
+package mqttgateway
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/caddy-mqtt/mqttgateway/session"
+	"github.com/caddy-mqtt/mqttgateway/transport"
+)
+
+// A long-polling client that comes back to a backlog gets it in answers of
+// bounded size, poll after poll, and each answer fits the replay window: a
+// lost one is replayed to the next poll. (A poll answered everything
+// queued at once: up to max_queued_bytes in one body, which proxies with
+// a response-size limit refuse, and past replay_frames an answer lost on
+// its way lost its session and messages with it.)
+func TestALongPollAnswersABacklogInBoundedParts(t *testing.T) {
+	mq := startMosquitto(t)
+	wsURL, httpPort := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "heartbeat 2s")
+	base := fmt.Sprintf("http://127.0.0.1:%d/mqtt", httpPort)
+	const answerBytes = 64 << 10 // transport.pollBytes, as PROTOCOL.md documents it
+
+	s := openPolling(t, base)
+	s.send(append(transport.AppendConnect(nil, 1, 1, &session.ConnectParams{Broker: "main"}),
+		transport.AppendSubscribe(nil, 2, 1, "backlog/#", 1, 0)...))
+	if r := s.pollUntil(2); r[0].Code != 0 || r[1].Code != 0 {
+		t.Fatalf("connect and subscribe: %+v", r)
+	}
+
+	pub := dial(t, wsURL)
+	h := connectMain(t, pub)
+	for _, c := range []struct {
+		what      string
+		n, size   int
+		maxFrames int
+	}{
+		{"many small messages", 2000, 20, DefaultReplayFrames},
+		{"large messages", 300, 4000, answerBytes / 4000},
+	} {
+		topic := fmt.Sprintf("backlog/%d", c.size)
+		expectResults(t, publishAll(t, pub, h, topic, c.n, c.size), c.n, 0, c.what)
+		time.Sleep(300 * time.Millisecond) // the last ones on their way from the broker
+
+		first, size := s.pollSized()
+		if size > answerBytes || len(first) > c.maxFrames || len(first) == 0 {
+			t.Fatalf("%s: the first answer has %d frames in %d bytes, want at most %d frames in %d bytes",
+				c.what, len(first), size, c.maxFrames, answerBytes)
+		}
+		s.received -= uint64(len(first)) // that answer never arrived
+		again, _ := s.pollSized()
+		if len(again) == 0 || again[0].Type != transport.TypeMessage || again[0].Publish.Topic != topic {
+			t.Fatalf("%s: the answer after a lost one starts with %+v, want the lost one's first message", c.what, again)
+		}
+		got := len(again)
+		polls := 2
+		for got < c.n {
+			data, size := s.pollSized()
+			if size > answerBytes+c.size {
+				t.Fatalf("%s: an answer of %d bytes", c.what, size)
+			}
+			for _, f := range data {
+				if f.Type != transport.TypeMessage || f.Publish.Topic != topic || len(f.Publish.Payload) != c.size {
+					t.Fatalf("%s: unexpected frame %+v", c.what, f)
+				}
+			}
+			got += len(data)
+			polls++
+		}
+		if got != c.n {
+			t.Fatalf("%s: %d messages arrived, want %d", c.what, got, c.n)
+		}
+		t.Logf("%s: %d messages in %d polls", c.what, c.n, polls)
+	}
+}
