@@ -1,11 +1,14 @@
 package mqttgateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -333,5 +336,69 @@ func TestAdminListsSessions(t *testing.T) {
 			t.Fatalf("a dropped connection's session: %+v, want it listed, not connected", one)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A session that moved (a dropped connection rebound from another address,
+// a move down to long polling) is listed and logged where it is now, not
+// only where it opened: on call, "which proxy is this user behind now".
+func TestASessionIsListedAndLoggedWhereItIsNow(t *testing.T) {
+	mq := startMosquitto(t)
+	adminPort, httpPort := freePort(t), freePort(t)
+	logFile := filepath.Join(t.TempDir(), "gateway.log")
+	loadCaddy(t, adaptCaddyfile(t, fmt.Sprintf(`{
+	admin 127.0.0.1:%d
+	persist_config off
+	auto_https off
+	default_bind 127.0.0.1
+	log gateway {
+		output file %s
+		format json
+		include http.handlers.mqtt_gateway
+	}
+}
+http://127.0.0.1:%d {
+	mqtt_gateway /mqtt/* {
+		broker main mqtt://127.0.0.1:%d
+	}
+}
+`, adminPort, logFile, httpPort, mq.port)))
+	base := fmt.Sprintf("http://127.0.0.1:%d/mqtt", httpPort)
+
+	// Opened over long polling on one connection, rebound on a stream over
+	// another.
+	s := openPolling(t, base)
+	other := &http.Client{Transport: &http.Transport{}}
+	t.Cleanup(other.CloseIdleConnections)
+	req, _ := http.NewRequest(http.MethodPost, base+"/stream", bytes.NewReader(transport.AppendBind(nil, s.id, s.secret, 0)))
+	resp, err := other.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("rebind on a stream: %v %v", resp, err)
+	}
+	defer resp.Body.Close()
+
+	resp2, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/mqtt_gateway/sessions?session=%x", adminPort, s.id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp2.Body.Close()
+	var got struct{ Sessions []listedSession }
+	if err := json.NewDecoder(resp2.Body).Decode(&got); err != nil || len(got.Sessions) != 1 {
+		t.Fatalf("listing: %v %+v", err, got)
+	}
+	l := got.Sessions[0]
+	if l.Transport != "polling" || l.LastTransport != "streaming" || l.LastRemote == l.Remote || !strings.HasPrefix(l.LastRemote, "127.0.0.1:") {
+		t.Fatalf("listed: transport %q remote %q, last_transport %q last_remote %q; want polling, then streaming from another address",
+			l.Transport, l.Remote, l.LastTransport, l.LastRemote)
+	}
+
+	// The client closes its session: the line says where it was.
+	post(t, base+"/send", append(transport.AppendSend(nil, s.id, s.secret, 0, false), transport.AppendEnd(nil, 1000, "bye")...), nil)
+	awaitLogLines(t, logFile, `"msg":"session closed"`, 1)
+	line := fmt.Sprintf(`"remote":%q,`, l.Remote)
+	last := fmt.Sprintf(`"last_remote":%q,"last_transport":"streaming"`, l.LastRemote)
+	if logLines(logFile, line) != 2 || logLines(logFile, last) != 1 { // opened and closed; closed
+		data, _ := os.ReadFile(logFile)
+		t.Fatalf("the log does not say where the session was at its close (%s):\n%s", last, data)
 	}
 }

@@ -86,6 +86,10 @@ type Session struct {
 	// The bandwidth budget's wake-up (Take).
 	budgetTimer sessionTimer
 
+	// The latest connection's address and transport (Rebound): on call,
+	// where the client is now, not where it opened the session.
+	lastRemote, lastTransport string
+
 	// Set at open by the authenticate hook and the transport.
 	origin       any
 	capFrequency float64 // per-user cap on max_frequency, 0: none
@@ -156,6 +160,14 @@ func (s *Session) Rebind(t Transport, received uint64) (uint64, *Error) {
 		return 0, err
 	}
 	return s.requests.Load(), nil
+}
+
+// Rebound records the address and transport of a connection that rebound
+// the session, for the logs and the admin API.
+func (s *Session) Rebound(remote, transport string) {
+	s.mu.Lock()
+	s.lastRemote, s.lastTransport = remote, transport
+	s.mu.Unlock()
 }
 
 // CountRequest counts a request frame received from the client.
@@ -601,6 +613,7 @@ func (s *Session) finish() {
 	s.gate = nil // deliver no longer admits (closed)
 	reason, left := s.closed, s.left
 	frames, conflated, dropped := s.out.next-1, s.conflated, s.dropped
+	lastRemote, lastTransport := s.lastRemote, s.lastTransport
 	s.mu.Unlock()
 	// A will is for a client that vanished: the session expired, broke the
 	// protocol, was ended by the gateway, or its page went away (Leave). A
@@ -619,5 +632,6 @@ func (s *Session) finish() {
 	s.log.Info("session closed", zap.String("session", s.IDString()), zap.String("user", s.info.User),
 		zap.String("remote", s.info.RemoteAddr), zap.String("client_ip", s.info.ip()), zap.String("transport", s.info.Transport), zap.Uint32("code", uint32(reason.Code)),
 		zap.String("reason", reason.Message), zap.Duration("duration", time.Since(s.created)),
-		zap.Uint64("frames", frames), zap.Uint64("conflated", conflated), zap.Uint64("dropped", dropped))
+		zap.Uint64("frames", frames), zap.Uint64("conflated", conflated), zap.Uint64("dropped", dropped),
+		zap.String("last_remote", lastRemote), zap.String("last_transport", lastTransport))
 }

@@ -21,6 +21,11 @@ type SessionStatus struct {
 	ClientIP  string    `json:"client_ip"` // as Caddy's trusted_proxies resolved it
 	Transport string    `json:"transport"` // at open
 	Opened    time.Time `json:"opened"`
+	// LastRemote and LastTransport are the latest connection's (the same
+	// as at open until the client rebinds: a dropped connection, a move
+	// to another transport, every long poll).
+	LastRemote    string `json:"last_remote"`
+	LastTransport string `json:"last_transport"`
 	// Connected: a connection is bound; false: the session waits for the
 	// client to rebind, until session_timeout.
 	Connected bool `json:"connected"`
@@ -97,6 +102,8 @@ func (s *Session) status() SessionStatus {
 		ClientIP:      s.ip,
 		Transport:     s.info.Transport,
 		Opened:        s.created,
+		LastRemote:    s.lastRemote,
+		LastTransport: s.lastTransport,
 		Connected:     s.conn != nil,
 		MaxFrequency:  s.capFrequency,
 		Frames:        s.out.next - 1,

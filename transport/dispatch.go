@@ -192,6 +192,7 @@ func (s *Server) start(r *http.Request, unit []byte, conn session.Transport, tra
 			return nil, nil, false, e
 		}
 		s.refreshOrigin(sess, r)
+		sess.Rebound(r.RemoteAddr, transport)
 		// The pair of "connection lost; the session waits for a rebind".
 		if ce := s.logger().Check(zap.DebugLevel, "session rebound"); ce != nil {
 			ce.Write(zap.String("session", sess.IDString()), zap.String("user", sess.Info().User),
