@@ -278,6 +278,27 @@ func TestExampleCaddyfileAdapts(t *testing.T) {
 	}
 }
 
+// The cluster example's Caddyfiles adapt as its comments run them, each
+// instance with its own admin address (the admin API acts on one instance).
+func TestClusterExampleAdapts(t *testing.T) {
+	t.Setenv("GATEWAY_PORT", "8082")
+	t.Setenv("ADMIN_PORT", "2022")
+	t.Setenv("MQTT_URL", "mqtt://127.0.0.1:1883")
+	for _, f := range []string{"examples/cluster/gateway.Caddyfile", "examples/cluster/balancer.Caddyfile"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		js, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt(b, map[string]any{"filename": f})
+		if err != nil || len(warnings) > 0 {
+			t.Fatalf("%s: %v %v", f, err, warnings)
+		}
+		if strings.Contains(f, "gateway") && !bytes.Contains(js, []byte(`"admin":{"listen":"127.0.0.1:2022"}`)) {
+			t.Fatalf("%s: no admin endpoint of its own: %s", f, js)
+		}
+	}
+}
+
 // A broker URL from an unset environment variable says which placeholder
 // it was, not just what remained of it.
 func TestBrokerURLFromAnUnsetVariable(t *testing.T) {
