@@ -148,6 +148,27 @@ func TestReloadChangingOneBroker(t *testing.T) {
 	}
 }
 
+// A reload that only spells out a default (mqtt_version 5) changes no
+// broker: its clients notice nothing. (The JSON differed, "" against "5",
+// and the broker's connection was closed and made again.)
+func TestReloadSpellingOutTheDefaultMQTTVersion(t *testing.T) {
+	mq := startMosquitto(t)
+	httpPort := freePort(t)
+	options := ""
+	reload := adminCaddy(t, func() string {
+		return fmt.Sprintf("http://127.0.0.1:%d {\n mqtt_gateway /mqtt/* {\n broker main mqtt://127.0.0.1:%d {\n%s\n }\n }\n}\n", httpPort, mq.port, options)
+	})
+	c := dial(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort))
+	connectSubscribe(t, c, "t", 0)
+
+	options = "mqtt_version 5"
+	reload()
+	mosquittoPub(t, mq.port, "-t", "t", "-m", "after the reload")
+	if f := nextMessage(t, c); f.Type != transport.TypeMessage || string(f.Publish.Payload) != "after the reload" {
+		t.Fatalf("the client saw %+v first: it should have noticed nothing", f)
+	}
+}
+
 // A reload that removes a broker takes its series out of the metrics: left
 // at 0, broker_connections_up kept an alert firing for a broker no longer
 // configured, until Caddy restarted. The other broker's stay, and the

@@ -133,6 +133,9 @@ func (b *BrokerConfig) Prepare() error {
 	if err := CheckMQTTVersion(b.MQTTVersion); err != nil {
 		return fmt.Errorf("broker %q: %v", b.Name, err)
 	}
+	if b.MQTTVersion == "" {
+		b.MQTTVersion = "5" // as the other defaults: spelling it out is no change on reload
+	}
 	if b.Embedded != nil {
 		if b.MQTTVersion == MQTT311 {
 			return fmt.Errorf("broker %q: mqtt_version %s applies to external brokers only (the embedded broker speaks MQTT 5)", b.Name, MQTT311)
