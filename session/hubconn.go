@@ -360,7 +360,7 @@ func (h *Hub) onConnectError(err error) {
 	var e *Error
 	var ce *autopaho.ConnackError
 	var answer *unanswered
-	answered := errors.As(err, &answer) && answer.answered
+	answered := errors.As(err, &answer) && answer.answered || lastingTLS(err)
 	switch {
 	case errors.As(err, &ce):
 		e = Errorf(CodeBrokerRefused, "broker %q refused the connection: %s", h.br().cfg.Name, reason(ce.ReasonCode, ce.Reason))
@@ -401,8 +401,9 @@ func (h *Hub) onConnectError(err error) {
 	}
 	log("broker connect failed", fields...)
 	// A waiting client hears a refusal at once: the broker will answer
-	// the next attempt the same way. An unreachable shared broker may come
-	// back within connect_timeout (a restart), so its waiters wait for it.
+	// the next attempt the same way (so for an answer not in MQTT 5 and a
+	// TLS failure that lasts). An unreachable shared broker may come back
+	// within connect_timeout (a restart), so its waiters wait for it.
 	if h.dedicated || ce != nil || answered {
 		select {
 		case h.refErr <- e:

@@ -139,3 +139,21 @@ func TrimText(s string) string {
 	}
 	return s[:cut] + "…"
 }
+
+// lastingTLS reports whether err is a TLS failure that the next attempt
+// will meet again until someone changes a certificate or the config: the
+// broker's certificate not trusted or not for its name, an answer that is
+// not TLS, the broker refusing the handshake (a client certificate it
+// wants). Waiting clients are told at once, as of a refused CONNECT.
+// (Refused or timed-out connections, and unknown host names, wait for
+// connect_timeout: a restarting broker, or one whose DNS record comes and
+// goes with it, answers within it.)
+func lastingTLS(err error) bool {
+	var unknownCA x509.UnknownAuthorityError
+	var wrongHost x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var notTLS tls.RecordHeaderError
+	var alert tls.AlertError
+	return errors.As(err, &unknownCA) || errors.As(err, &wrongHost) || errors.As(err, &invalid) ||
+		errors.As(err, &notTLS) || errors.As(err, &alert) || tlsAlert(err) != ""
+}
