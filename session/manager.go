@@ -169,6 +169,7 @@ type Manager struct {
 func NewManager(cfg Config) (*Manager, error) {
 	m := &Manager{brokers: map[string]*brokerRuntime{},
 		sessions: map[[16]byte]*Session{}, hubs: map[string]*Hub{}, metrics: newMetrics(cfg.Name)}
+	m.metrics.Queued = newQueueCollector(m, cfg.Name)
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}

@@ -40,6 +40,8 @@ type Metrics struct {
 	// NotificationsDropped counts, by action, notifications the authorize
 	// hook was not sent: their session had NotifyQueueLen waiting.
 	NotificationsDropped *prometheus.CounterVec
+	// Queued reports the sessions' unwritten frames when scraped.
+	Queued *queueCollector
 }
 
 func newMetrics(gateway string) *Metrics {
@@ -82,8 +84,6 @@ func newMetrics(gateway string) *Metrics {
 	}
 }
 
-// Register adds the collectors to a registry; collectors already there
-// (the same config registering twice) are fine.
 // forgetBroker drops the series of a broker a reload removed: left at 0,
 // broker_connections_up would keep an alert firing for a broker that is no
 // longer configured. Its hubs are out of the gauges already (retireLocked),
@@ -95,10 +95,13 @@ func (m *Metrics) forgetBroker(name string) {
 	m.BrokerClients.DeletePartialMatch(prometheus.Labels{"broker": name})
 }
 
+// Register adds the collectors to a registry; collectors already there
+// (the same config registering twice) are fine.
 func (m *Metrics) Register(r prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{m.Sessions, m.SessionsOpened, m.SessionsClosed, m.Connections,
 		m.BrokerClients, m.BrokerUp, m.Subscriptions, m.MessagesIn, m.MessagesOut, m.Conflated, m.Dropped,
-		m.BytesOut, m.Publishes, m.Recoveries, m.SendsRefused, m.HookCalls, m.HookDuration, m.RequestsRefused, m.Refusals, m.NotificationsDropped} {
+		m.BytesOut, m.Publishes, m.Recoveries, m.SendsRefused, m.HookCalls, m.HookDuration, m.RequestsRefused, m.Refusals, m.NotificationsDropped,
+		m.Queued} {
 		if err := r.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {
