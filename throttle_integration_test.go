@@ -128,12 +128,16 @@ func TestMaxFrequencyAccuracy(t *testing.T) {
 		defer close(done)
 		publishAt(t, pub, manyTopics, 500, 50, 8, 0) // 10 msg/s per topic
 	}()
+	started := time.Now()
 	publishAt(t, pub, []string{"freq/single"}, 1000, 100, 8, 0) // 10 s
+	// On a loaded machine the publisher takes longer than 10 s, and the
+	// limit lets more through over the longer time.
+	publishing := time.Since(started)
 	<-done
 	single, many := <-singleCh, <-manyCh
 
-	if len(single) < 15 || len(single) > 22 {
-		t.Fatalf("%d deliveries in ~10 s at 2/s", len(single))
+	if most := 2*int(publishing.Seconds()+1) + 2; len(single) < 15 || len(single) > most {
+		t.Fatalf("%d deliveries in %s at 2/s, want 15 to %d", len(single), publishing.Round(time.Millisecond), most)
 	}
 	for i := range single {
 		n := 0
@@ -209,8 +213,9 @@ func dialCapped(t *testing.T, url string, bytesPerSecond int) *gwclient.Client {
 	return c
 }
 
-// A session capped at 10 kbit/s receiving a 100 kbit/s stream stays within
-// 10% of the cap over 10 s, and ends on the latest values.
+// A session capped at 10 kbit/s receiving a 100 kbit/s stream stays under
+// the cap (10% for framing) and near it over 10 s, and ends on the latest
+// values.
 func TestMaxBandwidthCap(t *testing.T) {
 	mq := startMosquitto(t)
 	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
@@ -225,8 +230,12 @@ func TestMaxBandwidthCap(t *testing.T) {
 	got := c.BytesIn.Load() - start
 	rate := float64(got) / elapsed.Seconds()
 	t.Logf("received %d bytes in %s: %.0f B/s against a cap of 1250 B/s", got, elapsed.Round(time.Millisecond), rate)
-	if rate < 1250*0.9 || rate > 1250*1.1 {
-		t.Fatalf("rate %.0f B/s is not within 10%% of 1250 B/s", rate)
+	// The cap's promise is the upper bound. The lower one catches a cap
+	// that throttles well below itself; it leaves room for a loaded
+	// machine (the whole suite with -race on 2 cores), whose late timers
+	// cost a capped session some of its budget.
+	if rate < 1250*0.8 || rate > 1250*1.1 {
+		t.Fatalf("rate %.0f B/s is not within -20%%/+10%% of 1250 B/s", rate)
 	}
 	last := map[string]uint64{}
 	for _, a := range collect(c, time.Now().Add(2*time.Second)) {
