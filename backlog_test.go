@@ -333,3 +333,40 @@ http://127.0.0.1:%d {
 `, httpPort, name, brokerPort, extra, hooks.Listener.Addr(), metricsPort))
 	return fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort), metricsPort
 }
+
+// A hung authorize hook: the first of a client's queued publishes fails
+// with 4022 after hook_timeout, and the ones already waiting behind it
+// fail with it, at once (within 10 s), without asking the hook
+// again: each used to wait hook_timeout in turn (here 30 s in all), and
+// the client's later requests behind them. A request that comes after
+// asks the hook again, and one the hook answers goes through.
+func TestRequestsBehindAHungHookFailWithIt(t *testing.T) {
+	mq := startMosquitto(t)
+	hook := &holdingHook{}
+	url := gatewayWithHook(t, mq.port, "authorize", "hook_timeout 1s", hook.ServeHTTP)
+	ctx := ctx10(t)
+	a := dial(t, url)
+	ha := connectSubscribe(t, a, "free/#", 0)
+
+	arrived := hook.hold() // and never released: a hung hook service
+	const n = 30
+	results := publishAll(t, a, ha, "held/x", n, 10)
+	<-arrived
+	deadline := time.After(10 * time.Second)
+	for i := range n {
+		select {
+		case err := <-results:
+			if errCode(err) != session.CodeHookUnavailable {
+				t.Fatalf("publish %d behind the hung hook: %v, want %d", i, err, session.CodeHookUnavailable)
+			}
+		case <-deadline:
+			t.Fatalf("%d of %d publishes behind a hung hook answered in 10 s (hook_timeout 1s each)", i, n)
+		}
+	}
+	if err := a.Publish(ctx, ha, session.PublishParams{Topic: "free/x", QoS: 1, Payload: []byte("after")}); err != nil {
+		t.Fatalf("a publish after the others failed, which the hook answers: %v", err)
+	}
+	if f := nextMessage(t, a); f.Type != transport.TypeMessage || string(f.Publish.Payload) != "after" {
+		t.Fatalf("got %+v, want the later publish", f)
+	}
+}

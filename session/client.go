@@ -56,8 +56,11 @@ type Client struct {
 	ackHub         *Hub // copy of hub for ACKs, which bypass the request queue
 
 	// Owned by the request goroutine.
-	hub  *Hub
-	subs map[string]byte // filter → QoS
+	// hookGaveUp is when the authorize hook last failed to answer one of
+	// the client's requests in time (hookgaveup.go).
+	hookGaveUp time.Time
+	hub        *Hub
+	subs       map[string]byte // filter → QoS
 	// opts: the options of subs on a shared connection, which the gateway
 	// applies (SubscribeOptions).
 	opts map[string]SubscribeOptions
@@ -386,7 +389,7 @@ func (s *Session) Subscribe(req, handle uint64, filter string, qos byte, opts Su
 			fail(err)
 			return
 		}
-		if err := s.authorize(c.ctx, Action{Kind: "subscribe", Broker: c.hub.br().cfg.Name, ClientID: c.clientID, Topic: filter, QoS: qos}); err != nil {
+		if err := c.authorize(arrived, Action{Kind: "subscribe", Broker: c.hub.br().cfg.Name, ClientID: c.clientID, Topic: filter, QoS: qos}); err != nil {
 			fail(err)
 			return
 		}
@@ -532,7 +535,7 @@ func (s *Session) Publish(req, handle uint64, p PublishParams) {
 			ownRefusal(c.brokerName(), err)
 			return
 		}
-		if err := s.authorize(c.ctx, Action{Kind: "publish", Broker: c.hub.br().cfg.Name, ClientID: c.clientID, Topic: p.Topic,
+		if err := c.authorize(arrived, Action{Kind: "publish", Broker: c.hub.br().cfg.Name, ClientID: c.clientID, Topic: p.Topic,
 			QoS: p.QoS, Retain: p.Retain, Size: len(p.Payload), ResponseTopic: p.Props.responseTopic()}); err != nil {
 			refuse(err)
 			return

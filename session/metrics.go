@@ -78,7 +78,7 @@ func newMetrics(gateway string) *Metrics {
 		RequestsRefused: counter("requests_refused_total",
 			"Requests answered 4051 at once, by action: their session already had max_queued_frames or max_queued_bytes of requests waiting for the broker or a hook.", "action"),
 		Refusals: counter("refusals_total",
-			"Requests the gateway refused itself, by action (publish, subscribe) and code: 4030 invalid topic, 4031 invalid filter, 4032 too large, 4033 invalid QoS, 4051 max_publish_rate or too many requests waiting, 4053 too many subscriptions, 4043 what an MQTT 3.1.1 broker cannot carry, 4003 bad request (not connected, bad properties); open 4021: a page's origin not in allow_origins. Hook denials are in hook_calls_total.", "action", "code"),
+			"Requests the gateway refused itself, by action (publish, subscribe) and code: 4030 invalid topic, 4031 invalid filter, 4032 too large, 4033 invalid QoS, 4051 max_publish_rate or too many requests waiting, 4053 too many subscriptions, 4043 what an MQTT 3.1.1 broker cannot carry, 4003 bad request (not connected, bad properties), 4022 waiting behind a request the authorize hook did not answer within hook_timeout; open 4021: a page's origin not in allow_origins. Hook denials are in hook_calls_total.", "action", "code"),
 		NotificationsDropped: counter("hook_notifications_dropped_total",
 			fmt.Sprintf("Notifications (unsubscribe, disconnect) not sent to the authorize hook, by action: their session had %d waiting for it.", NotifyQueueLen), "action"),
 	}

@@ -143,11 +143,7 @@ func (m *Manager) closeNotesWait() time.Duration {
 	if cfg == nil || cfg.Policy == nil {
 		return 0
 	}
-	timeout := cfg.HookTimeout
-	if timeout <= 0 {
-		timeout = time.Second
-	}
-	return 2 * timeout
+	return 2 * cfg.hookTimeout()
 }
 
 // awaitCloseNotes waits until every ended session's close notification has

@@ -1,0 +1,38 @@
+package session
+
+import "time"
+
+// A client's requests run one at a time, each asking the authorize hook.
+// When the hook does not answer one of them in time (hook_timeout: a hung
+// hook service), the requests already waiting behind it are not sent to
+// the hook again: they get the same 4022 at once. Each used to wait
+// hook_timeout in turn, and 300 publishes queued behind a hung hook took
+// 300 s to fail, holding up the client's later requests with them.
+// Requests that arrive after the timeout ask the hook again, so a hook
+// that recovers is heard at once; a slow hook that answers within
+// hook_timeout changes nothing.
+
+// authorize is Session.authorize for a request of c's that arrived at
+// arrived. Request goroutine.
+func (c *Client) authorize(arrived time.Time, a Action) *Error {
+	s := c.sess
+	if arrived.Before(c.hookGaveUp) {
+		err := Errorf(CodeHookUnavailable, "hook unavailable: the gateway could not decide (the hook did not answer an earlier request of this client within hook_timeout)")
+		s.refused(a.Kind, a.Broker, a.Topic, err)
+		return err
+	}
+	start := time.Now()
+	err := s.authorize(c.ctx, a)
+	if err != nil && err.Code == CodeHookUnavailable && time.Since(start) >= s.mgr.config().hookTimeout() {
+		c.hookGaveUp = time.Now()
+	}
+	return err
+}
+
+// hookTimeout is HookTimeout with its default.
+func (c *Config) hookTimeout() time.Duration {
+	if c.HookTimeout <= 0 {
+		return time.Second
+	}
+	return c.HookTimeout
+}
