@@ -342,6 +342,7 @@ type tcpProxy struct {
 	conns   []net.Conn
 	holding atomic.Bool  // drop what clients send, as a black hole would
 	dropped atomic.Int64 // bytes dropped so far
+	delay   atomic.Int64 // holds what clients send this long (ns), as a distant target would
 }
 
 func startProxy(t testing.TB, target string) *tcpProxy {
@@ -383,6 +384,7 @@ func (p *tcpProxy) forward(to, from net.Conn) {
 		if n > 0 && p.holding.Load() {
 			p.dropped.Add(int64(n))
 		} else if n > 0 {
+			time.Sleep(time.Duration(p.delay.Load()))
 			if _, err := to.Write(buf[:n]); err != nil {
 				return
 			}

@@ -13,9 +13,12 @@ import (
 // second. Per client address (limitKey), past loginGrace refused CONNECTs
 // with a client's own credentials, the next waits loginDelay after the
 // last refusal, doubling with each one up to loginDelayMax, and one tried
-// meanwhile, or while another is under way, is refused with 4051. An
-// address's refusals are forgotten loginForget after its last. The zero
-// value is ready to use.
+// meanwhile, or while another is under way, is refused with 4051. Before
+// that, up to loginInFlight may be under way at once: a page's several
+// clients, or colleagues behind one NAT address, connecting together to a
+// distant broker (it was loginGrace, and the fourth of a page's clients
+// got 4051 with no refusal at all). An address's refusals are forgotten
+// loginForget after its last. The zero value is ready to use.
 type loginThrottle struct {
 	mu     sync.Mutex
 	byAddr map[string]*loginRecord
@@ -28,7 +31,10 @@ type loginRecord struct {
 }
 
 const (
-	loginGrace    = 3 // refusals that cost nothing: typing mistakes
+	loginGrace = 3 // refusals that cost nothing: typing mistakes
+	// loginInFlight bounds the tries under way at once from an address,
+	// so that a guesser cannot start many before its refusals count.
+	loginInFlight = 16
 	loginDelay    = time.Second
 	loginDelayMax = 30 * time.Second
 	loginForget   = 10 * time.Minute
@@ -58,9 +64,11 @@ func (l *loginThrottle) begin(addr string, now time.Time) *Error {
 		r = &loginRecord{}
 		l.byAddr[addr] = r
 	}
-	// Tries under way count as refusals until answered, so a client cannot
-	// start many at once before the first refusal counts.
-	if n := r.refused + r.underWay; n >= loginGrace {
+	if r.underWay >= loginInFlight {
+		return Errorf(CodeRateLimited, "%d connections with credentials of the client's own from %s are under way: try again once they are answered",
+			r.underWay, addr)
+	}
+	if n := r.refused; n >= loginGrace {
 		wait := min(loginDelay<<min(n-loginGrace, 16), loginDelayMax)
 		switch {
 		case r.underWay > 0:

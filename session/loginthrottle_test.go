@@ -7,7 +7,8 @@ import (
 
 // Past loginGrace refusals an address waits 1 s, then 2 s, 4 s... up to
 // loginDelayMax after its last refusal; a try under way holds back the
-// next; other addresses are not concerned; a quiet address is forgiven.
+// next, and at most loginInFlight go at once before that; other addresses
+// are not concerned; a quiet address is forgiven.
 func TestLoginThrottle(t *testing.T) {
 	var l loginThrottle
 	now := time.Unix(1000, 0)
@@ -40,18 +41,24 @@ func TestLoginThrottle(t *testing.T) {
 			t.Fatalf("a try %v after the last refusal: %v", wait, err)
 		}
 	}
-	// A try under way counts: a second one waits for its answer.
+	// Tries at once from one address (a page's clients, a NAT): up to
+	// loginInFlight go while none was refused; once refusals count, a try
+	// under way holds back the next.
 	now = now.Add(time.Hour)
-	if err := l.begin("c", now); err != nil {
-		t.Fatal(err)
-	}
-	for range loginGrace - 1 {
+	for i := range loginInFlight {
 		if err := l.begin("c", now); err != nil {
-			t.Fatal(err)
+			t.Fatalf("try %d under way at once, none refused: %v", i+1, err)
 		}
 	}
-	if err := l.begin("c", now); err == nil {
-		t.Fatalf("%d tries under way let another through", loginGrace)
+	if err := l.begin("c", now); err == nil || err.Code != CodeRateLimited {
+		t.Fatalf("%d tries under way let another through: %v", loginInFlight, err)
+	}
+	for range loginGrace {
+		l.end("c", true, now)
+	}
+	now = now.Add(loginDelayMax)
+	if err := l.begin("c", now); err == nil || err.Code != CodeRateLimited {
+		t.Fatalf("past %d refusals, a try while others are under way: %v, want 4051", loginGrace, err)
 	}
 	// The delay stops growing, and a quiet address starts afresh.
 	for range 30 {
