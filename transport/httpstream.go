@@ -247,8 +247,8 @@ func (s *Server) ServeStream(w http.ResponseWriter, r *http.Request) error {
 	}
 }
 
-// ServePoll serves POST /poll: it answers with everything pending, waiting
-// up to pollWait for something to send.
+// ServePoll serves POST /poll: it answers with what is pending (up to
+// pollBytes), waiting up to pollWait for something to send.
 func (s *Server) ServePoll(w http.ResponseWriter, r *http.Request) error {
 	s.init()
 	conn := newHTTPConn()
@@ -283,7 +283,7 @@ func (s *Server) ServePoll(w http.ResponseWriter, r *http.Request) error {
 	// be replayed to the next poll, within the replay window (PROTOCOL.md,
 	// HTTP long polling).
 	cfg := s.Manager.Config()
-	maxBytes, maxFrames := min(pollBytes, cfg.ReplayBytes), cfg.ReplayFrames
+	maxBytes, maxFrames := min(pollBytes, cfg.ReplayBytes), max(cfg.ReplayFrames, 1)
 	for {
 		var ended *session.Error
 		buf, events, ended = fillWithin(buf, maxBytes, maxFrames, sess, conn, events)
