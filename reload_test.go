@@ -594,3 +594,33 @@ func TestConnectWaitingForItsHookThroughAReloadGetsTheNewBroker(t *testing.T) {
 	}
 	publishUntilReceived(t, after.port, c, "moved/x", "at the new broker", "client connected through the reload")
 }
+
+// A reload whose authorize hook fails to provision (here: a CA file that
+// does not exist) is refused, and changes nothing: the running gateway's
+// sessions go on. Caddy calls Cleanup on a handler whose Provision failed,
+// and Cleanup gave back a reference to the gateway that this Provision had
+// not taken yet: the running config's own, so the gateway was destroyed
+// and every live session ended with 4090.
+func TestReloadWithABrokenHookKeepsSessions(t *testing.T) {
+	mq := startMosquitto(t)
+	httpPort := freePort(t)
+	hook := "respond 204"
+	tryReload := adminCaddyTry(t, func() string {
+		return fmt.Sprintf("http://127.0.0.1:%d {\n mqtt_gateway /mqtt/* {\n broker main mqtt://127.0.0.1:%d\n authorize {\n %s\n }\n }\n}\n",
+			httpPort, mq.port, hook)
+	})
+	c := dial(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort))
+	connectSubscribe(t, c, "t", 0)
+
+	hook = "reverse_proxy 127.0.0.1:9 {\n transport http {\n tls_trust_pool file /nonexistent/ca.pem\n }\n }"
+	if status, body := tryReload(); status == http.StatusOK || !strings.Contains(body, "/nonexistent/ca.pem") {
+		t.Fatalf("the reload should fail on its hook: %d %s", status, body)
+	}
+	mosquittoPub(t, mq.port, "-t", "t", "-m", "still here")
+	if f := nextMessage(t, c); f.Type != transport.TypeMessage || string(f.Publish.Payload) != "still here" {
+		t.Fatalf("after the failed reload the client got %+v, want the message and nothing before it", f)
+	}
+	// The running config still opens sessions on a live gateway.
+	c2 := dial(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort))
+	connectSubscribe(t, c2, "t", 0)
+}
