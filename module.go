@@ -183,7 +183,7 @@ type Handler struct {
 	manager *session.Manager
 	gw      *gateway
 	events  *caddyevents.App // its config's: tells configs apart
-	poolKey string
+	poolKey string           // set once Provision holds a reference in gateways
 	server  *transport.Server
 	origins *originSet
 	refused *refusedOrigins
@@ -274,14 +274,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("mqtt_gateway: name %s gives no name (is its environment variable set?)", written)
 		}
 	}
-	h.poolKey = h.gatewayKey()
+	key := h.gatewayKey()
 	// Before the hooks load: loading a module clears its raw JSON.
 	settings, err := h.gatewaySettings()
 	if err != nil {
 		return fmt.Errorf("mqtt_gateway: %v", err)
 	}
 	cfg := session.Config{
-		Name:                      strings.TrimPrefix(h.poolKey, "mqtt_gateway:"),
+		Name:                      strings.TrimPrefix(key, "mqtt_gateway:"),
 		Brokers:                   h.Brokers,
 		SessionTimeout:            time.Duration(h.SessionTimeout),
 		Heartbeat:                 time.Duration(h.Heartbeat),
@@ -327,9 +327,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	// One manager per gateway name, kept across reloads: Caddy provisions
 	// the new config before it cleans up the old one, so an unchanged
 	// gateway's use count never drops to zero and its sessions live on.
-	// (If Provision fails from here on, Caddy calls Cleanup, which gives
-	// the pool's reference back.)
-	val, loaded, err := gateways.LoadOrNew(h.poolKey, func() (caddy.Destructor, error) {
+	// If Provision fails, Caddy calls Cleanup, which gives the pool's
+	// reference back: only once LoadOrNew has taken one (poolKey set).
+	// Before, that reference would be the running config's own, and a
+	// reload that failed early (a hook that does not provision) ended the
+	// running gateway.
+	val, loaded, err := gateways.LoadOrNew(key, func() (caddy.Destructor, error) {
 		m, err := session.NewManager(cfg)
 		if err != nil {
 			return nil, err
@@ -339,6 +342,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	h.poolKey = key
 	g := val.(*gateway)
 	switch {
 	case !loaded:
