@@ -624,3 +624,41 @@ func TestReloadWithABrokenHookKeepsSessions(t *testing.T) {
 	c2 := dial(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort))
 	connectSubscribe(t, c2, "t", 0)
 }
+
+// A reload that fails after it provisioned a new gateway (here: the
+// gateway is renamed, and a new site's port is taken) leaves the running
+// gateway alone, and the log does not say that a gateway was removed: the
+// new one never ran, and an operator reading "gateway removed by a reload"
+// after a refused reload looks for sessions that were never lost. (`caddy
+// validate` printed the same line for every gateway it checked.)
+func TestFailedReloadLogsNoGatewayRemoved(t *testing.T) {
+	mq := startMosquitto(t)
+	httpPort := freePort(t)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	logFile := filepath.Join(t.TempDir(), "gw.log")
+	name, extraSite := "running", ""
+	try := adminCaddyTryWith(t, func() string {
+		return fmt.Sprintf("log gateway {\n output file %s\n format json\n include http.handlers.mqtt_gateway\n}", logFile)
+	}, func() string {
+		return fmt.Sprintf("http://127.0.0.1:%d {\n mqtt_gateway /mqtt/* {\n name %s\n broker main mqtt://127.0.0.1:%d\n }\n}\n%s", httpPort, name, mq.port, extraSite)
+	})
+	c := dial(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort))
+	connectSubscribe(t, c, "t", 0)
+
+	name, extraSite = "fresh", fmt.Sprintf("http://%s {\n respond \"never\"\n}\n", taken.Addr())
+	if status, body := try(); status == http.StatusOK || !strings.Contains(body, "address already in use") {
+		t.Fatalf("the reload should fail, its port being taken: %d %s", status, body)
+	}
+	mosquittoPub(t, mq.port, "-t", "t", "-m", "still here")
+	if f := nextMessage(t, c); f.Type != transport.TypeMessage || string(f.Publish.Payload) != "still here" {
+		t.Fatalf("after the failed reload the client got %+v", f)
+	}
+	if n := logLines(logFile, "gateway removed by a reload"); n != 0 {
+		data, _ := os.ReadFile(logFile)
+		t.Fatalf("the log says a gateway was removed by a reload that failed:\n%s", data)
+	}
+}
