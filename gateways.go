@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyevents"
@@ -99,6 +100,18 @@ type gateway struct {
 	settings string
 	// A reload's settings, until its config runs (commitReload).
 	pending *applied
+	// ran: a config with the gateway has started (markRan). One that
+	// never did (caddy validate, a reload that failed) removes nothing
+	// when it lets go of it.
+	ran atomic.Bool
+}
+
+// markRan sets its gateway's ran when its config has started.
+type markRan struct{ g *gateway }
+
+func (m markRan) Handle(context.Context, caddy.Event) error {
+	m.g.ran.Store(true)
+	return nil
 }
 
 // applied is a gateway's settings and the config that gives them.
@@ -117,7 +130,9 @@ func (g *gateway) Destruct() error {
 		g.Close()
 		return nil
 	}
-	g.Manager.Log().Info("gateway removed by a reload", zap.String("gateway", g.Config().Name), zap.Int("sessions", g.Sessions()))
+	if g.ran.Load() || g.Sessions() > 0 {
+		g.Manager.Log().Info("gateway removed by a reload", zap.String("gateway", g.Config().Name), zap.Int("sessions", g.Sessions()))
+	}
 	g.CloseBecause("gateway removed by a config reload (renamed, or its brokers changed without a name); reconnect")
 	return nil
 }

@@ -372,6 +372,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("mqtt_gateway: %v", err)
 		}
 	}
+	if err := events.On("started", markRan{g}); err != nil {
+		return fmt.Errorf("mqtt_gateway: %v", err)
+	}
 	m := g.Manager
 	h.manager, h.gw, h.events = m, g, events
 	brokers, err := ctx.App("mqtt_gateway_brokers")
