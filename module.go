@@ -390,7 +390,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 	policy.metrics = m.Metrics()
-	h.server = &transport.Server{Manager: m, Log: h.logger, CheckOrigin: h.originAllowed, Origin: origin}
+	h.server = &transport.Server{Manager: m, Log: h.logger, CheckOrigin: h.originAllowed, Origin: origin, ResponseLimit: serverWriteTimeout}
 	if policy.authn != nil {
 		h.server.Authenticate = policy.authenticate
 	}

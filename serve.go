@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"path"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
@@ -91,4 +92,16 @@ func allowCORS(w http.ResponseWriter, origin string) {
 	h.Set("Access-Control-Allow-Headers", "Content-Type")
 	h.Set("Access-Control-Max-Age", "600")
 	h.Add("Vary", "Origin")
+}
+
+// serverWriteTimeout is the write timeout of the Caddy server serving r
+// (`timeouts { write }`): Caddy makes it a ceiling over the whole
+// response, counted from the request's start, that a handler cannot
+// raise. A long poll waiting a heartbeat, or a stream, under a shorter
+// one was cut, and every idle poll failed (transport.Server.ResponseLimit).
+func serverWriteTimeout(r *http.Request) time.Duration {
+	if srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
+		return time.Duration(srv.WriteTimeout)
+	}
+	return 0
 }

@@ -35,6 +35,16 @@ const (
 	pollBytes = 64 << 10
 )
 
+// responseTime is how long a poll may wait or a stream may last under the
+// server's response limit (Server.ResponseLimit), leaving a quarter of it
+// for the answer to go out; 0: no limit.
+func (s *Server) responseTime(r *http.Request) time.Duration {
+	if s.ResponseLimit == nil {
+		return 0
+	}
+	return s.ResponseLimit(r) * 3 / 4
+}
+
 // httpConn is the session.Transport of one streaming or polling response.
 type httpConn struct {
 	wake chan struct{}
@@ -200,6 +210,13 @@ func (s *Server) ServeStream(w http.ResponseWriter, r *http.Request) error {
 	dead := deadAfter(hb)
 	ticker := time.NewTicker(hb / 2)
 	defer ticker.Stop()
+	// Under a response limit the stream ends in time, as at streamBytes.
+	var limited <-chan time.Time
+	if d := s.responseTime(r); d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		limited = t.C
+	}
 	lastWrite := time.Time{}
 	events := make([]session.Event, 0, batchFrames)
 	stopping := s.stops.stopping(r)
@@ -243,6 +260,9 @@ func (s *Server) ServeStream(w http.ResponseWriter, r *http.Request) error {
 		case <-stopping:
 			notice = dead
 			return nil // see shutdown.go
+		case <-limited:
+			notice = dead
+			return nil
 		}
 	}
 }
@@ -269,6 +289,9 @@ func (s *Server) ServePoll(w http.ResponseWriter, r *http.Request) error {
 	m.Connections.WithLabelValues("polling").Inc() // while the poll is held
 	defer m.Connections.WithLabelValues("polling").Dec()
 	wait := min(pollWait, s.Manager.Config().Heartbeat)
+	if d := s.responseTime(r); d > 0 {
+		wait = min(wait, d) // answered before the server cuts it
+	}
 	if r.URL.Query().Get("wait") == "0" {
 		// A client resuming after a drop needs BOUND now, to resend what
 		// was lost, not when the next message comes.

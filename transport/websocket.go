@@ -33,6 +33,11 @@ type Server struct {
 	// Origin snapshots the web request for the policy, at open and at
 	// every rebind; nil keeps nothing.
 	Origin func(r *http.Request) (origin any, clientIP string)
+	// ResponseLimit is the longest a response to r may take, if the HTTP
+	// server sets one (Caddy's `timeouts { write }`, a ceiling no handler
+	// can raise); nil or 0: none. Long polls answer and streams end (the
+	// client renews them at once) well before it, instead of being cut.
+	ResponseLimit func(r *http.Request) time.Duration
 
 	once     sync.Once
 	upgrader websocket.Upgrader

@@ -1,0 +1,65 @@
+package mqttgateway
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/caddy-mqtt/mqttgateway/transport"
+)
+
+// Under a server write timeout shorter than the heartbeat (Caddy's
+// `timeouts { write }`, a ceiling over the whole response that no handler
+// can raise), long polls answer and streams end in time, cleanly, and the
+// client renews them: an idle poll used to be cut (EOF, every one), and a
+// stream cut mid-response.
+func TestHTTPTransportsUnderAServerWriteTimeout(t *testing.T) {
+	mq := startMosquitto(t)
+	httpPort := freePort(t)
+	loadCaddy(t, adaptCaddyfile(t, fmt.Sprintf(`{
+	admin off
+	persist_config off
+	auto_https off
+	servers {
+		timeouts {
+			write 1s
+		}
+	}
+}
+http://127.0.0.1:%d {
+	mqtt_gateway /mqtt/* {
+		broker main mqtt://127.0.0.1:%d
+		heartbeat 3s
+	}
+}
+`, httpPort, mq.port)))
+	base := fmt.Sprintf("http://127.0.0.1:%d/mqtt", httpPort)
+
+	s := openPolling(t, base)
+	for range 3 {
+		if data := s.poll(); len(data) != 0 { // idle: BOUND and a PING
+			t.Fatalf("an idle poll brought %+v", data)
+		}
+	}
+
+	// A stream over the same session ends by itself, completely (the
+	// chunked body's end, not a cut), with the frames written so far.
+	resp, err := http.Post(base+"/stream", "application/octet-stream", bytes.NewReader(transport.AppendBind(nil, s.id, s.secret, s.received)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("the stream was cut after %d bytes: %v", len(body), err)
+	}
+	if err := transport.SplitUnit(body, func([]byte) error { return nil }); err != nil || len(body) == 0 {
+		t.Fatalf("the stream's %d bytes: %v", len(body), err)
+	}
+	// And the session goes on.
+	time.Sleep(100 * time.Millisecond)
+	s.poll()
+}
