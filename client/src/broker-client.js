@@ -656,7 +656,9 @@ export class BrokerClient {
       // Published retained: a subscription with retainAsPublished sees the flag.
       if (f.publishedRetain && asPublished) retained = true;
     }
-    safeCall(this.onMessageArrived, this, Message._fromFrame(f, qos, retained));
+    const m = Message._fromFrame(f, qos, retained);
+    safeCall(this.onMessageArrived, this, m);
+    m._settle();
     return true;
   }
 

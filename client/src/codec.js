@@ -279,6 +279,14 @@ export class Reader {
     return new Uint8Array(this.raw(this.remaining));
   }
 
+  /**
+   * Every remaining byte, as a view into the frame's buffer (no copy): for a receiver
+   * that copies what it keeps itself (see decodeFrame's `borrow`).
+   */
+  restView() {
+    return this.raw(this.remaining);
+  }
+
   done() {
     if (this.pos !== this.end) throw malformed("trailing bytes after frame body");
   }
@@ -487,13 +495,20 @@ export function encodeFrame(f) {
 /**
  * Decodes one frame (type byte and body, no length prefix). Decodes both directions,
  * so tests and tools can read what the client sends.
+ *
+ * Byte fields are copies, so that a frame kept does not pin the buffer it came in;
+ * with `borrow`, a MESSAGE's payload is a view into `bytes` instead, for a receiver
+ * that is done with it, or has copied it, before `bytes` may change (the session:
+ * Message#_settle). A copy per payload is most of the cost of a small message (a
+ * typed array over 64 bytes allocates its memory outside the JS heap).
  * @param {Uint8Array} bytes
  * @param {number} [start]
  * @param {number} [end]
+ * @param {boolean} [borrow]
  * @returns {object}
  * @throws {MqttGatewayError} code 4000 when malformed
  */
-export function decodeFrame(bytes, start = 0, end = bytes.length) {
+export function decodeFrame(bytes, start = 0, end = bytes.length, borrow = false) {
   const r = new Reader(bytes, start, end);
   const type = r.u8();
   /** @type {any} */
@@ -629,7 +644,7 @@ export function decodeFrame(bytes, start = 0, end = bytes.length) {
       if (flags & 0x20) f.except = r.uvarint();
       f.topic = r.string();
       f.props = r.props();
-      f.payload = r.rest();
+      f.payload = borrow ? r.restView() : r.rest();
       break;
     }
     case FrameType.LOST:
@@ -691,9 +706,10 @@ export function uvarintSize(v) {
  * acts on the good frames that precede a malformed one in the same unit.
  * @param {Uint8Array} unit
  * @param {number} [maxFrame] frames longer than this throw code 4002
+ * @param {boolean} [borrow] MESSAGE payloads are views into `unit` (see decodeFrame)
  * @returns {Generator<object>}
  */
-export function* decodeUnit(unit, maxFrame = Infinity) {
+export function* decodeUnit(unit, maxFrame = Infinity, borrow = false) {
   const r = new Reader(unit);
   if (r.remaining === 0) throw malformed("empty transport unit");
   while (r.remaining > 0) {
@@ -703,6 +719,6 @@ export function* decodeUnit(unit, maxFrame = Infinity) {
     if (len > r.remaining) throw malformed("frame length exceeds unit");
     const start = r.pos;
     r.pos += len;
-    yield decodeFrame(unit, start, start + len);
+    yield decodeFrame(unit, start, start + len, borrow);
   }
 }

@@ -18,10 +18,16 @@ const EMPTY = new Uint8Array(0);
  * sequences become U+FFFD there; `payloadBytes` is always byte-exact).
  */
 export class Message {
-  /** @type {Uint8Array} */
+  /**
+   * null once a received payload that was read as text is kept as #string only (see
+   * _settle).
+   * @type {Uint8Array | null}
+   */
   #bytes;
   /** @type {string | undefined} */
   #string;
+  /** #bytes is a view into the transport unit the message came in (see _fromFrame). */
+  #borrowed = false;
 
   /**
    * @param {string | ArrayBuffer | ArrayBufferView} payload
@@ -69,6 +75,13 @@ export class Message {
 
   /** The payload bytes, exactly as published. */
   get payloadBytes() {
+    if (this.#bytes === null) {
+      // Valid UTF-8 (see _settle): encoding the text gives back the exact bytes.
+      this.#bytes = toBytes(/** @type {string} */ (this.#string));
+    } else if (this.#borrowed) {
+      this.#borrowed = false;
+      this.#bytes = new Uint8Array(this.#bytes); // a copy the application may keep
+    }
     return this.#bytes;
   }
 
@@ -94,12 +107,14 @@ export class Message {
   }
 
   /**
-   * Builds a received message from a decoded MESSAGE frame without copying the payload.
+   * Builds a received message from a decoded MESSAGE frame, borrowing its payload (a
+   * view into the transport unit, decodeFrame's `borrow`) until _settle().
    * @internal
    */
   static _fromFrame(frame, qos, retained = frame.retain) {
     const m = new Message(EMPTY);
     m.#bytes = frame.payload;
+    m.#borrowed = true;
     m.destinationName = frame.topic;
     m.qos = qos;
     m.retained = retained;
@@ -112,6 +127,22 @@ export class Message {
     m.correlationData = p.correlationData;
     m.userProperties = p.userProperties;
     return m;
+  }
+
+  /**
+   * Ends the borrowing of _fromFrame, once onMessageArrived has returned: the message
+   * may outlive the unit, which must not stay pinned by a 100-byte payload. The payload
+   * is copied, unless the application read it as text and the text has no U+FFFD: the
+   * bytes were then valid UTF-8, and payloadBytes can encode them again if ever asked.
+   * A dashboard that reads payloadString so costs no copy (a typed array over 64
+   * bytes allocates outside the JS heap, which is most of the cost of a small message).
+   * @internal
+   */
+  _settle() {
+    if (!this.#borrowed) return;
+    this.#borrowed = false;
+    if (this.#string !== undefined && !this.#string.includes("\uFFFD")) this.#bytes = null;
+    else this.#bytes = new Uint8Array(/** @type {Uint8Array} */ (this.#bytes));
   }
 }
 

@@ -767,7 +767,9 @@ export class Session {
     if (t !== this._transport) return;
     this._heartbeat.received();
     try {
-      for (const frame of decodeUnit(unit)) {
+      // MESSAGE payloads are borrowed from the unit: each client's Message copies what
+      // it keeps once its onMessageArrived returns (Message#_settle).
+      for (const frame of decodeUnit(unit, Infinity, true)) {
         this._onFrame(frame);
         // A frame handler may have ended this transport (CLOSE, fatal error).
         if (t !== this._transport) return;

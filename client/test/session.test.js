@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 
 import { ErrorCode, Message, MqttGatewayError, openSession } from "../src/client.js";
-import { FrameType as F, decodeUnit } from "../src/codec.js";
+import { FrameType as F, decodeUnit, encodeFrame, encodeUnit } from "../src/codec.js";
 import { Heartbeat, backoffDelay } from "../src/timers.js";
 import { forgetTransport } from "../src/transport-memory.js";
 import { FakeGateway } from "./support/fake-gateway.js";
@@ -562,6 +562,51 @@ describe("dispatch", () => {
     assert.equal(got.a.at(-1).qos, 0);
     assert.equal(got.c.length, 2);
     assert.equal(got.c.at(-1).qos, 0);
+    await session.close();
+  });
+
+  // The session lends each Message a view into the unit while onMessageArrived runs
+  // (Message#_settle): what the application keeps must still be its own exact bytes
+  // once the unit's buffer is gone or reused, however it read the payload.
+  test("payloads kept after onMessageArrived are exact and their own, however they were read", async () => {
+    const { session, conn } = await open();
+    const a = await connected(session, conn);
+    const b = await connected(session, conn);
+    await subscribed(a.client, conn, "p/#");
+    await subscribed(b.client, conn, "p/#");
+    const utf8 = (s) => new TextEncoder().encode(s);
+    const payloads = {
+      text: utf8("température 21.5 °C, plus a long enough tail to be over 64 bytes long"),
+      replacement: utf8("a real U+FFFD: \uFFFD"),
+      invalid: Uint8Array.from([0x61, 0xff, 0xfe, 0x62]),
+      empty: new Uint8Array(0),
+      binary: Uint8Array.from({ length: 300 }, (_, i) => i % 256),
+    };
+    const reads = { string: (m) => m.payloadString, bytes: (m) => m.payloadBytes, both: (m) => [m.payloadString, m.payloadBytes], none: () => {} };
+    const got = { a: [], b: [] };
+    b.client.onMessageArrived = (m) => got.b.push(m); // reads nothing while it runs
+    for (const how of Object.keys(reads)) {
+      a.client.onMessageArrived = (m) => {
+        got.a.push(m);
+        reads[how](m);
+      };
+      const frames = Object.entries(payloads).map(([name, payload]) => encodeFrame(message({ topic: `p/${how}/${name}`, payload })));
+      const unit = encodeUnit(frames);
+      conn.transport.onunit(unit);
+      unit.fill(0); // the transport's buffer, reused or gone
+    }
+    const names = Object.keys(payloads);
+    assert.equal(got.a.length, names.length * Object.keys(reads).length);
+    assert.equal(got.b.length, got.a.length);
+    for (const m of [...got.a, ...got.b]) {
+      const want = payloads[m.destinationName.split("/")[2]];
+      const bytes = m.payloadBytes;
+      assert.deepEqual(bytes, want, m.destinationName);
+      assert.equal(bytes.constructor, Uint8Array, m.destinationName);
+      assert.equal(bytes.buffer.byteLength, want.length, `${m.destinationName}: the payload pins no more than itself`);
+      assert.equal(m.payloadBytes, bytes, "the same array each time");
+      assert.equal(m.payloadString, new TextDecoder().decode(want), m.destinationName);
+    }
     await session.close();
   });
 
