@@ -7,7 +7,7 @@ import { ErrorCode, MqttGatewayError, describeValue, echo } from "./errors.js";
 import { Message, checkMessageProps } from "./message.js";
 import { frequencyOnWire } from "./limits.js";
 import { brokerReconnectDelay } from "./timers.js";
-import { filterLevels, levelsMatch } from "./topic.js";
+import { FilterMap, filterLevels } from "./topic.js";
 
 /** Why a topic or filter with a lone surrogate is refused: UTF-8 cannot carry it. */
 const loneSurrogate = (what) => `the ${what} holds a lone surrogate (not valid UTF-16), which UTF-8 cannot carry`;
@@ -103,9 +103,9 @@ export class BrokerClient {
     /**
      * restoring: the client, not the application, is sending it again (a fresh session,
      * a reconnection), so a refusal that may mend is tried again (_resubscribeLater).
-     * @type {Map<string, {qos: number, options: {noLocal: boolean, retainAsPublished: boolean, retainHandling: number}, maxFrequency: number, grantedQos: number | null, ops: object[], levels: string[] | null, restoring?: boolean}>}
+     * @type {FilterMap<{qos: number, options: {noLocal: boolean, retainAsPublished: boolean, retainHandling: number}, maxFrequency: number, grantedQos: number | null, ops: object[], levels: string[] | null, restoring?: boolean}>}
      */
-    this._subs = new Map();
+    this._subs = new FilterMap();
     /** @type {Set<{timer: ReturnType<typeof setTimeout>, holdsRecovery: boolean}>} see _resubscribeLater */
     this._resubscriptionsLater = new Set();
     this._recovering = false;
@@ -645,12 +645,10 @@ export class BrokerClient {
     if (this._clientId === "") {
       let best = -1;
       let asPublished = false;
-      const topic = f.topic.split("/");
-      for (const e of this._subs.values()) {
-        if (e.levels === null || !levelsMatch(e.levels, topic)) continue;
+      this._subs.forEachMatch(f.topic.split("/"), (e) => {
         best = Math.max(best, e.grantedQos ?? e.qos);
         if (e.options.retainAsPublished) asPublished = true;
-      }
+      });
       if (best < 0) return false;
       qos = Math.min(qos, best);
       // Published retained: a subscription with retainAsPublished sees the flag.
