@@ -585,7 +585,7 @@ export class BrokerClient {
           qos: message.qos,
           retain: !!message.retained,
           props: message._props(),
-          payload: message.payloadBytes,
+          payload: message._wirePayload(),
         }),
         (code, text, _value, quiet) => {
           if (code !== 0) return fail(code, text, quiet);

@@ -75,11 +75,36 @@ export function encodeUtf8(s) {
   return utf8Encoder.encode(s);
 }
 
+// encodeFrame writes small frames into a shared slab and returns views of it. A
+// Uint8Array of its own for each frame would have its memory allocated outside the JS
+// heap (V8 does so for typed arrays over 64 bytes), which costs more than encoding a
+// publish, and more garbage collection. A frame never changes once encoded, so frames
+// can share a buffer; a slab is freed once none of its frames is referenced (the
+// session keeps a request's frame until its RESULT).
+const SLAB_SIZE = 16 * 1024;
+const SLAB_MAX_FRAME = 1024; // a frame that may be larger gets a buffer of its own
+let slab = new Uint8Array(0);
+let slabUsed = 0;
+
 /** Growable byte buffer with the protocol's primitive encoders. */
 export class Writer {
-  constructor(capacity = 64) {
-    this.buf = new Uint8Array(capacity);
+  /**
+   * @param {number} [capacity]
+   * @param {boolean} [shared] start in the shared slab when `capacity` is small
+   *   (encodeFrame); finish() then gives a view of it
+   */
+  constructor(capacity = 64, shared = false) {
     this.length = 0;
+    this.inSlab = shared && capacity <= SLAB_MAX_FRAME;
+    if (!this.inSlab) {
+      this.buf = new Uint8Array(capacity);
+      return;
+    }
+    if (slab.length - slabUsed < capacity) {
+      slab = new Uint8Array(SLAB_SIZE);
+      slabUsed = 0;
+    }
+    this.buf = slab.subarray(slabUsed, slabUsed + capacity);
   }
 
   reserve(n) {
@@ -90,6 +115,7 @@ export class Writer {
     const next = new Uint8Array(cap);
     next.set(this.buf.subarray(0, this.length));
     this.buf = next;
+    this.inSlab = false; // what it had of the slab is left for the next frame
   }
 
   u8(v) {
@@ -109,6 +135,20 @@ export class Writer {
     this.buf[this.length++] = v;
   }
 
+  /** A string's UTF-8 bytes, without a length (payloads), encoded in place. */
+  utf8(s) {
+    if (!isWellFormed(s)) throw new TypeError("string contains a lone surrogate (not valid UTF-16)");
+    const most = 3 * s.length;
+    this.reserve(most);
+    this.length += utf8Encoder.encodeInto(s, this.buf.subarray(this.length, this.length + most)).written;
+  }
+
+  /** A payload: bytes, or a string as UTF-8 (see utf8()). */
+  payload(p) {
+    if (typeof p === "string") this.utf8(p);
+    else this.raw(toBytes(p ?? new Uint8Array(0)));
+  }
+
   raw(bytes) {
     this.reserve(bytes.length);
     this.buf.set(bytes, this.length);
@@ -121,7 +161,21 @@ export class Writer {
   }
 
   string(s) {
-    this.bytes(encodeUtf8(s));
+    if (typeof s !== "string") throw new TypeError(`expected a string, got ${typeof s}`);
+    if (!isWellFormed(s)) throw new TypeError("string contains a lone surrogate (not valid UTF-16)");
+    // Encoded in place: TextEncoder.encode() would allocate an array for each string
+    // (outside the JS heap), several times the cost of encoding a topic. The length
+    // prefix is reserved for the longest the text can be (3 bytes per UTF-16 unit) and
+    // the bytes moved back if the real length takes fewer.
+    const most = 3 * s.length;
+    const room = uvarintSize(most);
+    this.reserve(MAX_UVARINT_BYTES + most); // uvarint() below must not grow the buffer
+    const start = this.length;
+    const { written } = utf8Encoder.encodeInto(s, this.buf.subarray(start + room, start + room + most));
+    const size = uvarintSize(written);
+    if (size < room) this.buf.copyWithin(start + size, start + room, start + room + written);
+    this.uvarint(written);
+    this.length = start + size + written;
   }
 
   id16(bytes) {
@@ -163,6 +217,11 @@ export class Writer {
 
   /** The bytes written so far (a view, not a copy). */
   finish() {
+    if (this.inSlab) {
+      // Taken: the next frame starts after it.
+      slabUsed += this.length;
+      this.inSlab = false;
+    }
     return this.buf.subarray(0, this.length);
   }
 }
@@ -337,7 +396,8 @@ const utf8Bound = (s) => (typeof s === "string" ? 3 * s.length : 0);
 // CONNECT strings) may still make it grow.
 function frameCapacity(f) {
   let n = 64 + utf8Bound(f.topic);
-  if (f.payload) n += f.payload.length;
+  if (typeof f.payload === "string") n += utf8Bound(f.payload);
+  else if (f.payload) n += f.payload.length;
   const p = f.props;
   if (p) n += 4 * (1 + MAX_UVARINT_BYTES) + utf8Bound(p.contentType) + utf8Bound(p.responseTopic);
   return n;
@@ -349,7 +409,11 @@ function frameCapacity(f) {
  * @returns {Uint8Array}
  */
 export function encodeFrame(f) {
-  const w = new Writer(frameCapacity(f));
+  // A payload may be a string (PUBLISH, MESSAGE): a short one is encoded in place, a
+  // long one first on its own, so that the frame's buffer is not made for the longest
+  // it could encode to (3 bytes per UTF-16 unit) and kept at that size until its RESULT.
+  if (typeof f.payload === "string" && utf8Bound(f.payload) > SLAB_MAX_FRAME) f = { ...f, payload: encodeUtf8(f.payload) };
+  const w = new Writer(frameCapacity(f), true);
   w.u8(f.type);
   switch (f.type) {
     case FrameType.OPEN:
@@ -421,7 +485,7 @@ export function encodeFrame(f) {
       w.string(f.topic);
       w.u8(qosFlag(f.qos ?? 0, "qos") | (f.retain ? 0x04 : 0));
       w.props(f.props);
-      w.raw(toBytes(f.payload ?? new Uint8Array(0)));
+      w.payload(f.payload);
       break;
     case FrameType.DISCONNECT:
       w.uvarint(f.req);
@@ -464,7 +528,7 @@ export function encodeFrame(f) {
       if (f.except) w.uvarint(f.except);
       w.string(f.topic);
       w.props(f.props);
-      w.raw(toBytes(f.payload ?? new Uint8Array(0)));
+      w.payload(f.payload);
       break;
     case FrameType.LOST:
       w.uvarint(f.handle);

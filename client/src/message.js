@@ -1,7 +1,7 @@
 // The application-facing message, as Paho's and MQTT.Cool's Message, plus MQTT 5
 // publish properties as plain fields.
 
-import { toBytes } from "./codec.js";
+import { isWellFormed, toBytes } from "./codec.js";
 import { describeValue } from "./errors.js";
 
 // Replacement (non-fatal) decoding for payloadString: a binary payload must not make
@@ -19,8 +19,8 @@ const EMPTY = new Uint8Array(0);
  */
 export class Message {
   /**
-   * null once a received payload that was read as text is kept as #string only (see
-   * _settle).
+   * null while the payload is text not encoded yet: a string given to the constructor,
+   * or a received payload read as valid UTF-8 text (see _settle).
    * @type {Uint8Array | null}
    */
   #bytes;
@@ -34,8 +34,11 @@ export class Message {
    */
   constructor(payload) {
     if (typeof payload === "string") {
+      // Checked now, encoded when needed: straight into the PUBLISH frame (_wirePayload),
+      // or by payloadBytes.
+      if (!isWellFormed(payload)) throw new TypeError("string contains a lone surrogate (not valid UTF-16)");
       this.#string = payload;
-      this.#bytes = toBytes(payload);
+      this.#bytes = null;
     } else if (payload === EMPTY) {
       // _fromFrame: the frame's payload replaces it at once, so no copy to throw away.
       this.#bytes = EMPTY;
@@ -76,7 +79,7 @@ export class Message {
   /** The payload bytes, exactly as published. */
   get payloadBytes() {
     if (this.#bytes === null) {
-      // Valid UTF-8 (see _settle): encoding the text gives back the exact bytes.
+      // Well-formed text, or valid UTF-8 (see _settle): encoding it gives the exact bytes.
       this.#bytes = toBytes(/** @type {string} */ (this.#string));
     } else if (this.#borrowed) {
       this.#borrowed = false;
@@ -92,6 +95,17 @@ export class Message {
 
   set topic(value) {
     this.destinationName = value;
+  }
+
+  /**
+   * The payload for a PUBLISH frame: its text when not encoded yet, which encodeFrame
+   * encodes in place (a TextEncoder.encode() of its own costs more than the rest of a
+   * small publish), else its bytes.
+   * @internal
+   * @returns {Uint8Array | string}
+   */
+  _wirePayload() {
+    return this.#bytes ?? /** @type {string} */ (this.#string);
   }
 
   /** The MQTT 5 properties in the codec's shape. @internal */

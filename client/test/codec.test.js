@@ -95,6 +95,31 @@ describe("strings, bytes, kv, props", () => {
     }
   });
 
+  // Writer#string encodes in place, with room for the longest encoding, and moves the
+  // bytes back when the real length's prefix is shorter: every prefix size, ASCII and
+  // wider text, and whatever the Writer held before.
+  test("strings round trip at every length-prefix boundary, byte for byte as TextEncoder's", () => {
+    const enc = new TextEncoder();
+    const lengths = [0, 1, 42, 43, 127, 128, 129, 5461, 16383, 16384, 16385, 70000];
+    for (const unit of ["a", "é", "日", "😀"]) {
+      for (const n of lengths) {
+        const s = unit.repeat(Math.ceil(n / unit.length)).slice(0, n - (n % unit.length));
+        const w = new Writer(n % 2 ? 1 : 64);
+        w.u8(7); // something before it
+        w.string(s);
+        w.u8(9); // and after it
+        const want = enc.encode(s);
+        const got = w.finish();
+        const r = new Reader(got);
+        assert.equal(r.u8(), 7);
+        assert.equal(r.uvarint(), want.length, `${JSON.stringify(unit)} × ${n}: length`);
+        assert.deepEqual(r.raw(want.length), want, `${JSON.stringify(unit)} × ${n}: bytes`);
+        assert.equal(r.u8(), 9);
+        assert.equal(r.remaining, 0, `${JSON.stringify(unit)} × ${n}: nothing else`);
+      }
+    }
+  });
+
   test("invalid UTF-8 in a string is malformed", () => {
     const cases = [
       bytes(0xff),
@@ -391,6 +416,30 @@ describe("frames", () => {
     const f = decodeFrame(encodeFrame({ type: FrameType.MESSAGE, stream: 3, qos: 0, packetId: 0, topic: "t", props: {}, payload }));
     assert.deepEqual(f.payload, payload);
   });
+});
+
+// encodeFrame gives views of a shared slab (codec.js): each frame must keep its bytes
+// however many are encoded after it, small ones in the slab and large ones apart.
+test("frames encoded one after another keep their bytes", () => {
+  const sizes = [0, 1, 100, 500, 1000, 2000, 20000];
+  const frames = [];
+  for (let i = 0; i < 3000; i++) {
+    const payload = Uint8Array.from({ length: sizes[i % sizes.length] }, (_, k) => (i + k) & 0xff);
+    const f = { type: FrameType.PUBLISH, req: i + 1, handle: 1, topic: `t/${i}/${"é".repeat(i % 50)}`, qos: 0, retain: false, props: {}, payload };
+    frames.push([f, encodeFrame(f)]);
+  }
+  for (const [f, bytes] of frames) assert.deepEqual(decodeFrame(bytes), f);
+});
+
+// A text payload (Message#_wirePayload) is encoded into the frame as its UTF-8 bytes
+// would be: short ones in place, long ones apart.
+test("a PUBLISH with a string payload encodes as with its UTF-8 bytes", () => {
+  for (const text of ["", "on", "é😀".repeat(100), "x".repeat(341), "x".repeat(342), "日".repeat(5000)]) {
+    const f = { type: FrameType.PUBLISH, req: 1, handle: 1, topic: "a/b", qos: 1, retain: false, props: {} };
+    const want = encodeFrame({ ...f, payload: new TextEncoder().encode(text) });
+    assert.deepEqual(encodeFrame({ ...f, payload: text }), want, `${text.length} characters`);
+  }
+  assert.throws(() => encodeFrame({ type: FrameType.PUBLISH, req: 1, handle: 1, topic: "a", props: {}, payload: "\uDC00" }), TypeError);
 });
 
 describe("units", () => {

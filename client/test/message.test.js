@@ -16,6 +16,15 @@ test("a string payload is UTF-8 encoded", () => {
   assert.equal(m.destinationName, undefined);
 });
 
+// A string payload is encoded when needed (payloadBytes, or straight into the PUBLISH
+// frame): a lone surrogate is still refused at once, and the bytes are the same.
+test("a string payload with a lone surrogate is refused by the constructor; payloadBytes is one array", () => {
+  assert.throws(() => new Message("a\uD800b"), /lone surrogate/);
+  const m = new Message("x".repeat(100));
+  assert.equal(m.payloadBytes, m.payloadBytes);
+  assert.equal(m.payloadBytes.constructor, Uint8Array);
+});
+
 test("binary payloads stay byte-identical, invalid UTF-8 included", () => {
   const b = allBytes();
   for (const payload of [b, b.buffer, new DataView(b.buffer), new Uint16Array(b.buffer), Buffer.from(b)]) {
