@@ -770,19 +770,46 @@ export function uvarintSize(v) {
  * acts on the good frames that precede a malformed one in the same unit.
  * @param {Uint8Array} unit
  * @param {number} [maxFrame] frames longer than this throw code 4002
- * @param {boolean} [borrow] MESSAGE payloads are views into `unit` (see decodeFrame)
  * @returns {Generator<object>}
  */
-export function* decodeUnit(unit, maxFrame = Infinity, borrow = false) {
+export function* decodeUnit(unit, maxFrame = Infinity) {
+  const r = unitReader(unit);
+  while (r.remaining > 0) {
+    const start = nextFrame(r, maxFrame);
+    yield decodeFrame(unit, start, r.pos);
+  }
+}
+
+/**
+ * decodeUnit for the receive path: calls `fn` with each frame in turn, decoding the
+ * next one only once `fn` has returned, and stops early when it returns false. No
+ * generator: resuming one for each frame was a tenth of the cost of a small message.
+ * @param {Uint8Array} unit
+ * @param {(frame: any) => boolean} fn
+ * @param {boolean} [borrow] MESSAGE payloads are views into `unit` (see decodeFrame)
+ * @throws {MqttGatewayError} code 4000 when malformed (after the frames before it)
+ */
+export function eachFrame(unit, fn, borrow = false) {
+  const r = unitReader(unit);
+  while (r.remaining > 0) {
+    const start = nextFrame(r, Infinity);
+    if (fn(decodeFrame(unit, start, r.pos, borrow)) === false) return;
+  }
+}
+
+function unitReader(unit) {
   const r = new Reader(unit);
   if (r.remaining === 0) throw malformed("empty transport unit");
-  while (r.remaining > 0) {
-    const len = r.uvarint();
-    if (len === 0) throw malformed("empty frame");
-    if (len > maxFrame) throw new MqttGatewayError(ErrorCode.frame_too_large, `frame of ${len} bytes exceeds ${maxFrame}`);
-    if (len > r.remaining) throw malformed("frame length exceeds unit");
-    const start = r.pos;
-    r.pos += len;
-    yield decodeFrame(unit, start, start + len, borrow);
-  }
+  return r;
+}
+
+/** Reads a frame's length prefix; returns where the frame starts, `r` being moved past its end. */
+function nextFrame(r, maxFrame) {
+  const len = r.uvarint();
+  if (len === 0) throw malformed("empty frame");
+  if (len > maxFrame) throw new MqttGatewayError(ErrorCode.frame_too_large, `frame of ${len} bytes exceeds ${maxFrame}`);
+  if (len > r.remaining) throw malformed("frame length exceeds unit");
+  const start = r.pos;
+  r.pos += len;
+  return start;
 }

@@ -8,7 +8,7 @@ import { BrokerClient } from "./broker-client.js";
 import {
   FrameType,
   PROTOCOL_VERSION,
-  decodeUnit,
+  eachFrame,
   encodeFrame,
   encodeUnit,
   isDataFrame,
@@ -769,11 +769,15 @@ export class Session {
     try {
       // MESSAGE payloads are borrowed from the unit: each client's Message copies what
       // it keeps once its onMessageArrived returns (Message#_settle).
-      for (const frame of decodeUnit(unit, Infinity, true)) {
-        this._onFrame(frame);
-        // A frame handler may have ended this transport (CLOSE, fatal error).
-        if (t !== this._transport) return;
-      }
+      eachFrame(
+        unit,
+        (frame) => {
+          this._onFrame(frame);
+          // A frame handler may have ended this transport (CLOSE, fatal error).
+          return t === this._transport;
+        },
+        true,
+      );
     } catch (err) {
       if (!(err instanceof MqttGatewayError)) throw err;
       // Undecodable input: this client and the gateway disagree on the protocol. A

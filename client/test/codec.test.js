@@ -8,6 +8,7 @@ import {
   Writer,
   decodeFrame,
   decodeUnit,
+  eachFrame,
   encodeFrame,
   encodeUnit,
   uvarintSize,
@@ -23,6 +24,7 @@ function encodeUvarint(v) {
   return w.finish().slice();
 }
 const decodeUvarint = (b) => new Reader(b).uvarint();
+const concatBytes = (...parts) => Uint8Array.from(parts.flatMap((p) => [...p]));
 
 function assertMalformed(fn, code = ErrorCode.malformed) {
   assert.throws(fn, (err) => err instanceof MqttGatewayError && err.errorCode === code);
@@ -452,6 +454,32 @@ describe("units", () => {
     const unit = encodeUnit(frames.map(encodeFrame));
     assert.equal(unit[0], encodeFrame(frames[0]).length);
     assert.deepEqual([...decodeUnit(unit)], frames);
+  });
+
+  // The session's way through a unit: frame by frame, the good frames before a
+  // malformed one acted on, and it may stop (its transport ended) half-way.
+  test("eachFrame: the frames in order, up to a malformed one or until told to stop", () => {
+    const frames = [
+      { type: FrameType.RESULT, req: 1, code: 0, message: "", value: 5 },
+      { type: FrameType.MESSAGE, stream: 5, qos: 0, retain: false, duplicate: false, packetId: 0, topic: "a", props: {}, payload: new Uint8Array(300).fill(7) },
+      { type: FrameType.PING },
+    ];
+    const unit = encodeUnit(frames.map(encodeFrame));
+    const seen = [];
+    eachFrame(unit, (f) => seen.push(f) > 0);
+    assert.deepEqual(seen, frames);
+    const borrowed = [];
+    eachFrame(unit, (f) => borrowed.push(f) > 0, true);
+    assert.equal(borrowed[1].payload.buffer, unit.buffer, "borrow: the payload is a view into the unit");
+    assert.notEqual(seen[1].payload.buffer, unit.buffer, "otherwise a copy");
+    const firstTwo = [];
+    eachFrame(unit, (f) => firstTwo.push(f) < 2);
+    assert.deepEqual(firstTwo, frames.slice(0, 2));
+    const bad = concatBytes(encodeUnit([encodeFrame(frames[0])]), bytes(1, 0x7f)); // a frame of unknown type 0x7f
+    const before = [];
+    assertMalformed(() => eachFrame(bad, (f) => before.push(f) > 0));
+    assert.deepEqual(before, frames.slice(0, 1));
+    assertMalformed(() => eachFrame(new Uint8Array(0), () => true));
   });
 
   test("empty unit, empty frame, and a frame longer than the unit are malformed", () => {
