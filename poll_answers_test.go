@@ -54,7 +54,8 @@ func TestALongPollAnswersABacklogInBoundedParts(t *testing.T) {
 		}
 		got := len(again)
 		polls := 2
-		for got < c.n {
+		deadline := time.Now().Add(20 * time.Second)
+		for got < c.n && time.Now().Before(deadline) {
 			data, size := s.pollSized()
 			if size > answerBytes+c.size {
 				t.Fatalf("%s: an answer of %d bytes", c.what, size)
