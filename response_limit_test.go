@@ -25,14 +25,14 @@ func TestHTTPTransportsUnderAServerWriteTimeout(t *testing.T) {
 	auto_https off
 	servers {
 		timeouts {
-			write 1s
+			write 2s
 		}
 	}
 }
 http://127.0.0.1:%d {
 	mqtt_gateway /mqtt/* {
 		broker main mqtt://127.0.0.1:%d
-		heartbeat 3s
+		heartbeat 5s
 	}
 }
 `, httpPort, mq.port)))
