@@ -74,3 +74,35 @@ func TestALongPollAnswersABacklogInBoundedParts(t *testing.T) {
 		t.Logf("%s: %d messages in %d polls", c.what, c.n, polls)
 	}
 }
+
+// An answer within replay_bytes on the wire must be within it in the
+// replay window too, which counts each frame's memory (64 bytes of
+// overhead a message, where its frame has about 8): with replay_bytes
+// 64KiB, a poll answered 256 messages of 200 bytes (56 KB on the wire, 70
+// KB held) and the window kept only the newest of them, so the answer,
+// lost on its way, could not be replayed and the session ended (4013).
+func TestALostPollAnswerIsReplayedUnderASmallReplayBytes(t *testing.T) {
+	mq := startMosquitto(t)
+	wsURL, httpPort := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "heartbeat 2s\nreplay_bytes 64KiB")
+	base := fmt.Sprintf("http://127.0.0.1:%d/mqtt", httpPort)
+
+	s := openPolling(t, base)
+	s.send(append(transport.AppendConnect(nil, 1, 1, &session.ConnectParams{Broker: "main"}),
+		transport.AppendSubscribe(nil, 2, 1, "replay/#", 1, 0)...))
+	if r := s.pollUntil(2); r[0].Code != 0 || r[1].Code != 0 {
+		t.Fatalf("connect and subscribe: %+v", r)
+	}
+	pub := dial(t, wsURL)
+	h := connectMain(t, pub)
+	const n = 600
+	expectResults(t, publishAll(t, pub, h, "replay/x", n, 200), n, 0, "publishes")
+	time.Sleep(300 * time.Millisecond) // the last ones on their way from the broker
+
+	first, size := s.pollSized()
+	t.Logf("the first answer: %d frames in %d bytes", len(first), size)
+	s.received -= uint64(len(first)) // that answer never arrived
+	again, _ := s.pollSized()        // fails the test if the session ended
+	if len(again) == 0 || again[0].Publish.Topic != "replay/x" {
+		t.Fatalf("the answer after a lost one: %+v", again)
+	}
+}
