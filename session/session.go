@@ -290,20 +290,24 @@ func (s *Session) TakeFor(t Transport, dst []Event, limit int) ([]Event, *Error)
 	return s.take(t, dst, limit, nil)
 }
 
-// Room bounds what one TakeWithin may take: frames of at most Bytes
-// together, each as Size measures it (its encoding on the wire). Unless
-// frames were taken before for the same answer (Started), the first frame
-// goes whatever its size: a frame larger than Bytes would never go.
+// Room bounds what the TakeWithin calls of one answer may take: frames of
+// at most Bytes together, each as Size measures it (its encoding on the
+// wire), and no more than the replay window holds, as it counts them, so
+// that the answer, lost on its way, can be replayed. Unless frames were
+// taken before for the same answer (Started), the first frame goes
+// whatever its size: a frame larger than Bytes would never go. TakeWithin
+// counts what it takes in room, so one Room serves a whole answer.
 type Room struct {
 	Bytes   int
 	Started bool
 	Size    func(*Event) int
+	held    int // the replay window's measure of the frames taken
 }
 
 // TakeWithin is TakeFor for an answer of bounded size (a long poll's): it
 // stops before the first frame that does not fit in room.
-func (s *Session) TakeWithin(t Transport, dst []Event, limit int, room Room) ([]Event, *Error) {
-	return s.take(t, dst, limit, &room)
+func (s *Session) TakeWithin(t Transport, dst []Event, limit int, room *Room) ([]Event, *Error) {
+	return s.take(t, dst, limit, room)
 }
 
 func (s *Session) take(t Transport, dst []Event, limit int, room *Room) ([]Event, *Error) {
@@ -323,17 +327,26 @@ func (s *Session) take(t Transport, dst []Event, limit int, room *Room) ([]Event
 	n := len(dst)
 	full := false
 	dst = s.out.take(dst, limit, func(f *slot) bool {
+		var size, held int
 		if room != nil {
 			e := f.event()
-			size := room.Size(&e)
-			if size > room.Bytes && room.Started {
+			size, held = room.Size(&e), f.size()
+			// The replay window keeps the newest frames up to replayBytes
+			// as f.size counts them, which is more than their wire size.
+			if room.Started && (size > room.Bytes || room.held+held > s.out.limits.replayBytes) {
 				full = true
 				return false
 			}
+		}
+		if s.bucket != nil && !s.bucket.Allow(f.wireSize(), now) {
+			return false
+		}
+		if room != nil {
 			room.Bytes -= size
+			room.held += held
 			room.Started = true
 		}
-		return s.bucket == nil || s.bucket.Allow(f.wireSize(), now)
+		return true
 	})
 	if size, ok := s.out.peek(); ok && len(dst)-n < limit && !full && s.bucket != nil {
 		// The budget stopped the take.

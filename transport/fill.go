@@ -34,11 +34,11 @@ func fill(buf []byte, sess *session.Session, conn session.Transport, events []se
 // poll.
 func fillWithin(buf []byte, maxBytes, maxFrames int, sess *session.Session, conn session.Transport, events []session.Event) ([]byte, []session.Event, *session.Error) {
 	taken := 0
+	room := session.Room{Bytes: maxBytes - len(buf), Size: frameSize}
 	for {
-		room := session.Room{Bytes: maxBytes - len(buf), Started: taken > 0, Size: frameSize}
 		want := min(batchFrames, maxFrames-taken)
 		var ended *session.Error
-		events, ended = sess.TakeWithin(conn, events[:0], want, room)
+		events, ended = sess.TakeWithin(conn, events[:0], want, &room)
 		for i := range events {
 			buf = AppendEvent(buf, &events[i])
 		}
