@@ -1,11 +1,14 @@
 package mqttgateway
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -368,5 +371,45 @@ func TestRequestsBehindAHungHookFailWithIt(t *testing.T) {
 	}
 	if f := nextMessage(t, a); f.Type != transport.TypeMessage || string(f.Publish.Payload) != "after" {
 		t.Fatalf("got %+v, want the later publish", f)
+	}
+}
+
+// A request queued behind one the hook did not answer in time fails with
+// it only if it would have asked the hook: one whose decision the hook
+// let the gateway cache (max-age) needs no hook and goes through. Here
+// the client's publishes to cached/x, allowed for a minute, failed with
+// 4022 because a publish to held/x before them hung.
+func TestACachedDecisionBehindAHungHookStillHolds(t *testing.T) {
+	mq := startMosquitto(t)
+	hook := &holdingHook{}
+	var cachedCalls atomic.Int32
+	url := gatewayWithHook(t, mq.port, "authorize", "hook_timeout 1s", func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		f, err := hookapi.ParseRequest(r)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if err == nil && f.Action == hookapi.ActionPublish && strings.HasPrefix(f.Topic, "cached/") {
+			cachedCalls.Add(1)
+			hookapi.Allow(w, hookapi.WithMaxAge(time.Minute))
+			return
+		}
+		hook.ServeHTTP(w, r)
+	})
+	ctx := ctx10(t)
+	a := dial(t, url)
+	ha := connectMain(t, a)
+	if err := a.Publish(ctx, ha, session.PublishParams{Topic: "cached/x", QoS: 1}); err != nil {
+		t.Fatal(err)
+	}
+
+	arrived := hook.hold() // and never released
+	held := publishAll(t, a, ha, "held/x", 1, 10)
+	<-arrived
+	const n = 5
+	behind := publishAll(t, a, ha, "cached/x", n, 10)
+	expectResults(t, held, 1, session.CodeHookUnavailable, "the publish the hook did not answer")
+	expectResults(t, behind, n, 0, "publishes behind it whose decision is cached")
+	if c := cachedCalls.Load(); c != 1 {
+		t.Fatalf("the hook was asked %d times about cached/x, want once", c)
 	}
 }
