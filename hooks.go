@@ -90,6 +90,27 @@ func (p *hookPolicy) Authorize(ctx context.Context, s *session.Session, a sessio
 	return &session.Error{Code: session.Code(d.Code), Message: d.Message}
 }
 
+// Cached implements session.CachedPolicy.
+func (p *hookPolicy) Cached(s *session.Session, a session.Action) (*session.Error, bool) {
+	if p.authz == nil {
+		return nil, true
+	}
+	_, f := p.facts(s, a)
+	d, ok := p.authz.Cached(f)
+	if !ok {
+		return nil, false
+	}
+	result := "allow"
+	if !d.Allow {
+		result = strconv.Itoa(d.Code)
+	}
+	p.metrics.HookCalls.WithLabelValues(string(f.Action), result).Inc()
+	if d.Allow {
+		return nil, true
+	}
+	return &session.Error{Code: session.Code(d.Code), Message: d.Message}, true
+}
+
 // Notify implements session.Policy: the hook hears it and its answer is
 // ignored. It returns when the hook has answered, or the runner's timeout
 // has passed: the session's notifier calls it on a goroutine of its own,
@@ -106,7 +127,10 @@ func (p *hookPolicy) Notify(s *session.Session, a session.Action) {
 	p.decide(context.Background(), p.authz, o, f)
 }
 
-var _ session.Policy = (*hookPolicy)(nil)
+var (
+	_ session.Policy       = (*hookPolicy)(nil)
+	_ session.CachedPolicy = (*hookPolicy)(nil)
+)
 
 // provisionHooks prepares the authenticate and authorize chains. The
 // decision cache belongs to this config: a reload may change the policy.

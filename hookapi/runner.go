@@ -64,6 +64,16 @@ func (r *Runner) DecideSettled(ctx context.Context, o *Origin, f Facts, settled 
 	return d
 }
 
+// Cached returns the decision the runner's cache holds for f, without
+// running the chain: ok is false when Decide would have to run it.
+func (r *Runner) Cached(f Facts) (d Decision, ok bool) {
+	if r.Cache == nil || f.SessionID == "" || !f.Action.Valid() || f.Action == ActionOpen || f.Action.IsNotification() {
+		return Decision{}, false
+	}
+	var key cacheKey
+	return r.Cache.lookup(&f, time.Now(), &key)
+}
+
 // decide calls settled (if not nil) once no chain runs for the request.
 func (r *Runner) decide(ctx context.Context, o *Origin, f *Facts, settled func()) (d Decision, cached bool, reason string) {
 	ran := false

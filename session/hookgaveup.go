@@ -5,7 +5,8 @@ import "time"
 // A client's requests run one at a time, each asking the authorize hook.
 // When the hook does not answer one of them in time (hook_timeout: a hung
 // hook service), the requests already waiting behind it are not sent to
-// the hook again: they get the same 4022 at once. Each used to wait
+// the hook again: they get the same 4022 at once (unless the hook let the
+// gateway keep a decision on them: those need no hook). Each used to wait
 // hook_timeout in turn, and 300 publishes queued behind a hung hook took
 // 300 s to fail, holding up the client's later requests with them.
 // Requests that arrive after the timeout ask the hook again, so a hook
@@ -17,6 +18,12 @@ import "time"
 func (c *Client) authorize(arrived time.Time, a Action) *Error {
 	s := c.sess
 	if arrived.Before(c.hookGaveUp) {
+		// A decision the hook let the gateway keep needs no hook.
+		if p, ok := s.mgr.config().Policy.(CachedPolicy); ok {
+			if err, ok := p.Cached(s, a); ok {
+				return err
+			}
+		}
 		err := Errorf(CodeHookUnavailable, "hook unavailable: the gateway could not decide (the hook did not answer an earlier request of this client within hook_timeout)")
 		s.refused(a.Kind, a.Broker, a.Topic, err)
 		return err

@@ -24,6 +24,14 @@ type Policy interface {
 	Notify(s *Session, a Action)
 }
 
+// CachedPolicy is a Policy that may know a decision without asking its
+// hook (one the hook let it keep for a while).
+type CachedPolicy interface {
+	// Cached returns the decision on a, and whether it had one; it never
+	// asks the hook.
+	Cached(s *Session, a Action) (err *Error, ok bool)
+}
+
 // Action is what a client wants to do, with the facts a policy decides on.
 type Action struct {
 	Kind     string // connect, subscribe, publish, unsubscribe, disconnect, close
