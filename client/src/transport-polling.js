@@ -1,8 +1,9 @@
 // The HTTP long polling transport (PROTOCOL.md, Transports/HTTP long polling), for
 // proxies that hold responses until they end: `POST <base>/poll` with OPEN or BIND is
-// answered with OPENED or BOUND and every data frame pending (or a PING after up to a
-// heartbeat); the next poll goes at once with BIND and the new count, which doubles as
-// the acknowledgement of what arrived. Requests go by `POST <base>/send`.
+// answered with OPENED or BOUND and the data frames pending, up to 64 KiB and the
+// server's replay window (or a PING after up to a heartbeat); the next poll goes at
+// once with BIND and the new count, which doubles as the acknowledgement of what
+// arrived, and brings what did not fit. Requests go by `POST <base>/send`.
 
 import { HttpTransport, describeAnswer, endpoint, fetchError, httpAnswer, isProtocolResponse } from "./transport-http.js";
 
