@@ -95,8 +95,8 @@ func (p *hookPolicy) Cached(s *session.Session, a session.Action) (*session.Erro
 	if p.authz == nil {
 		return nil, true
 	}
-	_, f := p.facts(s, a)
-	d, ok := p.authz.Cached(f)
+	o, f := p.facts(s, a)
+	d, ok := p.authz.Cached(o, f)
 	if !ok {
 		return nil, false
 	}

@@ -64,14 +64,18 @@ func (r *Runner) DecideSettled(ctx context.Context, o *Origin, f Facts, settled 
 	return d
 }
 
-// Cached returns the decision the runner's cache holds for f, without
-// running the chain: ok is false when Decide would have to run it.
-func (r *Runner) Cached(f Facts) (d Decision, ok bool) {
+// Cached returns the decision the runner's cache holds for f, logged as
+// Decide logs it, without running the chain: ok is false when Decide
+// would have to run it.
+func (r *Runner) Cached(o *Origin, f Facts) (d Decision, ok bool) {
 	if r.Cache == nil || f.SessionID == "" || !f.Action.Valid() || f.Action == ActionOpen || f.Action.IsNotification() {
 		return Decision{}, false
 	}
 	var key cacheKey
-	return r.Cache.lookup(&f, time.Now(), &key)
+	if d, ok = r.Cache.lookup(&f, time.Now(), &key); ok {
+		r.log(o, &f, d, true, "", 0)
+	}
+	return d, ok
 }
 
 // decide calls settled (if not nil) once no chain runs for the request.
