@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
+	"github.com/caddy-mqtt/mqttgateway/hookapi"
 	"github.com/caddy-mqtt/mqttgateway/transport"
 )
 
@@ -62,4 +64,49 @@ http://127.0.0.1:%d {
 	// And the session goes on.
 	time.Sleep(100 * time.Millisecond)
 	s.poll()
+}
+
+// A stream that opens its session runs the authenticate hook first, and
+// that time counts against the server's write timeout too: the stream
+// must end within it, counted from the request's start. (It ended three
+// quarters of the timeout after the hook had answered: with a hook that
+// takes 400 ms under a 1 s write timeout, at 1.15 s, and was cut.)
+func TestAStreamThatOpensEndsWithinTheWriteTimeout(t *testing.T) {
+	mq := startMosquitto(t)
+	hooks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(400 * time.Millisecond)
+		hookapi.Allow(w)
+	}))
+	t.Cleanup(hooks.Close)
+	httpPort := freePort(t)
+	loadCaddy(t, adaptCaddyfile(t, fmt.Sprintf(`{
+	admin off
+	persist_config off
+	auto_https off
+	servers {
+		timeouts {
+			write 1s
+		}
+	}
+}
+http://127.0.0.1:%d {
+	mqtt_gateway /mqtt/* {
+		broker main mqtt://127.0.0.1:%d
+		heartbeat 3s
+		authenticate {
+			reverse_proxy %s
+		}
+	}
+}
+`, httpPort, mq.port, hooks.Listener.Addr())))
+	base := fmt.Sprintf("http://127.0.0.1:%d/mqtt", httpPort)
+	resp, err := http.Post(base+"/stream", "application/octet-stream", bytes.NewReader(transport.AppendOpen(nil, "", nil, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("the stream was cut after %d bytes: %v", len(body), err)
+	}
 }
