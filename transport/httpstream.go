@@ -35,14 +35,20 @@ const (
 	pollBytes = 64 << 10
 )
 
-// responseTime is how long a poll may wait or a stream may last under the
-// server's response limit (Server.ResponseLimit), leaving a quarter of it
-// for the answer to go out; 0: no limit.
-func (s *Server) responseTime(r *http.Request) time.Duration {
+// responseTime is how long, from now, a poll may wait or a stream may
+// last under the server's response limit (Server.ResponseLimit) for a
+// request served since start, leaving a quarter of the limit for the
+// answer to go out; 0: no limit. The limit counts from the request's
+// start: an open's authenticate hook spends it too.
+func (s *Server) responseTime(r *http.Request, start time.Time) time.Duration {
 	if s.ResponseLimit == nil {
 		return 0
 	}
-	return s.ResponseLimit(r) * 3 / 4
+	limit := s.ResponseLimit(r)
+	if limit <= 0 {
+		return 0
+	}
+	return max(time.Until(start.Add(limit*3/4)), time.Millisecond)
 }
 
 // httpConn is the session.Transport of one streaming or polling response.
@@ -178,6 +184,7 @@ func startBinaryResponse(w http.ResponseWriter) {
 // ServeStream serves POST /stream: one long response carrying the
 // session's frames as they come.
 func (s *Server) ServeStream(w http.ResponseWriter, r *http.Request) error {
+	start := time.Now()
 	s.init()
 	conn := newHTTPConn()
 	sess, first, _, ok := s.beginHTTP(w, r, conn, "streaming")
@@ -212,7 +219,7 @@ func (s *Server) ServeStream(w http.ResponseWriter, r *http.Request) error {
 	defer ticker.Stop()
 	// Under a response limit the stream ends in time, as at streamBytes.
 	var limited <-chan time.Time
-	if d := s.responseTime(r); d > 0 {
+	if d := s.responseTime(r, start); d > 0 {
 		t := time.NewTimer(d)
 		defer t.Stop()
 		limited = t.C
@@ -270,6 +277,7 @@ func (s *Server) ServeStream(w http.ResponseWriter, r *http.Request) error {
 // ServePoll serves POST /poll: it answers with what is pending (up to
 // pollBytes), waiting up to pollWait for something to send.
 func (s *Server) ServePoll(w http.ResponseWriter, r *http.Request) error {
+	start := time.Now()
 	s.init()
 	conn := newHTTPConn()
 	sess, first, opened, ok := s.beginHTTP(w, r, conn, "polling")
@@ -289,7 +297,7 @@ func (s *Server) ServePoll(w http.ResponseWriter, r *http.Request) error {
 	m.Connections.WithLabelValues("polling").Inc() // while the poll is held
 	defer m.Connections.WithLabelValues("polling").Dec()
 	wait := min(pollWait, s.Manager.Config().Heartbeat)
-	if d := s.responseTime(r); d > 0 {
+	if d := s.responseTime(r, start); d > 0 {
 		wait = min(wait, d) // answered before the server cuts it
 	}
 	if r.URL.Query().Get("wait") == "0" {
