@@ -413,3 +413,39 @@ func TestACachedDecisionBehindAHungHookStillHolds(t *testing.T) {
 		t.Fatalf("the hook was asked %d times about cached/x, want once", c)
 	}
 }
+
+// A hook that answers, however slowly, did not time out: a reload that
+// lowers hook_timeout while a request waits for the hook must not make
+// that request's failure (here a 500 after 1.5 s, within the 20 s it was
+// given) count as a hook that did not answer, failing the client's
+// requests behind it with 4022 without asking the hook.
+func TestASlowHookFailureThroughAReloadIsNotAHungHook(t *testing.T) {
+	mq := startMosquitto(t)
+	asked, release := make(chan struct{}, 1), make(chan struct{})
+	hooks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if f, err := hookapi.ParseRequest(r); err == nil && f.Action == hookapi.ActionPublish && f.Topic == "slow/x" {
+			asked <- struct{}{}
+			<-release
+			http.Error(w, "the hook's database is down", http.StatusInternalServerError)
+			return
+		}
+		hookapi.Allow(w)
+	}))
+	t.Cleanup(hooks.Close)
+	httpPort, timeout := freePort(t), "20s"
+	reload := adminCaddy(t, func() string {
+		return fmt.Sprintf("http://127.0.0.1:%d {\n mqtt_gateway /mqtt/* {\n name slowhook\n broker main mqtt://127.0.0.1:%d\n hook_timeout %s\n authorize {\n reverse_proxy %s\n }\n }\n}\n",
+			httpPort, mq.port, timeout, hooks.Listener.Addr())
+	})
+	c := dial(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort))
+	h := connectMain(t, c)
+	slow := publishAll(t, c, h, "slow/x", 1, 10)
+	<-asked
+	behind := publishAll(t, c, h, "free/x", 3, 10)
+	timeout = "1s"
+	reload()
+	time.Sleep(1500 * time.Millisecond)
+	close(release)
+	expectResults(t, slow, 1, session.CodeHookUnavailable, "the publish the hook failed")
+	expectResults(t, behind, 3, 0, "publishes behind it, which the hook allows")
+}
