@@ -28,9 +28,15 @@ func (c *Client) authorize(arrived time.Time, a Action) *Error {
 		s.refused(a.Kind, a.Broker, a.Topic, err)
 		return err
 	}
+	// The policy and the timeout it runs with, of one config: a reload
+	// during the call must not measure it against another timeout.
+	cfg := s.mgr.config()
+	if cfg.Policy == nil {
+		return nil
+	}
 	start := time.Now()
-	err := s.authorize(c.ctx, a)
-	if err != nil && err.Code == CodeHookUnavailable && time.Since(start) >= s.mgr.config().hookTimeout() {
+	err := cfg.Policy.Authorize(c.ctx, s, a)
+	if err != nil && err.Code == CodeHookUnavailable && time.Since(start) >= cfg.hookTimeout() {
 		c.hookGaveUp = time.Now()
 	}
 	return err
