@@ -20,7 +20,7 @@ func newQueueCollector(m *Manager, gateway string) *queueCollector {
 		frames: prometheus.NewDesc("mqtt_gateway_queued_frames",
 			"Frames queued for live sessions and not yet written to their connections, in all.", nil, labels),
 		bytes: prometheus.NewDesc("mqtt_gateway_queued_bytes",
-			"Bytes of the frames queued for live sessions and not yet written, in all.", nil, labels),
+			"Bytes of the frames queued for live sessions and not yet written, in all, as max_queued_bytes counts them (topic and payload, and 64 bytes a frame).", nil, labels),
 		framesMost: prometheus.NewDesc("mqtt_gateway_queued_frames_max",
 			"Frames queued and not yet written for the session with the most.", nil, labels),
 	}
