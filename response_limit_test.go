@@ -20,25 +20,7 @@ import (
 // stream cut mid-response.
 func TestHTTPTransportsUnderAServerWriteTimeout(t *testing.T) {
 	mq := startMosquitto(t)
-	httpPort := freePort(t)
-	loadCaddy(t, adaptCaddyfile(t, fmt.Sprintf(`{
-	admin off
-	persist_config off
-	auto_https off
-	servers {
-		timeouts {
-			write 2s
-		}
-	}
-}
-http://127.0.0.1:%d {
-	mqtt_gateway /mqtt/* {
-		broker main mqtt://127.0.0.1:%d
-		heartbeat 5s
-	}
-}
-`, httpPort, mq.port)))
-	base := fmt.Sprintf("http://127.0.0.1:%d/mqtt", httpPort)
+	base := gatewayUnderAWriteTimeout(t, mq.port, "")
 
 	s := openPolling(t, base)
 	for range 3 {
@@ -70,36 +52,16 @@ http://127.0.0.1:%d {
 // that time counts against the server's write timeout too: the stream
 // must end within it, counted from the request's start. (It ended three
 // quarters of the timeout after the hook had answered: with a hook that
-// takes 400 ms under a 1 s write timeout, at 1.15 s, and was cut.)
+// takes 400 ms under a 1 s write timeout, at 1.15 s, and was cut. Here:
+// 800 ms under 2 s.)
 func TestAStreamThatOpensEndsWithinTheWriteTimeout(t *testing.T) {
 	mq := startMosquitto(t)
 	hooks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(400 * time.Millisecond)
+		time.Sleep(800 * time.Millisecond)
 		hookapi.Allow(w)
 	}))
 	t.Cleanup(hooks.Close)
-	httpPort := freePort(t)
-	loadCaddy(t, adaptCaddyfile(t, fmt.Sprintf(`{
-	admin off
-	persist_config off
-	auto_https off
-	servers {
-		timeouts {
-			write 1s
-		}
-	}
-}
-http://127.0.0.1:%d {
-	mqtt_gateway /mqtt/* {
-		broker main mqtt://127.0.0.1:%d
-		heartbeat 3s
-		authenticate {
-			reverse_proxy %s
-		}
-	}
-}
-`, httpPort, mq.port, hooks.Listener.Addr())))
-	base := fmt.Sprintf("http://127.0.0.1:%d/mqtt", httpPort)
+	base := gatewayUnderAWriteTimeout(t, mq.port, fmt.Sprintf("authenticate {\n\t\t\treverse_proxy %s\n\t\t}", hooks.Listener.Addr()))
 	resp, err := http.Post(base+"/stream", "application/octet-stream", bytes.NewReader(transport.AppendOpen(nil, "", nil, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -109,4 +71,32 @@ http://127.0.0.1:%d {
 	if err != nil {
 		t.Fatalf("the stream was cut after %d bytes: %v", len(body), err)
 	}
+}
+
+// gatewayUnderAWriteTimeout runs a gateway, with extra options, on a
+// server whose write timeout (2 s) is shorter than its heartbeat (5 s),
+// and returns its base URL. A quarter of 2 s leaves a loaded machine room
+// to write an answer's end.
+func gatewayUnderAWriteTimeout(t *testing.T, brokerPort int, extra string) string {
+	t.Helper()
+	httpPort := freePort(t)
+	loadCaddy(t, adaptCaddyfile(t, fmt.Sprintf(`{
+	admin off
+	persist_config off
+	auto_https off
+	servers {
+		timeouts {
+			write 2s
+		}
+	}
+}
+http://127.0.0.1:%d {
+	mqtt_gateway /mqtt/* {
+		broker main mqtt://127.0.0.1:%d
+		heartbeat 5s
+		%s
+	}
+}
+`, httpPort, brokerPort, extra)))
+	return fmt.Sprintf("http://127.0.0.1:%d/mqtt", httpPort)
 }
