@@ -130,13 +130,7 @@ http://127.0.0.1:%d {
 // shows every line of want; then it logs the gateway's metrics.
 func expectMetrics(t *testing.T, port int, want []string) {
 	t.Helper()
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	metrics := string(body)
+	metrics := scrape(t, port)
 	for _, w := range want {
 		if !strings.Contains(metrics, w+"\n") {
 			t.Errorf("metrics lack %s", w)
@@ -149,6 +143,18 @@ func expectMetrics(t *testing.T, port int, want []string) {
 			}
 		}
 	}
+}
+
+// scrape returns the metrics served on port.
+func scrape(t *testing.T, port int) string {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return string(body)
 }
 
 // testPKI writes a CA and a broker certificate for the given names to dir.

@@ -2,8 +2,6 @@ package mqttgateway
 
 import (
 	"fmt"
-	"io"
-	"net/http"
 	"regexp"
 	"strconv"
 	"testing"
@@ -16,18 +14,13 @@ import (
 // largest session's frames.
 func queuedMetrics(t *testing.T, port int) (frames, bytes, most float64) {
 	t.Helper()
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	body := scrape(t, port)
 	value := func(name string) float64 {
-		m := regexp.MustCompile(`(?m)^mqtt_gateway_` + name + `\{gateway="queues"\} (\S+)$`).FindSubmatch(body)
+		m := regexp.MustCompile(`(?m)^mqtt_gateway_` + name + `\{gateway="queues"\} (\S+)$`).FindStringSubmatch(body)
 		if m == nil {
 			t.Fatalf("no %s in the metrics:\n%s", name, body)
 		}
-		v, _ := strconv.ParseFloat(string(m[1]), 64)
+		v, _ := strconv.ParseFloat(m[1], 64)
 		return v
 	}
 	return value("queued_frames"), value("queued_bytes"), value("queued_frames_max")
