@@ -356,6 +356,9 @@ func TestASessionIsListedAndLoggedWhereItIsNow(t *testing.T) {
 		format json
 		include http.handlers.mqtt_gateway
 	}
+	servers {
+		trusted_proxies static 127.0.0.1/32
+	}
 }
 http://127.0.0.1:%d {
 	mqtt_gateway /mqtt/* {
@@ -366,11 +369,12 @@ http://127.0.0.1:%d {
 	base := fmt.Sprintf("http://127.0.0.1:%d/mqtt", httpPort)
 
 	// Opened over long polling on one connection, rebound on a stream over
-	// another.
+	// another, through a proxy (trusted) for another client address.
 	s := openPolling(t, base)
 	other := &http.Client{Transport: &http.Transport{}}
 	t.Cleanup(other.CloseIdleConnections)
 	req, _ := http.NewRequest(http.MethodPost, base+"/stream", bytes.NewReader(transport.AppendBind(nil, s.id, s.secret, 0)))
+	req.Header.Set("X-Forwarded-For", "127.0.0.9")
 	resp, err := other.Do(req)
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("rebind on a stream: %v %v", resp, err)
@@ -387,16 +391,17 @@ http://127.0.0.1:%d {
 		t.Fatalf("listing: %v %+v", err, got)
 	}
 	l := got.Sessions[0]
-	if l.Transport != "polling" || l.LastTransport != "streaming" || l.LastRemote == l.Remote || !strings.HasPrefix(l.LastRemote, "127.0.0.1:") {
-		t.Fatalf("listed: transport %q remote %q, last_transport %q last_remote %q; want polling, then streaming from another address",
-			l.Transport, l.Remote, l.LastTransport, l.LastRemote)
+	if l.Transport != "polling" || l.LastTransport != "streaming" || l.LastRemote == l.Remote || !strings.HasPrefix(l.LastRemote, "127.0.0.1:") ||
+		l.ClientIP != "127.0.0.1" || l.LastClientIP != "127.0.0.9" {
+		t.Fatalf("listed: transport %q remote %q client_ip %q, last_transport %q last_remote %q last_client_ip %q; want polling, then streaming from another address for 127.0.0.9",
+			l.Transport, l.Remote, l.ClientIP, l.LastTransport, l.LastRemote, l.LastClientIP)
 	}
 
 	// The client closes its session: the line says where it was.
 	post(t, base+"/send", append(transport.AppendSend(nil, s.id, s.secret, 0, false), transport.AppendEnd(nil, 1000, "bye")...), nil)
 	awaitLogLines(t, logFile, `"msg":"session closed"`, 1)
 	line := fmt.Sprintf(`"remote":%q,`, l.Remote)
-	last := fmt.Sprintf(`"last_remote":%q,"last_transport":"streaming"`, l.LastRemote)
+	last := fmt.Sprintf(`"last_remote":%q,"last_client_ip":"127.0.0.9","last_transport":"streaming"`, l.LastRemote)
 	if logLines(logFile, line) != 2 || logLines(logFile, last) != 1 { // opened and closed; closed
 		data, _ := os.ReadFile(logFile)
 		t.Fatalf("the log does not say where the session was at its close (%s):\n%s", last, data)

@@ -86,9 +86,9 @@ type Session struct {
 	// The bandwidth budget's wake-up (Take).
 	budgetTimer sessionTimer
 
-	// The latest connection's address and transport (Rebound): on call,
-	// where the client is now, not where it opened the session.
-	lastRemote, lastTransport string
+	// The latest connection's address, client IP and transport (Rebound):
+	// on call, where the client is now, not where it opened the session.
+	lastRemote, lastClientIP, lastTransport string
 
 	// Set at open by the authenticate hook and the transport.
 	origin       any
@@ -162,11 +162,13 @@ func (s *Session) Rebind(t Transport, received uint64) (uint64, *Error) {
 	return s.requests.Load(), nil
 }
 
-// Rebound records the address and transport of a connection that rebound
-// the session, for the logs and the admin API.
-func (s *Session) Rebound(remote, transport string) {
+// Rebound records the address, the client IP (as trusted_proxies
+// resolved it; "": the address's) and the transport of a connection that
+// rebound the session, for the logs and the admin API.
+func (s *Session) Rebound(remote, clientIP, transport string) {
+	ip := OpenInfo{RemoteAddr: remote, ClientIP: clientIP}.ip()
 	s.mu.Lock()
-	s.lastRemote, s.lastTransport = remote, transport
+	s.lastRemote, s.lastClientIP, s.lastTransport = remote, ip, transport
 	s.mu.Unlock()
 }
 
@@ -626,7 +628,7 @@ func (s *Session) finish() {
 	s.gate = nil // deliver no longer admits (closed)
 	reason, left := s.closed, s.left
 	frames, conflated, dropped := s.out.next-1, s.conflated, s.dropped
-	lastRemote, lastTransport := s.lastRemote, s.lastTransport
+	lastRemote, lastClientIP, lastTransport := s.lastRemote, s.lastClientIP, s.lastTransport
 	s.mu.Unlock()
 	// A will is for a client that vanished: the session expired, broke the
 	// protocol, was ended by the gateway, or its page went away (Leave). A
@@ -646,5 +648,5 @@ func (s *Session) finish() {
 		zap.String("remote", s.info.RemoteAddr), zap.String("client_ip", s.info.ip()), zap.String("transport", s.info.Transport), zap.Uint32("code", uint32(reason.Code)),
 		zap.String("reason", reason.Message), zap.Duration("duration", time.Since(s.created)),
 		zap.Uint64("frames", frames), zap.Uint64("conflated", conflated), zap.Uint64("dropped", dropped),
-		zap.String("last_remote", lastRemote), zap.String("last_transport", lastTransport))
+		zap.String("last_remote", lastRemote), zap.String("last_client_ip", lastClientIP), zap.String("last_transport", lastTransport))
 }

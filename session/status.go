@@ -21,10 +21,13 @@ type SessionStatus struct {
 	ClientIP  string    `json:"client_ip"` // as Caddy's trusted_proxies resolved it
 	Transport string    `json:"transport"` // at open
 	Opened    time.Time `json:"opened"`
-	// LastRemote and LastTransport are the latest connection's (the same
-	// as at open until the client rebinds: a dropped connection, a move
-	// to another transport, every long poll).
+	// LastRemote, LastClientIP and LastTransport are the latest
+	// connection's (the same as at open until the client rebinds: a
+	// dropped connection, a move to another transport, every long poll).
+	// Behind a balancer LastRemote is the balancer's; LastClientIP is the
+	// client's, as trusted_proxies resolves it.
 	LastRemote    string `json:"last_remote"`
+	LastClientIP  string `json:"last_client_ip"`
 	LastTransport string `json:"last_transport"`
 	// Connected: a connection is bound; false: the session waits for the
 	// client to rebind, until session_timeout.
@@ -103,6 +106,7 @@ func (s *Session) status() SessionStatus {
 		Transport:     s.info.Transport,
 		Opened:        s.created,
 		LastRemote:    s.lastRemote,
+		LastClientIP:  s.lastClientIP,
 		LastTransport: s.lastTransport,
 		Connected:     s.conn != nil,
 		MaxFrequency:  s.capFrequency,

@@ -191,8 +191,7 @@ func (s *Server) start(r *http.Request, unit []byte, conn session.Transport, tra
 		if e != nil {
 			return nil, nil, false, e
 		}
-		s.refreshOrigin(sess, r)
-		sess.Rebound(r.RemoteAddr, transport)
+		sess.Rebound(r.RemoteAddr, s.refreshOrigin(sess, r), transport)
 		// The pair of "connection lost; the session waits for a rebind".
 		if ce := s.logger().Check(zap.DebugLevel, "session rebound"); ce != nil {
 			ce.Write(zap.String("session", sess.IDString()), zap.String("user", sess.Info().User),
@@ -280,12 +279,15 @@ func (s *Server) open(r *http.Request, f *Frame, transport string) (*session.Ses
 }
 
 // refreshOrigin keeps the policy's view of the client current after a
-// rebind (a new address, new cookies).
-func (s *Server) refreshOrigin(sess *session.Session, r *http.Request) {
+// rebind (a new address, new cookies), and returns the client's IP as
+// Caddy's trusted_proxies resolved it ("" without an Origin).
+func (s *Server) refreshOrigin(sess *session.Session, r *http.Request) (clientIP string) {
 	if s.Origin != nil {
-		o, _ := s.Origin(r)
+		var o any
+		o, clientIP = s.Origin(r)
 		sess.SetOrigin(o)
 	}
+	return clientIP
 }
 
 // logger is the server's logger, or none.
