@@ -44,9 +44,9 @@ type Client struct {
 
 	// Guarded by sess.mu.
 	ops     []queuedOp
-	running bool
 	runReq  uint64 // the request the queue runs, and its cost while unanswered
 	runCost int
+	running bool
 	// resultsInOrder: a RESULT of this client's went behind the frames
 	// waiting (Session.resultInOrder), and its later ones follow it while
 	// frames wait: a handle's RESULTs come in the order of its requests.
@@ -56,9 +56,11 @@ type Client struct {
 	ackHub         *Hub // copy of hub for ACKs, which bypass the request queue
 
 	// Owned by the request goroutine.
-	// hookGaveUp is when the authorize hook last failed to answer one of
-	// the client's requests in time (hookgaveup.go).
-	hookGaveUp time.Time
+	// hookGaveUp is when (Unix ns; 0: never) the authorize hook last failed
+	// to answer one of the client's requests in time (hookgaveup.go). Not a
+	// time.Time, and the bools together above: a client stays in its
+	// allocation size class (144 bytes).
+	hookGaveUp int64
 	hub        *Hub
 	subs       map[string]byte // filter → QoS
 	// opts: the options of subs on a shared connection, which the gateway

@@ -17,7 +17,7 @@ import "time"
 // arrived. Request goroutine.
 func (c *Client) authorize(arrived time.Time, a Action) *Error {
 	s := c.sess
-	if arrived.Before(c.hookGaveUp) {
+	if arrived.UnixNano() < c.hookGaveUp {
 		// A decision the hook let the gateway keep needs no hook.
 		if p, ok := s.mgr.config().Policy.(CachedPolicy); ok {
 			if err, ok := p.Cached(s, a); ok {
@@ -37,7 +37,7 @@ func (c *Client) authorize(arrived time.Time, a Action) *Error {
 	start := time.Now()
 	err := cfg.Policy.Authorize(c.ctx, s, a)
 	if err != nil && err.Code == CodeHookUnavailable && time.Since(start) >= cfg.hookTimeout() {
-		c.hookGaveUp = time.Now()
+		c.hookGaveUp = time.Now().UnixNano()
 	}
 	return err
 }

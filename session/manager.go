@@ -217,7 +217,7 @@ func (m *Manager) Embedded(name string) *EmbeddedBroker {
 // nil a, if the session limits allow one now.
 func (m *Manager) Open(info OpenInfo, a *Admission) (*Session, *Error) {
 	s := &Session{mgr: m, info: info, created: time.Now(), log: m.log, clients: map[uint64]*Client{},
-		out: *newOutbox(m.outboxLimits()), lastRemote: info.RemoteAddr, lastClientIP: info.ip(), lastTransport: info.Transport}
+		out: *newOutbox(m.outboxLimits())}
 	if a != nil {
 		s.id = a.id // the id the authenticate hook was told
 	} else {

@@ -105,9 +105,6 @@ func (s *Session) status() SessionStatus {
 		ClientIP:      s.ip,
 		Transport:     s.info.Transport,
 		Opened:        s.created,
-		LastRemote:    s.lastRemote,
-		LastClientIP:  s.lastClientIP,
-		LastTransport: s.lastTransport,
 		Connected:     s.conn != nil,
 		MaxFrequency:  s.capFrequency,
 		Frames:        s.out.next - 1,
@@ -118,6 +115,8 @@ func (s *Session) status() SessionStatus {
 		Clients:       []ClientStatus{},
 		Subscriptions: []SubscriptionStatus{},
 	}
+	now := s.whereLocked()
+	st.LastRemote, st.LastClientIP, st.LastTransport = now.remote, now.clientIP, now.transport
 	if s.bucket != nil {
 		st.MaxBandwidth = s.bucket.Rate
 	}
