@@ -67,8 +67,6 @@ func reason(code byte, text string) string {
 	return s
 }
 
-// dialCause says in a few words, without addresses, why a connection to a
-// broker failed.
 // tlsAlert is the alert a TLS peer sent, as crypto/tls reports it over
 // TCP: a net.OpError "remote error" around an unexported alert type
 // (tls.AlertError is only QUIC's), so its text is all there is.
@@ -80,6 +78,8 @@ func tlsAlert(err error) string {
 	return ""
 }
 
+// dialCause says in a few words, without addresses, why a connection to a
+// broker failed.
 func dialCause(err error) string {
 	var dnsErr *net.DNSError
 	var unknownCA x509.UnknownAuthorityError
@@ -147,8 +147,12 @@ func TrimText(s string) string {
 // wants). Waiting clients are told at once, as of a refused CONNECT.
 // (Refused or timed-out connections, and unknown host names, wait for
 // connect_timeout: a restarting broker, or one whose DNS record comes and
-// goes with it, answers within it.)
+// goes with it, answers within it. So does an "internal error" alert, the
+// one a TLS terminator sends while its backend restarts.)
 func lastingTLS(err error) bool {
+	if tlsAlert(err) == "tls: internal error" {
+		return false
+	}
 	var unknownCA x509.UnknownAuthorityError
 	var wrongHost x509.HostnameError
 	var invalid x509.CertificateInvalidError

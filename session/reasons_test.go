@@ -2,7 +2,9 @@ package session
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"strings"
@@ -74,6 +76,31 @@ func TestDialCauseNamesTheGatewaysOpenFileLimit(t *testing.T) {
 		err := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("socket", errno)}
 		if got := dialCause(err); !strings.Contains(got, "too many open files") {
 			t.Errorf("dialCause(%v) = %q, want the open-file limit named", err, got)
+		}
+	}
+}
+
+// TLS failures the next attempt meets again are told to waiting clients
+// at once; an alert that says the broker's side is in trouble is not one.
+func TestLastingTLS(t *testing.T) {
+	remote := func(text string) error {
+		return &net.OpError{Op: "remote error", Net: "tcp", Err: errors.New(text)}
+	}
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{x509.UnknownAuthorityError{}, true},
+		{x509.HostnameError{Host: "broker"}, true},
+		{fmt.Errorf("dial: %w", remote("tls: certificate required")), true},
+		{fmt.Errorf("dial: %w", remote("tls: bad certificate")), true},
+		{fmt.Errorf("dial: %w", remote("tls: internal error")), false},
+		{syscall.ECONNRESET, false},
+		{syscall.ECONNREFUSED, false},
+		{&net.DNSError{Err: "no such host", Name: "broker", IsNotFound: true}, false},
+	} {
+		if got := lastingTLS(c.err); got != c.want {
+			t.Errorf("lastingTLS(%v) = %v, want %v", c.err, got, c.want)
 		}
 	}
 }
