@@ -351,11 +351,7 @@ func TestASessionIsListedAndLoggedWhereItIsNow(t *testing.T) {
 	persist_config off
 	auto_https off
 	default_bind 127.0.0.1
-	log gateway {
-		output file %s
-		format json
-		include http.handlers.mqtt_gateway
-	}
+	%s
 	servers {
 		trusted_proxies static 127.0.0.1/32
 	}
@@ -365,7 +361,7 @@ http://127.0.0.1:%d {
 		broker main mqtt://127.0.0.1:%d
 	}
 }
-`, adminPort, logFile, httpPort, mq.port)))
+`, adminPort, gatewayLog(logFile), httpPort, mq.port)))
 	base := fmt.Sprintf("http://127.0.0.1:%d/mqtt", httpPort)
 
 	// Opened over long polling on one connection, rebound on a stream over

@@ -262,7 +262,7 @@ func TestBrokerCredentialsFromAFileAndRefusalsInTheLog(t *testing.T) {
 	}
 	httpPort := freePort(t)
 	adminCaddyTryWith(t, func() string {
-		return fmt.Sprintf("log gateway {\n output file %s\n format json\n include http.handlers.mqtt_gateway\n}", logFile)
+		return gatewayLog(logFile)
 	}, func() string {
 		return fmt.Sprintf(`http://127.0.0.1:%d {
 	mqtt_gateway /file/* {

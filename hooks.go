@@ -35,13 +35,26 @@ func (p *hookPolicy) decide(ctx context.Context, r *hookapi.Runner, o *hookapi.O
 func (p *hookPolicy) decideSettled(ctx context.Context, r *hookapi.Runner, o *hookapi.Origin, f hookapi.Facts, settled func()) hookapi.Decision {
 	start := time.Now()
 	d := r.DecideSettled(ctx, o, f, settled)
+	p.count(f.Action, d)
+	p.metrics.HookDuration.WithLabelValues(string(f.Action)).Observe(time.Since(start).Seconds())
+	return d
+}
+
+// count counts a decision in hook_calls_total.
+func (p *hookPolicy) count(a hookapi.Action, d hookapi.Decision) {
 	result := "allow"
 	if !d.Allow {
 		result = strconv.Itoa(d.Code)
 	}
-	p.metrics.HookCalls.WithLabelValues(string(f.Action), result).Inc()
-	p.metrics.HookDuration.WithLabelValues(string(f.Action)).Observe(time.Since(start).Seconds())
-	return d
+	p.metrics.HookCalls.WithLabelValues(string(a), result).Inc()
+}
+
+// denial is a decision as the session's error: nil when it allows.
+func denial(d hookapi.Decision) *session.Error {
+	if d.Allow {
+		return nil
+	}
+	return &session.Error{Code: session.Code(d.Code), Message: d.Message}
 }
 
 // authenticate implements transport.Server.Authenticate.
@@ -52,7 +65,7 @@ func (p *hookPolicy) authenticate(r *http.Request, user string, password []byte,
 	}
 	d := p.decideSettled(r.Context(), p.authn, hookapi.Snapshot(r), hookapi.Facts{Action: hookapi.ActionOpen, SessionID: sessionID, Username: user, Password: password}, settled)
 	if !d.Allow {
-		return transport.OpenResult{}, &session.Error{Code: session.Code(d.Code), Message: d.Message}
+		return transport.OpenResult{}, denial(d)
 	}
 	limits, err := session.ParseLimits(d.Limits)
 	if err != nil {
@@ -83,11 +96,7 @@ func (p *hookPolicy) Authorize(ctx context.Context, s *session.Session, a sessio
 		return nil
 	}
 	o, f := p.facts(s, a)
-	d := p.decide(ctx, p.authz, o, f)
-	if d.Allow {
-		return nil
-	}
-	return &session.Error{Code: session.Code(d.Code), Message: d.Message}
+	return denial(p.decide(ctx, p.authz, o, f))
 }
 
 // Cached implements session.CachedPolicy.
@@ -100,15 +109,8 @@ func (p *hookPolicy) Cached(s *session.Session, a session.Action) (*session.Erro
 	if !ok {
 		return nil, false
 	}
-	result := "allow"
-	if !d.Allow {
-		result = strconv.Itoa(d.Code)
-	}
-	p.metrics.HookCalls.WithLabelValues(string(f.Action), result).Inc()
-	if d.Allow {
-		return nil, true
-	}
-	return &session.Error{Code: session.Code(d.Code), Message: d.Message}, true
+	p.count(f.Action, d)
+	return denial(d), true
 }
 
 // Notify implements session.Policy: the hook hears it and its answer is

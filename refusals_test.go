@@ -97,11 +97,7 @@ func gatewayWithLogAndMetrics(t *testing.T, name, brokerURL, extra string) (url 
 	persist_config off
 	auto_https off
 	default_bind 127.0.0.1
-	log gateway {
-		output file %s
-		format json
-		include http.handlers.mqtt_gateway
-	}
+	%s
 }
 http://127.0.0.1:%d {
 	mqtt_gateway /mqtt/* {
@@ -113,7 +109,7 @@ http://127.0.0.1:%d {
 http://127.0.0.1:%d {
 	metrics
 }
-`, logFile, httpPort, name, brokerURL, extra, metricsPort)))
+`, gatewayLog(logFile), httpPort, name, brokerURL, extra, metricsPort)))
 	return fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort), metricsPort, logFile
 }
 

@@ -403,7 +403,7 @@ func TestReloadMovesTheLog(t *testing.T) {
 	dir := t.TempDir()
 	logFile := filepath.Join(dir, "a.log")
 	try := adminCaddyTryWith(t, func() string {
-		return fmt.Sprintf("log gateway {\n output file %s\n format json\n include http.handlers.mqtt_gateway\n}", logFile)
+		return gatewayLog(logFile)
 	}, func() string {
 		return fmt.Sprintf("http://127.0.0.1:%d {\n mqtt_gateway /mqtt/* {\n name logs\n broker main mqtt://127.0.0.1:%d\n }\n}\n", httpPort, mq.port)
 	})
@@ -642,7 +642,7 @@ func TestFailedReloadLogsNoGatewayRemoved(t *testing.T) {
 	logFile := filepath.Join(t.TempDir(), "gw.log")
 	name, extraSite := "running", ""
 	try := adminCaddyTryWith(t, func() string {
-		return fmt.Sprintf("log gateway {\n output file %s\n format json\n include http.handlers.mqtt_gateway\n}", logFile)
+		return gatewayLog(logFile)
 	}, func() string {
 		return fmt.Sprintf("http://127.0.0.1:%d {\n mqtt_gateway /mqtt/* {\n name %s\n broker main mqtt://127.0.0.1:%d\n }\n}\n%s", httpPort, name, mq.port, extraSite)
 	})

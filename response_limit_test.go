@@ -31,15 +31,7 @@ func TestHTTPTransportsUnderAServerWriteTimeout(t *testing.T) {
 
 	// A stream over the same session ends by itself, completely (the
 	// chunked body's end, not a cut), with the frames written so far.
-	resp, err := http.Post(base+"/stream", "application/octet-stream", bytes.NewReader(transport.AppendBind(nil, s.id, s.secret, s.received)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("the stream was cut after %d bytes: %v", len(body), err)
-	}
+	body := wholeStream(t, base, transport.AppendBind(nil, s.id, s.secret, s.received))
 	if err := transport.SplitUnit(body, func([]byte) error { return nil }); err != nil || len(body) == 0 {
 		t.Fatalf("the stream's %d bytes: %v", len(body), err)
 	}
@@ -62,7 +54,14 @@ func TestAStreamThatOpensEndsWithinTheWriteTimeout(t *testing.T) {
 	}))
 	t.Cleanup(hooks.Close)
 	base := gatewayUnderAWriteTimeout(t, mq.port, fmt.Sprintf("authenticate {\n\t\t\treverse_proxy %s\n\t\t}", hooks.Listener.Addr()))
-	resp, err := http.Post(base+"/stream", "application/octet-stream", bytes.NewReader(transport.AppendOpen(nil, "", nil, nil)))
+	wholeStream(t, base, transport.AppendOpen(nil, "", nil, nil))
+}
+
+// wholeStream posts first to /stream and reads the response to its end,
+// which must be the chunked body's end, not a cut.
+func wholeStream(t *testing.T, base string, first []byte) []byte {
+	t.Helper()
+	resp, err := http.Post(base+"/stream", "application/octet-stream", bytes.NewReader(first))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,6 +70,7 @@ func TestAStreamThatOpensEndsWithinTheWriteTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the stream was cut after %d bytes: %v", len(body), err)
 	}
+	return body
 }
 
 // gatewayUnderAWriteTimeout runs a gateway, with extra options, on a

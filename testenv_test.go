@@ -404,3 +404,9 @@ func (p *tcpProxy) cut() {
 	}
 	p.conns = nil
 }
+
+// gatewayLog is the global option that writes the gateway's log lines, as
+// JSON, to file.
+func gatewayLog(file string) string {
+	return fmt.Sprintf("log gateway {\n\toutput file %s\n\tformat json\n\tinclude http.handlers.mqtt_gateway\n}", file)
+}

@@ -68,7 +68,7 @@ func (r *Runner) DecideSettled(ctx context.Context, o *Origin, f Facts, settled 
 // Decide logs it, without running the chain: ok is false when Decide
 // would have to run it.
 func (r *Runner) Cached(o *Origin, f Facts) (d Decision, ok bool) {
-	if r.Cache == nil || f.SessionID == "" || !f.Action.Valid() || f.Action == ActionOpen || f.Action.IsNotification() {
+	if !f.Action.Valid() || !r.cacheable(&f) {
 		return Decision{}, false
 	}
 	var key cacheKey
@@ -92,11 +92,7 @@ func (r *Runner) decide(ctx context.Context, o *Origin, f *Facts, settled func()
 	if r.Chain == nil || r.Chain.handler == nil {
 		return unavailable(), false, "no provisioned hook chain"
 	}
-	// Decisions are cached per session: one without a session could be
-	// about anyone's cookies. An open, which names the session it would
-	// make, is never asked twice for it. Notifications always run, since
-	// telling is their point.
-	cacheable := r.Cache != nil && f.SessionID != "" && f.Action != ActionOpen && !f.Action.IsNotification()
+	cacheable := r.cacheable(f)
 	var key cacheKey // set by lookup, so that a miss is stored without hashing f again
 	if cacheable {
 		if d, ok := r.Cache.lookup(f, time.Now(), &key); ok {
@@ -109,6 +105,15 @@ func (r *Runner) decide(ctx context.Context, o *Origin, f *Facts, settled func()
 		r.Cache.putKey(key, d, time.Now()) // keeps only a decision with a max-age
 	}
 	return d, false, reason
+}
+
+// cacheable reports whether f's decision may come from the cache.
+// Decisions are cached per session: one without a session could be about
+// anyone's cookies. An open, which names the session it would make, is
+// never asked twice for it. Notifications always run, since telling is
+// their point.
+func (r *Runner) cacheable(f *Facts) bool {
+	return r.Cache != nil && f.SessionID != "" && f.Action != ActionOpen && !f.Action.IsNotification()
 }
 
 // run runs the chain in its own goroutine, so that the timeout holds even

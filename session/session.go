@@ -304,29 +304,24 @@ func (s *Session) Take(dst []Event, limit int) ([]Event, *Error) {
 // has left for a newer one takes nothing. Its writer may still be running
 // (woken by the Close that Attach sends it), and frames it took would be
 // lost: the rebind's BOUND has told the client that the new connection
-// replays them.
-func (s *Session) TakeFor(t Transport, dst []Event, limit int) ([]Event, *Error) {
-	return s.take(t, dst, limit, nil)
+// replays them. A room, if not nil, bounds an answer of bounded size (a
+// long poll's): the take stops before the first frame that does not fit.
+func (s *Session) TakeFor(t Transport, dst []Event, limit int, room *Room) ([]Event, *Error) {
+	return s.take(t, dst, limit, room)
 }
 
-// Room bounds what the TakeWithin calls of one answer may take: frames of
+// Room bounds what the TakeFor calls of one answer may take: frames of
 // at most Bytes together, each as Size measures it (its encoding on the
 // wire), and no more than the replay window holds, as it counts them, so
 // that the answer, lost on its way, can be replayed. Unless frames were
 // taken before for the same answer (Started), the first frame goes
-// whatever its size: a frame larger than Bytes would never go. TakeWithin
+// whatever its size: a frame larger than Bytes would never go. TakeFor
 // counts what it takes in room, so one Room serves a whole answer.
 type Room struct {
 	Bytes   int
 	Started bool
 	Size    func(*Event) int
 	held    int // the replay window's measure of the frames taken
-}
-
-// TakeWithin is TakeFor for an answer of bounded size (a long poll's): it
-// stops before the first frame that does not fit in room.
-func (s *Session) TakeWithin(t Transport, dst []Event, limit int, room *Room) ([]Event, *Error) {
-	return s.take(t, dst, limit, room)
 }
 
 func (s *Session) take(t Transport, dst []Event, limit int, room *Room) ([]Event, *Error) {

@@ -1,6 +1,10 @@
 package transport
 
-import "github.com/caddy-mqtt/mqttgateway/session"
+import (
+	"math"
+
+	"github.com/caddy-mqtt/mqttgateway/session"
+)
 
 // Every transport writes a session's frames the same way: whatever is
 // pending, encoded into one buffer (one WebSocket message, one chunk of a
@@ -11,34 +15,18 @@ import "github.com/caddy-mqtt/mqttgateway/session"
 // a bandwidth budget holds frames back, the session wakes the connection
 // when they may go.)
 func fill(buf []byte, sess *session.Session, conn session.Transport, events []session.Event) ([]byte, []session.Event, *session.Error) {
-	for {
-		var ended *session.Error
-		events, ended = sess.TakeFor(conn, events[:0], batchFrames)
-		for i := range events {
-			buf = AppendEvent(buf, &events[i])
-		}
-		n := len(events)
-		clear(events)
-		if n == 0 && ended != nil {
-			return AppendEnd(buf, ended.Code, ended.Message), events, ended
-		}
-		if n < batchFrames {
-			return buf, events, nil
-		}
-	}
+	return fillWithin(buf, nil, math.MaxInt, sess, conn, events)
 }
 
-// fillWithin is fill for an answer of bounded size, a long poll's: at most
-// maxBytes in all (buf included; a single frame larger than that goes on
-// its own) and maxFrames data frames. What does not fit waits for the next
-// poll.
-func fillWithin(buf []byte, maxBytes, maxFrames int, sess *session.Session, conn session.Transport, events []session.Event) ([]byte, []session.Event, *session.Error) {
+// fillWithin is fill for an answer of bounded size, a long poll's: frames
+// while they fit in room (nil: no bound; see session.Room) and at most
+// maxFrames of them. What does not fit waits for the next answer.
+func fillWithin(buf []byte, room *session.Room, maxFrames int, sess *session.Session, conn session.Transport, events []session.Event) ([]byte, []session.Event, *session.Error) {
 	taken := 0
-	room := session.Room{Bytes: maxBytes - len(buf), Size: frameSize}
 	for {
 		want := min(batchFrames, maxFrames-taken)
 		var ended *session.Error
-		events, ended = sess.TakeWithin(conn, events[:0], want, &room)
+		events, ended = sess.TakeFor(conn, events[:0], want, room)
 		for i := range events {
 			buf = AppendEvent(buf, &events[i])
 		}
@@ -48,7 +36,7 @@ func fillWithin(buf []byte, maxBytes, maxFrames int, sess *session.Session, conn
 		if n == 0 && ended != nil {
 			return AppendEnd(buf, ended.Code, ended.Message), events, ended
 		}
-		if n < want || taken >= maxFrames || len(buf) >= maxBytes {
+		if n < want || taken >= maxFrames || room != nil && room.Bytes <= 0 {
 			return buf, events, nil
 		}
 	}

@@ -312,12 +312,12 @@ func (s *Server) ServePoll(w http.ResponseWriter, r *http.Request) error {
 	stopping := s.stops.stopping(r)
 	// An answer is at most pollBytes and, so that one lost on its way can
 	// be replayed to the next poll, within the replay window (PROTOCOL.md,
-	// HTTP long polling).
-	cfg := s.Manager.Config()
-	maxBytes, maxFrames := min(pollBytes, cfg.ReplayBytes), max(cfg.ReplayFrames, 1)
+	// HTTP long polling; the room checks replay_bytes).
+	room := session.Room{Bytes: pollBytes - len(buf), Size: frameSize}
+	maxFrames := max(s.Manager.Config().ReplayFrames, 1)
 	for {
 		var ended *session.Error
-		buf, events, ended = fillWithin(buf, maxBytes, maxFrames, sess, conn, events)
+		buf, events, ended = fillWithin(buf, &room, maxFrames, sess, conn, events)
 		// A new session's OPENED is an answer by itself: the client needs
 		// the session id before it can send anything.
 		if opened || len(buf) > len(first) || ended != nil || conn.closed() {
