@@ -68,10 +68,18 @@ export const isWellFormed =
     ? (s) => s.isWellFormed()
     : (s) => !loneSurrogate.test(s);
 
+/**
+ * Throws a TypeError for a string with a lone surrogate, which UTF-8 cannot carry.
+ * @param {string} s
+ */
+export function checkWellFormed(s) {
+  if (!isWellFormed(s)) throw new TypeError("string contains a lone surrogate (not valid UTF-16)");
+}
+
 /** Encodes a JS string as UTF-8, rejecting lone surrogates. */
 export function encodeUtf8(s) {
   if (typeof s !== "string") throw new TypeError(`expected a string, got ${typeof s}`);
-  if (!isWellFormed(s)) throw new TypeError("string contains a lone surrogate (not valid UTF-16)");
+  checkWellFormed(s);
   return utf8Encoder.encode(s);
 }
 
@@ -137,7 +145,7 @@ export class Writer {
 
   /** A string's UTF-8 bytes, without a length (payloads), encoded in place. */
   utf8(s) {
-    if (!isWellFormed(s)) throw new TypeError("string contains a lone surrogate (not valid UTF-16)");
+    checkWellFormed(s);
     const most = 3 * s.length;
     this.reserve(most);
     this.length += utf8Encoder.encodeInto(s, this.buf.subarray(this.length, this.length + most)).written;
@@ -162,7 +170,7 @@ export class Writer {
 
   string(s) {
     if (typeof s !== "string") throw new TypeError(`expected a string, got ${typeof s}`);
-    if (!isWellFormed(s)) throw new TypeError("string contains a lone surrogate (not valid UTF-16)");
+    checkWellFormed(s);
     // Encoded in place: TextEncoder.encode() would allocate an array for each string
     // (outside the JS heap), several times the cost of encoding a topic. The length
     // prefix is reserved for the longest the text can be (3 bytes per UTF-16 unit) and

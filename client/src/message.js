@@ -1,7 +1,7 @@
 // The application-facing message, as Paho's and MQTT.Cool's Message, plus MQTT 5
 // publish properties as plain fields.
 
-import { isWellFormed, toBytes } from "./codec.js";
+import { checkWellFormed, toBytes } from "./codec.js";
 import { describeValue } from "./errors.js";
 
 // Replacement (non-fatal) decoding for payloadString: a binary payload must not make
@@ -36,7 +36,7 @@ export class Message {
     if (typeof payload === "string") {
       // Checked now, encoded when needed: straight into the PUBLISH frame (_wirePayload),
       // or by payloadBytes.
-      if (!isWellFormed(payload)) throw new TypeError("string contains a lone surrogate (not valid UTF-16)");
+      checkWellFormed(payload);
       this.#string = payload;
       this.#bytes = null;
     } else if (payload === EMPTY) {
