@@ -77,6 +77,19 @@ func (s *httpSession) send(unit []byte) {
 	}
 }
 
+// pollingSubscribed opens a long-polling session whose client connects to
+// broker main and subscribes to filter at QoS 1 (requests 1 and 2).
+func pollingSubscribed(t *testing.T, base, filter string) *httpSession {
+	t.Helper()
+	s := openPolling(t, base)
+	s.send(append(transport.AppendConnect(nil, 1, 1, &session.ConnectParams{Broker: "main"}),
+		transport.AppendSubscribe(nil, 2, 1, filter, 1, 0)...))
+	if r := s.pollUntil(2); r[0].Req != 1 || r[0].Code != 0 || r[1].Req != 2 || r[1].Code != 0 {
+		t.Fatalf("connect and subscribe: %+v", r)
+	}
+	return s
+}
+
 // poll returns the data frames of one poll and counts them.
 func (s *httpSession) poll() []transport.Frame {
 	s.t.Helper()
@@ -117,14 +130,7 @@ func TestLongPollingEndToEnd(t *testing.T) {
 	mq := startMosquitto(t)
 	_, httpPort := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "heartbeat 2s")
 	base := fmt.Sprintf("http://127.0.0.1:%d/mqtt", httpPort)
-	s := openPolling(t, base)
-
-	s.send(append(transport.AppendConnect(nil, 1, 1, &session.ConnectParams{Broker: "main"}),
-		transport.AppendSubscribe(nil, 2, 1, "poll/#", 1, 0)...))
-	results := s.pollUntil(2)
-	if results[0].Req != 1 || results[0].Code != 0 || results[1].Req != 2 || results[1].Code != 0 {
-		t.Fatalf("results: %+v", results)
-	}
+	s := pollingSubscribed(t, base, "poll/#")
 	mosquittoPub(t, mq.port, "-t", "poll/a", "-m", "one")
 	mosquittoPub(t, mq.port, "-t", "poll/b", "-m", "two")
 	msgs := s.pollUntil(2)

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddy-mqtt/mqttgateway/session"
 	"github.com/caddy-mqtt/mqttgateway/transport"
 )
 
@@ -21,12 +20,7 @@ func TestALongPollAnswersABacklogInBoundedParts(t *testing.T) {
 	base := fmt.Sprintf("http://127.0.0.1:%d/mqtt", httpPort)
 	const answerBytes = 64 << 10 // transport.pollBytes, as PROTOCOL.md documents it
 
-	s := openPolling(t, base)
-	s.send(append(transport.AppendConnect(nil, 1, 1, &session.ConnectParams{Broker: "main"}),
-		transport.AppendSubscribe(nil, 2, 1, "backlog/#", 1, 0)...))
-	if r := s.pollUntil(2); r[0].Code != 0 || r[1].Code != 0 {
-		t.Fatalf("connect and subscribe: %+v", r)
-	}
+	s := pollingSubscribed(t, base, "backlog/#")
 
 	pub := dial(t, wsURL)
 	h := connectMain(t, pub)
@@ -80,18 +74,13 @@ func TestALongPollAnswersABacklogInBoundedParts(t *testing.T) {
 // overhead a message, where its frame has about 8): with replay_bytes
 // 64KiB, a poll answered 256 messages of 200 bytes (56 KB on the wire, 70
 // KB held) and the window kept only the newest of them, so the answer,
-// lost on its way, could not be replayed and the session ended (4013).
+// lost on its way, could not be replayed and the session ended (4012).
 func TestALostPollAnswerIsReplayedUnderASmallReplayBytes(t *testing.T) {
 	mq := startMosquitto(t)
 	wsURL, httpPort := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "heartbeat 2s\nreplay_bytes 64KiB")
 	base := fmt.Sprintf("http://127.0.0.1:%d/mqtt", httpPort)
 
-	s := openPolling(t, base)
-	s.send(append(transport.AppendConnect(nil, 1, 1, &session.ConnectParams{Broker: "main"}),
-		transport.AppendSubscribe(nil, 2, 1, "replay/#", 1, 0)...))
-	if r := s.pollUntil(2); r[0].Code != 0 || r[1].Code != 0 {
-		t.Fatalf("connect and subscribe: %+v", r)
-	}
+	s := pollingSubscribed(t, base, "replay/#")
 	pub := dial(t, wsURL)
 	h := connectMain(t, pub)
 	const n = 600
