@@ -157,8 +157,17 @@ func scrape(t *testing.T, port int) string {
 	return string(body)
 }
 
-// testPKI writes a CA and a broker certificate for the given names to dir.
+// testPKI writes a CA and a broker certificate for the given names to dir,
+// and a client certificate (client.pem, client.key) the CA signs.
 func testPKI(t *testing.T, dir string, names ...string) (caFile, certFile, keyFile string) {
+	t.Helper()
+	caFile, certFile, keyFile, _ = testPKIIssuing(t, dir, names...)
+	return caFile, certFile, keyFile
+}
+
+// testPKIIssuing is testPKI, and issue writes a new client certificate for
+// name over the one in dir.
+func testPKIIssuing(t *testing.T, dir string, names ...string) (caFile, certFile, keyFile string, issue func(name string)) {
 	t.Helper()
 	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mqtt_gateway test CA"},
@@ -180,20 +189,29 @@ func testPKI(t *testing.T, dir string, names ...string) (caFile, certFile, keyFi
 	der, _ := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	keyDER, _ := x509.MarshalECPrivateKey(key)
 	// A client certificate from the same CA, for brokers that ask for one.
-	clientKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	clientTmpl := &x509.Certificate{SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "mqtt_gateway"},
+	issue = func(name string) { issueClientCert(dir, name, ca, caKey) }
+	issue("mqtt_gateway")
+	return writePEM(dir, "ca.pem", "CERTIFICATE", caDER), writePEM(dir, "broker.pem", "CERTIFICATE", der), writePEM(dir, "broker.key", "EC PRIVATE KEY", keyDER), issue
+}
+
+// issueClientCert writes a client certificate for name, which ca signs, to
+// dir's client.pem and client.key (over the ones there).
+func issueClientCert(dir, name string, ca *x509.Certificate, caKey *ecdsa.PrivateKey) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: name},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
-	clientDER, _ := x509.CreateCertificate(rand.Reader, clientTmpl, ca, &clientKey.PublicKey, caKey)
-	clientKeyDER, _ := x509.MarshalECPrivateKey(clientKey)
-	write := func(name, typ string, b []byte) string {
-		p := filepath.Join(dir, name)
-		os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), 0o644)
-		return p
-	}
-	write("client.pem", "CERTIFICATE", clientDER)
-	write("client.key", "EC PRIVATE KEY", clientKeyDER)
-	return write("ca.pem", "CERTIFICATE", caDER), write("broker.pem", "CERTIFICATE", der), write("broker.key", "EC PRIVATE KEY", keyDER)
+	der, _ := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	keyDER, _ := x509.MarshalECPrivateKey(key)
+	writePEM(dir, "client.pem", "CERTIFICATE", der)
+	writePEM(dir, "client.key", "EC PRIVATE KEY", keyDER)
+}
+
+func writePEM(dir, name, typ string, der []byte) string {
+	p := filepath.Join(dir, name)
+	os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o644)
+	return p
 }
 
 // startTLSMosquitto runs mosquitto with one TLS listener; with clientCA it

@@ -48,15 +48,30 @@ func adminCaddyTry(t *testing.T, site func() string) (tryReload func() (int, str
 // (globals) besides the admin API's.
 func adminCaddyTryWith(t *testing.T, globals, site func() string) (tryReload func() (int, string)) {
 	t.Helper()
+	post := adminCaddyLoader(t, globals, site)
+	return func() (int, string) {
+		t.Helper()
+		return post(false)
+	}
+}
+
+// adminCaddyLoader is adminCaddyTryWith whose reloads may be forced, as
+// `caddy reload --force` does: Caddy loads an unchanged config again (its
+// files may have changed).
+func adminCaddyLoader(t *testing.T, globals, site func() string) (load func(force bool) (int, string)) {
+	t.Helper()
 	adminPort := freePort(t)
 	cfg := func() string {
 		return string(caddyfile.Format([]byte(fmt.Sprintf("{\n\tadmin 127.0.0.1:%d\n\tpersist_config off\n\tauto_https off\n\tdefault_bind 127.0.0.1\n%s\n}\n%s", adminPort, globals(), site()))))
 	}
 	loadCaddy(t, adaptCaddyfile(t, cfg()))
-	return func() (int, string) {
+	return func(force bool) (int, string) {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/load", adminPort), strings.NewReader(cfg()))
 		req.Header.Set("Content-Type", "text/caddyfile")
+		if force {
+			req.Header.Set("Cache-Control", "must-revalidate")
+		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatalf("reload: %v", err)

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -35,7 +36,10 @@ type BrokerConfig struct {
 	Username string `json:"username,omitempty"`
 
 	// Password that goes with username (or alone: MQTT 5 allows a password
-	// without a username).
+	// without a username). A reload that changes only the password, or
+	// the TLS files, keeps the broker connections up: they log in with
+	// it when they next connect, and the gateway tries it at once on a
+	// connection of its own and logs what the broker answered.
 	Password string `json:"password,omitempty"`
 
 	// Prefix of the MQTT client IDs of the gateway's shared connections (a
@@ -68,6 +72,10 @@ type BrokerConfig struct {
 
 	serverURL *url.URL
 	tlsConfig *tls.Config
+	// tlsFiles is a digest of what the TLS files held when Prepare read
+	// them: the paths are the same when a certificate is renewed in place,
+	// and only the contents tell a reload that something changed.
+	tlsFiles [sha256.Size]byte
 }
 
 // BrokerTLS configures TLS towards a broker.
@@ -157,7 +165,7 @@ func (b *BrokerConfig) Prepare() error {
 	}
 	b.serverURL = u
 	if u.Scheme == "mqtts" || u.Scheme == "wss" {
-		b.tlsConfig, err = b.TLS.build(u.Hostname())
+		b.tlsConfig, b.tlsFiles, err = b.TLS.build(u.Hostname())
 		if err != nil {
 			return fmt.Errorf("broker %q: %w", b.Name, err)
 		}
@@ -276,37 +284,52 @@ func ParseBrokerURL(s string) (*url.URL, error) {
 	return u, nil
 }
 
-func (t *BrokerTLS) build(host string) (*tls.Config, error) {
+func (t *BrokerTLS) build(host string) (*tls.Config, [sha256.Size]byte, error) {
+	var none [sha256.Size]byte
 	cfg := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
 	if t == nil {
-		return cfg, nil
+		return cfg, none, nil
 	}
 	if t.ServerName != "" {
 		cfg.ServerName = t.ServerName
 	}
 	cfg.InsecureSkipVerify = t.InsecureSkipVerify
+	files := sha256.New()
 	if t.CA != "" {
 		pem, err := os.ReadFile(t.CA)
 		if err != nil {
-			return nil, fmt.Errorf("reading tls ca: %v", err)
+			return nil, none, fmt.Errorf("reading tls ca: %v", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tls ca %s: no PEM certificate found", t.CA)
+			return nil, none, fmt.Errorf("tls ca %s: no PEM certificate found", t.CA)
 		}
 		cfg.RootCAs = pool
+		files.Write(pem)
 	}
 	if (t.Cert == "") != (t.Key == "") {
-		return nil, fmt.Errorf("tls cert and key go together")
+		return nil, none, fmt.Errorf("tls cert and key go together")
 	}
 	if t.Cert != "" {
-		pair, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+		cert, err := os.ReadFile(t.Cert)
 		if err != nil {
-			return nil, fmt.Errorf("loading tls client certificate: %v", err)
+			return nil, none, fmt.Errorf("loading tls client certificate: %v", err)
+		}
+		key, err := os.ReadFile(t.Key)
+		if err != nil {
+			return nil, none, fmt.Errorf("loading tls client certificate: %v", err)
+		}
+		pair, err := tls.X509KeyPair(cert, key)
+		if err != nil {
+			return nil, none, fmt.Errorf("loading tls client certificate: %v", err)
 		}
 		cfg.Certificates = []tls.Certificate{pair}
+		files.Write(cert)
+		files.Write(key)
 	}
-	return cfg, nil
+	var sum [sha256.Size]byte
+	files.Sum(sum[:0])
+	return cfg, sum, nil
 }
 
 // credentials are what the gateway logs in with for clients that give none

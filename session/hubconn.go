@@ -32,7 +32,9 @@ func (h *Hub) connect() error {
 	cfg := autopaho.ClientConfig{
 		ServerUrls: []*url.URL{server},
 		AttemptConnection: func(ctx context.Context, c autopaho.ClientConfig, u *url.URL) (net.Conn, error) {
-			conn, err := dialBroker(ctx, u, c.TlsCfg, c.ConnectTimeout)
+			// The TLS files as last loaded: a reload that renewed them
+			// (renewLogin) left this connection manager running.
+			conn, err := dialBroker(ctx, u, h.br().cfg.tlsConfig, c.ConnectTimeout)
 			if err != nil {
 				return nil, err
 			}
@@ -77,9 +79,19 @@ func (h *Hub) connect() error {
 			EnableManualAcknowledgment: h.dedicated,
 		},
 	}
-	cfg.ConnectPacketBuilder = withProblemInfo
+	build := withProblemInfo
 	if h.dedicated && br.embedded == nil {
-		cfg.ConnectPacketBuilder = withReceiveMaximum
+		build = withReceiveMaximum
+	}
+	cfg.ConnectPacketBuilder = func(c *paho.Connect, u *url.URL) (*paho.Connect, error) {
+		if o.configured {
+			// The login as last configured: a reload that renewed the
+			// password (renewLogin) left this connection manager running.
+			user, password := h.br().cfg.credentials()
+			c.Username, c.UsernameFlag = user, user != ""
+			c.Password, c.PasswordFlag = password, password != nil
+		}
+		return build(c, u)
 	}
 	ctx, cancel := context.WithCancelCause(context.Background())
 	cm, err := autopaho.NewConnection(ctx, cfg)
@@ -166,6 +178,25 @@ func (h *Hub) restart(br *brokerRuntime) error {
 	}
 	h.mu.Unlock()
 	return h.replaceConnection(br, Errorf(CodeBrokerUnavailable, "broker %q reconfigured; subscriptions come back when it is connected", br.cfg.Name))
+}
+
+// renewLogin moves a hub that is up to br, whose configuration differs
+// from its broker's in the login alone (loginRenewed): the connection
+// stays, and its next login (a reconnect) is br's. It reports whether
+// the hub logs in with the broker's configured credentials, which the
+// reload may have changed, and whether it was up; one that is not is left
+// for a reconnect at once.
+func (h *Hub) renewLogin(br *brokerRuntime) (configured, up bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.up {
+		return h.opts.configured, false
+	}
+	h.broker.Store(br)
+	if h.opts.configured {
+		h.opts.username, h.opts.password = br.cfg.credentials()
+	}
+	return h.opts.configured, true
 }
 
 // replaceConnection gives a shared hub a new connection manager, to br,
@@ -356,19 +387,26 @@ func farewellReason(d *packets.Disconnect) string {
 	return reason(d.ReasonCode, text)
 }
 
-func (h *Hub) onConnectError(err error) {
-	var e *Error
-	var ce *autopaho.ConnackError
+// connectFailure says why a connection attempt to broker name failed, in
+// words for its clients and its operators; ce is the broker's refusal, if
+// its CONNACK refused, and answered whether the broker will answer the next
+// attempt the same way.
+func connectFailure(name string, err error) (e *Error, ce *autopaho.ConnackError, answered bool) {
 	var answer *unanswered
-	answered := errors.As(err, &answer) && answer.answered || lastingTLS(err)
+	answered = errors.As(err, &answer) && answer.answered || lastingTLS(err)
 	switch {
 	case errors.As(err, &ce):
-		e = Errorf(CodeBrokerRefused, "broker %q refused the connection: %s", h.br().cfg.Name, reason(ce.ReasonCode, ce.Reason))
+		e = Errorf(CodeBrokerRefused, "broker %q refused the connection: %s", name, reason(ce.ReasonCode, ce.Reason))
 	case errors.Is(err, errMQTT311):
-		e = Errorf(CodeBrokerRefused, "broker %q refused the connection: %s", h.br().cfg.Name, answer.says)
+		e = Errorf(CodeBrokerRefused, "broker %q refused the connection: %s", name, answer.says)
 	default:
-		e = Errorf(CodeBrokerUnavailable, "broker %q unavailable: %s", h.br().cfg.Name, dialCause(err))
+		e = Errorf(CodeBrokerUnavailable, "broker %q unavailable: %s", name, dialCause(err))
 	}
+	return e, ce, answered
+}
+
+func (h *Hub) onConnectError(err error) {
+	e, ce, answered := connectFailure(h.br().cfg.Name, err)
 	h.mu.Lock()
 	repeated := h.lastErr != nil && h.lastErr.Message == e.Message
 	h.lastErr = e

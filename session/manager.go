@@ -442,8 +442,9 @@ func (m *Manager) Hubs() []HubStatus {
 // hubKey names the broker connection a CONNECT gets. Shared connections
 // that log in with the broker's configured credentials (their clients gave
 // none) share one key whatever those are: a reload that changes them
-// changes that connection's login (Hub.restart), and the clients that
-// connect afterwards join it, rather than a second one.
+// changes that connection's login (Hub.restart, or Hub.renewLogin for
+// the password alone), and the clients that connect afterwards join it,
+// rather than a second one.
 func hubKey(br *brokerRuntime, p ConnectParams, configured bool) string {
 	if p.ClientID != "" {
 		return "dedicated\x00" + br.cfg.Name + "\x00" + p.ClientID

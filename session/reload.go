@@ -20,11 +20,42 @@ func (m *Manager) outboxLimits() outboxLimits {
 		replayFrames: c.ReplayFrames, replayBytes: c.ReplayBytes, conflateAfter: c.ConflateAfter, behindAfter: c.BehindAfter}
 }
 
-// sameBroker reports whether two broker configurations are equal.
+// sameBroker reports whether two broker configurations are equal, the
+// contents of their TLS files included.
 func sameBroker(a, b *BrokerConfig) bool {
 	ja, _ := json.Marshal(a)
 	jb, _ := json.Marshal(b)
-	return string(ja) == string(jb)
+	return string(ja) == string(jb) && a.tlsFiles == b.tlsFiles
+}
+
+// loginRenewed reports whether two configurations of an external broker
+// differ in the login and nothing else: the password, the TLS files or
+// their contents (a certificate renewed in place, a CA bundle with the
+// broker's next authority). The connections up stay up for such a change (Hub.renewLogin)
+// and use it when they next log in: reconnecting every client, with the
+// messages published meanwhile lost to them, would be the price of a
+// routine rotation, and a broker that stops accepting the old login for
+// the connections it has (Mosquitto does, reloading its password file)
+// ends them itself.
+func loginRenewed(a, b *BrokerConfig) bool {
+	if a.Embedded != nil || b.Embedded != nil {
+		return false
+	}
+	x, y := *a, *b
+	x.Password, y.Password = "", ""
+	x.tlsFiles, y.tlsFiles = [32]byte{}, [32]byte{}
+	x.TLS, y.TLS = withoutFiles(a.TLS), withoutFiles(b.TLS)
+	return sameBroker(&x, &y)
+}
+
+// withoutFiles is t without the files it names (nil for nil).
+func withoutFiles(t *BrokerTLS) *BrokerTLS {
+	if t == nil {
+		return nil
+	}
+	u := *t
+	u.CA, u.Cert, u.Key = "", "", ""
+	return &u
 }
 
 // CheckConfig reports what Reconfigure would refuse in cfg (a duplicate
@@ -72,7 +103,7 @@ func (m *Manager) ReconfigureStaged(cfg Config, staged *StagedBrokers) error {
 
 	m.brokersMu.Lock()
 	next := map[string]*brokerRuntime{}
-	var changed, removed []*brokerRuntime
+	var changed, renewed, removed []*brokerRuntime
 	var started []*EmbeddedBroker
 	fail := func(err error) error {
 		m.brokersMu.Unlock()
@@ -112,7 +143,12 @@ func (m *Manager) ReconfigureStaged(cfg Config, staged *StagedBrokers) error {
 			old.embedded.release() // an external broker now: the embedded one goes
 		}
 		next[b.Name] = br
-		if old != nil {
+		switch {
+		case old == nil:
+		case loginRenewed(old.cfg, b):
+			br.copiesPerSub.Store(old.copiesPerSub.Load()) // the same broker
+			renewed = append(renewed, br)
+		default:
 			changed = append(changed, br)
 		}
 	}
@@ -132,18 +168,30 @@ func (m *Manager) ReconfigureStaged(cfg Config, staged *StagedBrokers) error {
 		m.reapplyLimits()
 	}
 
+	for _, br := range renewed {
+		m.log.Info("broker login renewed", zap.String("broker", br.cfg.Name))
+		kept := false
+		for _, h := range m.hubsOf(br.cfg.Name) {
+			if h.br() == br {
+				continue // started after the reload, with its settings (acquireHub)
+			}
+			if configured, up := h.renewLogin(br); up {
+				kept = kept || configured
+				continue
+			}
+			m.reconnect(h, br) // down: at once, with the new login
+		}
+		if kept {
+			go m.checkLogin(br)
+		}
+	}
 	for _, br := range changed {
 		m.log.Info("broker reconfigured", zap.String("broker", br.cfg.Name))
 		for _, h := range m.hubsOf(br.cfg.Name) {
 			if h.br() == br {
 				continue // started after the reload, with its settings (acquireHub)
 			}
-			if h.dedicated {
-				h.takeOverWith(Errorf(CodeBrokerUnavailable, "broker %q was reconfigured", br.cfg.Name))
-				m.dropHub(h)
-			} else if err := h.restart(br); err != nil {
-				m.log.Error("reconnecting reconfigured broker", zap.String("broker", br.cfg.Name), zap.Error(err))
-			}
+			m.reconnect(h, br)
 		}
 	}
 	for _, br := range removed {
@@ -161,6 +209,18 @@ func (m *Manager) ReconfigureStaged(cfg Config, staged *StagedBrokers) error {
 		}
 	}
 	return nil
+}
+
+// reconnect moves a hub to its broker's changed configuration: a shared
+// one reconnects with its subscriptions, a dedicated one ends, as its
+// broker session may not be what it was (LOST).
+func (m *Manager) reconnect(h *Hub, br *brokerRuntime) {
+	if h.dedicated {
+		h.takeOverWith(Errorf(CodeBrokerUnavailable, "broker %q was reconfigured", br.cfg.Name))
+		m.dropHub(h)
+	} else if err := h.restart(br); err != nil {
+		m.log.Error("reconnecting reconfigured broker", zap.String("broker", br.cfg.Name), zap.Error(err))
+	}
 }
 
 // reapplyLimits puts changed server caps on the sessions that exist:
