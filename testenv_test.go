@@ -343,6 +343,7 @@ type tcpProxy struct {
 	holding atomic.Bool  // drop what clients send, as a black hole would
 	dropped atomic.Int64 // bytes dropped so far
 	delay   atomic.Int64 // holds what clients send this long (ns), as a distant target would
+	back    atomic.Int64 // bytes the target sent clients so far
 }
 
 func startProxy(t testing.TB, target string) *tcpProxy {
@@ -367,7 +368,7 @@ func startProxy(t testing.TB, target string) *tcpProxy {
 			p.conns = append(p.conns, c, u)
 			p.mu.Unlock()
 			go func() { p.forward(u, c); u.Close() }()
-			go func() { io.Copy(c, u); c.Close() }()
+			go func() { io.Copy(countingWriter{c, &p.back}, u); c.Close() }()
 		}
 	}()
 	t.Cleanup(func() { ln.Close(); p.cut() })
@@ -375,6 +376,18 @@ func startProxy(t testing.TB, target string) *tcpProxy {
 }
 
 func (p *tcpProxy) port() int { return p.ln.Addr().(*net.TCPAddr).Port }
+
+// countingWriter counts what it writes in n.
+type countingWriter struct {
+	w io.Writer
+	n *atomic.Int64
+}
+
+func (c countingWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.n.Add(int64(n))
+	return n, err
+}
 
 // forward copies what a client sends to the target, unless holding.
 func (p *tcpProxy) forward(to, from net.Conn) {

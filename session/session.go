@@ -317,11 +317,19 @@ func (s *Session) TakeFor(t Transport, dst []Event, limit int, room *Room) ([]Ev
 // taken before for the same answer (Started), the first frame goes
 // whatever its size: a frame larger than Bytes would never go. TakeFor
 // counts what it takes in room, so one Room serves a whole answer.
+//
+// Overhead is what the answer costs on the wire besides its frames (an
+// HTTP response's head). Under a bandwidth cap it is charged with the
+// answer's first frame, which waits until the budget covers the frames
+// queued behind it too, up to the budget's burst: answers of a frame or
+// two each spent most of the cap on heads, and took over twice the cap
+// on the wire.
 type Room struct {
-	Bytes   int
-	Started bool
-	Size    func(*Event) int
-	held    int // the replay window's measure of the frames taken
+	Bytes    int
+	Started  bool
+	Size     func(*Event) int
+	Overhead int
+	held     int // the replay window's measure of the frames taken
 }
 
 func (s *Session) take(t Transport, dst []Event, limit int, room *Room) ([]Event, *Error) {
@@ -340,6 +348,10 @@ func (s *Session) take(t Transport, dst []Event, limit int, room *Room) ([]Event
 	now := time.Now()
 	n := len(dst)
 	full := false
+	head, need := 0, 0 // the answer's head, and the budget its first frame waits for
+	if room != nil && !room.Started && s.bucket != nil {
+		head = room.Overhead
+	}
 	dst = s.out.take(dst, limit, func(f *slot) bool {
 		var size, held int
 		if room != nil {
@@ -352,7 +364,15 @@ func (s *Session) take(t Transport, dst []Event, limit int, room *Room) ([]Event
 				return false
 			}
 		}
-		if s.bucket != nil && !s.bucket.Allow(f.wireSize(), now) {
+		cost := f.wireSize()
+		if head > 0 {
+			if want := head + s.out.pendingBytes; !s.bucket.Holds(want, now) {
+				need = want
+				return false
+			}
+			cost += head
+		}
+		if s.bucket != nil && !s.bucket.Allow(cost, now) {
 			return false
 		}
 		if room != nil {
@@ -360,11 +380,12 @@ func (s *Session) take(t Transport, dst []Event, limit int, room *Room) ([]Event
 			room.held += held
 			room.Started = true
 		}
+		head = 0
 		return true
 	})
 	if size, ok := s.out.peek(); ok && len(dst)-n < limit && !full && s.bucket != nil {
 		// The budget stopped the take.
-		s.budgetTimer.arm(now.Add(max(s.bucket.Wait(size, now), time.Millisecond)), now, func() func() { return s.budgetWake })
+		s.budgetTimer.arm(now.Add(max(s.bucket.Wait(max(size, need), now), time.Millisecond)), now, func() func() { return s.budgetWake })
 	}
 	return dst, nil
 }

@@ -59,6 +59,16 @@ func (b *Bucket) Allow(n int, now time.Time) bool {
 	return false
 }
 
+// Holds reports whether the bucket holds n bytes now, or is full: what
+// waits for n bytes would not wait longer.
+func (b *Bucket) Holds(n int, now time.Time) bool {
+	if b == nil || b.Rate <= 0 {
+		return true
+	}
+	b.refill(now)
+	return b.tokens >= min(float64(n), b.Burst)
+}
+
 // GiveBack returns n taken by Allow for something that then did not
 // happen, up to the burst.
 func (b *Bucket) GiveBack(n int) {

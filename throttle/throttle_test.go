@@ -246,6 +246,29 @@ func TestBucketRate(t *testing.T) {
 	}
 }
 
+// Holds tells whether n bytes are in the bucket without taking them, and
+// a full bucket holds anything: what waits for more than the burst would
+// wait forever.
+func TestBucketHolds(t *testing.T) {
+	b := NewBucket(4000, t0) // a burst of 1000
+	if !b.Holds(1000, t0) || !b.Holds(5000, t0) {
+		t.Fatal("a full bucket must hold the burst and anything larger")
+	}
+	if !b.Allow(900, t0) || b.Holds(200, t0) || !b.Holds(100, t0) {
+		t.Fatal("after 900 of 1000 taken, 100 are held and 200 are not")
+	}
+	if !b.Holds(100, t0) || !b.Allow(100, t0) || b.Holds(1, t0) {
+		t.Fatal("Holds must not take what it finds")
+	}
+	if later := t0.Add(50 * time.Millisecond); !b.Holds(200, later) || b.Holds(201, later) {
+		t.Fatal("50 ms at 4000 B/s refills 200 bytes")
+	}
+	var unlimited *Bucket
+	if !unlimited.Holds(1<<30, t0) {
+		t.Fatal("nil bucket limits")
+	}
+}
+
 func BenchmarkGateOffer(b *testing.B) {
 	g := NewGate[string, int]()
 	keys := make([]string, 100)

@@ -181,6 +181,18 @@ func startBinaryResponse(w http.ResponseWriter) {
 	h.Set("X-Accel-Buffering", "no")
 }
 
+// answerHead is the size of an HTTP/1.1 answer's head with headers h (and
+// those net/http adds: Date, Content-Length), on the wire.
+func answerHead(h http.Header) int {
+	n := len("HTTP/1.1 200 OK\r\n") + len("Date: Mon, 02 Jan 2006 15:04:05 GMT\r\n") + len("Content-Length: 65536\r\n") + len("\r\n")
+	for k, vs := range h {
+		for _, v := range vs {
+			n += len(k) + len(": ") + len(v) + len("\r\n")
+		}
+	}
+	return n
+}
+
 // ServeStream serves POST /stream: one long response carrying the
 // session's frames as they come.
 func (s *Server) ServeStream(w http.ResponseWriter, r *http.Request) error {
@@ -313,7 +325,10 @@ func (s *Server) ServePoll(w http.ResponseWriter, r *http.Request) error {
 	// An answer is at most pollBytes and, so that one lost on its way can
 	// be replayed to the next poll, within the replay window (PROTOCOL.md,
 	// HTTP long polling; the room checks replay_bytes).
-	room := session.Room{Bytes: pollBytes - len(buf), Size: frameSize}
+	//
+	// Under a bandwidth cap the answer's head and BOUND count too.
+	startBinaryResponse(w)
+	room := session.Room{Bytes: pollBytes - len(buf), Size: frameSize, Overhead: answerHead(w.Header()) + len(buf)}
 	maxFrames := max(s.Manager.Config().ReplayFrames, 1)
 	for {
 		var ended *session.Error
@@ -339,7 +354,6 @@ func (s *Server) ServePoll(w http.ResponseWriter, r *http.Request) error {
 		}
 		break
 	}
-	startBinaryResponse(w)
 	w.Header().Set("Content-Length", fmt.Sprint(len(buf)))
 	w.WriteHeader(http.StatusOK)
 	w.Write(buf)

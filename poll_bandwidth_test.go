@@ -1,0 +1,46 @@
+package mqttgateway
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// A long-polling session under a bandwidth cap stays under it on the wire,
+// the HTTP head of each answer included, and its answers are not mostly
+// heads: each carries more than a frame or two.
+func TestLongPollingStaysUnderTheBandwidthCap(t *testing.T) {
+	mq := startMosquitto(t)
+	_, httpPort := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "max_bandwidth 4000")
+	proxy := startProxy(t, fmt.Sprintf("127.0.0.1:%d", httpPort))
+	s := pollingSubscribed(t, fmt.Sprintf("http://127.0.0.1:%d/mqtt", proxy.port()), "cap/+")
+	topics := []string{"cap/0", "cap/1", "cap/2", "cap/3", "cap/4", "cap/5", "cap/6", "cap/7", "cap/8", "cap/9"}
+	pub := mqttPublisher(t, mq.port)
+	done := make(chan time.Duration)
+	start := proxy.back.Load()
+	t0 := time.Now()
+	go func() {
+		publishRange(t, pub, topics, 0, 800, 100, 100, 0) // 100 msg/s × 100 B, 8 s: 2.5 × the cap
+		done <- time.Since(t0)
+	}()
+	var polls, frames, frameBytes int
+	for elapsed := time.Duration(0); elapsed == 0; {
+		select {
+		case elapsed = <-done:
+			wire := proxy.back.Load() - start
+			rate := float64(wire) / elapsed.Seconds()
+			t.Logf("%d polls, %d frames (%d bytes) in %s: %.0f B/s on the wire against a cap of 4000 B/s", polls, frames, frameBytes, elapsed.Round(time.Millisecond), rate)
+			if rate > 4000*1.1 {
+				t.Errorf("%.0f B/s on the wire, over the cap of 4000 B/s by more than 10%%", rate)
+			}
+			if frames < 3*polls {
+				t.Errorf("%d polls carried %d frames: the cap went on HTTP heads", polls, frames)
+			}
+		default:
+			data, size := s.pollSized()
+			polls++
+			frames += len(data)
+			frameBytes += size
+		}
+	}
+}
