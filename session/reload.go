@@ -31,19 +31,19 @@ func sameBroker(a, b *BrokerConfig) bool {
 // loginRenewed reports whether two configurations of an external broker
 // differ in the login and nothing else: the password, the TLS files or
 // their contents (a certificate renewed in place, a CA bundle with the
-// broker's next authority). The connections up stay up for such a change (Hub.renewLogin)
-// and use it when they next log in: reconnecting every client, with the
-// messages published meanwhile lost to them, would be the price of a
-// routine rotation, and a broker that stops accepting the old login for
-// the connections it has (Mosquitto does, reloading its password file)
-// ends them itself.
+// broker's next authority). The connections up stay up for such a change
+// (Hub.renewLogin) and use it when they next log in: reconnecting every
+// client, with the messages published meanwhile lost to them, would be
+// the price of a routine rotation, and a broker that stops accepting the
+// old login for the connections it has (Mosquitto does, reloading its
+// password file) ends them itself.
 func loginRenewed(a, b *BrokerConfig) bool {
 	if a.Embedded != nil || b.Embedded != nil {
 		return false
 	}
 	x, y := *a, *b
 	x.Password, y.Password = "", ""
-	x.tlsFiles, y.tlsFiles = [32]byte{}, [32]byte{}
+	x.tlsFiles, y.tlsFiles = b.tlsFiles, b.tlsFiles
 	x.TLS, y.TLS = withoutFiles(a.TLS), withoutFiles(b.TLS)
 	return sameBroker(&x, &y)
 }
