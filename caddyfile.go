@@ -79,6 +79,7 @@ func basePathOf(matcherSet caddy.ModuleMap) string {
 //			<handler directives, as in a route block>
 //		}
 //		hook_timeout <duration>
+//		alive_interval <duration>
 //		wills_on_shutdown
 //		max_sessions <n>
 //		max_sessions_per_ip <n>
@@ -185,6 +186,10 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper
 			h.WillsOnShutdown = true
 		case "hook_timeout":
 			if err := parseDuration(d, &h.HookTimeout); err != nil {
+				return err
+			}
+		case "alive_interval":
+			if err := parseDuration(d, &h.AliveInterval); err != nil {
 				return err
 			}
 		case "max_sessions":

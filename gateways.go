@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
@@ -104,6 +105,10 @@ type gateway struct {
 	// never did (caddy validate, a reload that failed) removes nothing
 	// when it lets go of it.
 	ran atomic.Bool
+	// The alive notifications (sendAlive) start when it first runs, and
+	// stop when it ends.
+	aliveOnce sync.Once
+	aliveStop chan struct{}
 }
 
 // markRan sets its gateway's ran when its config has started.
@@ -111,6 +116,7 @@ type markRan struct{ g *gateway }
 
 func (m markRan) Handle(context.Context, caddy.Event) error {
 	m.g.ran.Store(true)
+	m.g.aliveOnce.Do(func() { go m.g.sendAlive(m.g.aliveStop) })
 	return nil
 }
 
@@ -126,6 +132,7 @@ type applied struct {
 // config (removed, or renamed: a new name, or brokers changed without a
 // name, makes another gateway).
 func (g *gateway) Destruct() error {
+	close(g.aliveStop)
 	if caddy.Exiting() {
 		g.Close()
 		return nil

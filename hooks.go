@@ -25,6 +25,8 @@ type hookPolicy struct {
 	cache   *hookapi.Cache
 	metrics *session.Metrics
 	log     *zap.Logger
+	// aliveEvery is how often authz hears the instance runs (alive_interval).
+	aliveEvery time.Duration
 }
 
 func (p *hookPolicy) decide(ctx context.Context, r *hookapi.Runner, o *hookapi.Origin, f hookapi.Facts) hookapi.Decision {
@@ -63,7 +65,7 @@ func (p *hookPolicy) authenticate(r *http.Request, user string, password []byte,
 		settled()
 		return transport.OpenResult{}, nil
 	}
-	d := p.decideSettled(r.Context(), p.authn, hookapi.Snapshot(r), hookapi.Facts{Action: hookapi.ActionOpen, SessionID: sessionID, Username: user, Password: password}, settled)
+	d := p.decideSettled(r.Context(), p.authn, hookapi.Snapshot(r), hookapi.Facts{Action: hookapi.ActionOpen, Instance: instanceID, SessionID: sessionID, Username: user, Password: password}, settled)
 	if !d.Allow {
 		return transport.OpenResult{}, denial(d)
 	}
@@ -84,7 +86,7 @@ func origin(r *http.Request) (any, string) {
 
 func (p *hookPolicy) facts(s *session.Session, a session.Action) (*hookapi.Origin, hookapi.Facts) {
 	o, _ := s.Origin().(*hookapi.Origin)
-	return o, hookapi.Facts{Action: hookapi.Action(a.Kind), User: s.Info().User, SessionID: s.IDString(),
+	return o, hookapi.Facts{Action: hookapi.Action(a.Kind), Instance: instanceID, User: s.Info().User, SessionID: s.IDString(),
 		Broker: a.Broker, ClientID: a.ClientID, Topic: a.Topic, QoS: a.QoS, Retain: a.Retain, Size: a.Size,
 		ResponseTopic: a.ResponseTopic, Will: a.Will, CleanStart: a.CleanStart, SessionExpiry: a.SessionExpiry,
 		Username: a.Username, Password: a.Password}
@@ -129,6 +131,12 @@ func (p *hookPolicy) Notify(s *session.Session, a session.Action) {
 	p.decide(context.Background(), p.authz, o, f)
 }
 
+// alive tells the authorize hook that the instance runs
+// (hookapi.ActionAlive). Its answer is ignored, as a notification's.
+func (p *hookPolicy) alive() {
+	p.decide(context.Background(), p.authz, &hookapi.Origin{}, hookapi.Facts{Action: hookapi.ActionAlive, Instance: instanceID})
+}
+
 var (
 	_ session.Policy       = (*hookPolicy)(nil)
 	_ session.CachedPolicy = (*hookPolicy)(nil)
@@ -137,7 +145,7 @@ var (
 // provisionHooks prepares the authenticate and authorize chains. The
 // decision cache belongs to this config: a reload may change the policy.
 func (h *Handler) provisionHooks(ctx caddy.Context) (*hookPolicy, error) {
-	p := &hookPolicy{cache: hookapi.NewCache(0), log: h.logger}
+	p := &hookPolicy{cache: hookapi.NewCache(0), log: h.logger, aliveEvery: time.Duration(h.AliveInterval)}
 	timeout := time.Duration(h.HookTimeout)
 	if timeout == 0 {
 		timeout = hookapi.DefaultTimeout

@@ -67,6 +67,14 @@ type Handler struct {
 	// (fail closed). Default: 1s.
 	HookTimeout caddy.Duration `json:"hook_timeout,omitempty"`
 
+	// How often the authorize hook hears that this Caddy instance is
+	// running: an "alive" notification naming the instance, which every
+	// hook request names too (X-Mqtt-Instance). A service that keeps track
+	// of sessions (presence) forgets those of an instance it has not heard
+	// from for a few intervals: a Caddy killed, or cut off, sends no close
+	// notifications. Needs authorize. Default: 0, none.
+	AliveInterval caddy.Duration `json:"alive_interval,omitempty"`
+
 	// Most live sessions of this gateway; more are refused with code 4013,
 	// before the authenticate hook runs. Default: no limit.
 	MaxSessions int `json:"max_sessions,omitempty"`
@@ -337,7 +345,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if err != nil {
 			return nil, err
 		}
-		return &gateway{Manager: m, load: events, settings: string(settings)}, nil
+		return &gateway{Manager: m, load: events, settings: string(settings), aliveStop: make(chan struct{})}, nil
 	})
 	if err != nil {
 		return err
@@ -436,6 +444,7 @@ func (h *Handler) validate() error {
 		{"replay_frames", h.ReplayFrames < 0}, {"replay_bytes", h.ReplayBytes < 0},
 		{"hook_timeout", h.HookTimeout < 0}, {"session_timeout", h.SessionTimeout < 0},
 		{"heartbeat", h.Heartbeat < 0}, {"write_delay", h.WriteDelay < 0},
+		{"alive_interval", h.AliveInterval < 0},
 	} {
 		if f.negative {
 			return fmt.Errorf("mqtt_gateway: %s must not be negative", f.name)
@@ -454,6 +463,12 @@ func (h *Handler) validate() error {
 	}
 	if _, err := parseOrigins(h.AllowOrigins); err != nil {
 		return fmt.Errorf("mqtt_gateway: %v", err)
+	}
+	if h.AliveInterval > 0 && h.Authorize == nil {
+		return fmt.Errorf("mqtt_gateway: alive_interval: the alive notifications go to the authorize hook, and there is none")
+	}
+	if h.AliveInterval > 0 && time.Duration(h.AliveInterval) < time.Second {
+		return fmt.Errorf("mqtt_gateway: alive_interval %v is under a second", time.Duration(h.AliveInterval))
 	}
 	return nil
 }

@@ -24,13 +24,18 @@ const (
 	ActionUnsubscribe Action = "unsubscribe" // notification
 	ActionDisconnect  Action = "disconnect"  // notification
 	ActionClose       Action = "close"       // notification: the session ended
+	// ActionAlive is a notification of the instance's, with no session:
+	// it is running (every alive_interval). A service that keeps track of
+	// sessions (presence) forgets those of an instance it stops hearing
+	// from: a Caddy killed or cut off sends no close.
+	ActionAlive Action = "alive"
 )
 
 // Valid reports whether a is one of the actions above.
 func (a Action) Valid() bool {
 	switch a {
 	case ActionOpen, ActionConnect, ActionSubscribe, ActionPublish,
-		ActionUnsubscribe, ActionDisconnect, ActionClose:
+		ActionUnsubscribe, ActionDisconnect, ActionClose, ActionAlive:
 		return true
 	}
 	return false
@@ -38,14 +43,19 @@ func (a Action) Valid() bool {
 
 // IsNotification reports whether the answer to a is ignored.
 func (a Action) IsNotification() bool {
-	return a == ActionUnsubscribe || a == ActionDisconnect || a == ActionClose
+	return a == ActionUnsubscribe || a == ActionDisconnect || a == ActionClose || a == ActionAlive
 }
 
 // Facts are what an action is about. Strings are as the client or the
 // gateway gave them; the gateway validates topics and filters before it
 // asks.
 type Facts struct {
-	Action    Action // what is asked
+	Action Action // what is asked
+	// Instance is the Caddy process the session lives in: made at random
+	// when it starts, the same across reloads. Sessions end with their
+	// instance; one that stops sending alive notifications (ActionAlive)
+	// has ended, whether or not its closes came.
+	Instance  string
 	User      string // the session's user, as authenticate decided (empty on open)
 	SessionID string // the gateway session
 	Broker    string // broker name from the Caddyfile (connect and later)
@@ -83,6 +93,7 @@ type Facts struct {
 // JSON body, which always has every fact, is the reference.
 const (
 	HeaderAction   = "X-Mqtt-Action"
+	HeaderInstance = "X-Mqtt-Instance"
 	HeaderUser     = "X-Mqtt-User"
 	HeaderSession  = "X-Mqtt-Session"
 	HeaderBroker   = "X-Mqtt-Broker"
@@ -120,6 +131,7 @@ type header struct {
 // the order of the README.
 var factHeaders = []header{
 	{HeaderAction, "http.mqtt_gateway.action", func(f *Facts) string { return string(f.Action) }},
+	{HeaderInstance, "http.mqtt_gateway.instance", func(f *Facts) string { return f.Instance }},
 	{HeaderUser, "http.mqtt_gateway.user", func(f *Facts) string { return f.User }},
 	{HeaderSession, "http.mqtt_gateway.session", func(f *Facts) string { return f.SessionID }},
 	{HeaderBroker, "http.mqtt_gateway.broker", func(f *Facts) string { return f.Broker }},
@@ -174,6 +186,7 @@ func headerSafe(v string) bool {
 // arbitrary bytes).
 type body struct {
 	Action         Action `json:"action"`
+	Instance       string `json:"instance"`
 	User           string `json:"user"`
 	Session        string `json:"session"`
 	Broker         string `json:"broker"`
@@ -194,6 +207,7 @@ type body struct {
 func (f *Facts) marshalBody() []byte {
 	b := body{
 		Action:        f.Action,
+		Instance:      f.Instance,
 		User:          f.User,
 		Session:       f.SessionID,
 		Broker:        f.Broker,

@@ -70,6 +70,7 @@ func parseFacts(data []byte, header http.Header) (Facts, error) {
 	}
 	f := Facts{
 		Action:        b.Action,
+		Instance:      b.Instance,
 		User:          b.User,
 		SessionID:     b.Session,
 		Broker:        b.Broker,

@@ -21,7 +21,8 @@ func TestParseRequestRoundTrip(t *testing.T) {
 		{Action: ActionPublish, User: "alice", SessionID: "s1", Broker: "b", Topic: "a/ b\n", QoS: 2, Retain: true, Size: 1 << 20},
 		{Action: ActionPublish, User: "alice", SessionID: "s1", Broker: "b", ClientID: "c1", Topic: "dev/1/cmd", ResponseTopic: "users/alice/replies", Will: true},
 		{Action: ActionSubscribe, User: "élise", SessionID: "s1", Broker: "b", Topic: "a/+/#", QoS: 1},
-		{Action: ActionClose, User: "alice", SessionID: "s1"},
+		{Action: ActionClose, Instance: "9c1e04b2d77a3f10", User: "alice", SessionID: "s1"},
+		{Action: ActionAlive, Instance: "9c1e04b2d77a3f10"},
 	} {
 		got, err := ParseRequest(hookRequest(f))
 		if err != nil {
@@ -52,6 +53,11 @@ func TestParseRequestRejects(t *testing.T) {
 		"forged user header": func() *http.Request {
 			r := good()
 			r.Header.Set(HeaderUser, "admin")
+			return r
+		}(),
+		"forged instance header": func() *http.Request {
+			r := good()
+			r.Header.Set(HeaderInstance, "0000000000000000")
 			return r
 		}(),
 		"two topic headers": func() *http.Request {
