@@ -82,6 +82,27 @@ type arrival struct {
 }
 
 func collect(c *gwclient.Client, until time.Time) []arrival {
+	stop := make(chan struct{})
+	time.AfterFunc(time.Until(until), func() { close(stop) })
+	return collectUntil(c, stop)
+}
+
+// collecting collects c's messages on a goroutine of its own until the
+// function it returns is called: that one waits after more (for values a
+// limit still holds) and returns them. A publisher runs late on a loaded
+// machine, and collectors with a deadline set before it started stopped
+// before its last messages came.
+func collecting(c *gwclient.Client) (stop func(after time.Duration) []arrival) {
+	done, out := make(chan struct{}), make(chan []arrival, 1)
+	go func() { out <- collectUntil(c, done) }()
+	return func(after time.Duration) []arrival {
+		time.Sleep(after)
+		close(done)
+		return <-out
+	}
+}
+
+func collectUntil(c *gwclient.Client, stop <-chan struct{}) []arrival {
 	var got []arrival
 	for {
 		select {
@@ -92,7 +113,7 @@ func collect(c *gwclient.Client, until time.Time) []arrival {
 			if f.Type == transport.TypeMessage {
 				got = append(got, arrival{time.Now(), f.Publish.Topic, binary.BigEndian.Uint64(f.Publish.Payload)})
 			}
-		case <-time.After(time.Until(until)):
+		case <-stop:
 			return got
 		}
 	}
@@ -119,10 +140,7 @@ func TestMaxFrequencyAccuracy(t *testing.T) {
 	manyTopics := []string{"freq/many/0", "freq/many/1", "freq/many/2", "freq/many/3", "freq/many/4"}
 	// Arrival times are taken as frames arrive, by collectors running
 	// through the whole publication and 2 s more for the last held values.
-	end := time.Now().Add(12 * time.Second)
-	singleCh, manyCh := make(chan []arrival), make(chan []arrival)
-	go func() { singleCh <- collect(one, end) }()
-	go func() { manyCh <- collect(five, end) }()
+	singleStop, manyStop := collecting(one), collecting(five)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -134,7 +152,7 @@ func TestMaxFrequencyAccuracy(t *testing.T) {
 	// limit lets more through over the longer time.
 	publishing := time.Since(started)
 	<-done
-	single, many := <-singleCh, <-manyCh
+	single, many := singleStop(2*time.Second), manyStop(0)
 
 	if most := 2*int(publishing.Seconds()+1) + 2; len(single) < 15 || len(single) > most {
 		t.Fatalf("%d deliveries in %s at 2/s, want 15 to %d", len(single), publishing.Round(time.Millisecond), most)
@@ -180,12 +198,9 @@ func TestFrequencyLimitAppliesToQoS1MessagesReceivedAtQoS0(t *testing.T) {
 		}
 	}
 	const n = 100
-	end := time.Now().Add(4 * time.Second) // 1 s of publishing, then the held values
-	dashCh, alarmCh := make(chan []arrival), make(chan []arrival)
-	go func() { dashCh <- collect(dashboard, end) }()
-	go func() { alarmCh <- collect(alarms, end) }()
-	publishAt(t, mqttPublisher(t, mq.port), []string{"q1/t"}, n, 100, 8, 1)
-	dash, alarm := <-dashCh, <-alarmCh
+	dashStop, alarmStop := collecting(dashboard), collecting(alarms)
+	publishAt(t, mqttPublisher(t, mq.port), []string{"q1/t"}, n, 100, 8, 1) // 1 s
+	dash, alarm := dashStop(3*time.Second), alarmStop(0)                    // and the held values
 
 	if len(dash) > 6 || len(dash) == 0 || dash[len(dash)-1].seq != n-1 {
 		t.Errorf("the QoS 0 subscription limited to 2/s got %d of %d messages published at QoS 1, the last %v; want at most 6, ending on %d",
@@ -261,11 +276,9 @@ func TestBandwidthCapConflatesQoS1MessagesReceivedAtQoS0(t *testing.T) {
 	connectSubscribe(t, c, "bwq/+", 0)
 	topics := []string{"bwq/0", "bwq/1", "bwq/2", "bwq/3", "bwq/4"}
 	const n = 500
-	got := make(chan []arrival)
-	end := time.Now().Add(5 * time.Second) // 1 s of publishing, then 4 s
-	go func() { got <- collect(c, end) }()
-	publishAt(t, mqttPublisher(t, mq.port), topics, n, 500, 100, 1)
-	arrivals := <-got
+	stop := collecting(c)
+	publishAt(t, mqttPublisher(t, mq.port), topics, n, 500, 100, 1) // 1 s
+	arrivals := stop(4 * time.Second)
 	last := map[string]uint64{}
 	for _, a := range arrivals {
 		last[a.topic] = a.seq
