@@ -19,12 +19,7 @@ import (
 // the certificate it had read at start: once the old one expired, the
 // gateway could not reconnect until Caddy restarted.)
 func TestReloadRenewingTheClientCertificateKeepsConnections(t *testing.T) {
-	dir, err := os.MkdirTemp("", "mqttgw-renew-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(dir, 0o755)
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := brokerDir(t, "mqttgw-renew-", 0o755)
 	ca, cert, key, issue := testPKIIssuing(t, dir, "127.0.0.1")
 	issue("first-cert")
 	clientCert, clientKey := filepath.Join(dir, "client.pem"), filepath.Join(dir, "client.key")

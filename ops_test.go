@@ -235,12 +235,7 @@ func startTLSMosquitto(t *testing.T, dir, cert, key, clientCA string) int {
 // error that says so, as are mqtts:// to a plain port and mqtt:// to a TLS
 // one.
 func TestBrokerTLS(t *testing.T) {
-	dir, err := os.MkdirTemp("", "mqttgw-tls-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(dir, 0o755)
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := brokerDir(t, "mqttgw-tls-", 0o755)
 	good, wrong := filepath.Join(dir, "good"), filepath.Join(dir, "wrong")
 	os.Mkdir(good, 0o755)
 	os.Mkdir(wrong, 0o755)
@@ -357,12 +352,7 @@ func TestBrokerTLS(t *testing.T) {
 // does not fit the port (ws:// to the TLS or the MQTT port, mqtt:// to the
 // WebSocket one) is refused with an error that says so.
 func TestBrokerOverWebSocket(t *testing.T) {
-	dir, err := os.MkdirTemp("", "mqttgw-wss-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(dir, 0o755)
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := brokerDir(t, "mqttgw-wss-", 0o755)
 	ca, cert, key := testPKI(t, dir, "127.0.0.1")
 	os.Chmod(key, 0o644) // mosquitto drops to its own user
 	wsPort, wssPort := freePort(t), freePort(t)
@@ -430,7 +420,7 @@ func TestBrokerOverWebSocket(t *testing.T) {
 		"mqttport": "without answering the WebSocket upgrade (not a WebSocket port? a TLS one needs wss://)",
 		"wsport":   "the broker answered in HTTP (a WebSocket port? it needs ws:// or wss://)",
 	} {
-		_, _, err = c.Connect(ctx, session.ConnectParams{Broker: broker})
+		_, _, err := c.Connect(ctx, session.ConnectParams{Broker: broker})
 		if errCode(err) != session.CodeBrokerUnavailable || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want %q", broker, err, want)
 		}

@@ -134,14 +134,7 @@ func startMosquitto(t testing.TB) *mosquitto {
 func startMosquittoWith(t testing.TB, conf func(dir string) string) *mosquitto {
 	t.Helper()
 	bin := mosquittoBin(t)
-	// mosquitto started as root drops to its own user, which must be able
-	// to write its log here (t.TempDir's parent is private).
-	dir, err := os.MkdirTemp("", "mosquitto-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(dir, 0o777)
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := brokerDir(t, "mosquitto-", 0o777) // it writes its log there
 	m := &mosquitto{bin: bin, port: freePort(t), log: filepath.Join(dir, "mosquitto.log"), conf: filepath.Join(dir, "mosquitto.conf")}
 	settings := fmt.Sprintf("listener %d 127.0.0.1\n%slog_dest file %s\nlog_type all\nconnection_messages true\npersistence false\n", m.port, conf(dir), m.log)
 	if os.Geteuid() == 0 {
@@ -155,6 +148,20 @@ func startMosquittoWith(t testing.TB, conf func(dir string) string) *mosquitto {
 	m.start(t)
 	t.Cleanup(m.stop)
 	return m
+}
+
+// brokerDir is a temporary directory, removed after the test, that a
+// broker may use with mode's rights: mosquitto started as root drops to a
+// user of its own, and t.TempDir's parent is private.
+func brokerDir(t testing.TB, prefix string, mode os.FileMode) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, mode)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
 }
 
 // start runs the broker on m.conf, again after stop for a restart, and
