@@ -15,6 +15,9 @@
 //   - publish: under users/<user>/# only;
 //   - unsubscribe, disconnect, close: logged.
 //
+// And it keeps who is online (GET /presence), with the alive
+// notifications for the sessions of a Caddy that was killed (presence.go).
+//
 // A real service would keep hashed passwords (or ask an identity
 // provider) and keep this address private, or check a shared secret that
 // the gateway sends with reverse_proxy's header_up.
@@ -35,10 +38,11 @@ import (
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:9000", "address to listen on")
+	lapse := flag.Duration("instance-lapse", 90*time.Second, "how long a Caddy instance may be silent before its sessions count as ended (a few of its alive_interval)")
 	flag.Parse()
 	srv := &http.Server{
 		Addr:              *addr,
-		Handler:           newHandler(defaultUsers),
+		Handler:           newHandler(defaultUsers, newPresence(*lapse)),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 	log.Printf("hook service listening on %s", *addr)
@@ -54,15 +58,17 @@ var defaultUsers = map[string]string{
 // service answers the gateway's hook requests.
 type service struct {
 	passwords map[string][sha256.Size]byte
+	presence  *presence
 }
 
-func newHandler(users map[string]string) http.Handler {
-	s := &service{passwords: make(map[string][sha256.Size]byte, len(users))}
+func newHandler(users map[string]string, p *presence) http.Handler {
+	s := &service{passwords: make(map[string][sha256.Size]byte, len(users)), presence: p}
 	for u, p := range users {
 		s.passwords[u] = sha256.Sum256([]byte(p))
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /{action}", s.hook)
+	mux.HandleFunc("GET /presence", p.serve)
 	return mux
 }
 
@@ -73,6 +79,7 @@ func (s *service) hook(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	s.presence.note(f)
 	switch f.Action {
 	case hookapi.ActionOpen:
 		if !s.checkPassword(f.Username, f.Password) {

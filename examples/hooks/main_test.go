@@ -232,7 +232,7 @@ func checkPolicy(t *testing.T, authn, authz *hookapi.Runner) {
 }
 
 func TestHookService(t *testing.T) {
-	srv := httptest.NewServer(newHandler(defaultUsers))
+	srv := httptest.NewServer(newHandler(defaultUsers, newPresence(time.Minute)))
 	defer srv.Close()
 	authn, authz := runExample(t, "Caddyfile", srv.Listener.Addr().String())
 	checkPolicy(t, authn, authz)
@@ -246,7 +246,7 @@ func TestCaddyfilePolicy(t *testing.T) {
 // TestHookServiceRefusesOthers checks that requests that are not the
 // gateway's are refused.
 func TestHookServiceRefusesOthers(t *testing.T) {
-	h := newHandler(defaultUsers)
+	h := newHandler(defaultUsers, newPresence(time.Minute))
 	for _, r := range []*http.Request{
 		httptest.NewRequest(http.MethodPost, "/open", strings.NewReader(`{"action":"open","username":"alice","password":"alice-secret"}`)),
 		httptest.NewRequest(http.MethodGet, "/open", nil),
