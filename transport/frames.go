@@ -392,6 +392,12 @@ func (r *reader) props(capped, will bool) *session.Props {
 			r.fail()
 		}
 	}
+	if p.Empty() {
+		// Only empty strings (a content type or response topic of length
+		// 0), which MQTT cannot tell from absent ones: the same as none, so
+		// a frame encodes back to what it was decoded from.
+		return nil
+	}
 	return p
 }
 
