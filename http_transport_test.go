@@ -1,12 +1,14 @@
 package mqttgateway
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -609,4 +611,52 @@ func TestHookSeesTheCookieOfEachSend(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the subscribe never reached the hook")
 	}
+}
+
+// A /send is answered as soon as its SEND frame names no session of the
+// gateway's: the rest of its body is never read. Before, every /send body,
+// up to max_frame (128 MiB with the largest max_message_size), was read
+// into memory, for up to 30 s, before the secret was checked: anyone could
+// make the gateway hold that much per request, with no session and no
+// per-IP limit counting it. A wrong secret is answered as soon, and a
+// session's own /send still runs.
+func TestSendBodyIsNotReadForAnUnknownSession(t *testing.T) {
+	mq := startMosquitto(t)
+	_, httpPort := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "max_message_size 64MiB")
+	base := fmt.Sprintf("http://127.0.0.1:%d/mqtt", httpPort)
+	s := openPolling(t, base)
+	for _, tc := range []struct {
+		what            string
+		session, secret [16]byte
+		code            session.Code
+		status          int
+	}{
+		{"an unknown session", [16]byte{1, 2, 3}, [16]byte{4}, session.CodeSessionUnknown, http.StatusNotFound},
+		{"a wrong secret", s.id, [16]byte{4}, session.CodeSessionSecret, http.StatusForbidden},
+	} {
+		conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", httpPort))
+		if err != nil {
+			t.Fatal(err)
+		}
+		head := transport.AppendSend(nil, tc.session, tc.secret, 0, false)
+		// A body that claims 64 MiB and brings only its SEND frame.
+		fmt.Fprintf(conn, "POST /mqtt/send HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n",
+			httpPort, 64<<20)
+		conn.Write(head)
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			conn.Close()
+			t.Fatalf("%s: no answer before the body: %v", tc.what, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		conn.Close()
+		var end transport.Frame
+		err = transport.SplitUnit(body, func(b []byte) error { return transport.Decode(b, &end) })
+		if resp.StatusCode != tc.status || err != nil || end.Type != transport.TypeEnd || end.Code != tc.code {
+			t.Errorf("%s: %d %+v (%v), want %d and CLOSE %d", tc.what, resp.StatusCode, end, err, tc.status, tc.code)
+		}
+	}
+	s.send(transport.AppendPing(nil)) // the session's own /send still runs
+	s.poll()
 }

@@ -102,8 +102,7 @@ func (c *httpConn) closed() bool {
 // body that trickles in (a byte every few seconds) would otherwise hold a
 // goroutine and a connection for as long as the client likes, before any
 // session or limit counts it. A body over the limit returns its first
-// limit bytes with the 4002 error, so that its SEND frame can name the
-// session it breaks.
+// limit bytes with the 4002 error.
 func readUnit(w http.ResponseWriter, r *http.Request, limit int, timeout time.Duration) ([]byte, error) {
 	rc := http.NewResponseController(w)
 	if rc.SetReadDeadline(time.Now().Add(timeout)) == nil {
@@ -369,33 +368,27 @@ func (s *Server) ServePoll(w http.ResponseWriter, r *http.Request) error {
 // WebSocket.
 func (s *Server) ServeSend(w http.ResponseWriter, r *http.Request) error {
 	s.init()
-	unit, err := readUnit(w, r, s.maxFrame()+sendFrameRoom, sendBodyTimeout)
-	if err != nil {
-		var e *session.Error
-		if !errors.As(err, &e) {
-			// The body was cut (a network failure): nothing of it is
-			// dispatched, and the client, rebinding, learns from BOUND which
-			// requests to send again.
-			e = session.Errorf(session.CodeBadRequest, "reading request: %v", err)
-		}
-		if e.Code == session.CodeFrameTooLarge {
-			// Too large for any unit: the client broke the protocol, as with
-			// a frame over max_frame below or an oversized WebSocket message,
-			// and its session ends. Left alive, it could not go on: the
-			// client would send the same requests again after each rebind.
-			var head Frame
-			if _, err := firstFrame(unit, &head); err == nil && head.Type == TypeSend {
-				if sess, le := s.Manager.Lookup(head.Session, head.Secret); le == nil {
-					sess.Close(e)
-				}
-			}
-		}
-		AnswerError(w, statusFor(e.Code), e)
-		return nil
+	rc := http.NewResponseController(w)
+	if rc.SetReadDeadline(time.Now().Add(sendBodyTimeout)) == nil {
+		defer rc.SetReadDeadline(time.Time{})
 	}
+	body := http.MaxBytesReader(w, r.Body, int64(s.maxFrame()+sendFrameRoom))
+	// The SEND frame first, and the session it names: the rest of a body
+	// for no session (up to max_frame, from anyone) is never read. Read
+	// whole before the lookup, such bodies could make the gateway hold
+	// that much per request for sendBodyTimeout, counted by no limit.
 	var head Frame
-	rest, err := firstFrame(unit, &head)
+	headUnit, err := readSendHead(body)
+	if err == nil {
+		_, err = firstFrame(headUnit, &head)
+	}
 	if err != nil || head.Type != TypeSend {
+		unread(w, r)
+		var e *session.Error
+		if errors.As(err, &e) {
+			AnswerError(w, statusFor(e.Code), e)
+			return nil
+		}
 		why := "a /send body begins with a SEND frame naming the session"
 		if err != nil { // say what is wrong with it, as a WebSocket's 4000 does
 			why += ": " + err.Error()
@@ -405,7 +398,38 @@ func (s *Server) ServeSend(w http.ResponseWriter, r *http.Request) error {
 	}
 	sess, e := s.Manager.Lookup(head.Session, head.Secret)
 	if e != nil {
+		unread(w, r)
 		s.sendRefused(r, e)
+		AnswerError(w, statusFor(e.Code), e)
+		return nil
+	}
+	rest, err := io.ReadAll(body)
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		var netErr net.Error
+		switch {
+		case errors.As(err, &tooLarge):
+			// Too large for any unit: the client broke the protocol, as with
+			// a frame over max_frame below or an oversized WebSocket message,
+			// and its session ends. Left alive, it could not go on: the
+			// client would send the same requests again after each rebind.
+			e = session.Errorf(session.CodeFrameTooLarge, "request body exceeds %d bytes", s.maxFrame()+sendFrameRoom)
+			sess.Close(e)
+		case errors.As(err, &netErr) && netErr.Timeout():
+			e = session.Errorf(session.CodeBadRequest, "request body not received within %s", sendBodyTimeout)
+		default:
+			// The body was cut (a network failure): nothing of it is
+			// dispatched, and the client, rebinding, learns from BOUND which
+			// requests to send again.
+			e = session.Errorf(session.CodeBadRequest, "reading request: %v", err)
+		}
+		AnswerError(w, statusFor(e.Code), e)
+		return nil
+	}
+	// The session may have ended while the body came (up to
+	// sendBodyTimeout): its requests then go nowhere, and the client hears
+	// so, as before the body was read after the lookup.
+	if sess, e = s.Manager.Lookup(head.Session, head.Secret); e != nil {
 		AnswerError(w, statusFor(e.Code), e)
 		return nil
 	}
@@ -457,6 +481,60 @@ func firstFrame(unit []byte, f *Frame) (rest []byte, err error) {
 		err = Decode(frame, f)
 	}
 	return rest, err
+}
+
+// readSendHead reads the length prefix and the first frame of a /send
+// body, and returns them as a unit of that one frame. A SEND frame is at
+// most sendFrameRoom bytes: a first frame that claims more is not one,
+// and is not read.
+func readSendHead(body io.Reader) ([]byte, error) {
+	head := make([]byte, 0, sendFrameRoom+8)
+	var n uint64
+	for shift := 0; ; shift += 7 {
+		if shift >= 8*7 {
+			return nil, ErrMalformed
+		}
+		var b [1]byte
+		if _, err := io.ReadFull(body, b[:]); err != nil {
+			return nil, headError(err)
+		}
+		head = append(head, b[0])
+		n |= uint64(b[0]&0x7f) << shift
+		if b[0] < 0x80 {
+			break
+		}
+	}
+	if n == 0 || n > sendFrameRoom {
+		return nil, fmt.Errorf("%w: a first frame of %d bytes", ErrMalformed, n)
+	}
+	head = head[:len(head)+int(n)]
+	if _, err := io.ReadFull(body, head[len(head)-int(n):]); err != nil {
+		return nil, headError(err)
+	}
+	return head, nil
+}
+
+// unread answers a /send whose body is left unread by closing its
+// connection afterwards (HTTP/1): net/http would otherwise read the rest
+// of the body (through Caddy's idle-timeout reader) before it sends the
+// answer, and a client that announced a large body and sends it slowly
+// would wait for its answer, and hold the connection, that long.
+func unread(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor == 1 {
+		w.Header().Set("Connection", "close")
+	}
+}
+
+// headError is the error of a /send whose SEND frame did not arrive whole.
+func headError(err error) error {
+	var netErr net.Error
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return ErrMalformed
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return session.Errorf(session.CodeBadRequest, "request body not received within %s", sendBodyTimeout)
+	}
+	return session.Errorf(session.CodeBadRequest, "reading request: %v", err)
 }
 
 // sendRefused counts and logs (at most once per 10 s) a /send for a session
