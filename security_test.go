@@ -802,3 +802,47 @@ func TestTheOpenHookKnowsTheSessionsID(t *testing.T) {
 		}
 	}
 }
+
+// A web client cannot take the client ID of the gateway's shared broker
+// connection. A broker that discloses client IDs (Mosquitto's log_dest
+// topic here, as EMQX's client events on $SYS) let any client with a
+// client ID of its own allowed (the default policy) connect as the shared
+// connection: the broker ended the gateway's (MQTT's session takeover),
+// every session on it got the outage notice 4041 and lost what was
+// published meanwhile, and the gateway took the ID back at once, so a
+// client connecting again and again kept the connection of every session
+// down. Such IDs, beginning with client_id_prefix, are now refused with
+// 4003, and the broker never sees them.
+func TestClientsCannotTakeTheSharedConnectionsID(t *testing.T) {
+	mq := startMosquittoWith(t, func(string) string { return "allow_anonymous true\nlog_dest topic\n" })
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	victim := dial(t, url)
+	connectSubscribe(t, victim, "v/#", 1)
+	ctx := ctx10(t)
+	att := dial(t, url)
+	// What the broker tells of the shared connection's ID: its log, where
+	// each SUBSCRIBE names the client that made it.
+	h := connectSubscribe(t, att, "$SYS/broker/log/#", 0)
+	if _, err := att.Subscribe(ctx, h, "new/filter", 0); err != nil {
+		t.Fatal(err)
+	}
+	id := ""
+	for id == "" {
+		f := nextMessage(t, att)
+		if i := strings.Index(string(f.Publish.Payload), session.DefaultClientIDPrefix); i >= 0 {
+			id = strings.Fields(string(f.Publish.Payload[i:]))[0]
+		}
+	}
+	_, _, err := att.Connect(ctx, session.ConnectParams{Broker: "main", ClientID: id})
+	if errCode(err) != session.CodeBadRequest || !strings.Contains(err.Error(), "client_id_prefix") {
+		t.Errorf("a CONNECT with the shared connection's ID %s: %v, want 4003 naming client_id_prefix", id, err)
+	}
+	mosquittoPub(t, mq.port, "-t", "v/x", "-m", "still", "-q", "1")
+	if f := nextMessage(t, victim); f.Type != transport.TypeMessage || string(f.Publish.Payload) != "still" {
+		t.Errorf("the victim got %#x %d %q, want the message and no outage", f.Type, f.Code, f.Message)
+	}
+	// Other client IDs still connect.
+	if _, _, err := att.Connect(ctx, session.ConnectParams{Broker: "main", ClientID: "device-1"}); err != nil {
+		t.Errorf("an ordinary client ID: %v", err)
+	}
+}

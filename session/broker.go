@@ -44,7 +44,8 @@ type BrokerConfig struct {
 
 	// Prefix of the MQTT client IDs of the gateway's shared connections (a
 	// random suffix follows). Default: "mqttgw-". Dedicated connections
-	// use the client ID the web client gives.
+	// use the client ID the web client gives, which may not begin with
+	// this prefix (4003): it would take over a shared connection.
 	ClientIDPrefix string `json:"client_id_prefix,omitempty"`
 
 	// MQTT keepalive of the gateway's connections. Default: 30s.

@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
@@ -195,6 +196,16 @@ func (s *Session) Connect(req, handle uint64, p ConnectParams) {
 	}
 	if err := checkConnectText(p); err != nil {
 		s.result(req, Errorf(CodeBadRequest, "%s", TrimText(err.Error())), 0)
+		return
+	}
+	if p.ClientID != "" && strings.HasPrefix(p.ClientID, br.cfg.ClientIDPrefix) {
+		// The gateway's shared connections are named so. A client connecting
+		// with one's ID (a broker may disclose it: Mosquitto's log topic,
+		// EMQX's client events) makes the broker end that connection, every
+		// session's on it, as MQTT's session takeover; and the gateway, taking
+		// it back at once, ends the client's in turn, again and again.
+		s.result(req, Errorf(CodeBadRequest, "client ID %q: IDs beginning with %q are the gateway's own (client_id_prefix)",
+			TrimText(p.ClientID), br.cfg.ClientIDPrefix), 0)
 		return
 	}
 	if p.Will != nil {
