@@ -121,6 +121,8 @@ func (s *service) hook(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		hookapi.Deny(w, 0, "you may publish under users/"+f.User+"/# only", hookapi.WithMaxAge(time.Minute))
+	case hookapi.ActionAlive: // every alive_interval: presence took it in
+		hookapi.Allow(w)
 	default: // notifications: the answer is ignored
 		log.Printf("%s: user=%q session=%q topic=%q", f.Action, f.User, f.SessionID, f.Topic)
 		hookapi.Allow(w)
