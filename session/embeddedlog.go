@@ -8,6 +8,7 @@ import (
 	"net"
 	"syscall"
 
+	"github.com/mochi-mqtt/server/v2/packets"
 	"go.uber.org/zap"
 	"go.uber.org/zap/exp/zapslog"
 )
@@ -23,13 +24,20 @@ func embeddedLog(z *zap.Logger) *slog.Logger {
 // connectionEnds words what mochi's listeners log without a message: a
 // client connection that failed. One that merely ended (a device that lost
 // power or network, a client gone without DISCONNECT) is everyday MQTT,
-// not a warning: it becomes a debug line.
+// not a warning: it becomes a debug line. So is a DISCONNECT asking for the
+// will (reason 0x04), which the gateway sends for each dedicated client of
+// an expired session: mochi returns it as an error, and would log it as
+// two warnings, "error processing packet" with the whole packet and the
+// listener's line; the first goes, the second is the debug line.
 type connectionEnds struct{ slog.Handler }
 
 func (h connectionEnds) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "error processing packet" && leftWithWill(r) {
+		return nil
+	}
 	if r.Message == "" {
 		r.Message = "client connection failed"
-		if endedByPeer(r) {
+		if endedByPeer(r) || leftWithWill(r) {
 			r.Message, r.Level = "client connection ended", slog.LevelDebug
 			if !h.Handler.Enabled(ctx, r.Level) {
 				return nil
@@ -60,4 +68,19 @@ func endedByPeer(r slog.Record) bool {
 		return true
 	})
 	return ended
+}
+
+// leftWithWill reports whether the record's error is a client's DISCONNECT
+// with reason 0x04, disconnect with will message.
+func leftWithWill(r slog.Record) bool {
+	will := false
+	r.Attrs(func(a slog.Attr) bool {
+		if err, ok := a.Value.Any().(error); ok && a.Key == "error" {
+			var code packets.Code
+			will = errors.As(err, &code) && code == packets.CodeDisconnectWillMessage
+			return false
+		}
+		return true
+	})
+	return will
 }

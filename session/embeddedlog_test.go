@@ -66,3 +66,57 @@ func TestEmbeddedBrokerLogsThroughTheGatewayLogger(t *testing.T) {
 		}
 	}
 }
+
+// A client that leaves with DISCONNECT reason 0x04, "disconnect with will
+// message", asks the broker to publish its will: the gateway does so for
+// every dedicated client of a session that expires. That is an ordinary
+// end, a debug line, not the two warnings mochi writes for it (one with
+// the whole packet), which a soak saw for every expired session's
+// dedicated client.
+func TestEmbeddedBrokerDisconnectWithWillIsNoWarning(t *testing.T) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	e, err := acquireEmbedded("", false, embeddedLog(zap.New(core)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.release()
+
+	c, err := net.Dial("tcp", e.URL().Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// MQTT 5 CONNECT, client id "w", with a will on topic "w" ("bye").
+	connect := []byte{0x10, 24, 0, 4, 'M', 'Q', 'T', 'T', 5, 0x06, 0, 60, 0, 0, 1, 'w', 0, 0, 1, 'w', 0, 3, 'b', 'y', 'e'}
+	connect[1] = byte(len(connect) - 2)
+	if _, err := c.Write(connect); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	connack := make([]byte, 64)
+	if n, err := c.Read(connack); err != nil || n < 4 || connack[0] != 0x20 || connack[3] != 0 {
+		t.Fatalf("CONNACK: % x, %v", connack[:n], err)
+	}
+	c.Write([]byte{0xE0, 2, 0x04, 0}) // DISCONNECT, disconnect with will message, as paho writes it
+	if _, err := c.Read(connack); err == nil {
+		t.Fatal("the broker kept the connection")
+	}
+
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ended := false
+		for _, l := range logs.All() {
+			if l.Level >= zapcore.WarnLevel {
+				t.Fatalf("a warning for a client that left with its will: %q %v", l.Message, l.ContextMap())
+			}
+			ended = ended || l.Message == "client connection ended"
+		}
+		if ended {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no debug line for the end after 5 s: %+v", logs.All())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
