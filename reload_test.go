@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -675,5 +676,52 @@ func TestFailedReloadLogsNoGatewayRemoved(t *testing.T) {
 	if n := logLines(logFile, "gateway removed by a reload"); n != 0 {
 		data, _ := os.ReadFile(logFile)
 		t.Fatalf("the log says a gateway was removed by a reload that failed:\n%s", data)
+	}
+}
+
+// A reload that changes a broker which has stopped answering (a frozen
+// process, a silent network) ends its dedicated connections at once, all
+// together: each DISCONNECT may wait 2 s for a broker that never reads it,
+// and one after the other they held the reload, and Caddy's admin API with
+// it, 2 s per dedicated client (a soak saw `caddy reload` take 10 s with
+// five). The clients hear LOST 4041 as after any reconfiguration.
+func TestReloadChangingAHungBrokerIsNotHeldUpByItsClients(t *testing.T) {
+	mq := startMosquitto(t)
+	httpPort := freePort(t)
+	keepalive := 30
+	reload := adminCaddy(t, func() string {
+		return fmt.Sprintf("http://127.0.0.1:%d {\n mqtt_gateway /mqtt/* {\n broker main mqtt://127.0.0.1:%d {\n keepalive %ds\n }\n }\n}\n", httpPort, mq.port, keepalive)
+	})
+	url := fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort)
+	const dedicated = 6
+	clients := make([]*gwclient.Client, dedicated)
+	for i := range clients {
+		clients[i] = dial(t, url)
+		if _, _, err := clients[i].Connect(ctx10(t), session.ConnectParams{Broker: "main", ClientID: fmt.Sprintf("hung-%d", i), CleanStart: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	shared := dial(t, url)
+	connectSubscribe(t, shared, "hung/#", 0)
+
+	if err := mq.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer mq.cmd.Process.Signal(syscall.SIGCONT)
+	keepalive++
+	start := time.Now()
+	reload()
+	if took := time.Since(start); took > 4*time.Second {
+		t.Errorf("the reload took %s with %d dedicated clients of a hung broker", took.Round(time.Millisecond), dedicated)
+	}
+	for i, c := range clients {
+		select {
+		case f := <-c.Messages:
+			if f.Type != transport.TypeLost || f.Code != session.CodeBrokerUnavailable {
+				t.Errorf("client %d: %+v, want LOST %d", i, f, session.CodeBrokerUnavailable)
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("client %d: no LOST after the reload", i)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package session
 import (
 	"encoding/json"
 	"fmt"
+	"sync"
 
 	"go.uber.org/zap"
 )
@@ -187,19 +188,18 @@ func (m *Manager) ReconfigureStaged(cfg Config, staged *StagedBrokers) error {
 	}
 	for _, br := range changed {
 		m.log.Info("broker reconfigured", zap.String("broker", br.cfg.Name))
-		for _, h := range m.hubsOf(br.cfg.Name) {
-			if h.br() == br {
-				continue // started after the reload, with its settings (acquireHub)
+		inParallel(m.hubsOf(br.cfg.Name), func(h *Hub) {
+			if h.br() != br { // not one started after the reload, with its settings (acquireHub)
+				m.reconnect(h, br)
 			}
-			m.reconnect(h, br)
-		}
+		})
 	}
 	for _, br := range removed {
 		m.log.Info("broker removed", zap.String("broker", br.cfg.Name))
-		for _, h := range m.hubsOf(br.cfg.Name) {
+		inParallel(m.hubsOf(br.cfg.Name), func(h *Hub) {
 			h.takeOverWith(Errorf(CodeUnknownBroker, "broker %q was removed from the gateway", br.cfg.Name))
 			m.dropHub(h)
-		}
+		})
 		m.mu.Lock()
 		br.removed.Store(true)
 		m.metrics.forgetBroker(br.cfg.Name)
@@ -209,6 +209,21 @@ func (m *Manager) ReconfigureStaged(cfg Config, staged *StagedBrokers) error {
 		}
 	}
 	return nil
+}
+
+// inParallel runs f for each hub at once and returns when all are done.
+// Ending a hub's connection waits up to 2 s for the broker to take its
+// DISCONNECT (disconnect): one hub after the other, a reload that changes
+// or removes a broker that has stopped answering took 2 s per dedicated
+// client, holding Caddy's admin API as long. A shutdown does the same
+// (closeHubs).
+func inParallel(hubs []*Hub, f func(*Hub)) {
+	var wg sync.WaitGroup
+	for _, h := range hubs {
+		wg.Add(1)
+		go func() { defer wg.Done(); f(h) }()
+	}
+	wg.Wait()
 }
 
 // reconnect moves a hub to its broker's changed configuration: a shared
