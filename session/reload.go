@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"go.uber.org/zap"
 )
@@ -171,18 +172,20 @@ func (m *Manager) ReconfigureStaged(cfg Config, staged *StagedBrokers) error {
 
 	for _, br := range renewed {
 		m.log.Info("broker login renewed", zap.String("broker", br.cfg.Name))
-		kept := false
-		for _, h := range m.hubsOf(br.cfg.Name) {
+		var kept atomic.Bool
+		inParallel(m.hubsOf(br.cfg.Name), func(h *Hub) {
 			if h.br() == br {
-				continue // started after the reload, with its settings (acquireHub)
+				return // started after the reload, with its settings (acquireHub)
 			}
 			if configured, up := h.renewLogin(br); up {
-				kept = kept || configured
-				continue
+				if configured {
+					kept.Store(true)
+				}
+				return
 			}
 			m.reconnect(h, br) // down: at once, with the new login
-		}
-		if kept {
+		})
+		if kept.Load() {
 			go m.checkLogin(br)
 		}
 	}
