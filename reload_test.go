@@ -711,8 +711,11 @@ func TestReloadChangingAHungBrokerIsNotHeldUpByItsClients(t *testing.T) {
 	keepalive++
 	start := time.Now()
 	reload()
-	if took := time.Since(start); took > 4*time.Second {
-		t.Errorf("the reload took %s with %d dedicated clients of a hung broker", took.Round(time.Millisecond), dedicated)
+	// Not a speed target: one DISCONNECT after the other takes 2 s each,
+	// 12 s for six, and all at once 2 s; the bound lies well between, so a
+	// loaded machine's slower reload does not cross it.
+	if took := time.Since(start); took > 8*time.Second {
+		t.Errorf("the reload took %s with %d dedicated clients of a hung broker: their connections ended one after the other", took.Round(time.Millisecond), dedicated)
 	}
 	for i, c := range clients {
 		select {
