@@ -8,10 +8,13 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 
 	"github.com/caddy-mqtt/mqttgateway/session"
+	"github.com/caddy-mqtt/mqttgateway/transport"
+	"github.com/caddy-mqtt/mqttgateway/transport/gwclient"
 )
 
 // "Publishing fails for me": the gateway's own refusals (an invalid topic
@@ -133,4 +136,55 @@ func TestAFrozenBrokerIsLogged(t *testing.T) {
 		c.Close() // its hub closes with it
 		awaitLogLines(t, logFile, `"msg":"broker connect failed","broker":"main"`, i+1)
 	}
+}
+
+// A broker that goes down: each of its dedicated clients loses its
+// connection, and fails to connect again at each retry. One warning of
+// each kind per 10 s says so for all of them (the next counts those left
+// out), and the shared connection's own warnings stay. (Each wrote its
+// own: hundreds of lines an outage with hundreds of dedicated clients,
+// burying the shared connection's.)
+func TestDedicatedClientsOfABrokerThatWentDownLogAFewWarnings(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _, logFile := gatewayWithLogAndMetrics(t, "outage", fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	connectSubscribe(t, dial(t, url), "outage/#", 0)
+	const dedicated = 8
+	clients := make([]*gwclient.Client, dedicated)
+	for i := range clients {
+		clients[i] = dial(t, url)
+		if _, _, err := clients[i].Connect(ctx10(t), session.ConnectParams{Broker: "main", ClientID: fmt.Sprintf("outage-%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mq.stop()
+	for i, c := range clients {
+		for f := nextMessage(t, c); f.Type != transport.TypeLost; f = nextMessage(t, c) {
+		}
+		if _, _, err := c.Connect(ctx10(t), session.ConnectParams{Broker: "main", ClientID: fmt.Sprintf("outage-%d", i)}); errCode(err) != session.CodeBrokerUnavailable {
+			t.Fatalf("dedicated client %d connecting to the broker that went down: %v, want 4041", i, err)
+		}
+	}
+	// The shared connection's and one dedicated connection's, of each.
+	awaitLogLines(t, logFile, `"level":"warn"`, 4)
+	time.Sleep(200 * time.Millisecond) // lines written late would show
+	for _, msg := range []string{"broker connection lost", "broker connect failed"} {
+		// 3 if the dedicated ones' lines spread over more than 10 s (a
+		// loaded machine); 9 before.
+		if n := warnLines(logFile, msg); n < 2 || n > 3 {
+			data, _ := os.ReadFile(logFile)
+			t.Errorf("%d %q warnings for a shared connection and %d dedicated ones, want 2:\n%s", n, msg, dedicated, data)
+		}
+	}
+}
+
+// warnLines counts the warnings of file whose message is msg.
+func warnLines(file, msg string) int {
+	data, _ := os.ReadFile(file)
+	n := 0
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.Contains(line, `"level":"warn"`) && strings.Contains(line, `"msg":"`+msg+`"`) {
+			n++
+		}
+	}
+	return n
 }

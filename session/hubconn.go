@@ -180,6 +180,27 @@ func (h *Hub) restart(br *brokerRuntime) error {
 	return h.replaceConnection(br, Errorf(CodeBrokerUnavailable, "broker %q reconfigured; subscriptions come back when it is connected", br.cfg.Name))
 }
 
+// warnLimited logs a warning about the hub's broker. The dedicated
+// connections of a broker share lim, the broker's for that line, and one
+// of theirs is a warning every 10 s, with how many were left out since;
+// the others are debug lines. When a broker went down, each of its
+// hundreds of dedicated clients lost its connection and failed to connect
+// again at each retry, and their warnings buried the shared connection's,
+// which operators need: one a cut, one an outage.
+func (h *Hub) warnLimited(lim *LogLimiter, msg string, fields ...zap.Field) {
+	if h.dedicated {
+		skipped, ok := lim.Allow()
+		if !ok {
+			h.log.Debug(msg, fields...)
+			return
+		}
+		if skipped > 0 {
+			fields = append(fields, zap.Int("dedicated_left_out", skipped))
+		}
+	}
+	h.log.Warn(msg, fields...)
+}
+
 // renewLogin moves a hub that is up to br, whose configuration differs
 // from its broker's in the login alone (loginRenewed): the connection
 // stays, and its next login (a reconnect) is br's. It reports whether
@@ -325,7 +346,7 @@ func (h *Hub) onDown() bool {
 		if farewell != nil {
 			fields = append(fields, zap.String("broker_reason", farewellReason(farewell)))
 		}
-		h.log.Warn("broker connection lost", fields...)
+		h.warnLimited(&h.br().lostLines, "broker connection lost", fields...)
 		h.emit("broker_down", map[string]any{"broker": h.br().cfg.Name, "mode": h.mode()})
 	}
 	if poisoned && !closed {
@@ -414,7 +435,7 @@ func (h *Hub) onConnectError(err error) {
 	h.mu.Unlock()
 	// Operators see why a broker cannot be reached, with its address;
 	// while it stays down for the same reason, the retries log at debug.
-	log := h.log.Warn
+	log := func(msg string, fields ...zap.Field) { h.warnLimited(&h.br().failedLines, msg, fields...) }
 	if repeated {
 		log = h.log.Debug
 	}
@@ -553,7 +574,7 @@ func (h *Hub) awaitUp(ctx context.Context, arrived time.Time) *Error {
 			// does, with "broker connect failed" never logged. Operators
 			// hear it now, once (onConnectError logs its own cause after).
 			h.lastErr = e
-			h.log.Warn("broker connect failed", zap.String("broker", h.br().cfg.Name), zap.String("url", h.br().cfg.URL), zap.String("error", e.Message))
+			h.warnLimited(&h.br().failedLines, "broker connect failed", zap.String("broker", h.br().cfg.Name), zap.String("url", h.br().cfg.URL), zap.String("error", e.Message))
 		}
 		return e
 	}

@@ -94,6 +94,9 @@ type brokerRuntime struct {
 	// are gone from the metrics (forgetBroker), and its last clients'
 	// departures must not bring them back. Set and read under m.mu.
 	removed atomic.Bool
+	// lostLines and failedLines limit the warnings of the broker's
+	// dedicated connections (Hub.warnLimited).
+	lostLines, failedLines LogLimiter
 }
 
 // serverURL is where the broker listens; nil for an embedded broker not
