@@ -728,3 +728,36 @@ func TestReloadChangingAHungBrokerIsNotHeldUpByItsClients(t *testing.T) {
 		}
 	}
 }
+
+// An embedded broker that a reload keeps running is not said to start
+// listening again: "embedded broker listening" came at every reload, and
+// twice for a broker the reload added.
+func TestReloadSaysOnceThatAnEmbeddedBrokerListens(t *testing.T) {
+	logFile := filepath.Join(t.TempDir(), "gateway.log")
+	httpPort := freePort(t)
+	brokers := "broker one embedded"
+	heartbeat := 20
+	load := adminCaddyLoader(t, func() string { return gatewayLog(logFile) }, func() string {
+		return fmt.Sprintf("http://127.0.0.1:%d {\n mqtt_gateway /mqtt/* {\n name kept\n %s\n heartbeat %ds\n }\n}\n", httpPort, brokers, heartbeat)
+	})
+	reload := func() {
+		t.Helper()
+		if status, body := load(false); status != 200 {
+			t.Fatalf("reload: %d %s", status, body)
+		}
+	}
+	awaitLogLines(t, logFile, `"msg":"embedded broker listening","broker":"one"`, 1)
+	heartbeat = 10
+	reload()
+	brokers = "broker one embedded\n broker two embedded"
+	reload()
+	awaitLogLines(t, logFile, `"msg":"embedded broker listening","broker":"two"`, 1)
+	heartbeat = 5
+	reload()
+	for broker, want := range map[string]int{"one": 1, "two": 1} {
+		if n := logLines(logFile, `"msg":"embedded broker listening","broker":"`+broker+`"`); n != want {
+			data, _ := os.ReadFile(logFile)
+			t.Errorf("broker %s said it listens %d times, want %d:\n%s", broker, n, want, data)
+		}
+	}
+}

@@ -114,8 +114,8 @@ func (m *Manager) StartEmbedded() error {
 	m.brokersMu.RLock()
 	defer m.brokersMu.RUnlock()
 	for name, br := range m.brokers {
-		if br.embedded == nil {
-			continue
+		if br.embedded == nil || br.embedded.URL() != nil {
+			continue // a reload keeps it listening, or staged it (StageEmbedded), which said so
 		}
 		if err := br.embedded.Start(); err != nil {
 			return fmt.Errorf("broker %q: %w", name, err)
