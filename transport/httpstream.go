@@ -489,22 +489,21 @@ func firstFrame(unit []byte, f *Frame) (rest []byte, err error) {
 // and is not read.
 func readSendHead(body io.Reader) ([]byte, error) {
 	head := make([]byte, 0, sendFrameRoom+8)
-	var n uint64
-	for shift := 0; ; shift += 7 {
-		if shift >= 8*7 {
-			return nil, ErrMalformed
+	// The prefix's bytes up to its last (high bit clear), read one at a
+	// time so that nothing past the frame is read; the codec decodes it.
+	for len(head) == 0 || head[len(head)-1] >= 0x80 {
+		if len(head) == 8 {
+			return nil, ErrMalformed // longer than a uvarint may be
 		}
 		var b [1]byte
 		if _, err := io.ReadFull(body, b[:]); err != nil {
 			return nil, headError(err)
 		}
 		head = append(head, b[0])
-		n |= uint64(b[0]&0x7f) << shift
-		if b[0] < 0x80 {
-			break
-		}
 	}
-	if n == 0 || n > sendFrameRoom {
+	r := reader{b: head}
+	n := r.uvarint()
+	if r.err != nil || n == 0 || n > sendFrameRoom {
 		return nil, fmt.Errorf("%w: a first frame of %d bytes", ErrMalformed, n)
 	}
 	head = head[:len(head)+int(n)]
