@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/eclipse/paho.golang/paho"
 )
 
 // BrokerConfig names an MQTT broker web clients may use.
@@ -331,6 +332,13 @@ func (t *BrokerTLS) build(host string) (*tls.Config, [sha256.Size]byte, error) {
 	var sum [sha256.Size]byte
 	files.Sum(sum[:0])
 	return cfg, sum, nil
+}
+
+// loginInto puts the configured login (credentials) in a CONNECT.
+func (b *BrokerConfig) loginInto(c *paho.Connect) {
+	user, password := b.credentials()
+	c.Username, c.UsernameFlag = user, user != ""
+	c.Password, c.PasswordFlag = password, password != nil
 }
 
 // credentials are what the gateway logs in with for clients that give none

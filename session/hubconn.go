@@ -87,9 +87,7 @@ func (h *Hub) connect() error {
 		if o.configured {
 			// The login as last configured: a reload that renewed the
 			// password (renewLogin) left this connection manager running.
-			user, password := h.br().cfg.credentials()
-			c.Username, c.UsernameFlag = user, user != ""
-			c.Password, c.PasswordFlag = password, password != nil
+			h.br().cfg.loginInto(c)
 		}
 		return build(c, u)
 	}

@@ -43,10 +43,9 @@ func tryLogin(ctx context.Context, br *brokerRuntime, timeout time.Duration) err
 		v311 = &mqtt311{shared: true}
 	}
 	client := paho.NewClient(paho.ClientConfig{Conn: newBrokerConn(conn, nil, nil, v311)})
-	user, password := br.cfg.credentials()
 	connect := &paho.Connect{ClientID: newClientID(br.cfg.ClientIDPrefix), CleanStart: true,
-		KeepAlive: uint16(time.Duration(br.cfg.KeepAlive) / time.Second),
-		Username:  user, UsernameFlag: user != "", Password: password, PasswordFlag: password != nil}
+		KeepAlive: uint16(time.Duration(br.cfg.KeepAlive) / time.Second)}
+	br.cfg.loginInto(connect)
 	connect, _ = withProblemInfo(connect, br.url)
 	ack, err := client.Connect(ctx, connect)
 	if err != nil {
