@@ -19,8 +19,7 @@ import (
 // between messages. A client with a tiny receive buffer that does not read
 // during a flood, then reads while pinging every millisecond, makes all of
 // it happen: every message must arrive whole and in order, and the pings
-// be answered. (It failed on a loaded machine where the flood went out as
-// one message and its pong came after the last message the test read.)
+// be answered while the flood goes on.
 func TestWebSocketMessagesStayWholeAcrossPartialWritesAndPongs(t *testing.T) {
 	mq := startMosquitto(t)
 	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
@@ -60,17 +59,12 @@ func TestWebSocketMessagesStayWholeAcrossPartialWritesAndPongs(t *testing.T) {
 			t.Fatalf("message %d: payload differs (seq %d, %d bytes)", i, binary.BigEndian.Uint64(f.Publish.Payload), len(f.Publish.Payload))
 		}
 	}
-	between := pongs.Load()
-	// Everything pending goes out in one message, so on a slow machine the
-	// whole flood may be one, and the pongs come after it: read on for
-	// them (a pong is read while waiting for the next message).
-	for deadline := time.Now().Add(5 * time.Second); pongs.Load() == 0 && time.Now().Before(deadline); {
-		if _, ok := c.next(time.Until(deadline)); !ok {
-			break
-		}
-	}
+	// What is pending goes out in WebSocket messages of at most 64 KiB
+	// (16 of these), so the pongs come between them. Whole, the flood
+	// went out as one message of megabytes on a loaded machine, and every
+	// pong waited behind it.
 	if pongs.Load() == 0 {
-		t.Fatal("no pong came back: the gateway left the pings it got during the flood unanswered")
+		t.Fatal("no pong came back during the flood: the gateway left the pings it got unanswered until the backlog was written")
 	}
-	t.Logf("%d messages whole and in order, %d pongs between them, %d after", n, between, pongs.Load()-between)
+	t.Logf("%d messages whole and in order, %d pongs between them", n, pongs.Load())
 }

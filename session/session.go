@@ -318,6 +318,9 @@ func (s *Session) TakeFor(t Transport, dst []Event, limit int, room *Room) ([]Ev
 // whatever its size: a frame larger than Bytes would never go. TakeFor
 // counts what it takes in room, so one Room serves a whole answer.
 //
+// Size nil measures a frame by an estimate of its encoding (the frame's
+// payload and topic, and a few bytes), which is enough to bound a write.
+//
 // Overhead is what the answer costs on the wire besides its frames (an
 // HTTP response's head). Under a bandwidth cap it is charged with the
 // answer's first frame, which waits until the budget covers the frames
@@ -329,7 +332,9 @@ type Room struct {
 	Started  bool
 	Size     func(*Event) int
 	Overhead int
-	held     int // the replay window's measure of the frames taken
+	// Full is set when the next frame was left for want of room.
+	Full bool
+	held int // the replay window's measure of the frames taken
 }
 
 func (s *Session) take(t Transport, dst []Event, limit int, room *Room) ([]Event, *Error) {
@@ -345,7 +350,10 @@ func (s *Session) take(t Transport, dst []Event, limit int, room *Room) ([]Event
 	if s.bucket == nil && room == nil {
 		return s.out.take(dst, limit, nil), nil
 	}
-	now := time.Now()
+	var now time.Time
+	if s.bucket != nil {
+		now = time.Now()
+	}
 	n := len(dst)
 	full := false
 	head, need := 0, 0 // the answer's head, and the budget its first frame waits for
@@ -355,12 +363,17 @@ func (s *Session) take(t Transport, dst []Event, limit int, room *Room) ([]Event
 	dst = s.out.take(dst, limit, func(f *slot) bool {
 		var size, held int
 		if room != nil {
-			e := f.event()
-			size, held = room.Size(&e), f.size()
+			if room.Size != nil {
+				e := f.event()
+				size = room.Size(&e)
+			} else {
+				size = f.wireSize()
+			}
+			held = f.size()
 			// The replay window keeps the newest frames up to replayBytes
 			// as f.size counts them, which is more than their wire size.
 			if room.Started && (size > room.Bytes || room.held+held > s.out.limits.replayBytes) {
-				full = true
+				full, room.Full = true, true
 				return false
 			}
 		}

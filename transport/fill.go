@@ -1,31 +1,52 @@
 package transport
 
 import (
-	"math"
-
 	"github.com/caddy-mqtt/mqttgateway/session"
 )
 
-// Every transport writes a session's frames the same way: whatever is
-// pending, encoded into one buffer (one WebSocket message, one chunk of a
-// stream, one poll answer).
+// Every transport writes a session's frames the same way: what is pending,
+// encoded into one buffer (one WebSocket message, one chunk of a stream,
+// one poll answer), up to a bound.
 
-// fill appends what the session has to send; when the session is over and
-// nothing is left, it appends the CLOSE frame and returns the reason. (When
-// a bandwidth budget holds frames back, the session wakes the connection
-// when they may go.)
-func fill(buf []byte, sess *session.Session, conn session.Transport, events []session.Event) ([]byte, []session.Event, *session.Error) {
-	return fillWithin(buf, nil, math.MaxInt, sess, conn, events)
+// writeBytes bounds one WebSocket message or chunk of a stream (but for a
+// single frame larger than it). A client that fell behind (a phone in a
+// tunnel) has a backlog of up to max_queued_bytes, and written whole it is
+// one write of megabytes: longer than the write timeout on a slow link,
+// which cut the connection, and a WebSocket client gets nothing of a
+// message until all of it has come, so the replay after the rebind was the
+// same message again. Bounded, each write gets its own deadline, a pong
+// waits for one write at most, and the writer's buffer stays small; 64 KiB
+// still carries hundreds of frames per syscall under load.
+const writeBytes = 64 << 10
+
+// writeBound is what one write of a connection may carry: so that a write
+// cut on its way can be replayed from the next, at most half the replay
+// window, the other half for the writes before it the client may not have
+// read yet.
+type writeBound struct{ frames, bytes int }
+
+func (s *Server) writeBound() writeBound {
+	cfg := s.Manager.Config()
+	return writeBound{frames: max(cfg.ReplayFrames/2, 1), bytes: max(min(writeBytes, cfg.ReplayBytes/2), 1)}
 }
 
-// fillWithin is fill for an answer of bounded size, a long poll's: frames
-// while they fit in room (nil: no bound; see session.Room) and at most
-// maxFrames of them. What does not fit waits for the next answer.
-func fillWithin(buf []byte, room *session.Room, maxFrames int, sess *session.Session, conn session.Transport, events []session.Event) ([]byte, []session.Event, *session.Error) {
+// fill appends what the session has to send, up to one write's bound;
+// more reports frames left for the next write. When the session is over
+// and nothing is left, it appends the CLOSE frame and returns the reason.
+// (When a bandwidth budget holds frames back, the session wakes the
+// connection when they may go.)
+func fill(buf []byte, bound writeBound, sess *session.Session, conn session.Transport, events []session.Event) (_ []byte, _ []session.Event, ended *session.Error, more bool) {
+	room := session.Room{Bytes: bound.bytes}
+	return fillWithin(buf, &room, bound.frames, sess, conn, events)
+}
+
+// fillWithin is fill for a write bounded by room (see session.Room) and
+// maxFrames, a long poll's answer or a connection's write: what does not
+// fit waits for the next (and more says so).
+func fillWithin(buf []byte, room *session.Room, maxFrames int, sess *session.Session, conn session.Transport, events []session.Event) (_ []byte, _ []session.Event, ended *session.Error, more bool) {
 	taken := 0
 	for {
 		want := min(batchFrames, maxFrames-taken)
-		var ended *session.Error
 		events, ended = sess.TakeFor(conn, events[:0], want, room)
 		for i := range events {
 			buf = AppendEvent(buf, &events[i])
@@ -34,10 +55,10 @@ func fillWithin(buf []byte, room *session.Room, maxFrames int, sess *session.Ses
 		clear(events)
 		taken += n
 		if n == 0 && ended != nil {
-			return AppendEnd(buf, ended.Code, ended.Message), events, ended
+			return AppendEnd(buf, ended.Code, ended.Message), events, ended, false
 		}
-		if n < want || taken >= maxFrames || room != nil && room.Bytes <= 0 {
-			return buf, events, nil
+		if full := taken >= maxFrames || room.Full || room.Bytes <= 0; full || n < want {
+			return buf, events, nil, full
 		}
 	}
 }

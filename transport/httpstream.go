@@ -236,11 +236,13 @@ func (s *Server) ServeStream(w http.ResponseWriter, r *http.Request) error {
 		limited = t.C
 	}
 	lastWrite := time.Time{}
+	bound := s.writeBound()
 	events := make([]session.Event, 0, batchFrames)
 	stopping := s.stops.stopping(r)
 	for {
 		var ended *session.Error
-		buf, events, ended = fill(buf, sess, conn, events)
+		var more bool
+		buf, events, ended, more = fill(buf, bound, sess, conn, events)
 		if conn.closed() {
 			return nil // replaced by a newer connection of the session
 		}
@@ -248,7 +250,7 @@ func (s *Server) ServeStream(w http.ResponseWriter, r *http.Request) error {
 			buf = AppendPing(buf)
 		}
 		if len(buf) > 0 {
-			rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+			rc.SetWriteDeadline(time.Now().Add(s.writeTimeout()))
 			if _, err := w.Write(buf); err != nil {
 				return nil
 			}
@@ -266,6 +268,9 @@ func (s *Server) ServeStream(w http.ResponseWriter, r *http.Request) error {
 		if written >= streamBytes {
 			notice = dead
 			return nil
+		}
+		if more {
+			continue
 		}
 		select {
 		case <-conn.wake:
@@ -331,7 +336,7 @@ func (s *Server) ServePoll(w http.ResponseWriter, r *http.Request) error {
 	maxFrames := max(s.Manager.Config().ReplayFrames, 1)
 	for {
 		var ended *session.Error
-		buf, events, ended = fillWithin(buf, &room, maxFrames, sess, conn, events)
+		buf, events, ended, _ = fillWithin(buf, &room, maxFrames, sess, conn, events)
 		// A new session's OPENED is an answer by itself: the client needs
 		// the session id before it can send anything.
 		if opened || len(buf) > len(first) || ended != nil || conn.closed() {

@@ -39,6 +39,10 @@ type Server struct {
 	// client renews them at once) well before it, instead of being cut.
 	ResponseLimit func(r *http.Request) time.Duration
 
+	// sockWriteTimeout bounds one write to a client socket; zero is
+	// writeTimeout. Tests shorten it, as a link of a few KB/s does 30 s.
+	sockWriteTimeout time.Duration
+
 	once     sync.Once
 	upgrader websocket.Upgrader
 	stops    serverStops
@@ -58,6 +62,13 @@ const (
 // deadAfter is how long a peer may be silent before its connection counts
 // as dead, the same for both sides (PROTOCOL.md, Heartbeats).
 func deadAfter(heartbeat time.Duration) time.Duration { return 2*heartbeat + deadGrace }
+
+func (s *Server) writeTimeout() time.Duration {
+	if s.sockWriteTimeout > 0 {
+		return s.sockWriteTimeout
+	}
+	return writeTimeout
+}
 
 // maxFrame is the largest frame or transport unit accepted from a client:
 // the largest payload plus room for the topic and properties.
@@ -103,6 +114,8 @@ func (s *Server) ServeWebSocket(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	c := &wsConn{srv: s, remote: r.RemoteAddr, req: r, maxFrame: s.maxFrame()}
+	c.conn.timeout = s.writeTimeout()
+	c.bound = s.writeBound()
 	ws, err := s.upgrader.Upgrade(&sharingHijacker{ResponseWriter: hijacker(w), conn: &c.conn}, r, nil)
 	if err != nil {
 		return nil // the upgrader has answered
@@ -153,6 +166,7 @@ type wsConn struct {
 	remote    string
 	req       *http.Request // the upgrade request, for hooks
 	maxFrame  int
+	bound     writeBound
 	pong      []byte // the latest WebSocket ping's data, for the pong
 	beatTimer *time.Timer
 	closeMsg  string
@@ -198,9 +212,10 @@ func (c *wsConn) run() {
 	c.mu.Unlock()
 	if c.sess.Closed() != nil && c.claimWriter() {
 		// The session ended while reading (a malformed frame, the client's
-		// CLOSE): its CLOSE frame must still go out.
+		// CLOSE): its last frames and CLOSE frame must still go out.
 		w := getWorker()
-		c.writePending(w)
+		for c.writePending(w) {
+		}
 		putWorker(w)
 	}
 	c.mu.Lock()
@@ -259,7 +274,7 @@ func (c *wsConn) handshake() error {
 		}
 		// A client checking that WebSocket carries data both ways on its
 		// network, without opening a session (PROTOCOL.md, WebSocket).
-		c.ws.SetWriteDeadline(time.Now().Add(writeTimeout))
+		c.ws.SetWriteDeadline(time.Now().Add(c.srv.writeTimeout()))
 		if err := c.ws.WriteMessage(websocket.BinaryMessage, AppendPing(nil)); err != nil {
 			return err
 		}
@@ -270,7 +285,7 @@ func (c *wsConn) handshake() error {
 		return serr
 	}
 	c.sess = sess
-	c.ws.SetWriteDeadline(time.Now().Add(writeTimeout))
+	c.ws.SetWriteDeadline(time.Now().Add(c.srv.writeTimeout()))
 	if err := c.ws.WriteMessage(websocket.BinaryMessage, first); err != nil {
 		if opened {
 			sess.Close(session.Errorf(session.CodeSessionUnknown, "connection lost during open"))
@@ -409,7 +424,7 @@ func (c *wsConn) flushPooled(w *poolWorker) {
 		ping := c.pingDue
 		c.pingDue = false
 		c.mu.Unlock()
-		buf, events, ended := fill(w.frameBuf(), c.sess, c, w.events)
+		buf, events, ended, more := fill(w.frameBuf(), c.bound, c.sess, c, w.events)
 		if ping && len(buf) == wsHeaderRoom && time.Since(c.lastWrite()) >= c.heartbeat()/2 {
 			buf = AppendPing(buf) // the heartbeat, when nothing else went out
 		}
@@ -438,7 +453,7 @@ func (c *wsConn) flushPooled(w *poolWorker) {
 			}
 		}
 		w.trim()
-		if c.idle() {
+		if !more && c.idle() {
 			return
 		}
 	}
@@ -496,6 +511,14 @@ func (c *wsConn) idle() bool {
 	return true
 }
 
+// lookAgain has the writer look again before it ends its turn: a write
+// left frames for the next.
+func (c *wsConn) lookAgain() {
+	c.mu.Lock()
+	c.again = true
+	c.mu.Unlock()
+}
+
 // writerDone marks the writer stopped for good.
 func (c *wsConn) writerDone() {
 	c.mu.Lock()
@@ -510,15 +533,19 @@ func (c *wsConn) writerDone() {
 func (c *wsConn) writePending(w *poolWorker) bool {
 	ended := c.ended
 	if ended == nil {
-		// Everything pending goes out in one WebSocket message: under
-		// load, many frames per syscall.
+		// What is pending goes out in one WebSocket message, up to the
+		// write bound: under load, many frames per syscall.
 		var buf []byte
-		buf, w.events, ended = fill(w.frameBuf(), c.sess, c, w.events)
+		var more bool
+		buf, w.events, ended, more = fill(w.frameBuf(), c.bound, c.sess, c, w.events)
 		w.buf = buf[:0]
 		if len(buf) > wsHeaderRoom && !c.write(wsMessage(buf)) {
 			return false
 		}
 		w.trim()
+		if more {
+			c.lookAgain()
+		}
 	}
 	if ended != nil { // the CLOSE frame is written; the WebSocket close follows
 		wsCode := int(ended.Code)

@@ -77,8 +77,9 @@ type sharedConn struct {
 	fd       int
 	rawState atomic.Int32 // rawIdle, rawWriting or rawClosed
 
-	mu       sync.Mutex // held for every write to the socket
-	deadline int64      // the write deadline in place, Unix ns (0: none)
+	mu       sync.Mutex    // held for every write to the socket
+	deadline int64         // the write deadline in place, Unix ns (0: none)
+	timeout  time.Duration // one write's; zero is writeTimeout
 	// partial is set while a message is half written (tryWrite wrote what
 	// the socket took): only its rest (writeAll) may go next.
 	partial bool
@@ -187,10 +188,14 @@ func (s *sharedConn) pooled() bool { return s.direct || s.tls }
 // deadline: a deadline is moved every writeTimeout/2 at most, not on every
 // write. Called with mu held.
 func (s *sharedConn) armLocked(now time.Time) error {
-	if time.Duration(s.deadline-now.UnixNano()) >= writeTimeout/2 {
+	timeout := s.timeout
+	if timeout == 0 {
+		timeout = writeTimeout
+	}
+	if time.Duration(s.deadline-now.UnixNano()) >= timeout/2 {
 		return nil
 	}
-	d := now.Add(writeTimeout)
+	d := now.Add(timeout)
 	s.deadline = d.UnixNano()
 	return s.Conn.SetWriteDeadline(d)
 }
