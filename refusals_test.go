@@ -188,3 +188,39 @@ func warnLines(file, msg string) int {
 	}
 	return n
 }
+
+// A /send that was on its way when its session ended (close_sessions, a
+// session timeout) is told the session ended, and is no sign of a load
+// balancer without affinity: the gateway logged "is the load balancer
+// sticky?" for it, as for a session it never held. One for a session it
+// never held still gets the hint.
+func TestASendForASessionThatEndedIsNoStickinessHint(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _, logFile := gatewayWithLogAndMetrics(t, "ended-sends", fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	base := strings.TrimSuffix(strings.Replace(url, "ws://", "http://", 1), "/ws")
+	stream := openStream(t, base, transport.AppendOpen(nil, "", nil, nil))
+	opened := <-stream
+	if opened.Type != transport.TypeOpened {
+		t.Fatalf("got %+v, want OPENED", opened)
+	}
+	// The client ends its session; a /send it had sent before comes late.
+	if status, _ := post(t, base+"/send", transport.AppendClose(transport.AppendSend(nil, opened.Session, opened.Secret, 0, false)), nil); status != http.StatusNoContent {
+		t.Fatalf("/send with CLOSE: %d", status)
+	}
+	for range stream { // the stream ends with the session
+	}
+	status, frames := post(t, base+"/send", transport.AppendPing(transport.AppendSend(nil, opened.Session, opened.Secret, 0, false)), nil)
+	if status != http.StatusNotFound || len(frames) != 1 || frames[0].Code != session.CodeSessionUnknown || frames[0].Message != "session ended" {
+		t.Fatalf("/send for the ended session: %d %+v, want 404 and 4010 \"session ended\"", status, frames)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := logLines(logFile, "is the load balancer sticky?"); n != 0 {
+		t.Fatalf("%d stickiness hints for a /send of a session that ended here", n)
+	}
+	var never [16]byte
+	status, frames = post(t, base+"/send", transport.AppendSend(nil, never, never, 0, false), nil)
+	if status != http.StatusNotFound || len(frames) != 1 || frames[0].Message != "unknown or expired session" {
+		t.Fatalf("/send for a session never held: %d %+v, want 404 and 4010", status, frames)
+	}
+	awaitLogLines(t, logFile, "is the load balancer sticky?", 1)
+}

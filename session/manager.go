@@ -151,6 +151,7 @@ type Manager struct {
 
 	mu       sync.Mutex
 	sessions map[[16]byte]*Session
+	ended    endedIDs // the latest sessions to end (ended.go)
 	// perIP counts sessions by limitKey, and opens still before their
 	// authenticate hook (Admit); admitting counts those for max_sessions.
 	perIP     map[string]int
@@ -395,8 +396,12 @@ func limitKey(ip string) string {
 func (m *Manager) Lookup(id, secret [16]byte) (*Session, *Error) {
 	m.mu.Lock()
 	s := m.sessions[id]
+	ended := s == nil && m.ended.has(id)
 	m.mu.Unlock()
 	if s == nil {
+		if ended {
+			return nil, &Error{Code: CodeSessionUnknown, Message: endedMessage}
+		}
 		return nil, Errorf(CodeSessionUnknown, "unknown or expired session")
 	}
 	if subtle.ConstantTimeCompare(s.secret[:], secret[:]) != 1 {
@@ -418,6 +423,7 @@ func (m *Manager) forget(s *Session, reason *Error) {
 	delete(m.sessions, s.id)
 	if ok {
 		m.uncountIPLocked(s.ip)
+		m.ended.add(s.id)
 	}
 	m.mu.Unlock()
 	if ok {

@@ -544,10 +544,11 @@ func headError(err error) error {
 // sendRefused counts and logs (at most once per 10 s) a /send for a session
 // this gateway does not hold: after a restart a client sends one, but a
 // stream of them means a load balancer sends a session's requests to
-// instances that do not hold it.
+// instances that do not hold it. One for a session that ended here lately
+// (on its way as the session ended) is no such sign.
 func (s *Server) sendRefused(r *http.Request, e *session.Error) {
 	s.Manager.Metrics().SendsRefused.WithLabelValues(strconv.Itoa(int(e.Code))).Inc()
-	if e.Code != session.CodeSessionUnknown {
+	if e.Code != session.CodeSessionUnknown || session.SessionEnded(e) {
 		return
 	}
 	if skipped, ok := s.unknownSends.Allow(); ok {
