@@ -846,3 +846,36 @@ func TestClientsCannotTakeTheSharedConnectionsID(t *testing.T) {
 		t.Errorf("an ordinary client ID: %v", err)
 	}
 }
+
+// A gateway without an authorize hook lets its clients do everything but
+// publish to the broker's own topics, those beginning with $: on Mosquitto
+// $CONTROL takes dynamic-security commands, which would go with the
+// gateway's broker account (an administrator's, on some setups). A client
+// learns why (4021), as for a will to such a topic, and may still read
+// $SYS and publish anywhere else.
+func TestWithoutAuthorizeBrokerTopicsTakeNoPublishes(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	c := dial(t, url)
+	h := connectMain(t, c)
+	ctx := ctx10(t)
+	for _, topic := range []string{"$CONTROL/dynamic-security/v1", "$SYS/broker/x", "$anything"} {
+		err := c.Publish(ctx, h, session.PublishParams{Topic: topic, QoS: 1, Payload: []byte(`{"commands":[]}`)})
+		if errCode(err) != session.CodeNotAuthorized || !strings.Contains(err.Error(), "needs an authorize hook") {
+			t.Errorf("publish to %s: %v, want %d", topic, err, session.CodeNotAuthorized)
+		}
+	}
+	will := &session.PublishParams{Topic: "$CONTROL/dynamic-security/v1", Payload: []byte("x")}
+	if _, _, err := c.Connect(ctx, session.ConnectParams{Broker: "main", ClientID: "with-a-will", Will: will}); errCode(err) != session.CodeNotAuthorized {
+		t.Errorf("a will to $CONTROL: %v, want %d", err, session.CodeNotAuthorized)
+	}
+	if _, err := c.Subscribe(ctx, h, "$SYS/broker/uptime", 0); err != nil {
+		t.Fatalf("subscribe to $SYS: %v", err)
+	}
+	if f := nextMessage(t, c); f.Type != transport.TypeMessage || f.Publish.Topic != "$SYS/broker/uptime" {
+		t.Fatalf("got %+v, want the broker's uptime", f)
+	}
+	if err := c.Publish(ctx, h, session.PublishParams{Topic: "plain/topic", QoS: 1, Payload: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+}

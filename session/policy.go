@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/caddy-mqtt/mqttgateway/throttle"
@@ -61,9 +62,25 @@ type Action struct {
 func (s *Session) authorize(ctx context.Context, a Action) *Error {
 	p := s.mgr.config().Policy
 	if p == nil {
-		return nil
+		return s.openPolicy(a)
 	}
 	return p.Authorize(ctx, s, a)
+}
+
+// openPolicy is what a gateway without an authorize hook allows: every
+// action, but a publish (or will) to a topic that begins with $. Those
+// topics are the broker's own (MQTT 5, 4.7.2): $SYS, and on Mosquitto
+// $CONTROL, whose dynamic-security commands a client would publish with
+// the gateway's broker account, which may be an administrator's. A hook
+// that allows them lets them through. The refusal is the gateway's own,
+// counted and logged as such.
+func (s *Session) openPolicy(a Action) *Error {
+	if a.Kind != "publish" || !strings.HasPrefix(a.Topic, "$") {
+		return nil
+	}
+	err := Errorf(CodeNotAuthorized, "publishing to %q, a topic of the broker's own ($), needs an authorize hook that allows it", TrimText(a.Topic))
+	s.refused(a.Kind, a.Broker, a.Topic, err)
+	return err
 }
 
 // SetOrigin keeps what the policy needs to know of the web request that
