@@ -762,21 +762,35 @@ func TestValuesHeldByFrequencyLimitsAreBounded(t *testing.T) {
 // connection, to count bytes: with metrics on, or access logs. (There the
 // gateway found no TCP connection under the wrapper, and set no limit.)
 func TestSlowReaderGetsTheLatestValuesSoon(t *testing.T) {
-	for name, setup := range map[string]struct{ globals, site string }{
+	for name, setup := range map[string]struct {
+		globals, site string
+		anyHost       bool
+	}{
 		"plain":       {},
 		"metrics":     {globals: "metrics"},
 		"access logs": {site: "log {\n\t\toutput discard\n\t}"},
+		// Each wraps the connection: with both (or metrics on a site
+		// for any host with a handler before the gateway's, root or
+		// header), it came wrapped twice, and the gateway, unwrapping
+		// once, set no limit: a phone on a slow link got values 18-28 s
+		// old, growing, and nothing was conflated.
+		"metrics and access logs": {globals: "metrics", site: "log {\n\t\toutput discard\n\t}"},
+		"metrics, root before":    {globals: "metrics", site: "root * /nonexistent", anyHost: true},
 	} {
 		t.Run(name, func(t *testing.T) {
 			mq := startMosquitto(t)
 			port := freePort(t)
-			loadCaddy(t, adaptCaddyfile(t, strings.Replace(testGlobals, "}", setup.globals+"\n}", 1)+fmt.Sprintf(`http://127.0.0.1:%d {
+			host := "127.0.0.1" // testGlobals' default_bind keeps any host on loopback
+			if setup.anyHost {
+				host = ""
+			}
+			loadCaddy(t, adaptCaddyfile(t, strings.Replace(testGlobals, "}", setup.globals+"\n}", 1)+fmt.Sprintf(`http://%s:%d {
 	%s
 	mqtt_gateway /mqtt/* {
 		broker main mqtt://127.0.0.1:%d
 	}
 }
-`, port, setup.site, mq.port)))
+`, host, port, setup.site, mq.port)))
 			slowReaderGetsTheLatestValuesSoon(t, mq, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", port))
 		})
 	}

@@ -14,8 +14,12 @@ const (
 	caddyHijackedType = "hijackedConn"
 )
 
-// unwrapHijacked returns the connection under Caddy's counting wrapper, or
-// c. Without it, a gateway with metrics or access logs on found no TCP
+// unwrapHijacked returns the connection under Caddy's counting wrappers, or
+// c. There may be several, one per recorder: the server's for access logs,
+// and one for each route with metrics the request went through (a site for
+// any host has its handlers at the top of the server's routes, so a `root`
+// or `header` before the gateway wraps once more). Unwrapping one left a
+// wrapper, so metrics with access logs set no limit either. Without it, a gateway with metrics or access logs on found no TCP
 // connection under a WebSocket: no limit on the kernel's unsent data, so a
 // client on a slow link got a backlog of megabytes instead of conflated
 // values, and no direct writes. The wrapper's type is not exported; its
@@ -26,6 +30,17 @@ const (
 // record them before most bytes are written anyway. The gateway counts
 // what it sends in bytes_out_total.
 func unwrapHijacked(c net.Conn) net.Conn {
+	for {
+		inner := unwrapOnce(c)
+		if inner == c {
+			return c
+		}
+		c = inner
+	}
+}
+
+// unwrapOnce returns the connection c wraps if c is Caddy's wrapper, or c.
+func unwrapOnce(c net.Conn) net.Conn {
 	v := reflect.ValueOf(c)
 	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
 		return c
