@@ -51,8 +51,14 @@ type Session struct {
 	// left: the web client went away (Leave) rather than disconnecting
 	// its clients, so their wills fire. Beside wakeQueued: no padding.
 	left bool
-	held int
-	out  outbox // in the session, not behind a pointer: one object less per delivery
+	// between: the transport was detached routinely (a long poll answered,
+	// a stream ended by the gateway) and its client comes back at once.
+	// It is not away but between two requests, and a backlog that builds
+	// meanwhile is a slow link's, conflated as on a bound connection
+	// (pushLocked). Beside left: no padding.
+	between bool
+	held    int
+	out     outbox // in the session, not behind a pointer: one object less per delivery
 	// written counts, at a shutdown, the bound connection that is to
 	// write the session's CLOSE frame (Manager.Close); nil otherwise.
 	written *sync.WaitGroup
@@ -270,6 +276,7 @@ func (s *Session) DetachFor(t Transport, notice time.Duration) {
 		return
 	}
 	s.conn = nil
+	s.between = notice > 0
 	timeout := s.mgr.config().SessionTimeout
 	// The timer may fire while a rebind holds s.mu (Stop then returns
 	// false): it ends the session only if it is still the session's expiry,
@@ -443,8 +450,11 @@ func (s *Session) pushLocked(e Event) {
 		// While no connection is bound the client is not slow, it is
 		// away: frames wait unconflated (up to the queue's bounds) so a
 		// resuming client loses nothing. Frames held by the write delay
-		// (held) do not make a client slow either.
-		over := s.conn != nil && o.over(s.held)
+		// (held) do not make a client slow either. A long-polling client
+		// between two polls is not away: on a slow link its answers take
+		// most of the time, and its backlog grew without end, unconflated
+		// (a phone at 40 KB/s was 30 s behind after 45 s, and growing).
+		over := (s.conn != nil || s.between) && o.over(s.held)
 		// Past conflate_after, messages are indexed by topic, so that
 		// once the client is behind the newest replaces them.
 		track := s.bucket != nil || over
