@@ -19,10 +19,11 @@ const (
 // and one for each route with metrics the request went through (a site for
 // any host has its handlers at the top of the server's routes, so a `root`
 // or `header` before the gateway wraps once more). Unwrapping one left a
-// wrapper, so metrics with access logs set no limit either. Without it, a gateway with metrics or access logs on found no TCP
-// connection under a WebSocket: no limit on the kernel's unsent data, so a
-// client on a slow link got a backlog of megabytes instead of conflated
-// values, and no direct writes. The wrapper's type is not exported; its
+// wrapper, so metrics with access logs set no limit either. Without it, a
+// gateway with metrics or access logs on found no TCP connection under a
+// WebSocket: no limit on the kernel's unsent data, so a client on a slow
+// link got a backlog of megabytes instead of conflated values, and no
+// direct writes. The wrapper's type is not exported; its
 // connection is the embedded net.Conn, an exported field reflect may read.
 // The gateway then reads and writes the connection itself, not through the
 // wrapper: Caddy's metrics read the wrapper's counts when the handler
