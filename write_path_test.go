@@ -59,8 +59,8 @@ func TestWebSocketMessagesStayWholeAcrossPartialWritesAndPongs(t *testing.T) {
 			t.Fatalf("message %d: payload differs (seq %d, %d bytes)", i, binary.BigEndian.Uint64(f.Publish.Payload), len(f.Publish.Payload))
 		}
 	}
-	// What is pending goes out in WebSocket messages of at most 64 KiB
-	// (16 of these), so the pongs come between them. Whole, the flood
+	// What is pending goes out in WebSocket messages of at most 16 KiB
+	// (a few of these), so the pongs come between them. Whole, the flood
 	// went out as one message of megabytes on a loaded machine, and every
 	// pong waited behind it.
 	if pongs.Load() == 0 {
