@@ -233,6 +233,7 @@ func orDefault[T comparable](v *T, def T) {
 // session manager.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	registerConnContext(ctx)
 	orDefault(&h.MaxMessageSize, DefaultMaxMessageSize)
 	orDefault(&h.SessionTimeout, caddy.Duration(DefaultSessionTimeout))
 	orDefault(&h.Heartbeat, caddy.Duration(DefaultHeartbeat))

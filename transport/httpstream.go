@@ -215,6 +215,7 @@ func (s *Server) ServeStream(w http.ResponseWriter, r *http.Request) error {
 	defer m.Connections.WithLabelValues("streaming").Dec()
 	bytesOut := m.BytesOut.WithLabelValues("streaming")
 	rc := http.NewResponseController(w)
+	defer limitStreamSocket(r)()
 	startBinaryResponse(w)
 	w.WriteHeader(http.StatusOK)
 	buf := first

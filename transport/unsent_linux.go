@@ -30,6 +30,12 @@ func limitUnsent(fd int) bool {
 	return syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, tcpNotsentLowat, unsentLimit) == nil
 }
 
+// unlimitUnsent puts the system's default back (0 is "none of the
+// socket's own").
+func unlimitUnsent(fd int) {
+	syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, tcpNotsentLowat, 0)
+}
+
 // unsentRoom reports whether n more bytes keep the socket's unsent data
 // under unsentLimit, so that a write of them does not wait. queued is the
 // socket's SO_MEMINFO write queue (unsent and in flight, with the kernel's

@@ -1,0 +1,121 @@
+package mqttgateway
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/caddy-mqtt/mqttgateway/session"
+	"github.com/caddy-mqtt/mqttgateway/transport"
+)
+
+// An HTTP streaming client on a slow link (a phone behind a proxy that
+// blocks WebSocket) gets every topic's latest value soon, as a WebSocket
+// one does: over HTTP/1.1 the gateway limits what the stream's socket
+// holds unsent. Without the limit Linux took megabytes for the stream, the
+// gateway never saw the client fall behind, and the client read the whole
+// backlog before any latest value (a phone at 40 KB/s was 18 s behind and
+// growing, and a cut lost more than the replay window held).
+func TestSlowStreamingClientGetsTheLatestValuesSoon(t *testing.T) {
+	mq := startMosquitto(t)
+	_, httpPort := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	base := fmt.Sprintf("http://127.0.0.1:%d/mqtt", httpPort)
+
+	// The stream, on a socket with a small receive buffer, read slowly.
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	conn, err := d.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", httpPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	req, _ := http.NewRequest(http.MethodPost, base+"/stream", bytes.NewReader(transport.AppendOpen(nil, "", nil, nil)))
+	if err := req.Write(conn); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReaderSize(conn, 4096), req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("stream: %v %v", resp, err)
+	}
+	body := bufio.NewReaderSize(resp.Body, 4096)
+	next := func() transport.Frame {
+		t.Helper()
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, err := binary.ReadUvarint(body)
+		frame := make([]byte, n)
+		if err == nil {
+			_, err = io.ReadFull(body, frame)
+		}
+		var f transport.Frame
+		if err == nil {
+			err = transport.Decode(frame, &f)
+		}
+		if err != nil {
+			t.Fatalf("reading the stream: %v", err)
+		}
+		return f
+	}
+	opened := next()
+	if opened.Type != transport.TypeOpened {
+		t.Fatalf("got %+v, want OPENED", opened)
+	}
+	s := &httpSession{t: t, base: base, id: opened.Session, secret: opened.Secret}
+	s.send(append(transport.AppendConnect(nil, 1, 1, &session.ConnectParams{Broker: "main"}),
+		transport.AppendSubscribe(nil, 2, 1, "slow/#", 0, 0)...))
+	for results := 0; results < 2; {
+		if f := next(); f.Type == transport.TypeResult {
+			if f.Code != 0 {
+				t.Fatalf("connect or subscribe: %+v", f)
+			}
+			results++
+		}
+	}
+
+	topics := []string{"slow/a", "slow/b", "slow/c", "slow/d"}
+	const n = 2000 // 2 s at 1,000 msg/s of 1 KiB: 2 MiB, far more than the reader takes
+	published := make(chan struct{})
+	go func() {
+		defer close(published)
+		publishAt(t, mqttPublisher(t, mq.port), topics, n, 1000, 1024, 0)
+	}()
+	last := map[string]int{}
+	read, readAfter := 0, 0
+	ended := false
+	for {
+		f := next()
+		if f.Type != transport.TypeMessage {
+			continue
+		}
+		read++
+		last[f.Publish.Topic] = seqOf(f.Publish.Payload)
+		time.Sleep(10 * time.Millisecond) // about 100 KiB/s
+		if !ended {
+			select {
+			case <-published:
+				ended = true
+			default:
+				continue
+			}
+		}
+		readAfter++
+		latest := true
+		for i, topic := range topics {
+			latest = latest && last[topic] == n-len(topics)+i
+		}
+		if latest {
+			break
+		}
+		if readAfter > 600 { // conflated: a couple of hundred; unconflated, some 1,500
+			t.Fatalf("after the publisher stopped, the slow streaming client read %d messages and still lacks a latest value: %v", readAfter, last)
+		}
+	}
+	t.Logf("the slow streaming client read %d of %d messages, %d of them after the publisher stopped", read, n, readAfter)
+}
