@@ -799,49 +799,66 @@ func TestSlowReaderGetsTheLatestValuesSoon(t *testing.T) {
 func slowReaderGetsTheLatestValuesSoon(t *testing.T, mq *mosquitto, url string) {
 	ctx := ctx10(t)
 	slow := rawSession(t, ctx, tinyReceiveBuffer(), url)
+	// The reader takes about 100 KiB/s.
+	read, readAfter := latestValuesSoon(t, mq, func() []transport.Frame {
+		f, ok := slow.next(10 * time.Second)
+		if !ok {
+			t.Fatalf("the slow client's connection failed: %v", slow.err)
+		}
+		time.Sleep(10 * time.Millisecond)
+		return []transport.Frame{f}
+	})
+	t.Logf("the slow client read %d of 2000 messages, %d of them after the publisher stopped", read, readAfter)
+}
 
+// latestValuesSoon publishes 2,000 messages of 1 KiB at 1,000 msg/s over
+// four slow/ topics (2 MiB, far more than a slow reader takes), which a
+// slow client subscribed to slow/# reads with next (the frames it reads
+// next, at its own pace). Once the publisher is done, the client must get
+// every topic's latest value after reading few more messages: those a
+// conflated queue holds (a couple of hundred at most; 170-240 on
+// WebSocket, two writes of what waits and the socket), not the backlog
+// (some 1,500). It returns the messages read, and those after the end.
+func latestValuesSoon(t *testing.T, mq *mosquitto, next func() []transport.Frame) (read, readAfter int) {
+	t.Helper()
 	topics := []string{"slow/a", "slow/b", "slow/c", "slow/d"}
-	const n = 2000 // 2 s at 1,000 msg/s of 1 KiB: 2 MiB, far more than the reader takes
+	const n = 2000
 	published := make(chan struct{})
 	go func() {
 		defer close(published)
 		publishAt(t, mqttPublisher(t, mq.port), topics, n, 1000, 1024, 0)
 	}()
-
-	// The reader takes about 100 KiB/s.
 	last := map[string]int{}
-	read, readAfter := 0, 0
 	ended := false
-	for {
-		f, ok := slow.next(10 * time.Second)
-		if !ok {
-			t.Fatalf("the slow client's connection failed after %d messages: %v", read, slow.err)
-		}
-		if f.Type != transport.TypeMessage {
-			continue
-		}
-		read++
-		last[f.Publish.Topic] = seqOf(f.Publish.Payload)
-		time.Sleep(10 * time.Millisecond)
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
 		if !ended {
 			select {
 			case <-published:
 				ended = true
 			default:
-				continue
 			}
 		}
-		readAfter++
-		latest := true
+		for _, f := range next() {
+			if f.Type != transport.TypeMessage {
+				continue
+			}
+			read++
+			if ended {
+				readAfter++
+			}
+			last[f.Publish.Topic] = seqOf(f.Publish.Payload)
+		}
+		latest := ended
 		for i, topic := range topics {
 			latest = latest && last[topic] == n-len(topics)+i
 		}
 		if latest {
-			break
+			return read, readAfter
 		}
-		if readAfter > 600 { // with the limit: 170-240 here (two writes of what waits, and the socket); without it, some 1,500
+		if readAfter > 600 {
 			t.Fatalf("after the publisher stopped, the slow client read %d messages and still lacks a latest value: %v", readAfter, last)
 		}
 	}
-	t.Logf("the slow client read %d of %d messages, %d of them after the publisher stopped", read, n, readAfter)
+	t.Fatalf("no latest value of every topic within 30 s: %v", last)
+	return read, readAfter
 }

@@ -102,3 +102,30 @@ func TestAStalledClientIsConflated(t *testing.T) {
 		t.Fatal("the clock kept running after the transport took the frames")
 	}
 }
+
+// A client whose transport takes frames but not as fast as they come (a
+// phone on a slow link, taking 16 KiB at a time) stays behind: the clock
+// restarts only once what it leaves is back under conflate_after. (It
+// restarted at every take: with small writes a slow client was seldom
+// behind for long, and 20 ms of each write's messages queued unconflated.)
+func TestAClientThatTakesButFallsBehindIsConflated(t *testing.T) {
+	const behind = time.Hour
+	s := sessionBehindAfter(t, behind)
+	for i := range 20 {
+		s.deliver(&Message{Topic: "t", Payload: []byte{byte(i)}})
+	}
+	if got, err := s.Take(nil, 5); err != nil || len(got) != 5 {
+		t.Fatalf("took %d: %v", len(got), err)
+	}
+	s.mu.Lock()
+	if s.overSince.IsZero() {
+		s.mu.Unlock()
+		t.Fatal("the clock restarted with 15 frames still waiting, past conflate_after (8)")
+	}
+	s.overSince = s.overSince.Add(-behind) // as long as behindAfter since
+	s.mu.Unlock()
+	s.deliver(&Message{Topic: "t", Payload: []byte{20}})
+	if got := values(t, s); len(got) != 15 || got[14] != 20 {
+		t.Fatalf("waiting: %v, want 5..18 and then 20 in the place of 19", got)
+	}
+}

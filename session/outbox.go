@@ -109,17 +109,19 @@ func (o *outbox) full(e *Event) bool {
 	return o.pending() >= o.limits.pendingFrames || o.pendingBytes+e.size() > o.limits.pendingBytes
 }
 
-// DefaultBehindAfter is how long frames past conflate_after wait, without
-// the transport taking any, before the client counts as behind.
+// DefaultBehindAfter is how long frames stay past conflate_after, the
+// transport not taking them back under it, before the client counts as
+// behind.
 //
 // The number of waiting frames alone does not say a client is behind: a
 // burst from the broker (500 messages in a millisecond) outruns any
 // writer for a moment, and conflating it took a third of a fast local
 // client's QoS 0 messages, a chat's lines among them. A client that
-// keeps up takes frames again within microseconds (the writer takes up to
-// 256 at a time); one whose socket is full, or whose stream blocks, takes
-// none until the network drains. 20 ms tells them apart and still
-// conflates for a slow client before its queue grows far.
+// keeps up takes the frames back under conflate_after within a
+// millisecond (a write takes up to 16 KiB of them); one whose socket is
+// full, or whose stream blocks, or that takes less than comes, does not.
+// 20 ms tells them apart and still conflates for a slow client before
+// its queue grows far.
 const DefaultBehindAfter = 20 * time.Millisecond
 
 // over reports whether more than conflate_after frames wait, held ones

@@ -62,8 +62,8 @@ type Session struct {
 	// written counts, at a shutdown, the bound connection that is to
 	// write the session's CLOSE frame (Manager.Close); nil otherwise.
 	written *sync.WaitGroup
-	// overSince is when frames last went past conflate_after with the
-	// transport taking none since (zero: not now); behindLocked.
+	// overSince is when frames went past conflate_after, where the
+	// transport's takes have left them since (zero: not now); behindLocked.
 	overSince time.Time
 
 	id, secret [16]byte
@@ -353,7 +353,13 @@ func (s *Session) take(t Transport, dst []Event, limit int, room *Room) ([]Event
 	if t != nil && s.conn != t {
 		return dst, nil
 	}
-	s.overSince = time.Time{} // the transport keeps up, for now
+	// The transport keeps up, for now, once what it leaves is back under
+	// conflate_after (behindLocked).
+	defer func() {
+		if !s.out.over(s.held) {
+			s.overSince = time.Time{}
+		}
+	}()
 	if s.bucket == nil && room == nil {
 		return s.out.take(dst, limit, nil), nil
 	}
@@ -433,7 +439,7 @@ func (s *Session) Closed() *Error {
 //
 // A client that cannot keep up (its writes block, or its bandwidth cap
 // holds frames back) makes frames wait here. Once it is behind (past
-// conflate_after waiting frames, none taken for DefaultBehindAfter), or
+// conflate_after waiting frames for DefaultBehindAfter), or
 // always under a bandwidth cap, a QoS 0 message replaces the waiting
 // value of its topic instead of queuing behind it: the client gets the
 // current state, in bounded memory. At the queue's bounds a message is
@@ -508,9 +514,11 @@ func (s *Session) pushLocked(e Event) {
 	s.conn.Wake()
 }
 
-// behindLocked reports whether the client is behind: frames past
-// conflate_after have waited behindAfter without its transport taking any
-// (Take restarts the clock). Called with s.mu held, when they are past it.
+// behindLocked reports whether the client is behind: frames have stayed
+// past conflate_after for behindAfter, its transport's takes not bringing
+// them back under it (such a take restarts the clock: a take that leaves
+// them past it does not, or a slow client taking 16 KiB at a time was
+// seldom behind for long). Called with s.mu held, when they are past it.
 func (s *Session) behindLocked() bool {
 	now := time.Now()
 	if s.overSince.IsZero() {
