@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -532,4 +533,21 @@ func TestRefusedSendsAreCounted(t *testing.T) {
 		}
 	}
 	expectMetrics(t, metricsPort, []string{`mqtt_gateway_sends_refused_total{code="4010",gateway="sends-test"} 2`})
+}
+
+// metricValue reads the value of the sample named line (name and labels)
+// in a scrape, or fails the test.
+func metricValue(t *testing.T, metrics, line string) float64 {
+	t.Helper()
+	for _, l := range strings.Split(metrics, "\n") {
+		if rest, ok := strings.CutPrefix(l, line+" "); ok {
+			v, err := strconv.ParseFloat(rest, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+	}
+	t.Fatalf("no %s in the metrics", line)
+	return 0
 }

@@ -2,8 +2,6 @@ package mqttgateway
 
 import (
 	"fmt"
-	"regexp"
-	"strconv"
 	"testing"
 	"time"
 
@@ -15,14 +13,7 @@ import (
 func queuedMetrics(t *testing.T, port int) (frames, bytes, most float64) {
 	t.Helper()
 	body := scrape(t, port)
-	value := func(name string) float64 {
-		m := regexp.MustCompile(`(?m)^mqtt_gateway_` + name + `\{gateway="queues"\} (\S+)$`).FindStringSubmatch(body)
-		if m == nil {
-			t.Fatalf("no %s in the metrics:\n%s", name, body)
-		}
-		v, _ := strconv.ParseFloat(m[1], 64)
-		return v
-	}
+	value := func(name string) float64 { return metricValue(t, body, "mqtt_gateway_"+name+`{gateway="queues"}`) }
 	return value("queued_frames"), value("queued_bytes"), value("queued_frames_max")
 }
 

@@ -38,7 +38,8 @@ func (h *Hub) onPublish(pr paho.PublishReceived) (bool, error) {
 	h.messagesIn.Inc()
 	// The broker's DUP flag reaches the client: it may have had the
 	// message before (a QoS 1/2 delivery resent after a reconnect).
-	m := &Message{Stream: h.stream, Topic: p.Topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, Dup: p.Duplicate(), Props: propsFromPaho(p.Properties)}
+	m := &Message{Stream: h.stream, Topic: p.Topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, Dup: p.Duplicate(), Props: propsFromPaho(p.Properties),
+		Arrived: time.Now().UnixNano()}
 	if h.dedicated && p.QoS > 0 {
 		m.PacketID = p.PacketID
 		h.ackMu.Lock()

@@ -58,6 +58,10 @@ type Message struct {
 	// with No Local keeps from it (echo.go). Never set with Client.
 	Except uint64
 	Props  *Props
+	// Arrived is when the message came from the broker (Unix ns; 0: not
+	// from the broker live, as a retained copy sent to a new subscriber),
+	// for the delivery_delay_seconds metric.
+	Arrived int64
 
 	encoded atomic.Pointer[[]byte]
 }
@@ -140,7 +144,7 @@ func messageSize(m *Message) int { return 64 + len(m.Topic) + len(m.Payload) }
 // encoding, which the copy computes for itself once changed.
 func (m *Message) variant() *Message {
 	return &Message{Stream: m.Stream, Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain,
-		PublishedRetain: m.PublishedRetain, Dup: m.Dup, PacketID: m.PacketID, Client: m.Client, Except: m.Except, Props: m.Props}
+		PublishedRetain: m.PublishedRetain, Dup: m.Dup, PacketID: m.PacketID, Client: m.Client, Except: m.Except, Props: m.Props, Arrived: m.Arrived}
 }
 
 // atQoS0 is m as a QoS 0 message, for a session whose clients all get it at

@@ -30,6 +30,10 @@ type Metrics struct {
 	SendsRefused   *prometheus.CounterVec // code: /send requests for a session not here
 	HookCalls      *prometheus.CounterVec // action, result
 	HookDuration   *prometheus.HistogramVec
+	// DeliveryDelay, by transport, is how long the oldest live message of
+	// each write to a client waited since it came from the broker: how far
+	// behind clients are (a slow link, a stall, a frequency limit).
+	DeliveryDelay *prometheus.HistogramVec
 	// RequestsRefused counts, by action, requests answered 4051 because
 	// their session's requests waiting for the broker or a hook had
 	// reached max_queued_frames or max_queued_bytes (backlog.go).
@@ -75,6 +79,9 @@ func newMetrics(gateway string) *Metrics {
 		HookDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "mqtt_gateway", Name: "hook_duration_seconds",
 			Help: "Time to a hook decision.", ConstLabels: labels, Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}},
 			[]string{"action"}),
+		DeliveryDelay: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "mqtt_gateway", Name: "delivery_delay_seconds",
+			Help: "Time from a broker message's arrival to the write that carries it to a client, for the oldest live message of each write.", ConstLabels: labels,
+			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}, []string{"transport"}),
 		RequestsRefused: counter("requests_refused_total",
 			"Requests answered 4051 at once, by action: their session already had max_queued_frames or max_queued_bytes of requests waiting for the broker or a hook.", "action"),
 		Refusals: counter("refusals_total",
@@ -100,7 +107,7 @@ func (m *Metrics) forgetBroker(name string) {
 func (m *Metrics) Register(r prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{m.Sessions, m.SessionsOpened, m.SessionsClosed, m.Connections,
 		m.BrokerClients, m.BrokerUp, m.Subscriptions, m.MessagesIn, m.MessagesOut, m.Conflated, m.Dropped,
-		m.BytesOut, m.Publishes, m.Recoveries, m.SendsRefused, m.HookCalls, m.HookDuration, m.RequestsRefused, m.Refusals, m.NotificationsDropped,
+		m.BytesOut, m.Publishes, m.Recoveries, m.SendsRefused, m.HookCalls, m.HookDuration, m.DeliveryDelay, m.RequestsRefused, m.Refusals, m.NotificationsDropped,
 		m.Queued} {
 		if err := r.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError

@@ -1,6 +1,10 @@
 package transport
 
 import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/caddy-mqtt/mqttgateway/session"
 )
 
@@ -39,21 +43,32 @@ func (s *Server) writeBound() writeBound {
 // and nothing is left, it appends the CLOSE frame and returns the reason.
 // (When a bandwidth budget holds frames back, the session wakes the
 // connection when they may go.)
-func fill(buf []byte, bound writeBound, sess *session.Session, conn session.Transport, events []session.Event) (_ []byte, _ []session.Event, ended *session.Error, more bool) {
+func fill(buf []byte, bound writeBound, sess *session.Session, conn session.Transport, events []session.Event, delay prometheus.Observer) (_ []byte, _ []session.Event, ended *session.Error, more bool) {
 	room := session.Room{Bytes: bound.bytes}
-	return fillWithin(buf, &room, bound.frames, sess, conn, events)
+	return fillWithin(buf, &room, bound.frames, sess, conn, events, delay)
 }
 
 // fillWithin is fill for a write bounded by room (see session.Room) and
 // maxFrames, a long poll's answer or a connection's write: what does not
-// fit waits for the next (and more says so).
-func fillWithin(buf []byte, room *session.Room, maxFrames int, sess *session.Session, conn session.Transport, events []session.Event) (_ []byte, _ []session.Event, ended *session.Error, more bool) {
+// fit waits for the next (and more says so). delay, if not nil, observes
+// how long the oldest live message the write carries has waited.
+func fillWithin(buf []byte, room *session.Room, maxFrames int, sess *session.Session, conn session.Transport, events []session.Event, delay prometheus.Observer) (_ []byte, _ []session.Event, ended *session.Error, more bool) {
 	taken := 0
+	var oldest int64
+	defer func() {
+		if oldest != 0 && delay != nil {
+			delay.Observe(float64(time.Now().UnixNano()-oldest) / 1e9)
+		}
+	}()
 	for {
 		want := min(batchFrames, maxFrames-taken)
 		events, ended = sess.TakeFor(conn, events[:0], want, room)
 		for i := range events {
-			buf = AppendEvent(buf, &events[i])
+			e := &events[i]
+			if e.Kind == session.EventMessage && e.Msg.Arrived != 0 && (oldest == 0 || e.Msg.Arrived < oldest) {
+				oldest = e.Msg.Arrived
+			}
+			buf = AppendEvent(buf, e)
 		}
 		n := len(events)
 		clear(events)

@@ -214,6 +214,7 @@ func (s *Server) ServeStream(w http.ResponseWriter, r *http.Request) error {
 	m.Connections.WithLabelValues("streaming").Inc()
 	defer m.Connections.WithLabelValues("streaming").Dec()
 	bytesOut := m.BytesOut.WithLabelValues("streaming")
+	delay := m.DeliveryDelay.WithLabelValues("streaming")
 	rc := http.NewResponseController(w)
 	defer limitStreamSocket(r)()
 	startBinaryResponse(w)
@@ -243,7 +244,7 @@ func (s *Server) ServeStream(w http.ResponseWriter, r *http.Request) error {
 	for {
 		var ended *session.Error
 		var more bool
-		buf, events, ended, more = fill(buf, bound, sess, conn, events)
+		buf, events, ended, more = fill(buf, bound, sess, conn, events, delay)
 		if conn.closed() {
 			return nil // replaced by a newer connection of the session
 		}
@@ -313,6 +314,7 @@ func (s *Server) ServePoll(w http.ResponseWriter, r *http.Request) error {
 	m := s.Manager.Metrics()
 	m.Connections.WithLabelValues("polling").Inc() // while the poll is held
 	defer m.Connections.WithLabelValues("polling").Dec()
+	delay := m.DeliveryDelay.WithLabelValues("polling")
 	wait := min(pollWait, s.Manager.Config().Heartbeat)
 	if d := s.responseTime(r, start); d > 0 {
 		wait = min(wait, d) // answered before the server cuts it
@@ -337,7 +339,7 @@ func (s *Server) ServePoll(w http.ResponseWriter, r *http.Request) error {
 	maxFrames := max(s.Manager.Config().ReplayFrames, 1)
 	for {
 		var ended *session.Error
-		buf, events, ended, _ = fillWithin(buf, &room, maxFrames, sess, conn, events)
+		buf, events, ended, _ = fillWithin(buf, &room, maxFrames, sess, conn, events, delay)
 		// A new session's OPENED is an answer by itself: the client needs
 		// the session id before it can send anything.
 		if opened || len(buf) > len(first) || ended != nil || conn.closed() {

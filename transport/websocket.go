@@ -155,6 +155,7 @@ type wsConn struct {
 	sess          *session.Session
 	lastWriteNano atomic.Int64
 	bytesOut      prometheus.Counter
+	delay         prometheus.Observer
 	conn          sharedConn // the socket under ws, which the writer writes to
 	// Owned by the writer, which borrows its buffers (poolWorker) only
 	// while it writes: a connection keeps none.
@@ -200,6 +201,7 @@ func (c *wsConn) run() {
 	conns.Inc()
 	defer conns.Dec()
 	c.bytesOut = c.srv.Manager.Metrics().BytesOut.WithLabelValues("websocket")
+	c.delay = c.srv.Manager.Metrics().DeliveryDelay.WithLabelValues("websocket")
 	c.lastWriteNano.Store(time.Now().UnixNano())
 	c.mu.Lock()
 	c.ready = true
@@ -424,7 +426,7 @@ func (c *wsConn) flushPooled(w *poolWorker) {
 		ping := c.pingDue
 		c.pingDue = false
 		c.mu.Unlock()
-		buf, events, ended, more := fill(w.frameBuf(), c.bound, c.sess, c, w.events)
+		buf, events, ended, more := fill(w.frameBuf(), c.bound, c.sess, c, w.events, c.delay)
 		if ping && len(buf) == wsHeaderRoom && time.Since(c.lastWrite()) >= c.heartbeat()/2 {
 			buf = AppendPing(buf) // the heartbeat, when nothing else went out
 		}
@@ -537,7 +539,7 @@ func (c *wsConn) writePending(w *poolWorker) bool {
 		// write bound: under load, many frames per syscall.
 		var buf []byte
 		var more bool
-		buf, w.events, ended, more = fill(w.frameBuf(), c.bound, c.sess, c, w.events)
+		buf, w.events, ended, more = fill(w.frameBuf(), c.bound, c.sess, c, w.events, c.delay)
 		w.buf = buf[:0]
 		if len(buf) > wsHeaderRoom && !c.write(wsMessage(buf)) {
 			return false
