@@ -45,7 +45,11 @@ type Server struct {
 
 	once     sync.Once
 	upgrader websocket.Upgrader
-	stops    serverStops
+	// bound and wsDelay are every WebSocket connection's, here rather
+	// than in each connection (idle sessions hold them by the thousand).
+	bound   writeBound
+	wsDelay prometheus.Observer
+	stops   serverStops
 	// unknownSends limits the log of /send requests for sessions this
 	// gateway does not hold.
 	unknownSends session.LogLimiter
@@ -100,6 +104,8 @@ func (s *Server) init() {
 		if s.Log == nil {
 			s.Log = zap.NewNop()
 		}
+		s.bound = s.writeBound()
+		s.wsDelay = s.Manager.Metrics().DeliveryDelay.WithLabelValues("websocket")
 	})
 }
 
@@ -115,7 +121,6 @@ func (s *Server) ServeWebSocket(w http.ResponseWriter, r *http.Request) error {
 	}
 	c := &wsConn{srv: s, remote: r.RemoteAddr, req: r, maxFrame: s.maxFrame()}
 	c.conn.timeout = s.writeTimeout()
-	c.bound = s.writeBound()
 	ws, err := s.upgrader.Upgrade(&sharingHijacker{ResponseWriter: hijacker(w), conn: &c.conn}, r, nil)
 	if err != nil {
 		return nil // the upgrader has answered
@@ -155,7 +160,6 @@ type wsConn struct {
 	sess          *session.Session
 	lastWriteNano atomic.Int64
 	bytesOut      prometheus.Counter
-	delay         prometheus.Observer
 	conn          sharedConn // the socket under ws, which the writer writes to
 	// Owned by the writer, which borrows its buffers (poolWorker) only
 	// while it writes: a connection keeps none.
@@ -167,7 +171,6 @@ type wsConn struct {
 	remote    string
 	req       *http.Request // the upgrade request, for hooks
 	maxFrame  int
-	bound     writeBound
 	pong      []byte // the latest WebSocket ping's data, for the pong
 	beatTimer *time.Timer
 	closeMsg  string
@@ -201,7 +204,6 @@ func (c *wsConn) run() {
 	conns.Inc()
 	defer conns.Dec()
 	c.bytesOut = c.srv.Manager.Metrics().BytesOut.WithLabelValues("websocket")
-	c.delay = c.srv.Manager.Metrics().DeliveryDelay.WithLabelValues("websocket")
 	c.lastWriteNano.Store(time.Now().UnixNano())
 	c.mu.Lock()
 	c.ready = true
@@ -426,7 +428,7 @@ func (c *wsConn) flushPooled(w *poolWorker) {
 		ping := c.pingDue
 		c.pingDue = false
 		c.mu.Unlock()
-		buf, events, ended, more := fill(w.frameBuf(), c.bound, c.sess, c, w.events, c.delay)
+		buf, events, ended, more := fill(w.frameBuf(), c.srv.bound, c.sess, c, w.events, c.srv.wsDelay)
 		if ping && len(buf) == wsHeaderRoom && time.Since(c.lastWrite()) >= c.heartbeat()/2 {
 			buf = AppendPing(buf) // the heartbeat, when nothing else went out
 		}
@@ -539,7 +541,7 @@ func (c *wsConn) writePending(w *poolWorker) bool {
 		// write bound: under load, many frames per syscall.
 		var buf []byte
 		var more bool
-		buf, w.events, ended, more = fill(w.frameBuf(), c.bound, c.sess, c, w.events, c.delay)
+		buf, w.events, ended, more = fill(w.frameBuf(), c.srv.bound, c.sess, c, w.events, c.srv.wsDelay)
 		w.buf = buf[:0]
 		if len(buf) > wsHeaderRoom && !c.write(wsMessage(buf)) {
 			return false
