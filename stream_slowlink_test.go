@@ -3,11 +3,14 @@ package mqttgateway
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -18,15 +21,41 @@ import (
 
 // An HTTP streaming client on a slow link (a phone behind a proxy that
 // blocks WebSocket) gets every topic's latest value soon, as a WebSocket
-// one does: over HTTP/1.1 the gateway limits what the stream's socket
-// holds unsent. Without the limit Linux took megabytes for the stream, the
-// gateway never saw the client fall behind, and the client read the whole
-// backlog before any latest value (a phone at 40 KB/s was 18 s behind and
-// growing, and a cut lost more than the replay window held).
+// one does: over HTTP/1.1, plain or over TLS, the gateway limits what the
+// stream's socket holds unsent. Without the limit Linux took megabytes for
+// the stream, the gateway never saw the client fall behind, and the
+// client read the whole backlog before any latest value (a phone at 40
+// KB/s was 18 s behind and growing, and a cut lost more than the replay
+// window held).
 func TestSlowStreamingClientGetsTheLatestValuesSoon(t *testing.T) {
+	t.Run("http", func(t *testing.T) { slowStreamingClient(t, false) })
+	t.Run("https", func(t *testing.T) { slowStreamingClient(t, true) })
+}
+
+func slowStreamingClient(t *testing.T, overTLS bool) {
 	mq := startMosquitto(t)
-	_, httpPort := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
-	base := fmt.Sprintf("http://127.0.0.1:%d/mqtt", httpPort)
+	httpPort := freePort(t)
+	scheme, site, client := "http", "", http.DefaultClient
+	var tlsConfig *tls.Config
+	if overTLS {
+		dir := t.TempDir()
+		caFile, certFile, keyFile := testPKI(t, dir, "127.0.0.1")
+		pem, _ := os.ReadFile(caFile)
+		roots := x509.NewCertPool()
+		roots.AppendCertsFromPEM(pem)
+		// HTTP/1.1, as Node's fetch and a browser without HTTP/2 speak it.
+		tlsConfig = &tls.Config{RootCAs: roots, ServerName: "127.0.0.1", NextProtos: []string{"http/1.1"}}
+		scheme, site = "https", fmt.Sprintf("tls %s %s", certFile, keyFile)
+		client = &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConfig}}
+	}
+	startCaddy(t, fmt.Sprintf(`%s://127.0.0.1:%d {
+	%s
+	mqtt_gateway /mqtt/* {
+		broker main mqtt://127.0.0.1:%d
+	}
+}
+`, scheme, httpPort, site, mq.port))
+	base := fmt.Sprintf("%s://127.0.0.1:%d/mqtt", scheme, httpPort)
 
 	// The stream, on a socket with a small receive buffer, read slowly.
 	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
@@ -35,6 +64,9 @@ func TestSlowStreamingClientGetsTheLatestValuesSoon(t *testing.T) {
 	conn, err := d.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", httpPort))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if overTLS {
+		conn = tls.Client(conn, tlsConfig.Clone())
 	}
 	t.Cleanup(func() { conn.Close() })
 	req, _ := http.NewRequest(http.MethodPost, base+"/stream", bytes.NewReader(transport.AppendOpen(nil, "", nil, nil)))
@@ -67,9 +99,13 @@ func TestSlowStreamingClientGetsTheLatestValuesSoon(t *testing.T) {
 	if opened.Type != transport.TypeOpened {
 		t.Fatalf("got %+v, want OPENED", opened)
 	}
-	s := &httpSession{t: t, base: base, id: opened.Session, secret: opened.Secret}
-	s.send(append(transport.AppendConnect(nil, 1, 1, &session.ConnectParams{Broker: "main"}),
-		transport.AppendSubscribe(nil, 2, 1, "slow/#", 0, 0)...))
+	send := append(transport.AppendSend(nil, opened.Session, opened.Secret, 0, false),
+		append(transport.AppendConnect(nil, 1, 1, &session.ConnectParams{Broker: "main"}), transport.AppendSubscribe(nil, 2, 1, "slow/#", 0, 0)...)...)
+	if resp, err := client.Post(base+"/send", "application/octet-stream", bytes.NewReader(send)); err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("/send: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 	for results := 0; results < 2; {
 		if f := next(); f.Type == transport.TypeResult {
 			if f.Code != 0 {
