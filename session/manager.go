@@ -598,12 +598,7 @@ func (m *Manager) releaseHub(h *Hub, c *Client) {
 // closeHubs closes hubs (each a clean DISCONNECT of at most 2 s) at once,
 // and returns when all are closed.
 func closeHubs(hubs []*Hub) {
-	var wg sync.WaitGroup
-	for _, h := range hubs {
-		wg.Add(1)
-		go func() { defer wg.Done(); h.close("the gateway is shutting down") }()
-	}
-	wg.Wait()
+	inParallel(hubs, func(h *Hub) { h.close("the gateway is shutting down") })
 }
 
 // closeWriteWait bounds how long a shutdown waits for the sessions' CLOSE

@@ -103,21 +103,38 @@ func (c *httpConn) closed() bool {
 // goroutine and a connection for as long as the client likes, before any
 // session or limit counts it. A body over the limit returns its first
 // limit bytes with the 4002 error.
-func readUnit(w http.ResponseWriter, r *http.Request, limit int, timeout time.Duration) ([]byte, error) {
-	rc := http.NewResponseController(w)
-	if rc.SetReadDeadline(time.Now().Add(timeout)) == nil {
-		defer rc.SetReadDeadline(time.Time{})
-	}
+func readUnit(w http.ResponseWriter, r *http.Request, limit int, timeout time.Duration) ([]byte, *session.Error) {
+	defer bodyDeadline(w, timeout)()
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(limit)))
+	if err != nil {
+		return body, bodyError(err, limit, timeout, session.CodeMalformed)
+	}
+	return body, nil
+}
+
+// bodyDeadline gives a request body timeout to arrive, and returns what
+// lifts the deadline.
+func bodyDeadline(w http.ResponseWriter, timeout time.Duration) (lift func()) {
+	rc := http.NewResponseController(w)
+	if rc.SetReadDeadline(time.Now().Add(timeout)) != nil {
+		return func() {}
+	}
+	return func() { rc.SetReadDeadline(time.Time{}) }
+}
+
+// bodyError says what went wrong reading a request body of at most limit
+// bytes within timeout: 4002 past the limit, 4003 past the timeout, and
+// otherwise (the connection was cut) code, with the error.
+func bodyError(err error, limit int, timeout time.Duration, code session.Code) *session.Error {
 	var tooLarge *http.MaxBytesError
 	var netErr net.Error
 	switch {
 	case errors.As(err, &tooLarge):
-		return body, session.Errorf(session.CodeFrameTooLarge, "request body exceeds %d bytes", limit)
+		return session.Errorf(session.CodeFrameTooLarge, "request body exceeds %d bytes", limit)
 	case errors.As(err, &netErr) && netErr.Timeout():
-		return nil, session.Errorf(session.CodeBadRequest, "request body not received within %s", timeout)
+		return session.Errorf(session.CodeBadRequest, "request body not received within %s", timeout)
 	}
-	return body, err
+	return session.Errorf(code, "reading request: %v", err)
 }
 
 // Bounds on reading a request body: a first unit (OPEN, BIND) is at most
@@ -154,12 +171,8 @@ func statusFor(code session.Code) int {
 // and binds conn to its session. It returns the first frame to write
 // (OPENED, with opened set, or BOUND). On error it has answered the request.
 func (s *Server) beginHTTP(w http.ResponseWriter, r *http.Request, conn *httpConn, transport string) (_ *session.Session, first []byte, opened, ok bool) {
-	unit, err := readUnit(w, r, s.maxFirstUnit(), handshakeTimeout)
-	if err != nil {
-		var e *session.Error
-		if !errors.As(err, &e) {
-			e = session.Errorf(session.CodeMalformed, "reading request: %v", err)
-		}
+	unit, e := readUnit(w, r, s.maxFirstUnit(), handshakeTimeout)
+	if e != nil {
 		AnswerError(w, statusFor(e.Code), e)
 		return nil, nil, false, false
 	}
@@ -376,17 +389,15 @@ func (s *Server) ServePoll(w http.ResponseWriter, r *http.Request) error {
 // WebSocket.
 func (s *Server) ServeSend(w http.ResponseWriter, r *http.Request) error {
 	s.init()
-	rc := http.NewResponseController(w)
-	if rc.SetReadDeadline(time.Now().Add(sendBodyTimeout)) == nil {
-		defer rc.SetReadDeadline(time.Time{})
-	}
-	body := http.MaxBytesReader(w, r.Body, int64(s.maxFrame()+sendFrameRoom))
+	defer bodyDeadline(w, sendBodyTimeout)()
+	limit := s.maxFrame() + sendFrameRoom
+	body := http.MaxBytesReader(w, r.Body, int64(limit))
 	// The SEND frame first, and the session it names: the rest of a body
 	// for no session (up to max_frame, from anyone) is never read. Read
 	// whole before the lookup, such bodies could make the gateway hold
 	// that much per request for sendBodyTimeout, counted by no limit.
 	var head Frame
-	headUnit, err := readSendHead(body)
+	headUnit, err := readSendHead(body, limit)
 	if err == nil {
 		_, err = firstFrame(headUnit, &head)
 	}
@@ -413,23 +424,16 @@ func (s *Server) ServeSend(w http.ResponseWriter, r *http.Request) error {
 	}
 	rest, err := io.ReadAll(body)
 	if err != nil {
-		var tooLarge *http.MaxBytesError
-		var netErr net.Error
-		switch {
-		case errors.As(err, &tooLarge):
+		// A body cut on its way (a network failure) dispatches nothing, and
+		// the client, rebinding, learns from BOUND which requests to send
+		// again.
+		e = bodyError(err, limit, sendBodyTimeout, session.CodeBadRequest)
+		if e.Code == session.CodeFrameTooLarge {
 			// Too large for any unit: the client broke the protocol, as with
 			// a frame over max_frame below or an oversized WebSocket message,
 			// and its session ends. Left alive, it could not go on: the
 			// client would send the same requests again after each rebind.
-			e = session.Errorf(session.CodeFrameTooLarge, "request body exceeds %d bytes", s.maxFrame()+sendFrameRoom)
 			sess.Close(e)
-		case errors.As(err, &netErr) && netErr.Timeout():
-			e = session.Errorf(session.CodeBadRequest, "request body not received within %s", sendBodyTimeout)
-		default:
-			// The body was cut (a network failure): nothing of it is
-			// dispatched, and the client, rebinding, learns from BOUND which
-			// requests to send again.
-			e = session.Errorf(session.CodeBadRequest, "reading request: %v", err)
 		}
 		AnswerError(w, statusFor(e.Code), e)
 		return nil
@@ -492,10 +496,10 @@ func firstFrame(unit []byte, f *Frame) (rest []byte, err error) {
 }
 
 // readSendHead reads the length prefix and the first frame of a /send
-// body, and returns them as a unit of that one frame. A SEND frame is at
-// most sendFrameRoom bytes: a first frame that claims more is not one,
-// and is not read.
-func readSendHead(body io.Reader) ([]byte, error) {
+// body (of at most limit bytes), and returns them as a unit of that one
+// frame. A SEND frame is at most sendFrameRoom bytes: a first frame that
+// claims more is not one, and is not read.
+func readSendHead(body io.Reader, limit int) ([]byte, error) {
 	head := make([]byte, 0, sendFrameRoom+8)
 	// The prefix's bytes up to its last (high bit clear), read one at a
 	// time so that nothing past the frame is read; the codec decodes it.
@@ -505,7 +509,7 @@ func readSendHead(body io.Reader) ([]byte, error) {
 		}
 		var b [1]byte
 		if _, err := io.ReadFull(body, b[:]); err != nil {
-			return nil, headError(err)
+			return nil, headError(err, limit)
 		}
 		head = append(head, b[0])
 	}
@@ -516,7 +520,7 @@ func readSendHead(body io.Reader) ([]byte, error) {
 	}
 	head = head[:len(head)+int(n)]
 	if _, err := io.ReadFull(body, head[len(head)-int(n):]); err != nil {
-		return nil, headError(err)
+		return nil, headError(err, limit)
 	}
 	return head, nil
 }
@@ -533,15 +537,11 @@ func unread(w http.ResponseWriter, r *http.Request) {
 }
 
 // headError is the error of a /send whose SEND frame did not arrive whole.
-func headError(err error) error {
-	var netErr net.Error
-	switch {
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+func headError(err error, limit int) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return ErrMalformed
-	case errors.As(err, &netErr) && netErr.Timeout():
-		return session.Errorf(session.CodeBadRequest, "request body not received within %s", sendBodyTimeout)
 	}
-	return session.Errorf(session.CodeBadRequest, "reading request: %v", err)
+	return bodyError(err, limit, sendBodyTimeout, session.CodeBadRequest)
 }
 
 // sendRefused counts and logs (at most once per 10 s) a /send for a session

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"net"
 	"net/http"
+	"syscall"
 )
 
 // A stream's socket. Over HTTP/1.1 a stream has its TCP connection to
@@ -34,16 +35,8 @@ func limitStreamSocket(r *http.Request) (undo func()) {
 	if r.ProtoMajor != 1 || c == nil {
 		return func() {}
 	}
-	c = unwrapHijacked(c)
-	if tc, ok := c.(*tls.Conn); ok {
-		c = tc.NetConn()
-	}
-	tcp, ok := c.(*net.TCPConn)
-	if !ok {
-		return func() {}
-	}
-	raw, err := tcp.SyscallConn()
-	if err != nil {
+	raw, _ := tcpSocket(c)
+	if raw == nil {
 		return func() {}
 	}
 	limited := false
@@ -51,4 +44,21 @@ func limitStreamSocket(r *http.Request) (undo func()) {
 		return func() {}
 	}
 	return func() { raw.Control(func(fd uintptr) { unlimitUnsent(int(fd)) }) }
+}
+
+// tcpSocket is the TCP socket c is, or a TLS connection runs over; nil if
+// neither.
+func tcpSocket(c net.Conn) (raw syscall.RawConn, isTLS bool) {
+	if tc, ok := c.(*tls.Conn); ok {
+		c, isTLS = tc.NetConn(), true
+	}
+	tcp, ok := c.(*net.TCPConn)
+	if !ok {
+		return nil, false
+	}
+	raw, err := tcp.SyscallConn()
+	if err != nil {
+		return nil, false
+	}
+	return raw, isTLS
 }

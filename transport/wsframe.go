@@ -2,7 +2,6 @@ package transport
 
 import (
 	"bufio"
-	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"net"
@@ -158,17 +157,8 @@ func (s *sharedConn) SetDeadline(t time.Time) error {
 func (s *sharedConn) init(c net.Conn) {
 	c = unwrapHijacked(c)
 	s.Conn = c
-	under := c
-	tc, isTLS := under.(*tls.Conn)
-	if isTLS {
-		under = tc.NetConn()
-	}
-	tcp, ok := under.(*net.TCPConn)
-	if !ok {
-		return
-	}
-	raw, err := tcp.SyscallConn()
-	if err != nil {
+	raw, isTLS := tcpSocket(c)
+	if raw == nil {
 		return
 	}
 	limited := false
