@@ -8,10 +8,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"syscall"
 	"testing"
 	"time"
 
@@ -58,10 +56,7 @@ func slowStreamingClient(t *testing.T, overTLS bool) {
 	base := fmt.Sprintf("%s://127.0.0.1:%d/mqtt", scheme, httpPort)
 
 	// The stream, on a socket with a small receive buffer, read slowly.
-	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-	}}
-	conn, err := d.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", httpPort))
+	conn, err := tinyReceiveDialer().Dial("tcp", fmt.Sprintf("127.0.0.1:%d", httpPort))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -407,9 +407,14 @@ func TestSlowClientBoundedAndNotified(t *testing.T) {
 // tinyReceiveBuffer dials with a 4 KiB socket receive buffer, so the
 // gateway's writes to a client that does not read stop at once.
 func tinyReceiveBuffer() *websocket.Dialer {
-	return &websocket.Dialer{NetDialContext: (&net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+	return &websocket.Dialer{NetDialContext: tinyReceiveDialer().DialContext}
+}
+
+// tinyReceiveDialer dials sockets whose receive buffer is 4 KiB.
+func tinyReceiveDialer() *net.Dialer {
+	return &net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
 		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-	}}).DialContext}
+	}}
 }
 
 // rawSession is a client that reads only when asked.
