@@ -57,8 +57,11 @@ type Session struct {
 	// meanwhile is a slow link's, conflated as on a bound connection
 	// (pushLocked). Beside left: no padding.
 	between bool
-	held    int
-	out     outbox // in the session, not behind a pointer: one object less per delivery
+	// pingAnswer: the client asked for a PING answer (pinganswer.go),
+	// which the next write carries. Beside between: no padding.
+	pingAnswer bool
+	held       int
+	out        outbox // in the session, not behind a pointer: one object less per delivery
 	// written counts, at a shutdown, the bound connection that is to
 	// write the session's CLOSE frame (Manager.Close); nil otherwise.
 	written *sync.WaitGroup
@@ -341,6 +344,9 @@ type Room struct {
 	Overhead int
 	// Full is set when the next frame was left for want of room.
 	Full bool
+	// Ping is set when the answer is to carry a PING the client asked
+	// for (AnswerPing); the caller appends it and clears Ping.
+	Ping bool
 	held int // the replay window's measure of the frames taken
 }
 
@@ -353,6 +359,7 @@ func (s *Session) take(t Transport, dst []Event, limit int, room *Room) ([]Event
 	if t != nil && s.conn != t {
 		return dst, nil
 	}
+	s.takePingLocked(room)
 	// The transport keeps up, for now, once what it leaves is back under
 	// conflate_after (behindLocked).
 	defer func() {

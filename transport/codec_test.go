@@ -71,6 +71,7 @@ func TestClientFramesRoundTrip(t *testing.T) {
 		{AppendDisconnect(nil, 11, 8), Frame{Type: TypeDisconnect, Req: 11, Handle: 8}},
 		{AppendAck(nil, 3, 65535), Frame{Type: TypeAck, Stream: 3, PacketID: 65535}},
 		{AppendPing(nil), Frame{Type: TypePing}},
+		{AppendPingForAnswer(nil), Frame{Type: TypePing, Answer: true}},
 		{AppendClose(nil), Frame{Type: TypeClose}},
 		{AppendCloseLeft(nil), Frame{Type: TypeClose, Left: true}},
 	}
@@ -180,7 +181,8 @@ func TestMalformedFramesAreRejected(t *testing.T) {
 		"will retain, no will":  {TypeConnect, 1, 1, 1, 'b', 0, 0x10, 0, 0, 0, 0},
 		"reserved close flag":   {TypeClose, 0x02},
 		"bytes after close":     {TypeClose, 0x01, 0},
-		"body on a ping":        {TypePing, 0},
+		"reserved ping flag":    {TypePing, 0x02},
+		"bytes after ping":      {TypePing, 0x01, 0},
 	}
 	var plain Frame
 	if err := Decode([]byte{TypeConnect, 1, 1, 1, 'b', 0, 0x01, 0, 0, 0, 0}, &plain); err != nil || !plain.Connect.CleanStart {

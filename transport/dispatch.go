@@ -37,6 +37,9 @@ func dispatch(s *session.Session, f *Frame) error {
 	case TypeAck:
 		s.Ack(f.Stream, f.PacketID)
 	case TypePing:
+		if f.Answer {
+			s.AnswerPing()
+		}
 	case TypeClose:
 		if f.Left {
 			s.Leave()
@@ -47,6 +50,12 @@ func dispatch(s *session.Session, f *Frame) error {
 		return fmt.Errorf("%w: frame type 0x%02x not expected from a client", ErrMalformed, f.Type)
 	}
 	return nil
+}
+
+// openedInfo is OPENED's info: what a client may ask of this server that
+// an older one would take for malformed (PROTOCOL.md, OPENED).
+var openedInfo = []KV{
+	{Key: "ping_answer", Value: "1"}, // a PING with flag bit 0 is answered at once
 }
 
 // isRequest reports whether frames of type t are requests: numbered by the
@@ -175,7 +184,7 @@ func (s *Server) start(r *http.Request, unit []byte, conn session.Transport, tra
 		cfg := s.Manager.Config()
 		id, secret := sess.ID(), sess.Secret()
 		first = AppendOpened(nil, id, secret, uint64(cfg.Heartbeat/time.Millisecond),
-			uint64(cfg.SessionTimeout/time.Millisecond), uint64(s.maxFrame()), nil)
+			uint64(cfg.SessionTimeout/time.Millisecond), uint64(s.maxFrame()), openedInfo)
 		applyOpenOptions(sess, f.Options)
 		sess.Attach(conn, false, 0)
 		return sess, first, true, nil

@@ -172,6 +172,11 @@ func AppendEnd(b []byte, code session.Code, msg string) []byte {
 // AppendPing appends a PING frame (both directions).
 func AppendPing(b []byte) []byte { return append(b, 1, TypePing) }
 
+// AppendPingForAnswer appends a client's PING that asks for an answer at
+// once (flag bit 0): a connection check, to a server whose OPENED info
+// has ping_answer.
+func AppendPingForAnswer(b []byte) []byte { return append(b, 2, TypePing, pingAnswer) }
+
 func appendKV(b []byte, kv []KV) []byte {
 	b = appendUvarint(b, uint64(len(kv)))
 	for _, e := range kv {

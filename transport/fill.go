@@ -63,6 +63,10 @@ func fillWithin(buf []byte, room *session.Room, maxFrames int, sess *session.Ses
 	for {
 		want := min(batchFrames, maxFrames-taken)
 		events, ended = sess.TakeFor(conn, events[:0], want, room)
+		if room.Ping { // the client checks its connection (AnswerPing)
+			room.Ping = false
+			buf = AppendPing(buf)
+		}
 		for i := range events {
 			e := &events[i]
 			if e.Kind == session.EventMessage && e.Msg.Arrived != 0 && (oldest == 0 || e.Msg.Arrived < oldest) {

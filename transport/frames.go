@@ -62,6 +62,8 @@ const (
 
 	closeLeft = 0x01 // CLOSE: the client went away; its clients' wills fire
 
+	pingAnswer = 0x01 // PING from a client: answer it at once (a connection check)
+
 	connectClean      = 0x01
 	connectWill       = 0x02
 	connectWillQoS    = 0x0C
@@ -122,6 +124,10 @@ type Frame struct {
 	// CLOSE from the client: it went away (a page closed) rather than
 	// ending its clients, whose wills fire
 	Left bool
+
+	// PING from a client that checks its connection: the server answers
+	// it at once
+	Answer bool
 
 	// RESULT of a CONNECT, with flags (OPEN option session_present)
 	HasFlags, SessionPresent bool
@@ -254,6 +260,15 @@ func Decode(b []byte, f *Frame) error {
 	case TypeAck:
 		f.Stream, f.PacketID = r.uvarint(), r.uvarint()
 	case TypePing:
+		// Empty, or a flags byte from a client (to a server whose OPENED
+		// said ping_answer: an older one takes it for malformed).
+		if len(r.b) > 0 {
+			flags := r.u8()
+			if flags&^pingAnswer != 0 {
+				return fmt.Errorf("%w: reserved PING flags set", ErrMalformed)
+			}
+			f.Answer = flags&pingAnswer != 0
+		}
 	case TypeClose:
 		// Empty, or a flags byte: a body was malformed before flags came,
 		// so an older server ends the session on it all the same (4000).

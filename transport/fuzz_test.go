@@ -21,6 +21,7 @@ func FuzzDecodeUnit(f *testing.F) {
 	f.Add(EncodeMessage(&session.Message{Topic: "t", Payload: []byte("v")}))
 	f.Add(AppendSend(AppendPing(nil), [16]byte{1}, [16]byte{2}, 7, true))
 	f.Add(AppendCloseLeft(AppendPing(nil)))
+	f.Add(AppendPingForAnswer(AppendPing(nil)))
 	f.Add(AppendEvent(nil, &session.Event{Kind: session.EventUnsubscribed, Handle: 3, Filter: "room/+/msg", Code: 4021, Text: "removed"}))
 	f.Add([]byte{0x80})
 	f.Fuzz(func(t *testing.T, unit []byte) {
