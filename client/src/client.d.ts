@@ -587,6 +587,19 @@ export declare class Session {
    * conflated per topic to respect it. Resolves with the cap in force.
    */
   setMaxBandwidth(bytesPerSecond: number): Promise<number>;
+  /**
+   * Checks the connection now instead of waiting for the heartbeat deadline (45 s by
+   * default): sends a PING the gateway answers at once and waits up to `timeout` ms
+   * (default 5000) for anything from it. Resolves true when something came; false when
+   * nothing did (the session then rebinds on a new connection, as after a heartbeat
+   * timeout: onReconnectionStart, nothing lost) or the connection ended meanwhile; null
+   * when there was nothing to check (the session is not open, or the gateway is too old
+   * to answer). Browsers check by themselves when the network comes back or changes and
+   * when the page returns to the foreground, and the client checks after its process
+   * slept; call it when the application knows more (a mobile app's network events).
+   * A TypeError for an unknown option or a timeout that is not a positive number.
+   */
+  checkConnection(options?: { timeout?: number }): Promise<boolean | null>;
   onOverflow: ((info: OverflowInfo) => void) | null;
 
   onReconnectionStart: (() => void) | null;

@@ -504,6 +504,9 @@ export function encodeFrame(f) {
       w.uvarint(f.packetId);
       break;
     case FrameType.PING:
+      // A connection check: answer at once (only to a gateway whose OPENED info has
+      // ping_answer; an older one takes the byte for malformed).
+      if (f.answer) w.u8(0x01);
       break;
     case FrameType.CLOSE:
       // The page went away: the session's dedicated clients' wills fire.
@@ -663,6 +666,11 @@ export function decodeFrame(bytes, start = 0, end = bytes.length, borrow = false
       break;
     case FrameType.PING:
       f = { type };
+      if (r.remaining > 0) {
+        const flags = r.u8();
+        checkReserved(flags, 0x01, "PING");
+        if (flags & 0x01) f.answer = true;
+      }
       break;
     case FrameType.CLOSE:
       f = { type };

@@ -17,7 +17,7 @@ import {
 } from "./codec.js";
 import { CONNECTION_FAILED, ErrorCode, MqttGatewayError, echo, errorName } from "./errors.js";
 import { Heartbeat, backoffDelay, deadline, freshSessionDelay } from "./timers.js";
-import { safeCall } from "./callbacks.js";
+import { checkOptions, safeCall } from "./callbacks.js";
 import { bandwidthOnWire } from "./limits.js";
 import { CookieJar } from "./cookie-jar.js";
 import { requestHeaders } from "./request-headers.js";
@@ -26,7 +26,11 @@ import { forgetTransport, recallTransport, rememberTransport } from "./transport
 import { resolveTransports, startingAt } from "./transports.js";
 
 const PING = encodeFrame({ type: FrameType.PING });
+/** A connection check's PING, which the gateway answers at once (checkConnection). */
+const PING_ANSWER = encodeFrame({ type: FrameType.PING, answer: true });
 const CLOSE = encodeFrame({ type: FrameType.CLOSE });
+/** @param {Uint8Array} bytes */
+const isPing = (bytes) => bytes === PING || bytes === PING_ANSWER;
 /**
  * The CLOSE of a page that went away (closed, reloaded, left): the gateway fires its
  * dedicated clients' wills, as the broker does for a page's own MQTT connection.
@@ -50,6 +54,12 @@ const CLOSE_WAIT = 5000;
 // the next one is tried: long enough for a slow network, short enough that a page
 // behind a proxy that blocks WebSocket or buffers responses is not left waiting.
 const DEFAULT_PROBE_TIMEOUT = 3000;
+// How long a connection check waits for anything from the gateway (checkConnection).
+// The gateway answers at once; a phone's link may hold a few seconds of data ahead of
+// the answer, and all of it counts. A connection that says nothing for this long after
+// the network changed is taken for dead: a rebind costs a round trip or two and loses
+// nothing, while waiting for the heartbeat deadline shows stale values for 45 s.
+const CHECK_TIMEOUT = 5000;
 // A session the gateway loses sooner than this after OPENED was lost "quickly": once
 // is bad luck (an instance died), in a row it is a setup that cannot keep sessions,
 // typically a load balancer without affinity sending a /send or a poll to an instance
@@ -295,13 +305,17 @@ export class Session {
     this._heartbeat = new Heartbeat({
       ping: () => this._enqueue(PING),
       dead: () => this._transportDead(),
+      // Asleep (a laptop's lid, a frozen tab): the network may be another one now.
+      woke: () => this._checkOnEvent(),
     });
+    /** @type {{t: object, promise: Promise<boolean>, end: (ok: boolean) => void} | null} the check under way */
+    this._check = null;
 
     /** @type {{target: EventTarget, listener: (ev: Event) => void} | null} see _watchPageHide */
     this._pageHide = null;
     if (options.closeOnPageHide ?? true) this._watchPageHide();
-    /** @type {{target: EventTarget, listener: () => void} | null} see _watchNetwork */
-    this._online = null;
+    /** @type {Array<{target: EventTarget, type: string, listener: () => void}>} see _watchNetwork */
+    this._watched = [];
     this._fromTop = false; // the next handshake tries the transports from the best (_watchNetwork)
     this._upgradeCheck = null; // ends the one _checkUpgrade, waiting or under way
     this._upgradeChecked = false;
@@ -436,7 +450,7 @@ export class Session {
     while (bySeq.has(first - 1)) first--;
     const entries = [];
     for (let seq = first; seq <= this._sentSeq; seq++) entries.push({ bytes: bySeq.get(seq).bytes, seq });
-    const queued = this._out.filter((e) => e.bytes !== PING && !(e.seq > 0 && e.seq <= this._sentSeq));
+    const queued = this._out.filter((e) => !isPing(e.bytes) && !(e.seq > 0 && e.seq <= this._sentSeq));
     entries.push(...queued, { bytes: close, seq: 0 });
     const units = entries.map((e) => ({ unit: encodeUnit([e.bytes]), before: e.seq > 0 ? e.seq - 1 : undefined }));
     let headers;
@@ -474,23 +488,89 @@ export class Session {
    * session on a lesser transport up (a rebind: nothing is lost), and cuts short a
    * reconnection's wait. Without it a session that fell back to long polling on a
    * network that blocks WebSocket would stay there, and so would the next sessions
-   * for a day (transport-memory.js). Nothing in Node.js.
+   * for a day (transport-memory.js).
+   *
+   * A session already on the best transport checks its connection instead
+   * (checkConnection), as it does when the device reports another kind of network
+   * (`navigator.connection`, where the browser has it) and when its page comes back to
+   * the foreground: a network switch often leaves the old connection silent rather
+   * than broken, and only the heartbeat deadline (45 s by default) would tell.
+   * Nothing in Node.js, where the heartbeat's wake-up check remains.
    */
   _watchNetwork() {
-    const target = globalThis.window;
-    if (typeof target?.addEventListener !== "function") return;
-    const listener = () => {
-      if (this._transports.length < 2) return;
-      forgetTransport(this._base);
-      if (this._state === State.OPEN && this._transportName !== this._transports[0][0]) {
+    const win = globalThis.window;
+    if (typeof win?.addEventListener !== "function") return;
+    const watch = (target, type, listener) => {
+      if (typeof target?.addEventListener !== "function") return;
+      target.addEventListener(type, listener);
+      this._watched.push({ target, type, listener });
+    };
+    watch(win, "online", () => {
+      const best = this._transports[0][0];
+      if (this._transports.length > 1) forgetTransport(this._base);
+      if (this._state === State.OPEN && this._transportName !== best) {
         this._moveUp();
-      } else {
+      } else if (this._state === State.OPEN) {
+        this._checkOnEvent();
+      } else if (this._transports.length > 1) {
         this._fromTop = true;
         if (this._state === State.RECONNECTING) this._wake();
       }
+    });
+    watch(globalThis.navigator?.connection, "change", () => this._checkOnEvent());
+    const doc = globalThis.document;
+    watch(doc, "visibilitychange", () => {
+      if (doc.visibilityState === "visible") this._checkOnEvent();
+    });
+  }
+
+  /**
+   * checkConnection for an event of the device or the page; its answer is not awaited.
+   * @returns {boolean} whether a check is under way
+   */
+  _checkOnEvent() {
+    if (this._state === State.OPEN) this.checkConnection();
+    return this._check !== null;
+  }
+
+  /**
+   * Checks the connection in use now, rather than waiting for the heartbeat deadline:
+   * sends a PING the gateway answers at once (PROTOCOL.md, Heartbeats) and waits up to
+   * `timeout` ms for anything from the gateway. Resolves with true when something came;
+   * with false when nothing did, and the session then rebinds on a new connection, as
+   * after a heartbeat timeout (onReconnectionStart, nothing lost), or when the
+   * connection ended meanwhile; with null when there was nothing to check (the session
+   * is not open, or the gateway is too old to answer). A check under way is shared.
+   *
+   * Browsers check by themselves when the network comes back or changes and when the
+   * page returns to the foreground; the heartbeat checks after this process slept.
+   * Call it when the application knows more (a mobile app's network events).
+   * @param {{timeout?: number}} [options]
+   * @returns {Promise<boolean | null>}
+   */
+  checkConnection(options = {}) {
+    checkOptions("checkConnection", options, ["timeout"], { callbacks: false });
+    const { timeout = CHECK_TIMEOUT } = options;
+    if (typeof timeout !== "number" || !(timeout > 0)) throw new TypeError(`checkConnection timeout must be a positive number of ms, got ${timeout}`);
+    if (this._check) return this._check.promise;
+    const t = this._transport;
+    if (this._state !== State.OPEN || !t || !this._bound || this._info.ping_answer !== "1") return Promise.resolve(null);
+    let resolve;
+    const promise = new Promise((r) => (resolve = r));
+    const end = (ok) => {
+      if (this._check !== check) return;
+      this._check = null;
+      cancel();
+      resolve(ok);
     };
-    target.addEventListener("online", listener);
-    this._online = { target, listener };
+    const check = { t, promise, end };
+    this._check = check;
+    const cancel = deadline(timeout, () => {
+      end(false);
+      if (this._transport === t) this._reconnect({ code: ErrorCode.heartbeat_timeout });
+    });
+    this._enqueue(PING_ANSWER);
+    return promise;
   }
 
   /** Once per session: _checkUpgrade after UPGRADE_CHECK_DELAY. */
@@ -754,6 +834,7 @@ export class Session {
     this._transport = null;
     this._bound = false;
     this._heartbeat.stop();
+    this._check?.end(false);
     if (t) {
       t.onunit = null;
       t.onclose = null;
@@ -766,6 +847,7 @@ export class Session {
   _onUnit(t, unit) {
     if (t !== this._transport) return;
     this._heartbeat.received();
+    if (this._check?.t === t) this._check.end(true);
     try {
       // MESSAGE payloads are borrowed from the unit: each client's Message copies what
       // it keeps once its onMessageArrived returns (Message#_settle).
@@ -1140,7 +1222,7 @@ export class Session {
     const t = this._detach();
     t?.close(code, "");
     // Frames not yet sent stay queued for the resumed session; PINGs are pointless.
-    this._out = this._out.filter((e) => e.bytes !== PING);
+    this._out = this._out.filter((e) => !isPing(e.bytes));
     this._beginRecovery();
     if (this._state === State.RECONNECTING) return; // a loop is already running
     this._state = State.RECONNECTING;
@@ -1322,10 +1404,8 @@ export class Session {
       this._pageHide.target.removeEventListener("pagehide", this._pageHide.listener);
       this._pageHide = null;
     }
-    if (this._online) {
-      this._online.target.removeEventListener("online", this._online.listener);
-      this._online = null;
-    }
+    for (const w of this._watched) w.target.removeEventListener(w.type, w.listener);
+    this._watched = [];
     if (this._abortSignal) {
       this._abortSignal.signal.removeEventListener("abort", this._abortSignal.listener);
       this._abortSignal = null;

@@ -16,11 +16,14 @@ export class Heartbeat {
    * @param {object} o
    * @param {() => void} o.ping sends a PING
    * @param {() => void} o.dead called once when the receive deadline passes
+   * @param {() => boolean} [o.woke] called when a tick shows this process was asleep;
+   *   true: the session checks the connection (which pings), and this tick does not
    * @param {() => number} [o.now] clock, for tests
    */
-  constructor({ ping, dead, now = Date.now }) {
+  constructor({ ping, dead, woke = () => false, now = Date.now }) {
     this.ping = ping;
     this.dead = dead;
+    this.woke = woke;
     this.now = now;
     this.timer = null;
     this.heartbeat = 0;
@@ -73,11 +76,17 @@ export class Heartbeat {
 
   tick() {
     const t = this.now();
+    let slept = false;
     if (t - this.lastTick > 3 * this.tickMs + 1000) {
-      // We were asleep: give the peer a full heartbeat (+ slack) from now.
+      // We were asleep: give the peer a full heartbeat (+ slack) from now. The
+      // network may have changed meanwhile (a laptop woken on another Wi-Fi): woke
+      // lets the session check the connection in seconds rather than that long.
       this.lastReceived = Math.max(this.lastReceived, t - this.deadAfter + this.heartbeat + 5000);
+      slept = true;
     }
     this.lastTick = t;
+    // A check the session started on waking sends its own PING.
+    if (slept && this.woke()) return;
     if (t - this.lastReceived >= this.deadAfter) {
       this.stop();
       this.dead();

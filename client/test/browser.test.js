@@ -8,7 +8,7 @@ import fs from "node:fs/promises";
 import http from "node:http";
 import { after, before, test } from "node:test";
 
-import { freePort, run, start, startGateway, startMosquitto } from "./support/env.js";
+import { freePort, run, start, startGateway, startMosquitto, startProxy } from "./support/env.js";
 import { waitFor } from "./support/wait.js";
 import os from "node:os";
 import path from "node:path";
@@ -304,6 +304,62 @@ test("binary payloads between mosquitto_pub/mosquitto_sub and a page are byte-id
   assert.ok(Buffer.compare(out.stdout, bytes) === 0, `mosquitto_sub got ${out.stdout.length} bytes`);
   await fs.rm(path.dirname(file), { recursive: true, force: true });
   await page.close();
+});
+
+// A phone that moves from Wi-Fi to cellular often leaves its old connection silent,
+// not broken: only the heartbeat deadline (2 × 20 s + 5 s here) would tell. The page
+// checks its connection when the network comes back online and when it returns to the
+// foreground, and rebinds on a new connection in seconds, nothing lost.
+test("a page whose connection a network switch left silent rebinds in seconds when it comes online or to the foreground", async () => {
+  const proxy = await startProxy(gateway.port);
+  const page = await browser.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e));
+  try {
+    await page.goto(`http://127.0.0.1:${proxy.port}/`);
+    const topic = `silent/${process.pid}-${Date.now()}`;
+    const first = await page.evaluate(async (topic) => {
+      const { openSession } = await import("/mqtt/client.js");
+      window.events = [];
+      const s = await openSession("/mqtt", {
+        onReconnectionStart: () => window.events.push("start"),
+        onReconnectionComplete: (i) => window.events.push(i),
+      });
+      window.s = s;
+      const c = s.createClient("main");
+      window.got = [];
+      c.onMessageArrived = (m) => window.got.push(m.payloadString);
+      await c.connect();
+      await c.subscribe(`${topic}/#`, { qos: 1 });
+      return { id: s.id, transport: s.transport, visibility: document.visibilityState };
+    }, topic);
+    assert.deepEqual(first.transport, "websocket");
+    assert.equal(first.visibility, "visible");
+
+    const triggers = {
+      online: () => window.dispatchEvent(new Event("online")),
+      "the foreground": () => document.dispatchEvent(new Event("visibilitychange")),
+    };
+    let round = 0;
+    for (const [what, trigger] of Object.entries(triggers)) {
+      round++;
+      proxy.silence();
+      const pub = await run("mosquitto_pub", ["-h", "127.0.0.1", "-p", String(mosquitto.port), "-t", `${topic}/${round}`, "-q", "1", "-m", what]);
+      assert.equal(pub.code, 0, pub.stderr);
+      await page.evaluate(trigger);
+      // Within 15 s: the heartbeat alone would take 45 s to notice.
+      await page.waitForFunction((n) => window.events.length === 2 * n && window.got.length === n, round, { timeout: 15000 });
+      const now = await page.evaluate(() => ({ id: window.s.id, transport: window.s.transport, events: window.events, got: window.got }));
+      assert.deepEqual(now.events.slice(-2), ["start", { messagesMayHaveBeenLost: false }], what);
+      assert.equal(now.got.at(-1), what);
+      assert.deepEqual([now.id, now.transport], [first.id, "websocket"], `${what}: the same session, rebound`);
+    }
+    await page.evaluate(() => window.s.close());
+    assert.deepEqual(errors, []);
+  } finally {
+    await page.close();
+    await proxy.stop();
+  }
 });
 
 // A page that is closed, reloaded or left closes its session (on pagehide), so the

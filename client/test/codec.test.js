@@ -252,6 +252,7 @@ describe("frames", () => {
     { type: FrameType.PING },
     { type: FrameType.CLOSE },
     { type: FrameType.CLOSE, left: true },
+    { type: FrameType.PING, answer: true },
     {
       type: FrameType.OPENED,
       session: id16(3),
@@ -353,7 +354,7 @@ describe("frames", () => {
   });
 
   test("trailing bytes after a fixed body are malformed", () => {
-    assertMalformed(() => decodeFrame(bytes(FrameType.PING, 0)));
+    assertMalformed(() => decodeFrame(bytes(FrameType.PING, 0x01, 0)));
     assertMalformed(() => decodeFrame(bytes(FrameType.BOUND, 1, 0, 0)));
   });
 
@@ -361,12 +362,12 @@ describe("frames", () => {
     for (const f of all) {
       const enc = encodeFrame(f);
       // Frames ending in `rest` accept any cut inside the payload, not before it; a
-      // RESULT without its optional flags is a RESULT, and a CLOSE without its flags a
-      // CLOSE.
+      // RESULT without its optional flags is a RESULT, and a CLOSE or PING without its
+      // flags a CLOSE or PING.
       const minimum =
         f.type === FrameType.PUBLISH || f.type === FrameType.MESSAGE
           ? enc.length - f.payload.length
-          : f.sessionPresent !== undefined || f.left
+          : f.sessionPresent !== undefined || f.left || f.answer
             ? enc.length - 1
             : enc.length;
       for (let n = 1; n < minimum; n++) {
@@ -392,6 +393,9 @@ describe("frames", () => {
     assertMalformed(() => decodeFrame(pub));
     assert.deepEqual([...encodeFrame({ type: FrameType.CLOSE, left: true })], [0x0a, 0x01], "a page's CLOSE: the flag the gateway reads");
     assertMalformed(() => decodeFrame(bytes(0x0a, 0x02)));
+    assert.deepEqual([...encodeFrame({ type: FrameType.PING, answer: true })], [0x09, 0x01], "a connection check: the flag the gateway reads");
+    assert.deepEqual([...encodeFrame({ type: FrameType.PING })], [0x09], "a heartbeat: no flags byte, which a gateway without ping_answer refuses");
+    assertMalformed(() => decodeFrame(bytes(FrameType.PING, 0x02)));
   });
 
   test("MESSAGE with QoS 3 is malformed; PUBLISH with QoS 3 is left to the server (4033)", () => {

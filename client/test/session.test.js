@@ -1741,6 +1741,105 @@ describe("page unload (pagehide)", () => {
   });
 });
 
+describe("connection checks", () => {
+  /** A session on a gateway whose OPENED says it answers checks (or not). */
+  async function openAnswering({ answers = true, ...options } = {}) {
+    const gw = new FakeGateway();
+    const pending = openSession("http://127.0.0.1:1/mqtt", { transport: gw.factory, ...options });
+    const conn = await gw.connection(0);
+    await conn.take(F.OPEN);
+    conn.send(opened({ info: answers ? [["ping_answer", "1"]] : [["server", "old"]] }));
+    return { gw, conn, session: await pending };
+  }
+
+  test("an answer keeps the connection; silence hands the session to a new one, as a heartbeat timeout does", async () => {
+    const events = [];
+    const { gw, conn, session } = await openAnswering({ onReconnectionStart: () => events.push("start") });
+    const p = session.checkConnection();
+    assert.equal(session.checkConnection(), p, "one check at a time");
+    assert.equal((await conn.take(F.PING)).answer, true);
+    conn.send({ type: F.PING });
+    assert.equal(await p, true);
+    assert.deepEqual(events, []);
+
+    const q = session.checkConnection({ timeout: 100 });
+    assert.equal((await conn.take(F.PING)).answer, true);
+    assert.equal(await q, false);
+    assert.deepEqual(events, ["start"]);
+    await waitFor(() => conn.closed, { what: "the silent connection closed" });
+    assert.equal(conn.closed.code, ErrorCode.heartbeat_timeout);
+    const conn2 = await gw.connection(1);
+    assert.deepEqual((await conn2.take(F.BIND)).session, SID, "resumed, not replaced");
+    await session.close();
+  });
+
+  test("a connection that ends during the check is reported dead; a closed session checks nothing", async () => {
+    const { gw, conn, session } = await openAnswering();
+    const p = session.checkConnection();
+    await conn.take(F.PING);
+    conn.drop();
+    assert.equal(await p, false);
+    const conn2 = await gw.connection(1);
+    await conn2.take(F.BIND);
+    assert.equal(await session.checkConnection(), null, "reconnecting: nothing to check");
+    conn2.send({ type: F.BOUND, replayFrom: 1, requests: 0 });
+    await waitFor(() => session.state === "open", { what: "the session back" });
+    await session.close();
+    assert.equal(await session.checkConnection(), null);
+    assert.throws(() => session.checkConnection({ timout: 1000 }), TypeError, "a misspelt option");
+    assert.throws(() => session.checkConnection({ timeout: "1s" }), TypeError);
+    assert.throws(() => session.checkConnection({ timeout: 0 }), TypeError);
+  });
+
+  test("a gateway whose OPENED lacks ping_answer is never asked: an older one ends a session on the flag (4000)", async () => {
+    const { conn, session } = await openAnswering({ answers: false });
+    assert.equal(await session.checkConnection(), null);
+    await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(conn.all(F.PING).filter((f) => f.answer), []);
+    await session.close();
+  });
+
+  test("in a browser: the network back online, another kind of network, the page back in the foreground each check", async () => {
+    const win = new EventTarget();
+    const doc = Object.assign(new EventTarget(), { visibilityState: "visible" });
+    const connection = new EventTarget();
+    const navigatorWas = Object.getOwnPropertyDescriptor(globalThis, "navigator");
+    globalThis.window = win;
+    globalThis.document = doc;
+    Object.defineProperty(globalThis, "navigator", { value: { connection }, configurable: true, writable: true });
+    try {
+      const { conn, session } = await openAnswering();
+      const checked = async (what) => {
+        const ping = await conn.take(F.PING, `the check on ${what}`);
+        assert.equal(ping.answer, true, what);
+        conn.send({ type: F.PING });
+        await waitFor(() => session._check === null, { what: `the check on ${what} answered` });
+      };
+      win.dispatchEvent(new Event("online"));
+      await checked("online");
+      connection.dispatchEvent(new Event("change"));
+      await checked("a change of network");
+      doc.visibilityState = "hidden";
+      doc.dispatchEvent(new Event("visibilitychange"));
+      doc.visibilityState = "visible";
+      doc.dispatchEvent(new Event("visibilitychange"));
+      await checked("the page back in the foreground");
+      assert.equal(conn.all(F.PING).length, 3, "hiding the page checks nothing");
+      await session.close();
+      win.dispatchEvent(new Event("online"));
+      connection.dispatchEvent(new Event("change"));
+      doc.dispatchEvent(new Event("visibilitychange"));
+      await new Promise((r) => setTimeout(r, 10));
+      assert.equal(conn.all(F.PING).length, 3, "listeners removed with the session");
+    } finally {
+      delete globalThis.window;
+      delete globalThis.document;
+      if (navigatorWas) Object.defineProperty(globalThis, "navigator", navigatorWas);
+      else delete globalThis.navigator;
+    }
+  });
+});
+
 describe("heartbeat", () => {
   function clocked(heartbeat) {
     let now = 1_000_000;
@@ -1797,6 +1896,30 @@ describe("heartbeat", () => {
     assert.ok(!c.log.some(([k]) => k === "dead"));
     c.advance(500);
     assert.ok(c.log.some(([k]) => k === "dead"), "dead if nothing comes after the grace period");
+  });
+
+  test("a late tick lets the session check the connection, whose PING stands for the tick's", () => {
+    let now = 1_000_000;
+    const log = [];
+    let checks = true;
+    const hb = new Heartbeat({
+      ping: () => log.push("ping"),
+      dead: () => log.push("dead"),
+      woke: () => (log.push("woke"), checks),
+      now: () => now,
+    });
+    hb.start(1000);
+    hb.stop();
+    now += 250;
+    hb.tick();
+    assert.deepEqual(log, [], "on time: no wake-up");
+    now += 60_000;
+    hb.tick();
+    assert.deepEqual(log, ["woke"], "the check pings");
+    checks = false; // no check (an older gateway): the tick probes itself
+    now += 60_000;
+    hb.tick();
+    assert.deepEqual(log, ["woke", "woke", "ping"]);
   });
 });
 

@@ -464,7 +464,8 @@ export async function startBufferingProxy(target, { swallowUpgrades = false } = 
  * `cut()` destroys every proxied connection abruptly (RST); while `blocked` is true,
  * new connections are refused the same way; while `blackhole` is true, bytes from the
  * target are counted in `discarded` and dropped (the sender believes they were
- * delivered); `target` can be changed to point at another gateway (a restart).
+ * delivered); `silence()` leaves the connections of now silent for good, both ways,
+ * while new ones work (a network switch: the old path just stops); `target` can be changed to point at another gateway (a restart).
  * @param {number} target
  */
 export async function startProxy(target) {
@@ -477,6 +478,9 @@ export async function startProxy(target) {
     deaf: false, // client → gateway bytes are dropped
     discarded: 0,
     connections: 0,
+    silence() {
+      for (const pair of pairs) pair.silent = true;
+    },
     cut() {
       for (const [a, b] of pairs) {
         reset(a);
@@ -506,11 +510,11 @@ export async function startProxy(target) {
     client.on("error", end).on("close", end);
     upstream.on("error", end).on("close", end);
     client.on("data", (chunk) => {
-      if (proxy.deaf) proxy.discarded += chunk.length;
+      if (proxy.deaf || pair.silent) proxy.discarded += chunk.length;
       else upstream.write(chunk);
     });
     upstream.on("data", (chunk) => {
-      if (proxy.blackhole) proxy.discarded += chunk.length;
+      if (proxy.blackhole || pair.silent) proxy.discarded += chunk.length;
       else client.write(chunk);
     });
   });

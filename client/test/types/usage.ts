@@ -58,6 +58,9 @@ await client.setMaxFrequency("sensors/+/temp", 10);
 const cap: number = await session.setMaxBandwidth(2048);
 session.onOverflow = ({ dropped }: OverflowInfo) => console.warn(`${dropped} messages dropped`);
 
+// A mobile app's own network event: check the connection now.
+const alive: boolean | null = await session.checkConnection({ timeout: 3000 });
+
 // Automatic reconnection of a dedicated client.
 dedicated.onConnectionLost = (e: ErrorInfo) => console.warn("lost", e.errorCode);
 dedicated.onReconnectionStart = () => console.warn("reconnecting");
@@ -140,7 +143,7 @@ registerTransport("in-memory", inMemory);
 session.onClose = ({ errorCode }) => console.log("closed", errorCode);
 session.onNotice = ({ errorCode, value }) => console.log(errorCode, value);
 await session.close();
-console.log(granted, cap, current, bytes, resumed, refused, matches, session.id, session.state, session.info["server"]);
+console.log(granted, cap, alive, current, bytes, resumed, refused, matches, session.id, session.state, session.info["server"]);
 
 // Misuses the declarations must refuse.
 // @ts-expect-error QoS 3 does not exist
