@@ -82,16 +82,7 @@ func TestAPingAskingForAnAnswerIsAnsweredAtOnce(t *testing.T) {
 
 	t.Run("streaming", func(t *testing.T) {
 		frames := openStream(t, base, transport.AppendOpen(nil, "", nil, nil))
-		next := func() transport.Frame {
-			t.Helper()
-			select {
-			case f := <-frames:
-				return f
-			case <-time.After(5 * time.Second):
-				t.Fatal("the stream delivered nothing")
-			}
-			return transport.Frame{}
-		}
+		next := func() transport.Frame { return nextOnStream(t, frames) }
 		opened := next()
 		if opened.Type != transport.TypeOpened || !hasInfo(opened.Info, "ping_answer", "1") {
 			t.Fatalf("OPENED: %+v", opened)

@@ -201,20 +201,24 @@ func openStream(t *testing.T, base string, body []byte) <-chan transport.Frame {
 	return frames
 }
 
+// nextOnStream is the next frame of a stream openStream reads.
+func nextOnStream(t *testing.T, frames <-chan transport.Frame) transport.Frame {
+	t.Helper()
+	select {
+	case f := <-frames:
+		return f
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream delivered nothing")
+	}
+	return transport.Frame{}
+}
+
 func TestStreamingDeliversAsFramesCome(t *testing.T) {
 	mq := startMosquitto(t)
 	_, httpPort := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
 	base := fmt.Sprintf("http://127.0.0.1:%d/mqtt", httpPort)
 	frames := openStream(t, base, transport.AppendOpen(nil, "", nil, nil))
-	next := func() transport.Frame {
-		select {
-		case f := <-frames:
-			return f
-		case <-time.After(10 * time.Second):
-			t.Fatal("stream delivered nothing")
-		}
-		return transport.Frame{}
-	}
+	next := func() transport.Frame { return nextOnStream(t, frames) }
 	opened := next()
 	if opened.Type != transport.TypeOpened {
 		t.Fatalf("first frame %+v", opened)
@@ -590,12 +594,7 @@ func TestHookSeesTheCookieOfEachSend(t *testing.T) {
 	})
 	base := strings.TrimSuffix(strings.Replace(wsURL, "ws://", "http://", 1), "/ws")
 	frames := openStream(t, base, transport.AppendOpen(nil, "", nil, nil))
-	var opened transport.Frame
-	select {
-	case opened = <-frames:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the stream delivered nothing")
-	}
+	opened := nextOnStream(t, frames)
 	unit := append(transport.AppendConnect(nil, 1, 1, &session.ConnectParams{Broker: "main"}),
 		transport.AppendSubscribe(nil, 2, 1, "cookie/#", 0, 0)...)
 	status, answer := post(t, base+"/send", append(transport.AppendSend(nil, opened.Session, opened.Secret, 0, false), unit...),
