@@ -21,7 +21,7 @@ import { checkOptions, safeCall } from "./callbacks.js";
 import { bandwidthOnWire } from "./limits.js";
 import { CookieJar } from "./cookie-jar.js";
 import { requestHeaders } from "./request-headers.js";
-import { describeAnswer, endpoint, sendAsPageGoes } from "./transport-http.js";
+import { describeAnswer, dropSilentConnections, endpoint, sendAsPageGoes } from "./transport-http.js";
 import { forgetTransport, recallTransport, rememberTransport } from "./transport-memory.js";
 import { resolveTransports, startingAt } from "./transports.js";
 
@@ -60,6 +60,8 @@ const DEFAULT_PROBE_TIMEOUT = 3000;
 // the network changed is taken for dead: a rebind costs a round trip or two and loses
 // nothing, while waiting for the heartbeat deadline shows stale values for 45 s.
 const CHECK_TIMEOUT = 5000;
+// The transports that go by HTTP requests, whose connections a browser keeps alive.
+const HTTP_TRANSPORTS = new Set(["streaming", "polling"]);
 // A session the gateway loses sooner than this after OPENED was lost "quickly": once
 // is bad luck (an instance died), in a row it is a setup that cannot keep sessions,
 // typically a load balancer without affinity sending a /send or a poll to an instance
@@ -317,6 +319,7 @@ export class Session {
     /** @type {Array<{target: EventTarget, type: string, listener: () => void}>} see _watchNetwork */
     this._watched = [];
     this._fromTop = false; // the next handshake tries the transports from the best (_watchNetwork)
+    this._dropSilent = false; // the next attempt drops the browser's silent connections first (_reconnect)
     this._upgradeCheck = null; // ends the one _checkUpgrade, waiting or under way
     this._upgradeChecked = false;
     this._watchNetwork();
@@ -1219,8 +1222,14 @@ export class Session {
   _reconnect({ immediate = false, code = 1000 } = {}) {
     // While opening, the handshake reports failures to openSession instead.
     if (this._state === State.CLOSED || this._state === State.OPENING) return;
+    const name = this._transportName;
     const t = this._detach();
     t?.close(code, "");
+    // A connection that went silent over HTTP, in a browser: its host's other kept-alive
+    // connections are likely silent too (dropSilentConnections).
+    if (t && code === ErrorCode.heartbeat_timeout && HTTP_TRANSPORTS.has(name) && globalThis.window !== undefined) {
+      this._dropSilent = true;
+    }
     // Frames not yet sent stay queued for the resumed session; PINGs are pointless.
     this._out = this._out.filter((e) => !isPing(e.bytes));
     this._beginRecovery();
@@ -1247,6 +1256,11 @@ export class Session {
         if (this._state !== State.RECONNECTING) return;
       }
       wait = true;
+      if (this._dropSilent) {
+        this._dropSilent = false;
+        await dropSilentConnections(this._base, this._probeTimeout);
+        if (this._state !== State.RECONNECTING) return;
+      }
       const outcome = await this._establish(fresh);
       if (this._state === State.CLOSED) return;
       switch (outcome.kind) {

@@ -75,6 +75,45 @@ export function credentialsMode(url) {
   return here && here !== "null" && new URL(url).origin !== here ? "include" : "same-origin";
 }
 
+// How many connections a browser keeps to one host over HTTP/1.1 (Chromium, Firefox).
+const CONNECTIONS_PER_HOST = 6;
+
+/**
+ * Makes a browser give up the kept-alive connections to the gateway that went silent
+ * with the one the session lost (a network switch it was not told of), before the
+ * session rebinds over HTTP. A browser keeps such connections for minutes (Chromium: 5)
+ * and hands the next request to the one used last, so the rebind's request would go on
+ * a silent connection and wait for the handshake's deadline (45 s when it is the last
+ * transport), then the next attempt on the next one: a page that had loaded its modules
+ * over six connections waited minutes. So as many small requests as a browser keeps
+ * connections to a host go at once (HEAD of the client's own file, answered at once
+ * and cached nowhere): they take every kept connection, and those that bring no answer
+ * within `timeout` ms are ended, which closes their connections. Resolves when all are
+ * done, with how many of them went unanswered.
+ * @param {string | URL} base
+ * @param {number} timeout
+ * @returns {Promise<number>}
+ */
+export async function dropSilentConnections(base, timeout) {
+  const url = endpoint(base, "client.js");
+  const credentials = credentialsMode(url);
+  const probes = Array.from({ length: CONNECTIONS_PER_HOST }, async () => {
+    const ac = new AbortController();
+    const timer = setTimeout(() => ac.abort(), timeout);
+    try {
+      await fetch(url, { method: "HEAD", credentials, cache: "no-store", signal: ac.signal });
+      return 0;
+    } catch {
+      // Aborted (silent), or failed: a connection refused is no silent one, and a
+      // page of another origin may not read the answer (CORS), which still came.
+      return ac.signal.aborted ? 1 : 0;
+    } finally {
+      clearTimeout(timer);
+    }
+  });
+  return (await Promise.all(probes)).reduce((a, b) => a + b, 0);
+}
+
 /** True when a response carries the protocol's bytes (not a proxy's HTML page). */
 export function isProtocolResponse(res) {
   return (res.headers.get("content-type") ?? "").toLowerCase().startsWith("application/octet-stream");

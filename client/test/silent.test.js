@@ -38,8 +38,8 @@ for (const transport of ["websocket", "streaming", "polling"]) {
     await mosquittoPub(env.mosquitto.port, `${topic}/during`, ["-q", "1", "-m", "sent while silent"]);
     const connections = proxy.connections;
     assert.equal(await s.checkConnection({ timeout: 1000 }), false);
-    // Within 15 s: the heartbeat alone would take 45 s to notice.
-    await waitFor(() => events.length === 2, { timeout: 15000, what: "the session back" });
+    // Within 30 s: the heartbeat alone would take 45 s to notice.
+    await waitFor(() => events.length === 2, { timeout: 30000, what: "the session back" });
     assert.deepEqual(events, ["start", { messagesMayHaveBeenLost: false }]);
     assert.equal(s.id, firstId, "the same session, rebound");
     assert.ok(proxy.connections > connections, "on a new connection");
