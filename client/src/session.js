@@ -319,7 +319,7 @@ export class Session {
     /** @type {Array<{target: EventTarget, type: string, listener: () => void}>} see _watchNetwork */
     this._watched = [];
     this._fromTop = false; // the next handshake tries the transports from the best (_watchNetwork)
-    this._dropSilent = false; // the next attempt drops the browser's silent connections first (_reconnect)
+    this._dropSilent = false; // the next attempt drops the browser's silent connections first (_suspectKeptConnections)
     this._upgradeCheck = null; // ends the one _checkUpgrade, waiting or under way
     this._upgradeChecked = false;
     this._watchNetwork();
@@ -515,16 +515,34 @@ export class Session {
         this._moveUp();
       } else if (this._state === State.OPEN) {
         this._checkOnEvent();
-      } else if (this._transports.length > 1) {
-        this._fromTop = true;
-        if (this._state === State.RECONNECTING) this._wake();
+      } else {
+        // Attempts made while the network was away dropped nothing (their requests
+        // failed at once): now the kept connections may be silent.
+        if (this._state === State.RECONNECTING) this._suspectKeptConnections();
+        if (this._transports.length > 1) {
+          this._fromTop = true;
+          if (this._state === State.RECONNECTING) this._wake();
+        }
       }
     });
-    watch(globalThis.navigator?.connection, "change", () => this._checkOnEvent());
+    watch(globalThis.navigator?.connection, "change", () => {
+      if (this._state === State.RECONNECTING) this._suspectKeptConnections();
+      this._checkOnEvent();
+    });
     const doc = globalThis.document;
     watch(doc, "visibilitychange", () => {
       if (doc.visibilityState === "visible") this._checkOnEvent();
     });
+  }
+
+  /**
+   * A connection lost over HTTP in a browser, or the network back or changed while the
+   * session reconnects: the browser's other kept-alive connections to the gateway may be
+   * as dead, silent after a network switch (or kept through Chromium's offline mode),
+   * and the next attempt drops them first (dropSilentConnections).
+   */
+  _suspectKeptConnections() {
+    if (globalThis.window !== undefined && HTTP_TRANSPORTS.has(this._lastWorked)) this._dropSilent = true;
   }
 
   /**
@@ -1222,14 +1240,9 @@ export class Session {
   _reconnect({ immediate = false, code = 1000 } = {}) {
     // While opening, the handshake reports failures to openSession instead.
     if (this._state === State.CLOSED || this._state === State.OPENING) return;
-    const name = this._transportName;
     const t = this._detach();
     t?.close(code, "");
-    // A connection that went silent over HTTP, in a browser: its host's other kept-alive
-    // connections are likely silent too (dropSilentConnections).
-    if (t && code === ErrorCode.heartbeat_timeout && HTTP_TRANSPORTS.has(name) && globalThis.window !== undefined) {
-      this._dropSilent = true;
-    }
+    if (t) this._suspectKeptConnections();
     // Frames not yet sent stay queued for the resumed session; PINGs are pointless.
     this._out = this._out.filter((e) => !isPing(e.bytes));
     this._beginRecovery();
