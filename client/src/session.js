@@ -489,9 +489,9 @@ export class Session {
    * network now, one that lets WebSocket through) makes the client try the transports
    * from the best again: it forgets the one remembered for this gateway, moves an open
    * session on a lesser transport up (a rebind: nothing is lost), and cuts short a
-   * reconnection's wait. Without it a session that fell back to long polling on a
-   * network that blocks WebSocket would stay there, and so would the next sessions
-   * for a day (transport-memory.js).
+   * reconnection's wait (with one transport too). Without it a session that fell back
+   * to long polling on a network that blocks WebSocket would stay there, and so would
+   * the next sessions for a day (transport-memory.js).
    *
    * A session already on the best transport checks its connection instead
    * (checkConnection), as it does when the device reports another kind of network
@@ -516,12 +516,12 @@ export class Session {
       } else if (this._state === State.OPEN) {
         this._checkOnEvent();
       } else {
-        // Attempts made while the network was away dropped nothing (their requests
-        // failed at once): now the kept connections may be silent.
-        if (this._state === State.RECONNECTING) this._suspectKeptConnections();
-        if (this._transports.length > 1) {
-          this._fromTop = true;
-          if (this._state === State.RECONNECTING) this._wake();
+        if (this._transports.length > 1) this._fromTop = true;
+        if (this._state === State.RECONNECTING) {
+          // Attempts made while the network was away dropped nothing (their requests
+          // failed at once): now the kept connections may be silent.
+          this._suspectKeptConnections();
+          this._wake();
         }
       }
     });
