@@ -10,8 +10,7 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { test } from "node:test";
 
-import { openSession } from "../src/client.js";
-import { gatewayForFile, startProxy } from "./support/env.js";
+import { gatewayForFile, sessionThroughProxy } from "./support/env.js";
 import { mosquittoPub, publishNumbered, unique } from "./support/mqtt.js";
 import { waitFor } from "./support/wait.js";
 
@@ -23,17 +22,14 @@ const env = gatewayForFile();
 
 for (const transport of ["websocket", "streaming", "polling"]) {
   test(`${transport}: an ACK lost with the connection does not stop a dedicated QoS 1 stream`, async () => {
-    const proxy = await startProxy(env.gateway.port);
-    env.cleanups.push(() => proxy.stop());
     let rebinds = 0;
-    const s = await openSession(`http://127.0.0.1:${proxy.port}/mqtt`, {
+    const { proxy, session: s } = await sessionThroughProxy(env, {
       transport,
       onReconnectionComplete: (info) => {
         assert.equal(info.messagesMayHaveBeenLost, false, "the same session, resumed");
         rebinds++;
       },
     });
-    env.cleanups.push(() => s.close());
     const c = s.createClient("main", `acks-${randomBytes(4).toString("hex")}`);
     const received = [];
     c.onMessageArrived = (m) => {

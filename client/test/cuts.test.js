@@ -5,8 +5,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { openSession } from "../src/client.js";
-import { gatewayForFile, startProxy } from "./support/env.js";
+import { gatewayForFile, sessionThroughProxy } from "./support/env.js";
 import { listeningClient, publishNumbered, unique } from "./support/mqtt.js";
 import { waitFor } from "./support/wait.js";
 
@@ -22,15 +21,12 @@ const env = gatewayForFile({ extra: "conflate_after 5000\nheartbeat 2s" });
 
 for (const transport of ["websocket", "streaming", "polling"]) {
   test(`${transport}: ${COUNT} messages through a cut every 2 s arrive all, in order, once`, async () => {
-    const proxy = await startProxy(env.gateway.port);
-    env.cleanups.push(() => proxy.stop());
     const events = [];
-    const s = await openSession(`http://127.0.0.1:${proxy.port}/mqtt`, {
+    const { proxy, session: s } = await sessionThroughProxy(env, {
       transport,
       onReconnectionStart: () => events.push("start"),
       onReconnectionComplete: (i) => events.push(i),
     });
-    env.cleanups.push(() => s.close());
     const firstId = s.id;
     const c = await listeningClient(s);
     const topic = unique("cuts");

@@ -9,8 +9,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { openSession } from "../src/client.js";
-import { findProgram, gatewayForFile, start, startProxy } from "./support/env.js";
+import { findProgram, gatewayForFile, sessionThroughProxy, start } from "./support/env.js";
 import { publishNumbered, unique } from "./support/mqtt.js";
 import { waitFor } from "./support/wait.js";
 
@@ -24,14 +23,11 @@ test("a session lost with publishes unanswered: QoS 1 goes again, QoS 0 and 2 fa
   sub.child.stdout.on("data", (c) => (seen += c));
   const count = (payload) => seen.split("\n").filter((l) => l === payload).length;
 
-  const proxy = await startProxy(env.gateway.port);
-  env.cleanups.push(() => proxy.stop());
   const completions = [];
-  const s = await openSession(`http://127.0.0.1:${proxy.port}/mqtt`, {
+  const { proxy, session: s } = await sessionThroughProxy(env, {
     transport: "websocket",
     onReconnectionComplete: (info) => completions.push(info),
   });
-  env.cleanups.push(() => s.close());
   const c = s.createClient("main");
   const notDelivered = [];
   c.onMessageNotDelivered = (m, err) => notDelivered.push([m.payloadString, err.errorCode]);

@@ -6,8 +6,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { openSession } from "../src/client.js";
-import { gatewayForFile, startProxy } from "./support/env.js";
+import { gatewayForFile, sessionThroughProxy } from "./support/env.js";
 import { listeningClient, mosquittoPub, unique } from "./support/mqtt.js";
 import { waitFor } from "./support/wait.js";
 
@@ -15,15 +14,12 @@ const env = gatewayForFile(); // the default heartbeat, 20 s
 
 for (const transport of ["websocket", "streaming", "polling"]) {
   test(`${transport}: a check finds a silent connection dead and the session rebinds, nothing lost`, async () => {
-    const proxy = await startProxy(env.gateway.port);
-    env.cleanups.push(() => proxy.stop());
     const events = [];
-    const s = await openSession(`http://127.0.0.1:${proxy.port}/mqtt`, {
+    const { proxy, session: s } = await sessionThroughProxy(env, {
       transport,
       onReconnectionStart: () => events.push("start"),
       onReconnectionComplete: (i) => events.push(i),
     });
-    env.cleanups.push(() => s.close());
     assert.equal(s.info.ping_answer, "1", "the gateway says it answers a check");
     const firstId = s.id;
     const c = await listeningClient(s);

@@ -14,6 +14,7 @@ import path from "node:path";
 import { after, before } from "node:test";
 import { fileURLToPath } from "node:url";
 
+import { openSession } from "../../src/client.js";
 import { waitFor } from "./wait.js";
 
 /** The repository root (client/..). */
@@ -331,6 +332,20 @@ export function gatewayForFile(gatewayOptions = {}) {
     await env.mosquitto?.stop().catch(() => {});
   });
   return env;
+}
+
+/**
+ * A session with `env`'s gateway through a proxy of its own (startProxy), to cut or
+ * silence its connections; both go with the file's cleanups, the session first.
+ * @param {{gateway: {port: number}, cleanups: Array<() => Promise<unknown>>}} env gatewayForFile's
+ * @param {object} options openSession's
+ */
+export async function sessionThroughProxy(env, options) {
+  const proxy = await startProxy(env.gateway.port);
+  env.cleanups.push(() => proxy.stop());
+  const session = await openSession(`http://127.0.0.1:${proxy.port}/mqtt`, options);
+  env.cleanups.push(() => session.close());
+  return { proxy, session };
 }
 
 /**
