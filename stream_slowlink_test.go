@@ -3,15 +3,20 @@ package mqttgateway
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/binary"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"testing"
 	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
 
 	"github.com/caddy-mqtt/mqttgateway/session"
 	"github.com/caddy-mqtt/mqttgateway/transport"
@@ -19,32 +24,37 @@ import (
 
 // An HTTP streaming client on a slow link (a phone behind a proxy that
 // blocks WebSocket) gets every topic's latest value soon, as a WebSocket
-// one does: over HTTP/1.1, plain or over TLS, the gateway limits what the
-// stream's socket holds unsent. Without the limit Linux took megabytes for
-// the stream, the gateway never saw the client fall behind, and the
-// client read the whole backlog before any latest value (a phone at 40
-// KB/s was 18 s behind and growing, and a cut lost more than the replay
-// window held).
+// one does, over every HTTP version a browser speaks: the gateway limits
+// what the stream's socket holds unsent over HTTP/1.1, plain or over TLS,
+// and over HTTP/2, which browsers speak to any HTTPS site; over HTTP/3,
+// QUIC's congestion control bounds it. Without the limit Linux took
+// megabytes for the stream, the gateway never saw the client fall behind,
+// and the client read the whole backlog before any latest value (a phone
+// at 40 KB/s was 18 s behind and growing, and a cut lost more than the
+// replay window held).
+//
+// Over HTTP/2 another session of the page streams on the same connection
+// and ends before the messages come: the connection stays limited while
+// any stream on it lasts.
 func TestSlowStreamingClientGetsTheLatestValuesSoon(t *testing.T) {
-	t.Run("http", func(t *testing.T) { slowStreamingClient(t, false) })
-	t.Run("https", func(t *testing.T) { slowStreamingClient(t, true) })
+	for _, proto := range []string{"http", "https", "h2", "h3"} {
+		t.Run(proto, func(t *testing.T) { slowStreamingClient(t, proto) })
+	}
 }
 
-func slowStreamingClient(t *testing.T, overTLS bool) {
+func slowStreamingClient(t *testing.T, proto string) {
 	mq := startMosquitto(t)
-	httpPort := freePort(t)
-	scheme, site, client := "http", "", http.DefaultClient
-	var tlsConfig *tls.Config
-	if overTLS {
-		dir := t.TempDir()
-		caFile, certFile, keyFile := testPKI(t, dir, "127.0.0.1")
+	port := freePort(t)
+	scheme, site := "https", ""
+	var roots *x509.CertPool
+	if proto == "http" {
+		scheme = "http"
+	} else {
+		caFile, certFile, keyFile := testPKI(t, t.TempDir(), "127.0.0.1")
 		pem, _ := os.ReadFile(caFile)
-		roots := x509.NewCertPool()
+		roots = x509.NewCertPool()
 		roots.AppendCertsFromPEM(pem)
-		// HTTP/1.1, as Node's fetch and a browser without HTTP/2 speak it.
-		tlsConfig = &tls.Config{RootCAs: roots, ServerName: "127.0.0.1", NextProtos: []string{"http/1.1"}}
-		scheme, site = "https", fmt.Sprintf("tls %s %s", certFile, keyFile)
-		client = &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConfig}}
+		site = fmt.Sprintf("tls %s %s", certFile, keyFile)
 	}
 	startCaddy(t, fmt.Sprintf(`%s://127.0.0.1:%d {
 	%s
@@ -52,57 +62,30 @@ func slowStreamingClient(t *testing.T, overTLS bool) {
 		broker main mqtt://127.0.0.1:%d
 	}
 }
-`, scheme, httpPort, site, mq.port))
-	base := fmt.Sprintf("%s://127.0.0.1:%d/mqtt", scheme, httpPort)
+`, scheme, port, site, mq.port))
+	base := fmt.Sprintf("%s://127.0.0.1:%d/mqtt", scheme, port)
+	client := slowLinkClient(t, proto, roots)
 
-	// The stream, on a socket with a small receive buffer, read slowly.
-	conn, err := tinyReceiveDialer().Dial("tcp", fmt.Sprintf("127.0.0.1:%d", httpPort))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if overTLS {
-		conn = tls.Client(conn, tlsConfig.Clone())
-	}
-	t.Cleanup(func() { conn.Close() })
-	req, _ := http.NewRequest(http.MethodPost, base+"/stream", bytes.NewReader(transport.AppendOpen(nil, "", nil, nil)))
-	if err := req.Write(conn); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReaderSize(conn, 4096), req)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("stream: %v %v", resp, err)
-	}
-	body := bufio.NewReaderSize(resp.Body, 4096)
-	next := func() transport.Frame {
-		t.Helper()
-		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-		n, err := binary.ReadUvarint(body)
-		frame := make([]byte, n)
-		if err == nil {
-			_, err = io.ReadFull(body, frame)
+	s := openSlowStream(t, client, base, proto)
+	if proto == "h2" {
+		// Another session of the page streams on the same connection, and
+		// ends.
+		other := openSlowStream(t, client, base, proto)
+		other.send(transport.AppendClose(nil))
+		ended := make(chan error, 1)
+		go func() { _, err := io.Copy(io.Discard, other.body); ended <- err }()
+		select {
+		case err := <-ended:
+			if err != nil {
+				t.Fatalf("the other stream: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the other stream went on after its CLOSE")
 		}
-		var f transport.Frame
-		if err == nil {
-			err = transport.Decode(frame, &f)
-		}
-		if err != nil {
-			t.Fatalf("reading the stream: %v", err)
-		}
-		return f
 	}
-	opened := next()
-	if opened.Type != transport.TypeOpened {
-		t.Fatalf("got %+v, want OPENED", opened)
-	}
-	send := append(transport.AppendSend(nil, opened.Session, opened.Secret, 0, false),
-		append(transport.AppendConnect(nil, 1, 1, &session.ConnectParams{Broker: "main"}), transport.AppendSubscribe(nil, 2, 1, "slow/#", 0, 0)...)...)
-	if resp, err := client.Post(base+"/send", "application/octet-stream", bytes.NewReader(send)); err != nil || resp.StatusCode != http.StatusNoContent {
-		t.Fatalf("/send: %v %v", resp, err)
-	} else {
-		resp.Body.Close()
-	}
+	s.send(append(transport.AppendConnect(nil, 1, 1, &session.ConnectParams{Broker: "main"}), transport.AppendSubscribe(nil, 2, 1, "slow/#", 0, 0)...))
 	for results := 0; results < 2; {
-		if f := next(); f.Type == transport.TypeResult {
+		if f := s.next(); f.Type == transport.TypeResult {
 			if f.Code != 0 {
 				t.Fatalf("connect or subscribe: %+v", f)
 			}
@@ -110,10 +93,140 @@ func slowStreamingClient(t *testing.T, overTLS bool) {
 		}
 	}
 
-	read, readAfter := latestValuesSoon(t, mq, func() []transport.Frame {
-		f := next()
-		time.Sleep(10 * time.Millisecond) // about 100 KiB/s
-		return []transport.Frame{f}
-	})
+	read, readAfter := latestValuesSoon(t, mq, func() []transport.Frame { return []transport.Frame{s.next()} })
 	t.Logf("the slow streaming client read %d of 2000 messages, %d of them after the publisher stopped", read, readAfter)
+}
+
+// slowLinkClient is an HTTP client of proto (http and https are HTTP/1.1)
+// whose downstream is a link of about 100 KiB/s, with a small receive
+// buffer, so that what the gateway sends waits on its side of the link.
+// Requests over HTTP/2 and HTTP/3 share one connection, as a browser's do.
+func slowLinkClient(t *testing.T, proto string, roots *x509.CertPool) *http.Client {
+	tlsConfig := &tls.Config{RootCAs: roots, ServerName: "127.0.0.1", NextProtos: []string{"http/1.1"}}
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := tinyReceiveDialer().DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return slowReads{c}, nil
+	}
+	tr := &http.Transport{DialContext: dial}
+	switch proto {
+	case "https":
+		tr.TLSClientConfig = tlsConfig
+	case "h2":
+		tlsConfig.NextProtos = []string{"h2"}
+		tr.ForceAttemptHTTP2 = true
+		tr.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			tc := tls.Client(c, tlsConfig.Clone())
+			return tc, tc.HandshakeContext(ctx)
+		}
+	case "h3":
+		h3 := &http3.Transport{TLSClientConfig: tlsConfig,
+			Dial: func(ctx context.Context, addr string, tlsConfig *tls.Config, config *quic.Config) (*quic.Conn, error) {
+				udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+				if err != nil {
+					return nil, err
+				}
+				to, err := net.ResolveUDPAddr("udp", addr)
+				if err != nil {
+					return nil, err
+				}
+				return (&quic.Transport{Conn: slowPackets{udp}}).DialEarly(ctx, to, tlsConfig, config)
+			}}
+		t.Cleanup(func() { h3.Close() })
+		return &http.Client{Transport: h3}
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr}
+}
+
+// slowReads reads at most 1 KiB every 10 ms.
+type slowReads struct{ net.Conn }
+
+func (c slowReads) Read(b []byte) (int, error) {
+	time.Sleep(10 * time.Millisecond)
+	return c.Conn.Read(b[:min(len(b), 1024)])
+}
+
+// slowPackets reads a datagram (at most about 1.4 KB) every 10 ms; the
+// socket's receive buffer drops what does not fit, as a slow link's queue.
+type slowPackets struct{ net.PacketConn }
+
+func (c slowPackets) ReadFrom(b []byte) (int, net.Addr, error) {
+	time.Sleep(10 * time.Millisecond)
+	return c.PacketConn.ReadFrom(b)
+}
+
+// slowStream is a session opened by a stream through a slow link client.
+type slowStream struct {
+	t      *testing.T
+	client *http.Client
+	base   string
+	opened transport.Frame
+	body   *bufio.Reader
+}
+
+func openSlowStream(t *testing.T, client *http.Client, base, proto string) *slowStream {
+	t.Helper()
+	resp, err := client.Post(base+"/stream", "application/octet-stream", bytes.NewReader(transport.AppendOpen(nil, "", nil, nil)))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("stream: %v %v", resp, err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	if want := map[string]int{"h2": 2, "h3": 3}[proto]; want != 0 && resp.ProtoMajor != want {
+		t.Fatalf("the stream came over %s, want %s", resp.Proto, proto)
+	}
+	s := &slowStream{t: t, client: client, base: base, body: bufio.NewReaderSize(resp.Body, 4096)}
+	if s.opened = s.next(); s.opened.Type != transport.TypeOpened {
+		t.Fatalf("got %+v, want OPENED", s.opened)
+	}
+	return s
+}
+
+// next is the stream's next frame, which must come within 10 s.
+func (s *slowStream) next() transport.Frame {
+	s.t.Helper()
+	type read struct {
+		f   transport.Frame
+		err error
+	}
+	got := make(chan read, 1)
+	go func() {
+		var r read
+		n, err := binary.ReadUvarint(s.body)
+		frame := make([]byte, n)
+		if r.err = err; err == nil {
+			_, r.err = io.ReadFull(s.body, frame)
+		}
+		if r.err == nil {
+			r.err = transport.Decode(frame, &r.f)
+		}
+		got <- r
+	}()
+	select {
+	case r := <-got:
+		if r.err != nil {
+			s.t.Fatalf("reading the stream: %v", r.err)
+		}
+		return r.f
+	case <-time.After(10 * time.Second):
+		s.t.Fatal("the stream delivered nothing for 10 s")
+	}
+	return transport.Frame{}
+}
+
+// send posts unit to /send, after the session's SEND frame.
+func (s *slowStream) send(unit []byte) {
+	s.t.Helper()
+	resp, err := s.client.Post(s.base+"/send", "application/octet-stream",
+		bytes.NewReader(append(transport.AppendSend(nil, s.opened.Session, s.opened.Secret, 0, false), unit...)))
+	if err != nil || resp.StatusCode != http.StatusNoContent {
+		s.t.Fatalf("/send: %v %v", resp, err)
+	}
+	resp.Body.Close()
 }
