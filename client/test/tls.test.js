@@ -1,7 +1,8 @@
 // TLS on both sides: the gateway served over HTTPS by Caddy (`tls internal`), the
-// client in Node.js and in Chromium over wss:// and HTTPS streaming, and the gateway
-// reaching Mosquitto over mqtts:// with certificate verification on (a test CA). A
-// broker certificate for another host is refused with an error naming the cause.
+// client in Node.js and in Chromium over wss:// and HTTPS streaming (HTTP/2), in
+// Chromium over HTTP/3 too, and the gateway reaching Mosquitto over mqtts:// with
+// certificate verification on (a test CA). A broker certificate for another host is
+// refused with an error naming the cause.
 
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -143,7 +144,13 @@ test("a broker certificate for another host is refused with a clear error", asyn
   assert.doesNotMatch(r.error.errorMessage, /127\.0\.0\.1/);
 });
 
-test("Chromium over wss:// and HTTPS streaming, trusting Caddy's CA by its key", async () => {
+/**
+ * Runs each transport in a Chromium page served over HTTPS (args are Chromium's
+ * extra flags): a session subscribes, publishes at QoS 1 and gets its message.
+ * Returns, per transport, the session's transport, the messages, and the HTTP
+ * versions of the page's requests to the gateway's endpoints.
+ */
+async function inChromium(transports, args = []) {
   // Chromium trusts the system store only; --ignore-certificate-errors-spki-list
   // accepts exactly the chains that contain these keys (Caddy's internal CA), so
   // every other certificate error still fails.
@@ -154,14 +161,15 @@ test("Chromium over wss:// and HTTPS streaming, trusting Caddy's CA by its key",
   // The chain Caddy serves is the leaf and its intermediate: Chromium matches those.
   const spki = [await spkiHash(caddyRoot), await spkiHash(path.join(path.dirname(caddyRoot), "intermediate.crt"))].join(",");
   const { chromium } = await import("playwright-core");
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", `--ignore-certificate-errors-spki-list=${spki}`] });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", `--ignore-certificate-errors-spki-list=${spki}`, ...args] });
   try {
     const page = await browser.newPage();
     await page.goto(`https://127.0.0.1:${httpsPort}/`);
-    const r = await page.evaluate(async () => {
+    return await page.evaluate(async (transports) => {
       const { openSession } = await import("/mqtt/client.js");
       const out = {};
-      for (const transport of ["websocket", "streaming"]) {
+      for (const transport of transports) {
+        performance.clearResourceTimings();
         const s = await openSession("/mqtt", { transport });
         const c = s.createClient("secure");
         const got = [];
@@ -171,16 +179,35 @@ test("Chromium over wss:// and HTTPS streaming, trusting Caddy's CA by its key",
         await c.publish(`tls/browser/${transport}`, `from ${transport}`, 1);
         const until = Date.now() + 5000;
         while (!got.length && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
-        out[transport] = { transport: s.transport, got };
+        // A WebSocket's handshake is not a resource timing entry.
+        const protocols = performance
+          .getEntriesByType("resource")
+          .filter((e) => /\/mqtt\/(stream|poll|send)/.test(e.name))
+          .map((e) => e.nextHopProtocol);
+        out[transport] = { transport: s.transport, got, protocols: [...new Set(protocols)] };
         await s.close();
       }
       return out;
-    });
-    assert.deepEqual(r, {
-      websocket: { transport: "websocket", got: ["from websocket"] },
-      streaming: { transport: "streaming", got: ["from streaming"] },
-    });
+    }, transports);
   } finally {
     await browser.close();
   }
+}
+
+test("Chromium over wss:// and HTTPS streaming, trusting Caddy's CA by its key", async () => {
+  // Over TLS, Chromium speaks HTTP/2 to the gateway, as to any HTTPS site.
+  assert.deepEqual(await inChromium(["websocket", "streaming"]), {
+    websocket: { transport: "websocket", got: ["from websocket"], protocols: [] },
+    streaming: { transport: "streaming", got: ["from streaming"], protocols: ["h2"] },
+  });
+});
+
+test("Chromium over HTTP/3, which Caddy offers an HTTPS site: streaming and long polling", async () => {
+  // Chromium takes HTTP/3 after Caddy's Alt-Svc answer; forcing QUIC for the
+  // origin makes every request use it from the first.
+  const r = await inChromium(["streaming", "polling"], ["--enable-quic", `--origin-to-force-quic-on=127.0.0.1:${httpsPort}`]);
+  assert.deepEqual(r, {
+    streaming: { transport: "streaming", got: ["from streaming"], protocols: ["h3"] },
+    polling: { transport: "polling", got: ["from polling"], protocols: ["h3"] },
+  });
 });
