@@ -95,23 +95,33 @@ const CONNECTIONS_PER_HOST = 6;
  * @returns {Promise<number>}
  */
 export async function dropSilentConnections(base, timeout) {
+  const probes = Array.from({ length: CONNECTIONS_PER_HOST }, () => headAnswered(base, timeout));
+  return (await Promise.all(probes)).filter((answered) => answered === false).length;
+}
+
+/**
+ * Sends a HEAD of the client's own file to the gateway, ended if no answer came within
+ * `timeout` ms. Resolves with true when an answer came (any status: the connection
+ * works), false when none came in time (the connection it went on is silent), and null
+ * when it failed at once (nothing listens, or the browser is offline): a connection
+ * refused is no silent one, and a page of another origin may not read the answer
+ * (CORS), which still came.
+ * @param {string | URL} base
+ * @param {number} timeout
+ * @returns {Promise<boolean | null>}
+ */
+export async function headAnswered(base, timeout) {
   const url = endpoint(base, "client.js");
-  const credentials = credentialsMode(url);
-  const probes = Array.from({ length: CONNECTIONS_PER_HOST }, async () => {
-    const ac = new AbortController();
-    const timer = setTimeout(() => ac.abort(), timeout);
-    try {
-      await fetch(url, { method: "HEAD", credentials, cache: "no-store", signal: ac.signal });
-      return 0;
-    } catch {
-      // Aborted (silent), or failed: a connection refused is no silent one, and a
-      // page of another origin may not read the answer (CORS), which still came.
-      return ac.signal.aborted ? 1 : 0;
-    } finally {
-      clearTimeout(timer);
-    }
-  });
-  return (await Promise.all(probes)).reduce((a, b) => a + b, 0);
+  const ac = new AbortController();
+  const timer = setTimeout(() => ac.abort(), timeout);
+  try {
+    await fetch(url, { method: "HEAD", credentials: credentialsMode(url), cache: "no-store", signal: ac.signal });
+    return true;
+  } catch {
+    return ac.signal.aborted ? false : null;
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** True when a response carries the protocol's bytes (not a proxy's HTML page). */

@@ -13,7 +13,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
 
-import { caddyBinary, freePort, run, spawnChild, stopChild, waitForListen } from "./support/env.js";
+import { caddyBinary, freePort, run, spawnChild, startProxy, stopChild, waitForListen } from "./support/env.js";
 import { waitFor } from "./support/wait.js";
 
 const CHROMIUM = process.env.MQTTGW_CHROMIUM_BIN ?? "/usr/bin/chromium";
@@ -21,6 +21,8 @@ let dir;
 let brokers = [];
 let caddy;
 let httpsPort;
+let h2Port; // a site of HTTP/1.1 and HTTP/2 only: a proxy in front sees all of a page's requests
+let good; // the broker the gateway verifies
 let caddyRoot; // Caddy's internal CA, which clients must trust
 
 /** A CA and a server certificate for `name` (an IP or a DNS name), with openssl. */
@@ -54,9 +56,10 @@ async function startTLSMosquitto(files) {
 before(async () => {
   dir = await fs.mkdtemp(path.join(os.tmpdir(), "mqttgw-tls-"));
   await fs.chmod(dir, 0o755);
-  const good = await startTLSMosquitto(pki("good", "127.0.0.1"));
+  good = await startTLSMosquitto(pki("good", "127.0.0.1"));
   const wrong = await startTLSMosquitto(pki("wrong", "broker.elsewhere.test"));
   httpsPort = await freePort();
+  h2Port = await freePort();
   const caddyfile = path.join(dir, "Caddyfile");
   await fs.writeFile(
     caddyfile,
@@ -64,6 +67,20 @@ before(async () => {
 	admin off
 	auto_https disable_redirects
 	skip_install_trust
+	servers :${h2Port} {
+		protocols h1 h2
+	}
+}
+https://127.0.0.1:${h2Port} {
+	tls internal
+	mqtt_gateway /mqtt/* {
+		broker secure mqtts://127.0.0.1:${good.port} {
+			tls {
+				ca ${good.ca}
+			}
+		}
+	}
+	respond "tls site, HTTP/2"
 }
 https://127.0.0.1:${httpsPort} {
 	tls internal
@@ -145,15 +162,11 @@ test("a broker certificate for another host is refused with a clear error", asyn
 });
 
 /**
- * Runs each transport in a Chromium page served over HTTPS (args are Chromium's
- * extra flags): a session subscribes, publishes at QoS 1 and gets its message.
- * Returns, per transport, the session's transport, the messages, and the HTTP
- * versions of the page's requests to the gateway's endpoints.
+ * A Chromium that trusts Caddy's internal CA (args are extra flags). Chromium trusts
+ * the system store only; --ignore-certificate-errors-spki-list accepts exactly the
+ * chains that contain these keys, so every other certificate error still fails.
  */
-async function inChromium(transports, args = []) {
-  // Chromium trusts the system store only; --ignore-certificate-errors-spki-list
-  // accepts exactly the chains that contain these keys (Caddy's internal CA), so
-  // every other certificate error still fails.
+async function chromiumTrustingCaddy(args = []) {
   const spkiHash = async (file) => {
     const cert = new X509Certificate(await fs.readFile(file));
     return createHash("sha256").update(cert.publicKey.export({ type: "spki", format: "der" })).digest("base64");
@@ -161,7 +174,17 @@ async function inChromium(transports, args = []) {
   // The chain Caddy serves is the leaf and its intermediate: Chromium matches those.
   const spki = [await spkiHash(caddyRoot), await spkiHash(path.join(path.dirname(caddyRoot), "intermediate.crt"))].join(",");
   const { chromium } = await import("playwright-core");
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", `--ignore-certificate-errors-spki-list=${spki}`, ...args] });
+  return chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", `--ignore-certificate-errors-spki-list=${spki}`, ...args] });
+}
+
+/**
+ * Runs each transport in a Chromium page served over HTTPS (args are Chromium's
+ * extra flags): a session subscribes, publishes at QoS 1 and gets its message.
+ * Returns, per transport, the session's transport, the messages, and the HTTP
+ * versions of the page's requests to the gateway's endpoints.
+ */
+async function inChromium(transports, args = []) {
+  const browser = await chromiumTrustingCaddy(args);
   try {
     const page = await browser.newPage();
     await page.goto(`https://127.0.0.1:${httpsPort}/`);
@@ -179,15 +202,17 @@ async function inChromium(transports, args = []) {
         await c.publish(`tls/browser/${transport}`, `from ${transport}`, 1);
         const until = Date.now() + 5000;
         while (!got.length && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
-        // A WebSocket's handshake is not a resource timing entry.
-        const protocols = performance
-          .getEntriesByType("resource")
-          .filter((e) => /\/mqtt\/(stream|poll|send)/.test(e.name))
-          .map((e) => e.nextHopProtocol);
-        out[transport] = { transport: s.transport, got, protocols: [...new Set(protocols)] };
+        out[transport] = { transport: s.transport, got, protocols: endpointProtocols() };
         await s.close();
       }
       return out;
+
+      // The HTTP versions of the requests to the gateway's endpoints (a WebSocket's
+      // handshake is not a resource timing entry).
+      function endpointProtocols() {
+        const entries = performance.getEntriesByType("resource").filter((e) => /\/mqtt\/(stream|poll|send)/.test(e.name));
+        return [...new Set(entries.map((e) => e.nextHopProtocol))];
+      }
     }, transports);
   } finally {
     await browser.close();
@@ -211,3 +236,59 @@ test("Chromium over HTTP/3, which Caddy offers an HTTPS site: streaming and long
     polling: { transport: "polling", got: ["from polling"], protocols: ["h3"] },
   });
 });
+
+// Over HTTP/2 a page has one connection to the gateway, which the session cannot end
+// as it ends HTTP/1.1 ones (dropSilentConnections): ending a request ends only the
+// request. Chromium ends a silent HTTP/2 connection itself, 10 s after a PING it sends
+// with a new request once the connection has brought nothing for 10 s. The session's
+// HEADs while it reconnects start that check (_nudgeSilentConnection); without them the
+// rebind's request waited on the silent connection for its 45 s deadline, and the page
+// rebound about 60 s after the network came back. A proxy in front silences the
+// page's connection, as a network switch leaves it; Chromium's offline mode, then
+// online, is the switch the browser hears of.
+for (const transport of ["streaming", "polling"]) {
+  test(`Chromium over HTTP/2, ${transport}: a connection a network switch left silent is left within 40 s`, async () => {
+    const proxy = await startProxy(h2Port);
+    const browser = await chromiumTrustingCaddy();
+    try {
+      const page = await browser.newPage();
+      await page.goto(`https://127.0.0.1:${proxy.port}/`);
+      const topic = `tls/silent/${transport}-${process.pid}`;
+      const first = await page.evaluate(
+        async ({ topic, transport }) => {
+          const { openSession } = await import("/mqtt/client.js");
+          window.events = [];
+          const s = await openSession("/mqtt", {
+            transport,
+            onReconnectionStart: () => window.events.push("start"),
+            onReconnectionComplete: (i) => window.events.push(i),
+          });
+          window.s = s;
+          const c = s.createClient("secure");
+          window.got = [];
+          c.onMessageArrived = (m) => window.got.push(m.payloadString);
+          await c.connect();
+          await c.subscribe(topic, { qos: 1 });
+          const protocols = performance.getEntriesByType("resource").map((e) => e.nextHopProtocol);
+          return { id: s.id, protocols: [...new Set(protocols)] };
+        },
+        { topic, transport },
+      );
+      assert.deepEqual(first.protocols, ["h2"], "every request of the page over HTTP/2, through the proxy");
+
+      proxy.silence();
+      const pub = await run("mosquitto_pub", ["-h", "127.0.0.1", "-p", String(good.port), "--cafile", good.ca, "-t", topic, "-q", "1", "-m", "while silent"]);
+      assert.equal(pub.code, 0, pub.stderr);
+      await page.context().setOffline(true);
+      await new Promise((r) => setTimeout(r, 1000));
+      await page.context().setOffline(false);
+      await page.waitForFunction(() => window.events.length === 2 && window.got.length === 1, null, { timeout: 40000 });
+      const now = await page.evaluate(() => ({ id: window.s.id, transport: window.s.transport, events: window.events, got: window.got }));
+      assert.deepEqual(now, { id: first.id, transport, events: ["start", { messagesMayHaveBeenLost: false }], got: ["while silent"] });
+      await page.evaluate(() => window.s.close());
+    } finally {
+      await browser.close();
+      await proxy.stop();
+    }
+  });
+}
