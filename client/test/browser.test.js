@@ -10,6 +10,7 @@ import { after, before, test } from "node:test";
 
 import { freePort, run, start, startGateway, startMosquitto, startProxy } from "./support/env.js";
 import { waitFor } from "./support/wait.js";
+import { openWatchedSession } from "./support/watched-session.js";
 import os from "node:os";
 import path from "node:path";
 
@@ -323,22 +324,7 @@ test(`${transport}: a page whose connection a network switch left silent rebinds
   try {
     await page.goto(`http://127.0.0.1:${proxy.port}/`);
     const topic = `silent/${process.pid}-${Date.now()}`;
-    const first = await page.evaluate(async ({ topic, transport }) => {
-      const { openSession } = await import("/mqtt/client.js");
-      window.events = [];
-      const s = await openSession("/mqtt", {
-        transport,
-        onReconnectionStart: () => window.events.push("start"),
-        onReconnectionComplete: (i) => window.events.push(i),
-      });
-      window.s = s;
-      const c = s.createClient("main");
-      window.got = [];
-      c.onMessageArrived = (m) => window.got.push(m.payloadString);
-      await c.connect();
-      await c.subscribe(`${topic}/#`, { qos: 1 });
-      return { id: s.id, transport: s.transport, visibility: document.visibilityState };
-    }, { topic, transport });
+    const first = await page.evaluate(openWatchedSession, { transport, broker: "main", filter: `${topic}/#` });
     assert.deepEqual(first.transport, transport);
     assert.equal(first.visibility, "visible");
 

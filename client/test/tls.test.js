@@ -15,6 +15,7 @@ import { after, before, test } from "node:test";
 
 import { caddyBinary, freePort, run, spawnChild, startProxy, stopChild, waitForListen } from "./support/env.js";
 import { waitFor } from "./support/wait.js";
+import { openWatchedSession } from "./support/watched-session.js";
 
 const CHROMIUM = process.env.MQTTGW_CHROMIUM_BIN ?? "/usr/bin/chromium";
 let dir;
@@ -254,26 +255,7 @@ for (const transport of ["streaming", "polling"]) {
       const page = await browser.newPage();
       await page.goto(`https://127.0.0.1:${proxy.port}/`);
       const topic = `tls/silent/${transport}-${process.pid}`;
-      const first = await page.evaluate(
-        async ({ topic, transport }) => {
-          const { openSession } = await import("/mqtt/client.js");
-          window.events = [];
-          const s = await openSession("/mqtt", {
-            transport,
-            onReconnectionStart: () => window.events.push("start"),
-            onReconnectionComplete: (i) => window.events.push(i),
-          });
-          window.s = s;
-          const c = s.createClient("secure");
-          window.got = [];
-          c.onMessageArrived = (m) => window.got.push(m.payloadString);
-          await c.connect();
-          await c.subscribe(topic, { qos: 1 });
-          const protocols = performance.getEntriesByType("resource").map((e) => e.nextHopProtocol);
-          return { id: s.id, protocols: [...new Set(protocols)] };
-        },
-        { topic, transport },
-      );
+      const first = await page.evaluate(openWatchedSession, { transport, broker: "secure", filter: topic });
       assert.deepEqual(first.protocols, ["h2"], "every request of the page over HTTP/2, through the proxy");
 
       proxy.silence();
