@@ -659,3 +659,38 @@ func TestSendBodyIsNotReadForAnUnknownSession(t *testing.T) {
 	s.send(transport.AppendPing(nil)) // the session's own /send still runs
 	s.poll()
 }
+
+// A site that compresses (encode, as many do) leaves the gateway's streams and poll
+// answers alone: they are not of a type Caddy compresses, so each frame goes out as it
+// is written rather than when a compressor flushes, and a stream costs no compressor's
+// memory.
+func TestEncodeLeavesStreamsAndPollsUncompressed(t *testing.T) {
+	mq := startMosquitto(t)
+	port := freePort(t)
+	startCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	encode zstd gzip
+	mqtt_gateway /mqtt/* {
+		broker main mqtt://127.0.0.1:%d
+	}
+}
+`, port, mq.port))
+	// Without the transport's own gzip, which would hide an encoding.
+	client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+	for _, endpoint := range []string{"stream", "poll"} {
+		req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/mqtt/%s", port, endpoint), bytes.NewReader(transport.AppendOpen(nil, "", nil, nil)))
+		req.Header.Set("Content-Type", "application/octet-stream")
+		req.Header.Set("Accept-Encoding", "zstd, gzip")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 256)
+		n, _ := io.ReadAtLeast(resp.Body, buf, 1)
+		resp.Body.Close()
+		var opened transport.Frame
+		err = transport.SplitUnit(buf[:n], func(b []byte) error { return transport.Decode(b, &opened) })
+		if ce := resp.Header.Get("Content-Encoding"); ce != "" || err != nil || opened.Type != transport.TypeOpened {
+			t.Errorf("/%s: Content-Encoding %q, first frame %+v (%v)", endpoint, ce, opened, err)
+		}
+	}
+}

@@ -781,6 +781,9 @@ func TestSlowReaderGetsTheLatestValuesSoon(t *testing.T) {
 		// old, growing, and nothing was conflated.
 		"metrics and access logs": {globals: "metrics", site: "log {\n\t\toutput discard\n\t}"},
 		"metrics, root before":    {globals: "metrics", site: "root * /nonexistent", anyHost: true},
+		// Compression, as many sites have it: it wraps the response
+		// writer the WebSocket is taken from.
+		"encode": {site: "encode zstd gzip"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			mq := startMosquitto(t)
