@@ -23,11 +23,10 @@ import (
 // shared by the page's requests, and HTTP/2's flow control does not bound
 // what waits in the network: a browser allows a stream megabytes. So the
 // connection is limited while any stream on it lasts; its other responses
-// then wait in net/http's frame scheduler rather than in the kernel, and
-// what is in flight (sent, not acknowledged) does not count, so a fast
-// link's throughput is unchanged. Over HTTP/3 there is no kernel buffer to
-// limit: QUIC's congestion control bounds what is in flight, and quic-go
-// holds a write until it is sent.
+// then wait in net/http's frame scheduler rather than in the kernel (what
+// is in flight, sent and not acknowledged, does not count). Over HTTP/3
+// there is no kernel buffer to limit: QUIC's congestion control bounds what
+// is in flight, and quic-go's writes wait while it cannot send.
 
 type connKey struct{}
 
