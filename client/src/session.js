@@ -553,20 +553,20 @@ export class Session {
    * once nothing came on the connection for 10 s; a rebind's request made before that
    * mark waits for its deadline (45 s when streaming is the last transport), and no
    * other request goes meanwhile. Measured through a silenced link: rebound 62 s after
-   * the network came back. So while the session reconnects, a HEAD goes every
-   * `probeTimeout` until one is answered, and the browser's check starts within seconds
-   * of its mark; its end fails the waiting request (or Chromium sends it again on a new
-   * connection), and the session rebinds.
+   * the network came back. So while the session reconnects, HEADs go one after the
+   * other, each ended after `probeTimeout`, as long as they go unanswered, and the
+   * browser's check starts within seconds of its mark; its end fails the waiting request
+   * (or Chromium sends it again on a new connection), and the session rebinds. One that
+   * is answered, or fails at once (the gateway down, the browser offline: no silent
+   * connection took it), ends them; the network back re-arms them (_watchNetwork).
    */
   async _nudgeSilentConnection() {
     if (this._nudging) return;
     this._nudging = true;
     try {
-      while (this._state === State.RECONNECTING) {
-        const started = Date.now();
-        if ((await headAnswered(this._base, this._probeTimeout)) === true) return;
-        const rest = this._probeTimeout - (Date.now() - started);
-        if (rest > 0) await new Promise((r) => setTimeout(r, rest));
+      let answered = false;
+      while (answered === false && this._state === State.RECONNECTING) {
+        answered = await headAnswered(this._base, this._probeTimeout);
       }
     } finally {
       this._nudging = false;

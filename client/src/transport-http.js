@@ -104,8 +104,10 @@ export async function dropSilentConnections(base, timeout) {
  * `timeout` ms. Resolves with true when an answer came (any status: the connection
  * works), false when none came in time (the connection it went on is silent), and null
  * when it failed at once (nothing listens, or the browser is offline): a connection
- * refused is no silent one, and a page of another origin may not read the answer
- * (CORS), which still came.
+ * refused is no silent one. The request goes with the session's credentials mode, so
+ * on the connections the session's requests use, and as `no-cors`: a page of another
+ * origin may not read the answer (the gateway's files allow any origin, which a request
+ * with credentials may not rely on), and needs only to know that one came.
  * @param {string | URL} base
  * @param {number} timeout
  * @returns {Promise<boolean | null>}
@@ -115,7 +117,7 @@ export async function headAnswered(base, timeout) {
   const ac = new AbortController();
   const timer = setTimeout(() => ac.abort(), timeout);
   try {
-    await fetch(url, { method: "HEAD", credentials: credentialsMode(url), cache: "no-store", signal: ac.signal });
+    await fetch(url, { method: "HEAD", mode: "no-cors", credentials: credentialsMode(url), cache: "no-store", signal: ac.signal });
     return true;
   } catch {
     return ac.signal.aborted ? false : null;

@@ -1840,6 +1840,68 @@ describe("connection checks", () => {
   });
 });
 
+// In a browser, a connection lost over HTTP/2 leaves the page's one connection to the
+// gateway, maybe silent, which only the browser can close, after a request it sends
+// once that connection has brought nothing for a while (_nudgeSilentConnection; the
+// behaviour is tested in Chromium in tls.test.js). Here: how many HEADs go.
+describe("kept connections while reconnecting over HTTP in a browser", () => {
+  /**
+   * Loses a streaming session's connection with the gateway refusing new ones, and
+   * answers HEADs with `answer(n)` for the n-th (0-based): "silent" never answers
+   * (until the probe ends it), "answered" resolves, "refused" rejects at once.
+   * Returns the HEADs sent within 600 ms (probeTimeout 50 ms), then closes.
+   */
+  async function headsWhileReconnecting(answer) {
+    const heads = [];
+    const original = globalThis.fetch;
+    globalThis.fetch = (url, init) => {
+      // close() while reconnecting sends its CLOSE by a /send of its own.
+      if (init.method !== "HEAD") return Promise.resolve(new Response(null, { status: 204 }));
+      const n = heads.push({ url: String(url), init }) - 1;
+      const how = answer(n);
+      if (how === "answered") return Promise.resolve(new Response(null, { status: 200 }));
+      if (how === "refused") return Promise.reject(new TypeError("Failed to fetch"));
+      return new Promise((_, reject) => init.signal.addEventListener("abort", () => reject(init.signal.reason)));
+    };
+    globalThis.window = new EventTarget();
+    const gw = new FakeGateway("streaming");
+    try {
+      const pending = openSession("http://127.0.0.1:1/mqtt", { transport: gw.factory, probeTimeout: 50 });
+      const conn = await gw.connection(0);
+      await conn.take(F.OPEN);
+      conn.send(opened());
+      const session = await pending;
+      gw.refuse = true;
+      conn.drop();
+      await new Promise((r) => setTimeout(r, 600));
+      await session.close();
+      return heads;
+    } finally {
+      globalThis.fetch = original;
+      delete globalThis.window;
+    }
+  }
+
+  test("six HEADs drop the kept connections, then one at a time while they go unanswered", async () => {
+    const heads = await headsWhileReconnecting(() => "silent");
+    // 6 at once (50 ms), then one every 50 ms: about 10 more in the rest of 600 ms.
+    assert.ok(heads.length >= 6 + 6, `${heads.length} HEADs`);
+    assert.equal(heads[0].url, "http://127.0.0.1:1/mqtt/client.js");
+    assert.equal(heads[0].init.mode, "no-cors", "an answer a page of another origin may not read still counts");
+    assert.equal(heads[0].init.cache, "no-store");
+  });
+
+  test("a HEAD answered ends them", async () => {
+    const heads = await headsWhileReconnecting((n) => (n < 6 + 2 ? "silent" : "answered"));
+    assert.equal(heads.length, 6 + 3);
+  });
+
+  test("a HEAD that fails at once ends them: no silent connection took it", async () => {
+    const heads = await headsWhileReconnecting((n) => (n < 6 + 1 ? "silent" : "refused"));
+    assert.equal(heads.length, 6 + 2);
+  });
+});
+
 describe("heartbeat", () => {
   function clocked(heartbeat) {
     let now = 1_000_000;
