@@ -663,12 +663,16 @@ func TestSendBodyIsNotReadForAnUnknownSession(t *testing.T) {
 // A site that compresses (encode, as many do) leaves the gateway's streams and poll
 // answers alone: they are not of a type Caddy compresses, so each frame goes out as it
 // is written rather than when a compressor flushes, and a stream costs no compressor's
-// memory.
+// memory. (encode weighs only a response whose first write is at least its
+// minimum_length, 512 bytes by default, as a rebind's backlog is: here every response
+// is weighed, so that its type alone decides.)
 func TestEncodeLeavesStreamsAndPollsUncompressed(t *testing.T) {
 	mq := startMosquitto(t)
 	port := freePort(t)
 	startCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
-	encode zstd gzip
+	encode zstd gzip {
+		minimum_length 1
+	}
 	mqtt_gateway /mqtt/* {
 		broker main mqtt://127.0.0.1:%d
 	}

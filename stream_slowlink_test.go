@@ -134,9 +134,14 @@ func slowLinkClient(t *testing.T, proto string, roots *x509.CertPool) *http.Clie
 				}
 				to, err := net.ResolveUDPAddr("udp", addr)
 				if err != nil {
+					udp.Close()
 					return nil, err
 				}
-				return (&quic.Transport{Conn: slowPackets{udp}}).DialEarly(ctx, to, tlsConfig, config)
+				qt := &quic.Transport{Conn: slowPackets{udp}}
+				// After h3.Close, which closes only its connections; the
+				// transport does not close a socket it was given.
+				t.Cleanup(func() { qt.Close(); udp.Close() })
+				return qt.DialEarly(ctx, to, tlsConfig, config)
 			}}
 		t.Cleanup(func() { h3.Close() })
 		return &http.Client{Transport: h3}
