@@ -173,32 +173,50 @@ func openStream(t *testing.T, base string, body []byte) <-chan transport.Frame {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { resp.Body.Close() })
-	frames := make(chan transport.Frame, 100)
+	frames, _ := streamFrames(t, resp.Body, 100)
+	return frames
+}
+
+// streamFrames reads the frames of a stream's body as they come, whole
+// across chunks, into a channel of capacity buffer, closed when the body
+// ends, the test ends, or a frame does not decode (an error of the test).
+// Once it is closed, ended tells why the body ended: nil at its end.
+func streamFrames(t *testing.T, body io.Reader, buffer int) (frames <-chan transport.Frame, ended func() error) {
+	out := make(chan transport.Frame, buffer)
+	var end error
 	go func() {
-		defer close(frames)
+		defer close(out)
 		var pending []byte
 		buf := make([]byte, 4096)
 		for {
-			n, err := resp.Body.Read(buf)
+			n, err := body.Read(buf)
 			pending = append(pending, buf[:n]...)
-			// Reassemble whole frames across chunks.
 			for {
 				size, used := binary.Uvarint(pending)
 				if used <= 0 || len(pending) < used+int(size) {
 					break
 				}
 				var f transport.Frame
-				if transport.Decode(pending[used:used+int(size)], &f) == nil {
-					frames <- f
+				if err := transport.Decode(pending[used:used+int(size)], &f); err != nil {
+					t.Errorf("a stream's frame does not decode: %v", err)
+					return
+				}
+				select {
+				case out <- f:
+				case <-t.Context().Done():
+					return
 				}
 				pending = pending[used+int(size):]
 			}
 			if err != nil {
+				if err != io.EOF {
+					end = err
+				}
 				return
 			}
 		}
 	}()
-	return frames
+	return out, func() error { return end }
 }
 
 // nextOnStream is the next frame of a stream openStream reads.

@@ -1,14 +1,11 @@
 package mqttgateway
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/binary"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -72,11 +69,15 @@ func slowStreamingClient(t *testing.T, proto string) {
 		// ends.
 		other := openSlowStream(t, client, base, proto)
 		other.send(transport.AppendClose(nil))
-		ended := make(chan error, 1)
-		go func() { _, err := io.Copy(io.Discard, other.body); ended <- err }()
+		drained := make(chan struct{})
+		go func() {
+			for range other.frames {
+			}
+			close(drained)
+		}()
 		select {
-		case err := <-ended:
-			if err != nil {
+		case <-drained:
+			if err := other.ended(); err != nil {
 				t.Fatalf("the other stream: %v", err)
 			}
 		case <-time.After(10 * time.Second):
@@ -173,7 +174,8 @@ type slowStream struct {
 	client *http.Client
 	base   string
 	opened transport.Frame
-	body   *bufio.Reader
+	frames <-chan transport.Frame
+	ended  func() error
 }
 
 func openSlowStream(t *testing.T, client *http.Client, base, proto string) *slowStream {
@@ -186,7 +188,9 @@ func openSlowStream(t *testing.T, client *http.Client, base, proto string) *slow
 	if want := map[string]int{"h2": 2, "h3": 3}[proto]; want != 0 && resp.ProtoMajor != want {
 		t.Fatalf("the stream came over %s, want %s", resp.Proto, proto)
 	}
-	s := &slowStream{t: t, client: client, base: base, body: bufio.NewReaderSize(resp.Body, 4096)}
+	// Read no further ahead than the frames asked for: the link is slow.
+	s := &slowStream{t: t, client: client, base: base}
+	s.frames, s.ended = streamFrames(t, resp.Body, 0)
 	if s.opened = s.next(); s.opened.Type != transport.TypeOpened {
 		t.Fatalf("got %+v, want OPENED", s.opened)
 	}
@@ -196,29 +200,12 @@ func openSlowStream(t *testing.T, client *http.Client, base, proto string) *slow
 // next is the stream's next frame, which must come within 10 s.
 func (s *slowStream) next() transport.Frame {
 	s.t.Helper()
-	type read struct {
-		f   transport.Frame
-		err error
-	}
-	got := make(chan read, 1)
-	go func() {
-		var r read
-		n, err := binary.ReadUvarint(s.body)
-		frame := make([]byte, n)
-		if r.err = err; err == nil {
-			_, r.err = io.ReadFull(s.body, frame)
-		}
-		if r.err == nil {
-			r.err = transport.Decode(frame, &r.f)
-		}
-		got <- r
-	}()
 	select {
-	case r := <-got:
-		if r.err != nil {
-			s.t.Fatalf("reading the stream: %v", r.err)
+	case f, ok := <-s.frames:
+		if !ok {
+			s.t.Fatal("the stream ended")
 		}
-		return r.f
+		return f
 	case <-time.After(10 * time.Second):
 		s.t.Fatal("the stream delivered nothing for 10 s")
 	}
