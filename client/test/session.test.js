@@ -28,9 +28,12 @@ const opened = (o = {}) => ({
 const result = (req, value = 0, code = 0, message = "") => ({ type: F.RESULT, req, code, message, value });
 const message = (o) => ({ type: F.MESSAGE, stream: 1, qos: 0, retain: false, duplicate: false, packetId: 0, topic: "t", props: {}, payload: new Uint8Array([1]), ...o });
 
-/** Opens a session on a fake gateway; returns the pieces a test needs. */
-async function open(options = {}) {
-  const gw = new FakeGateway();
+/**
+ * Opens a session on a fake gateway, whose transport the session knows by
+ * `transportName` if given; returns the pieces a test needs.
+ */
+async function open(options = {}, transportName) {
+  const gw = new FakeGateway(transportName);
   const pending = openSession("http://127.0.0.1:1/mqtt", { transport: gw.factory, ...options });
   const conn = await gw.connection(0);
   const openFrame = await conn.take(F.OPEN);
@@ -1864,13 +1867,8 @@ describe("kept connections while reconnecting over HTTP in a browser", () => {
       return new Promise((_, reject) => init.signal.addEventListener("abort", () => reject(init.signal.reason)));
     };
     globalThis.window = new EventTarget();
-    const gw = new FakeGateway("streaming");
     try {
-      const pending = openSession("http://127.0.0.1:1/mqtt", { transport: gw.factory, probeTimeout: 50 });
-      const conn = await gw.connection(0);
-      await conn.take(F.OPEN);
-      conn.send(opened());
-      const session = await pending;
+      const { gw, conn, session } = await open({ probeTimeout: 50 }, "streaming");
       gw.refuse = true;
       conn.drop();
       await new Promise((r) => setTimeout(r, 600));
