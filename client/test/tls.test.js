@@ -62,6 +62,12 @@ before(async () => {
   httpsPort = await freePort();
   h2Port = await freePort();
   const caddyfile = path.join(dir, "Caddyfile");
+  // The broker both sites reach, verifying its certificate.
+  const secure = `broker secure mqtts://127.0.0.1:${good.port} {
+			tls {
+				ca ${good.ca}
+			}
+		}`;
   await fs.writeFile(
     caddyfile,
     `{
@@ -75,22 +81,14 @@ before(async () => {
 https://127.0.0.1:${h2Port} {
 	tls internal
 	mqtt_gateway /mqtt/* {
-		broker secure mqtts://127.0.0.1:${good.port} {
-			tls {
-				ca ${good.ca}
-			}
-		}
+		${secure}
 	}
 	respond "tls site, HTTP/2"
 }
 https://127.0.0.1:${httpsPort} {
 	tls internal
 	mqtt_gateway /mqtt/* {
-		broker secure mqtts://127.0.0.1:${good.port} {
-			tls {
-				ca ${good.ca}
-			}
-		}
+		${secure}
 		broker misnamed mqtts://127.0.0.1:${wrong.port} {
 			connect_timeout 2s
 			tls {
