@@ -44,3 +44,44 @@ func TestLongPollingStaysUnderTheBandwidthCap(t *testing.T) {
 		}
 	}
 }
+
+// Over a long round trip, a long-polling session under a bandwidth cap
+// still gets its cap: what the cap granted while the next poll was on its
+// way goes with that poll's answer. Without that, each answer carried a
+// quarter second of the cap, once per round trip.
+func TestLongPollingOverALongRoundTripGetsItsCap(t *testing.T) {
+	const capBytes = 4000
+	mq := startMosquitto(t)
+	_, httpPort := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), fmt.Sprintf("max_bandwidth %d", capBytes))
+	proxy := startProxy(t, fmt.Sprintf("127.0.0.1:%d", httpPort))
+	s := pollingSubscribed(t, fmt.Sprintf("http://127.0.0.1:%d/mqtt", proxy.port()), "far/+")
+	proxy.delay.Store(int64(500 * time.Millisecond)) // each poll reaches the gateway 500 ms after it left
+	// 40 topics, so that what waits after conflation (a value per topic)
+	// is more than a round trip of the cap.
+	topics := make([]string, 40)
+	for i := range topics {
+		topics[i] = fmt.Sprintf("far/%d", i)
+	}
+	pub := mqttPublisher(t, mq.port)
+	done := make(chan time.Duration)
+	start := proxy.back.Load()
+	t0 := time.Now()
+	go func() {
+		publishRange(t, pub, topics, 0, 800, 100, 100, 0) // 100 msg/s × 100 B, 8 s: 2.5 × the cap
+		done <- time.Since(t0)
+	}()
+	polls := 0
+	for elapsed := time.Duration(0); elapsed == 0; {
+		select {
+		case elapsed = <-done:
+			rate := float64(proxy.back.Load()-start) / elapsed.Seconds()
+			t.Logf("%d polls in %s: %.0f B/s on the wire against a cap of %d B/s", polls, elapsed.Round(time.Millisecond), rate, capBytes)
+			if rate < capBytes*0.8 || rate > capBytes*1.1 {
+				t.Errorf("%.0f B/s on the wire, want the cap of %d B/s within -20%% and +10%%", rate, capBytes)
+			}
+		default:
+			s.poll()
+			polls++
+		}
+	}
+}

@@ -245,6 +245,9 @@ func (s *Session) Attach(t Transport, resume bool, received uint64) *Error {
 	old := s.conn
 	s.conn = t
 	s.overSince = time.Time{}
+	if s.bucket != nil {
+		s.bucket.Resume(time.Now(), pauseCredit) // no-op unless a poll or stream was answered
+	}
 	if s.expiry != nil {
 		s.expiry.Stop()
 		s.expiry = nil
@@ -256,6 +259,12 @@ func (s *Session) Attach(t Transport, resume bool, received uint64) *Error {
 	t.Wake()
 	return nil
 }
+
+// pauseCredit bounds what a capped client's budget gains between two
+// requests beyond its burst (Bucket.Resume): enough for a round trip and
+// a full answer's transfer on a slow link, while a client that was away
+// longer gets no larger answer than that.
+const pauseCredit = 2 * time.Second
 
 // Detach unbinds a transport whose connection is gone. The session waits
 // for a rebind for the session timeout, then ends.
@@ -280,6 +289,11 @@ func (s *Session) DetachFor(t Transport, notice time.Duration) {
 	}
 	s.conn = nil
 	s.between = notice > 0
+	if s.between {
+		// Until the client's next request comes, nothing can be sent: the
+		// bandwidth cap's budget accrues meanwhile (Bucket.Pause).
+		s.bucket.Pause(time.Now())
+	}
 	timeout := s.mgr.config().SessionTimeout
 	// The timer may fire while a rebind holds s.mu (Stop then returns
 	// false): it ends the session only if it is still the session's expiry,

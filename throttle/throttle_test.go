@@ -269,6 +269,67 @@ func TestBucketHolds(t *testing.T) {
 	}
 }
 
+// A client that can take data only between pauses (a long poller: an
+// answer, then a round trip until the next poll) gets its rate over any
+// stretch of polls, not a burst per round trip; and no more than its rate.
+func TestBucketPausesKeepTheRate(t *testing.T) {
+	const rate = 4000 // a burst of 1000
+	for _, rtt := range []time.Duration{100 * time.Millisecond, 600 * time.Millisecond, 1500 * time.Millisecond} {
+		for _, pause := range []bool{false, true} {
+			b := NewBucket(rate, t0)
+			sent, now := 0, t0
+			for now.Before(t0.Add(60 * time.Second)) {
+				// The answer, a moment after the poll came: what the
+				// bucket lets go.
+				now = now.Add(time.Millisecond)
+				for b.Allow(100, now) {
+					sent += 100
+				}
+				if pause {
+					b.Pause(now)
+				}
+				now = now.Add(rtt) // the next poll comes
+				b.Resume(now, 2*time.Second)
+			}
+			got := float64(sent) / now.Sub(t0).Seconds()
+			t.Logf("round trip %s, pause %v: %.0f B/s", rtt, pause, got)
+			if got > rate*1.03 {
+				t.Errorf("round trip %s, pause %v: %.0f B/s, over the rate of %d", rtt, pause, got, rate)
+			}
+			// Without the pause, the burst cuts what each round trip
+			// granted: 1000 bytes a round trip.
+			want := min(float64(rate), 1000/rtt.Seconds())
+			if pause {
+				want = rate
+			}
+			if got < want*0.97 {
+				t.Errorf("round trip %s, pause %v: %.0f B/s, want about %.0f", rtt, pause, got, want)
+			}
+		}
+	}
+	// A client away longer than the gap gets the burst and the gap's rate.
+	b := NewBucket(rate, t0)
+	b.Allow(1000, t0)
+	b.Pause(t0)
+	b.Resume(t0.Add(time.Minute), 2*time.Second)
+	if !b.Allow(9000, t0.Add(time.Minute)) || b.Allow(100, t0.Add(time.Minute)) {
+		t.Fatal("after a minute away, the bucket must hold its burst and 2 s of rate: 9000 bytes")
+	}
+	// A rate changed while paused drops what the pause granted.
+	b = NewBucket(rate, t0)
+	b.Allow(1000, t0)
+	b.Pause(t0)
+	t1 := t0.Add(time.Second)
+	b.SetRate(rate, t1)
+	b.Resume(t1, 2*time.Second)
+	if !b.Allow(1000, t1) || b.Holds(1, t1) {
+		t.Fatal("a SetRate during a pause must leave the bucket at its burst")
+	}
+	var unlimited *Bucket
+	unlimited.Pause(t0)
+	unlimited.Resume(t0, time.Second)
+}
+
 func BenchmarkGateOffer(b *testing.B) {
 	g := NewGate[string, int]()
 	keys := make([]string, 100)
