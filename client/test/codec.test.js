@@ -14,9 +14,9 @@ import {
   uvarintSize,
 } from "../src/codec.js";
 import { ErrorCode, MqttGatewayError } from "../src/errors.js";
+import { sampleFrames } from "./support/sample-frames.js";
 
 const bytes = (...b) => new Uint8Array(b);
-const id16 = (seed) => Uint8Array.from({ length: 16 }, (_, i) => (seed * 31 + i) & 0xff);
 
 function encodeUvarint(v) {
   const w = new Writer();
@@ -200,104 +200,10 @@ describe("strings, bytes, kv, props", () => {
 });
 
 describe("frames", () => {
-  const all = [
-    { type: FrameType.OPEN, version: 1, user: "alice", password: bytes(0, 255, 10), options: [["max_bandwidth", "1024"]] },
-    { type: FrameType.BIND, session: id16(1), secret: id16(2), received: MAX_UVARINT },
-    {
-      type: FrameType.CONNECT,
-      req: 1,
-      handle: 2,
-      broker: "main",
-      clientId: "",
-      cleanStart: true,
-      keepAlive: 0,
-      sessionExpiry: 0,
-      username: "",
-      password: bytes(),
-      will: null,
-    },
-    {
-      type: FrameType.CONNECT,
-      req: 300,
-      handle: 7,
-      broker: "sensors",
-      clientId: "dev-1",
-      cleanStart: false,
-      keepAlive: 60,
-      sessionExpiry: 86400,
-      username: "u",
-      password: bytes(1, 2, 3),
-      will: { qos: 2, retain: true, topic: "dev/1/status", props: { contentType: "text/plain", willDelayInterval: 30 }, payload: bytes(0x6f, 0x66, 0x66) },
-    },
-    { type: FrameType.SUBSCRIBE, req: 3, handle: 2, filter: "sensors/+/temp", qos: 1, maxFrequency: 2500 },
-    { type: FrameType.SUBSCRIBE, req: 3, handle: 2, filter: "a", qos: 2, noLocal: true, retainAsPublished: true, retainHandling: 2, maxFrequency: 0 },
-    { type: FrameType.UNSUBSCRIBE, req: 4, handle: 2, filter: "a/#" },
-    { type: FrameType.FREQUENCY, req: 9, handle: 2, filter: "a/+", maxFrequency: 2500 },
-    { type: FrameType.BANDWIDTH, req: 10, value: 65536 },
-    { type: FrameType.SEND, session: bytes(...Array(16).keys()), secret: bytes(...Array(16).fill(7)), requests: 300 },
-    { type: FrameType.SEND, session: bytes(...Array(16).fill(1)), secret: bytes(...Array(16).fill(2)) },
-    {
-      type: FrameType.PUBLISH,
-      req: 5,
-      handle: 2,
-      topic: "x/y",
-      qos: 2,
-      retain: true,
-      props: { userProperties: [["k", "v"]] },
-      payload: Uint8Array.from({ length: 256 }, (_, i) => i),
-    },
-    { type: FrameType.PUBLISH, req: 6, handle: 2, topic: "x", qos: 0, retain: false, props: {}, payload: bytes() },
-    { type: FrameType.DISCONNECT, req: 7, handle: 2 },
-    { type: FrameType.ACK, stream: 9, packetId: 65535 },
-    { type: FrameType.PING },
-    { type: FrameType.CLOSE },
-    { type: FrameType.CLOSE, left: true },
-    { type: FrameType.PING, answer: true },
-    {
-      type: FrameType.OPENED,
-      session: id16(3),
-      secret: id16(4),
-      heartbeat: 20000,
-      sessionTimeout: 30000,
-      maxFrame: 1 << 20,
-      info: [["server", "mqtt_gateway"]],
-    },
-    { type: FrameType.BOUND, replayFrom: 42, requests: 7 },
-    { type: FrameType.RESULT, req: 5, code: 0, message: "", value: 3 },
-    { type: FrameType.RESULT, req: 7, code: 0, message: "", value: 4, sessionPresent: true },
-    { type: FrameType.RESULT, req: 6, code: 4021, message: "not allowed: é", value: 0 },
-    {
-      type: FrameType.MESSAGE,
-      stream: 1,
-      qos: 1,
-      retain: true,
-      duplicate: true,
-      packetId: 12,
-      topic: "sensors/a/temp",
-      props: { payloadFormatIndicator: 0, correlationData: bytes(9) },
-      payload: bytes(0xff, 0xfe, 0x00),
-    },
-    {
-      type: FrameType.MESSAGE,
-      stream: 2,
-      qos: 0,
-      retain: true,
-      duplicate: false,
-      packetId: 0,
-      client: 300,
-      topic: "sensors/b/temp",
-      props: {},
-      payload: bytes(1),
-    },
-    { type: FrameType.LOST, handle: 2, code: 4041, message: "broker down" },
-    { type: FrameType.NOTICE, code: 4050, message: "overflow", value: 17 },
-    { type: FrameType.UNSUBSCRIBED, handle: 3, filter: "room/+/msg", code: 4021, message: "removed from room 42" },
-    { type: FrameType.SERVER_CLOSE, code: 4012, message: "gap" },
-  ];
 
   test("every frame type round trips", () => {
     const seen = new Set();
-    for (const f of all) {
+    for (const f of sampleFrames) {
       const enc = encodeFrame(f);
       assert.equal(enc[0], f.type);
       assert.deepEqual(decodeFrame(enc), f);
@@ -359,7 +265,7 @@ describe("frames", () => {
   });
 
   test("truncated bodies are malformed", () => {
-    for (const f of all) {
+    for (const f of sampleFrames) {
       const enc = encodeFrame(f);
       // Frames ending in `rest` accept any cut inside the payload, not before it; a
       // RESULT without its optional flags is a RESULT, and a CLOSE or PING without its
