@@ -309,6 +309,8 @@ export class Session {
       dead: () => this._transportDead(),
       // Asleep (a laptop's lid, a frozen tab): the network may be another one now.
       woke: () => this._checkOnEvent(),
+      // Steady traffic stopped: a path left silent, or a pause of the application's.
+      stalled: () => this._checkStall(),
     });
     /** @type {{t: object, promise: Promise<boolean>, end: (ok: boolean) => void} | null} the check under way */
     this._check = null;
@@ -580,6 +582,14 @@ export class Session {
   _checkOnEvent() {
     if (this._state === State.OPEN) this.checkConnection();
     return this._check !== null;
+  }
+
+  /** checkConnection when steady traffic stopped (Heartbeat, stalled); the heartbeat hears how it went. */
+  _checkStall() {
+    if (this._state !== State.OPEN || this._check) return;
+    this.checkConnection().then((ok) => {
+      if (ok !== null) this._heartbeat.stallChecked(ok);
+    });
   }
 
   /**

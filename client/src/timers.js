@@ -1,6 +1,23 @@
 // Liveness and retry timing: the heartbeat monitor and the reconnection backoff.
 
 /**
+ * The least silence that makes steady traffic count as stalled (Heartbeat, stalled):
+ * longer than a stall a slow mobile link recovers from by itself in most cases, far
+ * shorter than the heartbeat deadline (45 s by default).
+ */
+export const STALL_MIN = 5000;
+
+/** How many times the typical gap between units a silence must last to be a stall. */
+const STALL_GAPS = 4;
+
+/**
+ * How many ticks (a second each, with the default heartbeat) must have seen units
+ * since the last silence for the traffic to count as steady: a session's burst of
+ * answers and retained messages when it subscribes is not, nor the gateway's PINGs.
+ */
+const STEADY_TICKS = 3;
+
+/**
  * Sends PING when nothing was sent for `heartbeat` ms and declares the connection dead
  * when nothing was received for 2 × heartbeat + 5000 ms (PROTOCOL.md, Heartbeats).
  *
@@ -18,15 +35,29 @@ export class Heartbeat {
    * @param {() => void} o.dead called once when the receive deadline passes
    * @param {() => boolean} [o.woke] called when a tick shows this process was asleep;
    *   true: the session checks the connection (which pings), and this tick does not
+   * @param {() => void} [o.stalled] called once when traffic that came steadily (in
+   *   STEADY_TICKS ticks or more) stops for longer than stallAfter: the session checks the connection then, so that a
+   *   dashboard on a path a network switch left silent (and nobody reported) notices
+   *   in seconds, not at the deadline. An idle session, whose only traffic is the
+   *   gateway's PINGs, never stalls. stallChecked tells how the check went.
    * @param {() => number} [o.now] clock, for tests
    */
-  constructor({ ping, dead, woke = () => false, now = Date.now }) {
+  constructor({ ping, dead, woke = () => false, stalled = () => {}, now = Date.now }) {
     this.ping = ping;
     this.dead = dead;
     this.woke = woke;
+    this.stalled = stalled;
     this.now = now;
     this.timer = null;
     this.heartbeat = 0;
+    // The typical gap between units received (ms), a moving average kept across
+    // connections: the traffic is the application's, not the connection's.
+    this.gap = Infinity;
+    this.lastReceived = 0;
+    this.stallSignalled = false; // this silence was weighed as a stall (tick)
+    this.receivedSinceTick = false;
+    this.activeTicks = 0; // ticks that saw units since the last silence
+    this.stallBackoff = 1; // doubles with each failed stall check (stallChecked)
   }
 
   /** Starts (or restarts) monitoring with the server's heartbeat period. */
@@ -37,6 +68,7 @@ export class Heartbeat {
     this.lastSent = t;
     this.lastReceived = t;
     this.lastTick = t;
+    this.stallSignalled = false;
     this.tickMs = Math.min(1000, Math.max(25, Math.floor(heartbeat / 4)));
     this.timer = setInterval(() => this.tick(), this.tickMs);
     // Node.js: the transport keeps the process alive while it is open; this timer
@@ -62,7 +94,13 @@ export class Heartbeat {
    */
   received() {
     const t = this.now();
+    if (this.lastReceived > 0) {
+      const gap = t - this.lastReceived;
+      this.gap = this.gap === Infinity ? gap : this.gap + (gap - this.gap) / 4;
+    }
     this.lastReceived = t;
+    this.stallSignalled = false;
+    this.receivedSinceTick = true;
     if (this.timer !== null && t - this.lastSent >= this.heartbeat) {
       this.lastSent = t;
       this.ping();
@@ -72,6 +110,27 @@ export class Heartbeat {
   /** The receive deadline: 2 × heartbeat + 5000 ms. */
   get deadAfter() {
     return 2 * this.heartbeat + 5000;
+  }
+
+  /**
+   * The silence after which traffic counts as stalled: STALL_GAPS typical gaps, at
+   * least STALL_MIN, times the backoff of failed checks. A pause in the application's
+   * own traffic costs a check or two (each answered one lengthens the typical gap),
+   * and a check that keeps failing for a cause that a new connection does not mend
+   * (a large upload ahead of its PING on a slow uplink) is not repeated every few
+   * seconds.
+   */
+  get stallAfter() {
+    return Math.max(STALL_MIN, STALL_GAPS * this.gap) * this.stallBackoff;
+  }
+
+  /**
+   * How the check that stalled() started went: a failed one doubles stallAfter (up to
+   * 8 times), an answered one resets it.
+   * @param {boolean} ok
+   */
+  stallChecked(ok) {
+    this.stallBackoff = ok ? 1 : Math.min(this.stallBackoff * 2, 8);
   }
 
   tick() {
@@ -91,6 +150,15 @@ export class Heartbeat {
       this.stop();
       this.dead();
       return;
+    }
+    if (this.receivedSinceTick) this.activeTicks++;
+    this.receivedSinceTick = false;
+    if (slept) this.activeTicks = 0;
+    else if (!this.stallSignalled && t - this.lastReceived >= this.stallAfter) {
+      // One silence ends a stretch of traffic, steady or not.
+      this.stallSignalled = true;
+      if (this.activeTicks >= STEADY_TICKS) this.stalled();
+      this.activeTicks = 0;
     }
     if (t - this.lastSent >= this.heartbeat) {
       this.lastSent = t;

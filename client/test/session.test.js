@@ -5,7 +5,7 @@ import { describe, test } from "node:test";
 
 import { ErrorCode, Message, MqttGatewayError, openSession } from "../src/client.js";
 import { FrameType as F, decodeUnit, encodeFrame, encodeUnit } from "../src/codec.js";
-import { Heartbeat, backoffDelay } from "../src/timers.js";
+import { Heartbeat, STALL_MIN, backoffDelay } from "../src/timers.js";
 import { forgetTransport } from "../src/transport-memory.js";
 import { FakeGateway } from "./support/fake-gateway.js";
 import { spyFetch } from "./support/fetch-spy.js";
@@ -1980,6 +1980,86 @@ describe("heartbeat", () => {
     now += 60_000;
     hb.tick();
     assert.deepEqual(log, ["woke", "woke", "ping"]);
+  });
+
+  describe("stalls: steady traffic that stops", () => {
+    function stallClock() {
+      let now = 1_000_000;
+      const stalls = [];
+      const hb = new Heartbeat({ ping: () => {}, dead: () => stalls.push(["dead", now]), stalled: () => stalls.push(now), now: () => now });
+      hb.start(20000); // ticks every second
+      hb.stop();
+      const run = (ms, every = 0) => {
+        for (let t = 0; t < ms; t += 100) {
+          now += 100;
+          if (every && t % every === 0) hb.received();
+          if (t % 1000 === 900) hb.tick();
+        }
+      };
+      return { hb, stalls, run, get now() { return now; } };
+    }
+
+    test("a silence of STALL_MIN after units every 100 ms is a stall, signalled once", () => {
+      const c = stallClock();
+      c.run(10000, 100); // 10 s of traffic
+      const silent = c.hb.lastReceived;
+      c.run(4000);
+      assert.deepEqual(c.stalls, [], "4 s of silence is no stall");
+      c.run(15000);
+      assert.equal(c.stalls.length, 1, "once for one silence");
+      assert.ok(c.stalls[0] - silent >= STALL_MIN && c.stalls[0] - silent <= STALL_MIN + 1000, `at ${c.stalls[0] - silent} ms`);
+    });
+
+    test("sparser traffic waits four of its gaps; an idle session, the deadline alone", () => {
+      const c = stallClock();
+      c.run(60000, 3000); // a unit every 3 s
+      const silent = c.hb.lastReceived;
+      c.run(8000);
+      assert.deepEqual(c.stalls, [], "11 s is less than four gaps of 3 s");
+      c.run(2000);
+      assert.equal(c.stalls.length, 1);
+      assert.ok(c.stalls[0] - silent >= 12000, `at ${c.stalls[0] - silent} ms`);
+
+      const idle = stallClock();
+      idle.run(120000, 20000); // the gateway's PINGs only
+      idle.run(45000);
+      assert.ok(idle.stalls.length > 0 && idle.stalls.every((x) => x[0] === "dead"), "an idle session never stalls: the deadline comes first");
+    });
+
+    test("a burst (a subscription's answers and retained messages) then quiet is no stall", () => {
+      const c = stallClock();
+      c.run(200, 100);
+      for (let i = 0; i < 10; i++) c.hb.received();
+      c.run(30000);
+      assert.deepEqual(c.stalls, []);
+      c.run(5000, 100); // then steady traffic, which stops
+      c.run(6000);
+      assert.equal(c.stalls.length, 1);
+    });
+
+    test("a failed check doubles the wait for the next, up to 8 times, and an answered one resets it", () => {
+      const c = stallClock();
+      c.run(10000, 100);
+      for (const [ok, want] of [[false, 2], [false, 4], [false, 8], [false, 8], [true, 1]]) {
+        c.hb.stallChecked(ok);
+        assert.equal(c.hb.stallAfter / Math.max(STALL_MIN, 4 * c.hb.gap), want);
+      }
+      c.hb.stallChecked(false);
+      const silent = c.hb.lastReceived;
+      c.run(12000);
+      assert.equal(c.stalls.length, 1);
+      assert.ok(c.stalls[0] - silent >= 2 * STALL_MIN, `the second waits twice as long: ${c.stalls[0] - silent} ms`);
+    });
+
+    test("a late tick (the process slept) is no stall: the wake-up check covers it", () => {
+      const c = stallClock();
+      c.run(10000, 100);
+      let now = c.now;
+      c.hb.now = () => now;
+      now += 60_000;
+      c.hb.tick();
+      assert.deepEqual(c.stalls, []);
+    });
   });
 });
 
