@@ -36,10 +36,11 @@ export class Heartbeat {
    * @param {() => boolean} [o.woke] called when a tick shows this process was asleep;
    *   true: the session checks the connection (which pings), and this tick does not
    * @param {() => void} [o.stalled] called once when traffic that came steadily (in
-   *   STEADY_TICKS ticks or more) stops for longer than stallAfter: the session checks the connection then, so that a
-   *   dashboard on a path a network switch left silent (and nobody reported) notices
-   *   in seconds, not at the deadline. An idle session, whose only traffic is the
-   *   gateway's PINGs, never stalls. stallChecked tells how the check went.
+   *   STEADY_TICKS ticks or more) stops for longer than stallAfter: the session
+   *   checks the connection then, so that a dashboard on a path a network switch left
+   *   silent (and nobody reported) notices in seconds, not at the deadline. An idle
+   *   session, whose only traffic is the gateway's PINGs, never stalls. stallChecked
+   *   tells how the check went.
    * @param {() => number} [o.now] clock, for tests
    */
   constructor({ ping, dead, woke = () => false, stalled = () => {}, now = Date.now }) {
