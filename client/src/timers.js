@@ -127,7 +127,7 @@ export class Heartbeat {
 
   /**
    * How the check that stalled() started went: a failed one doubles stallAfter (up to
-   * 8 times), an answered one resets it.
+   * 8 times), until a check is answered or traffic comes steadily again.
    * @param {boolean} ok
    */
   stallChecked(ok) {
@@ -152,7 +152,10 @@ export class Heartbeat {
       this.dead();
       return;
     }
-    if (this.receivedSinceTick) this.activeTicks++;
+    if (this.receivedSinceTick && ++this.activeTicks >= STEADY_TICKS) {
+      // Traffic is steady again: what made the last checks fail is mended.
+      this.stallBackoff = 1;
+    }
     this.receivedSinceTick = false;
     if (slept) this.activeTicks = 0;
     else if (!this.stallSignalled && t - this.lastReceived >= this.stallAfter) {

@@ -2037,7 +2037,7 @@ describe("heartbeat", () => {
       assert.equal(c.stalls.length, 1);
     });
 
-    test("a failed check doubles the wait for the next, up to 8 times, and an answered one resets it", () => {
+    test("a failed check doubles the wait for the next, up to 8 times, until one is answered or traffic is steady again", () => {
       const c = stallClock();
       c.run(10000, 100);
       for (const [ok, want] of [[false, 2], [false, 4], [false, 8], [false, 8], [true, 1]]) {
@@ -2049,6 +2049,11 @@ describe("heartbeat", () => {
       c.run(12000);
       assert.equal(c.stalls.length, 1);
       assert.ok(c.stalls[0] - silent >= 2 * STALL_MIN, `the second waits twice as long: ${c.stalls[0] - silent} ms`);
+      c.hb.stallChecked(false);
+      c.run(1500, 100); // a burst after the rebind is not steady traffic
+      assert.equal(c.hb.stallBackoff, 4);
+      c.run(3000, 100); // steady again: the cause is mended
+      assert.equal(c.hb.stallBackoff, 1);
     });
 
     test("a late tick (the process slept) is no stall: the wake-up check covers it", () => {
