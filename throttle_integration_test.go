@@ -420,6 +420,7 @@ func tinyReceiveDialer() *net.Dialer {
 // rawSession is a client that reads only when asked.
 type rawConn struct {
 	ws      *websocket.Conn
+	opened  transport.Frame // the session's OPENED
 	pending []transport.Frame
 	err     error // why next failed
 }
@@ -434,8 +435,8 @@ func rawSession(t *testing.T, ctx context.Context, d *websocket.Dialer, url stri
 	t.Cleanup(func() { ws.Close() })
 	c := &rawConn{ws: ws}
 	ws.WriteMessage(websocket.BinaryMessage, transport.AppendOpen(nil, "", nil, nil))
-	if f, _ := c.next(5 * time.Second); f.Type != transport.TypeOpened {
-		t.Fatalf("no OPENED: %+v", f)
+	if c.opened, _ = c.next(5 * time.Second); c.opened.Type != transport.TypeOpened {
+		t.Fatalf("no OPENED: %+v", c.opened)
 	}
 	unit := transport.AppendConnect(nil, 1, 1, &session.ConnectParams{Broker: "main"})
 	unit = transport.AppendSubscribe(unit, 2, 1, "slow/#", 1, 0)

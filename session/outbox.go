@@ -23,6 +23,11 @@ type outbox struct {
 	// conflates, so a newer value replaces it in place.
 	latest map[conflationKey]uint64
 
+	// loose is set while unwritten QoS 0 messages queued while the client
+	// was away (pushAway), or sent again by a rewind, may wait in no
+	// index: compact conflates them once the client falls behind.
+	loose bool
+
 	// notice is the number of the unwritten overflow NOTICE, 0 if none:
 	// further drops add to its count instead of queueing more notices.
 	notice uint64
@@ -181,6 +186,15 @@ func (o *outbox) push(e Event, track bool) {
 	o.pendingBytes += e.size()
 }
 
+// pushAway queues a frame for a client that is away: unindexed, so that a
+// client back on a good link gets every message, until compact.
+func (o *outbox) pushAway(e Event) {
+	o.push(e, false)
+	if conflatable(e) {
+		o.loose = true
+	}
+}
+
 // pushResult queues a RESULT behind the unwritten RESULTs but ahead of
 // every other unwritten frame: results do not wait behind a backlog of
 // broker messages (a slow client's, or a bandwidth cap's), so a capped
@@ -262,7 +276,71 @@ func (o *outbox) take(dst []Event, max int, allow func(*slot) bool) []Event {
 	for o.base <= o.sent && (int(o.sent-o.base+1) > o.limits.replayFrames || o.sentBytes > o.limits.replayBytes) {
 		o.dropOldest()
 	}
+	if o.sent+1 >= o.next {
+		o.loose = false
+	}
 	return dst
+}
+
+// compact drops every unwritten QoS 0 message that a newer one of its
+// topic, further back, supersedes, and indexes those left in latest: what
+// conflate does as messages come, done for those queued before the client
+// fell behind. Without it a client back from a spell away (up to
+// max_queued_bytes queued, unconflated, so that one that keeps up loses
+// nothing) on a slow link read through all of it before any newer value:
+// a phone on 40 KB/s was 50 s behind after 45 s away, and caught up slowly.
+// Frames that stay keep their order; those after a dropped one move up and
+// take smaller numbers, as pushResult's overtaken frames do (the client
+// has seen none of them). It returns the number dropped.
+func (o *outbox) compact() int {
+	o.loose = false
+	first := o.sent + 1
+	if first >= o.next {
+		return 0
+	}
+	last := make(map[conflationKey]uint64)
+	for n := first; n < o.next; n++ {
+		if e := o.at(n).event(); conflatable(e) {
+			last[conflationKey{e.Msg.Stream, e.Msg.Topic}] = n
+		}
+	}
+	if o.latest == nil {
+		o.latest = make(map[conflationKey]uint64, len(last))
+	}
+	clear(o.latest)
+	keep, notice, dropped := first, uint64(0), 0
+	for n := first; n < o.next; n++ {
+		f := *o.at(n)
+		e := f.event()
+		k := conflationKey{}
+		if e.Kind == EventMessage {
+			k = conflationKey{e.Msg.Stream, e.Msg.Topic}
+		}
+		switch {
+		case conflatable(e) && last[k] != n:
+			o.pendingBytes -= f.size()
+			dropped++
+			continue
+		case conflatable(e):
+			o.latest[k] = keep // as push indexes it
+		case e.Kind == EventMessage:
+			delete(o.latest, k) // as push: a newer value must not overtake it
+		}
+		if n == o.notice {
+			notice = keep
+		}
+		*o.at(keep) = f
+		keep++
+	}
+	for n := keep; n < o.next; n++ {
+		*o.at(n) = slot{} // release the messages for the garbage collector
+	}
+	o.next = keep
+	if o.notice > o.sent {
+		o.notice = notice
+	}
+	o.resultsEnd = 0 // found again from sent+1
+	return dropped
 }
 
 func (o *outbox) dropOldest() {
@@ -295,6 +373,9 @@ func (o *outbox) rewind(received uint64) *Error {
 		o.sentBytes -= size
 		o.pendingBytes += size
 	}
+	if o.sent > received {
+		o.loose = true // the replayed messages are in no index
+	}
 	o.sent = received
 	o.resultsEnd = 0 // the frames to replay may lead with messages
 	return nil
@@ -303,7 +384,7 @@ func (o *outbox) rewind(received uint64) *Error {
 // release drops every frame, for a session that is over.
 func (o *outbox) release() {
 	clear(o.ring)
-	o.latest = nil
+	o.latest, o.loose = nil, false
 	o.base, o.sent, o.sentBytes, o.pendingBytes = o.next, o.next-1, 0, 0
 	o.head = 0
 }

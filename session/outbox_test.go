@@ -201,6 +201,83 @@ func TestOutboxResultOvertakesBacklog(t *testing.T) {
 	}
 }
 
+// Messages queued while the client was away are conflated at once when
+// compact runs: each topic's newest QoS 0 value
+// stays, at its place, and the frames that stay keep their order, the
+// QoS 1 message, the RESULT and the notice among them; the numbers, the
+// index and the notice follow, and a later value conflates into the one
+// kept. Frames written, and those a rewind makes unwritten again, too.
+func TestOutboxCompactsWhatCameBeforeItConflated(t *testing.T) {
+	o := newOutbox(testLimits())
+	msg := func(topic string, v byte, qos byte) Event {
+		return Event{Kind: EventMessage, Msg: &Message{Stream: 1, Topic: topic, QoS: qos, Payload: []byte{v}}}
+	}
+	o.push(msg("written", 0, 0), false)
+	takeAll(o)
+	o.push(msg("a", 1, 0), false) // queued while connected, then away
+	if o.loose {
+		t.Fatal("a message queued while connected made the outbox loose")
+	}
+	o.pushAway(msg("b", 1, 0))
+	o.pushAway(msg("a", 2, 1)) // QoS 1: stays, and "a" 1 is still older than "a" 3
+	o.overflow()
+	o.pushAway(msg("a", 3, 0))
+	o.pushResultInOrder(Event{Kind: EventResult, Req: 9})
+	o.pushAway(msg("b", 2, 0))
+	o.pushAway(msg("a", 4, 0))
+	if !o.loose {
+		t.Fatal("messages queued while away must leave the outbox loose")
+	}
+	bytesBefore := o.pendingBytes
+	if n := o.compact(); n != 3 {
+		t.Fatalf("compact dropped %d, want 3 (a 1, b 1, a 3)", n)
+	}
+	if o.loose || o.pending() != 5 || o.next != 2+5 {
+		t.Fatalf("loose %v, %d pending, next %d; want 5 pending, next 7", o.loose, o.pending(), o.next)
+	}
+	if o.pendingBytes >= bytesBefore {
+		t.Fatalf("pending bytes %d, not below %d", o.pendingBytes, bytesBefore)
+	}
+	if !o.conflate(msg("b", 3, 0)) || !o.conflate(msg("a", 5, 0)) {
+		t.Fatal("the values kept must be indexed: a newer one replaces them")
+	}
+	o.overflow() // counted in the kept notice
+	describe := func(events []Event) []string {
+		var got []string
+		for _, e := range events {
+			switch e.Kind {
+			case EventResult:
+				got = append(got, fmt.Sprint("result ", e.Req))
+			case EventNotice:
+				got = append(got, fmt.Sprint("notice ", e.Value))
+			default:
+				got = append(got, fmt.Sprintf("%s %d q%d", e.Msg.Topic, e.Msg.Payload[0], e.Msg.QoS))
+			}
+		}
+		return got
+	}
+	want := []string{"a 2 q1", "notice 2", "result 9", "b 3 q0", "a 5 q0"}
+	if got := describe(o.take(nil, 100, nil)); !slices.Equal(got, want) {
+		t.Fatalf("frames %q, want %q", got, want)
+	}
+	if o.latest[conflationKey{1, "a"}] != 0 || len(o.latest) != 0 {
+		t.Fatalf("written frames left in the index: %v", o.latest)
+	}
+	// A rewind makes written frames unwritten again, in no index.
+	o.push(msg("a", 6, 0), false)
+	takeAll(o)
+	if err := o.rewind(1); err != nil {
+		t.Fatal(err)
+	}
+	if !o.loose {
+		t.Fatal("a rewind must leave the outbox loose")
+	}
+	o.compact()
+	if got, want := describe(o.take(nil, 100, nil)), []string{"a 2 q1", "notice 2", "result 9", "b 3 q0", "a 6 q0"}; !slices.Equal(got, want) {
+		t.Fatalf("after a rewind, frames %q, want %q", got, want)
+	}
+}
+
 // RESULTs keep overtaking waiting messages, in order, after some frames
 // were written and after a rebind rewinds to frames written before: the
 // position pushResult remembers follows both.

@@ -489,6 +489,15 @@ func (s *Session) pushLocked(e Event) {
 			e.Msg = s.receivedQoS(e.Msg)
 		}
 		conflate := s.bucket != nil || over && s.behindLocked()
+		if conflate && o.loose {
+			// Behind, with messages queued before it was: they conflate
+			// too, now, once.
+			if n := o.compact(); n > 0 {
+				s.mgr.metrics.Conflated.Add(float64(n))
+				s.conflated += uint64(n)
+				s.held = min(s.held, o.pending())
+			}
+		}
 		switch {
 		case conflate && o.conflate(e):
 			s.mgr.metrics.Conflated.Inc()
@@ -500,6 +509,8 @@ func (s *Session) pushLocked(e Event) {
 			}
 			s.droppedLocked(e.Msg)
 			wakeNow = true // the overflow notice does not wait
+		case !track && s.conn == nil && !s.between:
+			o.pushAway(e)
 		default:
 			o.push(e, track)
 			if !wakeNow {
