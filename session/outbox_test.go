@@ -163,6 +163,23 @@ func TestOutboxOverflowNoticeCounts(t *testing.T) {
 	}
 }
 
+// describeFrames names frames for comparison: "result 7", "notice 2", or
+// what message says of a message.
+func describeFrames(events []Event, message func(*Message) string) []string {
+	var names []string
+	for _, e := range events {
+		switch e.Kind {
+		case EventResult:
+			names = append(names, fmt.Sprint("result ", e.Req))
+		case EventNotice:
+			names = append(names, fmt.Sprint("notice ", e.Value))
+		default:
+			names = append(names, message(e.Msg))
+		}
+	}
+	return names
+}
+
 // A RESULT goes ahead of the unwritten frames but behind earlier RESULTs;
 // the others keep their order, and the conflation index and the pending
 // overflow notice follow them.
@@ -182,17 +199,7 @@ func TestOutboxResultOvertakesBacklog(t *testing.T) {
 		t.Fatal("the conflation index lost the waiting messages")
 	}
 	o.overflow() // counted in the waiting notice, not a new one
-	var got []string
-	for _, e := range o.take(nil, 100, nil) {
-		switch e.Kind {
-		case EventResult:
-			got = append(got, fmt.Sprint("result ", e.Req))
-		case EventNotice:
-			got = append(got, fmt.Sprint("notice ", e.Value))
-		default:
-			got = append(got, e.Msg.Topic)
-		}
-	}
+	got := describeFrames(o.take(nil, 100, nil), func(m *Message) string { return m.Topic })
 	if want := []string{"result 7", "result 8", "a", "notice 2", "b"}; !slices.Equal(got, want) {
 		t.Fatalf("frames %q, want %q", got, want)
 	}
@@ -243,18 +250,7 @@ func TestOutboxCompactsWhatCameBeforeItConflated(t *testing.T) {
 	}
 	o.overflow() // counted in the kept notice
 	describe := func(events []Event) []string {
-		var got []string
-		for _, e := range events {
-			switch e.Kind {
-			case EventResult:
-				got = append(got, fmt.Sprint("result ", e.Req))
-			case EventNotice:
-				got = append(got, fmt.Sprint("notice ", e.Value))
-			default:
-				got = append(got, fmt.Sprintf("%s %d q%d", e.Msg.Topic, e.Msg.Payload[0], e.Msg.QoS))
-			}
-		}
-		return got
+		return describeFrames(events, func(m *Message) string { return fmt.Sprintf("%s %d q%d", m.Topic, m.Payload[0], m.QoS) })
 	}
 	want := []string{"a 2 q1", "notice 2", "result 9", "b 3 q0", "a 5 q0"}
 	if got := describe(o.take(nil, 100, nil)); !slices.Equal(got, want) {

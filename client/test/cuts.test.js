@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { gatewayForFile, sessionThroughProxy } from "./support/env.js";
+import { gatewayForFile, watchedSessionThroughProxy } from "./support/env.js";
 import { listeningClient, publishNumbered, unique } from "./support/mqtt.js";
 import { waitFor } from "./support/wait.js";
 
@@ -21,12 +21,7 @@ const env = gatewayForFile({ extra: "conflate_after 5000\nheartbeat 2s" });
 
 for (const transport of ["websocket", "streaming", "polling"]) {
   test(`${transport}: ${COUNT} messages through a cut every 2 s arrive all, in order, once`, async () => {
-    const events = [];
-    const { proxy, session: s } = await sessionThroughProxy(env, {
-      transport,
-      onReconnectionStart: () => events.push("start"),
-      onReconnectionComplete: (i) => events.push(i),
-    });
+    const { proxy, session: s, events } = await watchedSessionThroughProxy(env, { transport });
     const firstId = s.id;
     const c = await listeningClient(s);
     const topic = unique("cuts");

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { openSession } from "../src/client.js";
-import { gatewayForFile, sessionThroughProxy } from "./support/env.js";
+import { gatewayForFile, watchedSessionThroughProxy } from "./support/env.js";
 import { listeningClient, mosquittoPub, unique } from "./support/mqtt.js";
 import { waitFor } from "./support/wait.js";
 
@@ -17,12 +17,7 @@ const env = gatewayForFile(); // the default heartbeat, 20 s
 
 for (const transport of ["websocket", "streaming", "polling"]) {
   test(`${transport}: a check finds a silent connection dead and the session rebinds, nothing lost`, async () => {
-    const events = [];
-    const { proxy, session: s } = await sessionThroughProxy(env, {
-      transport,
-      onReconnectionStart: () => events.push("start"),
-      onReconnectionComplete: (i) => events.push(i),
-    });
+    const { proxy, session: s, events } = await watchedSessionThroughProxy(env, { transport });
     assert.equal(s.info.ping_answer, "1", "the gateway says it answers a check");
     const firstId = s.id;
     const c = await listeningClient(s);
@@ -50,12 +45,7 @@ for (const transport of ["websocket", "streaming", "polling"]) {
 
 for (const transport of ["websocket", "streaming", "polling"]) {
   test(`${transport}: steady traffic that stops, with nothing reported, is checked, and the session rebinds, nothing lost`, async (t) => {
-    const events = [];
-    const { proxy, session: s } = await sessionThroughProxy(env, {
-      transport,
-      onReconnectionStart: () => events.push("start"),
-      onReconnectionComplete: (i) => events.push(i),
-    });
+    const { proxy, session: s, events } = await watchedSessionThroughProxy(env, { transport });
     const firstId = s.id;
     const c = await listeningClient(s);
     const topic = unique("stall");

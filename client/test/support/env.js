@@ -349,6 +349,22 @@ export async function sessionThroughProxy(env, options) {
 }
 
 /**
+ * sessionThroughProxy that records the session's reconnections in `events`: "start"
+ * for each onReconnectionStart, then onReconnectionComplete's info.
+ * @param {{gateway: {port: number}, cleanups: Array<() => Promise<unknown>>}} env gatewayForFile's
+ * @param {object} options openSession's, but its reconnection callbacks
+ */
+export async function watchedSessionThroughProxy(env, options) {
+  const events = [];
+  const opened = await sessionThroughProxy(env, {
+    ...options,
+    onReconnectionStart: () => events.push("start"),
+    onReconnectionComplete: (info) => events.push(info),
+  });
+  return { ...opened, events };
+}
+
+/**
  * Starts Caddy with mqtt_gateway at /mqtt/*, its broker "main" pointing at
  * 127.0.0.1:brokerPort.
  * @param {object} o
