@@ -490,8 +490,8 @@ func (s *Session) pushLocked(e Event) {
 		}
 		conflate := s.bucket != nil || over && s.behindLocked()
 		if conflate && o.loose {
-			// Behind, with messages queued before it was: they conflate
-			// too, now, once.
+			// Behind, with messages in no index (queued while the client
+			// was away, or replayed): they conflate too, now, once.
 			if n := o.compact(); n > 0 {
 				s.mgr.metrics.Conflated.Add(float64(n))
 				s.conflated += uint64(n)
