@@ -9,6 +9,7 @@ import http from "node:http";
 import { after, before, test } from "node:test";
 
 import { freePort, run, start, startGateway, startMosquitto, startProxy } from "./support/env.js";
+import { publishNumbered } from "./support/mqtt.js";
 import { waitFor } from "./support/wait.js";
 import { openWatchedSession } from "./support/watched-session.js";
 import os from "node:os";
@@ -316,7 +317,7 @@ test("binary payloads between mosquitto_pub/mosquitto_sub and a page are byte-id
 // request, handed to one of them, waited for its deadline until the session dropped
 // them first (dropSilentConnections).
 for (const transport of ["websocket", "streaming", "polling"]) {
-test(`${transport}: a page whose connection a network switch left silent rebinds in seconds when it comes online or to the foreground`, async () => {
+test(`${transport}: a page whose connection a network switch left silent rebinds in seconds when it comes online or to the foreground, or its steady traffic stops`, async () => {
   const proxy = await startProxy(gateway.port);
   const page = await browser.newPage();
   const errors = [];
@@ -341,20 +342,29 @@ test(`${transport}: a page whose connection a network switch left silent rebinds
       },
       online: () => page.evaluate(() => window.dispatchEvent(new Event("online"))),
       "the foreground": () => page.evaluate(() => document.dispatchEvent(new Event("visibilitychange"))),
+      // Nothing reported: the page's steady traffic stops, which the session checks.
+      "nothing, after steady traffic": null,
     };
     let round = 0;
     for (const [what, trigger] of Object.entries(triggers)) {
       round++;
+      if (!trigger) {
+        // 4 s of values, 10 a second, before the path goes silent.
+        await publishNumbered(mosquitto.port, `${topic}/steady`, { count: 40, rate: 10, line: () => "steady" });
+        await page.waitForFunction(() => window.got.filter((v) => v === "steady").length === 40, null, { timeout: 10000 });
+      }
       proxy.silence();
       const pub = await run("mosquitto_pub", ["-h", "127.0.0.1", "-p", String(mosquitto.port), "-t", `${topic}/${round}`, "-q", "1", "-m", what]);
       assert.equal(pub.code, 0, pub.stderr);
-      await trigger();
-      // Within 30 s (5 s for the check, and over HTTP up to 3 s to drop the browser's
-      // kept-alive connections, silent too): the heartbeat alone would take 45 s.
-      await page.waitForFunction((n) => window.events.length === 2 * n && window.got.length === n, round, { timeout: 30000 });
+      await trigger?.();
+      // Within 30 s (5 s for the check, after 5 s of silence when nothing reported it,
+      // and over HTTP up to 3 s to drop the browser's kept-alive connections, silent
+      // too): the heartbeat alone would take 45 s.
+      await page.waitForFunction((what) => window.got.at(-1) === what, what, { timeout: 30000 });
       const now = await page.evaluate(() => ({ id: window.s.id, transport: window.s.transport, events: window.events, got: window.got }));
+      assert.equal(now.events.length, 2 * round, `${what}: one rebind a round`);
       assert.deepEqual(now.events.slice(-2), ["start", { messagesMayHaveBeenLost: false }], what);
-      assert.equal(now.got.at(-1), what);
+      assert.deepEqual(now.got.filter((v) => v !== "steady"), Object.keys(triggers).slice(0, round), `${what}: every round's message, once`);
       assert.deepEqual([now.id, now.transport], [first.id, transport], `${what}: the same session, rebound`);
     }
     await page.evaluate(() => window.s.close());
