@@ -284,8 +284,8 @@ func (o *outbox) take(dst []Event, max int, allow func(*slot) bool) []Event {
 
 // compact drops every unwritten QoS 0 message that a newer one of its
 // topic, further back, supersedes, and indexes those left in latest: what
-// conflate does as messages come, done for those queued before the client
-// fell behind. Without it a client back from a spell away (up to
+// conflate does as messages come, done once the client falls behind for
+// those queued while it was away or sent again by a rewind. Without it a client back from a spell away (up to
 // max_queued_bytes queued, unconflated, so that one that keeps up loses
 // nothing) on a slow link read through all of it before any newer value:
 // a phone on 40 KB/s was 50 s behind after 45 s away, and caught up slowly.
