@@ -381,6 +381,11 @@ func (s *Session) take(t Transport, dst []Event, limit int, room *Room) ([]Event
 			s.overSince = time.Time{}
 		}
 	}()
+	if s.out.loose && s.out.over(s.held) && s.behindLocked() {
+		// Also when no message comes: the backlog's topics may have gone
+		// quiet, and the client would read all of it.
+		s.compactLocked()
+	}
 	if s.bucket == nil && room == nil {
 		return s.out.take(dst, limit, nil), nil
 	}
@@ -437,6 +442,17 @@ func (s *Session) take(t Transport, dst []Event, limit int, room *Room) ([]Event
 	return dst, nil
 }
 
+// compactLocked conflates the messages in no index (queued while the
+// client was away, or replayed), once the client is behind (outbox.compact).
+// Called with s.mu held.
+func (s *Session) compactLocked() {
+	if n := s.out.compact(); n > 0 {
+		s.mgr.metrics.Conflated.Add(float64(n))
+		s.conflated += uint64(n)
+		s.held = min(s.held, s.out.pending())
+	}
+}
+
 // budgetWake wakes the transport when the bandwidth budget lets the next
 // frame go (budgetTimer, armed by Take).
 func (s *Session) budgetWake() {
@@ -490,13 +506,7 @@ func (s *Session) pushLocked(e Event) {
 		}
 		conflate := s.bucket != nil || over && s.behindLocked()
 		if conflate && o.loose {
-			// Behind, with messages in no index (queued while the client
-			// was away, or replayed): they conflate too, now, once.
-			if n := o.compact(); n > 0 {
-				s.mgr.metrics.Conflated.Add(float64(n))
-				s.conflated += uint64(n)
-				s.held = min(s.held, o.pending())
-			}
+			s.compactLocked()
 		}
 		switch {
 		case conflate && o.conflate(e):
