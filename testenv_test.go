@@ -37,11 +37,19 @@ import (
 // is in that range, and it may give it to the next outgoing connection
 // (mosquitto_pub's own end, an HTTP request) before the test binds it,
 // which failed a test now and then with "address already in use".
+//
+// A port is handed out once per process: a test that asks for two before
+// it listens on either (a gateway's site and a metrics site) got the same
+// port twice now and then, and Caddy refused the config ("ambiguous site
+// definition").
 func freePort(t testing.TB) int {
 	t.Helper()
 	lo, hi := portsBelowEphemeral()
 	for range 200 {
 		port := lo + rand.IntN(hi-lo)
+		if _, given := portsGiven.LoadOrStore(port, true); given {
+			continue
+		}
 		if ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
 			ln.Close()
 			return port
@@ -50,6 +58,9 @@ func freePort(t testing.TB) int {
 	t.Fatalf("no free port in %d-%d", lo, hi)
 	return 0
 }
+
+// portsGiven holds the ports freePort handed out.
+var portsGiven sync.Map
 
 // every calls f every interval, from another goroutine, until the test
 // ends or f returns false.
