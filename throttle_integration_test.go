@@ -810,12 +810,7 @@ func slowReaderGetsTheLatestValuesSoon(t *testing.T, mq *mosquitto, url string) 
 	slow := rawSession(t, ctx, tinyReceiveBuffer(), url)
 	// The reader takes about 100 KiB/s.
 	read, readAfter := latestValuesSoon(t, mq, func() []transport.Frame {
-		f, ok := slow.next(10 * time.Second)
-		if !ok {
-			t.Fatalf("the slow client's connection failed: %v", slow.err)
-		}
-		time.Sleep(10 * time.Millisecond)
-		return []transport.Frame{f}
+		return []transport.Frame{slow.nextSlowly(t, nil)}
 	})
 	t.Logf("the slow client read %d of 2000 messages, %d of them after the publisher stopped", read, readAfter)
 }

@@ -289,7 +289,7 @@ func (s *Session) DetachFor(t Transport, notice time.Duration) {
 	}
 	s.conn = nil
 	s.between = notice > 0
-	if s.between {
+	if s.between && s.bucket != nil {
 		// Until the client's next request comes, nothing can be sent: the
 		// bandwidth cap's budget accrues meanwhile (Bucket.Pause).
 		s.bucket.Pause(time.Now())
