@@ -18,27 +18,129 @@ import (
 // dashboards, and their memory is the gateway's.
 
 // freqLimit is one client's limit on one subscription. 16 bytes: every
-// subscription of every session has one, in a small map, and a float32 is
-// precise enough for a rate the wire gives in thousandths.
+// subscription of every session has one, and a float32 is precise enough
+// for a rate the wire gives in thousandths.
 type freqLimit struct {
 	interval time.Duration // in force after the caps, 0: unlimited
 	asked    float32       // messages per second the client asked for, 0: none
 	qos      byte          // the subscription's: what QoS its messages reach the client at, at most
 }
 
+// freqEntry is one client's limit on one filter.
+type freqEntry struct {
+	filter string
+	client *Client
+	freqLimit
+}
+
+// freqKey finds a freqEntry in a large table.
+type freqKey struct {
+	filter string
+	client *Client
+}
+
+// smallFreqTable is how many entries a table holds before it keeps a map
+// to find them: an idle dashboard holds one or a few subscriptions, and
+// the maps that held them (a table by stream, one by filter, one by
+// client) took about 750 bytes of a session's 10 KB.
+const smallFreqTable = 8
+
+// freqTable is the limits of a session's subscriptions on one stream.
 type freqTable struct {
-	byFilter map[string]map[*Client]freqLimit
-	index    *topic.Index[*Client] // while the session has limits in force
+	stream  uint64
+	entries []freqEntry
+	at      map[freqKey]int       // where each entry is in entries, past smallFreqTable of them
+	index   *topic.Index[*Client] // while the session has limits in force
 	// aboveQoS0 counts the subscriptions above QoS 0: with none, the
 	// session's clients get every message of the stream at QoS 0.
 	aboveQoS0 int
+}
+
+// freqTables is a session's tables, one per stream it subscribed on: a
+// handful at most (a broker's shared stream, and each dedicated client's),
+// so a slice, searched as fast as a map is read for that many.
+type freqTables []*freqTable
+
+// of is stream's table, or nil.
+func (ts freqTables) of(stream uint64) *freqTable {
+	for _, ft := range ts {
+		if ft.stream == stream {
+			return ft
+		}
+	}
+	return nil
+}
+
+// without is ts without ft.
+func (ts freqTables) without(ft *freqTable) freqTables {
+	for i, t := range ts {
+		if t == ft {
+			last := len(ts) - 1
+			ts[i], ts[last] = ts[last], nil
+			return ts[:last]
+		}
+	}
+	return ts
+}
+
+// find is where c's entry for filter is in entries, or -1.
+func (ft *freqTable) find(filter string, c *Client) int {
+	if ft.at != nil {
+		if i, ok := ft.at[freqKey{filter, c}]; ok {
+			return i
+		}
+		return -1
+	}
+	for i := range ft.entries {
+		if e := &ft.entries[i]; e.client == c && e.filter == filter {
+			return i
+		}
+	}
+	return -1
+}
+
+// add appends an entry, which is not in the table yet.
+func (ft *freqTable) add(e freqEntry) {
+	ft.entries = append(ft.entries, e)
+	switch {
+	case ft.at != nil:
+		ft.at[freqKey{e.filter, e.client}] = len(ft.entries) - 1
+	case len(ft.entries) > smallFreqTable:
+		ft.at = make(map[freqKey]int, len(ft.entries))
+		for i, e := range ft.entries {
+			ft.at[freqKey{e.filter, e.client}] = i
+		}
+	}
+}
+
+// remove takes out the entry at i; the last one takes its place.
+func (ft *freqTable) remove(i int) {
+	last := len(ft.entries) - 1
+	if ft.at != nil {
+		delete(ft.at, freqKey{ft.entries[i].filter, ft.entries[i].client})
+		if i != last {
+			moved := ft.entries[last]
+			ft.at[freqKey{moved.filter, moved.client}] = i
+		}
+	}
+	ft.entries[i] = ft.entries[last]
+	ft.entries[last] = freqEntry{}
+	ft.entries = ft.entries[:last]
+	if len(ft.entries) <= smallFreqTable {
+		ft.at = nil
+	}
+	// A session that held thousands of subscriptions and went back to a
+	// few gives the memory back.
+	if c := cap(ft.entries); c > 4*smallFreqTable && len(ft.entries) <= c/4 {
+		ft.entries = append(make([]freqEntry, 0, 2*len(ft.entries)), ft.entries...)
+	}
 }
 
 // allQoS0 reports whether every subscription in the table is QoS 0 (and
 // there is one): a message of the stream reaches the session's clients at
 // QoS 0, whatever it was published at.
 func (ft *freqTable) allQoS0() bool {
-	return ft != nil && ft.aboveQoS0 == 0 && len(ft.byFilter) > 0
+	return ft != nil && ft.aboveQoS0 == 0 && len(ft.entries) > 0
 }
 
 // limit is the least restrictive limit of the filters matching name (a
@@ -48,8 +150,7 @@ func (ft *freqTable) limit(name string) (interval time.Duration, qos byte, match
 	if ft == nil {
 		return 0, 0, false
 	}
-	take := func(filter string, c *Client) {
-		lim := ft.byFilter[filter][c]
+	take := func(lim freqLimit) {
 		if !matched || lim.interval < interval {
 			interval = lim.interval
 		}
@@ -57,14 +158,16 @@ func (ft *freqTable) limit(name string) (interval time.Duration, qos byte, match
 		matched = true
 	}
 	if ft.index != nil {
-		ft.index.Match(name, take)
+		ft.index.Match(name, func(filter string, c *Client) {
+			if i := ft.find(filter, c); i >= 0 {
+				take(ft.entries[i].freqLimit)
+			}
+		})
 		return interval, qos, matched
 	}
-	for filter, byClient := range ft.byFilter { // not indexed: no limit in force
-		if topic.Match(filter, name) {
-			for c := range byClient {
-				take(filter, c)
-			}
+	for i := range ft.entries { // not indexed: no limit in force
+		if e := &ft.entries[i]; topic.Match(e.filter, name) {
+			take(e.freqLimit)
 		}
 	}
 	return interval, qos, matched
@@ -79,10 +182,8 @@ func (s *Session) indexFreqs() {
 			continue
 		}
 		ft.index = new(topic.Index[*Client])
-		for filter, byClient := range ft.byFilter {
-			for c := range byClient {
-				ft.index.Add(filter, c)
-			}
+		for _, e := range ft.entries {
+			ft.index.Add(e.filter, e.client)
 		}
 	}
 }
@@ -107,21 +208,13 @@ func (s *Session) indexAsNeeded() {
 // per second (0: none), and the subscription's QoS. Called with s.mu held.
 func (s *Session) setFrequency(c *Client, stream uint64, filter string, qos byte, asked float64) {
 	s.clearFrequency(c, stream, filter)
-	if s.freqs == nil {
-		s.freqs = map[uint64]*freqTable{}
-	}
-	ft := s.freqs[stream]
+	ft := s.freqs.of(stream)
 	if ft == nil {
-		ft = &freqTable{byFilter: map[string]map[*Client]freqLimit{}}
-		s.freqs[stream] = ft
-	}
-	byClient := ft.byFilter[filter]
-	if byClient == nil {
-		byClient = map[*Client]freqLimit{}
-		ft.byFilter[filter] = byClient
+		ft = &freqTable{stream: stream}
+		s.freqs = append(s.freqs, ft)
 	}
 	lim := freqLimit{asked: float32(asked), interval: s.mgr.interval(asked, s.capFrequency), qos: qos}
-	byClient[c] = lim
+	ft.add(freqEntry{filter: filter, client: c, freqLimit: lim})
 	if qos > 0 {
 		ft.aboveQoS0++
 	}
@@ -139,16 +232,16 @@ func (s *Session) setFrequency(c *Client, stream uint64, filter string, qos byte
 // clearFrequency forgets a client's subscription limit. Called with s.mu
 // held.
 func (s *Session) clearFrequency(c *Client, stream uint64, filter string) {
-	ft := s.freqs[stream]
+	ft := s.freqs.of(stream)
 	if ft == nil {
 		return
 	}
-	byClient := ft.byFilter[filter]
-	lim, ok := byClient[c]
-	if !ok {
+	i := ft.find(filter, c)
+	if i < 0 {
 		return
 	}
-	delete(byClient, c)
+	lim := ft.entries[i].freqLimit
+	ft.remove(i)
 	if lim.qos > 0 {
 		ft.aboveQoS0--
 	}
@@ -159,11 +252,8 @@ func (s *Session) clearFrequency(c *Client, stream uint64, filter string) {
 		s.throttled--
 	}
 	s.indexAsNeeded()
-	if len(byClient) == 0 {
-		delete(ft.byFilter, filter)
-	}
-	if len(ft.byFilter) == 0 {
-		delete(s.freqs, stream)
+	if len(ft.entries) == 0 {
+		s.freqs = s.freqs.without(ft)
 	}
 	s.releaseHeld()
 }
@@ -181,17 +271,16 @@ func (s *Session) ensureGate() {
 func (s *Session) reapplyLimits() {
 	s.mu.Lock()
 	for _, ft := range s.freqs {
-		for _, byClient := range ft.byFilter {
-			for c, lim := range byClient {
-				iv := s.mgr.interval(float64(lim.asked), s.capFrequency)
-				switch {
-				case lim.interval <= 0 && iv > 0:
-					s.throttled++
-				case lim.interval > 0 && iv <= 0:
-					s.throttled--
-				}
-				byClient[c] = freqLimit{asked: lim.asked, interval: iv, qos: lim.qos}
+		for i := range ft.entries {
+			lim := &ft.entries[i].freqLimit
+			iv := s.mgr.interval(float64(lim.asked), s.capFrequency)
+			switch {
+			case lim.interval <= 0 && iv > 0:
+				s.throttled++
+			case lim.interval > 0 && iv <= 0:
+				s.throttled--
 			}
+			lim.interval = iv
 		}
 	}
 	if s.throttled > 0 {

@@ -88,7 +88,7 @@ type Session struct {
 
 	// Throttling (throttle.go): per-topic frequency gates of throttled
 	// subscriptions, and the bandwidth budget's wake-up.
-	freqs     map[uint64]*freqTable // by stream (freqs.go)
+	freqs     freqTables // by stream (freqs.go)
 	gate      *throttle.Gate[conflationKey, *Message]
 	gateTimer sessionTimer
 	gateBuf   []*Message

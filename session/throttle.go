@@ -84,7 +84,7 @@ func (s *Session) releaseHeld() {
 // that client the held value is the latest. So that value goes out first,
 // early, and the echo takes its place.
 func (s *Session) admit(m *Message) *Message {
-	interval, qos, matched := s.freqs[m.Stream].limit(m.Topic)
+	interval, qos, matched := s.freqs.of(m.Stream).limit(m.Topic)
 	if !matched || interval <= 0 {
 		s.supersedeHeld(m)
 		return m
@@ -132,7 +132,7 @@ func (s *Session) admit(m *Message) *Message {
 // subscription the session holds on it is QoS 0 (a copy, as in admit),
 // and is conflated as one. Otherwise m. Called with s.mu held.
 func (s *Session) receivedQoS(m *Message) *Message {
-	if m.QoS == 0 || m.PacketID != 0 || m.Client != 0 || m.Except != 0 || !s.freqs[m.Stream].allQoS0() {
+	if m.QoS == 0 || m.PacketID != 0 || m.Client != 0 || m.Except != 0 || !s.freqs.of(m.Stream).allQoS0() {
 		return m
 	}
 	return m.atQoS0()
