@@ -264,31 +264,64 @@ func TestMaxBandwidthCap(t *testing.T) {
 }
 
 // A sensor publishing at QoS 1, to a session capped at 2 KB/s whose
-// subscriptions are QoS 0: its clients get the messages at QoS 0, so the
-// cap conflates them per topic as it does QoS 0 ones, and every topic's
+// subscription to it is QoS 0: its clients get the messages at QoS 0, so
+// the cap conflates them per topic as it does QoS 0 ones, and every topic's
 // latest value arrives soon after the burst. (They queued in full, the
 // cap never conflated them: 500 messages took some 30 s to drain, and
-// past the queue's bounds the newest would have been dropped.)
+// past the queue's bounds the newest would have been dropped.) Also when
+// the session holds a QoS 1 subscription besides, for alarms, whose
+// messages are never conflated: the sensor values were then kept whole
+// (the last ones came 24-28 s after the burst).
 func TestBandwidthCapConflatesQoS1MessagesReceivedAtQoS0(t *testing.T) {
 	mq := startMosquitto(t)
 	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
-	c := dialCapped(t, url, 2000)
-	connectSubscribe(t, c, "bwq/+", 0)
-	topics := []string{"bwq/0", "bwq/1", "bwq/2", "bwq/3", "bwq/4"}
-	const n = 500
-	stop := collecting(c)
-	publishAt(t, mqttPublisher(t, mq.port), topics, n, 500, 100, 1) // 1 s
-	arrivals := stop(4 * time.Second)
-	last := map[string]uint64{}
-	for _, a := range arrivals {
-		last[a.topic] = a.seq
+	for _, alarms := range []bool{false, true} {
+		t.Run(map[bool]string{false: "QoS 0 subscriptions only", true: "beside a QoS 1 subscription"}[alarms], func(t *testing.T) {
+			c := dialCapped(t, url, 2000)
+			h := connectSubscribe(t, c, "bwq/+", 0)
+			alarmTopics := []string{"bwq-alarm/fire"}
+			if alarms {
+				if _, err := c.Subscribe(ctx10(t), h, "bwq-alarm/#", 1); err != nil {
+					t.Fatal(err)
+				}
+			}
+			topics := []string{"bwq/0", "bwq/1", "bwq/2", "bwq/3", "bwq/4"}
+			const n, fires = 500, 5
+			pub := mqttPublisher(t, mq.port)
+			stop := collecting(c)
+			done := make(chan struct{})
+			go func() { // alarms during the burst, each one to arrive
+				defer close(done)
+				if alarms {
+					publishRange(t, pub, alarmTopics, 0, fires, 5, 100, 1)
+				}
+			}()
+			publishAt(t, pub, topics, n, 500, 100, 1) // 1 s
+			<-done
+			arrivals := stop(4 * time.Second)
+			last := map[string]uint64{}
+			got := 0
+			for _, a := range arrivals {
+				if a.topic == alarmTopics[0] {
+					if a.seq != uint64(got) {
+						t.Errorf("alarm %d arrived as the %dth", a.seq, got)
+					}
+					got++
+					continue
+				}
+				last[a.topic] = a.seq
+			}
+			for i, topic := range topics {
+				if want := uint64(n - len(topics) + i); last[topic] != want {
+					t.Errorf("%s ended on %d within 4 s of the burst, want the latest value %d", topic, last[topic], want)
+				}
+			}
+			if alarms && got != fires {
+				t.Errorf("%d of %d alarms arrived", got, fires)
+			}
+			t.Logf("%d of %d messages delivered under the cap", len(arrivals), n+got)
+		})
 	}
-	for i, topic := range topics {
-		if want := uint64(n - len(topics) + i); last[topic] != want {
-			t.Errorf("%s ended on %d within 4 s of the burst, want the latest value %d", topic, last[topic], want)
-		}
-	}
-	t.Logf("%d of %d messages delivered under the cap", len(arrivals), n)
 }
 
 // The server's max_bandwidth caps every session, asked or not; and a

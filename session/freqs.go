@@ -136,11 +136,19 @@ func (ft *freqTable) remove(i int) {
 	}
 }
 
-// allQoS0 reports whether every subscription in the table is QoS 0 (and
-// there is one): a message of the stream reaches the session's clients at
-// QoS 0, whatever it was published at.
-func (ft *freqTable) allQoS0() bool {
-	return ft != nil && ft.aboveQoS0 == 0 && len(ft.entries) > 0
+// reachesAtQoS0 reports whether a message of the stream on topic name
+// reaches the session's clients at QoS 0, whatever it was published at:
+// every subscription in the table that matches it is QoS 0 (and one
+// does). Without a topic match when every subscription is QoS 0, or none.
+func (ft *freqTable) reachesAtQoS0(name string) bool {
+	switch {
+	case ft == nil || len(ft.entries) == 0 || ft.aboveQoS0 == len(ft.entries):
+		return false
+	case ft.aboveQoS0 == 0:
+		return true
+	}
+	_, qos, matched := ft.limit(name)
+	return matched && qos == 0
 }
 
 // limit is the least restrictive limit of the filters matching name (a
@@ -173,34 +181,23 @@ func (ft *freqTable) limit(name string) (interval time.Duration, qos byte, match
 	return interval, qos, matched
 }
 
-// indexFreqs makes the index of every table that lacks one, once a limit
-// is in force; dropFreqIndexes forgets them when none is. Called with s.mu
-// held.
-func (s *Session) indexFreqs() {
-	for _, ft := range s.freqs {
-		if ft.index != nil {
-			continue
-		}
-		ft.index = new(topic.Index[*Client])
-		for _, e := range ft.entries {
-			ft.index.Add(e.filter, e.client)
-		}
-	}
-}
-
-func (s *Session) dropFreqIndexes() {
-	for _, ft := range s.freqs {
-		ft.index = nil
-	}
-}
-
-// indexAsNeeded keeps the indexes while, and only while, a limit is in
-// force. Called with s.mu held.
+// indexAsNeeded keeps a table's index while, and only while, it is needed
+// for every message: while a limit is in force (admit), or while the
+// table mixes QoS 0 subscriptions with others and is more than a few
+// (receivedQoS asks which ones match a message's topic, for a session that
+// conflates). Called with s.mu held.
 func (s *Session) indexAsNeeded() {
-	if s.throttled > 0 {
-		s.indexFreqs()
-	} else {
-		s.dropFreqIndexes()
+	for _, ft := range s.freqs {
+		mixed := ft.aboveQoS0 > 0 && ft.aboveQoS0 < len(ft.entries) && len(ft.entries) > smallFreqTable
+		switch {
+		case s.throttled == 0 && !mixed:
+			ft.index = nil
+		case ft.index == nil:
+			ft.index = new(topic.Index[*Client])
+			for _, e := range ft.entries {
+				ft.index.Add(e.filter, e.client)
+			}
+		}
 	}
 }
 

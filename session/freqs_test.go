@@ -99,3 +99,43 @@ func TestFrequencyTableKeepsEveryLimitAsItGrowsAndShrinks(t *testing.T) {
 		t.Fatalf("throttled %d after every limit went", s.throttled)
 	}
 }
+
+// Which messages published at QoS 1 a session's clients get at QoS 0: those
+// whose topic only QoS 0 subscriptions match. A table of many such
+// subscriptions beside one above QoS 0 is indexed for that question, and
+// the index goes with the last subscription above QoS 0.
+func TestMessagesReachingAtQoS0(t *testing.T) {
+	_, sessions := benchHub(t, 1)
+	s := sessions[0]
+	c := &Client{sess: s}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.freqs.of(1).reachesAtQoS0("sensors/1") {
+		t.Fatal("a message without any subscription reaches at QoS 0")
+	}
+	for i := range smallFreqTable {
+		s.setFrequency(c, 1, fmt.Sprintf("sensors/%d", i), 0, 0)
+	}
+	ft := s.freqs.of(1)
+	if !ft.reachesAtQoS0("sensors/1") || ft.index != nil {
+		t.Fatalf("QoS 0 subscriptions only: reaches at QoS 0 %v, index %v; want true, none", ft.reachesAtQoS0("sensors/1"), ft.index != nil)
+	}
+	s.setFrequency(c, 1, "alarms/#", 1, 0)
+	if ft.index == nil {
+		t.Fatal("no index for a large table that mixes QoS")
+	}
+	for topic, want := range map[string]bool{"sensors/1": true, "alarms/fire": false, "other": false} {
+		if got := ft.reachesAtQoS0(topic); got != want {
+			t.Errorf("%s: reaches at QoS 0 %v, want %v", topic, got, want)
+		}
+	}
+	s.setFrequency(c, 1, "sensors/#", 1, 0)
+	if ft.reachesAtQoS0("sensors/1") {
+		t.Error("sensors/1 reaches at QoS 0 beside a QoS 1 subscription that matches it too")
+	}
+	s.clearFrequency(c, 1, "sensors/#")
+	s.clearFrequency(c, 1, "alarms/#")
+	if ft.index != nil || !ft.reachesAtQoS0("sensors/1") {
+		t.Fatalf("after the QoS 1 subscriptions went: index %v, reaches at QoS 0 %v; want none, true", ft.index != nil, ft.reachesAtQoS0("sensors/1"))
+	}
+}

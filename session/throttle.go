@@ -129,10 +129,12 @@ func (s *Session) admit(m *Message) *Message {
 // receivedQoS is m as the session's clients receive it, for the queue to
 // conflate under a bandwidth cap or for a slow client: a message published
 // at QoS 1 or 2 on the shared connection is a QoS 0 value when every
-// subscription the session holds on it is QoS 0 (a copy, as in admit),
-// and is conflated as one. Otherwise m. Called with s.mu held.
+// subscription of the session that matches its topic is QoS 0 (a copy, as
+// in admit), and is conflated as one: a sensor's values published at
+// QoS 1 to a dashboard that also holds a QoS 1 subscription for alarms
+// are conflated, the alarms are not. Otherwise m. Called with s.mu held.
 func (s *Session) receivedQoS(m *Message) *Message {
-	if m.QoS == 0 || m.PacketID != 0 || m.Client != 0 || m.Except != 0 || !s.freqs.of(m.Stream).allQoS0() {
+	if m.QoS == 0 || m.PacketID != 0 || m.Client != 0 || m.Except != 0 || !s.freqs.of(m.Stream).reachesAtQoS0(m.Topic) {
 		return m
 	}
 	return m.atQoS0()
