@@ -460,6 +460,12 @@ type rawConn struct {
 
 func rawSession(t *testing.T, ctx context.Context, d *websocket.Dialer, url string) *rawConn {
 	t.Helper()
+	return rawSessionAt(t, ctx, d, url, 1)
+}
+
+// rawSessionAt is rawSession with its subscription to slow/# at qos.
+func rawSessionAt(t *testing.T, ctx context.Context, d *websocket.Dialer, url string, qos byte) *rawConn {
+	t.Helper()
 	d.Subprotocols = []string{transport.Subprotocol}
 	ws, _, err := d.DialContext(ctx, url, nil)
 	if err != nil {
@@ -472,7 +478,7 @@ func rawSession(t *testing.T, ctx context.Context, d *websocket.Dialer, url stri
 		t.Fatalf("no OPENED: %+v", c.opened)
 	}
 	unit := transport.AppendConnect(nil, 1, 1, &session.ConnectParams{Broker: "main"})
-	unit = transport.AppendSubscribe(unit, 2, 1, "slow/#", 1, 0)
+	unit = transport.AppendSubscribe(unit, 2, 1, "slow/#", qos, 0)
 	ws.WriteMessage(websocket.BinaryMessage, unit)
 	for req := uint64(1); req <= 2; req++ {
 		if f, _ := c.next(5 * time.Second); f.Type != transport.TypeResult || f.Code != 0 {

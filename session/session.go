@@ -501,7 +501,12 @@ func (s *Session) pushLocked(e Event) {
 		// Past conflate_after, messages are indexed by topic, so that
 		// once the client is behind the newest replaces them.
 		track := s.bucket != nil || over
-		if track {
+		away := !track && s.conn == nil && !s.between
+		if track || away {
+			// A message published at QoS 1 for QoS 0 subscriptions is a
+			// QoS 0 value: conflated, or compacted once the client is
+			// back from away (a sensor publishing at QoS 1 to a
+			// dashboard).
 			e.Msg = s.receivedQoS(e.Msg)
 		}
 		conflate := s.bucket != nil || over && s.behindLocked()
@@ -519,7 +524,7 @@ func (s *Session) pushLocked(e Event) {
 			}
 			s.droppedLocked(e.Msg)
 			wakeNow = true // the overflow notice does not wait
-		case !track && s.conn == nil && !s.between:
+		case away:
 			o.pushAway(e)
 		default:
 			o.push(e, track)
