@@ -93,26 +93,44 @@ func (p *hookPolicy) facts(s *session.Session, a session.Action) (*hookapi.Origi
 }
 
 // Authorize implements session.Policy.
-func (p *hookPolicy) Authorize(ctx context.Context, s *session.Session, a session.Action) *session.Error {
+func (p *hookPolicy) Authorize(ctx context.Context, s *session.Session, a session.Action) (session.Grant, *session.Error) {
 	if p.authz == nil {
-		return nil
+		return session.Grant{}, nil
 	}
 	o, f := p.facts(s, a)
-	return denial(p.decide(ctx, p.authz, o, f))
+	return p.grant(s, a, p.decide(ctx, p.authz, o, f))
 }
 
 // Cached implements session.CachedPolicy.
-func (p *hookPolicy) Cached(s *session.Session, a session.Action) (*session.Error, bool) {
+func (p *hookPolicy) Cached(s *session.Session, a session.Action) (session.Grant, *session.Error, bool) {
 	if p.authz == nil {
-		return nil, true
+		return session.Grant{}, nil, true
 	}
 	o, f := p.facts(s, a)
 	d, ok := p.authz.Cached(o, f)
 	if !ok {
-		return nil, false
+		return session.Grant{}, nil, false
 	}
 	p.count(f.Action, d)
-	return denial(d), true
+	g, err := p.grant(s, a, d)
+	return g, err, true
+}
+
+// grant is a decision as what the action gets: the caps of an allowed
+// subscribe (its X-Mqtt-Limit-Max-Frequency), or the denial. The limits
+// of an answer to another action are not read: they are open's.
+func (p *hookPolicy) grant(s *session.Session, a session.Action, d hookapi.Decision) (session.Grant, *session.Error) {
+	if !d.Allow || a.Kind != "subscribe" || len(d.Limits) == 0 {
+		return session.Grant{}, denial(d)
+	}
+	g, err := session.ParseGrant(d.Limits)
+	if err != nil {
+		// A cap the gateway cannot read must not become no cap.
+		p.log.Error("the authorize hook answered a subscription limit the gateway cannot read; subscription refused",
+			zap.String("session", s.IDString()), zap.String("filter", session.TrimText(a.Topic)), zap.Error(err))
+		return session.Grant{}, session.Errorf(session.CodeHookUnavailable, "the authorize hook answered an invalid subscription limit")
+	}
+	return g, nil
 }
 
 // Notify implements session.Policy: the hook hears it and its answer is

@@ -122,7 +122,9 @@ func WithUser(user string) Option {
 }
 
 // WithLimit sets a limit in an answer to open (X-Mqtt-Limit-<Name>), such
-// as WithLimit("max_bandwidth", "65536"). The name is snake case.
+// as WithLimit("max_bandwidth", "65536"), or the cap of a subscription in
+// an answer to subscribe: WithLimit("max_frequency", "1"). The name is
+// snake case.
 func WithLimit(name, value string) Option {
 	return func(h http.Header) {
 		h.Set(HeaderLimitPrefix+strings.ReplaceAll(name, "_", "-"), headerValue(value))

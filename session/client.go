@@ -257,12 +257,12 @@ func (s *Session) Connect(req, handle uint64, p ConnectParams) {
 	s.mu.Unlock()
 
 	c.queue(queuedOp{cost: cost, req: req, run: func() {
-		err := s.authorize(c.ctx, Action{Kind: "connect", Broker: p.Broker, ClientID: p.ClientID, Username: p.Username, Password: p.Password,
+		_, err := s.authorize(c.ctx, Action{Kind: "connect", Broker: p.Broker, ClientID: p.ClientID, Username: p.Username, Password: p.Password,
 			CleanStart: p.CleanStart, SessionExpiry: p.SessionExpiry})
 		if err == nil && p.Will != nil {
 			// A will is a publish the broker makes later on the client's
 			// behalf: it needs the same permission now.
-			err = s.authorize(c.ctx, Action{Kind: "publish", Broker: p.Broker, ClientID: p.ClientID, Topic: p.Will.Topic,
+			_, err = s.authorize(c.ctx, Action{Kind: "publish", Broker: p.Broker, ClientID: p.ClientID, Topic: p.Will.Topic,
 				QoS: p.Will.QoS, Retain: p.Will.Retain, Size: len(p.Will.Payload), ResponseTopic: p.Will.Props.responseTopic(), Will: true})
 		}
 		// The client's own broker credentials: a refusal counts against
@@ -402,7 +402,8 @@ func (s *Session) Subscribe(req, handle uint64, filter string, qos byte, opts Su
 			fail(err)
 			return
 		}
-		if err := c.authorize(arrived, Action{Kind: "subscribe", Broker: c.hub.br().cfg.Name, ClientID: c.clientID, Topic: filter, QoS: qos}); err != nil {
+		grant, err := c.authorize(arrived, Action{Kind: "subscribe", Broker: c.hub.br().cfg.Name, ClientID: c.clientID, Topic: filter, QoS: qos})
+		if err != nil {
 			fail(err)
 			return
 		}
@@ -426,7 +427,7 @@ func (s *Session) Subscribe(req, handle uint64, filter string, qos byte, opts Su
 		}
 		c.subs[filter] = qos
 		s.mu.Lock()
-		s.setFrequency(c, c.hub.stream, filter, qos, maxFrequency)
+		s.setFrequency(c, c.hub.stream, filter, qos, maxFrequency, grant.MaxFrequency)
 		s.mu.Unlock()
 		s.result(req, nil, uint64(granted))
 	}); err != nil {
@@ -452,7 +453,7 @@ func (s *Session) SetFrequency(req, handle uint64, filter string, maxFrequency f
 			return
 		}
 		s.mu.Lock()
-		s.setFrequency(c, c.hub.stream, filter, qos, maxFrequency)
+		s.setFrequency(c, c.hub.stream, filter, qos, maxFrequency, s.freqs.of(c.hub.stream).hookCap(filter, c))
 		s.mu.Unlock()
 		s.result(req, nil, 0)
 	}); err != nil {
@@ -548,7 +549,7 @@ func (s *Session) Publish(req, handle uint64, p PublishParams) {
 			ownRefusal(c.brokerName(), err)
 			return
 		}
-		if err := c.authorize(arrived, Action{Kind: "publish", Broker: c.hub.br().cfg.Name, ClientID: c.clientID, Topic: p.Topic,
+		if _, err := c.authorize(arrived, Action{Kind: "publish", Broker: c.hub.br().cfg.Name, ClientID: c.clientID, Topic: p.Topic,
 			QoS: p.QoS, Retain: p.Retain, Size: len(p.Payload), ResponseTopic: p.Props.responseTopic()}); err != nil {
 			refuse(err)
 			return

@@ -17,13 +17,26 @@ import (
 // (a few hundred bytes per filter) is not kept: most sessions are idle
 // dashboards, and their memory is the gateway's.
 
-// freqLimit is one client's limit on one subscription. 16 bytes: every
+// freqLimit is one client's limit on one subscription. 24 bytes: every
 // subscription of every session has one, and a float32 is precise enough
 // for a rate the wire gives in thousandths.
 type freqLimit struct {
 	interval time.Duration // in force after the caps, 0: unlimited
 	asked    float32       // messages per second the client asked for, 0: none
+	hookCap  float32       // the authorize hook's cap on the subscription (Grant), 0: none
 	qos      byte          // the subscription's: what QoS its messages reach the client at, at most
+}
+
+// hookCap is the authorize hook's cap on c's subscription to filter, which
+// a change of the client's own limit keeps; 0 for none.
+func (ft *freqTable) hookCap(filter string, c *Client) float64 {
+	if ft == nil {
+		return 0
+	}
+	if i := ft.find(filter, c); i >= 0 {
+		return float64(ft.entries[i].hookCap)
+	}
+	return 0
 }
 
 // freqEntry is one client's limit on one filter.
@@ -202,15 +215,16 @@ func (s *Session) indexAsNeeded() {
 }
 
 // setFrequency records a client's subscription limit, asked in messages
-// per second (0: none), and the subscription's QoS. Called with s.mu held.
-func (s *Session) setFrequency(c *Client, stream uint64, filter string, qos byte, asked float64) {
+// per second (0: none), the authorize hook's cap on it (0: none), and the
+// subscription's QoS. Called with s.mu held.
+func (s *Session) setFrequency(c *Client, stream uint64, filter string, qos byte, asked, hookCap float64) {
 	s.clearFrequency(c, stream, filter)
 	ft := s.freqs.of(stream)
 	if ft == nil {
 		ft = &freqTable{stream: stream}
 		s.freqs = append(s.freqs, ft)
 	}
-	lim := freqLimit{asked: float32(asked), interval: s.mgr.interval(asked, s.capFrequency), qos: qos}
+	lim := freqLimit{asked: float32(asked), hookCap: float32(hookCap), interval: s.mgr.interval(asked, s.capFrequency, hookCap), qos: qos}
 	ft.add(freqEntry{filter: filter, client: c, freqLimit: lim})
 	if qos > 0 {
 		ft.aboveQoS0++
@@ -270,7 +284,7 @@ func (s *Session) reapplyLimits() {
 	for _, ft := range s.freqs {
 		for i := range ft.entries {
 			lim := &ft.entries[i].freqLimit
-			iv := s.mgr.interval(float64(lim.asked), s.capFrequency)
+			iv := s.mgr.interval(float64(lim.asked), s.capFrequency, float64(lim.hookCap))
 			switch {
 			case lim.interval <= 0 && iv > 0:
 				s.throttled++

@@ -16,7 +16,7 @@ func BenchmarkAdmitManyLimitedFilters(b *testing.B) {
 	for c := range 16 {
 		client := &Client{sess: s}
 		for f := range 256 {
-			s.setFrequency(client, 1, fmt.Sprintf("rate/%d/%d/+", c, f), 0, 1000)
+			s.setFrequency(client, 1, fmt.Sprintf("rate/%d/%d/+", c, f), 0, 1000, 0)
 		}
 	}
 	s.mu.Unlock()

@@ -16,11 +16,11 @@ func TestFrequencyIndexFollowsLimits(t *testing.T) {
 	a, b := &Client{sess: s}, &Client{sess: s}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.setFrequency(a, 1, "sensors/#", 0, 0) // unlimited, before any limit
+	s.setFrequency(a, 1, "sensors/#", 0, 0, 0) // unlimited, before any limit
 	if s.freqs.of(1).index != nil {
 		t.Fatal("an index without any limit in force")
 	}
-	s.setFrequency(b, 1, "sensors/+/temp", 1, 1)
+	s.setFrequency(b, 1, "sensors/+/temp", 1, 1, 0)
 	if s.throttled != 1 || s.freqs.of(1).index == nil {
 		t.Fatalf("throttled %d, index %v: want 1 and an index", s.throttled, s.freqs.of(1).index)
 	}
@@ -85,7 +85,7 @@ func TestFrequencyTableKeepsEveryLimitAsItGrowsAndShrinks(t *testing.T) {
 			delete(want, k)
 		} else if grow {
 			asked := float64(rng.IntN(4))
-			s.setFrequency(clients[k.c], 1, k.filter, 0, asked)
+			s.setFrequency(clients[k.c], 1, k.filter, 0, asked, 0)
 			want[k] = asked
 		}
 		check(step)
@@ -114,13 +114,13 @@ func TestMessagesReachingAtQoS0(t *testing.T) {
 		t.Fatal("a message without any subscription reaches at QoS 0")
 	}
 	for i := range smallFreqTable {
-		s.setFrequency(c, 1, fmt.Sprintf("sensors/%d", i), 0, 0)
+		s.setFrequency(c, 1, fmt.Sprintf("sensors/%d", i), 0, 0, 0)
 	}
 	ft := s.freqs.of(1)
 	if !ft.reachesAtQoS0("sensors/1") || ft.index != nil {
 		t.Fatalf("QoS 0 subscriptions only: reaches at QoS 0 %v, index %v; want true, none", ft.reachesAtQoS0("sensors/1"), ft.index != nil)
 	}
-	s.setFrequency(c, 1, "alarms/#", 1, 0)
+	s.setFrequency(c, 1, "alarms/#", 1, 0, 0)
 	if ft.index == nil {
 		t.Fatal("no index for a large table that mixes QoS")
 	}
@@ -129,7 +129,7 @@ func TestMessagesReachingAtQoS0(t *testing.T) {
 			t.Errorf("%s: reaches at QoS 0 %v, want %v", topic, got, want)
 		}
 	}
-	s.setFrequency(c, 1, "sensors/#", 1, 0)
+	s.setFrequency(c, 1, "sensors/#", 1, 0, 0)
 	if ft.reachesAtQoS0("sensors/1") {
 		t.Error("sensors/1 reaches at QoS 0 beside a QoS 1 subscription that matches it too")
 	}

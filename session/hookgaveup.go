@@ -15,31 +15,31 @@ import "time"
 
 // authorize is Session.authorize for a request of c's that arrived at
 // arrived. Request goroutine.
-func (c *Client) authorize(arrived time.Time, a Action) *Error {
+func (c *Client) authorize(arrived time.Time, a Action) (Grant, *Error) {
 	s := c.sess
 	if arrived.UnixNano() < c.hookGaveUp {
 		// A decision the hook let the gateway keep needs no hook.
 		if p, ok := s.mgr.config().Policy.(CachedPolicy); ok {
-			if err, ok := p.Cached(s, a); ok {
-				return err
+			if g, err, ok := p.Cached(s, a); ok {
+				return g, err
 			}
 		}
 		err := Errorf(CodeHookUnavailable, "hook unavailable: the gateway could not decide (the hook did not answer an earlier request of this client within hook_timeout)")
 		s.refused(a.Kind, a.Broker, a.Topic, err)
-		return err
+		return Grant{}, err
 	}
 	// The policy and the timeout it runs with, of one config: a reload
 	// during the call must not measure it against another timeout.
 	cfg := s.mgr.config()
 	if cfg.Policy == nil {
-		return s.openPolicy(a)
+		return Grant{}, s.openPolicy(a)
 	}
 	start := time.Now()
-	err := cfg.Policy.Authorize(c.ctx, s, a)
+	g, err := cfg.Policy.Authorize(c.ctx, s, a)
 	if err != nil && err.Code == CodeHookUnavailable && time.Since(start) >= cfg.hookTimeout() {
 		c.hookGaveUp = time.Now().UnixNano()
 	}
-	return err
+	return g, err
 }
 
 // hookTimeout is HookTimeout with its default.

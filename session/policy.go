@@ -15,8 +15,9 @@ import (
 // module implements it over hookapi; the session package only asks, so it
 // knows nothing of Caddy's handler chains.
 type Policy interface {
-	// Authorize decides an action; nil allows.
-	Authorize(ctx context.Context, s *Session, a Action) *Error
+	// Authorize decides an action; a nil error allows it, with the
+	// grant's caps.
+	Authorize(ctx context.Context, s *Session, a Action) (Grant, *Error)
 	// Notify reports an action whose outcome does not depend on the hook
 	// (unsubscribe, disconnect, close). A session calls it for one
 	// notification at a time, in the order of the actions, from a
@@ -30,7 +31,50 @@ type Policy interface {
 type CachedPolicy interface {
 	// Cached returns the decision on a, and whether it had one; it never
 	// asks the hook.
-	Cached(s *Session, a Action) (err *Error, ok bool)
+	Cached(s *Session, a Action) (g Grant, err *Error, ok bool)
+}
+
+// Grant is what an allowed action comes with from the authorize hook.
+type Grant struct {
+	// MaxFrequency caps an allowed subscription's messages per second per
+	// topic, whatever its client asks for then or later (0: no cap): the
+	// hook's X-Mqtt-Limit-Max-Frequency, for a plan's or a role's rate on
+	// some topics. Like the client's own limit, it holds for QoS 0
+	// messages only.
+	MaxFrequency float64
+}
+
+// ParseGrant reads the limits of the authorize hook's answer to a
+// subscribe: max_frequency alone, in messages per second. Another name (a
+// misspelt one, or max_bandwidth, which is the session's and set when it
+// opens) or a value it cannot read is an error, and the caller refuses
+// the subscription (fail closed): an operator's cap must not silently be
+// no cap.
+func ParseGrant(limits map[string]string) (Grant, error) {
+	var g Grant
+	for name, v := range limits {
+		if name != "max_frequency" {
+			return g, fmt.Errorf("limit %q on a subscribe: only X-Mqtt-Limit-Max-Frequency applies to a subscription", TrimText(name))
+		}
+		f, err := parseFrequencyLimit(v)
+		if err != nil {
+			return g, err
+		}
+		g.MaxFrequency = f
+	}
+	return g, nil
+}
+
+// parseFrequencyLimit reads a hook's max_frequency, in messages per second.
+func parseFrequencyLimit(v string) (float64, error) {
+	f, err := strconv.ParseFloat(v, 64)
+	if err == nil {
+		err = CheckFrequency(f)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("max_frequency %q is not a number of messages per second of at least %v", TrimText(v), MinFrequency)
+	}
+	return f, nil
 }
 
 // Action is what a client wants to do, with the facts a policy decides on.
@@ -59,10 +103,10 @@ type Action struct {
 
 // authorize asks the current policy, if any. The policy comes from the
 // config in force, so sessions that outlive a reload follow the new rules.
-func (s *Session) authorize(ctx context.Context, a Action) *Error {
+func (s *Session) authorize(ctx context.Context, a Action) (Grant, *Error) {
 	p := s.mgr.config().Policy
 	if p == nil {
-		return s.openPolicy(a)
+		return Grant{}, s.openPolicy(a)
 	}
 	return p.Authorize(ctx, s, a)
 }
@@ -118,12 +162,9 @@ func ParseLimits(limits map[string]string) (Limits, error) {
 		}
 	}
 	if v, ok := limits["max_frequency"]; ok {
-		f, err := strconv.ParseFloat(v, 64)
-		if err == nil {
-			err = CheckFrequency(f)
-		}
+		f, err := parseFrequencyLimit(v)
 		if err != nil {
-			return l, fmt.Errorf("max_frequency %q is not a number of messages per second of at least %v", TrimText(v), MinFrequency)
+			return l, err
 		}
 		l.MaxFrequency = f
 	}

@@ -30,13 +30,37 @@ func TestParseLimits(t *testing.T) {
 	}
 }
 
-// Every limit ParseLimits accepts is one: the spacing between messages
+// The authorize hook's cap on a subscription is read as strictly, and is
+// its frequency alone: another limit's name (the session's bandwidth, or a
+// misspelt name) refuses the subscription rather than leaving it uncapped.
+func TestParseGrant(t *testing.T) {
+	for _, limits := range []map[string]string{
+		{"max_frequency": "NaN"}, {"max_frequency": "0"}, {"max_frequency": "ten"},
+		{"max_bandwidth": "64KiB"}, {"max_frequncy": "2"}, {"max_frequency": "2", "max_bandwidth": "1"},
+	} {
+		if g, err := ParseGrant(limits); err == nil {
+			t.Errorf("%v: read as %+v, want an error", limits, g)
+		}
+	}
+	if g, err := ParseGrant(map[string]string{"max_frequency": "2.5"}); err != nil || g.MaxFrequency != 2.5 {
+		t.Fatalf("max_frequency 2.5: %+v, %v", g, err)
+	}
+	if g, err := ParseGrant(nil); err != nil || g != (Grant{}) {
+		t.Fatalf("no limits: %+v, %v; want no cap", g, err)
+	}
+}
+
+// Every limit ParseLimits and ParseGrant accept is one: the spacing between messages
 // is never negative (no limit) nor longer than the lowest frequency's.
 func FuzzParseLimits(f *testing.F) {
 	for _, s := range []string{"10", "0.001", "1e-10", "NaN", "Inf", "1e308", "0x1p-20", "64KiB", "512kbit", "1Mb/s", "bit", "/s"} {
 		f.Add(s, s)
 	}
 	f.Fuzz(func(t *testing.T, freq, bandwidth string) {
+		if g, err := ParseGrant(map[string]string{"max_frequency": freq}); err == nil &&
+			(math.IsNaN(g.MaxFrequency) || g.MaxFrequency < MinFrequency || math.IsInf(g.MaxFrequency, 0)) {
+			t.Fatalf("a subscription's max_frequency %q accepted as %v", freq, g.MaxFrequency)
+		}
 		l, err := ParseLimits(map[string]string{"max_frequency": freq, "max_bandwidth": bandwidth})
 		if err != nil {
 			return
@@ -49,7 +73,7 @@ func FuzzParseLimits(f *testing.F) {
 		}
 		m := &Manager{}
 		m.cfg.Store(&Config{})
-		if iv := m.interval(0, l.MaxFrequency); iv < 0 || iv > 1001*time.Second {
+		if iv := m.interval(0, l.MaxFrequency, 0); iv < 0 || iv > 1001*time.Second {
 			t.Fatalf("max_frequency %q (%v) gives a spacing of %v", freq, l.MaxFrequency, iv)
 		}
 	})

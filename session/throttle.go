@@ -48,10 +48,11 @@ func capped(rate float64, caps ...float64) float64 {
 }
 
 // interval turns messages per second into the spacing between deliveries,
-// applying the server's cap and a per-session one (0: none); 0 means
+// applying the server's cap, the session's (the authenticate hook's) and
+// the subscription's (the authorize hook's), 0 for none; 0 means
 // unlimited.
-func (m *Manager) interval(perSecond, sessionCap float64) time.Duration {
-	perSecond = capped(perSecond, m.config().MaxFrequency, sessionCap)
+func (m *Manager) interval(perSecond, sessionCap, subscriptionCap float64) time.Duration {
+	perSecond = capped(perSecond, m.config().MaxFrequency, sessionCap, subscriptionCap)
 	if perSecond <= 0 {
 		return 0
 	}
