@@ -106,9 +106,11 @@ func (m MatchTopic) Match(r *http.Request) bool {
 }
 
 // validTopic reports whether the request's topic is one the action could
-// carry: a topic name for a publish, a filter (not a shared subscription)
-// otherwise. The gateway checks this before asking; the matcher checks it
-// again because it fails closed.
+// carry: a topic name for a publish, a filter or a well-formed shared
+// subscription otherwise (a dedicated client's; a pattern admits it only
+// if the pattern starts with $share too: `$share/+/jobs/#`). The gateway
+// checks this before asking; the matcher checks it again because it fails
+// closed.
 func validTopic(f *Facts) bool {
 	if f.Topic == "" {
 		return false
@@ -116,7 +118,7 @@ func validTopic(f *Facts) bool {
 	if f.Action == ActionPublish {
 		return topic.ValidateName(f.Topic) == nil
 	}
-	return topic.ValidateFilter(f.Topic) == nil
+	return topic.ValidateFilter(f.Topic) == nil || topic.ValidateShared(f.Topic) == nil
 }
 
 // guardLevel refuses placeholder values that could change the structure

@@ -62,8 +62,15 @@ func TestMatchTopicContainment(t *testing.T) {
 		{"$SYS/broker/uptime", "$SYS/broker/#", false},
 		{"#", "$SYS/broker/#", false},
 		{"users/alice/#", "users/+/#", false},
-		{"#", "$share/g/a", false}, // shared subscriptions are refused outright
-		{"$share/#", "$share/g/a", false},
+		// A dedicated client's shared subscription: only a pattern that
+		// starts with $share admits it, and a malformed one never matches.
+		{"#", "$share/g/a", false},
+		{"a/#", "$share/g/a", false},
+		{"$share/#", "$share/g/a", true},
+		{"$share/+/jobs/#", "$share/workers/jobs/+", true},
+		{"$share/+/jobs/#", "$share/workers/other", false},
+		{"$share/#", "$share/+/a", false},
+		{"$share/#", "$share/g", false},
 		{"#", "a/#/b", false}, // invalid filters never match
 		{"#", "a\x00b", false},
 		{"a/#", "", false},

@@ -376,7 +376,7 @@ func (s *Session) Subscribe(req, handle uint64, filter string, qos byte, opts Su
 	if err := c.request(reqSubscribe, req, filterCost(filter), func() {
 		// Checked in the client's queue, so even a refusal is answered in
 		// the order of the requests (PROTOCOL.md).
-		if err := topic.ValidateFilter(filter); err != nil {
+		if err := validSubscriptionFilter(filter); err != nil {
 			ownRefusal(Errorf(CodeInvalidFilter, "invalid filter %q: %v", TrimText(filter), err))
 			return
 		}
@@ -390,6 +390,10 @@ func (s *Session) Subscribe(req, handle uint64, filter string, qos byte, opts Su
 		}
 		if c.hub == nil {
 			ownRefusal(notConnected(handle)) // it holds no subscription to drop
+			return
+		}
+		if err := checkShared(filter, c.hub.dedicated, opts, maxFrequency); err != nil {
+			ownRefusal(err)
 			return
 		}
 		if err := c.hub.br().cfg.check311Subscribe(opts, c.hub.dedicated); err != nil {
@@ -450,6 +454,10 @@ func (s *Session) SetFrequency(req, handle uint64, filter string, maxFrequency f
 		qos, ok := c.subs[filter]
 		if !ok || c.hub == nil {
 			s.result(req, Errorf(CodeBadRequest, "client %d has no subscription to %q", handle, TrimText(filter)), 0)
+			return
+		}
+		if err := checkShared(filter, c.hub.dedicated, SubscribeOptions{}, maxFrequency); err != nil {
+			s.result(req, err, 0)
 			return
 		}
 		s.mu.Lock()

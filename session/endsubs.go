@@ -61,7 +61,8 @@ func (s *Session) endSubscriptions(c *Client, filter, broker string, reason *Err
 	}
 	var ending []string
 	for f := range c.subs {
-		if topic.Overlaps(f, filter) {
+		// A shared subscription delivers what its inner filter matches.
+		if topic.Overlaps(topic.SharedFilter(f), filter) {
 			ending = append(ending, f)
 		}
 	}

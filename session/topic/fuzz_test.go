@@ -28,6 +28,14 @@ func FuzzValidateFilter(f *testing.F) {
 		if IsShared(s) != (strings.Split(s, "/")[0] == "$share") {
 			t.Fatalf("IsShared(%q) = %v", s, IsShared(s))
 		}
+		// A valid shared subscription is a share name, then a valid filter.
+		if ValidateShared(s) == nil {
+			levels := strings.SplitN(s, "/", 3)
+			if errF != ErrSharedSubscription || len(levels) != 3 || levels[1] == "" || strings.ContainsAny(levels[1], "+#") ||
+				refValidateFilter(levels[2]) != nil && refValidateFilter(levels[2]) != ErrSharedSubscription {
+				t.Fatalf("ValidateShared took %q (ValidateFilter: %v)", s, errF)
+			}
+		}
 		// Every name is a filter (one that matches only itself).
 		if errN == nil {
 			if errF != nil && errF != ErrSharedSubscription {

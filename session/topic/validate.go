@@ -42,6 +42,10 @@ var (
 	// ErrSharedSubscription: the filter is a shared subscription
 	// ("$share/<group>/<filter>", section 4.8.2), which the gateway refuses.
 	ErrSharedSubscription = errors.New("topic: shared subscriptions ($share/...) are not supported")
+	// ErrShareName: a shared subscription that is not
+	// "$share/<share name>/<filter>" with a share name of one level
+	// without wildcards (section 4.8.2) [MQTT-4.8.2-1] [MQTT-4.8.2-2].
+	ErrShareName = errors.New("topic: a shared subscription is $share/<share name>/<filter>, its share name one level without + or #")
 )
 
 // MaxLevels is the most levels a topic name or filter may have. MQTT sets
@@ -77,7 +81,8 @@ func ValidateName(name string) error {
 // and then refused with ErrSharedSubscription: behind the gateway's fan-out
 // one broker subscription serves many web clients, so the broker's
 // load-balancing between members of a share group would balance between
-// gateway connections, not between the web clients that asked for it.
+// gateway connections, not between the web clients that asked for it. A
+// client with a broker connection of its own may hold one (ValidateShared).
 func ValidateFilter(filter string) error {
 	if err := checkFilter(filter); err != nil {
 		return err
@@ -86,6 +91,39 @@ func ValidateFilter(filter string) error {
 		return ErrSharedSubscription
 	}
 	return nil
+}
+
+// ValidateShared reports whether a shared subscription (see IsShared) is
+// well formed: "$share/", a share name of at least one character without
+// '/', '+' or '#', '/', then a filter ValidateFilter takes. Only a client
+// with a broker connection of its own may subscribe to one (ValidateFilter
+// says why): its broker balances the group's messages between its
+// members, that client one of them.
+func ValidateShared(filter string) error {
+	if err := checkString(filter); err != nil {
+		return err
+	}
+	if !IsShared(filter) {
+		return ErrShareName
+	}
+	rest := strings.TrimPrefix(filter, "$share/")
+	name, inner, ok := strings.Cut(rest, "/")
+	if !ok || name == "" || strings.ContainsAny(name, "+#") || inner == "" {
+		return ErrShareName
+	}
+	return checkFilter(inner)
+}
+
+// SharedFilter is the filter a well-formed shared subscription (see
+// ValidateShared) holds after its share name, the one its messages match:
+// "room/42/#" for "$share/g/room/42/#". Any other filter is returned as it
+// is.
+func SharedFilter(filter string) string {
+	if ValidateShared(filter) != nil {
+		return filter
+	}
+	_, inner, _ := strings.Cut(filter[len("$share/"):], "/")
+	return inner
 }
 
 // IsShared reports whether filter is an MQTT 5 shared subscription, that is

@@ -235,8 +235,50 @@ func TestIsShared(t *testing.T) {
 	}
 }
 
+// A shared subscription a dedicated client may hold: a share name of one
+// level without wildcards, then a valid filter.
+func TestValidateShared(t *testing.T) {
+	for filter, want := range map[string]error{
+		"$share/g/a":     nil,
+		"$share/g/#":     nil,
+		"$share/g/+/b":   nil,
+		"$share/g//":     nil, // the filter "/", two empty levels
+		"$share/g":       ErrShareName,
+		"$share/":        ErrShareName,
+		"$share":         ErrShareName,
+		"$share//a":      ErrShareName,
+		"$share/+/a":     ErrShareName,
+		"$share/g#/a":    ErrShareName,
+		"$share/g/":      ErrShareName,
+		"a/b":            ErrShareName,
+		"$share/g/a+":    ErrWildcardPlacement,
+		"$share/g/#/a":   ErrWildcardPlacement,
+		"$share/g/a\x00": ErrNUL,
+		"$share/g/a\x7f": ErrControl,
+		"":               ErrEmpty,
+	} {
+		if got := ValidateShared(filter); got != want {
+			t.Errorf("ValidateShared(%q) = %v, want %v", filter, got, want)
+		}
+	}
+}
+
+func TestSharedFilter(t *testing.T) {
+	for filter, want := range map[string]string{
+		"$share/g/room/42/#": "room/42/#",
+		"$share/g//":         "/",
+		"$share/+/a":         "$share/+/a", // malformed: as it is
+		"$share/g":           "$share/g",
+		"room/42/#":          "room/42/#",
+	} {
+		if got := SharedFilter(filter); got != want {
+			t.Errorf("SharedFilter(%q) = %q, want %q", filter, got, want)
+		}
+	}
+}
+
 func TestErrorsAreDistinctAndLowercase(t *testing.T) {
-	errs := []error{ErrEmpty, ErrTooLong, ErrInvalidUTF8, ErrNUL, ErrControl, ErrNonCharacter, ErrTooManyLevels, ErrWildcardInName, ErrWildcardPlacement, ErrSharedSubscription}
+	errs := []error{ErrEmpty, ErrTooLong, ErrInvalidUTF8, ErrNUL, ErrControl, ErrNonCharacter, ErrTooManyLevels, ErrWildcardInName, ErrWildcardPlacement, ErrSharedSubscription, ErrShareName}
 	for i, a := range errs {
 		msg := a.Error()
 		if !strings.HasPrefix(msg, "topic: ") || strings.ToLower(msg[:8]) != msg[:8] {

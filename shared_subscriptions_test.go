@@ -1,0 +1,160 @@
+package mqttgateway
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddy-mqtt/mqttgateway/session"
+	"github.com/caddy-mqtt/mqttgateway/transport"
+	"github.com/caddy-mqtt/mqttgateway/transport/gwclient"
+	"github.com/eclipse/paho.golang/autopaho"
+)
+
+// Clients with a broker connection of their own (a client ID) join a share
+// group ($share/<share name>/<filter>): the broker shares the filter's
+// messages out between them, each message to one member, as it does
+// between direct MQTT clients: a pool of Node.js workers taking jobs. A
+// client on the gateway's shared connection may not join (the broker would
+// share out between gateways, not between the clients that asked), nor
+// may a subscription with No Local (a protocol error, for which the broker
+// closes the connection) or a frequency limit (jobs are not values to
+// conflate); each is refused with 4031 and says why, as is a malformed
+// share name. (Every shared subscription was refused.)
+func TestDedicatedClientsJoinAShareGroup(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	ctx := ctx10(t)
+	c := dial(t, url)
+	const filter = "$share/workers/jobs/+"
+	worker := map[uint64]string{} // by stream
+	handle := map[string]uint64{}
+	for _, id := range []string{"worker-1", "worker-2"} {
+		h, stream, err := c.Connect(ctx, session.ConnectParams{Broker: "main", ClientID: id, CleanStart: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Subscribe(ctx, h, filter, 1); err != nil {
+			t.Fatalf("%s joining the share group: %v", id, err)
+		}
+		worker[stream] = id
+		handle[id] = h
+	}
+
+	first := handle["worker-1"]
+	refused := func(what string, err error, says string) {
+		t.Helper()
+		var e *gwclient.Error
+		if !errors.As(err, &e) || e.Code != session.CodeInvalidFilter || !strings.Contains(e.Message, says) {
+			t.Errorf("%s: %v, want 4031 saying %q", what, err, says)
+		}
+	}
+	_, err := c.Subscribe(ctx, connectMain(t, c), filter, 1)
+	refused("a client on the shared connection", err, "client ID")
+	_, err = c.SubscribeWith(ctx, first, "$share/workers/other/+", 1, session.SubscribeOptions{NoLocal: true})
+	refused("No Local", err, "No Local")
+	_, err = c.SubscribeLimited(ctx, first, "$share/workers/other/+", 0, 5)
+	refused("a frequency limit", err, "frequency")
+	_, err = c.Subscribe(ctx, first, "$share/+/jobs/+", 1)
+	refused("a wildcard share name", err, "share name")
+
+	pub := mqttPublisher(t, mq.port)
+	per := share(t, c, pub, worker, 0, 100)
+	if per["worker-1"] == 0 || per["worker-2"] == 0 {
+		t.Errorf("jobs per member %v, want some to each", per)
+	}
+	t.Logf("jobs per member: %v", per)
+
+	// A member that leaves the group gets no more of its jobs.
+	if err := c.Unsubscribe(ctx, first, filter); err != nil {
+		t.Fatal(err)
+	}
+	if per := share(t, c, pub, worker, 100, 120); per["worker-2"] != 20 {
+		t.Errorf("after worker-1 left the group, jobs per member %v, want all 20 to worker-2", per)
+	}
+}
+
+// share publishes jobs from to to-1 at QoS 1 and reads them as the share
+// group's members receive them, acknowledging each: it fails unless each
+// arrives once, and returns how many each member (by stream) got.
+func share(t *testing.T, c *gwclient.Client, pub *autopaho.ConnectionManager, worker map[uint64]string, from, to int) map[string]int {
+	t.Helper()
+	publishRange(t, pub, []string{"jobs/a", "jobs/b"}, from, to, 500, 8, 1)
+	times := map[int]int{}
+	per := map[string]int{}
+	deadline := time.After(10 * time.Second)
+	for len(times) < to-from {
+		select {
+		case f := <-c.Messages:
+			if f.Type != transport.TypeMessage {
+				continue
+			}
+			if f.PacketID != 0 {
+				if err := c.Ack(f.Stream, f.PacketID); err != nil {
+					t.Fatal(err)
+				}
+			}
+			times[seqOf(f.Publish.Payload)]++
+			per[worker[f.Stream]]++
+		case <-deadline:
+			t.Fatalf("%d of %d jobs arrived within 10 s: %v", len(times), to-from, per)
+		}
+	}
+	select { // any copy the broker sends a second member comes with the rest
+	case f := <-c.Messages:
+		if f.Type == transport.TypeMessage {
+			times[seqOf(f.Publish.Payload)]++
+		}
+	case <-time.After(500 * time.Millisecond):
+	}
+	for seq, k := range times {
+		if k != 1 || seq < from || seq >= to {
+			t.Errorf("job %d arrived %d times, want jobs %d to %d once each", seq, k, from, to-1)
+		}
+	}
+	return per
+}
+
+// A member removed from a room loses its shared subscriptions to the room
+// too: the admin API's unsubscribe ends each subscription that could
+// deliver a topic under the filter, and a shared one delivers what the
+// filter after its share name matches.
+func TestAdminEndsASharedSubscriptionUnderAFilter(t *testing.T) {
+	mq := startMosquitto(t)
+	adminPort, url := gatewayWithAdmin(t, "shared", mq.port)
+	ctx := ctx10(t)
+	c, err := gwclient.Dial(ctx, url, http.Header{"X-Test-User": {"carol"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	h, _, err := c.Connect(ctx, session.ConnectParams{Broker: "main", ClientID: "carol-worker", CleanStart: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"$share/g/room/42/#", "$share/g/room/43/#"} {
+		if _, err := c.Subscribe(ctx, h, f, 0); err != nil {
+			t.Fatalf("subscribe %s: %v", f, err)
+		}
+	}
+	resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/mqtt_gateway/unsubscribe", adminPort), "application/json",
+		strings.NewReader(`{"user":"carol","filter":"room/42/#"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(answer), `"unsubscribed":1`) {
+		t.Fatalf("unsubscribe: %d %s, want 200 and 1 subscription", resp.StatusCode, answer)
+	}
+	for _, topic := range []string{"room/42/msg", "room/43/msg"} {
+		mosquittoPub(t, mq.port, "-t", topic, "-m", topic)
+	}
+	if f := nextMessage(t, c); f.Type != transport.TypeMessage || f.Publish.Topic != "room/43/msg" {
+		t.Fatalf("carol got %+v, want only room/43/msg", f)
+	}
+}
