@@ -24,7 +24,7 @@ import (
 // gatewayWithAdmin starts a Caddy with its admin API and a gateway named
 // name whose sessions' user is the request's X-Test-User header; it
 // returns the admin port and the gateway's WebSocket URL.
-func gatewayWithAdmin(t *testing.T, name string, brokerPort int) (adminPort int, url string) {
+func gatewayWithAdmin(t *testing.T, name string, brokerPort int, extra ...string) (adminPort int, url string) {
 	adminPort, httpPort := freePort(t), freePort(t)
 	loadCaddy(t, adaptCaddyfile(t, fmt.Sprintf(`{
 	admin 127.0.0.1:%d
@@ -40,9 +40,10 @@ http://127.0.0.1:%d {
 			header X-Mqtt-User {http.request.header.X-Test-User}
 			respond 204
 		}
+		%s
 	}
 }
-`, adminPort, httpPort, name, brokerPort)))
+`, adminPort, httpPort, name, brokerPort, strings.Join(extra, "\n\t\t"))))
 	return adminPort, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort)
 }
 

@@ -84,6 +84,7 @@ func basePathOf(matcherSet caddy.ModuleMap) string {
 //		max_sessions <n>
 //		max_sessions_per_ip <n>
 //		max_publish_rate <publishes per second>
+//		shared_subscriptions <share name...>|*
 //		broker <name> <url>|embedded {
 //			username <user>
 //			password <password>
@@ -212,6 +213,15 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, helper *httpcaddyfile.Helper
 				return d.Errf("max_publish_rate: %q is not a positive number of publishes per second", v)
 			}
 			h.MaxPublishRate = f
+		case "shared_subscriptions":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			if err := checkShareNames(args); err != nil {
+				return d.WrapErr(err)
+			}
+			h.SharedSubscriptions = args
 		case "allow_origins":
 			args := d.RemainingArgs()
 			if len(args) == 0 {

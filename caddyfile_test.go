@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -51,6 +52,7 @@ func TestCaddyfileFullBlock(t *testing.T) {
 		max_subscriptions_per_client 32
 		max_topic_length 256
 		write_delay 50ms
+		shared_subscriptions workers reports
 	}`)
 	if err != nil {
 		t.Fatal(err)
@@ -84,7 +86,8 @@ func TestCaddyfileFullBlock(t *testing.T) {
 		t.Fatalf("embedded broker: %+v", l)
 	}
 	if h.MaxMessageSize != 64*1024 || len(h.AllowOrigins) != 2 || h.MaxClientsPerSession != 4 || h.MaxSubscriptionsPerClient != 32 ||
-		h.MaxTopicLength != 256 || time.Duration(h.WriteDelay) != 50*time.Millisecond {
+		h.MaxTopicLength != 256 || time.Duration(h.WriteDelay) != 50*time.Millisecond ||
+		!slices.Equal(h.SharedSubscriptions, []string{"workers", "reports"}) {
 		t.Fatalf("options: %+v", h)
 	}
 }
@@ -136,6 +139,9 @@ func TestCaddyfileErrorsNameTheLine(t *testing.T) {
 		"listen without port":       {"mqtt_gateway {\n broker a embedded {\n  listen 127.0.0.1\n }\n}", `listen "127.0.0.1" needs a host and a port`},
 		"mqtt version unknown":      {"mqtt_gateway {\n broker a mqtt://h {\n  mqtt_version 4\n }\n}", `mqtt_version "4" is not 5 or 3.1.1`},
 		"mqtt version embedded":     {"mqtt_gateway {\n broker a embedded {\n  mqtt_version 3.1.1\n }\n}", "mqtt_version applies to external brokers only"},
+		"share name with a level":   {"mqtt_gateway {\n broker a mqtt://h\n shared_subscriptions workers/jobs\n}", `shared_subscriptions: "workers/jobs" is not a share name`},
+		"share name a wildcard":     {"mqtt_gateway {\n broker a mqtt://h\n shared_subscriptions +\n}", `shared_subscriptions: "+" is not a share name`},
+		"no share name":             {"mqtt_gateway {\n broker a mqtt://h\n shared_subscriptions\n}", "wrong argument count"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -170,6 +176,8 @@ func TestValidateRejectsBadConfig(t *testing.T) {
 			WriteDelay: caddy.Duration(time.Second)},
 		"heartbeat under 100ms": {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, Heartbeat: caddy.Duration(time.Millisecond)},
 		"frequency far too low": {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, MaxFrequency: 1e-10},
+		"empty share name":      {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, SharedSubscriptions: []string{""}},
+		"share name with a #":   {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, SharedSubscriptions: []string{"jobs#"}},
 	} {
 		if err := h.Validate(); err == nil {
 			t.Errorf("%s: accepted", name)

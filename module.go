@@ -93,6 +93,15 @@ type Handler struct {
 	// with code 4051. Default: no limit.
 	MaxPublishRate float64 `json:"max_publish_rate,omitempty"`
 
+	// Share names (the level after $share/) of the MQTT 5 shared
+	// subscriptions that clients with a broker connection of their own (a
+	// client ID) may join: "$share/workers/jobs/+" needs "workers"; "*"
+	// opens every share group. A member takes its share of the group's
+	// messages from the other members, a backend's workers connected
+	// straight to the broker included, so no group is open by default:
+	// shared subscriptions are refused with code 4031.
+	SharedSubscriptions []string `json:"shared_subscriptions,omitempty"`
+
 	// Origins (scheme://host[:port], as browsers send them) whose pages
 	// may open sessions; https://*.example.com admits every subdomain of
 	// example.com. Pages of the gateway's own origin always may; "*"
@@ -307,6 +316,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		MaxFrequency:              h.MaxFrequency,
 		MaxBandwidth:              h.MaxBandwidth,
 		MaxPublishRate:            h.MaxPublishRate,
+		SharedSubscriptions:       h.SharedSubscriptions,
 		MaxSessions:               h.MaxSessions,
 		MaxSessionsPerIP:          h.MaxSessionsPerIP,
 		WillsOnShutdown:           h.WillsOnShutdown,
@@ -463,6 +473,9 @@ func (h *Handler) validate() error {
 		return fmt.Errorf("mqtt_gateway: %v", err)
 	}
 	if _, err := parseOrigins(h.AllowOrigins); err != nil {
+		return fmt.Errorf("mqtt_gateway: %v", err)
+	}
+	if err := checkShareNames(h.SharedSubscriptions); err != nil {
 		return fmt.Errorf("mqtt_gateway: %v", err)
 	}
 	if h.AliveInterval > 0 && h.Authorize == nil {

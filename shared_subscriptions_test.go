@@ -16,18 +16,20 @@ import (
 )
 
 // Clients with a broker connection of their own (a client ID) join a share
-// group ($share/<share name>/<filter>): the broker shares the filter's
-// messages out between them, each message to one member, as it does
-// between direct MQTT clients: a pool of Node.js workers taking jobs. A
-// client on the gateway's shared connection may not join (the broker would
-// share out between gateways, not between the clients that asked), nor
-// may a subscription with No Local (a protocol error, for which the broker
-// closes the connection) or a frequency limit (jobs are not values to
-// conflate); each is refused with 4031 and says why, as is a malformed
-// share name. (Every shared subscription was refused.)
+// group the gateway opens (shared_subscriptions workers): the broker shares
+// the filter's messages out between them, each message to one member, as
+// it does between direct MQTT clients: a pool of Node.js workers taking
+// jobs. A group the gateway does not open may not be joined (a backend's
+// workers would lose jobs to web clients), nor may a client on the
+// gateway's shared connection join (the broker would share out between
+// gateways, not between the clients that asked), nor a subscription with
+// No Local (a protocol error, for which the broker closes the connection)
+// or a frequency limit (jobs are not values to conflate); each is refused
+// with 4031 and says why, as is a malformed share name. (Every shared
+// subscription was refused.)
 func TestDedicatedClientsJoinAShareGroup(t *testing.T) {
 	mq := startMosquitto(t)
-	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "")
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "shared_subscriptions workers")
 	ctx := ctx10(t)
 	c := dial(t, url)
 	const filter = "$share/workers/jobs/+"
@@ -61,6 +63,8 @@ func TestDedicatedClientsJoinAShareGroup(t *testing.T) {
 	refused("a frequency limit", err, "frequency")
 	_, err = c.Subscribe(ctx, first, "$share/+/jobs/+", 1)
 	refused("a wildcard share name", err, "share name")
+	_, err = c.Subscribe(ctx, first, "$share/backend/jobs/+", 1)
+	refused("a share group the gateway does not open", err, "not open")
 
 	pub := mqttPublisher(t, mq.port)
 	per := share(t, c, pub, worker, 0, 100)
@@ -125,7 +129,7 @@ func share(t *testing.T, c *gwclient.Client, pub *autopaho.ConnectionManager, wo
 // filter after its share name matches.
 func TestAdminEndsASharedSubscriptionUnderAFilter(t *testing.T) {
 	mq := startMosquitto(t)
-	adminPort, url := gatewayWithAdmin(t, "shared", mq.port)
+	adminPort, url := gatewayWithAdmin(t, "shared", mq.port, "shared_subscriptions g")
 	ctx := ctx10(t)
 	c, err := gwclient.Dial(ctx, url, http.Header{"X-Test-User": {"carol"}})
 	if err != nil {
@@ -156,5 +160,50 @@ func TestAdminEndsASharedSubscriptionUnderAFilter(t *testing.T) {
 	}
 	if f := nextMessage(t, c); f.Type != transport.TypeMessage || f.Publish.Topic != "room/43/msg" {
 		t.Fatalf("carol got %+v, want only room/43/msg", f)
+	}
+}
+
+// The authorize hook's rules hold for a shared subscription by the filter
+// after its share name: a rule that denies a topic denies joining a share
+// group on it (with every group open, a dedicated client read secret/plans
+// through $share/x/secret/#, past a deny rule on secret/#). A hook's
+// frequency cap on a shared subscription cannot apply (its messages are
+// shared out, never conflated), and refuses it with 4022 rather than
+// leaving it uncapped.
+func TestAuthorizeRulesHoldForSharedSubscriptions(t *testing.T) {
+	mq := startMosquitto(t)
+	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), `shared_subscriptions *
+		authorize {
+			@secret {
+				path /subscribe
+				mqtt_topic secret/#
+			}
+			respond @secret 403
+			@capped {
+				path /subscribe
+				mqtt_topic capped/#
+			}
+			header @capped X-Mqtt-Limit-Max-Frequency 1
+			respond 204
+		}`)
+	ctx := ctx10(t)
+	c := dial(t, url)
+	h, _, err := c.Connect(ctx, session.ConnectParams{Broker: "main", ClientID: "rules-worker", CleanStart: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e *gwclient.Error
+	for filter, code := range map[string]session.Code{
+		"$share/x/secret/#":   session.CodeNotAuthorized,
+		"$share/x/#":          0, // allowed: what secret/# denies is not all it matches
+		"$share/x/capped/+":   session.CodeHookUnavailable,
+		"$share/x/reports/+":  0,
+		"secret/plans":        session.CodeNotAuthorized,
+		"$share/x/secret/a/+": session.CodeNotAuthorized,
+	} {
+		_, err := c.Subscribe(ctx, h, filter, 0)
+		if code == 0 && err != nil || code != 0 && (!errors.As(err, &e) || e.Code != code) {
+			t.Errorf("subscribe %s: %v, want code %d", filter, err, code)
+		}
 	}
 }

@@ -26,6 +26,10 @@ func init() {
 // if it admits every topic that filter can match. So `a/+` admits `a/b`
 // and `a/+` but not `a/#`, `#` admits nothing under `$SYS`, and `$SYS/#`
 // admits `$SYS`. Any other request, and an invalid topic, never matches.
+// A dedicated client's shared subscription, `$share/<share name>/<filter>`,
+// is admitted by a pattern that admits its filter, or by a `$share`
+// pattern whose share name level is `+` or that name and whose rest admits
+// the filter: `$share/+/jobs/#`.
 //
 // Patterns may hold placeholders, expanded per request:
 // `users/{http.mqtt_gateway.user}/#`. A placeholder must stand for text
@@ -80,7 +84,7 @@ func (m MatchTopic) MatchWithError(r *http.Request) (bool, error) {
 	var repl *caddy.Replacer
 	for _, p := range m {
 		if strings.IndexByte(p, '{') < 0 {
-			if topic.Contains(p, f.Topic) {
+			if admits(p, f.Topic) {
 				return true, nil
 			}
 			continue
@@ -92,11 +96,35 @@ func (m MatchTopic) MatchWithError(r *http.Request) (bool, error) {
 			}
 		}
 		expanded, err := repl.ReplaceFunc(p, guardLevel)
-		if err == nil && topic.Contains(expanded, f.Topic) {
+		if err == nil && admits(expanded, f.Topic) {
 			return true, nil
 		}
 	}
 	return false, nil
+}
+
+// admits reports whether pattern admits t, a valid topic or filter (see
+// validTopic). A dedicated client's shared subscription,
+// $share/<share name>/<filter>, delivers what its filter matches: a pattern
+// without $share admits it when it admits that filter (`secret/#` admits
+// `$share/x/secret/#`, so a rule that denies a topic denies joining a
+// share group on it too), and a $share pattern when its share name level
+// admits the share name (`+`, or the same name) and the rest admits the
+// filter, by the same rules: `$share/+/jobs/#` admits
+// `$share/workers/jobs/+`, and `$share/#` admits every shared subscription
+// but those whose filter `#` does not admit (`$share/g/$SYS/#`).
+func admits(pattern, t string) bool {
+	name, inner, shared := topic.SplitShared(t)
+	switch {
+	case !shared:
+		return topic.Contains(pattern, t)
+	case !topic.IsShared(pattern):
+		return topic.Contains(pattern, inner)
+	case pattern == "$share/#":
+		return topic.Contains("#", inner)
+	}
+	pName, pInner, ok := strings.Cut(strings.TrimPrefix(pattern, "$share/"), "/")
+	return ok && (pName == "+" || pName == name) && topic.Contains(pInner, inner)
 }
 
 // Match implements caddyhttp.RequestMatcher.
@@ -107,10 +135,8 @@ func (m MatchTopic) Match(r *http.Request) bool {
 
 // validTopic reports whether the request's topic is one the action could
 // carry: a topic name for a publish, a filter or a well-formed shared
-// subscription otherwise (a dedicated client's; a pattern admits it only
-// if the pattern starts with $share too: `$share/+/jobs/#`). The gateway
-// checks this before asking; the matcher checks it again because it fails
-// closed.
+// subscription otherwise (a dedicated client's: admits). The gateway checks
+// this before asking; the matcher checks it again because it fails closed.
 func validTopic(f *Facts) bool {
 	if f.Topic == "" {
 		return false

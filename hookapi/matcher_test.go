@@ -62,15 +62,25 @@ func TestMatchTopicContainment(t *testing.T) {
 		{"$SYS/broker/uptime", "$SYS/broker/#", false},
 		{"#", "$SYS/broker/#", false},
 		{"users/alice/#", "users/+/#", false},
-		// A dedicated client's shared subscription: only a pattern that
-		// starts with $share admits it, and a malformed one never matches.
-		{"#", "$share/g/a", false},
-		{"a/#", "$share/g/a", false},
+		// A dedicated client's shared subscription delivers what its
+		// filter matches: a deny rule on a topic holds for it too. A
+		// $share pattern also says which share names; a malformed shared
+		// subscription never matches.
+		{"#", "$share/g/a", true},
+		{"secret/#", "$share/x/secret/#", true},
+		{"secret/#", "$share/x/#", false},
+		{"#", "$share/g/$SYS/#", false},
 		{"$share/#", "$share/g/a", true},
+		{"$share/#", "$share/g/$SYS/#", false},
+		{"$share/+/#", "$share/g/$SYS/#", false},
 		{"$share/+/jobs/#", "$share/workers/jobs/+", true},
+		{"$share/workers/jobs/#", "$share/workers/jobs/+", true},
+		{"$share/other/jobs/#", "$share/workers/jobs/+", false},
 		{"$share/+/jobs/#", "$share/workers/other", false},
+		{"$share/+/jobs/+", "$share/workers/jobs/#", false},
 		{"$share/#", "$share/+/a", false},
 		{"$share/#", "$share/g", false},
+		{"$share/g", "$share/g/a", false},
 		{"#", "a/#/b", false}, // invalid filters never match
 		{"#", "a\x00b", false},
 		{"a/#", "", false},

@@ -14,8 +14,15 @@ import (
 // grow with their number: a session may hold thousands of limited filters
 // (16 clients × 256), and admit runs for every message on the broker
 // connection's goroutine. Without limits admit does not run, and the index
-// (a few hundred bytes per filter) is not kept: most sessions are idle
-// dashboards, and their memory is the gateway's.
+// (a few hundred bytes per filter) is kept only for a large table that
+// mixes QoS 0 subscriptions with others (receivedQoS): most sessions are
+// idle dashboards, and their memory is the gateway's.
+//
+// A shared subscription ($share/<share name>/<filter>, a dedicated
+// client's: shared.go) matches topics by its inner filter, and no limit
+// ever holds it: its messages are shared out between the group's members,
+// not values to conflate. As the least restrictive limit of a topic wins,
+// a limited filter of the same client does not hold them back either.
 
 // freqLimit is one client's limit on one subscription. 24 bytes: every
 // subscription of every session has one, and a float32 is precise enough
@@ -28,7 +35,8 @@ type freqLimit struct {
 }
 
 // hookCap is the authorize hook's cap on c's subscription to filter, which
-// a change of the client's own limit keeps; 0 for none.
+// a change of the client's own limit keeps; 0 for none. Called with s.mu
+// held.
 func (ft *freqTable) hookCap(filter string, c *Client) float64 {
 	if ft == nil {
 		return 0
@@ -44,6 +52,22 @@ type freqEntry struct {
 	filter string
 	client *Client
 	freqLimit
+}
+
+// freqRef is an entry as the index holds it, under the filter its topics
+// match.
+type freqRef struct {
+	client *Client
+	filter string
+}
+
+// matchFilter is the filter a subscription's messages match: a shared
+// subscription's inner filter, or filter itself.
+func matchFilter(filter string) string {
+	if topic.IsShared(filter) {
+		return topic.SharedFilter(filter)
+	}
+	return filter
 }
 
 // freqKey finds a freqEntry in a large table.
@@ -63,7 +87,7 @@ type freqTable struct {
 	stream  uint64
 	entries []freqEntry
 	at      map[freqKey]int       // where each entry is in entries, past smallFreqTable of them
-	index   *topic.Index[*Client] // while the session has limits in force
+	index   *topic.Index[freqRef] // while needed (indexAsNeeded), by the filter topics match (matchFilter)
 	// aboveQoS0 counts the subscriptions above QoS 0: with none, the
 	// session's clients get every message of the stream at QoS 0.
 	aboveQoS0 int
@@ -179,15 +203,15 @@ func (ft *freqTable) limit(name string) (interval time.Duration, qos byte, match
 		matched = true
 	}
 	if ft.index != nil {
-		ft.index.Match(name, func(filter string, c *Client) {
-			if i := ft.find(filter, c); i >= 0 {
+		ft.index.Match(name, func(_ string, r freqRef) {
+			if i := ft.find(r.filter, r.client); i >= 0 {
 				take(ft.entries[i].freqLimit)
 			}
 		})
 		return interval, qos, matched
 	}
 	for i := range ft.entries { // not indexed: no limit in force
-		if e := &ft.entries[i]; topic.Match(e.filter, name) {
+		if e := &ft.entries[i]; topic.Match(matchFilter(e.filter), name) {
 			take(e.freqLimit)
 		}
 	}
@@ -206,9 +230,9 @@ func (s *Session) indexAsNeeded() {
 		case s.throttled == 0 && !mixed:
 			ft.index = nil
 		case ft.index == nil:
-			ft.index = new(topic.Index[*Client])
+			ft.index = new(topic.Index[freqRef])
 			for _, e := range ft.entries {
-				ft.index.Add(e.filter, e.client)
+				ft.index.Add(matchFilter(e.filter), freqRef{e.client, e.filter})
 			}
 		}
 	}
@@ -224,13 +248,13 @@ func (s *Session) setFrequency(c *Client, stream uint64, filter string, qos byte
 		ft = &freqTable{stream: stream}
 		s.freqs = append(s.freqs, ft)
 	}
-	lim := freqLimit{asked: float32(asked), hookCap: float32(hookCap), interval: s.mgr.interval(asked, s.capFrequency, hookCap), qos: qos}
+	lim := freqLimit{asked: float32(asked), hookCap: float32(hookCap), interval: s.subscriptionInterval(filter, asked, hookCap), qos: qos}
 	ft.add(freqEntry{filter: filter, client: c, freqLimit: lim})
 	if qos > 0 {
 		ft.aboveQoS0++
 	}
 	if ft.index != nil {
-		ft.index.Add(filter, c)
+		ft.index.Add(matchFilter(filter), freqRef{c, filter})
 	}
 	if lim.interval > 0 {
 		s.throttled++
@@ -257,7 +281,7 @@ func (s *Session) clearFrequency(c *Client, stream uint64, filter string) {
 		ft.aboveQoS0--
 	}
 	if ft.index != nil {
-		ft.index.Remove(filter, c)
+		ft.index.Remove(matchFilter(filter), freqRef{c, filter})
 	}
 	if lim.interval > 0 {
 		s.throttled--
@@ -267,6 +291,16 @@ func (s *Session) clearFrequency(c *Client, stream uint64, filter string) {
 		s.freqs = s.freqs.without(ft)
 	}
 	s.releaseHeld()
+}
+
+// subscriptionInterval is the spacing in force on a subscription to
+// filter: what its client asked for, under the server's, the session's and
+// the hook's caps; 0 (none) for a shared subscription.
+func (s *Session) subscriptionInterval(filter string, asked, hookCap float64) time.Duration {
+	if topic.IsShared(filter) {
+		return 0
+	}
+	return s.mgr.interval(asked, s.capFrequency, hookCap)
 }
 
 // ensureGate makes the gate throttled subscriptions need. Called with s.mu
@@ -284,7 +318,7 @@ func (s *Session) reapplyLimits() {
 	for _, ft := range s.freqs {
 		for i := range ft.entries {
 			lim := &ft.entries[i].freqLimit
-			iv := s.mgr.interval(float64(lim.asked), s.capFrequency, float64(lim.hookCap))
+			iv := s.subscriptionInterval(ft.entries[i].filter, float64(lim.asked), float64(lim.hookCap))
 			switch {
 			case lim.interval <= 0 && iv > 0:
 				s.throttled++

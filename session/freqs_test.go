@@ -139,3 +139,34 @@ func TestMessagesReachingAtQoS0(t *testing.T) {
 		t.Fatalf("after the QoS 1 subscriptions went: index %v, reaches at QoS 0 %v; want none, true", ft.index != nil, ft.reachesAtQoS0("sensors/1"))
 	}
 }
+
+// A shared subscription matches topics by its inner filter and is never
+// limited, so a limited filter of the same client does not hold back the
+// jobs its share group brings: the least restrictive limit wins.
+func TestSharedSubscriptionsAreNeverLimited(t *testing.T) {
+	_, sessions := benchHub(t, 1)
+	s := sessions[0]
+	c := &Client{sess: s}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.setFrequency(c, 1, "jobs/#", 0, 1, 0)
+	if iv, _, ok := s.freqs.of(1).limit("jobs/x"); !ok || iv <= 0 {
+		t.Fatalf("jobs/x under jobs/# at 1/s: interval %v (matched %v), want the limit", iv, ok)
+	}
+	s.setFrequency(c, 1, "$share/g/jobs/+", 0, 0, 0)
+	for _, ft := range []*freqTable{s.freqs.of(1)} {
+		if iv, _, ok := ft.limit("jobs/x"); !ok || iv != 0 {
+			t.Fatalf("jobs/x beside $share/g/jobs/+ (indexed %v): interval %v (matched %v), want none", ft.index != nil, iv, ok)
+		}
+		if iv, _, ok := ft.limit("jobs/x/y"); !ok || iv <= 0 {
+			t.Fatalf("jobs/x/y, which only jobs/# matches: interval %v (matched %v), want the limit", iv, ok)
+		}
+	}
+	s.clearFrequency(c, 1, "jobs/#")
+	if s.throttled != 0 || s.freqs.of(1).index != nil {
+		t.Fatalf("throttled %d, index %v with only the shared subscription left", s.throttled, s.freqs.of(1).index != nil)
+	}
+	if iv, _, ok := s.freqs.of(1).limit("jobs/x"); !ok || iv != 0 {
+		t.Fatalf("jobs/x, not indexed: interval %v (matched %v), want none", iv, ok)
+	}
+}

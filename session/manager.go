@@ -56,6 +56,9 @@ type Config struct {
 	MaxBandwidth int64
 	// Most publishes per second per session (0: no limit); more get 4051.
 	MaxPublishRate float64
+	// Share names of the shared subscriptions dedicated clients may join
+	// ("*": any); none by default (shared.go).
+	SharedSubscriptions []string
 	// How long a broker message may wait for others to share its write
 	// (0: none, every message is written at once); see writedelay.go.
 	WriteDelay time.Duration

@@ -45,16 +45,20 @@ type Grant struct {
 }
 
 // ParseGrant reads the limits of the authorize hook's answer to a
-// subscribe: max_frequency alone, in messages per second. Another name (a
-// misspelt one, or max_bandwidth, which is the session's and set when it
-// opens) or a value it cannot read is an error, and the caller refuses
-// the subscription (fail closed): an operator's cap must not silently be
-// no cap.
+// subscribe: max_frequency, in messages per second. A name it does not
+// know (a misspelt one) or a value it cannot read is an error, and the
+// caller refuses the subscription (fail closed): an operator's cap must
+// not silently be no cap. max_bandwidth is the session's, set when it
+// opens, and ignored here: a hook service may send the same limits with
+// every answer.
 func ParseGrant(limits map[string]string) (Grant, error) {
 	var g Grant
 	for name, v := range limits {
+		if name == "max_bandwidth" {
+			continue
+		}
 		if name != "max_frequency" {
-			return g, fmt.Errorf("limit %q on a subscribe: only X-Mqtt-Limit-Max-Frequency applies to a subscription", TrimText(name))
+			return g, fmt.Errorf("unknown limit %q on a subscribe (X-Mqtt-Limit-Max-Frequency caps a subscription)", TrimText(name))
 		}
 		f, err := parseFrequencyLimit(v)
 		if err != nil {

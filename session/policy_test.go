@@ -30,20 +30,21 @@ func TestParseLimits(t *testing.T) {
 	}
 }
 
-// The authorize hook's cap on a subscription is read as strictly, and is
-// its frequency alone: another limit's name (the session's bandwidth, or a
-// misspelt name) refuses the subscription rather than leaving it uncapped.
+// The authorize hook's cap on a subscription is read as strictly: a
+// misspelt limit name refuses the subscription rather than leaving it
+// uncapped. The session's bandwidth, which a hook service may send with
+// every answer, is not a subscription's and is ignored.
 func TestParseGrant(t *testing.T) {
 	for _, limits := range []map[string]string{
 		{"max_frequency": "NaN"}, {"max_frequency": "0"}, {"max_frequency": "ten"},
-		{"max_bandwidth": "64KiB"}, {"max_frequncy": "2"}, {"max_frequency": "2", "max_bandwidth": "1"},
+		{"max_frequncy": "2"}, {"max_frequency": "2", "max_bandwith": "1"},
 	} {
 		if g, err := ParseGrant(limits); err == nil {
 			t.Errorf("%v: read as %+v, want an error", limits, g)
 		}
 	}
-	if g, err := ParseGrant(map[string]string{"max_frequency": "2.5"}); err != nil || g.MaxFrequency != 2.5 {
-		t.Fatalf("max_frequency 2.5: %+v, %v", g, err)
+	if g, err := ParseGrant(map[string]string{"max_frequency": "2.5", "max_bandwidth": "64KiB"}); err != nil || g.MaxFrequency != 2.5 {
+		t.Fatalf("max_frequency 2.5 beside the session's max_bandwidth: %+v, %v", g, err)
 	}
 	if g, err := ParseGrant(nil); err != nil || g != (Grant{}) {
 		t.Fatalf("no limits: %+v, %v; want no cap", g, err)

@@ -1,6 +1,7 @@
 // A pool of Node.js workers shares out jobs with an MQTT 5 shared subscription
-// ($share/<share name>/<filter>): each worker a client with a client ID of its own,
-// so a member of the share group as a direct MQTT client is. Each job reaches one
+// ($share/<share name>/<filter>) to a share group the gateway opens
+// (shared_subscriptions): each worker a client with a client ID of its own, so a
+// member of the share group as a direct MQTT client is. Each job reaches one
 // worker once; a worker that unsubscribes gets no more. A client on the gateway's
 // shared connection (no client ID) cannot join, and its subscribe rejects with
 // 4031 saying why. Real parts: Mosquitto and the gateway.
@@ -13,7 +14,7 @@ import { gatewayForFile } from "./support/env.js";
 import { publishNumbered, unique } from "./support/mqtt.js";
 import { waitFor } from "./support/wait.js";
 
-const env = gatewayForFile();
+const env = gatewayForFile({ extra: "shared_subscriptions workers" });
 
 test("workers with client IDs share out jobs through a shared subscription", async () => {
   const session = await openSession(env.gateway.base);

@@ -103,27 +103,44 @@ func ValidateShared(filter string) error {
 	if err := checkString(filter); err != nil {
 		return err
 	}
-	if !IsShared(filter) {
-		return ErrShareName
-	}
-	rest := strings.TrimPrefix(filter, "$share/")
-	name, inner, ok := strings.Cut(rest, "/")
-	if !ok || name == "" || strings.ContainsAny(name, "+#") || inner == "" {
+	_, inner, ok := cutShared(filter)
+	if !ok {
 		return ErrShareName
 	}
 	return checkFilter(inner)
 }
 
-// SharedFilter is the filter a well-formed shared subscription (see
-// ValidateShared) holds after its share name, the one its messages match:
-// "room/42/#" for "$share/g/room/42/#". Any other filter is returned as it
-// is.
-func SharedFilter(filter string) string {
-	if ValidateShared(filter) != nil {
-		return filter
+// cutShared splits "$share/<share name>/<filter>" into the share name and
+// the filter, reporting whether both are there and the share name has no
+// wildcard; it does not check the filter.
+func cutShared(filter string) (name, inner string, ok bool) {
+	if !IsShared(filter) {
+		return "", "", false
 	}
-	_, inner, _ := strings.Cut(filter[len("$share/"):], "/")
-	return inner
+	name, inner, ok = strings.Cut(strings.TrimPrefix(filter, "$share/"), "/")
+	if !ok || name == "" || strings.ContainsAny(name, "+#") || inner == "" {
+		return "", "", false
+	}
+	return name, inner, true
+}
+
+// SplitShared is a well-formed shared subscription's share name and the
+// filter after it, the one its messages match: "g" and "room/42/#" for
+// "$share/g/room/42/#". ok is false for any other filter.
+func SplitShared(filter string) (name, inner string, ok bool) {
+	if ValidateShared(filter) != nil {
+		return "", "", false
+	}
+	return cutShared(filter)
+}
+
+// SharedFilter is the filter a well-formed shared subscription holds after
+// its share name (SplitShared); any other filter is returned as it is.
+func SharedFilter(filter string) string {
+	if _, inner, ok := SplitShared(filter); ok {
+		return inner
+	}
+	return filter
 }
 
 // IsShared reports whether filter is an MQTT 5 shared subscription, that is
