@@ -6,16 +6,23 @@ import (
 	"testing"
 )
 
+// lockedSession is a session of a hub of its own, its lock held until the
+// test ends: the frequency tables are the session's, under its lock.
+func lockedSession(t *testing.T) *Session {
+	_, sessions := benchHub(t, 1)
+	s := sessions[0]
+	s.mu.Lock()
+	t.Cleanup(s.mu.Unlock)
+	return s
+}
+
 // The index of frequency limits is built when a limit comes into force,
 // after subscriptions without one, and still finds those: the least
 // restrictive limit of the matching filters wins, an unlimited one
 // included. It is dropped when the last limit goes.
 func TestFrequencyIndexFollowsLimits(t *testing.T) {
-	_, sessions := benchHub(t, 1)
-	s := sessions[0]
+	s := lockedSession(t)
 	a, b := &Client{sess: s}, &Client{sess: s}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.setFrequency(a, 1, "sensors/#", 0, 0, 0) // unlimited, before any limit
 	if s.freqs.of(1).index != nil {
 		t.Fatal("an index without any limit in force")
@@ -44,8 +51,7 @@ func TestFrequencyIndexFollowsLimits(t *testing.T) {
 // past the size it keeps a map for and shrinks back: compared after each
 // change, in a seeded random order, with what the clients asked for.
 func TestFrequencyTableKeepsEveryLimitAsItGrowsAndShrinks(t *testing.T) {
-	_, sessions := benchHub(t, 1)
-	s := sessions[0]
+	s := lockedSession(t)
 	clients := []*Client{{sess: s}, {sess: s}, {sess: s}}
 	type key struct {
 		filter string
@@ -53,8 +59,6 @@ func TestFrequencyTableKeepsEveryLimitAsItGrowsAndShrinks(t *testing.T) {
 	}
 	want := map[key]float64{} // asked messages per second
 	rng := rand.New(rand.NewPCG(7, 7))
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	check := func(step int) {
 		t.Helper()
 		ft := s.freqs.of(1)
@@ -105,11 +109,8 @@ func TestFrequencyTableKeepsEveryLimitAsItGrowsAndShrinks(t *testing.T) {
 // subscriptions beside one above QoS 0 is indexed for that question, and
 // the index goes with the last subscription above QoS 0.
 func TestMessagesReachingAtQoS0(t *testing.T) {
-	_, sessions := benchHub(t, 1)
-	s := sessions[0]
+	s := lockedSession(t)
 	c := &Client{sess: s}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.freqs.of(1).reachesAtQoS0("sensors/1") {
 		t.Fatal("a message without any subscription reaches at QoS 0")
 	}
@@ -144,11 +145,8 @@ func TestMessagesReachingAtQoS0(t *testing.T) {
 // limited, so a limited filter of the same client does not hold back the
 // jobs its share group brings: the least restrictive limit wins.
 func TestSharedSubscriptionsAreNeverLimited(t *testing.T) {
-	_, sessions := benchHub(t, 1)
-	s := sessions[0]
+	s := lockedSession(t)
 	c := &Client{sess: s}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.setFrequency(c, 1, "jobs/#", 0, 1, 0)
 	if iv, _, ok := s.freqs.of(1).limit("jobs/x"); !ok || iv <= 0 {
 		t.Fatalf("jobs/x under jobs/# at 1/s: interval %v (matched %v), want the limit", iv, ok)
