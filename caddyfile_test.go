@@ -142,6 +142,7 @@ func TestCaddyfileErrorsNameTheLine(t *testing.T) {
 		"share name with a level":   {"mqtt_gateway {\n broker a mqtt://h\n shared_subscriptions workers/jobs\n}", `shared_subscriptions: "workers/jobs" is not a share name`},
 		"share name a wildcard":     {"mqtt_gateway {\n broker a mqtt://h\n shared_subscriptions +\n}", `shared_subscriptions: "+" is not a share name`},
 		"no share name":             {"mqtt_gateway {\n broker a mqtt://h\n shared_subscriptions\n}", "wrong argument count"},
+		"every share name and one":  {"mqtt_gateway {\n broker a mqtt://h\n shared_subscriptions * workers\n}", "* opens every share group: give it alone"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -178,6 +179,7 @@ func TestValidateRejectsBadConfig(t *testing.T) {
 		"frequency far too low": {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, MaxFrequency: 1e-10},
 		"empty share name":      {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, SharedSubscriptions: []string{""}},
 		"share name with a #":   {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, SharedSubscriptions: []string{"jobs#"}},
+		"share name with a NUL": {Brokers: []*session.BrokerConfig{{Name: "a", URL: "mqtt://h"}}, SharedSubscriptions: []string{"jobs\x00"}},
 	} {
 		if err := h.Validate(); err == nil {
 			t.Errorf("%s: accepted", name)

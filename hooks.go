@@ -2,7 +2,6 @@ package mqttgateway
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/caddy-mqtt/mqttgateway/hookapi"
 	"github.com/caddy-mqtt/mqttgateway/session"
-	"github.com/caddy-mqtt/mqttgateway/session/topic"
 	"github.com/caddy-mqtt/mqttgateway/transport"
 )
 
@@ -126,13 +124,9 @@ func (p *hookPolicy) grant(s *session.Session, a session.Action, d hookapi.Decis
 		return session.Grant{}, denial(d)
 	}
 	g, err := session.ParseGrant(d.Limits)
-	if err == nil && g.MaxFrequency > 0 && topic.IsShared(a.Topic) {
-		err = errors.New("max_frequency on a shared subscription, whose messages are shared out, never conflated")
-	}
 	if err != nil {
-		// A cap the gateway cannot read, or cannot apply, must not become
-		// no cap.
-		p.log.Error("the authorize hook answered a subscription limit the gateway cannot read or apply; subscription refused",
+		// A cap the gateway cannot read must not become no cap.
+		p.log.Error("the authorize hook answered a subscription limit the gateway cannot read; subscription refused",
 			zap.String("session", s.IDString()), zap.String("filter", session.TrimText(a.Topic)), zap.Error(err))
 		return session.Grant{}, session.Errorf(session.CodeHookUnavailable, "the authorize hook answered an invalid subscription limit")
 	}

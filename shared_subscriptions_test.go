@@ -13,6 +13,7 @@ import (
 	"github.com/caddy-mqtt/mqttgateway/transport"
 	"github.com/caddy-mqtt/mqttgateway/transport/gwclient"
 	"github.com/eclipse/paho.golang/autopaho"
+	"github.com/gorilla/websocket"
 )
 
 // Clients with a broker connection of their own (a client ID) join a share
@@ -23,10 +24,9 @@ import (
 // workers would lose jobs to web clients), nor may a client on the
 // gateway's shared connection join (the broker would share out between
 // gateways, not between the clients that asked), nor a subscription with
-// No Local (a protocol error, for which the broker closes the connection)
-// or a frequency limit (jobs are not values to conflate); each is refused
-// with 4031 and says why, as is a malformed share name. (Every shared
-// subscription was refused.)
+// No Local (a protocol error, for which the broker closes the connection);
+// each is refused with 4031 and says why, as is a malformed share name.
+// (Every shared subscription was refused.)
 func TestDedicatedClientsJoinAShareGroup(t *testing.T) {
 	mq := startMosquitto(t)
 	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), "shared_subscriptions workers")
@@ -59,8 +59,6 @@ func TestDedicatedClientsJoinAShareGroup(t *testing.T) {
 	refused("a client on the shared connection", err, "client ID")
 	_, err = c.SubscribeWith(ctx, first, "$share/workers/other/+", 1, session.SubscribeOptions{NoLocal: true})
 	refused("No Local", err, "No Local")
-	_, err = c.SubscribeLimited(ctx, first, "$share/workers/other/+", 0, 5)
-	refused("a frequency limit", err, "frequency")
 	_, err = c.Subscribe(ctx, first, "$share/+/jobs/+", 1)
 	refused("a wildcard share name", err, "share name")
 	_, err = c.Subscribe(ctx, first, "$share/backend/jobs/+", 1)
@@ -164,12 +162,12 @@ func TestAdminEndsASharedSubscriptionUnderAFilter(t *testing.T) {
 }
 
 // The authorize hook's rules hold for a shared subscription by the filter
-// after its share name: a rule that denies a topic denies joining a share
-// group on it (with every group open, a dedicated client read secret/plans
-// through $share/x/secret/#, past a deny rule on secret/#). A hook's
-// frequency cap on a shared subscription cannot apply (its messages are
-// shared out, never conflated), and refuses it with 4022 rather than
-// leaving it uncapped.
+// after its share name: a rule that denies a filter denies joining a share
+// group on it, or on any filter inside it (with every group open, a
+// dedicated client read secret/plans through $share/x/secret/#, past a
+// deny rule on secret/#). A hook's frequency cap holds for a shared
+// subscription as for any: a plan's cap is not lifted by joining a group of
+// one's own.
 func TestAuthorizeRulesHoldForSharedSubscriptions(t *testing.T) {
 	mq := startMosquitto(t)
 	url, _ := gatewayWithBroker(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mq.port), `shared_subscriptions *
@@ -196,7 +194,7 @@ func TestAuthorizeRulesHoldForSharedSubscriptions(t *testing.T) {
 	for filter, code := range map[string]session.Code{
 		"$share/x/secret/#":   session.CodeNotAuthorized,
 		"$share/x/#":          0, // allowed: what secret/# denies is not all it matches
-		"$share/x/capped/+":   session.CodeHookUnavailable,
+		"$share/x/capped/+":   0,
 		"$share/x/reports/+":  0,
 		"secret/plans":        session.CodeNotAuthorized,
 		"$share/x/secret/a/+": session.CodeNotAuthorized,
@@ -205,5 +203,55 @@ func TestAuthorizeRulesHoldForSharedSubscriptions(t *testing.T) {
 		if code == 0 && err != nil || code != 0 && (!errors.As(err, &e) || e.Code != code) {
 			t.Errorf("subscribe %s: %v, want code %d", filter, err, code)
 		}
+	}
+	if err := c.Unsubscribe(ctx, h, "$share/x/#"); err != nil { // the rest are under capped/ or elsewhere
+		t.Fatal(err)
+	}
+	stop := collecting(c)
+	publishRange(t, mqttPublisher(t, mq.port), []string{"capped/t"}, 0, 50, 100, 8, 0) // 0.5 s
+	capped := stop(2 * time.Second)
+	if len(capped) == 0 || len(capped) > 4 || capped[len(capped)-1].seq != 49 {
+		t.Errorf("the shared subscription capped at 1/s got %d of 50 messages in 0.5 s; want at most 4, ending on 49", len(capped))
+	}
+}
+
+// A reload that closes a share group ends its members' subscriptions: they
+// would go on taking the group's messages. A client that asked is told
+// (UNSUBSCRIBED 4021), and the jobs go to the members of the groups still
+// open. (They stayed members.)
+func TestAReloadThatClosesAShareGroupEndsItsSubscriptions(t *testing.T) {
+	mq := startMosquitto(t)
+	httpPort, groups := freePort(t), "workers reports"
+	reload := adminCaddy(t, func() string {
+		return fmt.Sprintf("http://127.0.0.1:%d {\n mqtt_gateway /mqtt/* {\n name shares\n broker main mqtt://127.0.0.1:%d\n shared_subscriptions %s\n }\n}\n",
+			httpPort, mq.port, groups)
+	})
+	ctx := ctx10(t)
+	c, err := gwclient.DialWith(ctx, &websocket.Dialer{}, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort), nil,
+		[]transport.KV{{Key: "unsubscribed", Value: "1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	h, _, err := c.Connect(ctx, session.ConnectParams{Broker: "main", ClientID: "closing-member", CleanStart: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"$share/workers/jobs/+", "$share/reports/reports/+"} {
+		if _, err := c.Subscribe(ctx, h, f, 1); err != nil {
+			t.Fatalf("subscribe %s: %v", f, err)
+		}
+	}
+	groups = "reports"
+	reload()
+	f := nextMessage(t, c)
+	if f.Type != transport.TypeUnsubscribed || f.Filter != "$share/workers/jobs/+" || f.Code != session.CodeNotAuthorized {
+		t.Fatalf("after the reload: %+v, want UNSUBSCRIBED 4021 for $share/workers/jobs/+", f)
+	}
+	mosquittoPub(t, mq.port, "-t", "jobs/a", "-q", "1", "-m", "job")
+	mosquittoPub(t, mq.port, "-t", "reports/a", "-q", "1", "-m", "report")
+	f = nextMessage(t, c)
+	if f.Type != transport.TypeMessage || f.Publish.Topic != "reports/a" {
+		t.Fatalf("after the reload: %+v, want only reports/a", f)
 	}
 }

@@ -29,7 +29,8 @@ func init() {
 // A dedicated client's shared subscription, `$share/<share name>/<filter>`,
 // is admitted by a pattern that admits its filter, or by a `$share`
 // pattern whose share name level is `+` or that name and whose rest admits
-// the filter: `$share/+/jobs/#`.
+// the filter (`$share/+/jobs/#`); `$share/#` admits every one on what `#`
+// admits.
 //
 // Patterns may hold placeholders, expanded per request:
 // `users/{http.mqtt_gateway.user}/#`. A placeholder must stand for text
@@ -68,7 +69,11 @@ func (m MatchTopic) Provision(caddy.Context) error {
 		if err != nil {
 			return fmt.Errorf("mqtt_topic: pattern %q: %v", p, err)
 		}
-		if err := topic.ValidateFilter(probe); err != nil && !errors.Is(err, topic.ErrSharedSubscription) {
+		err = topic.ValidateFilter(probe)
+		if errors.Is(err, topic.ErrSharedSubscription) {
+			err = checkSharePattern(probe)
+		}
+		if err != nil {
 			return fmt.Errorf("mqtt_topic: pattern %q: %v", p, err)
 		}
 	}
@@ -84,7 +89,7 @@ func (m MatchTopic) MatchWithError(r *http.Request) (bool, error) {
 	var repl *caddy.Replacer
 	for _, p := range m {
 		if strings.IndexByte(p, '{') < 0 {
-			if admits(p, f.Topic) {
+			if admits(p, f) {
 				return true, nil
 			}
 			continue
@@ -96,15 +101,16 @@ func (m MatchTopic) MatchWithError(r *http.Request) (bool, error) {
 			}
 		}
 		expanded, err := repl.ReplaceFunc(p, guardLevel)
-		if err == nil && admits(expanded, f.Topic) {
+		if err == nil && admits(expanded, f) {
 			return true, nil
 		}
 	}
 	return false, nil
 }
 
-// admits reports whether pattern admits t, a valid topic or filter (see
-// validTopic). A dedicated client's shared subscription,
+// admits reports whether pattern admits the request's topic, a valid
+// topic name or filter (see validTopic). A dedicated client's shared
+// subscription (not a publish's topic name, which is a plain one),
 // $share/<share name>/<filter>, delivers what its filter matches: a pattern
 // without $share admits it when it admits that filter (`secret/#` admits
 // `$share/x/secret/#`, so a rule that denies a topic denies joining a
@@ -113,11 +119,11 @@ func (m MatchTopic) MatchWithError(r *http.Request) (bool, error) {
 // filter, by the same rules: `$share/+/jobs/#` admits
 // `$share/workers/jobs/+`, and `$share/#` admits every shared subscription
 // but those whose filter `#` does not admit (`$share/g/$SYS/#`).
-func admits(pattern, t string) bool {
-	name, inner, shared := topic.SplitShared(t)
+func admits(pattern string, f *Facts) bool {
+	name, inner, shared := topic.SplitShared(f.Topic)
 	switch {
-	case !shared:
-		return topic.Contains(pattern, t)
+	case !shared || f.Action == ActionPublish:
+		return topic.Contains(pattern, f.Topic)
 	case !topic.IsShared(pattern):
 		return topic.Contains(pattern, inner)
 	case pattern == "$share/#":
@@ -125,6 +131,20 @@ func admits(pattern, t string) bool {
 	}
 	pName, pInner, ok := strings.Cut(strings.TrimPrefix(pattern, "$share/"), "/")
 	return ok && (pName == "+" || pName == name) && topic.Contains(pInner, inner)
+}
+
+// checkSharePattern refuses a $share pattern that could match no shared
+// subscription (`$share`, `$share/g`), which a deny rule would let by:
+// `$share/#`, or `$share/`, a share name or `+`, `/` and a filter.
+func checkSharePattern(p string) error {
+	if p == "$share/#" {
+		return nil
+	}
+	name, inner, _ := strings.Cut(strings.TrimPrefix(p, "$share/"), "/")
+	if name == "+" {
+		p = "$share/x/" + inner
+	}
+	return topic.ValidateShared(p)
 }
 
 // Match implements caddyhttp.RequestMatcher.

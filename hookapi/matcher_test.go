@@ -80,7 +80,6 @@ func TestMatchTopicContainment(t *testing.T) {
 		{"$share/+/jobs/+", "$share/workers/jobs/#", false},
 		{"$share/#", "$share/+/a", false},
 		{"$share/#", "$share/g", false},
-		{"$share/g", "$share/g/a", false},
 		{"#", "a/#/b", false}, // invalid filters never match
 		{"#", "a\x00b", false},
 		{"a/#", "", false},
@@ -104,6 +103,11 @@ func TestMatchTopicPublish(t *testing.T) {
 		{"a/#", "a/+", false}, // not a topic name
 		{"a/#", "a/#", false},
 		{"#", "\xff", false},
+		// A topic name under $share is a plain $ topic, not a shared
+		// subscription: # does not admit it.
+		{"#", "$share/g/jobs/x", false},
+		{"jobs/#", "$share/g/jobs/x", false},
+		{"$share/#", "$share/g/jobs/x", true},
 	} {
 		if got := matches(t, MatchTopic{tt.pattern}, publish("alice", tt.topic)); got != tt.want {
 			t.Errorf("mqtt_topic %q on publish %q = %v, want %v", tt.pattern, tt.topic, got, tt.want)
@@ -193,12 +197,16 @@ func TestMatchTopicOtherRequests(t *testing.T) {
 
 func TestMatchTopicProvision(t *testing.T) {
 	ctx := newCaddyContext(t)
-	for _, m := range []MatchTopic{{"a/#/b"}, {"a+"}, {""}, {"a/\x00"}, {}, {"users/{x}#"}} {
+	// A $share pattern that could match no shared subscription would let
+	// every one by a deny rule.
+	for _, m := range []MatchTopic{{"a/#/b"}, {"a+"}, {""}, {"a/\x00"}, {}, {"users/{x}#"},
+		{"$share"}, {"$share/+"}, {"$share/g"}, {"$share/+/"}, {"$share//a"}, {"$share/g#/a"}} {
 		if err := m.Provision(ctx); err == nil {
 			t.Errorf("Provision(%q) accepted an invalid pattern", m)
 		}
 	}
-	for _, m := range []MatchTopic{{"#"}, {"$share/#"}, {"users/{http.mqtt_gateway.user}/#"}, {"{a}/{b}/+"}} {
+	for _, m := range []MatchTopic{{"#"}, {"$share/#"}, {"$share/+/jobs/#"}, {"$share/{http.mqtt_gateway.user}/#"},
+		{"users/{http.mqtt_gateway.user}/#"}, {"{a}/{b}/+"}} {
 		if err := m.Provision(ctx); err != nil {
 			t.Errorf("Provision(%q): %v", m, err)
 		}

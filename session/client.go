@@ -392,7 +392,7 @@ func (s *Session) Subscribe(req, handle uint64, filter string, qos byte, opts Su
 			ownRefusal(notConnected(handle)) // it holds no subscription to drop
 			return
 		}
-		if err := checkShared(s.mgr.config(), filter, c.hub.dedicated, opts, maxFrequency); err != nil {
+		if err := checkShared(s.mgr.config(), filter, c.hub.dedicated, opts); err != nil {
 			ownRefusal(err)
 			return
 		}
@@ -454,10 +454,6 @@ func (s *Session) SetFrequency(req, handle uint64, filter string, maxFrequency f
 		qos, ok := c.subs[filter]
 		if !ok || c.hub == nil {
 			s.result(req, Errorf(CodeBadRequest, "client %d has no subscription to %q", handle, TrimText(filter)), 0)
-			return
-		}
-		if err := checkShared(s.mgr.config(), filter, c.hub.dedicated, SubscribeOptions{}, maxFrequency); err != nil {
-			s.result(req, err, 0)
 			return
 		}
 		s.mu.Lock()

@@ -29,6 +29,14 @@ func (s *Session) ReportUnsubscribed() { s.reportUnsubscribed.Store(true) }
 // and the subscriptions ended; it waits for the clients' queues, which a
 // slow hook may hold up to its timeout.
 func (m *Manager) EndSubscriptions(match func(info OpenInfo, id [16]byte) bool, filter, broker string, reason *Error) (sessions, ended int) {
+	// A shared subscription delivers what its inner filter matches.
+	overlapping := func(f string) bool { return topic.Overlaps(topic.SharedFilter(f), filter) }
+	return m.endSubscriptionsWhere(match, overlapping, broker, reason)
+}
+
+// endSubscriptionsWhere is EndSubscriptions for the subscriptions whose
+// filter ending says.
+func (m *Manager) endSubscriptionsWhere(match func(info OpenInfo, id [16]byte) bool, ending func(filter string) bool, broker string, reason *Error) (sessions, ended int) {
 	chosen := m.sessionsMatching(match)
 	var (
 		wg sync.WaitGroup
@@ -42,7 +50,7 @@ func (m *Manager) EndSubscriptions(match func(info OpenInfo, id [16]byte) bool, 
 			wg.Add(1)
 			c.enqueue(func() {
 				defer wg.Done()
-				n := s.endSubscriptions(c, filter, broker, reason)
+				n := s.endSubscriptions(c, ending, broker, reason)
 				mu.Lock()
 				ended += n
 				mu.Unlock()
@@ -53,24 +61,23 @@ func (m *Manager) EndSubscriptions(match func(info OpenInfo, id [16]byte) bool, 
 	return len(chosen), ended
 }
 
-// endSubscriptions ends c's subscriptions that overlap filter, and tells the
-// client of each. Run in the client's queue.
-func (s *Session) endSubscriptions(c *Client, filter, broker string, reason *Error) int {
+// endSubscriptions ends c's subscriptions whose filter ending says, and
+// tells the client of each. Run in the client's queue.
+func (s *Session) endSubscriptions(c *Client, ending func(filter string) bool, broker string, reason *Error) int {
 	if c.hub == nil || broker != "" && c.hub.br().cfg.Name != broker {
 		return 0
 	}
-	var ending []string
+	var ended []string
 	for f := range c.subs {
-		// A shared subscription delivers what its inner filter matches.
-		if topic.Overlaps(topic.SharedFilter(f), filter) {
-			ending = append(ending, f)
+		if ending(f) {
+			ended = append(ended, f)
 		}
 	}
-	for _, f := range ending {
+	for _, f := range ended {
 		s.dropSubscription(c, f)
 		if s.reportUnsubscribed.Load() {
 			s.push(Event{Kind: EventUnsubscribed, Handle: c.handle, Filter: f, Code: reason.Code, Text: reason.Message})
 		}
 	}
-	return len(ending)
+	return len(ended)
 }

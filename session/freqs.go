@@ -19,10 +19,10 @@ import (
 // idle dashboards, and their memory is the gateway's.
 //
 // A shared subscription ($share/<share name>/<filter>, a dedicated
-// client's: shared.go) matches topics by its inner filter, and no limit
-// ever holds it: its messages are shared out between the group's members,
-// not values to conflate. As the least restrictive limit of a topic wins,
-// a limited filter of the same client does not hold them back either.
+// client's: shared.go) matches topics by the filter after its share name,
+// and is limited as any other subscription: by what its client asks, and
+// by the server's, the session's and the hook's caps (a session capped by
+// its plan must not lift its cap by joining a group of its own).
 
 // freqLimit is one client's limit on one subscription. 24 bytes: every
 // subscription of every session has one, and a float32 is precise enough
@@ -248,7 +248,7 @@ func (s *Session) setFrequency(c *Client, stream uint64, filter string, qos byte
 		ft = &freqTable{stream: stream}
 		s.freqs = append(s.freqs, ft)
 	}
-	lim := freqLimit{asked: float32(asked), hookCap: float32(hookCap), interval: s.subscriptionInterval(filter, asked, hookCap), qos: qos}
+	lim := freqLimit{asked: float32(asked), hookCap: float32(hookCap), interval: s.mgr.interval(asked, s.capFrequency, hookCap), qos: qos}
 	ft.add(freqEntry{filter: filter, client: c, freqLimit: lim})
 	if qos > 0 {
 		ft.aboveQoS0++
@@ -293,16 +293,6 @@ func (s *Session) clearFrequency(c *Client, stream uint64, filter string) {
 	s.releaseHeld()
 }
 
-// subscriptionInterval is the spacing in force on a subscription to
-// filter: what its client asked for, under the server's, the session's and
-// the hook's caps; 0 (none) for a shared subscription.
-func (s *Session) subscriptionInterval(filter string, asked, hookCap float64) time.Duration {
-	if topic.IsShared(filter) {
-		return 0
-	}
-	return s.mgr.interval(asked, s.capFrequency, hookCap)
-}
-
 // ensureGate makes the gate throttled subscriptions need. Called with s.mu
 // held.
 func (s *Session) ensureGate() {
@@ -318,7 +308,7 @@ func (s *Session) reapplyLimits() {
 	for _, ft := range s.freqs {
 		for i := range ft.entries {
 			lim := &ft.entries[i].freqLimit
-			iv := s.subscriptionInterval(ft.entries[i].filter, float64(lim.asked), float64(lim.hookCap))
+			iv := s.mgr.interval(float64(lim.asked), s.capFrequency, float64(lim.hookCap))
 			switch {
 			case lim.interval <= 0 && iv > 0:
 				s.throttled++

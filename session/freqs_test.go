@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"time"
 )
 
 // lockedSession is a session of a hub of its own, its lock held until the
@@ -141,30 +142,28 @@ func TestMessagesReachingAtQoS0(t *testing.T) {
 	}
 }
 
-// A shared subscription matches topics by its inner filter and is never
-// limited, so a limited filter of the same client does not hold back the
-// jobs its share group brings: the least restrictive limit wins.
-func TestSharedSubscriptionsAreNeverLimited(t *testing.T) {
+// A shared subscription matches topics by the filter after its share name,
+// and is limited as any other: a session capped by its plan does not lift
+// its cap by joining a group of its own. The least restrictive limit of a
+// topic wins, as between plain filters.
+func TestSharedSubscriptionsAreLimitedByTheirFilter(t *testing.T) {
 	s := lockedSession(t)
 	c := &Client{sess: s}
-	s.setFrequency(c, 1, "jobs/#", 0, 1, 0)
+	s.setFrequency(c, 1, "$share/g/jobs/+", 0, 1, 0)
 	if iv, _, ok := s.freqs.of(1).limit("jobs/x"); !ok || iv <= 0 {
-		t.Fatalf("jobs/x under jobs/# at 1/s: interval %v (matched %v), want the limit", iv, ok)
+		t.Fatalf("jobs/x under $share/g/jobs/+ at 1/s: interval %v (matched %v), want the limit", iv, ok)
 	}
-	s.setFrequency(c, 1, "$share/g/jobs/+", 0, 0, 0)
-	for _, ft := range []*freqTable{s.freqs.of(1)} {
-		if iv, _, ok := ft.limit("jobs/x"); !ok || iv != 0 {
-			t.Fatalf("jobs/x beside $share/g/jobs/+ (indexed %v): interval %v (matched %v), want none", ft.index != nil, iv, ok)
-		}
-		if iv, _, ok := ft.limit("jobs/x/y"); !ok || iv <= 0 {
-			t.Fatalf("jobs/x/y, which only jobs/# matches: interval %v (matched %v), want the limit", iv, ok)
-		}
+	if _, _, ok := s.freqs.of(1).limit("other/x"); ok {
+		t.Fatal("other/x matched $share/g/jobs/+")
+	}
+	s.setFrequency(c, 1, "jobs/#", 0, 0, 0)
+	if iv, _, ok := s.freqs.of(1).limit("jobs/x"); !ok || iv != 0 {
+		t.Fatalf("jobs/x beside an unlimited jobs/#: interval %v (matched %v), want none", iv, ok)
 	}
 	s.clearFrequency(c, 1, "jobs/#")
-	if s.throttled != 0 || s.freqs.of(1).index != nil {
-		t.Fatalf("throttled %d, index %v with only the shared subscription left", s.throttled, s.freqs.of(1).index != nil)
-	}
-	if iv, _, ok := s.freqs.of(1).limit("jobs/x"); !ok || iv != 0 {
-		t.Fatalf("jobs/x, not indexed: interval %v (matched %v), want none", iv, ok)
+	s.capFrequency = 2
+	s.setFrequency(c, 1, "$share/h/jobs/+", 0, 0, 0) // asks for no limit: the session's cap holds
+	if iv, _, ok := s.freqs.of(1).limit("jobs/x"); !ok || iv < 400*time.Millisecond {
+		t.Fatalf("jobs/x in a session capped at 2/s: interval %v (matched %v), want at least 0.5 s", iv, ok)
 	}
 }

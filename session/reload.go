@@ -3,6 +3,7 @@ package session
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -168,6 +169,11 @@ func (m *Manager) ReconfigureStaged(cfg Config, staged *StagedBrokers) error {
 	}
 	if prev != nil && (prev.MaxFrequency != cfg.MaxFrequency || prev.MaxBandwidth != cfg.MaxBandwidth) {
 		m.reapplyLimits()
+	}
+	if prev != nil && !slices.Equal(prev.SharedSubscriptions, cfg.SharedSubscriptions) {
+		// It waits for the clients' queues, which a slow hook may hold:
+		// not the reload.
+		go m.endClosedShares()
 	}
 
 	for _, br := range renewed {

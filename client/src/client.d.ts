@@ -245,8 +245,8 @@ export declare class BrokerClient {
    * Subscribes; resolves with the granted QoS. A subscription to the same filter
    * replaces the one held; one that fails (4021 refused…) leaves none, the one held
    * before included, at the gateway too. A client with a client ID may join a share
-   * group, `"$share/<share name>/<filter>"` (without `noLocal` or `maxFrequency`); one
-   * without is refused (4031).
+   * group the gateway opens (`shared_subscriptions`), `"$share/<share name>/<filter>"`,
+   * without `noLocal`; otherwise the subscribe is refused (4031).
    */
   subscribe(filter: string, options?: SubscribeOptions): Promise<QoS>;
   /** Unsubscribes; messages for the filter stop being delivered at once. */
