@@ -210,7 +210,7 @@ func (ft *freqTable) limit(name string) (interval time.Duration, qos byte, match
 		})
 		return interval, qos, matched
 	}
-	for i := range ft.entries { // not indexed: no limit in force
+	for i := range ft.entries { // not indexed: no limit in force, or a few entries
 		if e := &ft.entries[i]; topic.Match(matchFilter(e.filter), name) {
 			take(e.freqLimit)
 		}
