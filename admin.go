@@ -113,7 +113,7 @@ func readSessionsRequest(w http.ResponseWriter, r *http.Request, withFilter bool
 		if req.Filter == "" {
 			return req, nil, caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New(`name a "filter": the subscriptions that could deliver a topic it matches end`)}
 		}
-		if err := topic.ValidateFilter(req.Filter); err != nil {
+		if err := topic.ValidateFilter(req.Filter); err != nil && topic.ValidateShared(req.Filter) != nil {
 			return req, nil, caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("filter %q: %v", req.Filter, err)}
 		}
 	}

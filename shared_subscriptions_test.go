@@ -124,10 +124,11 @@ func share(t *testing.T, c *gwclient.Client, pub *autopaho.ConnectionManager, wo
 // A member removed from a room loses its shared subscriptions to the room
 // too: the admin API's unsubscribe ends each subscription that could
 // deliver a topic under the filter, and a shared one delivers what the
-// filter after its share name matches.
+// filter after its share name matches. A shared filter ends one group's
+// subscriptions only.
 func TestAdminEndsASharedSubscriptionUnderAFilter(t *testing.T) {
 	mq := startMosquitto(t)
-	adminPort, url := gatewayWithAdmin(t, "shared", mq.port, "shared_subscriptions g")
+	adminPort, url := gatewayWithAdmin(t, "shared", mq.port, "shared_subscriptions g h")
 	ctx := ctx10(t)
 	c, err := gwclient.Dial(ctx, url, http.Header{"X-Test-User": {"carol"}})
 	if err != nil {
@@ -138,21 +139,26 @@ func TestAdminEndsASharedSubscriptionUnderAFilter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"$share/g/room/42/#", "$share/g/room/43/#"} {
+	for _, f := range []string{"$share/g/room/42/#", "$share/g/room/43/#", "$share/h/room/43/#"} {
 		if _, err := c.Subscribe(ctx, h, f, 0); err != nil {
 			t.Fatalf("subscribe %s: %v", f, err)
 		}
 	}
-	resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/mqtt_gateway/unsubscribe", adminPort), "application/json",
-		strings.NewReader(`{"user":"carol","filter":"room/42/#"}`))
-	if err != nil {
-		t.Fatal(err)
+	unsubscribe := func(filter string) {
+		t.Helper()
+		resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/mqtt_gateway/unsubscribe", adminPort), "application/json",
+			strings.NewReader(fmt.Sprintf(`{"user":"carol","filter":%q}`, filter)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		answer, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(answer), `"unsubscribed":1`) {
+			t.Fatalf("unsubscribe %s: %d %s, want 200 and 1 subscription", filter, resp.StatusCode, answer)
+		}
 	}
-	answer, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || !strings.Contains(string(answer), `"unsubscribed":1`) {
-		t.Fatalf("unsubscribe: %d %s, want 200 and 1 subscription", resp.StatusCode, answer)
-	}
+	unsubscribe("room/42/#")
+	unsubscribe("$share/h/room/#") // h's room/43, not g's
 	for _, topic := range []string{"room/42/msg", "room/43/msg"} {
 		mosquittoPub(t, mq.port, "-t", topic, "-m", topic)
 	}

@@ -27,10 +27,19 @@ func (s *Session) ReportUnsubscribed() { s.reportUnsubscribed.Store(true) }
 // authorize hook is told), after the client's requests already waiting,
 // and the client is told why with reason. It returns the sessions selected
 // and the subscriptions ended; it waits for the clients' queues, which a
-// slow hook may hold up to its timeout.
+// slow hook may hold up to its timeout. A shared subscription ends by the
+// filter after its share name; a shared filter,
+// $share/<share name>/<filter>, ends only that group's.
 func (m *Manager) EndSubscriptions(match func(info OpenInfo, id [16]byte) bool, filter, broker string, reason *Error) (sessions, ended int) {
-	// A shared subscription delivers what its inner filter matches.
+	// A shared subscription delivers what its inner filter matches; a
+	// shared filter names one share group's subscriptions.
 	overlapping := func(f string) bool { return topic.Overlaps(topic.SharedFilter(f), filter) }
+	if group, inner, ok := topic.SplitShared(filter); ok {
+		overlapping = func(f string) bool {
+			name, fInner, ok := topic.SplitShared(f)
+			return ok && name == group && topic.Overlaps(fInner, inner)
+		}
+	}
 	return m.endSubscriptionsWhere(match, overlapping, broker, reason)
 }
 
