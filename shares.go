@@ -2,7 +2,6 @@ package mqttgateway
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/caddy-mqtt/mqttgateway/session/topic"
 )
@@ -15,7 +14,7 @@ func checkShareNames(names []string) error {
 		if n == "*" && len(names) > 1 {
 			return fmt.Errorf("shared_subscriptions: * opens every share group: give it alone")
 		}
-		if n == "" || strings.ContainsAny(n, "/+#") || topic.ValidateText(n) != nil {
+		if topic.ValidateShareName(n) != nil {
 			return fmt.Errorf("shared_subscriptions: %q is not a share name (the level after $share/, without /, + or #) nor *", n)
 		}
 	}

@@ -54,23 +54,9 @@ type freqEntry struct {
 	freqLimit
 }
 
-// freqRef is an entry as the index holds it, under the filter its topics
-// match.
-type freqRef struct {
-	client *Client
-	filter string
-}
-
-// matchFilter is the filter a subscription's messages match: a shared
-// subscription's inner filter, or filter itself.
-func matchFilter(filter string) string {
-	if topic.IsShared(filter) {
-		return topic.SharedFilter(filter)
-	}
-	return filter
-}
-
-// freqKey finds a freqEntry in a large table.
+// freqKey finds a freqEntry: in a large table's map, and as the index
+// holds the entry, under the filter its topics match (a shared
+// subscription's inner one: topic.SharedFilter).
 type freqKey struct {
 	filter string
 	client *Client
@@ -87,7 +73,7 @@ type freqTable struct {
 	stream  uint64
 	entries []freqEntry
 	at      map[freqKey]int       // where each entry is in entries, past smallFreqTable of them
-	index   *topic.Index[freqRef] // while needed (indexAsNeeded), by the filter topics match (matchFilter)
+	index   *topic.Index[freqKey] // while needed (indexAsNeeded), by the filter topics match
 	// aboveQoS0 counts the subscriptions above QoS 0: with none, the
 	// session's clients get every message of the stream at QoS 0.
 	aboveQoS0 int
@@ -203,15 +189,15 @@ func (ft *freqTable) limit(name string) (interval time.Duration, qos byte, match
 		matched = true
 	}
 	if ft.index != nil {
-		ft.index.Match(name, func(_ string, r freqRef) {
-			if i := ft.find(r.filter, r.client); i >= 0 {
+		ft.index.Match(name, func(_ string, k freqKey) {
+			if i := ft.find(k.filter, k.client); i >= 0 {
 				take(ft.entries[i].freqLimit)
 			}
 		})
 		return interval, qos, matched
 	}
 	for i := range ft.entries { // not indexed: no limit in force, or a few entries
-		if e := &ft.entries[i]; topic.Match(matchFilter(e.filter), name) {
+		if e := &ft.entries[i]; topic.Match(topic.SharedFilter(e.filter), name) {
 			take(e.freqLimit)
 		}
 	}
@@ -230,9 +216,9 @@ func (s *Session) indexAsNeeded() {
 		case s.throttled == 0 && !mixed:
 			ft.index = nil
 		case ft.index == nil:
-			ft.index = new(topic.Index[freqRef])
+			ft.index = new(topic.Index[freqKey])
 			for _, e := range ft.entries {
-				ft.index.Add(matchFilter(e.filter), freqRef{e.client, e.filter})
+				ft.index.Add(topic.SharedFilter(e.filter), freqKey{e.filter, e.client})
 			}
 		}
 	}
@@ -254,7 +240,7 @@ func (s *Session) setFrequency(c *Client, stream uint64, filter string, qos byte
 		ft.aboveQoS0++
 	}
 	if ft.index != nil {
-		ft.index.Add(matchFilter(filter), freqRef{c, filter})
+		ft.index.Add(topic.SharedFilter(filter), freqKey{filter, c})
 	}
 	if lim.interval > 0 {
 		s.throttled++
@@ -281,7 +267,7 @@ func (s *Session) clearFrequency(c *Client, stream uint64, filter string) {
 		ft.aboveQoS0--
 	}
 	if ft.index != nil {
-		ft.index.Remove(matchFilter(filter), freqRef{c, filter})
+		ft.index.Remove(topic.SharedFilter(filter), freqKey{filter, c})
 	}
 	if lim.interval > 0 {
 		s.throttled--

@@ -94,44 +94,56 @@ func ValidateFilter(filter string) error {
 }
 
 // ValidateShared reports whether a shared subscription (see IsShared) is
-// well formed: "$share/", a share name of at least one character without
-// '/', '+' or '#', '/', then a filter ValidateFilter takes. Only a client
-// with a broker connection of its own may subscribe to one (ValidateFilter
-// says why): its broker balances the group's messages between its
-// members, that client one of them.
+// well formed: "$share/", a share name (ValidateShareName), '/', then a
+// filter ValidateFilter takes. Only a client with a broker connection of
+// its own may subscribe to one (ValidateFilter says why): its broker
+// balances the group's messages between its members, that client one of
+// them.
 func ValidateShared(filter string) error {
-	if err := checkString(filter); err != nil {
-		return err
-	}
-	_, inner, ok := cutShared(filter)
-	if !ok {
-		return ErrShareName
-	}
-	return checkFilter(inner)
+	_, _, err := parseShared(filter)
+	return err
 }
 
-// cutShared splits "$share/<share name>/<filter>" into the share name and
-// the filter, reporting whether both are there and the share name has no
-// wildcard; it does not check the filter.
-func cutShared(filter string) (name, inner string, ok bool) {
+// ValidateShareName reports whether name can be a share name: at least one
+// character, no '/', '+' or '#' (section 4.8.2), and an MQTT string brokers
+// take (ValidateText).
+func ValidateShareName(name string) error {
+	if name == "" || strings.ContainsAny(name, "/+#") {
+		return ErrShareName
+	}
+	return ValidateText(name)
+}
+
+// parseShared checks a shared subscription and splits it into its share
+// name and the filter after it.
+func parseShared(filter string) (name, inner string, err error) {
+	if err := checkString(filter); err != nil {
+		return "", "", err
+	}
 	if !IsShared(filter) {
-		return "", "", false
+		return "", "", ErrShareName
 	}
-	name, inner, ok = strings.Cut(strings.TrimPrefix(filter, "$share/"), "/")
-	if !ok || name == "" || strings.ContainsAny(name, "+#") || inner == "" {
-		return "", "", false
+	name, inner, ok := strings.Cut(strings.TrimPrefix(filter, "$share/"), "/")
+	if !ok || inner == "" || ValidateShareName(name) != nil {
+		return "", "", ErrShareName
 	}
-	return name, inner, true
+	if err := checkFilter(inner); err != nil {
+		return "", "", err
+	}
+	return name, inner, nil
 }
 
 // SplitShared is a well-formed shared subscription's share name and the
 // filter after it, the one its messages match: "g" and "room/42/#" for
-// "$share/g/room/42/#". ok is false for any other filter.
+// "$share/g/room/42/#". ok is false for any other filter, which costs a
+// prefix check: the hook's matcher and the frequency table ask it of
+// every filter.
 func SplitShared(filter string) (name, inner string, ok bool) {
-	if ValidateShared(filter) != nil {
+	if !IsShared(filter) {
 		return "", "", false
 	}
-	return cutShared(filter)
+	name, inner, err := parseShared(filter)
+	return name, inner, err == nil
 }
 
 // SharedFilter is the filter a well-formed shared subscription holds after
