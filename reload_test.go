@@ -3,6 +3,7 @@ package mqttgateway
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -35,6 +36,29 @@ func adminCaddy(t *testing.T, site func() string) (reload func()) {
 		if status, body := try(); status != http.StatusOK {
 			t.Fatalf("reload: %d %s", status, body)
 		}
+	}
+}
+
+// dialAfterReload is dial right after a reload that Caddy applied, which
+// tries again, for up to 5 s, a connection reset or closed before its
+// WebSocket handshake answered. The old config's server shares the
+// listening socket with the new one until it has stopped, and a
+// connection that its last Accept took is closed with it: a client that
+// connects during a reload meets this (the JavaScript client tries again).
+func dialAfterReload(t testing.TB, url string) *gwclient.Client {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := gwclient.Dial(ctx10(t), url, nil)
+		if err == nil {
+			t.Cleanup(func() { c.Close() })
+			return c
+		}
+		lost := errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+		if !lost || time.Now().After(deadline) {
+			t.Fatalf("dial %s: %v", url, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -275,7 +299,7 @@ func TestReloadNewGatewayKeepsEmbeddedBroker(t *testing.T) {
 	second = fmt.Sprintf("broker other mqtt://127.0.0.1:%d", mq.port)
 	reload()
 
-	c := dial(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort))
+	c := dialAfterReload(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort))
 	h, _, err := c.Connect(ctx10(t), session.ConnectParams{Broker: "local"})
 	if err != nil {
 		t.Fatal(err)
@@ -514,7 +538,7 @@ func TestReloadMovingEmbeddedBrokerToATakenAddress(t *testing.T) {
 		if status, body := tryReload(); status != http.StatusOK {
 			t.Fatalf("moving the broker to %s: %d %s", listen, status, body)
 		}
-		c2 := dial(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort))
+		c2 := dialAfterReload(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort))
 		h2, _, err := c2.Connect(ctx10(t), session.ConnectParams{Broker: "local"})
 		if err != nil {
 			t.Fatalf("after moving the broker to %s: %v", listen, err)
@@ -563,7 +587,7 @@ func TestReloadEmbeddedBrokerBecomesExternal(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	c := dial(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort))
+	c := dialAfterReload(t, fmt.Sprintf("ws://127.0.0.1:%d/mqtt/ws", httpPort))
 	connectSubscribe(t, c, "switched", 0)
 	mosquittoPub(t, mq.port, "-t", "switched", "-m", "from mosquitto")
 	if f := nextMessage(t, c); string(f.Publish.Payload) != "from mosquitto" {
